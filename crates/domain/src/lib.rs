@@ -1,0 +1,27 @@
+//! The pure domain of paycore: identifiers, money, metadata, the aggregates
+//! as deciders, and their events. No I/O, no async, no clock, no randomness:
+//! time and new IDs arrive inside commands.
+
+pub mod aggregate;
+pub mod api_key;
+pub mod command;
+pub mod error;
+pub mod events;
+pub mod id;
+pub mod identity;
+pub mod meta;
+pub mod money;
+pub mod project;
+pub mod stream;
+pub mod time;
+
+pub use aggregate::Aggregate;
+pub use command::{Command, CommandEnvelope, Decision, IdempotencyKey, Lookup, decide};
+pub use error::{DomainError, FieldViolation, Refusal, Violations};
+pub use events::{Event, ResourceRef, Transaction, TransactionKind};
+pub use id::*;
+pub use meta::Meta;
+pub use money::{Currency, Money};
+pub use project::Environment;
+pub use stream::StreamRef;
+pub use time::Timestamp;
