@@ -1,6 +1,8 @@
 //! Aggregate states and how events evolve them. `evolve` is total: an event
 //! that does not belong to the aggregate is a bug, caught by a debug assert.
 
+use serde::{Deserialize, Serialize};
+
 use crate::api_key::KeyKind;
 use crate::events::{Event, ResourceRef};
 use crate::id::{AccountId, ApiKeyId, CustomerId, ProjectId, TransactionId, TransferId};
@@ -10,7 +12,7 @@ use crate::money::{Currency, Money};
 use crate::project::Environment;
 use crate::time::Timestamp;
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Project {
     pub id: ProjectId,
     pub name: String,
@@ -19,7 +21,7 @@ pub struct Project {
     pub created_at: Timestamp,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ApiKey {
     pub id: ApiKeyId,
     pub project_id: ProjectId,
@@ -29,7 +31,7 @@ pub struct ApiKey {
     pub revoked_at: Option<Timestamp>,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Customer {
     pub id: CustomerId,
     pub project_id: ProjectId,
@@ -38,7 +40,7 @@ pub struct Customer {
     pub created_at: Timestamp,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Account {
     pub id: AccountId,
     pub project_id: ProjectId,
@@ -56,7 +58,7 @@ impl Account {
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Transfer {
     pub id: TransferId,
     pub project_id: ProjectId,
@@ -70,13 +72,13 @@ pub struct Transfer {
 }
 
 /// Sum of one project's balances in one currency.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProjectBalance {
     pub total: Money,
 }
 
 /// The last use of an idempotency key.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IdempotencyRecord {
     pub request_hash: [u8; 32],
     pub resource: ResourceRef,

@@ -1,1 +1,135 @@
-//! paycore engine
+//! Command handling: command → decide → atomic append → reply.
+//!
+//! One decider task owns the write path. It takes every command that is
+//! waiting (up to [`EngineConfig::max_batch`]), decides each against the
+//! in-memory state — including the not-yet-committed effects of the commands
+//! before it in the same batch — and appends the whole batch as ONE atomic
+//! request: one fsync for many commands. Replies go out only after the append
+//! is durable. Because one task decides, commands on the same accounts never
+//! race each other inside a server; against other writers (several servers on
+//! one database) every write carries the version it was decided on, and a
+//! version conflict reloads the streams and decides again.
+
+mod cache;
+mod decider_loop;
+mod error;
+
+use std::sync::Arc;
+
+use paycore_domain::{Aggregate, CommandEnvelope, ResourceRef, StreamRef};
+use paycore_store::{EventStore, Position};
+use tokio::sync::{mpsc, oneshot, watch};
+use uuid::Uuid;
+
+pub use error::EngineError;
+
+use crate::cache::StateCache;
+use crate::decider_loop::{DeciderLoop, Job};
+
+/// Tuning of the write path.
+#[derive(Clone, Debug)]
+pub struct EngineConfig {
+    /// Commands waiting beyond this are refused with [`EngineError::Overloaded`].
+    pub queue_capacity: usize,
+    /// Most commands decided and appended together.
+    pub max_batch: usize,
+    /// Attempts per command when other writers keep changing its streams.
+    pub max_attempts: usize,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self {
+            queue_capacity: 16_384,
+            max_batch: 1_024,
+            max_attempts: 8,
+        }
+    }
+}
+
+/// Who issued a command, recorded in every event's metadata.
+#[derive(Clone, Debug, Default)]
+pub struct CommandMeta {
+    /// The API key (or `system`) acting.
+    pub actor: Option<String>,
+    pub correlation_id: Option<Uuid>,
+}
+
+/// The answer to a command that was carried out (or replayed).
+#[derive(Clone, Debug)]
+pub struct Executed {
+    /// What the command created or changed.
+    pub resource: ResourceRef,
+    /// Its state right after the command.
+    pub state: Aggregate,
+    /// Read models that have applied this position reflect the command.
+    pub position: Position,
+    /// True when an idempotency key matched an earlier request: nothing new
+    /// was written and `state` is the resource as it is now.
+    pub replayed: bool,
+}
+
+/// Handle to the write path. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Engine {
+    jobs: mpsc::Sender<Job>,
+    cache: Arc<StateCache>,
+    store: Arc<dyn EventStore>,
+    fatal: watch::Receiver<Option<String>>,
+}
+
+impl Engine {
+    /// Starts the decider task on the current tokio runtime.
+    pub fn start(store: Arc<dyn EventStore>, config: EngineConfig) -> Self {
+        let (jobs, queue) = mpsc::channel(config.queue_capacity.max(1));
+        let (fatal_tx, fatal) = watch::channel(None);
+        let cache = Arc::new(StateCache::default());
+        let decider = DeciderLoop::new(store.clone(), cache.clone(), config, fatal_tx);
+        tokio::spawn(decider.run(queue));
+        Self {
+            jobs,
+            cache,
+            store,
+            fatal,
+        }
+    }
+
+    /// Carries out one command on behalf of the system.
+    pub async fn execute(&self, envelope: CommandEnvelope) -> Result<Executed, EngineError> {
+        self.execute_with(envelope, CommandMeta::default()).await
+    }
+
+    /// Carries out one command; `meta` is recorded with its events.
+    pub async fn execute_with(&self, envelope: CommandEnvelope, meta: CommandMeta) -> Result<Executed, EngineError> {
+        let (reply, answer) = oneshot::channel();
+        let job = Job { envelope, meta, reply };
+        self.jobs.try_send(job).map_err(|error| match error {
+            mpsc::error::TrySendError::Full(_) => EngineError::Overloaded,
+            mpsc::error::TrySendError::Closed(_) => EngineError::Unavailable("the engine has stopped".into()),
+        })?;
+        answer
+            .await
+            .map_err(|_| EngineError::Unavailable("the engine stopped before answering".into()))?
+    }
+
+    /// The committed state of one aggregate: from memory, or loaded from the
+    /// store on a miss.
+    pub async fn load(&self, stream: &StreamRef) -> Result<Aggregate, EngineError> {
+        if let Some(cached) = self.cache.get(stream) {
+            return Ok(cached.state);
+        }
+        let loaded = cache::load_stream(self.store.as_ref(), stream).await?;
+        self.cache.insert_if_absent(stream.clone(), loaded.clone());
+        Ok(loaded.state)
+    }
+
+    /// Becomes `Some(reason)` when the store failed in a way that makes the
+    /// process unsafe to continue (a failed fsync). The server exits on it.
+    pub fn fatal(&self) -> watch::Receiver<Option<String>> {
+        self.fatal.clone()
+    }
+
+    pub fn store(&self) -> &Arc<dyn EventStore> {
+        &self.store
+    }
+}

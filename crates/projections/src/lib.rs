@@ -1,1 +1,280 @@
-//! paycore projections
+//! Read models (projects, customers, accounts with balances, transfers,
+//! transactions) built from the `$all` log.
+//!
+//! One task subscribes to `$all` from the models' checkpoint and applies
+//! events in order. The models live in memory; a snapshot of them together
+//! with the checkpoint is written to disk now and then and at shutdown, so a
+//! restart only replays the events after it. Command handlers call
+//! [`ReadModels::wait_for`] with the position of their write before answering,
+//! so a client always reads its own writes.
+
+mod models;
+mod page;
+mod snapshot;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use parking_lot::RwLock;
+use paycore_domain::aggregate::{Account, Customer, Project, Transfer};
+use paycore_domain::{AccountId, CustomerId, Event, ProjectId, Transaction, TransactionId, TransferId};
+use paycore_store::{EventStore, Position, RecordedEvent, StoreError};
+use tokio::sync::watch;
+
+pub use page::{Page, PageError, PageRequest};
+
+use crate::models::Models;
+use crate::page::ListKind;
+
+/// How often the models are written to disk while events keep arriving.
+#[derive(Clone, Debug)]
+pub struct SnapshotPolicy {
+    /// Where the snapshot lives; `None` keeps the models in memory only.
+    pub path: Option<PathBuf>,
+    pub every_events: u64,
+    pub every: Duration,
+}
+
+impl SnapshotPolicy {
+    pub fn in_memory() -> Self {
+        Self {
+            path: None,
+            every_events: u64::MAX,
+            every: Duration::MAX,
+        }
+    }
+
+    pub fn at(path: PathBuf) -> Self {
+        Self {
+            path: Some(path),
+            every_events: 100_000,
+            every: Duration::from_secs(30),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProjectionError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("event at position {position} does not decode: {reason}")]
+    Decode { position: Position, reason: String },
+    #[error("snapshot {path}: {source}")]
+    Snapshot {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Shared handle to the read models. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct ReadModels {
+    models: Arc<RwLock<Models>>,
+    /// Number of events applied (= next position to apply).
+    applied: watch::Receiver<Position>,
+    store: Arc<dyn EventStore>,
+    snapshot_path: Option<PathBuf>,
+}
+
+const APPLY_BATCH: usize = 4_096;
+
+impl ReadModels {
+    /// Loads the snapshot (if any and readable), catches up with the store
+    /// and keeps following it in a background task.
+    pub async fn start(store: Arc<dyn EventStore>, policy: SnapshotPolicy) -> Result<Self, ProjectionError> {
+        let models = match &policy.path {
+            Some(path) => snapshot::load(path).await.unwrap_or_default(),
+            None => Models::default(),
+        };
+        let from = models.next_position;
+        let (applied_tx, applied) = watch::channel(from);
+        let models = Arc::new(RwLock::new(models));
+        let snapshot_path = policy.path.clone();
+        let follower = Follower {
+            models: models.clone(),
+            applied: applied_tx,
+            store: store.clone(),
+            policy,
+        };
+        tokio::spawn(follower.run(from));
+        Ok(Self {
+            models,
+            applied,
+            store,
+            snapshot_path,
+        })
+    }
+
+    /// Writes the models and their checkpoint to disk now (at shutdown), so
+    /// the next start replays only what comes after.
+    pub async fn persist(&self) -> Result<(), ProjectionError> {
+        let Some(path) = &self.snapshot_path else { return Ok(()) };
+        let encoded = snapshot::encode(&self.models.read());
+        snapshot::save(path, encoded).await
+    }
+
+    /// Returns once the event at `position` (and all before it) is applied,
+    /// or at once if the store holds no event at `position`.
+    pub async fn wait_for(&self, position: Position) {
+        if *self.store.committed().borrow() <= position {
+            return;
+        }
+        let mut applied = self.applied.clone();
+        // An Err means the follower stopped; readers then get what there is.
+        let _ = applied.wait_for(|applied| *applied > position).await;
+    }
+
+    /// Number of events applied so far.
+    pub fn checkpoint(&self) -> Position {
+        *self.applied.borrow()
+    }
+
+    pub fn project(&self, id: ProjectId) -> Option<Project> {
+        self.models.read().models(id)?.project.clone()
+    }
+
+    pub fn customer(&self, project: ProjectId, id: CustomerId) -> Option<Customer> {
+        self.models.read().models(project)?.customers.get(&id).cloned()
+    }
+
+    pub fn account(&self, project: ProjectId, id: AccountId) -> Option<Account> {
+        self.models.read().models(project)?.accounts.get(&id).cloned()
+    }
+
+    pub fn transfer(&self, project: ProjectId, id: TransferId) -> Option<Transfer> {
+        self.models.read().models(project)?.transfers.get(&id).cloned()
+    }
+
+    pub fn transaction(&self, project: ProjectId, id: TransactionId) -> Option<Transaction> {
+        self.models.read().models(project)?.transactions.get(&id).copied()
+    }
+
+    pub fn list_customers(&self, project: ProjectId, page: &PageRequest) -> Result<Page<Customer>, PageError> {
+        let models = self.models.read();
+        let Some(models) = models.models(project) else {
+            return page::empty(project, ListKind::Customers, page);
+        };
+        let list = &models.customers;
+        page::slice(project, ListKind::Customers, page, list.len(), |i| list.at(i).cloned())
+    }
+
+    pub fn list_accounts(&self, project: ProjectId, page: &PageRequest) -> Result<Page<Account>, PageError> {
+        let models = self.models.read();
+        let Some(models) = models.models(project) else {
+            return page::empty(project, ListKind::Accounts, page);
+        };
+        let list = &models.accounts;
+        page::slice(project, ListKind::Accounts, page, list.len(), |i| list.at(i).cloned())
+    }
+
+    pub fn list_transfers(&self, project: ProjectId, page: &PageRequest) -> Result<Page<Transfer>, PageError> {
+        let models = self.models.read();
+        let Some(models) = models.models(project) else {
+            return page::empty(project, ListKind::Transfers, page);
+        };
+        let list = &models.transfers;
+        page::slice(project, ListKind::Transfers, page, list.len(), |i| list.at(i).cloned())
+    }
+
+    /// All of the project's transactions, or one account's.
+    pub fn list_transactions(
+        &self,
+        project: ProjectId,
+        account: Option<AccountId>,
+        page: &PageRequest,
+    ) -> Result<Page<Transaction>, PageError> {
+        let models = self.models.read();
+        let Some(models) = models.models(project) else {
+            return match account {
+                Some(_) => Err(PageError::AccountNotFound),
+                None => page::empty(project, ListKind::Transactions, page),
+            };
+        };
+        let all = &models.transactions;
+        match account {
+            None => page::slice(project, ListKind::Transactions, page, all.len(), |i| all.at(i).copied()),
+            Some(account) => {
+                if models.accounts.get(&account).is_none() {
+                    return Err(PageError::AccountNotFound);
+                }
+                let indices = models.account_transactions.get(&account).map_or(&[][..], Vec::as_slice);
+                page::slice(project, ListKind::AccountTransactions(account), page, indices.len(), |i| {
+                    all.at(indices[i] as usize).copied()
+                })
+            }
+        }
+    }
+}
+
+/// The task that applies `$all` to the models.
+struct Follower {
+    models: Arc<RwLock<Models>>,
+    applied: watch::Sender<Position>,
+    store: Arc<dyn EventStore>,
+    policy: SnapshotPolicy,
+}
+
+impl Follower {
+    async fn run(self, from: Position) {
+        let mut subscription = paycore_store::subscribe_all(self.store.clone(), from);
+        let mut since_snapshot = 0_u64;
+        let mut last_snapshot = Instant::now();
+        loop {
+            let batch = match subscription.next_batch(APPLY_BATCH).await {
+                Ok(batch) => batch,
+                Err(StoreError::Closed) => break,
+                Err(error) => {
+                    tracing::error!(%error, "read models stopped following the log");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    subscription = paycore_store::subscribe_all(self.store.clone(), *self.applied.borrow());
+                    continue;
+                }
+            };
+            if let Err(error) = self.apply(&batch) {
+                // A log this build cannot read: serving stale models is
+                // better than guessing. The audit names the event.
+                tracing::error!(%error, "read models stopped at an event they cannot decode");
+                return;
+            }
+            since_snapshot += batch.len() as u64;
+            if since_snapshot >= self.policy.every_events || last_snapshot.elapsed() >= self.policy.every {
+                self.snapshot().await;
+                since_snapshot = 0;
+                last_snapshot = Instant::now();
+            }
+        }
+        self.snapshot().await;
+    }
+
+    fn apply(&self, batch: &[RecordedEvent]) -> Result<(), ProjectionError> {
+        let Some(last) = batch.last() else { return Ok(()) };
+        let decoded = batch
+            .iter()
+            .map(|recorded| {
+                Event::decode(&recorded.event_type, recorded.schema_version, &recorded.payload)
+                    .map(|event| (recorded, event))
+                    .map_err(|error| ProjectionError::Decode {
+                        position: recorded.position,
+                        reason: error.to_string(),
+                    })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut models = self.models.write();
+        for (recorded, event) in &decoded {
+            models.apply(recorded.position, recorded.stream.id(), event);
+        }
+        drop(models);
+        self.applied.send_replace(last.position + 1);
+        Ok(())
+    }
+
+    async fn snapshot(&self) {
+        let Some(path) = &self.policy.path else { return };
+        let encoded = snapshot::encode(&self.models.read());
+        if let Err(error) = snapshot::save(path, encoded).await {
+            tracing::warn!(%error, "could not write the read-model snapshot; the next start replays more");
+        }
+    }
+}

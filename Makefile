@@ -1,0 +1,40 @@
+# paycore: the two commands a new user needs are `make run` and `make test`.
+CARGO ?= cargo
+DATA_DIR ?= ./data
+LISTEN ?= 127.0.0.1:50051
+# Benchmarks run this long per scenario (seconds).
+BENCH_SECONDS ?= 10
+
+.PHONY: run test bench lint fmt check-tools clean
+
+## run: start the gRPC server on the embedded store in $(DATA_DIR)
+run:
+	$(CARGO) run --release -p paycore-cli -- serve --data-dir $(DATA_DIR) --listen $(LISTEN)
+
+## test: the whole test suite (unit, property, conformance, end-to-end)
+test: check-tools
+	$(CARGO) build --workspace --bins
+	$(CARGO) nextest run --workspace --no-fail-fast
+	$(CARGO) test --workspace --doc
+
+## bench: store append rate and gRPC transfer throughput/latency (release)
+bench:
+	$(CARGO) build --release -p paycore-cli -p paycore-bench
+	./target/release/paycore-bench store
+	./target/release/paycore-bench grpc --seconds $(BENCH_SECONDS) --server-bin ./target/release/paycore
+
+## lint: formatting and clippy, warnings are errors
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+## fmt: format the code
+fmt:
+	$(CARGO) fmt --all
+
+# cargo-nextest runs the suite in parallel processes; install it if missing.
+check-tools:
+	@$(CARGO) nextest --version >/dev/null 2>&1 || $(CARGO) install --locked cargo-nextest
+
+clean:
+	$(CARGO) clean

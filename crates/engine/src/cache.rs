@@ -1,0 +1,69 @@
+//! Committed aggregate state kept in memory, and loading it from the store.
+
+use std::collections::HashMap;
+
+use parking_lot::RwLock;
+use paycore_domain::{Aggregate, Event, StreamRef};
+use paycore_store::{EventStore, ReadDirection, StreamName, Version};
+
+use crate::error::EngineError;
+
+/// An aggregate's state and the version of the last event folded into it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Cached {
+    pub state: Aggregate,
+    pub version: Option<Version>,
+}
+
+/// States as of the last commit. Only the decider task replaces entries;
+/// readers may fill a missing entry they loaded themselves.
+#[derive(Debug, Default)]
+pub(crate) struct StateCache {
+    states: RwLock<HashMap<StreamRef, Cached>>,
+}
+
+impl StateCache {
+    pub fn get(&self, stream: &StreamRef) -> Option<Cached> {
+        self.states.read().get(stream).cloned()
+    }
+
+    /// Keeps an entry the decider may have written meanwhile: it is newer.
+    pub fn insert_if_absent(&self, stream: StreamRef, cached: Cached) {
+        self.states.write().entry(stream).or_insert(cached);
+    }
+
+    pub fn publish(&self, committed: impl IntoIterator<Item = (StreamRef, Cached)>) {
+        let mut states = self.states.write();
+        for (stream, cached) in committed {
+            states.insert(stream, cached);
+        }
+    }
+
+    pub fn forget<'a>(&self, streams: impl IntoIterator<Item = &'a StreamRef>) {
+        let mut states = self.states.write();
+        for stream in streams {
+            states.remove(stream);
+        }
+    }
+}
+
+const LOAD_CHUNK: usize = 1_024;
+
+/// Folds a stream's events from the store into its current state.
+pub(crate) async fn load_stream(store: &dyn EventStore, stream: &StreamRef) -> Result<Cached, EngineError> {
+    let name = StreamName::from(stream.name());
+    let mut cached = Cached::default();
+    loop {
+        let from = cached.version.map_or(0, |version| version + 1);
+        let chunk = store.read_stream(&name, from, ReadDirection::Forward, LOAD_CHUNK).await?;
+        for recorded in &chunk {
+            let event = Event::decode(&recorded.event_type, recorded.schema_version, &recorded.payload)?;
+            debug_assert_eq!(recorded.version, cached.version.map_or(0, |v| v + 1), "stream versions are contiguous");
+            cached.state = std::mem::take(&mut cached.state).evolve(&event);
+            cached.version = Some(recorded.version);
+        }
+        if chunk.len() < LOAD_CHUNK {
+            return Ok(cached);
+        }
+    }
+}

@@ -1,0 +1,225 @@
+//! The write path under concurrency: exact balances, one effect per
+//! idempotency key, the project-wide rule, and recovery from writes of
+//! another server.
+
+use std::sync::Arc;
+
+use paycore_domain::{
+    AccountId, Aggregate, Command, CommandEnvelope, Currency, DomainError, Environment, IdempotencyKey, Meta,
+    Money, ProjectId, Refusal, StreamRef, Timestamp, TransactionId, TransferId,
+};
+use paycore_engine::{Engine, EngineConfig, EngineError};
+use paycore_store::{EventStore, MemoryStore};
+use uuid::Uuid;
+
+fn new_id() -> Uuid {
+    Uuid::now_v7()
+}
+
+fn envelope(project_id: ProjectId, command: Command) -> CommandEnvelope {
+    CommandEnvelope {
+        project_id,
+        now: Timestamp::from_micros(1_700_000_000_000_000),
+        idempotency: None,
+        command,
+    }
+}
+
+struct Fixture {
+    engine: Engine,
+    store: Arc<dyn EventStore>,
+    project: ProjectId,
+}
+
+impl Fixture {
+    async fn new() -> Self {
+        let store: Arc<dyn EventStore> = Arc::new(MemoryStore::new());
+        let engine = Engine::start(store.clone(), EngineConfig::default());
+        let project = ProjectId::from_uuid(new_id());
+        let create = Command::CreateProject {
+            id: project,
+            name: "Test".into(),
+            environment: Environment::Sandbox,
+            meta: Meta::default(),
+        };
+        engine.execute(envelope(project, create)).await.unwrap();
+        Self { engine, store, project }
+    }
+
+    async fn account(&self, allow_negative_balance: bool, balance: i64) -> AccountId {
+        let id = AccountId::from_uuid(new_id());
+        let open = Command::CreateAccount {
+            id,
+            currency: Currency::EUR,
+            customer_id: None,
+            allow_negative_balance,
+            meta: Meta::default(),
+        };
+        self.engine.execute(envelope(self.project, open)).await.unwrap();
+        if balance != 0 {
+            self.set_balance(id, balance).await.unwrap();
+        }
+        id
+    }
+
+    async fn set_balance(&self, id: AccountId, amount: i64) -> Result<(), EngineError> {
+        let magic = Command::UpdateAccount {
+            id,
+            allow_negative_balance: None,
+            meta: None,
+            balance: Some((Money::new(amount, Currency::EUR), TransactionId::from_uuid(new_id()))),
+        };
+        self.engine.execute(envelope(self.project, magic)).await.map(drop)
+    }
+
+    fn transfer(&self, from: AccountId, to: AccountId, amount: i64) -> CommandEnvelope {
+        envelope(
+            self.project,
+            Command::CreateTransfer {
+                id: TransferId::from_uuid(new_id()),
+                source_account_id: from,
+                destination_account_id: to,
+                value: Money::new(amount, Currency::EUR),
+                meta: Meta::default(),
+                source_transaction_id: TransactionId::from_uuid(new_id()),
+                destination_transaction_id: TransactionId::from_uuid(new_id()),
+            },
+        )
+    }
+
+    async fn balance(&self, id: AccountId) -> i64 {
+        match self.engine.load(&StreamRef::Account(id)).await.unwrap() {
+            Aggregate::Account(account) => account.balance.amount,
+            other => panic!("not an account: {other:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn concurrent_transfers_leave_exact_balances_and_never_overdraw() {
+    let f = Fixture::new().await;
+    let a = f.account(false, 1_000).await;
+    let b = f.account(false, 1_000).await;
+    // 600 transfers of 7 in both directions at once: some must be refused
+    // for insufficient funds, and the ones that succeed must add up exactly.
+    let attempts: Vec<_> = (0..600)
+        .map(|i| {
+            let (from, to) = if i % 3 == 0 { (b, a) } else { (a, b) };
+            let engine = f.engine.clone();
+            let command = f.transfer(from, to, 7);
+            tokio::spawn(async move { (from, engine.execute(command).await) })
+        })
+        .collect();
+    let mut net_a = 0;
+    for attempt in futures::future::join_all(attempts).await {
+        let (from, result) = attempt.unwrap();
+        match result {
+            Ok(_) => net_a += if from == a { -7 } else { 7 },
+            Err(EngineError::Domain(DomainError::Refused {
+                refusal: Refusal::InsufficientFunds,
+                ..
+            })) => {}
+            Err(other) => panic!("unexpected error: {other}"),
+        }
+    }
+    assert_eq!(f.balance(a).await, 1_000 + net_a);
+    assert_eq!(f.balance(b).await, 1_000 - net_a);
+    assert!(f.balance(a).await >= 0 && f.balance(b).await >= 0);
+}
+
+#[tokio::test]
+async fn one_idempotency_key_sent_concurrently_has_one_effect() {
+    let f = Fixture::new().await;
+    let a = f.account(false, 500).await;
+    let b = f.account(false, 0).await;
+    let command = f.transfer(a, b, 100);
+    let keyed = CommandEnvelope {
+        idempotency: Some(IdempotencyKey::new("pay-42".into(), [7; 32]).unwrap()),
+        ..command
+    };
+    let attempts: Vec<_> = (0..20)
+        .map(|_| {
+            let engine = f.engine.clone();
+            let mut keyed = keyed.clone();
+            // Each retry carries fresh IDs, as a client's new request would.
+            if let Command::CreateTransfer { id, .. } = &mut keyed.command {
+                *id = TransferId::from_uuid(new_id());
+            }
+            tokio::spawn(async move { engine.execute(keyed).await })
+        })
+        .collect();
+    let mut resources = Vec::new();
+    for attempt in futures::future::join_all(attempts).await {
+        resources.push(attempt.unwrap().unwrap().resource);
+    }
+    assert!(resources.windows(2).all(|pair| pair[0] == pair[1]), "{resources:?}");
+    assert_eq!(f.balance(a).await, 400);
+    assert_eq!(f.balance(b).await, 100);
+
+    // Same key, other parameters: refused, nothing written.
+    let other = CommandEnvelope {
+        idempotency: Some(IdempotencyKey::new("pay-42".into(), [8; 32]).unwrap()),
+        ..f.transfer(a, b, 5)
+    };
+    let before = *f.store.committed().borrow();
+    let error = f.engine.execute(other).await.unwrap_err();
+    assert!(matches!(
+        error,
+        EngineError::Domain(DomainError::Refused {
+            refusal: Refusal::IdempotencyKeyReused,
+            ..
+        })
+    ));
+    assert_eq!(*f.store.committed().borrow(), before);
+}
+
+#[tokio::test]
+async fn project_total_stays_non_negative_under_concurrent_magic() {
+    let f = Fixture::new().await;
+    let funded = f.account(false, 100).await;
+    let negatives: Vec<_> = futures::future::join_all((0..4).map(|_| f.account(true, 0))).await;
+    // Each tries to go to -60: together they would take the project's
+    // EUR total (100) below zero, so at most one may succeed.
+    let attempts = negatives.iter().map(|id| f.set_balance(*id, -60));
+    let succeeded = futures::future::join_all(attempts)
+        .await
+        .into_iter()
+        .filter(Result::is_ok)
+        .count();
+    assert_eq!(succeeded, 1);
+    let mut total = f.balance(funded).await;
+    for id in &negatives {
+        total += f.balance(*id).await;
+    }
+    assert_eq!(total, 40);
+}
+
+#[tokio::test]
+async fn a_write_by_another_server_is_detected_and_the_command_retried() {
+    let f = Fixture::new().await;
+    let a = f.account(true, 0).await;
+    let b = f.account(false, 0).await;
+    // Warm the cache, then let "another server" change `a` behind our back.
+    assert_eq!(f.balance(a).await, 0);
+    let second = Engine::start(f.store.clone(), EngineConfig::default());
+    second.execute(f.transfer(a, b, 30)).await.unwrap();
+
+    // Our engine decides on its stale cache, the append conflicts, it
+    // reloads and decides again on the real state.
+    f.engine.execute(f.transfer(a, b, 20)).await.unwrap();
+    assert_eq!(f.balance(a).await, -50);
+    assert_eq!(second.load(&StreamRef::Account(b)).await.unwrap().as_account().unwrap().balance.amount, 30);
+    assert_eq!(f.balance(b).await, 50);
+}
+
+#[tokio::test]
+async fn refused_commands_write_nothing() {
+    let f = Fixture::new().await;
+    let a = f.account(false, 10).await;
+    let b = f.account(false, 0).await;
+    let before = *f.store.committed().borrow();
+    for command in [f.transfer(a, b, 11), f.transfer(a, a, 1), f.transfer(a, b, 0)] {
+        assert!(matches!(f.engine.execute(command).await, Err(EngineError::Domain(_))));
+    }
+    assert_eq!(*f.store.committed().borrow(), before);
+}

@@ -1,0 +1,196 @@
+//! The read models themselves: plain data folded from events, no I/O.
+
+use std::collections::HashMap;
+use std::hash::Hash;
+
+use paycore_domain::aggregate::{Account, Customer, Project, Transfer};
+use paycore_domain::{AccountId, Aggregate, CustomerId, Event, ProjectId, Transaction, TransactionId, TransferId};
+use paycore_store::Position;
+use serde::{Deserialize, Serialize};
+
+/// Items in the order they were created, addressable by ID. Lists page over
+/// `order` backwards (newest first); indices never change because nothing is
+/// ever removed, which keeps page tokens stable while new items arrive.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) struct CreationOrdered<K: Eq + Hash, V> {
+    order: Vec<K>,
+    items: HashMap<K, V>,
+}
+
+impl<K: Eq + Hash, V> Default for CreationOrdered<K, V> {
+    fn default() -> Self {
+        Self {
+            order: Vec::new(),
+            items: HashMap::new(),
+        }
+    }
+}
+
+impl<K: Eq + Hash + Copy, V> CreationOrdered<K, V> {
+    fn insert(&mut self, id: K, value: V) {
+        if self.items.insert(id, value).is_none() {
+            self.order.push(id);
+        }
+    }
+
+    pub fn get(&self, id: &K) -> Option<&V> {
+        self.items.get(id)
+    }
+
+    /// Replaces an item by a function of its old value, keeping its place.
+    fn update(&mut self, id: &K, change: impl FnOnce(V) -> V) {
+        if let Some(old) = self.items.remove(id) {
+            self.items.insert(*id, change(old));
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.order.len()
+    }
+
+    /// The item created `index`-th (0 = oldest).
+    pub fn at(&self, index: usize) -> Option<&V> {
+        self.order.get(index).and_then(|id| self.items.get(id))
+    }
+
+    /// The index of an item, for the per-account lists.
+    fn last_index(&self) -> usize {
+        self.order.len().saturating_sub(1)
+    }
+}
+
+/// Everything one project sees.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub(crate) struct ProjectModels {
+    pub project: Option<Project>,
+    pub customers: CreationOrdered<CustomerId, Customer>,
+    pub accounts: CreationOrdered<AccountId, Account>,
+    pub transfers: CreationOrdered<TransferId, Transfer>,
+    pub transactions: CreationOrdered<TransactionId, Transaction>,
+    /// Per account: indices into `transactions`, oldest first.
+    pub account_transactions: HashMap<AccountId, Vec<u32>>,
+}
+
+/// All read models and how far into `$all` they are.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub(crate) struct Models {
+    /// Events at positions below this are applied.
+    pub next_position: Position,
+    pub projects: HashMap<ProjectId, ProjectModels>,
+    /// Which project owns each account, for events that name only the account.
+    account_projects: HashMap<AccountId, ProjectId>,
+    customer_projects: HashMap<CustomerId, ProjectId>,
+    transfer_projects: HashMap<TransferId, ProjectId>,
+}
+
+impl Models {
+    /// Applies the event at `position` of stream instance `stream_id` (the
+    /// part of the stream name after the category).
+    pub fn apply(&mut self, position: Position, stream_id: &str, event: &Event) {
+        debug_assert_eq!(position, self.next_position, "events are applied in order, once");
+        self.next_position = position + 1;
+        match event {
+            Event::ProjectCreated(_) | Event::ProjectMetaUpdated(_) => {
+                if let Ok(id) = stream_id.parse::<ProjectId>() {
+                    let models = self.projects.entry(id).or_default();
+                    models.project = evolve(models.project.take().map(Aggregate::Project), event).and_then(
+                        |state| match state {
+                            Aggregate::Project(project) => Some(project),
+                            _ => None,
+                        },
+                    );
+                }
+            }
+            Event::CustomerCreated(created) => {
+                self.customer_projects.insert(created.id, created.project_id);
+                if let Some(Aggregate::Customer(customer)) = evolve(None, event) {
+                    self.project(created.project_id).customers.insert(created.id, customer);
+                }
+            }
+            Event::CustomerIdentityUpdated(_) | Event::CustomerMetaUpdated(_) => {
+                let Ok(id) = stream_id.parse::<CustomerId>() else { return };
+                let Some(project) = self.customer_projects.get(&id).copied() else { return };
+                self.project(project).customers.update(&id, |customer| {
+                    match Aggregate::Customer(customer).evolve(event) {
+                        Aggregate::Customer(customer) => customer,
+                        _ => unreachable_state(),
+                    }
+                });
+            }
+            Event::AccountOpened(opened) => {
+                self.account_projects.insert(opened.id, opened.project_id);
+                if let Some(Aggregate::Account(account)) = evolve(None, event) {
+                    self.project(opened.project_id).accounts.insert(opened.id, account);
+                }
+            }
+            Event::NegativeBalanceAllowanceChanged(_) | Event::AccountMetaUpdated(_) => {
+                let Ok(id) = stream_id.parse::<AccountId>() else { return };
+                self.update_account(id, event);
+            }
+            Event::TransactionRecorded(recorded) => {
+                let transaction = recorded.transaction;
+                self.update_account(transaction.account_id, event);
+                let models = self.project(transaction.project_id);
+                models.transactions.insert(transaction.id, transaction);
+                let index = u32::try_from(models.transactions.last_index()).unwrap_or(u32::MAX);
+                models
+                    .account_transactions
+                    .entry(transaction.account_id)
+                    .or_default()
+                    .push(index);
+            }
+            Event::TransferCreated(created) => {
+                self.transfer_projects.insert(created.id, created.project_id);
+                if let Some(Aggregate::Transfer(transfer)) = evolve(None, event) {
+                    self.project(created.project_id).transfers.insert(created.id, transfer);
+                }
+            }
+            Event::TransferMetaUpdated(_) => {
+                let Ok(id) = stream_id.parse::<TransferId>() else { return };
+                let Some(project) = self.transfer_projects.get(&id).copied() else { return };
+                self.project(project).transfers.update(&id, |transfer| {
+                    match Aggregate::Transfer(transfer).evolve(event) {
+                        Aggregate::Transfer(transfer) => transfer,
+                        _ => unreachable_state(),
+                    }
+                });
+            }
+            // Not part of any read model: keys are served by the engine,
+            // totals and idempotency records are write-side guards.
+            Event::ApiKeyCreated(_)
+            | Event::ApiKeyRevoked(_)
+            | Event::ProjectBalanceChanged(_)
+            | Event::IdempotencyKeyUsed(_) => {}
+        }
+    }
+
+    fn project(&mut self, id: ProjectId) -> &mut ProjectModels {
+        self.projects.entry(id).or_default()
+    }
+
+    fn update_account(&mut self, id: AccountId, event: &Event) {
+        let Some(project) = self.account_projects.get(&id).copied() else { return };
+        self.project(project).accounts.update(&id, |account| {
+            match Aggregate::Account(account).evolve(event) {
+                Aggregate::Account(account) => account,
+                _ => unreachable_state(),
+            }
+        });
+    }
+
+    pub fn models(&self, project: ProjectId) -> Option<&ProjectModels> {
+        self.projects.get(&project)
+    }
+}
+
+/// The read model of an aggregate is its state: reuse the domain's `evolve`
+/// so the two can never disagree.
+fn evolve(state: Option<Aggregate>, event: &Event) -> Option<Aggregate> {
+    Some(state.unwrap_or_default().evolve(event))
+}
+
+/// `Aggregate::evolve` keeps an aggregate's kind for the events of its own
+/// stream, which are the only ones routed to it.
+fn unreachable_state<T>() -> T {
+    unreachable!("an aggregate's own events never change its kind")
+}
