@@ -1,0 +1,139 @@
+//! Opening the data directory and running the server.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::Context;
+use paycore_domain::Environment;
+use paycore_domain::api_key::KeyKind;
+use paycore_engine::{Engine, EngineConfig};
+use paycore_projections::{ReadModels, SnapshotPolicy};
+use paycore_store::{EventStore, LogOptions, LogStore, StoreError};
+use tokio_stream::wrappers::TcpListenerStream;
+
+use crate::admin;
+
+/// Exit code when the store failed in a way that makes continuing unsafe.
+const EXIT_STORE_FATAL: i32 = 70;
+
+struct Opened {
+    log: Arc<LogStore>,
+    store: Arc<dyn EventStore>,
+    engine: Engine,
+}
+
+fn open(data_dir: &Path) -> anyhow::Result<Opened> {
+    let log_dir = data_dir.join("log");
+    let (log, _report) = match LogStore::open(&log_dir, LogOptions::default()) {
+        Ok(opened) => opened,
+        Err(StoreError::Locked(dir)) => anyhow::bail!(
+            "the data directory {} is in use by another paycore process (is `paycore serve` running?)",
+            dir.display()
+        ),
+        Err(error) => return Err(error).with_context(|| format!("opening the event log in {}", log_dir.display())),
+    };
+    // The store logs what it recovered (events, truncated tail) itself.
+    let log = Arc::new(log);
+    let store: Arc<dyn EventStore> = log.clone();
+    let engine = Engine::start(store.clone(), EngineConfig::default());
+    Ok(Opened { log, store, engine })
+}
+
+/// Runs `work` with an engine on the data directory, for the admin commands.
+pub async fn with_engine<F, Fut>(data_dir: &Path, work: F) -> anyhow::Result<()>
+where
+    F: FnOnce(Engine) -> Fut,
+    Fut: Future<Output = anyhow::Result<()>>,
+{
+    let opened = open(data_dir)?;
+    let result = work(opened.engine).await;
+    opened.log.close().context("closing the event log")?;
+    result
+}
+
+pub async fn serve(data_dir: &Path, listen: SocketAddr) -> anyhow::Result<()> {
+    std::fs::create_dir_all(data_dir).with_context(|| format!("creating {}", data_dir.display()))?;
+    let Opened { log, store, engine } = open(data_dir)?;
+    let read = ReadModels::start(store.clone(), SnapshotPolicy::at(data_dir.join("readmodels.snapshot")))
+        .await
+        .context("starting the read models")?;
+    if *store.committed().borrow() == 0 {
+        bootstrap(&engine).await?;
+    }
+
+    let api = paycore_grpc::Api::build(paycore_grpc::AppState::new(engine.clone(), read.clone())).await?;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("listening on {listen}"))?;
+    let address = listener.local_addr()?;
+    tracing::info!(%address, data_dir = %data_dir.display(), "paycore serving gRPC");
+    // Tests and scripts read the bound address from stdout.
+    #[allow(clippy::print_stdout)]
+    {
+        println!("paycore listening on {address}");
+    }
+
+    let mut fatal = engine.fatal();
+    let shutdown = async move {
+        tokio::select! {
+            () = shutdown_signal() => tracing::info!("shutting down: finishing requests in flight"),
+            _ = fatal.wait_for(Option::is_some) => {}
+        }
+    };
+    tonic::transport::Server::builder()
+        .add_routes(api.routes())
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        .await
+        .context("serving gRPC")?;
+
+    if let Some(reason) = engine.fatal().borrow().clone() {
+        tracing::error!(%reason, "the event store failed; exiting without writing anything else");
+        std::process::exit(EXIT_STORE_FATAL);
+    }
+    let last = store.committed().borrow().saturating_sub(1);
+    read.wait_for(last).await;
+    if let Err(error) = read.persist().await {
+        tracing::warn!(%error, "could not save the read models; the next start rebuilds them from the log");
+    }
+    log.close().context("closing the event log")?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// First start on an empty store: a sandbox project and a key to use it.
+async fn bootstrap(engine: &Engine) -> anyhow::Result<()> {
+    let project = admin::create_project(engine, "Sandbox", Environment::Sandbox).await?;
+    let key = admin::create_key(engine, project, KeyKind::Secret).await?;
+    #[allow(clippy::print_stdout)]
+    {
+        println!("created sandbox project {project}");
+        println!("secret API key (shown only once, keep it safe): {key}");
+        println!("more projects and keys: `paycore projects create --help`, `paycore keys create --help`");
+    }
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let terminate = async {
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(mut signal) => {
+                    signal.recv().await;
+                }
+                Err(_) => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = interrupt => {}
+            () = terminate => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = interrupt.await;
+    }
+}
