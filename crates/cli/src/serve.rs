@@ -70,10 +70,7 @@ pub async fn serve(data_dir: &Path, listen: SocketAddr) -> anyhow::Result<()> {
     let address = listener.local_addr()?;
     tracing::info!(%address, data_dir = %data_dir.display(), "paycore serving gRPC");
     // Tests and scripts read the bound address from stdout.
-    #[allow(clippy::print_stdout)]
-    {
-        println!("paycore listening on {address}");
-    }
+    println!("paycore listening on {address}");
 
     let mut fatal = engine.fatal();
     let shutdown = async move {
@@ -106,12 +103,9 @@ pub async fn serve(data_dir: &Path, listen: SocketAddr) -> anyhow::Result<()> {
 async fn bootstrap(engine: &Engine) -> anyhow::Result<()> {
     let project = admin::create_project(engine, "Sandbox", Environment::Sandbox).await?;
     let key = admin::create_key(engine, project, KeyKind::Secret).await?;
-    #[allow(clippy::print_stdout)]
-    {
-        println!("created sandbox project {project}");
-        println!("secret API key (shown only once, keep it safe): {key}");
-        println!("more projects and keys: `paycore projects create --help`, `paycore keys create --help`");
-    }
+    println!("created sandbox project {project}");
+    println!("secret API key (shown only once, keep it safe): {key}");
+    println!("more projects and keys: `paycore projects create --help`, `paycore keys create --help`");
     Ok(())
 }
 

@@ -86,6 +86,9 @@ pub struct IdempotencyRecord {
 }
 
 /// The state of any aggregate; `Empty` before its first event.
+// Variants differ in size (a customer carries an identity), but states are
+// cached by value and moved rarely; boxing would cost an allocation per evolve.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub enum Aggregate {
     #[default]

@@ -315,7 +315,9 @@ impl Context<'_> {
         environment: Environment,
         meta: &Meta,
     ) -> Result<Decided, DomainError> {
-        debug_assert_eq!(id, self.envelope.project_id);
+        if id != self.envelope.project_id {
+            return Err(DomainError::invalid("id", "a new project's ID must be the envelope's project ID"));
+        }
         let stream = StreamRef::Project(id);
         self.must_be_new(&stream, "project", id)?;
         if name.trim().is_empty() || name.chars().count() > 100 {

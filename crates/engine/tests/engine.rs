@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used)] // test fixtures: a failure is the test failing
 //! The write path under concurrency: exact balances, one effect per
 //! idempotency key, the project-wide rule, and recovery from writes of
 //! another server.
