@@ -73,11 +73,14 @@ pub async fn serve(data_dir: &Path, listen: SocketAddr) -> anyhow::Result<()> {
     println!("paycore listening on {address}");
 
     let mut fatal = engine.fatal();
+    let draining = api.clone();
     let shutdown = async move {
         tokio::select! {
             () = shutdown_signal() => tracing::info!("shutting down: finishing requests in flight"),
             _ = fatal.wait_for(Option::is_some) => {}
         }
+        // Load balancers watching grpc.health.v1 stop sending new work.
+        draining.set_not_serving().await;
     };
     tonic::transport::Server::builder()
         .add_routes(api.routes())

@@ -111,10 +111,15 @@ impl DeciderLoop {
         for job in jobs {
             self.load_into(&mut overlay, &job.envelope.streams()).await?;
             let outcome = match decide(&job.envelope, &overlay) {
-                Ok(Decision::Replay { resource }) => Outcome::Resource {
-                    resource,
-                    replayed: true,
-                },
+                Ok(Decision::Replay { resource }) => {
+                    // The original request created the resource under an ID
+                    // this retry did not name: load it to answer with it.
+                    self.load_into(&mut overlay, &[resource.stream()]).await?;
+                    Outcome::Resource {
+                        resource,
+                        replayed: true,
+                    }
+                }
                 Ok(Decision::Apply { events, resource }) => {
                     let metadata = Arc::new(metadata_of(job));
                     for (stream, event) in events {

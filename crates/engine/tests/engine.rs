@@ -151,7 +151,10 @@ async fn one_idempotency_key_sent_concurrently_has_one_effect() {
         .collect();
     let mut resources = Vec::new();
     for attempt in futures::future::join_all(attempts).await {
-        resources.push(attempt.unwrap().unwrap().resource);
+        let executed = attempt.unwrap().unwrap();
+        // Retries answer with the original transfer itself, not just its ID.
+        assert_eq!(executed.state.as_transfer().map(|t| t.value.amount), Some(100));
+        resources.push(executed.resource);
     }
     assert!(resources.windows(2).all(|pair| pair[0] == pair[1]), "{resources:?}");
     assert_eq!(f.balance(a).await, 400);

@@ -1,1 +1,248 @@
-//! paycore grpc
+//! The gRPC facade of paycore: tonic services generated from `proto/`,
+//! authentication, request parsing and the error model.
+//!
+//! Mounting it (what `paycore serve` does):
+//!
+//! ```text
+//! let state = paycore_grpc::AppState::new(engine, read_models);
+//! let api = paycore_grpc::Api::build(state).await?;
+//! tonic::transport::Server::builder()
+//!     .add_routes(api.routes())
+//!     .serve_with_shutdown(addr, shutdown)
+//!     .await?;
+//! ```
+//!
+//! The routes hold the five paycore services, `grpc.health.v1.Health` (every
+//! service SERVING) and server reflection (v1 and v1alpha).
+
+pub mod auth;
+pub mod convert;
+pub mod errors;
+pub mod idempotency;
+mod services;
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use paycore_domain::Timestamp;
+use paycore_engine::Engine;
+use paycore_projections::ReadModels;
+use tonic::server::NamedService;
+use tonic::service::Routes;
+use tonic_health::ServingStatus;
+use tonic_health::server::HealthReporter;
+use uuid::Uuid;
+
+pub use auth::{AuthError, Caller};
+pub use services::{REQUEST_ID, methods};
+
+/// Generated messages, servers and clients of `paycore.v1`.
+#[allow(
+    clippy::all,
+    clippy::pedantic,
+    clippy::unwrap_used,
+    missing_docs,
+    missing_debug_implementations
+)]
+pub mod pb {
+    tonic::include_proto!("paycore.v1");
+}
+
+pub use pb::account_service_client::AccountServiceClient;
+pub use pb::customer_service_client::CustomerServiceClient;
+pub use pb::project_service_client::ProjectServiceClient;
+pub use pb::transaction_service_client::TransactionServiceClient;
+pub use pb::transfer_service_client::TransferServiceClient;
+
+/// The encoded `FileDescriptorSet` of `proto/paycore/v1` and its imports, as
+/// served by reflection.
+pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/paycore_descriptor.bin"));
+
+/// Where handlers get the time and new IDs from. The domain never reads a
+/// clock; this is the one place the facade does.
+pub trait Clock: Send + Sync + fmt::Debug + 'static {
+    /// The current time.
+    fn now(&self) -> Timestamp;
+
+    /// A fresh UUID for a new resource ID. Version 7 by default, so IDs sort
+    /// by creation time.
+    fn new_uuid(&self) -> Uuid {
+        Uuid::now_v7()
+    }
+}
+
+/// The system clock, in microseconds.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> Timestamp {
+        let micros = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |since| i64::try_from(since.as_micros()).unwrap_or(i64::MAX));
+        Timestamp::from_micros(micros)
+    }
+}
+
+/// What the handlers share.
+#[derive(Clone, Debug)]
+pub struct AppState {
+    pub engine: Engine,
+    pub read: ReadModels,
+    pub clock: Arc<dyn Clock>,
+    /// How long a command's answer waits for the read models to apply it
+    /// (read-your-writes). Past that it answers anyway and logs a warning.
+    pub read_your_writes_timeout: Duration,
+}
+
+impl AppState {
+    /// State with the system clock and a 10 s read-your-writes wait.
+    pub fn new(engine: Engine, read: ReadModels) -> Self {
+        Self {
+            engine,
+            read,
+            clock: Arc::new(SystemClock),
+            read_your_writes_timeout: Duration::from_secs(10),
+        }
+    }
+
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+}
+
+/// Building the API failed (only the embedded descriptors can make it fail).
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error("reflection service: {0}")]
+    Reflection(#[from] tonic_reflection::server::Error),
+}
+
+type ProjectServer = pb::project_service_server::ProjectServiceServer<services::Handlers>;
+type CustomerServer = pb::customer_service_server::CustomerServiceServer<services::Handlers>;
+type AccountServer = pb::account_service_server::AccountServiceServer<services::Handlers>;
+type TransactionServer = pb::transaction_service_server::TransactionServiceServer<services::Handlers>;
+type TransferServer = pb::transfer_service_server::TransferServiceServer<services::Handlers>;
+
+/// Fully-qualified names of the paycore services.
+pub const SERVICE_NAMES: [&str; 5] = [
+    ProjectServer::NAME,
+    CustomerServer::NAME,
+    AccountServer::NAME,
+    TransactionServer::NAME,
+    TransferServer::NAME,
+];
+
+/// The assembled API: routes to serve and the health reporter behind them.
+#[derive(Clone)]
+pub struct Api {
+    routes: Routes,
+    health: HealthReporter,
+}
+
+impl fmt::Debug for Api {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Api").finish_non_exhaustive()
+    }
+}
+
+impl Api {
+    /// Builds every service, health (all SERVING) and reflection.
+    pub async fn build(state: AppState) -> Result<Self, BuildError> {
+        let handlers = services::Handlers::new(state);
+        let (health, health_service) = tonic_health::server::health_reporter();
+        for name in SERVICE_NAMES {
+            health.set_service_status(name, ServingStatus::Serving).await;
+        }
+        let reflection_v1 = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .build_v1()?;
+        let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .build_v1alpha()?;
+        let routes = Routes::new(ProjectServer::new(handlers.clone()))
+            .add_service(CustomerServer::new(handlers.clone()))
+            .add_service(AccountServer::new(handlers.clone()))
+            .add_service(TransactionServer::new(handlers.clone()))
+            .add_service(TransferServer::new(handlers))
+            .add_service(health_service)
+            .add_service(reflection_v1)
+            .add_service(reflection_v1alpha);
+        Ok(Self { routes, health })
+    }
+
+    /// The routes to hand to `tonic::transport::Server::builder().add_routes(..)`.
+    pub fn routes(&self) -> Routes {
+        self.routes.clone()
+    }
+
+    /// The health reporter, e.g. to report NOT_SERVING while draining.
+    pub fn health(&self) -> &HealthReporter {
+        &self.health
+    }
+
+    /// Marks every service (and the server as a whole, `""`) NOT_SERVING, for
+    /// a graceful shutdown.
+    pub async fn set_not_serving(&self) {
+        for name in SERVICE_NAMES.into_iter().chain([""]) {
+            self.health
+                .set_service_status(name, ServingStatus::NotServing)
+                .await;
+        }
+    }
+}
+
+/// Shorthand for `Api::build(state).await?.routes()`.
+pub async fn routes(state: AppState) -> Result<Routes, BuildError> {
+    Ok(Api::build(state).await?.routes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use prost::Message;
+
+    #[test]
+    fn descriptor_set_names_every_service_and_hashed_method() {
+        let set = prost_types::FileDescriptorSet::decode(FILE_DESCRIPTOR_SET).unwrap();
+        let mut methods_found = Vec::new();
+        for file in set.file.iter().filter(|f| f.package() == "paycore.v1") {
+            for service in &file.service {
+                for method in &service.method {
+                    methods_found.push(format!("/paycore.v1.{}/{}", service.name(), method.name()));
+                }
+            }
+        }
+        for name in SERVICE_NAMES {
+            assert!(
+                methods_found.iter().any(|m| m.starts_with(&format!("/{name}/"))),
+                "{name}"
+            );
+        }
+        for method in [
+            methods::CREATE_ACCOUNT,
+            methods::CREATE_CUSTOMER,
+            methods::CREATE_TRANSFER,
+        ] {
+            assert!(methods_found.iter().any(|m| m == method), "{method}");
+        }
+        assert_eq!(methods_found.len(), 16);
+        // Imports are included, so reflection can resolve every type.
+        assert!(
+            set.file
+                .iter()
+                .any(|f| f.name() == "google/protobuf/timestamp.proto")
+        );
+    }
+
+    #[test]
+    fn system_clock_is_in_microseconds() {
+        let now = SystemClock.now().micros();
+        assert!(now > 1_700_000_000_000_000 && now < 10_000_000_000_000_000);
+        assert_ne!(SystemClock.new_uuid(), SystemClock.new_uuid());
+    }
+}

@@ -1,0 +1,241 @@
+//! The error model: domain and engine errors as gRPC statuses with the
+//! standard `google.rpc` details (`BadRequest`, `ErrorInfo`, `ResourceInfo`).
+//!
+//! | error | code | details |
+//! |---|---|---|
+//! | `DomainError::Invalid` | INVALID_ARGUMENT | `BadRequest`, one violation per field |
+//! | `DomainError::NotFound` | NOT_FOUND | `ResourceInfo` |
+//! | `DomainError::AlreadyExists` | ALREADY_EXISTS | `ResourceInfo` |
+//! | `Refused(IdempotencyKeyReused)` | INVALID_ARGUMENT | `BadRequest` on `idempotency-key` + `ErrorInfo` |
+//! | `Refused(other)` | FAILED_PRECONDITION | `ErrorInfo{reason, domain: "paycore"}` |
+//! | `EngineError::Conflict` | ABORTED | `ErrorInfo{CONCURRENT_MODIFICATION}` |
+//! | `EngineError::Unavailable` | UNAVAILABLE | `ErrorInfo{STORE_UNAVAILABLE}` |
+//! | `EngineError::Overloaded` | UNAVAILABLE | `ErrorInfo{OVERLOADED}` |
+//! | `EngineError::Fatal` / `Internal` | INTERNAL | none; the detail is only logged |
+
+use std::collections::HashMap;
+use std::fmt;
+
+use paycore_domain::{AccountId, DomainError, FieldViolation, Refusal};
+use paycore_engine::EngineError;
+use paycore_projections::PageError;
+use tonic::{Code, Status};
+use tonic_types::{ErrorDetails, StatusExt};
+
+/// `ErrorInfo.domain` of every error paycore reports.
+pub const ERROR_DOMAIN: &str = "paycore";
+
+/// The metadata key of idempotency keys, also the field name of its errors.
+pub const IDEMPOTENCY_KEY_FIELD: &str = "idempotency-key";
+
+/// `ErrorInfo.reason` of an optimistic-concurrency conflict the engine gave up on.
+pub const REASON_CONCURRENT_MODIFICATION: &str = "CONCURRENT_MODIFICATION";
+/// `ErrorInfo.reason` when the event store cannot be reached.
+pub const REASON_STORE_UNAVAILABLE: &str = "STORE_UNAVAILABLE";
+/// `ErrorInfo.reason` when the server sheds load.
+pub const REASON_OVERLOADED: &str = "OVERLOADED";
+
+fn error_info(details: &mut ErrorDetails, reason: &str) {
+    details.set_error_info(reason, ERROR_DOMAIN, HashMap::<String, String>::new());
+}
+
+/// INVALID_ARGUMENT with one `BadRequest` field violation per entry.
+pub fn invalid_argument(violations: &[FieldViolation]) -> Status {
+    let message = if violations.is_empty() {
+        "invalid request".to_owned()
+    } else {
+        format!(
+            "invalid request: {}",
+            violations
+                .iter()
+                .map(|v| format!("{}: {}", v.field, v.description))
+                .collect::<Vec<_>>()
+                .join("; ")
+        )
+    };
+    let mut details = ErrorDetails::new();
+    for violation in violations {
+        details.add_bad_request_violation(violation.field.clone(), violation.description.clone());
+    }
+    Status::with_error_details(Code::InvalidArgument, message, details)
+}
+
+/// The status of a domain error.
+pub fn domain_status(error: &DomainError) -> Status {
+    match error {
+        DomainError::Invalid(violations) => invalid_argument(violations),
+        DomainError::NotFound { kind, id } => {
+            let mut details = ErrorDetails::new();
+            details.set_resource_info(*kind, id.clone(), "", error.to_string());
+            Status::with_error_details(Code::NotFound, error.to_string(), details)
+        }
+        DomainError::AlreadyExists { kind, id } => {
+            let mut details = ErrorDetails::new();
+            details.set_resource_info(*kind, id.clone(), "", error.to_string());
+            Status::with_error_details(Code::AlreadyExists, error.to_string(), details)
+        }
+        DomainError::Refused {
+            refusal: refusal @ Refusal::IdempotencyKeyReused,
+            message,
+        } => {
+            let mut details = ErrorDetails::new();
+            details.add_bad_request_violation(IDEMPOTENCY_KEY_FIELD, message.clone());
+            error_info(&mut details, refusal.reason());
+            Status::with_error_details(Code::InvalidArgument, message.clone(), details)
+        }
+        DomainError::Refused { refusal, message } => {
+            let mut details = ErrorDetails::new();
+            error_info(&mut details, refusal.reason());
+            Status::with_error_details(Code::FailedPrecondition, message.clone(), details)
+        }
+    }
+}
+
+/// INTERNAL with a generic message; the detail goes to the log only.
+pub fn internal(detail: impl fmt::Display) -> Status {
+    tracing::error!(%detail, "internal error");
+    Status::internal("internal error")
+}
+
+/// The status of an engine error. Infrastructure details are logged, never
+/// sent to the client.
+pub fn engine_status(error: &EngineError) -> Status {
+    match error {
+        EngineError::Domain(domain) => domain_status(domain),
+        EngineError::Conflict(detail) => {
+            tracing::warn!(%detail, "command aborted after concurrency retries");
+            let mut details = ErrorDetails::new();
+            error_info(&mut details, REASON_CONCURRENT_MODIFICATION);
+            Status::with_error_details(
+                Code::Aborted,
+                "the resources changed concurrently; retry the request",
+                details,
+            )
+        }
+        EngineError::Unavailable(detail) => {
+            tracing::warn!(%detail, "event store unavailable");
+            let mut details = ErrorDetails::new();
+            error_info(&mut details, REASON_STORE_UNAVAILABLE);
+            Status::with_error_details(
+                Code::Unavailable,
+                "storage temporarily unavailable; retry later",
+                details,
+            )
+        }
+        EngineError::Overloaded => {
+            let mut details = ErrorDetails::new();
+            error_info(&mut details, REASON_OVERLOADED);
+            Status::with_error_details(Code::Unavailable, "server overloaded; retry later", details)
+        }
+        EngineError::Fatal(detail) | EngineError::Internal(detail) => internal(detail),
+    }
+}
+
+/// The status of a list request the read models refused; `account` is the
+/// account filter of a transaction list, if any.
+pub fn page_status(error: &PageError, account: Option<AccountId>) -> Status {
+    match error {
+        PageError::InvalidToken => invalid_argument(&[FieldViolation::new(
+            "page_token",
+            "invalid page token: pass the next_page_token of a previous response to the same list",
+        )]),
+        PageError::AccountNotFound => {
+            let id = account.map(|id| id.to_string()).unwrap_or_default();
+            domain_status(&DomainError::not_found("account", id))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn details(status: &Status) -> ErrorDetails {
+        status.get_error_details()
+    }
+
+    #[test]
+    fn invalid_lists_every_field() {
+        let status = domain_status(&DomainError::Invalid(vec![
+            FieldViolation::new("value.amount", "must be positive"),
+            FieldViolation::new("meta._x", "reserved"),
+        ]));
+        assert_eq!(status.code(), Code::InvalidArgument);
+        let bad = details(&status).bad_request().cloned().unwrap();
+        let fields: Vec<_> = bad.field_violations.iter().map(|v| v.field.as_str()).collect();
+        assert_eq!(fields, ["value.amount", "meta._x"]);
+        assert!(status.message().contains("value.amount: must be positive"));
+    }
+
+    #[test]
+    fn not_found_and_already_exists_carry_resource_info() {
+        let status = domain_status(&DomainError::not_found("account", "acc_1"));
+        assert_eq!(status.code(), Code::NotFound);
+        let info = details(&status).resource_info().cloned().unwrap();
+        assert_eq!(
+            (info.resource_type.as_str(), info.resource_name.as_str()),
+            ("account", "acc_1")
+        );
+        let status = domain_status(&DomainError::AlreadyExists {
+            kind: "transfer",
+            id: "trf_1".into(),
+        });
+        assert_eq!(status.code(), Code::AlreadyExists);
+    }
+
+    #[test]
+    fn refusals_are_failed_preconditions_with_reason() {
+        let status = domain_status(&DomainError::refused(Refusal::InsufficientFunds, "no money"));
+        assert_eq!(status.code(), Code::FailedPrecondition);
+        assert_eq!(status.message(), "no money");
+        let info = details(&status).error_info().cloned().unwrap();
+        assert_eq!(info.reason, "INSUFFICIENT_FUNDS");
+        assert_eq!(info.domain, ERROR_DOMAIN);
+    }
+
+    #[test]
+    fn reused_idempotency_key_is_an_invalid_argument() {
+        let status = domain_status(&DomainError::refused(Refusal::IdempotencyKeyReused, "reused"));
+        assert_eq!(status.code(), Code::InvalidArgument);
+        let details = details(&status);
+        assert_eq!(details.error_info().unwrap().reason, "IDEMPOTENCY_KEY_REUSED");
+        assert_eq!(
+            details.bad_request().unwrap().field_violations[0].field,
+            "idempotency-key"
+        );
+    }
+
+    #[test]
+    fn engine_errors_hide_details() {
+        let status = engine_status(&EngineError::Conflict("streams x y".into()));
+        assert_eq!(status.code(), Code::Aborted);
+        assert!(!status.message().contains("streams"));
+        let status = engine_status(&EngineError::Unavailable("/var/lib/x: EIO".into()));
+        assert_eq!(status.code(), Code::Unavailable);
+        assert!(!status.message().contains("EIO"));
+        assert_eq!(engine_status(&EngineError::Overloaded).code(), Code::Unavailable);
+        let status = engine_status(&EngineError::Internal("secret detail".into()));
+        assert_eq!(status.code(), Code::Internal);
+        assert_eq!(status.message(), "internal error");
+        assert_eq!(
+            engine_status(&EngineError::Fatal("x".into())).code(),
+            Code::Internal
+        );
+        let status = engine_status(&EngineError::Domain(DomainError::invalid("currency", "bad")));
+        assert_eq!(status.code(), Code::InvalidArgument);
+    }
+
+    #[test]
+    fn page_errors() {
+        let status = page_status(&PageError::InvalidToken, None);
+        assert_eq!(status.code(), Code::InvalidArgument);
+        assert_eq!(
+            details(&status).bad_request().unwrap().field_violations[0].field,
+            "page_token"
+        );
+        assert_eq!(
+            page_status(&PageError::AccountNotFound, None).code(),
+            Code::NotFound
+        );
+    }
+}

@@ -1,0 +1,80 @@
+use paycore_domain::{AccountId, DomainError, TransactionId, Violations};
+use tonic::{Request, Response, Status};
+
+use super::{Handlers, correlation_id, finish, methods, unexpected};
+use crate::convert;
+use crate::errors::{domain_status, page_status};
+use crate::pb::{self, account_service_server::AccountService};
+
+#[tonic::async_trait]
+impl AccountService for Handlers {
+    async fn create_account(
+        &self,
+        request: Request<pb::CreateAccountRequest>,
+    ) -> Result<Response<pb::Account>, Status> {
+        let mut v = Violations::new();
+        let (caller, key) = self
+            .create_caller(&request, methods::CREATE_ACCOUNT, &mut v)
+            .await?;
+        let id = AccountId::from_uuid(self.new_uuid());
+        let command = convert::create_account(request.get_ref(), id, &mut v);
+        let command = finish(v, command)?;
+        let state = self
+            .execute(&caller, correlation_id(request.metadata()), key, command)
+            .await?;
+        let account = state.as_account().ok_or_else(|| unexpected("account", &state))?;
+        Ok(Response::new(convert::account_pb(account)))
+    }
+
+    async fn get_account(
+        &self,
+        request: Request<pb::GetAccountRequest>,
+    ) -> Result<Response<pb::Account>, Status> {
+        let caller = self.caller(&request).await?;
+        let mut v = Violations::new();
+        let id = convert::id::<AccountId>(&request.get_ref().account_id, "account_id", &mut v);
+        let id = finish(v, id)?;
+        let account = self
+            .state
+            .read
+            .account(caller.project_id, id)
+            .ok_or_else(|| domain_status(&DomainError::not_found("account", id)))?;
+        Ok(Response::new(convert::account_pb(&account)))
+    }
+
+    async fn list_accounts(
+        &self,
+        request: Request<pb::ListAccountsRequest>,
+    ) -> Result<Response<pb::ListAccountsResponse>, Status> {
+        let caller = self.caller(&request).await?;
+        let request = request.get_ref();
+        let mut v = Violations::new();
+        let page = convert::page_request(request.page_size, &request.page_token, &mut v);
+        let page = finish(v, page)?;
+        let page = self
+            .state
+            .read
+            .list_accounts(caller.project_id, &page)
+            .map_err(|e| page_status(&e, None))?;
+        Ok(Response::new(pb::ListAccountsResponse {
+            items: page.items.iter().map(convert::account_pb).collect(),
+            next_page_token: page.next_token.unwrap_or_default(),
+        }))
+    }
+
+    async fn update_account(
+        &self,
+        request: Request<pb::UpdateAccountRequest>,
+    ) -> Result<Response<pb::Account>, Status> {
+        let caller = self.caller(&request).await?;
+        let mut v = Violations::new();
+        let magic = TransactionId::from_uuid(self.new_uuid());
+        let command = convert::update_account(request.get_ref(), magic, &mut v);
+        let command = finish(v, command)?;
+        let state = self
+            .execute(&caller, correlation_id(request.metadata()), None, command)
+            .await?;
+        let account = state.as_account().ok_or_else(|| unexpected("account", &state))?;
+        Ok(Response::new(convert::account_pb(account)))
+    }
+}

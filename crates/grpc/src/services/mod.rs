@@ -1,0 +1,132 @@
+//! The service implementations. Every handler: authenticate, parse the whole
+//! request (collecting all violations), run the command through the engine
+//! or read the projections, answer in proto.
+
+mod account;
+mod customer;
+mod project;
+mod transaction;
+mod transfer;
+
+use std::sync::Arc;
+
+use paycore_domain::{Aggregate, Command, CommandEnvelope, IdempotencyKey, Violations};
+use paycore_engine::CommandMeta;
+use tonic::metadata::MetadataMap;
+use tonic::{Request, Status};
+use uuid::Uuid;
+
+use crate::AppState;
+use crate::auth::{self, Caller};
+use crate::errors::{domain_status, engine_status, internal};
+use crate::idempotency;
+
+/// Full gRPC method names, as hashed with idempotent requests.
+pub mod methods {
+    pub const CREATE_CUSTOMER: &str = "/paycore.v1.CustomerService/CreateCustomer";
+    pub const CREATE_ACCOUNT: &str = "/paycore.v1.AccountService/CreateAccount";
+    pub const CREATE_TRANSFER: &str = "/paycore.v1.TransferService/CreateTransfer";
+}
+
+/// One value implementing every service; cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Handlers {
+    state: Arc<AppState>,
+}
+
+impl Handlers {
+    pub fn new(state: AppState) -> Self {
+        Self {
+            state: Arc::new(state),
+        }
+    }
+
+    fn new_uuid(&self) -> Uuid {
+        self.state.clock.new_uuid()
+    }
+
+    /// Authenticates a `Create*` request and reads its idempotency key.
+    async fn create_caller<T: prost::Message>(
+        &self,
+        request: &Request<T>,
+        method: &str,
+        v: &mut Violations,
+    ) -> Result<(Caller, Option<IdempotencyKey>), Status> {
+        let caller = auth::authenticate(&self.state.engine, request.metadata()).await?;
+        let key = idempotency::key(request.metadata(), method, request.get_ref(), v);
+        Ok((caller, key))
+    }
+
+    /// Authenticates any other request; these refuse an idempotency key.
+    async fn caller<T>(&self, request: &Request<T>) -> Result<Caller, Status> {
+        let caller = auth::authenticate(&self.state.engine, request.metadata()).await?;
+        idempotency::reject(request.metadata())?;
+        Ok(caller)
+    }
+
+    /// Runs a command on behalf of `caller` (recorded as the events' actor)
+    /// and waits until the read models have applied it, so a
+    /// read right after the answer sees the change. Answers the state of the
+    /// resource the command created or changed.
+    async fn execute(
+        &self,
+        caller: &Caller,
+        correlation_id: Option<Uuid>,
+        idempotency: Option<IdempotencyKey>,
+        command: Command,
+    ) -> Result<Aggregate, Status> {
+        let envelope = CommandEnvelope {
+            project_id: caller.project_id,
+            now: self.state.clock.now(),
+            idempotency,
+            command,
+        };
+        let meta = CommandMeta {
+            actor: Some(caller.key_id.to_string()),
+            correlation_id,
+        };
+        let executed = self
+            .state
+            .engine
+            .execute_with(envelope, meta)
+            .await
+            .map_err(|e| engine_status(&e))?;
+        let caught_up = tokio::time::timeout(
+            self.state.read_your_writes_timeout,
+            self.state.read.wait_for(executed.position),
+        )
+        .await;
+        if caught_up.is_err() {
+            // The command is durable: answering an error would invite a
+            // duplicate. Answer, and let the lag be seen in the logs.
+            tracing::warn!(
+                position = executed.position,
+                "read models did not reach the command's position in time"
+            );
+        }
+        Ok(executed.state)
+    }
+}
+
+/// Metadata a client may send to correlate the events of its request with
+/// its own logs: a UUID, recorded as the events' correlation ID.
+pub const REQUEST_ID: &str = "x-request-id";
+
+/// The client's `x-request-id`, if it is a UUID; anything else is ignored.
+fn correlation_id(metadata: &MetadataMap) -> Option<Uuid> {
+    metadata
+        .get(REQUEST_ID)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|text| Uuid::parse_str(text.trim()).ok())
+}
+
+/// The parsed value, or INVALID_ARGUMENT with every violation.
+fn finish<T>(v: Violations, value: Option<T>) -> Result<T, Status> {
+    v.into_result().map_err(|e| domain_status(&e))?;
+    value.ok_or_else(|| internal("request parsing failed without a violation"))
+}
+
+/// The engine answered another aggregate than the command's resource.
+fn unexpected(expected: &str, state: &Aggregate) -> Status {
+    internal(format!("expected a {expected} state, got {state:?}"))
+}

@@ -1,0 +1,87 @@
+use paycore_domain::{DomainError, TransactionId, TransferId, Violations};
+use tonic::{Request, Response, Status};
+
+use super::{Handlers, correlation_id, finish, methods, unexpected};
+use crate::convert::{self, TransferIds};
+use crate::errors::{domain_status, page_status};
+use crate::pb::{self, transfer_service_server::TransferService};
+
+#[tonic::async_trait]
+impl TransferService for Handlers {
+    async fn create_transfer(
+        &self,
+        request: Request<pb::CreateTransferRequest>,
+    ) -> Result<Response<pb::Transfer>, Status> {
+        let mut v = Violations::new();
+        let (caller, key) = self
+            .create_caller(&request, methods::CREATE_TRANSFER, &mut v)
+            .await?;
+        let ids = TransferIds {
+            transfer: TransferId::from_uuid(self.new_uuid()),
+            source_transaction: TransactionId::from_uuid(self.new_uuid()),
+            destination_transaction: TransactionId::from_uuid(self.new_uuid()),
+        };
+        let command = convert::create_transfer(request.get_ref(), ids, &mut v);
+        let command = finish(v, command)?;
+        let state = self
+            .execute(&caller, correlation_id(request.metadata()), key, command)
+            .await?;
+        let transfer = state
+            .as_transfer()
+            .ok_or_else(|| unexpected("transfer", &state))?;
+        Ok(Response::new(convert::transfer_pb(transfer)))
+    }
+
+    async fn get_transfer(
+        &self,
+        request: Request<pb::GetTransferRequest>,
+    ) -> Result<Response<pb::Transfer>, Status> {
+        let caller = self.caller(&request).await?;
+        let mut v = Violations::new();
+        let id = convert::id::<TransferId>(&request.get_ref().transfer_id, "transfer_id", &mut v);
+        let id = finish(v, id)?;
+        let transfer = self
+            .state
+            .read
+            .transfer(caller.project_id, id)
+            .ok_or_else(|| domain_status(&DomainError::not_found("transfer", id)))?;
+        Ok(Response::new(convert::transfer_pb(&transfer)))
+    }
+
+    async fn list_transfers(
+        &self,
+        request: Request<pb::ListTransfersRequest>,
+    ) -> Result<Response<pb::ListTransfersResponse>, Status> {
+        let caller = self.caller(&request).await?;
+        let request = request.get_ref();
+        let mut v = Violations::new();
+        let page = convert::page_request(request.page_size, &request.page_token, &mut v);
+        let page = finish(v, page)?;
+        let page = self
+            .state
+            .read
+            .list_transfers(caller.project_id, &page)
+            .map_err(|e| page_status(&e, None))?;
+        Ok(Response::new(pb::ListTransfersResponse {
+            items: page.items.iter().map(convert::transfer_pb).collect(),
+            next_page_token: page.next_token.unwrap_or_default(),
+        }))
+    }
+
+    async fn update_transfer(
+        &self,
+        request: Request<pb::UpdateTransferRequest>,
+    ) -> Result<Response<pb::Transfer>, Status> {
+        let caller = self.caller(&request).await?;
+        let mut v = Violations::new();
+        let command = convert::update_transfer(request.get_ref(), &mut v);
+        let command = finish(v, command)?;
+        let state = self
+            .execute(&caller, correlation_id(request.metadata()), None, command)
+            .await?;
+        let transfer = state
+            .as_transfer()
+            .ok_or_else(|| unexpected("transfer", &state))?;
+        Ok(Response::new(convert::transfer_pb(transfer)))
+    }
+}
