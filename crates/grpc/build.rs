@@ -8,24 +8,14 @@ use std::path::{Path, PathBuf};
 
 fn main() -> Result<(), Box<dyn Error>> {
     let root = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR")?).join("../../proto");
-    let package_dir = root.join("paycore/v1");
     println!("cargo:rerun-if-changed={}", root.display());
 
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&package_dir)?
-        .filter_map(|entry| entry.ok().map(|entry| entry.path()))
-        .filter(|path| path.extension().is_some_and(|ext| ext == "proto"))
-        .collect();
-    files.sort();
-    for file in &files {
-        println!("cargo:rerun-if-changed={}", file.display());
-    }
-    let relative: Vec<&Path> = files
-        .iter()
-        .map(|file| file.strip_prefix(&root))
-        .collect::<Result<_, _>>()?;
+    let public = proto_files(&root, &root.join("paycore/v1"))?;
+    let admin = proto_files(&root, &root.join("paycore/admin/v1"))?;
 
-    // Full set, imports included: what reflection serves.
-    let descriptors = protox::compile(&relative, [&root])?;
+    // What reflection serves on the public port: the public API and its
+    // imports, not the admin service (which only listens on a Unix socket).
+    let descriptors = protox::compile(&public, [&root])?;
     let out_dir = PathBuf::from(std::env::var("OUT_DIR")?);
     std::fs::write(
         out_dir.join("paycore_descriptor.bin"),
@@ -33,11 +23,28 @@ fn main() -> Result<(), Box<dyn Error>> {
     )?;
 
     // Well-known types map to prost-types (prost-build's default extern path),
-    // so only `paycore.v1` gets generated code.
+    // so only paycore's packages get generated code.
+    let everything = protox::compile(public.iter().chain(&admin), [&root])?;
     tonic_prost_build::configure()
         .build_server(true)
         .build_client(true)
         .btree_map(".")
-        .compile_fds(descriptors)?;
+        .compile_fds(everything)?;
     Ok(())
+}
+
+/// The `.proto` files of `dir`, relative to `root`, sorted.
+fn proto_files(root: &Path, dir: &Path) -> Result<Vec<PathBuf>, Box<dyn Error>> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)?
+        .filter_map(|entry| entry.ok().map(|entry| entry.path()))
+        .filter(|path| path.extension().is_some_and(|ext| ext == "proto"))
+        .collect();
+    files.sort();
+    for file in &files {
+        println!("cargo:rerun-if-changed={}", file.display());
+    }
+    Ok(files
+        .iter()
+        .map(|file| file.strip_prefix(root).map(Path::to_path_buf))
+        .collect::<Result<_, _>>()?)
 }

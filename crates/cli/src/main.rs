@@ -1,15 +1,16 @@
 //! `paycore`: the server and its administration commands.
 
-mod admin;
 mod serve;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use paycore_domain::api_key::KeyKind;
 use paycore_domain::{ApiKeyId, Environment, ProjectId};
+use paycore_grpc::admin;
 
 /// paycore: an event-sourced payments core.
 ///
@@ -75,9 +76,9 @@ enum KeysCommand {
         #[arg(long, value_enum, default_value_t = KindArg::Secret)]
         kind: KindArg,
     },
-    /// Revoke an API key (key_…, the third part of the key): it stops working at once.
+    /// Revoke an API key: it stops working at once.
     Revoke {
-        /// The key ID.
+        /// The key's ID: `key_` followed by the third `_`-separated part of the key.
         key_id: ApiKeyId,
     },
 }
@@ -97,48 +98,103 @@ impl From<KindArg> for KeyKind {
     }
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    let result = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-        .context("starting the async runtime")?;
-    runtime.block_on(run(cli))
+        .context("starting the async runtime")
+        .and_then(|runtime| runtime.block_on(run(cli)));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// A refusal from the admin socket, as the server worded it.
+fn refused(status: tonic::Status) -> anyhow::Error {
+    anyhow::anyhow!("{}", status.message())
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
+    let data_dir = cli.data_dir;
     match cli.command {
-        Command::Serve(args) => serve::serve(&cli.data_dir, args.listen).await,
+        Command::Serve(args) => serve::serve(&data_dir, args.listen).await,
         Command::Projects(ProjectsCommand::Create { name, live }) => {
             let environment = if live { Environment::Live } else { Environment::Sandbox };
-            serve::with_engine(&cli.data_dir, |engine| async move {
-                let project = admin::create_project(&engine, &name, environment).await?;
-                let key = admin::create_key(&engine, project, KeyKind::Secret).await?;
-                println!("project:    {project}");
-                println!("secret key: {key}");
-                println!("(the key is shown only this once: keep it somewhere safe)");
-                Ok(())
-            })
-            .await
+            let project_name = name.clone();
+            let direct = serve::with_engine(&data_dir, |engine| async move {
+                let (project, key) = admin::create_project(&engine, &project_name, environment).await?;
+                Ok((project.to_string(), key.to_string()))
+            });
+            let (project, key) = match direct.await? {
+                Some(created) => created,
+                None => {
+                    let request = admin::pb::CreateProjectRequest { name, live };
+                    let created = admin_client(&data_dir).await?.create_project(request).await.map_err(refused)?.into_inner();
+                    (created.project_id, created.secret_key)
+                }
+            };
+            println!("project:    {project}");
+            println!("secret key: {key}");
+            println!("(the key is shown only this once: keep it somewhere safe)");
+            Ok(())
         }
         Command::Keys(KeysCommand::Create { project, kind }) => {
-            serve::with_engine(&cli.data_dir, |engine| async move {
-                let key = admin::create_key(&engine, project, kind.into()).await?;
-                println!("{key}");
-                Ok(())
-            })
-            .await
+            let direct = serve::with_engine(&data_dir, |engine| async move {
+                Ok(admin::create_key(&engine, project, kind.into()).await?.to_string())
+            });
+            let key = match direct.await? {
+                Some(key) => key,
+                None => {
+                    let kind = match kind {
+                        KindArg::Secret => admin::pb::KeyKind::Secret,
+                        KindArg::Public => admin::pb::KeyKind::Public,
+                    };
+                    let request = admin::pb::CreateApiKeyRequest {
+                        project_id: project.to_string(),
+                        kind: kind.into(),
+                    };
+                    admin_client(&data_dir).await?.create_api_key(request).await.map_err(refused)?.into_inner().key
+                }
+            };
+            println!("{key}");
+            Ok(())
         }
         Command::Keys(KeysCommand::Revoke { key_id }) => {
-            serve::with_engine(&cli.data_dir, |engine| async move {
-                let project = admin::revoke_key(&engine, key_id).await?;
-                println!("revoked {key_id} of project {project}");
-                Ok(())
-            })
-            .await
+            let direct = serve::with_engine(&data_dir, |engine| async move {
+                Ok(admin::revoke_key(&engine, key_id).await?.to_string())
+            });
+            let project = match direct.await? {
+                Some(project) => project,
+                None => {
+                    let request = admin::pb::RevokeApiKeyRequest {
+                        key_id: key_id.to_string(),
+                    };
+                    admin_client(&data_dir).await?.revoke_api_key(request).await.map_err(refused)?.into_inner().project_id
+                }
+            };
+            println!("revoked {key_id} of project {project}");
+            Ok(())
         }
     }
+}
+
+/// The admin service of the server that holds `data_dir`.
+async fn admin_client(
+    data_dir: &std::path::Path,
+) -> anyhow::Result<admin::AdminServiceClient<tonic::transport::Channel>> {
+    admin::connect(data_dir).await.with_context(|| {
+        format!(
+            "{} is held by a running paycore server, but its admin socket ({}) does not answer",
+            data_dir.display(),
+            data_dir.join(admin::SOCKET_NAME).display()
+        )
+    })
 }
 
 fn init_tracing() {

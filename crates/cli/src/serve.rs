@@ -7,13 +7,12 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use paycore_domain::Environment;
-use paycore_domain::api_key::KeyKind;
 use paycore_engine::{Engine, EngineConfig};
 use paycore_projections::{ReadModels, SnapshotPolicy};
 use paycore_store::{EventStore, LogOptions, LogStore, StoreError};
-use tokio_stream::wrappers::TcpListenerStream;
+use tokio_stream::wrappers::{TcpListenerStream, UnixListenerStream};
 
-use crate::admin;
+use paycore_grpc::admin;
 
 /// Exit code when the store failed in a way that makes continuing unsafe.
 const EXIT_STORE_FATAL: i32 = 70;
@@ -24,14 +23,16 @@ struct Opened {
     engine: Engine,
 }
 
+/// The data directory is held by a running server.
+#[derive(Debug, thiserror::Error)]
+#[error("the data directory {0} is in use by another paycore process")]
+pub struct InUse(std::path::PathBuf);
+
 fn open(data_dir: &Path) -> anyhow::Result<Opened> {
     let log_dir = data_dir.join("log");
     let (log, _report) = match LogStore::open(&log_dir, LogOptions::default()) {
         Ok(opened) => opened,
-        Err(StoreError::Locked(dir)) => anyhow::bail!(
-            "the data directory {} is in use by another paycore process (is `paycore serve` running?)",
-            dir.display()
-        ),
+        Err(StoreError::Locked(dir)) => return Err(InUse(dir).into()),
         Err(error) => return Err(error).with_context(|| format!("opening the event log in {}", log_dir.display())),
     };
     // The store logs what it recovered (events, truncated tail) itself.
@@ -42,15 +43,21 @@ fn open(data_dir: &Path) -> anyhow::Result<Opened> {
 }
 
 /// Runs `work` with an engine on the data directory, for the admin commands.
-pub async fn with_engine<F, Fut>(data_dir: &Path, work: F) -> anyhow::Result<()>
+/// `Ok(None)` when a running server holds the directory: then the caller
+/// goes through the server's admin socket.
+pub async fn with_engine<F, Fut, T>(data_dir: &Path, work: F) -> anyhow::Result<Option<T>>
 where
     F: FnOnce(Engine) -> Fut,
-    Fut: Future<Output = anyhow::Result<()>>,
+    Fut: Future<Output = anyhow::Result<T>>,
 {
-    let opened = open(data_dir)?;
+    let opened = match open(data_dir) {
+        Ok(opened) => opened,
+        Err(error) if error.is::<InUse>() => return Ok(None),
+        Err(error) => return Err(error),
+    };
     let result = work(opened.engine).await;
     opened.log.close().context("closing the event log")?;
-    result
+    result.map(Some)
 }
 
 pub async fn serve(data_dir: &Path, listen: SocketAddr) -> anyhow::Result<()> {
@@ -82,11 +89,20 @@ pub async fn serve(data_dir: &Path, listen: SocketAddr) -> anyhow::Result<()> {
         // Load balancers watching grpc.health.v1 stop sending new work.
         draining.set_not_serving().await;
     };
-    tonic::transport::Server::builder()
+    let (stop_admin, admin_stopped) = tokio::sync::oneshot::channel::<()>();
+    let admin = serve_admin(data_dir, engine.clone(), async move {
+        let _ = admin_stopped.await;
+    })?;
+    let served = tonic::transport::Server::builder()
         .add_routes(api.routes())
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
-        .await
-        .context("serving gRPC")?;
+        .await;
+    let _ = stop_admin.send(());
+    if let Err(error) = admin.await {
+        tracing::warn!(%error, "admin socket task failed");
+    }
+    let _ = std::fs::remove_file(data_dir.join(admin::SOCKET_NAME));
+    served.context("serving gRPC")?;
 
     if let Some(reason) = engine.fatal().borrow().clone() {
         tracing::error!(%reason, "the event store failed; exiting without writing anything else");
@@ -102,10 +118,37 @@ pub async fn serve(data_dir: &Path, listen: SocketAddr) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Serves the admin service on `<data_dir>/admin.sock`, readable and
+/// writable by the owner only: access to the data directory is the
+/// permission to administer.
+fn serve_admin(
+    data_dir: &Path,
+    engine: Engine,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<tokio::task::JoinHandle<Result<(), tonic::transport::Error>>> {
+    use std::os::unix::fs::PermissionsExt;
+    let socket = data_dir.join(admin::SOCKET_NAME);
+    // We hold the log's lock, so a socket file left here is a dead server's.
+    match std::fs::remove_file(&socket) {
+        Err(error) if error.kind() != std::io::ErrorKind::NotFound => {
+            return Err(error).with_context(|| format!("removing stale {}", socket.display()));
+        }
+        _ => {}
+    }
+    let listener =
+        tokio::net::UnixListener::bind(&socket).with_context(|| format!("binding {}", socket.display()))?;
+    std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o600))
+        .with_context(|| format!("restricting {}", socket.display()))?;
+    Ok(tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(admin::AdminService::server(engine))
+            .serve_with_incoming_shutdown(UnixListenerStream::new(listener), shutdown),
+    ))
+}
+
 /// First start on an empty store: a sandbox project and a key to use it.
 async fn bootstrap(engine: &Engine) -> anyhow::Result<()> {
-    let project = admin::create_project(engine, "Sandbox", Environment::Sandbox).await?;
-    let key = admin::create_key(engine, project, KeyKind::Secret).await?;
+    let (project, key) = admin::create_project(engine, "Sandbox", Environment::Sandbox).await?;
     println!("created sandbox project {project}");
     println!("secret API key (shown only once, keep it safe): {key}");
     println!("more projects and keys: `paycore projects create --help`, `paycore keys create --help`");

@@ -15,6 +15,7 @@
 //! The routes hold the five paycore services, `grpc.health.v1.Health` (every
 //! service SERVING) and server reflection (v1 and v1alpha).
 
+pub mod admin;
 pub mod auth;
 pub mod convert;
 pub mod errors;
