@@ -65,6 +65,15 @@ impl From<String> for StreamName {
     }
 }
 
+// The derived `Hash`/`Eq`/`Ord` of `StreamName` are those of the wrapped
+// `str`, so looking a name up by `&str` in a map keyed by `StreamName` is
+// sound (and saves an allocation per lookup in the log's index).
+impl std::borrow::Borrow<str> for StreamName {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
 impl fmt::Display for StreamName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)

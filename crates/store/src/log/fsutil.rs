@@ -1,0 +1,143 @@
+//! File-system helpers: locking, preallocation, directory fsync, zero checks.
+
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use rustix::fs::{FallocateFlags, FlockOperation, SeekFrom};
+use rustix::io::Errno;
+
+use crate::api::Position;
+use crate::error::StoreError;
+
+pub(crate) const LOCK_FILE: &str = "LOCK";
+pub(crate) const SEGMENTS_DIR: &str = "segments";
+pub(crate) const SNAPSHOT_FILE: &str = "index.snapshot";
+pub(crate) const SNAPSHOT_TMP_FILE: &str = "index.snapshot.tmp";
+
+/// `<20-digit first position>.log`.
+pub(crate) fn segment_file_name(first_position: Position) -> String {
+    format!("{first_position:020}.log")
+}
+
+pub(crate) fn parse_segment_file_name(name: &str) -> Option<Position> {
+    let digits = name.strip_suffix(".log")?;
+    if digits.len() != 20 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
+}
+
+/// Takes the exclusive lock of the data directory, held for as long as the
+/// returned file is open. `flock` locks belong to the open file description,
+/// so a second open in the same process conflicts too.
+pub(crate) fn lock_dir(dir: &Path) -> Result<File, StoreError> {
+    let path = dir.join(LOCK_FILE);
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(|e| StoreError::io(format!("opening {}", path.display()), e))?;
+    match rustix::fs::flock(&file, FlockOperation::NonBlockingLockExclusive) {
+        Ok(()) => Ok(file),
+        Err(Errno::WOULDBLOCK) => Err(StoreError::Locked(dir.to_path_buf())),
+        Err(e) => Err(StoreError::io(format!("locking {}", path.display()), e.into())),
+    }
+}
+
+/// Makes the directory's entries (a file created or renamed in it) durable.
+pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+#[derive(Debug)]
+pub(crate) enum PreallocError {
+    /// No space left: nothing was written.
+    NoSpace(io::Error),
+    Other(io::Error),
+}
+
+impl PreallocError {
+    pub fn into_store_error(self, what: &Path) -> StoreError {
+        match self {
+            Self::NoSpace(e) => StoreError::DiskFull(format!("cannot preallocate {}: {e}", what.display())),
+            Self::Other(e) => StoreError::io(format!("preallocating {}", what.display()), e),
+        }
+    }
+}
+
+/// Reserves disk blocks for `file` up to `len` bytes (zero-filled). On a file
+/// system without `fallocate` it falls back to extending the file (sparse, so
+/// a full disk is then only detected at write time, which the writer treats as
+/// fatal).
+pub(crate) fn preallocate(file: &File, len: u64) -> Result<(), PreallocError> {
+    match rustix::fs::fallocate(file, FallocateFlags::empty(), 0, len) {
+        Ok(()) => Ok(()),
+        Err(Errno::NOSPC) | Err(Errno::DQUOT) | Err(Errno::FBIG) => Err(PreallocError::NoSpace(
+            io::Error::from_raw_os_error(Errno::NOSPC.raw_os_error()),
+        )),
+        Err(Errno::OPNOTSUPP) | Err(Errno::NOSYS) => {
+            tracing::warn!("the file system cannot preallocate; segments will be sparse");
+            let current = file.metadata().map_err(PreallocError::Other)?.len();
+            if current < len {
+                file.set_len(len).map_err(PreallocError::Other)?;
+            }
+            Ok(())
+        }
+        Err(e) => Err(PreallocError::Other(e.into())),
+    }
+}
+
+/// Offset of the first non-zero byte of `file` in `[from, to)`, if any. Skips
+/// holes (unwritten preallocated space) without reading them where the file
+/// system reports them.
+pub(crate) fn first_nonzero(file: &File, from: u64, to: u64) -> io::Result<Option<u64>> {
+    let mut buf = vec![0u8; 1 << 20];
+    let mut at = from;
+    while at < to {
+        // Jump to the next data region; ENXIO means only a hole is left.
+        let (data, data_end) = match rustix::fs::seek(file, SeekFrom::Data(at)) {
+            Ok(data) => {
+                let hole = rustix::fs::seek(file, SeekFrom::Hole(data)).unwrap_or(to);
+                (data, hole.min(to))
+            }
+            Err(Errno::NXIO) => return Ok(None),
+            Err(_) => (at, to),
+        };
+        if data >= to {
+            return Ok(None);
+        }
+        at = data;
+        while at < data_end {
+            let n = ((data_end - at) as usize).min(buf.len());
+            let chunk = &mut buf[..n];
+            file.read_exact_at(chunk, at)?;
+            if let Some(i) = chunk.iter().position(|&b| b != 0) {
+                return Ok(Some(at + i as u64));
+            }
+            at += n as u64;
+        }
+    }
+    Ok(None)
+}
+
+/// The segment files in `dir`, by first position. Other files are ignored
+/// with a warning.
+pub(crate) fn list_segments(dir: &Path) -> Result<Vec<(Position, PathBuf)>, StoreError> {
+    let entries =
+        std::fs::read_dir(dir).map_err(|e| StoreError::io(format!("listing {}", dir.display()), e))?;
+    let mut segments = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| StoreError::io(format!("listing {}", dir.display()), e))?;
+        let name = entry.file_name();
+        match name.to_str().and_then(parse_segment_file_name) {
+            Some(first) => segments.push((first, entry.path())),
+            None => tracing::warn!(file = %entry.path().display(), "ignoring a file that is not a segment"),
+        }
+    }
+    segments.sort();
+    Ok(segments)
+}

@@ -1,0 +1,462 @@
+//! The embedded durable log: paycore's default backend.
+//!
+//! An append-only, segmented log in one data directory, written by one thread
+//! with group commit (many appends, one `fdatasync`), read through an
+//! in-memory index. An append is acknowledged only after its bytes are on
+//! stable storage.
+//!
+//! # Data directory
+//!
+//! ```text
+//! <dir>/LOCK                           exclusive flock, held while open
+//! <dir>/segments/<20-digit first position>.log
+//! <dir>/index.snapshot                 derived; may be deleted at any time
+//! <dir>/index.snapshot.tmp             leftover of an interrupted snapshot (removed on open)
+//! ```
+//!
+//! A segment is named after the global position of its first event (zero
+//! padded to 20 digits, so names sort like positions). Segments are
+//! preallocated (`fallocate`) to [`LogOptions::segment_bytes`] when created
+//! and the directory is fsync'd before anything is written into them. The
+//! unused end of a segment reads as zeros. A group of commits never spans two
+//! segments; a group larger than `segment_bytes` (one very large request) gets
+//! a segment of its own, as large as needed.
+//!
+//! # Frames
+//!
+//! A segment is a sequence of frames, one per commit (one [`AppendRequest`],
+//! the unit of atomicity), each starting at a multiple of 8 bytes. All
+//! integers are little-endian.
+//!
+//! ```text
+//! u32  body_len
+//! u32  !body_len                 bitwise complement, catches torn/garbled headers
+//! u32  crc32c(body)              Castagnoli CRC of the body bytes
+//! [u8; body_len] body
+//! zero padding to the next multiple of 8
+//! ```
+//!
+//! The body:
+//!
+//! ```text
+//! u64  group_first_position      first position of the commit group (one write + one fsync)
+//! u64  group_end                 offset in this segment just past the group's last frame
+//! u64  first_position            position of this commit's first event
+//! i64  recorded_at_micros        commit time, shared by all its events
+//! u32  event_count               >= 1; positions are first_position .. + event_count
+//! event_count times:
+//!   u8   flags                   bit 0: same stream as the previous event of this frame
+//!                                bit 1: same event type as the previous event
+//!                                bit 2: same metadata as the previous event
+//!                                (other bits zero)
+//!   [u32 len, UTF-8 stream]      unless flags bit 0
+//!   u64  version                 per-stream version
+//!   [u32 len, UTF-8 event_type]  unless flags bit 1
+//!   u16  schema_version
+//!   [metadata]                   unless flags bit 2; the canonical encoding of
+//!                                crate::chain: u8 presence bits, then
+//!                                16-byte UUIDs and u32-length-prefixed strings
+//!   u32 len, payload bytes
+//!   [u8; 32] hash                SHA-256 chain hash, see crate::chain
+//! ```
+//!
+//! A frame that passes its header and CRC checks must also fit the log: its
+//! first position is the next expected position, every stream's versions are
+//! contiguous from 0, every hash equals `chain_hash(previous hash, event)`,
+//! and its group fields agree with the frames before it (a frame with
+//! `group_first_position == first_position` starts a group, exactly where the
+//! previous group ended; other frames repeat their group's fields). A CRC-valid
+//! frame that does not fit is corruption, never a torn write.
+//!
+//! # Recovery rules (on open)
+//!
+//! 1. Take the lock; a second open of the directory, from this process or
+//!    another, fails with [`StoreError::Locked`].
+//! 2. Load `index.snapshot` if it is valid (checksum, structure) and agrees
+//!    with the segments (same segment names; its last frame is on disk where
+//!    it says, ending at its event count with its last hash). Otherwise log a
+//!    warning and scan from the first segment. The snapshot resumes the scan
+//!    at a group boundary.
+//! 3. Scan every frame after that point, in order, across segments. Each
+//!    segment's name must be the position the log before it ended at, and the
+//!    first segment (without a snapshot) must be `0`.
+//! 4. Within a segment, the data ends at offset `X` when the rest of the file
+//!    from `X` is zeros (or absent). Otherwise a frame at `X` that cannot be
+//!    read (a header shorter than 12 bytes, a header failing the complement
+//!    check — including a zeroed header followed by data —, a frame extending
+//!    past the end of the file, or a CRC mismatch) is a *bad frame*.
+//! 5. A bad frame in any segment but the last is corruption: `open` fails
+//!    with [`StoreError::Corrupt`] naming the segment and the frame's offset.
+//! 6. A bad frame at `X` in the last segment is a **torn tail** — the remains
+//!    of the last group write, which was never acknowledged — iff every byte
+//!    after the region that write may have covered is zero or absent. That
+//!    region ends at:
+//!    - the group's `group_end`, when the frame before `X` belongs to a group
+//!      that extends past `X` (a disk may persist the pages of one write in
+//!      any order, so any part of the group may be missing);
+//!    - otherwise (the bad frame starts a group): the end of the bad frame when
+//!      its header passes the complement check, else `X + 12`; extended to
+//!      the `group_end` of the first intact frame after `X` (searched at
+//!      8-byte steps) if that frame belongs to the same group
+//!      (`group_first_position` equal to the expected position). An intact
+//!      frame of a *later* group after `X` proves the bad frame was durable
+//!      before it: corruption.
+//!
+//!    A torn tail is cut off: the file is truncated to `X` and preallocated
+//!    again (so the segment stays zero beyond its data), the cut is logged at
+//!    warn level and reported in [`OpenReport::truncated_tail_bytes`] (the
+//!    size of the discarded region, `min(region end, file length) - X`). Any
+//!    other bad frame is corruption; nothing is ever skipped silently.
+//!
+//!    No format can tell a torn write from damage to the very last durable
+//!    frame when nothing follows it; both are treated as a torn tail.
+//! 7. The last segment becomes the active one, preallocated back to
+//!    `segment_bytes` if it is shorter.
+//!
+//! # Index snapshot
+//!
+//! All fixed-size integers little-endian; `varint` is unsigned LEB128 (7 bits
+//! per byte, low bits first, high bit set on every byte but the last).
+//!
+//! ```text
+//! [u8; 8] "PCLOGIX2"
+//! u64  event count N (the snapshot covers positions 0 .. N)
+//! [u8; 32] hash of position N-1 (zeros when N = 0)
+//! i64  recorded_at of position N-1
+//! u32  resume segment (ordinal in the table below; always the last)
+//! u64  resume offset (end of the frame holding position N-1)
+//! u32  segment count S, then S × u64 segment first position
+//! u64  frame count F, then F frames, each four varints, delta-encoded:
+//!        first position − previous frame's first position,
+//!        segment ordinal − previous frame's ordinal,
+//!        offset − (previous frame's end if same segment, else 0),
+//!        body_len
+//!      (the "previous frame" of the first is position 0, ordinal 0, end 0)
+//! streams, each: u8 1, u32 len, UTF-8 name, u64 count,
+//!        count varints: position of version 0, then differences to the previous
+//! u8   0
+//! u32  crc32c of everything above
+//! ```
+//!
+//! The writer starts a snapshot in a background thread once at least
+//! [`LogOptions::index_snapshot_every`] events *and* at least 1/8 of the log
+//! were appended since the previous one (it reads the index in short locked
+//! chunks, so commits go on meanwhile), and writes one on [`LogStore::close`].
+//! The 1/8 rule keeps the snapshot's write cost proportional to the append
+//! volume as the log grows, at the price of scanning up to 1/8 of the log
+//! after a crash. It is written to `index.snapshot.tmp`, fsync'd, renamed over
+//! `index.snapshot`, and the directory fsync'd.
+//!
+//! A valid snapshot is trusted for the frames it covers: `open` does not read
+//! them again (that is its point). Damage to those frames is found when they
+//! are read: every frame read checks its CRC and fails with
+//! [`StoreError::Corrupt`]. An audit reads everything and also re-verifies the
+//! hash chain ([`crate::verify_chain`]).
+//!
+//! # Failures
+//!
+//! - A full disk is detected when a segment is preallocated, before any byte
+//!   of the group is written: the group's appends fail with
+//!   [`StoreError::DiskFull`] and the store stays usable.
+//! - A failed write or `fdatasync` is never retried (after a failed fsync the
+//!   page cache can no longer be trusted): the appends waiting on it and every
+//!   later append fail with [`StoreError::Fatal`], the failure is logged at
+//!   error level, and the process is expected to exit. Whatever part of the
+//!   group reached the disk is unacknowledged and is cut as a torn tail on
+//!   the next open.
+//!
+//! [`AppendRequest`]: crate::AppendRequest
+
+mod codec;
+mod fsutil;
+mod index;
+mod recovery;
+mod snapshot;
+mod writer;
+
+#[cfg(test)]
+mod tests;
+
+use std::fmt;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Sender};
+use std::sync::{Arc, OnceLock};
+use std::thread::JoinHandle;
+
+use parking_lot::{Mutex, RwLock};
+use tokio::sync::{oneshot, watch};
+
+use crate::api::{
+    AppendRequest, AppendResult, EventStore, Position, ReadDirection, RecordedEvent, StreamName, Version,
+};
+use crate::error::StoreError;
+use crate::request::validate;
+
+use self::index::{Index, ReadPlan};
+use self::writer::{Msg, Writer};
+
+/// Whether each group commit is made durable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SyncMode {
+    /// `fdatasync` after every group write: acknowledged means durable.
+    #[default]
+    Fsync,
+    /// No `fdatasync` on commits. Only for benchmarks that measure the cost of
+    /// durability; a crash can lose acknowledged appends.
+    NoSync,
+}
+
+/// Tuning of the embedded log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogOptions {
+    /// Size of a new segment (preallocated), at least 4096. Default 128 MiB.
+    pub segment_bytes: u64,
+    pub sync: SyncMode,
+    /// Write an index snapshot every this many events, or every 1/8 of the log
+    /// if that is more (0: only on close). Default 1,000,000.
+    pub index_snapshot_every: u64,
+    /// How many of the most recent events stay decoded in memory for reads.
+    /// Default 65,536.
+    pub cache_events: usize,
+}
+
+impl Default for LogOptions {
+    fn default() -> Self {
+        Self {
+            segment_bytes: 128 << 20,
+            sync: SyncMode::Fsync,
+            index_snapshot_every: 1_000_000,
+            cache_events: 1 << 16,
+        }
+    }
+}
+
+/// What [`LogStore::open`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpenReport {
+    /// Number of events in the log (the next position).
+    pub events: u64,
+    /// Bytes of a torn tail cut off the last segment (0 when none).
+    pub truncated_tail_bytes: u64,
+    /// Number of segment files.
+    pub segments: usize,
+    /// Whether the index came from `index.snapshot`.
+    pub index_loaded_from_snapshot: bool,
+    /// Events scanned from the segments (all of them without a snapshot).
+    pub replayed_events_after_snapshot: u64,
+}
+
+/// State shared by the store handle, the writer and snapshot threads.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    dir: PathBuf,
+    options: LogOptions,
+    index: RwLock<Index>,
+    /// Set once when a write or fsync fails; every later append fails.
+    fatal: OnceLock<String>,
+    closed: AtomicBool,
+    #[cfg(test)]
+    faults: tests::Faults,
+}
+
+impl Shared {
+    fn segments_dir(&self) -> PathBuf {
+        self.dir.join(fsutil::SEGMENTS_DIR)
+    }
+}
+
+/// The embedded durable log. See the [module docs](self) for the format and
+/// the recovery rules.
+pub struct LogStore {
+    shared: Arc<Shared>,
+    tx: Sender<Msg>,
+    committed: watch::Receiver<Position>,
+    writer: Mutex<Option<JoinHandle<()>>>,
+    lock: Mutex<Option<File>>,
+}
+
+/// Reads of more bytes than this go to a blocking thread instead of running
+/// on the async caller's thread.
+const INLINE_READ_BYTES: u64 = 256 << 10;
+
+impl LogStore {
+    /// Opens (creating if needed) the log in `dir`, recovering it as the
+    /// [module docs](self) describe, and starts its writer thread.
+    ///
+    /// This is a blocking call (it may scan the log); from async code, call
+    /// it through `tokio::task::spawn_blocking`. It needs no runtime.
+    pub fn open(dir: impl AsRef<Path>, options: LogOptions) -> Result<(Self, OpenReport), StoreError> {
+        let dir = dir.as_ref().to_path_buf();
+        if options.segment_bytes < 4096 {
+            return Err(StoreError::InvalidRequest(
+                "segment_bytes must be at least 4096".into(),
+            ));
+        }
+        let created = !dir.exists();
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| StoreError::io(format!("creating {}", dir.display()), e))?;
+        // A new directory's own entry must be durable too.
+        if let Some(parent) = dir.parent().filter(|p| created && !p.as_os_str().is_empty()) {
+            fsutil::sync_dir(parent)
+                .map_err(|e| StoreError::io(format!("syncing {}", parent.display()), e))?;
+        }
+        let lock = fsutil::lock_dir(&dir)?;
+        let segments_dir = dir.join(fsutil::SEGMENTS_DIR);
+        if !segments_dir.exists() {
+            std::fs::create_dir(&segments_dir)
+                .map_err(|e| StoreError::io(format!("creating {}", segments_dir.display()), e))?;
+            fsutil::sync_dir(&dir).map_err(|e| StoreError::io(format!("syncing {}", dir.display()), e))?;
+        }
+        let _ = std::fs::remove_file(dir.join(fsutil::SNAPSHOT_TMP_FILE));
+
+        let recovered = recovery::recover(&dir, &options)?;
+        let report = recovered.report.clone();
+        tracing::info!(
+            dir = %dir.display(),
+            events = report.events,
+            segments = report.segments,
+            from_snapshot = report.index_loaded_from_snapshot,
+            replayed = report.replayed_events_after_snapshot,
+            truncated_tail_bytes = report.truncated_tail_bytes,
+            "event log opened"
+        );
+        let (committed_tx, committed) = watch::channel(recovered.index.next);
+        let shared = Arc::new(Shared {
+            dir,
+            options,
+            index: RwLock::new(recovered.index),
+            fatal: OnceLock::new(),
+            closed: AtomicBool::new(false),
+            #[cfg(test)]
+            faults: tests::Faults::default(),
+        });
+        let (tx, rx) = mpsc::channel();
+        let writer = Writer::new(shared.clone(), rx, committed_tx, recovered.writer);
+        let handle = std::thread::Builder::new()
+            .name("paycore-log-writer".into())
+            .spawn(move || writer.run())
+            .map_err(|e| StoreError::io("starting the log writer thread", e))?;
+        Ok((
+            Self {
+                shared,
+                tx,
+                committed,
+                writer: Mutex::new(Some(handle)),
+                lock: Mutex::new(Some(lock)),
+            },
+            report,
+        ))
+    }
+
+    /// The data directory.
+    pub fn dir(&self) -> &Path {
+        &self.shared.dir
+    }
+
+    /// Stops the store cleanly: appends already queued are committed, later
+    /// ones fail with [`StoreError::Closed`], the index snapshot is written,
+    /// and the directory lock is released. Subscriptions end with `Closed`
+    /// after the last committed event. Idempotent; also done on drop.
+    ///
+    /// Blocks until the writer has finished (normally milliseconds, longer if
+    /// the snapshot is large).
+    pub fn close(&self) -> Result<(), StoreError> {
+        self.shared.closed.store(true, Ordering::SeqCst);
+        let _ = self.tx.send(Msg::Shutdown);
+        let handle = self.writer.lock().take();
+        let result = match handle {
+            Some(handle) => handle
+                .join()
+                .map_err(|_| StoreError::Fatal("the log writer thread panicked".into())),
+            None => Ok(()),
+        };
+        self.lock.lock().take();
+        result
+    }
+
+    /// Why the writer no longer answers.
+    fn stopped(&self) -> StoreError {
+        if let Some(reason) = self.shared.fatal.get() {
+            StoreError::Fatal(reason.clone())
+        } else if self.shared.closed.load(Ordering::SeqCst) {
+            StoreError::Closed
+        } else {
+            StoreError::Fatal("the log writer thread stopped".into())
+        }
+    }
+
+    async fn run_plan(plan: ReadPlan) -> Result<Vec<RecordedEvent>, StoreError> {
+        if plan.disk_bytes() <= INLINE_READ_BYTES {
+            return plan.execute();
+        }
+        match tokio::runtime::Handle::try_current() {
+            Ok(handle) => handle
+                .spawn_blocking(move || plan.execute())
+                .await
+                .map_err(|e| StoreError::Unavailable(format!("read task failed: {e}")))?,
+            Err(_) => plan.execute(),
+        }
+    }
+}
+
+impl Drop for LogStore {
+    fn drop(&mut self) {
+        if let Err(e) = self.close() {
+            tracing::error!(error = %e, "closing the event log");
+        }
+    }
+}
+
+impl fmt::Debug for LogStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LogStore")
+            .field("dir", &self.shared.dir)
+            .field("committed", &*self.committed.borrow())
+            .finish_non_exhaustive()
+    }
+}
+
+#[async_trait::async_trait]
+impl EventStore for LogStore {
+    async fn append(&self, request: AppendRequest) -> Result<AppendResult, StoreError> {
+        let size = validate(&request)?;
+        if self.shared.fatal.get().is_some() || self.shared.closed.load(Ordering::SeqCst) {
+            return Err(self.stopped());
+        }
+        let (reply, answer) = oneshot::channel();
+        self.tx
+            .send(Msg::Append { request, size, reply })
+            .map_err(|_| self.stopped())?;
+        answer.await.map_err(|_| self.stopped())?
+    }
+
+    async fn read_stream(
+        &self,
+        stream: &StreamName,
+        from: Version,
+        direction: ReadDirection,
+        max: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        let plan = self
+            .shared
+            .index
+            .read()
+            .plan_read_stream(stream.as_str(), from, direction, max);
+        Self::run_plan(plan).await
+    }
+
+    async fn read_all(&self, from: Position, max: usize) -> Result<Vec<RecordedEvent>, StoreError> {
+        let plan = self.shared.index.read().plan_read_all(from, max);
+        Self::run_plan(plan).await
+    }
+
+    async fn stream_version(&self, stream: &StreamName) -> Result<Option<Version>, StoreError> {
+        Ok(self.shared.index.read().head(stream.as_str()))
+    }
+
+    fn committed(&self) -> watch::Receiver<Position> {
+        self.committed.clone()
+    }
+}

@@ -1,0 +1,517 @@
+//! The writer thread: group commit.
+//!
+//! One std thread owns the active segment. It takes the first queued request,
+//! drains whatever else is queued (up to [`MAX_GROUP_REQUESTS`] /
+//! [`MAX_GROUP_BYTES`]), checks every request's expectations in order (against
+//! the index plus the earlier requests of the group), encodes the accepted
+//! ones as one frame each into one buffer, writes it with one `pwrite`, makes
+//! it durable with one `fdatasync`, publishes it to the index and the
+//! committed watermark, and only then replies. A failed write or fsync is
+//! never retried: the store turns fatal (see [`StoreError::Fatal`]).
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::mpsc::{Receiver, TryRecvError};
+use std::thread::JoinHandle;
+
+use tokio::sync::{oneshot, watch};
+
+use crate::api::{AppendRequest, AppendResult, ChainHash, Position, RecordedEvent, StreamName, Version};
+use crate::error::StoreError;
+use crate::request::{now_micros, plan};
+
+use super::codec::{PendingFrame, encode_commit, seal};
+use super::fsutil::{preallocate, segment_file_name, sync_dir};
+use super::index::{FrameLoc, SegmentRef};
+use super::snapshot::{self, SnapshotPoint};
+use super::{Shared, SyncMode};
+
+/// Most requests committed by one fsync.
+pub(crate) const MAX_GROUP_REQUESTS: usize = 4096;
+/// Stop draining the queue once the group's estimated size reaches this.
+pub(crate) const MAX_GROUP_BYTES: usize = 8 << 20;
+
+pub(crate) type Reply = oneshot::Sender<Result<AppendResult, StoreError>>;
+
+pub(crate) enum Msg {
+    Append {
+        request: AppendRequest,
+        /// Upper bound of the encoded size, from `validate`.
+        size: usize,
+        reply: Reply,
+    },
+    Shutdown,
+}
+
+/// The segment the writer appends to.
+#[derive(Debug)]
+pub(crate) struct ActiveSegment {
+    pub file: File,
+    pub ordinal: u32,
+    pub path: PathBuf,
+    /// Preallocated length: writes never go past it.
+    pub allocated: u64,
+    /// Where the next frame goes.
+    pub end: u64,
+}
+
+/// What the writer needs from recovery.
+#[derive(Debug)]
+pub(crate) struct WriterState {
+    pub active: ActiveSegment,
+    pub next: Position,
+    pub last_hash: ChainHash,
+    pub last_recorded_at: i64,
+    /// The position up to which `index.snapshot` is current, if it is.
+    pub snapshot_at: Option<Position>,
+    /// Segment ordinal and end offset of the last frame (`(0, 0)` when the
+    /// log is empty): where a snapshot taken now resumes the scan. Not always
+    /// the active segment: after a crash right after a rollover, the active
+    /// segment is still empty.
+    pub tail: (u32, u64),
+}
+
+pub(crate) struct Writer {
+    shared: Arc<Shared>,
+    rx: Receiver<Msg>,
+    committed: watch::Sender<Position>,
+    state: WriterState,
+    /// Group buffer, reused.
+    buf: Vec<u8>,
+    /// The group's events on their way to the index cache, reused.
+    events: Vec<RecordedEvent>,
+    /// Events evicted from the cache, dropped after the index lock is released.
+    evicted: Vec<RecordedEvent>,
+    /// Stream heads as left by the accepted requests of the current group.
+    overlay: HashMap<StreamName, Version>,
+    snapshot_thread: Option<JoinHandle<bool>>,
+    /// Position of the snapshot running in `snapshot_thread`.
+    snapshot_pending: Position,
+    /// Position at which the last snapshot was started (to space them out).
+    last_snapshot_started: Position,
+}
+
+struct Accepted {
+    request: AppendRequest,
+    firsts: Vec<Version>,
+    reply: Reply,
+}
+
+impl Writer {
+    pub fn new(
+        shared: Arc<Shared>,
+        rx: Receiver<Msg>,
+        committed: watch::Sender<Position>,
+        state: WriterState,
+    ) -> Self {
+        let last_snapshot_started = state.snapshot_at.unwrap_or(0);
+        Self {
+            shared,
+            rx,
+            committed,
+            state,
+            buf: Vec::new(),
+            events: Vec::new(),
+            evicted: Vec::new(),
+            overlay: HashMap::new(),
+            snapshot_thread: None,
+            snapshot_pending: 0,
+            last_snapshot_started,
+        }
+    }
+
+    pub fn run(mut self) {
+        let mut group = Vec::new();
+        loop {
+            let Ok(first) = self.rx.recv() else { break };
+            let mut shutdown = false;
+            let mut bytes = 0usize;
+            match first {
+                Msg::Shutdown => shutdown = true,
+                Msg::Append { request, size, reply } => {
+                    bytes += size;
+                    group.push((request, reply));
+                }
+            }
+            while !shutdown && group.len() < MAX_GROUP_REQUESTS && bytes < MAX_GROUP_BYTES {
+                match self.rx.try_recv() {
+                    Ok(Msg::Append { request, size, reply }) => {
+                        bytes += size;
+                        group.push((request, reply));
+                    }
+                    Ok(Msg::Shutdown) => shutdown = true,
+                    Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
+                }
+            }
+            if !group.is_empty() {
+                self.commit_group(&mut group);
+            }
+            if shutdown {
+                break;
+            }
+        }
+        self.finish();
+    }
+
+    fn commit_group(&mut self, group: &mut Vec<(AppendRequest, Reply)>) {
+        if let Some(reason) = self.shared.fatal.get() {
+            for (_, reply) in group.drain(..) {
+                let _ = reply.send(Err(StoreError::Fatal(reason.clone())));
+            }
+            return;
+        }
+
+        // 1. Expectations, in arrival order.
+        self.overlay.clear();
+        let mut accepted = Vec::with_capacity(group.len());
+        {
+            let index = self.shared.index.read();
+            for (request, reply) in group.drain(..) {
+                let overlay = &self.overlay;
+                match plan(&request, |stream| {
+                    overlay
+                        .get(stream)
+                        .copied()
+                        .or_else(|| index.head(stream.as_str()))
+                }) {
+                    Ok(firsts) => {
+                        for (write, first) in request.writes.iter().zip(&firsts) {
+                            self.overlay
+                                .insert(write.stream.clone(), first + write.events.len() as u64 - 1);
+                        }
+                        accepted.push(Accepted {
+                            request,
+                            firsts,
+                            reply,
+                        });
+                    }
+                    Err(e) => {
+                        let _ = reply.send(Err(e));
+                    }
+                }
+            }
+        }
+        if accepted.is_empty() {
+            return;
+        }
+
+        // 2. Encode: positions, hashes, one frame per request.
+        let recorded_at = now_micros(self.state.last_recorded_at);
+        let group_first = self.state.next;
+        let mut position = group_first;
+        let mut hash = self.state.last_hash;
+        let mut events = std::mem::take(&mut self.events);
+        events.clear();
+        let mut frames: Vec<PendingFrame> = Vec::with_capacity(accepted.len());
+        let mut replies = Vec::with_capacity(accepted.len());
+        // (stream, first position, count) per write, for the index.
+        let mut writes: Vec<(StreamName, Position, u64)> = Vec::new();
+        self.buf.clear();
+        for Accepted {
+            request,
+            firsts,
+            reply,
+        } in accepted
+        {
+            let first_position = position;
+            let mut versions = Vec::with_capacity(firsts.len());
+            let mut at = position;
+            for (write, first) in request.writes.iter().zip(&firsts) {
+                let n = write.events.len() as u64;
+                versions.push(first + n - 1);
+                writes.push((write.stream.clone(), at, n));
+                at += n;
+            }
+            let frame = encode_commit(
+                &mut self.buf,
+                request,
+                &firsts,
+                group_first,
+                first_position,
+                recorded_at,
+                &mut hash,
+                &mut events,
+            );
+            position = at;
+            frames.push(frame);
+            replies.push((
+                reply,
+                AppendResult {
+                    first_position,
+                    last_position: position - 1,
+                    versions,
+                    recorded_at_micros: recorded_at,
+                },
+            ));
+        }
+
+        // 3. Room: a group never spans segments.
+        let len = self.buf.len() as u64;
+        let room = if self.state.active.end + len > self.state.active.allocated {
+            self.make_room(len)
+        } else {
+            Ok(())
+        };
+        if let Err(e) = room {
+            tracing::warn!(error = %e, "append refused");
+            for (reply, _) in replies {
+                let _ = reply.send(Err(clone_error(&e)));
+            }
+            return;
+        }
+        let base = self.state.active.end;
+        seal(&mut self.buf, &frames, base + len);
+
+        // 4. Write and sync. Never retried: after a failed fsync the page
+        // cache may hold data the disk does not, so nothing can be trusted.
+        if let Err(reason) = self.write_and_sync(base) {
+            tracing::error!(
+                segment = %self.state.active.path.display(),
+                offset = base,
+                "{reason}; the event store stops accepting appends"
+            );
+            let _ = self.shared.fatal.set(reason.clone());
+            for (reply, _) in replies {
+                let _ = reply.send(Err(StoreError::Fatal(reason.clone())));
+            }
+            return;
+        }
+
+        // 5. Publish, then acknowledge.
+        {
+            let mut index = self.shared.index.write();
+            let segment = self.state.active.ordinal;
+            for frame in &frames {
+                index.frames.push(FrameLoc {
+                    first_position: frame.first_position,
+                    offset: base + frame.start as u64,
+                    segment,
+                    body_len: frame.body_len,
+                });
+            }
+            for (stream, first, n) in writes {
+                let id = index.stream_id_for(&stream);
+                index.streams[id as usize].positions.extend(first..first + n);
+            }
+            index.next = position;
+            index.push_recent(&mut events, &mut self.evicted);
+        }
+        self.events = events;
+        self.evicted.clear();
+        self.state.active.end += len;
+        self.state.tail = (self.state.active.ordinal, self.state.active.end);
+        self.state.next = position;
+        self.state.last_hash = hash;
+        self.state.last_recorded_at = recorded_at;
+        self.committed.send_replace(position);
+        for (reply, result) in replies {
+            // A caller that went away still got its events committed.
+            let _ = reply.send(Ok(result));
+        }
+        self.maybe_snapshot();
+    }
+
+    fn write_and_sync(&mut self, base: u64) -> Result<(), String> {
+        #[cfg(test)]
+        if self
+            .shared
+            .faults
+            .fail_write
+            .load(std::sync::atomic::Ordering::SeqCst)
+        {
+            // Half a group reaches the file, as a real failure might leave it.
+            let half = &self.buf[..self.buf.len() / 2];
+            let _ = self.state.active.file.write_all_at(half, base);
+            return Err("write failed: injected fault".into());
+        }
+        self.state
+            .active
+            .file
+            .write_all_at(&self.buf, base)
+            .map_err(|e| format!("write failed: {e}"))?;
+        if self.shared.options.sync == SyncMode::Fsync {
+            self.state
+                .active
+                .file
+                .sync_data()
+                .map_err(|e| format!("fdatasync failed: {e}"))?;
+        }
+        Ok(())
+    }
+
+    /// Makes `len` bytes of preallocated room for the next group: grows the
+    /// active segment while it is empty, otherwise starts a new segment
+    /// named after the group's first position. Nothing is written when this
+    /// fails, and the store stays usable.
+    fn make_room(&mut self, len: u64) -> Result<(), StoreError> {
+        let options = &self.shared.options;
+        let size = options.segment_bytes.max(len);
+        let active = &mut self.state.active;
+        #[cfg(test)]
+        if self
+            .shared
+            .faults
+            .fail_preallocate
+            .load(std::sync::atomic::Ordering::SeqCst)
+        {
+            return Err(StoreError::DiskFull("injected fault".into()));
+        }
+        if active.end == 0 {
+            preallocate(&active.file, size).map_err(|e| e.into_store_error(&active.path))?;
+            active.allocated = size;
+            return Ok(());
+        }
+        let first_position = self.state.next;
+        let segments_dir = self.shared.segments_dir();
+        let (file, path) = create_segment(&segments_dir, first_position, size)?;
+        let reader =
+            File::open(&path).map_err(|e| StoreError::io(format!("opening {}", path.display()), e))?;
+        let ordinal = {
+            let mut index = self.shared.index.write();
+            index.segments.push(Arc::new(SegmentRef {
+                first_position,
+                path: path.clone(),
+                file: reader,
+            }));
+            (index.segments.len() - 1) as u32
+        };
+        tracing::debug!(segment = %path.display(), "new segment");
+        self.state.active = ActiveSegment {
+            file,
+            ordinal,
+            path,
+            allocated: size,
+            end: 0,
+        };
+        Ok(())
+    }
+
+    fn snapshot_point(&self) -> SnapshotPoint {
+        SnapshotPoint {
+            next: self.state.next,
+            last_hash: self.state.last_hash,
+            last_recorded_at: self.state.last_recorded_at,
+            resume_segment: self.state.tail.0,
+            resume_offset: self.state.tail.1,
+        }
+    }
+
+    /// Starts a background snapshot every `index_snapshot_every` events (and
+    /// 1/8 of the log), unless one is still running.
+    fn maybe_snapshot(&mut self) {
+        let every = self.shared.options.index_snapshot_every;
+        let since = self.state.next - self.last_snapshot_started;
+        // At least 1/8 of the log since the last one: see the module docs.
+        if every == 0 || since < every || since < self.state.next / 8 {
+            return;
+        }
+        if self.snapshot_thread.as_ref().is_some_and(|t| !t.is_finished()) {
+            return;
+        }
+        self.join_snapshot();
+        let point = self.snapshot_point();
+        let shared = self.shared.clone();
+        let spawned = std::thread::Builder::new()
+            .name("paycore-log-snapshot".into())
+            .spawn(move || write_snapshot(&shared, &point));
+        match spawned {
+            Ok(handle) => {
+                self.snapshot_thread = Some(handle);
+                self.snapshot_pending = point.next;
+                self.last_snapshot_started = point.next;
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot start the index snapshot thread"),
+        }
+    }
+
+    fn join_snapshot(&mut self) {
+        let written = self
+            .snapshot_thread
+            .take()
+            .is_some_and(|handle| handle.join().unwrap_or(false));
+        if written {
+            self.state.snapshot_at = Some(self.snapshot_pending);
+        }
+    }
+
+    /// Clean stop: the queue is closed; write the final snapshot so the next
+    /// open does not scan.
+    fn finish(&mut self) {
+        self.join_snapshot();
+        if self.shared.fatal.get().is_some() {
+            return;
+        }
+        if self.state.snapshot_at != Some(self.state.next) {
+            let point = self.snapshot_point();
+            write_snapshot(&self.shared, &point);
+        }
+    }
+}
+
+fn write_snapshot(shared: &Shared, point: &SnapshotPoint) -> bool {
+    let started = std::time::Instant::now();
+    match snapshot::write(&shared.dir, &shared.index, point) {
+        Ok(()) => {
+            tracing::debug!(
+                events = point.next,
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "index snapshot written"
+            );
+            true
+        }
+        Err(e) => {
+            // Derived data: the next open scans more, nothing is lost.
+            tracing::warn!(error = %e, "cannot write the index snapshot");
+            false
+        }
+    }
+}
+
+/// Creates and preallocates a segment, then makes its directory entry durable.
+/// On failure the file is removed again and nothing was written.
+pub(crate) fn create_segment(
+    segments_dir: &std::path::Path,
+    first_position: Position,
+    size: u64,
+) -> Result<(File, PathBuf), StoreError> {
+    let path = segments_dir.join(segment_file_name(first_position));
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .open(&path)
+        .map_err(|e| {
+            if e.raw_os_error() == Some(rustix::io::Errno::NOSPC.raw_os_error()) {
+                StoreError::DiskFull(format!("cannot create {}: {e}", path.display()))
+            } else {
+                StoreError::io(format!("creating {}", path.display()), e)
+            }
+        })?;
+    if let Err(e) = preallocate(&file, size) {
+        drop(file);
+        let _ = std::fs::remove_file(&path);
+        return Err(e.into_store_error(&path));
+    }
+    if let Err(e) = sync_dir(segments_dir) {
+        drop(file);
+        let _ = std::fs::remove_file(&path);
+        return Err(StoreError::io(format!("syncing {}", segments_dir.display()), e));
+    }
+    Ok((file, path))
+}
+
+/// `StoreError` is not `Clone` (it holds an `io::Error`); the errors
+/// `make_room` returns are re-created for each waiting caller.
+fn clone_error(e: &StoreError) -> StoreError {
+    match e {
+        StoreError::DiskFull(m) => StoreError::DiskFull(m.clone()),
+        StoreError::Io { context, source } => StoreError::Io {
+            context: context.clone(),
+            source: std::io::Error::new(source.kind(), source.to_string()),
+        },
+        other => StoreError::Unavailable(other.to_string()),
+    }
+}
