@@ -61,6 +61,9 @@ where
 }
 
 pub async fn serve(data_dir: &Path, listen: SocketAddr) -> anyhow::Result<()> {
+    // Installed before anything else, so a signal at any moment after start
+    // is a graceful stop rather than the default action (termination).
+    let stop_requested = shutdown_signal()?;
     std::fs::create_dir_all(data_dir).with_context(|| format!("creating {}", data_dir.display()))?;
     let Opened { log, store, engine } = open(data_dir)?;
     let read = ReadModels::start(store.clone(), SnapshotPolicy::at(data_dir.join("readmodels.snapshot")))
@@ -83,7 +86,7 @@ pub async fn serve(data_dir: &Path, listen: SocketAddr) -> anyhow::Result<()> {
     let draining = api.clone();
     let shutdown = async move {
         tokio::select! {
-            () = shutdown_signal() => tracing::info!("shutting down: finishing requests in flight"),
+            () = stop_requested => tracing::info!("shutting down: finishing requests in flight"),
             _ = fatal.wait_for(Option::is_some) => {}
         }
         // Load balancers watching grpc.health.v1 stop sending new work.
@@ -155,25 +158,16 @@ async fn bootstrap(engine: &Engine) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn shutdown_signal() {
-    let interrupt = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let terminate = async {
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(mut signal) => {
-                    signal.recv().await;
-                }
-                Err(_) => std::future::pending().await,
-            }
-        };
+/// Resolves on SIGINT (Ctrl-C) or SIGTERM. The handlers are registered when
+/// this is called, not when the future is first polled.
+fn shutdown_signal() -> anyhow::Result<impl Future<Output = ()> + Send + 'static> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut interrupt = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    let mut terminate = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    Ok(async move {
         tokio::select! {
-            _ = interrupt => {}
-            () = terminate => {}
+            _ = interrupt.recv() => {}
+            _ = terminate.recv() => {}
         }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = interrupt.await;
-    }
+    })
 }

@@ -99,12 +99,19 @@ impl ReadModels {
             policy,
         };
         tokio::spawn(follower.run(from));
-        Ok(Self {
+        let read = Self {
             models,
             applied,
             store,
             snapshot_path,
-        })
+        };
+        // Queries must not see models older than what the log held at start
+        // (after a crash, acknowledged writes would seem missing).
+        let head = *read.store.committed().borrow();
+        if head > 0 {
+            read.wait_for(head - 1).await;
+        }
+        Ok(read)
     }
 
     /// Writes the models and their checkpoint to disk now (at shutdown), so
