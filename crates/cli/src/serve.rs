@@ -10,7 +10,8 @@ use paycore_domain::Environment;
 use paycore_engine::{Engine, EngineConfig};
 use paycore_projections::{ReadModels, SnapshotPolicy};
 use paycore_store::{EventStore, LogOptions, LogStore, StoreError};
-use tokio_stream::wrappers::{TcpListenerStream, UnixListenerStream};
+use tokio_stream::wrappers::UnixListenerStream;
+use tonic::transport::server::TcpIncoming;
 
 use paycore_grpc::admin;
 
@@ -78,6 +79,8 @@ pub async fn serve(data_dir: &Path, listen: SocketAddr) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("listening on {listen}"))?;
     let address = listener.local_addr()?;
+    // Replies are small and latency-bound: no Nagle delay.
+    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
     tracing::info!(%address, data_dir = %data_dir.display(), "paycore serving gRPC");
     // Tests and scripts read the bound address from stdout.
     println!("paycore listening on {address}");
@@ -98,7 +101,7 @@ pub async fn serve(data_dir: &Path, listen: SocketAddr) -> anyhow::Result<()> {
     })?;
     let served = tonic::transport::Server::builder()
         .add_routes(api.routes())
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        .serve_with_incoming_shutdown(incoming, shutdown)
         .await;
     let _ = stop_admin.send(());
     if let Err(error) = admin.await {

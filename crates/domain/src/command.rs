@@ -178,6 +178,26 @@ impl CommandEnvelope {
     }
 }
 
+impl CommandEnvelope {
+    /// The stream of the resource this command creates, named by an ID the
+    /// caller generated fresh for it. Its state is known without reading it:
+    /// empty. (If it were not, the append's `NoStream` expectation fails.)
+    pub fn created_stream(&self) -> Option<StreamRef> {
+        match &self.command {
+            Command::CreateProject { id, .. } => Some(StreamRef::Project(*id)),
+            Command::CreateApiKey { id, .. } => Some(StreamRef::ApiKey(*id)),
+            Command::CreateCustomer { id, .. } => Some(StreamRef::Customer(*id)),
+            Command::CreateAccount { id, .. } => Some(StreamRef::Account(*id)),
+            Command::CreateTransfer { id, .. } => Some(StreamRef::Transfer(*id)),
+            Command::UpdateProject { .. }
+            | Command::RevokeApiKey { .. }
+            | Command::UpdateCustomer { .. }
+            | Command::UpdateAccount { .. }
+            | Command::UpdateTransfer { .. } => None,
+        }
+    }
+}
+
 /// Decides what `envelope` does to the state visible through `lookup`.
 pub fn decide(envelope: &CommandEnvelope, lookup: &dyn Lookup) -> Result<Decision, DomainError> {
     let Some(key) = &envelope.idempotency else {

@@ -109,6 +109,11 @@ impl DeciderLoop {
         let mut touched: Vec<StreamRef> = Vec::new();
         let mut outcomes = Vec::with_capacity(jobs.len());
         for job in jobs {
+            if let Some(created) = job.envelope.created_stream() {
+                // A fresh ID: no need to ask the store; the append's
+                // NoStream expectation still guards it.
+                overlay.states.entry(created).or_default();
+            }
             self.load_into(&mut overlay, &job.envelope.streams()).await?;
             let outcome = match decide(&job.envelope, &overlay) {
                 Ok(Decision::Replay { resource }) => {

@@ -45,11 +45,15 @@ impl SnapshotPolicy {
         }
     }
 
+    /// Snapshots at `path` every 5 minutes or 5 million events, whichever
+    /// comes first, and at shutdown. Encoding holds the models' read lock (a
+    /// pause in applying new events, not in serving queries); the file is
+    /// written in the background.
     pub fn at(path: PathBuf) -> Self {
         Self {
             path: Some(path),
-            every_events: 100_000,
-            every: Duration::from_secs(30),
+            every_events: 5_000_000,
+            every: Duration::from_secs(300),
         }
     }
 }
@@ -228,6 +232,7 @@ impl Follower {
         let mut subscription = paycore_store::subscribe_all(self.store.clone(), from);
         let mut since_snapshot = 0_u64;
         let mut last_snapshot = Instant::now();
+        let mut writing: Option<tokio::task::JoinHandle<()>> = None;
         loop {
             let batch = match subscription.next_batch(APPLY_BATCH).await {
                 Ok(batch) => batch,
@@ -246,13 +251,14 @@ impl Follower {
                 return;
             }
             since_snapshot += batch.len() as u64;
-            if since_snapshot >= self.policy.every_events || last_snapshot.elapsed() >= self.policy.every {
-                self.snapshot().await;
+            let due = since_snapshot >= self.policy.every_events || last_snapshot.elapsed() >= self.policy.every;
+            if due && writing.as_ref().is_none_or(tokio::task::JoinHandle::is_finished) {
+                writing = self.snapshot();
                 since_snapshot = 0;
                 last_snapshot = Instant::now();
             }
         }
-        self.snapshot().await;
+        // The final snapshot at shutdown is `ReadModels::persist`'s job.
     }
 
     fn apply(&self, batch: &[RecordedEvent]) -> Result<(), ProjectionError> {
@@ -277,11 +283,14 @@ impl Follower {
         Ok(())
     }
 
-    async fn snapshot(&self) {
-        let Some(path) = &self.policy.path else { return };
+    /// Encodes the models now and writes them in the background.
+    fn snapshot(&self) -> Option<tokio::task::JoinHandle<()>> {
+        let path = self.policy.path.clone()?;
         let encoded = snapshot::encode(&self.models.read());
-        if let Err(error) = snapshot::save(path, encoded).await {
-            tracing::warn!(%error, "could not write the read-model snapshot; the next start replays more");
-        }
+        Some(tokio::spawn(async move {
+            if let Err(error) = snapshot::save(&path, encoded).await {
+                tracing::warn!(%error, "could not write the read-model snapshot; the next start replays more");
+            }
+        }))
     }
 }
