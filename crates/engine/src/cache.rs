@@ -1,6 +1,7 @@
 //! Committed aggregate state kept in memory, and loading it from the store.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use parking_lot::RwLock;
 use paycore_domain::{Aggregate, Event, StreamRef};
@@ -9,10 +10,21 @@ use paycore_store::{EventStore, ReadDirection, StreamName, Version};
 use crate::error::EngineError;
 
 /// An aggregate's state and the version of the last event folded into it.
+/// The state is shared: the cache, a batch's overlay and answers hold the
+/// same allocation, and the cache's table stays small when it grows.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Cached {
-    pub state: Aggregate,
+    pub state: Arc<Aggregate>,
     pub version: Option<Version>,
+}
+
+impl Cached {
+    /// Folds one more event of the stream into the state.
+    pub fn evolve(&mut self, event: &Event) {
+        let state = Arc::unwrap_or_clone(std::mem::take(&mut self.state));
+        self.state = Arc::new(state.evolve(event));
+        self.version = Some(self.version.map_or(0, |version| version + 1));
+    }
 }
 
 /// States as of the last commit. Only the decider task replaces entries;
@@ -59,8 +71,7 @@ pub(crate) async fn load_stream(store: &dyn EventStore, stream: &StreamRef) -> R
         for recorded in &chunk {
             let event = Event::decode(&recorded.event_type, recorded.schema_version, &recorded.payload)?;
             debug_assert_eq!(recorded.version, cached.version.map_or(0, |v| v + 1), "stream versions are contiguous");
-            cached.state = std::mem::take(&mut cached.state).evolve(&event);
-            cached.version = Some(recorded.version);
+            cached.evolve(&event);
         }
         if chunk.len() < LOAD_CHUNK {
             return Ok(cached);

@@ -5,10 +5,11 @@ use std::sync::{Arc, OnceLock};
 
 use paycore_domain::{Aggregate, CommandEnvelope, Decision, Event, Lookup, ResourceRef, StreamRef, decide};
 use paycore_store::{
-    AppendRequest, EventMetadata, EventStore, ExpectedVersion, NewEvent, Position, StoreError, StreamName,
+    AppendRequest, AppendResult, EventMetadata, EventStore, ExpectedVersion, NewEvent, Position, StoreError, StreamName,
     StreamWrite,
 };
 use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
 
 use crate::cache::{Cached, StateCache, load_stream};
 use crate::{CommandMeta, EngineConfig, EngineError, Executed};
@@ -24,6 +25,94 @@ pub(crate) struct DeciderLoop {
     cache: Arc<StateCache>,
     config: EngineConfig,
     fatal: watch::Sender<Option<String>>,
+}
+
+/// A decided batch: its commands, their outcomes and the states it leaves.
+struct Prepared {
+    overlay: Overlay,
+    touched: Vec<StreamRef>,
+    jobs: Vec<Job>,
+    outcomes: Vec<Outcome>,
+}
+
+impl Prepared {
+    fn touched_states(&self) -> impl Iterator<Item = (StreamRef, Cached)> + '_ {
+        self.touched
+            .iter()
+            .filter_map(|stream| self.overlay.states.get(stream).map(|cached| (stream.clone(), cached.clone())))
+    }
+
+    /// Pairs each command with its answer, now that the batch is durable at
+    /// `position`.
+    fn answers(self, position: Position) -> Vec<(Job, Result<Executed, EngineError>)> {
+        debug_assert_eq!(self.jobs.len(), self.outcomes.len());
+        let overlay = self.overlay;
+        self.jobs
+            .into_iter()
+            .zip(self.outcomes)
+            .map(|(job, outcome)| {
+                let answer = match outcome {
+                    Outcome::Refused(error) => Err(error),
+                    Outcome::Resource { resource, replayed } => Ok(Executed {
+                        resource,
+                        state: overlay.get(&resource.stream()).clone(),
+                        position,
+                        replayed,
+                    }),
+                };
+                (job, answer)
+            })
+            .collect()
+    }
+}
+
+/// A batch whose append is under way.
+struct InFlight {
+    prepared: Prepared,
+    /// `None` when the batch wrote nothing (refusals, replays).
+    append: Option<JoinHandle<Result<AppendResult, StoreError>>>,
+}
+
+/// A batch being decided while the one before it is appended.
+struct Building {
+    prepared: Prepared,
+    request: AppendRequest,
+}
+
+impl Building {
+    /// An empty batch that sees the states `base` (the batch in flight)
+    /// leaves, as if it were already committed.
+    fn on_top_of(base: Option<&Prepared>) -> Self {
+        let mut overlay = Overlay::default();
+        if let Some(base) = base {
+            overlay.states.extend(base.touched_states());
+        }
+        Self {
+            prepared: Prepared {
+                overlay,
+                touched: Vec::new(),
+                jobs: Vec::new(),
+                outcomes: Vec::new(),
+            },
+            request: AppendRequest::default(),
+        }
+    }
+}
+
+/// The result of the batch in flight, once it is there (`None` inside if it
+/// wrote nothing). Pending forever when nothing is in flight.
+async fn wait(in_flight: &mut Option<InFlight>) -> Option<Result<AppendResult, StoreError>> {
+    match in_flight {
+        None => std::future::pending().await,
+        Some(InFlight { append: None, .. }) => None,
+        Some(InFlight {
+            append: Some(handle), ..
+        }) => Some(joined(handle.await)),
+    }
+}
+
+fn joined(result: Result<Result<AppendResult, StoreError>, tokio::task::JoinError>) -> Result<AppendResult, StoreError> {
+    result.unwrap_or_else(|error| Err(StoreError::Fatal(format!("the append task failed: {error}"))))
 }
 
 /// What one command of a batch decided, waiting for the batch's append.
@@ -61,113 +150,204 @@ impl DeciderLoop {
         }
     }
 
+    /// Takes commands off the queue and decides them into the batch being
+    /// built while the previous batch's append is in flight; the moment that
+    /// append is durable, the built batch is sent. Deciding thus overlaps the
+    /// fsync, and every fsync carries all the commands that arrived during
+    /// the one before.
     pub async fn run(self, mut queue: mpsc::Receiver<Job>) {
-        let mut batch = Vec::with_capacity(self.config.max_batch);
-        while queue.recv_many(&mut batch, self.config.max_batch).await > 0 {
-            let jobs = std::mem::take(&mut batch);
-            match self.run_batch(&jobs).await {
-                Ok(answers) => reply_all(jobs, answers),
-                // Another writer changed a stream the batch decided on: take
-                // the commands one by one, reloading what they read.
-                Err(EngineError::Conflict(_)) => {
-                    for job in jobs {
-                        let answer = self.run_alone(&job).await;
-                        let _ = job.reply.send(answer);
+        let mut in_flight: Option<InFlight> = None;
+        let mut building: Option<Building> = None;
+        // Commands to decide again (their batch was built on one that failed).
+        let mut redo: Vec<Job> = Vec::new();
+        let mut incoming = Vec::with_capacity(self.config.max_batch);
+        let mut open = true;
+        loop {
+            if in_flight.is_none() {
+                if let Some(built) = building.take() {
+                    in_flight = Some(self.submit(built));
+                    continue;
+                }
+                if !redo.is_empty() {
+                    building = self.build(None, std::mem::take(&mut redo), None).await;
+                    continue;
+                }
+                if !open {
+                    break;
+                }
+            }
+            let room = self.config.max_batch.saturating_sub(building.as_ref().map_or(0, |b| b.prepared.jobs.len()));
+            tokio::select! {
+                biased;
+                appended = wait(&mut in_flight) => {
+                    if let Some(head) = in_flight.take() {
+                        let dependent = building.take();
+                        building = self.finish(head, appended, dependent, &mut redo).await;
                     }
                 }
-                Err(error) => {
-                    if let EngineError::Fatal(reason) = &error {
-                        tracing::error!(%reason, "event store failed; the engine stops accepting commands");
-                        self.fatal.send_replace(Some(reason.clone()));
+                received = queue.recv_many(&mut incoming, room.max(1)), if open && room > 0 => {
+                    if received == 0 {
+                        open = false;
+                        continue;
                     }
-                    for job in jobs {
-                        let _ = job.reply.send(Err(error.clone()));
-                    }
+                    let jobs = std::mem::take(&mut incoming);
+                    let base = in_flight.as_ref().map(|batch| &batch.prepared);
+                    building = self.build(building, jobs, base).await;
                 }
             }
         }
     }
 
+    /// Decides `jobs` into the batch being built (a new one on top of `base`,
+    /// the batch in flight, if there is none yet).
+    async fn build(&self, building: Option<Building>, jobs: Vec<Job>, base: Option<&Prepared>) -> Option<Building> {
+        let mut building = building.unwrap_or_else(|| Building::on_top_of(base));
+        let mut jobs = jobs.into_iter();
+        while let Some(job) = jobs.next() {
+            if let Err(error) = self.decide_one(&job, &mut building).await {
+                // The store could not be read: nothing of this batch is sent.
+                for job in building.prepared.jobs.into_iter().chain([job]).chain(jobs) {
+                    let _ = job.reply.send(Err(error.clone()));
+                }
+                return None;
+            }
+            building.prepared.jobs.push(job);
+        }
+        Some(building)
+    }
+
+    fn submit(&self, built: Building) -> InFlight {
+        let Building { prepared, request } = built;
+        let append = (!request.writes.is_empty()).then(|| {
+            let store = self.store.clone();
+            tokio::spawn(async move { store.append(request).await })
+        });
+        InFlight { prepared, append }
+    }
+
+    /// Publishes and answers a batch whose append finished. `dependent` is
+    /// the batch built on top of it: kept if it succeeded, decided again
+    /// otherwise.
+    #[must_use = "the returned batch is the one to send next"]
+    async fn finish(
+        &self,
+        head: InFlight,
+        appended: Option<Result<AppendResult, StoreError>>,
+        dependent: Option<Building>,
+        redo: &mut Vec<Job>,
+    ) -> Option<Building> {
+        let prepared = head.prepared;
+        match appended {
+            None => {
+                reply_all(prepared.answers(self.last_committed()));
+                return dependent;
+            }
+            Some(Ok(result)) => {
+                self.cache.publish(prepared.touched_states());
+                reply_all(prepared.answers(result.last_position));
+                return dependent;
+            }
+            Some(Err(error @ StoreError::WrongExpectedVersion { .. })) => {
+                // Another writer changed a stream the batch decided on: take
+                // its commands one by one, reloading what they read.
+                tracing::debug!(%error, "batch conflicted; retrying its commands one by one");
+                self.cache.forget(&prepared.touched);
+                for job in prepared.jobs {
+                    let answer = self.run_alone(&job).await;
+                    let _ = job.reply.send(answer);
+                }
+            }
+            Some(Err(error)) => {
+                let error = EngineError::from(error);
+                if let EngineError::Fatal(reason) = &error {
+                    tracing::error!(%reason, "event store failed; the engine stops accepting commands");
+                    self.fatal.send_replace(Some(reason.clone()));
+                }
+                self.cache.forget(&prepared.touched);
+                for job in prepared.jobs {
+                    let _ = job.reply.send(Err(error.clone()));
+                }
+            }
+        }
+        // The batch built on top of the failed one decided on writes that
+        // never happened.
+        if let Some(dependent) = dependent {
+            redo.extend(dependent.prepared.jobs);
+        }
+        None
+    }
+
+    /// One command on its own, reloading and deciding again while other
+    /// writers keep changing its streams.
     async fn run_alone(&self, job: &Job) -> Result<Executed, EngineError> {
         let mut last_conflict = String::new();
         for _ in 0..self.config.max_attempts {
-            match self.run_batch(std::slice::from_ref(job)).await {
-                Ok(mut answers) => return answers.pop().unwrap_or_else(|| Err(internal("no answer"))),
-                Err(EngineError::Conflict(reason)) => last_conflict = reason,
-                Err(error) => return Err(error),
-            }
+            let (reply, answer) = oneshot::channel();
+            let single = Job {
+                envelope: job.envelope.clone(),
+                meta: job.meta.clone(),
+                reply,
+            };
+            let Some(built) = self.build(None, vec![single], None).await else {
+                return answer.await.unwrap_or_else(|_| Err(internal("no answer")));
+            };
+            let Building { prepared, request } = built;
+            let position = if request.writes.is_empty() {
+                self.last_committed()
+            } else {
+                match self.store.append(request).await {
+                    Ok(result) => {
+                        self.cache.publish(prepared.touched_states());
+                        result.last_position
+                    }
+                    Err(error @ StoreError::WrongExpectedVersion { .. }) => {
+                        self.cache.forget(&prepared.touched);
+                        last_conflict = error.to_string();
+                        continue;
+                    }
+                    Err(error) => return Err(error.into()),
+                }
+            };
+            reply_all(prepared.answers(position));
+            return answer.await.unwrap_or_else(|_| Err(internal("no answer")));
         }
         Err(EngineError::Conflict(last_conflict))
     }
 
-    /// Decides `jobs` in order and appends everything they wrote in one
-    /// request. On a version conflict the touched streams are evicted from
-    /// the cache and the error is returned; nothing was written.
-    async fn run_batch(&self, jobs: &[Job]) -> Result<Vec<Result<Executed, EngineError>>, EngineError> {
-        let mut overlay = Overlay::default();
-        let mut request = AppendRequest::default();
-        let mut touched: Vec<StreamRef> = Vec::new();
-        let mut outcomes = Vec::with_capacity(jobs.len());
-        for job in jobs {
-            if let Some(created) = job.envelope.created_stream() {
-                // A fresh ID: no need to ask the store; the append's
-                // NoStream expectation still guards it.
-                overlay.states.entry(created).or_default();
-            }
-            self.load_into(&mut overlay, &job.envelope.streams()).await?;
-            let outcome = match decide(&job.envelope, &overlay) {
-                Ok(Decision::Replay { resource }) => {
-                    // The original request created the resource under an ID
-                    // this retry did not name: load it to answer with it.
-                    self.load_into(&mut overlay, &[resource.stream()]).await?;
-                    Outcome::Resource {
-                        resource,
-                        replayed: true,
-                    }
-                }
-                Ok(Decision::Apply { events, resource }) => {
-                    let metadata = Arc::new(metadata_of(job));
-                    for (stream, event) in events {
-                        stage(&mut overlay, &mut request, &mut touched, stream, &event, &metadata);
-                    }
-                    Outcome::Resource {
-                        resource,
-                        replayed: false,
-                    }
-                }
-                Err(error) => Outcome::Refused(error.into()),
-            };
-            outcomes.push(outcome);
+    /// Decides one command into the batch being built.
+    async fn decide_one(&self, job: &Job, building: &mut Building) -> Result<(), EngineError> {
+        let prepared = &mut building.prepared;
+        let overlay = &mut prepared.overlay;
+        if let Some(created) = job.envelope.created_stream() {
+            // A fresh ID: no need to ask the store; the append's NoStream
+            // expectation still guards it.
+            overlay.states.entry(created).or_default();
         }
-        let position = if request.writes.is_empty() {
-            self.last_committed()
-        } else {
-            match self.store.append(request).await {
-                Ok(result) => result.last_position,
-                Err(error @ StoreError::WrongExpectedVersion { .. }) => {
-                    self.cache.forget(&touched);
-                    return Err(error.into());
-                }
-                Err(error) => return Err(error.into()),
-            }
-        };
-        self.cache.publish(
-            touched
-                .iter()
-                .filter_map(|stream| overlay.states.get(stream).map(|cached| (stream.clone(), cached.clone()))),
-        );
-        Ok(outcomes
-            .into_iter()
-            .map(|outcome| match outcome {
-                Outcome::Refused(error) => Err(error),
-                Outcome::Resource { resource, replayed } => Ok(Executed {
+        self.load_into(overlay, &job.envelope.streams()).await?;
+        let outcome = match decide(&job.envelope, &*overlay) {
+            Ok(Decision::Replay { resource }) => {
+                // The original request created the resource under an ID this
+                // retry did not name: load it to answer with it.
+                self.load_into(overlay, &[resource.stream()]).await?;
+                Outcome::Resource {
                     resource,
-                    state: overlay.get(&resource.stream()).clone(),
-                    position,
-                    replayed,
-                }),
-            })
-            .collect())
+                    replayed: true,
+                }
+            }
+            Ok(Decision::Apply { events, resource }) => {
+                let metadata = Arc::new(metadata_of(job));
+                for (stream, event) in events {
+                    stage(overlay, &mut building.request, &mut prepared.touched, stream, &event, &metadata);
+                }
+                Outcome::Resource {
+                    resource,
+                    replayed: false,
+                }
+            }
+            Err(error) => Outcome::Refused(error.into()),
+        };
+        prepared.outcomes.push(outcome);
+        Ok(())
     }
 
     /// Makes sure the overlay holds every stream in `streams`, from the cache
@@ -223,8 +403,7 @@ fn stage(
             events: vec![new_event],
         }),
     }
-    cached.state = std::mem::take(&mut cached.state).evolve(event);
-    cached.version = Some(cached.version.map_or(0, |version| version + 1));
+    cached.evolve(event);
     if !touched.contains(&stream) {
         touched.push(stream);
     }
@@ -247,9 +426,8 @@ fn interned(event_type: &'static str) -> Arc<str> {
     names.get(event_type).cloned().unwrap_or_else(|| Arc::from(event_type))
 }
 
-fn reply_all(jobs: Vec<Job>, answers: Vec<Result<Executed, EngineError>>) {
-    debug_assert_eq!(jobs.len(), answers.len());
-    for (job, answer) in jobs.into_iter().zip(answers) {
+fn reply_all(answers: Vec<(Job, Result<Executed, EngineError>)>) {
+    for (job, answer) in answers {
         // The caller may have gone away (deadline, disconnect); the command
         // is committed regardless, which is what a retry with the same
         // idempotency key will find.

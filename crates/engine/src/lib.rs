@@ -116,11 +116,11 @@ impl Engine {
     /// store on a miss.
     pub async fn load(&self, stream: &StreamRef) -> Result<Aggregate, EngineError> {
         if let Some(cached) = self.cache.get(stream) {
-            return Ok(cached.state);
+            return Ok(Aggregate::clone(&cached.state));
         }
         let loaded = cache::load_stream(self.store.as_ref(), stream).await?;
         self.cache.insert_if_absent(stream.clone(), loaded.clone());
-        Ok(loaded.state)
+        Ok(Aggregate::clone(&loaded.state))
     }
 
     /// Becomes `Some(reason)` when the store failed in a way that makes the

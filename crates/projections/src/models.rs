@@ -9,53 +9,71 @@ use paycore_store::Position;
 use serde::{Deserialize, Serialize};
 
 /// Items in the order they were created, addressable by ID. Lists page over
-/// `order` backwards (newest first); indices never change because nothing is
+/// them backwards (newest first); indices never change because nothing is
 /// ever removed, which keeps page tokens stable while new items arrive.
+///
+/// Items live in fixed-size chunks and the ID map holds only indices, so
+/// growing a large list never copies its items (no stall while it grows).
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub(crate) struct CreationOrdered<K: Eq + Hash, V> {
-    order: Vec<K>,
-    items: HashMap<K, V>,
+    chunks: Vec<Vec<V>>,
+    len: usize,
+    index: HashMap<K, u32>,
 }
+
+const CHUNK: usize = 4_096;
 
 impl<K: Eq + Hash, V> Default for CreationOrdered<K, V> {
     fn default() -> Self {
         Self {
-            order: Vec::new(),
-            items: HashMap::new(),
+            chunks: Vec::new(),
+            len: 0,
+            index: HashMap::new(),
         }
     }
 }
 
 impl<K: Eq + Hash + Copy, V> CreationOrdered<K, V> {
-    fn insert(&mut self, id: K, value: V) {
-        if self.items.insert(id, value).is_none() {
-            self.order.push(id);
+    /// Appends a new item; an ID seen before is ignored (events are applied
+    /// once, so this only guards against a log that repeats a creation).
+    fn insert(&mut self, id: K, value: V) -> Option<usize> {
+        if self.index.contains_key(&id) {
+            return None;
         }
+        let position = self.len;
+        let slot = u32::try_from(position).ok()?;
+        if position % CHUNK == 0 {
+            self.chunks.push(Vec::with_capacity(CHUNK));
+        }
+        self.chunks.last_mut()?.push(value);
+        self.index.insert(id, slot);
+        self.len += 1;
+        Some(position)
     }
 
     pub fn get(&self, id: &K) -> Option<&V> {
-        self.items.get(id)
+        self.at(*self.index.get(id)? as usize)
+    }
+
+    fn get_mut(&mut self, id: &K) -> Option<&mut V> {
+        let position = *self.index.get(id)? as usize;
+        self.chunks.get_mut(position / CHUNK)?.get_mut(position % CHUNK)
     }
 
     /// Replaces an item by a function of its old value, keeping its place.
-    fn update(&mut self, id: &K, change: impl FnOnce(V) -> V) {
-        if let Some(old) = self.items.remove(id) {
-            self.items.insert(*id, change(old));
+    fn update(&mut self, id: &K, change: impl FnOnce(&V) -> V) {
+        if let Some(item) = self.get_mut(id) {
+            *item = change(item);
         }
     }
 
     pub fn len(&self) -> usize {
-        self.order.len()
+        self.len
     }
 
     /// The item created `index`-th (0 = oldest).
     pub fn at(&self, index: usize) -> Option<&V> {
-        self.order.get(index).and_then(|id| self.items.get(id))
-    }
-
-    /// The index of an item, for the per-account lists.
-    fn last_index(&self) -> usize {
-        self.order.len().saturating_sub(1)
+        self.chunks.get(index / CHUNK)?.get(index % CHUNK)
     }
 }
 
@@ -111,7 +129,7 @@ impl Models {
                 let Ok(id) = stream_id.parse::<CustomerId>() else { return };
                 let Some(project) = self.customer_projects.get(&id).copied() else { return };
                 self.project(project).customers.update(&id, |customer| {
-                    match Aggregate::Customer(customer).evolve(event) {
+                    match Aggregate::Customer(customer.clone()).evolve(event) {
                         Aggregate::Customer(customer) => customer,
                         _ => unreachable_state(),
                     }
@@ -131,13 +149,10 @@ impl Models {
                 let transaction = recorded.transaction;
                 self.update_account(transaction.account_id, event);
                 let models = self.project(transaction.project_id);
-                models.transactions.insert(transaction.id, transaction);
-                let index = u32::try_from(models.transactions.last_index()).unwrap_or(u32::MAX);
-                models
-                    .account_transactions
-                    .entry(transaction.account_id)
-                    .or_default()
-                    .push(index);
+                if let Some(index) = models.transactions.insert(transaction.id, transaction) {
+                    let index = u32::try_from(index).unwrap_or(u32::MAX);
+                    models.account_transactions.entry(transaction.account_id).or_default().push(index);
+                }
             }
             Event::TransferCreated(created) => {
                 self.transfer_projects.insert(created.id, created.project_id);
@@ -149,7 +164,7 @@ impl Models {
                 let Ok(id) = stream_id.parse::<TransferId>() else { return };
                 let Some(project) = self.transfer_projects.get(&id).copied() else { return };
                 self.project(project).transfers.update(&id, |transfer| {
-                    match Aggregate::Transfer(transfer).evolve(event) {
+                    match Aggregate::Transfer(transfer.clone()).evolve(event) {
                         Aggregate::Transfer(transfer) => transfer,
                         _ => unreachable_state(),
                     }
@@ -171,7 +186,7 @@ impl Models {
     fn update_account(&mut self, id: AccountId, event: &Event) {
         let Some(project) = self.account_projects.get(&id).copied() else { return };
         self.project(project).accounts.update(&id, |account| {
-            match Aggregate::Account(account).evolve(event) {
+            match Aggregate::Account(account.clone()).evolve(event) {
                 Aggregate::Account(account) => account,
                 _ => unreachable_state(),
             }
