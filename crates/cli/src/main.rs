@@ -131,7 +131,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => serve::serve(&data_dir, args.listen).await,
         Command::Projects(ProjectsCommand::Create { name, live }) => {
-            let environment = if live { Environment::Live } else { Environment::Sandbox };
+            let environment = if live {
+                Environment::Live
+            } else {
+                Environment::Sandbox
+            };
             let project_name = name.clone();
             let direct = serve::with_engine(&data_dir, |engine| async move {
                 let (project, key) = admin::create_project(&engine, &project_name, environment).await?;
@@ -141,7 +145,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 Some(created) => created,
                 None => {
                     let request = admin::pb::CreateProjectRequest { name, live };
-                    let created = admin_client(&data_dir).await?.create_project(request).await.map_err(refused)?.into_inner();
+                    let created = admin_client(&data_dir)
+                        .await?
+                        .create_project(request)
+                        .await
+                        .map_err(refused)?
+                        .into_inner();
                     (created.project_id, created.secret_key)
                 }
             };
@@ -152,7 +161,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Keys(KeysCommand::Create { project, kind }) => {
             let direct = serve::with_engine(&data_dir, |engine| async move {
-                Ok(admin::create_key(&engine, project, kind.into()).await?.to_string())
+                Ok(admin::create_key(&engine, project, kind.into())
+                    .await?
+                    .to_string())
             });
             let key = match direct.await? {
                 Some(key) => key,
@@ -165,7 +176,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                         project_id: project.to_string(),
                         kind: kind.into(),
                     };
-                    admin_client(&data_dir).await?.create_api_key(request).await.map_err(refused)?.into_inner().key
+                    admin_client(&data_dir)
+                        .await?
+                        .create_api_key(request)
+                        .await
+                        .map_err(refused)?
+                        .into_inner()
+                        .key
                 }
             };
             println!("{key}");
@@ -181,7 +198,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     let request = admin::pb::RevokeApiKeyRequest {
                         key_id: key_id.to_string(),
                     };
-                    admin_client(&data_dir).await?.revoke_api_key(request).await.map_err(refused)?.into_inner().project_id
+                    admin_client(&data_dir)
+                        .await?
+                        .revoke_api_key(request)
+                        .await
+                        .map_err(refused)?
+                        .into_inner()
+                        .project_id
                 }
             };
             println!("revoked {key_id} of project {project}");

@@ -34,7 +34,9 @@ fn open(data_dir: &Path) -> anyhow::Result<Opened> {
     let (log, _report) = match LogStore::open(&log_dir, LogOptions::default()) {
         Ok(opened) => opened,
         Err(StoreError::Locked(dir)) => return Err(InUse(dir).into()),
-        Err(error) => return Err(error).with_context(|| format!("opening the event log in {}", log_dir.display())),
+        Err(error) => {
+            return Err(error).with_context(|| format!("opening the event log in {}", log_dir.display()));
+        }
     };
     // The store logs what it recovered (events, truncated tail) itself.
     let log = Arc::new(log);
@@ -67,9 +69,12 @@ pub async fn serve(data_dir: &Path, listen: SocketAddr) -> anyhow::Result<()> {
     let stop_requested = shutdown_signal()?;
     std::fs::create_dir_all(data_dir).with_context(|| format!("creating {}", data_dir.display()))?;
     let Opened { log, store, engine } = open(data_dir)?;
-    let read = ReadModels::start(store.clone(), SnapshotPolicy::at(data_dir.join("readmodels.snapshot")))
-        .await
-        .context("starting the read models")?;
+    let read = ReadModels::start(
+        store.clone(),
+        SnapshotPolicy::at(data_dir.join("readmodels.snapshot")),
+    )
+    .await
+    .context("starting the read models")?;
     if *store.committed().borrow() == 0 {
         bootstrap(&engine).await?;
     }

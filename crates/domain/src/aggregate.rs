@@ -158,12 +158,10 @@ impl Aggregate {
                 created_at: e.created_at,
                 last_transaction: None,
             }),
-            (Self::Account(a), Event::NegativeBalanceAllowanceChanged(e)) => {
-                Self::Account(Account {
-                    allow_negative_balance: e.allow_negative_balance,
-                    ..a
-                })
-            }
+            (Self::Account(a), Event::NegativeBalanceAllowanceChanged(e)) => Self::Account(Account {
+                allow_negative_balance: e.allow_negative_balance,
+                ..a
+            }),
             (Self::Account(a), Event::AccountMetaUpdated(e)) => Self::Account(Account {
                 meta: e.meta.clone(),
                 ..a
@@ -193,9 +191,7 @@ impl Aggregate {
                 ..t
             }),
             (Self::Empty | Self::ProjectBalance(_), Event::ProjectBalanceChanged(e)) => {
-                Self::ProjectBalance(ProjectBalance {
-                    total: e.total_after,
-                })
+                Self::ProjectBalance(ProjectBalance { total: e.total_after })
             }
             (Self::Empty | Self::Idempotency(_), Event::IdempotencyKeyUsed(e)) => {
                 Self::Idempotency(IdempotencyRecord {

@@ -44,12 +44,7 @@ pub struct ApiKeyToken {
 pub struct MalformedKey;
 
 impl ApiKeyToken {
-    pub fn new(
-        environment: Environment,
-        kind: KeyKind,
-        key_id: ApiKeyId,
-        secret: [u8; 32],
-    ) -> Self {
+    pub fn new(environment: Environment, kind: KeyKind, key_id: ApiKeyId, secret: [u8; 32]) -> Self {
         Self {
             environment,
             kind,

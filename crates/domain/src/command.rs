@@ -96,9 +96,7 @@ impl IdempotencyKey {
         {
             return Err(DomainError::invalid(
                 "idempotency-key",
-                format!(
-                    "must be 1 to {MAX_IDEMPOTENCY_KEY_CHARS} printable ASCII characters without spaces"
-                ),
+                format!("must be 1 to {MAX_IDEMPOTENCY_KEY_CHARS} printable ASCII characters without spaces"),
             ));
         }
         Ok(Self { key, request_hash })
@@ -147,9 +145,7 @@ impl CommandEnvelope {
             Command::CreateCustomer { id, .. } | Command::UpdateCustomer { id, .. } => {
                 streams.push(StreamRef::Customer(*id))
             }
-            Command::CreateAccount {
-                id, customer_id, ..
-            } => {
+            Command::CreateAccount { id, customer_id, .. } => {
                 streams.push(StreamRef::Account(*id));
                 streams.extend(customer_id.map(StreamRef::Customer));
             }
@@ -336,7 +332,10 @@ impl Context<'_> {
         meta: &Meta,
     ) -> Result<Decided, DomainError> {
         if id != self.envelope.project_id {
-            return Err(DomainError::invalid("id", "a new project's ID must be the envelope's project ID"));
+            return Err(DomainError::invalid(
+                "id",
+                "a new project's ID must be the envelope's project ID",
+            ));
         }
         let stream = StreamRef::Project(id);
         self.must_be_new(&stream, "project", id)?;
@@ -487,9 +486,7 @@ impl Context<'_> {
         let stream = StreamRef::Account(id);
         let mut events = Vec::new();
         let allow_negative = allow_negative_balance.unwrap_or(account.allow_negative_balance);
-        if let Some(allow) =
-            allow_negative_balance.filter(|allow| *allow != account.allow_negative_balance)
-        {
+        if let Some(allow) = allow_negative_balance.filter(|allow| *allow != account.allow_negative_balance) {
             events.push((
                 stream.clone(),
                 Event::NegativeBalanceAllowanceChanged(NegativeBalanceAllowanceChanged {
@@ -499,12 +496,7 @@ impl Context<'_> {
         }
         let final_balance = match balance {
             Some((target, transaction_id)) => {
-                events.extend(self.magic_balance(
-                    account,
-                    target,
-                    transaction_id,
-                    allow_negative,
-                )?);
+                events.extend(self.magic_balance(account, target, transaction_id, allow_negative)?);
                 target
             }
             None => account.balance,
@@ -554,9 +546,7 @@ impl Context<'_> {
                 "negative balance requires allow_negative_balance",
             ));
         }
-        let delta = target
-            .checked_sub(account.balance)
-            .map_err(|_| overflow())?;
+        let delta = target.checked_sub(account.balance).map_err(|_| overflow())?;
         if delta.amount == 0 {
             return Ok(Vec::new());
         }
@@ -615,10 +605,7 @@ impl Context<'_> {
             violations.add("value.amount", "must be positive");
         }
         if source_id == destination_id {
-            violations.add(
-                "destination_account_id",
-                "must differ from source_account_id",
-            );
+            violations.add("destination_account_id", "must differ from source_account_id");
         }
         violations.into_result()?;
         let stream = StreamRef::Transfer(id);
@@ -646,16 +633,10 @@ impl Context<'_> {
         if source_after.is_negative() && !source.allow_negative_balance {
             return Err(DomainError::refused(
                 Refusal::InsufficientFunds,
-                format!(
-                    "account {source_id} has {}, cannot send {value}",
-                    source.balance
-                ),
+                format!("account {source_id} has {}, cannot send {value}", source.balance),
             ));
         }
-        let destination_after = destination
-            .balance
-            .checked_add(value)
-            .map_err(|_| overflow())?;
+        let destination_after = destination.balance.checked_add(value).map_err(|_| overflow())?;
         // A same-currency transfer leaves the project's total unchanged, so the
         // project-wide rule (total >= 0) needs no check here.
         let now = self.envelope.now;
@@ -725,10 +706,7 @@ impl Context<'_> {
 }
 
 fn overflow() -> DomainError {
-    DomainError::refused(
-        Refusal::BalanceOverflow,
-        "the resulting balance would overflow",
-    )
+    DomainError::refused(Refusal::BalanceOverflow, "the resulting balance would overflow")
 }
 
 fn validate_identity(identity: &Option<Identity>) -> Result<(), DomainError> {

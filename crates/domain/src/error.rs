@@ -112,9 +112,7 @@ impl Violations {
 
     /// Records the error of `result` under `field` and returns its value, if any.
     pub fn check<T, E: fmt::Display>(&mut self, field: &str, result: Result<T, E>) -> Option<T> {
-        result
-            .map_err(|error| self.add(field, error.to_string()))
-            .ok()
+        result.map_err(|error| self.add(field, error.to_string())).ok()
     }
 
     pub fn extend(&mut self, other: Violations) {

@@ -208,9 +208,7 @@ pub struct EncodedEvent {
 pub enum DecodeError {
     #[error("unknown event type {0:?}")]
     UnknownType(String),
-    #[error(
-        "event type {event_type} has schema version {found}, newer than this build knows ({known})"
-    )]
+    #[error("event type {event_type} has schema version {found}, newer than this build knows ({known})")]
     FutureVersion {
         event_type: String,
         found: u16,

@@ -17,10 +17,7 @@ UG UM US UY UZ VA VC VE VG VI VN VU WF WS YE YT ZA ZM ZW";
 
 /// Whether `code` is an ISO 3166-1 alpha-2 country code (uppercase).
 pub fn is_country_code(code: &str) -> bool {
-    code.len() == 2
-        && COUNTRIES
-            .split_ascii_whitespace()
-            .any(|known| known == code)
+    code.len() == 2 && COUNTRIES.split_ascii_whitespace().any(|known| known == code)
 }
 
 /// Whether `number` is in E.164 form: `+`, a non-zero digit, at most 15 digits.
@@ -28,9 +25,7 @@ pub fn is_e164(number: &str) -> bool {
     let Some(digits) = number.strip_prefix('+') else {
         return false;
     };
-    (2..=15).contains(&digits.len())
-        && digits.bytes().all(|b| b.is_ascii_digit())
-        && !digits.starts_with('0')
+    (2..=15).contains(&digits.len()) && digits.bytes().all(|b| b.is_ascii_digit()) && !digits.starts_with('0')
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -168,18 +163,8 @@ fn is_email(text: &str) -> bool {
 impl Identity {
     /// Reports every invalid field under `field` (e.g. `identity.nationality`).
     pub fn validate(&self, field: &str, violations: &mut Violations) {
-        check_text(
-            violations,
-            &format!("{field}.first_name"),
-            &self.first_name,
-            true,
-        );
-        check_text(
-            violations,
-            &format!("{field}.last_name"),
-            &self.last_name,
-            true,
-        );
+        check_text(violations, &format!("{field}.first_name"), &self.first_name, true);
+        check_text(violations, &format!("{field}.last_name"), &self.last_name, true);
         if let Some(email) = &self.email_address
             && !is_email(email)
         {

@@ -37,10 +37,7 @@ impl Meta {
                 violations.add(field, "keys must not be empty");
                 ok = false;
             } else if key.chars().count() > MAX_KEY_CHARS {
-                violations.add(
-                    &key_field,
-                    format!("key longer than {MAX_KEY_CHARS} characters"),
-                );
+                violations.add(&key_field, format!("key longer than {MAX_KEY_CHARS} characters"));
                 ok = false;
             } else if key.starts_with('_') && !DASHBOARD_KEYS.contains(&key.as_str()) {
                 violations.add(

@@ -67,10 +67,16 @@ pub(crate) async fn load_stream(store: &dyn EventStore, stream: &StreamRef) -> R
     let mut cached = Cached::default();
     loop {
         let from = cached.version.map_or(0, |version| version + 1);
-        let chunk = store.read_stream(&name, from, ReadDirection::Forward, LOAD_CHUNK).await?;
+        let chunk = store
+            .read_stream(&name, from, ReadDirection::Forward, LOAD_CHUNK)
+            .await?;
         for recorded in &chunk {
             let event = Event::decode(&recorded.event_type, recorded.schema_version, &recorded.payload)?;
-            debug_assert_eq!(recorded.version, cached.version.map_or(0, |v| v + 1), "stream versions are contiguous");
+            debug_assert_eq!(
+                recorded.version,
+                cached.version.map_or(0, |v| v + 1),
+                "stream versions are contiguous"
+            );
             cached.evolve(&event);
         }
         if chunk.len() < LOAD_CHUNK {

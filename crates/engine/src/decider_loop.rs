@@ -5,8 +5,8 @@ use std::sync::{Arc, OnceLock};
 
 use paycore_domain::{Aggregate, CommandEnvelope, Decision, Event, Lookup, ResourceRef, StreamRef, decide};
 use paycore_store::{
-    AppendRequest, AppendResult, EventMetadata, EventStore, ExpectedVersion, NewEvent, Position, StoreError, StreamName,
-    StreamWrite,
+    AppendRequest, AppendResult, EventMetadata, EventStore, ExpectedVersion, NewEvent, Position, StoreError,
+    StreamName, StreamWrite,
 };
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
@@ -37,9 +37,12 @@ struct Prepared {
 
 impl Prepared {
     fn touched_states(&self) -> impl Iterator<Item = (StreamRef, Cached)> + '_ {
-        self.touched
-            .iter()
-            .filter_map(|stream| self.overlay.states.get(stream).map(|cached| (stream.clone(), cached.clone())))
+        self.touched.iter().filter_map(|stream| {
+            self.overlay
+                .states
+                .get(stream)
+                .map(|cached| (stream.clone(), cached.clone()))
+        })
     }
 
     /// Pairs each command with its answer, now that the batch is durable at
@@ -111,7 +114,9 @@ async fn wait(in_flight: &mut Option<InFlight>) -> Option<Result<AppendResult, S
     }
 }
 
-fn joined(result: Result<Result<AppendResult, StoreError>, tokio::task::JoinError>) -> Result<AppendResult, StoreError> {
+fn joined(
+    result: Result<Result<AppendResult, StoreError>, tokio::task::JoinError>,
+) -> Result<AppendResult, StoreError> {
     result.unwrap_or_else(|error| Err(StoreError::Fatal(format!("the append task failed: {error}"))))
 }
 
@@ -119,7 +124,10 @@ fn joined(result: Result<Result<AppendResult, StoreError>, tokio::task::JoinErro
 enum Outcome {
     Refused(EngineError),
     /// Answer with this resource once the batch is durable.
-    Resource { resource: ResourceRef, replayed: bool },
+    Resource {
+        resource: ResourceRef,
+        replayed: bool,
+    },
 }
 
 /// States as a batch leaves them, over the committed cache.
@@ -176,7 +184,10 @@ impl DeciderLoop {
                     break;
                 }
             }
-            let room = self.config.max_batch.saturating_sub(building.as_ref().map_or(0, |b| b.prepared.jobs.len()));
+            let room = self
+                .config
+                .max_batch
+                .saturating_sub(building.as_ref().map_or(0, |b| b.prepared.jobs.len()));
             tokio::select! {
                 biased;
                 appended = wait(&mut in_flight) => {
@@ -200,7 +211,12 @@ impl DeciderLoop {
 
     /// Decides `jobs` into the batch being built (a new one on top of `base`,
     /// the batch in flight, if there is none yet).
-    async fn build(&self, building: Option<Building>, jobs: Vec<Job>, base: Option<&Prepared>) -> Option<Building> {
+    async fn build(
+        &self,
+        building: Option<Building>,
+        jobs: Vec<Job>,
+        base: Option<&Prepared>,
+    ) -> Option<Building> {
         let mut building = building.unwrap_or_else(|| Building::on_top_of(base));
         let mut jobs = jobs.into_iter();
         while let Some(job) = jobs.next() {
@@ -337,7 +353,14 @@ impl DeciderLoop {
             Ok(Decision::Apply { events, resource }) => {
                 let metadata = Arc::new(metadata_of(job));
                 for (stream, event) in events {
-                    stage(overlay, &mut building.request, &mut prepared.touched, stream, &event, &metadata);
+                    stage(
+                        overlay,
+                        &mut building.request,
+                        &mut prepared.touched,
+                        stream,
+                        &event,
+                        &metadata,
+                    );
                 }
                 Outcome::Resource {
                     resource,
@@ -422,8 +445,16 @@ fn metadata_of(job: &Job) -> EventMetadata {
 /// One shared `Arc<str>` per event type name, so events do not allocate it.
 fn interned(event_type: &'static str) -> Arc<str> {
     static NAMES: OnceLock<HashMap<&'static str, Arc<str>>> = OnceLock::new();
-    let names = NAMES.get_or_init(|| Event::TYPES.iter().map(|name| (*name, Arc::from(*name))).collect());
-    names.get(event_type).cloned().unwrap_or_else(|| Arc::from(event_type))
+    let names = NAMES.get_or_init(|| {
+        Event::TYPES
+            .iter()
+            .map(|name| (*name, Arc::from(*name)))
+            .collect()
+    });
+    names
+        .get(event_type)
+        .cloned()
+        .unwrap_or_else(|| Arc::from(event_type))
 }
 
 fn reply_all(answers: Vec<(Job, Result<Executed, EngineError>)>) {

@@ -100,9 +100,17 @@ impl Engine {
     }
 
     /// Carries out one command; `meta` is recorded with its events.
-    pub async fn execute_with(&self, envelope: CommandEnvelope, meta: CommandMeta) -> Result<Executed, EngineError> {
+    pub async fn execute_with(
+        &self,
+        envelope: CommandEnvelope,
+        meta: CommandMeta,
+    ) -> Result<Executed, EngineError> {
         let (reply, answer) = oneshot::channel();
-        let job = Job { envelope, meta, reply };
+        let job = Job {
+            envelope,
+            meta,
+            reply,
+        };
         self.jobs.try_send(job).map_err(|error| match error {
             mpsc::error::TrySendError::Full(_) => EngineError::Overloaded,
             mpsc::error::TrySendError::Closed(_) => EngineError::Unavailable("the engine has stopped".into()),

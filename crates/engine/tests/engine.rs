@@ -44,7 +44,11 @@ impl Fixture {
             meta: Meta::default(),
         };
         engine.execute(envelope(project, create)).await.unwrap();
-        Self { engine, store, project }
+        Self {
+            engine,
+            store,
+            project,
+        }
     }
 
     async fn account(&self, allow_negative_balance: bool, balance: i64) -> AccountId {
@@ -68,7 +72,10 @@ impl Fixture {
             id,
             allow_negative_balance: None,
             meta: None,
-            balance: Some((Money::new(amount, Currency::EUR), TransactionId::from_uuid(new_id()))),
+            balance: Some((
+                Money::new(amount, Currency::EUR),
+                TransactionId::from_uuid(new_id()),
+            )),
         };
         self.engine.execute(envelope(self.project, magic)).await.map(drop)
     }
@@ -156,7 +163,10 @@ async fn one_idempotency_key_sent_concurrently_has_one_effect() {
         assert_eq!(executed.state.as_transfer().map(|t| t.value.amount), Some(100));
         resources.push(executed.resource);
     }
-    assert!(resources.windows(2).all(|pair| pair[0] == pair[1]), "{resources:?}");
+    assert!(
+        resources.windows(2).all(|pair| pair[0] == pair[1]),
+        "{resources:?}"
+    );
     assert_eq!(f.balance(a).await, 400);
     assert_eq!(f.balance(b).await, 100);
 
@@ -212,7 +222,17 @@ async fn a_write_by_another_server_is_detected_and_the_command_retried() {
     // reloads and decides again on the real state.
     f.engine.execute(f.transfer(a, b, 20)).await.unwrap();
     assert_eq!(f.balance(a).await, -50);
-    assert_eq!(second.load(&StreamRef::Account(b)).await.unwrap().as_account().unwrap().balance.amount, 30);
+    assert_eq!(
+        second
+            .load(&StreamRef::Account(b))
+            .await
+            .unwrap()
+            .as_account()
+            .unwrap()
+            .balance
+            .amount,
+        30
+    );
     assert_eq!(f.balance(b).await, 50);
 }
 
@@ -223,7 +243,101 @@ async fn refused_commands_write_nothing() {
     let b = f.account(false, 0).await;
     let before = *f.store.committed().borrow();
     for command in [f.transfer(a, b, 11), f.transfer(a, a, 1), f.transfer(a, b, 0)] {
-        assert!(matches!(f.engine.execute(command).await, Err(EngineError::Domain(_))));
+        assert!(matches!(
+            f.engine.execute(command).await,
+            Err(EngineError::Domain(_))
+        ));
     }
     assert_eq!(*f.store.committed().borrow(), before);
+}
+
+/// A store whose next append fails (after a delay, so that other commands
+/// are decided on top of it meanwhile).
+#[derive(Debug)]
+struct FailingOnce {
+    inner: MemoryStore,
+    fail_next: std::sync::atomic::AtomicBool,
+}
+
+#[async_trait::async_trait]
+impl EventStore for FailingOnce {
+    async fn append(
+        &self,
+        request: paycore_store::AppendRequest,
+    ) -> Result<paycore_store::AppendResult, paycore_store::StoreError> {
+        if self.fail_next.swap(false, std::sync::atomic::Ordering::SeqCst) {
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            return Err(paycore_store::StoreError::Unavailable("disk went away".into()));
+        }
+        self.inner.append(request).await
+    }
+
+    async fn read_stream(
+        &self,
+        stream: &paycore_store::StreamName,
+        from: u64,
+        direction: paycore_store::ReadDirection,
+        max: usize,
+    ) -> Result<Vec<paycore_store::RecordedEvent>, paycore_store::StoreError> {
+        self.inner.read_stream(stream, from, direction, max).await
+    }
+
+    async fn read_all(
+        &self,
+        from: u64,
+        max: usize,
+    ) -> Result<Vec<paycore_store::RecordedEvent>, paycore_store::StoreError> {
+        self.inner.read_all(from, max).await
+    }
+
+    async fn stream_version(
+        &self,
+        stream: &paycore_store::StreamName,
+    ) -> Result<Option<u64>, paycore_store::StoreError> {
+        self.inner.stream_version(stream).await
+    }
+
+    fn committed(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.inner.committed()
+    }
+}
+
+#[tokio::test]
+async fn commands_decided_on_top_of_a_failed_append_are_decided_again() {
+    let failing = Arc::new(FailingOnce {
+        inner: MemoryStore::new(),
+        fail_next: false.into(),
+    });
+    let store: Arc<dyn EventStore> = failing.clone();
+    let engine = Engine::start(store.clone(), EngineConfig::default());
+    let f = Fixture {
+        engine,
+        store,
+        project: ProjectId::from_uuid(new_id()),
+    };
+    let create = Command::CreateProject {
+        id: f.project,
+        name: "Test".into(),
+        environment: Environment::Sandbox,
+        meta: Meta::default(),
+    };
+    f.engine.execute(envelope(f.project, create)).await.unwrap();
+    let a = f.account(false, 100).await;
+    let b = f.account(false, 0).await;
+
+    failing.fail_next.store(true, std::sync::atomic::Ordering::SeqCst);
+    let first = tokio::spawn({
+        let engine = f.engine.clone();
+        let command = f.transfer(a, b, 60);
+        async move { engine.execute(command).await }
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    // Decided while the first is in flight, on top of its debit (which
+    // would leave 40, too little for 50): it must be decided again on the
+    // real balance once the first fails.
+    let second = f.engine.execute(f.transfer(a, b, 50)).await;
+    assert!(matches!(first.await.unwrap(), Err(EngineError::Unavailable(_))));
+    second.unwrap();
+    assert_eq!(f.balance(a).await, 50);
+    assert_eq!(f.balance(b).await, 50);
 }

@@ -19,13 +19,19 @@ use crate::errors::{domain_status, engine_status};
 use crate::{Clock, SystemClock};
 
 /// Generated messages, server and client of `paycore.admin.v1`.
-#[allow(clippy::all, clippy::pedantic, clippy::unwrap_used, missing_docs, missing_debug_implementations)]
+#[allow(
+    clippy::all,
+    clippy::pedantic,
+    clippy::unwrap_used,
+    missing_docs,
+    missing_debug_implementations
+)]
 pub mod pb {
     tonic::include_proto!("paycore.admin.v1");
 }
 
-use pb::admin_service_server::AdminServiceServer;
 pub use pb::admin_service_client::AdminServiceClient;
+use pb::admin_service_server::AdminServiceServer;
 
 /// Name of the admin socket inside the data directory.
 pub const SOCKET_NAME: &str = "admin.sock";
@@ -62,7 +68,11 @@ pub async fn create_project(
 }
 
 /// Creates a key and returns it in full: the only time it is ever visible.
-pub async fn create_key(engine: &Engine, project_id: ProjectId, kind: KeyKind) -> Result<ApiKeyToken, EngineError> {
+pub async fn create_key(
+    engine: &Engine,
+    project_id: ProjectId,
+    kind: KeyKind,
+) -> Result<ApiKeyToken, EngineError> {
     let project = engine
         .load(&StreamRef::Project(project_id))
         .await?
@@ -121,7 +131,11 @@ impl pb::admin_service_server::AdminService for AdminService {
         request: Request<pb::CreateProjectRequest>,
     ) -> Result<Response<pb::CreateProjectResponse>, Status> {
         let request = request.into_inner();
-        let environment = if request.live { Environment::Live } else { Environment::Sandbox };
+        let environment = if request.live {
+            Environment::Live
+        } else {
+            Environment::Sandbox
+        };
         let (project, key) = create_project(&self.engine, &request.name, environment)
             .await
             .map_err(|error| engine_status(&error))?;
@@ -141,7 +155,10 @@ impl pb::admin_service_server::AdminService for AdminService {
             Ok(pb::KeyKind::Public) => KeyKind::Public,
             Ok(pb::KeyKind::Secret) => KeyKind::Secret,
             _ => {
-                return Err(domain_status(&DomainError::invalid("kind", "must be SECRET or PUBLIC")));
+                return Err(domain_status(&DomainError::invalid(
+                    "kind",
+                    "must be SECRET or PUBLIC",
+                )));
             }
         };
         let key = create_key(&self.engine, project, kind)

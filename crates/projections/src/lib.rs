@@ -121,7 +121,9 @@ impl ReadModels {
     /// Writes the models and their checkpoint to disk now (at shutdown), so
     /// the next start replays only what comes after.
     pub async fn persist(&self) -> Result<(), ProjectionError> {
-        let Some(path) = &self.snapshot_path else { return Ok(()) };
+        let Some(path) = &self.snapshot_path else {
+            return Ok(());
+        };
         let encoded = snapshot::encode(&self.models.read());
         snapshot::save(path, encoded).await
     }
@@ -162,13 +164,19 @@ impl ReadModels {
         self.models.read().models(project)?.transactions.get(&id).copied()
     }
 
-    pub fn list_customers(&self, project: ProjectId, page: &PageRequest) -> Result<Page<Customer>, PageError> {
+    pub fn list_customers(
+        &self,
+        project: ProjectId,
+        page: &PageRequest,
+    ) -> Result<Page<Customer>, PageError> {
         let models = self.models.read();
         let Some(models) = models.models(project) else {
             return page::empty(project, ListKind::Customers, page);
         };
         let list = &models.customers;
-        page::slice(project, ListKind::Customers, page, list.len(), |i| list.at(i).cloned())
+        page::slice(project, ListKind::Customers, page, list.len(), |i| {
+            list.at(i).cloned()
+        })
     }
 
     pub fn list_accounts(&self, project: ProjectId, page: &PageRequest) -> Result<Page<Account>, PageError> {
@@ -177,16 +185,24 @@ impl ReadModels {
             return page::empty(project, ListKind::Accounts, page);
         };
         let list = &models.accounts;
-        page::slice(project, ListKind::Accounts, page, list.len(), |i| list.at(i).cloned())
+        page::slice(project, ListKind::Accounts, page, list.len(), |i| {
+            list.at(i).cloned()
+        })
     }
 
-    pub fn list_transfers(&self, project: ProjectId, page: &PageRequest) -> Result<Page<Transfer>, PageError> {
+    pub fn list_transfers(
+        &self,
+        project: ProjectId,
+        page: &PageRequest,
+    ) -> Result<Page<Transfer>, PageError> {
         let models = self.models.read();
         let Some(models) = models.models(project) else {
             return page::empty(project, ListKind::Transfers, page);
         };
         let list = &models.transfers;
-        page::slice(project, ListKind::Transfers, page, list.len(), |i| list.at(i).cloned())
+        page::slice(project, ListKind::Transfers, page, list.len(), |i| {
+            list.at(i).cloned()
+        })
     }
 
     /// All of the project's transactions, or one account's.
@@ -205,15 +221,24 @@ impl ReadModels {
         };
         let all = &models.transactions;
         match account {
-            None => page::slice(project, ListKind::Transactions, page, all.len(), |i| all.at(i).copied()),
+            None => page::slice(project, ListKind::Transactions, page, all.len(), |i| {
+                all.at(i).copied()
+            }),
             Some(account) => {
                 if models.accounts.get(&account).is_none() {
                     return Err(PageError::AccountNotFound);
                 }
-                let indices = models.account_transactions.get(&account).map_or(&[][..], Vec::as_slice);
-                page::slice(project, ListKind::AccountTransactions(account), page, indices.len(), |i| {
-                    all.at(indices[i] as usize).copied()
-                })
+                let indices = models
+                    .account_transactions
+                    .get(&account)
+                    .map_or(&[][..], Vec::as_slice);
+                page::slice(
+                    project,
+                    ListKind::AccountTransactions(account),
+                    page,
+                    indices.len(),
+                    |i| all.at(indices[i] as usize).copied(),
+                )
             }
         }
     }
@@ -251,7 +276,8 @@ impl Follower {
                 return;
             }
             since_snapshot += batch.len() as u64;
-            let due = since_snapshot >= self.policy.every_events || last_snapshot.elapsed() >= self.policy.every;
+            let due =
+                since_snapshot >= self.policy.every_events || last_snapshot.elapsed() >= self.policy.every;
             if due && writing.as_ref().is_none_or(tokio::task::JoinHandle::is_finished) {
                 writing = self.snapshot();
                 since_snapshot = 0;

@@ -4,7 +4,9 @@ use std::collections::HashMap;
 use std::hash::Hash;
 
 use paycore_domain::aggregate::{Account, Customer, Project, Transfer};
-use paycore_domain::{AccountId, Aggregate, CustomerId, Event, ProjectId, Transaction, TransactionId, TransferId};
+use paycore_domain::{
+    AccountId, Aggregate, CustomerId, Event, ProjectId, Transaction, TransactionId, TransferId,
+};
 use paycore_store::Position;
 use serde::{Deserialize, Serialize};
 
@@ -42,7 +44,7 @@ impl<K: Eq + Hash + Copy, V> CreationOrdered<K, V> {
         }
         let position = self.len;
         let slot = u32::try_from(position).ok()?;
-        if position % CHUNK == 0 {
+        if position.is_multiple_of(CHUNK) {
             self.chunks.push(Vec::with_capacity(CHUNK));
         }
         self.chunks.last_mut()?.push(value);
@@ -111,23 +113,30 @@ impl Models {
             Event::ProjectCreated(_) | Event::ProjectMetaUpdated(_) => {
                 if let Ok(id) = stream_id.parse::<ProjectId>() {
                     let models = self.projects.entry(id).or_default();
-                    models.project = evolve(models.project.take().map(Aggregate::Project), event).and_then(
-                        |state| match state {
-                            Aggregate::Project(project) => Some(project),
-                            _ => None,
-                        },
-                    );
+                    models.project =
+                        evolve(models.project.take().map(Aggregate::Project), event).and_then(|state| {
+                            match state {
+                                Aggregate::Project(project) => Some(project),
+                                _ => None,
+                            }
+                        });
                 }
             }
             Event::CustomerCreated(created) => {
                 self.customer_projects.insert(created.id, created.project_id);
                 if let Some(Aggregate::Customer(customer)) = evolve(None, event) {
-                    self.project(created.project_id).customers.insert(created.id, customer);
+                    self.project(created.project_id)
+                        .customers
+                        .insert(created.id, customer);
                 }
             }
             Event::CustomerIdentityUpdated(_) | Event::CustomerMetaUpdated(_) => {
-                let Ok(id) = stream_id.parse::<CustomerId>() else { return };
-                let Some(project) = self.customer_projects.get(&id).copied() else { return };
+                let Ok(id) = stream_id.parse::<CustomerId>() else {
+                    return;
+                };
+                let Some(project) = self.customer_projects.get(&id).copied() else {
+                    return;
+                };
                 self.project(project).customers.update(&id, |customer| {
                     match Aggregate::Customer(customer.clone()).evolve(event) {
                         Aggregate::Customer(customer) => customer,
@@ -138,11 +147,15 @@ impl Models {
             Event::AccountOpened(opened) => {
                 self.account_projects.insert(opened.id, opened.project_id);
                 if let Some(Aggregate::Account(account)) = evolve(None, event) {
-                    self.project(opened.project_id).accounts.insert(opened.id, account);
+                    self.project(opened.project_id)
+                        .accounts
+                        .insert(opened.id, account);
                 }
             }
             Event::NegativeBalanceAllowanceChanged(_) | Event::AccountMetaUpdated(_) => {
-                let Ok(id) = stream_id.parse::<AccountId>() else { return };
+                let Ok(id) = stream_id.parse::<AccountId>() else {
+                    return;
+                };
                 self.update_account(id, event);
             }
             Event::TransactionRecorded(recorded) => {
@@ -151,18 +164,28 @@ impl Models {
                 let models = self.project(transaction.project_id);
                 if let Some(index) = models.transactions.insert(transaction.id, transaction) {
                     let index = u32::try_from(index).unwrap_or(u32::MAX);
-                    models.account_transactions.entry(transaction.account_id).or_default().push(index);
+                    models
+                        .account_transactions
+                        .entry(transaction.account_id)
+                        .or_default()
+                        .push(index);
                 }
             }
             Event::TransferCreated(created) => {
                 self.transfer_projects.insert(created.id, created.project_id);
                 if let Some(Aggregate::Transfer(transfer)) = evolve(None, event) {
-                    self.project(created.project_id).transfers.insert(created.id, transfer);
+                    self.project(created.project_id)
+                        .transfers
+                        .insert(created.id, transfer);
                 }
             }
             Event::TransferMetaUpdated(_) => {
-                let Ok(id) = stream_id.parse::<TransferId>() else { return };
-                let Some(project) = self.transfer_projects.get(&id).copied() else { return };
+                let Ok(id) = stream_id.parse::<TransferId>() else {
+                    return;
+                };
+                let Some(project) = self.transfer_projects.get(&id).copied() else {
+                    return;
+                };
                 self.project(project).transfers.update(&id, |transfer| {
                     match Aggregate::Transfer(transfer.clone()).evolve(event) {
                         Aggregate::Transfer(transfer) => transfer,
@@ -184,7 +207,9 @@ impl Models {
     }
 
     fn update_account(&mut self, id: AccountId, event: &Event) {
-        let Some(project) = self.account_projects.get(&id).copied() else { return };
+        let Some(project) = self.account_projects.get(&id).copied() else {
+            return;
+        };
         self.project(project).accounts.update(&id, |account| {
             match Aggregate::Account(account.clone()).evolve(event) {
                 Aggregate::Account(account) => account,

@@ -59,7 +59,10 @@ pub(crate) fn slice<T>(
     len: usize,
     item: impl Fn(usize) -> Option<T>,
 ) -> Result<Page<T>, PageError> {
-    debug_assert!((1..=100).contains(&request.size), "page size is validated at the edge");
+    debug_assert!(
+        (1..=100).contains(&request.size),
+        "page size is validated at the edge"
+    );
     let before = match request.token.as_deref().filter(|token| !token.is_empty()) {
         None => len,
         Some(token) => {
@@ -84,7 +87,11 @@ pub(crate) fn slice<T>(
 }
 
 /// A list of a project that has nothing yet.
-pub(crate) fn empty<T>(project: ProjectId, list: ListKind, request: &PageRequest) -> Result<Page<T>, PageError> {
+pub(crate) fn empty<T>(
+    project: ProjectId,
+    list: ListKind,
+    request: &PageRequest,
+) -> Result<Page<T>, PageError> {
     slice(project, list, request, 0, |_| None)
 }
 
@@ -107,13 +114,34 @@ mod tests {
         let get = |i: usize| items.get(i).copied();
         let first = slice(project(1), ListKind::Accounts, &page(10, None), 25, get).unwrap();
         assert_eq!(first.items, (15..25).rev().collect::<Vec<_>>());
-        let second = slice(project(1), ListKind::Accounts, &page(10, first.next_token), 25, get).unwrap();
+        let second = slice(
+            project(1),
+            ListKind::Accounts,
+            &page(10, first.next_token),
+            25,
+            get,
+        )
+        .unwrap();
         assert_eq!(second.items, (5..15).rev().collect::<Vec<_>>());
-        let third = slice(project(1), ListKind::Accounts, &page(10, second.next_token.clone()), 25, get).unwrap();
+        let third = slice(
+            project(1),
+            ListKind::Accounts,
+            &page(10, second.next_token.clone()),
+            25,
+            get,
+        )
+        .unwrap();
         assert_eq!(third.items, (0..5).rev().collect::<Vec<_>>());
         assert_eq!(third.next_token, None);
         // New items do not shift pages already handed out.
-        let later = slice(project(1), ListKind::Accounts, &page(10, second.next_token), 30, get).unwrap();
+        let later = slice(
+            project(1),
+            ListKind::Accounts,
+            &page(10, second.next_token),
+            30,
+            get,
+        )
+        .unwrap();
         assert_eq!(later.items, (0..5).rev().collect::<Vec<_>>());
     }
 

@@ -50,12 +50,14 @@ pub(crate) async fn load(path: &Path) -> Option<Models> {
 
 pub(crate) async fn save(path: &Path, encoded: Vec<u8>) -> Result<(), crate::ProjectionError> {
     let path = path.to_owned();
-    tokio::task::spawn_blocking(move || save_blocking(&path, &encoded).map_err(|source| crate::ProjectionError::Snapshot { path, source }))
-        .await
-        .map_err(|error| crate::ProjectionError::Snapshot {
-            path: Default::default(),
-            source: std::io::Error::other(error),
-        })?
+    tokio::task::spawn_blocking(move || {
+        save_blocking(&path, &encoded).map_err(|source| crate::ProjectionError::Snapshot { path, source })
+    })
+    .await
+    .map_err(|error| crate::ProjectionError::Snapshot {
+        path: Default::default(),
+        source: std::io::Error::other(error),
+    })?
 }
 
 fn save_blocking(path: &Path, encoded: &[u8]) -> std::io::Result<()> {

@@ -6,8 +6,8 @@
 use std::sync::Arc;
 
 use paycore_domain::{
-    AccountId, Command, CommandEnvelope, Currency, Environment, Meta, Money, ProjectId, Timestamp, TransactionId,
-    TransactionKind, TransferId,
+    AccountId, Command, CommandEnvelope, Currency, Environment, Meta, Money, ProjectId, Timestamp,
+    TransactionId, TransactionKind, TransferId,
 };
 use paycore_engine::{Engine, EngineConfig};
 use paycore_projections::{PageError, PageRequest, ReadModels, SnapshotPolicy};
@@ -60,7 +60,10 @@ async fn ledger(store: Arc<dyn EventStore>, transfers: usize) -> (ProjectId, Acc
         id: accounts[0],
         allow_negative_balance: None,
         meta: None,
-        balance: Some((Money::new(1_000, Currency::EUR), TransactionId::from_uuid(Uuid::now_v7()))),
+        balance: Some((
+            Money::new(1_000, Currency::EUR),
+            TransactionId::from_uuid(Uuid::now_v7()),
+        )),
     };
     let mut last = execute(&engine, project, fund).await;
     for _ in 0..transfers {
@@ -81,35 +84,64 @@ async fn ledger(store: Arc<dyn EventStore>, transfers: usize) -> (ProjectId, Acc
 #[tokio::test]
 async fn models_follow_the_log_with_balances_and_newest_first_lists() {
     let store: Arc<dyn EventStore> = Arc::new(MemoryStore::new());
-    let read = ReadModels::start(store.clone(), SnapshotPolicy::in_memory()).await.unwrap();
+    let read = ReadModels::start(store.clone(), SnapshotPolicy::in_memory())
+        .await
+        .unwrap();
     let (project, a, b, last) = ledger(store, 25).await;
     read.wait_for(last).await;
 
-    assert_eq!(read.account(project, a).unwrap().balance, Money::new(975, Currency::EUR));
-    assert_eq!(read.account(project, b).unwrap().balance, Money::new(25, Currency::EUR));
+    assert_eq!(
+        read.account(project, a).unwrap().balance,
+        Money::new(975, Currency::EUR)
+    );
+    assert_eq!(
+        read.account(project, b).unwrap().balance,
+        Money::new(25, Currency::EUR)
+    );
     // Newest first, balance_after chained.
     let first = read.list_transactions(project, Some(a), &page(10)).unwrap();
     assert_eq!(first.items.len(), 10);
     assert_eq!(first.items[0].balance_after.amount, 975);
-    assert!(first.items.windows(2).all(|w| w[1].balance_after.amount == w[0].balance_after.amount + 1));
+    assert!(
+        first
+            .items
+            .windows(2)
+            .all(|w| w[1].balance_after.amount == w[0].balance_after.amount + 1)
+    );
     assert!(matches!(first.items[0].kind, TransactionKind::TransferSource(_)));
     // Walk all pages: 1 magic + 25 transfer legs.
     let (mut seen, mut token) = (first.items.len(), first.next_token);
     while let Some(next) = token {
         let more = read
-            .list_transactions(project, Some(a), &PageRequest { size: 10, token: Some(next) })
+            .list_transactions(
+                project,
+                Some(a),
+                &PageRequest {
+                    size: 10,
+                    token: Some(next),
+                },
+            )
             .unwrap();
         seen += more.items.len();
         token = more.next_token;
     }
     assert_eq!(seen, 26);
     assert_eq!(read.list_transfers(project, &page(100)).unwrap().items.len(), 25);
-    assert_eq!(read.list_transactions(project, None, &page(100)).unwrap().items.len(), 51);
+    assert_eq!(
+        read.list_transactions(project, None, &page(100))
+            .unwrap()
+            .items
+            .len(),
+        51
+    );
     // Another project sees none of it.
     let other = ProjectId::from_uuid(Uuid::now_v7());
     assert!(read.account(other, a).is_none());
     assert!(read.list_accounts(other, &page(10)).unwrap().items.is_empty());
-    assert_eq!(read.list_transactions(other, Some(a), &page(10)), Err(PageError::AccountNotFound));
+    assert_eq!(
+        read.list_transactions(other, Some(a), &page(10)),
+        Err(PageError::AccountNotFound)
+    );
 }
 
 #[tokio::test]
@@ -117,16 +149,23 @@ async fn a_restart_resumes_from_the_snapshot_checkpoint() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("models.snapshot");
     let store: Arc<dyn EventStore> = Arc::new(MemoryStore::new());
-    let read = ReadModels::start(store.clone(), SnapshotPolicy::at(path.clone())).await.unwrap();
+    let read = ReadModels::start(store.clone(), SnapshotPolicy::at(path.clone()))
+        .await
+        .unwrap();
     let (project, a, _, last) = ledger(store.clone(), 5).await;
     read.wait_for(last).await;
     read.persist().await.unwrap();
     let before = read.list_transactions(project, None, &page(100)).unwrap();
 
-    let restarted = ReadModels::start(store, SnapshotPolicy::at(path.clone())).await.unwrap();
+    let restarted = ReadModels::start(store, SnapshotPolicy::at(path.clone()))
+        .await
+        .unwrap();
     // Loaded, not replayed: the checkpoint is the end of the log at once.
     assert_eq!(restarted.checkpoint(), last + 1);
-    assert_eq!(restarted.list_transactions(project, None, &page(100)).unwrap(), before);
+    assert_eq!(
+        restarted.list_transactions(project, None, &page(100)).unwrap(),
+        before
+    );
     assert_eq!(restarted.account(project, a), read.account(project, a));
 
     // A damaged snapshot is ignored and the models are rebuilt from the log.
