@@ -443,8 +443,14 @@ async fn periodic_snapshots_bound_the_scan_after_a_crash() {
     };
     let (store, _) = open(dir.path(), frequent.clone());
     append_commits(&store, 0..150).await;
-    // Let a background snapshot finish, then "crash" (copy while open).
-    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    // Let a background snapshot land (however busy the machine), then
+    // "crash" (copy while open).
+    let snapshot = dir.path().join("index.snapshot");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !snapshot.exists() {
+        assert!(std::time::Instant::now() < deadline, "no index snapshot was written");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
     append_commits(&store, 150..160).await;
     let expected = read_all(&store).await;
     let crashed = tempfile::tempdir().expect("tempdir");
@@ -453,7 +459,9 @@ async fn periodic_snapshots_bound_the_scan_after_a_crash() {
 
     let (store, report) = open(crashed.path(), frequent);
     assert!(report.index_loaded_from_snapshot, "{report:?}");
-    assert!(report.replayed_events_after_snapshot > 0);
+    // A snapshot started before the last appends may still have covered
+    // them (it reads the index while commits go on), so the scan after it is
+    // anywhere from nothing to the last few commits, never the whole log.
     assert!(report.replayed_events_after_snapshot < expected.len() as u64);
     assert_eq!(read_all(&store).await, expected);
 }
