@@ -448,7 +448,10 @@ async fn periodic_snapshots_bound_the_scan_after_a_crash() {
     let snapshot = dir.path().join("index.snapshot");
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     while !snapshot.exists() {
-        assert!(std::time::Instant::now() < deadline, "no index snapshot was written");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no index snapshot was written"
+        );
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
     append_commits(&store, 150..160).await;
