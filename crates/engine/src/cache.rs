@@ -40,8 +40,12 @@ impl StateCache {
     }
 
     /// Keeps an entry the decider may have written meanwhile: it is newer.
+    /// A stream with no events is not remembered: anyone can name IDs that
+    /// do not exist, and they must not grow the cache.
     pub fn insert_if_absent(&self, stream: StreamRef, cached: Cached) {
-        self.states.write().entry(stream).or_insert(cached);
+        if cached.version.is_some() {
+            self.states.write().entry(stream).or_insert(cached);
+        }
     }
 
     pub fn publish(&self, committed: impl IntoIterator<Item = (StreamRef, Cached)>) {
