@@ -1,9 +1,9 @@
 //! Everything that can happen, as stored in the log, and its codec.
 //!
 //! Each event has a stable type name and a schema version. Payloads are
-//! postcard-encoded structs. Changing a payload's shape means: bump its
-//! `SCHEMA_VERSION`, keep the old struct as `…V<n>`, and add an arm to
-//! [`Event::decode`] that decodes the old version and upcasts it.
+//! postcard-encoded structs. Changing a payload's shape means: keep the old
+//! struct as `…V<n>`, bump the payload's [`Versioned::VERSION`] and implement
+//! [`Versioned::upcast`] to decode the old version into the new shape.
 
 use serde::{Deserialize, Serialize};
 
@@ -222,8 +222,53 @@ pub enum DecodeError {
     },
 }
 
-/// Every payload is at schema version 1 so far.
-const V1: u16 = 1;
+/// A payload's schema versions and how older ones become the current shape.
+///
+/// Changing a payload's shape: keep the old struct (e.g. `TransferCreatedV1`),
+/// bump `VERSION`, and implement `upcast` to decode the old bytes and convert
+/// them. Events are never rewritten in the log; they are upcast on read.
+pub trait Versioned: Sized + serde::de::DeserializeOwned {
+    /// The version this build writes.
+    const VERSION: u16 = 1;
+
+    /// Decodes `payload` written at an older `version` into the current
+    /// shape; `None` for a version this type never had.
+    fn upcast(version: u16, payload: &[u8]) -> Option<Result<Self, postcard::Error>> {
+        let _ = (version, payload);
+        None
+    }
+}
+
+/// Decodes a payload of type `T` written at `version`, upcasting older ones.
+pub fn decode_payload<T: Versioned>(
+    event_type: &str,
+    version: u16,
+    payload: &[u8],
+) -> Result<T, DecodeError> {
+    let bad = |error: postcard::Error| DecodeError::Payload {
+        event_type: event_type.to_owned(),
+        version,
+        reason: error.to_string(),
+    };
+    if version == T::VERSION {
+        return postcard::from_bytes(payload).map_err(bad);
+    }
+    if version > T::VERSION {
+        return Err(DecodeError::FutureVersion {
+            event_type: event_type.to_owned(),
+            found: version,
+            known: T::VERSION,
+        });
+    }
+    match T::upcast(version, payload) {
+        Some(upcast) => upcast.map_err(bad),
+        None => Err(DecodeError::Payload {
+            event_type: event_type.to_owned(),
+            version,
+            reason: format!("no upcaster from version {version} to {}", T::VERSION),
+        }),
+    }
+}
 
 macro_rules! event_codec {
     ($($variant:ident: $payload:ty),* $(,)?) => {
@@ -239,12 +284,12 @@ macro_rules! event_codec {
             pub const TYPES: &'static [&'static str] = &[$(stringify!($variant)),*];
 
             pub fn encode(&self) -> EncodedEvent {
-                let payload = match self {
-                    $(Self::$variant(payload) => postcard::to_stdvec(payload),)*
+                let (schema_version, payload) = match self {
+                    $(Self::$variant(payload) => (<$payload as Versioned>::VERSION, postcard::to_stdvec(payload)),)*
                 };
                 EncodedEvent {
                     event_type: self.event_type(),
-                    schema_version: V1,
+                    schema_version,
                     // Encoding into a Vec only fails for types serde cannot
                     // represent, and every payload here is plain data.
                     payload: payload.unwrap_or_default(),
@@ -253,22 +298,9 @@ macro_rules! event_codec {
 
             /// Decodes a stored event, upcasting older schema versions.
             pub fn decode(event_type: &str, schema_version: u16, payload: &[u8]) -> Result<Self, DecodeError> {
-                let bad = |error: postcard::Error| DecodeError::Payload {
-                    event_type: event_type.to_owned(),
-                    version: schema_version,
-                    reason: error.to_string(),
-                };
                 match event_type {
                     $(stringify!($variant) => {
-                        if schema_version > V1 {
-                            return Err(DecodeError::FutureVersion {
-                                event_type: event_type.to_owned(),
-                                found: schema_version,
-                                known: V1,
-                            });
-                        }
-                        // Older versions (none yet) are decoded and upcast here.
-                        postcard::from_bytes::<$payload>(payload).map(Self::$variant).map_err(bad)
+                        decode_payload::<$payload>(event_type, schema_version, payload).map(Self::$variant)
                     })*
                     _ => Err(DecodeError::UnknownType(event_type.to_owned())),
                 }
@@ -276,6 +308,20 @@ macro_rules! event_codec {
         }
     };
 }
+
+// Every payload is at its first schema version so far.
+impl Versioned for ProjectCreated {}
+impl Versioned for MetaUpdated {}
+impl Versioned for ApiKeyCreated {}
+impl Versioned for ApiKeyRevoked {}
+impl Versioned for CustomerCreated {}
+impl Versioned for CustomerIdentityUpdated {}
+impl Versioned for AccountOpened {}
+impl Versioned for NegativeBalanceAllowanceChanged {}
+impl Versioned for TransactionRecorded {}
+impl Versioned for TransferCreated {}
+impl Versioned for ProjectBalanceChanged {}
+impl Versioned for IdempotencyKeyUsed {}
 
 event_codec! {
     ProjectCreated: ProjectCreated,

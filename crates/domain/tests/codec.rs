@@ -354,3 +354,71 @@ fn payload_bytes_are_stable() {
         panic!("stored payload bytes changed; the current table is:\n{table}");
     }
 }
+
+/// The upcasting path, exercised with a payload that changed shape: version
+/// 1 had only `amount`; version 2 added `note`. Old events decode into the
+/// new shape through the same function the event codec uses.
+mod upcasting {
+    use paycore_domain::events::{DecodeError, Versioned, decode_payload};
+    use serde::{Deserialize, Serialize};
+
+    #[derive(Debug, PartialEq, Serialize, Deserialize)]
+    struct WidgetV1 {
+        amount: i64,
+    }
+
+    #[derive(Debug, PartialEq, Serialize, Deserialize)]
+    struct Widget {
+        amount: i64,
+        note: String,
+    }
+
+    impl Versioned for Widget {
+        const VERSION: u16 = 2;
+
+        fn upcast(version: u16, payload: &[u8]) -> Option<Result<Self, postcard::Error>> {
+            (version == 1).then(|| {
+                postcard::from_bytes::<WidgetV1>(payload).map(|old| Widget {
+                    amount: old.amount,
+                    note: String::new(),
+                })
+            })
+        }
+    }
+
+    #[test]
+    fn an_old_version_is_upcast_and_the_current_one_read_as_is() {
+        let v1 = postcard::to_stdvec(&WidgetV1 { amount: 42 }).unwrap();
+        assert_eq!(
+            decode_payload::<Widget>("Widget", 1, &v1),
+            Ok(Widget {
+                amount: 42,
+                note: String::new()
+            })
+        );
+        let v2 = postcard::to_stdvec(&Widget {
+            amount: 7,
+            note: "x".into(),
+        })
+        .unwrap();
+        assert_eq!(
+            decode_payload::<Widget>("Widget", 2, &v2),
+            Ok(Widget {
+                amount: 7,
+                note: "x".into()
+            })
+        );
+        assert!(matches!(
+            decode_payload::<Widget>("Widget", 3, &v2),
+            Err(DecodeError::FutureVersion {
+                found: 3,
+                known: 2,
+                ..
+            })
+        ));
+        assert!(matches!(
+            decode_payload::<Widget>("Widget", 0, &v1),
+            Err(DecodeError::Payload { version: 0, .. })
+        ));
+    }
+}
