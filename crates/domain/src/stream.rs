@@ -52,6 +52,32 @@ impl StreamRef {
     pub fn name(&self) -> String {
         format!("{}-{}", self.category(), self.instance())
     }
+
+    /// The stream a name denotes, if it is one of ours (the inverse of
+    /// [`StreamRef::name`]).
+    pub fn parse(name: &str) -> Option<Self> {
+        let (category, instance) = name.split_once('-')?;
+        let scoped = || {
+            let (project, rest) = instance.split_once('.')?;
+            Some((project.parse::<ProjectId>().ok()?, rest))
+        };
+        match category {
+            "project" => instance.parse().ok().map(Self::Project),
+            "apikey" => instance.parse().ok().map(Self::ApiKey),
+            "customer" => instance.parse().ok().map(Self::Customer),
+            "account" => instance.parse().ok().map(Self::Account),
+            "transfer" => instance.parse().ok().map(Self::Transfer),
+            "projectbalance" => {
+                let (project, currency) = scoped()?;
+                Some(Self::ProjectBalance(project, currency.parse().ok()?))
+            }
+            "idempotency" => {
+                let (project, key) = scoped()?;
+                Some(Self::Idempotency(project, key.to_owned()))
+            }
+            _ => None,
+        }
+    }
 }
 
 impl fmt::Display for StreamRef {
@@ -63,5 +89,38 @@ impl fmt::Display for StreamRef {
 impl fmt::Debug for StreamRef {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fmt::Display::fmt(self, f)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use uuid::Uuid;
+
+    #[test]
+    fn names_parse_back_to_their_stream() {
+        let project = ProjectId::from_uuid(Uuid::from_u128(1));
+        let streams = [
+            StreamRef::Project(project),
+            StreamRef::ApiKey(ApiKeyId::from_uuid(Uuid::from_u128(2))),
+            StreamRef::Customer(CustomerId::from_uuid(Uuid::from_u128(3))),
+            StreamRef::Account(AccountId::from_uuid(Uuid::from_u128(4))),
+            StreamRef::Transfer(TransferId::from_uuid(Uuid::from_u128(5))),
+            StreamRef::ProjectBalance(project, Currency::EUR),
+            StreamRef::Idempotency(project, "order.42-retry".into()),
+        ];
+        for stream in streams {
+            assert_eq!(StreamRef::parse(&stream.name()), Some(stream.clone()), "{stream}");
+        }
+        for bad in [
+            "",
+            "account",
+            "account-",
+            "account-cus_x",
+            "nope-1",
+            "projectbalance-prj_x.EUR",
+        ] {
+            assert_eq!(StreamRef::parse(bad), None, "{bad}");
+        }
     }
 }

@@ -55,6 +55,25 @@ impl StateCache {
         }
     }
 
+    /// Drops `stream` if the cache holds it at a version older than
+    /// `version`: another writer got there first.
+    pub fn forget_if_older(&self, stream: &StreamRef, version: Version) {
+        let stale = self
+            .states
+            .read()
+            .get(stream)
+            .is_some_and(|cached| cached.version < Some(version));
+        if stale {
+            let mut states = self.states.write();
+            if states
+                .get(stream)
+                .is_some_and(|cached| cached.version < Some(version))
+            {
+                states.remove(stream);
+            }
+        }
+    }
+
     pub fn forget<'a>(&self, streams: impl IntoIterator<Item = &'a StreamRef>) {
         let mut states = self.states.write();
         for stream in streams {

@@ -35,6 +35,12 @@ pub struct EngineConfig {
     pub max_batch: usize,
     /// Attempts per command when other writers keep changing its streams.
     pub max_attempts: usize,
+    /// Other servers write to the same store (PostgreSQL): follow `$all` and
+    /// drop cached states they changed, so this server does not keep
+    /// deciding (or authenticating) on what they replaced. Optimistic
+    /// concurrency keeps writes correct either way; this keeps the cache
+    /// fresh for reads such as a revoked API key.
+    pub follow_other_writers: bool,
 }
 
 impl Default for EngineConfig {
@@ -43,6 +49,7 @@ impl Default for EngineConfig {
             queue_capacity: 16_384,
             max_batch: 1_024,
             max_attempts: 8,
+            follow_other_writers: false,
         }
     }
 }
@@ -84,6 +91,9 @@ impl Engine {
         let (jobs, queue) = mpsc::channel(config.queue_capacity.max(1));
         let (fatal_tx, fatal) = watch::channel(None);
         let cache = Arc::new(StateCache::default());
+        if config.follow_other_writers {
+            tokio::spawn(forget_what_others_wrote(store.clone(), cache.clone()));
+        }
         let decider = DeciderLoop::new(store.clone(), cache.clone(), config, fatal_tx);
         tokio::spawn(decider.run(queue));
         Self {
@@ -139,5 +149,28 @@ impl Engine {
 
     pub fn store(&self) -> &Arc<dyn EventStore> {
         &self.store
+    }
+}
+
+/// Follows `$all` from now on and drops every cached state that an event
+/// shows to be older than the log.
+async fn forget_what_others_wrote(store: Arc<dyn EventStore>, cache: Arc<StateCache>) {
+    let from = *store.committed().borrow();
+    let mut events = paycore_store::subscribe_all(store, from);
+    loop {
+        match events.next_batch(4_096).await {
+            Ok(batch) => {
+                for recorded in batch {
+                    if let Some(stream) = StreamRef::parse(recorded.stream.as_str()) {
+                        cache.forget_if_older(&stream, recorded.version);
+                    }
+                }
+            }
+            Err(paycore_store::StoreError::Closed) => return,
+            Err(error) => {
+                tracing::warn!(%error, "following the log for other writers' changes; retrying");
+                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+            }
+        }
     }
 }

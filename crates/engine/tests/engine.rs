@@ -341,3 +341,57 @@ async fn commands_decided_on_top_of_a_failed_append_are_decided_again() {
     assert_eq!(f.balance(a).await, 50);
     assert_eq!(f.balance(b).await, 50);
 }
+
+#[tokio::test]
+async fn changes_by_another_server_reach_this_servers_cache() {
+    let store: Arc<dyn EventStore> = Arc::new(MemoryStore::new());
+    let config = EngineConfig {
+        follow_other_writers: true,
+        ..EngineConfig::default()
+    };
+    let here = Engine::start(store.clone(), config.clone());
+    let there = Engine::start(store.clone(), config);
+    let project = ProjectId::from_uuid(new_id());
+    let create = Command::CreateProject {
+        id: project,
+        name: "Shared".into(),
+        environment: Environment::Sandbox,
+        meta: Meta::default(),
+    };
+    here.execute(envelope(project, create)).await.unwrap();
+    let key = paycore_domain::ApiKeyId::from_uuid(new_id());
+    let create_key = Command::CreateApiKey {
+        id: key,
+        kind: paycore_domain::api_key::KeyKind::Secret,
+        secret_hash: [3; 32],
+    };
+    here.execute(envelope(project, create_key)).await.unwrap();
+    // Cached here, then revoked through the other server.
+    let stream = StreamRef::ApiKey(key);
+    assert!(
+        here.load(&stream)
+            .await
+            .unwrap()
+            .as_api_key()
+            .unwrap()
+            .revoked_at
+            .is_none()
+    );
+    there
+        .execute(envelope(project, Command::RevokeApiKey { id: key }))
+        .await
+        .unwrap();
+
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let state = here.load(&stream).await.unwrap();
+        if state.as_api_key().unwrap().revoked_at.is_some() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the revocation never reached this server"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+}
