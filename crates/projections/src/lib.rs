@@ -89,7 +89,17 @@ impl ReadModels {
     /// and keeps following it in a background task.
     pub async fn start(store: Arc<dyn EventStore>, policy: SnapshotPolicy) -> Result<Self, ProjectionError> {
         let models = match &policy.path {
-            Some(path) => snapshot::load(path).await.unwrap_or_default(),
+            Some(path) => match snapshot::load(path).await {
+                Some(models) if belongs_to(&models, store.as_ref()).await? => models,
+                Some(_) => {
+                    tracing::warn!(
+                        path = %path.display(),
+                        "read-model snapshot was built from another log; rebuilding from this one"
+                    );
+                    Models::default()
+                }
+                None => Models::default(),
+            },
             None => Models::default(),
         };
         let from = models.next_position;
@@ -244,6 +254,18 @@ impl ReadModels {
     }
 }
 
+/// Whether `models` were built from `store`'s log: the event at their
+/// checkpoint exists there with the same chain hash.
+async fn belongs_to(models: &Models, store: &dyn EventStore) -> Result<bool, ProjectionError> {
+    let Some(last) = models.next_position.checked_sub(1) else {
+        return Ok(true);
+    };
+    let found = store.read_all(last, 1).await?;
+    Ok(found
+        .first()
+        .is_some_and(|event| Some(event.hash) == models.last_hash))
+}
+
 /// The task that applies `$all` to the models.
 struct Follower {
     models: Arc<RwLock<Models>>,
@@ -302,7 +324,7 @@ impl Follower {
             .collect::<Result<Vec<_>, _>>()?;
         let mut models = self.models.write();
         for (recorded, event) in &decoded {
-            models.apply(recorded.position, recorded.stream.id(), event);
+            models.apply(recorded.position, recorded.hash, recorded.stream.id(), event);
         }
         drop(models);
         self.applied.send_replace(last.position + 1);

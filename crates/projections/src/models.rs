@@ -7,7 +7,7 @@ use paycore_domain::aggregate::{Account, Customer, Project, Transfer};
 use paycore_domain::{
     AccountId, Aggregate, CustomerId, Event, ProjectId, Transaction, TransactionId, TransferId,
 };
-use paycore_store::Position;
+use paycore_store::{ChainHash, Position};
 use serde::{Deserialize, Serialize};
 
 /// Items in the order they were created, addressable by ID. Lists page over
@@ -96,6 +96,9 @@ pub(crate) struct ProjectModels {
 pub(crate) struct Models {
     /// Events at positions below this are applied.
     pub next_position: Position,
+    /// Chain hash of the event at `next_position - 1`: proves, on load, that
+    /// the models were built from the log they are about to follow.
+    pub last_hash: Option<ChainHash>,
     pub projects: HashMap<ProjectId, ProjectModels>,
     /// Which project owns each account, for events that name only the account.
     account_projects: HashMap<AccountId, ProjectId>,
@@ -106,9 +109,10 @@ pub(crate) struct Models {
 impl Models {
     /// Applies the event at `position` of stream instance `stream_id` (the
     /// part of the stream name after the category).
-    pub fn apply(&mut self, position: Position, stream_id: &str, event: &Event) {
+    pub fn apply(&mut self, position: Position, hash: ChainHash, stream_id: &str, event: &Event) {
         debug_assert_eq!(position, self.next_position, "events are applied in order, once");
         self.next_position = position + 1;
+        self.last_hash = Some(hash);
         match event {
             Event::ProjectCreated(_) | Event::ProjectMetaUpdated(_) => {
                 if let Ok(id) = stream_id.parse::<ProjectId>() {

@@ -178,3 +178,26 @@ async fn a_restart_resumes_from_the_snapshot_checkpoint() {
     .unwrap();
     assert_eq!(rebuilt.checkpoint(), 0);
 }
+
+#[tokio::test]
+async fn a_snapshot_of_another_log_is_not_used() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("models.snapshot");
+    let first: Arc<dyn EventStore> = Arc::new(MemoryStore::new());
+    let read = ReadModels::start(first.clone(), SnapshotPolicy::at(path.clone()))
+        .await
+        .unwrap();
+    let (project, _, _, last) = ledger(first, 3).await;
+    read.wait_for(last).await;
+    read.persist().await.unwrap();
+
+    // Another log, longer than the snapshot's checkpoint: its events differ.
+    let other: Arc<dyn EventStore> = Arc::new(MemoryStore::new());
+    let (other_project, _, _, _) = ledger(other.clone(), 10).await;
+    let restarted = ReadModels::start(other, SnapshotPolicy::at(path)).await.unwrap();
+    assert!(
+        restarted.project(project).is_none(),
+        "models of the other log leaked in"
+    );
+    assert!(restarted.project(other_project).is_some());
+}
