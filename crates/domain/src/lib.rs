@@ -4,9 +4,13 @@
 
 pub mod aggregate;
 pub mod api_key;
+pub mod bank;
+pub mod card;
 pub mod command;
 pub mod error;
 pub mod events;
+pub mod fx;
+pub mod iban;
 pub mod id;
 pub mod identity;
 pub mod meta;

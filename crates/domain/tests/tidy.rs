@@ -10,7 +10,8 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 /// The only crates the domain may depend on (normal dependencies).
-const ALLOWED_DEPENDENCIES: &[&str] = &["serde", "postcard", "thiserror", "uuid", "sha2", "hex"];
+/// `hmac` (RustCrypto, pure) keys the card-number fingerprints.
+const ALLOWED_DEPENDENCIES: &[&str] = &["serde", "postcard", "thiserror", "uuid", "sha2", "hex", "hmac"];
 
 /// Crates that must not appear even among dev-dependencies: the domain's own
 /// tests need no async runtime, transport, or other layer of paycore.
