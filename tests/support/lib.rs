@@ -103,6 +103,8 @@ pub struct Server {
     printed: Option<NewProject>,
     stdout: Arc<Mutex<Vec<String>>>,
     starts: usize,
+    /// Extra environment for every start (e.g. `PAYCORE_STORE`).
+    env: Vec<(String, String)>,
 }
 
 struct Started {
@@ -125,23 +127,41 @@ impl Server {
         Self::first_start(root, false)
     }
 
+    /// Starts a server on `root` with extra environment variables (kept for
+    /// restarts), e.g. `PAYCORE_STORE=postgres://…` to share a database.
+    pub fn start_with_env(root: &Path, env: &[(&str, &str)]) -> Self {
+        Self::first_start_with(root, true, env)
+    }
+
     fn first_start(root: &Path, check_ready: bool) -> Self {
-        let started = spawn(root, 1, check_ready);
-        let printed = started.printed.clone().unwrap_or_else(|| {
+        Self::first_start_with(root, check_ready, &[])
+    }
+
+    fn first_start_with(root: &Path, check_ready: bool, env: &[(&str, &str)]) -> Self {
+        let env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let started = spawn(root, 1, check_ready, &env);
+        // A server joining a shared store that already has projects prints
+        // none; every other first start must.
+        let printed = started.printed.clone();
+        if printed.is_none() && env.is_empty() {
             panic!(
                 "the first start on an empty data directory printed no project and key; stdout: {:?}",
                 lines(&started.stdout)
-            )
-        });
+            );
+        }
+        let (key, project_id) = printed
+            .as_ref()
+            .map_or_else(Default::default, |p| (p.key.clone(), p.id.clone()));
         Self {
             root: root.to_path_buf(),
             child: Some(started.child),
             addr: started.addr,
-            key: printed.key.clone(),
-            project_id: printed.id.clone(),
-            printed: Some(printed),
+            key,
+            project_id,
+            printed,
             stdout: started.stdout,
             starts: 1,
+            env,
         }
     }
 
@@ -157,7 +177,7 @@ impl Server {
     pub fn start_again(&mut self) {
         assert!(self.child.is_none(), "the server is still running");
         self.starts += 1;
-        let started = spawn(&self.root, self.starts, true);
+        let started = spawn(&self.root, self.starts, true, &self.env);
         self.child = Some(started.child);
         self.addr = started.addr;
         self.printed = started.printed;
@@ -169,7 +189,7 @@ impl Server {
     pub fn start_again_without_readiness_check(&mut self) {
         assert!(self.child.is_none(), "the server is still running");
         self.starts += 1;
-        let started = spawn(&self.root, self.starts, false);
+        let started = spawn(&self.root, self.starts, false, &self.env);
         self.child = Some(started.child);
         self.addr = started.addr;
         self.printed = started.printed;
@@ -280,6 +300,7 @@ impl Server {
             .arg(self.data_dir())
             .args(args)
             .env("NO_COLOR", "1")
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .output()
             .expect("running the paycore CLI")
     }
@@ -352,7 +373,7 @@ pub fn key_id(key: &str) -> String {
     format!("key_{id}")
 }
 
-fn spawn(root: &Path, start: usize, check_ready: bool) -> Started {
+fn spawn(root: &Path, start: usize, check_ready: bool, env: &[(String, String)]) -> Started {
     std::fs::create_dir_all(root).expect("creating the test directory");
     let log_path = root.join("server.log");
     let mut log = OpenOptions::new()
@@ -369,6 +390,7 @@ fn spawn(root: &Path, start: usize, check_ready: bool) -> Started {
         .arg("127.0.0.1:0")
         .env("NO_COLOR", "1")
         .env("PAYCORE_LOG", "info")
+        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::from(log))

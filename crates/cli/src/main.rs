@@ -27,9 +27,20 @@ use paycore_grpc::admin;
 #[derive(Debug, Parser)]
 #[command(name = "paycore", version, propagate_version = true)]
 struct Cli {
-    /// Where the event log and the read models live.
+    /// Where the event log (embedded store), the read models and the admin
+    /// socket live.
     #[arg(long, global = true, env = "PAYCORE_DATA_DIR", default_value = "./data")]
     data_dir: PathBuf,
+
+    /// The event store: leave out for the embedded log in the data directory;
+    /// `postgres://user@host:port/database` to share one PostgreSQL database
+    /// between several servers (run `paycore db migrate` first).
+    #[arg(long, global = true, env = "PAYCORE_STORE")]
+    store: Option<String>,
+
+    /// PostgreSQL schema holding paycore's tables.
+    #[arg(long, global = true, env = "PAYCORE_PG_SCHEMA", default_value = "paycore")]
+    pg_schema: String,
 
     #[command(subcommand)]
     command: Command,
@@ -48,6 +59,16 @@ enum Command {
     /// Create and revoke API keys.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Manage the PostgreSQL schema.
+    #[command(subcommand)]
+    Db(DbCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum DbCommand {
+    /// Create or upgrade paycore's tables in the --store database. Running it
+    /// again is harmless; a schema newer than this binary is refused.
+    Migrate,
 }
 
 #[derive(Debug, Args)]
@@ -128,8 +149,10 @@ fn refused(status: tonic::Status) -> anyhow::Error {
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let data_dir = cli.data_dir;
+    let store = serve::StoreChoice::parse(cli.store.as_deref(), &cli.pg_schema)?;
     match cli.command {
-        Command::Serve(args) => serve::serve(&data_dir, args.listen).await,
+        Command::Serve(args) => serve::serve(&data_dir, &store, args.listen).await,
+        Command::Db(DbCommand::Migrate) => serve::migrate(&store).await,
         Command::Projects(ProjectsCommand::Create { name, live }) => {
             let environment = if live {
                 Environment::Live
@@ -137,7 +160,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 Environment::Sandbox
             };
             let project_name = name.clone();
-            let direct = serve::with_engine(&data_dir, |engine| async move {
+            let direct = serve::with_engine(&data_dir, &store, |engine| async move {
                 let (project, key) = admin::create_project(&engine, &project_name, environment).await?;
                 Ok((project.to_string(), key.to_string()))
             });
@@ -160,7 +183,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Keys(KeysCommand::Create { project, kind }) => {
-            let direct = serve::with_engine(&data_dir, |engine| async move {
+            let direct = serve::with_engine(&data_dir, &store, |engine| async move {
                 Ok(admin::create_key(&engine, project, kind.into())
                     .await?
                     .to_string())
@@ -189,7 +212,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Keys(KeysCommand::Revoke { key_id }) => {
-            let direct = serve::with_engine(&data_dir, |engine| async move {
+            let direct = serve::with_engine(&data_dir, &store, |engine| async move {
                 Ok(admin::revoke_key(&engine, key_id).await?.to_string())
             });
             let project = match direct.await? {

@@ -10,6 +10,7 @@ use paycore_domain::Environment;
 use paycore_engine::{Engine, EngineConfig};
 use paycore_projections::{ReadModels, SnapshotPolicy};
 use paycore_store::{EventStore, LogOptions, LogStore, StoreError};
+use paycore_store_postgres::{PgOptions, PgStore};
 use tokio_stream::wrappers::UnixListenerStream;
 use tonic::transport::server::TcpIncoming;
 
@@ -18,10 +19,52 @@ use paycore_grpc::admin;
 /// Exit code when the store failed in a way that makes continuing unsafe.
 const EXIT_STORE_FATAL: i32 = 70;
 
+/// Which event store to run on.
+#[derive(Clone, Debug)]
+pub enum StoreChoice {
+    /// The embedded log in `<data dir>/log` (the default).
+    Embedded,
+    /// A PostgreSQL database shared by several servers.
+    Postgres { url: String, schema: String },
+}
+
+impl StoreChoice {
+    /// `None` or an empty value: the embedded log; `postgres://…` or
+    /// `postgresql://…`: PostgreSQL.
+    pub fn parse(store: Option<&str>, schema: &str) -> anyhow::Result<Self> {
+        match store.map(str::trim).filter(|url| !url.is_empty()) {
+            None => Ok(Self::Embedded),
+            Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+                Ok(Self::Postgres {
+                    url: url.to_owned(),
+                    schema: schema.to_owned(),
+                })
+            }
+            Some(other) => anyhow::bail!(
+                "unsupported --store {other:?}: leave it out for the embedded log, or give a postgres:// URL"
+            ),
+        }
+    }
+
+    fn is_shared(&self) -> bool {
+        matches!(self, Self::Postgres { .. })
+    }
+}
+
 struct Opened {
-    log: Arc<LogStore>,
+    /// Set for the embedded log, which must be closed (flush, unlock).
+    log: Option<Arc<LogStore>>,
     store: Arc<dyn EventStore>,
     engine: Engine,
+}
+
+impl Opened {
+    fn close(&self) -> anyhow::Result<()> {
+        if let Some(log) = &self.log {
+            log.close().context("closing the event log")?;
+        }
+        Ok(())
+    }
 }
 
 /// The data directory is held by a running server.
@@ -29,46 +72,108 @@ struct Opened {
 #[error("the data directory {0} is in use by another paycore process")]
 pub struct InUse(std::path::PathBuf);
 
-fn open(data_dir: &Path) -> anyhow::Result<Opened> {
-    let log_dir = data_dir.join("log");
-    let (log, _report) = match LogStore::open(&log_dir, LogOptions::default()) {
-        Ok(opened) => opened,
-        Err(StoreError::Locked(dir)) => return Err(InUse(dir).into()),
-        Err(error) => {
-            return Err(error).with_context(|| format!("opening the event log in {}", log_dir.display()));
+async fn open(data_dir: &Path, choice: &StoreChoice) -> anyhow::Result<Opened> {
+    let (log, store): (Option<Arc<LogStore>>, Arc<dyn EventStore>) = match choice {
+        StoreChoice::Embedded => {
+            let log_dir = data_dir.join("log");
+            let (log, _report) = match LogStore::open(&log_dir, LogOptions::default()) {
+                Ok(opened) => opened,
+                Err(StoreError::Locked(dir)) => return Err(InUse(dir).into()),
+                Err(error) => {
+                    return Err(error)
+                        .with_context(|| format!("opening the event log in {}", log_dir.display()));
+                }
+            };
+            // The store logs what it recovered (events, truncated tail) itself.
+            let log = Arc::new(log);
+            (Some(log.clone()), log)
+        }
+        StoreChoice::Postgres { url, schema } => {
+            let options = PgOptions::with_schema(schema.clone());
+            let store = PgStore::connect(url, options)
+                .await
+                .with_context(|| format!("connecting to the PostgreSQL event store (schema {schema})"))?;
+            (None, Arc::new(store))
         }
     };
-    // The store logs what it recovered (events, truncated tail) itself.
-    let log = Arc::new(log);
-    let store: Arc<dyn EventStore> = log.clone();
-    let engine = Engine::start(store.clone(), EngineConfig::default());
+    let config = EngineConfig {
+        follow_other_writers: choice.is_shared(),
+        ..EngineConfig::default()
+    };
+    let engine = Engine::start(store.clone(), config);
     Ok(Opened { log, store, engine })
 }
 
-/// Runs `work` with an engine on the data directory, for the admin commands.
-/// `Ok(None)` when a running server holds the directory: then the caller
-/// goes through the server's admin socket.
-pub async fn with_engine<F, Fut, T>(data_dir: &Path, work: F) -> anyhow::Result<Option<T>>
+/// Runs `work` with an engine on the store, for the admin commands.
+/// `Ok(None)` when a running server holds the embedded log: then the caller
+/// goes through the server's admin socket. A shared store (PostgreSQL) is
+/// always written directly; running servers see the change in the log.
+pub async fn with_engine<F, Fut, T>(
+    data_dir: &Path,
+    choice: &StoreChoice,
+    work: F,
+) -> anyhow::Result<Option<T>>
 where
     F: FnOnce(Engine) -> Fut,
     Fut: Future<Output = anyhow::Result<T>>,
 {
-    let opened = match open(data_dir) {
+    let opened = match open(data_dir, choice).await {
         Ok(opened) => opened,
         Err(error) if error.is::<InUse>() => return Ok(None),
         Err(error) => return Err(error),
     };
-    let result = work(opened.engine).await;
-    opened.log.close().context("closing the event log")?;
+    let result = work(opened.engine.clone()).await;
+    opened.close()?;
     result.map(Some)
 }
 
-pub async fn serve(data_dir: &Path, listen: SocketAddr) -> anyhow::Result<()> {
+/// Creates or upgrades the PostgreSQL schema.
+pub async fn migrate(choice: &StoreChoice) -> anyhow::Result<()> {
+    let StoreChoice::Postgres { url, schema } = choice else {
+        anyhow::bail!("`db migrate` is for a PostgreSQL store: give --store postgres://… (or PAYCORE_STORE)");
+    };
+    let report = paycore_store_postgres::migrate(url, schema).await?;
+    if report.applied.is_empty() {
+        println!(
+            "schema {} is up to date (version {})",
+            report.schema, report.to_version
+        );
+    } else {
+        let applied: Vec<String> = report.applied.iter().map(ToString::to_string).collect();
+        println!(
+            "schema {} migrated from version {} to {} (applied {})",
+            report.schema,
+            report.from_version,
+            report.to_version,
+            applied.join(", ")
+        );
+    }
+    Ok(())
+}
+
+/// Holds `<data dir>/server.lock` for the server's life, so two servers
+/// never share a data directory (its admin socket and read-model snapshot).
+fn lock_data_dir(data_dir: &Path) -> anyhow::Result<std::fs::File> {
+    let path = data_dir.join("server.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive)
+        .map_err(|_| InUse(data_dir.to_owned()))?;
+    Ok(file)
+}
+
+pub async fn serve(data_dir: &Path, choice: &StoreChoice, listen: SocketAddr) -> anyhow::Result<()> {
     // Installed before anything else, so a signal at any moment after start
     // is a graceful stop rather than the default action (termination).
     let stop_requested = shutdown_signal()?;
     std::fs::create_dir_all(data_dir).with_context(|| format!("creating {}", data_dir.display()))?;
-    let Opened { log, store, engine } = open(data_dir)?;
+    let _data_dir_lock = lock_data_dir(data_dir)?;
+    let opened = open(data_dir, choice).await?;
+    let (store, engine) = (opened.store.clone(), opened.engine.clone());
     let read = ReadModels::start(
         store.clone(),
         SnapshotPolicy::at(data_dir.join("readmodels.snapshot")),
@@ -124,7 +229,7 @@ pub async fn serve(data_dir: &Path, listen: SocketAddr) -> anyhow::Result<()> {
     if let Err(error) = read.persist().await {
         tracing::warn!(%error, "could not save the read models; the next start rebuilds them from the log");
     }
-    log.close().context("closing the event log")?;
+    opened.close()?;
     tracing::info!("stopped");
     Ok(())
 }

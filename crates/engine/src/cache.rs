@@ -48,29 +48,47 @@ impl StateCache {
         }
     }
 
+    /// Stores committed states, unless the cache already holds a later
+    /// version of a stream (folded in from another writer meanwhile).
     pub fn publish(&self, committed: impl IntoIterator<Item = (StreamRef, Cached)>) {
         let mut states = self.states.write();
         for (stream, cached) in committed {
-            states.insert(stream, cached);
+            match states.get(&stream) {
+                Some(existing) if existing.version > cached.version => {}
+                _ => {
+                    states.insert(stream, cached);
+                }
+            }
         }
     }
 
-    /// Drops `stream` if the cache holds it at a version older than
-    /// `version`: another writer got there first.
-    pub fn forget_if_older(&self, stream: &StreamRef, version: Version) {
-        let stale = self
+    /// Folds an event another writer appended into the cached state, if the
+    /// cache holds the stream right before it; drops the entry if the cache
+    /// is further behind (it is reloaded when next needed).
+    pub fn apply_other_write(
+        &self,
+        stream: &StreamRef,
+        version: Version,
+        event: impl FnOnce() -> Option<Event>,
+    ) {
+        let behind = self
             .states
             .read()
             .get(stream)
             .is_some_and(|cached| cached.version < Some(version));
-        if stale {
-            let mut states = self.states.write();
-            if states
-                .get(stream)
-                .is_some_and(|cached| cached.version < Some(version))
-            {
-                states.remove(stream);
-            }
+        if !behind {
+            return;
+        }
+        let mut states = self.states.write();
+        let Some(cached) = states.get_mut(stream) else {
+            return;
+        };
+        if cached.version.map_or(0, |v| v + 1) == version
+            && let Some(event) = event()
+        {
+            cached.evolve(&event);
+        } else if cached.version < Some(version) {
+            states.remove(stream);
         }
     }
 
@@ -86,8 +104,17 @@ const LOAD_CHUNK: usize = 1_024;
 
 /// Folds a stream's events from the store into its current state.
 pub(crate) async fn load_stream(store: &dyn EventStore, stream: &StreamRef) -> Result<Cached, EngineError> {
+    catch_up(store, stream, Cached::default()).await
+}
+
+/// Brings `cached` (a committed state of `stream`) up to the end of the
+/// stream, reading only the events after it.
+pub(crate) async fn catch_up(
+    store: &dyn EventStore,
+    stream: &StreamRef,
+    mut cached: Cached,
+) -> Result<Cached, EngineError> {
     let name = StreamName::from(stream.name());
-    let mut cached = Cached::default();
     loop {
         let from = cached.version.map_or(0, |version| version + 1);
         let chunk = store

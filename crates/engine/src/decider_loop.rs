@@ -11,7 +11,7 @@ use paycore_store::{
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
-use crate::cache::{Cached, StateCache, load_stream};
+use crate::cache::{Cached, StateCache, catch_up, load_stream};
 use crate::{CommandMeta, EngineConfig, EngineError, Executed};
 
 pub(crate) struct Job {
@@ -267,7 +267,6 @@ impl DeciderLoop {
                 // Another writer changed a stream the batch decided on: take
                 // its commands one by one, reloading what they read.
                 tracing::debug!(%error, "batch conflicted; retrying its commands one by one");
-                self.cache.forget(&prepared.touched);
                 for job in prepared.jobs {
                     let answer = self.run_alone(&job).await;
                     let _ = job.reply.send(answer);
@@ -297,7 +296,14 @@ impl DeciderLoop {
     /// writers keep changing its streams.
     async fn run_alone(&self, job: &Job) -> Result<Executed, EngineError> {
         let mut last_conflict = String::new();
-        for _ in 0..self.config.max_attempts {
+        for attempt in 0..self.config.max_attempts {
+            if attempt > 0 {
+                // Others keep winning: step aside for a random moment so
+                // that the retries of competing servers spread out.
+                let pause = rand::random_range(0..=500 * attempt.min(8) as u64);
+                tokio::time::sleep(std::time::Duration::from_micros(pause)).await;
+            }
+            self.catch_up(&job.envelope.streams()).await?;
             let (reply, answer) = oneshot::channel();
             let single = Job {
                 envelope: job.envelope.clone(),
@@ -317,7 +323,6 @@ impl DeciderLoop {
                         result.last_position
                     }
                     Err(error @ StoreError::WrongExpectedVersion { .. }) => {
-                        self.cache.forget(&prepared.touched);
                         last_conflict = error.to_string();
                         continue;
                     }
@@ -328,6 +333,18 @@ impl DeciderLoop {
             return answer.await.unwrap_or_else(|_| Err(internal("no answer")));
         }
         Err(EngineError::Conflict(last_conflict))
+    }
+
+    /// Reads whatever other writers appended to the cached `streams` since
+    /// this server last saw them (only the new events).
+    async fn catch_up(&self, streams: &[StreamRef]) -> Result<(), EngineError> {
+        for stream in streams {
+            if let Some(cached) = self.cache.get(stream) {
+                let fresh = catch_up(self.store.as_ref(), stream, cached).await?;
+                self.cache.publish([(stream.clone(), fresh)]);
+            }
+        }
+        Ok(())
     }
 
     /// Decides one command into the batch being built.

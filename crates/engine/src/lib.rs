@@ -48,7 +48,7 @@ impl Default for EngineConfig {
         Self {
             queue_capacity: 16_384,
             max_batch: 1_024,
-            max_attempts: 8,
+            max_attempts: 32,
             follow_other_writers: false,
         }
     }
@@ -152,8 +152,8 @@ impl Engine {
     }
 }
 
-/// Follows `$all` from now on and drops every cached state that an event
-/// shows to be older than the log.
+/// Follows `$all` from now on and folds other writers' events into the
+/// cached states (ours are already there: their versions are not newer).
 async fn forget_what_others_wrote(store: Arc<dyn EventStore>, cache: Arc<StateCache>) {
     let from = *store.committed().borrow();
     let mut events = paycore_store::subscribe_all(store, from);
@@ -162,7 +162,15 @@ async fn forget_what_others_wrote(store: Arc<dyn EventStore>, cache: Arc<StateCa
             Ok(batch) => {
                 for recorded in batch {
                     if let Some(stream) = StreamRef::parse(recorded.stream.as_str()) {
-                        cache.forget_if_older(&stream, recorded.version);
+                        let decode = || {
+                            paycore_domain::Event::decode(
+                                &recorded.event_type,
+                                recorded.schema_version,
+                                &recorded.payload,
+                            )
+                            .ok()
+                        };
+                        cache.apply_other_write(&stream, recorded.version, decode);
                     }
                 }
             }

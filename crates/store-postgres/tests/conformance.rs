@@ -1,0 +1,3 @@
+mod common;
+
+paycore_store::conformance_tests!(common::fresh_store());
