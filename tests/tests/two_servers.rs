@@ -227,7 +227,7 @@ fn an_unreachable_database_at_start_is_a_clear_error_not_a_panic() {
 #[test]
 fn a_server_refuses_an_unmigrated_database_and_says_what_to_do() {
     let dir = tempfile::tempdir().unwrap();
-    let schema = format!("paycore_e2e_unmigrated_{}", uuid::Uuid::now_v7().simple());
+    let schema = format!("e2e_nomig_{}", uuid::Uuid::now_v7().simple());
     let output = Command::new(paycore_bin())
         .args([
             "serve",
