@@ -4,6 +4,8 @@ DATA_DIR ?= ./data
 LISTEN ?= 127.0.0.1:50051
 # Benchmarks run this long per scenario (seconds).
 BENCH_SECONDS ?= 10
+# PostgreSQL for the shared-store benchmarks and tests.
+PG_URL ?= postgres://postgres@127.0.0.1:5432/test
 
 .PHONY: run test bench lint fmt check-tools clean
 
@@ -17,11 +19,17 @@ test: check-tools
 	$(CARGO) nextest run --workspace --no-fail-fast
 	$(CARGO) test --workspace --doc
 
-## bench: store append rate and gRPC transfer throughput/latency (release)
+## bench: store append rate and gRPC transfer throughput/latency (release),
+## on the embedded log and on PostgreSQL ($(PG_URL), a fresh schema per run)
 bench:
 	$(CARGO) build --release -p paycore-cli -p paycore-bench
-	./target/release/paycore-bench store
+	./target/release/paycore-bench store --pg-url $(PG_URL)
 	./target/release/paycore-bench grpc --seconds $(BENCH_SECONDS) --server-bin ./target/release/paycore
+	schema=bench_grpc_$$$$; \
+	./target/release/paycore db migrate --store $(PG_URL) --pg-schema $$schema && \
+	PAYCORE_STORE=$(PG_URL) PAYCORE_PG_SCHEMA=$$schema ./target/release/paycore-bench grpc \
+		--clients 64 --seconds $(BENCH_SECONDS) --server-bin ./target/release/paycore; \
+	status=$$?; psql $(PG_URL) -q -c "DROP SCHEMA IF EXISTS $$schema CASCADE" >/dev/null 2>&1; exit $$status
 
 ## lint: formatting and clippy, warnings are errors
 lint:

@@ -130,6 +130,17 @@ pub async fn run(mut args: GrpcArgs) -> anyhow::Result<()> {
         server.pid(),
         server.address
     );
+    // The server inherits PAYCORE_STORE / PAYCORE_PG_SCHEMA from this process.
+    match std::env::var("PAYCORE_STORE")
+        .ok()
+        .filter(|store| !store.is_empty())
+    {
+        Some(_) => println!(
+            "Store: PostgreSQL, schema {}",
+            std::env::var("PAYCORE_PG_SCHEMA").unwrap_or_else(|_| "paycore".into())
+        ),
+        None => println!("Store: embedded log in {}", data.path().display()),
+    }
     let result = bench(&args, &mut server).await;
     if result.is_err() {
         server.print_log_tail();

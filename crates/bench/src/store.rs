@@ -80,8 +80,21 @@ pub struct StoreArgs {
     payload_bytes: usize,
 
     /// Sync modes to run, comma separated.
-    #[arg(long, value_enum, value_delimiter = ',', default_value = "fsync,nosync")]
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "fsync,nosync,postgres"
+    )]
     modes: Vec<Mode>,
+
+    /// The PostgreSQL database of the `postgres` mode.
+    #[arg(
+        long,
+        env = "PAYCORE_TEST_DATABASE_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432/test"
+    )]
+    pg_url: String,
 
     /// Scenarios to run, comma separated (a, b, c: see above).
     #[arg(long, value_enum, value_delimiter = ',', default_value = "a,b,c")]
@@ -110,12 +123,15 @@ pub enum Mode {
     Fsync,
     /// No fdatasync (not durable; for comparison only).
     Nosync,
+    /// The PostgreSQL backend (durable: synchronous commit), on a fresh
+    /// schema of `--pg-url`; skipped with a note if the database is down.
+    Postgres,
 }
 
 impl Mode {
     fn sync(self) -> SyncMode {
         match self {
-            Self::Fsync => SyncMode::Fsync,
+            Self::Fsync | Self::Postgres => SyncMode::Fsync,
             Self::Nosync => SyncMode::NoSync,
         }
     }
@@ -124,6 +140,7 @@ impl Mode {
         match self {
             Self::Fsync => "durable",
             Self::Nosync => "NoSync",
+            Self::Postgres => "postgres",
         }
     }
 }
@@ -243,7 +260,14 @@ pub async fn run(mut args: StoreArgs) -> anyhow::Result<()> {
                 mode.label(),
                 args.seconds
             );
-            let outcome = run_scenario(&args, scenario, *mode, duration).await?;
+            let outcome = match run_scenario(&args, scenario, *mode, duration).await {
+                Ok(outcome) => outcome,
+                Err(error) if *mode == Mode::Postgres => {
+                    eprintln!("  PostgreSQL scenario skipped: {error:#}");
+                    continue;
+                }
+                Err(error) => return Err(error),
+            };
             let secs = outcome.elapsed.as_secs_f64();
             let per_sec = outcome.events as f64 / secs;
             let [p50, p99, p999, max] = latency_columns(&outcome.latency);
@@ -309,16 +333,26 @@ async fn run_scenario(
         .prefix("store-")
         .tempdir_in(&args.dir)
         .with_context(|| format!("creating a directory in {}", args.dir.display()))?;
-    let options = LogOptions {
-        sync: mode.sync(),
-        ..LogOptions::default()
+    let (store, log): (Arc<dyn EventStore>, Option<Arc<LogStore>>) = if mode == Mode::Postgres {
+        // A schema of its own, so runs never see each other's events.
+        let schema = format!("bench_{}", Uuid::now_v7().simple());
+        paycore_store_postgres::migrate(&args.pg_url, &schema).await?;
+        let options = paycore_store_postgres::PgOptions::with_schema(schema);
+        let store = paycore_store_postgres::PgStore::connect(&args.pg_url, options).await?;
+        (Arc::new(store), None)
+    } else {
+        let options = LogOptions {
+            sync: mode.sync(),
+            ..LogOptions::default()
+        };
+        let path = dir.path().to_path_buf();
+        let (store, _report) = tokio::task::spawn_blocking(move || LogStore::open(path, options))
+            .await
+            .context("opening the log")?
+            .context("opening the log")?;
+        let log = Arc::new(store);
+        (log.clone(), Some(log))
     };
-    let path = dir.path().to_path_buf();
-    let (store, _report) = tokio::task::spawn_blocking(move || LogStore::open(path, options))
-        .await
-        .context("opening the log")?
-        .context("opening the log")?;
-    let store = Arc::new(store);
     let payload = {
         let mut rng = Rng::new(7);
         Bytes::from(
@@ -355,11 +389,12 @@ async fn run_scenario(
     }
     let elapsed = start.elapsed();
     let cpu = CpuUse::between(&cpu_before, &CpuSample::take(None));
-    let closing = store.clone();
-    tokio::task::spawn_blocking(move || closing.close())
-        .await
-        .context("closing the log")?
-        .context("closing the log")?;
+    if let Some(log) = log {
+        tokio::task::spawn_blocking(move || log.close())
+            .await
+            .context("closing the log")?
+            .context("closing the log")?;
+    }
     let bytes_on_disk = segment_bytes_used(dir.path());
     if args.keep {
         let kept = dir.keep();
@@ -377,7 +412,7 @@ async fn run_scenario(
 
 /// One appender: closed loop until `deadline`. Returns (requests, events, latency).
 async fn append_loop(
-    store: Arc<LogStore>,
+    store: Arc<dyn EventStore>,
     task: usize,
     batch: usize,
     events_per_write: usize,
