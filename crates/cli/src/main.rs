@@ -21,7 +21,8 @@ use paycore_grpc::admin;
 /// paycore: an event-sourced payments core.
 ///
 /// Money lives in accounts and moves by transfers; every change is an event
-/// in an append-only log under the data directory. `paycore serve` answers
+/// in an append-only log: the embedded log under the data directory, or a
+/// PostgreSQL database shared by several servers (--store). `paycore serve` answers
 /// gRPC (package paycore.v1) with health checking and reflection, so grpcurl
 /// works out of the box.
 #[derive(Debug, Parser)]
@@ -48,7 +49,7 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run the gRPC server on the embedded event store.
+    /// Run the gRPC server (on the embedded event store unless --store says otherwise).
     ///
     /// On the first start against an empty data directory it creates a
     /// sandbox project and prints its secret API key once.
