@@ -1,0 +1,195 @@
+//! `paycore audit`: replays the log and checks its rules (see `paycore-audit`).
+
+use std::io::IsTerminal;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use paycore_audit::{Auditor, Flow, Limit, Report, Rule, Violation};
+use paycore_projections::{ReadModels, SnapshotPolicy};
+use paycore_store::{EventStore, LogOptions, LogStore, StoreError};
+use paycore_store_postgres::{PgOptions, PgStore};
+
+use crate::serve::StoreChoice;
+
+/// Events read from the store per `read_all`.
+const BATCH: usize = 16_384;
+
+/// Exit code when the audit found violations.
+pub const EXIT_VIOLATIONS: u8 = 1;
+/// Exit code when the audit could not run (I/O, a locked data directory …).
+pub const EXIT_CANNOT_AUDIT: u8 = 2;
+
+/// The audit ran and found violations (already printed).
+#[derive(Debug, thiserror::Error)]
+#[error("the audit found {0} violation(s)")]
+pub struct ViolationsFound(pub usize);
+
+/// The audit could not run; wraps the cause.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot audit")]
+pub struct CannotAudit;
+
+#[derive(Debug, Clone)]
+pub struct AuditOptions {
+    pub json: bool,
+    pub limit: Limit,
+}
+
+/// Runs the audit. `Err` carries [`ViolationsFound`] or [`CannotAudit`] so
+/// `main` can pick the exit code.
+pub async fn audit(data_dir: &Path, choice: &StoreChoice, options: AuditOptions) -> anyhow::Result<()> {
+    let report = run(data_dir, choice, &options).await.context(CannotAudit)?;
+    if options.json {
+        println!("{}", report.to_json());
+        eprintln!("{:.0} events/s", report.events_per_second());
+    } else {
+        print!("{report}");
+        println!("{:.0} events/s", report.events_per_second());
+    }
+    if report.is_clean() {
+        Ok(())
+    } else {
+        Err(ViolationsFound(report.violations.len()).into())
+    }
+}
+
+async fn run(data_dir: &Path, choice: &StoreChoice, options: &AuditOptions) -> anyhow::Result<Report> {
+    let (log, store) = open(data_dir, choice).await?;
+    let result = replay(data_dir, store, options).await;
+    if let Some(log) = log {
+        log.close().context("closing the event log")?;
+    }
+    result
+}
+
+/// Opens the store like `serve` does, without an engine: nothing is written.
+async fn open(
+    data_dir: &Path,
+    choice: &StoreChoice,
+) -> anyhow::Result<(Option<Arc<LogStore>>, Arc<dyn EventStore>)> {
+    match choice {
+        StoreChoice::Embedded => {
+            let log_dir = data_dir.join("log");
+            if !log_dir.is_dir() {
+                anyhow::bail!("no event log in {} (wrong --data-dir?)", log_dir.display());
+            }
+            let log = match LogStore::open(&log_dir, LogOptions::default()) {
+                Ok((log, _report)) => Arc::new(log),
+                Err(StoreError::Locked(dir)) => anyhow::bail!(
+                    "the event log in {} is held by a running paycore server: stop it first \
+                     (the audit needs the log to itself)",
+                    dir.display()
+                ),
+                Err(error) => {
+                    return Err(error)
+                        .with_context(|| format!("opening the event log in {}", log_dir.display()));
+                }
+            };
+            Ok((Some(log.clone()), log))
+        }
+        StoreChoice::Postgres { url, schema } => {
+            let store = PgStore::connect(url, PgOptions::with_schema(schema.clone()))
+                .await
+                .with_context(|| format!("connecting to the PostgreSQL event store (schema {schema})"))?;
+            Ok((None, Arc::new(store)))
+        }
+    }
+}
+
+async fn replay(
+    data_dir: &Path,
+    store: Arc<dyn EventStore>,
+    options: &AuditOptions,
+) -> anyhow::Result<Report> {
+    let head = *store.committed().borrow();
+    let target = match options.limit.up_to_position {
+        Some(last) => head.min(last.saturating_add(1)),
+        None => head,
+    };
+    let bar = if std::io::stderr().is_terminal() {
+        ProgressBar::with_draw_target(Some(target), ProgressDrawTarget::stderr())
+    } else {
+        ProgressBar::hidden()
+    };
+    bar.set_style(
+        ProgressStyle::with_template("{bar:40} {pos}/{len} events ({per_sec}, eta {eta})")
+            .context("progress bar template")?,
+    );
+    let mut auditor = Auditor::new(options.limit);
+    let mut from = 0;
+    loop {
+        let batch = store
+            .read_all(from, BATCH)
+            .await
+            .with_context(|| format!("reading $all from position {from}"))?;
+        let Some(last) = batch.last() else { break };
+        from = last.position + 1;
+        let flow = auditor.push_batch(&batch);
+        bar.set_position(auditor.events());
+        if flow == Flow::Done {
+            break;
+        }
+    }
+    bar.finish_and_clear();
+    let mut report = auditor.finish();
+    if report.whole_log {
+        compare_read_models(data_dir, store, &mut report).await?;
+    }
+    Ok(report)
+}
+
+/// Compares the recomputed balances with the read models the server would
+/// serve: its snapshot in the data directory (never written here) caught up
+/// with the log, or models built from the log when there is none.
+async fn compare_read_models(
+    data_dir: &Path,
+    store: Arc<dyn EventStore>,
+    report: &mut Report,
+) -> anyhow::Result<()> {
+    let snapshot = data_dir.join("readmodels.snapshot");
+    let policy = if snapshot.is_file() {
+        SnapshotPolicy {
+            path: Some(snapshot),
+            every_events: u64::MAX,
+            every: Duration::MAX,
+        }
+    } else {
+        SnapshotPolicy::in_memory()
+    };
+    let read = ReadModels::start(store, policy)
+        .await
+        .context("starting the read models")?;
+    let Some(last) = report.last_position else {
+        return Ok(());
+    };
+    read.wait_for(last).await;
+    if read.checkpoint() <= last {
+        report.violations.push(Violation::new(
+            Rule::ReadModelBalance,
+            None,
+            format!(
+                "the read models stopped at position {} and could not apply the rest of the log",
+                read.checkpoint()
+            ),
+        ));
+        return Ok(());
+    }
+    for (id, balance) in &report.accounts {
+        let Some(project) = report.account_projects.get(id) else {
+            continue;
+        };
+        let shown = read.account(*project, *id).map(|account| account.balance);
+        if shown != Some(*balance) {
+            let shown = shown.map_or_else(|| "no such account".to_owned(), |b| b.to_string());
+            report.violations.push(Violation::new(
+                Rule::ReadModelBalance,
+                None,
+                format!("account {id}: recomputed balance {balance}, read models show {shown}"),
+            ));
+        }
+    }
+    Ok(())
+}
