@@ -246,3 +246,140 @@ fn a_server_refuses_an_unmigrated_database_and_says_what_to_do() {
     assert!(!output.status.success());
     assert!(stderr.contains("paycore db migrate"), "{stderr}");
 }
+
+/// A TCP proxy in front of PostgreSQL that the test can cut and restore, to
+/// lose the database under a running server without disturbing anyone else
+/// using the machine's PostgreSQL.
+struct CuttableProxy {
+    port: u16,
+    up: tokio::sync::watch::Sender<bool>,
+}
+
+impl CuttableProxy {
+    async fn start(target: std::net::SocketAddr) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (up, _) = tokio::sync::watch::channel(true);
+        let state = up.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut client, _)) = listener.accept().await else {
+                    return;
+                };
+                let mut cut = state.subscribe();
+                if !*cut.borrow() {
+                    continue; // dropped: refused while the database is "down"
+                }
+                tokio::spawn(async move {
+                    let Ok(mut server) = tokio::net::TcpStream::connect(target).await else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
+                        _ = cut.wait_for(|up| !*up) => {}
+                    }
+                });
+            }
+        });
+        Self { port, up }
+    }
+
+    fn set_up(&self, up: bool) {
+        self.up.send_replace(up);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn losing_the_database_mid_traffic_fails_cleanly_and_recovers() {
+    let schema = Schema::create();
+    // postgres://user[:password]@host:port/database → the proxy stands in
+    // for host:port.
+    let database = database_url();
+    let (before_host, after_at) = database
+        .rsplit_once('@')
+        .expect("a postgres:// URL with user@host");
+    let (host_port, path) = after_at
+        .split_once('/')
+        .expect("a postgres:// URL with a database");
+    let target = tokio::net::lookup_host(host_port)
+        .await
+        .expect("resolving the database host")
+        .next()
+        .expect("an address for the database host");
+    let proxy = CuttableProxy::start(target).await;
+    let url = format!("{before_host}@127.0.0.1:{}/{path}", proxy.port);
+    let env = [
+        ("PAYCORE_STORE", url.as_str()),
+        ("PAYCORE_PG_SCHEMA", schema.name.as_str()),
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_with_env(dir.path(), &env);
+    let client = server.client();
+    let a = client.create_account("EUR", false).await.unwrap().id;
+    let b = client.create_account("EUR", false).await.unwrap().id;
+    client.set_balance(&a, "EUR", 1_000_000).await.unwrap();
+
+    // Traffic before, during and after a 2-second outage.
+    let started = Instant::now();
+    let mut acknowledged = Vec::new();
+    let mut unavailable = 0;
+    let mut cut_done = false;
+    let mut restored_at = None;
+    while started.elapsed() < Duration::from_secs(12) {
+        if !cut_done && started.elapsed() > Duration::from_millis(500) {
+            proxy.set_up(false);
+            cut_done = true;
+        }
+        if cut_done && restored_at.is_none() && started.elapsed() > Duration::from_millis(2_500) {
+            proxy.set_up(true);
+            restored_at = Some(Instant::now());
+        }
+        match client.transfer(&a, &b, "EUR", 1).await {
+            Ok(transfer) => {
+                acknowledged.push(transfer.id);
+                if restored_at.is_some() && acknowledged.len() > 5 && unavailable > 0 {
+                    break;
+                }
+            }
+            Err(status) => {
+                assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+                unavailable += 1;
+            }
+        }
+    }
+    assert!(unavailable > 0, "the outage was not noticed");
+    let recovered = restored_at.expect("the database was restored");
+    assert!(
+        acknowledged.len() > 5,
+        "the server did not recover within {:?} of the database's return",
+        recovered.elapsed()
+    );
+
+    // Every acknowledged transfer is there, each transfer whole (both legs),
+    // and the balances are exactly what the listed transfers add up to.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let transfers = client.all_transfers().await.unwrap();
+        let listed: std::collections::HashSet<_> = transfers.iter().map(|t| t.id.clone()).collect();
+        let moved: i64 = transfers.iter().map(|t| paycore_e2e::amount(&t.value)).sum();
+        let (balance_a, balance_b) = (
+            client.balance(&a).await.unwrap(),
+            client.balance(&b).await.unwrap(),
+        );
+        if acknowledged.iter().all(|id| listed.contains(id))
+            && balance_a == 1_000_000 - moved
+            && balance_b == moved
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "books do not add up: {} acknowledged, {} listed, balances {balance_a}/{balance_b}, moved {moved}",
+            acknowledged.len(),
+            listed.len()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    client.check_transaction_chain(&a).await.unwrap();
+    client.check_transaction_chain(&b).await.unwrap();
+}
