@@ -1,3 +1,5 @@
+#![allow(clippy::unwrap_used)] // test fixtures: a failure is the test failing
+
 //! Two `paycore serve` processes on one PostgreSQL database: concurrent
 //! transfers through both add up exactly, no account is overdrawn, an
 //! idempotency key sent to both has one effect, and a key revoked through
