@@ -719,6 +719,7 @@ impl Client {
                 page_size: 100,
                 page_token: token,
                 account_id: account_id.map(str::to_owned),
+                as_of: None,
             };
             let page = self
                 .transactions

@@ -810,6 +810,7 @@ async fn bad_page_sizes_and_tokens_are_refused() -> anyhow::Result<()> {
             page_size,
             page_token: page_token.to_owned(),
             account_id: account.map(str::to_owned),
+            as_of: None,
         };
         async move {
             Ok::<_, Status>(

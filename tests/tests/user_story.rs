@@ -30,6 +30,7 @@ async fn transaction_pages(client: &Client, page_size: i32) -> anyhow::Result<Ve
                 page_size,
                 page_token: token,
                 account_id: None,
+                as_of: None,
             })
             .await?
             .into_inner();
@@ -347,6 +348,7 @@ async fn a_user_story_survives_a_restart() -> anyhow::Result<()> {
             page_size: 7,
             page_token: String::new(),
             account_id: None,
+            as_of: None,
         })
         .await?
         .into_inner();
@@ -385,6 +387,7 @@ async fn a_user_story_survives_a_restart() -> anyhow::Result<()> {
             page_size: 7,
             page_token: first_page.next_page_token.clone(),
             account_id: None,
+            as_of: None,
         })
         .await?
         .into_inner();

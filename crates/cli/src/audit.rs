@@ -57,7 +57,7 @@ pub async fn audit(data_dir: &Path, choice: &StoreChoice, options: AuditOptions)
 }
 
 async fn run(data_dir: &Path, choice: &StoreChoice, options: &AuditOptions) -> anyhow::Result<Report> {
-    let (log, store) = open(data_dir, choice).await?;
+    let (log, store) = open(data_dir, choice, "the audit").await?;
     let result = replay(data_dir, store, options).await;
     if let Some(log) = log {
         log.close().context("closing the event log")?;
@@ -66,9 +66,11 @@ async fn run(data_dir: &Path, choice: &StoreChoice, options: &AuditOptions) -> a
 }
 
 /// Opens the store like `serve` does, without an engine: nothing is written.
-async fn open(
+/// `who` names the command in the refusal when a server holds the log.
+pub(crate) async fn open(
     data_dir: &Path,
     choice: &StoreChoice,
+    who: &str,
 ) -> anyhow::Result<(Option<Arc<LogStore>>, Arc<dyn EventStore>)> {
     match choice {
         StoreChoice::Embedded => {
@@ -80,7 +82,7 @@ async fn open(
                 Ok((log, _report)) => Arc::new(log),
                 Err(StoreError::Locked(dir)) => anyhow::bail!(
                     "the event log in {} is held by a running paycore server: stop it first \
-                     (the audit needs the log to itself)",
+                     ({who} needs the log to itself)",
                     dir.display()
                 ),
                 Err(error) => {

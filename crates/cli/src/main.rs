@@ -1,6 +1,7 @@
 //! `paycore`: the server and its administration commands.
 
 mod audit;
+mod balance;
 mod serve;
 
 // The server allocates many small short-lived objects per request (HTTP/2
@@ -16,7 +17,8 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use paycore_domain::api_key::KeyKind;
-use paycore_domain::{ApiKeyId, Environment, ProjectId};
+use paycore_domain::history::AsOf;
+use paycore_domain::{AccountId, ApiKeyId, Environment, ProjectId, Timestamp};
 use paycore_grpc::admin;
 
 /// paycore: an event-sourced payments core.
@@ -80,6 +82,30 @@ enum Command {
     /// Exit codes: 0 no violations; 1 violations found; 2 the audit could not
     /// run (bad arguments, I/O error, log in use).
     Audit(AuditArgs),
+    /// Read accounts from the event log, without a server.
+    #[command(subcommand)]
+    Accounts(AccountsCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum AccountsCommand {
+    /// Print an account's balance and its transactions (oldest first) as of
+    /// a global log position or a time; now when neither is given.
+    ///
+    /// Reads the log directly: the embedded log must not be held by a
+    /// running server (or pass --store postgres://…).
+    Balance {
+        /// The account (acc_…).
+        account: AccountId,
+        /// Up to and including this global position of the log (beyond the
+        /// end means now).
+        #[arg(long, value_name = "N", conflicts_with = "at_time")]
+        at_position: Option<u64>,
+        /// The events committed at or before this time (RFC 3339, e.g.
+        /// 2026-01-31T12:00:00Z).
+        #[arg(long, value_name = "RFC3339", value_parser = parse_rfc3339_micros)]
+        at_time: Option<i64>,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -217,6 +243,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 },
             };
             audit::audit(&data_dir, &store, options).await
+        }
+        Command::Accounts(AccountsCommand::Balance {
+            account,
+            at_position,
+            at_time,
+        }) => {
+            let as_of = at_position
+                .map(AsOf::Position)
+                .or_else(|| at_time.map(|micros| AsOf::Time(Timestamp::from_micros(micros))));
+            balance::balance(&data_dir, &store, account, as_of).await
         }
         Command::Projects(ProjectsCommand::Create { name, live }) => {
             let environment = if live {

@@ -13,6 +13,7 @@
 mod cache;
 mod decider_loop;
 mod error;
+pub mod history;
 
 use std::sync::Arc;
 

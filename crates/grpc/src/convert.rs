@@ -9,6 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::str::FromStr;
 
 use paycore_domain::aggregate::{Account, Customer, Project, Transfer};
+use paycore_domain::history::{AccountHistory, AsOf};
 use paycore_domain::id::IdError;
 use paycore_domain::identity::{Address, Date, DocumentType, EmploymentStatus, Identity, IdentityDocument};
 use paycore_domain::{
@@ -44,6 +45,53 @@ pub fn optional_id<T: FromStr<Err = IdError>>(
     match text {
         None => Some(None),
         Some(text) => v.check(field, text.parse::<T>()).map(Some),
+    }
+}
+
+/// Earliest and latest seconds of a `google.protobuf.Timestamp`
+/// (0001-01-01T00:00:00Z and 9999-12-31T23:59:59Z).
+const MIN_TIMESTAMP_SECONDS: i64 = -62_135_596_800;
+const MAX_TIMESTAMP_SECONDS: i64 = 253_402_300_799;
+
+/// An optional `as_of` point (field `as_of`): absent is `Some(None)`; a
+/// negative position or an invalid timestamp is a violation on
+/// `as_of.position` / `as_of.time`.
+pub fn as_of(as_of: Option<&pb::AsOf>, v: &mut Violations) -> Option<Option<AsOf>> {
+    let Some(point) = as_of.and_then(|as_of| as_of.point.as_ref()) else {
+        return Some(None);
+    };
+    match point {
+        pb::as_of::Point::Position(position) => match u64::try_from(*position) {
+            Ok(position) => Some(Some(AsOf::Position(position))),
+            Err(_) => {
+                v.add("as_of.position", format!("must be 0 or more, got {position}"));
+                None
+            }
+        },
+        pb::as_of::Point::Time(time) => {
+            if !(MIN_TIMESTAMP_SECONDS..=MAX_TIMESTAMP_SECONDS).contains(&time.seconds)
+                || !(0..1_000_000_000).contains(&time.nanos)
+            {
+                v.add(
+                    "as_of.time",
+                    "must be a valid timestamp: seconds within 0001-01-01 … 9999-12-31, nanos within 0 … 999999999",
+                );
+                return None;
+            }
+            let micros = time.seconds * 1_000_000 + i64::from(time.nanos / 1_000);
+            Some(Some(AsOf::Time(paycore_domain::Timestamp::from_micros(micros))))
+        }
+    }
+}
+
+/// A required `as_of` point: absent is a violation on `as_of`.
+pub fn required_as_of(as_of: Option<&pb::AsOf>, v: &mut Violations) -> Option<AsOf> {
+    match self::as_of(as_of, v)? {
+        Some(point) => Some(point),
+        None => {
+            v.add("as_of", "required: a position or a time");
+            None
+        }
     }
 }
 
@@ -509,6 +557,15 @@ pub fn transaction_type_pb(kind: TransactionKind) -> pb::TransactionType {
     }
 }
 
+/// `AccountService.GetAccountAt`'s answer.
+pub fn account_at_pb(history: &AccountHistory) -> pb::AccountAt {
+    pb::AccountAt {
+        account: Some(account_pb(&history.account)),
+        position: i64::try_from(history.position).unwrap_or(i64::MAX),
+        recorded_at: Some(timestamp(history.recorded_at)),
+    }
+}
+
 pub fn transaction_pb(transaction: &paycore_domain::Transaction) -> pb::Transaction {
     pb::Transaction {
         id: transaction.id.to_string(),
@@ -905,6 +962,39 @@ mod tests {
                 meta: Some(Meta::default())
             })
         );
+    }
+
+    #[test]
+    fn as_of_points_parse_or_name_their_field() {
+        let point = |point| pb::AsOf { point: Some(point) };
+        let time = |seconds, nanos| point(pb::as_of::Point::Time(prost_types::Timestamp { seconds, nanos }));
+        let mut v = Violations::new();
+        assert_eq!(as_of(None, &mut v), Some(None));
+        assert_eq!(as_of(Some(&pb::AsOf { point: None }), &mut v), Some(None));
+        assert_eq!(
+            as_of(Some(&point(pb::as_of::Point::Position(7))), &mut v),
+            Some(Some(AsOf::Position(7)))
+        );
+        // Finer than a microsecond is dropped; before 1970 is fine.
+        assert_eq!(
+            as_of(Some(&time(-2, 1_999)), &mut v),
+            Some(Some(AsOf::Time(Timestamp::from_micros(-1_999_999))))
+        );
+        assert!(v.is_empty());
+        for (bad, field) in [
+            (point(pb::as_of::Point::Position(-1)), "as_of.position"),
+            (time(0, -1), "as_of.time"),
+            (time(0, 1_000_000_000), "as_of.time"),
+            (time(MAX_TIMESTAMP_SECONDS + 1, 0), "as_of.time"),
+            (time(MIN_TIMESTAMP_SECONDS - 1, 0), "as_of.time"),
+        ] {
+            let mut v = Violations::new();
+            assert_eq!(as_of(Some(&bad), &mut v), None);
+            assert_eq!(fields(v), [field]);
+        }
+        let mut v = Violations::new();
+        assert_eq!(required_as_of(None, &mut v), None);
+        assert_eq!(fields(v), ["as_of"]);
     }
 
     #[test]

@@ -231,7 +231,7 @@ mod tests {
         ] {
             assert!(methods_found.iter().any(|m| m == method), "{method}");
         }
-        assert_eq!(methods_found.len(), 16);
+        assert_eq!(methods_found.len(), 17);
         // Imports are included, so reflection can resolve every type.
         assert!(
             set.file

@@ -22,7 +22,7 @@ use paycore_domain::{AccountId, CustomerId, Event, ProjectId, Transaction, Trans
 use paycore_store::{EventStore, Position, RecordedEvent, StoreError};
 use tokio::sync::watch;
 
-pub use page::{Page, PageError, PageRequest};
+pub use page::{Page, PageError, PageRequest, account_transactions_as_of};
 
 use crate::models::Models;
 use crate::page::ListKind;

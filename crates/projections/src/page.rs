@@ -32,6 +32,8 @@ pub(crate) enum ListKind {
     Transfers,
     Transactions,
     AccountTransactions(AccountId),
+    /// An account's transactions as of a point of the history.
+    AccountTransactionsAsOf(AccountId),
 }
 
 /// What a page token says: the next page holds the items created before the
@@ -84,6 +86,20 @@ pub(crate) fn slice<T>(
         })
     });
     Ok(Page { items, next_token })
+}
+
+/// The page `request` asks for of an account's transactions as of a point
+/// of the history (`items` oldest first, as folded from the log). Tokens
+/// index the account's append-only history, so a next page continues the
+/// same list; they are bound to the project and account.
+pub fn account_transactions_as_of<T: Clone>(
+    project: ProjectId,
+    account: AccountId,
+    request: &PageRequest,
+    items: &[T],
+) -> Result<Page<T>, PageError> {
+    let list = ListKind::AccountTransactionsAsOf(account);
+    slice(project, list, request, items.len(), |i| items.get(i).cloned())
 }
 
 /// A list of a project that has nothing yet.

@@ -42,6 +42,20 @@ impl AccountService for Handlers {
         Ok(Response::new(convert::account_pb(&account)))
     }
 
+    async fn get_account_at(
+        &self,
+        request: Request<pb::GetAccountAtRequest>,
+    ) -> Result<Response<pb::AccountAt>, Status> {
+        let caller = self.caller(&request).await?;
+        let request = request.get_ref();
+        let mut v = Violations::new();
+        let id = convert::id::<AccountId>(&request.account_id, "account_id", &mut v);
+        let as_of = convert::required_as_of(request.as_of.as_ref(), &mut v);
+        let (id, as_of) = finish(v, id.zip(as_of))?;
+        let history = self.account_as_of(caller.project_id, id, as_of).await?;
+        Ok(Response::new(convert::account_at_pb(&history)))
+    }
+
     async fn list_accounts(
         &self,
         request: Request<pb::ListAccountsRequest>,

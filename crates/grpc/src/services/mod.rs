@@ -10,7 +10,10 @@ mod transfer;
 
 use std::sync::Arc;
 
-use paycore_domain::{Aggregate, Command, CommandEnvelope, IdempotencyKey, Violations};
+use paycore_domain::history::{AccountHistory, AsOf};
+use paycore_domain::{
+    AccountId, Aggregate, Command, CommandEnvelope, DomainError, IdempotencyKey, ProjectId, Violations,
+};
 use paycore_engine::CommandMeta;
 use tonic::metadata::MetadataMap;
 use tonic::{Request, Status};
@@ -105,6 +108,23 @@ impl Handlers {
             );
         }
         Ok(executed.state)
+    }
+}
+
+impl Handlers {
+    /// The account `id` of `project` as it was at `as_of`, read from the
+    /// log; NOT_FOUND if it did not exist yet or is another project's.
+    async fn account_as_of(
+        &self,
+        project: ProjectId,
+        id: AccountId,
+        as_of: AsOf,
+    ) -> Result<AccountHistory, Status> {
+        paycore_engine::history::account_as_of(self.state.engine.store().as_ref(), id, as_of)
+            .await
+            .map_err(|e| engine_status(&e))?
+            .filter(|history| history.account.project_id == project)
+            .ok_or_else(|| domain_status(&DomainError::not_found("account", id)))
     }
 }
 

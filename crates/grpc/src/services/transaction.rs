@@ -33,7 +33,28 @@ impl TransactionService for Handlers {
         let mut v = Violations::new();
         let page = convert::page_request(request.page_size, &request.page_token, &mut v);
         let account = convert::optional_id::<AccountId>(request.account_id.as_deref(), "account_id", &mut v);
-        let (page, account) = finish(v, page.zip(account))?;
+        let as_of = convert::as_of(request.as_of.as_ref(), &mut v);
+        if matches!(as_of, Some(Some(_))) && matches!(account, Some(None)) {
+            v.add(
+                "as_of",
+                "needs account_id: only one account's history can be read as of a point",
+            );
+        }
+        let ((page, account), as_of) = finish(v, page.zip(account).zip(as_of))?;
+        if let (Some(id), Some(as_of)) = (account, as_of) {
+            let history = self.account_as_of(caller.project_id, id, as_of).await?;
+            let page = paycore_projections::account_transactions_as_of(
+                caller.project_id,
+                id,
+                &page,
+                &history.transactions,
+            )
+            .map_err(|e| page_status(&e, account))?;
+            return Ok(Response::new(pb::ListTransactionsResponse {
+                items: page.items.iter().map(convert::transaction_pb).collect(),
+                next_page_token: page.next_token.unwrap_or_default(),
+            }));
+        }
         let page = self
             .state
             .read
