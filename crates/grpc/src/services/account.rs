@@ -1,10 +1,10 @@
-use paycore_domain::{AccountId, DomainError, TransactionId, Violations};
+use paycore_domain::{AccountId, TransactionId, Violations};
 use tonic::{Request, Response, Status};
 
 use super::{Handlers, correlation_id, finish, methods, unexpected};
 use crate::convert;
-use crate::errors::{domain_status, page_status};
 use crate::pb::{self, account_service_server::AccountService};
+use paycore_projections::ReadModels;
 
 #[tonic::async_trait]
 impl AccountService for Handlers {
@@ -30,15 +30,16 @@ impl AccountService for Handlers {
         &self,
         request: Request<pb::GetAccountRequest>,
     ) -> Result<Response<pb::Account>, Status> {
-        let caller = self.caller(&request).await?;
-        let mut v = Violations::new();
-        let id = convert::id::<AccountId>(&request.get_ref().account_id, "account_id", &mut v);
-        let id = finish(v, id)?;
+        let id = &request.get_ref().account_id;
         let account = self
-            .state
-            .read
-            .account(caller.project_id, id)
-            .ok_or_else(|| domain_status(&DomainError::not_found("account", id)))?;
+            .get_one(
+                &request,
+                "account_id",
+                id,
+                "account",
+                |read, project, id: AccountId| read.account(project, id),
+            )
+            .await?;
         Ok(Response::new(convert::account_pb(&account)))
     }
 
@@ -60,16 +61,10 @@ impl AccountService for Handlers {
         &self,
         request: Request<pb::ListAccountsRequest>,
     ) -> Result<Response<pb::ListAccountsResponse>, Status> {
-        let caller = self.caller(&request).await?;
-        let request = request.get_ref();
-        let mut v = Violations::new();
-        let page = convert::page_request(request.page_size, &request.page_token, &mut v);
-        let page = finish(v, page)?;
+        let (size, token) = (request.get_ref().page_size, &request.get_ref().page_token);
         let page = self
-            .state
-            .read
-            .list_accounts(caller.project_id, &page)
-            .map_err(|e| page_status(&e, None))?;
+            .list_page(&request, size, token, ReadModels::list_accounts)
+            .await?;
         Ok(Response::new(pb::ListAccountsResponse {
             items: page.items.iter().map(convert::account_pb).collect(),
             next_page_token: page.next_token.unwrap_or_default(),

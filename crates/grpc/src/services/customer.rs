@@ -1,10 +1,10 @@
-use paycore_domain::{CustomerId, DomainError, Violations};
+use paycore_domain::{CustomerId, Violations};
 use tonic::{Request, Response, Status};
 
 use super::{Handlers, correlation_id, finish, methods, unexpected};
 use crate::convert;
-use crate::errors::{domain_status, page_status};
 use crate::pb::{self, customer_service_server::CustomerService};
+use paycore_projections::ReadModels;
 
 #[tonic::async_trait]
 impl CustomerService for Handlers {
@@ -32,15 +32,16 @@ impl CustomerService for Handlers {
         &self,
         request: Request<pb::GetCustomerRequest>,
     ) -> Result<Response<pb::Customer>, Status> {
-        let caller = self.caller(&request).await?;
-        let mut v = Violations::new();
-        let id = convert::id::<CustomerId>(&request.get_ref().customer_id, "customer_id", &mut v);
-        let id = finish(v, id)?;
+        let id = &request.get_ref().customer_id;
         let customer = self
-            .state
-            .read
-            .customer(caller.project_id, id)
-            .ok_or_else(|| domain_status(&DomainError::not_found("customer", id)))?;
+            .get_one(
+                &request,
+                "customer_id",
+                id,
+                "customer",
+                |read, project, id: CustomerId| read.customer(project, id),
+            )
+            .await?;
         Ok(Response::new(convert::customer_pb(&customer)))
     }
 
@@ -48,16 +49,10 @@ impl CustomerService for Handlers {
         &self,
         request: Request<pb::ListCustomersRequest>,
     ) -> Result<Response<pb::ListCustomersResponse>, Status> {
-        let caller = self.caller(&request).await?;
-        let request = request.get_ref();
-        let mut v = Violations::new();
-        let page = convert::page_request(request.page_size, &request.page_token, &mut v);
-        let page = finish(v, page)?;
+        let (size, token) = (request.get_ref().page_size, &request.get_ref().page_token);
         let page = self
-            .state
-            .read
-            .list_customers(caller.project_id, &page)
-            .map_err(|e| page_status(&e, None))?;
+            .list_page(&request, size, token, ReadModels::list_customers)
+            .await?;
         Ok(Response::new(pb::ListCustomersResponse {
             items: page.items.iter().map(convert::customer_pb).collect(),
             next_page_token: page.next_token.unwrap_or_default(),

@@ -15,13 +15,15 @@ use paycore_domain::{
     AccountId, Aggregate, Command, CommandEnvelope, DomainError, IdempotencyKey, ProjectId, Violations,
 };
 use paycore_engine::CommandMeta;
+use paycore_projections::{Page, PageError, PageRequest, ReadModels};
 use tonic::metadata::MetadataMap;
 use tonic::{Request, Status};
 use uuid::Uuid;
 
 use crate::AppState;
 use crate::auth::{self, Caller};
-use crate::errors::{domain_status, engine_status, internal};
+use crate::convert;
+use crate::errors::{domain_status, engine_status, internal, page_status};
 use crate::idempotency;
 
 /// Full gRPC method names, as hashed with idempotent requests.
@@ -125,6 +127,45 @@ impl Handlers {
             .map_err(|e| engine_status(&e))?
             .filter(|history| history.account.project_id == project)
             .ok_or_else(|| domain_status(&DomainError::not_found("account", id)))
+    }
+}
+
+impl Handlers {
+    /// A page of one of the caller's lists: validates `page_size` and
+    /// `page_token`, then reads it from the read models.
+    async fn list_page<Q, T>(
+        &self,
+        request: &Request<Q>,
+        page_size: i32,
+        page_token: &str,
+        list: impl FnOnce(&ReadModels, ProjectId, &PageRequest) -> Result<Page<T>, PageError>,
+    ) -> Result<Page<T>, Status> {
+        let caller = self.caller(request).await?;
+        let mut v = Violations::new();
+        let page = convert::page_request(page_size, page_token, &mut v);
+        let page = finish(v, page)?;
+        list(&self.state.read, caller.project_id, &page).map_err(|e| page_status(&e, None))
+    }
+
+    /// One resource of the caller's project by the ID in `field`, from the
+    /// read models; NOT_FOUND for a missing one and for another project's.
+    async fn get_one<Q, I, T>(
+        &self,
+        request: &Request<Q>,
+        field: &str,
+        raw_id: &str,
+        kind: &'static str,
+        get: impl FnOnce(&ReadModels, ProjectId, I) -> Option<T>,
+    ) -> Result<T, Status>
+    where
+        I: std::str::FromStr<Err = paycore_domain::IdError> + Copy + std::fmt::Display,
+    {
+        let caller = self.caller(request).await?;
+        let mut v = Violations::new();
+        let id = convert::id::<I>(raw_id, field, &mut v);
+        let id = finish(v, id)?;
+        get(&self.state.read, caller.project_id, id)
+            .ok_or_else(|| domain_status(&DomainError::not_found(kind, id)))
     }
 }
 

@@ -1,9 +1,9 @@
-use paycore_domain::{AccountId, DomainError, TransactionId, Violations};
+use paycore_domain::{AccountId, TransactionId, Violations};
 use tonic::{Request, Response, Status};
 
 use super::{Handlers, finish};
 use crate::convert;
-use crate::errors::{domain_status, page_status};
+use crate::errors::page_status;
 use crate::pb::{self, transaction_service_server::TransactionService};
 
 #[tonic::async_trait]
@@ -12,15 +12,16 @@ impl TransactionService for Handlers {
         &self,
         request: Request<pb::GetTransactionRequest>,
     ) -> Result<Response<pb::Transaction>, Status> {
-        let caller = self.caller(&request).await?;
-        let mut v = Violations::new();
-        let id = convert::id::<TransactionId>(&request.get_ref().transaction_id, "transaction_id", &mut v);
-        let id = finish(v, id)?;
+        let id = &request.get_ref().transaction_id;
         let transaction = self
-            .state
-            .read
-            .transaction(caller.project_id, id)
-            .ok_or_else(|| domain_status(&DomainError::not_found("transaction", id)))?;
+            .get_one(
+                &request,
+                "transaction_id",
+                id,
+                "transaction",
+                |read, project, id: TransactionId| read.transaction(project, id),
+            )
+            .await?;
         Ok(Response::new(convert::transaction_pb(&transaction)))
     }
 

@@ -1,10 +1,10 @@
-use paycore_domain::{DomainError, TransactionId, TransferId, Violations};
+use paycore_domain::{TransactionId, TransferId, Violations};
 use tonic::{Request, Response, Status};
 
 use super::{Handlers, correlation_id, finish, methods, unexpected};
 use crate::convert::{self, TransferIds};
-use crate::errors::{domain_status, page_status};
 use crate::pb::{self, transfer_service_server::TransferService};
+use paycore_projections::ReadModels;
 
 #[tonic::async_trait]
 impl TransferService for Handlers {
@@ -36,15 +36,16 @@ impl TransferService for Handlers {
         &self,
         request: Request<pb::GetTransferRequest>,
     ) -> Result<Response<pb::Transfer>, Status> {
-        let caller = self.caller(&request).await?;
-        let mut v = Violations::new();
-        let id = convert::id::<TransferId>(&request.get_ref().transfer_id, "transfer_id", &mut v);
-        let id = finish(v, id)?;
+        let id = &request.get_ref().transfer_id;
         let transfer = self
-            .state
-            .read
-            .transfer(caller.project_id, id)
-            .ok_or_else(|| domain_status(&DomainError::not_found("transfer", id)))?;
+            .get_one(
+                &request,
+                "transfer_id",
+                id,
+                "transfer",
+                |read, project, id: TransferId| read.transfer(project, id),
+            )
+            .await?;
         Ok(Response::new(convert::transfer_pb(&transfer)))
     }
 
@@ -52,16 +53,10 @@ impl TransferService for Handlers {
         &self,
         request: Request<pb::ListTransfersRequest>,
     ) -> Result<Response<pb::ListTransfersResponse>, Status> {
-        let caller = self.caller(&request).await?;
-        let request = request.get_ref();
-        let mut v = Violations::new();
-        let page = convert::page_request(request.page_size, &request.page_token, &mut v);
-        let page = finish(v, page)?;
+        let (size, token) = (request.get_ref().page_size, &request.get_ref().page_token);
         let page = self
-            .state
-            .read
-            .list_transfers(caller.project_id, &page)
-            .map_err(|e| page_status(&e, None))?;
+            .list_page(&request, size, token, ReadModels::list_transfers)
+            .await?;
         Ok(Response::new(pb::ListTransfersResponse {
             items: page.items.iter().map(convert::transfer_pb).collect(),
             next_page_token: page.next_token.unwrap_or_default(),
