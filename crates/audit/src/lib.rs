@@ -526,6 +526,14 @@ impl Auditor {
                 }
                 self.check_transfer_if_complete(id);
             }
+            // Money entering or leaving the project: the total is whole again
+            // after each of these single-leg operations.
+            TransactionKind::CardPayin(_)
+            | TransactionKind::CardPayinRefund(_)
+            | TransactionKind::CardPayinRefundFailure(_)
+            | TransactionKind::BankPayout(_)
+            | TransactionKind::BankPayoutFailure(_)
+            | TransactionKind::BankPayin(_) => self.check_project_total(at, project, currency),
         }
     }
 
@@ -584,7 +592,8 @@ impl Auditor {
             ));
         }
         let value = created.value;
-        let expect = |leg: &Leg, account: AccountId, want: i64, side: &str| {
+        let received = created.destination_value();
+        let expect = |leg: &Leg, account: AccountId, want: Money, side: &str| {
             let mut problems = Vec::new();
             if leg.account != account {
                 problems.push(format!(
@@ -592,11 +601,10 @@ impl Auditor {
                     leg.account
                 ));
             }
-            if leg.value != Money::new(want, value.currency) {
+            if leg.value != want {
                 problems.push(format!(
-                    "{side} leg of transfer {id} is {}, expected {}",
-                    leg.value,
-                    Money::new(want, value.currency)
+                    "{side} leg of transfer {id} is {}, expected {want}",
+                    leg.value
                 ));
             }
             problems
@@ -605,32 +613,58 @@ impl Auditor {
                 .collect::<Vec<_>>()
         };
         if let Some(leg) = source.first() {
-            found.extend(expect(leg, created.source_account_id, -value.amount, "source"));
-        }
-        if let Some(leg) = destination.first() {
             found.extend(expect(
                 leg,
-                created.destination_account_id,
-                value.amount,
-                "destination",
+                created.source_account_id,
+                Money::new(-value.amount, value.currency),
+                "source",
             ));
         }
-        if let (Some(s), Some(d)) = (source.first(), destination.first()) {
-            let nets =
-                s.value.currency == d.value.currency && s.value.amount.checked_add(d.value.amount) == Some(0);
-            if !nets {
-                found.push((
-                    d.at.clone(),
-                    format!(
-                        "legs of transfer {id} do not net to zero: {} and {}",
-                        s.value, d.value
-                    ),
-                ));
+        if let Some(leg) = destination.first() {
+            found.extend(expect(leg, created.destination_account_id, received, "destination"));
+        }
+        match created.exchange {
+            None => {
+                if let (Some(s), Some(d)) = (source.first(), destination.first()) {
+                    let nets = s.value.currency == d.value.currency
+                        && s.value.amount.checked_add(d.value.amount) == Some(0);
+                    if !nets {
+                        found.push((
+                            d.at.clone(),
+                            format!(
+                                "legs of transfer {id} do not net to zero: {} and {}",
+                                s.value, d.value
+                            ),
+                        ));
+                    }
+                }
+            }
+            Some(exchange) => {
+                // The recorded conversion must be the one its rate gives.
+                let recomputed = paycore_domain::fx::Quote::new(
+                    value.currency,
+                    received.currency,
+                    exchange.mid_rate,
+                    exchange.spread_bps,
+                )
+                .and_then(|quote| paycore_domain::fx::convert(value, quote));
+                let matches = recomputed.as_ref().is_ok_and(|conversion| {
+                    conversion.destination == received && conversion.rate_used == exchange.rate_used
+                });
+                if !matches {
+                    found.push((
+                        created_at.clone(),
+                        format!(
+                            "transfer {id} converts {value} into {received} at {}, which its recorded rate {} less {} bps does not give",
+                            exchange.rate_used, exchange.mid_rate, exchange.spread_bps
+                        ),
+                    ));
+                }
             }
         }
         self.push_all(Rule::TransferLegs, found);
-        // Both legs are in: the project total can be judged again.
-        if let Some(leg) = destination.last() {
+        // Both legs are in: the project totals can be judged again.
+        for leg in source.last().into_iter().chain(destination.last()) {
             let project = self.accounts.get(&leg.account).map(|a| (a.project, a.currency));
             if let Some((project, currency)) = project {
                 self.check_project_total(&leg.at, project, currency);

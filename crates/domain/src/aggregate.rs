@@ -4,7 +4,9 @@
 use serde::{Deserialize, Serialize};
 
 use crate::api_key::KeyKind;
+use crate::banking::*;
 use crate::events::{Event, ResourceRef};
+use crate::payments::*;
 use crate::id::{AccountId, ApiKeyId, CustomerId, ProjectId, TransactionId, TransferId};
 use crate::identity::Identity;
 use crate::meta::Meta;
@@ -69,6 +71,8 @@ pub struct Transfer {
     pub value: Money,
     pub meta: Meta,
     pub created_at: Timestamp,
+    /// Set for a transfer between currencies.
+    pub exchange: Option<crate::events::Exchange>,
 }
 
 /// Sum of one project's balances in one currency.
@@ -89,7 +93,7 @@ pub struct IdempotencyRecord {
 // Variants differ in size (a customer carries an identity), but states are
 // cached by value and moved rarely; boxing would cost an allocation per evolve.
 #[allow(clippy::large_enum_variant)]
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Aggregate {
     #[default]
     Empty,
@@ -100,6 +104,18 @@ pub enum Aggregate {
     Transfer(Transfer),
     ProjectBalance(ProjectBalance),
     Idempotency(IdempotencyRecord),
+    CardToken(CardToken),
+    Card(Card),
+    CardPayin(CardPayin),
+    CardPayinRefund(CardPayinRefund),
+    BankAccount(BankAccount),
+    BankPayout(BankPayout),
+    PayoutDestination(PayoutDestination),
+    BankPayinReference(BankPayinReference),
+    PayinReferenceCode(ReferenceCodeClaim),
+    BankPayin(BankPayin),
+    File(StoredFile),
+    FxRate(FxRateEntry),
 }
 
 impl Aggregate {
@@ -185,6 +201,7 @@ impl Aggregate {
                 value: e.value,
                 meta: e.meta.clone(),
                 created_at: e.created_at,
+                exchange: e.exchange,
             }),
             (Self::Transfer(t), Event::TransferMetaUpdated(e)) => Self::Transfer(Transfer {
                 meta: e.meta.clone(),
@@ -200,6 +217,235 @@ impl Aggregate {
                     used_at: e.used_at,
                 })
             }
+            (state, event) => state.evolve_payments(event),
+        }
+    }
+
+    /// The events of card and bank resources, files and exchange rates.
+    fn evolve_payments(self, event: &Event) -> Self {
+        match (self, event) {
+            (Self::Empty, Event::CardTokenCreated(e)) => Self::CardToken(CardToken {
+                id: e.id,
+                project_id: e.project_id,
+                card_info: e.card_info.clone(),
+                created_at: e.created_at,
+                expires_at: e.expires_at,
+                used: None,
+            }),
+            (Self::CardToken(t), Event::CardTokenUsed(e)) => Self::CardToken(CardToken {
+                used: Some((e.used_by, e.used_at)),
+                ..t
+            }),
+            (Self::Empty, Event::CardCreated(e)) => Self::Card(Card {
+                id: e.id,
+                project_id: e.project_id,
+                customer_id: e.customer_id,
+                card_info: e.card_info.clone(),
+                card_token_id: e.card_token_id,
+                meta: e.meta.clone(),
+                created_at: e.created_at,
+            }),
+            (Self::Card(c), Event::CardMetaUpdated(e)) => Self::Card(Card {
+                meta: e.meta.clone(),
+                ..c
+            }),
+            (Self::Empty, Event::CardPayinCreated(e)) => Self::CardPayin(CardPayin {
+                id: e.id,
+                project_id: e.project_id,
+                account_id: e.account_id,
+                card_id: e.card_id,
+                card_token_id: e.card_token_id,
+                card_info: e.card_info.clone(),
+                state: CardPayinState::Processing,
+                decline_reason: None,
+                authentication_type: e.authentication_type,
+                authentication_url: None,
+                authentication_redirect_url: e.authentication_redirect_url.clone(),
+                transaction_id: None,
+                value: e.value,
+                refunded_value: Money::zero(e.value.currency),
+                meta: e.meta.clone(),
+                created_at: e.created_at,
+            }),
+            (Self::CardPayin(p), Event::CardPayinAuthenticationRequested(e)) => Self::CardPayin(CardPayin {
+                state: CardPayinState::AuthenticationPending,
+                authentication_url: Some(e.authentication_url.clone()),
+                ..p
+            }),
+            (Self::CardPayin(p), Event::CardPayinAuthorized(_)) => Self::CardPayin(CardPayin {
+                state: CardPayinState::Authorized,
+                ..p
+            }),
+            (Self::CardPayin(p), Event::CardPayinDeclined(e)) => Self::CardPayin(CardPayin {
+                state: CardPayinState::Declined,
+                decline_reason: Some(e.reason),
+                ..p
+            }),
+            (Self::CardPayin(p), Event::CardPayinSettled(e)) => Self::CardPayin(CardPayin {
+                state: CardPayinState::Settled,
+                transaction_id: Some(e.transaction_id),
+                ..p
+            }),
+            (Self::CardPayin(p), Event::CardPayinRefundChanged(e)) => {
+                debug_assert_eq!(p.refunded_value.checked_add(e.delta), Ok(e.refunded_value_after));
+                Self::CardPayin(CardPayin {
+                    refunded_value: e.refunded_value_after,
+                    ..p
+                })
+            }
+            (Self::CardPayin(p), Event::CardPayinMetaUpdated(e)) => Self::CardPayin(CardPayin {
+                meta: e.meta.clone(),
+                ..p
+            }),
+            (Self::Empty, Event::CardPayinRefundCreated(e)) => Self::CardPayinRefund(CardPayinRefund {
+                id: e.id,
+                project_id: e.project_id,
+                card_payin_id: e.card_payin_id,
+                account_id: e.account_id,
+                state: RefundState::Processing,
+                transaction_id: e.transaction_id,
+                failure_transaction_id: None,
+                value: e.value,
+                meta: e.meta.clone(),
+                created_at: e.created_at,
+            }),
+            (Self::CardPayinRefund(r), Event::CardPayinRefundCompleted(_)) => {
+                Self::CardPayinRefund(CardPayinRefund {
+                    state: RefundState::Completed,
+                    ..r
+                })
+            }
+            (Self::CardPayinRefund(r), Event::CardPayinRefundFailed(e)) => {
+                Self::CardPayinRefund(CardPayinRefund {
+                    state: RefundState::Failed,
+                    failure_transaction_id: Some(e.failure_transaction_id),
+                    ..r
+                })
+            }
+            (Self::CardPayinRefund(r), Event::CardPayinRefundMetaUpdated(e)) => {
+                Self::CardPayinRefund(CardPayinRefund {
+                    meta: e.meta.clone(),
+                    ..r
+                })
+            }
+            (state, event) => state.evolve_banking(event),
+        }
+    }
+
+    fn evolve_banking(self, event: &Event) -> Self {
+        match (self, event) {
+            (Self::Empty, Event::BankAccountCreated(e)) => Self::BankAccount(BankAccount {
+                id: e.id,
+                project_id: e.project_id,
+                customer_id: e.customer_id,
+                bank_account_info: e.bank_account_info.clone(),
+                meta: e.meta.clone(),
+                created_at: e.created_at,
+            }),
+            (Self::BankAccount(b), Event::BankAccountMetaUpdated(e)) => Self::BankAccount(BankAccount {
+                meta: e.meta.clone(),
+                ..b
+            }),
+            (Self::Empty, Event::BankPayoutCreated(e)) => Self::BankPayout(BankPayout {
+                id: e.id,
+                project_id: e.project_id,
+                account_id: e.account_id,
+                bank_account_id: e.bank_account_id,
+                bank_account_info: e.bank_account_info.clone(),
+                transaction_id: e.transaction_id,
+                failure_transaction_id: None,
+                state: BankPayoutState::Processing,
+                concept: e.concept.clone(),
+                miniref: e.miniref,
+                value: e.value,
+                meta: e.meta.clone(),
+                created_at: e.created_at,
+            }),
+            (Self::BankPayout(p), Event::BankPayoutCompleted(_)) => Self::BankPayout(BankPayout {
+                state: BankPayoutState::Completed,
+                ..p
+            }),
+            (Self::BankPayout(p), Event::BankPayoutFailed(e)) => Self::BankPayout(BankPayout {
+                state: BankPayoutState::Failed,
+                failure_transaction_id: Some(e.failure_transaction_id),
+                ..p
+            }),
+            (Self::BankPayout(p), Event::BankPayoutReturned(e)) => Self::BankPayout(BankPayout {
+                state: BankPayoutState::Refunded,
+                failure_transaction_id: Some(e.failure_transaction_id),
+                ..p
+            }),
+            (Self::BankPayout(p), Event::BankPayoutMetaUpdated(e)) => Self::BankPayout(BankPayout {
+                meta: e.meta.clone(),
+                ..p
+            }),
+            (Self::Empty, Event::MinirefAssigned(e)) => {
+                Self::PayoutDestination(PayoutDestination::default().assign(e.miniref, e.assigned_at))
+            }
+            (Self::PayoutDestination(d), Event::MinirefAssigned(e)) => {
+                Self::PayoutDestination(d.assign(e.miniref, e.assigned_at))
+            }
+            (Self::Empty, Event::BankPayinReferenceCreated(e)) => Self::BankPayinReference(BankPayinReference {
+                id: e.id,
+                project_id: e.project_id,
+                account_id: e.account_id,
+                reference: e.reference,
+                meta: e.meta.clone(),
+                created_at: e.created_at,
+            }),
+            (Self::BankPayinReference(r), Event::BankPayinReferenceAccountChanged(e)) => {
+                Self::BankPayinReference(BankPayinReference {
+                    account_id: e.account_id,
+                    ..r
+                })
+            }
+            (Self::BankPayinReference(r), Event::BankPayinReferenceMetaUpdated(e)) => {
+                Self::BankPayinReference(BankPayinReference {
+                    meta: e.meta.clone(),
+                    ..r
+                })
+            }
+            (Self::Empty, Event::PayinReferenceCodeClaimed(e)) => Self::PayinReferenceCode(ReferenceCodeClaim {
+                project_id: e.project_id,
+                bank_payin_reference_id: e.bank_payin_reference_id,
+            }),
+            (Self::Empty, Event::BankPayinReceived(e)) => Self::BankPayin(BankPayin {
+                id: e.id,
+                project_id: e.project_id,
+                bank_payin_reference_id: e.bank_payin_reference_id,
+                account_id: e.account_id,
+                transaction_id: e.transaction_id,
+                concept: e.concept.clone(),
+                value: e.value,
+                meta: e.meta.clone(),
+                created_at: e.created_at,
+            }),
+            (Self::BankPayin(p), Event::BankPayinMetaUpdated(e)) => Self::BankPayin(BankPayin {
+                meta: e.meta.clone(),
+                ..p
+            }),
+            (Self::Empty, Event::FileUploaded(e)) => Self::File(StoredFile {
+                id: e.id,
+                project_id: e.project_id,
+                sha256: e.sha256,
+                name: e.name.clone(),
+                size: e.size,
+                created_at: e.created_at,
+            }),
+            (Self::Empty | Self::FxRate(_), Event::FxRateSet(e)) => Self::FxRate(FxRateEntry {
+                from: e.from,
+                to: e.to,
+                current: Some(FxRateValue {
+                    mid_rate: e.mid_rate,
+                    spread_bps: e.spread_bps,
+                }),
+                changed_at: e.set_at,
+            }),
+            (Self::FxRate(r), Event::FxRateRemoved(e)) => Self::FxRate(FxRateEntry {
+                current: None,
+                changed_at: e.removed_at,
+                ..r
+            }),
             (state, event) => {
                 debug_assert!(false, "{} does not apply to {state:?}", event.event_type());
                 state
@@ -246,6 +492,76 @@ impl Aggregate {
         }
     }
 
+    pub fn as_card_token(&self) -> Option<&CardToken> {
+        match self {
+            Self::CardToken(t) => Some(t),
+            _ => None,
+        }
+    }
+
+    pub fn as_card(&self) -> Option<&Card> {
+        match self {
+            Self::Card(c) => Some(c),
+            _ => None,
+        }
+    }
+
+    pub fn as_card_payin(&self) -> Option<&CardPayin> {
+        match self {
+            Self::CardPayin(p) => Some(p),
+            _ => None,
+        }
+    }
+
+    pub fn as_card_payin_refund(&self) -> Option<&CardPayinRefund> {
+        match self {
+            Self::CardPayinRefund(r) => Some(r),
+            _ => None,
+        }
+    }
+
+    pub fn as_bank_account(&self) -> Option<&BankAccount> {
+        match self {
+            Self::BankAccount(b) => Some(b),
+            _ => None,
+        }
+    }
+
+    pub fn as_bank_payout(&self) -> Option<&BankPayout> {
+        match self {
+            Self::BankPayout(p) => Some(p),
+            _ => None,
+        }
+    }
+
+    pub fn as_bank_payin_reference(&self) -> Option<&BankPayinReference> {
+        match self {
+            Self::BankPayinReference(r) => Some(r),
+            _ => None,
+        }
+    }
+
+    pub fn as_bank_payin(&self) -> Option<&BankPayin> {
+        match self {
+            Self::BankPayin(p) => Some(p),
+            _ => None,
+        }
+    }
+
+    pub fn as_file(&self) -> Option<&StoredFile> {
+        match self {
+            Self::File(f) => Some(f),
+            _ => None,
+        }
+    }
+
+    pub fn as_fx_rate(&self) -> Option<&FxRateEntry> {
+        match self {
+            Self::FxRate(r) => Some(r),
+            _ => None,
+        }
+    }
+
     /// The project the aggregate belongs to, if it is a resource of one.
     pub fn project_id(&self) -> Option<ProjectId> {
         match self {
@@ -254,7 +570,22 @@ impl Aggregate {
             Self::Customer(c) => Some(c.project_id),
             Self::Account(a) => Some(a.project_id),
             Self::Transfer(t) => Some(t.project_id),
-            Self::Empty | Self::ProjectBalance(_) | Self::Idempotency(_) => None,
+            Self::CardToken(t) => Some(t.project_id),
+            Self::Card(c) => Some(c.project_id),
+            Self::CardPayin(p) => Some(p.project_id),
+            Self::CardPayinRefund(r) => Some(r.project_id),
+            Self::BankAccount(b) => Some(b.project_id),
+            Self::BankPayout(p) => Some(p.project_id),
+            Self::BankPayinReference(r) => Some(r.project_id),
+            Self::BankPayin(p) => Some(p.project_id),
+            Self::File(f) => Some(f.project_id),
+            // Shared by every project (or a write-side guard).
+            Self::Empty
+            | Self::ProjectBalance(_)
+            | Self::Idempotency(_)
+            | Self::PayoutDestination(_)
+            | Self::PayinReferenceCode(_)
+            | Self::FxRate(_) => None,
         }
     }
 }

@@ -6,9 +6,14 @@
 
 use crate::aggregate::{Account, Aggregate};
 use crate::api_key::KeyKind;
+use crate::bank::PayinReferenceCode;
+use crate::banking::{IncomingBankTransfer, NewBankPayout, PayoutDestinationSource};
+use crate::card::CardInfo;
+use crate::fx::Rate;
+use crate::payments::{CardSource, NetworkVerdict, NewCardPayin, NewRefund};
 use crate::error::{DomainError, Refusal, Violations};
 use crate::events::*;
-use crate::id::{AccountId, ApiKeyId, CustomerId, ProjectId, TransactionId, TransferId};
+use crate::id::*;
 use crate::identity::Identity;
 use crate::meta::Meta;
 use crate::money::{Currency, Money};
@@ -77,6 +82,114 @@ pub enum Command {
     UpdateTransfer {
         id: TransferId,
         meta: Meta,
+    },
+    CreateCardToken {
+        id: CardTokenId,
+        card_info: CardInfo,
+    },
+    CreateCard {
+        id: CardId,
+        source: CardSource,
+        customer_id: Option<CustomerId>,
+        meta: Meta,
+    },
+    UpdateCard {
+        id: CardId,
+        meta: Meta,
+    },
+    CreateCardPayin(NewCardPayin),
+    /// Sandbox: the cardholder went through 3-D Secure; `verdict` is the
+    /// network's answer after it.
+    CompleteCardPayinAuthentication {
+        id: CardPayinId,
+        verdict: NetworkVerdict,
+    },
+    /// Sandbox: the card network settled the payin.
+    SettleCardPayin {
+        id: CardPayinId,
+        transaction_id: TransactionId,
+    },
+    UpdateCardPayin {
+        id: CardPayinId,
+        meta: Meta,
+    },
+    CreateCardPayinRefund(NewRefund),
+    /// Sandbox: the refund reached the cardholder.
+    CompleteCardPayinRefund {
+        id: CardPayinRefundId,
+    },
+    /// Sandbox: the refund failed; its funds come back.
+    FailCardPayinRefund {
+        id: CardPayinRefundId,
+        failure_transaction_id: TransactionId,
+    },
+    UpdateCardPayinRefund {
+        id: CardPayinRefundId,
+        meta: Meta,
+    },
+    CreateBankAccount {
+        id: BankAccountId,
+        info: BankAccountInfo,
+        customer_id: Option<CustomerId>,
+        meta: Meta,
+    },
+    UpdateBankAccount {
+        id: BankAccountId,
+        meta: Meta,
+    },
+    CreateBankPayout(NewBankPayout),
+    /// Sandbox: the bank transfer was sent.
+    CompleteBankPayout {
+        id: BankPayoutId,
+    },
+    /// Sandbox: the bank transfer could not be sent; its funds come back.
+    FailBankPayout {
+        id: BankPayoutId,
+        failure_transaction_id: TransactionId,
+    },
+    /// Sandbox: the destination bank sent a completed transfer back.
+    ReturnBankPayout {
+        id: BankPayoutId,
+        failure_transaction_id: TransactionId,
+    },
+    UpdateBankPayout {
+        id: BankPayoutId,
+        meta: Meta,
+    },
+    CreateBankPayinReference {
+        id: BankPayinReferenceId,
+        account_id: AccountId,
+        /// Generated codes to try, in order (see [`crate::bank`]).
+        candidates: Vec<PayinReferenceCode>,
+        meta: Meta,
+    },
+    UpdateBankPayinReference {
+        id: BankPayinReferenceId,
+        account_id: Option<AccountId>,
+        meta: Option<Meta>,
+    },
+    /// Sandbox: an incoming bank transfer arrived.
+    ReceiveBankPayin(IncomingBankTransfer),
+    UpdateBankPayin {
+        id: BankPayinId,
+        meta: Meta,
+    },
+    RecordFile {
+        id: FileId,
+        sha256: [u8; 32],
+        name: String,
+        size: u64,
+    },
+    /// Platform-wide (not tied to the envelope's project).
+    SetFxRate {
+        from: Currency,
+        to: Currency,
+        mid_rate: Rate,
+        spread_bps: u32,
+    },
+    RemoveFxRate {
+        from: Currency,
+        to: Currency,
     },
 }
 
@@ -166,6 +279,83 @@ impl CommandEnvelope {
                 streams.push(StreamRef::Account(*destination_account_id));
             }
             Command::UpdateTransfer { id, .. } => streams.push(StreamRef::Transfer(*id)),
+            Command::CreateCardToken { id, .. } => streams.push(StreamRef::CardToken(*id)),
+            Command::CreateCard {
+                id,
+                source,
+                customer_id,
+                ..
+            } => {
+                streams.push(StreamRef::Card(*id));
+                streams.extend(source_stream(source));
+                streams.extend(customer_id.map(StreamRef::Customer));
+            }
+            Command::UpdateCard { id, .. } => streams.push(StreamRef::Card(*id)),
+            Command::CreateCardPayin(new) => {
+                streams.push(StreamRef::CardPayin(new.id));
+                streams.push(StreamRef::Account(new.account_id));
+                streams.extend(source_stream(&new.source));
+            }
+            Command::CompleteCardPayinAuthentication { id, .. }
+            | Command::SettleCardPayin { id, .. }
+            | Command::UpdateCardPayin { id, .. } => streams.push(StreamRef::CardPayin(*id)),
+            Command::CreateCardPayinRefund(new) => {
+                streams.push(StreamRef::CardPayinRefund(new.id));
+                streams.push(StreamRef::CardPayin(new.card_payin_id));
+                streams.extend(new.account_id.map(StreamRef::Account));
+            }
+            Command::CompleteCardPayinRefund { id }
+            | Command::FailCardPayinRefund { id, .. }
+            | Command::UpdateCardPayinRefund { id, .. } => streams.push(StreamRef::CardPayinRefund(*id)),
+            Command::CreateBankAccount { id, customer_id, .. } => {
+                streams.push(StreamRef::BankAccount(*id));
+                streams.extend(customer_id.map(StreamRef::Customer));
+            }
+            Command::UpdateBankAccount { id, .. } => streams.push(StreamRef::BankAccount(*id)),
+            Command::CreateBankPayout(new) => {
+                streams.push(StreamRef::BankPayout(new.id));
+                streams.push(StreamRef::Account(new.account_id));
+                streams.push(StreamRef::ProjectBalance(project, new.value.currency));
+                match &new.destination {
+                    PayoutDestinationSource::BankAccount(id) => streams.push(StreamRef::BankAccount(*id)),
+                    PayoutDestinationSource::Info(info) => {
+                        streams.push(StreamRef::PayoutDestination(info.iban.clone()))
+                    }
+                }
+            }
+            Command::CompleteBankPayout { id }
+            | Command::FailBankPayout { id, .. }
+            | Command::ReturnBankPayout { id, .. }
+            | Command::UpdateBankPayout { id, .. } => streams.push(StreamRef::BankPayout(*id)),
+            Command::CreateBankPayinReference {
+                id,
+                account_id,
+                candidates,
+                ..
+            } => {
+                streams.push(StreamRef::BankPayinReference(*id));
+                streams.push(StreamRef::Account(*account_id));
+                streams.extend(candidates.iter().map(|code| StreamRef::PayinReferenceCode(*code)));
+            }
+            Command::UpdateBankPayinReference { id, account_id, .. } => {
+                streams.push(StreamRef::BankPayinReference(*id));
+                streams.extend(account_id.map(StreamRef::Account));
+            }
+            Command::ReceiveBankPayin(incoming) => {
+                streams.push(StreamRef::BankPayin(incoming.id));
+                streams.push(StreamRef::ProjectBalance(project, incoming.value.currency));
+                streams.extend(
+                    incoming
+                        .candidate_codes()
+                        .into_iter()
+                        .map(StreamRef::PayinReferenceCode),
+                );
+            }
+            Command::UpdateBankPayin { id, .. } => streams.push(StreamRef::BankPayin(*id)),
+            Command::RecordFile { id, .. } => streams.push(StreamRef::File(*id)),
+            Command::SetFxRate { from, to, .. } | Command::RemoveFxRate { from, to } => {
+                streams.push(StreamRef::FxRate(*from, *to))
+            }
         }
         if let Some(key) = &self.idempotency {
             streams.push(StreamRef::Idempotency(project, key.key.clone()));
@@ -185,12 +375,98 @@ impl CommandEnvelope {
             Command::CreateCustomer { id, .. } => Some(StreamRef::Customer(*id)),
             Command::CreateAccount { id, .. } => Some(StreamRef::Account(*id)),
             Command::CreateTransfer { id, .. } => Some(StreamRef::Transfer(*id)),
-            Command::UpdateProject { .. }
-            | Command::RevokeApiKey { .. }
-            | Command::UpdateCustomer { .. }
-            | Command::UpdateAccount { .. }
-            | Command::UpdateTransfer { .. } => None,
+            Command::CreateCardToken { id, .. } => Some(StreamRef::CardToken(*id)),
+            Command::CreateCard { id, .. } => Some(StreamRef::Card(*id)),
+            Command::CreateCardPayin(new) => Some(StreamRef::CardPayin(new.id)),
+            Command::CreateCardPayinRefund(new) => Some(StreamRef::CardPayinRefund(new.id)),
+            Command::CreateBankAccount { id, .. } => Some(StreamRef::BankAccount(*id)),
+            Command::CreateBankPayout(new) => Some(StreamRef::BankPayout(new.id)),
+            Command::CreateBankPayinReference { id, .. } => Some(StreamRef::BankPayinReference(*id)),
+            Command::ReceiveBankPayin(incoming) => Some(StreamRef::BankPayin(incoming.id)),
+            Command::RecordFile { id, .. } => Some(StreamRef::File(*id)),
+            _ => None,
         }
+    }
+
+    /// Streams `decide` also reads, whose names depend on the state of the
+    /// streams loaded so far (the account of a payin, the exchange rate of a
+    /// transfer's currencies, the reference a concept names …). Callers load
+    /// these and ask again until nothing new is named; every answer is a
+    /// subset of the next, and the chain is at most three steps long.
+    pub fn dependent_streams(&self, lookup: &dyn Lookup) -> Vec<StreamRef> {
+        let project = self.project_id;
+        let balance = |value: Money| StreamRef::ProjectBalance(project, value.currency);
+        let mut streams = Vec::new();
+        match &self.command {
+            Command::CreateTransfer {
+                source_account_id,
+                destination_account_id,
+                ..
+            } => {
+                let source = lookup.get(&StreamRef::Account(*source_account_id)).as_account();
+                let destination = lookup.get(&StreamRef::Account(*destination_account_id)).as_account();
+                if let (Some(source), Some(destination)) = (source, destination)
+                    && source.currency() != destination.currency()
+                {
+                    streams.push(StreamRef::FxRate(source.currency(), destination.currency()));
+                    streams.push(StreamRef::ProjectBalance(project, source.currency()));
+                    streams.push(StreamRef::ProjectBalance(project, destination.currency()));
+                }
+            }
+            Command::SettleCardPayin { id, .. } => {
+                if let Some(payin) = lookup.get(&StreamRef::CardPayin(*id)).as_card_payin() {
+                    streams.push(StreamRef::Account(payin.account_id));
+                    streams.push(balance(payin.value));
+                }
+            }
+            Command::CreateCardPayinRefund(new) => {
+                if let Some(payin) = lookup.get(&StreamRef::CardPayin(new.card_payin_id)).as_card_payin() {
+                    streams.push(StreamRef::Account(new.account_id.unwrap_or(payin.account_id)));
+                    streams.push(balance(payin.value));
+                }
+            }
+            Command::FailCardPayinRefund { id, .. } => {
+                if let Some(refund) = lookup.get(&StreamRef::CardPayinRefund(*id)).as_card_payin_refund() {
+                    streams.push(StreamRef::CardPayin(refund.card_payin_id));
+                    streams.push(StreamRef::Account(refund.account_id));
+                    streams.push(balance(refund.value));
+                }
+            }
+            Command::CreateBankPayout(new) => {
+                if let PayoutDestinationSource::BankAccount(id) = &new.destination
+                    && let Some(stored) = lookup.get(&StreamRef::BankAccount(*id)).as_bank_account()
+                {
+                    streams.push(StreamRef::PayoutDestination(stored.bank_account_info.iban.clone()));
+                }
+            }
+            Command::FailBankPayout { id, .. } | Command::ReturnBankPayout { id, .. } => {
+                if let Some(payout) = lookup.get(&StreamRef::BankPayout(*id)).as_bank_payout() {
+                    streams.push(StreamRef::Account(payout.account_id));
+                    streams.push(balance(payout.value));
+                }
+            }
+            Command::ReceiveBankPayin(incoming) => {
+                let ctx = Context { envelope: self, lookup };
+                if let Some(reference_id) = ctx.claimed_reference(&incoming.candidate_codes()) {
+                    let stream = StreamRef::BankPayinReference(reference_id);
+                    if let Some(reference) = lookup.get(&stream).as_bank_payin_reference() {
+                        streams.push(StreamRef::Account(reference.account_id));
+                    }
+                    streams.push(stream);
+                }
+            }
+            _ => {}
+        }
+        streams
+    }
+}
+
+/// The stream a card source reads, if it names a token or a stored card.
+fn source_stream(source: &CardSource) -> Option<StreamRef> {
+    match source {
+        CardSource::Info(_) => None,
+        CardSource::Token(id) => Some(StreamRef::CardToken(*id)),
+        CardSource::Card(id) => Some(StreamRef::Card(*id)),
     }
 }
 
@@ -229,7 +505,7 @@ pub fn decide(envelope: &CommandEnvelope, lookup: &dyn Lookup) -> Result<Decisio
     Ok(Decision::Apply { events, resource })
 }
 
-type Decided = (Vec<(StreamRef, Event)>, ResourceRef);
+pub(crate) type Decided = (Vec<(StreamRef, Event)>, ResourceRef);
 
 fn decide_command(envelope: &CommandEnvelope, lookup: &dyn Lookup) -> Result<Decided, DomainError> {
     let ctx = Context { envelope, lookup };
@@ -278,16 +554,173 @@ fn decide_command(envelope: &CommandEnvelope, lookup: &dyn Lookup) -> Result<Dec
             meta,
         ),
         Command::UpdateTransfer { id, meta } => ctx.update_transfer(*id, meta),
+        Command::CreateCardToken { id, card_info } => ctx.create_card_token(*id, card_info),
+        Command::CreateCard {
+            id,
+            source,
+            customer_id,
+            meta,
+        } => ctx.create_card(*id, source, *customer_id, meta),
+        Command::UpdateCard { id, meta } => ctx.update_card(*id, meta),
+        Command::CreateCardPayin(new) => ctx.create_card_payin(new),
+        Command::CompleteCardPayinAuthentication { id, verdict } => {
+            ctx.complete_card_payin_authentication(*id, *verdict)
+        }
+        Command::SettleCardPayin { id, transaction_id } => ctx.settle_card_payin(*id, *transaction_id),
+        Command::UpdateCardPayin { id, meta } => ctx.update_card_payin(*id, meta),
+        Command::CreateCardPayinRefund(new) => ctx.create_refund(new),
+        Command::CompleteCardPayinRefund { id } => ctx.complete_refund(*id),
+        Command::FailCardPayinRefund {
+            id,
+            failure_transaction_id,
+        } => ctx.fail_refund(*id, *failure_transaction_id),
+        Command::UpdateCardPayinRefund { id, meta } => ctx.update_refund(*id, meta),
+        Command::CreateBankAccount {
+            id,
+            info,
+            customer_id,
+            meta,
+        } => ctx.create_bank_account(*id, info, *customer_id, meta),
+        Command::UpdateBankAccount { id, meta } => ctx.update_bank_account(*id, meta),
+        Command::CreateBankPayout(new) => ctx.create_bank_payout(new),
+        Command::CompleteBankPayout { id } => ctx.complete_bank_payout(*id),
+        Command::FailBankPayout {
+            id,
+            failure_transaction_id,
+        } => ctx.reverse_bank_payout(*id, *failure_transaction_id, false),
+        Command::ReturnBankPayout {
+            id,
+            failure_transaction_id,
+        } => ctx.reverse_bank_payout(*id, *failure_transaction_id, true),
+        Command::UpdateBankPayout { id, meta } => ctx.update_bank_payout(*id, meta),
+        Command::CreateBankPayinReference {
+            id,
+            account_id,
+            candidates,
+            meta,
+        } => ctx.create_bank_payin_reference(*id, *account_id, candidates, meta),
+        Command::UpdateBankPayinReference { id, account_id, meta } => {
+            ctx.update_bank_payin_reference(*id, *account_id, meta)
+        }
+        Command::ReceiveBankPayin(incoming) => ctx.receive_bank_payin(incoming),
+        Command::UpdateBankPayin { id, meta } => ctx.update_bank_payin(*id, meta),
+        Command::RecordFile { id, sha256, name, size } => ctx.record_file(*id, *sha256, name, *size),
+        Command::SetFxRate {
+            from,
+            to,
+            mid_rate,
+            spread_bps,
+        } => ctx.set_fx_rate(*from, *to, *mid_rate, *spread_bps),
+        Command::RemoveFxRate { from, to } => ctx.remove_fx_rate(*from, *to),
     }
 }
 
-struct Context<'a> {
-    envelope: &'a CommandEnvelope,
-    lookup: &'a dyn Lookup,
+pub(crate) struct Context<'a> {
+    pub(crate) envelope: &'a CommandEnvelope,
+    pub(crate) lookup: &'a dyn Lookup,
 }
 
 impl Context<'_> {
-    fn project(&self) -> Result<&crate::aggregate::Project, DomainError> {
+    pub(crate) fn now(&self) -> Timestamp {
+        self.envelope.now
+    }
+
+    pub(crate) fn require_sandbox(&self, what: &str) -> Result<(), DomainError> {
+        if self.project()?.environment == Environment::Sandbox {
+            Ok(())
+        } else {
+            Err(DomainError::refused(
+                Refusal::SandboxOnly,
+                format!("{what} is only possible in sandbox projects"),
+            ))
+        }
+    }
+
+    pub(crate) fn customer(&self, id: CustomerId) -> Result<&crate::aggregate::Customer, DomainError> {
+        self.owned(&StreamRef::Customer(id))
+            .and_then(Aggregate::as_customer)
+            .ok_or_else(|| DomainError::not_found("customer", id))
+    }
+
+    /// One balance change of `account`: the transaction, and when money
+    /// enters or leaves the project (`crosses_boundary`), the change of the
+    /// project's total in the currency. Refuses what would take the account
+    /// below zero (unless it allows it) or the project's total below zero.
+    pub(crate) fn movement(
+        &self,
+        account: &Account,
+        kind: TransactionKind,
+        value: Money,
+        transaction_id: TransactionId,
+        crosses_boundary: bool,
+    ) -> Result<Vec<(StreamRef, Event)>, DomainError> {
+        debug_assert_eq!(value.currency, account.currency());
+        debug_assert_ne!(value.amount, 0);
+        let balance_after = account.balance.checked_add(value).map_err(|_| overflow())?;
+        if value.is_negative() && balance_after.is_negative() && !account.allow_negative_balance {
+            return Err(DomainError::refused(
+                Refusal::InsufficientFunds,
+                format!(
+                    "account {} has {}, cannot take {}",
+                    account.id,
+                    account.balance,
+                    value.checked_neg().map_err(|_| overflow())?
+                ),
+            ));
+        }
+        let transaction = Transaction {
+            id: transaction_id,
+            account_id: account.id,
+            project_id: account.project_id,
+            kind,
+            value,
+            balance_after,
+            created_at: self.now(),
+        };
+        let mut events = vec![(
+            StreamRef::Account(account.id),
+            Event::TransactionRecorded(TransactionRecorded { transaction }),
+        )];
+        if crosses_boundary {
+            events.push(self.project_total_change(account, value, transaction_id)?);
+        }
+        Ok(events)
+    }
+
+    fn project_total_change(
+        &self,
+        account: &Account,
+        delta: Money,
+        transaction_id: TransactionId,
+    ) -> Result<(StreamRef, Event), DomainError> {
+        let totals = StreamRef::ProjectBalance(account.project_id, delta.currency);
+        let total = match self.lookup.get(&totals) {
+            Aggregate::ProjectBalance(balance) => balance.total,
+            _ => Money::zero(delta.currency),
+        };
+        let total_after = total.checked_add(delta).map_err(|_| overflow())?;
+        if delta.is_negative() && total_after.is_negative() {
+            return Err(DomainError::refused(
+                Refusal::ProjectBalanceNegative,
+                format!(
+                    "the sum of the project's {} balances would be {total_after}; it must stay at or above zero",
+                    delta.currency
+                ),
+            ));
+        }
+        Ok((
+            totals,
+            Event::ProjectBalanceChanged(ProjectBalanceChanged {
+                project_id: account.project_id,
+                delta,
+                total_after,
+                account_id: account.id,
+                transaction_id,
+            }),
+        ))
+    }
+
+    pub(crate) fn project(&self) -> Result<&crate::aggregate::Project, DomainError> {
         let id = self.envelope.project_id;
         self.lookup
             .get(&StreamRef::Project(id))
@@ -297,18 +730,18 @@ impl Context<'_> {
 
     /// The aggregate at `stream` if it belongs to the caller's project: another
     /// project's resource is indistinguishable from a missing one.
-    fn owned(&self, stream: &StreamRef) -> Option<&Aggregate> {
+    pub(crate) fn owned(&self, stream: &StreamRef) -> Option<&Aggregate> {
         let state = self.lookup.get(stream);
         (state.project_id() == Some(self.envelope.project_id)).then_some(state)
     }
 
-    fn account(&self, id: AccountId) -> Result<&Account, DomainError> {
+    pub(crate) fn account(&self, id: AccountId) -> Result<&Account, DomainError> {
         self.owned(&StreamRef::Account(id))
             .and_then(Aggregate::as_account)
             .ok_or_else(|| DomainError::not_found("account", id))
     }
 
-    fn must_be_new(
+    pub(crate) fn must_be_new(
         &self,
         stream: &StreamRef,
         kind: &'static str,
@@ -550,46 +983,12 @@ impl Context<'_> {
         if delta.amount == 0 {
             return Ok(Vec::new());
         }
-        let totals = StreamRef::ProjectBalance(project.id, target.currency);
-        let total = match self.lookup.get(&totals) {
-            Aggregate::ProjectBalance(balance) => balance.total,
-            _ => Money::zero(target.currency),
+        // The allowance may change in this same command.
+        let account = Account {
+            allow_negative_balance: allow_negative,
+            ..account.clone()
         };
-        let total_after = total.checked_add(delta).map_err(|_| overflow())?;
-        if total_after.is_negative() {
-            return Err(DomainError::refused(
-                Refusal::ProjectBalanceNegative,
-                format!(
-                    "the sum of the project's {} balances would be {total_after}; it must stay at or above zero",
-                    target.currency
-                ),
-            ));
-        }
-        let transaction = Transaction {
-            id: transaction_id,
-            account_id: account.id,
-            project_id: project.id,
-            kind: TransactionKind::Magic,
-            value: delta,
-            balance_after: target,
-            created_at: self.envelope.now,
-        };
-        Ok(vec![
-            (
-                StreamRef::Account(account.id),
-                Event::TransactionRecorded(TransactionRecorded { transaction }),
-            ),
-            (
-                totals,
-                Event::ProjectBalanceChanged(ProjectBalanceChanged {
-                    project_id: project.id,
-                    delta,
-                    total_after,
-                    account_id: account.id,
-                    transaction_id,
-                }),
-            ),
-        ])
+        self.movement(&account, TransactionKind::Magic, delta, transaction_id, true)
     }
 
     fn create_transfer(
@@ -612,82 +1011,75 @@ impl Context<'_> {
         self.must_be_new(&stream, "transfer", id)?;
         let source = self.account(source_id)?;
         let destination = self.account(destination_id)?;
-        if source.currency() != destination.currency() {
-            return Err(DomainError::refused(
-                Refusal::CrossCurrencyTransfer,
-                format!(
-                    "transfers between currencies ({} to {}) are not supported yet",
-                    source.currency(),
-                    destination.currency()
-                ),
-            ));
-        }
         if value.currency != source.currency() {
             return Err(DomainError::invalid(
                 "value.currency",
-                format!("must be the accounts' currency, {}", source.currency()),
+                format!("must be the source account's currency, {}", source.currency()),
             ));
         }
+        let exchange = self.exchange(value, destination.currency())?;
+        let credit = exchange.map_or(value, |exchange| exchange.destination_value);
         let debit = value.checked_neg().map_err(|_| overflow())?;
-        let source_after = source.balance.checked_add(debit).map_err(|_| overflow())?;
-        if source_after.is_negative() && !source.allow_negative_balance {
-            return Err(DomainError::refused(
-                Refusal::InsufficientFunds,
-                format!("account {source_id} has {}, cannot send {value}", source.balance),
-            ));
+        // A same-currency transfer leaves the project's total unchanged; an
+        // exchange takes from one currency's total and adds to another's.
+        let crosses = exchange.is_some();
+        let mut events = vec![(
+            stream,
+            Event::TransferCreated(TransferCreated {
+                id,
+                project_id: self.envelope.project_id,
+                source_account_id: source_id,
+                destination_account_id: destination_id,
+                source_transaction_id: source_tx,
+                destination_transaction_id: destination_tx,
+                value,
+                meta: meta.clone(),
+                created_at: self.now(),
+                exchange,
+            }),
+        )];
+        events.extend(self.movement(source, TransactionKind::TransferSource(id), debit, source_tx, crosses)?);
+        events.extend(self.movement(
+            destination,
+            TransactionKind::TransferDestination(id),
+            credit,
+            destination_tx,
+            crosses,
+        )?);
+        Ok((events, ResourceRef::Transfer(id)))
+    }
+
+    /// The conversion of `value` into `to`, at the configured rate; `None`
+    /// when no conversion is needed.
+    fn exchange(&self, value: Money, to: Currency) -> Result<Option<Exchange>, DomainError> {
+        let from = value.currency;
+        if from == to {
+            return Ok(None);
         }
-        let destination_after = destination.balance.checked_add(value).map_err(|_| overflow())?;
-        // A same-currency transfer leaves the project's total unchanged, so the
-        // project-wide rule (total >= 0) needs no check here.
-        let now = self.envelope.now;
-        let project_id = self.envelope.project_id;
-        let leg = |tx_id, account_id, kind, value, balance_after| {
-            (
-                StreamRef::Account(account_id),
-                Event::TransactionRecorded(TransactionRecorded {
-                    transaction: Transaction {
-                        id: tx_id,
-                        account_id,
-                        project_id,
-                        kind,
-                        value,
-                        balance_after,
-                        created_at: now,
-                    },
-                }),
+        let unavailable = || {
+            DomainError::refused(
+                Refusal::FxRateUnavailable,
+                format!("no exchange rate is configured from {from} to {to}"),
             )
         };
-        let created = Event::TransferCreated(TransferCreated {
-            id,
-            project_id,
-            source_account_id: source_id,
-            destination_account_id: destination_id,
-            source_transaction_id: source_tx,
-            destination_transaction_id: destination_tx,
-            value,
-            meta: meta.clone(),
-            created_at: now,
-        });
-        Ok((
-            vec![
-                (stream, created),
-                leg(
-                    source_tx,
-                    source_id,
-                    TransactionKind::TransferSource(id),
-                    debit,
-                    source_after,
-                ),
-                leg(
-                    destination_tx,
-                    destination_id,
-                    TransactionKind::TransferDestination(id),
-                    value,
-                    destination_after,
-                ),
-            ],
-            ResourceRef::Transfer(id),
-        ))
+        let rate = match self.lookup.get(&StreamRef::FxRate(from, to)) {
+            Aggregate::FxRate(entry) => entry.current.ok_or_else(unavailable)?,
+            _ => return Err(unavailable()),
+        };
+        let impossible = |error: crate::fx::FxError| {
+            DomainError::refused(
+                Refusal::FxConversionImpossible,
+                format!("{value} cannot be converted to {to}: {error}"),
+            )
+        };
+        let quote = crate::fx::Quote::new(from, to, rate.mid_rate, rate.spread_bps).map_err(impossible)?;
+        let conversion = crate::fx::convert(value, quote).map_err(impossible)?;
+        Ok(Some(Exchange {
+            destination_value: conversion.destination,
+            mid_rate: rate.mid_rate,
+            spread_bps: rate.spread_bps,
+            rate_used: conversion.rate_used,
+        }))
     }
 
     fn update_transfer(&self, id: TransferId, meta: &Meta) -> Result<Decided, DomainError> {
@@ -705,7 +1097,7 @@ impl Context<'_> {
     }
 }
 
-fn overflow() -> DomainError {
+pub(crate) fn overflow() -> DomainError {
     DomainError::refused(Refusal::BalanceOverflow, "the resulting balance would overflow")
 }
 

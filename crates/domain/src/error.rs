@@ -27,14 +27,38 @@ pub enum Refusal {
     ProjectBalanceNegative,
     /// A balance would leave the range of a 64-bit amount.
     BalanceOverflow,
-    /// A transfer between accounts of different currencies (not supported yet).
-    CrossCurrencyTransfer,
+    /// A transfer between currencies for which no exchange rate is configured.
+    FxRateUnavailable,
     /// An operation reserved to sandbox projects was attempted on a live project.
     SandboxOnly,
     /// The idempotency key was already used with different parameters.
     IdempotencyKeyReused,
     /// The API key has been revoked.
     ApiKeyRevoked,
+    /// A card token was already used (tokens are single-use).
+    CardTokenUsed,
+    /// A card token is older than its 10-minute lifetime.
+    CardTokenExpired,
+    /// Only an authorized card payin can be settled.
+    CardPayinNotAuthorized,
+    /// Only a settled card payin can be refunded.
+    CardPayinNotSettled,
+    /// The card payin is not waiting for 3-D Secure authentication.
+    CardPayinNotAwaitingAuthentication,
+    /// A refund would take more than what is left of the payin.
+    RefundExceedsPayin,
+    /// Only a processing refund can complete or fail.
+    RefundNotProcessing,
+    /// Only a processing payout can complete or fail.
+    PayoutNotProcessing,
+    /// Only a completed payout can be returned by the destination bank.
+    PayoutNotCompleted,
+    /// The concept of an incoming transfer names no reference of the project.
+    UnknownPayinReference,
+    /// Every code of a code space is taken (reference codes, minirefs).
+    CodesExhausted,
+    /// A currency conversion that cannot be done (it rounds to nothing, or overflows).
+    FxConversionImpossible,
 }
 
 impl Refusal {
@@ -44,10 +68,22 @@ impl Refusal {
             Self::InsufficientFunds => "INSUFFICIENT_FUNDS",
             Self::ProjectBalanceNegative => "PROJECT_BALANCE_NEGATIVE",
             Self::BalanceOverflow => "BALANCE_OVERFLOW",
-            Self::CrossCurrencyTransfer => "CROSS_CURRENCY_TRANSFER_UNSUPPORTED",
+            Self::FxRateUnavailable => "FX_RATE_NOT_CONFIGURED",
             Self::SandboxOnly => "SANDBOX_ONLY",
             Self::IdempotencyKeyReused => "IDEMPOTENCY_KEY_REUSED",
             Self::ApiKeyRevoked => "API_KEY_REVOKED",
+            Self::CardTokenUsed => "CARD_TOKEN_ALREADY_USED",
+            Self::CardTokenExpired => "CARD_TOKEN_EXPIRED",
+            Self::CardPayinNotAuthorized => "CARD_PAYIN_NOT_AUTHORIZED",
+            Self::CardPayinNotSettled => "CARD_PAYIN_NOT_SETTLED",
+            Self::CardPayinNotAwaitingAuthentication => "CARD_PAYIN_NOT_AWAITING_AUTHENTICATION",
+            Self::RefundExceedsPayin => "REFUND_EXCEEDS_PAYIN",
+            Self::RefundNotProcessing => "REFUND_NOT_PROCESSING",
+            Self::PayoutNotProcessing => "PAYOUT_NOT_PROCESSING",
+            Self::PayoutNotCompleted => "PAYOUT_NOT_COMPLETED",
+            Self::UnknownPayinReference => "UNKNOWN_PAYIN_REFERENCE",
+            Self::CodesExhausted => "CODES_EXHAUSTED",
+            Self::FxConversionImpossible => "FX_CONVERSION_IMPOSSIBLE",
         }
     }
 }

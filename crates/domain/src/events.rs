@@ -8,7 +8,13 @@
 use serde::{Deserialize, Serialize};
 
 use crate::api_key::KeyKind;
-use crate::id::{AccountId, ApiKeyId, CustomerId, ProjectId, TransactionId, TransferId};
+use crate::bank::{Concept, Miniref, PayinReferenceCode};
+use crate::card::CardInfo;
+use crate::fx::Rate;
+use crate::iban::Iban;
+use crate::id::*;
+use crate::money::Currency;
+use crate::payments::{AuthenticationType, DeclineReason};
 use crate::identity::Identity;
 use crate::meta::Meta;
 use crate::money::Money;
@@ -82,6 +88,13 @@ pub enum TransactionKind {
     Magic,
     TransferSource(TransferId),
     TransferDestination(TransferId),
+    // New kinds go at the end: postcard records the variant's index.
+    CardPayin(CardPayinId),
+    CardPayinRefund(CardPayinRefundId),
+    CardPayinRefundFailure(CardPayinRefundId),
+    BankPayout(BankPayoutId),
+    BankPayoutFailure(BankPayoutId),
+    BankPayin(BankPayinId),
 }
 
 impl TransactionKind {
@@ -91,14 +104,26 @@ impl TransactionKind {
             Self::Magic => "magic",
             Self::TransferSource(_) => "transfer_source",
             Self::TransferDestination(_) => "transfer_destination",
+            Self::CardPayin(_) => "card_payin",
+            Self::CardPayinRefund(_) => "card_payin_refund",
+            Self::CardPayinRefundFailure(_) => "card_payin_refund_failure",
+            Self::BankPayout(_) => "bank_payout",
+            Self::BankPayoutFailure(_) => "bank_payout_failure",
+            Self::BankPayin(_) => "bank_payin",
         }
     }
 
     pub fn transfer_id(self) -> Option<TransferId> {
         match self {
             Self::TransferSource(id) | Self::TransferDestination(id) => Some(id),
-            Self::Magic => None,
+            _ => None,
         }
+    }
+
+    /// Whether money enters or leaves the project with this transaction (a
+    /// transfer only moves it between two of the project's accounts).
+    pub fn crosses_project_boundary(self) -> bool {
+        !matches!(self, Self::TransferSource(_) | Self::TransferDestination(_))
     }
 }
 
@@ -128,10 +153,294 @@ pub struct TransferCreated {
     pub destination_account_id: AccountId,
     pub source_transaction_id: TransactionId,
     pub destination_transaction_id: TransactionId,
+    /// Taken from the source account. Always positive.
+    pub value: Money,
+    pub meta: Meta,
+    pub created_at: Timestamp,
+    /// Present when the accounts' currencies differ: how `value` became
+    /// what the destination received.
+    pub exchange: Option<Exchange>,
+}
+
+/// The conversion a cross-currency transfer applied, recorded so that it is
+/// reproducible: `destination_value = floor(value × rate_used)`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Exchange {
+    /// Credited to the destination account, in its currency.
+    pub destination_value: Money,
+    /// The market rate configured for the pair when the transfer was made.
+    pub mid_rate: Rate,
+    pub spread_bps: u32,
+    /// `mid_rate` less the spread, rounded down: the rate applied.
+    pub rate_used: Rate,
+}
+
+impl TransferCreated {
+    /// What the destination account received.
+    pub fn destination_value(&self) -> Money {
+        self.exchange
+            .map_or(self.value, |exchange| exchange.destination_value)
+    }
+}
+
+/// `TransferCreated` as written before cross-currency transfers (schema v1).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TransferCreatedV1 {
+    pub id: TransferId,
+    pub project_id: ProjectId,
+    pub source_account_id: AccountId,
+    pub destination_account_id: AccountId,
+    pub source_transaction_id: TransactionId,
+    pub destination_transaction_id: TransactionId,
+    pub value: Money,
+    pub meta: Meta,
+    pub created_at: Timestamp,
+}
+
+impl From<TransferCreatedV1> for TransferCreated {
+    fn from(v1: TransferCreatedV1) -> Self {
+        Self {
+            id: v1.id,
+            project_id: v1.project_id,
+            source_account_id: v1.source_account_id,
+            destination_account_id: v1.destination_account_id,
+            source_transaction_id: v1.source_transaction_id,
+            destination_transaction_id: v1.destination_transaction_id,
+            value: v1.value,
+            meta: v1.meta,
+            created_at: v1.created_at,
+            exchange: None,
+        }
+    }
+}
+
+
+// --- Cards -----------------------------------------------------------------
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CardTokenCreated {
+    pub id: CardTokenId,
+    pub project_id: ProjectId,
+    pub card_info: CardInfo,
+    pub created_at: Timestamp,
+    pub expires_at: Timestamp,
+}
+
+/// What consumed a single-use card token.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TokenUse {
+    Card(CardId),
+    CardPayin(CardPayinId),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CardTokenUsed {
+    pub used_by: TokenUse,
+    pub used_at: Timestamp,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CardCreated {
+    pub id: CardId,
+    pub project_id: ProjectId,
+    pub customer_id: Option<CustomerId>,
+    pub card_info: CardInfo,
+    /// The token the card was made from, if any.
+    pub card_token_id: Option<CardTokenId>,
+    pub meta: Meta,
+    pub created_at: Timestamp,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CardPayinCreated {
+    pub id: CardPayinId,
+    pub project_id: ProjectId,
+    pub account_id: AccountId,
+    pub card_id: Option<CardId>,
+    pub card_token_id: Option<CardTokenId>,
+    pub card_info: CardInfo,
+    /// Always positive, in the account's currency.
+    pub value: Money,
+    pub authentication_type: AuthenticationType,
+    pub authentication_redirect_url: Option<String>,
+    pub meta: Meta,
+    pub created_at: Timestamp,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CardPayinAuthenticationRequested {
+    pub authentication_url: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CardPayinAuthorized {
+    pub authorized_at: Timestamp,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CardPayinDeclined {
+    pub reason: DeclineReason,
+    pub declined_at: Timestamp,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CardPayinSettled {
+    pub transaction_id: TransactionId,
+    pub settled_at: Timestamp,
+}
+
+/// On the payin's stream: a refund took (or gave back) part of its value.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CardPayinRefundChanged {
+    pub refund_id: CardPayinRefundId,
+    /// Positive when a refund is issued, negative when a refund fails.
+    pub delta: Money,
+    pub refunded_value_after: Money,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CardPayinRefundCreated {
+    pub id: CardPayinRefundId,
+    pub project_id: ProjectId,
+    pub card_payin_id: CardPayinId,
+    /// The account the funds were taken from.
+    pub account_id: AccountId,
+    pub transaction_id: TransactionId,
     /// Always positive.
     pub value: Money,
     pub meta: Meta,
     pub created_at: Timestamp,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CardPayinRefundCompleted {
+    pub completed_at: Timestamp,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CardPayinRefundFailed {
+    pub failure_transaction_id: TransactionId,
+    pub failed_at: Timestamp,
+}
+
+// --- Bank ------------------------------------------------------------------
+
+/// A bank account outside paycore.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BankAccountInfo {
+    pub iban: Iban,
+    pub beneficiary_name: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BankAccountCreated {
+    pub id: BankAccountId,
+    pub project_id: ProjectId,
+    pub customer_id: Option<CustomerId>,
+    pub bank_account_info: BankAccountInfo,
+    pub meta: Meta,
+    pub created_at: Timestamp,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BankPayoutCreated {
+    pub id: BankPayoutId,
+    pub project_id: ProjectId,
+    pub account_id: AccountId,
+    pub bank_account_id: Option<BankAccountId>,
+    pub bank_account_info: BankAccountInfo,
+    pub transaction_id: TransactionId,
+    pub concept: Concept,
+    pub miniref: Miniref,
+    /// Always positive.
+    pub value: Money,
+    pub meta: Meta,
+    pub created_at: Timestamp,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BankPayoutCompleted {
+    pub completed_at: Timestamp,
+}
+
+/// A payout that failed to be sent, or was sent and came back.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BankPayoutReversed {
+    pub failure_transaction_id: TransactionId,
+    pub reversed_at: Timestamp,
+}
+
+/// On a payout destination's stream: a miniref given to a payout.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MinirefAssigned {
+    pub project_id: ProjectId,
+    pub bank_payout_id: BankPayoutId,
+    pub miniref: Miniref,
+    pub assigned_at: Timestamp,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BankPayinReferenceCreated {
+    pub id: BankPayinReferenceId,
+    pub project_id: ProjectId,
+    pub account_id: AccountId,
+    pub reference: PayinReferenceCode,
+    pub meta: Meta,
+    pub created_at: Timestamp,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BankPayinReferenceAccountChanged {
+    pub account_id: AccountId,
+}
+
+/// On a reference code's stream: the code belongs to this reference.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PayinReferenceCodeClaimed {
+    pub project_id: ProjectId,
+    pub bank_payin_reference_id: BankPayinReferenceId,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BankPayinReceived {
+    pub id: BankPayinId,
+    pub project_id: ProjectId,
+    pub bank_payin_reference_id: BankPayinReferenceId,
+    pub account_id: AccountId,
+    pub transaction_id: TransactionId,
+    /// As the sender wrote it.
+    pub concept: Concept,
+    /// Always positive.
+    pub value: Money,
+    pub meta: Meta,
+    pub created_at: Timestamp,
+}
+
+// --- Files and exchange rates ----------------------------------------------
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileUploaded {
+    pub id: FileId,
+    pub project_id: ProjectId,
+    /// SHA-256 of the content, which is stored outside the log under it.
+    pub sha256: [u8; 32],
+    pub name: String,
+    pub size: u64,
+    pub created_at: Timestamp,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FxRateSet {
+    pub from: Currency,
+    pub to: Currency,
+    pub mid_rate: Rate,
+    pub spread_bps: u32,
+    pub set_at: Timestamp,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FxRateRemoved {
+    pub removed_at: Timestamp,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -155,13 +464,24 @@ pub struct IdempotencyKeyUsed {
 }
 
 /// The resource a command created or changed, as a serializable reference.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum ResourceRef {
     Project(ProjectId),
     ApiKey(ApiKeyId),
     Customer(CustomerId),
     Account(AccountId),
     Transfer(TransferId),
+    // New resources go at the end: postcard records the variant's index.
+    CardToken(CardTokenId),
+    Card(CardId),
+    CardPayin(CardPayinId),
+    CardPayinRefund(CardPayinRefundId),
+    BankAccount(BankAccountId),
+    BankPayout(BankPayoutId),
+    BankPayinReference(BankPayinReferenceId),
+    BankPayin(BankPayinId),
+    File(FileId),
+    FxRate(Currency, Currency),
 }
 
 impl ResourceRef {
@@ -172,6 +492,16 @@ impl ResourceRef {
             Self::Customer(id) => StreamRef::Customer(id),
             Self::Account(id) => StreamRef::Account(id),
             Self::Transfer(id) => StreamRef::Transfer(id),
+            Self::CardToken(id) => StreamRef::CardToken(id),
+            Self::Card(id) => StreamRef::Card(id),
+            Self::CardPayin(id) => StreamRef::CardPayin(id),
+            Self::CardPayinRefund(id) => StreamRef::CardPayinRefund(id),
+            Self::BankAccount(id) => StreamRef::BankAccount(id),
+            Self::BankPayout(id) => StreamRef::BankPayout(id),
+            Self::BankPayinReference(id) => StreamRef::BankPayinReference(id),
+            Self::BankPayin(id) => StreamRef::BankPayin(id),
+            Self::File(id) => StreamRef::File(id),
+            Self::FxRate(from, to) => StreamRef::FxRate(from, to),
         }
     }
 }
@@ -194,6 +524,38 @@ pub enum Event {
     TransferMetaUpdated(MetaUpdated),
     ProjectBalanceChanged(ProjectBalanceChanged),
     IdempotencyKeyUsed(IdempotencyKeyUsed),
+    CardTokenCreated(CardTokenCreated),
+    CardTokenUsed(CardTokenUsed),
+    CardCreated(CardCreated),
+    CardMetaUpdated(MetaUpdated),
+    CardPayinCreated(CardPayinCreated),
+    CardPayinAuthenticationRequested(CardPayinAuthenticationRequested),
+    CardPayinAuthorized(CardPayinAuthorized),
+    CardPayinDeclined(CardPayinDeclined),
+    CardPayinSettled(CardPayinSettled),
+    CardPayinRefundChanged(CardPayinRefundChanged),
+    CardPayinMetaUpdated(MetaUpdated),
+    CardPayinRefundCreated(CardPayinRefundCreated),
+    CardPayinRefundCompleted(CardPayinRefundCompleted),
+    CardPayinRefundFailed(CardPayinRefundFailed),
+    CardPayinRefundMetaUpdated(MetaUpdated),
+    BankAccountCreated(BankAccountCreated),
+    BankAccountMetaUpdated(MetaUpdated),
+    BankPayoutCreated(BankPayoutCreated),
+    BankPayoutCompleted(BankPayoutCompleted),
+    BankPayoutFailed(BankPayoutReversed),
+    BankPayoutReturned(BankPayoutReversed),
+    BankPayoutMetaUpdated(MetaUpdated),
+    MinirefAssigned(MinirefAssigned),
+    BankPayinReferenceCreated(BankPayinReferenceCreated),
+    BankPayinReferenceAccountChanged(BankPayinReferenceAccountChanged),
+    BankPayinReferenceMetaUpdated(MetaUpdated),
+    PayinReferenceCodeClaimed(PayinReferenceCodeClaimed),
+    BankPayinReceived(BankPayinReceived),
+    BankPayinMetaUpdated(MetaUpdated),
+    FileUploaded(FileUploaded),
+    FxRateSet(FxRateSet),
+    FxRateRemoved(FxRateRemoved),
 }
 
 /// An event ready for the store: type name, schema version, payload.
@@ -309,7 +671,16 @@ macro_rules! event_codec {
     };
 }
 
-// Every payload is at its first schema version so far.
+impl Versioned for TransferCreated {
+    /// v2 added `exchange` (cross-currency transfers).
+    const VERSION: u16 = 2;
+
+    fn upcast(version: u16, payload: &[u8]) -> Option<Result<Self, postcard::Error>> {
+        (version == 1).then(|| postcard::from_bytes::<TransferCreatedV1>(payload).map(Self::from))
+    }
+}
+
+// Every other payload is at its first schema version.
 impl Versioned for ProjectCreated {}
 impl Versioned for MetaUpdated {}
 impl Versioned for ApiKeyCreated {}
@@ -319,9 +690,32 @@ impl Versioned for CustomerIdentityUpdated {}
 impl Versioned for AccountOpened {}
 impl Versioned for NegativeBalanceAllowanceChanged {}
 impl Versioned for TransactionRecorded {}
-impl Versioned for TransferCreated {}
 impl Versioned for ProjectBalanceChanged {}
 impl Versioned for IdempotencyKeyUsed {}
+impl Versioned for CardTokenCreated {}
+impl Versioned for CardTokenUsed {}
+impl Versioned for CardCreated {}
+impl Versioned for CardPayinCreated {}
+impl Versioned for CardPayinAuthenticationRequested {}
+impl Versioned for CardPayinAuthorized {}
+impl Versioned for CardPayinDeclined {}
+impl Versioned for CardPayinSettled {}
+impl Versioned for CardPayinRefundChanged {}
+impl Versioned for CardPayinRefundCreated {}
+impl Versioned for CardPayinRefundCompleted {}
+impl Versioned for CardPayinRefundFailed {}
+impl Versioned for BankAccountCreated {}
+impl Versioned for BankPayoutCreated {}
+impl Versioned for BankPayoutCompleted {}
+impl Versioned for BankPayoutReversed {}
+impl Versioned for MinirefAssigned {}
+impl Versioned for BankPayinReferenceCreated {}
+impl Versioned for BankPayinReferenceAccountChanged {}
+impl Versioned for PayinReferenceCodeClaimed {}
+impl Versioned for BankPayinReceived {}
+impl Versioned for FileUploaded {}
+impl Versioned for FxRateSet {}
+impl Versioned for FxRateRemoved {}
 
 event_codec! {
     ProjectCreated: ProjectCreated,
@@ -339,4 +733,36 @@ event_codec! {
     TransferMetaUpdated: MetaUpdated,
     ProjectBalanceChanged: ProjectBalanceChanged,
     IdempotencyKeyUsed: IdempotencyKeyUsed,
+    CardTokenCreated: CardTokenCreated,
+    CardTokenUsed: CardTokenUsed,
+    CardCreated: CardCreated,
+    CardMetaUpdated: MetaUpdated,
+    CardPayinCreated: CardPayinCreated,
+    CardPayinAuthenticationRequested: CardPayinAuthenticationRequested,
+    CardPayinAuthorized: CardPayinAuthorized,
+    CardPayinDeclined: CardPayinDeclined,
+    CardPayinSettled: CardPayinSettled,
+    CardPayinRefundChanged: CardPayinRefundChanged,
+    CardPayinMetaUpdated: MetaUpdated,
+    CardPayinRefundCreated: CardPayinRefundCreated,
+    CardPayinRefundCompleted: CardPayinRefundCompleted,
+    CardPayinRefundFailed: CardPayinRefundFailed,
+    CardPayinRefundMetaUpdated: MetaUpdated,
+    BankAccountCreated: BankAccountCreated,
+    BankAccountMetaUpdated: MetaUpdated,
+    BankPayoutCreated: BankPayoutCreated,
+    BankPayoutCompleted: BankPayoutCompleted,
+    BankPayoutFailed: BankPayoutReversed,
+    BankPayoutReturned: BankPayoutReversed,
+    BankPayoutMetaUpdated: MetaUpdated,
+    MinirefAssigned: MinirefAssigned,
+    BankPayinReferenceCreated: BankPayinReferenceCreated,
+    BankPayinReferenceAccountChanged: BankPayinReferenceAccountChanged,
+    BankPayinReferenceMetaUpdated: MetaUpdated,
+    PayinReferenceCodeClaimed: PayinReferenceCodeClaimed,
+    BankPayinReceived: BankPayinReceived,
+    BankPayinMetaUpdated: MetaUpdated,
+    FileUploaded: FileUploaded,
+    FxRateSet: FxRateSet,
+    FxRateRemoved: FxRateRemoved,
 }

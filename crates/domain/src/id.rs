@@ -129,6 +129,22 @@ typed_id!(/// A transfer between two accounts.
     TransferId, "trf");
 typed_id!(/// An uploaded file (identity documents).
     FileId, "file");
+typed_id!(/// Card data uploaded once (single use, expires after 10 minutes).
+    CardTokenId, "crdt");
+typed_id!(/// A card stored for later payins.
+    CardId, "crd");
+typed_id!(/// A charge on a card, into an account.
+    CardPayinId, "cpi");
+typed_id!(/// A refund of a settled card payin.
+    CardPayinRefundId, "cpr");
+typed_id!(/// A bank account outside paycore (an IBAN and its holder).
+    BankAccountId, "ba");
+typed_id!(/// A bank transfer out of an account to an IBAN.
+    BankPayoutId, "bpo");
+typed_id!(/// A reference code that routes incoming bank transfers to an account.
+    BankPayinReferenceId, "bpir");
+typed_id!(/// An incoming bank transfer credited to an account.
+    BankPayinId, "bpi");
 
 #[cfg(test)]
 mod tests {

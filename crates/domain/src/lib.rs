@@ -5,6 +5,7 @@
 pub mod aggregate;
 pub mod api_key;
 pub mod bank;
+pub mod banking;
 pub mod card;
 pub mod command;
 pub mod error;
@@ -16,6 +17,8 @@ pub mod id;
 pub mod identity;
 pub mod meta;
 pub mod money;
+pub mod payments;
+pub mod sandbox_network;
 pub mod project;
 pub mod stream;
 pub mod time;

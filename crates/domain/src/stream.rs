@@ -2,7 +2,9 @@
 
 use std::fmt;
 
-use crate::id::{AccountId, ApiKeyId, CustomerId, ProjectId, TransferId};
+use crate::bank::PayinReferenceCode;
+use crate::iban::Iban;
+use crate::id::*;
 use crate::money::Currency;
 
 /// An aggregate instance, and so one stream of the event log.
@@ -19,6 +21,23 @@ pub enum StreamRef {
     ProjectBalance(ProjectId, Currency),
     /// One idempotency key of one project.
     Idempotency(ProjectId, String),
+    CardToken(CardTokenId),
+    Card(CardId),
+    CardPayin(CardPayinId),
+    CardPayinRefund(CardPayinRefundId),
+    BankAccount(BankAccountId),
+    BankPayout(BankPayoutId),
+    /// Every payout ever sent to one IBAN, from any project: the minirefs
+    /// in use, so that two payouts to the IBAN within a year never share one.
+    PayoutDestination(Iban),
+    BankPayinReference(BankPayinReferenceId),
+    /// Which reference owns a reference code. Codes are read from incoming
+    /// transfers' concepts, so they are unique across all projects.
+    PayinReferenceCode(PayinReferenceCode),
+    BankPayin(BankPayinId),
+    File(FileId),
+    /// The exchange rate of one ordered currency pair (platform-wide).
+    FxRate(Currency, Currency),
 }
 
 impl StreamRef {
@@ -32,6 +51,18 @@ impl StreamRef {
             Self::Transfer(_) => "transfer",
             Self::ProjectBalance(..) => "projectbalance",
             Self::Idempotency(..) => "idempotency",
+            Self::CardToken(_) => "cardtoken",
+            Self::Card(_) => "card",
+            Self::CardPayin(_) => "cardpayin",
+            Self::CardPayinRefund(_) => "cardpayinrefund",
+            Self::BankAccount(_) => "bankaccount",
+            Self::BankPayout(_) => "bankpayout",
+            Self::PayoutDestination(_) => "payoutdestination",
+            Self::BankPayinReference(_) => "bankpayinreference",
+            Self::PayinReferenceCode(_) => "payinreferencecode",
+            Self::BankPayin(_) => "bankpayin",
+            Self::File(_) => "file",
+            Self::FxRate(..) => "fxrate",
         }
     }
 
@@ -45,6 +76,18 @@ impl StreamRef {
             Self::Transfer(id) => id.to_string(),
             Self::ProjectBalance(project, currency) => format!("{project}.{currency}"),
             Self::Idempotency(project, key) => format!("{project}.{key}"),
+            Self::CardToken(id) => id.to_string(),
+            Self::Card(id) => id.to_string(),
+            Self::CardPayin(id) => id.to_string(),
+            Self::CardPayinRefund(id) => id.to_string(),
+            Self::BankAccount(id) => id.to_string(),
+            Self::BankPayout(id) => id.to_string(),
+            Self::PayoutDestination(iban) => iban.as_str().to_owned(),
+            Self::BankPayinReference(id) => id.to_string(),
+            Self::PayinReferenceCode(code) => code.as_str().to_owned(),
+            Self::BankPayin(id) => id.to_string(),
+            Self::File(id) => id.to_string(),
+            Self::FxRate(from, to) => format!("{from}.{to}"),
         }
     }
 
@@ -75,6 +118,24 @@ impl StreamRef {
                 let (project, key) = scoped()?;
                 Some(Self::Idempotency(project, key.to_owned()))
             }
+            "cardtoken" => instance.parse().ok().map(Self::CardToken),
+            "card" => instance.parse().ok().map(Self::Card),
+            "cardpayin" => instance.parse().ok().map(Self::CardPayin),
+            "cardpayinrefund" => instance.parse().ok().map(Self::CardPayinRefund),
+            "bankaccount" => instance.parse().ok().map(Self::BankAccount),
+            "bankpayout" => instance.parse().ok().map(Self::BankPayout),
+            "payoutdestination" => Iban::parse(instance).ok().map(Self::PayoutDestination),
+            "bankpayinreference" => instance.parse().ok().map(Self::BankPayinReference),
+            "payinreferencecode" => PayinReferenceCode::parse(instance)
+                .ok()
+                .filter(|code| code.as_str() == instance)
+                .map(Self::PayinReferenceCode),
+            "bankpayin" => instance.parse().ok().map(Self::BankPayin),
+            "file" => instance.parse().ok().map(Self::File),
+            "fxrate" => {
+                let (from, to) = instance.split_once('.')?;
+                Some(Self::FxRate(from.parse().ok()?, to.parse().ok()?))
+            }
             _ => None,
         }
     }
@@ -98,6 +159,7 @@ mod tests {
     use uuid::Uuid;
 
     #[test]
+    #[allow(clippy::unwrap_used)]
     fn names_parse_back_to_their_stream() {
         let project = ProjectId::from_uuid(Uuid::from_u128(1));
         let streams = [
@@ -108,6 +170,18 @@ mod tests {
             StreamRef::Transfer(TransferId::from_uuid(Uuid::from_u128(5))),
             StreamRef::ProjectBalance(project, Currency::EUR),
             StreamRef::Idempotency(project, "order.42-retry".into()),
+            StreamRef::CardToken(CardTokenId::from_uuid(Uuid::from_u128(6))),
+            StreamRef::Card(CardId::from_uuid(Uuid::from_u128(7))),
+            StreamRef::CardPayin(CardPayinId::from_uuid(Uuid::from_u128(8))),
+            StreamRef::CardPayinRefund(CardPayinRefundId::from_uuid(Uuid::from_u128(9))),
+            StreamRef::BankAccount(BankAccountId::from_uuid(Uuid::from_u128(10))),
+            StreamRef::BankPayout(BankPayoutId::from_uuid(Uuid::from_u128(11))),
+            StreamRef::PayoutDestination(Iban::parse("ES9121000418450200051332").unwrap()),
+            StreamRef::BankPayinReference(BankPayinReferenceId::from_uuid(Uuid::from_u128(12))),
+            StreamRef::PayinReferenceCode(PayinReferenceCode::from_index(12345)),
+            StreamRef::BankPayin(BankPayinId::from_uuid(Uuid::from_u128(13))),
+            StreamRef::File(FileId::from_uuid(Uuid::from_u128(14))),
+            StreamRef::FxRate(Currency::EUR, Currency::USD),
         ];
         for stream in streams {
             assert_eq!(StreamRef::parse(&stream.name()), Some(stream.clone()), "{stream}");

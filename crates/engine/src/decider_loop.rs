@@ -304,6 +304,7 @@ impl DeciderLoop {
                 tokio::time::sleep(std::time::Duration::from_micros(pause)).await;
             }
             self.catch_up(&job.envelope.streams()).await?;
+            self.catch_up_dependents(&job.envelope).await?;
             let (reply, answer) = oneshot::channel();
             let single = Job {
                 envelope: job.envelope.clone(),
@@ -347,6 +348,14 @@ impl DeciderLoop {
         Ok(())
     }
 
+    /// Refreshes the cached streams the command names through others.
+    async fn catch_up_dependents(&self, envelope: &CommandEnvelope) -> Result<(), EngineError> {
+        let mut overlay = Overlay::default();
+        self.load_into(&mut overlay, &envelope.streams()).await?;
+        let dependents = envelope.dependent_streams(&overlay);
+        self.catch_up(&dependents).await
+    }
+
     /// Decides one command into the batch being built.
     async fn decide_one(&self, job: &Job, building: &mut Building) -> Result<(), EngineError> {
         let prepared = &mut building.prepared;
@@ -357,6 +366,7 @@ impl DeciderLoop {
             overlay.states.entry(created).or_default();
         }
         self.load_into(overlay, &job.envelope.streams()).await?;
+        self.load_dependents(overlay, &job.envelope).await?;
         let outcome = match decide(&job.envelope, &*overlay) {
             Ok(Decision::Replay { resource }) => {
                 // The original request created the resource under an ID this
@@ -388,6 +398,25 @@ impl DeciderLoop {
         };
         prepared.outcomes.push(outcome);
         Ok(())
+    }
+
+    /// Loads the streams the command names through the state of others
+    /// (see `CommandEnvelope::dependent_streams`), until it names no new one.
+    async fn load_dependents(&self, overlay: &mut Overlay, envelope: &CommandEnvelope) -> Result<(), EngineError> {
+        // The domain's chains are at most three steps long; the bound only
+        // guards against a decider that keeps naming new streams.
+        for _ in 0..8 {
+            let missing: Vec<StreamRef> = envelope
+                .dependent_streams(&*overlay)
+                .into_iter()
+                .filter(|stream| !overlay.states.contains_key(stream))
+                .collect();
+            if missing.is_empty() {
+                return Ok(());
+            }
+            self.load_into(overlay, &missing).await?;
+        }
+        Err(internal("a command kept naming new streams to read"))
     }
 
     /// Makes sure the overlay holds every stream in `streams`, from the cache

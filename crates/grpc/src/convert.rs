@@ -554,6 +554,12 @@ pub fn transaction_type_pb(kind: TransactionKind) -> pb::TransactionType {
         TransactionKind::Magic => pb::TransactionType::Magic,
         TransactionKind::TransferSource(_) => pb::TransactionType::TransferSource,
         TransactionKind::TransferDestination(_) => pb::TransactionType::TransferDestination,
+        TransactionKind::CardPayin(_) => pb::TransactionType::CardPayin,
+        TransactionKind::CardPayinRefund(_) => pb::TransactionType::CardPayinRefund,
+        TransactionKind::CardPayinRefundFailure(_) => pb::TransactionType::CardPayinRefundFailure,
+        TransactionKind::BankPayout(_) => pb::TransactionType::BankPayout,
+        TransactionKind::BankPayoutFailure(_) => pb::TransactionType::BankPayoutFailure,
+        TransactionKind::BankPayin(_) => pb::TransactionType::BankPayin,
     }
 }
 
@@ -576,10 +582,24 @@ pub fn transaction_pb(transaction: &paycore_domain::Transaction) -> pb::Transact
         value: Some(money_pb(transaction.value)),
         balance_after: Some(money_pb(transaction.balance_after)),
         transfer_id: transaction.kind.transfer_id().map(|id| id.to_string()),
-        card_payin_id: None,
-        card_payin_refund_id: None,
-        bank_payout_id: None,
-        bank_payin_id: None,
+        card_payin_id: match transaction.kind {
+            TransactionKind::CardPayin(id) => Some(id.to_string()),
+            _ => None,
+        },
+        card_payin_refund_id: match transaction.kind {
+            TransactionKind::CardPayinRefund(id) | TransactionKind::CardPayinRefundFailure(id) => {
+                Some(id.to_string())
+            }
+            _ => None,
+        },
+        bank_payout_id: match transaction.kind {
+            TransactionKind::BankPayout(id) | TransactionKind::BankPayoutFailure(id) => Some(id.to_string()),
+            _ => None,
+        },
+        bank_payin_id: match transaction.kind {
+            TransactionKind::BankPayin(id) => Some(id.to_string()),
+            _ => None,
+        },
     }
 }
 

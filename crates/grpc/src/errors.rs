@@ -143,6 +143,7 @@ pub fn page_status(error: &PageError, account: Option<AccountId>) -> Status {
             let id = account.map(|id| id.to_string()).unwrap_or_default();
             domain_status(&DomainError::not_found("account", id))
         }
+        PageError::ParentNotFound => Status::not_found("the resource whose list was asked for was not found"),
     }
 }
 

@@ -18,10 +18,15 @@ use std::time::{Duration, Instant};
 
 use parking_lot::RwLock;
 use paycore_domain::aggregate::{Account, Customer, Project, Transfer};
-use paycore_domain::{AccountId, CustomerId, Event, ProjectId, Transaction, TransactionId, TransferId};
+use paycore_domain::banking::FxRateEntry;
+use paycore_domain::{
+    AccountId, Aggregate, CardPayinId, CustomerId, Event, ProjectId, ResourceRef, Transaction, TransactionId,
+    TransferId,
+};
 use paycore_store::{EventStore, Position, RecordedEvent, StoreError};
 use tokio::sync::watch;
 
+pub use models::ResourceKind;
 pub use page::{Page, PageError, PageRequest, account_transactions_as_of};
 
 use crate::models::Models;
@@ -215,6 +220,64 @@ impl ReadModels {
         })
     }
 
+    /// A card, payin, refund, bank resource or file of the project, as its
+    /// aggregate state.
+    pub fn resource(&self, project: ProjectId, resource: ResourceRef) -> Option<Aggregate> {
+        let kind = ResourceKind::of(resource)?;
+        self.models
+            .read()
+            .models(project)?
+            .resources
+            .get(&kind)?
+            .get(&resource)
+            .cloned()
+    }
+
+    /// The project's resources of one kind, newest first.
+    pub fn list_resources(
+        &self,
+        project: ProjectId,
+        kind: ResourceKind,
+        page: &PageRequest,
+    ) -> Result<Page<Aggregate>, PageError> {
+        let models = self.models.read();
+        let Some(list) = models.models(project).and_then(|models| models.resources.get(&kind)) else {
+            return page::empty(project, ListKind::Resources(kind), page);
+        };
+        page::slice(project, ListKind::Resources(kind), page, list.len(), |i| {
+            list.at(i).cloned()
+        })
+    }
+
+    /// The refunds of one card payin, newest first.
+    pub fn list_card_payin_refunds(
+        &self,
+        project: ProjectId,
+        payin: CardPayinId,
+        page: &PageRequest,
+    ) -> Result<Page<Aggregate>, PageError> {
+        let models = self.models.read();
+        let models = models.models(project);
+        let exists = models
+            .and_then(|models| models.resources.get(&ResourceKind::CardPayin))
+            .is_some_and(|payins| payins.get(&ResourceRef::CardPayin(payin)).is_some());
+        if !exists {
+            return Err(PageError::ParentNotFound);
+        }
+        let refunds = models.and_then(|models| models.resources.get(&ResourceKind::CardPayinRefund));
+        let indices = models
+            .and_then(|models| models.payin_refunds.get(&payin))
+            .map_or(&[][..], Vec::as_slice);
+        page::slice(project, ListKind::CardPayinRefunds(payin), page, indices.len(), |i| {
+            refunds?.at(indices[i] as usize).cloned()
+        })
+    }
+
+    /// The platform's exchange rates, removed ones included.
+    pub fn fx_rates(&self) -> Vec<FxRateEntry> {
+        self.models.read().fx_rates.values().cloned().collect()
+    }
+
     /// All of the project's transactions, or one account's.
     pub fn list_transactions(
         &self,
@@ -324,7 +387,13 @@ impl Follower {
             .collect::<Result<Vec<_>, _>>()?;
         let mut models = self.models.write();
         for (recorded, event) in &decoded {
-            models.apply(recorded.position, recorded.hash, recorded.stream.id(), event);
+            models.apply(
+                recorded.position,
+                recorded.hash,
+                recorded.stream.category(),
+                recorded.stream.id(),
+                event,
+            );
         }
         drop(models);
         self.applied.send_replace(last.position + 1);

@@ -4,8 +4,11 @@ use std::collections::HashMap;
 use std::hash::Hash;
 
 use paycore_domain::aggregate::{Account, Customer, Project, Transfer};
+use paycore_domain::banking::FxRateEntry;
+use paycore_domain::money::Currency;
 use paycore_domain::{
-    AccountId, Aggregate, CustomerId, Event, ProjectId, Transaction, TransactionId, TransferId,
+    AccountId, Aggregate, CardPayinId, CustomerId, Event, ProjectId, ResourceRef, StreamRef, Transaction,
+    TransactionId, TransferId,
 };
 use paycore_store::{ChainHash, Position};
 use serde::{Deserialize, Serialize};
@@ -89,6 +92,65 @@ pub(crate) struct ProjectModels {
     pub transactions: CreationOrdered<TransactionId, Transaction>,
     /// Per account: indices into `transactions`, oldest first.
     pub account_transactions: HashMap<AccountId, Vec<u32>>,
+    /// Cards, payins, refunds, bank resources and files, each kept as its
+    /// aggregate state (the domain's own fold).
+    pub resources: HashMap<ResourceKind, CreationOrdered<ResourceRef, Aggregate>>,
+    /// Per card payin: indices of its refunds in `resources[CardPayinRefund]`.
+    pub payin_refunds: HashMap<CardPayinId, Vec<u32>>,
+}
+
+/// The resources kept as aggregate states, one list each.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum ResourceKind {
+    CardToken,
+    Card,
+    CardPayin,
+    CardPayinRefund,
+    BankAccount,
+    BankPayout,
+    BankPayinReference,
+    BankPayin,
+    File,
+}
+
+impl ResourceKind {
+    /// The kind of a resource, if it is one of these.
+    pub fn of(resource: ResourceRef) -> Option<Self> {
+        Some(match resource {
+            ResourceRef::CardToken(_) => Self::CardToken,
+            ResourceRef::Card(_) => Self::Card,
+            ResourceRef::CardPayin(_) => Self::CardPayin,
+            ResourceRef::CardPayinRefund(_) => Self::CardPayinRefund,
+            ResourceRef::BankAccount(_) => Self::BankAccount,
+            ResourceRef::BankPayout(_) => Self::BankPayout,
+            ResourceRef::BankPayinReference(_) => Self::BankPayinReference,
+            ResourceRef::BankPayin(_) => Self::BankPayin,
+            ResourceRef::File(_) => Self::File,
+            ResourceRef::Project(_)
+            | ResourceRef::ApiKey(_)
+            | ResourceRef::Customer(_)
+            | ResourceRef::Account(_)
+            | ResourceRef::Transfer(_)
+            | ResourceRef::FxRate(..) => return None,
+        })
+    }
+}
+
+/// The resource a stream holds, for the kinds kept as aggregate states.
+fn resource_of(stream: &StreamRef) -> Option<ResourceRef> {
+    let resource = match stream {
+        StreamRef::CardToken(id) => ResourceRef::CardToken(*id),
+        StreamRef::Card(id) => ResourceRef::Card(*id),
+        StreamRef::CardPayin(id) => ResourceRef::CardPayin(*id),
+        StreamRef::CardPayinRefund(id) => ResourceRef::CardPayinRefund(*id),
+        StreamRef::BankAccount(id) => ResourceRef::BankAccount(*id),
+        StreamRef::BankPayout(id) => ResourceRef::BankPayout(*id),
+        StreamRef::BankPayinReference(id) => ResourceRef::BankPayinReference(*id),
+        StreamRef::BankPayin(id) => ResourceRef::BankPayin(*id),
+        StreamRef::File(id) => ResourceRef::File(*id),
+        _ => return None,
+    };
+    Some(resource)
 }
 
 /// All read models and how far into `$all` they are.
@@ -104,12 +166,14 @@ pub(crate) struct Models {
     account_projects: HashMap<AccountId, ProjectId>,
     customer_projects: HashMap<CustomerId, ProjectId>,
     transfer_projects: HashMap<TransferId, ProjectId>,
+    resource_projects: HashMap<ResourceRef, ProjectId>,
+    /// The platform's exchange rates, by ordered pair.
+    pub fx_rates: std::collections::BTreeMap<(Currency, Currency), FxRateEntry>,
 }
 
 impl Models {
-    /// Applies the event at `position` of stream instance `stream_id` (the
-    /// part of the stream name after the category).
-    pub fn apply(&mut self, position: Position, hash: ChainHash, stream_id: &str, event: &Event) {
+    /// Applies the event at `position` of stream `category`-`stream_id`.
+    pub fn apply(&mut self, position: Position, hash: ChainHash, category: &str, stream_id: &str, event: &Event) {
         debug_assert_eq!(position, self.next_position, "events are applied in order, once");
         self.next_position = position + 1;
         self.last_hash = Some(hash);
@@ -197,12 +261,54 @@ impl Models {
                     }
                 });
             }
+            Event::FxRateSet(_) | Event::FxRateRemoved(_) => {
+                if let Some(StreamRef::FxRate(from, to)) = StreamRef::parse(&format!("{category}-{stream_id}")) {
+                    let state = self.fx_rates.remove(&(from, to)).map(Aggregate::FxRate);
+                    if let Some(Aggregate::FxRate(entry)) = evolve(state, event) {
+                        self.fx_rates.insert((from, to), entry);
+                    }
+                }
+            }
             // Not part of any read model: keys are served by the engine,
-            // totals and idempotency records are write-side guards.
+            // totals, idempotency records, minirefs and reference codes are
+            // write-side guards.
             Event::ApiKeyCreated(_)
             | Event::ApiKeyRevoked(_)
             | Event::ProjectBalanceChanged(_)
-            | Event::IdempotencyKeyUsed(_) => {}
+            | Event::IdempotencyKeyUsed(_)
+            | Event::MinirefAssigned(_)
+            | Event::PayinReferenceCodeClaimed(_) => {}
+            _ => {
+                if let Some(resource) = StreamRef::parse(&format!("{category}-{stream_id}"))
+                    .as_ref()
+                    .and_then(resource_of)
+                {
+                    self.apply_to_resource(resource, event);
+                }
+            }
+        }
+    }
+
+    /// Folds an event of a card, bank or file resource into its state.
+    fn apply_to_resource(&mut self, resource: ResourceRef, event: &Event) {
+        let Some(kind) = ResourceKind::of(resource) else { return };
+        if let Some(project) = self.resource_projects.get(&resource).copied() {
+            if let Some(list) = self.project(project).resources.get_mut(&kind) {
+                list.update(&resource, |state| state.clone().evolve(event));
+            }
+            return;
+        }
+        let state = Aggregate::Empty.evolve(event);
+        let Some(project) = state.project_id() else { return };
+        let payin = state.as_card_payin_refund().map(|refund| refund.card_payin_id);
+        self.resource_projects.insert(resource, project);
+        let models = self.project(project);
+        let list = models.resources.entry(kind).or_default();
+        if let Some(index) = list.insert(resource, state)
+            && let Some(payin) = payin
+        {
+            let index = u32::try_from(index).unwrap_or(u32::MAX);
+            models.payin_refunds.entry(payin).or_default().push(index);
         }
     }
 

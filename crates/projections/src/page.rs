@@ -23,6 +23,9 @@ pub enum PageError {
     InvalidToken,
     #[error("account not found")]
     AccountNotFound,
+    /// The resource whose sub-list was asked for does not exist.
+    #[error("not found")]
+    ParentNotFound,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -34,6 +37,9 @@ pub(crate) enum ListKind {
     AccountTransactions(AccountId),
     /// An account's transactions as of a point of the history.
     AccountTransactionsAsOf(AccountId),
+    // New lists go at the end: page tokens record the variant's index.
+    Resources(crate::models::ResourceKind),
+    CardPayinRefunds(paycore_domain::CardPayinId),
 }
 
 /// What a page token says: the next page holds the items created before the

@@ -12,7 +12,7 @@ use crate::models::Models;
 const MAGIC: &[u8; 4] = b"PCRM";
 /// Bump when `Models` or how events fold into it changes: an older snapshot
 /// is then ignored and the models are rebuilt from the log.
-const MODEL_VERSION: u32 = 2;
+const MODEL_VERSION: u32 = 3;
 const HEADER: usize = 4 + 4 + 32;
 
 pub(crate) fn encode(models: &Models) -> Vec<u8> {

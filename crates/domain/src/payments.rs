@@ -1,0 +1,608 @@
+//! Card tokens, cards, card payins and their refunds: states and deciders.
+//!
+//! A card payin is `processing` when created and leaves it in the same
+//! atomic append: `authorized` or `declined` on the card network's verdict,
+//! or `authentication_pending` when 3-D Secure was asked for. The funds only
+//! move at settlement (`card_payin` transaction). A refund takes its funds
+//! when it is created (`card_payin_refund`) and gives them back if it fails
+//! (`card_payin_refund_failure`); the payin's `refunded_value` follows both,
+//! so it always equals the refunds that are processing or completed.
+//!
+//! The deciders never see a full card number: commands carry [`CardInfo`]
+//! (masked number, brand, expiry, fingerprint) and, for payins, the network's
+//! [`NetworkVerdict`], which the caller obtained with the number.
+
+use serde::{Deserialize, Serialize};
+
+use crate::card::CardInfo;
+use crate::command::{Context, Decided};
+use crate::error::{DomainError, Refusal};
+use crate::events::*;
+use crate::id::*;
+use crate::meta::Meta;
+use crate::money::Money;
+use crate::stream::StreamRef;
+use crate::time::Timestamp;
+
+/// How long a card token can be used after its creation.
+pub const CARD_TOKEN_LIFETIME_SECONDS: i64 = 10 * 60;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum AuthenticationType {
+    None,
+    ThreeDSecure,
+}
+
+impl AuthenticationType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::None => "none",
+            Self::ThreeDSecure => "three_d_secure",
+        }
+    }
+}
+
+/// Why a card network declined a payin.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum DeclineReason {
+    /// The issuer declined without a more specific reason.
+    CardDeclined,
+    InsufficientFunds,
+    /// The issuer considers the card expired.
+    ExpiredCard,
+    /// The issuer requires 3-D Secure and the payin was made without it.
+    AuthenticationRequired,
+    /// The cardholder did not pass 3-D Secure.
+    AuthenticationFailed,
+}
+
+impl DeclineReason {
+    pub const ALL: [Self; 5] = [
+        Self::CardDeclined,
+        Self::InsufficientFunds,
+        Self::ExpiredCard,
+        Self::AuthenticationRequired,
+        Self::AuthenticationFailed,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::CardDeclined => "card_declined",
+            Self::InsufficientFunds => "insufficient_funds",
+            Self::ExpiredCard => "expired_card",
+            Self::AuthenticationRequired => "authentication_required",
+            Self::AuthenticationFailed => "authentication_failed",
+        }
+    }
+}
+
+/// A card network's answer to an authorization request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum NetworkVerdict {
+    Approved,
+    Declined(DeclineReason),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum CardPayinState {
+    Processing,
+    AuthenticationPending,
+    Authorized,
+    Declined,
+    Settled,
+}
+
+impl CardPayinState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Processing => "processing",
+            Self::AuthenticationPending => "authentication_pending",
+            Self::Authorized => "authorized",
+            Self::Declined => "declined",
+            Self::Settled => "settled",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum RefundState {
+    Processing,
+    Completed,
+    Failed,
+}
+
+impl RefundState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Processing => "processing",
+            Self::Completed => "completed",
+            Self::Failed => "failed",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CardToken {
+    pub id: CardTokenId,
+    pub project_id: ProjectId,
+    pub card_info: CardInfo,
+    pub created_at: Timestamp,
+    pub expires_at: Timestamp,
+    pub used: Option<(TokenUse, Timestamp)>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Card {
+    pub id: CardId,
+    pub project_id: ProjectId,
+    pub customer_id: Option<CustomerId>,
+    pub card_info: CardInfo,
+    pub card_token_id: Option<CardTokenId>,
+    pub meta: Meta,
+    pub created_at: Timestamp,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CardPayin {
+    pub id: CardPayinId,
+    pub project_id: ProjectId,
+    pub account_id: AccountId,
+    pub card_id: Option<CardId>,
+    pub card_token_id: Option<CardTokenId>,
+    pub card_info: CardInfo,
+    pub state: CardPayinState,
+    pub decline_reason: Option<DeclineReason>,
+    pub authentication_type: AuthenticationType,
+    pub authentication_url: Option<String>,
+    pub authentication_redirect_url: Option<String>,
+    /// Set when settled: the transaction that credited the account.
+    pub transaction_id: Option<TransactionId>,
+    pub value: Money,
+    /// Refunds processing or completed; never above `value`.
+    pub refunded_value: Money,
+    pub meta: Meta,
+    pub created_at: Timestamp,
+}
+
+impl CardPayin {
+    /// What can still be refunded.
+    pub fn refundable(&self) -> Money {
+        Money::new(self.value.amount - self.refunded_value.amount, self.value.currency)
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CardPayinRefund {
+    pub id: CardPayinRefundId,
+    pub project_id: ProjectId,
+    pub card_payin_id: CardPayinId,
+    pub account_id: AccountId,
+    pub state: RefundState,
+    pub transaction_id: TransactionId,
+    pub failure_transaction_id: Option<TransactionId>,
+    pub value: Money,
+    pub meta: Meta,
+    pub created_at: Timestamp,
+}
+
+/// Where the card of a new card or payin comes from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CardSource {
+    /// Card info sent with the request (validated and masked by the caller).
+    Info(CardInfo),
+    Token(CardTokenId),
+    /// A stored card (payins only).
+    Card(CardId),
+}
+
+/// How a new card payin is authorized.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PayinAuthorization {
+    /// No 3-D Secure: the network's verdict, obtained by the caller.
+    Direct(NetworkVerdict),
+    /// 3-D Secure: the cardholder authenticates at `authentication_url`
+    /// first; the network is asked afterwards.
+    ThreeDSecure {
+        authentication_url: String,
+        redirect_url: Option<String>,
+    },
+}
+
+impl Context<'_> {
+    pub(crate) fn create_card_token(&self, id: CardTokenId, card_info: &CardInfo) -> Result<Decided, DomainError> {
+        let project = self.project()?;
+        let stream = StreamRef::CardToken(id);
+        self.must_be_new(&stream, "card token", id)?;
+        let now = self.now();
+        let event = Event::CardTokenCreated(CardTokenCreated {
+            id,
+            project_id: project.id,
+            card_info: card_info.clone(),
+            created_at: now,
+            expires_at: now.plus_seconds(CARD_TOKEN_LIFETIME_SECONDS),
+        });
+        Ok((vec![(stream, event)], ResourceRef::CardToken(id)))
+    }
+
+    /// The token's card info, with the event that uses it up.
+    fn use_token(&self, id: CardTokenId, used_by: TokenUse) -> Result<(CardInfo, (StreamRef, Event)), DomainError> {
+        let stream = StreamRef::CardToken(id);
+        let token = self
+            .owned(&stream)
+            .and_then(|state| state.as_card_token())
+            .ok_or_else(|| DomainError::not_found("card token", id))?;
+        if token.used.is_some() {
+            return Err(DomainError::refused(
+                Refusal::CardTokenUsed,
+                format!("card token {id} was already used; tokens are single-use"),
+            ));
+        }
+        if self.now() >= token.expires_at {
+            return Err(DomainError::refused(
+                Refusal::CardTokenExpired,
+                format!("card token {id} expired 10 minutes after its creation"),
+            ));
+        }
+        let event = Event::CardTokenUsed(CardTokenUsed {
+            used_by,
+            used_at: self.now(),
+        });
+        Ok((token.card_info.clone(), (stream, event)))
+    }
+
+    pub(crate) fn create_card(
+        &self,
+        id: CardId,
+        source: &CardSource,
+        customer_id: Option<CustomerId>,
+        meta: &Meta,
+    ) -> Result<Decided, DomainError> {
+        let project = self.project()?;
+        let stream = StreamRef::Card(id);
+        self.must_be_new(&stream, "card", id)?;
+        if let Some(customer_id) = customer_id {
+            self.customer(customer_id)?;
+        }
+        let mut events = Vec::new();
+        let (card_info, card_token_id) = match source {
+            CardSource::Info(info) => (info.clone(), None),
+            CardSource::Token(token_id) => {
+                let (info, used) = self.use_token(*token_id, TokenUse::Card(id))?;
+                events.push(used);
+                (info, Some(*token_id))
+            }
+            CardSource::Card(_) => {
+                return Err(DomainError::invalid(
+                    "card_id",
+                    "a card is made from card_info or a card_token_id",
+                ));
+            }
+        };
+        let created = Event::CardCreated(CardCreated {
+            id,
+            project_id: project.id,
+            customer_id,
+            card_info,
+            card_token_id,
+            meta: meta.clone(),
+            created_at: self.now(),
+        });
+        events.insert(0, (stream, created));
+        Ok((events, ResourceRef::Card(id)))
+    }
+
+    pub(crate) fn update_card(&self, id: CardId, meta: &Meta) -> Result<Decided, DomainError> {
+        let stream = StreamRef::Card(id);
+        self.owned(&stream)
+            .and_then(|state| state.as_card())
+            .ok_or_else(|| DomainError::not_found("card", id))?;
+        let event = Event::CardMetaUpdated(MetaUpdated { meta: meta.clone() });
+        Ok((vec![(stream, event)], ResourceRef::Card(id)))
+    }
+
+    pub(crate) fn create_card_payin(&self, new: &NewCardPayin) -> Result<Decided, DomainError> {
+        let project = self.project()?;
+        let id = new.id;
+        let stream = StreamRef::CardPayin(id);
+        self.must_be_new(&stream, "card payin", id)?;
+        if new.value.amount <= 0 {
+            return Err(DomainError::invalid("value.amount", "must be positive"));
+        }
+        let account = self.account(new.account_id)?;
+        if new.value.currency != account.currency() {
+            return Err(DomainError::invalid(
+                "value.currency",
+                format!("must be the account's currency, {}", account.currency()),
+            ));
+        }
+        let mut events = Vec::new();
+        let (card_info, card_id, card_token_id) = match &new.source {
+            CardSource::Info(info) => (info.clone(), None, None),
+            CardSource::Token(token_id) => {
+                let (info, used) = self.use_token(*token_id, TokenUse::CardPayin(id))?;
+                events.push(used);
+                (info, None, Some(*token_id))
+            }
+            CardSource::Card(card_id) => {
+                let card = self
+                    .owned(&StreamRef::Card(*card_id))
+                    .and_then(|state| state.as_card())
+                    .ok_or_else(|| DomainError::not_found("card", card_id))?;
+                (card.card_info.clone(), Some(*card_id), None)
+            }
+        };
+        let (authentication_type, redirect_url) = match &new.authorization {
+            PayinAuthorization::Direct(_) => (AuthenticationType::None, None),
+            PayinAuthorization::ThreeDSecure { redirect_url, .. } => {
+                (AuthenticationType::ThreeDSecure, redirect_url.clone())
+            }
+        };
+        let created = Event::CardPayinCreated(CardPayinCreated {
+            id,
+            project_id: project.id,
+            account_id: account.id,
+            card_id,
+            card_token_id,
+            card_info,
+            value: new.value,
+            authentication_type,
+            authentication_redirect_url: redirect_url,
+            meta: new.meta.clone(),
+            created_at: self.now(),
+        });
+        events.insert(0, (stream.clone(), created));
+        let outcome = match &new.authorization {
+            PayinAuthorization::Direct(verdict) => self.verdict_event(*verdict),
+            PayinAuthorization::ThreeDSecure {
+                authentication_url, ..
+            } => Event::CardPayinAuthenticationRequested(CardPayinAuthenticationRequested {
+                authentication_url: authentication_url.clone(),
+            }),
+        };
+        events.insert(1, (stream, outcome));
+        Ok((events, ResourceRef::CardPayin(id)))
+    }
+
+    fn verdict_event(&self, verdict: NetworkVerdict) -> Event {
+        match verdict {
+            NetworkVerdict::Approved => Event::CardPayinAuthorized(CardPayinAuthorized {
+                authorized_at: self.now(),
+            }),
+            NetworkVerdict::Declined(reason) => Event::CardPayinDeclined(CardPayinDeclined {
+                reason,
+                declined_at: self.now(),
+            }),
+        }
+    }
+
+    fn card_payin(&self, id: CardPayinId) -> Result<&CardPayin, DomainError> {
+        self.owned(&StreamRef::CardPayin(id))
+            .and_then(|state| state.as_card_payin())
+            .ok_or_else(|| DomainError::not_found("card payin", id))
+    }
+
+    /// Sandbox: the cardholder finished 3-D Secure; `verdict` is the
+    /// network's answer after it.
+    pub(crate) fn complete_card_payin_authentication(
+        &self,
+        id: CardPayinId,
+        verdict: NetworkVerdict,
+    ) -> Result<Decided, DomainError> {
+        self.require_sandbox("completing 3-D Secure by API")?;
+        let payin = self.card_payin(id)?;
+        if payin.state != CardPayinState::AuthenticationPending {
+            return Err(DomainError::refused(
+                Refusal::CardPayinNotAwaitingAuthentication,
+                format!("card payin {id} is {}, not authentication_pending", payin.state.as_str()),
+            ));
+        }
+        Ok((
+            vec![(StreamRef::CardPayin(id), self.verdict_event(verdict))],
+            ResourceRef::CardPayin(id),
+        ))
+    }
+
+    /// Sandbox: the card network settled an authorized payin; its value is
+    /// credited to the payin's account.
+    pub(crate) fn settle_card_payin(&self, id: CardPayinId, transaction_id: TransactionId) -> Result<Decided, DomainError> {
+        self.require_sandbox("settling a card payin by API")?;
+        let payin = self.card_payin(id)?;
+        if payin.state != CardPayinState::Authorized {
+            return Err(DomainError::refused(
+                Refusal::CardPayinNotAuthorized,
+                format!("card payin {id} is {}; only an authorized payin can be settled", payin.state.as_str()),
+            ));
+        }
+        let account = self.account(payin.account_id)?;
+        let mut events = vec![(
+            StreamRef::CardPayin(id),
+            Event::CardPayinSettled(CardPayinSettled {
+                transaction_id,
+                settled_at: self.now(),
+            }),
+        )];
+        events.extend(self.movement(account, TransactionKind::CardPayin(id), payin.value, transaction_id, true)?);
+        Ok((events, ResourceRef::CardPayin(id)))
+    }
+
+    pub(crate) fn update_card_payin(&self, id: CardPayinId, meta: &Meta) -> Result<Decided, DomainError> {
+        self.card_payin(id)?;
+        let event = Event::CardPayinMetaUpdated(MetaUpdated { meta: meta.clone() });
+        Ok((vec![(StreamRef::CardPayin(id), event)], ResourceRef::CardPayin(id)))
+    }
+
+    pub(crate) fn create_refund(&self, new: &NewRefund) -> Result<Decided, DomainError> {
+        self.project()?;
+        let id = new.id;
+        let stream = StreamRef::CardPayinRefund(id);
+        self.must_be_new(&stream, "card payin refund", id)?;
+        let payin = self.card_payin(new.card_payin_id)?;
+        if payin.state != CardPayinState::Settled {
+            return Err(DomainError::refused(
+                Refusal::CardPayinNotSettled,
+                format!(
+                    "card payin {} is {}; only a settled payin can be refunded",
+                    payin.id,
+                    payin.state.as_str()
+                ),
+            ));
+        }
+        let remaining = payin.refundable();
+        let value = new.value.unwrap_or(remaining);
+        if value.currency != payin.value.currency {
+            return Err(DomainError::invalid(
+                "value.currency",
+                format!("must be the card payin's currency, {}", payin.value.currency),
+            ));
+        }
+        if new.value.is_some() && value.amount <= 0 {
+            return Err(DomainError::invalid("value.amount", "must be positive"));
+        }
+        if value.amount > remaining.amount || value.amount <= 0 {
+            return Err(DomainError::refused(
+                Refusal::RefundExceedsPayin,
+                format!(
+                    "card payin {} has {remaining} left to refund (value {}, already refunded {}); cannot refund {value}",
+                    payin.id, payin.value, payin.refunded_value
+                ),
+            ));
+        }
+        let account = self.account(new.account_id.unwrap_or(payin.account_id))?;
+        if account.currency() != value.currency {
+            return Err(DomainError::invalid(
+                "account_id",
+                format!("must be an account in the card payin's currency, {}", value.currency),
+            ));
+        }
+        let debit = value.checked_neg().map_err(|_| crate::command::overflow())?;
+        let refunded_after = payin
+            .refunded_value
+            .checked_add(value)
+            .map_err(|_| crate::command::overflow())?;
+        debug_assert!(refunded_after.amount <= payin.value.amount);
+        let mut events = vec![
+            (
+                stream,
+                Event::CardPayinRefundCreated(CardPayinRefundCreated {
+                    id,
+                    project_id: payin.project_id,
+                    card_payin_id: payin.id,
+                    account_id: account.id,
+                    transaction_id: new.transaction_id,
+                    value,
+                    meta: new.meta.clone(),
+                    created_at: self.now(),
+                }),
+            ),
+            (
+                StreamRef::CardPayin(payin.id),
+                Event::CardPayinRefundChanged(CardPayinRefundChanged {
+                    refund_id: id,
+                    delta: value,
+                    refunded_value_after: refunded_after,
+                }),
+            ),
+        ];
+        events.extend(self.movement(account, TransactionKind::CardPayinRefund(id), debit, new.transaction_id, true)?);
+        Ok((events, ResourceRef::CardPayinRefund(id)))
+    }
+
+    fn refund(&self, id: CardPayinRefundId) -> Result<&CardPayinRefund, DomainError> {
+        self.owned(&StreamRef::CardPayinRefund(id))
+            .and_then(|state| state.as_card_payin_refund())
+            .ok_or_else(|| DomainError::not_found("card payin refund", id))
+    }
+
+    fn processing_refund(&self, id: CardPayinRefundId) -> Result<&CardPayinRefund, DomainError> {
+        let refund = self.refund(id)?;
+        if refund.state != RefundState::Processing {
+            return Err(DomainError::refused(
+                Refusal::RefundNotProcessing,
+                format!("refund {id} is already {}", refund.state.as_str()),
+            ));
+        }
+        Ok(refund)
+    }
+
+    pub(crate) fn complete_refund(&self, id: CardPayinRefundId) -> Result<Decided, DomainError> {
+        self.require_sandbox("completing a refund by API")?;
+        self.processing_refund(id)?;
+        let event = Event::CardPayinRefundCompleted(CardPayinRefundCompleted {
+            completed_at: self.now(),
+        });
+        Ok((vec![(StreamRef::CardPayinRefund(id), event)], ResourceRef::CardPayinRefund(id)))
+    }
+
+    /// The refund did not reach the cardholder: its funds go back to the
+    /// account they came from, and the payin can be refunded again.
+    pub(crate) fn fail_refund(
+        &self,
+        id: CardPayinRefundId,
+        failure_transaction_id: TransactionId,
+    ) -> Result<Decided, DomainError> {
+        self.require_sandbox("failing a refund by API")?;
+        let refund = self.processing_refund(id)?;
+        let payin = self.card_payin(refund.card_payin_id)?;
+        let account = self.account(refund.account_id)?;
+        let refunded_after = payin
+            .refunded_value
+            .checked_sub(refund.value)
+            .map_err(|_| crate::command::overflow())?;
+        debug_assert!(refunded_after.amount >= 0);
+        let mut events = vec![
+            (
+                StreamRef::CardPayinRefund(id),
+                Event::CardPayinRefundFailed(CardPayinRefundFailed {
+                    failure_transaction_id,
+                    failed_at: self.now(),
+                }),
+            ),
+            (
+                StreamRef::CardPayin(payin.id),
+                Event::CardPayinRefundChanged(CardPayinRefundChanged {
+                    refund_id: id,
+                    delta: refund.value.checked_neg().map_err(|_| crate::command::overflow())?,
+                    refunded_value_after: refunded_after,
+                }),
+            ),
+        ];
+        events.extend(self.movement(
+            account,
+            TransactionKind::CardPayinRefundFailure(id),
+            refund.value,
+            failure_transaction_id,
+            true,
+        )?);
+        Ok((events, ResourceRef::CardPayinRefund(id)))
+    }
+
+    pub(crate) fn update_refund(&self, id: CardPayinRefundId, meta: &Meta) -> Result<Decided, DomainError> {
+        self.refund(id)?;
+        let event = Event::CardPayinRefundMetaUpdated(MetaUpdated { meta: meta.clone() });
+        Ok((vec![(StreamRef::CardPayinRefund(id), event)], ResourceRef::CardPayinRefund(id)))
+    }
+}
+
+/// The parameters of a new card payin.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewCardPayin {
+    pub id: CardPayinId,
+    pub account_id: AccountId,
+    pub source: CardSource,
+    pub value: Money,
+    pub authorization: PayinAuthorization,
+    pub meta: Meta,
+}
+
+/// The parameters of a new refund.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewRefund {
+    pub id: CardPayinRefundId,
+    pub card_payin_id: CardPayinId,
+    /// `None`: what is left to refund.
+    pub value: Option<Money>,
+    /// `None`: the payin's account.
+    pub account_id: Option<AccountId>,
+    pub transaction_id: TransactionId,
+    pub meta: Meta,
+}
