@@ -25,11 +25,11 @@ bench:
 	$(CARGO) build --release -p paycore-cli -p paycore-bench
 	./target/release/paycore-bench store --pg-url $(PG_URL)
 	./target/release/paycore-bench grpc --seconds $(BENCH_SECONDS) --server-bin ./target/release/paycore
-	schema=bench_grpc_$$$$; \
+	schema=bench_grpc_$$$$; key=$$(mktemp); head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' > $$key; \
 	./target/release/paycore db migrate --store $(PG_URL) --pg-schema $$schema && \
-	PAYCORE_STORE=$(PG_URL) PAYCORE_PG_SCHEMA=$$schema ./target/release/paycore-bench grpc \
+	PAYCORE_STORE=$(PG_URL) PAYCORE_PG_SCHEMA=$$schema PAYCORE_VAULT_KEY_FILE=$$key ./target/release/paycore-bench grpc \
 		--clients 64 --seconds $(BENCH_SECONDS) --server-bin ./target/release/paycore; \
-	status=$$?; psql $(PG_URL) -q -c "DROP SCHEMA IF EXISTS $$schema CASCADE" >/dev/null 2>&1; exit $$status
+	status=$$?; rm -f $$key; psql $(PG_URL) -q -c "DROP SCHEMA IF EXISTS $$schema CASCADE" >/dev/null 2>&1; exit $$status
 
 ## lint: formatting and clippy, warnings are errors
 lint:

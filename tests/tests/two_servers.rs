@@ -60,13 +60,37 @@ impl Drop for Schema {
     }
 }
 
+/// The card vault key every server of one database shares.
+struct VaultKeyFile {
+    _dir: tempfile::TempDir,
+    path: String,
+}
+
+impl VaultKeyFile {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("vault.key");
+        std::fs::write(&path, "7".repeat(64)).unwrap();
+        Self {
+            path: path.to_str().unwrap().to_owned(),
+            _dir: dir,
+        }
+    }
+
+    fn path(&self) -> &str {
+        &self.path
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_servers_on_one_database_keep_the_books_exact() {
     let schema = Schema::create();
     let url = database_url();
+    let key = VaultKeyFile::new();
     let env = [
         ("PAYCORE_STORE", url.as_str()),
         ("PAYCORE_PG_SCHEMA", schema.name.as_str()),
+        ("PAYCORE_VAULT_KEY_FILE", key.path()),
     ];
     let dir_a = tempfile::tempdir().unwrap();
     let dir_b = tempfile::tempdir().unwrap();
@@ -310,9 +334,11 @@ async fn losing_the_database_mid_traffic_fails_cleanly_and_recovers() {
         .expect("an address for the database host");
     let proxy = CuttableProxy::start(target).await;
     let url = format!("{before_host}@127.0.0.1:{}/{path}", proxy.port);
+    let key = VaultKeyFile::new();
     let env = [
         ("PAYCORE_STORE", url.as_str()),
         ("PAYCORE_PG_SCHEMA", schema.name.as_str()),
+        ("PAYCORE_VAULT_KEY_FILE", key.path()),
     ];
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start_with_env(dir.path(), &env);

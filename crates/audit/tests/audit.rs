@@ -410,6 +410,7 @@ async fn a_transfer_missing_a_leg_is_reported_at_its_creation() {
         value: eur(10),
         meta: Meta::default(),
         created_at: Timestamp::from_micros(NOW),
+        exchange: None,
     });
     let at = append(&mut events, format!("transfer-{transfer}"), &created);
     append(
@@ -442,6 +443,7 @@ async fn an_account_without_allowance_below_zero() {
         value: eur(710),
         meta: Meta::default(),
         created_at: Timestamp::from_micros(NOW),
+        exchange: None,
     });
     append(&mut events, format!("transfer-{transfer}"), &created);
     let debit = append(

@@ -163,6 +163,7 @@ async fn replay_speed() {
             value: Money::new(value, Currency::EUR),
             meta: Meta::default(),
             created_at: Timestamp::from_micros(0),
+            exchange: None,
         });
         w.append(vec![
             (StreamRef::Transfer(id), created),

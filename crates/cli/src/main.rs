@@ -144,6 +144,19 @@ struct ServeArgs {
     /// is printed on stdout).
     #[arg(long, env = "PAYCORE_LISTEN", default_value = "127.0.0.1:50051")]
     listen: SocketAddr,
+    /// File holding the 32-byte key (64 hex characters) that encrypts stored
+    /// card numbers. With the embedded store and no file given,
+    /// <data dir>/vault.key is created on first start; with PostgreSQL it is
+    /// required and must be the same on every server.
+    #[arg(long, env = "PAYCORE_VAULT_KEY_FILE")]
+    vault_key_file: Option<PathBuf>,
+    /// The largest file an upload may carry, in bytes.
+    #[arg(long, env = "PAYCORE_MAX_FILE_BYTES", default_value_t = paycore_grpc::DEFAULT_MAX_FILE_BYTES)]
+    max_file_bytes: usize,
+    /// Where 3-D Secure challenges are sent: a payin's authentication_url is
+    /// this followed by /<card payin id>.
+    #[arg(long, env = "PAYCORE_AUTHENTICATION_URL_BASE", default_value = paycore_grpc::DEFAULT_AUTHENTICATION_URL_BASE)]
+    authentication_url_base: String,
 }
 
 #[derive(Debug, Subcommand)]
@@ -232,7 +245,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
     })?;
     match cli.command {
-        Command::Serve(args) => serve::serve(&data_dir, &store, args.listen).await,
+        Command::Serve(args) => {
+            let options = serve::ServeOptions {
+                listen: args.listen,
+                vault_key_file: args.vault_key_file,
+                max_file_bytes: args.max_file_bytes,
+                authentication_url_base: args.authentication_url_base,
+            };
+            serve::serve(&data_dir, &store, options).await
+        }
         Command::Db(DbCommand::Migrate) => serve::migrate(&store).await,
         Command::Audit(args) => {
             let options = audit::AuditOptions {

@@ -166,7 +166,54 @@ fn lock_data_dir(data_dir: &Path) -> anyhow::Result<std::fs::File> {
     Ok(file)
 }
 
-pub async fn serve(data_dir: &Path, choice: &StoreChoice, listen: SocketAddr) -> anyhow::Result<()> {
+/// Where sealed card numbers and file contents live: beside the embedded
+/// log in the data directory, or in the PostgreSQL schema every server
+/// shares. The key comes from `vault_key_file`; with the embedded log and no
+/// key file, `<data dir>/vault.key` is created on first start.
+async fn side_storage(
+    data_dir: &Path,
+    choice: &StoreChoice,
+    vault_key_file: Option<&Path>,
+) -> anyhow::Result<paycore_grpc::SideStorage> {
+    use paycore_sidestore::{Blobs, DirBlobs, PgBlobs, VaultKey};
+    let key = match (vault_key_file, choice) {
+        (Some(path), _) => {
+            VaultKey::load(path).with_context(|| format!("reading the vault key {}", path.display()))?
+        }
+        (None, StoreChoice::Embedded) => {
+            let path = data_dir.join("vault.key");
+            VaultKey::load_or_create(&path).with_context(|| format!("opening the vault key {}", path.display()))?
+        }
+        (None, StoreChoice::Postgres { .. }) => anyhow::bail!(
+            "with a PostgreSQL store every server must use the same card vault key: \
+             give --vault-key-file (or PAYCORE_VAULT_KEY_FILE), a file holding 64 hex characters"
+        ),
+    };
+    let blobs: Arc<dyn Blobs> = match choice {
+        StoreChoice::Embedded => {
+            let root = data_dir.join("sidestore");
+            Arc::new(DirBlobs::open(root.clone()).with_context(|| format!("opening {}", root.display()))?)
+        }
+        StoreChoice::Postgres { url, schema } => Arc::new(
+            PgBlobs::connect(url, schema)
+                .await
+                .with_context(|| format!("connecting the side storage to PostgreSQL (schema {schema})"))?,
+        ),
+    };
+    Ok(paycore_grpc::SideStorage::new(key, blobs))
+}
+
+/// What `paycore serve` is configured with beyond the store.
+#[derive(Clone, Debug)]
+pub struct ServeOptions {
+    pub listen: SocketAddr,
+    pub vault_key_file: Option<std::path::PathBuf>,
+    pub max_file_bytes: usize,
+    pub authentication_url_base: String,
+}
+
+pub async fn serve(data_dir: &Path, choice: &StoreChoice, options: ServeOptions) -> anyhow::Result<()> {
+    let listen = options.listen;
     // Installed before anything else, so a signal at any moment after start
     // is a graceful stop rather than the default action (termination).
     let stop_requested = shutdown_signal()?;
@@ -184,7 +231,11 @@ pub async fn serve(data_dir: &Path, choice: &StoreChoice, listen: SocketAddr) ->
         bootstrap(&engine).await?;
     }
 
-    let api = paycore_grpc::Api::build(paycore_grpc::AppState::new(engine.clone(), read.clone())).await?;
+    let side = side_storage(data_dir, choice, options.vault_key_file.as_deref()).await?;
+    let mut state = paycore_grpc::AppState::new(engine.clone(), read.clone(), side);
+    state.max_file_bytes = options.max_file_bytes;
+    state.authentication_url_base = options.authentication_url_base;
+    let api = paycore_grpc::Api::build(state).await?;
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("listening on {listen}"))?;

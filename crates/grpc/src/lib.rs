@@ -4,7 +4,7 @@
 //! Mounting it (what `paycore serve` does):
 //!
 //! ```text
-//! let state = paycore_grpc::AppState::new(engine, read_models);
+//! let state = paycore_grpc::AppState::new(engine, read_models, side_storage);
 //! let api = paycore_grpc::Api::build(state).await?;
 //! tonic::transport::Server::builder()
 //!     .add_routes(api.routes())
@@ -29,6 +29,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use paycore_domain::Timestamp;
 use paycore_engine::Engine;
 use paycore_projections::ReadModels;
+use paycore_sidestore::{Blobs, CardVault, FileStore, MemoryBlobs, VaultKey};
 use tonic::server::NamedService;
 use tonic::service::Routes;
 use tonic_health::ServingStatus;
@@ -86,25 +87,81 @@ impl Clock for SystemClock {
     }
 }
 
+/// Data kept beside the event log: sealed card numbers and file contents,
+/// and the secret card fingerprints are keyed with.
+#[derive(Clone)]
+pub struct SideStorage {
+    pub vault: Arc<CardVault>,
+    pub files: Arc<FileStore>,
+    /// Per-project fingerprint keys derive from it
+    /// (`paycore_domain::card::fingerprint_key`).
+    pub fingerprint_secret: [u8; 32],
+}
+
+impl fmt::Debug for SideStorage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SideStorage").finish_non_exhaustive()
+    }
+}
+
+impl SideStorage {
+    /// Card vault and file store on `blobs`, encrypting with `key`.
+    pub fn new(key: VaultKey, blobs: Arc<dyn Blobs>) -> Self {
+        let fingerprint_secret = key.fingerprint_secret();
+        Self {
+            vault: Arc::new(CardVault::new(key, blobs.clone())),
+            files: Arc::new(FileStore::new(blobs)),
+            fingerprint_secret,
+        }
+    }
+
+    /// In memory with a fresh random key, for tests.
+    pub fn in_memory() -> Result<Self, paycore_sidestore::KeyError> {
+        Ok(Self::new(VaultKey::generate()?, Arc::new(MemoryBlobs::new())))
+    }
+
+    /// The key card fingerprints of `project` are computed with: equal
+    /// numbers match within a project, never across projects.
+    pub fn fingerprint_key(&self, project: paycore_domain::ProjectId) -> [u8; 32] {
+        paycore_domain::card::fingerprint_key(&self.fingerprint_secret, project)
+    }
+}
+
+/// The largest file `FileService.UploadFile` accepts by default.
+pub const DEFAULT_MAX_FILE_BYTES: usize = 10 * 1024 * 1024;
+
+/// Where a 3-D Secure challenge is sent by default; the sandbox has no
+/// challenge page (`CompleteCardPayinAuthentication` plays the cardholder).
+pub const DEFAULT_AUTHENTICATION_URL_BASE: &str = "https://3ds.sandbox.paycore.invalid/challenge";
+
 /// What the handlers share.
 #[derive(Clone, Debug)]
 pub struct AppState {
     pub engine: Engine,
     pub read: ReadModels,
+    pub side: SideStorage,
     pub clock: Arc<dyn Clock>,
     /// How long a command's answer waits for the read models to apply it
     /// (read-your-writes). Past that it answers anyway and logs a warning.
     pub read_your_writes_timeout: Duration,
+    /// The largest file an upload may carry.
+    pub max_file_bytes: usize,
+    /// A payin's `authentication_url` is this followed by `/<card payin id>`.
+    pub authentication_url_base: String,
 }
 
 impl AppState {
-    /// State with the system clock and a 10 s read-your-writes wait.
-    pub fn new(engine: Engine, read: ReadModels) -> Self {
+    /// State with the system clock, a 10 s read-your-writes wait and the
+    /// default limits.
+    pub fn new(engine: Engine, read: ReadModels, side: SideStorage) -> Self {
         Self {
             engine,
             read,
+            side,
             clock: Arc::new(SystemClock),
             read_your_writes_timeout: Duration::from_secs(10),
+            max_file_bytes: DEFAULT_MAX_FILE_BYTES,
+            authentication_url_base: DEFAULT_AUTHENTICATION_URL_BASE.to_owned(),
         }
     }
 

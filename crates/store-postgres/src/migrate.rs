@@ -27,14 +27,21 @@ struct Migration {
 }
 
 /// Every migration this binary knows, in order.
-const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "initial: events, stream_heads, log_head",
-    sql: include_str!("../migrations/0001_initial.sql"),
-}];
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "initial: events, stream_heads, log_head",
+        sql: include_str!("../migrations/0001_initial.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "side storage: side_blobs",
+        sql: include_str!("../migrations/0002_side_storage.sql"),
+    },
+];
 
 /// The schema version this binary reads and writes.
-pub const LATEST_SCHEMA_VERSION: i32 = 1;
+pub const LATEST_SCHEMA_VERSION: i32 = 2;
 
 const _: () = assert!(MIGRATIONS[MIGRATIONS.len() - 1].version == LATEST_SCHEMA_VERSION);
 
