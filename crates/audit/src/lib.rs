@@ -12,10 +12,12 @@
 //!
 //! # Extension point
 //!
-//! Rules about events that do not exist yet (card refunds never exceeding
-//! their payin, each card failure crediting back once) belong in an
-//! [`ExtraCheck`] registered with [`Auditor::with_check`] once those events
-//! exist. This crate does not claim to check them today.
+//! Rules over one family of events live in an [`ExtraCheck`]; the money
+//! flows of card payins, refunds and bank payouts ([`money_flows`]) are one,
+//! registered by [`Auditor::new`]. More can be added with
+//! [`Auditor::with_check`].
+
+pub mod money_flows;
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -54,6 +56,12 @@ pub enum Rule {
     ProjectTotalMatches,
     /// The live read models hold the recomputed balance (checked by the CLI).
     ReadModelBalance,
+    /// A card payin is refunded only once settled, never beyond its value,
+    /// and its recorded `refunded_value` equals its live refunds.
+    RefundsWithinPayin,
+    /// Each settlement, refund, payout and bank payin moves its value once;
+    /// each failed refund and failed or returned payout credits it back once.
+    FailureCreditedOnce,
 }
 
 impl Rule {
@@ -70,6 +78,8 @@ impl Rule {
             Self::ProjectTotalNonNegative => "project_total_non_negative",
             Self::ProjectTotalMatches => "project_total_matches",
             Self::ReadModelBalance => "read_model_balance",
+            Self::RefundsWithinPayin => "refunds_within_payin",
+            Self::FailureCreditedOnce => "failure_credited_once",
         }
     }
 }
@@ -172,9 +182,9 @@ pub enum Flow {
     Done,
 }
 
-/// Extension point for rules over events this build does not have yet
-/// (card refunds ≤ payin, failures credited back once). Called for every
-/// decoded event after the built-in checks.
+/// Extension point for rules over one family of events (see
+/// [`money_flows`]). Called for every decoded event after the built-in
+/// checks.
 pub trait ExtraCheck: fmt::Debug + Send {
     fn on_event(&mut self, at: &Location, event: &Event, violations: &mut Vec<Violation>);
     /// End-of-log checks (e.g. a payin whose refunds were never settled).
@@ -247,7 +257,7 @@ impl Auditor {
             transfers: HashMap::new(),
             totals: HashMap::new(),
             violations: Vec::new(),
-            extra: Vec::new(),
+            extra: vec![Box::new(money_flows::MoneyFlows::default())],
         }
     }
 
@@ -621,7 +631,12 @@ impl Auditor {
             ));
         }
         if let Some(leg) = destination.first() {
-            found.extend(expect(leg, created.destination_account_id, received, "destination"));
+            found.extend(expect(
+                leg,
+                created.destination_account_id,
+                received,
+                "destination",
+            ));
         }
         match created.exchange {
             None => {
