@@ -6,11 +6,11 @@ use serde::{Deserialize, Serialize};
 use crate::api_key::KeyKind;
 use crate::banking::*;
 use crate::events::{Event, ResourceRef};
-use crate::payments::*;
 use crate::id::{AccountId, ApiKeyId, CustomerId, ProjectId, TransactionId, TransferId};
 use crate::identity::Identity;
 use crate::meta::Meta;
 use crate::money::{Currency, Money};
+use crate::payments::*;
 use crate::project::Environment;
 use crate::time::Timestamp;
 
@@ -385,14 +385,16 @@ impl Aggregate {
             (Self::PayoutDestination(d), Event::MinirefAssigned(e)) => {
                 Self::PayoutDestination(d.assign(e.miniref, e.assigned_at))
             }
-            (Self::Empty, Event::BankPayinReferenceCreated(e)) => Self::BankPayinReference(BankPayinReference {
-                id: e.id,
-                project_id: e.project_id,
-                account_id: e.account_id,
-                reference: e.reference,
-                meta: e.meta.clone(),
-                created_at: e.created_at,
-            }),
+            (Self::Empty, Event::BankPayinReferenceCreated(e)) => {
+                Self::BankPayinReference(BankPayinReference {
+                    id: e.id,
+                    project_id: e.project_id,
+                    account_id: e.account_id,
+                    reference: e.reference,
+                    meta: e.meta.clone(),
+                    created_at: e.created_at,
+                })
+            }
             (Self::BankPayinReference(r), Event::BankPayinReferenceAccountChanged(e)) => {
                 Self::BankPayinReference(BankPayinReference {
                     account_id: e.account_id,
@@ -405,10 +407,12 @@ impl Aggregate {
                     ..r
                 })
             }
-            (Self::Empty, Event::PayinReferenceCodeClaimed(e)) => Self::PayinReferenceCode(ReferenceCodeClaim {
-                project_id: e.project_id,
-                bank_payin_reference_id: e.bank_payin_reference_id,
-            }),
+            (Self::Empty, Event::PayinReferenceCodeClaimed(e)) => {
+                Self::PayinReferenceCode(ReferenceCodeClaim {
+                    project_id: e.project_id,
+                    bank_payin_reference_id: e.bank_payin_reference_id,
+                })
+            }
             (Self::Empty, Event::BankPayinReceived(e)) => Self::BankPayin(BankPayin {
                 id: e.id,
                 project_id: e.project_id,

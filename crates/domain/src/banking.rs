@@ -249,7 +249,10 @@ impl Context<'_> {
     pub(crate) fn update_bank_account(&self, id: BankAccountId, meta: &Meta) -> Result<Decided, DomainError> {
         self.bank_account(id)?;
         let event = Event::BankAccountMetaUpdated(MetaUpdated { meta: meta.clone() });
-        Ok((vec![(StreamRef::BankAccount(id), event)], ResourceRef::BankAccount(id)))
+        Ok((
+            vec![(StreamRef::BankAccount(id), event)],
+            ResourceRef::BankAccount(id),
+        ))
     }
 
     pub(crate) fn create_bank_payout(&self, new: &NewBankPayout) -> Result<Decided, DomainError> {
@@ -308,7 +311,13 @@ impl Context<'_> {
                 }),
             ),
         ];
-        events.extend(self.movement(account, TransactionKind::BankPayout(id), debit, new.transaction_id, true)?);
+        events.extend(self.movement(
+            account,
+            TransactionKind::BankPayout(id),
+            debit,
+            new.transaction_id,
+            true,
+        )?);
         Ok((events, ResourceRef::BankPayout(id)))
     }
 
@@ -344,7 +353,10 @@ impl Context<'_> {
         let event = Event::BankPayoutCompleted(BankPayoutCompleted {
             completed_at: self.now(),
         });
-        Ok((vec![(StreamRef::BankPayout(id), event)], ResourceRef::BankPayout(id)))
+        Ok((
+            vec![(StreamRef::BankPayout(id), event)],
+            ResourceRef::BankPayout(id),
+        ))
     }
 
     /// A processing payout failed (`returned == false`) or a completed one
@@ -394,7 +406,10 @@ impl Context<'_> {
     pub(crate) fn update_bank_payout(&self, id: BankPayoutId, meta: &Meta) -> Result<Decided, DomainError> {
         self.bank_payout(id)?;
         let event = Event::BankPayoutMetaUpdated(MetaUpdated { meta: meta.clone() });
-        Ok((vec![(StreamRef::BankPayout(id), event)], ResourceRef::BankPayout(id)))
+        Ok((
+            vec![(StreamRef::BankPayout(id), event)],
+            ResourceRef::BankPayout(id),
+        ))
     }
 
     pub(crate) fn create_bank_payin_reference(
@@ -412,7 +427,10 @@ impl Context<'_> {
             .iter()
             .find(|code| self.lookup.get(&StreamRef::PayinReferenceCode(**code)).is_empty())
             .ok_or_else(|| {
-                DomainError::refused(Refusal::CodesExhausted, "no free reference code was found; try again")
+                DomainError::refused(
+                    Refusal::CodesExhausted,
+                    "no free reference code was found; try again",
+                )
             })?;
         let events = vec![
             (
@@ -471,12 +489,16 @@ impl Context<'_> {
     /// The first code in `codes` that belongs to a reference of the caller's
     /// project.
     pub(crate) fn claimed_reference(&self, codes: &[PayinReferenceCode]) -> Option<BankPayinReferenceId> {
-        codes.iter().find_map(|code| match self.lookup.get(&StreamRef::PayinReferenceCode(*code)) {
-            crate::Aggregate::PayinReferenceCode(claim) if claim.project_id == self.envelope.project_id => {
-                Some(claim.bank_payin_reference_id)
-            }
-            _ => None,
-        })
+        codes.iter().find_map(
+            |code| match self.lookup.get(&StreamRef::PayinReferenceCode(*code)) {
+                crate::Aggregate::PayinReferenceCode(claim)
+                    if claim.project_id == self.envelope.project_id =>
+                {
+                    Some(claim.bank_payin_reference_id)
+                }
+                _ => None,
+            },
+        )
     }
 
     /// Sandbox: an incoming bank transfer arrived with `concept`; the
@@ -489,12 +511,14 @@ impl Context<'_> {
         if incoming.value.amount <= 0 {
             return Err(DomainError::invalid("value.amount", "must be positive"));
         }
-        let reference_id = self.claimed_reference(&incoming.candidate_codes()).ok_or_else(|| {
-            DomainError::refused(
-                Refusal::UnknownPayinReference,
-                "the concept contains no bank payin reference code of this project; nothing was credited",
-            )
-        })?;
+        let reference_id = self
+            .claimed_reference(&incoming.candidate_codes())
+            .ok_or_else(|| {
+                DomainError::refused(
+                    Refusal::UnknownPayinReference,
+                    "the concept contains no bank payin reference code of this project; nothing was credited",
+                )
+            })?;
         let reference = self.bank_payin_reference(reference_id)?;
         let account = self.account(reference.account_id)?;
         if account.currency() != incoming.value.currency {
@@ -537,7 +561,10 @@ impl Context<'_> {
             .and_then(|state| state.as_bank_payin())
             .ok_or_else(|| DomainError::not_found("bank payin", id))?;
         let event = Event::BankPayinMetaUpdated(MetaUpdated { meta: meta.clone() });
-        Ok((vec![(StreamRef::BankPayin(id), event)], ResourceRef::BankPayin(id)))
+        Ok((
+            vec![(StreamRef::BankPayin(id), event)],
+            ResourceRef::BankPayin(id),
+        ))
     }
 
     pub(crate) fn record_file(
@@ -584,7 +611,10 @@ impl Context<'_> {
             spread_bps,
             set_at: self.now(),
         });
-        Ok((vec![(StreamRef::FxRate(from, to), event)], ResourceRef::FxRate(from, to)))
+        Ok((
+            vec![(StreamRef::FxRate(from, to), event)],
+            ResourceRef::FxRate(from, to),
+        ))
     }
 
     pub(crate) fn remove_fx_rate(&self, from: Currency, to: Currency) -> Result<Decided, DomainError> {
@@ -605,4 +635,45 @@ fn not_processing(payout: &BankPayout) -> DomainError {
         Refusal::PayoutNotProcessing,
         format!("bank payout {} is already {}", payout.id, payout.state.as_str()),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const T: Timestamp = Timestamp::from_micros(1_750_000_000_000_000);
+
+    #[test]
+    fn a_miniref_is_reserved_for_exactly_the_reservation_period() {
+        let miniref = Miniref::from_index(7);
+        let record = PayoutDestination::default().assign(miniref, T);
+        assert!(record.is_reserved(&miniref, T));
+        assert!(record.is_reserved(&miniref, T.plus_seconds(MINIREF_RESERVATION_SECONDS - 1)));
+        assert!(!record.is_reserved(&miniref, T.plus_seconds(MINIREF_RESERVATION_SECONDS)));
+        assert!(!record.is_reserved(&Miniref::from_index(8), T));
+    }
+
+    #[test]
+    fn assigning_forgets_only_what_is_no_longer_reserved() {
+        let (old, recent, new) = (
+            Miniref::from_index(1),
+            Miniref::from_index(2),
+            Miniref::from_index(3),
+        );
+        let now = T.plus_seconds(MINIREF_RESERVATION_SECONDS);
+        let record = PayoutDestination::default()
+            .assign(old, T)
+            .assign(recent, now.plus_seconds(-1))
+            .assign(new, now);
+        let kept: Vec<Miniref> = record.minirefs.keys().copied().collect();
+        let mut expected = vec![recent, new];
+        expected.sort();
+        assert_eq!(kept, expected);
+        // What was forgotten is exactly what is free again.
+        assert!(!record.is_reserved(&old, now));
+        assert!(record.is_reserved(&recent, now));
+        // Reassigning a miniref renews its reservation.
+        let renewed = record.assign(recent, now);
+        assert_eq!(renewed.minirefs.get(&recent), Some(&now));
+    }
 }

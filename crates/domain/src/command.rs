@@ -9,14 +9,14 @@ use crate::api_key::KeyKind;
 use crate::bank::PayinReferenceCode;
 use crate::banking::{IncomingBankTransfer, NewBankPayout, PayoutDestinationSource};
 use crate::card::CardInfo;
-use crate::fx::Rate;
-use crate::payments::{CardSource, NetworkVerdict, NewCardPayin, NewRefund};
 use crate::error::{DomainError, Refusal, Violations};
 use crate::events::*;
+use crate::fx::Rate;
 use crate::id::*;
 use crate::identity::Identity;
 use crate::meta::Meta;
 use crate::money::{Currency, Money};
+use crate::payments::{CardSource, NetworkVerdict, NewCardPayin, NewRefund};
 use crate::project::Environment;
 use crate::stream::StreamRef;
 use crate::time::Timestamp;
@@ -404,7 +404,9 @@ impl CommandEnvelope {
                 ..
             } => {
                 let source = lookup.get(&StreamRef::Account(*source_account_id)).as_account();
-                let destination = lookup.get(&StreamRef::Account(*destination_account_id)).as_account();
+                let destination = lookup
+                    .get(&StreamRef::Account(*destination_account_id))
+                    .as_account();
                 if let (Some(source), Some(destination)) = (source, destination)
                     && source.currency() != destination.currency()
                 {
@@ -420,13 +422,19 @@ impl CommandEnvelope {
                 }
             }
             Command::CreateCardPayinRefund(new) => {
-                if let Some(payin) = lookup.get(&StreamRef::CardPayin(new.card_payin_id)).as_card_payin() {
+                if let Some(payin) = lookup
+                    .get(&StreamRef::CardPayin(new.card_payin_id))
+                    .as_card_payin()
+                {
                     streams.push(StreamRef::Account(new.account_id.unwrap_or(payin.account_id)));
                     streams.push(balance(payin.value));
                 }
             }
             Command::FailCardPayinRefund { id, .. } => {
-                if let Some(refund) = lookup.get(&StreamRef::CardPayinRefund(*id)).as_card_payin_refund() {
+                if let Some(refund) = lookup
+                    .get(&StreamRef::CardPayinRefund(*id))
+                    .as_card_payin_refund()
+                {
                     streams.push(StreamRef::CardPayin(refund.card_payin_id));
                     streams.push(StreamRef::Account(refund.account_id));
                     streams.push(balance(refund.value));
@@ -436,7 +444,9 @@ impl CommandEnvelope {
                 if let PayoutDestinationSource::BankAccount(id) = &new.destination
                     && let Some(stored) = lookup.get(&StreamRef::BankAccount(*id)).as_bank_account()
                 {
-                    streams.push(StreamRef::PayoutDestination(stored.bank_account_info.iban.clone()));
+                    streams.push(StreamRef::PayoutDestination(
+                        stored.bank_account_info.iban.clone(),
+                    ));
                 }
             }
             Command::FailBankPayout { id, .. } | Command::ReturnBankPayout { id, .. } => {
@@ -446,7 +456,10 @@ impl CommandEnvelope {
                 }
             }
             Command::ReceiveBankPayin(incoming) => {
-                let ctx = Context { envelope: self, lookup };
+                let ctx = Context {
+                    envelope: self,
+                    lookup,
+                };
                 if let Some(reference_id) = ctx.claimed_reference(&incoming.candidate_codes()) {
                     let stream = StreamRef::BankPayinReference(reference_id);
                     if let Some(reference) = lookup.get(&stream).as_bank_payin_reference() {
@@ -604,7 +617,12 @@ fn decide_command(envelope: &CommandEnvelope, lookup: &dyn Lookup) -> Result<Dec
         }
         Command::ReceiveBankPayin(incoming) => ctx.receive_bank_payin(incoming),
         Command::UpdateBankPayin { id, meta } => ctx.update_bank_payin(*id, meta),
-        Command::RecordFile { id, sha256, name, size } => ctx.record_file(*id, *sha256, name, *size),
+        Command::RecordFile {
+            id,
+            sha256,
+            name,
+            size,
+        } => ctx.record_file(*id, *sha256, name, *size),
         Command::SetFxRate {
             from,
             to,
@@ -1038,7 +1056,13 @@ impl Context<'_> {
                 exchange,
             }),
         )];
-        events.extend(self.movement(source, TransactionKind::TransferSource(id), debit, source_tx, crosses)?);
+        events.extend(self.movement(
+            source,
+            TransactionKind::TransferSource(id),
+            debit,
+            source_tx,
+            crosses,
+        )?);
         events.extend(self.movement(
             destination,
             TransactionKind::TransferDestination(id),

@@ -13,11 +13,11 @@ use crate::card::CardInfo;
 use crate::fx::Rate;
 use crate::iban::Iban;
 use crate::id::*;
-use crate::money::Currency;
-use crate::payments::{AuthenticationType, DeclineReason};
 use crate::identity::Identity;
 use crate::meta::Meta;
+use crate::money::Currency;
 use crate::money::Money;
+use crate::payments::{AuthenticationType, DeclineReason};
 use crate::project::Environment;
 use crate::stream::StreamRef;
 use crate::time::Timestamp;
@@ -119,12 +119,6 @@ impl TransactionKind {
             _ => None,
         }
     }
-
-    /// Whether money enters or leaves the project with this transaction (a
-    /// transfer only moves it between two of the project's accounts).
-    pub fn crosses_project_boundary(self) -> bool {
-        !matches!(self, Self::TransferSource(_) | Self::TransferDestination(_))
-    }
 }
 
 /// One balance change of one account. Final: never changed or removed.
@@ -213,7 +207,6 @@ impl From<TransferCreatedV1> for TransferCreated {
         }
     }
 }
-
 
 // --- Cards -----------------------------------------------------------------
 

@@ -18,8 +18,8 @@ pub mod identity;
 pub mod meta;
 pub mod money;
 pub mod payments;
-pub mod sandbox_network;
 pub mod project;
+pub mod sandbox_network;
 pub mod stream;
 pub mod time;
 

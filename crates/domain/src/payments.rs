@@ -167,7 +167,10 @@ pub struct CardPayin {
 impl CardPayin {
     /// What can still be refunded.
     pub fn refundable(&self) -> Money {
-        Money::new(self.value.amount - self.refunded_value.amount, self.value.currency)
+        Money::new(
+            self.value.amount - self.refunded_value.amount,
+            self.value.currency,
+        )
     }
 }
 
@@ -209,7 +212,11 @@ pub enum PayinAuthorization {
 }
 
 impl Context<'_> {
-    pub(crate) fn create_card_token(&self, id: CardTokenId, card_info: &CardInfo) -> Result<Decided, DomainError> {
+    pub(crate) fn create_card_token(
+        &self,
+        id: CardTokenId,
+        card_info: &CardInfo,
+    ) -> Result<Decided, DomainError> {
         let project = self.project()?;
         let stream = StreamRef::CardToken(id);
         self.must_be_new(&stream, "card token", id)?;
@@ -225,7 +232,11 @@ impl Context<'_> {
     }
 
     /// The token's card info, with the event that uses it up.
-    fn use_token(&self, id: CardTokenId, used_by: TokenUse) -> Result<(CardInfo, (StreamRef, Event)), DomainError> {
+    fn use_token(
+        &self,
+        id: CardTokenId,
+        used_by: TokenUse,
+    ) -> Result<(CardInfo, (StreamRef, Event)), DomainError> {
         let stream = StreamRef::CardToken(id);
         let token = self
             .owned(&stream)
@@ -331,6 +342,11 @@ impl Context<'_> {
                 (card.card_info.clone(), Some(*card_id), None)
             }
         };
+        // A stored card or a token may have expired since it was checked;
+        // the network would decline it, and no challenge can change that.
+        let expired = card_info
+            .expiry()
+            .is_expired_at(crate::card::YearMonth::of(self.now()));
         let (authentication_type, redirect_url) = match &new.authorization {
             PayinAuthorization::Direct(_) => (AuthenticationType::None, None),
             PayinAuthorization::ThreeDSecure { redirect_url, .. } => {
@@ -352,6 +368,7 @@ impl Context<'_> {
         });
         events.insert(0, (stream.clone(), created));
         let outcome = match &new.authorization {
+            _ if expired => self.verdict_event(NetworkVerdict::Declined(DeclineReason::ExpiredCard)),
             PayinAuthorization::Direct(verdict) => self.verdict_event(*verdict),
             PayinAuthorization::ThreeDSecure {
                 authentication_url, ..
@@ -393,7 +410,10 @@ impl Context<'_> {
         if payin.state != CardPayinState::AuthenticationPending {
             return Err(DomainError::refused(
                 Refusal::CardPayinNotAwaitingAuthentication,
-                format!("card payin {id} is {}, not authentication_pending", payin.state.as_str()),
+                format!(
+                    "card payin {id} is {}, not authentication_pending",
+                    payin.state.as_str()
+                ),
             ));
         }
         Ok((
@@ -404,13 +424,20 @@ impl Context<'_> {
 
     /// Sandbox: the card network settled an authorized payin; its value is
     /// credited to the payin's account.
-    pub(crate) fn settle_card_payin(&self, id: CardPayinId, transaction_id: TransactionId) -> Result<Decided, DomainError> {
+    pub(crate) fn settle_card_payin(
+        &self,
+        id: CardPayinId,
+        transaction_id: TransactionId,
+    ) -> Result<Decided, DomainError> {
         self.require_sandbox("settling a card payin by API")?;
         let payin = self.card_payin(id)?;
         if payin.state != CardPayinState::Authorized {
             return Err(DomainError::refused(
                 Refusal::CardPayinNotAuthorized,
-                format!("card payin {id} is {}; only an authorized payin can be settled", payin.state.as_str()),
+                format!(
+                    "card payin {id} is {}; only an authorized payin can be settled",
+                    payin.state.as_str()
+                ),
             ));
         }
         let account = self.account(payin.account_id)?;
@@ -421,14 +448,23 @@ impl Context<'_> {
                 settled_at: self.now(),
             }),
         )];
-        events.extend(self.movement(account, TransactionKind::CardPayin(id), payin.value, transaction_id, true)?);
+        events.extend(self.movement(
+            account,
+            TransactionKind::CardPayin(id),
+            payin.value,
+            transaction_id,
+            true,
+        )?);
         Ok((events, ResourceRef::CardPayin(id)))
     }
 
     pub(crate) fn update_card_payin(&self, id: CardPayinId, meta: &Meta) -> Result<Decided, DomainError> {
         self.card_payin(id)?;
         let event = Event::CardPayinMetaUpdated(MetaUpdated { meta: meta.clone() });
-        Ok((vec![(StreamRef::CardPayin(id), event)], ResourceRef::CardPayin(id)))
+        Ok((
+            vec![(StreamRef::CardPayin(id), event)],
+            ResourceRef::CardPayin(id),
+        ))
     }
 
     pub(crate) fn create_refund(&self, new: &NewRefund) -> Result<Decided, DomainError> {
@@ -471,7 +507,10 @@ impl Context<'_> {
         if account.currency() != value.currency {
             return Err(DomainError::invalid(
                 "account_id",
-                format!("must be an account in the card payin's currency, {}", value.currency),
+                format!(
+                    "must be an account in the card payin's currency, {}",
+                    value.currency
+                ),
             ));
         }
         let debit = value.checked_neg().map_err(|_| crate::command::overflow())?;
@@ -503,7 +542,13 @@ impl Context<'_> {
                 }),
             ),
         ];
-        events.extend(self.movement(account, TransactionKind::CardPayinRefund(id), debit, new.transaction_id, true)?);
+        events.extend(self.movement(
+            account,
+            TransactionKind::CardPayinRefund(id),
+            debit,
+            new.transaction_id,
+            true,
+        )?);
         Ok((events, ResourceRef::CardPayinRefund(id)))
     }
 
@@ -530,7 +575,10 @@ impl Context<'_> {
         let event = Event::CardPayinRefundCompleted(CardPayinRefundCompleted {
             completed_at: self.now(),
         });
-        Ok((vec![(StreamRef::CardPayinRefund(id), event)], ResourceRef::CardPayinRefund(id)))
+        Ok((
+            vec![(StreamRef::CardPayinRefund(id), event)],
+            ResourceRef::CardPayinRefund(id),
+        ))
     }
 
     /// The refund did not reach the cardholder: its funds go back to the
@@ -561,7 +609,10 @@ impl Context<'_> {
                 StreamRef::CardPayin(payin.id),
                 Event::CardPayinRefundChanged(CardPayinRefundChanged {
                     refund_id: id,
-                    delta: refund.value.checked_neg().map_err(|_| crate::command::overflow())?,
+                    delta: refund
+                        .value
+                        .checked_neg()
+                        .map_err(|_| crate::command::overflow())?,
                     refunded_value_after: refunded_after,
                 }),
             ),
@@ -579,7 +630,10 @@ impl Context<'_> {
     pub(crate) fn update_refund(&self, id: CardPayinRefundId, meta: &Meta) -> Result<Decided, DomainError> {
         self.refund(id)?;
         let event = Event::CardPayinRefundMetaUpdated(MetaUpdated { meta: meta.clone() });
-        Ok((vec![(StreamRef::CardPayinRefund(id), event)], ResourceRef::CardPayinRefund(id)))
+        Ok((
+            vec![(StreamRef::CardPayinRefund(id), event)],
+            ResourceRef::CardPayinRefund(id),
+        ))
     }
 }
 
@@ -605,4 +659,60 @@ pub struct NewRefund {
     pub account_id: Option<AccountId>,
     pub transaction_id: TransactionId,
     pub meta: Meta,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::money::Currency;
+
+    #[test]
+    fn decline_reasons_have_distinct_names() {
+        let mut names: Vec<&str> = DeclineReason::ALL.iter().map(|reason| reason.as_str()).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), DeclineReason::ALL.len());
+    }
+
+    #[test]
+    fn refundable_is_what_live_refunds_leave() {
+        let payin = |value: i64, refunded: i64| CardPayin {
+            id: CardPayinId::from_uuid(uuid::Uuid::from_u128(1)),
+            project_id: ProjectId::from_uuid(uuid::Uuid::from_u128(2)),
+            account_id: AccountId::from_uuid(uuid::Uuid::from_u128(3)),
+            card_id: None,
+            card_token_id: None,
+            card_info: crate::card::CardInfo::new(
+                &match crate::card::CardNumber::parse("4242424242424242") {
+                    Ok(number) => number,
+                    Err(error) => panic!("test card: {error}"),
+                },
+                match crate::card::Expiry::new(12, 2030, 2025, 6) {
+                    Ok(expiry) => expiry,
+                    Err(error) => panic!("test expiry: {error}"),
+                },
+                &[0; 32],
+            ),
+            state: CardPayinState::Settled,
+            decline_reason: None,
+            authentication_type: AuthenticationType::None,
+            authentication_url: None,
+            authentication_redirect_url: None,
+            transaction_id: None,
+            value: Money::new(value, Currency::EUR),
+            refunded_value: Money::new(refunded, Currency::EUR),
+            meta: Meta::default(),
+            created_at: Timestamp::from_micros(0),
+        };
+        assert_eq!(payin(10_000, 0).refundable(), Money::new(10_000, Currency::EUR));
+        assert_eq!(
+            payin(10_000, 2_500).refundable(),
+            Money::new(7_500, Currency::EUR)
+        );
+        assert_eq!(payin(10_000, 10_000).refundable(), Money::new(0, Currency::EUR));
+        assert_eq!(
+            payin(i64::MAX, 0).refundable(),
+            Money::new(i64::MAX, Currency::EUR)
+        );
+    }
 }

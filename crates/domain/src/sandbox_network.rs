@@ -30,7 +30,9 @@ pub enum Behaviour {
     Approve,
     Decline(DeclineReason),
     /// The issuer requires 3-D Secure; after it, approve or fail.
-    RequiresAuthentication { then_approve: bool },
+    RequiresAuthentication {
+        then_approve: bool,
+    },
 }
 
 /// One documented test card.
@@ -137,16 +139,40 @@ mod tests {
             ("4242424242424242", NotAttempted, Approved),
             ("4111111111111111", NotAttempted, Approved),
             ("4000000000000002", Passed, Declined(DeclineReason::CardDeclined)),
-            ("4000000000009995", NotAttempted, Declined(DeclineReason::InsufficientFunds)),
-            ("4000000000000069", NotAttempted, Declined(DeclineReason::ExpiredCard)),
-            ("4000000000003220", NotAttempted, Declined(DeclineReason::AuthenticationRequired)),
+            (
+                "4000000000009995",
+                NotAttempted,
+                Declined(DeclineReason::InsufficientFunds),
+            ),
+            (
+                "4000000000000069",
+                NotAttempted,
+                Declined(DeclineReason::ExpiredCard),
+            ),
+            (
+                "4000000000003220",
+                NotAttempted,
+                Declined(DeclineReason::AuthenticationRequired),
+            ),
             ("4000000000003220", Passed, Approved),
-            ("4000000000003063", Passed, Declined(DeclineReason::AuthenticationFailed)),
-            ("4242424242424242", Failed, Declined(DeclineReason::AuthenticationFailed)),
+            (
+                "4000000000003063",
+                Passed,
+                Declined(DeclineReason::AuthenticationFailed),
+            ),
+            (
+                "4242424242424242",
+                Failed,
+                Declined(DeclineReason::AuthenticationFailed),
+            ),
             ("4242424242424242", Passed, Approved),
         ];
         for (digits, authentication, expected) in cases {
-            assert_eq!(authorize(&number(digits), authentication), expected, "{digits} {authentication:?}");
+            assert_eq!(
+                authorize(&number(digits), authentication),
+                expected,
+                "{digits} {authentication:?}"
+            );
         }
     }
 }

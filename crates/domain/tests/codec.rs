@@ -2,11 +2,18 @@
 //! forever. Unknown types, future schema versions and corrupt payloads are
 //! typed errors, never panics or silently wrong events.
 
+#![allow(clippy::unwrap_used)]
+
 use std::collections::BTreeSet;
 
 use paycore_domain::api_key::KeyKind;
+use paycore_domain::bank::{Concept, Miniref, PayinReferenceCode};
+use paycore_domain::card::{CardBrand, CardInfo, CardNumber, Expiry};
 use paycore_domain::events::*;
+use paycore_domain::fx::Rate;
+use paycore_domain::iban::Iban;
 use paycore_domain::identity::{Address, Date, DocumentType, EmploymentStatus, Identity, IdentityDocument};
+use paycore_domain::payments::{AuthenticationType, DeclineReason};
 use paycore_domain::*;
 use uuid::Uuid;
 
@@ -55,6 +62,44 @@ fn identity() -> Identity {
             selfie_file_id: Some(FileId::from_uuid(id(91))),
         }),
     }
+}
+
+/// One test number per brand, `Unknown` included.
+const CARD_NUMBERS: [(&str, CardBrand); 9] = [
+    ("4242424242424242", CardBrand::Visa),
+    ("5555555555554444", CardBrand::Mastercard),
+    ("378282246310005", CardBrand::AmericanExpress),
+    ("6011111111111117", CardBrand::Discover),
+    ("36227206271667", CardBrand::DinersClub),
+    ("3566002020360505", CardBrand::Jcb),
+    ("6759649826438453", CardBrand::Maestro),
+    ("6200000000000005", CardBrand::Unionpay),
+    ("9999999999999995", CardBrand::Unknown),
+];
+
+fn card_info(number: &str) -> CardInfo {
+    let number = CardNumber::parse(number).expect("valid card number");
+    let expiry = Expiry::new(12, 2030, 2025, 6).expect("valid expiry");
+    CardInfo::new(&number, expiry, &[0x42; 32])
+}
+
+fn iban() -> Iban {
+    Iban::parse("ES9121000418450200051332").expect("valid IBAN")
+}
+
+fn bank_account_info() -> BankAccountInfo {
+    BankAccountInfo {
+        iban: iban(),
+        beneficiary_name: "Zoë O'Brien".into(),
+    }
+}
+
+fn concept() -> Concept {
+    Concept::parse("Invoice 42 ref FHKM-RTWX").expect("valid concept")
+}
+
+fn rate(text: &str) -> Rate {
+    Rate::parse(text).expect("valid rate")
 }
 
 fn transaction(kind: TransactionKind, value: i64, after: i64) -> Transaction {
@@ -158,6 +203,24 @@ fn samples() -> Vec<Event> {
             value: Money::new(250, Currency::USD),
             meta: meta(),
             created_at: T,
+            exchange: Some(Exchange {
+                destination_value: Money::new(269, "JPY".parse().expect("JPY")),
+                mid_rate: rate("108.2"),
+                spread_bps: 50,
+                rate_used: rate("107.659"),
+            }),
+        }),
+        Event::TransferCreated(TransferCreated {
+            id: transfer,
+            project_id: project,
+            source_account_id: account,
+            destination_account_id: AccountId::from_uuid(id(31)),
+            source_transaction_id: TransactionId::from_uuid(id(41)),
+            destination_transaction_id: TransactionId::from_uuid(id(42)),
+            value: Money::new(250, Currency::USD),
+            meta: Meta::default(),
+            created_at: T,
+            exchange: None,
         }),
         Event::TransferMetaUpdated(MetaUpdated { meta: meta() }),
         Event::ProjectBalanceChanged(ProjectBalanceChanged {
@@ -168,12 +231,23 @@ fn samples() -> Vec<Event> {
             transaction_id: TransactionId::from_uuid(id(40)),
         }),
     ];
+    events.extend(money_in_and_out_samples());
     for resource in [
         ResourceRef::Project(project),
         ResourceRef::ApiKey(ApiKeyId::from_uuid(id(10))),
         ResourceRef::Customer(CustomerId::from_uuid(id(20))),
         ResourceRef::Account(account),
         ResourceRef::Transfer(transfer),
+        ResourceRef::CardToken(CardTokenId::from_uuid(id(60))),
+        ResourceRef::Card(CardId::from_uuid(id(61))),
+        ResourceRef::CardPayin(CardPayinId::from_uuid(id(62))),
+        ResourceRef::CardPayinRefund(CardPayinRefundId::from_uuid(id(63))),
+        ResourceRef::BankAccount(BankAccountId::from_uuid(id(70))),
+        ResourceRef::BankPayout(BankPayoutId::from_uuid(id(71))),
+        ResourceRef::BankPayinReference(BankPayinReferenceId::from_uuid(id(72))),
+        ResourceRef::BankPayin(BankPayinId::from_uuid(id(73))),
+        ResourceRef::File(FileId::from_uuid(id(90))),
+        ResourceRef::FxRate(Currency::EUR, Currency::USD),
     ] {
         events.push(Event::IdempotencyKeyUsed(IdempotencyKeyUsed {
             project_id: project,
@@ -184,6 +258,253 @@ fn samples() -> Vec<Event> {
         }));
     }
     events
+}
+
+/// Cards, payins, refunds, bank accounts, payouts, payin references, bank
+/// payins, files and exchange rates, with every enum variant inside.
+fn money_in_and_out_samples() -> Vec<Event> {
+    let project = ProjectId::from_uuid(id(1));
+    let account = AccountId::from_uuid(id(30));
+    let customer = CustomerId::from_uuid(id(20));
+    let token = CardTokenId::from_uuid(id(60));
+    let card = CardId::from_uuid(id(61));
+    let payin = CardPayinId::from_uuid(id(62));
+    let refund = CardPayinRefundId::from_uuid(id(63));
+    let bank_account = BankAccountId::from_uuid(id(70));
+    let payout = BankPayoutId::from_uuid(id(71));
+    let reference = BankPayinReferenceId::from_uuid(id(72));
+    let bank_payin = BankPayinId::from_uuid(id(73));
+    let tx = TransactionId::from_uuid(id(40));
+    let later = Timestamp::from_micros(T.micros() + 600_000_000);
+    let mut events = vec![
+        Event::CardTokenCreated(CardTokenCreated {
+            id: token,
+            project_id: project,
+            card_info: card_info(CARD_NUMBERS[0].0),
+            created_at: T,
+            expires_at: later,
+        }),
+        Event::CardTokenUsed(CardTokenUsed {
+            used_by: TokenUse::Card(card),
+            used_at: T,
+        }),
+        Event::CardTokenUsed(CardTokenUsed {
+            used_by: TokenUse::CardPayin(payin),
+            used_at: later,
+        }),
+    ];
+    for (index, (number, brand)) in CARD_NUMBERS.iter().enumerate() {
+        let info = card_info(number);
+        assert_eq!(info.brand(), *brand, "{number}");
+        let even = index % 2 == 0;
+        events.push(Event::CardCreated(CardCreated {
+            id: card,
+            project_id: project,
+            customer_id: even.then_some(customer),
+            card_info: info,
+            card_token_id: even.then_some(token),
+            meta: if even { meta() } else { Meta::default() },
+            created_at: T,
+        }));
+    }
+    events.extend([
+        Event::CardMetaUpdated(MetaUpdated { meta: meta() }),
+        Event::CardPayinCreated(CardPayinCreated {
+            id: payin,
+            project_id: project,
+            account_id: account,
+            card_id: Some(card),
+            card_token_id: None,
+            card_info: card_info(CARD_NUMBERS[1].0),
+            value: Money::new(12_345, Currency::EUR),
+            authentication_type: AuthenticationType::ThreeDSecure,
+            authentication_redirect_url: Some("https://shop.example/back?order=42".into()),
+            meta: meta(),
+            created_at: T,
+        }),
+        Event::CardPayinCreated(CardPayinCreated {
+            id: payin,
+            project_id: project,
+            account_id: account,
+            card_id: None,
+            card_token_id: Some(token),
+            card_info: card_info(CARD_NUMBERS[2].0),
+            value: Money::new(1, Currency::USD),
+            authentication_type: AuthenticationType::None,
+            authentication_redirect_url: None,
+            meta: Meta::default(),
+            created_at: T,
+        }),
+        Event::CardPayinAuthenticationRequested(CardPayinAuthenticationRequested {
+            authentication_url: "https://sandbox.paycore.example/3ds/cpi_x".into(),
+        }),
+        Event::CardPayinAuthorized(CardPayinAuthorized { authorized_at: T }),
+    ]);
+    for reason in DeclineReason::ALL {
+        events.push(Event::CardPayinDeclined(CardPayinDeclined {
+            reason,
+            declined_at: T,
+        }));
+    }
+    events.extend([
+        Event::CardPayinSettled(CardPayinSettled {
+            transaction_id: tx,
+            settled_at: T,
+        }),
+        Event::CardPayinRefundChanged(CardPayinRefundChanged {
+            refund_id: refund,
+            delta: Money::new(2_000, Currency::EUR),
+            refunded_value_after: Money::new(2_500, Currency::EUR),
+        }),
+        Event::CardPayinRefundChanged(CardPayinRefundChanged {
+            refund_id: refund,
+            delta: Money::new(-2_000, Currency::EUR),
+            refunded_value_after: Money::new(500, Currency::EUR),
+        }),
+        Event::CardPayinMetaUpdated(MetaUpdated { meta: meta() }),
+        Event::CardPayinRefundCreated(CardPayinRefundCreated {
+            id: refund,
+            project_id: project,
+            card_payin_id: payin,
+            account_id: account,
+            transaction_id: tx,
+            value: Money::new(2_000, Currency::EUR),
+            meta: meta(),
+            created_at: T,
+        }),
+        Event::CardPayinRefundCompleted(CardPayinRefundCompleted { completed_at: T }),
+        Event::CardPayinRefundFailed(CardPayinRefundFailed {
+            failure_transaction_id: TransactionId::from_uuid(id(43)),
+            failed_at: T,
+        }),
+        Event::CardPayinRefundMetaUpdated(MetaUpdated { meta: meta() }),
+        Event::BankAccountCreated(BankAccountCreated {
+            id: bank_account,
+            project_id: project,
+            customer_id: Some(customer),
+            bank_account_info: bank_account_info(),
+            meta: meta(),
+            created_at: T,
+        }),
+        Event::BankAccountCreated(BankAccountCreated {
+            id: bank_account,
+            project_id: project,
+            customer_id: None,
+            bank_account_info: BankAccountInfo {
+                iban: Iban::parse("DE89370400440532013000").expect("valid IBAN"),
+                beneficiary_name: "ACME GmbH".into(),
+            },
+            meta: Meta::default(),
+            created_at: T,
+        }),
+        Event::BankAccountMetaUpdated(MetaUpdated { meta: meta() }),
+        Event::BankPayoutCreated(BankPayoutCreated {
+            id: payout,
+            project_id: project,
+            account_id: account,
+            bank_account_id: Some(bank_account),
+            bank_account_info: bank_account_info(),
+            transaction_id: tx,
+            concept: concept(),
+            miniref: Miniref::from_index(123_456),
+            value: Money::new(99_999, Currency::EUR),
+            meta: meta(),
+            created_at: T,
+        }),
+        Event::BankPayoutCreated(BankPayoutCreated {
+            id: payout,
+            project_id: project,
+            account_id: account,
+            bank_account_id: None,
+            bank_account_info: bank_account_info(),
+            transaction_id: tx,
+            concept: Concept::parse("Rent").expect("valid concept"),
+            miniref: Miniref::parse("AB12").expect("valid miniref"),
+            value: Money::new(1, Currency::EUR),
+            meta: Meta::default(),
+            created_at: T,
+        }),
+        Event::BankPayoutCompleted(BankPayoutCompleted { completed_at: T }),
+        Event::BankPayoutFailed(BankPayoutReversed {
+            failure_transaction_id: TransactionId::from_uuid(id(44)),
+            reversed_at: T,
+        }),
+        Event::BankPayoutReturned(BankPayoutReversed {
+            failure_transaction_id: TransactionId::from_uuid(id(45)),
+            reversed_at: later,
+        }),
+        Event::BankPayoutMetaUpdated(MetaUpdated { meta: meta() }),
+        Event::MinirefAssigned(MinirefAssigned {
+            project_id: project,
+            bank_payout_id: payout,
+            miniref: Miniref::from_index(123_456),
+            assigned_at: T,
+        }),
+        Event::BankPayinReferenceCreated(BankPayinReferenceCreated {
+            id: reference,
+            project_id: project,
+            account_id: account,
+            reference: PayinReferenceCode::parse("FHKMRTWX").expect("valid code"),
+            meta: meta(),
+            created_at: T,
+        }),
+        Event::BankPayinReferenceAccountChanged(BankPayinReferenceAccountChanged {
+            account_id: AccountId::from_uuid(id(31)),
+        }),
+        Event::BankPayinReferenceMetaUpdated(MetaUpdated { meta: meta() }),
+        Event::PayinReferenceCodeClaimed(PayinReferenceCodeClaimed {
+            project_id: project,
+            bank_payin_reference_id: reference,
+        }),
+        Event::BankPayinReceived(BankPayinReceived {
+            id: bank_payin,
+            project_id: project,
+            bank_payin_reference_id: reference,
+            account_id: account,
+            transaction_id: tx,
+            concept: concept(),
+            value: Money::new(4_200, Currency::EUR),
+            meta: meta(),
+            created_at: T,
+        }),
+        Event::BankPayinMetaUpdated(MetaUpdated { meta: meta() }),
+        Event::FileUploaded(FileUploaded {
+            id: FileId::from_uuid(id(90)),
+            project_id: project,
+            sha256: [0x3c; 32],
+            name: "passport front.jpg".into(),
+            size: 1_234_567,
+            created_at: T,
+        }),
+        Event::FxRateSet(FxRateSet {
+            from: Currency::EUR,
+            to: Currency::USD,
+            mid_rate: rate("1.0842"),
+            spread_bps: 30,
+            set_at: T,
+        }),
+        Event::FxRateRemoved(FxRateRemoved { removed_at: T }),
+    ]);
+    // Every kind of transaction.
+    let kinds = [
+        TransactionKind::CardPayin(payin),
+        TransactionKind::CardPayinRefund(refund),
+        TransactionKind::CardPayinRefundFailure(refund),
+        TransactionKind::BankPayout(payout),
+        TransactionKind::BankPayoutFailure(payout),
+        TransactionKind::BankPayin(bank_payin),
+    ];
+    for kind in kinds {
+        events.push(Event::TransactionRecorded(TransactionRecorded {
+            transaction: transaction(kind, 100, 100),
+        }));
+    }
+    events
+}
+
+/// The schema version this build writes for an event type.
+fn current_version(event_type: &str) -> u16 {
+    if event_type == "TransferCreated" { 2 } else { 1 }
 }
 
 #[test]
@@ -202,7 +523,12 @@ fn every_event_decodes_what_it_encodes() {
     for event in samples() {
         let encoded = event.encode();
         assert_eq!(encoded.event_type, event.event_type());
-        assert_eq!(encoded.schema_version, 1);
+        assert_eq!(
+            encoded.schema_version,
+            current_version(encoded.event_type),
+            "{}",
+            encoded.event_type
+        );
         assert!(!encoded.payload.is_empty() || matches!(event, Event::CustomerMetaUpdated(_)));
         let decoded = Event::decode(encoded.event_type, encoded.schema_version, &encoded.payload);
         assert_eq!(decoded.as_ref(), Ok(&event), "{}", encoded.event_type);
@@ -226,13 +552,14 @@ fn unknown_type_is_a_typed_error() {
 fn future_schema_version_is_a_typed_error() {
     for event in samples() {
         let encoded = event.encode();
-        for version in [2, 7, u16::MAX] {
+        let known = current_version(encoded.event_type);
+        for version in [known + 1, 7, u16::MAX] {
             assert_eq!(
                 Event::decode(encoded.event_type, version, &encoded.payload),
                 Err(DecodeError::FutureVersion {
                     event_type: encoded.event_type.to_owned(),
                     found: version,
-                    known: 1,
+                    known,
                 }),
             );
         }
@@ -241,28 +568,46 @@ fn future_schema_version_is_a_typed_error() {
 
 #[test]
 fn garbage_payload_is_a_typed_error() {
-    let is_payload_error = |result: Result<Event, DecodeError>, event_type: &str| match result {
-        Err(DecodeError::Payload {
-            event_type: t,
-            version,
-            reason,
-        }) => {
-            assert_eq!((t.as_str(), version), (event_type, 1));
-            assert!(!reason.is_empty());
-        }
-        other => panic!("{event_type}: expected a payload error, got {other:?}"),
+    let is_version_payload_error =
+        |result: Result<Event, DecodeError>, event_type: &str, expected_version: u16| match result {
+            Err(DecodeError::Payload {
+                event_type: t,
+                version,
+                reason,
+            }) => {
+                assert_eq!((t.as_str(), version), (event_type, expected_version));
+                assert!(!reason.is_empty());
+            }
+            other => panic!("{event_type} v{expected_version}: expected a payload error, got {other:?}"),
+        };
+    let is_payload_error = |result: Result<Event, DecodeError>, event_type: &str| {
+        is_version_payload_error(result, event_type, 1)
     };
     for event in samples() {
         let encoded = event.encode();
         let name = encoded.event_type;
+        let version = encoded.schema_version;
         // Cut short anywhere: never a panic, never a wrong event.
         for len in 0..encoded.payload.len() {
-            let result = Event::decode(name, 1, &encoded.payload[..len]);
-            is_payload_error(result, name);
+            let result = Event::decode(name, version, &encoded.payload[..len]);
+            is_version_payload_error(result, name, version);
         }
-        // Bytes that are not a varint at all.
-        is_payload_error(Event::decode(name, 1, &[0xff; 11]), name);
+        // Bytes that are not a varint at all, at every version this build reads.
+        for version in 1..=version {
+            is_version_payload_error(Event::decode(name, version, &[0xff; 11]), name, version);
+        }
     }
+    // A v1 TransferCreated cut short fails in the upcaster, as version 1.
+    let v1 = hex::decode(TRANSFER_CREATED_V1).expect("hex");
+    for len in 0..v1.len() {
+        is_version_payload_error(
+            Event::decode("TransferCreated", 1, &v1[..len]),
+            "TransferCreated",
+            1,
+        );
+    }
+    // Version 0 never existed.
+    is_version_payload_error(Event::decode("TransferCreated", 0, &v1), "TransferCreated", 0);
     // An enum discriminant out of range (environment 9).
     let mut bytes = samples()[0].encode().payload;
     // The ID is a length byte and 16 bytes, the name a length byte and text.
@@ -320,7 +665,7 @@ fn payload_bytes_are_stable() {
         ),
         (
             "TransferCreated",
-            "10019700000000700080000000000000321001970000000070008000000000000001100197000000007000800000000000001e100197000000007000800000000000001f1001970000000070008000000000000029100197000000007000800000000000002af40355534402055f6e616d65084d61696e20e282ac056f726465720234328089ea85b4e79b06",
+            "10019700000000700080000000000000321001970000000070008000000000000001100197000000007000800000000000001e100197000000007000800000000000001f1001970000000070008000000000000029100197000000007000800000000000002af40355534402055f6e616d65084d61696e20e282ac056f726465720234328089ea85b4e79b06019a044a505980f4e389930332c0f1e7879103",
         ),
         (
             "TransferMetaUpdated",
@@ -330,6 +675,116 @@ fn payload_bytes_are_stable() {
             "ProjectBalanceChanged",
             "10019700000000700080000000000000010945555200455552100197000000007000800000000000001e1001970000000070008000000000000028",
         ),
+        (
+            "CardTokenCreated",
+            "100197000000007000800000000000003c1001970000000070008000000000000001103432343234322a2a2a2a2a2a34323432000cee0f10496f735149364539357966726e5963748089ea85b4e79b0680a184c2b8e79b06",
+        ),
+        (
+            "CardTokenUsed",
+            "00100197000000007000800000000000003d8089ea85b4e79b06",
+        ),
+        (
+            "CardCreated",
+            "100197000000007000800000000000003d1001970000000070008000000000000001011001970000000070008000000000000014103432343234322a2a2a2a2a2a34323432000cee0f10496f735149364539357966726e59637401100197000000007000800000000000003c02055f6e616d65084d61696e20e282ac056f726465720234328089ea85b4e79b06",
+        ),
+        (
+            "CardMetaUpdated",
+            "02055f6e616d65084d61696e20e282ac056f72646572023432",
+        ),
+        (
+            "CardPayinCreated",
+            "100197000000007000800000000000003e1001970000000070008000000000000001100197000000007000800000000000001e01100197000000007000800000000000003d00103535353535352a2a2a2a2a2a34343434010cee0f10753732334f6a6e6b4c59364b6972467af2c00145555201012268747470733a2f2f73686f702e6578616d706c652f6261636b3f6f726465723d343202055f6e616d65084d61696e20e282ac056f726465720234328089ea85b4e79b06",
+        ),
+        (
+            "CardPayinAuthenticationRequested",
+            "2968747470733a2f2f73616e64626f782e706179636f72652e6578616d706c652f3364732f6370695f78",
+        ),
+        ("CardPayinAuthorized", "8089ea85b4e79b06"),
+        ("CardPayinDeclined", "008089ea85b4e79b06"),
+        (
+            "CardPayinSettled",
+            "10019700000000700080000000000000288089ea85b4e79b06",
+        ),
+        (
+            "CardPayinRefundChanged",
+            "100197000000007000800000000000003fa01f4555528827455552",
+        ),
+        (
+            "CardPayinMetaUpdated",
+            "02055f6e616d65084d61696e20e282ac056f72646572023432",
+        ),
+        (
+            "CardPayinRefundCreated",
+            "100197000000007000800000000000003f1001970000000070008000000000000001100197000000007000800000000000003e100197000000007000800000000000001e1001970000000070008000000000000028a01f45555202055f6e616d65084d61696e20e282ac056f726465720234328089ea85b4e79b06",
+        ),
+        ("CardPayinRefundCompleted", "8089ea85b4e79b06"),
+        (
+            "CardPayinRefundFailed",
+            "100197000000007000800000000000002b8089ea85b4e79b06",
+        ),
+        (
+            "CardPayinRefundMetaUpdated",
+            "02055f6e616d65084d61696e20e282ac056f72646572023432",
+        ),
+        (
+            "BankAccountCreated",
+            "10019700000000700080000000000000461001970000000070008000000000000001011001970000000070008000000000000014184553393132313030303431383435303230303035313333320c5a6fc3ab204f27427269656e02055f6e616d65084d61696e20e282ac056f726465720234328089ea85b4e79b06",
+        ),
+        (
+            "BankAccountMetaUpdated",
+            "02055f6e616d65084d61696e20e282ac056f72646572023432",
+        ),
+        (
+            "BankPayoutCreated",
+            "10019700000000700080000000000000471001970000000070008000000000000001100197000000007000800000000000001e011001970000000070008000000000000046184553393132313030303431383435303230303035313333320c5a6fc3ab204f27427269656e100197000000007000800000000000002818496e766f696365203432207265662046484b4d2d5254575806333736595839be9a0c45555202055f6e616d65084d61696e20e282ac056f726465720234328089ea85b4e79b06",
+        ),
+        ("BankPayoutCompleted", "8089ea85b4e79b06"),
+        (
+            "BankPayoutFailed",
+            "100197000000007000800000000000002c8089ea85b4e79b06",
+        ),
+        (
+            "BankPayoutReturned",
+            "100197000000007000800000000000002d80a184c2b8e79b06",
+        ),
+        (
+            "BankPayoutMetaUpdated",
+            "02055f6e616d65084d61696e20e282ac056f72646572023432",
+        ),
+        (
+            "MinirefAssigned",
+            "10019700000000700080000000000000011001970000000070008000000000000047063337365958398089ea85b4e79b06",
+        ),
+        (
+            "BankPayinReferenceCreated",
+            "10019700000000700080000000000000481001970000000070008000000000000001100197000000007000800000000000001e0846484b4d5254575802055f6e616d65084d61696e20e282ac056f726465720234328089ea85b4e79b06",
+        ),
+        (
+            "BankPayinReferenceAccountChanged",
+            "100197000000007000800000000000001f",
+        ),
+        (
+            "BankPayinReferenceMetaUpdated",
+            "02055f6e616d65084d61696e20e282ac056f72646572023432",
+        ),
+        (
+            "PayinReferenceCodeClaimed",
+            "10019700000000700080000000000000011001970000000070008000000000000048",
+        ),
+        (
+            "BankPayinReceived",
+            "100197000000007000800000000000004910019700000000700080000000000000011001970000000070008000000000000048100197000000007000800000000000001e100197000000007000800000000000002818496e766f696365203432207265662046484b4d2d52545758d04145555202055f6e616d65084d61696e20e282ac056f726465720234328089ea85b4e79b06",
+        ),
+        (
+            "BankPayinMetaUpdated",
+            "02055f6e616d65084d61696e20e282ac056f72646572023432",
+        ),
+        (
+            "FileUploaded",
+            "100197000000007000800000000000005a10019700000000700080000000000000013c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c1270617373706f72742066726f6e742e6a706787ad4b8089ea85b4e79b06",
+        ),
+        ("FxRateSet", "455552555344c0a8fe84041e8089ea85b4e79b06"),
+        ("FxRateRemoved", "8089ea85b4e79b06"),
         (
             "IdempotencyKeyUsed",
             "1001970000000070008000000000000001097265712d30314a7e785a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a0010019700000000700080000000000000018089ea85b4e79b06",
@@ -353,6 +808,64 @@ fn payload_bytes_are_stable() {
             .collect();
         panic!("stored payload bytes changed; the current table is:\n{table}");
     }
+}
+
+/// A `TransferCreated` as schema version 1 stored it (before `exchange`):
+/// the golden bytes of the first sample before v2.
+const TRANSFER_CREATED_V1: &str = "10019700000000700080000000000000321001970000000070008000000000000001100197000000007000800000000000001e100197000000007000800000000000001f1001970000000070008000000000000029100197000000007000800000000000002af40355534402055f6e616d65084d61696e20e282ac056f726465720234328089ea85b4e79b06";
+
+#[test]
+fn transfer_created_v1_is_upcast_without_exchange() {
+    let old = TransferCreatedV1 {
+        id: TransferId::from_uuid(id(50)),
+        project_id: ProjectId::from_uuid(id(1)),
+        source_account_id: AccountId::from_uuid(id(30)),
+        destination_account_id: AccountId::from_uuid(id(31)),
+        source_transaction_id: TransactionId::from_uuid(id(41)),
+        destination_transaction_id: TransactionId::from_uuid(id(42)),
+        value: Money::new(250, Currency::USD),
+        meta: meta(),
+        created_at: T,
+    };
+    // The golden bytes are the old shape, as the old build wrote it.
+    assert_eq!(
+        hex::encode(postcard::to_stdvec(&old).expect("encodes")),
+        TRANSFER_CREATED_V1
+    );
+    let bytes = hex::decode(TRANSFER_CREATED_V1).expect("hex");
+    let decoded = Event::decode("TransferCreated", 1, &bytes).expect("v1 decodes");
+    let expected = TransferCreated {
+        id: old.id,
+        project_id: old.project_id,
+        source_account_id: old.source_account_id,
+        destination_account_id: old.destination_account_id,
+        source_transaction_id: old.source_transaction_id,
+        destination_transaction_id: old.destination_transaction_id,
+        value: old.value,
+        meta: old.meta.clone(),
+        created_at: old.created_at,
+        exchange: None,
+    };
+    assert_eq!(decoded, Event::TransferCreated(expected.clone()));
+    assert_eq!(TransferCreated::from(old), expected);
+    if let Event::TransferCreated(created) = &decoded {
+        assert_eq!(created.destination_value(), created.value);
+    }
+    // Re-encoded, it is written as v2: the old bytes plus "no exchange".
+    let encoded = decoded.encode();
+    assert_eq!(encoded.schema_version, 2);
+    assert_eq!(hex::encode(&encoded.payload), format!("{TRANSFER_CREATED_V1}00"));
+    assert_eq!(Event::decode("TransferCreated", 2, &encoded.payload), Ok(decoded));
+}
+
+#[test]
+fn a_state_folded_from_v1_transfers_has_no_exchange() {
+    let bytes = hex::decode(TRANSFER_CREATED_V1).expect("hex");
+    let event = Event::decode("TransferCreated", 1, &bytes).expect("v1 decodes");
+    let state = Aggregate::replay([&event]);
+    let transfer = state.as_transfer().expect("a transfer");
+    assert_eq!(transfer.exchange, None);
+    assert_eq!(transfer.value, Money::new(250, Currency::USD));
 }
 
 /// The upcasting path, exercised with a payload that changed shape: version

@@ -4,8 +4,9 @@
 //!
 //! Besides each command's own rules, every call checks the contract the
 //! engine relies on: `decide` reads and writes only the streams that
-//! `CommandEnvelope::streams` declares (the engine loads those and appends
-//! with their expected versions), and a refused command changes nothing.
+//! `CommandEnvelope::streams` and `CommandEnvelope::dependent_streams`
+//! declare (the engine loads those and appends with their expected
+//! versions), and a refused command changes nothing.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -37,14 +38,33 @@ impl Lookup for Store {
     }
 }
 
+/// Every stream the engine loads for `envelope`: `streams()`, then the
+/// streams they name through their state (`dependent_streams`), until no
+/// new one is named.
+fn declared_streams(envelope: &CommandEnvelope, lookup: &dyn Lookup) -> Vec<StreamRef> {
+    let mut declared = envelope.streams();
+    loop {
+        let new: Vec<StreamRef> = envelope
+            .dependent_streams(lookup)
+            .into_iter()
+            .filter(|stream| !declared.contains(stream))
+            .collect();
+        if new.is_empty() {
+            return declared;
+        }
+        declared.extend(new);
+    }
+}
+
 impl Store {
     /// Decides `envelope` and appends what it decided.
     fn execute(&mut self, envelope: &CommandEnvelope) -> Result<Decision, DomainError> {
         self.reads.borrow_mut().clear();
         let states_before = self.states.clone();
         let log_before = self.log.len();
+        let declared = declared_streams(envelope, self);
+        self.reads.borrow_mut().clear();
         let result = decide(envelope, self);
-        let declared = envelope.streams();
         for read in self.reads.borrow().iter() {
             assert!(
                 declared.contains(read),
@@ -1195,6 +1215,7 @@ fn transfer_moves_money_in_one_decision() {
                         value: eur(250),
                         meta: m,
                         created_at: T0,
+                        exchange: None,
                     })
                 ),
                 leg(
@@ -1283,17 +1304,17 @@ fn transfer_in_another_currency_than_the_accounts_is_invalid() {
 }
 
 #[test]
-fn transfer_between_currencies_is_refused() {
+fn transfer_between_currencies_without_a_rate_is_refused() {
     let mut world = World::new();
     world.set(A, eur(1_000)).unwrap();
     world.set(U, usd(1_000)).unwrap();
     assert_refused(
         world.run(prj(P), transfer(trf(1), acc(A), acc(U), eur(10))),
-        Refusal::CrossCurrencyTransfer,
+        Refusal::FxRateUnavailable,
     );
     assert_refused(
         world.run(prj(P), transfer(trf(2), acc(U), acc(A), usd(10))),
-        Refusal::CrossCurrencyTransfer,
+        Refusal::FxRateUnavailable,
     );
     assert_eq!(world.store.balance(acc(A)), 1_000);
     assert_eq!(world.store.balance(acc(U)), 1_000);

@@ -191,7 +191,7 @@ impl Model {
                     why.push(Why::Field("destination_account_id".into()));
                 }
                 if currency_of(from) != currency_of(to) {
-                    why.push(Why::Refused(Refusal::CrossCurrencyTransfer));
+                    why.push(Why::Refused(Refusal::FxRateUnavailable));
                 }
                 if wrong_currency {
                     why.push(Why::Field("value.currency".into()));
@@ -563,7 +563,7 @@ fn generated_sequences_reach_every_outcome() {
         "allow ok, no events".to_owned(),
         refused("transfer", Refusal::InsufficientFunds),
         refused("transfer", Refusal::BalanceOverflow),
-        refused("transfer", Refusal::CrossCurrencyTransfer),
+        refused("transfer", Refusal::FxRateUnavailable),
         field("transfer", "value.amount"),
         field("transfer", "destination_account_id"),
         field("transfer", "value.currency"),
