@@ -551,6 +551,17 @@ impl Interceptor for Auth {
 
 pub type Authed = InterceptedService<Channel, Auth>;
 
+/// Adds `authorization: Bearer <key>` to every request: for clients of
+/// services [`Client`] does not hold (`XServiceClient::with_interceptor(channel,
+/// bearer(key))`).
+pub fn bearer(key: &str) -> Auth {
+    Auth(Some(
+        format!("Bearer {key}")
+            .parse()
+            .expect("an ASCII authorization value"),
+    ))
+}
+
 /// The five paycore services over one channel, with one API key.
 #[derive(Clone, Debug)]
 pub struct Client {

@@ -156,19 +156,11 @@ async fn bad_transfers_are_refused_precisely_and_write_nothing() -> anyhow::Resu
     // The value's currency is not the accounts'.
     let status = refuse(transfer_request(&a.id, &b.id, "USD", 100)).await;
     assert_bad_request_fields(&status, &["value.currency"]);
-    // Accounts of different currencies.
+    // Accounts of different currencies with no exchange rate configured.
     let status = refuse(transfer_request(&a.id, &usd.id, "EUR", 100)).await;
-    assert_reason(
-        &status,
-        Code::FailedPrecondition,
-        "CROSS_CURRENCY_TRANSFER_UNSUPPORTED",
-    );
+    assert_reason(&status, Code::FailedPrecondition, "FX_RATE_NOT_CONFIGURED");
     let status = refuse(transfer_request(&usd.id, &a.id, "USD", 100)).await;
-    assert_reason(
-        &status,
-        Code::FailedPrecondition,
-        "CROSS_CURRENCY_TRANSFER_UNSUPPORTED",
-    );
+    assert_reason(&status, Code::FailedPrecondition, "FX_RATE_NOT_CONFIGURED");
 
     // Not enough money: one cent more than the balance, or from an empty account.
     let status = refuse(transfer_request(&a.id, &b.id, "EUR", 1_001)).await;

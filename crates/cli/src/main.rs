@@ -2,6 +2,7 @@
 
 mod audit;
 mod balance;
+mod fx;
 mod serve;
 
 // The server allocates many small short-lived objects per request (HTTP/2
@@ -85,6 +86,10 @@ enum Command {
     /// Read accounts from the event log, without a server.
     #[command(subcommand)]
     Accounts(AccountsCommand),
+    /// Set, remove, list and import the platform's exchange rates, which
+    /// transfers between accounts of different currencies convert at.
+    #[command(subcommand)]
+    Fx(fx::FxCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -255,6 +260,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             serve::serve(&data_dir, &store, options).await
         }
         Command::Db(DbCommand::Migrate) => serve::migrate(&store).await,
+        Command::Fx(command) => fx::run(&data_dir, &store, command).await,
         Command::Audit(args) => {
             let options = audit::AuditOptions {
                 json: args.json,

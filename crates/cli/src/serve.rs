@@ -182,7 +182,8 @@ async fn side_storage(
         }
         (None, StoreChoice::Embedded) => {
             let path = data_dir.join("vault.key");
-            VaultKey::load_or_create(&path).with_context(|| format!("opening the vault key {}", path.display()))?
+            VaultKey::load_or_create(&path)
+                .with_context(|| format!("opening the vault key {}", path.display()))?
         }
         (None, StoreChoice::Postgres { .. }) => anyhow::bail!(
             "with a PostgreSQL store every server must use the same card vault key: \
@@ -257,7 +258,7 @@ pub async fn serve(data_dir: &Path, choice: &StoreChoice, options: ServeOptions)
         draining.set_not_serving().await;
     };
     let (stop_admin, admin_stopped) = tokio::sync::oneshot::channel::<()>();
-    let admin = serve_admin(data_dir, engine.clone(), async move {
+    let admin = serve_admin(data_dir, engine.clone(), read.clone(), async move {
         let _ = admin_stopped.await;
     })?;
     let served = tonic::transport::Server::builder()
@@ -291,6 +292,7 @@ pub async fn serve(data_dir: &Path, choice: &StoreChoice, options: ServeOptions)
 fn serve_admin(
     data_dir: &Path,
     engine: Engine,
+    read: ReadModels,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<tokio::task::JoinHandle<Result<(), tonic::transport::Error>>> {
     use std::os::unix::fs::PermissionsExt;
@@ -308,7 +310,7 @@ fn serve_admin(
         .with_context(|| format!("restricting {}", socket.display()))?;
     Ok(tokio::spawn(
         tonic::transport::Server::builder()
-            .add_service(admin::AdminService::server(engine))
+            .add_service(admin::AdminService::server_with_read_models(engine, read))
             .serve_with_incoming_shutdown(UnixListenerStream::new(listener), shutdown),
     ))
 }

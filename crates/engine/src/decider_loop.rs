@@ -402,7 +402,11 @@ impl DeciderLoop {
 
     /// Loads the streams the command names through the state of others
     /// (see `CommandEnvelope::dependent_streams`), until it names no new one.
-    async fn load_dependents(&self, overlay: &mut Overlay, envelope: &CommandEnvelope) -> Result<(), EngineError> {
+    async fn load_dependents(
+        &self,
+        overlay: &mut Overlay,
+        envelope: &CommandEnvelope,
+    ) -> Result<(), EngineError> {
         // The domain's chains are at most three steps long; the bound only
         // guards against a decider that keeps naming new streams.
         for _ in 0..8 {

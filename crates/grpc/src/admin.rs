@@ -1,16 +1,22 @@
-//! Administration: projects and API keys, for the CLI and first start.
+//! Administration: projects, API keys and the platform's exchange rates,
+//! for the CLI and first start.
 //!
-//! The same functions serve `paycore projects|keys` directly on a data
+//! The same functions serve `paycore projects|keys|fx` directly on a data
 //! directory (no server running) and, through [`AdminService`], on the Unix
 //! socket of a running server — so there is one implementation either way.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use paycore_domain::api_key::{ApiKeyToken, KeyKind};
+use paycore_domain::banking::FxRateEntry;
+use paycore_domain::fx::{Quote, Rate};
 use paycore_domain::{
-    ApiKeyId, Command, CommandEnvelope, DomainError, Environment, Meta, ProjectId, StreamRef, Violations,
+    Aggregate, ApiKeyId, Command, CommandEnvelope, Currency, DomainError, Environment, Event, Meta,
+    ProjectId, StreamRef, Violations,
 };
-use paycore_engine::{CommandMeta, Engine, EngineError};
+use paycore_engine::{CommandMeta, Engine, EngineError, Executed};
+use paycore_projections::ReadModels;
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
@@ -37,6 +43,10 @@ use pb::admin_service_server::AdminServiceServer;
 pub const SOCKET_NAME: &str = "admin.sock";
 
 async fn run(engine: &Engine, project_id: ProjectId, command: Command) -> Result<(), EngineError> {
+    execute(engine, project_id, command).await.map(drop)
+}
+
+async fn execute(engine: &Engine, project_id: ProjectId, command: Command) -> Result<Executed, EngineError> {
     let envelope = CommandEnvelope {
         project_id,
         now: SystemClock.now(),
@@ -47,7 +57,7 @@ async fn run(engine: &Engine, project_id: ProjectId, command: Command) -> Result
         actor: Some("system:admin".into()),
         correlation_id: Some(Uuid::now_v7()),
     };
-    engine.execute_with(envelope, meta).await.map(drop)
+    engine.execute_with(envelope, meta).await
 }
 
 /// Creates a project and its first secret key.
@@ -102,15 +112,147 @@ pub async fn revoke_key(engine: &Engine, id: ApiKeyId) -> Result<ProjectId, Engi
     Ok(project_id)
 }
 
+/// The project exchange-rate commands run under. Rates are platform-wide:
+/// the decider ignores the envelope's project for them, and the nil ID
+/// names no project, so no project's streams are involved.
+fn platform() -> ProjectId {
+    ProjectId::from_uuid(Uuid::nil())
+}
+
+/// The pair's state after an exchange-rate command.
+fn fx_rate_state(executed: &Executed) -> Result<FxRateEntry, EngineError> {
+    executed.state.as_fx_rate().cloned().ok_or_else(|| {
+        EngineError::Internal(format!("an exchange-rate command answered {:?}", executed.state))
+    })
+}
+
+/// Sets (or replaces) the exchange rate of `quote.from` → `quote.to`, for
+/// every project. Answers the pair's new state and the log position that
+/// recorded it.
+pub async fn set_fx_rate(engine: &Engine, quote: Quote) -> Result<(FxRateEntry, u64), EngineError> {
+    let command = Command::SetFxRate {
+        from: quote.from,
+        to: quote.to,
+        mid_rate: quote.mid,
+        spread_bps: quote.spread_bps,
+    };
+    let executed = execute(engine, platform(), command).await?;
+    Ok((fx_rate_state(&executed)?, executed.position))
+}
+
+/// Removes the exchange rate of `from` → `to` (NOT_FOUND if it has none).
+/// Answers the log position that recorded it.
+pub async fn remove_fx_rate(engine: &Engine, from: Currency, to: Currency) -> Result<u64, EngineError> {
+    let executed = execute(engine, platform(), Command::RemoveFxRate { from, to }).await?;
+    Ok(executed.position)
+}
+
+/// How many events a log scan reads at a time.
+const SCAN_BATCH: usize = 4_096;
+
+/// The configured exchange rates (removed ones left out), ordered by pair,
+/// read from the whole log: without read models at hand (the CLI on a
+/// stopped server, or an admin service built without them) nothing else
+/// knows which pairs exist. Rates are rare events; the scan skips every
+/// other event without decoding it.
+pub async fn list_fx_rates(engine: &Engine) -> Result<Vec<FxRateEntry>, EngineError> {
+    let store = engine.store();
+    let mut pairs: BTreeMap<(Currency, Currency), Aggregate> = BTreeMap::new();
+    let mut from = 0;
+    loop {
+        let batch = store.read_all(from, SCAN_BATCH).await?;
+        let Some(last) = batch.last() else { break };
+        from = last.position + 1;
+        for recorded in batch
+            .iter()
+            .filter(|recorded| recorded.stream.category() == "fxrate")
+        {
+            let Some(StreamRef::FxRate(source, destination)) = StreamRef::parse(recorded.stream.as_str())
+            else {
+                continue;
+            };
+            let event = Event::decode(&recorded.event_type, recorded.schema_version, &recorded.payload)
+                .map_err(|error| {
+                    EngineError::Internal(format!("event at position {}: {error}", recorded.position))
+                })?;
+            let state = pairs.remove(&(source, destination)).unwrap_or_default();
+            pairs.insert((source, destination), state.evolve(&event));
+        }
+    }
+    Ok(pairs
+        .values()
+        .filter_map(Aggregate::as_fx_rate)
+        .filter(|entry| entry.current.is_some())
+        .cloned()
+        .collect())
+}
+
+/// An exchange rate given as text (admin API, CLI), checked in full: every
+/// bad field is reported at once, under the request's field names.
+pub fn parse_quote(
+    source_currency: &str,
+    destination_currency: &str,
+    mid_rate: &str,
+    spread_bps: u32,
+) -> Result<Quote, DomainError> {
+    let mut v = Violations::new();
+    let from = crate::convert::currency(source_currency, "source_currency", &mut v);
+    let to = crate::convert::currency(destination_currency, "destination_currency", &mut v);
+    let mid = v.check("mid_rate", Rate::parse(mid_rate));
+    if spread_bps >= paycore_domain::fx::BPS_PER_UNIT {
+        v.add("spread_bps", "must be 0 to 9999 basis points (below 100%)");
+    }
+    if from.is_some() && from == to {
+        v.add("destination_currency", "must differ from source_currency");
+    }
+    v.into_result()?;
+    match (from, to, mid) {
+        (Some(from), Some(to), Some(mid)) => Quote::new(from, to, mid, spread_bps)
+            .map_err(|error| DomainError::invalid("mid_rate", error.to_string())),
+        _ => Err(DomainError::invalid("mid_rate", "could not be parsed")),
+    }
+}
+
+/// A rate as the admin API shows it.
+pub fn fx_rate_pb(entry: &FxRateEntry) -> Option<pb::FxRate> {
+    let rate = entry.current?;
+    Some(pb::FxRate {
+        source_currency: entry.from.code().to_owned(),
+        destination_currency: entry.to.code().to_owned(),
+        mid_rate: rate.mid_rate.to_string(),
+        spread_bps: rate.spread_bps,
+        rate_used: crate::convert_bank::rate_used_text(entry),
+        updated_at_micros: entry.changed_at.micros(),
+    })
+}
+
 /// The admin service over an engine.
 #[derive(Clone, Debug)]
 pub struct AdminService {
     engine: Engine,
+    /// The server's read models, if given: `ListFxRates` answers from them
+    /// instead of scanning the log, and rate changes wait until they show.
+    read: Option<ReadModels>,
 }
 
 impl AdminService {
     pub fn server(engine: Engine) -> AdminServiceServer<Self> {
-        AdminServiceServer::new(Self { engine })
+        AdminServiceServer::new(Self { engine, read: None })
+    }
+
+    /// Like [`AdminService::server`], answering `ListFxRates` from `read`.
+    pub fn server_with_read_models(engine: Engine, read: ReadModels) -> AdminServiceServer<Self> {
+        AdminServiceServer::new(Self {
+            engine,
+            read: Some(read),
+        })
+    }
+
+    /// Read-your-writes for the read models, when there are any.
+    async fn wait_for(&self, position: u64) {
+        if let Some(read) = &self.read {
+            read.wait_for(position).await;
+        }
     }
 }
 
@@ -180,6 +322,56 @@ impl pb::admin_service_server::AdminService for AdminService {
             .map_err(|error| engine_status(&error))?;
         Ok(Response::new(pb::RevokeApiKeyResponse {
             project_id: project.to_string(),
+        }))
+    }
+
+    async fn set_fx_rate(
+        &self,
+        request: Request<pb::SetFxRateRequest>,
+    ) -> Result<Response<pb::FxRate>, Status> {
+        let request = request.into_inner();
+        let quote = parse_quote(
+            &request.source_currency,
+            &request.destination_currency,
+            &request.mid_rate,
+            request.spread_bps,
+        )
+        .map_err(|error| domain_status(&error))?;
+        let (entry, position) = set_fx_rate(&self.engine, quote)
+            .await
+            .map_err(|error| engine_status(&error))?;
+        self.wait_for(position).await;
+        fx_rate_pb(&entry)
+            .map(Response::new)
+            .ok_or_else(|| Status::internal("the rate just set is not configured"))
+    }
+
+    async fn remove_fx_rate(
+        &self,
+        request: Request<pb::RemoveFxRateRequest>,
+    ) -> Result<Response<pb::RemoveFxRateResponse>, Status> {
+        let request = request.into_inner();
+        let from = parse::<Currency>(&request.source_currency, "source_currency")?;
+        let to = parse::<Currency>(&request.destination_currency, "destination_currency")?;
+        let position = remove_fx_rate(&self.engine, from, to)
+            .await
+            .map_err(|error| engine_status(&error))?;
+        self.wait_for(position).await;
+        Ok(Response::new(pb::RemoveFxRateResponse {}))
+    }
+
+    async fn list_fx_rates(
+        &self,
+        _request: Request<pb::ListFxRatesRequest>,
+    ) -> Result<Response<pb::ListFxRatesResponse>, Status> {
+        let entries = match &self.read {
+            Some(read) => read.fx_rates(),
+            None => list_fx_rates(&self.engine)
+                .await
+                .map_err(|error| engine_status(&error))?,
+        };
+        Ok(Response::new(pb::ListFxRatesResponse {
+            rates: entries.iter().filter_map(fx_rate_pb).collect(),
         }))
     }
 }

@@ -57,12 +57,34 @@ pub fn bearer_token(metadata: &MetadataMap) -> Result<ApiKeyToken, AuthError> {
     ApiKeyToken::parse(key.trim()).map_err(|_| AuthError::Invalid)
 }
 
-/// Checks a presented key against the stored key and its project. `key` and
-/// `project` are whatever the log holds for the key's ID (`None` if nothing).
+/// Which kinds of API key a method lets in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KeyAccess {
+    /// Every method but one: public keys answer PERMISSION_DENIED.
+    SecretOnly,
+    /// `CardTokenService.CreateCardToken` only: public keys are meant to be
+    /// shipped in browsers and apps, so that card data reaches paycore
+    /// without passing through the project's servers.
+    PublicOrSecret,
+}
+
+/// Checks a presented secret key against the stored key and its project.
+/// `key` and `project` are whatever the log holds for the key's ID (`None`
+/// if nothing).
 pub fn verify(
     token: &ApiKeyToken,
     key: Option<&ApiKey>,
     project: Option<&Project>,
+) -> Result<Caller, AuthError> {
+    verify_for(token, key, project, KeyAccess::SecretOnly)
+}
+
+/// [`verify`] for a method that lets in the keys of `access`.
+pub fn verify_for(
+    token: &ApiKeyToken,
+    key: Option<&ApiKey>,
+    project: Option<&Project>,
+    access: KeyAccess,
 ) -> Result<Caller, AuthError> {
     let key = key.ok_or(AuthError::Invalid)?;
     let secret_matches: bool = token.secret_hash().ct_eq(&key.secret_hash).into();
@@ -78,7 +100,7 @@ pub fn verify(
     if key.revoked_at.is_some() {
         return Err(AuthError::Revoked);
     }
-    if key.kind == KeyKind::Public {
+    if key.kind == KeyKind::Public && access == KeyAccess::SecretOnly {
         return Err(AuthError::PublicKey);
     }
     Ok(Caller {
@@ -90,6 +112,20 @@ pub fn verify(
 
 /// Authenticates a request with a secret key.
 pub async fn authenticate(engine: &Engine, metadata: &MetadataMap) -> Result<Caller, Status> {
+    authenticate_for(engine, metadata, KeyAccess::SecretOnly).await
+}
+
+/// Authenticates a request with a public or a secret key (only for
+/// `CreateCardToken`).
+pub async fn authenticate_allowing_public(engine: &Engine, metadata: &MetadataMap) -> Result<Caller, Status> {
+    authenticate_for(engine, metadata, KeyAccess::PublicOrSecret).await
+}
+
+async fn authenticate_for(
+    engine: &Engine,
+    metadata: &MetadataMap,
+    access: KeyAccess,
+) -> Result<Caller, Status> {
     let token = bearer_token(metadata)?;
     let key = engine
         .load(&StreamRef::ApiKey(token.key_id))
@@ -102,7 +138,7 @@ pub async fn authenticate(engine: &Engine, metadata: &MetadataMap) -> Result<Cal
         .load(&StreamRef::Project(key.project_id))
         .await
         .map_err(|e| engine_status(&e))?;
-    verify(&token, Some(&key), project.as_project()).map_err(|error| {
+    verify_for(&token, Some(&key), project.as_project(), access).map_err(|error| {
         tracing::debug!(key_id = %token.key_id, %error, "authentication failed");
         Status::from(error)
     })
@@ -211,6 +247,59 @@ mod tests {
         assert_eq!(
             verify(&token(KeyKind::Public, SECRET), Some(&public), Some(&sandbox)),
             Err(AuthError::PublicKey)
+        );
+    }
+
+    #[test]
+    fn public_keys_only_where_allowed() {
+        let sandbox = project(Environment::Sandbox);
+        let public = key(KeyKind::Public);
+        let public_token = token(KeyKind::Public, SECRET);
+        for access in [KeyAccess::SecretOnly, KeyAccess::PublicOrSecret] {
+            let allowed = verify_for(&public_token, Some(&public), Some(&sandbox), access);
+            if access == KeyAccess::SecretOnly {
+                assert_eq!(allowed, Err(AuthError::PublicKey));
+            } else {
+                assert_eq!(allowed.map(|caller| caller.key_id), Ok(public.id));
+            }
+            // A secret key is welcome everywhere.
+            let secret = key(KeyKind::Secret);
+            let caller = verify_for(
+                &token(KeyKind::Secret, SECRET),
+                Some(&secret),
+                Some(&sandbox),
+                access,
+            );
+            assert_eq!(caller.map(|caller| caller.project_id), Ok(sandbox.id));
+        }
+        // Letting public keys in relaxes nothing else: wrong secrets, kinds
+        // and revoked keys stay out.
+        let open = KeyAccess::PublicOrSecret;
+        assert_eq!(
+            verify_for(
+                &token(KeyKind::Public, [8; 32]),
+                Some(&public),
+                Some(&sandbox),
+                open
+            ),
+            Err(AuthError::Invalid)
+        );
+        assert_eq!(
+            verify_for(
+                &token(KeyKind::Secret, SECRET),
+                Some(&public),
+                Some(&sandbox),
+                open
+            ),
+            Err(AuthError::Invalid)
+        );
+        let revoked = ApiKey {
+            revoked_at: Some(Timestamp::from_micros(5)),
+            ..public
+        };
+        assert_eq!(
+            verify_for(&public_token, Some(&revoked), Some(&sandbox), open),
+            Err(AuthError::Revoked)
         );
     }
 

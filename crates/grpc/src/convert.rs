@@ -614,6 +614,17 @@ pub fn transfer_pb(transfer: &Transfer) -> pb::Transfer {
         destination_transaction_id: transfer.destination_transaction_id.to_string(),
         value: Some(money_pb(transfer.value)),
         meta: meta_pb(&transfer.meta),
+        exchange: transfer.exchange.as_ref().map(exchange_pb),
+    }
+}
+
+/// The conversion a cross-currency transfer recorded; rates as exact decimals.
+pub fn exchange_pb(exchange: &paycore_domain::events::Exchange) -> pb::Exchange {
+    pb::Exchange {
+        destination_value: Some(money_pb(exchange.destination_value)),
+        mid_rate: exchange.mid_rate.to_string(),
+        spread_bps: exchange.spread_bps,
+        rate_used: exchange.rate_used.to_string(),
     }
 }
 
@@ -1058,5 +1069,28 @@ mod tests {
         });
         assert_eq!(magic.r#type(), pb::TransactionType::Magic);
         assert_eq!(magic.transfer_id, None);
+    }
+
+    #[test]
+    fn exchanges_show_rates_as_exact_decimals() {
+        let rate = |text| paycore_domain::fx::Rate::parse(text).unwrap();
+        let exchange = paycore_domain::events::Exchange {
+            destination_value: Money::new(1_080, "USD".parse().unwrap()),
+            mid_rate: rate("1.0842"),
+            spread_bps: 30,
+            rate_used: rate("1.0809474"),
+        };
+        assert_eq!(
+            exchange_pb(&exchange),
+            pb::Exchange {
+                destination_value: Some(pb::Money {
+                    currency: "USD".into(),
+                    amount: 1_080
+                }),
+                mid_rate: "1.0842".into(),
+                spread_bps: 30,
+                rate_used: "1.0809474".into(),
+            }
+        );
     }
 }

@@ -46,13 +46,14 @@ pub fn key(
     }
 }
 
-/// Methods other than `Create*` are idempotent already and refuse the key,
-/// as the reference allows it on POST requests only.
+/// Reads and `Update*` methods are idempotent already and refuse the key;
+/// it is accepted on `Create*` and on the calls that change a resource's
+/// state (settle, complete, fail, return, simulate).
 pub fn reject(metadata: &MetadataMap) -> Result<(), tonic::Status> {
     if metadata.contains_key(IDEMPOTENCY_KEY_FIELD) {
         return Err(invalid_argument(&[paycore_domain::FieldViolation::new(
             IDEMPOTENCY_KEY_FIELD,
-            "is only accepted on Create methods; this method is idempotent already",
+            "is only accepted on methods that create or change the state of a resource; this method is idempotent already",
         )]));
     }
     Ok(())

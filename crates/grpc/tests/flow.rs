@@ -85,7 +85,13 @@ async fn start(environment: Environment) -> Server {
         .await
         .to_string();
 
-    let api = Api::build(AppState::new(engine.clone(), read, paycore_grpc::SideStorage::in_memory().unwrap())).await.unwrap();
+    let api = Api::build(AppState::new(
+        engine.clone(),
+        read,
+        paycore_grpc::SideStorage::in_memory().unwrap(),
+    ))
+    .await
+    .unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let routes = api.routes();

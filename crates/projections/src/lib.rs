@@ -241,7 +241,10 @@ impl ReadModels {
         page: &PageRequest,
     ) -> Result<Page<Aggregate>, PageError> {
         let models = self.models.read();
-        let Some(list) = models.models(project).and_then(|models| models.resources.get(&kind)) else {
+        let Some(list) = models
+            .models(project)
+            .and_then(|models| models.resources.get(&kind))
+        else {
             return page::empty(project, ListKind::Resources(kind), page);
         };
         page::slice(project, ListKind::Resources(kind), page, list.len(), |i| {
@@ -268,9 +271,13 @@ impl ReadModels {
         let indices = models
             .and_then(|models| models.payin_refunds.get(&payin))
             .map_or(&[][..], Vec::as_slice);
-        page::slice(project, ListKind::CardPayinRefunds(payin), page, indices.len(), |i| {
-            refunds?.at(indices[i] as usize).cloned()
-        })
+        page::slice(
+            project,
+            ListKind::CardPayinRefunds(payin),
+            page,
+            indices.len(),
+            |i| refunds?.at(indices[i] as usize).cloned(),
+        )
     }
 
     /// The platform's exchange rates, removed ones included.

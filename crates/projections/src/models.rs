@@ -173,7 +173,14 @@ pub(crate) struct Models {
 
 impl Models {
     /// Applies the event at `position` of stream `category`-`stream_id`.
-    pub fn apply(&mut self, position: Position, hash: ChainHash, category: &str, stream_id: &str, event: &Event) {
+    pub fn apply(
+        &mut self,
+        position: Position,
+        hash: ChainHash,
+        category: &str,
+        stream_id: &str,
+        event: &Event,
+    ) {
         debug_assert_eq!(position, self.next_position, "events are applied in order, once");
         self.next_position = position + 1;
         self.last_hash = Some(hash);
@@ -262,7 +269,9 @@ impl Models {
                 });
             }
             Event::FxRateSet(_) | Event::FxRateRemoved(_) => {
-                if let Some(StreamRef::FxRate(from, to)) = StreamRef::parse(&format!("{category}-{stream_id}")) {
+                if let Some(StreamRef::FxRate(from, to)) =
+                    StreamRef::parse(&format!("{category}-{stream_id}"))
+                {
                     let state = self.fx_rates.remove(&(from, to)).map(Aggregate::FxRate);
                     if let Some(Aggregate::FxRate(entry)) = evolve(state, event) {
                         self.fx_rates.insert((from, to), entry);
@@ -291,7 +300,9 @@ impl Models {
 
     /// Folds an event of a card, bank or file resource into its state.
     fn apply_to_resource(&mut self, resource: ResourceRef, event: &Event) {
-        let Some(kind) = ResourceKind::of(resource) else { return };
+        let Some(kind) = ResourceKind::of(resource) else {
+            return;
+        };
         if let Some(project) = self.resource_projects.get(&resource).copied() {
             if let Some(list) = self.project(project).resources.get_mut(&kind) {
                 list.update(&resource, |state| state.clone().evolve(event));

@@ -3,7 +3,14 @@
 //! or read the projections, answer in proto.
 
 mod account;
+mod bank_accounts;
+mod bank_payins;
+mod bank_payouts;
+mod card_payins;
+mod cards;
 mod customer;
+mod files;
+mod fx;
 mod project;
 mod transaction;
 mod transfer;
@@ -31,6 +38,24 @@ pub mod methods {
     pub const CREATE_CUSTOMER: &str = "/paycore.v1.CustomerService/CreateCustomer";
     pub const CREATE_ACCOUNT: &str = "/paycore.v1.AccountService/CreateAccount";
     pub const CREATE_TRANSFER: &str = "/paycore.v1.TransferService/CreateTransfer";
+    pub const CREATE_BANK_ACCOUNT: &str = "/paycore.v1.BankAccountService/CreateBankAccount";
+    pub const CREATE_BANK_PAYOUT: &str = "/paycore.v1.BankPayoutService/CreateBankPayout";
+    pub const COMPLETE_BANK_PAYOUT: &str = "/paycore.v1.BankPayoutService/CompleteBankPayout";
+    pub const FAIL_BANK_PAYOUT: &str = "/paycore.v1.BankPayoutService/FailBankPayout";
+    pub const RETURN_BANK_PAYOUT: &str = "/paycore.v1.BankPayoutService/ReturnBankPayout";
+    pub const CREATE_BANK_PAYIN_REFERENCE: &str =
+        "/paycore.v1.BankPayinReferenceService/CreateBankPayinReference";
+    pub const SIMULATE_BANK_PAYIN: &str = "/paycore.v1.BankPayinService/SimulateBankPayin";
+    pub const UPLOAD_FILE: &str = "/paycore.v1.FileService/UploadFile";
+    pub const CREATE_CARD_TOKEN: &str = "/paycore.v1.CardTokenService/CreateCardToken";
+    pub const CREATE_CARD: &str = "/paycore.v1.CardService/CreateCard";
+    pub const CREATE_CARD_PAYIN: &str = "/paycore.v1.CardPayinService/CreateCardPayin";
+    pub const COMPLETE_CARD_PAYIN_AUTHENTICATION: &str =
+        "/paycore.v1.CardPayinService/CompleteCardPayinAuthentication";
+    pub const SETTLE_CARD_PAYIN: &str = "/paycore.v1.CardPayinService/SettleCardPayin";
+    pub const CREATE_CARD_PAYIN_REFUND: &str = "/paycore.v1.CardPayinService/CreateCardPayinRefund";
+    pub const COMPLETE_CARD_PAYIN_REFUND: &str = "/paycore.v1.CardPayinService/CompleteCardPayinRefund";
+    pub const FAIL_CARD_PAYIN_REFUND: &str = "/paycore.v1.CardPayinService/FailCardPayinRefund";
 }
 
 /// One value implementing every service; cheap to clone.
