@@ -246,15 +246,6 @@ impl Context<'_> {
             .ok_or_else(|| DomainError::not_found("bank account", id))
     }
 
-    pub(crate) fn update_bank_account(&self, id: BankAccountId, meta: &Meta) -> Result<Decided, DomainError> {
-        self.bank_account(id)?;
-        let event = Event::BankAccountMetaUpdated(MetaUpdated { meta: meta.clone() });
-        Ok((
-            vec![(StreamRef::BankAccount(id), event)],
-            ResourceRef::BankAccount(id),
-        ))
-    }
-
     pub(crate) fn create_bank_payout(&self, new: &NewBankPayout) -> Result<Decided, DomainError> {
         let project = self.project()?;
         let id = new.id;
@@ -403,15 +394,6 @@ impl Context<'_> {
         Ok((events, ResourceRef::BankPayout(id)))
     }
 
-    pub(crate) fn update_bank_payout(&self, id: BankPayoutId, meta: &Meta) -> Result<Decided, DomainError> {
-        self.bank_payout(id)?;
-        let event = Event::BankPayoutMetaUpdated(MetaUpdated { meta: meta.clone() });
-        Ok((
-            vec![(StreamRef::BankPayout(id), event)],
-            ResourceRef::BankPayout(id),
-        ))
-    }
-
     pub(crate) fn create_bank_payin_reference(
         &self,
         id: BankPayinReferenceId,
@@ -554,17 +536,6 @@ impl Context<'_> {
             true,
         )?);
         Ok((events, ResourceRef::BankPayin(id)))
-    }
-
-    pub(crate) fn update_bank_payin(&self, id: BankPayinId, meta: &Meta) -> Result<Decided, DomainError> {
-        self.owned(&StreamRef::BankPayin(id))
-            .and_then(|state| state.as_bank_payin())
-            .ok_or_else(|| DomainError::not_found("bank payin", id))?;
-        let event = Event::BankPayinMetaUpdated(MetaUpdated { meta: meta.clone() });
-        Ok((
-            vec![(StreamRef::BankPayin(id), event)],
-            ResourceRef::BankPayin(id),
-        ))
     }
 
     pub(crate) fn record_file(

@@ -566,7 +566,12 @@ fn decide_command(envelope: &CommandEnvelope, lookup: &dyn Lookup) -> Result<Dec
             *value,
             meta,
         ),
-        Command::UpdateTransfer { id, meta } => ctx.update_transfer(*id, meta),
+        Command::UpdateTransfer { id, meta } => ctx.replace_meta(
+            ResourceRef::Transfer(*id),
+            "transfer",
+            meta,
+            Event::TransferMetaUpdated,
+        ),
         Command::CreateCardToken { id, card_info } => ctx.create_card_token(*id, card_info),
         Command::CreateCard {
             id,
@@ -574,27 +579,44 @@ fn decide_command(envelope: &CommandEnvelope, lookup: &dyn Lookup) -> Result<Dec
             customer_id,
             meta,
         } => ctx.create_card(*id, source, *customer_id, meta),
-        Command::UpdateCard { id, meta } => ctx.update_card(*id, meta),
+        Command::UpdateCard { id, meta } => {
+            ctx.replace_meta(ResourceRef::Card(*id), "card", meta, Event::CardMetaUpdated)
+        }
         Command::CreateCardPayin(new) => ctx.create_card_payin(new),
         Command::CompleteCardPayinAuthentication { id, verdict } => {
             ctx.complete_card_payin_authentication(*id, *verdict)
         }
         Command::SettleCardPayin { id, transaction_id } => ctx.settle_card_payin(*id, *transaction_id),
-        Command::UpdateCardPayin { id, meta } => ctx.update_card_payin(*id, meta),
+        Command::UpdateCardPayin { id, meta } => ctx.replace_meta(
+            ResourceRef::CardPayin(*id),
+            "card payin",
+            meta,
+            Event::CardPayinMetaUpdated,
+        ),
         Command::CreateCardPayinRefund(new) => ctx.create_refund(new),
         Command::CompleteCardPayinRefund { id } => ctx.complete_refund(*id),
         Command::FailCardPayinRefund {
             id,
             failure_transaction_id,
         } => ctx.fail_refund(*id, *failure_transaction_id),
-        Command::UpdateCardPayinRefund { id, meta } => ctx.update_refund(*id, meta),
+        Command::UpdateCardPayinRefund { id, meta } => ctx.replace_meta(
+            ResourceRef::CardPayinRefund(*id),
+            "card payin refund",
+            meta,
+            Event::CardPayinRefundMetaUpdated,
+        ),
         Command::CreateBankAccount {
             id,
             info,
             customer_id,
             meta,
         } => ctx.create_bank_account(*id, info, *customer_id, meta),
-        Command::UpdateBankAccount { id, meta } => ctx.update_bank_account(*id, meta),
+        Command::UpdateBankAccount { id, meta } => ctx.replace_meta(
+            ResourceRef::BankAccount(*id),
+            "bank account",
+            meta,
+            Event::BankAccountMetaUpdated,
+        ),
         Command::CreateBankPayout(new) => ctx.create_bank_payout(new),
         Command::CompleteBankPayout { id } => ctx.complete_bank_payout(*id),
         Command::FailBankPayout {
@@ -605,7 +627,12 @@ fn decide_command(envelope: &CommandEnvelope, lookup: &dyn Lookup) -> Result<Dec
             id,
             failure_transaction_id,
         } => ctx.reverse_bank_payout(*id, *failure_transaction_id, true),
-        Command::UpdateBankPayout { id, meta } => ctx.update_bank_payout(*id, meta),
+        Command::UpdateBankPayout { id, meta } => ctx.replace_meta(
+            ResourceRef::BankPayout(*id),
+            "bank payout",
+            meta,
+            Event::BankPayoutMetaUpdated,
+        ),
         Command::CreateBankPayinReference {
             id,
             account_id,
@@ -616,7 +643,12 @@ fn decide_command(envelope: &CommandEnvelope, lookup: &dyn Lookup) -> Result<Dec
             ctx.update_bank_payin_reference(*id, *account_id, meta)
         }
         Command::ReceiveBankPayin(incoming) => ctx.receive_bank_payin(incoming),
-        Command::UpdateBankPayin { id, meta } => ctx.update_bank_payin(*id, meta),
+        Command::UpdateBankPayin { id, meta } => ctx.replace_meta(
+            ResourceRef::BankPayin(*id),
+            "bank payin",
+            meta,
+            Event::BankPayinMetaUpdated,
+        ),
         Command::RecordFile {
             id,
             sha256,
@@ -652,6 +684,24 @@ impl Context<'_> {
                 format!("{what} is only possible in sandbox projects"),
             ))
         }
+    }
+
+    /// Replaces the meta of `resource`, a resource of the caller's project
+    /// (`kind` names it in the not-found error).
+    fn replace_meta(
+        &self,
+        resource: ResourceRef,
+        kind: &'static str,
+        meta: &Meta,
+        updated: fn(MetaUpdated) -> Event,
+    ) -> Result<Decided, DomainError> {
+        let stream = resource.stream();
+        // A stream's category fixes its aggregate's kind: owning it is enough.
+        if self.owned(&stream).is_none() {
+            return Err(DomainError::not_found(kind, stream.instance()));
+        }
+        let event = updated(MetaUpdated { meta: meta.clone() });
+        Ok((vec![(stream, event)], resource))
     }
 
     pub(crate) fn customer(&self, id: CustomerId) -> Result<&crate::aggregate::Customer, DomainError> {
@@ -1104,20 +1154,6 @@ impl Context<'_> {
             spread_bps: rate.spread_bps,
             rate_used: conversion.rate_used,
         }))
-    }
-
-    fn update_transfer(&self, id: TransferId, meta: &Meta) -> Result<Decided, DomainError> {
-        let stream = StreamRef::Transfer(id);
-        self.owned(&stream)
-            .and_then(Aggregate::as_transfer)
-            .ok_or_else(|| DomainError::not_found("transfer", id))?;
-        Ok((
-            vec![(
-                stream,
-                Event::TransferMetaUpdated(MetaUpdated { meta: meta.clone() }),
-            )],
-            ResourceRef::Transfer(id),
-        ))
     }
 }
 

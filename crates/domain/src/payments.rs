@@ -302,15 +302,6 @@ impl Context<'_> {
         Ok((events, ResourceRef::Card(id)))
     }
 
-    pub(crate) fn update_card(&self, id: CardId, meta: &Meta) -> Result<Decided, DomainError> {
-        let stream = StreamRef::Card(id);
-        self.owned(&stream)
-            .and_then(|state| state.as_card())
-            .ok_or_else(|| DomainError::not_found("card", id))?;
-        let event = Event::CardMetaUpdated(MetaUpdated { meta: meta.clone() });
-        Ok((vec![(stream, event)], ResourceRef::Card(id)))
-    }
-
     pub(crate) fn create_card_payin(&self, new: &NewCardPayin) -> Result<Decided, DomainError> {
         let project = self.project()?;
         let id = new.id;
@@ -456,15 +447,6 @@ impl Context<'_> {
             true,
         )?);
         Ok((events, ResourceRef::CardPayin(id)))
-    }
-
-    pub(crate) fn update_card_payin(&self, id: CardPayinId, meta: &Meta) -> Result<Decided, DomainError> {
-        self.card_payin(id)?;
-        let event = Event::CardPayinMetaUpdated(MetaUpdated { meta: meta.clone() });
-        Ok((
-            vec![(StreamRef::CardPayin(id), event)],
-            ResourceRef::CardPayin(id),
-        ))
     }
 
     pub(crate) fn create_refund(&self, new: &NewRefund) -> Result<Decided, DomainError> {
@@ -625,15 +607,6 @@ impl Context<'_> {
             true,
         )?);
         Ok((events, ResourceRef::CardPayinRefund(id)))
-    }
-
-    pub(crate) fn update_refund(&self, id: CardPayinRefundId, meta: &Meta) -> Result<Decided, DomainError> {
-        self.refund(id)?;
-        let event = Event::CardPayinRefundMetaUpdated(MetaUpdated { meta: meta.clone() });
-        Ok((
-            vec![(StreamRef::CardPayinRefund(id), event)],
-            ResourceRef::CardPayinRefund(id),
-        ))
     }
 }
 
