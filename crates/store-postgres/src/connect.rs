@@ -13,7 +13,7 @@ use crate::error::describe;
 /// Parses `url` (a `postgres://` URL or `key=value` pairs) and applies the
 /// defaults paycore wants: a connect timeout, an application name and TCP
 /// keepalives that notice a dead server within about half a minute.
-pub(crate) fn config(
+pub fn config(
     url: &str,
     connect_timeout: Duration,
     application_name: Option<&str>,
@@ -42,7 +42,7 @@ pub(crate) fn config(
 }
 
 /// `host:port/dbname as user` for messages (never the password).
-pub(crate) fn target(config: &Config) -> String {
+pub fn target(config: &Config) -> String {
     let hosts: Vec<String> = config
         .get_hosts()
         .iter()

@@ -5,7 +5,7 @@ use tokio_postgres::error::SqlState;
 
 /// A readable description: the server's message, SQLSTATE and detail for a
 /// database error, the whole source chain otherwise.
-pub(crate) fn describe(e: &tokio_postgres::Error) -> String {
+pub fn describe(e: &tokio_postgres::Error) -> String {
     if let Some(db) = e.as_db_error() {
         let mut text = format!("{} (SQLSTATE {})", db.message(), db.code().code());
         if let Some(detail) = db.detail() {
@@ -27,7 +27,7 @@ pub(crate) fn describe(e: &tokio_postgres::Error) -> String {
 /// Whether the connection the error came from can no longer be trusted:
 /// closed, an I/O failure, a client-side failure, or a server error that ends
 /// the session. Such connections are discarded, never returned to the pool.
-pub(crate) fn is_connection_error(e: &tokio_postgres::Error) -> bool {
+pub fn is_connection_error(e: &tokio_postgres::Error) -> bool {
     if e.is_closed() {
         return true;
     }

@@ -161,6 +161,17 @@
 //!   naming `<schema>.events` and the position.
 
 mod connect;
+
+/// Connection helpers for other paycore crates that keep data in the same
+/// PostgreSQL schema (the side storage), so both speak to the database alike:
+/// URL parsing with paycore's timeouts and keepalives, password-free target
+/// names, the schema-name rule, error descriptions and which errors end a
+/// connection.
+pub mod support {
+    pub use crate::connect::{config, target};
+    pub use crate::error::{describe, is_connection_error};
+    pub use crate::options::valid_schema;
+}
 mod error;
 mod listener;
 mod metadata;

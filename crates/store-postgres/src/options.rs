@@ -60,7 +60,7 @@ impl PgOptions {
 pub const DEFAULT_SCHEMA: &str = "paycore";
 
 /// Checks a schema name; the name is then safe to splice into SQL unquoted.
-pub(crate) fn valid_schema(schema: &str) -> bool {
+pub fn valid_schema(schema: &str) -> bool {
     let bytes = schema.as_bytes();
     !bytes.is_empty()
         && bytes.len() <= 48

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
-use tokio_postgres::config::Host;
+use paycore_store_postgres::support::{describe, is_connection_error, target, valid_schema};
 use tokio_postgres::{Config, NoTls};
 
 use super::{Blobs, existing_must_match};
@@ -221,24 +221,10 @@ impl Blobs for PgBlobs {
     }
 }
 
-/// Parses `url` and applies the defaults paycore's event store uses too: a
-/// connect timeout, an application name, TCP keepalives.
+/// Parses `url` with the event store's connection defaults.
 fn config(url: &str) -> Result<Config, SideStoreError> {
-    let mut config: Config = url.parse().map_err(|e: tokio_postgres::Error| {
-        SideStoreError::Unavailable(format!("invalid PostgreSQL URL: {}", describe(&e)))
-    })?;
-    if config.get_connect_timeout().is_none() {
-        config.connect_timeout(CONNECT_TIMEOUT);
-    }
-    if config.get_application_name().is_none() {
-        config.application_name("paycore-sidestore");
-    }
-    config
-        .keepalives(true)
-        .keepalives_idle(Duration::from_secs(10))
-        .keepalives_interval(Duration::from_secs(5))
-        .keepalives_retries(3);
-    Ok(config)
+    paycore_store_postgres::support::config(url, CONNECT_TIMEOUT, Some("paycore-sidestore"))
+        .map_err(SideStoreError::Unavailable)
 }
 
 fn pool(config: Config) -> Result<Pool, SideStoreError> {
@@ -257,69 +243,6 @@ fn pool(config: Config) -> Result<Pool, SideStoreError> {
         .recycle_timeout(Some(CONNECT_TIMEOUT))
         .build()
         .map_err(|e| SideStoreError::Unavailable(format!("building the connection pool: {e}")))
-}
-
-/// `host:port/dbname as user` for messages (never the password).
-fn target(config: &Config) -> String {
-    let ports = config.get_ports();
-    let hosts: Vec<String> = config
-        .get_hosts()
-        .iter()
-        .enumerate()
-        .map(|(i, host)| {
-            let port = ports.get(i).or_else(|| ports.first()).copied().unwrap_or(5432);
-            match host {
-                Host::Tcp(name) => format!("{name}:{port}"),
-                Host::Unix(path) => format!("{}:{port}", path.display()),
-            }
-        })
-        .collect();
-    let hosts = if hosts.is_empty() {
-        "localhost:5432".to_owned()
-    } else {
-        hosts.join(",")
-    };
-    format!(
-        "{hosts}/{} as {}",
-        config.get_dbname().unwrap_or("(default database)"),
-        config.get_user().unwrap_or("(default user)")
-    )
-}
-
-/// The same rule as the event store's schema names; a valid name is safe to
-/// splice into SQL unquoted.
-fn valid_schema(schema: &str) -> bool {
-    let bytes = schema.as_bytes();
-    !bytes.is_empty()
-        && bytes.len() <= 48
-        && !bytes[0].is_ascii_digit()
-        && !schema.starts_with("pg_")
-        && bytes
-            .iter()
-            .all(|&b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
-}
-
-/// Whether the connection the error came from can no longer be trusted.
-fn is_connection_error(e: &tokio_postgres::Error) -> bool {
-    e.is_closed()
-        || e.code()
-            .is_none_or(|code| code.code().starts_with("08") || code.code().starts_with("57P"))
-}
-
-/// The server's message and SQLSTATE for a database error, the whole source
-/// chain otherwise.
-fn describe(e: &tokio_postgres::Error) -> String {
-    if let Some(db) = e.as_db_error() {
-        return format!("{} (SQLSTATE {})", db.message(), db.code().code());
-    }
-    let mut text = e.to_string();
-    let mut source = std::error::Error::source(e);
-    while let Some(inner) = source {
-        text.push_str(": ");
-        text.push_str(&inner.to_string());
-        source = inner.source();
-    }
-    text
 }
 
 fn pool_error(e: &deadpool_postgres::PoolError) -> String {
