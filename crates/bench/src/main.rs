@@ -3,6 +3,8 @@
 //! - `paycore-bench store`: the raw append rate of the embedded event log.
 //! - `paycore-bench grpc`: durable transfers per second and their latency,
 //!   end to end through the real server binary.
+//! - `paycore-bench history`: audit replay, projection rebuild and server
+//!   start over a generated 10-million-event log.
 //!
 //! `make bench` runs both. Speed is measured here, never asserted in tests.
 
@@ -10,6 +12,7 @@
 #![allow(clippy::print_stdout)]
 
 mod grpc;
+mod history;
 mod report;
 mod store;
 
@@ -33,6 +36,7 @@ struct Cli {
 enum Command {
     Store(store::StoreArgs),
     Grpc(grpc::GrpcArgs),
+    History(history::HistoryArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -45,6 +49,7 @@ fn main() -> anyhow::Result<()> {
         match cli.command {
             Command::Store(args) => store::run(args).await,
             Command::Grpc(args) => grpc::run(args).await,
+            Command::History(args) => history::run(args).await,
         }
     })
 }

@@ -151,16 +151,7 @@ async fn compare_read_models(
     store: Arc<dyn EventStore>,
     report: &mut Report,
 ) -> anyhow::Result<()> {
-    let snapshot = data_dir.join("readmodels.snapshot");
-    let policy = if snapshot.is_file() {
-        SnapshotPolicy {
-            path: Some(snapshot),
-            every_events: u64::MAX,
-            every: Duration::MAX,
-        }
-    } else {
-        SnapshotPolicy::in_memory()
-    };
+    let policy = SnapshotPolicy::read_only(data_dir.join(crate::serve::PROJECTIONS_DIR));
     let read = ReadModels::start(store, policy)
         .await
         .context("starting the read models")?;

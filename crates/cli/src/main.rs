@@ -3,6 +3,7 @@
 mod audit;
 mod balance;
 mod fx;
+mod projections;
 mod serve;
 
 // The server allocates many small short-lived objects per request (HTTP/2
@@ -90,6 +91,9 @@ enum Command {
     /// transfers between accounts of different currencies convert at.
     #[command(subcommand)]
     Fx(fx::FxCommand),
+    /// The read models: their status, and rebuilding them from the log.
+    #[command(subcommand)]
+    Projections(projections::ProjectionsCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -261,6 +265,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Db(DbCommand::Migrate) => serve::migrate(&store).await,
         Command::Fx(command) => fx::run(&data_dir, &store, command).await,
+        Command::Projections(command) => projections::run(&data_dir, &store, command).await,
         Command::Audit(args) => {
             let options = audit::AuditOptions {
                 json: args.json,

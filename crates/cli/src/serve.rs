@@ -19,6 +19,12 @@ use paycore_grpc::admin;
 /// Exit code when the store failed in a way that makes continuing unsafe.
 const EXIT_STORE_FATAL: i32 = 70;
 
+/// Where the read-model snapshots live inside the data directory.
+pub const PROJECTIONS_DIR: &str = "projections";
+/// The single read-model snapshot of earlier versions, replaced by one
+/// snapshot per projection in [`PROJECTIONS_DIR`].
+const LEGACY_SNAPSHOT: &str = "readmodels.snapshot";
+
 /// Which event store to run on.
 #[derive(Clone, Debug)]
 pub enum StoreChoice {
@@ -153,7 +159,7 @@ pub async fn migrate(choice: &StoreChoice) -> anyhow::Result<()> {
 
 /// Holds `<data dir>/server.lock` for the server's life, so two servers
 /// never share a data directory (its admin socket and read-model snapshot).
-fn lock_data_dir(data_dir: &Path) -> anyhow::Result<std::fs::File> {
+pub(crate) fn lock_data_dir(data_dir: &Path) -> anyhow::Result<std::fs::File> {
     let path = data_dir.join("server.lock");
     let file = std::fs::OpenOptions::new()
         .create(true)
@@ -222,12 +228,10 @@ pub async fn serve(data_dir: &Path, choice: &StoreChoice, options: ServeOptions)
     let _data_dir_lock = lock_data_dir(data_dir)?;
     let opened = open(data_dir, choice).await?;
     let (store, engine) = (opened.store.clone(), opened.engine.clone());
-    let read = ReadModels::start(
-        store.clone(),
-        SnapshotPolicy::at(data_dir.join("readmodels.snapshot")),
-    )
-    .await
-    .context("starting the read models")?;
+    remove_legacy_snapshot(data_dir);
+    let read = ReadModels::start(store.clone(), SnapshotPolicy::at(data_dir.join(PROJECTIONS_DIR)))
+        .await
+        .context("starting the read models")?;
     if *store.committed().borrow() == 0 {
         bootstrap(&engine).await?;
     }
@@ -284,6 +288,21 @@ pub async fn serve(data_dir: &Path, choice: &StoreChoice, options: ServeOptions)
     opened.close()?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Earlier versions kept every read model in one snapshot; it is never
+/// read now (the projections rebuild from the log once), so it only wastes space.
+fn remove_legacy_snapshot(data_dir: &Path) {
+    let legacy = data_dir.join(LEGACY_SNAPSHOT);
+    match std::fs::remove_file(&legacy) {
+        Ok(()) => {
+            tracing::info!(path = %legacy.display(), "removed the read-model snapshot of an earlier version")
+        }
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+        Err(error) => {
+            tracing::warn!(path = %legacy.display(), %error, "could not remove an old read-model snapshot")
+        }
+    }
 }
 
 /// Serves the admin service on `<data_dir>/admin.sock`, readable and

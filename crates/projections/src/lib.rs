@@ -1,42 +1,66 @@
-//! Read models (projects, customers, accounts with balances, transfers,
-//! transactions) built from the `$all` log.
+//! Read models (projects, customers, accounts with balances, transactions,
+//! transfers, card and bank resources, exchange rates) built from the `$all`
+//! log.
 //!
-//! One task subscribes to `$all` from the models' checkpoint and applies
-//! events in order. The models live in memory; a snapshot of them together
-//! with the checkpoint is written to disk now and then and at shutdown, so a
-//! restart only replays the events after it. Command handlers call
-//! [`ReadModels::wait_for`] with the position of their write before answering,
-//! so a client always reads its own writes.
+//! Each read model is a *projection* with a name, a version and its own
+//! checkpoint ([`projections`] lists them). One task follows `$all` and
+//! applies every event, decoded once, to each projection that has not seen
+//! it. Each projection is snapshotted to `<dir>/<name>.snapshot` now and then
+//! and at shutdown, so a restart only replays the events after it; a
+//! snapshot made by another version of a projection is ignored and that
+//! projection alone is rebuilt from the log on start. Command handlers call
+//! [`ReadModels::wait_for`] with the position of their write before
+//! answering, so a client always reads its own writes.
+//!
+//! [`ReadModels::rebuild`] rebuilds chosen projections from position 0 while
+//! the server runs: beside the served ones, swapped in once caught up, so a
+//! query never sees a half-built model. [`rebuild_offline`] does the same
+//! without a server, resuming an interrupted run from its last checkpoint.
 
+mod follower;
 mod models;
 mod page;
-mod snapshot;
+mod rebuild;
+mod set;
+mod slot;
+pub mod snapshot;
+#[cfg(test)]
+mod test_support;
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use parking_lot::RwLock;
+use parking_lot::Mutex;
 use paycore_domain::aggregate::{Account, Customer, Project, Transfer};
 use paycore_domain::banking::FxRateEntry;
 use paycore_domain::{
-    AccountId, Aggregate, CardPayinId, CustomerId, Event, ProjectId, ResourceRef, Transaction, TransactionId,
+    AccountId, Aggregate, CardPayinId, CustomerId, ProjectId, ResourceRef, Transaction, TransactionId,
     TransferId,
 };
-use paycore_store::{EventStore, Position, RecordedEvent, StoreError};
+use paycore_store::{EventStore, Position, StoreError};
 use tokio::sync::watch;
 
 pub use models::ResourceKind;
 pub use page::{Page, PageError, PageRequest, account_transactions_as_of};
+pub use rebuild::{
+    OfflineOptions, OfflineSummary, RebuildError, RebuildProgress, RebuildState, rebuild_offline,
+};
+pub use set::{projection, projections};
+pub use slot::ProjectionInfo;
 
-use crate::models::Models;
+use crate::models::CreationOrdered;
 use crate::page::ListKind;
+use crate::set::Projections;
 
-/// How often the models are written to disk while events keep arriving.
+/// Where and how often the projections are written to disk.
 #[derive(Clone, Debug)]
 pub struct SnapshotPolicy {
-    /// Where the snapshot lives; `None` keeps the models in memory only.
-    pub path: Option<PathBuf>,
+    /// The directory of the snapshots; `None` keeps the models in memory only.
+    pub dir: Option<PathBuf>,
+    /// Whether snapshots are written (the audit only reads them).
+    pub write: bool,
     pub every_events: u64,
     pub every: Duration,
 }
@@ -44,22 +68,38 @@ pub struct SnapshotPolicy {
 impl SnapshotPolicy {
     pub fn in_memory() -> Self {
         Self {
-            path: None,
+            dir: None,
+            write: false,
             every_events: u64::MAX,
             every: Duration::MAX,
         }
     }
 
-    /// Snapshots at `path` every 5 minutes or 5 million events, whichever
-    /// comes first, and at shutdown. Encoding holds the models' read lock (a
-    /// pause in applying new events, not in serving queries); the file is
-    /// written in the background.
-    pub fn at(path: PathBuf) -> Self {
+    /// Snapshots in `dir` every 5 minutes or 5 million events, whichever
+    /// comes first, and at shutdown. Encoding holds each model's read lock in
+    /// turn (a pause in applying new events, not in serving queries); the
+    /// files are written in the background.
+    pub fn at(dir: PathBuf) -> Self {
         Self {
-            path: Some(path),
+            dir: Some(dir),
+            write: true,
             every_events: 5_000_000,
             every: Duration::from_secs(300),
         }
+    }
+
+    /// Starts from the snapshots in `dir` but never writes there.
+    pub fn read_only(dir: PathBuf) -> Self {
+        Self {
+            write: false,
+            every_events: u64::MAX,
+            every: Duration::MAX,
+            ..Self::at(dir)
+        }
+    }
+
+    fn writable_dir(&self) -> Option<&PathBuf> {
+        self.dir.as_ref().filter(|_| self.write)
     }
 }
 
@@ -75,55 +115,80 @@ pub enum ProjectionError {
         #[source]
         source: std::io::Error,
     },
+    #[error(transparent)]
+    Rebuild(#[from] RebuildError),
+}
+
+/// One projection as `projections status` shows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProjectionStatus {
+    pub name: &'static str,
+    pub description: &'static str,
+    pub version: u32,
+    /// Events below this position are applied.
+    pub checkpoint: Position,
+    /// Events in the log.
+    pub head: Position,
+    /// The rebuild running beside it, if any.
+    pub rebuilding: Option<RebuildProgress>,
+}
+
+impl ProjectionStatus {
+    /// Events in the log this projection has not applied yet.
+    pub fn lag(&self) -> u64 {
+        self.head.saturating_sub(self.checkpoint)
+    }
+}
+
+pub(crate) struct Shared {
+    projections: Projections,
+    policy: SnapshotPolicy,
+    /// Running rebuild jobs, by projection name.
+    rebuilds: Mutex<HashMap<&'static str, watch::Receiver<RebuildProgress>>>,
+    /// What every projection has applied (the smallest checkpoint).
+    applied: watch::Sender<Position>,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared")
+            .field("policy", &self.policy)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Shared handle to the read models. Cheap to clone.
 #[derive(Clone, Debug)]
 pub struct ReadModels {
-    models: Arc<RwLock<Models>>,
-    /// Number of events applied (= next position to apply).
-    applied: watch::Receiver<Position>,
+    shared: Arc<Shared>,
     store: Arc<dyn EventStore>,
-    snapshot_path: Option<PathBuf>,
 }
 
-const APPLY_BATCH: usize = 4_096;
-
 impl ReadModels {
-    /// Loads the snapshot (if any and readable), catches up with the store
-    /// and keeps following it in a background task.
+    /// Loads the snapshots (those readable, of this version and of this
+    /// log), catches every projection up with the store and keeps following
+    /// it in a background task.
     pub async fn start(store: Arc<dyn EventStore>, policy: SnapshotPolicy) -> Result<Self, ProjectionError> {
-        let models = match &policy.path {
-            Some(path) => match snapshot::load(path).await {
-                Some(models) if belongs_to(&models, store.as_ref()).await? => models,
-                Some(_) => {
-                    tracing::warn!(
-                        path = %path.display(),
-                        "read-model snapshot was built from another log; rebuilding from this one"
-                    );
-                    Models::default()
-                }
-                None => Models::default(),
-            },
-            None => Models::default(),
-        };
-        let from = models.next_position;
-        let (applied_tx, applied) = watch::channel(from);
-        let models = Arc::new(RwLock::new(models));
-        let snapshot_path = policy.path.clone();
-        let follower = Follower {
-            models: models.clone(),
-            applied: applied_tx,
-            store: store.clone(),
+        let projections = Projections::default();
+        if let Some(dir) = policy.writable_dir() {
+            std::fs::create_dir_all(dir).map_err(|source| ProjectionError::Snapshot {
+                path: dir.clone(),
+                source,
+            })?;
+        }
+        if let Some(dir) = &policy.dir {
+            follower::load_snapshots(&projections, dir, store.as_ref()).await?;
+        }
+        let from = projections.checkpoint();
+        let (applied, _) = watch::channel(from);
+        let shared = Arc::new(Shared {
+            projections,
             policy,
-        };
-        tokio::spawn(follower.run(from));
-        let read = Self {
-            models,
+            rebuilds: Mutex::default(),
             applied,
-            store,
-            snapshot_path,
-        };
+        });
+        tokio::spawn(follower::run(shared.clone(), store.clone(), from));
+        let read = Self { shared, store };
         // Queries must not see models older than what the log held at start
         // (after a crash, acknowledged writes would seem missing).
         let head = *read.store.committed().borrow();
@@ -133,50 +198,103 @@ impl ReadModels {
         Ok(read)
     }
 
-    /// Writes the models and their checkpoint to disk now (at shutdown), so
-    /// the next start replays only what comes after.
+    /// Writes every projection and its checkpoint to disk now (at shutdown),
+    /// so the next start replays only what comes after.
     pub async fn persist(&self) -> Result<(), ProjectionError> {
-        let Some(path) = &self.snapshot_path else {
+        let Some(dir) = self.shared.policy.writable_dir() else {
             return Ok(());
         };
-        let encoded = snapshot::encode(&self.models.read());
-        snapshot::save(path, encoded).await
+        for slot in self.shared.projections.slots() {
+            let path = snapshot::path(dir, slot.info().name);
+            let encoded = slot.encode();
+            follower::save(path, encoded).await?;
+        }
+        Ok(())
     }
 
-    /// Returns once the event at `position` (and all before it) is applied,
-    /// or at once if the store holds no event at `position`.
+    /// Returns once the event at `position` (and all before it) is applied
+    /// by every projection, or at once if the store holds no event at
+    /// `position`.
     pub async fn wait_for(&self, position: Position) {
         if *self.store.committed().borrow() <= position {
             return;
         }
-        let mut applied = self.applied.clone();
+        let mut applied = self.shared.applied.subscribe();
         // An Err means the follower stopped; readers then get what there is.
         let _ = applied.wait_for(|applied| *applied > position).await;
     }
 
-    /// Number of events applied so far.
+    /// Number of events every projection has applied.
     pub fn checkpoint(&self) -> Position {
-        *self.applied.borrow()
+        *self.shared.applied.borrow()
+    }
+
+    /// Each projection's version, checkpoint and lag, and its rebuild if one runs.
+    pub fn status(&self) -> Vec<ProjectionStatus> {
+        let head = *self.store.committed().borrow();
+        let rebuilds = self.shared.rebuilds.lock();
+        self.shared
+            .projections
+            .slots()
+            .iter()
+            .map(|slot| {
+                let info = slot.info();
+                ProjectionStatus {
+                    name: info.name,
+                    description: info.description,
+                    version: info.version,
+                    checkpoint: slot.checkpoint(),
+                    head,
+                    rebuilding: rebuilds
+                        .get(info.name)
+                        .map(|progress| progress.borrow().clone())
+                        .filter(|progress| progress.state == RebuildState::Running),
+                }
+            })
+            .collect()
+    }
+
+    /// Rebuilds the named projections from position 0 beside the served
+    /// ones and swaps each in once it has caught up (see the crate docs).
+    /// The job runs in the background; the receiver follows its progress.
+    pub fn rebuild(&self, names: &[String]) -> Result<watch::Receiver<RebuildProgress>, RebuildError> {
+        rebuild::start_online(self.shared.clone(), self.store.clone(), names)
     }
 
     pub fn project(&self, id: ProjectId) -> Option<Project> {
-        self.models.read().models(id)?.project.clone()
+        self.shared
+            .projections
+            .directory
+            .read()
+            .model
+            .projects
+            .get(&id)
+            .cloned()
     }
 
     pub fn customer(&self, project: ProjectId, id: CustomerId) -> Option<Customer> {
-        self.models.read().models(project)?.customers.get(&id).cloned()
+        let directory = self.shared.projections.directory.read();
+        directory.model.customers.get(&project)?.get(&id).cloned()
     }
 
     pub fn account(&self, project: ProjectId, id: AccountId) -> Option<Account> {
-        self.models.read().models(project)?.accounts.get(&id).cloned()
+        self.shared
+            .projections
+            .accounts
+            .read()
+            .model
+            .get(project, id)
+            .cloned()
     }
 
     pub fn transfer(&self, project: ProjectId, id: TransferId) -> Option<Transfer> {
-        self.models.read().models(project)?.transfers.get(&id).cloned()
+        let transfers = self.shared.projections.transfers.read();
+        transfers.model.transfers.get(&project)?.get(&id).cloned()
     }
 
     pub fn transaction(&self, project: ProjectId, id: TransactionId) -> Option<Transaction> {
-        self.models.read().models(project)?.transactions.get(&id).copied()
+        let transactions = self.shared.projections.transactions.read();
+        transactions.model.projects.get(&project)?.all.get(&id).copied()
     }
 
     pub fn list_customers(
@@ -184,25 +302,23 @@ impl ReadModels {
         project: ProjectId,
         page: &PageRequest,
     ) -> Result<Page<Customer>, PageError> {
-        let models = self.models.read();
-        let Some(models) = models.models(project) else {
-            return page::empty(project, ListKind::Customers, page);
-        };
-        let list = &models.customers;
-        page::slice(project, ListKind::Customers, page, list.len(), |i| {
-            list.at(i).cloned()
-        })
+        let directory = self.shared.projections.directory.read();
+        list(
+            project,
+            ListKind::Customers,
+            page,
+            directory.model.customers.get(&project),
+        )
     }
 
     pub fn list_accounts(&self, project: ProjectId, page: &PageRequest) -> Result<Page<Account>, PageError> {
-        let models = self.models.read();
-        let Some(models) = models.models(project) else {
-            return page::empty(project, ListKind::Accounts, page);
-        };
-        let list = &models.accounts;
-        page::slice(project, ListKind::Accounts, page, list.len(), |i| {
-            list.at(i).cloned()
-        })
+        let accounts = self.shared.projections.accounts.read();
+        list(
+            project,
+            ListKind::Accounts,
+            page,
+            accounts.model.accounts.get(&project),
+        )
     }
 
     pub fn list_transfers(
@@ -210,26 +326,24 @@ impl ReadModels {
         project: ProjectId,
         page: &PageRequest,
     ) -> Result<Page<Transfer>, PageError> {
-        let models = self.models.read();
-        let Some(models) = models.models(project) else {
-            return page::empty(project, ListKind::Transfers, page);
-        };
-        let list = &models.transfers;
-        page::slice(project, ListKind::Transfers, page, list.len(), |i| {
-            list.at(i).cloned()
-        })
+        let transfers = self.shared.projections.transfers.read();
+        list(
+            project,
+            ListKind::Transfers,
+            page,
+            transfers.model.transfers.get(&project),
+        )
     }
 
     /// A card, payin, refund, bank resource or file of the project, as its
     /// aggregate state.
     pub fn resource(&self, project: ProjectId, resource: ResourceRef) -> Option<Aggregate> {
-        let kind = ResourceKind::of(resource)?;
-        self.models
-            .read()
-            .models(project)?
+        self.shared
+            .projections
             .resources
-            .get(&kind)?
-            .get(&resource)
+            .read()
+            .model
+            .get(project, resource)
             .cloned()
     }
 
@@ -240,16 +354,13 @@ impl ReadModels {
         kind: ResourceKind,
         page: &PageRequest,
     ) -> Result<Page<Aggregate>, PageError> {
-        let models = self.models.read();
-        let Some(list) = models
-            .models(project)
-            .and_then(|models| models.resources.get(&kind))
-        else {
-            return page::empty(project, ListKind::Resources(kind), page);
-        };
-        page::slice(project, ListKind::Resources(kind), page, list.len(), |i| {
-            list.at(i).cloned()
-        })
+        let resources = self.shared.projections.resources.read();
+        let found = resources
+            .model
+            .projects
+            .get(&project)
+            .and_then(|p| p.lists.get(&kind));
+        list(project, ListKind::Resources(kind), page, found)
     }
 
     /// The refunds of one card payin, newest first.
@@ -259,17 +370,18 @@ impl ReadModels {
         payin: CardPayinId,
         page: &PageRequest,
     ) -> Result<Page<Aggregate>, PageError> {
-        let models = self.models.read();
-        let models = models.models(project);
-        let exists = models
-            .and_then(|models| models.resources.get(&ResourceKind::CardPayin))
-            .is_some_and(|payins| payins.get(&ResourceRef::CardPayin(payin)).is_some());
-        if !exists {
+        let resources = self.shared.projections.resources.read();
+        if resources
+            .model
+            .get(project, ResourceRef::CardPayin(payin))
+            .is_none()
+        {
             return Err(PageError::ParentNotFound);
         }
-        let refunds = models.and_then(|models| models.resources.get(&ResourceKind::CardPayinRefund));
-        let indices = models
-            .and_then(|models| models.payin_refunds.get(&payin))
+        let of_project = resources.model.projects.get(&project);
+        let refunds = of_project.and_then(|p| p.lists.get(&ResourceKind::CardPayinRefund));
+        let indices = of_project
+            .and_then(|p| p.payin_refunds.get(&payin))
             .map_or(&[][..], Vec::as_slice);
         page::slice(
             project,
@@ -282,7 +394,15 @@ impl ReadModels {
 
     /// The platform's exchange rates, removed ones included.
     pub fn fx_rates(&self) -> Vec<FxRateEntry> {
-        self.models.read().fx_rates.values().cloned().collect()
+        self.shared
+            .projections
+            .fx_rates
+            .read()
+            .model
+            .rates
+            .values()
+            .cloned()
+            .collect()
     }
 
     /// All of the project's transactions, or one account's.
@@ -292,129 +412,48 @@ impl ReadModels {
         account: Option<AccountId>,
         page: &PageRequest,
     ) -> Result<Page<Transaction>, PageError> {
-        let models = self.models.read();
-        let Some(models) = models.models(project) else {
-            return match account {
-                Some(_) => Err(PageError::AccountNotFound),
-                None => page::empty(project, ListKind::Transactions, page),
-            };
-        };
-        let all = &models.transactions;
+        if let Some(account) = account
+            && self
+                .shared
+                .projections
+                .accounts
+                .read()
+                .model
+                .get(project, account)
+                .is_none()
+        {
+            return Err(PageError::AccountNotFound);
+        }
+        let transactions = self.shared.projections.transactions.read();
+        let of_project = transactions.model.projects.get(&project);
         match account {
-            None => page::slice(project, ListKind::Transactions, page, all.len(), |i| {
-                all.at(i).copied()
-            }),
+            None => list(project, ListKind::Transactions, page, of_project.map(|p| &p.all)),
             Some(account) => {
-                if models.accounts.get(&account).is_none() {
-                    return Err(PageError::AccountNotFound);
-                }
-                let indices = models
-                    .account_transactions
-                    .get(&account)
+                let indices = of_project
+                    .and_then(|p| p.by_account.get(&account))
                     .map_or(&[][..], Vec::as_slice);
                 page::slice(
                     project,
                     ListKind::AccountTransactions(account),
                     page,
                     indices.len(),
-                    |i| all.at(indices[i] as usize).copied(),
+                    |i| of_project?.all.at(indices[i] as usize).copied(),
                 )
             }
         }
     }
 }
 
-/// Whether `models` were built from `store`'s log: the event at their
-/// checkpoint exists there with the same chain hash.
-async fn belongs_to(models: &Models, store: &dyn EventStore) -> Result<bool, ProjectionError> {
-    let Some(last) = models.next_position.checked_sub(1) else {
-        return Ok(true);
-    };
-    let found = store.read_all(last, 1).await?;
-    Ok(found
-        .first()
-        .is_some_and(|event| Some(event.hash) == models.last_hash))
-}
-
-/// The task that applies `$all` to the models.
-struct Follower {
-    models: Arc<RwLock<Models>>,
-    applied: watch::Sender<Position>,
-    store: Arc<dyn EventStore>,
-    policy: SnapshotPolicy,
-}
-
-impl Follower {
-    async fn run(self, from: Position) {
-        let mut subscription = paycore_store::subscribe_all(self.store.clone(), from);
-        let mut since_snapshot = 0_u64;
-        let mut last_snapshot = Instant::now();
-        let mut writing: Option<tokio::task::JoinHandle<()>> = None;
-        loop {
-            let batch = match subscription.next_batch(APPLY_BATCH).await {
-                Ok(batch) => batch,
-                Err(StoreError::Closed) => break,
-                Err(error) => {
-                    tracing::error!(%error, "read models stopped following the log");
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                    subscription = paycore_store::subscribe_all(self.store.clone(), *self.applied.borrow());
-                    continue;
-                }
-            };
-            if let Err(error) = self.apply(&batch) {
-                // A log this build cannot read: serving stale models is
-                // better than guessing. The audit names the event.
-                tracing::error!(%error, "read models stopped at an event they cannot decode");
-                return;
-            }
-            since_snapshot += batch.len() as u64;
-            let due =
-                since_snapshot >= self.policy.every_events || last_snapshot.elapsed() >= self.policy.every;
-            if due && writing.as_ref().is_none_or(tokio::task::JoinHandle::is_finished) {
-                writing = self.snapshot();
-                since_snapshot = 0;
-                last_snapshot = Instant::now();
-            }
-        }
-        // The final snapshot at shutdown is `ReadModels::persist`'s job.
-    }
-
-    fn apply(&self, batch: &[RecordedEvent]) -> Result<(), ProjectionError> {
-        let Some(last) = batch.last() else { return Ok(()) };
-        let decoded = batch
-            .iter()
-            .map(|recorded| {
-                Event::decode(&recorded.event_type, recorded.schema_version, &recorded.payload)
-                    .map(|event| (recorded, event))
-                    .map_err(|error| ProjectionError::Decode {
-                        position: recorded.position,
-                        reason: error.to_string(),
-                    })
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        let mut models = self.models.write();
-        for (recorded, event) in &decoded {
-            models.apply(
-                recorded.position,
-                recorded.hash,
-                recorded.stream.category(),
-                recorded.stream.id(),
-                event,
-            );
-        }
-        drop(models);
-        self.applied.send_replace(last.position + 1);
-        Ok(())
-    }
-
-    /// Encodes the models now and writes them in the background.
-    fn snapshot(&self) -> Option<tokio::task::JoinHandle<()>> {
-        let path = self.policy.path.clone()?;
-        let encoded = snapshot::encode(&self.models.read());
-        Some(tokio::spawn(async move {
-            if let Err(error) = snapshot::save(&path, encoded).await {
-                tracing::warn!(%error, "could not write the read-model snapshot; the next start replays more");
-            }
-        }))
+/// A page of a creation-ordered list, newest first; a project without the
+/// list yet has an empty one.
+fn list<K: Eq + std::hash::Hash + Copy, V: Clone>(
+    project: ProjectId,
+    kind: ListKind,
+    page: &PageRequest,
+    items: Option<&CreationOrdered<K, V>>,
+) -> Result<Page<V>, PageError> {
+    match items {
+        Some(items) => page::slice(project, kind, page, items.len(), |i| items.at(i).cloned()),
+        None => page::empty(project, kind, page),
     }
 }

@@ -21,6 +21,8 @@ use tonic::transport::{Channel, Endpoint};
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
+mod projections;
+
 use crate::errors::{domain_status, engine_status};
 use crate::{Clock, SystemClock};
 
@@ -248,6 +250,12 @@ impl AdminService {
         })
     }
 
+    fn read_models(&self) -> Result<&ReadModels, Status> {
+        self.read
+            .as_ref()
+            .ok_or_else(|| Status::failed_precondition("this admin service serves no read models"))
+    }
+
     /// Read-your-writes for the read models, when there are any.
     async fn wait_for(&self, position: u64) {
         if let Some(read) = &self.read {
@@ -373,6 +381,26 @@ impl pb::admin_service_server::AdminService for AdminService {
         Ok(Response::new(pb::ListFxRatesResponse {
             rates: entries.iter().filter_map(fx_rate_pb).collect(),
         }))
+    }
+
+    async fn get_projection_status(
+        &self,
+        _request: Request<pb::GetProjectionStatusRequest>,
+    ) -> Result<Response<pb::GetProjectionStatusResponse>, Status> {
+        let read = self.read_models()?;
+        Ok(Response::new(pb::GetProjectionStatusResponse {
+            projections: read.status().iter().map(projections::status_pb).collect(),
+        }))
+    }
+
+    type RebuildProjectionsStream = projections::ProgressStream;
+
+    async fn rebuild_projections(
+        &self,
+        request: Request<pb::RebuildProjectionsRequest>,
+    ) -> Result<Response<Self::RebuildProjectionsStream>, Status> {
+        let read = self.read_models()?;
+        projections::rebuild(read, &request.into_inner().projections).map(Response::new)
     }
 }
 

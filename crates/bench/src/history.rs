@@ -1,0 +1,462 @@
+//! `paycore-bench history`: the history's users at scale. Generates a valid
+//! log of `--events` events (10 million by default) once, then times what
+//! operators run on it: `paycore audit`, `paycore projections rebuild`, and a
+//! server start on that log.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use bytes::Bytes;
+use clap::Args;
+use paycore_domain::events::{
+    AccountOpened, ProjectBalanceChanged, ProjectCreated, TransactionRecorded, TransferCreated,
+};
+use paycore_domain::{
+    AccountId, Currency, Environment, Event, Meta, Money, ProjectId, StreamRef, Timestamp, Transaction,
+    TransactionId, TransactionKind, TransferId,
+};
+use paycore_store::{
+    AppendRequest, EventMetadata, EventStore, ExpectedVersion, LogOptions, LogStore, NewEvent, StreamWrite,
+    SyncMode,
+};
+use uuid::Uuid;
+
+use crate::report::{Machine, Rng, Table, rate, thousands};
+
+/// Aims of the issue that asked for this benchmark, on the reference 2-core VM.
+const TARGET_REBUILD_EVENTS_PER_SEC: f64 = 3_000_000.0;
+const TARGET_START: Duration = Duration::from_secs(2);
+
+/// Bump when the generated history changes, so an old one is regenerated.
+const GENERATOR_VERSION: u32 = 1;
+const LISTEN_LINE: &str = "paycore listening on ";
+
+/// Audit replay, projection rebuild and server start over a large log.
+///
+/// The log is generated once under `--data-dir` (reused while its event
+/// count and generator version match): `--projects` sandbox projects with
+/// `--accounts-per-project` EUR accounts each, funded once, then random
+/// transfers (each one: the transfer and its two transactions, one atomic
+/// append) until the log holds `--events` events. It is a valid history: the
+/// audit must find no violation, or the benchmark fails.
+///
+/// Then it times, with the release binary: `paycore audit` (whole log),
+/// `paycore projections rebuild` (every projection from position 0, no
+/// server running) and `paycore serve` from start to its first answer
+/// (read-model snapshots present, as after any clean stop).
+#[derive(Debug, Args)]
+pub struct HistoryArgs {
+    /// Events in the generated log.
+    #[arg(long, default_value_t = 10_000_000)]
+    events: u64,
+
+    #[arg(long, default_value_t = 10)]
+    projects: usize,
+
+    #[arg(long, default_value_t = 1_000)]
+    accounts_per_project: usize,
+
+    /// Where the log is generated and kept between runs.
+    #[arg(long, default_value = "target/bench-data/history")]
+    data_dir: PathBuf,
+
+    /// The `paycore` binary to time.
+    #[arg(long, default_value = "target/release/paycore")]
+    server_bin: PathBuf,
+}
+
+pub async fn run(args: HistoryArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        args.server_bin.is_file(),
+        "{} not found (build it: cargo build --release -p paycore-cli)",
+        args.server_bin.display()
+    );
+    let generated = ensure_log(&args).await?;
+    println!("{}", Machine::describe(&args.data_dir).await?.render());
+    let mut table = Table::new(&["step", "events", "seconds", "events/s", "aim"]);
+    if let Some((events, elapsed)) = generated {
+        table.row(vec![
+            "generate (append, no fsync)".into(),
+            thousands(events),
+            format!("{:.1}", elapsed.as_secs_f64()),
+            rate(events as f64 / elapsed.as_secs_f64()),
+            String::new(),
+        ]);
+    }
+    let data = args.data_dir.join("data");
+
+    let audit = time_command(&args.server_bin, &["audit", "--json"], &data)?;
+    let audit_rate = args.events as f64 / audit.as_secs_f64();
+    table.row(vec![
+        "paycore audit (whole log)".into(),
+        thousands(args.events),
+        format!("{:.1}", audit.as_secs_f64()),
+        rate(audit_rate),
+        String::new(),
+    ]);
+
+    let rebuild = time_command(&args.server_bin, &["projections", "rebuild", "--all"], &data)?;
+    let rebuild_rate = args.events as f64 / rebuild.as_secs_f64();
+    table.row(vec![
+        "paycore projections rebuild --all".into(),
+        thousands(args.events),
+        format!("{:.1}", rebuild.as_secs_f64()),
+        rate(rebuild_rate),
+        format!(
+            "≥ {} {}",
+            rate(TARGET_REBUILD_EVENTS_PER_SEC),
+            verdict(rebuild_rate >= TARGET_REBUILD_EVENTS_PER_SEC)
+        ),
+    ]);
+
+    let start = time_start(&args.server_bin, &data).await?;
+    table.row(vec![
+        "paycore serve: start to first answer".into(),
+        thousands(args.events),
+        format!("{:.2}", start.as_secs_f64()),
+        String::new(),
+        format!("< {} s {}", TARGET_START.as_secs(), verdict(start < TARGET_START)),
+    ]);
+    println!("{}", table.render());
+    println!(
+        "audit and rebuild time whole commands: opening the log (index snapshot), reading every \
+         segment, decoding and folding every event, writing the result."
+    );
+    Ok(())
+}
+
+fn verdict(met: bool) -> &'static str {
+    if met { "(met)" } else { "(missed)" }
+}
+
+/// Generates the log unless a matching one is there. Returns what was
+/// generated (events, time), `None` when the old one was reused.
+async fn ensure_log(args: &HistoryArgs) -> anyhow::Result<Option<(u64, Duration)>> {
+    let marker = args.data_dir.join("GENERATED");
+    let expected = format!(
+        "generator {GENERATOR_VERSION}, {} events, {} projects, {} accounts per project\n",
+        args.events, args.projects, args.accounts_per_project
+    );
+    if std::fs::read_to_string(&marker).is_ok_and(|found| found == expected) {
+        println!("reusing the generated log in {}", args.data_dir.display());
+        return Ok(None);
+    }
+    if args.data_dir.exists() {
+        std::fs::remove_dir_all(&args.data_dir)
+            .with_context(|| format!("removing the old {}", args.data_dir.display()))?;
+    }
+    let log_dir = args.data_dir.join("data").join("log");
+    std::fs::create_dir_all(&log_dir).with_context(|| format!("creating {}", log_dir.display()))?;
+    println!(
+        "generating {} events in {} …",
+        thousands(args.events),
+        log_dir.display()
+    );
+    let started = Instant::now();
+    let events = generate(args, &log_dir).await?;
+    let elapsed = started.elapsed();
+    std::fs::write(&marker, expected).with_context(|| format!("writing {}", marker.display()))?;
+    Ok(Some((events, elapsed)))
+}
+
+/// Transfers per append request while generating.
+const TRANSFERS_PER_APPEND: usize = 300;
+const FUNDING: i64 = 1_000_000_00;
+
+struct Generator {
+    store: Arc<LogStore>,
+    rng: Rng,
+    /// Microseconds of the event being generated: one per event.
+    clock: i64,
+    events: u64,
+}
+
+struct GeneratedProject {
+    id: ProjectId,
+    metadata: Arc<EventMetadata>,
+    accounts: Vec<AccountId>,
+    balances: Vec<i64>,
+}
+
+async fn generate(args: &HistoryArgs, log_dir: &Path) -> anyhow::Result<u64> {
+    let options = LogOptions {
+        sync: SyncMode::NoSync,
+        ..LogOptions::default()
+    };
+    let (store, _) = LogStore::open(log_dir, options).context("opening the log to generate")?;
+    let mut generator = Generator {
+        store: Arc::new(store),
+        rng: Rng::new(0x5eed),
+        clock: 1_767_225_600_000_000, // 2026-01-01T00:00:00Z
+        events: 0,
+    };
+    let mut projects = Vec::with_capacity(args.projects);
+    for _ in 0..args.projects {
+        projects.push(generator.open_project(args.accounts_per_project).await?);
+    }
+    while generator.events < args.events {
+        let project = generator.rng.below(projects.len() as u64) as usize;
+        let remaining = (args.events - generator.events).div_ceil(3);
+        let transfers = TRANSFERS_PER_APPEND.min(usize::try_from(remaining).unwrap_or(usize::MAX));
+        generator.transfers(&mut projects[project], transfers).await?;
+    }
+    generator.store.close().context("closing the generated log")?;
+    Ok(generator.events)
+}
+
+impl Generator {
+    fn now(&mut self) -> Timestamp {
+        self.clock += 1;
+        Timestamp::from_micros(self.clock)
+    }
+
+    async fn append(
+        &mut self,
+        metadata: &Arc<EventMetadata>,
+        events: Vec<(StreamRef, Event)>,
+    ) -> anyhow::Result<()> {
+        self.events += events.len() as u64;
+        let writes = events
+            .into_iter()
+            .map(|(stream, event)| {
+                let encoded = event.encode();
+                StreamWrite {
+                    stream: stream.name().into(),
+                    expected: ExpectedVersion::Any,
+                    events: vec![NewEvent {
+                        event_type: encoded.event_type.into(),
+                        schema_version: encoded.schema_version,
+                        metadata: metadata.clone(),
+                        payload: Bytes::from(encoded.payload),
+                    }],
+                }
+            })
+            .collect();
+        self.store
+            .append(AppendRequest { writes })
+            .await
+            .context("appending generated events")?;
+        Ok(())
+    }
+
+    /// A project, its accounts, each funded by a sandbox balance update.
+    async fn open_project(&mut self, accounts: usize) -> anyhow::Result<GeneratedProject> {
+        let id = ProjectId::from_uuid(Uuid::now_v7());
+        let metadata = Arc::new(EventMetadata {
+            actor: Some("paycore-bench".into()),
+            project_id: Some(id.to_string()),
+            ..EventMetadata::default()
+        });
+        let created = Event::ProjectCreated(ProjectCreated {
+            id,
+            name: format!("bench {id}"),
+            environment: Environment::Sandbox,
+            meta: Meta::default(),
+            created_at: self.now(),
+        });
+        self.append(&metadata, vec![(StreamRef::Project(id), created)])
+            .await?;
+        let mut project = GeneratedProject {
+            id,
+            metadata,
+            accounts: Vec::with_capacity(accounts),
+            balances: Vec::with_capacity(accounts),
+        };
+        let mut total = 0;
+        for _ in 0..accounts {
+            let account = AccountId::from_uuid(Uuid::now_v7());
+            let opened = Event::AccountOpened(AccountOpened {
+                id: account,
+                project_id: id,
+                customer_id: None,
+                currency: Currency::EUR,
+                allow_negative_balance: false,
+                meta: Meta::default(),
+                created_at: self.now(),
+            });
+            let funding = Transaction {
+                id: TransactionId::from_uuid(Uuid::now_v7()),
+                account_id: account,
+                project_id: id,
+                kind: TransactionKind::Magic,
+                value: Money::new(FUNDING, Currency::EUR),
+                balance_after: Money::new(FUNDING, Currency::EUR),
+                created_at: self.now(),
+            };
+            total += FUNDING;
+            let changed = Event::ProjectBalanceChanged(ProjectBalanceChanged {
+                project_id: id,
+                delta: Money::new(FUNDING, Currency::EUR),
+                total_after: Money::new(total, Currency::EUR),
+                account_id: account,
+                transaction_id: funding.id,
+            });
+            let metadata = project.metadata.clone();
+            self.append(&metadata, vec![(StreamRef::Account(account), opened)])
+                .await?;
+            self.append(
+                &metadata,
+                vec![
+                    (
+                        StreamRef::Account(account),
+                        Event::TransactionRecorded(TransactionRecorded { transaction: funding }),
+                    ),
+                    (StreamRef::ProjectBalance(id, Currency::EUR), changed),
+                ],
+            )
+            .await?;
+            project.accounts.push(account);
+            project.balances.push(FUNDING);
+        }
+        Ok(project)
+    }
+
+    /// `count` transfers between random distinct accounts of `project`, in
+    /// one append (as one batch of the server's decider would be).
+    async fn transfers(&mut self, project: &mut GeneratedProject, count: usize) -> anyhow::Result<()> {
+        let accounts = project.accounts.len() as u64;
+        let mut events = Vec::with_capacity(count * 3);
+        for _ in 0..count {
+            let from = self.rng.below(accounts) as usize;
+            let to = (from + 1 + self.rng.below(accounts - 1) as usize) % accounts as usize;
+            let value = 1 + self.rng.below(10_000) as i64;
+            if project.balances[from] < value {
+                continue;
+            }
+            project.balances[from] -= value;
+            project.balances[to] += value;
+            let id = TransferId::from_uuid(Uuid::now_v7());
+            let created_at = self.now();
+            let leg = |account: AccountId, kind, value: i64, after: i64| {
+                Event::TransactionRecorded(TransactionRecorded {
+                    transaction: Transaction {
+                        id: TransactionId::from_uuid(Uuid::now_v7()),
+                        account_id: account,
+                        project_id: project.id,
+                        kind,
+                        value: Money::new(value, Currency::EUR),
+                        balance_after: Money::new(after, Currency::EUR),
+                        created_at,
+                    },
+                })
+            };
+            let source = leg(
+                project.accounts[from],
+                TransactionKind::TransferSource(id),
+                -value,
+                project.balances[from],
+            );
+            let destination = leg(
+                project.accounts[to],
+                TransactionKind::TransferDestination(id),
+                value,
+                project.balances[to],
+            );
+            let (Event::TransactionRecorded(source_tx), Event::TransactionRecorded(destination_tx)) =
+                (&source, &destination)
+            else {
+                unreachable!("legs are transactions")
+            };
+            let created = Event::TransferCreated(TransferCreated {
+                id,
+                project_id: project.id,
+                source_account_id: project.accounts[from],
+                destination_account_id: project.accounts[to],
+                source_transaction_id: source_tx.transaction.id,
+                destination_transaction_id: destination_tx.transaction.id,
+                value: Money::new(value, Currency::EUR),
+                meta: Meta::default(),
+                created_at,
+                exchange: None,
+            });
+            events.push((StreamRef::Transfer(id), created));
+            events.push((StreamRef::Account(project.accounts[from]), source));
+            events.push((StreamRef::Account(project.accounts[to]), destination));
+        }
+        if events.is_empty() {
+            return Ok(());
+        }
+        let metadata = project.metadata.clone();
+        self.append(&metadata, events).await
+    }
+}
+
+/// Runs `bin <args> --data-dir <data>` to completion and times it; a
+/// non-zero exit fails the benchmark (with the command's stderr).
+fn time_command(bin: &Path, args: &[&str], data: &Path) -> anyhow::Result<Duration> {
+    println!("running paycore {} …", args.join(" "));
+    let started = Instant::now();
+    let output = Command::new(bin)
+        .args(args)
+        .arg("--data-dir")
+        .arg(data)
+        .stdin(Stdio::null())
+        .output()
+        .with_context(|| format!("running {}", bin.display()))?;
+    let elapsed = started.elapsed();
+    if !output.status.success() {
+        bail!(
+            "`paycore {}` failed ({}):\n{}{}",
+            args.join(" "),
+            output.status,
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    Ok(elapsed)
+}
+
+/// Starts `paycore serve` on `data`, times it until a health check answers
+/// SERVING, then stops it with SIGTERM.
+async fn time_start(bin: &Path, data: &Path) -> anyhow::Result<Duration> {
+    use std::io::{BufRead, BufReader};
+    println!("starting paycore serve on the log …");
+    let started = Instant::now();
+    let mut child = Command::new(bin)
+        .arg("serve")
+        .arg("--data-dir")
+        .arg(data)
+        .arg("--listen")
+        .arg("127.0.0.1:0")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .with_context(|| format!("starting {}", bin.display()))?;
+    let stdout = child.stdout.take().context("no stdout pipe")?;
+    let address = tokio::task::spawn_blocking(move || {
+        BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+            .find_map(|line| line.strip_prefix(LISTEN_LINE).map(str::to_owned))
+    })
+    .await?;
+    let result = match address {
+        Some(address) => health_check(&address).await.map(|()| started.elapsed()),
+        None => Err(anyhow::anyhow!("the server exited before listening")),
+    };
+    let pid = rustix::process::Pid::from_child(&child);
+    let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+    let status = child.wait().context("waiting for the server to stop")?;
+    anyhow::ensure!(status.success(), "the server stopped with {status}");
+    result
+}
+
+async fn health_check(address: &str) -> anyhow::Result<()> {
+    use tonic_health::pb::HealthCheckRequest;
+    use tonic_health::pb::health_client::HealthClient;
+    let mut client = HealthClient::connect(format!("http://{address}"))
+        .await
+        .context("connecting to the server")?;
+    let answer = client
+        .check(HealthCheckRequest {
+            service: String::new(),
+        })
+        .await
+        .context("health check")?;
+    anyhow::ensure!(answer.into_inner().status == 1, "the server is not SERVING");
+    Ok(())
+}

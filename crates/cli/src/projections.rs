@@ -1,0 +1,259 @@
+//! `paycore projections`: the read models' status, and rebuilding them from
+//! the log.
+//!
+//! With a server running on the data directory, both go through its admin
+//! socket: the rebuild runs inside the server, beside the served models, and
+//! is swapped in when caught up. Without one, the rebuild reads the log
+//! itself (holding the data directory, so no server starts meanwhile) and
+//! writes the snapshots the next `paycore serve` loads.
+
+use std::io::IsTerminal;
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Args, Subcommand};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use paycore_grpc::admin::pb;
+use paycore_projections::{OfflineOptions, snapshot};
+
+use crate::serve::{self, InUse, PROJECTIONS_DIR, StoreChoice};
+
+#[derive(Debug, Subcommand)]
+pub enum ProjectionsCommand {
+    /// Show each projection's version, checkpoint and lag behind the log
+    /// (and the progress of a rebuild running in the server).
+    Status,
+    /// Rebuild projections from position 0 of the log.
+    ///
+    /// With a server running on the data directory, the rebuild runs inside
+    /// it, beside the served models, and each projection is swapped in once
+    /// it has caught up: queries never see a half-built model. Without one,
+    /// it reads the log directly and writes the snapshots the next start
+    /// loads; an interrupted run continues from its last checkpoint when run
+    /// again.
+    Rebuild(RebuildArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RebuildArgs {
+    /// The projections to rebuild (see `paycore projections status`).
+    #[arg(required_unless_present = "all", conflicts_with = "all")]
+    projections: Vec<String>,
+    /// Rebuild every projection.
+    #[arg(long)]
+    all: bool,
+    /// Without a server: save progress every this many seconds, so an
+    /// interrupted rebuild resumes from there.
+    #[arg(long, default_value_t = 30, value_name = "SECONDS")]
+    checkpoint_every: u64,
+    /// Without a server: also save progress after this many events.
+    #[arg(long, value_name = "EVENTS")]
+    checkpoint_every_events: Option<u64>,
+}
+
+pub async fn run(data_dir: &Path, store: &StoreChoice, command: ProjectionsCommand) -> anyhow::Result<()> {
+    // Holding the data directory's lock means no server runs on it; it is
+    // kept until the command is done, so none starts meanwhile.
+    let held = match serve::lock_data_dir(data_dir) {
+        Ok(lock) => Some(lock),
+        Err(error) if error.is::<InUse>() => None,
+        Err(error) => return Err(error),
+    };
+    match (command, held) {
+        (ProjectionsCommand::Status, Some(_lock)) => status_offline(data_dir, store).await,
+        (ProjectionsCommand::Status, None) => status_online(data_dir).await,
+        (ProjectionsCommand::Rebuild(args), Some(_lock)) => rebuild_offline(data_dir, store, args).await,
+        (ProjectionsCommand::Rebuild(args), None) => rebuild_online(data_dir, args).await,
+    }
+}
+
+fn chosen(args: &RebuildArgs) -> Vec<String> {
+    if args.all {
+        paycore_projections::projections()
+            .iter()
+            .map(|info| info.name.to_owned())
+            .collect()
+    } else {
+        args.projections.clone()
+    }
+}
+
+async fn status_online(data_dir: &Path) -> anyhow::Result<()> {
+    let mut client = crate::admin_client(data_dir).await?;
+    let status = client
+        .get_projection_status(pb::GetProjectionStatusRequest {})
+        .await
+        .map_err(crate::refused)?
+        .into_inner();
+    println!("served by the running server:");
+    println!(
+        "{:<13} {:>7} {:>14} {:>14} {:>12}  state",
+        "projection", "version", "checkpoint", "head", "lag"
+    );
+    for projection in status.projections {
+        let state = match &projection.rebuilding {
+            Some(rebuild) => format!("rebuilding: {} of {} events", rebuild.position, rebuild.head),
+            None if projection.lag == 0 => "up to date".to_owned(),
+            None => "catching up".to_owned(),
+        };
+        println!(
+            "{:<13} {:>7} {:>14} {:>14} {:>12}  {state}",
+            projection.name, projection.version, projection.checkpoint, projection.head, projection.lag
+        );
+    }
+    Ok(())
+}
+
+/// Reads the snapshots' headers (not their bodies) and the log's head.
+async fn status_offline(data_dir: &Path, store: &StoreChoice) -> anyhow::Result<()> {
+    let (log, opened) = crate::audit::open(data_dir, store, "`projections status`").await?;
+    let head = *opened.committed().borrow();
+    if let Some(log) = log {
+        log.close().context("closing the event log")?;
+    }
+    let dir = data_dir.join(PROJECTIONS_DIR);
+    println!("no server running; snapshots in {}:", dir.display());
+    println!(
+        "{:<13} {:>7} {:>14} {:>14} {:>12}  state",
+        "projection", "version", "checkpoint", "head", "lag"
+    );
+    for info in paycore_projections::projections() {
+        let path = snapshot::path(&dir, info.name);
+        let header = snapshot::read_header(&path).with_context(|| format!("reading {}", path.display()))?;
+        let (checkpoint, state) = match header {
+            None => (0, "no snapshot: built from the log at the next start".to_owned()),
+            Some(Err(error)) => (
+                0,
+                format!("snapshot unusable ({error}): rebuilt at the next start"),
+            ),
+            Some(Ok(header)) if header.version != info.version => (
+                0,
+                format!(
+                    "snapshot of version {}: rebuilt at the next start (code is version {})",
+                    header.version, info.version
+                ),
+            ),
+            Some(Ok(header)) if header.checkpoint < head => (
+                header.checkpoint,
+                format!("{} events to apply at the next start", head - header.checkpoint),
+            ),
+            Some(Ok(header)) => (header.checkpoint, "up to date".to_owned()),
+        };
+        let partial = snapshot::partial_path(&dir, info.name);
+        let state = match snapshot::read_header(&partial)
+            .ok()
+            .flatten()
+            .and_then(Result::ok)
+        {
+            Some(progress) => format!(
+                "{state}; an interrupted rebuild stopped at {}",
+                progress.checkpoint
+            ),
+            None => state,
+        };
+        println!(
+            "{:<13} {:>7} {:>14} {:>14} {:>12}  {state}",
+            info.name,
+            info.version,
+            checkpoint,
+            head,
+            head.saturating_sub(checkpoint)
+        );
+    }
+    Ok(())
+}
+
+fn progress_bar(head: u64) -> ProgressBar {
+    let bar = if std::io::stderr().is_terminal() {
+        ProgressBar::with_draw_target(Some(head), ProgressDrawTarget::stderr())
+    } else {
+        ProgressBar::hidden()
+    };
+    bar.set_style(
+        ProgressStyle::with_template("{bar:40} {pos}/{len} events ({per_sec}, eta {eta})")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    bar
+}
+
+async fn rebuild_offline(data_dir: &Path, store: &StoreChoice, args: RebuildArgs) -> anyhow::Result<()> {
+    let names = chosen(&args);
+    let (log, opened) = crate::audit::open(data_dir, store, "`projections rebuild`").await?;
+    let options = OfflineOptions {
+        checkpoint_every: Duration::from_secs(args.checkpoint_every),
+        checkpoint_every_events: args.checkpoint_every_events.unwrap_or(u64::MAX),
+        ..OfflineOptions::default()
+    };
+    let bar = progress_bar(*opened.committed().borrow());
+    let dir = data_dir.join(PROJECTIONS_DIR);
+    let result = paycore_projections::rebuild_offline(opened, &dir, &names, &options, |progress| {
+        bar.set_position(progress.position);
+    })
+    .await;
+    bar.finish_and_clear();
+    if let Some(log) = log {
+        log.close().context("closing the event log")?;
+    }
+    let summary = result?;
+    for (name, position) in &summary.resumed {
+        println!("{name}: resumed an interrupted rebuild at position {position}");
+    }
+    println!(
+        "rebuilt {} up to position {}: {} events in {:.2} s ({:.0} events/s); snapshots in {}",
+        summary.projections.join(", "),
+        summary.head,
+        summary.applied,
+        summary.elapsed.as_secs_f64(),
+        summary.events_per_second(),
+        dir.display()
+    );
+    Ok(())
+}
+
+async fn rebuild_online(data_dir: &Path, args: RebuildArgs) -> anyhow::Result<()> {
+    let names = chosen(&args);
+    let mut client = crate::admin_client(data_dir).await?;
+    let mut stream = client
+        .rebuild_projections(pb::RebuildProjectionsRequest { projections: names })
+        .await
+        .map_err(crate::refused)?
+        .into_inner();
+    let bar = progress_bar(0);
+    let mut last: Option<pb::RebuildProgress> = None;
+    while let Some(progress) = stream.message().await.map_err(crate::refused)? {
+        bar.set_length(progress.head);
+        bar.set_position(progress.position);
+        last = Some(progress);
+    }
+    bar.finish_and_clear();
+    let Some(last) = last else {
+        anyhow::bail!("the server ended the rebuild without reporting it");
+    };
+    match pb::rebuild_progress::State::try_from(last.state) {
+        Ok(pb::rebuild_progress::State::Done) => {
+            let rate = if last.elapsed_seconds > 0.0 {
+                last.applied as f64 / last.elapsed_seconds
+            } else {
+                0.0
+            };
+            println!(
+                "rebuilt {} beside the served models and swapped them in at position {}: {} events in {:.2} s ({rate:.0} events/s)",
+                last.projections.join(", "),
+                last.position,
+                last.applied,
+                last.elapsed_seconds,
+            );
+            Ok(())
+        }
+        Ok(pb::rebuild_progress::State::Failed) => {
+            anyhow::bail!(
+                "the rebuild failed: {} (the served models are unchanged)",
+                last.error
+            )
+        }
+        _ => anyhow::bail!(
+            "the server stopped reporting before the rebuild finished; `paycore projections status` shows it"
+        ),
+    }
+}

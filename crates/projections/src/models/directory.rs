@@ -1,0 +1,66 @@
+//! `directory`: projects and their customers.
+
+use std::collections::HashMap;
+
+use paycore_domain::aggregate::{Customer, Project};
+use paycore_domain::{Aggregate, CustomerId, Event, ProjectId};
+use serde::{Deserialize, Serialize};
+
+use super::{Applied, CreationOrdered, Projection, evolve, unreachable_state};
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub(crate) struct Directory {
+    pub projects: HashMap<ProjectId, Project>,
+    pub customers: HashMap<ProjectId, CreationOrdered<CustomerId, Customer>>,
+    /// Which project owns each customer, for events that name only the customer.
+    owners: HashMap<CustomerId, ProjectId>,
+}
+
+impl Projection for Directory {
+    const NAME: &'static str = "directory";
+    const VERSION: u32 = 1;
+    const DESCRIPTION: &'static str = "projects and customers";
+
+    fn apply(&mut self, applied: &Applied<'_>) {
+        let event = applied.event;
+        match event {
+            Event::ProjectCreated(_) | Event::ProjectMetaUpdated(_) => {
+                let Ok(id) = applied.stream_id.parse::<ProjectId>() else {
+                    return;
+                };
+                let state = self.projects.remove(&id).map(Aggregate::Project);
+                if let Some(Aggregate::Project(project)) = evolve(state, event) {
+                    self.projects.insert(id, project);
+                }
+            }
+            Event::CustomerCreated(created) => {
+                self.owners.insert(created.id, created.project_id);
+                if let Some(Aggregate::Customer(customer)) = evolve(None, event) {
+                    self.customers
+                        .entry(created.project_id)
+                        .or_default()
+                        .insert(created.id, customer);
+                }
+            }
+            Event::CustomerIdentityUpdated(_) | Event::CustomerMetaUpdated(_) => {
+                let Ok(id) = applied.stream_id.parse::<CustomerId>() else {
+                    return;
+                };
+                let Some(list) = self
+                    .owners
+                    .get(&id)
+                    .and_then(|project| self.customers.get_mut(project))
+                else {
+                    return;
+                };
+                list.update(&id, |customer| {
+                    match Aggregate::Customer(customer.clone()).evolve(event) {
+                        Aggregate::Customer(customer) => customer,
+                        _ => unreachable_state(),
+                    }
+                });
+            }
+            _ => {}
+        }
+    }
+}

@@ -1,0 +1,42 @@
+//! `transactions`: every transaction, per project and per account.
+
+use std::collections::HashMap;
+
+use paycore_domain::{AccountId, Event, ProjectId, Transaction, TransactionId};
+use serde::{Deserialize, Serialize};
+
+use super::{Applied, CreationOrdered, Projection};
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub(crate) struct Transactions {
+    pub projects: HashMap<ProjectId, ProjectTransactions>,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub(crate) struct ProjectTransactions {
+    pub all: CreationOrdered<TransactionId, Transaction>,
+    /// Per account: indices into `all`, oldest first.
+    pub by_account: HashMap<AccountId, Vec<u32>>,
+}
+
+impl Projection for Transactions {
+    const NAME: &'static str = "transactions";
+    const VERSION: u32 = 1;
+    const DESCRIPTION: &'static str = "transactions, per project and per account";
+
+    fn apply(&mut self, applied: &Applied<'_>) {
+        let Event::TransactionRecorded(recorded) = applied.event else {
+            return;
+        };
+        let transaction = recorded.transaction;
+        let project = self.projects.entry(transaction.project_id).or_default();
+        if let Some(index) = project.all.insert(transaction.id, transaction) {
+            let index = u32::try_from(index).unwrap_or(u32::MAX);
+            project
+                .by_account
+                .entry(transaction.account_id)
+                .or_default()
+                .push(index);
+        }
+    }
+}
