@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::api_key::KeyKind;
 use crate::banking::*;
+use crate::consumer::ConsumerCheckpoint;
 use crate::events::{Event, ResourceRef};
 use crate::id::{AccountId, ApiKeyId, CustomerId, ProjectId, TransactionId, TransferId};
 use crate::identity::Identity;
@@ -116,6 +117,8 @@ pub enum Aggregate {
     BankPayin(BankPayin),
     File(StoredFile),
     FxRate(FxRateEntry),
+    // New states go at the end: snapshots record the variant's index.
+    Consumer(ConsumerCheckpoint),
 }
 
 impl Aggregate {
@@ -215,6 +218,14 @@ impl Aggregate {
                     request_hash: e.request_hash,
                     resource: e.resource,
                     used_at: e.used_at,
+                })
+            }
+            (Self::Empty | Self::Consumer(_), Event::ConsumerPositionCommitted(e)) => {
+                Self::Consumer(ConsumerCheckpoint {
+                    project_id: e.project_id,
+                    consumer: e.consumer.clone(),
+                    position: e.position,
+                    committed_at: e.committed_at,
                 })
             }
             (state, event) => state.evolve_payments(event),
@@ -566,6 +577,13 @@ impl Aggregate {
         }
     }
 
+    pub fn as_consumer(&self) -> Option<&ConsumerCheckpoint> {
+        match self {
+            Self::Consumer(c) => Some(c),
+            _ => None,
+        }
+    }
+
     /// The project the aggregate belongs to, if it is a resource of one.
     pub fn project_id(&self) -> Option<ProjectId> {
         match self {
@@ -583,6 +601,7 @@ impl Aggregate {
             Self::BankPayinReference(r) => Some(r.project_id),
             Self::BankPayin(p) => Some(p.project_id),
             Self::File(f) => Some(f.project_id),
+            Self::Consumer(c) => Some(c.project_id),
             // Shared by every project (or a write-side guard).
             Self::Empty
             | Self::ProjectBalance(_)

@@ -9,6 +9,7 @@ use crate::api_key::KeyKind;
 use crate::bank::PayinReferenceCode;
 use crate::banking::{IncomingBankTransfer, NewBankPayout, PayoutDestinationSource};
 use crate::card::CardInfo;
+use crate::consumer::PositionCommit;
 use crate::error::{DomainError, Refusal, Violations};
 use crate::events::*;
 use crate::fx::Rate;
@@ -191,6 +192,10 @@ pub enum Command {
         from: Currency,
         to: Currency,
     },
+    /// A durable subscription consumer processed everything up to a position.
+    /// Answers with the project as its resource (`ResourceRef` is `Copy` and
+    /// names no consumer); read the consumer's stream for its checkpoint.
+    CommitConsumerPosition(PositionCommit),
 }
 
 /// An idempotency key as sent by the client, with the hash of the request.
@@ -355,6 +360,9 @@ impl CommandEnvelope {
             Command::RecordFile { id, .. } => streams.push(StreamRef::File(*id)),
             Command::SetFxRate { from, to, .. } | Command::RemoveFxRate { from, to } => {
                 streams.push(StreamRef::FxRate(*from, *to))
+            }
+            Command::CommitConsumerPosition(commit) => {
+                streams.push(StreamRef::Consumer(project, commit.consumer.clone()))
             }
         }
         if let Some(key) = &self.idempotency {
@@ -662,6 +670,7 @@ fn decide_command(envelope: &CommandEnvelope, lookup: &dyn Lookup) -> Result<Dec
             spread_bps,
         } => ctx.set_fx_rate(*from, *to, *mid_rate, *spread_bps),
         Command::RemoveFxRate { from, to } => ctx.remove_fx_rate(*from, *to),
+        Command::CommitConsumerPosition(commit) => ctx.commit_consumer_position(commit),
     }
 }
 

@@ -59,6 +59,8 @@ pub enum Refusal {
     CodesExhausted,
     /// A currency conversion that cannot be done (it rounds to nothing, or overflows).
     FxConversionImpossible,
+    /// A consumer's checkpoint would move back without `reset`.
+    ConsumerPositionBehind,
 }
 
 impl Refusal {
@@ -84,6 +86,7 @@ impl Refusal {
             Self::UnknownPayinReference => "UNKNOWN_PAYIN_REFERENCE",
             Self::CodesExhausted => "CODES_EXHAUSTED",
             Self::FxConversionImpossible => "FX_CONVERSION_IMPOSSIBLE",
+            Self::ConsumerPositionBehind => "CONSUMER_POSITION_BEHIND",
         }
     }
 }

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::api_key::KeyKind;
 use crate::bank::{Concept, Miniref, PayinReferenceCode};
 use crate::card::CardInfo;
+use crate::consumer::ConsumerName;
 use crate::fx::Rate;
 use crate::iban::Iban;
 use crate::id::*;
@@ -456,6 +457,15 @@ pub struct IdempotencyKeyUsed {
     pub used_at: Timestamp,
 }
 
+/// On a consumer's stream: the position of the last event it processed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConsumerPositionCommitted {
+    pub project_id: ProjectId,
+    pub consumer: ConsumerName,
+    pub position: u64,
+    pub committed_at: Timestamp,
+}
+
 /// The resource a command created or changed, as a serializable reference.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum ResourceRef {
@@ -549,6 +559,7 @@ pub enum Event {
     FileUploaded(FileUploaded),
     FxRateSet(FxRateSet),
     FxRateRemoved(FxRateRemoved),
+    ConsumerPositionCommitted(ConsumerPositionCommitted),
 }
 
 /// An event ready for the store: type name, schema version, payload.
@@ -709,6 +720,7 @@ impl Versioned for BankPayinReceived {}
 impl Versioned for FileUploaded {}
 impl Versioned for FxRateSet {}
 impl Versioned for FxRateRemoved {}
+impl Versioned for ConsumerPositionCommitted {}
 
 event_codec! {
     ProjectCreated: ProjectCreated,
@@ -758,4 +770,5 @@ event_codec! {
     FileUploaded: FileUploaded,
     FxRateSet: FxRateSet,
     FxRateRemoved: FxRateRemoved,
+    ConsumerPositionCommitted: ConsumerPositionCommitted,
 }

@@ -8,6 +8,7 @@ pub mod bank;
 pub mod banking;
 pub mod card;
 pub mod command;
+pub mod consumer;
 pub mod error;
 pub mod events;
 pub mod fx;

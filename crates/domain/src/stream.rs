@@ -3,6 +3,7 @@
 use std::fmt;
 
 use crate::bank::PayinReferenceCode;
+use crate::consumer::ConsumerName;
 use crate::iban::Iban;
 use crate::id::*;
 use crate::money::Currency;
@@ -38,6 +39,8 @@ pub enum StreamRef {
     File(FileId),
     /// The exchange rate of one ordered currency pair (platform-wide).
     FxRate(Currency, Currency),
+    /// The checkpoint of one durable subscription consumer of a project.
+    Consumer(ProjectId, ConsumerName),
 }
 
 impl StreamRef {
@@ -63,6 +66,7 @@ impl StreamRef {
             Self::BankPayin(_) => "bankpayin",
             Self::File(_) => "file",
             Self::FxRate(..) => "fxrate",
+            Self::Consumer(..) => "consumer",
         }
     }
 
@@ -88,6 +92,7 @@ impl StreamRef {
             Self::BankPayin(id) => id.to_string(),
             Self::File(id) => id.to_string(),
             Self::FxRate(from, to) => format!("{from}.{to}"),
+            Self::Consumer(project, name) => format!("{project}.{name}"),
         }
     }
 
@@ -136,6 +141,10 @@ impl StreamRef {
                 let (from, to) = instance.split_once('.')?;
                 Some(Self::FxRate(from.parse().ok()?, to.parse().ok()?))
             }
+            "consumer" => {
+                let (project, name) = scoped()?;
+                Some(Self::Consumer(project, ConsumerName::parse(name).ok()?))
+            }
             _ => None,
         }
     }
@@ -182,6 +191,7 @@ mod tests {
             StreamRef::BankPayin(BankPayinId::from_uuid(Uuid::from_u128(13))),
             StreamRef::File(FileId::from_uuid(Uuid::from_u128(14))),
             StreamRef::FxRate(Currency::EUR, Currency::USD),
+            StreamRef::Consumer(project, ConsumerName::parse("billing-2_x").unwrap()),
         ];
         for stream in streams {
             assert_eq!(StreamRef::parse(&stream.name()), Some(stream.clone()), "{stream}");
@@ -193,6 +203,7 @@ mod tests {
             "account-cus_x",
             "nope-1",
             "projectbalance-prj_x.EUR",
+            "consumer-prj_x.billing",
         ] {
             assert_eq!(StreamRef::parse(bad), None, "{bad}");
         }

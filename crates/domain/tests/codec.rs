@@ -484,6 +484,12 @@ fn money_in_and_out_samples() -> Vec<Event> {
             set_at: T,
         }),
         Event::FxRateRemoved(FxRateRemoved { removed_at: T }),
+        Event::ConsumerPositionCommitted(ConsumerPositionCommitted {
+            project_id: project,
+            consumer: paycore_domain::consumer::ConsumerName::parse("billing-v2_eu").expect("valid name"),
+            position: 1_234_567_890,
+            committed_at: T,
+        }),
     ]);
     // Every kind of transaction.
     let kinds = [
@@ -785,6 +791,10 @@ fn payload_bytes_are_stable() {
         ),
         ("FxRateSet", "455552555344c0a8fe84041e8089ea85b4e79b06"),
         ("FxRateRemoved", "8089ea85b4e79b06"),
+        (
+            "ConsumerPositionCommitted",
+            "10019700000000700080000000000000010d62696c6c696e672d76325f6575d285d8cc048089ea85b4e79b06",
+        ),
         (
             "IdempotencyKeyUsed",
             "1001970000000070008000000000000001097265712d30314a7e785a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a0010019700000000700080000000000000018089ea85b4e79b06",

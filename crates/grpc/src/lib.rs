@@ -21,6 +21,7 @@ pub mod auth;
 pub mod convert;
 pub mod convert_bank;
 pub mod convert_cards;
+pub mod convert_events;
 pub mod errors;
 pub mod idempotency;
 mod services;
@@ -63,6 +64,7 @@ pub use pb::card_payin_service_client::CardPayinServiceClient;
 pub use pb::card_service_client::CardServiceClient;
 pub use pb::card_token_service_client::CardTokenServiceClient;
 pub use pb::customer_service_client::CustomerServiceClient;
+pub use pb::event_service_client::EventServiceClient;
 pub use pb::file_service_client::FileServiceClient;
 pub use pb::fx_rate_service_client::FxRateServiceClient;
 pub use pb::project_service_client::ProjectServiceClient;
@@ -205,6 +207,7 @@ type FxRateServer = pb::fx_rate_service_server::FxRateServiceServer<services::Ha
 type CardTokenServer = pb::card_token_service_server::CardTokenServiceServer<services::Handlers>;
 type CardServer = pb::card_service_server::CardServiceServer<services::Handlers>;
 type CardPayinServer = pb::card_payin_service_server::CardPayinServiceServer<services::Handlers>;
+type EventServer = pb::event_service_server::EventServiceServer<services::Handlers>;
 
 /// Fully-qualified names of the paycore services. A slice, so adding a
 /// service is one line.
@@ -223,6 +226,7 @@ pub const SERVICE_NAMES: &[&str] = &[
     CardTokenServer::NAME,
     CardServer::NAME,
     CardPayinServer::NAME,
+    EventServer::NAME,
 ];
 
 /// The assembled API: routes to serve and the health reporter behind them.
@@ -230,6 +234,7 @@ pub const SERVICE_NAMES: &[&str] = &[
 pub struct Api {
     routes: Routes,
     health: HealthReporter,
+    drain: services::Drain,
 }
 
 impl fmt::Debug for Api {
@@ -242,6 +247,7 @@ impl Api {
     /// Builds every service, health (all SERVING) and reflection.
     pub async fn build(state: AppState) -> Result<Self, BuildError> {
         let handlers = services::Handlers::new(state);
+        let drain = handlers.drain();
         let (health, health_service) = tonic_health::server::health_reporter();
         for name in SERVICE_NAMES {
             health.set_service_status(*name, ServingStatus::Serving).await;
@@ -267,11 +273,16 @@ impl Api {
             .add_service(BankPayinReferenceServer::new(handlers.clone()))
             .add_service(BankPayinServer::new(handlers.clone()))
             .add_service(FileServer::new(handlers.clone()))
+            .add_service(EventServer::new(handlers.clone()))
             .add_service(FxRateServer::new(handlers))
             .add_service(health_service)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha);
-        Ok(Self { routes, health })
+        Ok(Self {
+            routes,
+            health,
+            drain,
+        })
     }
 
     /// The routes to hand to `tonic::transport::Server::builder().add_routes(..)`.
@@ -285,8 +296,11 @@ impl Api {
     }
 
     /// Marks every service (and the server as a whole, `""`) NOT_SERVING, for
-    /// a graceful shutdown.
+    /// a graceful shutdown, and ends the open event subscriptions (with
+    /// UNAVAILABLE): they never end by themselves, and a graceful shutdown
+    /// waits for every call in flight.
     pub async fn set_not_serving(&self) {
+        self.drain.start();
         for name in SERVICE_NAMES.iter().copied().chain([""]) {
             self.health
                 .set_service_status(name, ServingStatus::NotServing)

@@ -9,6 +9,7 @@ mod bank_payouts;
 mod card_payins;
 mod cards;
 mod customer;
+mod events;
 mod files;
 mod fx;
 mod project;
@@ -32,6 +33,8 @@ use crate::auth::{self, Caller};
 use crate::convert;
 use crate::errors::{domain_status, engine_status, internal, page_status};
 use crate::idempotency;
+
+pub use events::Drain;
 
 /// Full gRPC method names, as hashed with idempotent requests.
 pub mod methods {
@@ -62,13 +65,20 @@ pub mod methods {
 #[derive(Clone, Debug)]
 pub struct Handlers {
     state: Arc<AppState>,
+    /// Ends event subscriptions when the server shuts down.
+    drain: Drain,
 }
 
 impl Handlers {
     pub fn new(state: AppState) -> Self {
         Self {
             state: Arc::new(state),
+            drain: Drain::new(),
         }
+    }
+
+    pub fn drain(&self) -> Drain {
+        self.drain.clone()
     }
 
     fn new_uuid(&self) -> Uuid {
