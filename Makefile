@@ -4,6 +4,8 @@ DATA_DIR ?= ./data
 LISTEN ?= 127.0.0.1:50051
 # Benchmarks run this long per scenario (seconds).
 BENCH_SECONDS ?= 10
+# Events in the generated log the history benchmark replays.
+HISTORY_EVENTS ?= 10000000
 # PostgreSQL for the shared-store benchmarks and tests.
 PG_URL ?= postgres://postgres@127.0.0.1:5432/test
 
@@ -20,9 +22,12 @@ test: check-tools
 	$(CARGO) test --workspace --doc
 
 ## bench: store append rate and gRPC transfer throughput/latency (release),
-## on the embedded log and on PostgreSQL ($(PG_URL), a fresh schema per run)
+## on the embedded log and on PostgreSQL ($(PG_URL), a fresh schema per run);
+## then audit replay, projection rebuild and server start over a generated
+## log of $(HISTORY_EVENTS) events (kept in target/bench-data/history)
 bench:
 	$(CARGO) build --release -p paycore-cli -p paycore-bench
+	./target/release/paycore-bench history --events $(HISTORY_EVENTS) --server-bin ./target/release/paycore
 	./target/release/paycore-bench store --pg-url $(PG_URL)
 	./target/release/paycore-bench grpc --seconds $(BENCH_SECONDS) --server-bin ./target/release/paycore
 	schema=bench_grpc_$$$$; key=$$(mktemp); head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' > $$key; \

@@ -164,7 +164,8 @@ async fn ensure_log(args: &HistoryArgs) -> anyhow::Result<Option<(u64, Duration)
 
 /// Transfers per append request while generating.
 const TRANSFERS_PER_APPEND: usize = 300;
-const FUNDING: i64 = 1_000_000_00;
+/// What each generated account is funded with, in minor units (1,000,000.00 EUR).
+const FUNDING: i64 = 100_000_000;
 
 struct Generator {
     store: Arc<LogStore>,
@@ -438,8 +439,12 @@ async fn time_start(bin: &Path, data: &Path) -> anyhow::Result<Duration> {
         Some(address) => health_check(&address).await.map(|()| started.elapsed()),
         None => Err(anyhow::anyhow!("the server exited before listening")),
     };
-    let pid = rustix::process::Pid::from_child(&child);
-    let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+    let sent = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    if !sent.is_ok_and(|sent| sent.success()) {
+        let _ = child.kill();
+    }
     let status = child.wait().context("waiting for the server to stop")?;
     anyhow::ensure!(status.success(), "the server stopped with {status}");
     result
@@ -448,9 +453,11 @@ async fn time_start(bin: &Path, data: &Path) -> anyhow::Result<Duration> {
 async fn health_check(address: &str) -> anyhow::Result<()> {
     use tonic_health::pb::HealthCheckRequest;
     use tonic_health::pb::health_client::HealthClient;
-    let mut client = HealthClient::connect(format!("http://{address}"))
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{address}"))?
+        .connect()
         .await
         .context("connecting to the server")?;
+    let mut client = HealthClient::new(channel);
     let answer = client
         .check(HealthCheckRequest {
             service: String::new(),

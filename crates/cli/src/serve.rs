@@ -9,7 +9,7 @@ use anyhow::Context;
 use paycore_domain::Environment;
 use paycore_engine::{Engine, EngineConfig};
 use paycore_projections::{ReadModels, SnapshotPolicy};
-use paycore_store::{EventStore, LogOptions, LogStore, StoreError};
+use paycore_store::{AggregateSnapshots, DirSnapshots, EventStore, LogOptions, LogStore, StoreError};
 use paycore_store_postgres::{PgOptions, PgStore};
 use tokio_stream::wrappers::UnixListenerStream;
 use tonic::transport::server::TcpIncoming;
@@ -18,6 +18,10 @@ use paycore_grpc::admin;
 
 /// Exit code when the store failed in a way that makes continuing unsafe.
 const EXIT_STORE_FATAL: i32 = 70;
+
+/// How long a graceful stop waits for requests in flight (and streams whose
+/// clients stopped reading) before closing their connections.
+const DRAIN_DEADLINE: std::time::Duration = std::time::Duration::from_secs(20);
 
 /// Where the read-model snapshots live inside the data directory.
 pub const PROJECTIONS_DIR: &str = "projections";
@@ -78,8 +82,18 @@ impl Opened {
 #[error("the data directory {0} is in use by another paycore process")]
 pub struct InUse(std::path::PathBuf);
 
-async fn open(data_dir: &Path, choice: &StoreChoice) -> anyhow::Result<Opened> {
-    let (log, store): (Option<Arc<LogStore>>, Arc<dyn EventStore>) = match choice {
+/// The store of a data directory, before an engine runs on it.
+struct Backend {
+    /// The embedded log, to close at the end; `None` on PostgreSQL.
+    log: Option<Arc<LogStore>>,
+    store: Arc<dyn EventStore>,
+    /// Snapshots of aggregate state are a cache: if they cannot be opened
+    /// the server runs without them (loads fold whole streams).
+    snapshots: Option<Arc<dyn AggregateSnapshots>>,
+}
+
+async fn open_backend(data_dir: &Path, choice: &StoreChoice) -> anyhow::Result<Backend> {
+    match choice {
         StoreChoice::Embedded => {
             let log_dir = data_dir.join("log");
             let (log, _report) = match LogStore::open(&log_dir, LogOptions::default()) {
@@ -92,18 +106,43 @@ async fn open(data_dir: &Path, choice: &StoreChoice) -> anyhow::Result<Opened> {
             };
             // The store logs what it recovered (events, truncated tail) itself.
             let log = Arc::new(log);
-            (Some(log.clone()), log)
+            let snapshots_dir = data_dir.join("snapshots");
+            let snapshots = DirSnapshots::open(&snapshots_dir)
+                .inspect_err(|error| {
+                    tracing::warn!(%error, dir = %snapshots_dir.display(), "aggregate snapshots unavailable")
+                })
+                .ok()
+                .map(|snapshots| Arc::new(snapshots) as Arc<dyn AggregateSnapshots>);
+            Ok(Backend {
+                log: Some(log.clone()),
+                store: log,
+                snapshots,
+            })
         }
         StoreChoice::Postgres { url, schema } => {
             let options = PgOptions::with_schema(schema.clone());
             let store = PgStore::connect(url, options)
                 .await
                 .with_context(|| format!("connecting to the PostgreSQL event store (schema {schema})"))?;
-            (None, Arc::new(store))
+            let snapshots: Arc<dyn AggregateSnapshots> = Arc::new(store.snapshots());
+            Ok(Backend {
+                log: None,
+                store: Arc::new(store),
+                snapshots: Some(snapshots),
+            })
         }
-    };
+    }
+}
+
+async fn open(data_dir: &Path, choice: &StoreChoice) -> anyhow::Result<Opened> {
+    let Backend {
+        log,
+        store,
+        snapshots,
+    } = open_backend(data_dir, choice).await?;
     let config = EngineConfig {
         follow_other_writers: choice.is_shared(),
+        snapshots,
         ..EngineConfig::default()
     };
     let engine = Engine::start(store.clone(), config);
@@ -226,10 +265,13 @@ pub async fn serve(data_dir: &Path, choice: &StoreChoice, options: ServeOptions)
     let stop_requested = shutdown_signal()?;
     std::fs::create_dir_all(data_dir).with_context(|| format!("creating {}", data_dir.display()))?;
     let _data_dir_lock = lock_data_dir(data_dir)?;
+    remove_legacy_snapshot(data_dir);
+    // The read-model snapshots load while the log opens: on a large log both
+    // take a while, and each keeps one core busy.
+    let preloaded = ReadModels::preload(SnapshotPolicy::at(data_dir.join(PROJECTIONS_DIR)));
     let opened = open(data_dir, choice).await?;
     let (store, engine) = (opened.store.clone(), opened.engine.clone());
-    remove_legacy_snapshot(data_dir);
-    let read = ReadModels::start(store.clone(), SnapshotPolicy::at(data_dir.join(PROJECTIONS_DIR)))
+    let read = ReadModels::start_preloaded(store.clone(), preloaded)
         .await
         .context("starting the read models")?;
     if *store.committed().borrow() == 0 {
@@ -253,22 +295,38 @@ pub async fn serve(data_dir: &Path, choice: &StoreChoice, options: ServeOptions)
 
     let mut fatal = engine.fatal();
     let draining = api.clone();
+    let (stopping_tx, mut stopping) = tokio::sync::watch::channel(false);
     let shutdown = async move {
         tokio::select! {
             () = stop_requested => tracing::info!("shutting down: finishing requests in flight"),
             _ = fatal.wait_for(Option::is_some) => {}
         }
+        let _ = stopping_tx.send(true);
         // Load balancers watching grpc.health.v1 stop sending new work.
         draining.set_not_serving().await;
+    };
+    // A client that stopped reading its stream could hold the stop forever.
+    let drain_deadline = async move {
+        let _ = stopping.wait_for(|stopping| *stopping).await;
+        tokio::time::sleep(DRAIN_DEADLINE).await;
     };
     let (stop_admin, admin_stopped) = tokio::sync::oneshot::channel::<()>();
     let admin = serve_admin(data_dir, engine.clone(), read.clone(), async move {
         let _ = admin_stopped.await;
     })?;
-    let served = tonic::transport::Server::builder()
+    let serving = tonic::transport::Server::builder()
         .add_routes(api.routes())
-        .serve_with_incoming_shutdown(incoming, shutdown)
-        .await;
+        .serve_with_incoming_shutdown(incoming, shutdown);
+    let served = tokio::select! {
+        served = serving => served,
+        () = drain_deadline => {
+            tracing::warn!(
+                seconds = DRAIN_DEADLINE.as_secs(),
+                "requests still in flight after the drain deadline; closing their connections"
+            );
+            Ok(())
+        }
+    };
     let _ = stop_admin.send(());
     if let Err(error) = admin.await {
         tracing::warn!(%error, "admin socket task failed");

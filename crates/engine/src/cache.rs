@@ -1,13 +1,15 @@
-//! Committed aggregate state kept in memory, and loading it from the store.
+//! Committed aggregate state kept in memory, and loading it from the store
+//! (from a snapshot and the events after it, when there is one).
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use parking_lot::RwLock;
 use paycore_domain::{Aggregate, Event, StreamRef};
-use paycore_store::{EventStore, ReadDirection, StreamName, Version};
+use paycore_store::{EventStore, ReadDirection, RecordedEvent, StreamName, Version};
 
 use crate::error::EngineError;
+use crate::snapshot::{Restored, Snapshotter};
 
 /// An aggregate's state and the version of the last event folded into it.
 /// The state is shared: the cache, a batch's overlay and answers hold the
@@ -102,9 +104,80 @@ impl StateCache {
 
 const LOAD_CHUNK: usize = 1_024;
 
-/// Folds a stream's events from the store into its current state.
-pub(crate) async fn load_stream(store: &dyn EventStore, stream: &StreamRef) -> Result<Cached, EngineError> {
-    catch_up(store, stream, Cached::default()).await
+/// Folds a stream's events from the store into its current state, starting
+/// from its snapshot when there is a usable one.
+pub(crate) async fn load_stream(
+    store: &dyn EventStore,
+    snapshots: Option<&Snapshotter>,
+    stream: &StreamRef,
+) -> Result<Cached, EngineError> {
+    let Some(snapshots) = snapshots else {
+        return catch_up(store, stream, Cached::default()).await;
+    };
+    let name = StreamName::from(stream.name());
+    // Ask for the snapshot while reading the first events: most streams are
+    // short, have none and are read whole by this one read, so looking for
+    // a snapshot costs them no extra round trip to the store.
+    let (restored, first) = tokio::join!(
+        snapshots.restore(&name),
+        store.read_stream(&name, 0, ReadDirection::Forward, LOAD_CHUNK)
+    );
+    let first = first?;
+    let long = first.len() == LOAD_CHUNK;
+    if long && let Some(restored) = restored {
+        let started = restored.cached.version;
+        match from_snapshot(store, stream, &name, restored).await? {
+            Some(cached) => {
+                snapshots.after_load(stream, started, &cached);
+                return Ok(cached);
+            }
+            None => {
+                tracing::warn!(
+                    stream = %name,
+                    "aggregate snapshot does not match the log (another log, or damaged); \
+                     folding the stream from the start"
+                );
+                snapshots.remove(name.clone());
+            }
+        }
+    }
+    let mut cached = Cached::default();
+    fold(&mut cached, &first)?;
+    if long {
+        cached = catch_up(store, stream, cached).await?;
+    }
+    snapshots.after_load(stream, None, &cached);
+    Ok(cached)
+}
+
+/// The stream's state folded from a snapshot, or `None` if the snapshot does
+/// not belong to this log: the event at its version must exist and carry
+/// the hash recorded with it.
+async fn from_snapshot(
+    store: &dyn EventStore,
+    stream: &StreamRef,
+    name: &StreamName,
+    restored: Restored,
+) -> Result<Option<Cached>, EngineError> {
+    let Restored {
+        mut cached,
+        event_hash,
+    } = restored;
+    let Some(version) = cached.version else {
+        return Ok(None);
+    };
+    let chunk = store
+        .read_stream(name, version, ReadDirection::Forward, LOAD_CHUNK)
+        .await?;
+    match chunk.first() {
+        Some(first) if first.version == version && first.hash == event_hash => {}
+        _ => return Ok(None),
+    }
+    fold(&mut cached, &chunk[1..])?;
+    if chunk.len() == LOAD_CHUNK {
+        cached = catch_up(store, stream, cached).await?;
+    }
+    Ok(Some(cached))
 }
 
 /// Brings `cached` (a committed state of `stream`) up to the end of the
@@ -120,17 +193,23 @@ pub(crate) async fn catch_up(
         let chunk = store
             .read_stream(&name, from, ReadDirection::Forward, LOAD_CHUNK)
             .await?;
-        for recorded in &chunk {
-            let event = Event::decode(&recorded.event_type, recorded.schema_version, &recorded.payload)?;
-            debug_assert_eq!(
-                recorded.version,
-                cached.version.map_or(0, |v| v + 1),
-                "stream versions are contiguous"
-            );
-            cached.evolve(&event);
-        }
+        fold(&mut cached, &chunk)?;
         if chunk.len() < LOAD_CHUNK {
             return Ok(cached);
         }
     }
+}
+
+/// Folds the next events of the stream into `cached`.
+fn fold(cached: &mut Cached, events: &[RecordedEvent]) -> Result<(), EngineError> {
+    for recorded in events {
+        let event = Event::decode(&recorded.event_type, recorded.schema_version, &recorded.payload)?;
+        debug_assert_eq!(
+            recorded.version,
+            cached.version.map_or(0, |v| v + 1),
+            "stream versions are contiguous"
+        );
+        cached.evolve(&event);
+    }
+    Ok(())
 }

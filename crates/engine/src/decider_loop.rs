@@ -12,6 +12,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 use crate::cache::{Cached, StateCache, catch_up, load_stream};
+use crate::snapshot::Snapshotter;
 use crate::{CommandMeta, EngineConfig, EngineError, Executed};
 
 pub(crate) struct Job {
@@ -25,6 +26,7 @@ pub(crate) struct DeciderLoop {
     cache: Arc<StateCache>,
     config: EngineConfig,
     fatal: watch::Sender<Option<String>>,
+    snapshots: Option<Arc<Snapshotter>>,
 }
 
 /// A decided batch: its commands, their outcomes and the states it leaves.
@@ -33,6 +35,8 @@ struct Prepared {
     touched: Vec<StreamRef>,
     jobs: Vec<Job>,
     outcomes: Vec<Outcome>,
+    /// Touched streams that crossed a snapshot boundary.
+    snapshot_due: Vec<StreamRef>,
 }
 
 impl Prepared {
@@ -43,6 +47,19 @@ impl Prepared {
                 .get(stream)
                 .map(|cached| (stream.clone(), cached.clone()))
         })
+    }
+
+    /// Queues snapshots of the streams that crossed a boundary, now that the
+    /// batch is committed.
+    fn request_snapshots(&self, snapshots: Option<&Snapshotter>) {
+        let Some(snapshots) = snapshots else {
+            return;
+        };
+        for stream in &self.snapshot_due {
+            if let Some(cached) = self.overlay.states.get(stream) {
+                snapshots.save(stream.clone(), cached.clone());
+            }
+        }
     }
 
     /// Pairs each command with its answer, now that the batch is durable at
@@ -96,6 +113,7 @@ impl Building {
                 touched: Vec::new(),
                 jobs: Vec::new(),
                 outcomes: Vec::new(),
+                snapshot_due: Vec::new(),
             },
             request: AppendRequest::default(),
         }
@@ -149,12 +167,14 @@ impl DeciderLoop {
         cache: Arc<StateCache>,
         config: EngineConfig,
         fatal: watch::Sender<Option<String>>,
+        snapshots: Option<Arc<Snapshotter>>,
     ) -> Self {
         Self {
             store,
             cache,
             config,
             fatal,
+            snapshots,
         }
     }
 
@@ -260,6 +280,7 @@ impl DeciderLoop {
             }
             Some(Ok(result)) => {
                 self.cache.publish(prepared.touched_states());
+                prepared.request_snapshots(self.snapshots.as_deref());
                 reply_all(prepared.answers(result.last_position));
                 return dependent;
             }
@@ -321,6 +342,7 @@ impl DeciderLoop {
                 match self.store.append(request).await {
                     Ok(result) => {
                         self.cache.publish(prepared.touched_states());
+                        prepared.request_snapshots(self.snapshots.as_deref());
                         result.last_position
                     }
                     Err(error @ StoreError::WrongExpectedVersion { .. }) => {
@@ -380,14 +402,20 @@ impl DeciderLoop {
             Ok(Decision::Apply { events, resource }) => {
                 let metadata = Arc::new(metadata_of(job));
                 for (stream, event) in events {
-                    stage(
+                    let version = stage(
                         overlay,
                         &mut building.request,
                         &mut prepared.touched,
-                        stream,
+                        &stream,
                         &event,
                         &metadata,
                     );
+                    if let Some(snapshots) = &self.snapshots
+                        && snapshots.is_boundary(version)
+                        && !prepared.snapshot_due.contains(&stream)
+                    {
+                        prepared.snapshot_due.push(stream);
+                    }
                 }
                 Outcome::Resource {
                     resource,
@@ -433,7 +461,7 @@ impl DeciderLoop {
             let cached = match self.cache.get(stream) {
                 Some(cached) => cached,
                 None => {
-                    let loaded = load_stream(self.store.as_ref(), stream).await?;
+                    let loaded = load_stream(self.store.as_ref(), self.snapshots.as_deref(), stream).await?;
                     self.cache.insert_if_absent(stream.clone(), loaded.clone());
                     loaded
                 }
@@ -449,15 +477,16 @@ impl DeciderLoop {
     }
 }
 
-/// Adds one decided event to the batch's request and folds it into the overlay.
+/// Adds one decided event to the batch's request and folds it into the
+/// overlay; returns the stream's version after it.
 fn stage(
     overlay: &mut Overlay,
     request: &mut AppendRequest,
     touched: &mut Vec<StreamRef>,
-    stream: StreamRef,
+    stream: &StreamRef,
     event: &Event,
     metadata: &Arc<EventMetadata>,
-) {
+) -> u64 {
     let cached = overlay.states.entry(stream.clone()).or_default();
     let encoded = event.encode();
     let new_event = NewEvent {
@@ -477,9 +506,11 @@ fn stage(
         }),
     }
     cached.evolve(event);
-    if !touched.contains(&stream) {
-        touched.push(stream);
+    let version = cached.version.unwrap_or_default();
+    if !touched.contains(stream) {
+        touched.push(stream.clone());
     }
+    version
 }
 
 fn metadata_of(job: &Job) -> EventMetadata {

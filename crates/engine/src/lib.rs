@@ -9,23 +9,31 @@
 //! race each other inside a server; against other writers (several servers on
 //! one database) every write carries the version it was decided on, and a
 //! version conflict reloads the streams and decides again.
+//!
+//! A state missing from memory is loaded from the store: from the stream's
+//! snapshot, if [`EngineConfig::snapshots`] has one that fits the log, plus
+//! the events after it; else by folding the whole stream (see the
+//! `snapshot` module: snapshots are a cache, written in the background).
 
 mod cache;
 mod decider_loop;
 mod error;
 pub mod history;
+mod snapshot;
 
 use std::sync::Arc;
 
 use paycore_domain::{Aggregate, CommandEnvelope, ResourceRef, StreamRef};
-use paycore_store::{EventStore, Position};
+use paycore_store::{AggregateSnapshots, EventStore, Position};
 use tokio::sync::{mpsc, oneshot, watch};
 use uuid::Uuid;
 
 pub use error::EngineError;
+pub use snapshot::AGGREGATE_SNAPSHOT_FORMAT;
 
 use crate::cache::StateCache;
 use crate::decider_loop::{DeciderLoop, Job};
+use crate::snapshot::Snapshotter;
 
 /// Tuning of the write path.
 #[derive(Clone, Debug)]
@@ -42,6 +50,14 @@ pub struct EngineConfig {
     /// concurrency keeps writes correct either way; this keeps the cache
     /// fresh for reads such as a revoked API key.
     pub follow_other_writers: bool,
+    /// Where snapshots of aggregate state are kept (`None`: every load folds
+    /// the whole stream). A cache: loads check each snapshot against the log
+    /// and ignore it on any doubt; see [`AGGREGATE_SNAPSHOT_FORMAT`].
+    pub snapshots: Option<Arc<dyn AggregateSnapshots>>,
+    /// A stream is snapshotted when a commit brings it to a multiple of this
+    /// many events, and when a load had to fold at least this many (0: read
+    /// snapshots, never write them).
+    pub snapshot_every: u64,
 }
 
 impl Default for EngineConfig {
@@ -51,6 +67,8 @@ impl Default for EngineConfig {
             max_batch: 1_024,
             max_attempts: 32,
             follow_other_writers: false,
+            snapshots: None,
+            snapshot_every: 1_000,
         }
     }
 }
@@ -84,6 +102,7 @@ pub struct Engine {
     cache: Arc<StateCache>,
     store: Arc<dyn EventStore>,
     fatal: watch::Receiver<Option<String>>,
+    snapshots: Option<Arc<Snapshotter>>,
 }
 
 impl Engine {
@@ -95,13 +114,18 @@ impl Engine {
         if config.follow_other_writers {
             tokio::spawn(forget_what_others_wrote(store.clone(), cache.clone()));
         }
-        let decider = DeciderLoop::new(store.clone(), cache.clone(), config, fatal_tx);
+        let snapshots = config
+            .snapshots
+            .clone()
+            .map(|snapshots| Snapshotter::start(store.clone(), snapshots, config.snapshot_every));
+        let decider = DeciderLoop::new(store.clone(), cache.clone(), config, fatal_tx, snapshots.clone());
         tokio::spawn(decider.run(queue));
         Self {
             jobs,
             cache,
             store,
             fatal,
+            snapshots,
         }
     }
 
@@ -137,7 +161,7 @@ impl Engine {
         if let Some(cached) = self.cache.get(stream) {
             return Ok(Aggregate::clone(&cached.state));
         }
-        let loaded = cache::load_stream(self.store.as_ref(), stream).await?;
+        let loaded = cache::load_stream(self.store.as_ref(), self.snapshots.as_deref(), stream).await?;
         self.cache.insert_if_absent(stream.clone(), loaded.clone());
         Ok(Aggregate::clone(&loaded.state))
     }
@@ -150,6 +174,14 @@ impl Engine {
 
     pub fn store(&self) -> &Arc<dyn EventStore> {
         &self.store
+    }
+
+    /// Returns once the snapshots asked for so far are written (or given
+    /// up): for tests, and for an orderly shutdown that wants them kept.
+    pub async fn flush_snapshots(&self) {
+        if let Some(snapshots) = &self.snapshots {
+            snapshots.flush().await;
+        }
     }
 }
 

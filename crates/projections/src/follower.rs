@@ -7,20 +7,19 @@ use std::time::{Duration, Instant};
 use paycore_store::{EventStore, Position, StoreError};
 
 use crate::set::Projections;
-use crate::slot::{self, Build};
+use crate::slot::{self, Build, ProjectionInfo};
 use crate::{ProjectionError, Shared, snapshot};
 
 /// Events applied per batch while following.
 const APPLY_BATCH: usize = 4_096;
 
-/// Installs each projection's snapshot from `dir`, reading them in
-/// parallel. A missing, damaged, other-version or other-log snapshot leaves
-/// that projection empty: it is rebuilt from the log.
-pub(crate) async fn load_snapshots(
-    projections: &Projections,
-    dir: &Path,
-    store: &dyn EventStore,
-) -> Result<(), ProjectionError> {
+/// A projection's snapshot as read from disk: `None` when there is none.
+pub(crate) type Loaded = (ProjectionInfo, Option<Result<Box<dyn Build>, String>>);
+
+/// Starts reading and decoding every projection's snapshot in `dir`, each on
+/// a blocking thread, so they load side by side (and beside the store's own
+/// start, when called before it).
+pub(crate) fn spawn_loads(dir: &Path) -> tokio::task::JoinSet<Loaded> {
     let mut loading = tokio::task::JoinSet::new();
     for info in crate::projections() {
         let path = snapshot::path(dir, info.name);
@@ -33,6 +32,17 @@ pub(crate) async fn load_snapshots(
             (info, loaded)
         });
     }
+    loading
+}
+
+/// Installs the loaded snapshots that are usable: of this version and made
+/// from `store`'s log. The others leave their projection empty, so it is
+/// rebuilt from the log.
+pub(crate) async fn install(
+    projections: &Projections,
+    mut loading: tokio::task::JoinSet<Loaded>,
+    store: &dyn EventStore,
+) -> Result<(), ProjectionError> {
     while let Some(joined) = loading.join_next().await {
         let Ok((info, loaded)) = joined else { continue };
         let built = match loaded {

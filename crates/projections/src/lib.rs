@@ -157,6 +157,13 @@ impl std::fmt::Debug for Shared {
     }
 }
 
+/// Snapshots being read (see [`ReadModels::preload`]).
+#[derive(Debug)]
+pub struct Preloaded {
+    policy: SnapshotPolicy,
+    loading: Option<tokio::task::JoinSet<follower::Loaded>>,
+}
+
 /// Shared handle to the read models. Cheap to clone.
 #[derive(Clone, Debug)]
 pub struct ReadModels {
@@ -169,6 +176,23 @@ impl ReadModels {
     /// log), catches every projection up with the store and keeps following
     /// it in a background task.
     pub async fn start(store: Arc<dyn EventStore>, policy: SnapshotPolicy) -> Result<Self, ProjectionError> {
+        Self::start_preloaded(store, Self::preload(policy)).await
+    }
+
+    /// Starts reading the snapshots now, before the store is open: both are
+    /// CPU-bound for large logs and proceed side by side. Must be called
+    /// inside a tokio runtime.
+    pub fn preload(policy: SnapshotPolicy) -> Preloaded {
+        let loading = policy.dir.as_deref().map(follower::spawn_loads);
+        Preloaded { policy, loading }
+    }
+
+    /// [`ReadModels::start`] with snapshots [`ReadModels::preload`] began reading.
+    pub async fn start_preloaded(
+        store: Arc<dyn EventStore>,
+        preloaded: Preloaded,
+    ) -> Result<Self, ProjectionError> {
+        let Preloaded { policy, loading } = preloaded;
         let projections = Projections::default();
         if let Some(dir) = policy.writable_dir() {
             std::fs::create_dir_all(dir).map_err(|source| ProjectionError::Snapshot {
@@ -176,8 +200,8 @@ impl ReadModels {
                 source,
             })?;
         }
-        if let Some(dir) = &policy.dir {
-            follower::load_snapshots(&projections, dir, store.as_ref()).await?;
+        if let Some(loading) = loading {
+            follower::install(&projections, loading, store.as_ref()).await?;
         }
         let from = projections.checkpoint();
         let (applied, _) = watch::channel(from);

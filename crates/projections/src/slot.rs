@@ -73,7 +73,7 @@ impl<P: Projection> Checkpointed<P> {
 
 /// A projection being built outside of the served models: at start, by a
 /// rebuild job, or offline by `paycore projections rebuild`.
-pub(crate) trait Build: Send + 'static {
+pub(crate) trait Build: Send + Sync + 'static {
     fn name(&self) -> &'static str;
     fn checkpoint(&self) -> Position;
     fn last_hash(&self) -> Option<ChainHash>;
@@ -109,6 +109,9 @@ impl<P: Projection> Build for Checkpointed<P> {
     }
 }
 
+/// Decodes a projection's snapshot file into a build of it.
+pub(crate) type DecodeFn = fn(&[u8]) -> Result<Box<dyn Build>, snapshot::SnapshotError>;
+
 /// What every projection offers without naming its type.
 #[derive(Clone, Copy, Debug)]
 pub struct ProjectionInfo {
@@ -116,7 +119,7 @@ pub struct ProjectionInfo {
     pub version: u32,
     pub description: &'static str,
     pub(crate) empty: fn() -> Box<dyn Build>,
-    pub(crate) decode: fn(&[u8]) -> Result<Box<dyn Build>, snapshot::SnapshotError>,
+    pub(crate) decode: DecodeFn,
 }
 
 impl ProjectionInfo {

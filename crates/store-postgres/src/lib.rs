@@ -46,6 +46,14 @@
 //! | `log_head` | one row: `next_position bigint`, `last_hash bytea`, `last_recorded_at_micros bigint` | the append lock, the next position, the chain's last hash |
 //! | `schema_migrations` | `version integer` PK, `name text`, `applied_at timestamptz` | which migrations ran |
 //!
+//! Later migrations add tables beside the log, never touching it: 2,
+//! `side_blobs` (`paycore-sidestore`'s `PgBlobs`); 3, `aggregate_snapshots`
+//! (`stream text` PK, `version bigint`, `event_hash bytea`, `format bigint`,
+//! `state bytea`, `saved_at timestamptz`), the engine's cache of aggregate
+//! states ([`PgSnapshots`], from [`PgStore::snapshots`]): an upsert that
+//! only ever moves a row to a newer (format, version); deleting rows is
+//! always safe.
+//!
 //! `metadata` holds the hash chain's canonical metadata encoding (see
 //! `paycore_store`'s `chain` module), so the stored bytes are exactly the
 //! hashed bytes: an auditor can recompute every `hash` from the columns alone,
@@ -178,10 +186,12 @@ mod metadata;
 mod migrate;
 mod options;
 mod pipeline;
+mod snapshots;
 mod sql;
 mod store;
 mod validate;
 
 pub use migrate::{LATEST_SCHEMA_VERSION, MigrateError, MigrationReport, migrate};
 pub use options::{DEFAULT_SCHEMA, PgOptions};
+pub use snapshots::PgSnapshots;
 pub use store::PgStore;

@@ -38,10 +38,15 @@ const MIGRATIONS: &[Migration] = &[
         name: "side storage: side_blobs",
         sql: include_str!("../migrations/0002_side_storage.sql"),
     },
+    Migration {
+        version: 3,
+        name: "aggregate snapshots: aggregate_snapshots",
+        sql: include_str!("../migrations/0003_aggregate_snapshots.sql"),
+    },
 ];
 
 /// The schema version this binary reads and writes.
-pub const LATEST_SCHEMA_VERSION: i32 = 2;
+pub const LATEST_SCHEMA_VERSION: i32 = 3;
 
 const _: () = assert!(MIGRATIONS[MIGRATIONS.len() - 1].version == LATEST_SCHEMA_VERSION);
 

@@ -25,6 +25,7 @@ use crate::metadata;
 use crate::migrate::{self, MigrateError};
 use crate::options::{PgOptions, valid_schema};
 use crate::pipeline::{self, Step, simple};
+use crate::snapshots::PgSnapshots;
 use crate::sql::Sql;
 use crate::validate::validate;
 
@@ -47,7 +48,7 @@ pub struct PgStore {
     listener: JoinHandle<()>,
 }
 
-struct Shared {
+pub(crate) struct Shared {
     pool: Pool,
     sql: Arc<Sql>,
     committed: watch::Sender<Position>,
@@ -146,6 +147,12 @@ impl PgStore {
     /// The schema this store reads and writes.
     pub fn schema(&self) -> &str {
         &self.shared.schema
+    }
+
+    /// The aggregate snapshots kept in the same schema, over this store's
+    /// connection pool.
+    pub fn snapshots(&self) -> PgSnapshots {
+        PgSnapshots::new(self.shared.clone())
     }
 }
 
@@ -250,6 +257,18 @@ impl Shared {
     /// (the database restarted since it was pooled) is discarded and the read
     /// retried once on a fresh one.
     async fn query(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>, StoreError> {
+        self.run("reading events", sql, params).await
+    }
+
+    /// Runs one statement that may be repeated safely (a read, or a write
+    /// whose second run changes nothing more), retried once on a fresh
+    /// connection like [`Shared::query`]; `doing` names it in errors.
+    pub(crate) async fn run(
+        &self,
+        doing: &str,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Vec<Row>, StoreError> {
         let mut retried = false;
         loop {
             let conn = self.connection().await?;
@@ -266,13 +285,13 @@ impl Shared {
                         retried = true;
                         continue;
                     }
-                    return Err(unavailable("reading events", &e));
+                    return Err(unavailable(doing, &e));
                 }
-                Ok(Err(e)) => return Err(unavailable("reading events", &e)),
+                Ok(Err(e)) => return Err(unavailable(doing, &e)),
                 Err(_) => {
                     drop(Object::take(conn));
                     return Err(StoreError::Unavailable(format!(
-                        "reading events: no answer within {:?}",
+                        "{doing}: no answer within {:?}",
                         self.operation_timeout
                     )));
                 }
@@ -292,6 +311,10 @@ impl Shared {
             .get()
             .await
             .map_err(|e| StoreError::Unavailable(format!("no connection to PostgreSQL: {}", pool_error(&e))))
+    }
+
+    pub(crate) fn schema(&self) -> &str {
+        &self.schema
     }
 
     fn corrupt(&self, table: &str, offset: u64, reason: String) -> StoreError {

@@ -7,6 +7,8 @@
 //! - [`subscribe_all`]: catch-up-then-live subscription to `$all`, for any backend.
 //! - [`chain_hash`], [`verify_chain`], [`ChainVerifier`]: the tamper-evident hash chain.
 //! - [`log`]: the embedded log's file format and recovery rules.
+//! - [`AggregateSnapshots`] ([`MemorySnapshots`], [`DirSnapshots`]): snapshots
+//!   of aggregate state, a cache beside the log.
 
 mod api;
 mod chain;
@@ -16,6 +18,7 @@ mod error;
 pub mod log;
 mod memory;
 mod request;
+mod snapshots;
 mod subscription;
 
 pub use api::*;
@@ -24,4 +27,7 @@ pub use error::StoreError;
 pub use log::{LogOptions, LogStore, OpenReport, SyncMode};
 pub use memory::MemoryStore;
 pub use request::MAX_REQUEST_BYTES;
+#[cfg(feature = "conformance")]
+pub use snapshots::conformance as snapshot_conformance;
+pub use snapshots::{AggregateSnapshots, DirSnapshots, MemorySnapshots, StoredSnapshot};
 pub use subscription::{DEFAULT_SUBSCRIPTION_BATCH, Subscription, subscribe_all};

@@ -1,18 +1,16 @@
 //! `accounts`: every account with its balance.
 
-use std::collections::HashMap;
-
 use paycore_domain::aggregate::Account;
 use paycore_domain::{AccountId, Aggregate, Event, ProjectId};
 use serde::{Deserialize, Serialize};
 
-use super::{Applied, CreationOrdered, Projection, evolve, unreachable_state};
+use super::{Applied, CreationOrdered, Map, Projection, evolve, unreachable_state};
 
 #[derive(Debug, Default, Serialize, Deserialize)]
 pub(crate) struct Accounts {
-    pub accounts: HashMap<ProjectId, CreationOrdered<AccountId, Account>>,
+    pub accounts: Map<ProjectId, CreationOrdered<AccountId, Account>>,
     /// Which project owns each account, for events that name only the account.
-    owners: HashMap<AccountId, ProjectId>,
+    owners: Map<AccountId, ProjectId>,
 }
 
 impl Accounts {

@@ -1,19 +1,17 @@
 //! `directory`: projects and their customers.
 
-use std::collections::HashMap;
-
 use paycore_domain::aggregate::{Customer, Project};
 use paycore_domain::{Aggregate, CustomerId, Event, ProjectId};
 use serde::{Deserialize, Serialize};
 
-use super::{Applied, CreationOrdered, Projection, evolve, unreachable_state};
+use super::{Applied, CreationOrdered, Map, Projection, evolve, unreachable_state};
 
 #[derive(Debug, Default, Serialize, Deserialize)]
 pub(crate) struct Directory {
-    pub projects: HashMap<ProjectId, Project>,
-    pub customers: HashMap<ProjectId, CreationOrdered<CustomerId, Customer>>,
+    pub projects: Map<ProjectId, Project>,
+    pub customers: Map<ProjectId, CreationOrdered<CustomerId, Customer>>,
     /// Which project owns each customer, for events that name only the customer.
-    owners: HashMap<CustomerId, ProjectId>,
+    owners: Map<CustomerId, ProjectId>,
 }
 
 impl Projection for Directory {

@@ -23,6 +23,11 @@ pub(crate) use resources::Resources;
 pub(crate) use transactions::Transactions;
 pub(crate) use transfers::Transfers;
 
+/// The maps of the read models. Their keys are IDs the server generated;
+/// foldhash (seeded per process) hashes them several times faster than
+/// SipHash, which was a large part of rebuilding and loading.
+pub(crate) type Map<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+
 /// One event of `$all` as a projection sees it.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Applied<'a> {
@@ -62,7 +67,7 @@ pub(crate) trait Projection: Default + Serialize + DeserializeOwned + Send + Syn
 pub(crate) struct CreationOrdered<K: Eq + Hash, V> {
     chunks: Vec<Vec<V>>,
     len: usize,
-    index: HashMap<K, u32>,
+    index: Map<K, u32>,
 }
 
 const CHUNK: usize = 4_096;
@@ -72,7 +77,7 @@ impl<K: Eq + Hash, V> Default for CreationOrdered<K, V> {
         Self {
             chunks: Vec::new(),
             len: 0,
-            index: HashMap::new(),
+            index: Map::default(),
         }
     }
 }

@@ -2,25 +2,23 @@
 //! payouts, payin references, bank payins and files, each kept as its
 //! aggregate state (the domain's own fold).
 
-use std::collections::HashMap;
-
 use paycore_domain::{Aggregate, CardPayinId, ProjectId, ResourceRef};
 use serde::{Deserialize, Serialize};
 
-use super::{Applied, CreationOrdered, Projection, ResourceKind, resource_of};
+use super::{Applied, CreationOrdered, Map, Projection, ResourceKind, resource_of};
 
 #[derive(Debug, Default, Serialize, Deserialize)]
 pub(crate) struct Resources {
-    pub projects: HashMap<ProjectId, ProjectResources>,
+    pub projects: Map<ProjectId, ProjectResources>,
     /// Which project owns each resource, for events that name only the resource.
-    owners: HashMap<ResourceRef, ProjectId>,
+    owners: Map<ResourceRef, ProjectId>,
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
 pub(crate) struct ProjectResources {
-    pub lists: HashMap<ResourceKind, CreationOrdered<ResourceRef, Aggregate>>,
+    pub lists: Map<ResourceKind, CreationOrdered<ResourceRef, Aggregate>>,
     /// Per card payin: indices of its refunds in `lists[CardPayinRefund]`.
-    pub payin_refunds: HashMap<CardPayinId, Vec<u32>>,
+    pub payin_refunds: Map<CardPayinId, Vec<u32>>,
 }
 
 impl Resources {

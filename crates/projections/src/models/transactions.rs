@@ -1,22 +1,20 @@
 //! `transactions`: every transaction, per project and per account.
 
-use std::collections::HashMap;
-
 use paycore_domain::{AccountId, Event, ProjectId, Transaction, TransactionId};
 use serde::{Deserialize, Serialize};
 
-use super::{Applied, CreationOrdered, Projection};
+use super::{Applied, CreationOrdered, Map, Projection};
 
 #[derive(Debug, Default, Serialize, Deserialize)]
 pub(crate) struct Transactions {
-    pub projects: HashMap<ProjectId, ProjectTransactions>,
+    pub projects: Map<ProjectId, ProjectTransactions>,
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
 pub(crate) struct ProjectTransactions {
     pub all: CreationOrdered<TransactionId, Transaction>,
     /// Per account: indices into `all`, oldest first.
-    pub by_account: HashMap<AccountId, Vec<u32>>,
+    pub by_account: Map<AccountId, Vec<u32>>,
 }
 
 impl Projection for Transactions {

@@ -436,12 +436,17 @@ pub(crate) fn parse_metadata(raw: &[u8]) -> Result<EventMetadata, String> {
 }
 
 /// Turns decoded views into owned events, sharing the `Arc`s of runs of
-/// events with the same stream, type or metadata (the common case within a
-/// commit) instead of allocating each time.
+/// events with the same stream or metadata (the common case within a
+/// commit) and of every event type seen, instead of allocating each time.
+/// Event types remembered by one [`EventBuilder`].
+const MAX_INTERNED_TYPES: usize = 16;
+
 #[derive(Debug, Default)]
 pub(crate) struct EventBuilder<'a> {
     stream: Option<StreamName>,
-    event_type: Option<Arc<str>>,
+    /// The types seen so far: a commit holds a handful (a transfer
+    /// alternates two), so a linear search beats a map.
+    event_types: Vec<Arc<str>>,
     metadata: Option<(&'a [u8], Arc<EventMetadata>)>,
 }
 
@@ -451,9 +456,15 @@ impl<'a> EventBuilder<'a> {
             Some(s) if s.as_str() == view.stream => s.clone(),
             _ => self.stream.insert(StreamName::from(view.stream)).clone(),
         };
-        let event_type = match &self.event_type {
-            Some(t) if **t == *view.event_type => t.clone(),
-            _ => self.event_type.insert(Arc::from(view.event_type)).clone(),
+        let event_type = match self.event_types.iter().find(|seen| ***seen == *view.event_type) {
+            Some(seen) => seen.clone(),
+            None => {
+                let interned: Arc<str> = Arc::from(view.event_type);
+                if self.event_types.len() < MAX_INTERNED_TYPES {
+                    self.event_types.push(interned.clone());
+                }
+                interned
+            }
         };
         let metadata = match &self.metadata {
             Some((raw, m)) if *raw == view.metadata => m.clone(),

@@ -53,7 +53,9 @@ pub(crate) struct Index {
     pub frames: Vec<FrameLoc>,
     /// Append-only: ordinals are stable.
     pub segments: Vec<Arc<SegmentRef>>,
-    pub stream_ids: HashMap<StreamName, u32>,
+    /// Hashed with foldhash (randomly seeded per process): SipHash was a
+    /// fifth of opening a log of millions of streams.
+    pub stream_ids: HashMap<StreamName, u32, foldhash::fast::RandomState>,
     /// Append-only, by id: ids are stable (the snapshot writer relies on it).
     pub streams: Vec<StreamEntry>,
     /// The last `recent.len()` events, positions `next - recent.len() .. next`.
@@ -67,7 +69,7 @@ impl Index {
             next: 0,
             frames: Vec::new(),
             segments: Vec::new(),
-            stream_ids: HashMap::new(),
+            stream_ids: HashMap::default(),
             streams: Vec::new(),
             recent: VecDeque::new(),
             recent_capacity,
@@ -298,21 +300,27 @@ impl ReadPlan {
             }
             i = j;
         }
+        // Each position is asked for once, so decoded events are moved out,
+        // not cloned.
+        let positions: Vec<Position> = decoded.iter().map(|event| event.position).collect();
+        let mut decoded: Vec<Option<RecordedEvent>> = decoded.into_iter().map(Some).collect();
         let mut out = Vec::with_capacity(self.slots.len());
         for slot in self.slots {
             match slot {
                 Slot::Ready(event) => out.push(event),
                 Slot::Disk(position) => {
-                    let found = decoded
-                        .binary_search_by_key(&position, |event| event.position)
-                        .map_err(|_| StoreError::Corrupt {
+                    let found = positions
+                        .binary_search(&position)
+                        .ok()
+                        .and_then(|found| decoded[found].take())
+                        .ok_or_else(|| StoreError::Corrupt {
                             file: PathBuf::from("<index>"),
                             offset: position,
                             reason: format!(
                                 "the index points position {position} to a frame that does not hold it"
                             ),
                         })?;
-                    out.push(decoded[found].clone());
+                    out.push(found);
                 }
             }
         }
