@@ -78,17 +78,18 @@ fn chosen(names: &[String]) -> Result<Vec<ProjectionInfo>, RebuildError> {
         .collect())
 }
 
-/// Reads `$all` from `from` (up to `until`, or following the log) and
-/// decodes it on its own task, a few batches ahead of the consumer.
+/// Reads `$all` from `from` (up to `until`, or following the log) on one
+/// task and decodes it on another, each a few batches ahead of the next
+/// stage: reading, decoding and folding proceed side by side.
 struct Reader {
     batches: mpsc::Receiver<Result<Vec<Decoded>, ProjectionError>>,
-    task: tokio::task::JoinHandle<()>,
+    tasks: [tokio::task::JoinHandle<()>; 2],
 }
 
 impl Reader {
     fn spawn(store: Arc<dyn EventStore>, from: Position, until: Option<Position>, batch: usize) -> Self {
-        let (sender, batches) = mpsc::channel(READ_AHEAD);
-        let task = tokio::spawn(async move {
+        let (raw_sender, mut raw) = mpsc::channel(READ_AHEAD);
+        let reading = tokio::spawn(async move {
             let mut subscription = paycore_store::subscribe_all(store, from);
             loop {
                 let left = until.map(|until| until.saturating_sub(subscription.position()));
@@ -96,7 +97,17 @@ impl Reader {
                     return;
                 }
                 let max = left.map_or(batch, |left| batch.min(left as usize));
-                let decoded = match subscription.next_batch(max).await {
+                let read = subscription.next_batch(max).await;
+                let failed = read.is_err();
+                if raw_sender.send(read).await.is_err() || failed {
+                    return;
+                }
+            }
+        });
+        let (sender, batches) = mpsc::channel(READ_AHEAD);
+        let decoding = tokio::spawn(async move {
+            while let Some(read) = raw.recv().await {
+                let decoded = match read {
                     Ok(batch) => tokio::task::spawn_blocking(move || slot::decode(batch))
                         .await
                         .unwrap_or_else(|error| Err(ProjectionError::Store(join_failed(&error)))),
@@ -108,7 +119,10 @@ impl Reader {
                 }
             }
         });
-        Self { batches, task }
+        Self {
+            batches,
+            tasks: [reading, decoding],
+        }
     }
 
     async fn next(&mut self) -> Option<Result<Vec<Decoded>, ProjectionError>> {
@@ -118,7 +132,9 @@ impl Reader {
 
 impl Drop for Reader {
     fn drop(&mut self) {
-        self.task.abort();
+        for task in &self.tasks {
+            task.abort();
+        }
     }
 }
 

@@ -18,23 +18,51 @@ use crate::snapshot;
 pub(crate) struct Decoded {
     pub recorded: RecordedEvent,
     pub event: Event,
+    /// Where the stream name's category ends: found once here rather than
+    /// by every projection for every event.
+    category_len: usize,
+}
+
+impl Decoded {
+    fn new(recorded: RecordedEvent, event: Event) -> Self {
+        let category_len = recorded.stream.category().len();
+        Self {
+            recorded,
+            event,
+            category_len,
+        }
+    }
+
+    fn category(&self) -> &str {
+        &self.recorded.stream.as_str()[..self.category_len]
+    }
+
+    /// The part after the first `-` (empty when there is none).
+    fn stream_id(&self) -> &str {
+        self.recorded
+            .stream
+            .as_str()
+            .get(self.category_len + 1..)
+            .unwrap_or("")
+    }
 }
 
 /// Decodes a batch read from `$all`; an event this build cannot read stops
 /// the projections (serving stale models beats guessing; the audit names it).
 pub(crate) fn decode(batch: Vec<RecordedEvent>) -> Result<Vec<Decoded>, ProjectionError> {
-    batch
-        .into_iter()
-        .map(|recorded| {
-            match Event::decode(&recorded.event_type, recorded.schema_version, &recorded.payload) {
-                Ok(event) => Ok(Decoded { recorded, event }),
-                Err(error) => Err(ProjectionError::Decode {
+    let mut decoded = Vec::with_capacity(batch.len());
+    for recorded in batch {
+        match Event::decode(&recorded.event_type, recorded.schema_version, &recorded.payload) {
+            Ok(event) => decoded.push(Decoded::new(recorded, event)),
+            Err(error) => {
+                return Err(ProjectionError::Decode {
                     position: recorded.position,
                     reason: error.to_string(),
-                }),
+                });
             }
-        })
-        .collect()
+        }
+    }
+    Ok(decoded)
 }
 
 /// A projection's model and how far into `$all` it is.
@@ -61,8 +89,8 @@ impl<P: Projection> Checkpointed<P> {
                 "events are applied in order, once"
             );
             self.model.apply(&Applied {
-                category: recorded.stream.category(),
-                stream_id: recorded.stream.id(),
+                category: decoded.category(),
+                stream_id: decoded.stream_id(),
                 event: &decoded.event,
             });
             self.next_position = recorded.position + 1;

@@ -37,7 +37,7 @@ impl Accounts {
 
 impl Projection for Accounts {
     const NAME: &'static str = "accounts";
-    const VERSION: u32 = 1;
+    const VERSION: u32 = 2;
     const DESCRIPTION: &'static str = "accounts and their balances";
 
     fn apply(&mut self, applied: &Applied<'_>) {

@@ -16,7 +16,7 @@ pub(crate) struct Directory {
 
 impl Projection for Directory {
     const NAME: &'static str = "directory";
-    const VERSION: u32 = 1;
+    const VERSION: u32 = 2;
     const DESCRIPTION: &'static str = "projects and customers";
 
     fn apply(&mut self, applied: &Applied<'_>) {

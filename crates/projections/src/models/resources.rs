@@ -30,7 +30,7 @@ impl Resources {
 
 impl Projection for Resources {
     const NAME: &'static str = "resources";
-    const VERSION: u32 = 1;
+    const VERSION: u32 = 2;
     const DESCRIPTION: &'static str =
         "cards, card payins, refunds, bank accounts, payouts, payin references, bank payins, files";
 

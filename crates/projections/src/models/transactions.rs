@@ -19,7 +19,7 @@ pub(crate) struct ProjectTransactions {
 
 impl Projection for Transactions {
     const NAME: &'static str = "transactions";
-    const VERSION: u32 = 1;
+    const VERSION: u32 = 2;
     const DESCRIPTION: &'static str = "transactions, per project and per account";
 
     fn apply(&mut self, applied: &Applied<'_>) {

@@ -16,7 +16,7 @@ pub(crate) struct Transfers {
 
 impl Projection for Transfers {
     const NAME: &'static str = "transfers";
-    const VERSION: u32 = 2;
+    const VERSION: u32 = 3;
     const DESCRIPTION: &'static str = "transfers between accounts";
 
     fn apply(&mut self, applied: &Applied<'_>) {

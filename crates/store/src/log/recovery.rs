@@ -143,6 +143,10 @@ pub(crate) fn recover(dir: &Path, options: &LogOptions) -> Result<Recovered, Sto
         ordinal = loaded.point.resume_segment as usize;
         offset = loaded.point.resume_offset;
         index.frames = loaded.frames;
+        // Millions of streams: growing the table step by step would rehash
+        // it again and again.
+        index.stream_ids.reserve(loaded.streams.len());
+        index.streams.reserve(loaded.streams.len());
         for (name, positions) in loaded.streams {
             let id = index.stream_id_for(&name);
             index.streams[id as usize].positions = positions;
