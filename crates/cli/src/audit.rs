@@ -1,11 +1,9 @@
 //! `paycore audit`: replays the log and checks its rules (see `paycore-audit`).
 
-use std::io::IsTerminal;
 use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::Context;
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use paycore_audit::{Auditor, Flow, Limit, Report, Rule, Violation};
 use paycore_projections::{ReadModels, SnapshotPolicy};
 use paycore_store::{EventStore, LogOptions, LogStore, StoreError};
@@ -110,15 +108,7 @@ async fn replay(
         Some(last) => head.min(last.saturating_add(1)),
         None => head,
     };
-    let bar = if std::io::stderr().is_terminal() {
-        ProgressBar::with_draw_target(Some(target), ProgressDrawTarget::stderr())
-    } else {
-        ProgressBar::hidden()
-    };
-    bar.set_style(
-        ProgressStyle::with_template("{bar:40} {pos}/{len} events ({per_sec}, eta {eta})")
-            .context("progress bar template")?,
-    );
+    let bar = crate::projections::progress_bar(target);
     let mut auditor = Auditor::new(options.limit);
     let mut from = 0;
     loop {

@@ -164,9 +164,11 @@ async fn status_offline(data_dir: &Path, store: &StoreChoice) -> anyhow::Result<
     Ok(())
 }
 
-fn progress_bar(head: u64) -> ProgressBar {
+/// A bar of `events` on stderr when it is a terminal, hidden otherwise (the
+/// audit's and the rebuilds' progress).
+pub(crate) fn progress_bar(events: u64) -> ProgressBar {
     let bar = if std::io::stderr().is_terminal() {
-        ProgressBar::with_draw_target(Some(head), ProgressDrawTarget::stderr())
+        ProgressBar::with_draw_target(Some(events), ProgressDrawTarget::stderr())
     } else {
         ProgressBar::hidden()
     };

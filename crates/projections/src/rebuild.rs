@@ -27,6 +27,15 @@ pub enum RebuildError {
     AlreadyRebuilding(Vec<String>),
 }
 
+fn per_second(events: u64, elapsed: Duration) -> f64 {
+    let seconds = elapsed.as_secs_f64();
+    if seconds > 0.0 {
+        events as f64 / seconds
+    } else {
+        0.0
+    }
+}
+
 fn known_names() -> String {
     crate::projections().map(|info| info.name).join(", ")
 }
@@ -55,12 +64,7 @@ pub struct RebuildProgress {
 
 impl RebuildProgress {
     pub fn events_per_second(&self) -> f64 {
-        let seconds = self.elapsed.as_secs_f64();
-        if seconds > 0.0 {
-            self.applied as f64 / seconds
-        } else {
-            0.0
-        }
+        per_second(self.applied, self.elapsed)
     }
 }
 
@@ -328,12 +332,7 @@ pub struct OfflineSummary {
 
 impl OfflineSummary {
     pub fn events_per_second(&self) -> f64 {
-        let seconds = self.elapsed.as_secs_f64();
-        if seconds > 0.0 {
-            self.applied as f64 / seconds
-        } else {
-            0.0
-        }
+        per_second(self.applied, self.elapsed)
     }
 }
 
