@@ -8,9 +8,6 @@
 //! declare (the engine loads those and appends with their expected
 //! versions), and a refused command changes nothing.
 
-use std::cell::RefCell;
-use std::collections::HashMap;
-
 use paycore_domain::api_key::KeyKind;
 use paycore_domain::command::IDEMPOTENCY_WINDOW_SECONDS;
 use paycore_domain::events::*;
@@ -18,101 +15,9 @@ use paycore_domain::identity::{Address, DocumentType, Identity, IdentityDocument
 use paycore_domain::*;
 use uuid::Uuid;
 
-// ---------------------------------------------------------------------------
-// The mini event store
-// ---------------------------------------------------------------------------
+mod common;
 
-static EMPTY: Aggregate = Aggregate::Empty;
-
-#[derive(Default)]
-struct Store {
-    states: HashMap<StreamRef, Aggregate>,
-    log: Vec<(StreamRef, Event)>,
-    reads: RefCell<Vec<StreamRef>>,
-}
-
-impl Lookup for Store {
-    fn get(&self, stream: &StreamRef) -> &Aggregate {
-        self.reads.borrow_mut().push(stream.clone());
-        self.states.get(stream).unwrap_or(&EMPTY)
-    }
-}
-
-/// Every stream the engine loads for `envelope`: `streams()`, then the
-/// streams they name through their state (`dependent_streams`), until no
-/// new one is named.
-fn declared_streams(envelope: &CommandEnvelope, lookup: &dyn Lookup) -> Vec<StreamRef> {
-    let mut declared = envelope.streams();
-    loop {
-        let new: Vec<StreamRef> = envelope
-            .dependent_streams(lookup)
-            .into_iter()
-            .filter(|stream| !declared.contains(stream))
-            .collect();
-        if new.is_empty() {
-            return declared;
-        }
-        declared.extend(new);
-    }
-}
-
-impl Store {
-    /// Decides `envelope` and appends what it decided.
-    fn execute(&mut self, envelope: &CommandEnvelope) -> Result<Decision, DomainError> {
-        self.reads.borrow_mut().clear();
-        let states_before = self.states.clone();
-        let log_before = self.log.len();
-        let declared = declared_streams(envelope, self);
-        self.reads.borrow_mut().clear();
-        let result = decide(envelope, self);
-        for read in self.reads.borrow().iter() {
-            assert!(
-                declared.contains(read),
-                "decide read {read} which {:?} does not declare in streams() {declared:?}",
-                envelope.command
-            );
-        }
-        match &result {
-            Ok(Decision::Apply { events, .. }) => {
-                for (stream, event) in events {
-                    assert!(
-                        declared.contains(stream),
-                        "decide wrote {stream} which is not declared in streams() {declared:?}"
-                    );
-                    let state = self.states.remove(stream).unwrap_or_default();
-                    self.states.insert(stream.clone(), state.evolve(event));
-                    self.log.push((stream.clone(), event.clone()));
-                }
-            }
-            Ok(Decision::Replay { .. }) | Err(_) => {
-                assert_eq!(self.states, states_before);
-                assert_eq!(self.log.len(), log_before);
-            }
-        }
-        result
-    }
-
-    fn state(&self, stream: &StreamRef) -> &Aggregate {
-        self.states.get(stream).unwrap_or(&EMPTY)
-    }
-
-    fn account(&self, id: AccountId) -> &paycore_domain::aggregate::Account {
-        self.state(&StreamRef::Account(id))
-            .as_account()
-            .expect("account exists")
-    }
-
-    fn balance(&self, id: AccountId) -> i64 {
-        self.account(id).balance.amount
-    }
-
-    fn project_total(&self, project: ProjectId, currency: Currency) -> Option<i64> {
-        match self.state(&StreamRef::ProjectBalance(project, currency)) {
-            Aggregate::ProjectBalance(balance) => Some(balance.total.amount),
-            _ => None,
-        }
-    }
-}
+use common::*;
 
 // ---------------------------------------------------------------------------
 // Builders

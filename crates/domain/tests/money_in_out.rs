@@ -11,9 +11,6 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::cell::RefCell;
-use std::collections::HashMap;
-
 use paycore_domain::bank::{Concept, Miniref, PayinReferenceCode};
 use paycore_domain::banking::{
     IncomingBankTransfer, MINIREF_RESERVATION_SECONDS, NewBankPayout, PayoutDestination,
@@ -31,104 +28,9 @@ use paycore_domain::sandbox_network::{self, Authentication, Behaviour};
 use paycore_domain::*;
 use uuid::Uuid;
 
-// ---------------------------------------------------------------------------
-// The mini event store
-// ---------------------------------------------------------------------------
+mod common;
 
-static EMPTY: Aggregate = Aggregate::Empty;
-
-#[derive(Default)]
-struct Store {
-    states: HashMap<StreamRef, Aggregate>,
-    log: Vec<(StreamRef, Event)>,
-    reads: RefCell<Vec<StreamRef>>,
-}
-
-impl Lookup for Store {
-    fn get(&self, stream: &StreamRef) -> &Aggregate {
-        self.reads.borrow_mut().push(stream.clone());
-        self.states.get(stream).unwrap_or(&EMPTY)
-    }
-}
-
-/// Every stream the engine loads for `envelope`: `streams()`, then what
-/// `dependent_streams()` names through their state, until nothing is new.
-fn declared_streams(envelope: &CommandEnvelope, lookup: &dyn Lookup) -> Vec<StreamRef> {
-    let mut declared = envelope.streams();
-    loop {
-        let new: Vec<StreamRef> = envelope
-            .dependent_streams(lookup)
-            .into_iter()
-            .filter(|stream| !declared.contains(stream))
-            .collect();
-        if new.is_empty() {
-            return declared;
-        }
-        declared.extend(new);
-    }
-}
-
-impl Store {
-    fn execute(&mut self, envelope: &CommandEnvelope) -> Result<Decision, DomainError> {
-        let declared = declared_streams(envelope, self);
-        self.reads.borrow_mut().clear();
-        let states_before = self.states.clone();
-        let log_before = self.log.len();
-        let result = decide(envelope, self);
-        for read in self.reads.borrow().iter() {
-            assert!(
-                declared.contains(read),
-                "decide read {read}, which {:?} does not declare: {declared:?}",
-                envelope.command
-            );
-        }
-        match &result {
-            Ok(Decision::Apply { events, .. }) => {
-                for (stream, event) in events {
-                    assert!(
-                        declared.contains(stream),
-                        "decide wrote {stream}, which {:?} does not declare: {declared:?}",
-                        envelope.command
-                    );
-                    self.apply(stream, event);
-                }
-            }
-            Ok(Decision::Replay { .. }) | Err(_) => {
-                assert_eq!(self.states, states_before, "{:?} changed state", envelope.command);
-                assert_eq!(self.log.len(), log_before, "{:?} wrote events", envelope.command);
-            }
-        }
-        result
-    }
-
-    /// Appends one event (also used to write history directly).
-    fn apply(&mut self, stream: &StreamRef, event: &Event) {
-        let state = self.states.remove(stream).unwrap_or_default();
-        self.states.insert(stream.clone(), state.evolve(event));
-        self.log.push((stream.clone(), event.clone()));
-    }
-
-    fn state(&self, stream: &StreamRef) -> &Aggregate {
-        self.states.get(stream).unwrap_or(&EMPTY)
-    }
-}
-
-/// A view of the store showing only some streams: what the engine has
-/// loaded at one step of its dependent-stream loop.
-struct Partial<'a> {
-    store: &'a Store,
-    visible: Vec<StreamRef>,
-}
-
-impl Lookup for Partial<'_> {
-    fn get(&self, stream: &StreamRef) -> &Aggregate {
-        if self.visible.contains(stream) {
-            self.store.state(stream)
-        } else {
-            &EMPTY
-        }
-    }
-}
+use common::*;
 
 // ---------------------------------------------------------------------------
 // Builders

@@ -189,6 +189,8 @@ mod pipeline;
 mod snapshots;
 mod sql;
 mod store;
+#[cfg(feature = "testing")]
+pub mod testing;
 mod validate;
 
 pub use migrate::{LATEST_SCHEMA_VERSION, MigrateError, MigrationReport, migrate};

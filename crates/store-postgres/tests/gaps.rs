@@ -5,6 +5,8 @@
 
 mod common;
 
+use common::StoreOf;
+
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -2,6 +2,8 @@
 
 mod common;
 
+use common::StoreOf;
+
 use std::time::{Duration, Instant};
 
 use common::SchemaGuard;

@@ -9,6 +9,8 @@
 
 mod common;
 
+use common::StoreOf;
+
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};

@@ -5,6 +5,8 @@
 
 mod common;
 
+use common::StoreOf;
+
 use bytes::Bytes;
 use common::SchemaGuard;
 use paycore_store::{AggregateSnapshots, StoredSnapshot, StreamName};

@@ -6,20 +6,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use paycore_store_postgres::{PgOptions, PgStore, migrate};
+use paycore_store_postgres::{PgOptions, PgStore};
 
-/// `PAYCORE_TEST_DATABASE_URL`, else the local server.
-pub fn database_url() -> String {
-    std::env::var("PAYCORE_TEST_DATABASE_URL")
-        .ok()
-        .filter(|url| !url.is_empty())
-        .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/test".to_owned())
-}
-
-/// A unique schema name (UUID v7: sorts by creation time).
-pub fn unique_schema() -> String {
-    format!("paycore_test_{}", uuid::Uuid::now_v7().simple())
-}
+#[allow(unused_imports)] // each test file uses its own part
+pub use paycore_store_postgres::testing::{SchemaGuard, database_url, execute, unique_schema};
 
 /// Options for a test store on `schema`: a small pool, a fast head poll and
 /// an application name of its own (so a test can kill exactly its
@@ -34,122 +24,18 @@ pub fn options(schema: &str) -> PgOptions {
     }
 }
 
-/// Drops its schema (and everything in it) when dropped.
-#[derive(Debug)]
-pub struct SchemaGuard {
-    pub url: String,
-    pub schema: String,
+/// A store of the test's schema, with the test options.
+pub trait StoreOf {
+    async fn store(&self) -> Arc<PgStore>;
 }
 
-impl SchemaGuard {
-    /// A fresh, migrated schema.
-    pub async fn new() -> Self {
-        sweep_stale_schemas().await;
-        let guard = Self {
-            url: database_url(),
-            schema: unique_schema(),
-        };
-        migrate(&guard.url, &guard.schema)
-            .await
-            .expect("migrate a fresh test schema (is PostgreSQL running? see PAYCORE_TEST_DATABASE_URL)");
-        guard
-    }
-
-    /// A fresh schema that is NOT migrated (the guard still drops it if
-    /// something creates it).
-    pub fn unmigrated() -> Self {
-        Self {
-            url: database_url(),
-            schema: unique_schema(),
-        }
-    }
-
-    pub async fn store(&self) -> Arc<PgStore> {
+impl StoreOf for SchemaGuard {
+    async fn store(&self) -> Arc<PgStore> {
         Arc::new(
             PgStore::connect(&self.url, options(&self.schema))
                 .await
                 .expect("connect"),
         )
-    }
-
-    /// Runs one SQL batch on a fresh connection.
-    pub async fn execute(&self, sql: &str) {
-        execute(&self.url, sql).await;
-    }
-}
-
-/// Drops test and bench schemas left behind more than an hour ago by runs
-/// that were killed before their guards ran (once per test process, best
-/// effort). Their names end in a UUID v7, whose first 12 hex digits are the
-/// creation time in milliseconds.
-async fn sweep_stale_schemas() {
-    static SWEPT: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-    if SWEPT.swap(true, std::sync::atomic::Ordering::SeqCst) {
-        return;
-    }
-    let sql = r"
-        SET lock_timeout = '2s';
-        DO $$
-        DECLARE s text;
-        BEGIN
-            FOR s IN
-                SELECT nspname FROM pg_namespace
-                WHERE nspname ~ '^paycore_(test|bench)_[0-9a-f]{32}$'
-                  AND ('x' || lpad(substring(nspname FROM '_([0-9a-f]{12})[0-9a-f]{20}$'), 16, '0'))::bit(64)::bigint
-                      < (extract(epoch FROM now()) * 1000)::bigint - 3600000
-            LOOP
-                EXECUTE format('DROP SCHEMA IF EXISTS %I CASCADE', s);
-            END LOOP;
-        END
-        $$;";
-    if let Ok((client, connection)) = tokio_postgres::connect(&database_url(), tokio_postgres::NoTls).await {
-        let driver = tokio::spawn(connection);
-        if let Err(e) = client.batch_execute(sql).await {
-            eprintln!("sweeping stale test schemas: {e}");
-        }
-        drop(client);
-        let _ = driver.await;
-    }
-}
-
-pub async fn execute(url: &str, sql: &str) {
-    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
-        .await
-        .expect("connect");
-    let driver = tokio::spawn(connection);
-    client.batch_execute(sql).await.expect("execute");
-    drop(client);
-    let _ = driver.await;
-}
-
-impl Drop for SchemaGuard {
-    fn drop(&mut self) {
-        // Drop runs inside the test's runtime: use a thread with a runtime of
-        // its own for the async client.
-        let url = self.url.clone();
-        let sql = format!(
-            "SET lock_timeout = '10s'; DROP SCHEMA IF EXISTS {} CASCADE",
-            self.schema
-        );
-        let dropped = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()?;
-            runtime.block_on(async {
-                let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
-                    .await
-                    .map_err(std::io::Error::other)?;
-                let driver = tokio::spawn(connection);
-                let result = client.batch_execute(&sql).await.map_err(std::io::Error::other);
-                drop(client);
-                let _ = driver.await;
-                result
-            })
-        })
-        .join();
-        if !matches!(dropped, Ok(Ok(()))) {
-            eprintln!("could not drop test schema {}: {dropped:?}", self.schema);
-        }
     }
 }
 

@@ -1,0 +1,123 @@
+//! The mini event store the domain's tests decide against: it checks that a
+//! decider reads and writes only the streams its command declares, and that
+//! a refusal or a replay writes nothing.
+#![allow(dead_code, clippy::unwrap_used)] // each test file uses its own part
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+
+use paycore_domain::*;
+
+static EMPTY: Aggregate = Aggregate::Empty;
+
+#[derive(Default)]
+pub struct Store {
+    pub states: HashMap<StreamRef, Aggregate>,
+    pub log: Vec<(StreamRef, Event)>,
+    pub reads: RefCell<Vec<StreamRef>>,
+}
+
+impl Lookup for Store {
+    fn get(&self, stream: &StreamRef) -> &Aggregate {
+        self.reads.borrow_mut().push(stream.clone());
+        self.states.get(stream).unwrap_or(&EMPTY)
+    }
+}
+
+/// Every stream the engine loads for `envelope`: `streams()`, then what
+/// `dependent_streams()` names through their state, until nothing is new.
+pub fn declared_streams(envelope: &CommandEnvelope, lookup: &dyn Lookup) -> Vec<StreamRef> {
+    let mut declared = envelope.streams();
+    loop {
+        let new: Vec<StreamRef> = envelope
+            .dependent_streams(lookup)
+            .into_iter()
+            .filter(|stream| !declared.contains(stream))
+            .collect();
+        if new.is_empty() {
+            return declared;
+        }
+        declared.extend(new);
+    }
+}
+
+impl Store {
+    pub fn execute(&mut self, envelope: &CommandEnvelope) -> Result<Decision, DomainError> {
+        let declared = declared_streams(envelope, self);
+        self.reads.borrow_mut().clear();
+        let states_before = self.states.clone();
+        let log_before = self.log.len();
+        let result = decide(envelope, self);
+        for read in self.reads.borrow().iter() {
+            assert!(
+                declared.contains(read),
+                "decide read {read}, which {:?} does not declare: {declared:?}",
+                envelope.command
+            );
+        }
+        match &result {
+            Ok(Decision::Apply { events, .. }) => {
+                for (stream, event) in events {
+                    assert!(
+                        declared.contains(stream),
+                        "decide wrote {stream}, which {:?} does not declare: {declared:?}",
+                        envelope.command
+                    );
+                    self.apply(stream, event);
+                }
+            }
+            Ok(Decision::Replay { .. }) | Err(_) => {
+                assert_eq!(self.states, states_before, "{:?} changed state", envelope.command);
+                assert_eq!(self.log.len(), log_before, "{:?} wrote events", envelope.command);
+            }
+        }
+        result
+    }
+
+    /// Appends one event (also used to write history directly).
+    pub fn apply(&mut self, stream: &StreamRef, event: &Event) {
+        let state = self.states.remove(stream).unwrap_or_default();
+        self.states.insert(stream.clone(), state.evolve(event));
+        self.log.push((stream.clone(), event.clone()));
+    }
+
+    pub fn state(&self, stream: &StreamRef) -> &Aggregate {
+        self.states.get(stream).unwrap_or(&EMPTY)
+    }
+}
+
+/// A view of the store showing only some streams: what the engine has
+/// loaded at one step of its dependent-stream loop.
+pub struct Partial<'a> {
+    pub store: &'a Store,
+    pub visible: Vec<StreamRef>,
+}
+
+impl Lookup for Partial<'_> {
+    fn get(&self, stream: &StreamRef) -> &Aggregate {
+        if self.visible.contains(stream) {
+            self.store.state(stream)
+        } else {
+            &EMPTY
+        }
+    }
+}
+
+impl Store {
+    pub fn account(&self, id: AccountId) -> &paycore_domain::aggregate::Account {
+        self.state(&StreamRef::Account(id))
+            .as_account()
+            .expect("account exists")
+    }
+
+    pub fn balance(&self, id: AccountId) -> i64 {
+        self.account(id).balance.amount
+    }
+
+    pub fn project_total(&self, project: ProjectId, currency: Currency) -> Option<i64> {
+        match self.state(&StreamRef::ProjectBalance(project, currency)) {
+            Aggregate::ProjectBalance(balance) => Some(balance.total.amount),
+            _ => None,
+        }
+    }
+}
