@@ -24,11 +24,27 @@ fn main() -> Result<(), Box<dyn Error>> {
 
     // Well-known types map to prost-types (prost-build's default extern path),
     // so only paycore's packages get generated code.
+    //
+    // Messages and servers first: the servers decode requests with
+    // `crate::codec::RequestCodec`, for which an undecodable request is the
+    // caller's mistake (INVALID_ARGUMENT), not tonic's INTERNAL.
     let everything = protox::compile(public.iter().chain(&admin), [&root])?;
     tonic_prost_build::configure()
         .build_server(true)
-        .build_client(true)
+        .build_client(false)
+        .codec_path("crate::codec::RequestCodec")
         .btree_map(".")
+        .compile_fds(everything.clone())?;
+    // Then the clients alone, with the stock codec (a response a client
+    // cannot decode is not the client's fault), over the messages above.
+    let clients = out_dir.join("clients");
+    std::fs::create_dir_all(&clients)?;
+    tonic_prost_build::configure()
+        .build_server(false)
+        .build_client(true)
+        .out_dir(&clients)
+        .extern_path(".paycore.v1", "crate::pb")
+        .extern_path(".paycore.admin.v1", "crate::admin::pb")
         .compile_fds(everything)?;
     Ok(())
 }

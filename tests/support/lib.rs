@@ -1057,3 +1057,77 @@ pub fn test_dir() -> tempfile::TempDir {
     }
     dir
 }
+
+// ---------------------------------------------------------------- raw calls
+
+/// Calls `path` (`/package.Service/Method`) with `messages` as the request
+/// bodies, byte for byte, whatever the method's type: the bytes go into
+/// gRPC frames unchanged, so a test can send what no generated client would.
+/// Answers the response messages' bytes, or the call's status.
+pub async fn raw_call(
+    channel: Channel,
+    path: &str,
+    metadata: &[(String, String)],
+    messages: Vec<Vec<u8>>,
+) -> Result<Vec<Vec<u8>>, Status> {
+    let mut grpc = tonic::client::Grpc::new(channel);
+    grpc.ready()
+        .await
+        .map_err(|error| Status::unavailable(error.to_string()))?;
+    let mut request = Request::new(futures::stream::iter(messages));
+    for (name, value) in metadata {
+        let name = tonic::metadata::AsciiMetadataKey::from_bytes(name.as_bytes())
+            .map_err(|_| Status::invalid_argument("not a metadata name"))?;
+        let value = value
+            .parse()
+            .map_err(|_| Status::invalid_argument("metadata value is not ASCII"))?;
+        request.metadata_mut().append(name, value);
+    }
+    let path = tonic::codegen::http::uri::PathAndQuery::try_from(path)
+        .map_err(|_| Status::invalid_argument("not a method path"))?;
+    let mut responses = grpc.streaming(request, path, RawCodec).await?.into_inner();
+    let mut bodies = Vec::new();
+    while let Some(body) = responses.message().await? {
+        bodies.push(body);
+    }
+    Ok(bodies)
+}
+
+/// Message bytes in and out, unexamined.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct RawCodec;
+
+impl tonic::codec::Codec for RawCodec {
+    type Encode = Vec<u8>;
+    type Decode = Vec<u8>;
+    type Encoder = RawCodec;
+    type Decoder = RawCodec;
+
+    fn encoder(&mut self) -> Self::Encoder {
+        RawCodec
+    }
+
+    fn decoder(&mut self) -> Self::Decoder {
+        RawCodec
+    }
+}
+
+impl tonic::codec::Encoder for RawCodec {
+    type Item = Vec<u8>;
+    type Error = Status;
+
+    fn encode(&mut self, item: Vec<u8>, buf: &mut tonic::codec::EncodeBuf<'_>) -> Result<(), Status> {
+        bytes::BufMut::put_slice(buf, &item);
+        Ok(())
+    }
+}
+
+impl tonic::codec::Decoder for RawCodec {
+    type Item = Vec<u8>;
+    type Error = Status;
+
+    fn decode(&mut self, buf: &mut tonic::codec::DecodeBuf<'_>) -> Result<Option<Vec<u8>>, Status> {
+        let len = bytes::Buf::remaining(buf);
+        Ok(Some(bytes::Buf::copy_to_bytes(buf, len).to_vec()))
+    }
+}

@@ -314,7 +314,7 @@ pub async fn serve(data_dir: &Path, choice: &StoreChoice, options: ServeOptions)
     let admin = serve_admin(data_dir, engine.clone(), read.clone(), async move {
         let _ = admin_stopped.await;
     })?;
-    let serving = tonic::transport::Server::builder()
+    let serving = paycore_grpc::edge::server()
         .add_routes(api.routes())
         .serve_with_incoming_shutdown(incoming, shutdown);
     let served = tokio::select! {

@@ -18,6 +18,8 @@
 
 pub mod admin;
 pub mod auth;
+pub mod codec;
+pub mod edge;
 pub mod convert;
 pub mod convert_bank;
 pub mod convert_cards;
@@ -53,6 +55,7 @@ pub use services::{REQUEST_ID, methods};
 )]
 pub mod pb {
     tonic::include_proto!("paycore.v1");
+    include!(concat!(env!("OUT_DIR"), "/clients/paycore.v1.rs"));
 }
 
 pub use pb::account_service_client::AccountServiceClient;

@@ -36,6 +36,7 @@ use crate::{Clock, SystemClock};
 )]
 pub mod pb {
     tonic::include_proto!("paycore.admin.v1");
+    include!(concat!(env!("OUT_DIR"), "/clients/paycore.admin.v1.rs"));
 }
 
 pub use pb::admin_service_client::AdminServiceClient;
