@@ -30,6 +30,8 @@ use uuid::Uuid;
 
 pub use error::EngineError;
 pub use snapshot::AGGREGATE_SNAPSHOT_FORMAT;
+#[doc(hidden)]
+pub use snapshot::decode_state as decode_aggregate_snapshot_state;
 
 use crate::cache::StateCache;
 use crate::decider_loop::{DeciderLoop, Job};

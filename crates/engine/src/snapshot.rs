@@ -222,8 +222,9 @@ async fn save(
     Ok(())
 }
 
-/// The state, if `bytes` are exactly one encoded [`Aggregate`].
-fn decode_state(bytes: &[u8]) -> Option<Aggregate> {
+/// The state, if `bytes` are exactly one encoded [`Aggregate`]. Public
+/// (hidden) for the fuzzers of `paycore-fuzz` only.
+pub fn decode_state(bytes: &[u8]) -> Option<Aggregate> {
     match postcard::take_from_bytes::<Aggregate>(bytes) {
         Ok((state, [])) => Some(state),
         _ => None,

@@ -151,6 +151,14 @@ pub struct ProjectionInfo {
 }
 
 impl ProjectionInfo {
+    /// Decodes the bytes of a snapshot file of this projection as loading
+    /// does, and answers its checkpoint. For the fuzzers of `paycore-fuzz`
+    /// only.
+    #[doc(hidden)]
+    pub fn decode_snapshot(&self, bytes: &[u8]) -> Result<Position, snapshot::SnapshotError> {
+        (self.decode)(bytes).map(|build| build.checkpoint())
+    }
+
     pub(crate) fn of<P: Projection>() -> Self {
         Self {
             name: P::NAME,

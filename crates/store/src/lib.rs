@@ -15,6 +15,8 @@ mod chain;
 #[cfg(feature = "conformance")]
 pub mod conformance;
 mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod log;
 mod memory;
 mod request;

@@ -357,7 +357,7 @@ fn parse_key(name: &str) -> Option<FileKey> {
     Some(key)
 }
 
-fn encode(stream: &StreamName, snapshot: &StoredSnapshot) -> Vec<u8> {
+pub(crate) fn encode(stream: &StreamName, snapshot: &StoredSnapshot) -> Vec<u8> {
     let body = FileBody {
         stream: stream.as_str(),
         version: snapshot.version,
@@ -375,7 +375,7 @@ fn encode(stream: &StreamName, snapshot: &StoredSnapshot) -> Vec<u8> {
 }
 
 /// The snapshot in `bytes`, if they are a whole, undamaged file of `stream`.
-fn decode(bytes: &[u8], stream: &StreamName) -> Option<StoredSnapshot> {
+pub(crate) fn decode(bytes: &[u8], stream: &StreamName) -> Option<StoredSnapshot> {
     let (header, body) = bytes.split_at_checked(HEADER)?;
     let (magic, crc) = header.split_at(4);
     if magic != MAGIC || crc32c::crc32c(body).to_le_bytes() != crc {

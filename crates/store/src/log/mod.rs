@@ -169,6 +169,8 @@
 
 mod codec;
 mod fsutil;
+#[doc(hidden)]
+pub mod fuzzing;
 mod index;
 mod recovery;
 mod snapshot;

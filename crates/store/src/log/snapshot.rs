@@ -268,6 +268,12 @@ pub(crate) fn load(dir: &Path) -> Result<Option<Loaded>, String> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(format!("cannot read it: {e}")),
     };
+    parse(&bytes).map(Some)
+}
+
+/// Decodes the bytes of a snapshot file: `Err(reason)` when they are not a
+/// valid snapshot (checksum, structure).
+pub(crate) fn parse(bytes: &[u8]) -> Result<Loaded, String> {
     if bytes.len() < MAGIC.len() + 4 || &bytes[..MAGIC.len()] != MAGIC {
         return Err("not a snapshot of this format".into());
     }
@@ -358,10 +364,10 @@ pub(crate) fn load(dir: &Path) -> Result<Option<Loaded>, String> {
     if total != point.next {
         return Err("stream positions do not add up to the event count".into());
     }
-    Ok(Some(Loaded {
+    Ok(Loaded {
         point,
         segments,
         frames,
         streams,
-    }))
+    })
 }

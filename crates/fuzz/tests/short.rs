@@ -1,0 +1,130 @@
+//! The short fuzzing session of the test suite: every target on its seeds,
+//! then on mutations and random bytes for a bounded time (a few seconds in
+//! all, the targets in parallel under nextest). A panic fails the test and
+//! prints the input. Also checks that the harnesses reach what they are
+//! for: every method of the API is in the request harness, and the seeds
+//! are valid encodings that decode.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::Duration;
+
+use paycore_fuzz::{TARGETS, mutate, target};
+
+/// Per target: the seeds, then mutations until this much time has passed.
+const BUDGET: Duration = Duration::from_millis(1500);
+
+fn short_session(name: &str) {
+    let target = target(name).expect("a target of that name");
+    let seed = std::env::var("PAYCORE_FUZZ_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1);
+    let session = mutate::run(target, BUDGET, 1_000_000, seed);
+    if let Some((input, message)) = &session.panic {
+        panic!(
+            "{name} panicked after {} executions: {message}\ninput ({} bytes): {}",
+            session.executions,
+            input.len(),
+            hex::encode(input)
+        );
+    }
+    assert!(session.executions > 0);
+}
+
+macro_rules! short_sessions {
+    ($($name:ident),* $(,)?) => {
+        $(#[test] fn $name() { short_session(stringify!($name)); })*
+        const TESTED: &[&str] = &[$(stringify!($name)),*];
+    };
+}
+
+short_sessions!(
+    grpc_request,
+    log_frame,
+    log_index_snapshot,
+    log_open,
+    projection_snapshot,
+    aggregate_snapshot,
+    page_token,
+    event_payload,
+);
+
+#[test]
+fn every_target_has_a_short_session() {
+    let targets: Vec<&str> = TARGETS.iter().map(|t| t.name).collect();
+    assert_eq!(targets, TESTED);
+}
+
+#[test]
+fn every_method_of_the_api_is_in_the_request_harness() {
+    let served = paycore_fuzz::grpc::methods_in_descriptor();
+    assert!(
+        served.len() > 50,
+        "the descriptor lists the API ({} methods)",
+        served.len()
+    );
+    let harnessed = paycore_fuzz::grpc::methods_in_harness();
+    let missing: Vec<_> = served.difference(&harnessed).collect();
+    let unknown: Vec<_> = harnessed.difference(&served).collect();
+    assert!(missing.is_empty(), "methods without a fuzz entry: {missing:?}");
+    assert!(unknown.is_empty(), "fuzz entries of no method: {unknown:?}");
+}
+
+#[test]
+fn the_request_seeds_decode_and_pass_the_first_checks() {
+    // Every sample message decodes (through the server codec, without a
+    // panic); and a valid sample really is valid for the simple ones.
+    for seed in paycore_fuzz::grpc::seeds() {
+        (target("grpc_request").unwrap().run)(&seed);
+    }
+}
+
+#[test]
+fn the_log_seeds_are_valid_frames_and_snapshots() {
+    let frames = paycore_fuzz::log::frame_seeds();
+    assert!(frames.len() > 20);
+    for seed in &frames {
+        let decoded = if seed[0] == 0 {
+            paycore_store::fuzzing::frame(&seed[1..])
+        } else {
+            paycore_store::fuzzing::frame_body(&seed[1..])
+        };
+        assert!(decoded.is_ok(), "{decoded:?}");
+    }
+    let world = paycore_fuzz::world::world();
+    assert!(world.segments.len() > 1, "the seed log spans several segments");
+    assert_eq!(
+        paycore_store::fuzzing::index_snapshot(&world.index_snapshot),
+        Ok(world.events.len() as u64)
+    );
+}
+
+#[test]
+fn the_snapshot_and_token_seeds_decode() {
+    let world = paycore_fuzz::world::world();
+    for info in paycore_projections::projections() {
+        let (_, file) = world
+            .projection_snapshots
+            .iter()
+            .find(|(name, _)| name == info.name)
+            .expect("a snapshot of every projection");
+        assert_eq!(info.decode_snapshot(file).ok(), Some(world.events.len() as u64));
+        // The harness's own header agrees with the real one.
+        let body = paycore_fuzz::snapshots::projection_body(file).unwrap();
+        let made = paycore_fuzz::snapshots::projection_file(info.name, info.version, 42, Some([5; 32]), body);
+        assert_eq!(info.decode_snapshot(&made).ok(), Some(42));
+    }
+    for seed in paycore_fuzz::snapshots::aggregate_seeds() {
+        if seed[0] == 0 {
+            assert!(paycore_engine::decode_aggregate_snapshot_state(&seed[1..]).is_some());
+        }
+    }
+    assert!(paycore_fuzz::page::seeds().len() >= 4);
+    for seed in paycore_fuzz::events::seeds() {
+        if seed.len() > 2 {
+            let event_type = paycore_domain::Event::TYPES[usize::from(seed[0])];
+            assert!(paycore_domain::Event::decode(event_type, u16::from(seed[1]), &seed[2..]).is_ok());
+        }
+    }
+}
