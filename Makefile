@@ -8,8 +8,11 @@ BENCH_SECONDS ?= 10
 HISTORY_EVENTS ?= 10000000
 # PostgreSQL for the shared-store benchmarks and tests.
 PG_URL ?= postgres://postgres@127.0.0.1:5432/test
+# Fuzzing: seconds per target, targets (all by default; `paycore-fuzz list`).
+FUZZ_SECONDS ?= 600
+FUZZ_TARGETS ?= grpc_request log_frame log_index_snapshot log_open projection_snapshot aggregate_snapshot page_token event_payload
 
-.PHONY: run test bench lint fmt check-tools clean
+.PHONY: run test bench lint fmt check-tools clean fuzz fuzz-stable
 
 ## run: start the gRPC server on the embedded store in $(DATA_DIR)
 run:
@@ -35,6 +38,24 @@ bench:
 	PAYCORE_STORE=$(PG_URL) PAYCORE_PG_SCHEMA=$$schema PAYCORE_VAULT_KEY_FILE=$$key ./target/release/paycore-bench grpc \
 		--clients 64 --seconds $(BENCH_SECONDS) --server-bin ./target/release/paycore; \
 	status=$$?; rm -f $$key; psql $(PG_URL) -q -c "DROP SCHEMA IF EXISTS $$schema CASCADE" >/dev/null 2>&1; exit $$status
+
+## fuzz: coverage-guided fuzzing (cargo-fuzz, libFuzzer, stable toolchain)
+## of every decoder, $(FUZZ_SECONDS) s per target in $(FUZZ_TARGETS); the
+## corpus grows in fuzz/corpus/<target>, crashes land in fuzz/artifacts/
+fuzz:
+	@$(CARGO) fuzz --version >/dev/null 2>&1 || $(CARGO) install --locked cargo-fuzz
+	$(CARGO) run --release -p paycore-fuzz -- seeds fuzz/seeds
+	cd fuzz && $(CARGO) fuzz build -O -a --sanitizer none
+	cd fuzz && for target in $(FUZZ_TARGETS); do \
+		mkdir -p corpus/$$target && \
+		$(CARGO) fuzz run -O -a --sanitizer none $$target corpus/$$target seeds/$$target -- \
+			-max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=4096 -timeout=30 -print_final_stats=1 || exit 1; \
+	done
+
+## fuzz-stable: the same targets with paycore-fuzz's seeded mutator (no
+## coverage feedback, no cargo-fuzz needed), $(FUZZ_SECONDS) s per target
+fuzz-stable:
+	$(CARGO) run --release -p paycore-fuzz -- run --seconds $(FUZZ_SECONDS) $(FUZZ_TARGETS)
 
 ## lint: formatting and clippy, warnings are errors
 lint:

@@ -128,3 +128,22 @@ fn the_snapshot_and_token_seeds_decode() {
         }
     }
 }
+
+/// Every input a fuzzer once crashed on (`regressions/<target>/*.bin`)
+/// runs through its harness without a panic now.
+#[test]
+fn the_inputs_of_past_crashes_no_longer_panic() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("regressions");
+    let mut replayed = 0;
+    for target in TARGETS {
+        let Ok(entries) = std::fs::read_dir(dir.join(target.name)) else {
+            continue;
+        };
+        for entry in entries {
+            let input = std::fs::read(entry.unwrap().path()).unwrap();
+            (target.run)(&input);
+            replayed += 1;
+        }
+    }
+    assert!(replayed > 0, "the regression inputs are found");
+}

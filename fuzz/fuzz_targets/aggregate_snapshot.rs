@@ -1,0 +1,10 @@
+#![no_main]
+//! cargo-fuzz target `aggregate_snapshot`: see `paycore_fuzz::TARGETS`.
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    if let Some(target) = paycore_fuzz::target("aggregate_snapshot") {
+        (target.run)(data);
+    }
+});
