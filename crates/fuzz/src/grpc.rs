@@ -346,7 +346,7 @@ pub fn methods_in_harness() -> BTreeSet<(String, String)> {
 // ---------------------------------------------------------------- seeds
 
 use prost::encoding::{WireType, encode_key, encode_varint};
-use prost_types::field_descriptor_proto::{Label, Type};
+use prost_types::field_descriptor_proto::Type;
 use prost_types::{DescriptorProto, FieldDescriptorProto, FileDescriptorSet};
 
 /// A sample value for a string field, by its name: valid IDs, codes and
@@ -471,7 +471,6 @@ fn sample_field(
         }
         _ => {}
     }
-    let _ = Label::Repeated;
 }
 
 /// The message a field's `type_name` (`.pkg.Outer.Inner`) names: nested
@@ -535,7 +534,7 @@ pub fn seeds() -> Vec<Vec<u8>> {
         let mut raw = vec![index, 1];
         raw.extend_from_slice(&frame(&body));
         seeds.push(raw);
-        if index % 8 == 0 {
+        if index.is_multiple_of(8) {
             seeds.push(vec![index, 0, 0x80]);
             seeds.push(vec![index, 0, 0x0a, 0x02, 0xff, 0xfe]);
             let mut nested = vec![index, 0];
