@@ -432,6 +432,45 @@ async fn tokens_become_cards_once_and_public_keys_only_make_tokens() -> anyhow::
     Ok(())
 }
 
+/// Ten commands race for one token, round after round: exactly one uses it,
+/// and every other one is refused as a use of a used token — also the ones
+/// that read the token before the winner committed and look for its number
+/// after the winner erased it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn racing_uses_of_one_token_refuse_all_but_one_precisely() -> anyhow::Result<()> {
+    const ROUNDS: usize = 40;
+    const RACERS: usize = 10;
+    let dir = test_dir();
+    let server = Server::start(dir.path());
+    let cards = Cards::new(&server, server.key());
+    let account = cards.client.create_account("EUR", false).await?;
+    for round in 0..ROUNDS {
+        let token = cards.token(APPROVED, "123").await?;
+        let racers = (0..RACERS).map(|racer| {
+            let cards = cards.clone();
+            let (token, account) = (token.id.clone(), account.id.clone());
+            tokio::spawn(async move {
+                if (round + racer) % 2 == 0 {
+                    cards.card(card_from_token(&token)).await.map(|card| card.id)
+                } else {
+                    let request = from_source(payin_request(&account, 100, APPROVED), &token);
+                    cards.payin(request).await.map(|payin| payin.id)
+                }
+            })
+        });
+        let results = futures::future::join_all(racers).await;
+        let mut winners = 0;
+        for result in results {
+            match result? {
+                Ok(_) => winners += 1,
+                Err(status) => assert_reason(&status, Code::FailedPrecondition, "CARD_TOKEN_ALREADY_USED"),
+            }
+        }
+        assert_eq!(winners, 1, "round {round}");
+    }
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_card_data_names_every_field_and_echoes_nothing() -> anyhow::Result<()> {
     let dir = test_dir();
