@@ -14,7 +14,7 @@
 //!
 //! The routes hold the paycore services ([`SERVICE_NAMES`]),
 //! `grpc.health.v1.Health` (every service SERVING) and server reflection
-//! (v1 and v1alpha).
+//! (v1 and v1alpha, our own: see `reflection.rs`).
 
 pub mod admin;
 pub mod auth;
@@ -26,6 +26,7 @@ pub mod convert_cards;
 pub mod convert_events;
 pub mod errors;
 pub mod idempotency;
+mod reflection;
 mod services;
 
 use std::fmt;
@@ -191,8 +192,8 @@ impl AppState {
 /// Building the API failed (only the embedded descriptors can make it fail).
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
-    #[error("reflection service: {0}")]
-    Reflection(#[from] tonic_reflection::server::Error),
+    #[error("reflection service: cannot decode the descriptors: {0}")]
+    Reflection(#[from] prost::DecodeError),
 }
 
 type ProjectServer = pb::project_service_server::ProjectServiceServer<services::Handlers>;
@@ -255,14 +256,12 @@ impl Api {
         for name in SERVICE_NAMES {
             health.set_service_status(*name, ServingStatus::Serving).await;
         }
-        let reflection_v1 = tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
-            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-            .build_v1()?;
-        let reflection_v1alpha = tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
-            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-            .build_v1alpha()?;
+        let reflection = reflection::Reflection::new(&[
+            FILE_DESCRIPTOR_SET,
+            tonic_health::pb::FILE_DESCRIPTOR_SET,
+            tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET,
+            tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET,
+        ])?;
         let routes = Routes::new(ProjectServer::new(handlers.clone()))
             .add_service(CustomerServer::new(handlers.clone()))
             .add_service(AccountServer::new(handlers.clone()))
@@ -279,8 +278,8 @@ impl Api {
             .add_service(EventServer::new(handlers.clone()))
             .add_service(FxRateServer::new(handlers))
             .add_service(health_service)
-            .add_service(reflection_v1)
-            .add_service(reflection_v1alpha);
+            .add_service(reflection.v1())
+            .add_service(reflection.v1alpha());
         Ok(Self {
             routes,
             health,
