@@ -115,7 +115,11 @@ async fn a_request_without_its_message_is_invalid_argument() {
             .await
             .expect_err(path);
         assert_eq!(status.code(), Code::InvalidArgument, "{path}: {status:?}");
-        assert!(status.message().contains("Missing request message"), "{}", status.message());
+        assert!(
+            status.message().contains("Missing request message"),
+            "{}",
+            status.message()
+        );
     }
 }
 
@@ -157,11 +161,20 @@ async fn oversized_metadata_answers_resource_exhausted_and_the_connection_lives_
         if !metadata.iter().any(|(name, _)| name == "authorization") {
             metadata.push(("authorization".to_owned(), bearer_value.clone()));
         }
-        let status = raw_call(channel.clone(), "/paycore.v1.ProjectService/GetProject", &metadata, vec![Vec::new()])
-            .await
-            .expect_err(what);
+        let status = raw_call(
+            channel.clone(),
+            "/paycore.v1.ProjectService/GetProject",
+            &metadata,
+            vec![Vec::new()],
+        )
+        .await
+        .expect_err(what);
         assert_eq!(status.code(), Code::ResourceExhausted, "{what}: {status:?}");
-        assert!(status.message().contains("the limit is 16384 bytes"), "{what}: {}", status.message());
+        assert!(
+            status.message().contains("the limit is 16384 bytes"),
+            "{what}: {}",
+            status.message()
+        );
     }
 
     // Just under the limit is served.
@@ -169,9 +182,14 @@ async fn oversized_metadata_answers_resource_exhausted_and_the_connection_lives_
         ("authorization".to_owned(), bearer_value.clone()),
         ("x-pad".to_owned(), "x".repeat(15_000)),
     ];
-    raw_call(channel.clone(), "/paycore.v1.ProjectService/GetProject", &metadata, vec![Vec::new()])
-        .await
-        .unwrap();
+    raw_call(
+        channel.clone(),
+        "/paycore.v1.ProjectService/GetProject",
+        &metadata,
+        vec![Vec::new()],
+    )
+    .await
+    .unwrap();
 
     // The subscription sharing the connection still delivers.
     client.write_barrier("after-oversized-metadata").await.unwrap();
@@ -181,7 +199,10 @@ async fn oversized_metadata_answers_resource_exhausted_and_the_connection_lives_
         .expect("the subscription is still open")
         .expect("an event");
     assert!(
-        matches!(&delivered.event, Some(pb::event_envelope::Event::ProjectMetaUpdated(_))),
+        matches!(
+            &delivered.event,
+            Some(pb::event_envelope::Event::ProjectMetaUpdated(_))
+        ),
         "{delivered:?}"
     );
 }

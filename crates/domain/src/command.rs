@@ -14,7 +14,7 @@ use crate::error::{DomainError, Refusal, Violations};
 use crate::events::*;
 use crate::fx::Rate;
 use crate::id::*;
-use crate::identity::Identity;
+use crate::identity::{Identity, IdentityDocument};
 use crate::meta::Meta;
 use crate::money::{Currency, Money};
 use crate::payments::{CardSource, NetworkVerdict, NewCardPayin, NewRefund};
@@ -260,8 +260,14 @@ impl CommandEnvelope {
             Command::CreateApiKey { id, .. } | Command::RevokeApiKey { id } => {
                 streams.push(StreamRef::ApiKey(*id))
             }
-            Command::CreateCustomer { id, .. } | Command::UpdateCustomer { id, .. } => {
-                streams.push(StreamRef::Customer(*id))
+            Command::CreateCustomer { id, identity, .. } => {
+                streams.push(StreamRef::Customer(*id));
+                streams.extend(identity_files(identity.as_ref()).map(StreamRef::File));
+            }
+            Command::UpdateCustomer { id, identity, .. } => {
+                streams.push(StreamRef::Customer(*id));
+                streams
+                    .extend(identity_files(identity.as_ref().and_then(Option::as_ref)).map(StreamRef::File));
             }
             Command::CreateAccount { id, customer_id, .. } => {
                 streams.push(StreamRef::Account(*id));
@@ -918,6 +924,7 @@ impl Context<'_> {
         let stream = StreamRef::Customer(id);
         self.must_be_new(&stream, "customer", id)?;
         validate_identity(identity)?;
+        self.identity_files_exist(identity.as_ref())?;
         let event = Event::CustomerCreated(CustomerCreated {
             id,
             project_id: project.id,
@@ -941,6 +948,7 @@ impl Context<'_> {
         let mut events = Vec::new();
         if let Some(identity) = identity {
             validate_identity(identity)?;
+            self.identity_files_exist(identity.as_ref())?;
             events.push((
                 stream.clone(),
                 Event::CustomerIdentityUpdated(CustomerIdentityUpdated {
@@ -955,6 +963,17 @@ impl Context<'_> {
             ));
         }
         Ok((events, ResourceRef::Customer(id)))
+    }
+
+    /// Every file an identity document refers to is an upload of this
+    /// project: another project's file is not found, like a missing one.
+    fn identity_files_exist(&self, identity: Option<&Identity>) -> Result<(), DomainError> {
+        for file in identity_files(identity) {
+            self.owned(&StreamRef::File(file))
+                .and_then(Aggregate::as_file)
+                .ok_or_else(|| DomainError::not_found("file", file))?;
+        }
+        Ok(())
     }
 
     fn create_account(
@@ -1168,6 +1187,14 @@ impl Context<'_> {
 
 pub(crate) fn overflow() -> DomainError {
     DomainError::refused(Refusal::BalanceOverflow, "the resulting balance would overflow")
+}
+
+/// The files an identity's document refers to, if any.
+fn identity_files(identity: Option<&Identity>) -> impl Iterator<Item = FileId> + '_ {
+    identity
+        .and_then(|identity| identity.document.as_ref())
+        .into_iter()
+        .flat_map(IdentityDocument::file_ids)
 }
 
 fn validate_identity(identity: &Option<Identity>) -> Result<(), DomainError> {

@@ -578,6 +578,83 @@ fn create_customer_with_identity() {
     );
 }
 
+fn file(n: u128) -> FileId {
+    FileId::from_uuid(Uuid::from_u128(0xf11e_0000 + n))
+}
+
+fn record_file(id: FileId) -> Command {
+    Command::RecordFile {
+        id,
+        sha256: [7; 32],
+        name: "passport.jpg".into(),
+        size: 1_024,
+    }
+}
+
+/// An identity whose document's front, back and selfie are these files.
+fn identity_with_files(front: FileId, back: FileId, selfie: FileId) -> Identity {
+    let mut identity = valid_identity();
+    if let Some(document) = identity.document.as_mut() {
+        document.front_file_id = Some(front);
+        document.back_file_id = Some(back);
+        document.selfie_file_id = Some(selfie);
+    }
+    identity
+}
+
+#[test]
+fn identity_documents_refer_only_to_the_projects_own_files() {
+    let mut world = World::new();
+    world.ok(prj(P), record_file(file(1)));
+    world.ok(prj(P), record_file(file(2)));
+    world.ok(prj(L), record_file(file(3)));
+    let create = |identity| Command::CreateCustomer {
+        id: cus(1),
+        identity: Some(identity),
+        meta: Meta::default(),
+    };
+    let update = |identity| Command::UpdateCustomer {
+        id: cus(2),
+        identity: Some(Some(identity)),
+        meta: None,
+    };
+    world.ok(
+        prj(P),
+        Command::CreateCustomer {
+            id: cus(2),
+            identity: None,
+            meta: Meta::default(),
+        },
+    );
+
+    // A missing file and another project's file are both not found, on
+    // create and on update, in any of the three places; nothing is written.
+    for identity in [
+        identity_with_files(file(9), file(2), file(1)),
+        identity_with_files(file(1), file(3), file(2)),
+        identity_with_files(file(1), file(2), file(3)),
+    ] {
+        let missing = identity
+            .document
+            .as_ref()
+            .and_then(|document| document.file_ids().find(|id| ![file(1), file(2)].contains(id)))
+            .unwrap();
+        assert_not_found(world.run(prj(P), create(identity.clone())), "file", missing);
+        assert_not_found(world.run(prj(P), update(identity)), "file", missing);
+    }
+    assert!(world.store.state(&StreamRef::Customer(cus(1))).is_empty());
+    let untouched = world
+        .store
+        .state(&StreamRef::Customer(cus(2)))
+        .as_customer()
+        .unwrap();
+    assert_eq!(untouched.identity, None);
+
+    // The project's own files are accepted.
+    world.ok(prj(P), create(identity_with_files(file(1), file(2), file(1))));
+    world.ok(prj(P), update(identity_with_files(file(2), file(1), file(2))));
+}
+
 #[test]
 fn customer_identity_is_validated_field_by_field() {
     let mut world = World::new();

@@ -64,7 +64,8 @@ const REQUEST_FRAMING_ERRORS: &[&str] = &[
 
 /// The transport paycore's public gRPC API is served with: the edge layer
 /// in front of every route and the transport header list limit.
-pub fn server() -> tonic::transport::Server<tower::layer::util::Stack<EdgeLayer, tower::layer::util::Identity>> {
+pub fn server() -> tonic::transport::Server<tower::layer::util::Stack<EdgeLayer, tower::layer::util::Identity>>
+{
     tonic::transport::Server::builder()
         .http2_max_header_list_size(TRANSPORT_HEADER_LIST_BYTES)
         .layer(EdgeLayer)
@@ -124,9 +125,15 @@ fn header_list_size<B>(request: &http::Request<B>) -> usize {
     const FIELD_OVERHEAD: usize = 32;
     let pseudo = [
         (":method", request.method().as_str().len()),
-        (":path", request.uri().path_and_query().map_or(0, |p| p.as_str().len())),
+        (
+            ":path",
+            request.uri().path_and_query().map_or(0, |p| p.as_str().len()),
+        ),
         (":scheme", request.uri().scheme_str().map_or(0, str::len)),
-        (":authority", request.uri().authority().map_or(0, |a| a.as_str().len())),
+        (
+            ":authority",
+            request.uri().authority().map_or(0, |a| a.as_str().len()),
+        ),
     ]
     .iter()
     .map(|(name, value)| name.len() + value + FIELD_OVERHEAD)
@@ -184,9 +191,13 @@ mod tests {
 
     #[test]
     fn paycores_own_internal_errors_stay_internal() {
-        let status = status_of(&callers_framing_mistake(response_of(Status::internal("internal error"))));
+        let status = status_of(&callers_framing_mistake(response_of(Status::internal(
+            "internal error",
+        ))));
         assert_eq!(status.code(), tonic::Code::Internal);
-        let status = status_of(&callers_framing_mistake(response_of(Status::not_found("no such account"))));
+        let status = status_of(&callers_framing_mistake(response_of(Status::not_found(
+            "no such account",
+        ))));
         assert_eq!(status.code(), tonic::Code::NotFound);
     }
 
