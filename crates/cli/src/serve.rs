@@ -6,7 +6,6 @@ use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::Context;
-use paycore_domain::Environment;
 use paycore_engine::{Engine, EngineConfig};
 use paycore_projections::{ReadModels, SnapshotPolicy};
 use paycore_store::log::ScrubOptions;
@@ -476,11 +475,22 @@ fn serve_admin(
     ))
 }
 
-/// First start on an empty store: a sandbox project and a key to use it.
+/// First start on an empty store: a sandbox project and a key to use it,
+/// unless another server sharing the store made them at the same moment.
 async fn bootstrap(engine: &Engine) -> anyhow::Result<()> {
-    let (project, key) = admin::create_project(engine, "Sandbox", Environment::Sandbox).await?;
-    println!("created sandbox project {project}");
-    println!("secret API key (shown only once, keep it safe): {key}");
+    match admin::bootstrap_deployment(engine).await? {
+        admin::Bootstrap::Created(project, key) => {
+            println!("created sandbox project {project}");
+            println!("secret API key (shown only once, keep it safe): {key}");
+        }
+        admin::Bootstrap::ByAnotherServer(project) => {
+            tracing::info!(%project, "another server bootstrapped this store at the same moment");
+            println!(
+                "another server started on this empty store at the same moment and created sandbox \
+                 project {project}; its key was printed by that server"
+            );
+        }
+    }
     println!("more projects and keys: `paycore projects create --help`, `paycore keys create --help`");
     Ok(())
 }

@@ -34,6 +34,12 @@ pub enum Command {
         environment: Environment,
         meta: Meta,
     },
+    /// The first start of a deployment: its sandbox project, created once
+    /// however many servers start on one empty store ([`crate::deployment`]).
+    BootstrapDeployment {
+        id: ProjectId,
+        name: String,
+    },
     UpdateProject {
         meta: Meta,
     },
@@ -257,6 +263,7 @@ impl CommandEnvelope {
         let mut streams = vec![StreamRef::Project(project)];
         match &self.command {
             Command::CreateProject { .. } | Command::UpdateProject { .. } => {}
+            Command::BootstrapDeployment { .. } => streams.push(StreamRef::Deployment),
             Command::CreateApiKey { id, .. } | Command::RevokeApiKey { id } => {
                 streams.push(StreamRef::ApiKey(*id))
             }
@@ -384,7 +391,9 @@ impl CommandEnvelope {
     /// empty. (If it were not, the append's `NoStream` expectation fails.)
     pub fn created_stream(&self) -> Option<StreamRef> {
         match &self.command {
-            Command::CreateProject { id, .. } => Some(StreamRef::Project(*id)),
+            Command::CreateProject { id, .. } | Command::BootstrapDeployment { id, .. } => {
+                Some(StreamRef::Project(*id))
+            }
             Command::CreateApiKey { id, .. } => Some(StreamRef::ApiKey(*id)),
             Command::CreateCustomer { id, .. } => Some(StreamRef::Customer(*id)),
             Command::CreateAccount { id, .. } => Some(StreamRef::Account(*id)),
@@ -544,6 +553,7 @@ fn decide_command(envelope: &CommandEnvelope, lookup: &dyn Lookup) -> Result<Dec
             meta,
         } => ctx.create_project(*id, name, *environment, meta),
         Command::UpdateProject { meta } => ctx.update_project(meta),
+        Command::BootstrapDeployment { id, name } => ctx.bootstrap_deployment(*id, name),
         Command::CreateApiKey {
             id,
             kind,
@@ -840,7 +850,7 @@ impl Context<'_> {
         }
     }
 
-    fn create_project(
+    pub(crate) fn create_project(
         &self,
         id: ProjectId,
         name: &str,

@@ -432,6 +432,14 @@ pub struct FxRateSet {
     pub set_at: Timestamp,
 }
 
+/// The first start of a deployment created its sandbox project (see
+/// [`crate::deployment`]).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeploymentBootstrapped {
+    pub sandbox_project_id: ProjectId,
+    pub bootstrapped_at: Timestamp,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FxRateRemoved {
     pub removed_at: Timestamp,
@@ -560,6 +568,7 @@ pub enum Event {
     FxRateSet(FxRateSet),
     FxRateRemoved(FxRateRemoved),
     ConsumerPositionCommitted(ConsumerPositionCommitted),
+    DeploymentBootstrapped(DeploymentBootstrapped),
 }
 
 /// An event ready for the store: type name, schema version, payload.
@@ -721,6 +730,7 @@ impl Versioned for FileUploaded {}
 impl Versioned for FxRateSet {}
 impl Versioned for FxRateRemoved {}
 impl Versioned for ConsumerPositionCommitted {}
+impl Versioned for DeploymentBootstrapped {}
 
 event_codec! {
     ProjectCreated: ProjectCreated,
@@ -771,4 +781,5 @@ event_codec! {
     FxRateSet: FxRateSet,
     FxRateRemoved: FxRateRemoved,
     ConsumerPositionCommitted: ConsumerPositionCommitted,
+    DeploymentBootstrapped: DeploymentBootstrapped,
 }

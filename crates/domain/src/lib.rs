@@ -9,6 +9,7 @@ pub mod banking;
 pub mod card;
 pub mod command;
 pub mod consumer;
+pub mod deployment;
 pub mod error;
 pub mod events;
 pub mod fx;

@@ -490,6 +490,10 @@ fn money_in_and_out_samples() -> Vec<Event> {
             position: 1_234_567_890,
             committed_at: T,
         }),
+        Event::DeploymentBootstrapped(DeploymentBootstrapped {
+            sandbox_project_id: project,
+            bootstrapped_at: T,
+        }),
     ]);
     // Every kind of transaction.
     let kinds = [
@@ -794,6 +798,10 @@ fn payload_bytes_are_stable() {
         (
             "ConsumerPositionCommitted",
             "10019700000000700080000000000000010d62696c6c696e672d76325f6575d285d8cc048089ea85b4e79b06",
+        ),
+        (
+            "DeploymentBootstrapped",
+            "10019700000000700080000000000000018089ea85b4e79b06",
         ),
         (
             "IdempotencyKeyUsed",

@@ -42,6 +42,7 @@ pub const WITHHELD_CATEGORIES: &[&str] = &[
     "payinreferencecode",
     "fxrate",
     "consumer",
+    "deployment",
 ];
 
 /// The event types of the withheld categories (see [`delivers`]): never
@@ -53,6 +54,7 @@ pub const WITHHELD_EVENT_TYPES: &[&str] = &[
     "FxRateSet",
     "FxRateRemoved",
     "ConsumerPositionCommitted",
+    "DeploymentBootstrapped",
 ];
 
 /// Whether subscriptions deliver the events of `stream`; the policy behind
@@ -75,12 +77,14 @@ pub fn delivers(stream: &StreamRef) -> bool {
         | StreamRef::BankPayin(_)
         | StreamRef::File(_) => true,
         // Request hashes; guards shared by every project whose content the
-        // payout and the reference carry; platform rates; our own checkpoints.
+        // payout and the reference carry; platform rates; our own
+        // checkpoints; the platform's first-start record.
         StreamRef::Idempotency(..)
         | StreamRef::PayoutDestination(_)
         | StreamRef::PayinReferenceCode(_)
         | StreamRef::FxRate(..)
-        | StreamRef::Consumer(..) => false,
+        | StreamRef::Consumer(..)
+        | StreamRef::Deployment => false,
     }
 }
 
@@ -287,7 +291,8 @@ pub fn event_pb(id: &str, event: &Event) -> Result<Option<Body>, NotCreated> {
         | Event::PayinReferenceCodeClaimed(_)
         | Event::FxRateSet(_)
         | Event::FxRateRemoved(_)
-        | Event::ConsumerPositionCommitted(_) => return Ok(None),
+        | Event::ConsumerPositionCommitted(_)
+        | Event::DeploymentBootstrapped(_) => return Ok(None),
     };
     Ok(Some(body))
 }
@@ -522,6 +527,7 @@ mod tests {
             StreamRef::File(FileId::from_uuid(Uuid::from_u128(14))),
             StreamRef::FxRate(Currency::EUR, Currency::USD),
             StreamRef::Consumer(project(), ConsumerName::parse("b").unwrap()),
+            StreamRef::Deployment,
         ];
         let delivered: Vec<&str> = every_kind
             .iter()

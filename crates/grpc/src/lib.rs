@@ -19,11 +19,11 @@
 pub mod admin;
 pub mod auth;
 pub mod codec;
-pub mod edge;
 pub mod convert;
 pub mod convert_bank;
 pub mod convert_cards;
 pub mod convert_events;
+pub mod edge;
 pub mod errors;
 pub mod idempotency;
 mod reflection;
