@@ -210,6 +210,9 @@ struct SegmentReader<'s> {
     filled: usize,
     /// Offset of the last read attempted (for reporting a failed one).
     last_read: u64,
+    /// Reads stop here (rounded up to the alignment): past it the writer
+    /// may be at work.
+    read_end: u64,
 }
 
 fn open_direct(path: &Path) -> io::Result<File> {
@@ -241,7 +244,13 @@ impl<'s> SegmentReader<'s> {
             start: 0,
             filled: 0,
             last_read: 0,
+            read_end: u64::MAX,
         })
+    }
+
+    /// Reads nothing at or after `end` (beyond the alignment).
+    fn read_up_to(&mut self, end: u64) {
+        self.read_end = end.div_ceil(ALIGN as u64) * ALIGN as u64;
     }
 
     /// `len` bytes at `offset`, which must be inside the file.
@@ -262,7 +271,8 @@ impl<'s> SegmentReader<'s> {
             offset
         };
         let need = (offset - read_start) as usize + len;
-        let mut want = need.max(self.state.chunk);
+        let allowed = usize::try_from(self.read_end.saturating_sub(read_start)).unwrap_or(usize::MAX);
+        let mut want = self.state.chunk.min(allowed).max(need);
         if self.direct {
             want = want.div_ceil(ALIGN) * ALIGN;
         }
@@ -769,6 +779,7 @@ fn scrub_segment(state: &mut ReadState, target: &Target) -> Result<(Result<Walk,
     let limit = if target.sealed {
         Limit::DataEnd
     } else {
+        reader.read_up_to(target.end);
         Limit::At(target.end)
     };
     let damage = |offset, position, reason| Damage {
