@@ -11,7 +11,8 @@ use std::path::Path;
 
 use paycore_e2e::{
     Client, Server, amount, assert_bad_request, assert_bad_request_fields, assert_code, assert_reason,
-    expect_err, mask, meta, money, pb, sibling_id, test_dir, with_idempotency_key, with_prefix,
+    contains, expect_err, files_under, mask, meta, money, pb, sibling_id, test_dir, with_idempotency_key,
+    with_prefix,
 };
 use paycore_grpc::{CardPayinServiceClient, CardServiceClient, CardTokenServiceClient};
 use tonic::metadata::AsciiMetadataValue;
@@ -1097,29 +1098,6 @@ async fn live_projects_have_no_card_network_and_no_sandbox_calls() -> anyhow::Re
 }
 
 // ---------------------------------------------------------------- redaction
-
-/// Every file under `dir`, recursively, with its bytes. Trailing zero bytes
-/// are cut off: log segments are preallocated (128 MiB of zeros), and zeros
-/// hold no digits, so the search stays quick without missing anything.
-fn files_under(dir: &Path) -> Vec<(String, Vec<u8>)> {
-    let mut found = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_dir() {
-            found.extend(files_under(&path));
-        } else if path.is_file() {
-            let mut bytes = std::fs::read(&path).unwrap();
-            let end = bytes.iter().rposition(|&b| b != 0).map_or(0, |last| last + 1);
-            bytes.truncate(end);
-            found.push((path.display().to_string(), bytes));
-        }
-    }
-    found
-}
-
-fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    haystack.windows(needle.len()).any(|window| window == needle)
-}
 
 /// The maximal runs of ASCII digits in `bytes`: a CVC "appears" only as a
 /// whole run, not inside a longer number (3 or 4 digits occur by chance

@@ -22,9 +22,7 @@ use crate::project::Environment;
 use crate::stream::StreamRef;
 use crate::time::Timestamp;
 
-/// How long an idempotency key is remembered.
-pub const IDEMPOTENCY_WINDOW_SECONDS: i64 = 24 * 60 * 60;
-pub const MAX_IDEMPOTENCY_KEY_CHARS: usize = 255;
+pub use crate::idempotency::{IDEMPOTENCY_WINDOW_SECONDS, IdempotencyKey, MAX_IDEMPOTENCY_KEY_CHARS};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Command {
@@ -204,29 +202,6 @@ pub enum Command {
     CommitConsumerPosition(PositionCommit),
 }
 
-/// An idempotency key as sent by the client, with the hash of the request.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct IdempotencyKey {
-    pub key: String,
-    pub request_hash: [u8; 32],
-}
-
-impl IdempotencyKey {
-    /// Checks the key's shape: 1–255 printable ASCII characters.
-    pub fn new(key: String, request_hash: [u8; 32]) -> Result<Self, DomainError> {
-        if key.is_empty()
-            || key.len() > MAX_IDEMPOTENCY_KEY_CHARS
-            || !key.bytes().all(|b| b.is_ascii_graphic())
-        {
-            return Err(DomainError::invalid(
-                "idempotency-key",
-                format!("must be 1 to {MAX_IDEMPOTENCY_KEY_CHARS} printable ASCII characters without spaces"),
-            ));
-        }
-        Ok(Self { key, request_hash })
-    }
-}
-
 /// A command in the context it runs in.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CommandEnvelope {
@@ -379,7 +354,7 @@ impl CommandEnvelope {
             }
         }
         if let Some(key) = &self.idempotency {
-            streams.push(StreamRef::Idempotency(project, key.key.clone()));
+            streams.extend(key.streams(project));
         }
         streams
     }
@@ -512,10 +487,7 @@ pub fn decide(envelope: &CommandEnvelope, lookup: &dyn Lookup) -> Result<Decisio
         let (events, resource) = decide_command(envelope, lookup)?;
         return Ok(Decision::Apply { events, resource });
     };
-    let stream = StreamRef::Idempotency(envelope.project_id, key.key.clone());
-    if let Aggregate::Idempotency(record) = lookup.get(&stream)
-        && envelope.now < record.used_at.plus_seconds(IDEMPOTENCY_WINDOW_SECONDS)
-    {
+    if let Some(record) = key.live_record(envelope.project_id, envelope.now, lookup) {
         return if record.request_hash == key.request_hash {
             Ok(Decision::Replay {
                 resource: record.resource,
@@ -529,10 +501,10 @@ pub fn decide(envelope: &CommandEnvelope, lookup: &dyn Lookup) -> Result<Decisio
     }
     let (mut events, resource) = decide_command(envelope, lookup)?;
     events.push((
-        stream,
+        StreamRef::Idempotency(envelope.project_id, key.stored.clone()),
         Event::IdempotencyKeyUsed(IdempotencyKeyUsed {
             project_id: envelope.project_id,
-            key: key.key.clone(),
+            verbatim_key: None,
             request_hash: key.request_hash,
             resource,
             used_at: envelope.now,

@@ -457,7 +457,10 @@ pub struct ProjectBalanceChanged {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IdempotencyKeyUsed {
     pub project_id: ProjectId,
-    pub key: String,
+    /// The key as the client sent it, in records written before keys were
+    /// hashed (schema v1); `None` since (v2): the record's stream names the
+    /// key by its keyed digest only (see [`crate::idempotency`]).
+    pub verbatim_key: Option<String>,
     /// Hash of the request's parameters; a retry must match it.
     pub request_hash: [u8; 32],
     /// The resource the original request produced.
@@ -693,6 +696,33 @@ impl Versioned for TransferCreated {
     }
 }
 
+/// `IdempotencyKeyUsed` as written before keys were hashed.
+#[derive(Deserialize)]
+struct IdempotencyKeyUsedV1 {
+    project_id: ProjectId,
+    key: String,
+    request_hash: [u8; 32],
+    resource: ResourceRef,
+    used_at: Timestamp,
+}
+
+impl Versioned for IdempotencyKeyUsed {
+    /// v2 keeps no key: the record's stream names its keyed digest.
+    const VERSION: u16 = 2;
+
+    fn upcast(version: u16, payload: &[u8]) -> Option<Result<Self, postcard::Error>> {
+        (version == 1).then(|| {
+            postcard::from_bytes::<IdempotencyKeyUsedV1>(payload).map(|v1| Self {
+                project_id: v1.project_id,
+                verbatim_key: Some(v1.key),
+                request_hash: v1.request_hash,
+                resource: v1.resource,
+                used_at: v1.used_at,
+            })
+        })
+    }
+}
+
 // Every other payload is at its first schema version.
 impl Versioned for ProjectCreated {}
 impl Versioned for MetaUpdated {}
@@ -704,7 +734,6 @@ impl Versioned for AccountOpened {}
 impl Versioned for NegativeBalanceAllowanceChanged {}
 impl Versioned for TransactionRecorded {}
 impl Versioned for ProjectBalanceChanged {}
-impl Versioned for IdempotencyKeyUsed {}
 impl Versioned for CardTokenCreated {}
 impl Versioned for CardTokenUsed {}
 impl Versioned for CardCreated {}

@@ -16,6 +16,7 @@ pub mod fx;
 pub mod history;
 pub mod iban;
 pub mod id;
+pub mod idempotency;
 pub mod identity;
 pub mod meta;
 pub mod money;

@@ -78,8 +78,15 @@ fn at(project: ProjectId, now: Timestamp, command: Command) -> CommandEnvelope {
     }
 }
 
+/// The deployment's server secret idempotency keys are digested with.
+const SECRET: &[u8] = b"deployment secret";
+
+fn idempotency_key(project: ProjectId, key: &str, hash: u8, look_up_verbatim: bool) -> IdempotencyKey {
+    IdempotencyKey::new(key, project, SECRET, [hash; 32], look_up_verbatim).expect("valid key")
+}
+
 fn with_key(mut envelope: CommandEnvelope, key: &str, hash: u8) -> CommandEnvelope {
-    envelope.idempotency = Some(IdempotencyKey::new(key.to_owned(), [hash; 32]).expect("valid key"));
+    envelope.idempotency = Some(idempotency_key(envelope.project_id, key, hash, false));
     envelope
 }
 
@@ -1463,13 +1470,16 @@ fn idempotency_key_is_recorded_with_the_command() {
     let events = events(&decision);
     assert_eq!(events.len(), 2, "{events:?}");
     assert_eq!(events[0].0, StreamRef::Account(acc(70)));
+    // Kept under its keyed digest, never as sent.
+    let stored = idempotency_key(prj(P), "req-1", 7, false).stored;
+    assert!(!stored.contains("req-1"), "{stored}");
     assert_eq!(
         events[1],
         (
-            StreamRef::Idempotency(prj(P), "req-1".into()),
+            StreamRef::Idempotency(prj(P), stored),
             Event::IdempotencyKeyUsed(IdempotencyKeyUsed {
                 project_id: prj(P),
-                key: "req-1".into(),
+                verbatim_key: None,
                 request_hash: [7; 32],
                 resource: ResourceRef::Account(acc(70)),
                 used_at: T0,
@@ -1508,6 +1518,62 @@ fn retry_with_same_key_and_parameters_replays_the_original() {
     assert_eq!(world.store.log.len(), log, "a replay writes nothing");
     assert_eq!(world.store.balance(acc(A)), 900, "the money moved once");
     assert!(world.store.state(&StreamRef::Transfer(trf(2))).is_empty());
+}
+
+/// A log written before keys were hashed holds records named by the key as
+/// sent. While such a record may be live, a retry looks the key up by
+/// itself too and still has one effect; the new record is a digest.
+#[test]
+fn records_kept_under_the_key_as_sent_still_count() {
+    let mut world = World::new();
+    world.set(A, eur(1_000)).unwrap();
+    let first = envelope(prj(P), transfer(trf(1), acc(A), acc(B), eur(100)));
+    world.store.execute(&first).unwrap();
+    // What a build before hashing wrote with that transfer.
+    world.store.apply(
+        &StreamRef::Idempotency(prj(P), "pay-legacy".into()),
+        &Event::IdempotencyKeyUsed(IdempotencyKeyUsed {
+            project_id: prj(P),
+            verbatim_key: Some("pay-legacy".into()),
+            request_hash: [1; 32],
+            resource: ResourceRef::Transfer(trf(1)),
+            used_at: T0,
+        }),
+    );
+    let retry = |hash: u8, look_up_verbatim: bool| {
+        let mut retry = at(
+            prj(P),
+            T0.plus_seconds(HOUR),
+            transfer(trf(2), acc(A), acc(B), eur(100)),
+        );
+        retry.idempotency = Some(idempotency_key(prj(P), "pay-legacy", hash, look_up_verbatim));
+        retry
+    };
+    assert!(
+        retry(1, true)
+            .streams()
+            .contains(&StreamRef::Idempotency(prj(P), "pay-legacy".into()))
+    );
+    assert_eq!(
+        world.store.execute(&retry(1, true)),
+        Ok(Decision::Replay {
+            resource: ResourceRef::Transfer(trf(1))
+        })
+    );
+    assert_refused(
+        world.store.execute(&retry(2, true)),
+        Refusal::IdempotencyKeyReused,
+    );
+    assert_eq!(world.store.balance(acc(A)), 900, "the money moved once");
+    // Without the verbatim lookup (no such record can be live any more) the
+    // key is new, and its record is a digest.
+    let decision = world.store.execute(&retry(1, false)).unwrap();
+    let recorded = events(&decision);
+    let (stream, _) = recorded.last().unwrap();
+    assert_eq!(
+        stream,
+        &StreamRef::Idempotency(prj(P), idempotency_key(prj(P), "pay-legacy", 1, false).stored)
+    );
 }
 
 #[test]
@@ -1636,7 +1702,7 @@ fn idempotency_key_shape_is_checked() {
         "ñ".into(),
         "k".repeat(256),
     ] {
-        let error = IdempotencyKey::new(bad.clone(), [0; 32]).unwrap_err();
+        let error = IdempotencyKey::new(&bad, prj(P), SECRET, [0; 32], false).unwrap_err();
         let DomainError::Invalid(violations) = error else {
             panic!("{bad:?}: expected invalid");
         };
@@ -1644,7 +1710,10 @@ fn idempotency_key_shape_is_checked() {
         assert_eq!(violations[0].field, "idempotency-key", "{bad:?}");
     }
     for good in ["a", "req_01-ABC.x:y", &"k".repeat(255)] {
-        assert!(IdempotencyKey::new(good.to_owned(), [0; 32]).is_ok(), "{good}");
+        assert!(
+            IdempotencyKey::new(good, prj(P), SECRET, [0; 32], false).is_ok(),
+            "{good}"
+        );
     }
 }
 

@@ -120,7 +120,6 @@ pub fn envelope_pb(recorded: &RecordedEvent, event: &Event) -> Result<Option<pb:
         event_type: recorded.event_type.to_string(),
         recorded_at: Some(timestamp(Timestamp::from_micros(recorded.recorded_at_micros))),
         correlation_id: metadata.correlation_id.map(|id| id.to_string()),
-        idempotency_key: metadata.idempotency_key.clone(),
         actor: metadata.actor.clone(),
         event: Some(body),
     }))
@@ -400,7 +399,6 @@ mod tests {
             envelope.correlation_id.as_deref(),
             Some("00000000-0000-0000-0000-000000000009")
         );
-        assert_eq!(envelope.idempotency_key.as_deref(), Some("order-42"));
         assert_eq!(envelope.actor.as_deref(), Some("key_x"));
         let Some(Body::TransactionRecorded(tx)) = envelope.event else {
             panic!("{:?}", envelope.event);
@@ -476,7 +474,7 @@ mod tests {
                 StreamRef::Idempotency(project(), "k".into()),
                 Event::IdempotencyKeyUsed(IdempotencyKeyUsed {
                     project_id: project(),
-                    key: "k".into(),
+                    verbatim_key: None,
                     request_hash: [1; 32],
                     resource: ResourceRef::Account(account()),
                     used_at: AT,

@@ -111,8 +111,10 @@ impl Clock for SystemClock {
 pub struct SideStorage {
     pub vault: Arc<CardVault>,
     pub files: Arc<FileStore>,
-    /// Per-project fingerprint keys derive from it
-    /// (`paycore_domain::card::fingerprint_key`).
+    /// The deployment's server secret: per-project fingerprint keys derive
+    /// from it (`paycore_domain::card::fingerprint_key`), and idempotency
+    /// keys are kept as digests keyed with it
+    /// (`paycore_domain::idempotency`), each under its own context label.
     pub fingerprint_secret: [u8; 32],
 }
 

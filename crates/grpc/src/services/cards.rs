@@ -57,7 +57,13 @@ impl CardTokenService for Handlers {
                 .as_ref()
                 .map(|info| convert_cards::card_info_for_hash(info, &fingerprint_key)),
         };
-        let key = idempotency::key(request.metadata(), methods::CREATE_CARD_TOKEN, &hashed, &mut v);
+        let key = idempotency::key(
+            &self.key_scope(&caller),
+            request.metadata(),
+            methods::CREATE_CARD_TOKEN,
+            &hashed,
+            &mut v,
+        );
         let card = match &body.card_info {
             Some(info) => convert_cards::card_info_request(info, "card_info", self.today(), &mut v),
             None => {
@@ -125,7 +131,13 @@ impl CardService for Handlers {
                 .map(|info| convert_cards::card_info_for_hash(info, &fingerprint_key)),
             ..body.clone()
         };
-        let key = idempotency::key(request.metadata(), methods::CREATE_CARD, &hashed, &mut v);
+        let key = idempotency::key(
+            &self.key_scope(&caller),
+            request.metadata(),
+            methods::CREATE_CARD,
+            &hashed,
+            &mut v,
+        );
         let parsed = convert_cards::create_card(body, self.today(), &mut v);
         let parsed = finish(v, parsed)?;
         let id = CardId::from_uuid(self.new_uuid());
