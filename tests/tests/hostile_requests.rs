@@ -101,6 +101,30 @@ async fn undecodable_request_bodies_are_invalid_argument_on_every_method() {
     }
 }
 
+/// Health and reflection decode with tonic's stock codec; their undecodable
+/// requests are the caller's mistake too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn undecodable_health_and_reflection_requests_are_invalid_argument() {
+    let dir = test_dir();
+    let server = Server::start(dir.path());
+    for path in [
+        "/grpc.health.v1.Health/Check",
+        "/grpc.health.v1.Health/Watch",
+        "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+        "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
+    ] {
+        let status = raw_call(server.channel(), path, &[], vec![vec![0x80]])
+            .await
+            .expect_err(path);
+        assert_eq!(status.code(), Code::InvalidArgument, "{path}: {status:?}");
+        assert!(
+            status.message().contains("invalid varint"),
+            "{path}: {}",
+            status.message()
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_without_its_message_is_invalid_argument() {
     let dir = test_dir();

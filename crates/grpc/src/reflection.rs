@@ -274,7 +274,7 @@ macro_rules! server_reflection {
                     // One answer per request, in order; only a broken request
                     // stream (its status passed on) ends the answers early.
                     let answers = request.into_inner().map(move |request| {
-                        let request = request?;
+                        let request = request.map_err(crate::edge::callers_mistake)?;
                         let answer = index.answer(query(&request), &mut sent);
                         Ok(response(request, answer))
                     });
