@@ -1058,6 +1058,31 @@ pub fn test_dir() -> tempfile::TempDir {
     dir
 }
 
+// ---------------------------------------------------------------- redaction
+
+/// Every file under `dir`, recursively, with its bytes. Trailing zero bytes
+/// are cut off: log segments are preallocated (128 MiB of zeros), and zeros
+/// hold no digits, so the search stays quick without missing anything.
+pub fn files_under(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            found.extend(files_under(&path));
+        } else if path.is_file() {
+            let mut bytes = std::fs::read(&path).unwrap();
+            let end = bytes.iter().rposition(|&b| b != 0).map_or(0, |last| last + 1);
+            bytes.truncate(end);
+            found.push((path.display().to_string(), bytes));
+        }
+    }
+    found
+}
+
+pub fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|window| window == needle)
+}
+
 // ---------------------------------------------------------------- raw calls
 
 /// Calls `path` (`/package.Service/Method`) with `messages` as the request

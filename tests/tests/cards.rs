@@ -11,7 +11,8 @@ use std::path::Path;
 
 use paycore_e2e::{
     Client, Server, amount, assert_bad_request, assert_bad_request_fields, assert_code, assert_reason,
-    expect_err, mask, meta, money, pb, sibling_id, test_dir, with_idempotency_key, with_prefix,
+    contains, expect_err, files_under, mask, meta, money, pb, sibling_id, test_dir, with_idempotency_key,
+    with_prefix,
 };
 use paycore_grpc::{CardPayinServiceClient, CardServiceClient, CardTokenServiceClient};
 use tonic::metadata::AsciiMetadataValue;
@@ -429,6 +430,45 @@ async fn tokens_become_cards_once_and_public_keys_only_make_tokens() -> anyhow::
         .await?
         .into_inner();
     assert_eq!(first.id, again.id);
+    Ok(())
+}
+
+/// Ten commands race for one token, round after round: exactly one uses it,
+/// and every other one is refused as a use of a used token — also the ones
+/// that read the token before the winner committed and look for its number
+/// after the winner erased it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn racing_uses_of_one_token_refuse_all_but_one_precisely() -> anyhow::Result<()> {
+    const ROUNDS: usize = 40;
+    const RACERS: usize = 10;
+    let dir = test_dir();
+    let server = Server::start(dir.path());
+    let cards = Cards::new(&server, server.key());
+    let account = cards.client.create_account("EUR", false).await?;
+    for round in 0..ROUNDS {
+        let token = cards.token(APPROVED, "123").await?;
+        let racers = (0..RACERS).map(|racer| {
+            let cards = cards.clone();
+            let (token, account) = (token.id.clone(), account.id.clone());
+            tokio::spawn(async move {
+                if (round + racer) % 2 == 0 {
+                    cards.card(card_from_token(&token)).await.map(|card| card.id)
+                } else {
+                    let request = from_source(payin_request(&account, 100, APPROVED), &token);
+                    cards.payin(request).await.map(|payin| payin.id)
+                }
+            })
+        });
+        let results = futures::future::join_all(racers).await;
+        let mut winners = 0;
+        for result in results {
+            match result? {
+                Ok(_) => winners += 1,
+                Err(status) => assert_reason(&status, Code::FailedPrecondition, "CARD_TOKEN_ALREADY_USED"),
+            }
+        }
+        assert_eq!(winners, 1, "round {round}");
+    }
     Ok(())
 }
 
@@ -1058,29 +1098,6 @@ async fn live_projects_have_no_card_network_and_no_sandbox_calls() -> anyhow::Re
 }
 
 // ---------------------------------------------------------------- redaction
-
-/// Every file under `dir`, recursively, with its bytes. Trailing zero bytes
-/// are cut off: log segments are preallocated (128 MiB of zeros), and zeros
-/// hold no digits, so the search stays quick without missing anything.
-fn files_under(dir: &Path) -> Vec<(String, Vec<u8>)> {
-    let mut found = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_dir() {
-            found.extend(files_under(&path));
-        } else if path.is_file() {
-            let mut bytes = std::fs::read(&path).unwrap();
-            let end = bytes.iter().rposition(|&b| b != 0).map_or(0, |last| last + 1);
-            bytes.truncate(end);
-            found.push((path.display().to_string(), bytes));
-        }
-    }
-    found
-}
-
-fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    haystack.windows(needle.len()).any(|window| window == needle)
-}
 
 /// The maximal runs of ASCII digits in `bytes`: a CVC "appears" only as a
 /// whole run, not inside a longer number (3 or 4 digits occur by chance

@@ -201,3 +201,65 @@ async fn uploads_over_the_limit_are_invalid_arguments() -> anyhow::Result<()> {
     assert_eq!(listed.items, [fits]);
     Ok(())
 }
+
+/// A customer's identity document may show only files of the customer's
+/// own project: a missing file and another project's file are both NOT_FOUND
+/// and change nothing, on create and on update.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn identity_documents_refer_only_to_the_projects_own_files() -> anyhow::Result<()> {
+    let dir = test_dir();
+    let (server, second) = Server::start_with_second_project(dir.path());
+    let own = upload(&files(&server, server.key()), "front.jpg", b"front", 1024).await?;
+    let foreign = upload(&files(&server, &second.key), "theirs.jpg", b"theirs", 1024).await?;
+    let missing = paycore_e2e::sibling_id(&own.id);
+    let client = server.client();
+    let with_front = |file_id: &str| {
+        let mut identity = paycore_e2e::identity();
+        if let Some(document) = identity.document.as_mut() {
+            document.front_file_id = Some(file_id.to_owned());
+        }
+        identity
+    };
+    let create = |file_id: &str| pb::CreateCustomerRequest {
+        identity: Some(with_front(file_id)),
+        ..Default::default()
+    };
+
+    for file_id in [&foreign.id, &missing] {
+        let refused = expect_err(client.customers.clone().create_customer(create(file_id)).await);
+        assert_code(&refused, Code::NotFound);
+        assert!(
+            refused.message().contains(file_id.as_str()),
+            "{}",
+            refused.message()
+        );
+    }
+    assert!(client.snapshot().await?.customers.is_empty());
+
+    let customer = client
+        .customers
+        .clone()
+        .create_customer(create(&own.id))
+        .await?
+        .into_inner();
+    for file_id in [&foreign.id, &missing] {
+        let update = pb::UpdateCustomerRequest {
+            customer_id: customer.id.clone(),
+            update_mask: Some(paycore_e2e::mask(&["identity"])),
+            identity: Some(with_front(file_id)),
+            ..Default::default()
+        };
+        let refused = expect_err(client.customers.clone().update_customer(update).await);
+        assert_code(&refused, Code::NotFound);
+    }
+    let unchanged = client
+        .customers
+        .clone()
+        .get_customer(pb::GetCustomerRequest {
+            customer_id: customer.id.clone(),
+        })
+        .await?
+        .into_inner();
+    assert_eq!(unchanged.identity, customer.identity);
+    Ok(())
+}

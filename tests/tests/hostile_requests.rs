@@ -101,6 +101,30 @@ async fn undecodable_request_bodies_are_invalid_argument_on_every_method() {
     }
 }
 
+/// Health and reflection decode with tonic's stock codec; their undecodable
+/// requests are the caller's mistake too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn undecodable_health_and_reflection_requests_are_invalid_argument() {
+    let dir = test_dir();
+    let server = Server::start(dir.path());
+    for path in [
+        "/grpc.health.v1.Health/Check",
+        "/grpc.health.v1.Health/Watch",
+        "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+        "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
+    ] {
+        let status = raw_call(server.channel(), path, &[], vec![vec![0x80]])
+            .await
+            .expect_err(path);
+        assert_eq!(status.code(), Code::InvalidArgument, "{path}: {status:?}");
+        assert!(
+            status.message().contains("invalid varint"),
+            "{path}: {}",
+            status.message()
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_without_its_message_is_invalid_argument() {
     let dir = test_dir();
@@ -115,7 +139,11 @@ async fn a_request_without_its_message_is_invalid_argument() {
             .await
             .expect_err(path);
         assert_eq!(status.code(), Code::InvalidArgument, "{path}: {status:?}");
-        assert!(status.message().contains("Missing request message"), "{}", status.message());
+        assert!(
+            status.message().contains("Missing request message"),
+            "{}",
+            status.message()
+        );
     }
 }
 
@@ -157,11 +185,20 @@ async fn oversized_metadata_answers_resource_exhausted_and_the_connection_lives_
         if !metadata.iter().any(|(name, _)| name == "authorization") {
             metadata.push(("authorization".to_owned(), bearer_value.clone()));
         }
-        let status = raw_call(channel.clone(), "/paycore.v1.ProjectService/GetProject", &metadata, vec![Vec::new()])
-            .await
-            .expect_err(what);
+        let status = raw_call(
+            channel.clone(),
+            "/paycore.v1.ProjectService/GetProject",
+            &metadata,
+            vec![Vec::new()],
+        )
+        .await
+        .expect_err(what);
         assert_eq!(status.code(), Code::ResourceExhausted, "{what}: {status:?}");
-        assert!(status.message().contains("the limit is 16384 bytes"), "{what}: {}", status.message());
+        assert!(
+            status.message().contains("the limit is 16384 bytes"),
+            "{what}: {}",
+            status.message()
+        );
     }
 
     // Just under the limit is served.
@@ -169,9 +206,14 @@ async fn oversized_metadata_answers_resource_exhausted_and_the_connection_lives_
         ("authorization".to_owned(), bearer_value.clone()),
         ("x-pad".to_owned(), "x".repeat(15_000)),
     ];
-    raw_call(channel.clone(), "/paycore.v1.ProjectService/GetProject", &metadata, vec![Vec::new()])
-        .await
-        .unwrap();
+    raw_call(
+        channel.clone(),
+        "/paycore.v1.ProjectService/GetProject",
+        &metadata,
+        vec![Vec::new()],
+    )
+    .await
+    .unwrap();
 
     // The subscription sharing the connection still delivers.
     client.write_barrier("after-oversized-metadata").await.unwrap();
@@ -181,7 +223,10 @@ async fn oversized_metadata_answers_resource_exhausted_and_the_connection_lives_
         .expect("the subscription is still open")
         .expect("an event");
     assert!(
-        matches!(&delivered.event, Some(pb::event_envelope::Event::ProjectMetaUpdated(_))),
+        matches!(
+            &delivered.event,
+            Some(pb::event_envelope::Event::ProjectMetaUpdated(_))
+        ),
         "{delivered:?}"
     );
 }

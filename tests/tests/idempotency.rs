@@ -4,7 +4,9 @@
 
 use std::sync::Arc;
 
-use paycore_e2e::{Client, Server, pb, test_dir, transfer_request, with_idempotency_key};
+use paycore_e2e::{
+    Client, Server, contains, files_under, pb, test_dir, transfer_request, with_idempotency_key,
+};
 use tokio::sync::Barrier;
 
 async fn keyed_transfer(
@@ -234,5 +236,36 @@ async fn idempotency_keys_belong_to_one_project() -> anyhow::Result<()> {
     assert_ne!(transfers[0].id, transfers[1].id);
     assert_eq!(one.all_transfers().await?, vec![transfers[0].clone()]);
     assert_eq!(two.all_transfers().await?, vec![transfers[1].clone()]);
+    Ok(())
+}
+
+/// Clients build keys from what they have, payment data included: a key is
+/// kept only as a keyed digest, so it is nowhere in the data directory or
+/// the server's log, and a retry still finds it after a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_are_kept_only_as_digests() -> anyhow::Result<()> {
+    const KEY: &str = "4242424242424242-ana.garcia@example.com";
+    let dir = test_dir();
+    let mut server = Server::start(dir.path());
+    let client = server.client();
+    let a = client.create_account("EUR", false).await?;
+    let b = client.create_account("EUR", false).await?;
+    client.set_balance(&a.id, "EUR", 1_000).await?;
+    let first = keyed_transfer(&client, transfer_request(&a.id, &b.id, "EUR", 100), KEY).await?;
+    server.restart();
+    let client = server.client();
+    let retry = keyed_transfer(&client, transfer_request(&a.id, &b.id, "EUR", 100), KEY).await?;
+    assert_eq!(retry.id, first.id);
+    assert_eq!(client.balance(&a.id).await?, 900);
+    server.stop_ok();
+
+    let mut searched = files_under(&server.data_dir());
+    searched.push(("server log".into(), server.log().into_bytes()));
+    assert!(searched.len() > 3, "{searched:?}");
+    for (path, bytes) in &searched {
+        for needle in [KEY, "4242424242424242", "ana.garcia@example.com"] {
+            assert!(!contains(bytes, needle.as_bytes()), "{needle} found in {path}");
+        }
+    }
     Ok(())
 }

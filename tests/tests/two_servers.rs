@@ -411,3 +411,78 @@ async fn losing_the_database_mid_traffic_fails_cleanly_and_recovers() {
     client.check_transaction_chain(&a).await.unwrap();
     client.check_transaction_chain(&b).await.unwrap();
 }
+
+/// How many events of `event_type` the schema's log holds.
+fn count_events(schema: &Schema, event_type: &str) -> usize {
+    let output = Command::new("psql")
+        .args([
+            &database_url(),
+            "-tA",
+            "-c",
+            &format!(
+                "SELECT count(*) FROM {}.events WHERE event_type = '{event_type}'",
+                schema.name
+            ),
+        ])
+        .output()
+        .expect("running psql");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).trim().parse().unwrap()
+}
+
+/// Two servers started at the same moment on one empty database: exactly
+/// one sandbox project is created, by one of them; the other either found
+/// it already there or lost the race and names the winner's project.
+#[test]
+fn two_servers_bootstrapping_one_empty_database_create_one_project() {
+    let key = VaultKeyFile::new();
+    for round in 0..4 {
+        let schema = Schema::create();
+        let url = database_url();
+        let env = [
+            ("PAYCORE_STORE", url.as_str()),
+            ("PAYCORE_PG_SCHEMA", schema.name.as_str()),
+            ("PAYCORE_VAULT_KEY_FILE", key.path()),
+        ];
+        let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let (a, b) = std::thread::scope(|scope| {
+            let a = scope.spawn(|| Server::start_with_env(dir_a.path(), &env));
+            let b = scope.spawn(|| Server::start_with_env(dir_b.path(), &env));
+            (a.join().unwrap(), b.join().unwrap())
+        });
+        let printed: Vec<_> = [&a, &b].iter().filter_map(|s| s.printed_bootstrap()).collect();
+        assert_eq!(printed.len(), 1, "round {round}: {printed:?}");
+        let winner = &printed[0].id;
+        let loser = if a.printed_bootstrap().is_some() { &b } else { &a };
+        let said = loser.stdout_lines().join("\n");
+        if said.contains("another server") {
+            assert!(said.contains(winner.as_str()), "round {round}: {said}");
+        }
+        assert_eq!(count_events(&schema, "ProjectCreated"), 1, "round {round}");
+        assert_eq!(
+            count_events(&schema, "DeploymentBootstrapped"),
+            1,
+            "round {round}"
+        );
+        // The winner's key works on both servers.
+        let key = &printed[0].key;
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        runtime.block_on(async {
+            for server in [&a, &b] {
+                let project = server
+                    .client_with_key(key)
+                    .projects
+                    .clone()
+                    .get_project(paycore_e2e::pb::GetProjectRequest {})
+                    .await
+                    .unwrap()
+                    .into_inner();
+                assert_eq!(&project.id, winner);
+            }
+        });
+    }
+}

@@ -19,7 +19,7 @@
 
 pub mod money_flows;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 use std::time::{Duration, Instant};
 
@@ -32,6 +32,9 @@ use serde::Serialize;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Rule {
+    /// Every frame of the log reads back intact (header and checksum); the
+    /// events of a damaged frame are lost.
+    LogIntact,
     /// The event's hash is `chain_hash(previous hash, event)`.
     HashChain,
     /// Global positions are 0, 1, 2 … without gaps.
@@ -67,6 +70,7 @@ pub enum Rule {
 impl Rule {
     pub fn as_str(self) -> &'static str {
         match self {
+            Self::LogIntact => "log_intact",
             Self::HashChain => "hash_chain",
             Self::PositionsContiguous => "positions_contiguous",
             Self::StreamVersionsContiguous => "stream_versions_contiguous",
@@ -118,6 +122,41 @@ impl fmt::Display for Location {
     }
 }
 
+/// A frame of the log that does not read back intact, where its events
+/// should have been.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct DamagedFrame {
+    /// The segment file.
+    pub file: String,
+    /// The frame's offset in it.
+    pub offset: u64,
+    /// The first position the frame should hold.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub position: Option<Position>,
+}
+
+impl fmt::Display for DamagedFrame {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} offset {}", self.file, self.offset)?;
+        if let Some(position) = self.position {
+            write!(f, " (position {position})")?;
+        }
+        Ok(())
+    }
+}
+
+/// Events the reader could not hand over: a damaged frame and the positions
+/// it took with it (see [`Auditor::push_lost`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LostEvents {
+    pub frame: DamagedFrame,
+    /// Why the frame cannot be read (e.g. a CRC mismatch).
+    pub reason: String,
+    /// The first position readable again after it; `None`: nothing after it
+    /// could be read.
+    pub resumes_at: Option<Position>,
+}
+
 /// One broken rule.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Violation {
@@ -125,6 +164,9 @@ pub struct Violation {
     /// The event that breaks it; `None` for a finding about the whole log.
     #[serde(flatten)]
     pub at: Option<Location>,
+    /// The damaged frame, for [`Rule::LogIntact`].
+    #[serde(flatten)]
+    pub damaged: Option<DamagedFrame>,
     pub message: String,
 }
 
@@ -133,16 +175,26 @@ impl Violation {
         Self {
             rule,
             at,
+            damaged: None,
             message: message.into(),
         }
+    }
+
+    /// The position the finding is about, if any (for ordering a report).
+    pub fn position(&self) -> Option<Position> {
+        self.at
+            .as_ref()
+            .map(|at| at.position)
+            .or_else(|| self.damaged.as_ref().and_then(|d| d.position))
     }
 }
 
 impl fmt::Display for Violation {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.at {
-            Some(at) => write!(f, "[{}] at {at}: {}", self.rule, self.message),
-            None => write!(f, "[{}] {}", self.rule, self.message),
+        match (&self.at, &self.damaged) {
+            (Some(at), _) => write!(f, "[{}] at {at}: {}", self.rule, self.message),
+            (None, Some(frame)) => write!(f, "[{}] at {frame}: {}", self.rule, self.message),
+            (None, None) => write!(f, "[{}] {}", self.rule, self.message),
         }
     }
 }
@@ -233,6 +285,13 @@ pub struct Auditor {
     totals: HashMap<(ProjectId, Currency), i64>,
     violations: Vec<Violation>,
     extra: Vec<Box<dyn ExtraCheck>>,
+    /// Stretches of the log that could not be read, in order.
+    lost: Vec<LostEvents>,
+    /// Accounts whose stream skipped versions across lost events: their
+    /// balance before their next transaction is unknown.
+    balance_unknown: HashSet<AccountId>,
+    /// Project totals already reported as off after lost events (each once).
+    totals_off_after_loss: HashSet<(ProjectId, Currency)>,
 }
 
 impl Default for Auditor {
@@ -258,6 +317,9 @@ impl Auditor {
             totals: HashMap::new(),
             violations: Vec::new(),
             extra: vec![Box::new(money_flows::MoneyFlows::default())],
+            lost: Vec::new(),
+            balance_unknown: HashSet::new(),
+            totals_off_after_loss: HashSet::new(),
         }
     }
 
@@ -325,6 +387,50 @@ impl Auditor {
         Flow::Continue
     }
 
+    /// Records events the reader could not hand over (a damaged frame of
+    /// the log) in their place in `$all` order: one [`Rule::LogIntact`]
+    /// violation naming the file, offset and positions. The findings it
+    /// causes later are worded as its consequences: the hash chain cannot be
+    /// followed across the gap (one [`Rule::HashChain`] finding at the next
+    /// event), streams that lost events skip versions (one finding per
+    /// stream), and balance checks resume from the next recorded balance.
+    pub fn push_lost(&mut self, lost: LostEvents) -> Flow {
+        if self.done {
+            return Flow::Done;
+        }
+        let first = lost.frame.position.unwrap_or(self.next_position);
+        if self.limit.up_to_position.is_some_and(|last| first > last) {
+            self.done = true;
+            return Flow::Done;
+        }
+        let positions = match lost.resumes_at {
+            Some(resumes) if resumes > first + 1 => format!("positions {first}..={} are", resumes - 1),
+            Some(_) => format!("position {first} is"),
+            None => format!("positions from {first} to the end of the log are"),
+        };
+        let message = format!(
+            "the frame does not read back intact ({}): {positions} lost; findings after it about the \
+             streams those events touched may follow from the loss",
+            lost.reason
+        );
+        self.violations.push(Violation {
+            rule: Rule::LogIntact,
+            at: None,
+            damaged: Some(lost.frame.clone()),
+            message,
+        });
+        self.lost.push(lost);
+        Flow::Continue
+    }
+
+    /// The lost stretch that ends right before `position`, if any.
+    fn lost_before(&self, position: Position) -> Option<&LostEvents> {
+        self.lost
+            .iter()
+            .rev()
+            .find(|lost| lost.resumes_at == Some(position))
+    }
+
     fn transfer_open(&self) -> bool {
         self.transfers.values().any(|t| !t.checked && t.created.is_some())
     }
@@ -335,7 +441,19 @@ impl Auditor {
     }
 
     fn check_chain(&mut self, event: &RecordedEvent, at: &Location) {
-        if event.position != self.next_position {
+        if event.position != self.next_position
+            && let Some(lost) = self.lost_before(event.position)
+        {
+            let message = format!(
+                "positions {}..={} are missing (lost in the damaged frame at {}), so the hash chain \
+                 cannot be verified across them; it is checked again from the stored hash of this event",
+                self.next_position,
+                event.position - 1,
+                lost.frame
+            );
+            self.violate(Rule::HashChain, at, message);
+            self.chain = ChainVerifier::starting_at(event.position + 1, event.hash);
+        } else if event.position != self.next_position {
             self.violate(
                 Rule::PositionsContiguous,
                 at,
@@ -363,14 +481,27 @@ impl Auditor {
     fn check_version(&mut self, event: &RecordedEvent, at: &Location) {
         let expected = self.versions.get(event.stream.as_str()).copied().unwrap_or(0);
         if event.version != expected {
-            self.violate(
-                Rule::StreamVersionsContiguous,
-                at,
-                format!(
-                    "expected version {expected} of {}, found {}",
-                    event.stream, event.version
-                ),
+            let mut message = format!(
+                "expected version {expected} of {}, found {}",
+                event.stream, event.version
             );
+            let lost_earlier = self
+                .lost
+                .iter()
+                .rev()
+                .find(|lost| lost.frame.position.is_some_and(|first| first < event.position));
+            if let Some(lost) = lost_earlier
+                && event.version > expected
+            {
+                message.push_str(&format!(
+                    "; the missing versions were probably in the events lost at {}",
+                    lost.frame
+                ));
+                if let Some(StreamRef::Account(id)) = StreamRef::parse(event.stream.as_str()) {
+                    self.balance_unknown.insert(id);
+                }
+            }
+            self.violate(Rule::StreamVersionsContiguous, at, message);
         }
         self.versions
             .insert(event.stream.as_str().to_owned(), event.version + 1);
@@ -421,14 +552,16 @@ impl Auditor {
                     .copied()
                     .unwrap_or(0);
                 if changed.total_after.amount != sum {
-                    self.violate(
+                    let message = format!(
+                        "total_after {} but the project's {currency} balances sum to {}",
+                        changed.total_after,
+                        Money::new(sum, currency)
+                    );
+                    self.violate_total(
                         Rule::ProjectTotalMatches,
                         at,
-                        format!(
-                            "total_after {} but the project's {currency} balances sum to {}",
-                            changed.total_after,
-                            Money::new(sum, currency)
-                        ),
+                        (changed.project_id, currency),
+                        message,
                     );
                 }
             }
@@ -457,6 +590,20 @@ impl Auditor {
     }
 
     fn transaction(&mut self, at: &Location, tx: &paycore_domain::Transaction) {
+        if !self.accounts.contains_key(&tx.account_id) && self.balance_unknown.contains(&tx.account_id) {
+            // Its opening was among the lost events (the version finding
+            // says so): follow the account from here, as recorded; its
+            // negative-balance allowance is unknown, so not judged.
+            self.accounts.insert(
+                tx.account_id,
+                AccountState {
+                    project: tx.project_id,
+                    currency: tx.balance_after.currency,
+                    balance: Money::zero(tx.balance_after.currency),
+                    allow_negative: true,
+                },
+            );
+        }
         let Some(account) = self.accounts.get_mut(&tx.account_id) else {
             self.violate(
                 Rule::EventFitsStream,
@@ -472,6 +619,9 @@ impl Auditor {
         let project = account.project;
         let before = account.balance;
         let allow_negative = account.allow_negative;
+        // After lost events the balance before this transaction is unknown:
+        // the version finding says so; follow the recorded balance from here.
+        let balance_known = !self.balance_unknown.remove(&tx.account_id);
         let mut problems = Vec::new();
         if tx.value.currency != currency || tx.balance_after.currency != currency {
             problems.push((
@@ -481,7 +631,7 @@ impl Auditor {
                     tx.id, tx.value.currency, tx.balance_after.currency, tx.account_id
                 ),
             ));
-        } else {
+        } else if balance_known {
             match before.checked_add(tx.value) {
                 Ok(expected) if expected == tx.balance_after => {}
                 Ok(expected) => problems.push((
@@ -552,14 +702,30 @@ impl Auditor {
     fn check_project_total(&mut self, at: &Location, project: ProjectId, currency: Currency) {
         let sum = self.totals.get(&(project, currency)).copied().unwrap_or(0);
         if sum < 0 {
-            self.violate(
-                Rule::ProjectTotalNonNegative,
-                at,
-                format!(
-                    "the sum of project {project}'s {currency} balances is {}",
-                    Money::new(sum, currency)
-                ),
+            let message = format!(
+                "the sum of project {project}'s {currency} balances is {}",
+                Money::new(sum, currency)
             );
+            self.violate_total(Rule::ProjectTotalNonNegative, at, (project, currency), message);
+        }
+    }
+
+    /// A finding about a project total. After lost events the recomputed
+    /// sums miss what those events moved (until each account involved
+    /// records its next balance), so such a finding is reported once per
+    /// project and currency, saying so.
+    fn violate_total(&mut self, rule: Rule, at: &Location, total: (ProjectId, Currency), message: String) {
+        let Some(lost) = self.lost.first() else {
+            self.violate(rule, at, message);
+            return;
+        };
+        if self.totals_off_after_loss.insert(total) {
+            let message = format!(
+                "{message}; probably because of the events lost at {} (later findings about this \
+                 total are not reported)",
+                lost.frame
+            );
+            self.violate(rule, at, message);
         }
     }
 
@@ -734,11 +900,8 @@ impl Auditor {
         for check in &mut self.extra {
             check.finish(&mut self.violations);
         }
-        self.violations.sort_by(|a, b| {
-            let pa = a.at.as_ref().map(|l| l.position);
-            let pb = b.at.as_ref().map(|l| l.position);
-            pa.cmp(&pb).then(a.rule.cmp(&b.rule))
-        });
+        self.violations
+            .sort_by(|a, b| a.position().cmp(&b.position()).then(a.rule.cmp(&b.rule)));
         let accounts = self.accounts.iter().map(|(id, a)| (*id, a.balance)).collect();
         let account_projects = self.accounts.iter().map(|(id, a)| (*id, a.project)).collect();
         Report {
@@ -749,6 +912,7 @@ impl Auditor {
             accounts,
             account_projects,
             elapsed: self.started.elapsed(),
+            notes: Vec::new(),
         }
     }
 }
@@ -770,6 +934,9 @@ pub struct Report {
     pub account_projects: BTreeMap<AccountId, ProjectId>,
     #[serde(serialize_with = "ser::duration", rename = "elapsed_seconds")]
     pub elapsed: Duration,
+    /// What the audit could not check, and why.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
 }
 
 impl Report {
@@ -807,6 +974,9 @@ impl fmt::Display for Report {
             self.elapsed.as_secs_f64()
         )?;
         writeln!(f, "accounts: {}", self.accounts.len())?;
+        for note in &self.notes {
+            writeln!(f, "note: {note}")?;
+        }
         if self.violations.is_empty() {
             writeln!(f, "no violations")
         } else {

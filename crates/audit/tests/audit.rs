@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use paycore_audit::{Auditor, Limit, Location, Report, Rule};
+use paycore_audit::{Auditor, DamagedFrame, Limit, Location, LostEvents, Report, Rule};
 use paycore_domain::events::{TransactionRecorded, TransferCreated};
 use paycore_domain::{
     AccountId, Command, CommandEnvelope, Currency, Environment, Event, Meta, Money, ProjectId, Timestamp,
@@ -265,6 +265,122 @@ async fn a_gap_in_positions_is_reported_where_it_is() {
     let report = audit(&events);
     assert_eq!(report.violations[0].rule, Rule::PositionsContiguous);
     assert_eq!(report.violations[0].at, Some(Location::of(&events[1])));
+}
+
+#[tokio::test]
+async fn lost_events_are_one_finding_and_their_consequences_say_so() {
+    let h = history().await;
+    // The log loses the frame of the first transfer (a → b, 300): its
+    // three events, one commit.
+    let first = find(&h.events, |e| matches!(e, Event::TransferCreated(_)));
+    let lost = first..first + 3;
+    assert!(
+        h.events[lost.clone()]
+            .iter()
+            .all(|e| e.recorded_at_micros == h.events[first].recorded_at_micros)
+    );
+    let frame = DamagedFrame {
+        file: "data/log/segments/00000000000000000000.log".into(),
+        offset: 4096,
+        position: Some(first as u64),
+    };
+    let mut auditor = Auditor::new(Limit::whole_log());
+    auditor.push_batch(&h.events[..lost.start]);
+    auditor.push_lost(LostEvents {
+        frame: frame.clone(),
+        reason: "CRC mismatch".into(),
+        resumes_at: Some(lost.end as u64),
+    });
+    auditor.push_batch(&h.events[lost.end..]);
+    let report = auditor.finish();
+    let rules: Vec<Rule> = report.violations.iter().map(|v| v.rule).collect();
+    // The damage; the chain gap right after it; the two accounts whose
+    // streams skip the lost legs (nothing about b's balance, which the lost
+    // leg changed, and no transfer-leg finding: the transfer is gone whole).
+    assert_eq!(
+        rules,
+        [
+            Rule::LogIntact,
+            Rule::HashChain,
+            Rule::StreamVersionsContiguous,
+            Rule::StreamVersionsContiguous
+        ],
+        "{report}"
+    );
+    let damage = &report.violations[0];
+    assert_eq!(damage.damaged, Some(frame));
+    assert!(damage.message.contains("CRC mismatch"), "{report}");
+    assert!(
+        damage
+            .message
+            .contains(&format!("positions {}..={} are lost", lost.start, lost.end - 1)),
+        "{report}"
+    );
+    assert_eq!(report.violations[1].at, Some(Location::of(&h.events[lost.end])));
+    assert!(
+        report.violations[1]
+            .message
+            .contains("lost in the damaged frame at data/log/segments"),
+        "{report}"
+    );
+    let streams: Vec<String> = report.violations[2..]
+        .iter()
+        .map(|v| v.at.as_ref().map(|at| at.stream.clone()).unwrap_or_default())
+        .collect();
+    assert_eq!(streams, [format!("account-{}", h.b), format!("account-{}", h.a)]);
+    assert!(
+        report.violations[2..]
+            .iter()
+            .all(|v| v.message.contains("probably in the events lost at")),
+        "{report}"
+    );
+    // The text and JSON reports name file, offset and position.
+    let text = report.to_string();
+    assert!(
+        text.contains(&format!(
+            "[log_intact] at data/log/segments/00000000000000000000.log offset 4096 (position {first})"
+        )),
+        "{text}"
+    );
+    let json: serde_json::Value = serde_json::from_str(&report.to_json()).unwrap();
+    let damage = &json["violations"][0];
+    assert_eq!(damage["rule"], "log_intact");
+    assert_eq!(damage["file"], "data/log/segments/00000000000000000000.log");
+    assert_eq!(damage["offset"], 4096);
+    assert_eq!(damage["position"], first);
+}
+
+#[tokio::test]
+async fn an_account_whose_opening_was_lost_is_followed_from_its_next_transaction() {
+    let h = history().await;
+    // Account c's opening commit is lost; c appears again as the
+    // destination of b's transfer.
+    let opened = find(&h.events, |e| matches!(e, Event::AccountOpened(o) if o.id == h.c));
+    let commit = h.events[opened].recorded_at_micros;
+    let end = h.events[opened..]
+        .iter()
+        .position(|e| e.recorded_at_micros != commit)
+        .map_or(h.events.len(), |n| opened + n);
+    let mut auditor = Auditor::new(Limit::whole_log());
+    auditor.push_batch(&h.events[..opened]);
+    auditor.push_lost(LostEvents {
+        frame: DamagedFrame {
+            file: "segment".into(),
+            offset: 8,
+            position: Some(opened as u64),
+        },
+        reason: "CRC mismatch".into(),
+        resumes_at: Some(end as u64),
+    });
+    auditor.push_batch(&h.events[end..]);
+    let report = auditor.finish();
+    let rules: Vec<Rule> = report.violations.iter().map(|v| v.rule).collect();
+    assert_eq!(
+        rules,
+        [Rule::LogIntact, Rule::HashChain, Rule::StreamVersionsContiguous],
+        "{report}"
+    );
+    assert_eq!(report.accounts[&h.c], eur(50), "{report}");
 }
 
 #[tokio::test]

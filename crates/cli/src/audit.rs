@@ -1,11 +1,13 @@
 //! `paycore audit`: replays the log and checks its rules (see `paycore-audit`).
 
+use std::ops::ControlFlow;
 use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::Context;
-use paycore_audit::{Auditor, Flow, Limit, Report, Rule, Violation};
+use paycore_audit::{Auditor, DamagedFrame, Flow, Limit, LostEvents, Report, Rule, Violation};
 use paycore_projections::{ReadModels, SnapshotPolicy};
+use paycore_store::log::Salvaged;
 use paycore_store::{EventStore, LogOptions, LogStore, StoreError};
 use paycore_store_postgres::{PgOptions, PgStore};
 
@@ -54,12 +56,88 @@ pub async fn audit(data_dir: &Path, choice: &StoreChoice, options: AuditOptions)
 }
 
 async fn run(data_dir: &Path, choice: &StoreChoice, options: &AuditOptions) -> anyhow::Result<Report> {
-    let (log, store) = open(data_dir, choice, "the audit").await?;
+    let embedded = matches!(choice, StoreChoice::Embedded);
+    let (log, store) = match open(data_dir, choice, "the audit").await {
+        Ok(opened) => opened,
+        Err(error) if embedded && is_damage(&error) => {
+            return salvage_replay(data_dir, options, &error).await;
+        }
+        Err(error) => return Err(error),
+    };
     let result = replay(data_dir, store, options).await;
     if let Some(log) = log {
         log.close().context("closing the event log")?;
     }
-    result
+    match result {
+        // Damage that appeared since the open verified the log.
+        Err(error) if embedded && is_damage(&error) => salvage_replay(data_dir, options, &error).await,
+        other => other,
+    }
+}
+
+/// Whether the log refused to open, or a read failed, because it is damaged.
+fn is_damage(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| {
+        matches!(
+            cause.downcast_ref::<StoreError>(),
+            Some(StoreError::Corrupt { .. })
+        )
+    })
+}
+
+/// Audits a damaged embedded log as far as it can be read: frame by frame
+/// ([`paycore_store::log::salvage`]), each damaged frame a `log_intact`
+/// violation (file, offset, position), carrying on at the next intact frame.
+/// The read models are not compared: they cannot be built from this log.
+async fn salvage_replay(
+    data_dir: &Path,
+    options: &AuditOptions,
+    why: &anyhow::Error,
+) -> anyhow::Result<Report> {
+    eprintln!("the event log is damaged ({why:#}); auditing every frame that can be read");
+    let log_dir = data_dir.join("log");
+    let limit = options.limit;
+    tokio::task::spawn_blocking(move || {
+        let mut auditor = Auditor::new(limit);
+        let salvaged = paycore_store::log::salvage(&log_dir, BATCH, |item| {
+            let flow = match item {
+                Salvaged::Events(events) => auditor.push_batch(&events),
+                Salvaged::Lost(lost) => auditor.push_lost(LostEvents {
+                    frame: DamagedFrame {
+                        file: lost.damage.file.display().to_string(),
+                        offset: lost.damage.offset,
+                        position: lost.damage.position,
+                    },
+                    reason: lost.damage.reason,
+                    resumes_at: lost.resumes_at,
+                }),
+            };
+            match flow {
+                Flow::Done => ControlFlow::Break(()),
+                Flow::Continue => ControlFlow::Continue(()),
+            }
+        });
+        match salvaged {
+            Ok(_) => {}
+            Err(StoreError::Locked(dir)) => anyhow::bail!(
+                "the event log in {} is held by a running paycore server: stop it first \
+                 (the audit needs the log to itself)",
+                dir.display()
+            ),
+            Err(error) => {
+                return Err(error).with_context(|| format!("reading the event log in {}", log_dir.display()));
+            }
+        }
+        let mut report = auditor.finish();
+        report.notes.push(
+            "the log is damaged, so it was read frame by frame and the read models were not compared \
+             with it"
+                .to_owned(),
+        );
+        Ok(report)
+    })
+    .await
+    .context("the audit task failed")?
 }
 
 /// Opens the store like `serve` does, without an engine: nothing is written.

@@ -70,7 +70,10 @@ enum Command {
     Db(DbCommand),
     /// Replay the event log and check its rules, without a server.
     ///
-    /// Checks: the hash chain and contiguous positions; contiguous versions in
+    /// Checks: every frame of the log reads back intact (a damaged frame is
+    /// reported with its file, offset and position, and the audit goes on at
+    /// the next intact frame; the read models are then not compared); the
+    /// hash chain and contiguous positions; contiguous versions in
     /// every stream; every event decodes; every transaction's balance_after is
     /// the previous balance plus its value; every transfer's two legs net to
     /// zero on the accounts it names; no account below zero without its
@@ -166,6 +169,19 @@ struct ServeArgs {
     /// this followed by /<card payin id>.
     #[arg(long, env = "PAYCORE_AUTHENTICATION_URL_BASE", default_value = paycore_grpc::DEFAULT_AUTHENTICATION_URL_BASE)]
     authentication_url_base: String,
+    /// The embedded log's background scrub re-reads every frame and checks
+    /// its checksum at most this fast, in bytes per second (K, M, G: KiB,
+    /// MiB, GiB; 0 turns it off). Damage it finds is logged with file and
+    /// offset and turns health NOT_SERVING. A pass over a log of S bytes
+    /// takes S / this.
+    #[arg(long, env = "PAYCORE_SCRUB_BYTES_PER_SECOND", default_value = "16M", value_parser = serve::parse_bytes)]
+    scrub_bytes_per_second: u64,
+    /// A scrub pass starts this long after the previous one started (e.g.
+    /// 30m, 1h, 1d), or at once if that one took longer; the first one this
+    /// long after the start (which verified every frame). Damage is found
+    /// within the longer of this and one pass, plus one pass.
+    #[arg(long, env = "PAYCORE_SCRUB_INTERVAL", default_value = "1h", value_parser = serve::parse_duration)]
+    scrub_interval: std::time::Duration,
 }
 
 #[derive(Debug, Subcommand)]
@@ -260,6 +276,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 vault_key_file: args.vault_key_file,
                 max_file_bytes: args.max_file_bytes,
                 authentication_url_base: args.authentication_url_base,
+                scrub: (args.scrub_bytes_per_second > 0).then_some(paycore_store::log::ScrubOptions {
+                    bytes_per_second: args.scrub_bytes_per_second,
+                    interval: args.scrub_interval,
+                }),
             };
             serve::serve(&data_dir, &store, options).await
         }

@@ -6,9 +6,9 @@ use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::Context;
-use paycore_domain::Environment;
 use paycore_engine::{Engine, EngineConfig};
 use paycore_projections::{ReadModels, SnapshotPolicy};
+use paycore_store::log::ScrubOptions;
 use paycore_store::{AggregateSnapshots, DirSnapshots, EventStore, LogOptions, LogStore, StoreError};
 use paycore_store_postgres::{PgOptions, PgStore};
 use tokio_stream::wrappers::UnixListenerStream;
@@ -256,6 +256,8 @@ pub struct ServeOptions {
     pub vault_key_file: Option<std::path::PathBuf>,
     pub max_file_bytes: usize,
     pub authentication_url_base: String,
+    /// The background scrub of the embedded log; `None`: off.
+    pub scrub: Option<ScrubOptions>,
 }
 
 pub async fn serve(data_dir: &Path, choice: &StoreChoice, options: ServeOptions) -> anyhow::Result<()> {
@@ -283,6 +285,12 @@ pub async fn serve(data_dir: &Path, choice: &StoreChoice, options: ServeOptions)
     state.max_file_bytes = options.max_file_bytes;
     state.authentication_url_base = options.authentication_url_base;
     let api = paycore_grpc::Api::build(state).await?;
+    if let Some(log) = &opened.log {
+        report_damage_on_health(log, api.clone());
+        if let Some(scrub) = options.scrub {
+            log.start_scrub(scrub).context("starting the log scrub")?;
+        }
+    }
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("listening on {listen}"))?;
@@ -348,6 +356,81 @@ pub async fn serve(data_dir: &Path, choice: &StoreChoice, options: ServeOptions)
     Ok(())
 }
 
+/// Damage found in the log after the start (by a read or by the scrub; the
+/// store logs file and offset at error level) turns every service NOT_SERVING
+/// on `grpc.health.v1`, so load balancers and operators see it. Requests
+/// that do not need the damaged frame still answer; those that do answer
+/// DATA_LOSS. Restoring the segment needs a restart, and a start refuses a
+/// damaged log.
+fn report_damage_on_health(log: &LogStore, api: paycore_grpc::Api) {
+    let mut damage = log.damage();
+    tokio::spawn(async move {
+        let found = match damage.wait_for(Option::is_some).await {
+            Ok(found) => found.clone(),
+            Err(_) => return,
+        };
+        if let Some(found) = found {
+            tracing::error!(
+                file = %found.file.display(),
+                offset = found.offset,
+                position = found.position,
+                reason = %found.reason,
+                "the event log is damaged: health is NOT_SERVING until the segment is restored \
+                 from a replica or backup and the server restarted"
+            );
+        }
+        for name in paycore_grpc::SERVICE_NAMES.iter().copied().chain([""]) {
+            api.health()
+                .set_service_status(name, tonic_health::ServingStatus::NotServing)
+                .await;
+        }
+    });
+}
+
+/// A byte count with an optional binary suffix: `1048576`, `512K`, `16M`,
+/// `1G` (also `KiB`, `MiB`, `GiB`).
+pub fn parse_bytes(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let digits = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let (number, suffix) = text.split_at(digits);
+    let number: u64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a byte count (e.g. 16M, 512K, 1048576)"))?;
+    let shift = match suffix.trim() {
+        "" | "B" => 0,
+        "K" | "KiB" => 10,
+        "M" | "MiB" => 20,
+        "G" | "GiB" => 30,
+        other => return Err(format!("unknown unit {other:?} (use K, M or G)")),
+    };
+    number
+        .checked_mul(1 << shift)
+        .ok_or_else(|| format!("{text:?} is too large"))
+}
+
+/// A duration: a number and a unit, `s`, `m`, `h` or `d` (e.g. `30s`, `1h`).
+pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    let text = text.trim();
+    let digits = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let (number, unit) = text.split_at(digits);
+    let number: u64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration (e.g. 30s, 15m, 1h, 1d)"))?;
+    let seconds = match unit.trim() {
+        "ms" => return Ok(std::time::Duration::from_millis(number)),
+        "s" => 1,
+        "m" => 60,
+        "h" => 3_600,
+        "d" => 86_400,
+        "" => return Err(format!("{text:?} needs a unit: s, m, h or d")),
+        other => return Err(format!("unknown unit {other:?} (use s, m, h or d)")),
+    };
+    number
+        .checked_mul(seconds)
+        .map(std::time::Duration::from_secs)
+        .ok_or_else(|| format!("{text:?} is too long"))
+}
+
 /// Earlier versions kept every read model in one snapshot; it is never
 /// read now (the projections rebuild from the log once), so it only wastes space.
 fn remove_legacy_snapshot(data_dir: &Path) {
@@ -392,11 +475,22 @@ fn serve_admin(
     ))
 }
 
-/// First start on an empty store: a sandbox project and a key to use it.
+/// First start on an empty store: a sandbox project and a key to use it,
+/// unless another server sharing the store made them at the same moment.
 async fn bootstrap(engine: &Engine) -> anyhow::Result<()> {
-    let (project, key) = admin::create_project(engine, "Sandbox", Environment::Sandbox).await?;
-    println!("created sandbox project {project}");
-    println!("secret API key (shown only once, keep it safe): {key}");
+    match admin::bootstrap_deployment(engine).await? {
+        admin::Bootstrap::Created(project, key) => {
+            println!("created sandbox project {project}");
+            println!("secret API key (shown only once, keep it safe): {key}");
+        }
+        admin::Bootstrap::ByAnotherServer(project) => {
+            tracing::info!(%project, "another server bootstrapped this store at the same moment");
+            println!(
+                "another server started on this empty store at the same moment and created sandbox \
+                 project {project}; its key was printed by that server"
+            );
+        }
+    }
     println!("more projects and keys: `paycore projects create --help`, `paycore keys create --help`");
     Ok(())
 }
@@ -413,4 +507,26 @@ fn shutdown_signal() -> anyhow::Result<impl Future<Output = ()> + Send + 'static
             _ = terminate.recv() => {}
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn byte_counts_and_durations() {
+        assert_eq!(parse_bytes("16M"), Ok(16 << 20));
+        assert_eq!(parse_bytes("512KiB"), Ok(512 << 10));
+        assert_eq!(parse_bytes("1048576"), Ok(1 << 20));
+        assert_eq!(parse_bytes("0"), Ok(0));
+        assert!(parse_bytes("16 furlongs").is_err());
+        assert!(parse_bytes("M").is_err());
+        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
+        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("2d"), Ok(Duration::from_secs(2 * 86_400)));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert!(parse_duration("10").is_err());
+        assert!(parse_duration("1y").is_err());
+    }
 }

@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use crate::api_key::KeyKind;
 use crate::banking::*;
 use crate::consumer::ConsumerCheckpoint;
+use crate::deployment::Bootstrap;
 use crate::events::{Event, ResourceRef};
 use crate::id::{AccountId, ApiKeyId, CustomerId, ProjectId, TransactionId, TransferId};
 use crate::identity::Identity;
@@ -119,6 +120,7 @@ pub enum Aggregate {
     FxRate(FxRateEntry),
     // New states go at the end: snapshots record the variant's index.
     Consumer(ConsumerCheckpoint),
+    Bootstrap(Bootstrap),
 }
 
 impl Aggregate {
@@ -228,6 +230,10 @@ impl Aggregate {
                     committed_at: e.committed_at,
                 })
             }
+            (Self::Empty, Event::DeploymentBootstrapped(e)) => Self::Bootstrap(Bootstrap {
+                sandbox_project_id: e.sandbox_project_id,
+                bootstrapped_at: e.bootstrapped_at,
+            }),
             (state, event) => state.evolve_payments(event),
         }
     }
@@ -577,6 +583,13 @@ impl Aggregate {
         }
     }
 
+    pub fn as_bootstrap(&self) -> Option<&Bootstrap> {
+        match self {
+            Self::Bootstrap(b) => Some(b),
+            _ => None,
+        }
+    }
+
     pub fn as_consumer(&self) -> Option<&ConsumerCheckpoint> {
         match self {
             Self::Consumer(c) => Some(c),
@@ -608,7 +621,8 @@ impl Aggregate {
             | Self::Idempotency(_)
             | Self::PayoutDestination(_)
             | Self::PayinReferenceCode(_)
-            | Self::FxRate(_) => None,
+            | Self::FxRate(_)
+            | Self::Bootstrap(_) => None,
         }
     }
 }

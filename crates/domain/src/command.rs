@@ -14,7 +14,7 @@ use crate::error::{DomainError, Refusal, Violations};
 use crate::events::*;
 use crate::fx::Rate;
 use crate::id::*;
-use crate::identity::Identity;
+use crate::identity::{Identity, IdentityDocument};
 use crate::meta::Meta;
 use crate::money::{Currency, Money};
 use crate::payments::{CardSource, NetworkVerdict, NewCardPayin, NewRefund};
@@ -22,9 +22,7 @@ use crate::project::Environment;
 use crate::stream::StreamRef;
 use crate::time::Timestamp;
 
-/// How long an idempotency key is remembered.
-pub const IDEMPOTENCY_WINDOW_SECONDS: i64 = 24 * 60 * 60;
-pub const MAX_IDEMPOTENCY_KEY_CHARS: usize = 255;
+pub use crate::idempotency::{IDEMPOTENCY_WINDOW_SECONDS, IdempotencyKey, MAX_IDEMPOTENCY_KEY_CHARS};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Command {
@@ -33,6 +31,12 @@ pub enum Command {
         name: String,
         environment: Environment,
         meta: Meta,
+    },
+    /// The first start of a deployment: its sandbox project, created once
+    /// however many servers start on one empty store ([`crate::deployment`]).
+    BootstrapDeployment {
+        id: ProjectId,
+        name: String,
     },
     UpdateProject {
         meta: Meta,
@@ -198,29 +202,6 @@ pub enum Command {
     CommitConsumerPosition(PositionCommit),
 }
 
-/// An idempotency key as sent by the client, with the hash of the request.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct IdempotencyKey {
-    pub key: String,
-    pub request_hash: [u8; 32],
-}
-
-impl IdempotencyKey {
-    /// Checks the key's shape: 1–255 printable ASCII characters.
-    pub fn new(key: String, request_hash: [u8; 32]) -> Result<Self, DomainError> {
-        if key.is_empty()
-            || key.len() > MAX_IDEMPOTENCY_KEY_CHARS
-            || !key.bytes().all(|b| b.is_ascii_graphic())
-        {
-            return Err(DomainError::invalid(
-                "idempotency-key",
-                format!("must be 1 to {MAX_IDEMPOTENCY_KEY_CHARS} printable ASCII characters without spaces"),
-            ));
-        }
-        Ok(Self { key, request_hash })
-    }
-}
-
 /// A command in the context it runs in.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CommandEnvelope {
@@ -257,11 +238,18 @@ impl CommandEnvelope {
         let mut streams = vec![StreamRef::Project(project)];
         match &self.command {
             Command::CreateProject { .. } | Command::UpdateProject { .. } => {}
+            Command::BootstrapDeployment { .. } => streams.push(StreamRef::Deployment),
             Command::CreateApiKey { id, .. } | Command::RevokeApiKey { id } => {
                 streams.push(StreamRef::ApiKey(*id))
             }
-            Command::CreateCustomer { id, .. } | Command::UpdateCustomer { id, .. } => {
-                streams.push(StreamRef::Customer(*id))
+            Command::CreateCustomer { id, identity, .. } => {
+                streams.push(StreamRef::Customer(*id));
+                streams.extend(identity_files(identity.as_ref()).map(StreamRef::File));
+            }
+            Command::UpdateCustomer { id, identity, .. } => {
+                streams.push(StreamRef::Customer(*id));
+                streams
+                    .extend(identity_files(identity.as_ref().and_then(Option::as_ref)).map(StreamRef::File));
             }
             Command::CreateAccount { id, customer_id, .. } => {
                 streams.push(StreamRef::Account(*id));
@@ -366,7 +354,7 @@ impl CommandEnvelope {
             }
         }
         if let Some(key) = &self.idempotency {
-            streams.push(StreamRef::Idempotency(project, key.key.clone()));
+            streams.extend(key.streams(project));
         }
         streams
     }
@@ -378,7 +366,9 @@ impl CommandEnvelope {
     /// empty. (If it were not, the append's `NoStream` expectation fails.)
     pub fn created_stream(&self) -> Option<StreamRef> {
         match &self.command {
-            Command::CreateProject { id, .. } => Some(StreamRef::Project(*id)),
+            Command::CreateProject { id, .. } | Command::BootstrapDeployment { id, .. } => {
+                Some(StreamRef::Project(*id))
+            }
             Command::CreateApiKey { id, .. } => Some(StreamRef::ApiKey(*id)),
             Command::CreateCustomer { id, .. } => Some(StreamRef::Customer(*id)),
             Command::CreateAccount { id, .. } => Some(StreamRef::Account(*id)),
@@ -497,10 +487,7 @@ pub fn decide(envelope: &CommandEnvelope, lookup: &dyn Lookup) -> Result<Decisio
         let (events, resource) = decide_command(envelope, lookup)?;
         return Ok(Decision::Apply { events, resource });
     };
-    let stream = StreamRef::Idempotency(envelope.project_id, key.key.clone());
-    if let Aggregate::Idempotency(record) = lookup.get(&stream)
-        && envelope.now < record.used_at.plus_seconds(IDEMPOTENCY_WINDOW_SECONDS)
-    {
+    if let Some(record) = key.live_record(envelope.project_id, envelope.now, lookup) {
         return if record.request_hash == key.request_hash {
             Ok(Decision::Replay {
                 resource: record.resource,
@@ -514,10 +501,10 @@ pub fn decide(envelope: &CommandEnvelope, lookup: &dyn Lookup) -> Result<Decisio
     }
     let (mut events, resource) = decide_command(envelope, lookup)?;
     events.push((
-        stream,
+        StreamRef::Idempotency(envelope.project_id, key.stored.clone()),
         Event::IdempotencyKeyUsed(IdempotencyKeyUsed {
             project_id: envelope.project_id,
-            key: key.key.clone(),
+            verbatim_key: None,
             request_hash: key.request_hash,
             resource,
             used_at: envelope.now,
@@ -538,6 +525,7 @@ fn decide_command(envelope: &CommandEnvelope, lookup: &dyn Lookup) -> Result<Dec
             meta,
         } => ctx.create_project(*id, name, *environment, meta),
         Command::UpdateProject { meta } => ctx.update_project(meta),
+        Command::BootstrapDeployment { id, name } => ctx.bootstrap_deployment(*id, name),
         Command::CreateApiKey {
             id,
             kind,
@@ -834,7 +822,7 @@ impl Context<'_> {
         }
     }
 
-    fn create_project(
+    pub(crate) fn create_project(
         &self,
         id: ProjectId,
         name: &str,
@@ -918,6 +906,7 @@ impl Context<'_> {
         let stream = StreamRef::Customer(id);
         self.must_be_new(&stream, "customer", id)?;
         validate_identity(identity)?;
+        self.identity_files_exist(identity.as_ref())?;
         let event = Event::CustomerCreated(CustomerCreated {
             id,
             project_id: project.id,
@@ -941,6 +930,7 @@ impl Context<'_> {
         let mut events = Vec::new();
         if let Some(identity) = identity {
             validate_identity(identity)?;
+            self.identity_files_exist(identity.as_ref())?;
             events.push((
                 stream.clone(),
                 Event::CustomerIdentityUpdated(CustomerIdentityUpdated {
@@ -955,6 +945,17 @@ impl Context<'_> {
             ));
         }
         Ok((events, ResourceRef::Customer(id)))
+    }
+
+    /// Every file an identity document refers to is an upload of this
+    /// project: another project's file is not found, like a missing one.
+    fn identity_files_exist(&self, identity: Option<&Identity>) -> Result<(), DomainError> {
+        for file in identity_files(identity) {
+            self.owned(&StreamRef::File(file))
+                .and_then(Aggregate::as_file)
+                .ok_or_else(|| DomainError::not_found("file", file))?;
+        }
+        Ok(())
     }
 
     fn create_account(
@@ -1168,6 +1169,14 @@ impl Context<'_> {
 
 pub(crate) fn overflow() -> DomainError {
     DomainError::refused(Refusal::BalanceOverflow, "the resulting balance would overflow")
+}
+
+/// The files an identity's document refers to, if any.
+fn identity_files(identity: Option<&Identity>) -> impl Iterator<Item = FileId> + '_ {
+    identity
+        .and_then(|identity| identity.document.as_ref())
+        .into_iter()
+        .flat_map(IdentityDocument::file_ids)
 }
 
 fn validate_identity(identity: &Option<Identity>) -> Result<(), DomainError> {

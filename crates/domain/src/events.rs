@@ -432,6 +432,14 @@ pub struct FxRateSet {
     pub set_at: Timestamp,
 }
 
+/// The first start of a deployment created its sandbox project (see
+/// [`crate::deployment`]).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeploymentBootstrapped {
+    pub sandbox_project_id: ProjectId,
+    pub bootstrapped_at: Timestamp,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FxRateRemoved {
     pub removed_at: Timestamp,
@@ -449,7 +457,10 @@ pub struct ProjectBalanceChanged {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IdempotencyKeyUsed {
     pub project_id: ProjectId,
-    pub key: String,
+    /// The key as the client sent it, in records written before keys were
+    /// hashed (schema v1); `None` since (v2): the record's stream names the
+    /// key by its keyed digest only (see [`crate::idempotency`]).
+    pub verbatim_key: Option<String>,
     /// Hash of the request's parameters; a retry must match it.
     pub request_hash: [u8; 32],
     /// The resource the original request produced.
@@ -560,6 +571,7 @@ pub enum Event {
     FxRateSet(FxRateSet),
     FxRateRemoved(FxRateRemoved),
     ConsumerPositionCommitted(ConsumerPositionCommitted),
+    DeploymentBootstrapped(DeploymentBootstrapped),
 }
 
 /// An event ready for the store: type name, schema version, payload.
@@ -684,6 +696,33 @@ impl Versioned for TransferCreated {
     }
 }
 
+/// `IdempotencyKeyUsed` as written before keys were hashed.
+#[derive(Deserialize)]
+struct IdempotencyKeyUsedV1 {
+    project_id: ProjectId,
+    key: String,
+    request_hash: [u8; 32],
+    resource: ResourceRef,
+    used_at: Timestamp,
+}
+
+impl Versioned for IdempotencyKeyUsed {
+    /// v2 keeps no key: the record's stream names its keyed digest.
+    const VERSION: u16 = 2;
+
+    fn upcast(version: u16, payload: &[u8]) -> Option<Result<Self, postcard::Error>> {
+        (version == 1).then(|| {
+            postcard::from_bytes::<IdempotencyKeyUsedV1>(payload).map(|v1| Self {
+                project_id: v1.project_id,
+                verbatim_key: Some(v1.key),
+                request_hash: v1.request_hash,
+                resource: v1.resource,
+                used_at: v1.used_at,
+            })
+        })
+    }
+}
+
 // Every other payload is at its first schema version.
 impl Versioned for ProjectCreated {}
 impl Versioned for MetaUpdated {}
@@ -695,7 +734,6 @@ impl Versioned for AccountOpened {}
 impl Versioned for NegativeBalanceAllowanceChanged {}
 impl Versioned for TransactionRecorded {}
 impl Versioned for ProjectBalanceChanged {}
-impl Versioned for IdempotencyKeyUsed {}
 impl Versioned for CardTokenCreated {}
 impl Versioned for CardTokenUsed {}
 impl Versioned for CardCreated {}
@@ -721,6 +759,7 @@ impl Versioned for FileUploaded {}
 impl Versioned for FxRateSet {}
 impl Versioned for FxRateRemoved {}
 impl Versioned for ConsumerPositionCommitted {}
+impl Versioned for DeploymentBootstrapped {}
 
 event_codec! {
     ProjectCreated: ProjectCreated,
@@ -771,4 +810,5 @@ event_codec! {
     FxRateSet: FxRateSet,
     FxRateRemoved: FxRateRemoved,
     ConsumerPositionCommitted: ConsumerPositionCommitted,
+    DeploymentBootstrapped: DeploymentBootstrapped,
 }

@@ -116,6 +116,15 @@ pub struct IdentityDocument {
     pub selfie_file_id: Option<FileId>,
 }
 
+impl IdentityDocument {
+    /// The uploaded files this document refers to, front, back, selfie.
+    pub fn file_ids(&self) -> impl Iterator<Item = FileId> + '_ {
+        [self.front_file_id, self.back_file_id, self.selfie_file_id]
+            .into_iter()
+            .flatten()
+    }
+}
+
 /// Who a customer is. Every field but the names is optional.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Identity {

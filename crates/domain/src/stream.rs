@@ -41,6 +41,9 @@ pub enum StreamRef {
     FxRate(Currency, Currency),
     /// The checkpoint of one durable subscription consumer of a project.
     Consumer(ProjectId, ConsumerName),
+    /// Which sandbox project the deployment's first start created
+    /// (platform-wide, one stream: `deployment-bootstrap`).
+    Deployment,
 }
 
 impl StreamRef {
@@ -67,6 +70,7 @@ impl StreamRef {
             Self::File(_) => "file",
             Self::FxRate(..) => "fxrate",
             Self::Consumer(..) => "consumer",
+            Self::Deployment => "deployment",
         }
     }
 
@@ -93,6 +97,7 @@ impl StreamRef {
             Self::File(id) => id.to_string(),
             Self::FxRate(from, to) => format!("{from}.{to}"),
             Self::Consumer(project, name) => format!("{project}.{name}"),
+            Self::Deployment => "bootstrap".to_owned(),
         }
     }
 
@@ -145,6 +150,7 @@ impl StreamRef {
                 let (project, name) = scoped()?;
                 Some(Self::Consumer(project, ConsumerName::parse(name).ok()?))
             }
+            "deployment" => (instance == "bootstrap").then_some(Self::Deployment),
             _ => None,
         }
     }
@@ -192,6 +198,7 @@ mod tests {
             StreamRef::File(FileId::from_uuid(Uuid::from_u128(14))),
             StreamRef::FxRate(Currency::EUR, Currency::USD),
             StreamRef::Consumer(project, ConsumerName::parse("billing-2_x").unwrap()),
+            StreamRef::Deployment,
         ];
         for stream in streams {
             assert_eq!(StreamRef::parse(&stream.name()), Some(stream.clone()), "{stream}");
@@ -204,6 +211,7 @@ mod tests {
             "nope-1",
             "projectbalance-prj_x.EUR",
             "consumer-prj_x.billing",
+            "deployment-other",
         ] {
             assert_eq!(StreamRef::parse(bad), None, "{bad}");
         }

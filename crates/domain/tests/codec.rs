@@ -251,7 +251,7 @@ fn samples() -> Vec<Event> {
     ] {
         events.push(Event::IdempotencyKeyUsed(IdempotencyKeyUsed {
             project_id: project,
-            key: "req-01J~x".into(),
+            verbatim_key: None,
             request_hash: [0x5a; 32],
             resource,
             used_at: T,
@@ -490,6 +490,10 @@ fn money_in_and_out_samples() -> Vec<Event> {
             position: 1_234_567_890,
             committed_at: T,
         }),
+        Event::DeploymentBootstrapped(DeploymentBootstrapped {
+            sandbox_project_id: project,
+            bootstrapped_at: T,
+        }),
     ]);
     // Every kind of transaction.
     let kinds = [
@@ -510,7 +514,10 @@ fn money_in_and_out_samples() -> Vec<Event> {
 
 /// The schema version this build writes for an event type.
 fn current_version(event_type: &str) -> u16 {
-    if event_type == "TransferCreated" { 2 } else { 1 }
+    match event_type {
+        "TransferCreated" | "IdempotencyKeyUsed" => 2,
+        _ => 1,
+    }
 }
 
 #[test]
@@ -796,8 +803,12 @@ fn payload_bytes_are_stable() {
             "10019700000000700080000000000000010d62696c6c696e672d76325f6575d285d8cc048089ea85b4e79b06",
         ),
         (
+            "DeploymentBootstrapped",
+            "10019700000000700080000000000000018089ea85b4e79b06",
+        ),
+        (
             "IdempotencyKeyUsed",
-            "1001970000000070008000000000000001097265712d30314a7e785a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a0010019700000000700080000000000000018089ea85b4e79b06",
+            "1001970000000070008000000000000001005a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a0010019700000000700080000000000000018089ea85b4e79b06",
         ),
     ];
     let mut actual: Vec<(&str, String)> = Vec::new();
@@ -818,6 +829,26 @@ fn payload_bytes_are_stable() {
             .collect();
         panic!("stored payload bytes changed; the current table is:\n{table}");
     }
+}
+
+/// An `IdempotencyKeyUsed` as schema version 1 stored it, with the key as
+/// the client sent it: the golden bytes of its first sample before v2.
+const IDEMPOTENCY_KEY_USED_V1: &str = "1001970000000070008000000000000001097265712d30314a7e785a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a0010019700000000700080000000000000018089ea85b4e79b06";
+
+#[test]
+fn idempotency_key_used_v1_keeps_its_verbatim_key() {
+    let bytes = hex::decode(IDEMPOTENCY_KEY_USED_V1).expect("hex");
+    let decoded = Event::decode("IdempotencyKeyUsed", 1, &bytes).expect("v1 decodes");
+    let project = ProjectId::from_uuid(id(1));
+    let Event::IdempotencyKeyUsed(used) = &decoded else {
+        panic!("{decoded:?}");
+    };
+    assert_eq!(used.project_id, project);
+    assert_eq!(used.verbatim_key.as_deref(), Some("req-01J~x"));
+    assert_eq!(used.request_hash, [0x5a; 32]);
+    assert_eq!(used.used_at, T);
+    // Written today, it is version 2 and keeps no key.
+    assert_eq!(decoded.encode().schema_version, 2);
 }
 
 /// A `TransferCreated` as schema version 1 stored it (before `exchange`):

@@ -78,8 +78,15 @@ fn at(project: ProjectId, now: Timestamp, command: Command) -> CommandEnvelope {
     }
 }
 
+/// The deployment's server secret idempotency keys are digested with.
+const SECRET: &[u8] = b"deployment secret";
+
+fn idempotency_key(project: ProjectId, key: &str, hash: u8, look_up_verbatim: bool) -> IdempotencyKey {
+    IdempotencyKey::new(key, project, SECRET, [hash; 32], look_up_verbatim).expect("valid key")
+}
+
 fn with_key(mut envelope: CommandEnvelope, key: &str, hash: u8) -> CommandEnvelope {
-    envelope.idempotency = Some(IdempotencyKey::new(key.to_owned(), [hash; 32]).expect("valid key"));
+    envelope.idempotency = Some(idempotency_key(envelope.project_id, key, hash, false));
     envelope
 }
 
@@ -576,6 +583,83 @@ fn create_customer_with_identity() {
             id: cus(1).to_string()
         })
     );
+}
+
+fn file(n: u128) -> FileId {
+    FileId::from_uuid(Uuid::from_u128(0xf11e_0000 + n))
+}
+
+fn record_file(id: FileId) -> Command {
+    Command::RecordFile {
+        id,
+        sha256: [7; 32],
+        name: "passport.jpg".into(),
+        size: 1_024,
+    }
+}
+
+/// An identity whose document's front, back and selfie are these files.
+fn identity_with_files(front: FileId, back: FileId, selfie: FileId) -> Identity {
+    let mut identity = valid_identity();
+    if let Some(document) = identity.document.as_mut() {
+        document.front_file_id = Some(front);
+        document.back_file_id = Some(back);
+        document.selfie_file_id = Some(selfie);
+    }
+    identity
+}
+
+#[test]
+fn identity_documents_refer_only_to_the_projects_own_files() {
+    let mut world = World::new();
+    world.ok(prj(P), record_file(file(1)));
+    world.ok(prj(P), record_file(file(2)));
+    world.ok(prj(L), record_file(file(3)));
+    let create = |identity| Command::CreateCustomer {
+        id: cus(1),
+        identity: Some(identity),
+        meta: Meta::default(),
+    };
+    let update = |identity| Command::UpdateCustomer {
+        id: cus(2),
+        identity: Some(Some(identity)),
+        meta: None,
+    };
+    world.ok(
+        prj(P),
+        Command::CreateCustomer {
+            id: cus(2),
+            identity: None,
+            meta: Meta::default(),
+        },
+    );
+
+    // A missing file and another project's file are both not found, on
+    // create and on update, in any of the three places; nothing is written.
+    for identity in [
+        identity_with_files(file(9), file(2), file(1)),
+        identity_with_files(file(1), file(3), file(2)),
+        identity_with_files(file(1), file(2), file(3)),
+    ] {
+        let missing = identity
+            .document
+            .as_ref()
+            .and_then(|document| document.file_ids().find(|id| ![file(1), file(2)].contains(id)))
+            .unwrap();
+        assert_not_found(world.run(prj(P), create(identity.clone())), "file", missing);
+        assert_not_found(world.run(prj(P), update(identity)), "file", missing);
+    }
+    assert!(world.store.state(&StreamRef::Customer(cus(1))).is_empty());
+    let untouched = world
+        .store
+        .state(&StreamRef::Customer(cus(2)))
+        .as_customer()
+        .unwrap();
+    assert_eq!(untouched.identity, None);
+
+    // The project's own files are accepted.
+    world.ok(prj(P), create(identity_with_files(file(1), file(2), file(1))));
+    world.ok(prj(P), update(identity_with_files(file(2), file(1), file(2))));
 }
 
 #[test]
@@ -1386,13 +1470,16 @@ fn idempotency_key_is_recorded_with_the_command() {
     let events = events(&decision);
     assert_eq!(events.len(), 2, "{events:?}");
     assert_eq!(events[0].0, StreamRef::Account(acc(70)));
+    // Kept under its keyed digest, never as sent.
+    let stored = idempotency_key(prj(P), "req-1", 7, false).stored;
+    assert!(!stored.contains("req-1"), "{stored}");
     assert_eq!(
         events[1],
         (
-            StreamRef::Idempotency(prj(P), "req-1".into()),
+            StreamRef::Idempotency(prj(P), stored),
             Event::IdempotencyKeyUsed(IdempotencyKeyUsed {
                 project_id: prj(P),
-                key: "req-1".into(),
+                verbatim_key: None,
                 request_hash: [7; 32],
                 resource: ResourceRef::Account(acc(70)),
                 used_at: T0,
@@ -1431,6 +1518,62 @@ fn retry_with_same_key_and_parameters_replays_the_original() {
     assert_eq!(world.store.log.len(), log, "a replay writes nothing");
     assert_eq!(world.store.balance(acc(A)), 900, "the money moved once");
     assert!(world.store.state(&StreamRef::Transfer(trf(2))).is_empty());
+}
+
+/// A log written before keys were hashed holds records named by the key as
+/// sent. While such a record may be live, a retry looks the key up by
+/// itself too and still has one effect; the new record is a digest.
+#[test]
+fn records_kept_under_the_key_as_sent_still_count() {
+    let mut world = World::new();
+    world.set(A, eur(1_000)).unwrap();
+    let first = envelope(prj(P), transfer(trf(1), acc(A), acc(B), eur(100)));
+    world.store.execute(&first).unwrap();
+    // What a build before hashing wrote with that transfer.
+    world.store.apply(
+        &StreamRef::Idempotency(prj(P), "pay-legacy".into()),
+        &Event::IdempotencyKeyUsed(IdempotencyKeyUsed {
+            project_id: prj(P),
+            verbatim_key: Some("pay-legacy".into()),
+            request_hash: [1; 32],
+            resource: ResourceRef::Transfer(trf(1)),
+            used_at: T0,
+        }),
+    );
+    let retry = |hash: u8, look_up_verbatim: bool| {
+        let mut retry = at(
+            prj(P),
+            T0.plus_seconds(HOUR),
+            transfer(trf(2), acc(A), acc(B), eur(100)),
+        );
+        retry.idempotency = Some(idempotency_key(prj(P), "pay-legacy", hash, look_up_verbatim));
+        retry
+    };
+    assert!(
+        retry(1, true)
+            .streams()
+            .contains(&StreamRef::Idempotency(prj(P), "pay-legacy".into()))
+    );
+    assert_eq!(
+        world.store.execute(&retry(1, true)),
+        Ok(Decision::Replay {
+            resource: ResourceRef::Transfer(trf(1))
+        })
+    );
+    assert_refused(
+        world.store.execute(&retry(2, true)),
+        Refusal::IdempotencyKeyReused,
+    );
+    assert_eq!(world.store.balance(acc(A)), 900, "the money moved once");
+    // Without the verbatim lookup (no such record can be live any more) the
+    // key is new, and its record is a digest.
+    let decision = world.store.execute(&retry(1, false)).unwrap();
+    let recorded = events(&decision);
+    let (stream, _) = recorded.last().unwrap();
+    assert_eq!(
+        stream,
+        &StreamRef::Idempotency(prj(P), idempotency_key(prj(P), "pay-legacy", 1, false).stored)
+    );
 }
 
 #[test]
@@ -1559,7 +1702,7 @@ fn idempotency_key_shape_is_checked() {
         "ñ".into(),
         "k".repeat(256),
     ] {
-        let error = IdempotencyKey::new(bad.clone(), [0; 32]).unwrap_err();
+        let error = IdempotencyKey::new(&bad, prj(P), SECRET, [0; 32], false).unwrap_err();
         let DomainError::Invalid(violations) = error else {
             panic!("{bad:?}: expected invalid");
         };
@@ -1567,7 +1710,10 @@ fn idempotency_key_shape_is_checked() {
         assert_eq!(violations[0].field, "idempotency-key", "{bad:?}");
     }
     for good in ["a", "req_01-ABC.x:y", &"k".repeat(255)] {
-        assert!(IdempotencyKey::new(good.to_owned(), [0; 32]).is_ok(), "{good}");
+        assert!(
+            IdempotencyKey::new(good, prj(P), SECRET, [0; 32], false).is_ok(),
+            "{good}"
+        );
     }
 }
 

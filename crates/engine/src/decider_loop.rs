@@ -517,7 +517,9 @@ fn metadata_of(job: &Job) -> EventMetadata {
     EventMetadata {
         correlation_id: job.meta.correlation_id,
         causation_id: None,
-        idempotency_key: job.envelope.idempotency.as_ref().map(|key| key.key.clone()),
+        // Never the key: it may be payment data, and metadata reaches every
+        // reader of the log. Its use is on the key's own record.
+        idempotency_key: None,
         actor: job.meta.actor.clone(),
         project_id: Some(job.envelope.project_id.to_string()),
     }

@@ -19,6 +19,15 @@ pub enum EngineError {
     /// The store failed in a way that stops this process.
     #[error("fatal store failure: {0}")]
     Fatal(String),
+    /// Stored events cannot be read back intact (a damaged log): the data at
+    /// `position` (the first position of the damaged frame, when known) is
+    /// lost until the operator restores it. Never retried.
+    #[error("data loss: {detail}")]
+    DataLoss {
+        position: Option<u64>,
+        /// The store's description: file, offset, reason.
+        detail: String,
+    },
     /// A bug or damaged data (an event that does not decode, …).
     #[error("internal error: {0}")]
     Internal(String),
@@ -32,6 +41,10 @@ impl From<StoreError> for EngineError {
                 Self::Unavailable(error.to_string())
             }
             StoreError::Fatal(reason) => Self::Fatal(reason),
+            StoreError::Corrupt { position, .. } => Self::DataLoss {
+                position,
+                detail: error.to_string(),
+            },
             other => Self::Internal(other.to_string()),
         }
     }
@@ -51,7 +64,44 @@ impl Clone for EngineError {
             Self::Unavailable(reason) => Self::Unavailable(reason.clone()),
             Self::Overloaded => Self::Overloaded,
             Self::Fatal(reason) => Self::Fatal(reason.clone()),
+            Self::DataLoss { position, detail } => Self::DataLoss {
+                position: *position,
+                detail: detail.clone(),
+            },
             Self::Internal(reason) => Self::Internal(reason.clone()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_damaged_log_is_data_loss_with_its_position() {
+        let error = EngineError::from(StoreError::Corrupt {
+            file: "log/segments/00000000000000000000.log".into(),
+            offset: 4096,
+            position: Some(57),
+            reason: "CRC mismatch".into(),
+        });
+        match &error {
+            EngineError::DataLoss { position, detail } => {
+                assert_eq!(*position, Some(57));
+                assert!(
+                    detail.contains("00000000000000000000.log, offset 4096"),
+                    "{detail}"
+                );
+                assert!(detail.contains("position 57"), "{detail}");
+            }
+            other => panic!("expected DataLoss, got {other:?}"),
+        }
+        assert!(matches!(
+            error.clone(),
+            EngineError::DataLoss {
+                position: Some(57),
+                ..
+            }
+        ));
     }
 }

@@ -142,7 +142,7 @@ async fn one_idempotency_key_sent_concurrently_has_one_effect() {
     let b = f.account(false, 0).await;
     let command = f.transfer(a, b, 100);
     let keyed = CommandEnvelope {
-        idempotency: Some(IdempotencyKey::new("pay-42".into(), [7; 32]).unwrap()),
+        idempotency: Some(IdempotencyKey::new("pay-42", f.project, b"secret", [7; 32], false).unwrap()),
         ..command
     };
     let attempts: Vec<_> = (0..20)
@@ -172,7 +172,7 @@ async fn one_idempotency_key_sent_concurrently_has_one_effect() {
 
     // Same key, other parameters: refused, nothing written.
     let other = CommandEnvelope {
-        idempotency: Some(IdempotencyKey::new("pay-42".into(), [8; 32]).unwrap()),
+        idempotency: Some(IdempotencyKey::new("pay-42", f.project, b"secret", [8; 32], false).unwrap()),
         ..f.transfer(a, b, 5)
     };
     let before = *f.store.committed().borrow();

@@ -73,8 +73,7 @@ where
                 // Never INTERNAL for a body, once the edge layer in front of
                 // every route has translated tonic's framing errors: a body
                 // is the caller's mistake.
-                let answered = paycore_grpc::edge::callers_framing_mistake(status.clone().into_http());
-                let answered = tonic::Status::from_header_map(answered.headers()).unwrap_or(status);
+                let answered = paycore_grpc::edge::callers_mistake(status);
                 assert_ne!(
                     answered.code(),
                     tonic::Code::Internal,

@@ -89,7 +89,9 @@ async fn write_history(dir: &Path) -> World {
     let now = Timestamp::from_micros(1_700_000_000_000_000);
     let run = |command: Command, key: Option<&str>| {
         let engine = engine.clone();
-        let idempotency = key.map(|key| IdempotencyKey::new(key.to_owned(), [7; 32]).expect("a valid key"));
+        let idempotency = key.map(|key| {
+            IdempotencyKey::new(key, project, b"paycore-fuzz seeds", [7; 32], false).expect("a valid key")
+        });
         async move {
             let envelope = CommandEnvelope {
                 project_id: project,

@@ -47,7 +47,9 @@ where
     }
 
     fn decoder(&mut self) -> Self::Decoder {
-        RequestDecoder { _message: PhantomData }
+        RequestDecoder {
+            _message: PhantomData,
+        }
     }
 }
 
@@ -97,14 +99,21 @@ mod tests {
 
     #[test]
     fn a_wire_format_error_is_the_callers_mistake() {
-        let status = decode::<GetProjectRequest>(&[0x80]).expect_err("a lone continuation byte is not a varint");
+        let status =
+            decode::<GetProjectRequest>(&[0x80]).expect_err("a lone continuation byte is not a varint");
         assert_eq!(status.code(), tonic::Code::InvalidArgument);
         assert!(
-            status.message().starts_with("the request is not a valid GetProjectRequest message: "),
+            status
+                .message()
+                .starts_with("the request is not a valid GetProjectRequest message: "),
             "{}",
             status.message()
         );
-        assert!(status.message().contains("invalid varint"), "{}", status.message());
+        assert!(
+            status.message().contains("invalid varint"),
+            "{}",
+            status.message()
+        );
     }
 
     #[test]

@@ -42,6 +42,7 @@ pub const WITHHELD_CATEGORIES: &[&str] = &[
     "payinreferencecode",
     "fxrate",
     "consumer",
+    "deployment",
 ];
 
 /// The event types of the withheld categories (see [`delivers`]): never
@@ -53,6 +54,7 @@ pub const WITHHELD_EVENT_TYPES: &[&str] = &[
     "FxRateSet",
     "FxRateRemoved",
     "ConsumerPositionCommitted",
+    "DeploymentBootstrapped",
 ];
 
 /// Whether subscriptions deliver the events of `stream`; the policy behind
@@ -75,12 +77,14 @@ pub fn delivers(stream: &StreamRef) -> bool {
         | StreamRef::BankPayin(_)
         | StreamRef::File(_) => true,
         // Request hashes; guards shared by every project whose content the
-        // payout and the reference carry; platform rates; our own checkpoints.
+        // payout and the reference carry; platform rates; our own
+        // checkpoints; the platform's first-start record.
         StreamRef::Idempotency(..)
         | StreamRef::PayoutDestination(_)
         | StreamRef::PayinReferenceCode(_)
         | StreamRef::FxRate(..)
-        | StreamRef::Consumer(..) => false,
+        | StreamRef::Consumer(..)
+        | StreamRef::Deployment => false,
     }
 }
 
@@ -116,7 +120,6 @@ pub fn envelope_pb(recorded: &RecordedEvent, event: &Event) -> Result<Option<pb:
         event_type: recorded.event_type.to_string(),
         recorded_at: Some(timestamp(Timestamp::from_micros(recorded.recorded_at_micros))),
         correlation_id: metadata.correlation_id.map(|id| id.to_string()),
-        idempotency_key: metadata.idempotency_key.clone(),
         actor: metadata.actor.clone(),
         event: Some(body),
     }))
@@ -287,7 +290,8 @@ pub fn event_pb(id: &str, event: &Event) -> Result<Option<Body>, NotCreated> {
         | Event::PayinReferenceCodeClaimed(_)
         | Event::FxRateSet(_)
         | Event::FxRateRemoved(_)
-        | Event::ConsumerPositionCommitted(_) => return Ok(None),
+        | Event::ConsumerPositionCommitted(_)
+        | Event::DeploymentBootstrapped(_) => return Ok(None),
     };
     Ok(Some(body))
 }
@@ -395,7 +399,6 @@ mod tests {
             envelope.correlation_id.as_deref(),
             Some("00000000-0000-0000-0000-000000000009")
         );
-        assert_eq!(envelope.idempotency_key.as_deref(), Some("order-42"));
         assert_eq!(envelope.actor.as_deref(), Some("key_x"));
         let Some(Body::TransactionRecorded(tx)) = envelope.event else {
             panic!("{:?}", envelope.event);
@@ -471,7 +474,7 @@ mod tests {
                 StreamRef::Idempotency(project(), "k".into()),
                 Event::IdempotencyKeyUsed(IdempotencyKeyUsed {
                     project_id: project(),
-                    key: "k".into(),
+                    verbatim_key: None,
                     request_hash: [1; 32],
                     resource: ResourceRef::Account(account()),
                     used_at: AT,
@@ -522,6 +525,7 @@ mod tests {
             StreamRef::File(FileId::from_uuid(Uuid::from_u128(14))),
             StreamRef::FxRate(Currency::EUR, Currency::USD),
             StreamRef::Consumer(project(), ConsumerName::parse("b").unwrap()),
+            StreamRef::Deployment,
         ];
         let delivered: Vec<&str> = every_kind
             .iter()

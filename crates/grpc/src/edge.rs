@@ -34,7 +34,10 @@
 //! tonic's explanation. (The gRPC compression document asks for INTERNAL on
 //! a compressed-flag without `grpc-encoding`; paycore keeps INTERNAL for its
 //! own faults only.) Undecodable messages are handled by
-//! [`crate::codec::RequestCodec`].
+//! [`crate::codec::RequestCodec`] on paycore's services; on the health and
+//! reflection services, which decode with tonic's stock codec, its
+//! "failed to decode Protobuf message" is translated here too (and by
+//! [`callers_mistake`] on reflection's request stream).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -60,11 +63,14 @@ const REQUEST_FRAMING_ERRORS: &[&str] = &[
     "protocol error: received message with compressed-flag but no grpc-encoding",
     "protocol error: received message with invalid compression flag",
     "Error decompressing",
+    // tonic-prost's ProstCodec, on a server only ever decoding a request.
+    "failed to decode Protobuf message",
 ];
 
 /// The transport paycore's public gRPC API is served with: the edge layer
 /// in front of every route and the transport header list limit.
-pub fn server() -> tonic::transport::Server<tower::layer::util::Stack<EdgeLayer, tower::layer::util::Identity>> {
+pub fn server() -> tonic::transport::Server<tower::layer::util::Stack<EdgeLayer, tower::layer::util::Identity>>
+{
     tonic::transport::Server::builder()
         .http2_max_header_list_size(TRANSPORT_HEADER_LIST_BYTES)
         .layer(EdgeLayer)
@@ -124,9 +130,15 @@ fn header_list_size<B>(request: &http::Request<B>) -> usize {
     const FIELD_OVERHEAD: usize = 32;
     let pseudo = [
         (":method", request.method().as_str().len()),
-        (":path", request.uri().path_and_query().map_or(0, |p| p.as_str().len())),
+        (
+            ":path",
+            request.uri().path_and_query().map_or(0, |p| p.as_str().len()),
+        ),
         (":scheme", request.uri().scheme_str().map_or(0, str::len)),
-        (":authority", request.uri().authority().map_or(0, |a| a.as_str().len())),
+        (
+            ":authority",
+            request.uri().authority().map_or(0, |a| a.as_str().len()),
+        ),
     ]
     .iter()
     .map(|(name, value)| name.len() + value + FIELD_OVERHEAD)
@@ -141,22 +153,30 @@ fn headers_size(headers: &HeaderMap) -> usize {
         .sum()
 }
 
-/// tonic's INTERNAL for a request body it could not frame, as the
-/// INVALID_ARGUMENT it is; every other response unchanged. (Public, hidden,
-/// for the request fuzzer of `paycore-fuzz`.)
-#[doc(hidden)]
-pub fn callers_framing_mistake(response: http::Response<tonic::body::Body>) -> http::Response<tonic::body::Body> {
-    let Some(status) = Status::from_header_map(response.headers()) else {
-        return response;
-    };
-    let framing = status.code() == tonic::Code::Internal
+/// tonic's INTERNAL for a request body it could not frame or decode, as
+/// the INVALID_ARGUMENT it is; every other response unchanged.
+fn callers_framing_mistake(response: http::Response<tonic::body::Body>) -> http::Response<tonic::body::Body> {
+    match Status::from_header_map(response.headers()) {
+        Some(status) if is_request_framing_error(&status) => callers_mistake(status).into_http(),
+        _ => response,
+    }
+}
+
+fn is_request_framing_error(status: &Status) -> bool {
+    status.code() == tonic::Code::Internal
         && REQUEST_FRAMING_ERRORS
             .iter()
-            .any(|start| status.message().starts_with(start));
-    if !framing {
-        return response;
+            .any(|start| status.message().starts_with(start))
+}
+
+/// A status from reading a request (its frames or messages): tonic's
+/// INTERNAL for a body it could not frame or decode becomes
+/// INVALID_ARGUMENT; any other status is returned as it is.
+pub fn callers_mistake(status: Status) -> Status {
+    if !is_request_framing_error(&status) {
+        return status;
     }
-    Status::invalid_argument(format!("the request body is malformed: {}", status.message())).into_http()
+    Status::invalid_argument(format!("the request body is malformed: {}", status.message()))
 }
 
 #[cfg(test)]
@@ -186,9 +206,13 @@ mod tests {
 
     #[test]
     fn paycores_own_internal_errors_stay_internal() {
-        let status = status_of(&callers_framing_mistake(response_of(Status::internal("internal error"))));
+        let status = status_of(&callers_framing_mistake(response_of(Status::internal(
+            "internal error",
+        ))));
         assert_eq!(status.code(), tonic::Code::Internal);
-        let status = status_of(&callers_framing_mistake(response_of(Status::not_found("no such account"))));
+        let status = status_of(&callers_framing_mistake(response_of(Status::not_found(
+            "no such account",
+        ))));
         assert_eq!(status.code(), tonic::Code::NotFound);
     }
 

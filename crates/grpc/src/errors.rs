@@ -11,6 +11,7 @@
 //! | `EngineError::Conflict` | ABORTED | `ErrorInfo{CONCURRENT_MODIFICATION}` |
 //! | `EngineError::Unavailable` | UNAVAILABLE | `ErrorInfo{STORE_UNAVAILABLE}` |
 //! | `EngineError::Overloaded` | UNAVAILABLE | `ErrorInfo{OVERLOADED}` |
+//! | `EngineError::DataLoss` (a damaged log frame) | DATA_LOSS | `ErrorInfo{LOG_DAMAGED, position}`; file and offset only logged |
 //! | `EngineError::Fatal` / `Internal` | INTERNAL | none; the detail is only logged |
 
 use std::collections::HashMap;
@@ -34,6 +35,10 @@ pub const REASON_CONCURRENT_MODIFICATION: &str = "CONCURRENT_MODIFICATION";
 pub const REASON_STORE_UNAVAILABLE: &str = "STORE_UNAVAILABLE";
 /// `ErrorInfo.reason` when the server sheds load.
 pub const REASON_OVERLOADED: &str = "OVERLOADED";
+/// `ErrorInfo.reason` when the answer needs events the log can no longer
+/// read back intact (metadata `position`: the first position of the
+/// damaged frame).
+pub const REASON_LOG_DAMAGED: &str = "LOG_DAMAGED";
 
 fn error_info(details: &mut ErrorDetails, reason: &str) {
     details.set_error_info(reason, ERROR_DOMAIN, HashMap::<String, String>::new());
@@ -127,8 +132,29 @@ pub fn engine_status(error: &EngineError) -> Status {
             error_info(&mut details, REASON_OVERLOADED);
             Status::with_error_details(Code::Unavailable, "server overloaded; retry later", details)
         }
+        EngineError::DataLoss { position, detail } => data_loss(*position, detail),
         EngineError::Fatal(detail) | EngineError::Internal(detail) => internal(detail),
     }
+}
+
+/// DATA_LOSS for a read that met a damaged frame of the log: the client
+/// learns the position, the log gets file and offset (`detail`).
+pub fn data_loss(position: Option<u64>, detail: &str) -> Status {
+    tracing::error!(%detail, "a request needs events the log cannot read back intact");
+    let mut details = ErrorDetails::new();
+    let mut metadata = HashMap::new();
+    if let Some(position) = position {
+        metadata.insert("position".to_owned(), position.to_string());
+    }
+    details.set_error_info(REASON_LOG_DAMAGED, ERROR_DOMAIN, metadata);
+    let at = position.map_or_else(String::new, |position| format!(" at position {position}"));
+    Status::with_error_details(
+        Code::DataLoss,
+        format!(
+            "the event log is damaged{at}: the events there cannot be read until an operator restores it"
+        ),
+        details,
+    )
 }
 
 /// The status of a list request the read models refused; `account` is the
@@ -224,6 +250,21 @@ mod tests {
         );
         let status = engine_status(&EngineError::Domain(DomainError::invalid("currency", "bad")));
         assert_eq!(status.code(), Code::InvalidArgument);
+    }
+
+    #[test]
+    fn a_damaged_log_is_data_loss_with_the_position_only() {
+        let status = engine_status(&EngineError::DataLoss {
+            position: Some(57),
+            detail: "corrupt log: /data/log/segments/00000000000000000000.log, offset 4096: CRC mismatch"
+                .into(),
+        });
+        assert_eq!(status.code(), Code::DataLoss);
+        assert!(status.message().contains("position 57"), "{}", status.message());
+        assert!(!status.message().contains("/data/log"), "{}", status.message());
+        let info = details(&status).error_info().cloned().unwrap();
+        assert_eq!(info.reason, REASON_LOG_DAMAGED);
+        assert_eq!(info.metadata.get("position").map(String::as_str), Some("57"));
     }
 
     #[test]

@@ -1,7 +1,9 @@
 //! The `idempotency-key` metadata: accepted on `Create*` methods only, bound to
 //! a hash of the exact request so a retry with other parameters is refused.
+//! The key itself is never kept: only its keyed digest
+//! (`paycore_domain::idempotency`).
 
-use paycore_domain::{IdempotencyKey, Violations};
+use paycore_domain::{IdempotencyKey, ProjectId, Timestamp, Violations};
 use sha2::{Digest, Sha256};
 use tonic::metadata::MetadataMap;
 
@@ -18,9 +20,46 @@ pub fn request_hash(method: &str, request: &impl prost::Message) -> [u8; 32] {
     hasher.finalize().into()
 }
 
+/// Where a caller's keys are kept: their project, the deployment's secret
+/// the digest is keyed with, and whether records kept under the key as sent
+/// may still be live.
+#[derive(Clone, Copy)]
+pub struct KeyScope {
+    pub project: ProjectId,
+    pub server_secret: [u8; 32],
+    pub look_up_verbatim: bool,
+}
+
+impl std::fmt::Debug for KeyScope {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyScope")
+            .field("project", &self.project)
+            .field("look_up_verbatim", &self.look_up_verbatim)
+            .finish_non_exhaustive()
+    }
+}
+
+impl KeyScope {
+    /// `verbatim_until`: the end of the window of the newest record kept
+    /// under the key as sent (`ReadModels::verbatim_idempotency_until`).
+    pub fn new(
+        project: ProjectId,
+        server_secret: [u8; 32],
+        verbatim_until: Option<Timestamp>,
+        now: Timestamp,
+    ) -> Self {
+        Self {
+            project,
+            server_secret,
+            look_up_verbatim: verbatim_until.is_some_and(|until| now < until),
+        }
+    }
+}
+
 /// The idempotency key of a `Create*` request, if it has one. A malformed key
 /// is recorded as a violation of `idempotency-key`.
 pub fn key(
+    scope: &KeyScope,
     metadata: &MetadataMap,
     method: &str,
     request: &impl prost::Message,
@@ -31,7 +70,14 @@ pub fn key(
         v.add(IDEMPOTENCY_KEY_FIELD, "must be printable ASCII");
         return None;
     };
-    match IdempotencyKey::new(text.to_owned(), request_hash(method, request)) {
+    let hash = request_hash(method, request);
+    match IdempotencyKey::new(
+        text,
+        scope.project,
+        &scope.server_secret,
+        hash,
+        scope.look_up_verbatim,
+    ) {
         Ok(key) => Some(key),
         Err(paycore_domain::DomainError::Invalid(violations)) => {
             for violation in violations {
@@ -86,19 +132,25 @@ mod tests {
         assert_ne!(request_hash(m, &a), request_hash(m, &transfer(&[])));
     }
 
+    fn scope() -> KeyScope {
+        let project = ProjectId::from_uuid(uuid::Uuid::from_u128(1));
+        KeyScope::new(project, [5; 32], None, Timestamp::from_micros(0))
+    }
+
     #[test]
     fn reads_validates_and_rejects_the_key() {
         let request = transfer(&[]);
         let m = "/m";
         let mut metadata = MetadataMap::new();
         let mut v = Violations::new();
-        assert_eq!(key(&metadata, m, &request, &mut v), None);
+        assert_eq!(key(&scope(), &metadata, m, &request, &mut v), None);
         assert!(v.is_empty());
         assert!(reject(&metadata).is_ok());
 
         metadata.insert(IDEMPOTENCY_KEY_FIELD, "order-42".parse().unwrap());
-        let found = key(&metadata, m, &request, &mut v).unwrap();
-        assert_eq!(found.key, "order-42");
+        let found = key(&scope(), &metadata, m, &request, &mut v).unwrap();
+        assert!(found.stored.starts_with("h1-") && !found.stored.contains("order"));
+        assert_eq!(found.verbatim, None);
         assert_eq!(found.request_hash, request_hash(m, &request));
         assert!(v.is_empty());
         assert_eq!(
@@ -107,7 +159,7 @@ mod tests {
         );
 
         metadata.insert(IDEMPOTENCY_KEY_FIELD, "x".repeat(256).parse().unwrap());
-        assert_eq!(key(&metadata, m, &request, &mut v), None);
+        assert_eq!(key(&scope(), &metadata, m, &request, &mut v), None);
         let Err(paycore_domain::DomainError::Invalid(fields)) = v.into_result() else {
             panic!("expected a violation");
         };

@@ -14,18 +14,19 @@
 //!
 //! The routes hold the paycore services ([`SERVICE_NAMES`]),
 //! `grpc.health.v1.Health` (every service SERVING) and server reflection
-//! (v1 and v1alpha).
+//! (v1 and v1alpha, our own: see `reflection.rs`).
 
 pub mod admin;
 pub mod auth;
 pub mod codec;
-pub mod edge;
 pub mod convert;
 pub mod convert_bank;
 pub mod convert_cards;
 pub mod convert_events;
+pub mod edge;
 pub mod errors;
 pub mod idempotency;
+mod reflection;
 mod services;
 
 use std::fmt;
@@ -110,8 +111,10 @@ impl Clock for SystemClock {
 pub struct SideStorage {
     pub vault: Arc<CardVault>,
     pub files: Arc<FileStore>,
-    /// Per-project fingerprint keys derive from it
-    /// (`paycore_domain::card::fingerprint_key`).
+    /// The deployment's server secret: per-project fingerprint keys derive
+    /// from it (`paycore_domain::card::fingerprint_key`), and idempotency
+    /// keys are kept as digests keyed with it
+    /// (`paycore_domain::idempotency`), each under its own context label.
     pub fingerprint_secret: [u8; 32],
 }
 
@@ -191,8 +194,8 @@ impl AppState {
 /// Building the API failed (only the embedded descriptors can make it fail).
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
-    #[error("reflection service: {0}")]
-    Reflection(#[from] tonic_reflection::server::Error),
+    #[error("reflection service: cannot decode the descriptors: {0}")]
+    Reflection(#[from] prost::DecodeError),
 }
 
 type ProjectServer = pb::project_service_server::ProjectServiceServer<services::Handlers>;
@@ -255,14 +258,12 @@ impl Api {
         for name in SERVICE_NAMES {
             health.set_service_status(*name, ServingStatus::Serving).await;
         }
-        let reflection_v1 = tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
-            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-            .build_v1()?;
-        let reflection_v1alpha = tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
-            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-            .build_v1alpha()?;
+        let reflection = reflection::Reflection::new(&[
+            FILE_DESCRIPTOR_SET,
+            tonic_health::pb::FILE_DESCRIPTOR_SET,
+            tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET,
+            tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET,
+        ])?;
         let routes = Routes::new(ProjectServer::new(handlers.clone()))
             .add_service(CustomerServer::new(handlers.clone()))
             .add_service(AccountServer::new(handlers.clone()))
@@ -279,8 +280,8 @@ impl Api {
             .add_service(EventServer::new(handlers.clone()))
             .add_service(FxRateServer::new(handlers))
             .add_service(health_service)
-            .add_service(reflection_v1)
-            .add_service(reflection_v1alpha);
+            .add_service(reflection.v1())
+            .add_service(reflection.v1alpha());
         Ok(Self {
             routes,
             health,

@@ -296,6 +296,17 @@ impl ReadModels {
             .cloned()
     }
 
+    /// Until when an idempotency record kept under the key as sent (before
+    /// keys were hashed) may still be live; `None` if the log has none.
+    pub fn verbatim_idempotency_until(&self) -> Option<paycore_domain::Timestamp> {
+        self.shared
+            .projections
+            .directory
+            .read()
+            .model
+            .verbatim_idempotency_until
+    }
+
     pub fn customer(&self, project: ProjectId, id: CustomerId) -> Option<Customer> {
         let directory = self.shared.projections.directory.read();
         directory.model.customers.get(&project)?.get(&id).cloned()

@@ -321,6 +321,7 @@ impl Shared {
         StoreError::Corrupt {
             file: PathBuf::from(format!("{}.{table}", self.schema)),
             offset,
+            position: None,
             reason,
         }
     }
@@ -418,6 +419,7 @@ impl<'a> Decoder<'a> {
         StoreError::Corrupt {
             file: PathBuf::from(format!("{}.events", self.schema)),
             offset: position,
+            position: Some(position),
             reason,
         }
     }

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use crate::api::{ExpectedVersion, StreamName, Version};
+use crate::api::{ExpectedVersion, Position, StreamName, Version};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -22,11 +22,15 @@ pub enum StoreError {
     #[error("disk full: {0}")]
     DiskFull(String),
 
-    /// The log is damaged somewhere other than a torn tail.
-    #[error("corrupt log: {file}, offset {offset}: {reason}")]
+    /// The log is damaged somewhere other than a torn tail: a frame whose
+    /// header or checksum fails, or stored data that contradicts the log.
+    /// Never retried: the data at that place cannot be served.
+    #[error("corrupt log: {file}, offset {offset}{}: {reason}", at_position(*.position))]
     Corrupt {
         file: PathBuf,
         offset: u64,
+        /// The first position the damaged frame holds (or would hold), when known.
+        position: Option<Position>,
         reason: String,
     },
 
@@ -54,6 +58,10 @@ pub enum StoreError {
     /// The store was closed.
     #[error("event store is closed")]
     Closed,
+}
+
+fn at_position(position: Option<Position>) -> String {
+    position.map_or_else(String::new, |position| format!(" (position {position})"))
 }
 
 impl StoreError {

@@ -109,16 +109,23 @@ fn modify(path: &Path, f: impl FnOnce(&mut Vec<u8>)) {
     std::fs::write(path, bytes).expect("write");
 }
 
-/// Opening fails with `Corrupt` naming `file` and `offset`.
-fn assert_corrupt(result: Result<(LogStore, OpenReport), StoreError>, file: &Path, offset: u64) {
+/// Opening fails with `Corrupt` naming `file` and `offset`; returns the
+/// position it names.
+fn assert_corrupt(
+    result: Result<(LogStore, OpenReport), StoreError>,
+    file: &Path,
+    offset: u64,
+) -> Option<u64> {
     match result {
         Err(StoreError::Corrupt {
             file: f,
             offset: o,
+            position,
             reason,
         }) => {
             assert_eq!(f, file, "wrong file ({reason})");
             assert_eq!(o, offset, "wrong offset ({reason})");
+            position
         }
         Err(e) => panic!("expected Corrupt at {} offset {offset}, got {e}", file.display()),
         Ok((_, report)) => panic!(
@@ -126,6 +133,30 @@ fn assert_corrupt(result: Result<(LogStore, OpenReport), StoreError>, file: &Pat
             file.display()
         ),
     }
+}
+
+/// The first position of the frame at `offset` (from its body header:
+/// group_first_position, group_end, first_position, …).
+fn first_position_of(path: &Path, offset: u64) -> u64 {
+    let bytes = std::fs::read(path).expect("read segment");
+    let at = offset as usize + 12 + 16;
+    u64::from_le_bytes(bytes[at..at + 8].try_into().expect("8 bytes"))
+}
+
+/// Flips bits of one byte in place (no truncation: safe while the store
+/// has the file open).
+fn flip_in_place(path: &Path, at: u64, mask: u8) {
+    use std::os::unix::fs::FileExt;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .expect("open segment");
+    let mut byte = [0u8];
+    file.read_exact_at(&mut byte, at).expect("read byte");
+    byte[0] ^= mask;
+    file.write_all_at(&byte, at).expect("write byte");
+    file.sync_all().expect("sync");
 }
 
 /// After recovery: exactly `expected` is there, the chain verifies, a new
@@ -282,21 +313,225 @@ async fn bit_flip_in_a_middle_frame_is_corruption_at_its_offset() {
         // A failed open changes nothing.
         assert!(std::fs::read(&damaged).expect("read") == damaged_bytes);
     }
-    // With a valid snapshot covering the frame, open does not read it again
-    // (that is the snapshot's point), but every read of it checks its CRC.
+    // With a valid snapshot covering the frame: the same refusal, naming the
+    // frame's first position too, though open does not decode covered frames.
+    let position = first_position_of(&seg, offset);
+    for at in offset..offset + 12 + u64::from(len) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        copy_dir(template.path(), dir.path(), true);
+        let damaged = segments(dir.path()).pop().expect("segment");
+        modify(&damaged, |bytes| bytes[at as usize] ^= 1 << (at % 8));
+        let named = assert_corrupt(LogStore::open(dir.path(), options()), &damaged, offset);
+        assert_eq!(named, Some(position), "flip at {at}");
+    }
+    // Undamaged, the snapshot is used and every byte it covers verified.
     let dir = tempfile::tempdir().expect("tempdir");
     copy_dir(template.path(), dir.path(), true);
-    let damaged = segments(dir.path()).pop().expect("segment");
-    modify(&damaged, |bytes| bytes[offset as usize + 40] ^= 4);
-    let (store, report) = open(dir.path(), options());
+    let (_store, report) = open(dir.path(), options());
     assert!(report.index_loaded_from_snapshot);
-    match store.read_all(0, usize::MAX).await {
-        Err(StoreError::Corrupt { file, offset: o, .. }) => {
-            assert_eq!(file, damaged);
-            assert_eq!(o, offset);
+    let (last_offset, last_len) = *all_frames.last().expect("frames");
+    // The snapshot covers everything but the last commit.
+    assert_eq!(report.verified_bytes, last_offset, "{report:?}");
+    assert!(last_len > 0);
+}
+
+#[tokio::test]
+async fn damage_under_the_snapshot_in_earlier_segments_is_refused_at_open() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let small = LogOptions {
+        segment_bytes: 4096,
+        ..options()
+    };
+    let (store, _) = open(dir.path(), small.clone());
+    append_commits(&store, 0..60).await;
+    store.close().expect("close");
+    drop(store);
+    let paths = segments(dir.path());
+    assert!(paths.len() >= 3, "{paths:?}");
+    let (opened, report) = open(dir.path(), small.clone());
+    assert!(report.index_loaded_from_snapshot);
+    assert!(report.verified_bytes > 8192, "{report:?}");
+    drop(opened);
+
+    // A frame in the middle of the first and of the second segment, a
+    // header, and the zeros after the first segment's frames.
+    for (seg, pick, delta) in [(0, 1, 40u64), (1, 2, 0), (1, 0, 5)] {
+        let copy = tempfile::tempdir().expect("tempdir");
+        copy_dir(dir.path(), copy.path(), true);
+        let path = segments(copy.path())[seg].clone();
+        let (offset, _) = frames(&path)[pick];
+        modify(&path, |bytes| bytes[(offset + delta) as usize] ^= 0x08);
+        let position = assert_corrupt(LogStore::open(copy.path(), small.clone()), &path, offset);
+        assert_eq!(
+            position,
+            Some(first_position_of(&segments(dir.path())[seg], offset))
+        );
+    }
+    let copy = tempfile::tempdir().expect("tempdir");
+    copy_dir(dir.path(), copy.path(), true);
+    // A sealed segment with room left after its frames.
+    let all = segments(copy.path());
+    let (path, data_end) = all[..all.len() - 1]
+        .iter()
+        .find_map(|path| {
+            let (offset, len) = *frames(path).last().expect("frames");
+            let data_end = (offset + 12 + u64::from(len) + 7) & !7;
+            let length = std::fs::metadata(path).expect("stat").len();
+            (data_end + 32 < length).then(|| (path.clone(), data_end))
+        })
+        .expect("a sealed segment with zeros after its frames");
+    modify(&path, |bytes| bytes[data_end as usize + 20] = 0x42);
+    match LogStore::open(copy.path(), small.clone()) {
+        Err(StoreError::Corrupt {
+            file, offset, reason, ..
+        }) => {
+            assert_eq!(file, path);
+            assert_eq!(offset, data_end);
+            assert!(reason.contains("followed by data"), "{reason}");
         }
         other => panic!("expected Corrupt, got {other:?}"),
     }
+}
+
+#[tokio::test]
+async fn damage_after_open_fails_the_read_with_its_position_and_is_reported() {
+    let (template, _, _) = template(8).await;
+    let no_cache = LogOptions {
+        cache_events: 0,
+        ..options()
+    };
+    let (store, _) = open(template.path(), no_cache);
+    assert_eq!(*store.damage().borrow(), None);
+    let seg = segments(template.path()).pop().expect("segment");
+    let all_frames = frames(&seg);
+    let (offset, _) = all_frames[3];
+    let position = first_position_of(&seg, offset);
+    flip_in_place(&seg, offset + 40, 0x04);
+    match store.read_all(0, usize::MAX).await {
+        Err(StoreError::Corrupt {
+            file,
+            offset: o,
+            position: p,
+            ..
+        }) => {
+            assert_eq!(file, seg);
+            assert_eq!(o, offset);
+            assert_eq!(p, Some(position));
+        }
+        other => panic!("expected Corrupt, got {other:?}"),
+    }
+    let damage = store.damage().borrow().clone().expect("the damage is reported");
+    assert_eq!((damage.file.as_path(), damage.offset), (seg.as_path(), offset));
+    assert_eq!(damage.position, Some(position));
+    // Reads that do not touch the frame go on.
+    let before = store
+        .read_all(0, position as usize)
+        .await
+        .expect("read before it");
+    assert_eq!(before.len() as u64, position);
+}
+
+#[tokio::test]
+async fn the_scrub_finds_damage_in_frames_nobody_reads() {
+    // In a sealed segment, and in the active one.
+    for sealed in [true, false] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let small = LogOptions {
+            segment_bytes: 4096,
+            ..options()
+        };
+        let (store, _) = open(dir.path(), small.clone());
+        append_commits(&store, 0..60).await;
+        let scrub = paycore_store::log::ScrubOptions {
+            bytes_per_second: 64 << 20,
+            interval: std::time::Duration::from_millis(20),
+        };
+        store.start_scrub(scrub).expect("scrub");
+        // Clean passes find nothing.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while store.scrub_passes() < 2 {
+            assert!(std::time::Instant::now() < deadline, "no scrub pass finished");
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        assert_eq!(*store.damage().borrow(), None);
+
+        let paths = segments(dir.path());
+        assert!(paths.len() >= 3, "{paths:?}");
+        let path = if sealed {
+            paths[1].clone()
+        } else {
+            paths[paths.len() - 1].clone()
+        };
+        let (offset, _) = frames(&path)[0];
+        let position = first_position_of(&path, offset);
+        flip_in_place(&path, offset + 30, 0x01);
+        let mut damage = store.damage();
+        let found = tokio::time::timeout(
+            std::time::Duration::from_secs(30),
+            damage.wait_for(Option::is_some),
+        )
+        .await
+        .expect("the scrub finds the damage")
+        .expect("store open")
+        .clone()
+        .expect("damage");
+        assert_eq!(found.file, path, "sealed: {sealed}");
+        assert_eq!(found.offset, offset, "sealed: {sealed}");
+        assert_eq!(found.position, Some(position), "sealed: {sealed}");
+        assert_eq!(found.reason, "CRC mismatch");
+        store.close().expect("close stops the scrub");
+    }
+}
+
+#[tokio::test]
+async fn salvage_reads_around_a_damaged_frame_and_names_it() {
+    let (template, _, all) = template(8).await;
+    let seg = segments(template.path()).pop().expect("segment");
+    let all_frames = frames(&seg);
+    let (offset, _) = all_frames[3];
+    let (next_offset, _) = all_frames[4];
+    let lost_from = first_position_of(&seg, offset);
+    let lost_to = first_position_of(&seg, next_offset);
+    for (what, at) in [("body", offset + 40), ("length", offset + 1)] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        copy_dir(template.path(), dir.path(), true);
+        let damaged = segments(dir.path()).pop().expect("segment");
+        modify(&damaged, |bytes| bytes[at as usize] ^= 0x10);
+        let mut events = Vec::new();
+        let mut lost = Vec::new();
+        let report = paycore_store::log::salvage(dir.path(), 3, |item| {
+            match item {
+                paycore_store::log::Salvaged::Events(batch) => events.extend(batch),
+                paycore_store::log::Salvaged::Lost(frames) => lost.push(frames),
+            }
+            std::ops::ControlFlow::Continue(())
+        })
+        .expect("salvage");
+        assert_eq!(report.lost, 1, "{what}");
+        assert_eq!(lost.len(), 1, "{what}");
+        assert_eq!(lost[0].damage.file, damaged, "{what}");
+        assert_eq!(lost[0].damage.offset, offset, "{what}");
+        assert_eq!(lost[0].damage.position, Some(lost_from), "{what}");
+        assert_eq!(lost[0].resumes_at, Some(lost_to), "{what}");
+        let want: Vec<_> = all
+            .iter()
+            .filter(|e| e.position < lost_from || e.position >= lost_to)
+            .cloned()
+            .collect();
+        assert_eq!(events, want, "{what}");
+        assert_eq!(report.events, want.len() as u64);
+    }
+    // A clean log reads whole.
+    let mut events = Vec::new();
+    let report = paycore_store::log::salvage(template.path(), 1000, |item| {
+        if let paycore_store::log::Salvaged::Events(batch) = item {
+            events.extend(batch);
+        }
+        std::ops::ControlFlow::Continue(())
+    })
+    .expect("salvage");
+    assert_eq!(report.lost, 0);
+    assert_eq!(events, all);
 }
 
 #[tokio::test]

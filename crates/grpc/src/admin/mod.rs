@@ -63,6 +63,41 @@ async fn execute(engine: &Engine, project_id: ProjectId, command: Command) -> Re
     engine.execute_with(envelope, meta).await
 }
 
+/// What the first start of a deployment found.
+#[derive(Debug)]
+pub enum Bootstrap {
+    /// This server created the sandbox project, and this is its first key.
+    Created(ProjectId, ApiKeyToken),
+    /// Another server sharing the store created it first: this project.
+    ByAnotherServer(ProjectId),
+}
+
+/// The first start on an empty store: a sandbox project and a secret key,
+/// created once however many servers race (see
+/// `paycore_domain::deployment`).
+pub async fn bootstrap_deployment(engine: &Engine) -> Result<Bootstrap, EngineError> {
+    let id = ProjectId::from_uuid(Uuid::now_v7());
+    let command = Command::BootstrapDeployment {
+        id,
+        name: "Sandbox".to_owned(),
+    };
+    match run(engine, id, command).await {
+        Ok(()) => Ok(Bootstrap::Created(
+            id,
+            create_key(engine, id, KeyKind::Secret).await?,
+        )),
+        Err(EngineError::Domain(DomainError::AlreadyExists { kind, id: winner }))
+            if kind == paycore_domain::deployment::ALREADY_BOOTSTRAPPED =>
+        {
+            let winner = winner
+                .parse()
+                .map_err(|_| EngineError::Internal(format!("the bootstrap record names {winner:?}")))?;
+            Ok(Bootstrap::ByAnotherServer(winner))
+        }
+        Err(error) => Err(error),
+    }
+}
+
 /// Creates a project and its first secret key.
 pub async fn create_project(
     engine: &Engine,

@@ -56,7 +56,13 @@ impl CardPayinService for Handlers {
                 .map(|info| convert_cards::card_info_for_hash(info, &fingerprint_key)),
             ..body.clone()
         };
-        let key = idempotency::key(request.metadata(), methods::CREATE_CARD_PAYIN, &hashed, &mut v);
+        let key = idempotency::key(
+            &self.key_scope(&caller),
+            request.metadata(),
+            methods::CREATE_CARD_PAYIN,
+            &hashed,
+            &mut v,
+        );
         let parsed = convert_cards::create_card_payin(body, self.today(), &mut v);
         let parsed = finish(v, parsed)?;
         if caller.environment != Environment::Sandbox {

@@ -25,8 +25,10 @@ use paycore_domain::payments::CardSource;
 use paycore_domain::{
     CardId, CardTokenId, Command, IdempotencyKey, ProjectId, ResourceRef, StreamRef, Violations,
 };
+use paycore_engine::EngineError;
 use paycore_projections::ResourceKind;
 use paycore_sidestore::{SideStoreError, VaultError};
+use paycore_store::StreamName;
 use tonic::{Code, Request, Response, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 use uuid::Uuid;
@@ -55,7 +57,13 @@ impl CardTokenService for Handlers {
                 .as_ref()
                 .map(|info| convert_cards::card_info_for_hash(info, &fingerprint_key)),
         };
-        let key = idempotency::key(request.metadata(), methods::CREATE_CARD_TOKEN, &hashed, &mut v);
+        let key = idempotency::key(
+            &self.key_scope(&caller),
+            request.metadata(),
+            methods::CREATE_CARD_TOKEN,
+            &hashed,
+            &mut v,
+        );
         let card = match &body.card_info {
             Some(info) => convert_cards::card_info_request(info, "card_info", self.today(), &mut v),
             None => {
@@ -123,7 +131,13 @@ impl CardService for Handlers {
                 .map(|info| convert_cards::card_info_for_hash(info, &fingerprint_key)),
             ..body.clone()
         };
-        let key = idempotency::key(request.metadata(), methods::CREATE_CARD, &hashed, &mut v);
+        let key = idempotency::key(
+            &self.key_scope(&caller),
+            request.metadata(),
+            methods::CREATE_CARD,
+            &hashed,
+            &mut v,
+        );
         let parsed = convert_cards::create_card(body, self.today(), &mut v);
         let parsed = finish(v, parsed)?;
         let id = CardId::from_uuid(self.new_uuid());
@@ -248,10 +262,7 @@ impl Handlers {
                     .as_card_token()
                     .filter(|token| token.project_id == project && token.used.is_none());
                 let known = match usable {
-                    Some(token) => Some(
-                        self.sealed_card(project, &id.to_string(), &token.card_info)
-                            .await?,
-                    ),
+                    Some(token) => self.sealed_token_card(project, id, &token.card_info).await?,
                     None => None,
                 };
                 Ok(ResolvedCard {
@@ -277,7 +288,43 @@ impl Handlers {
         }
     }
 
-    /// The number sealed for a token or card that exists: it must be there.
+    /// The number sealed for a token that was unused when loaded. A command
+    /// that uses a token erases its number once it is committed, so a
+    /// number missing while the token's stream has moved past its creation
+    /// means a concurrent command used it: `None`, and the decider refuses
+    /// this one (`CARD_TOKEN_ALREADY_USED`) against the committed state —
+    /// on a version conflict if this server had not seen that use yet.
+    /// Missing while the token is still unused, the number was lost.
+    async fn sealed_token_card(
+        &self,
+        project: ProjectId,
+        id: CardTokenId,
+        info: &CardInfo,
+    ) -> Result<Option<KnownCard>, Status> {
+        let resource = id.to_string();
+        if let Some(number) = self.open_sealed(project, &resource).await? {
+            return Ok(Some(KnownCard {
+                number,
+                info: info.clone(),
+            }));
+        }
+        let stream = StreamName::from(StreamRef::CardToken(id).name());
+        let version = self
+            .state
+            .engine
+            .store()
+            .stream_version(&stream)
+            .await
+            .map_err(|e| engine_status(&EngineError::from(e)))?;
+        if version.is_some_and(|version| version > 0) {
+            return Ok(None);
+        }
+        Err(internal(format!(
+            "{resource} is unused but has no sealed card number"
+        )))
+    }
+
+    /// The number sealed for a card that exists: it must be there.
     async fn sealed_card(
         &self,
         project: ProjectId,

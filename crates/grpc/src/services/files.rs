@@ -164,7 +164,9 @@ impl FileService for Handlers {
         // A malformed key is refused before any content is read; the hash it
         // is bound to is only known at the end.
         let mut v = Violations::new();
+        let scope = self.key_scope(&caller);
         idempotency::key(
+            &scope,
             request.metadata(),
             methods::UPLOAD_FILE,
             &UploadIdentity::default(),
@@ -189,7 +191,7 @@ impl FileService for Handlers {
             sha256: digest.as_bytes().to_vec(),
         };
         let mut v = Violations::new();
-        let key = idempotency::key(&metadata, methods::UPLOAD_FILE, &identity, &mut v);
+        let key = idempotency::key(&scope, &metadata, methods::UPLOAD_FILE, &identity, &mut v);
         finish(v, Some(()))?;
         let command = Command::RecordFile {
             id: FileId::from_uuid(self.new_uuid()),

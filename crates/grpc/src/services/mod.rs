@@ -93,8 +93,24 @@ impl Handlers {
         v: &mut Violations,
     ) -> Result<(Caller, Option<IdempotencyKey>), Status> {
         let caller = auth::authenticate(&self.state.engine, request.metadata()).await?;
-        let key = idempotency::key(request.metadata(), method, request.get_ref(), v);
+        let key = idempotency::key(
+            &self.key_scope(&caller),
+            request.metadata(),
+            method,
+            request.get_ref(),
+            v,
+        );
         Ok((caller, key))
+    }
+
+    /// Where `caller`'s idempotency keys are kept.
+    fn key_scope(&self, caller: &Caller) -> idempotency::KeyScope {
+        idempotency::KeyScope::new(
+            caller.project_id,
+            self.state.side.fingerprint_secret,
+            self.state.read.verbatim_idempotency_until(),
+            self.state.clock.now(),
+        )
     }
 
     /// Authenticates any other request; these refuse an idempotency key.

@@ -1,7 +1,8 @@
 //! `directory`: projects and their customers.
 
 use paycore_domain::aggregate::{Customer, Project};
-use paycore_domain::{Aggregate, CustomerId, Event, ProjectId};
+use paycore_domain::idempotency::IDEMPOTENCY_WINDOW_SECONDS;
+use paycore_domain::{Aggregate, CustomerId, Event, ProjectId, Timestamp};
 use serde::{Deserialize, Serialize};
 
 use super::{Applied, CreationOrdered, Map, Projection, evolve, unreachable_state};
@@ -12,11 +13,15 @@ pub(crate) struct Directory {
     pub customers: Map<ProjectId, CreationOrdered<CustomerId, Customer>>,
     /// Which project owns each customer, for events that name only the customer.
     owners: Map<CustomerId, ProjectId>,
+    /// Until when a record of an idempotency key kept as sent (written
+    /// before keys were hashed) may still be live: commands look keys up by
+    /// themselves too until then (`paycore_domain::idempotency`).
+    pub verbatim_idempotency_until: Option<Timestamp>,
 }
 
 impl Projection for Directory {
     const NAME: &'static str = "directory";
-    const VERSION: u32 = 2;
+    const VERSION: u32 = 3;
     const DESCRIPTION: &'static str = "projects and customers";
 
     fn apply(&mut self, applied: &Applied<'_>) {
@@ -57,6 +62,10 @@ impl Projection for Directory {
                         _ => unreachable_state(),
                     }
                 });
+            }
+            Event::IdempotencyKeyUsed(used) if used.verbatim_key.is_some() => {
+                let until = used.used_at.plus_seconds(IDEMPOTENCY_WINDOW_SECONDS);
+                self.verbatim_idempotency_until = self.verbatim_idempotency_until.max(Some(until));
             }
             _ => {}
         }

@@ -316,6 +316,7 @@ impl ReadPlan {
                         .ok_or_else(|| StoreError::Corrupt {
                             file: PathBuf::from("<index>"),
                             offset: position,
+                            position: Some(position),
                             reason: format!(
                                 "the index points position {position} to a frame that does not hold it"
                             ),
@@ -328,10 +329,12 @@ impl ReadPlan {
     }
 }
 
-fn corrupt(path: &Path, offset: u64, reason: impl Into<String>) -> StoreError {
+/// `position`: the first position of the frame at `offset`.
+fn corrupt(path: &Path, offset: u64, position: Position, reason: impl Into<String>) -> StoreError {
     StoreError::Corrupt {
         file: path.to_path_buf(),
         offset,
+        position: Some(position),
         reason: reason.into(),
     }
 }
@@ -346,19 +349,25 @@ fn decode_frame_into(
 ) -> Result<(), StoreError> {
     let path = &frame.segment.path;
     let offset = frame.loc.offset;
+    let corrupt =
+        |path: &Path, offset, reason: String| corrupt(path, offset, frame.loc.first_position, reason);
     let header_bytes: &[u8; HEADER_BYTES] = bytes
         .get(..HEADER_BYTES)
         .and_then(|b| b.try_into().ok())
-        .ok_or_else(|| corrupt(path, offset, "short frame"))?;
+        .ok_or_else(|| corrupt(path, offset, "short frame".into()))?;
     let header = RawHeader::parse(header_bytes);
     if !header.is_consistent() || header.body_len != frame.loc.body_len {
-        return Err(corrupt(path, offset, "frame header does not match the index"));
+        return Err(corrupt(
+            path,
+            offset,
+            "frame header does not match the index".into(),
+        ));
     }
     let body = bytes
         .get(HEADER_BYTES..HEADER_BYTES + header.body_len as usize)
-        .ok_or_else(|| corrupt(path, offset, "short frame"))?;
+        .ok_or_else(|| corrupt(path, offset, "short frame".into()))?;
     if crc32c::crc32c(body) != header.crc {
-        return Err(corrupt(path, offset, "CRC mismatch"));
+        return Err(corrupt(path, offset, "CRC mismatch".into()));
     }
     let mut builder = EventBuilder::default();
     let body_header = decode_body(body, |view| {

@@ -77,6 +77,19 @@
 //!    it says, ending at its event count with its last hash). Otherwise log a
 //!    warning and scan from the first segment. The snapshot resumes the scan
 //!    at a group boundary.
+//!
+//!    The frames a valid snapshot covers are not decoded again, but every
+//!    one of them is checked, on a thread of its own while the snapshot
+//!    loads (whole segments read sequentially in 8 MiB reads): its header
+//!    (length and complement), its CRC, and that it starts at the position
+//!    where the frame before it ended. Every segment before the snapshot's
+//!    resume segment must hold frames exactly up to where the snapshot's
+//!    frame table says and zeros after them (rule 4), and the resume segment
+//!    intact frames up to the resume offset. Any failure is corruption
+//!    (rule 5): `open` fails with [`StoreError::Corrupt`] naming the segment,
+//!    the frame's offset and the position it should start at, exactly as
+//!    without a snapshot. The hash chain of those frames is not recomputed
+//!    here (the audit does that).
 //! 3. Scan every frame after that point, in order, across segments. Each
 //!    segment's name must be the position the log before it ended at, and the
 //!    first segment (without a snapshot) must be `0`.
@@ -86,7 +99,8 @@
 //!    check — including a zeroed header followed by data —, a frame extending
 //!    past the end of the file, or a CRC mismatch) is a *bad frame*.
 //! 5. A bad frame in any segment but the last is corruption: `open` fails
-//!    with [`StoreError::Corrupt`] naming the segment and the frame's offset.
+//!    with [`StoreError::Corrupt`] naming the segment, the frame's offset and
+//!    the position it should start at.
 //! 6. A bad frame at `X` in the last segment is a **torn tail** — the remains
 //!    of the last group write, which was never acknowledged — iff every byte
 //!    after the region that write may have covered is zero or absent. That
@@ -147,11 +161,29 @@
 //! after a crash. It is written to `index.snapshot.tmp`, fsync'd, renamed over
 //! `index.snapshot`, and the directory fsync'd.
 //!
-//! A valid snapshot is trusted for the frames it covers: `open` does not read
-//! them again (that is its point). Damage to those frames is found when they
-//! are read: every frame read checks its CRC and fails with
-//! [`StoreError::Corrupt`]. An audit reads everything and also re-verifies the
+//! A valid snapshot spares `open` decoding the frames it covers and
+//! rebuilding the index from them (that is its point), not checking them:
+//! their checksums are verified on open (rule 2), so a damaged frame is never
+//! served after a start. An audit reads everything and also re-verifies the
 //! hash chain ([`crate::verify_chain`]).
+//!
+//! # Damage after open
+//!
+//! Every frame read from a file checks its header and CRC again; a read that
+//! meets a damaged frame fails with [`StoreError::Corrupt`] (file, offset,
+//! and the frame's first position). Frames nobody reads are re-checked by the
+//! scrub ([`LogStore::start_scrub`], off unless started): a low-priority
+//! thread that walks every segment's committed frames pass after pass at a
+//! fixed rate (direct I/O where the file system allows, so it reads the disk
+//! rather than the page cache; each sealed segment's zero tail too). Damage
+//! found either way is logged at error level with file and offset (once per
+//! place) and published on [`LogStore::damage`], for the server to stop
+//! advertising itself as healthy. Nothing is repaired or skipped: the damaged
+//! frame's events stay unreadable until the segment is restored, and the next
+//! `open` refuses the log.
+//!
+//! `paycore audit` reads a log that `open` refuses with [`salvage`]: frame by
+//! frame, reporting each damaged frame and carrying on at the next intact one.
 //!
 //! # Failures
 //!
@@ -173,16 +205,19 @@ mod fsutil;
 pub mod fuzzing;
 mod index;
 mod recovery;
+pub mod salvage;
 mod snapshot;
+mod verify;
 mod writer;
 
 #[cfg(test)]
 mod tests;
 
+use std::collections::HashSet;
 use std::fmt;
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Sender};
 use std::sync::{Arc, OnceLock};
 use std::thread::JoinHandle;
@@ -197,7 +232,11 @@ use crate::error::StoreError;
 use crate::request::validate;
 
 use self::index::{Index, ReadPlan};
+use self::verify::Scrubber;
 use self::writer::{Msg, Writer};
+
+pub use self::salvage::{LostFrames, SalvageReport, Salvaged, salvage};
+pub use self::verify::{Damage, ScrubOptions};
 
 /// Whether each group commit is made durable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -248,6 +287,9 @@ pub struct OpenReport {
     pub index_loaded_from_snapshot: bool,
     /// Events scanned from the segments (all of them without a snapshot).
     pub replayed_events_after_snapshot: u64,
+    /// Bytes of frames under the index snapshot whose checksums were
+    /// verified (0 without a snapshot: the scan verifies everything).
+    pub verified_bytes: u64,
 }
 
 /// State shared by the store handle, the writer and snapshot threads.
@@ -259,13 +301,52 @@ pub(crate) struct Shared {
     /// Set once when a write or fsync fails; every later append fails.
     fatal: OnceLock<String>,
     closed: AtomicBool,
+    /// The first damage found after open (by a read or the scrub).
+    damage: watch::Sender<Option<Damage>>,
+    /// Every place reported, so each is logged once, not once per read.
+    damage_logged: Mutex<HashSet<(PathBuf, u64)>>,
+    /// Scrub passes completed.
+    scrub_passes: AtomicU64,
     #[cfg(test)]
     faults: tests::Faults,
 }
 
+/// Places remembered as logged; past this, every report is logged again.
+const DAMAGE_LOGGED_MAX: usize = 1024;
+
 impl Shared {
     fn segments_dir(&self) -> PathBuf {
         self.dir.join(fsutil::SEGMENTS_DIR)
+    }
+
+    /// Records damage found after open: logged at error level (once per
+    /// place) and published to [`LogStore::damage`].
+    pub(crate) fn report_damage(&self, damage: &Damage, found_by: &str) {
+        let first_time = {
+            let mut logged = self.damage_logged.lock();
+            if logged.len() >= DAMAGE_LOGGED_MAX {
+                logged.clear();
+            }
+            logged.insert((damage.file.clone(), damage.offset))
+        };
+        if first_time {
+            tracing::error!(
+                file = %damage.file.display(),
+                offset = damage.offset,
+                position = damage.position,
+                reason = %damage.reason,
+                found_by,
+                "the event log is damaged: the frame at this file and offset cannot be served"
+            );
+        }
+        self.damage.send_if_modified(|first| {
+            if first.is_none() {
+                *first = Some(damage.clone());
+                true
+            } else {
+                false
+            }
+        });
     }
 }
 
@@ -276,6 +357,7 @@ pub struct LogStore {
     tx: Sender<Msg>,
     committed: watch::Receiver<Position>,
     writer: Mutex<Option<JoinHandle<()>>>,
+    scrubber: Mutex<Option<Scrubber>>,
     lock: Mutex<Option<File>>,
 }
 
@@ -321,6 +403,7 @@ impl LogStore {
             segments = report.segments,
             from_snapshot = report.index_loaded_from_snapshot,
             replayed = report.replayed_events_after_snapshot,
+            verified_bytes = report.verified_bytes,
             truncated_tail_bytes = report.truncated_tail_bytes,
             "event log opened"
         );
@@ -331,6 +414,9 @@ impl LogStore {
             index: RwLock::new(recovered.index),
             fatal: OnceLock::new(),
             closed: AtomicBool::new(false),
+            damage: watch::Sender::new(None),
+            damage_logged: Mutex::new(HashSet::new()),
+            scrub_passes: AtomicU64::new(0),
             #[cfg(test)]
             faults: tests::Faults::default(),
         });
@@ -346,6 +432,7 @@ impl LogStore {
                 tx,
                 committed,
                 writer: Mutex::new(Some(handle)),
+                scrubber: Mutex::new(None),
                 lock: Mutex::new(Some(lock)),
             },
             report,
@@ -357,6 +444,36 @@ impl LogStore {
         &self.shared.dir
     }
 
+    /// Starts the background scrub: a low-priority thread that re-reads
+    /// every committed frame and checks its checksum, pass after pass, at
+    /// `options.bytes_per_second` (bypassing the page cache where the file
+    /// system allows), so damage to frames nobody reads is found within
+    /// [`ScrubOptions::detection_bound`]. What it finds is logged at error
+    /// level and published to [`Self::damage`]. Replaces a running scrub.
+    pub fn start_scrub(&self, options: ScrubOptions) -> Result<(), StoreError> {
+        if options.bytes_per_second == 0 {
+            return Err(StoreError::InvalidRequest(
+                "the scrub rate must be at least 1 byte per second".into(),
+            ));
+        }
+        let scrubber = Scrubber::start(self.shared.clone(), options)?;
+        if let Some(previous) = self.scrubber.lock().replace(scrubber) {
+            previous.stop();
+        }
+        Ok(())
+    }
+
+    /// The first damage found since open, by a read or by the scrub: `None`
+    /// while none was. Damage found at open fails the open instead.
+    pub fn damage(&self) -> watch::Receiver<Option<Damage>> {
+        self.shared.damage.subscribe()
+    }
+
+    /// Scrub passes completed since open.
+    pub fn scrub_passes(&self) -> u64 {
+        self.shared.scrub_passes.load(Ordering::SeqCst)
+    }
+
     /// Stops the store cleanly: appends already queued are committed, later
     /// ones fail with [`StoreError::Closed`], the index snapshot is written,
     /// and the directory lock is released. Subscriptions end with `Closed`
@@ -366,6 +483,9 @@ impl LogStore {
     /// the snapshot is large).
     pub fn close(&self) -> Result<(), StoreError> {
         self.shared.closed.store(true, Ordering::SeqCst);
+        if let Some(scrubber) = self.scrubber.lock().take() {
+            scrubber.stop();
+        }
         let _ = self.tx.send(Msg::Shutdown);
         let handle = self.writer.lock().take();
         let result = match handle {
@@ -389,17 +509,25 @@ impl LogStore {
         }
     }
 
-    async fn run_plan(plan: ReadPlan) -> Result<Vec<RecordedEvent>, StoreError> {
-        if plan.disk_bytes() <= INLINE_READ_BYTES {
-            return plan.execute();
+    /// Executes a read; damage it meets is reported (see [`Self::damage`]).
+    async fn run_plan(&self, plan: ReadPlan) -> Result<Vec<RecordedEvent>, StoreError> {
+        let result = if plan.disk_bytes() <= INLINE_READ_BYTES {
+            plan.execute()
+        } else {
+            match tokio::runtime::Handle::try_current() {
+                Ok(handle) => handle
+                    .spawn_blocking(move || plan.execute())
+                    .await
+                    .map_err(|e| StoreError::Unavailable(format!("read task failed: {e}")))?,
+                Err(_) => plan.execute(),
+            }
+        };
+        if let Err(error) = &result
+            && let Some(damage) = Damage::of(error)
+        {
+            self.shared.report_damage(&damage, "a read");
         }
-        match tokio::runtime::Handle::try_current() {
-            Ok(handle) => handle
-                .spawn_blocking(move || plan.execute())
-                .await
-                .map_err(|e| StoreError::Unavailable(format!("read task failed: {e}")))?,
-            Err(_) => plan.execute(),
-        }
+        result
     }
 }
 
@@ -446,12 +574,12 @@ impl EventStore for LogStore {
             .index
             .read()
             .plan_read_stream(stream.as_str(), from, direction, max);
-        Self::run_plan(plan).await
+        self.run_plan(plan).await
     }
 
     async fn read_all(&self, from: Position, max: usize) -> Result<Vec<RecordedEvent>, StoreError> {
         let plan = self.shared.index.read().plan_read_all(from, max);
-        Self::run_plan(plan).await
+        self.run_plan(plan).await
     }
 
     async fn stream_version(&self, stream: &StreamName) -> Result<Option<Version>, StoreError> {

@@ -12,9 +12,10 @@ use crate::chain::hash_input;
 use crate::error::StoreError;
 
 use super::codec::{BodyHeader, HEADER_BYTES, RawHeader, decode_body, decode_body_header, frame_end};
-use super::fsutil::{first_nonzero, list_segments, preallocate};
+use super::fsutil::{SNAPSHOT_FILE, first_nonzero, list_segments, preallocate};
 use super::index::{FrameLoc, Index, SegmentRef};
 use super::snapshot::{self, Loaded};
+use super::verify::CoverCheck;
 use super::writer::{ActiveSegment, WriterState, create_segment};
 use super::{LogOptions, OpenReport};
 
@@ -24,10 +25,12 @@ pub(crate) struct Recovered {
     pub report: OpenReport,
 }
 
-fn corrupt(path: &Path, offset: u64, reason: impl Into<String>) -> StoreError {
+/// `position`: the one the frame at `offset` should start at.
+fn corrupt(path: &Path, offset: u64, position: Position, reason: impl Into<String>) -> StoreError {
     StoreError::Corrupt {
         file: path.to_path_buf(),
         offset,
+        position: Some(position),
         reason: reason.into(),
     }
 }
@@ -38,9 +41,9 @@ fn io_err(path: &Path, what: &str, e: io::Error) -> StoreError {
 
 /// Sequential reads through a large buffer, so that scanning millions of
 /// small frames costs few system calls.
-struct Window<'f> {
-    file: &'f File,
-    len: u64,
+pub(super) struct Window<'f> {
+    pub file: &'f File,
+    pub len: u64,
     start: u64,
     buf: Vec<u8>,
 }
@@ -48,7 +51,7 @@ struct Window<'f> {
 const WINDOW_BYTES: usize = 8 << 20;
 
 impl<'f> Window<'f> {
-    fn new(file: &'f File, len: u64) -> Self {
+    pub fn new(file: &'f File, len: u64) -> Self {
         Self {
             file,
             len,
@@ -58,7 +61,7 @@ impl<'f> Window<'f> {
     }
 
     /// `len` bytes at `offset`; the caller guarantees they are inside the file.
-    fn get(&mut self, offset: u64, len: usize) -> io::Result<&[u8]> {
+    pub fn get(&mut self, offset: u64, len: usize) -> io::Result<&[u8]> {
         let inside = offset >= self.start && offset + len as u64 <= self.start + self.buf.len() as u64;
         if !inside {
             let want = len.max(WINDOW_BYTES).min((self.len - offset) as usize);
@@ -110,6 +113,21 @@ pub(crate) fn recover(dir: &Path, options: &LogOptions) -> Result<Recovered, Sto
         }));
     }
 
+    // The frames a valid snapshot covers are not scanned, but their
+    // checksums are verified all the same, on another thread while the
+    // snapshot loads (the log is read at disk speed, the snapshot decoded on
+    // this core).
+    let mut cover = if dir.join(SNAPSHOT_FILE).exists() && !index.segments.is_empty() {
+        let segments = index
+            .segments
+            .iter()
+            .map(|s| (s.path.clone(), s.first_position))
+            .collect();
+        Some(CoverCheck::spawn(segments)?)
+    } else {
+        None
+    };
+
     let loaded = match snapshot::load(dir) {
         Ok(Some(loaded)) => match check_snapshot(&loaded, &index) {
             Ok(()) => Some(loaded),
@@ -135,6 +153,19 @@ pub(crate) fn recover(dir: &Path, options: &LogOptions) -> Result<Recovered, Sto
     };
     let (mut ordinal, mut offset) = (0usize, 0u64);
     let from_snapshot = loaded.is_some();
+    if let Some(cover) = &cover {
+        let last = index.segments.len() - 1;
+        cover.last_segment_limit(loaded.as_ref().and_then(|loaded| {
+            (loaded.point.resume_segment as usize == last).then_some(loaded.point.resume_offset)
+        }));
+    }
+    let covered = loaded
+        .as_ref()
+        .map(|loaded| (loaded.point.resume_segment, loaded.point.resume_offset));
+    if loaded.is_none() {
+        // The scan reads everything.
+        cover = None;
+    }
     if let Some(loaded) = loaded {
         scan.next = loaded.point.next;
         scan.last_hash = loaded.point.last_hash;
@@ -153,6 +184,12 @@ pub(crate) fn recover(dir: &Path, options: &LogOptions) -> Result<Recovered, Sto
         }
         index.next = scan.next;
     }
+    let verified_bytes = match (cover, covered) {
+        (Some(cover), Some((segment, offset))) => {
+            cover.finish(&index.segments, &index.frames, segment, offset)?
+        }
+        _ => 0,
+    };
 
     let mut truncated_tail_bytes = 0;
     let mut data_end = 0;
@@ -165,6 +202,7 @@ pub(crate) fn recover(dir: &Path, options: &LogOptions) -> Result<Recovered, Sto
                 return Err(corrupt(
                     &segment.path,
                     0,
+                    scan.next,
                     format!(
                         "segment starts at position {}, but the log before it ends at position {}",
                         segment.first_position, scan.next
@@ -251,6 +289,7 @@ pub(crate) fn recover(dir: &Path, options: &LogOptions) -> Result<Recovered, Sto
         segments: index.segments.len(),
         index_loaded_from_snapshot: from_snapshot,
         replayed_events_after_snapshot: scan.events_scanned,
+        verified_bytes,
     };
     let snapshot_at = (from_snapshot && scan.events_scanned == 0).then_some(scan.next);
     let tail = index
@@ -342,9 +381,10 @@ fn scan_segment(
     let mut window = Window::new(file, len);
     let mut at = start;
     loop {
+        let expected = scan.next;
         let step = read_frame(&mut window, at, scan, index, ordinal).map_err(|e| match e {
             FrameError::Io(e) => io_err(path, "reading", e),
-            FrameError::Corrupt(reason) => corrupt(path, at, reason),
+            FrameError::Corrupt(reason) => corrupt(path, at, expected, reason),
         })?;
         match step {
             Step::Frame { header, end } => {
@@ -355,11 +395,11 @@ fn scan_segment(
             Step::End => return Ok((at, 0)),
             Step::Bad(bad) => {
                 if !is_last {
-                    return Err(corrupt(path, at, bad.reason));
+                    return Err(corrupt(path, at, expected, bad.reason));
                 }
                 let discarded = torn_tail(&mut window, at, &bad, scan).map_err(|e| match e {
                     FrameError::Io(e) => io_err(path, "reading", e),
-                    FrameError::Corrupt(reason) => corrupt(path, at, reason),
+                    FrameError::Corrupt(reason) => corrupt(path, at, expected, reason),
                 })?;
                 return Ok((at, discarded));
             }
@@ -367,7 +407,7 @@ fn scan_segment(
     }
 }
 
-enum FrameError {
+pub(super) enum FrameError {
     Io(io::Error),
     /// Corruption at the frame being read (the caller adds file and offset).
     Corrupt(String),
@@ -551,7 +591,10 @@ fn torn_tail(window: &mut Window<'_>, at: u64, bad: &BadFrame, scan: &Scan) -> R
 
 /// The first intact frame (consistent header, CRC, body header) at an
 /// 8-aligned offset from `from` on.
-fn find_next_frame(window: &mut Window<'_>, from: u64) -> Result<Option<(u64, BodyHeader)>, FrameError> {
+pub(super) fn find_next_frame(
+    window: &mut Window<'_>,
+    from: u64,
+) -> Result<Option<(u64, BodyHeader)>, FrameError> {
     let len = window.len;
     let mut at = from;
     while at + HEADER_BYTES as u64 <= len {
