@@ -19,6 +19,11 @@
 //!   them all (see the README's "Fuzzing" section for the command, what it
 //!   needs and the figures of the last long run).
 //!
+//! Last long run (README, "Fuzzing"): 10 CPU-minutes per target, 416
+//! million executions in all, no panic left; one found and fixed (an
+//! overflow in the log's index snapshot frame table, replayed from
+//! `regressions/` by the suite).
+//!
 //! The seeds are made, not stored: [`world`] writes a small history through
 //! the real engine into a real log and derives valid frames, an index
 //! snapshot, event payloads, projection and aggregate snapshots, page
