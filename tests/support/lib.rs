@@ -1065,12 +1065,12 @@ pub fn test_dir() -> tempfile::TempDir {
 /// hold no digits, so the search stays quick without missing anything.
 pub fn files_under(dir: &Path) -> Vec<(String, Vec<u8>)> {
     let mut found = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
+    for entry in std::fs::read_dir(dir).expect("a readable test directory") {
+        let path = entry.expect("a readable directory entry").path();
         if path.is_dir() {
             found.extend(files_under(&path));
         } else if path.is_file() {
-            let mut bytes = std::fs::read(&path).unwrap();
+            let mut bytes = std::fs::read(&path).expect("a readable test file");
             let end = bytes.iter().rposition(|&b| b != 0).map_or(0, |last| last + 1);
             bytes.truncate(end);
             found.push((path.display().to_string(), bytes));

@@ -7,7 +7,6 @@
 //! or the log.
 
 use std::collections::BTreeMap;
-use std::path::Path;
 
 use paycore_e2e::{
     Client, Server, amount, assert_bad_request, assert_bad_request_fields, assert_code, assert_reason,

@@ -444,11 +444,14 @@ impl Auditor {
         if event.position != self.next_position
             && let Some(lost) = self.lost_before(event.position)
         {
+            let missing = if event.position == self.next_position + 1 {
+                format!("position {} is", self.next_position)
+            } else {
+                format!("positions {}..={} are", self.next_position, event.position - 1)
+            };
             let message = format!(
-                "positions {}..={} are missing (lost in the damaged frame at {}), so the hash chain \
-                 cannot be verified across them; it is checked again from the stored hash of this event",
-                self.next_position,
-                event.position - 1,
+                "{missing} missing (lost in the damaged frame at {}), so the hash chain cannot be \
+                 verified across the gap; it is checked again from the stored hash of this event",
                 lost.frame
             );
             self.violate(Rule::HashChain, at, message);

@@ -376,7 +376,7 @@ fn report_damage_on_health(log: &LogStore, api: paycore_grpc::Api) {
                 position = found.position,
                 reason = %found.reason,
                 "the event log is damaged: health is NOT_SERVING until the segment is restored \
-                 from a replica or backup and the server restarted"
+                 from a backup and the server restarted"
             );
         }
         for name in paycore_grpc::SERVICE_NAMES.iter().copied().chain([""]) {

@@ -182,7 +182,7 @@
 //! frame's events stay unreadable until the segment is restored, and the next
 //! `open` refuses the log.
 //!
-//! `paycore audit` reads a log that `open` refuses with [`salvage`]: frame by
+//! `paycore audit` reads a log that `open` refuses with [`salvage()`]: frame by
 //! frame, reporting each damaged frame and carrying on at the next intact one.
 //!
 //! # Failures
