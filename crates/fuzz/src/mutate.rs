@@ -6,29 +6,28 @@
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::time::{Duration, Instant};
 
+use rand::rngs::StdRng;
+use rand::{Rng as _, RngCore, SeedableRng};
+
 use crate::Target;
 
-/// xorshift64*: deterministic from its seed, so a failing run replays.
+/// The mutator's randomness: `rand`'s standard generator, seeded, so a
+/// failing run replays from its seed.
 #[derive(Clone, Debug)]
-pub struct Rng(u64);
+pub struct Rng(StdRng);
 
 impl Rng {
     pub fn new(seed: u64) -> Self {
-        Self(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+        Self(StdRng::seed_from_u64(seed))
     }
 
     pub fn next_u64(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.0 = x;
-        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+        self.0.next_u64()
     }
 
-    /// Uniform-ish in `0..n` (`n > 0`).
+    /// Uniform in `0..n` (`0` when `n` is 0).
     pub fn below(&mut self, n: usize) -> usize {
-        (self.next_u64() % n.max(1) as u64) as usize
+        if n == 0 { 0 } else { self.0.random_range(0..n) }
     }
 
     pub fn byte(&mut self) -> u8 {
