@@ -1,6 +1,6 @@
 //! Typed errors of the event store.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use crate::api::{ExpectedVersion, Position, StreamName, Version};
 
@@ -70,5 +70,16 @@ impl StoreError {
             context: context.into(),
             source,
         }
+    }
+}
+
+/// [`StoreError::Corrupt`] at `offset` of `path`, in the frame holding
+/// `position`.
+pub(crate) fn corrupt(path: &Path, offset: u64, position: Position, reason: impl Into<String>) -> StoreError {
+    StoreError::Corrupt {
+        file: path.to_path_buf(),
+        offset,
+        position: Some(position),
+        reason: reason.into(),
     }
 }

@@ -98,18 +98,9 @@ pub(crate) fn first_nonzero(file: &File, from: u64, to: u64) -> io::Result<Optio
     let mut buf = vec![0u8; 1 << 20];
     let mut at = from;
     while at < to {
-        // Jump to the next data region; ENXIO means only a hole is left.
-        let (data, data_end) = match rustix::fs::seek(file, SeekFrom::Data(at)) {
-            Ok(data) => {
-                let hole = rustix::fs::seek(file, SeekFrom::Hole(data)).unwrap_or(to);
-                (data, hole.min(to))
-            }
-            Err(Errno::NXIO) => return Ok(None),
-            Err(_) => (at, to),
-        };
-        if data >= to {
+        let Some((data, data_end)) = next_data(file, at, to) else {
             return Ok(None);
-        }
+        };
         at = data;
         while at < data_end {
             let n = ((data_end - at) as usize).min(buf.len());
@@ -122,6 +113,22 @@ pub(crate) fn first_nonzero(file: &File, from: u64, to: u64) -> io::Result<Optio
         }
     }
     Ok(None)
+}
+
+/// The next region of `file` in `[at, to)` that may hold data, as
+/// `(start, end)`: holes (unwritten preallocated space) are skipped where the
+/// file system reports them, and `None` means only a hole is left. Where it
+/// cannot tell, the whole rest `(at, to)` is one region.
+pub(crate) fn next_data(file: &File, at: u64, to: u64) -> Option<(u64, u64)> {
+    let (data, data_end) = match rustix::fs::seek(file, SeekFrom::Data(at)) {
+        Ok(data) => {
+            let hole = rustix::fs::seek(file, SeekFrom::Hole(data)).unwrap_or(to);
+            (data, hole.min(to))
+        }
+        Err(Errno::NXIO) => return None,
+        Err(_) => (at, to),
+    };
+    (data < to).then_some((data, data_end))
 }
 
 /// The segment files in `dir`, by first position. Other files are ignored

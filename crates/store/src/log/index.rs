@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::api::{Position, ReadDirection, RecordedEvent, StreamName, Version};
-use crate::error::StoreError;
+use crate::error::{StoreError, corrupt};
 use crate::memory::select_versions;
 
 use super::codec::{EventBuilder, HEADER_BYTES, RawHeader, decode_body, frame_end};
@@ -326,16 +326,6 @@ impl ReadPlan {
             }
         }
         Ok(out)
-    }
-}
-
-/// `position`: the first position of the frame at `offset`.
-fn corrupt(path: &Path, offset: u64, position: Position, reason: impl Into<String>) -> StoreError {
-    StoreError::Corrupt {
-        file: path.to_path_buf(),
-        offset,
-        position: Some(position),
-        reason: reason.into(),
     }
 }
 

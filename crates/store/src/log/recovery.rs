@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use crate::api::{ChainHash, GENESIS_HASH, Position};
 use crate::chain::hash_input;
-use crate::error::StoreError;
+use crate::error::{StoreError, corrupt};
 
 use super::codec::{BodyHeader, HEADER_BYTES, RawHeader, decode_body, decode_body_header, frame_end};
 use super::fsutil::{SNAPSHOT_FILE, first_nonzero, list_segments, preallocate};
@@ -23,16 +23,6 @@ pub(crate) struct Recovered {
     pub index: Index,
     pub writer: WriterState,
     pub report: OpenReport,
-}
-
-/// `position`: the one the frame at `offset` should start at.
-fn corrupt(path: &Path, offset: u64, position: Position, reason: impl Into<String>) -> StoreError {
-    StoreError::Corrupt {
-        file: path.to_path_buf(),
-        offset,
-        position: Some(position),
-        reason: reason.into(),
-    }
 }
 
 fn io_err(path: &Path, what: &str, e: io::Error) -> StoreError {

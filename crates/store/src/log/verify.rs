@@ -18,11 +18,10 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
-use rustix::fs::SeekFrom;
 use rustix::io::Errno;
 
 use crate::api::Position;
-use crate::error::StoreError;
+use crate::error::{StoreError, corrupt};
 
 use super::Shared;
 use super::codec::{HEADER_BYTES, RawHeader, decode_body_header, frame_end};
@@ -333,17 +332,9 @@ impl<'s> SegmentReader<'s> {
     fn first_nonzero(&mut self, from: u64, to: u64) -> Result<Option<u64>, ReadError> {
         let mut at = from;
         while at < to {
-            let (data, data_end) = match rustix::fs::seek(&self.file, SeekFrom::Data(at)) {
-                Ok(data) => {
-                    let hole = rustix::fs::seek(&self.file, SeekFrom::Hole(data)).unwrap_or(to);
-                    (data, hole.min(to))
-                }
-                Err(Errno::NXIO) => return Ok(None),
-                Err(_) => (at, to),
-            };
-            if data >= to {
+            let Some((data, data_end)) = super::fsutil::next_data(&self.file, at, to) else {
                 return Ok(None);
-            }
+            };
             at = data;
             while at < data_end {
                 let n = ((data_end - at) as usize).min(self.state.chunk);
@@ -482,15 +473,6 @@ fn walk(reader: &mut SegmentReader<'_>, first_position: Position, limit: Limit) 
 
 fn read_error(path: &Path, e: io::Error) -> StoreError {
     StoreError::io(format!("verifying {}", path.display()), e)
-}
-
-fn corrupt(path: &Path, offset: u64, position: Position, reason: impl Into<String>) -> StoreError {
-    StoreError::Corrupt {
-        file: path.to_path_buf(),
-        offset,
-        position: Some(position),
-        reason: reason.into(),
-    }
 }
 
 // ---------------------------------------------------------------- on open
