@@ -1083,6 +1083,16 @@ pub fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     haystack.windows(needle.len()).any(|window| window == needle)
 }
 
+/// The embedded log's segment files under `data_dir`, oldest first.
+pub fn segment_files(data_dir: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(data_dir.join("log/segments"))
+        .expect("segments directory")
+        .map(|entry| entry.expect("segment entry").path())
+        .collect();
+    files.sort();
+    files
+}
+
 // ---------------------------------------------------------------- raw calls
 
 /// Calls `path` (`/package.Service/Method`) with `messages` as the request

@@ -3,9 +3,9 @@
 //! byte edited (and its frame's CRC fixed, so the store still opens) fails
 //! with exit 1 and names the hash-chain rule and the position.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use paycore_e2e::{Server, test_dir};
+use paycore_e2e::{Server, segment_files, test_dir};
 use serde_json::Value;
 
 /// Text that ends up verbatim in one event payload (a project's name).
@@ -80,21 +80,11 @@ async fn audit_passes_a_clean_log_and_names_an_edited_event() {
     assert_eq!(first["position"], position, "{report}");
 }
 
-/// The segment files, oldest first.
-fn segments(data_dir: &Path) -> Vec<PathBuf> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(data_dir.join("log/segments"))
-        .expect("segments directory")
-        .map(|entry| entry.expect("segment entry").path())
-        .collect();
-    files.sort();
-    files
-}
-
 /// Flips one letter of [`MARKER`] in the last segment and rewrites that
 /// frame's CRC. Returns the position of the frame's first event (the
 /// project's creation is one commit of its own, then its key).
 fn corrupt_marker(data_dir: &Path) -> u64 {
-    let path = segments(data_dir).pop().expect("a segment");
+    let path = segment_files(data_dir).pop().expect("a segment");
     let mut bytes = std::fs::read(&path).expect("reading the segment");
     let at = bytes
         .windows(MARKER.len())

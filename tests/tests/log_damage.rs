@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use paycore_e2e::{Server, error_reason, health_status, paycore_bin, pb, test_dir};
+use paycore_e2e::{Server, error_reason, health_status, paycore_bin, pb, segment_files, test_dir};
 use serde_json::Value;
 use tonic::Code;
 use tonic_health::pb::health_check_response::ServingStatus;
@@ -21,15 +21,6 @@ struct Frame {
     offset: u64,
     body_len: usize,
     first_position: u64,
-}
-
-fn segments(data_dir: &Path) -> Vec<PathBuf> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(data_dir.join("log/segments"))
-        .expect("segments directory")
-        .map(|entry| entry.expect("segment entry").path())
-        .collect();
-    files.sort();
-    files
 }
 
 /// Walks the frames: [u32 len][u32 !len][u32 crc32c(body)][body], 8-aligned;
@@ -58,7 +49,7 @@ fn frames(bytes: &[u8]) -> Vec<Frame> {
 
 /// The first frame of the last segment whose body contains `needle`.
 fn frame_holding(data_dir: &Path, needle: &[u8]) -> (PathBuf, Frame) {
-    let path = segments(data_dir).pop().expect("a segment");
+    let path = segment_files(data_dir).pop().expect("a segment");
     let bytes = std::fs::read(&path).expect("reading the segment");
     let frame = frames(&bytes)
         .into_iter()
