@@ -10,7 +10,7 @@ HISTORY_EVENTS ?= 10000000
 PG_URL ?= postgres://postgres@127.0.0.1:5432/test
 # Fuzzing: seconds per target, targets (all by default; `paycore-fuzz list`).
 FUZZ_SECONDS ?= 600
-FUZZ_TARGETS ?= grpc_request log_frame log_index_snapshot log_open projection_snapshot aggregate_snapshot page_token event_payload
+FUZZ_TARGETS ?= grpc_request log_frame log_index_snapshot log_open model_row aggregate_snapshot page_token event_payload
 
 .PHONY: run test bench lint fmt check-tools clean fuzz fuzz-stable
 

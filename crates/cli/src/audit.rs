@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use paycore_audit::{Auditor, DamagedFrame, Flow, Limit, LostEvents, Report, Rule, Violation};
-use paycore_projections::{ReadModels, SnapshotPolicy};
+use paycore_projections::{ModelStorage, ReadModels};
 use paycore_store::log::Salvaged;
 use paycore_store::{EventStore, LogOptions, LogStore, StoreError};
 use paycore_store_postgres::{PgOptions, PgStore};
@@ -210,16 +210,17 @@ async fn replay(
     Ok(report)
 }
 
-/// Compares the recomputed balances with the read models the server would
-/// serve: its snapshot in the data directory (never written here) caught up
-/// with the log, or models built from the log when there is none.
+/// Compares the recomputed balances with the read models the server
+/// serves: its model store in the data directory, brought up to the log's
+/// head first (as the next start would), or built from the log when there
+/// is none.
 async fn compare_read_models(
     data_dir: &Path,
     store: Arc<dyn EventStore>,
     report: &mut Report,
 ) -> anyhow::Result<()> {
-    let policy = SnapshotPolicy::read_only(data_dir.join(crate::serve::PROJECTIONS_DIR));
-    let read = ReadModels::start(store, policy)
+    let storage = ModelStorage::at(data_dir.join(crate::serve::PROJECTIONS_DIR));
+    let read = ReadModels::start(store, storage)
         .await
         .context("starting the read models")?;
     let Some(last) = report.last_position else {
@@ -241,7 +242,10 @@ async fn compare_read_models(
         let Some(project) = report.account_projects.get(id) else {
             continue;
         };
-        let shown = read.account(*project, *id).map(|account| account.balance);
+        let shown = read
+            .account(*project, *id)
+            .context("reading the read models")?
+            .map(|account| account.balance);
         if shown != Some(*balance) {
             let shown = shown.map_or_else(|| "no such account".to_owned(), |b| b.to_string());
             report.violations.push(Violation::new(

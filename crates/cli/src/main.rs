@@ -182,6 +182,11 @@ struct ServeArgs {
     /// within the longer of this and one pass, plus one pass.
     #[arg(long, env = "PAYCORE_SCRUB_INTERVAL", default_value = "1h", value_parser = serve::parse_duration)]
     scrub_interval: std::time::Duration,
+    /// Memory for the read models' page cache (e.g. 64M, 1G): their rows
+    /// live on disk in <data dir>/projections/models.redb; this is what of
+    /// them stays in memory, whatever the size of the history.
+    #[arg(long, env = "PAYCORE_READ_MODEL_CACHE_BYTES", default_value = "128M", value_parser = serve::parse_bytes)]
+    read_model_cache_bytes: u64,
 }
 
 #[derive(Debug, Subcommand)]
@@ -276,6 +281,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 vault_key_file: args.vault_key_file,
                 max_file_bytes: args.max_file_bytes,
                 authentication_url_base: args.authentication_url_base,
+                read_model_cache_bytes: usize::try_from(args.read_model_cache_bytes).unwrap_or(usize::MAX),
                 scrub: (args.scrub_bytes_per_second > 0).then_some(paycore_store::log::ScrubOptions {
                     bytes_per_second: args.scrub_bytes_per_second,
                     interval: args.scrub_interval,

@@ -5,7 +5,7 @@
 //! socket: the rebuild runs inside the server, beside the served models, and
 //! is swapped in when caught up. Without one, the rebuild reads the log
 //! itself (holding the data directory, so no server starts meanwhile) and
-//! writes the snapshots the next `paycore serve` loads.
+//! writes the model store the next `paycore serve` opens.
 
 use std::io::IsTerminal;
 use std::path::Path;
@@ -15,7 +15,7 @@ use anyhow::Context;
 use clap::{Args, Subcommand};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use paycore_grpc::admin::pb;
-use paycore_projections::{OfflineOptions, snapshot};
+use paycore_projections::{ModelStorage, OfflineOptions};
 
 use crate::serve::{self, InUse, PROJECTIONS_DIR, StoreChoice};
 
@@ -29,8 +29,8 @@ pub enum ProjectionsCommand {
     /// With a server running on the data directory, the rebuild runs inside
     /// it, beside the served models, and each projection is swapped in once
     /// it has caught up: queries never see a half-built model. Without one,
-    /// it reads the log directly and writes the snapshots the next start
-    /// loads; an interrupted run continues from its last checkpoint when run
+    /// it reads the log directly and writes the model store the next start
+    /// opens; an interrupted run continues from its last checkpoint when run
     /// again.
     Rebuild(RebuildArgs),
 }
@@ -105,51 +105,50 @@ async fn status_online(data_dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Reads the snapshots' headers (not their bodies) and the log's head.
+/// Reads the checkpoints in the model store and the log's head.
 async fn status_offline(data_dir: &Path, store: &StoreChoice) -> anyhow::Result<()> {
     let (log, opened) = crate::audit::open(data_dir, store, "`projections status`").await?;
     let head = *opened.committed().borrow();
     if let Some(log) = log {
         log.close().context("closing the event log")?;
     }
-    let dir = data_dir.join(PROJECTIONS_DIR);
-    println!("no server running; snapshots in {}:", dir.display());
+    let storage = ModelStorage::at(data_dir.join(PROJECTIONS_DIR));
+    let stored = paycore_projections::stored(&storage).with_context(|| {
+        format!(
+            "reading the read models in {}",
+            storage.dir.as_deref().unwrap_or(data_dir).display()
+        )
+    })?;
+    println!(
+        "no server running; read models in {}:",
+        storage.file().unwrap_or_default().display()
+    );
     println!(
         "{:<13} {:>7} {:>14} {:>14} {:>12}  state",
         "projection", "version", "checkpoint", "head", "lag"
     );
     for info in paycore_projections::projections() {
-        let path = snapshot::path(&dir, info.name);
-        let header = snapshot::read_header(&path).with_context(|| format!("reading {}", path.display()))?;
-        let (checkpoint, state) = match header {
-            None => (0, "no snapshot: built from the log at the next start".to_owned()),
-            Some(Err(error)) => (
+        let found = stored.iter().find(|stored| stored.info.name == info.name);
+        let (checkpoint, state) = match found.and_then(|stored| stored.served) {
+            None => (
                 0,
-                format!("snapshot unusable ({error}): rebuilt at the next start"),
+                "not built yet: built from the log at the next start".to_owned(),
             ),
-            Some(Ok(header)) if header.version != info.version => (
+            Some((version, _)) if version != info.version => (
                 0,
                 format!(
-                    "snapshot of version {}: rebuilt at the next start (code is version {})",
-                    header.version, info.version
+                    "built by version {version}: rebuilt at the next start (code is version {})",
+                    info.version
                 ),
             ),
-            Some(Ok(header)) if header.checkpoint < head => (
-                header.checkpoint,
-                format!("{} events to apply at the next start", head - header.checkpoint),
+            Some((_, checkpoint)) if checkpoint < head => (
+                checkpoint,
+                format!("{} events to apply at the next start", head - checkpoint),
             ),
-            Some(Ok(header)) => (header.checkpoint, "up to date".to_owned()),
+            Some((_, checkpoint)) => (checkpoint, "up to date".to_owned()),
         };
-        let partial = snapshot::partial_path(&dir, info.name);
-        let state = match snapshot::read_header(&partial)
-            .ok()
-            .flatten()
-            .and_then(Result::ok)
-        {
-            Some(progress) => format!(
-                "{state}; an interrupted rebuild stopped at {}",
-                progress.checkpoint
-            ),
+        let state = match found.and_then(|stored| stored.rebuild) {
+            Some(position) => format!("{state}; an interrupted rebuild stopped at {position}"),
             None => state,
         };
         println!(
@@ -202,7 +201,7 @@ async fn rebuild_offline(data_dir: &Path, store: &StoreChoice, args: RebuildArgs
         println!("{name}: resumed an interrupted rebuild at position {position}");
     }
     println!(
-        "rebuilt {} up to position {}: {} events in {:.2} s ({:.0} events/s); snapshots in {}",
+        "rebuilt {} up to position {}: {} events in {:.2} s ({:.0} events/s); read models in {}",
         summary.projections.join(", "),
         summary.head,
         summary.applied,

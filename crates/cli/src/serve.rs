@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use paycore_engine::{Engine, EngineConfig};
-use paycore_projections::{ReadModels, SnapshotPolicy};
+use paycore_projections::{ModelStorage, ReadModels};
 use paycore_store::log::ScrubOptions;
 use paycore_store::{AggregateSnapshots, DirSnapshots, EventStore, LogOptions, LogStore, StoreError};
 use paycore_store_postgres::{PgOptions, PgStore};
@@ -23,7 +23,7 @@ const EXIT_STORE_FATAL: i32 = 70;
 /// clients stopped reading) before closing their connections.
 const DRAIN_DEADLINE: std::time::Duration = std::time::Duration::from_secs(20);
 
-/// Where the read-model snapshots live inside the data directory.
+/// Where the read models live inside the data directory (`models.redb`).
 pub const PROJECTIONS_DIR: &str = "projections";
 /// The single read-model snapshot of earlier versions, replaced by one
 /// snapshot per projection in [`PROJECTIONS_DIR`].
@@ -256,6 +256,8 @@ pub struct ServeOptions {
     pub vault_key_file: Option<std::path::PathBuf>,
     pub max_file_bytes: usize,
     pub authentication_url_base: String,
+    /// redb's page cache for the read models.
+    pub read_model_cache_bytes: usize,
     /// The background scrub of the embedded log; `None`: off.
     pub scrub: Option<ScrubOptions>,
 }
@@ -268,9 +270,11 @@ pub async fn serve(data_dir: &Path, choice: &StoreChoice, options: ServeOptions)
     std::fs::create_dir_all(data_dir).with_context(|| format!("creating {}", data_dir.display()))?;
     let _data_dir_lock = lock_data_dir(data_dir)?;
     remove_legacy_snapshot(data_dir);
-    // The read-model snapshots load while the log opens: on a large log both
-    // take a while, and each keeps one core busy.
-    let preloaded = ReadModels::preload(SnapshotPolicy::at(data_dir.join(PROJECTIONS_DIR)));
+    // The model store opens while the log does: after a crash both may have
+    // recovery work to do.
+    let storage =
+        ModelStorage::at(data_dir.join(PROJECTIONS_DIR)).with_cache_bytes(options.read_model_cache_bytes);
+    let preloaded = ReadModels::preload(storage);
     let opened = open(data_dir, choice).await?;
     let (store, engine) = (opened.store.clone(), opened.engine.clone());
     let read = ReadModels::start_preloaded(store.clone(), preloaded)

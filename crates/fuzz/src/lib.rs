@@ -83,11 +83,11 @@ pub const TARGETS: &[Target] = &[
         max_len: 96 * 1024,
     },
     Target {
-        name: "projection_snapshot",
-        about: "a projection's snapshot file (header, checksum, postcard model)",
-        run: snapshots::projection,
-        seeds: snapshots::projection_seeds,
-        max_len: 64 * 1024,
+        name: "model_row",
+        about: "a read-model row as the model store holds it (checkpoint, project, account, resource, …)",
+        run: snapshots::model_row,
+        seeds: snapshots::model_row_seeds,
+        max_len: 4096,
     },
     Target {
         name: "aggregate_snapshot",

@@ -1,83 +1,32 @@
-//! The snapshot decoders: projection snapshots (`<name>.snapshot`) and
-//! aggregate snapshots (the `DirSnapshots` file, then the engine's decoding
+//! The decoders of derived data on disk: read-model rows (the model
+//! store's `models.redb`) and aggregate snapshots (the `DirSnapshots` file, then the engine's decoding
 //! of the state it holds).
 
 use paycore_domain::Aggregate;
 use paycore_engine::decode_aggregate_snapshot_state;
-use paycore_projections::projections;
 use paycore_store::fuzzing;
 use paycore_store::{StoredSnapshot, StreamName};
 
 use crate::world::world;
 
-/// Projection snapshot harness. Byte 0 picks the projection (low 3 bits,
-/// modulo their number); bit 7 clear: the rest is the whole file; set: the
-/// rest is the body (the postcard model), behind a header made here with
-/// the projection's name and version and a valid checksum, so that
-/// mutations reach the model's decoding.
-pub fn projection(data: &[u8]) {
-    let Some((mode, rest)) = data.split_first() else {
+/// Read-model row harness. Byte 0 picks the kind of row (a checkpoint, a
+/// project, an account, …, modulo their number); the rest is the row as
+/// the model store holds it, decoded as the queries and folds decode it.
+pub fn model_row(data: &[u8]) {
+    let Some((kind, rest)) = data.split_first() else {
         return;
     };
-    let all = projections();
-    let info = &all[usize::from(mode & 7) % all.len()];
-    let _ = if mode & 0x80 == 0 {
-        info.decode_snapshot(rest)
-    } else {
-        info.decode_snapshot(&projection_file(info.name, info.version, 42, Some([5; 32]), rest))
-    };
+    let _ = paycore_projections::fuzzing::decode_row(*kind, rest);
 }
 
-/// A projection snapshot file (format in `paycore_projections::snapshot`).
-pub fn projection_file(
-    name: &str,
-    version: u32,
-    checkpoint: u64,
-    last_hash: Option<[u8; 32]>,
-    body: &[u8],
-) -> Vec<u8> {
-    let mut out = Vec::with_capacity(100 + body.len());
-    out.extend_from_slice(b"PCPJ");
-    out.extend_from_slice(&1u32.to_le_bytes());
-    out.extend_from_slice(&(name.len() as u16).to_le_bytes());
-    out.extend_from_slice(name.as_bytes());
-    out.extend_from_slice(&version.to_le_bytes());
-    out.extend_from_slice(&checkpoint.to_le_bytes());
-    match last_hash {
-        Some(hash) => {
-            out.push(1);
-            out.extend_from_slice(&hash);
-        }
-        None => out.push(0),
-    }
-    out.extend_from_slice(&(body.len() as u64).to_le_bytes());
-    out.extend_from_slice(&crc32c::crc32c(body).to_le_bytes());
-    out.extend_from_slice(body);
-    out
-}
-
-/// The body of a projection snapshot file (after its header).
-pub fn projection_body(file: &[u8]) -> Option<&[u8]> {
-    let header = paycore_projections::snapshot::parse_header(file).ok()?;
-    let header_len =
-        4 + 4 + 2 + header.name.len() + 4 + 8 + 1 + if header.last_hash.is_some() { 32 } else { 0 } + 8 + 4;
-    file.get(header_len..)
-}
-
-pub fn projection_seeds() -> Vec<Vec<u8>> {
-    let all = projections();
+/// Rows of the seed world's aggregates, as the read models keep them.
+pub fn model_row_seeds() -> Vec<Vec<u8>> {
     let mut seeds = Vec::new();
-    for (name, file) in &world().projection_snapshots {
-        let Some(index) = all.iter().position(|info| info.name == name) else {
-            continue;
-        };
-        let mut raw = vec![index as u8];
-        raw.extend_from_slice(file);
-        seeds.push(raw);
-        if let Some(body) = projection_body(file) {
-            let mut made = vec![0x80 | index as u8];
-            made.extend_from_slice(body);
-            seeds.push(made);
+    for (_, state) in &world().aggregates {
+        for (kind, row) in paycore_projections::fuzzing::encode_row(state) {
+            let mut seed = vec![kind];
+            seed.extend_from_slice(&row);
+            seeds.push(seed);
         }
     }
     seeds

@@ -1,6 +1,6 @@
 //! A small paycore history written through the real engine into a real log,
 //! and everything derived from it: the material the seed corpora are made
-//! of (valid frames, index snapshot, event payloads, projection snapshots,
+//! of (valid frames, index snapshot, event payloads, read-model rows,
 //! aggregate snapshots, page tokens, IDs for requests).
 
 use std::path::Path;
@@ -33,8 +33,6 @@ pub struct World {
     pub segments: Vec<(String, Vec<u8>)>,
     /// The `index.snapshot` the log wrote on close.
     pub index_snapshot: Vec<u8>,
-    /// `(name, file bytes)` of every projection's snapshot.
-    pub projection_snapshots: Vec<(String, Vec<u8>)>,
     /// `(stream name, state)` of some aggregates, as the engine loads them.
     pub aggregates: Vec<(String, Aggregate)>,
 }
@@ -206,26 +204,6 @@ async fn write_history(dir: &Path) -> World {
     }
     drop(engine);
 
-    // Projection snapshots, as an offline rebuild writes them.
-    let projections_dir = dir.join("projections");
-    paycore_projections::rebuild_offline(
-        store.clone(),
-        &projections_dir,
-        &paycore_projections::projections().map(|info| info.name.to_owned()),
-        &paycore_projections::OfflineOptions::default(),
-        |_| {},
-    )
-    .await
-    .expect("rebuilding the seed projections");
-    let mut projection_snapshots = Vec::new();
-    for info in paycore_projections::projections() {
-        let path = paycore_projections::snapshot::path(&projections_dir, info.name);
-        projection_snapshots.push((
-            info.name.to_owned(),
-            std::fs::read(path).expect("a projection snapshot"),
-        ));
-    }
-
     drop(store);
     log.close().expect("closing the seed log");
     drop(log);
@@ -255,7 +233,6 @@ async fn write_history(dir: &Path) -> World {
         events,
         segments,
         index_snapshot,
-        projection_snapshots,
         aggregates,
     }
 }

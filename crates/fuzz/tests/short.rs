@@ -44,7 +44,7 @@ short_sessions!(
     log_frame,
     log_index_snapshot,
     log_open,
-    projection_snapshot,
+    model_row,
     aggregate_snapshot,
     page_token,
     event_payload,
@@ -101,19 +101,11 @@ fn the_log_seeds_are_valid_frames_and_snapshots() {
 }
 
 #[test]
-fn the_snapshot_and_token_seeds_decode() {
-    let world = paycore_fuzz::world::world();
-    for info in paycore_projections::projections() {
-        let (_, file) = world
-            .projection_snapshots
-            .iter()
-            .find(|(name, _)| name == info.name)
-            .expect("a snapshot of every projection");
-        assert_eq!(info.decode_snapshot(file).ok(), Some(world.events.len() as u64));
-        // The harness's own header agrees with the real one.
-        let body = paycore_fuzz::snapshots::projection_body(file).unwrap();
-        let made = paycore_fuzz::snapshots::projection_file(info.name, info.version, 42, Some([5; 32]), body);
-        assert_eq!(info.decode_snapshot(&made).ok(), Some(42));
+fn the_row_snapshot_and_token_seeds_decode() {
+    let rows = paycore_fuzz::snapshots::model_row_seeds();
+    assert!(rows.len() >= 5);
+    for row in rows {
+        assert!(paycore_projections::fuzzing::decode_row(row[0], &row[1..]));
     }
     for seed in paycore_fuzz::snapshots::aggregate_seeds() {
         if seed[0] == 0 {

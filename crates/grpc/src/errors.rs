@@ -13,13 +13,15 @@
 //! | `EngineError::Overloaded` | UNAVAILABLE | `ErrorInfo{OVERLOADED}` |
 //! | `EngineError::DataLoss` (a damaged log frame) | DATA_LOSS | `ErrorInfo{LOG_DAMAGED, position}`; file and offset only logged |
 //! | `EngineError::Fatal` / `Internal` | INTERNAL | none; the detail is only logged |
+//! | `ModelError::Storage` (the read models' store failed) | UNAVAILABLE | `ErrorInfo{READ_MODELS_UNAVAILABLE}`; the detail is only logged |
+//! | `ModelError::Corrupt` (a read-model row does not decode) | DATA_LOSS | `ErrorInfo{READ_MODEL_DAMAGED}`; the detail is only logged |
 
 use std::collections::HashMap;
 use std::fmt;
 
 use paycore_domain::{AccountId, DomainError, FieldViolation, Refusal};
 use paycore_engine::EngineError;
-use paycore_projections::PageError;
+use paycore_projections::{ModelError, PageError};
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
@@ -104,6 +106,33 @@ pub fn internal(detail: impl fmt::Display) -> Status {
 
 /// The status of an engine error. Infrastructure details are logged, never
 /// sent to the client.
+/// `ErrorInfo.reason` when the read models' store cannot be read.
+pub const REASON_READ_MODELS_UNAVAILABLE: &str = "READ_MODELS_UNAVAILABLE";
+/// `ErrorInfo.reason` when a read-model row cannot be decoded (rebuild the
+/// projection: `paycore projections rebuild`).
+pub const REASON_READ_MODEL_DAMAGED: &str = "READ_MODEL_DAMAGED";
+
+/// A read model that could not answer: the server's failure, never the
+/// caller's. The detail stays in the server's log.
+pub fn model_status(error: &ModelError) -> Status {
+    let (code, reason, message) = match error {
+        ModelError::Storage(_) => (
+            Code::Unavailable,
+            REASON_READ_MODELS_UNAVAILABLE,
+            "the read models cannot be read right now; retry later",
+        ),
+        ModelError::Corrupt { .. } => (
+            Code::DataLoss,
+            REASON_READ_MODEL_DAMAGED,
+            "a read model is damaged; the operator can rebuild it from the log",
+        ),
+    };
+    tracing::error!(%error, "read model failed to answer");
+    let mut details = ErrorDetails::new();
+    details.set_error_info(reason, ERROR_DOMAIN, HashMap::new());
+    Status::with_error_details(code, message, details)
+}
+
 pub fn engine_status(error: &EngineError) -> Status {
     match error {
         EngineError::Domain(domain) => domain_status(domain),
@@ -170,6 +199,7 @@ pub fn page_status(error: &PageError, account: Option<AccountId>) -> Status {
             domain_status(&DomainError::not_found("account", id))
         }
         PageError::ParentNotFound => Status::not_found("the resource whose list was asked for was not found"),
+        PageError::Storage(error) => model_status(error),
     }
 }
 

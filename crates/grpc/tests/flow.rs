@@ -13,7 +13,7 @@ use paycore_grpc::{
     AccountServiceClient, Api, AppState, CustomerServiceClient, ProjectServiceClient,
     TransactionServiceClient, TransferServiceClient, pb,
 };
-use paycore_projections::{ReadModels, SnapshotPolicy};
+use paycore_projections::{ModelStorage, ReadModels};
 use paycore_store::{EventStore, MemoryStore};
 use tonic::transport::Channel;
 use tonic::{Code, Request};
@@ -66,9 +66,7 @@ async fn create_key(
 async fn start(environment: Environment) -> Server {
     let store: Arc<dyn EventStore> = Arc::new(MemoryStore::new());
     let engine = Engine::start(store.clone(), EngineConfig::default());
-    let read = ReadModels::start(store, SnapshotPolicy::in_memory())
-        .await
-        .unwrap();
+    let read = ReadModels::start(store, ModelStorage::in_memory()).await.unwrap();
     let project = ProjectId::from_uuid(Uuid::now_v7());
     run(
         &engine,

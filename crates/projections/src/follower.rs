@@ -1,118 +1,147 @@
-//! Loading the projections at start and following `$all` afterwards.
+//! Opening the projections at start and following `$all` afterwards.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use paycore_store::{EventStore, Position, StoreError};
 
-use crate::set::Projections;
-use crate::slot::{self, Build, ProjectionInfo};
-use crate::{ProjectionError, Shared, snapshot};
+use crate::db::{self, Checkpoint, ModelDb, ModelError, Namespace};
+use crate::slot::{self, Decoded, Progress};
+use crate::{ProjectionError, Shared};
 
 /// Events applied per batch while following.
 const APPLY_BATCH: usize = 4_096;
 
-/// A projection's snapshot as read from disk: `None` when there is none.
-pub(crate) type Loaded = (ProjectionInfo, Option<Result<Box<dyn Build>, String>>);
-
-/// Starts reading and decoding every projection's snapshot in `dir`, each on
-/// a blocking thread, so they load side by side (and beside the store's own
-/// start, when called before it).
-pub(crate) fn spawn_loads(dir: &Path) -> tokio::task::JoinSet<Loaded> {
-    let mut loading = tokio::task::JoinSet::new();
-    for info in crate::projections() {
-        let path = snapshot::path(dir, info.name);
-        loading.spawn_blocking(move || {
-            let loaded = match std::fs::read(&path) {
-                Ok(bytes) => Some((info.decode)(&bytes).map_err(|error| error.to_string())),
-                Err(error) if error.kind() == std::io::ErrorKind::NotFound => None,
-                Err(error) => Some(Err(error.to_string())),
-            };
-            (info, loaded)
-        });
-    }
-    loading
-}
-
-/// Installs the loaded snapshots that are usable: of this version and made
-/// from `store`'s log. The others leave their projection empty, so it is
-/// rebuilt from the log.
-pub(crate) async fn install(
-    projections: &Projections,
-    mut loading: tokio::task::JoinSet<Loaded>,
-    store: &dyn EventStore,
-) -> Result<(), ProjectionError> {
-    while let Some(joined) = loading.join_next().await {
-        let Ok((info, loaded)) = joined else { continue };
-        let built = match loaded {
-            None => {
-                tracing::info!(projection = info.name, "no snapshot: building from the log");
-                continue;
+/// Each projection's checkpoint in the model store, after dropping the rows
+/// that cannot be continued: those of another version of the projection,
+/// and those built from another log (the event at the checkpoint is not
+/// there with the same chain hash). Those projections start again from 0.
+pub(crate) async fn prepare(db: &ModelDb, store: &dyn EventStore) -> Result<Vec<Progress>, ProjectionError> {
+    let found = {
+        let txn = db.read()?;
+        let mut found = Vec::new();
+        for info in crate::projections() {
+            found.push((info, db::read_checkpoint(&txn, &info.tables(Namespace::Served))?));
+        }
+        found
+    };
+    let mut progress = Vec::with_capacity(found.len());
+    let mut reset = Vec::new();
+    for (info, checkpoint) in found {
+        let usable = match checkpoint {
+            None => None,
+            Some(checkpoint) if checkpoint.version != info.version => {
+                tracing::warn!(
+                    projection = info.name,
+                    found = checkpoint.version,
+                    version = info.version,
+                    "read model of another version: rebuilding it from the log"
+                );
+                None
             }
-            Some(Err(reason)) => {
-                tracing::warn!(projection = info.name, %reason, "snapshot not used: rebuilding from the log");
-                continue;
+            Some(checkpoint) if !belongs_to(&checkpoint, store).await? => {
+                tracing::warn!(
+                    projection = info.name,
+                    "read model was built from another log: rebuilding it from this one"
+                );
+                None
             }
-            Some(Ok(built)) => built,
+            Some(checkpoint) => Some(checkpoint),
         };
-        if !belongs_to(built.as_ref(), store).await? {
-            tracing::warn!(
-                projection = info.name,
-                "snapshot was built from another log: rebuilding from this one"
-            );
-            continue;
-        }
-        if let Some(slot) = projections.slot(info.name) {
-            // Nothing is served yet, so any checkpoint may be installed.
-            let _ = slot.swap(built, true);
+        match usable {
+            Some(checkpoint) => progress.push((info, checkpoint)),
+            None => {
+                reset.push(info);
+                progress.push((info, info.empty()));
+            }
         }
     }
-    Ok(())
+    db.write(true, |txn| {
+        for info in crate::projections() {
+            let tables = info.tables(Namespace::Served);
+            if reset.iter().any(|reset| reset.name == info.name) {
+                db::clear(txn, &tables)?;
+                db::write_checkpoint(txn, &tables, &info.empty())?;
+            } else {
+                db::create_tables(txn, &tables)?;
+            }
+        }
+        Ok(())
+    })?;
+    Ok(progress)
 }
 
-/// Whether `built` was made from `store`'s log: the event at its
-/// checkpoint exists there with the same chain hash.
-pub(crate) async fn belongs_to(built: &dyn Build, store: &dyn EventStore) -> Result<bool, ProjectionError> {
-    let Some(last) = built.checkpoint().checked_sub(1) else {
+/// Whether rows at `checkpoint` were made from `store`'s log: the event at
+/// the checkpoint exists there with the same chain hash.
+pub(crate) async fn belongs_to(
+    checkpoint: &Checkpoint,
+    store: &dyn EventStore,
+) -> Result<bool, ProjectionError> {
+    let Some(last) = checkpoint.next_position.checked_sub(1) else {
         return Ok(true);
     };
     let found = store.read_all(last, 1).await?;
     Ok(found
         .first()
-        .is_some_and(|event| Some(event.hash) == built.last_hash()))
+        .is_some_and(|event| Some(event.hash) == checkpoint.last_hash))
 }
 
-/// Writes a snapshot file without blocking the runtime.
-pub(crate) async fn save(path: PathBuf, encoded: Vec<u8>) -> Result<(), ProjectionError> {
-    let target = path.clone();
-    tokio::task::spawn_blocking(move || snapshot::save(&target, &encoded))
-        .await
-        .map_err(|error| ProjectionError::Snapshot {
-            path: path.clone(),
-            source: std::io::Error::other(error),
-        })?
-        .map_err(|source| ProjectionError::Snapshot { path, source })
+/// Snapshot files of the in-memory read models of earlier releases: the
+/// models now live in the model store, rebuilt from the log on the first
+/// start; once that is done the files are only dead weight.
+pub(crate) fn remove_legacy_snapshots(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let legacy = path
+            .extension()
+            .is_some_and(|extension| extension == "snapshot" || extension == "rebuild");
+        if legacy {
+            match std::fs::remove_file(&path) {
+                Ok(()) => {
+                    tracing::info!(path = %path.display(), "removed a read-model snapshot of an earlier release")
+                }
+                Err(error) => {
+                    tracing::warn!(path = %path.display(), %error, "could not remove an old read-model snapshot")
+                }
+            }
+        }
+    }
+}
+
+/// Applies one batch to the served projections, in one write transaction.
+fn apply_served(shared: &Shared, batch: &[Decoded]) -> Result<Position, ModelError> {
+    let mut served = shared.served.blocking_lock();
+    let updated = shared.db.write(false, |txn| {
+        slot::apply_batch(txn, Namespace::Served, &served, batch)
+    })?;
+    *served = updated;
+    Ok(slot::lowest(&served))
 }
 
 /// The task that applies `$all` to the projections.
 pub(crate) async fn run(shared: Arc<Shared>, store: Arc<dyn EventStore>, from: Position) {
     let mut subscription = paycore_store::subscribe_all(store.clone(), from);
-    let mut since_snapshot = 0_u64;
-    let mut last_snapshot = Instant::now();
-    let mut writing: Option<tokio::task::JoinHandle<()>> = None;
+    let mut stop = shared.stop.subscribe();
     loop {
-        let batch = match subscription.next_batch(APPLY_BATCH).await {
+        let next = tokio::select! {
+            next = subscription.next_batch(APPLY_BATCH) => next,
+            _ = stop.wait_for(|stop| *stop) => break,
+        };
+        let batch = match next {
             Ok(batch) => batch,
             Err(StoreError::Closed) => break,
             Err(error) => {
                 tracing::error!(%error, "read models stopped following the log");
                 tokio::time::sleep(Duration::from_secs(1)).await;
-                subscription = paycore_store::subscribe_all(store.clone(), shared.projections.checkpoint());
+                let applied = *shared.applied.borrow();
+                subscription = paycore_store::subscribe_all(store.clone(), applied);
                 continue;
             }
         };
-        let count = batch.len() as u64;
         let decoded = match slot::decode(batch) {
             Ok(decoded) => decoded,
             Err(error) => {
@@ -122,34 +151,21 @@ pub(crate) async fn run(shared: Arc<Shared>, store: Arc<dyn EventStore>, from: P
                 return;
             }
         };
-        shared.projections.apply(&decoded);
-        shared.applied.send_replace(shared.projections.checkpoint());
-        since_snapshot += count;
-        let policy = &shared.policy;
-        let due = since_snapshot >= policy.every_events || last_snapshot.elapsed() >= policy.every;
-        if due && writing.as_ref().is_none_or(tokio::task::JoinHandle::is_finished) {
-            writing = snapshot_all(&shared);
-            since_snapshot = 0;
-            last_snapshot = Instant::now();
+        let writer = shared.clone();
+        let written = tokio::task::spawn_blocking(move || apply_served(&writer, &decoded)).await;
+        match written {
+            Ok(Ok(applied)) => {
+                shared.applied.send_replace(applied);
+            }
+            Ok(Err(error)) => {
+                // The batch was not committed: nothing of it is visible.
+                // Follow again from what is.
+                tracing::error!(%error, "read models could not write a batch; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                let applied = slot::lowest(&shared.served.lock().await);
+                subscription = paycore_store::subscribe_all(store.clone(), applied);
+            }
+            Err(error) => std::panic::resume_unwind(error.into_panic()),
         }
     }
-    // The final snapshot at shutdown is `ReadModels::persist`'s job.
-}
-
-/// Encodes every projection now and writes them in the background.
-fn snapshot_all(shared: &Shared) -> Option<tokio::task::JoinHandle<()>> {
-    let dir = shared.policy.writable_dir()?.clone();
-    let encoded: Vec<_> = shared
-        .projections
-        .slots()
-        .iter()
-        .map(|slot| (snapshot::path(&dir, slot.info().name), slot.encode()))
-        .collect();
-    Some(tokio::spawn(async move {
-        for (path, bytes) in encoded {
-            if let Err(error) = save(path, bytes).await {
-                tracing::warn!(%error, "could not write a projection snapshot; the next start replays more");
-            }
-        }
-    }))
 }

@@ -1,47 +1,55 @@
 //! Read models (projects, customers, accounts with balances, transactions,
 //! transfers, card and bank resources, exchange rates) built from the `$all`
-//! log.
+//! log and kept on disk.
 //!
-//! Each read model is a *projection* with a name, a version and its own
-//! checkpoint ([`projections`] lists them). One task follows `$all` and
-//! applies every event, decoded once, to each projection that has not seen
-//! it. Each projection is snapshotted to `<dir>/<name>.snapshot` now and then
-//! and at shutdown, so a restart only replays the events after it; a
-//! snapshot made by another version of a projection is ignored and that
-//! projection alone is rebuilt from the log on start. Command handlers call
-//! [`ReadModels::wait_for`] with the position of their write before
-//! answering, so a client always reads its own writes.
+//! Each read model is a *projection* with a name, a version, its own tables
+//! and its own checkpoint ([`projections`] lists them), in one redb database
+//! (`<dir>/models.redb`, see [`db`]). One task follows `$all` and applies
+//! each batch, decoded once, to every projection that has not seen it, in
+//! one write transaction that also moves their checkpoints: rows and
+//! checkpoints always agree, and every query reads all the models it needs
+//! from one read transaction, so from one position of the log. A start
+//! opens the models where
+//! they are and applies only what the log holds beyond them; rows written by
+//! another version of a projection, or from another log, are dropped and
+//! that projection alone is rebuilt before the server answers. Command
+//! handlers call [`ReadModels::wait_for`] with the position of their write
+//! before answering, so a client always reads its own writes.
 //!
 //! [`ReadModels::rebuild`] rebuilds chosen projections from position 0 while
 //! the server runs: beside the served ones, swapped in once caught up, so a
 //! query never sees a half-built model. [`rebuild_offline`] does the same
 //! without a server, resuming an interrupted run from its last checkpoint.
+//!
+//! Memory is redb's page cache ([`ModelStorage::cache_bytes`]) and one
+//! batch of events, whatever the size of the history.
 
+pub mod db;
 mod follower;
 mod models;
 mod page;
 mod rebuild;
+mod rows;
 mod set;
 mod slot;
-pub mod snapshot;
 #[cfg(test)]
 mod test_support;
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
 use parking_lot::Mutex;
 use paycore_domain::aggregate::{Account, Customer, Project, Transfer};
 use paycore_domain::banking::FxRateEntry;
 use paycore_domain::{
-    AccountId, Aggregate, CardPayinId, CustomerId, ProjectId, ResourceRef, Transaction, TransactionId,
-    TransferId,
+    AccountId, Aggregate, CardPayinId, CustomerId, ProjectId, ResourceRef, Timestamp, Transaction,
+    TransactionId, TransferId,
 };
 use paycore_store::{EventStore, Position, StoreError};
+use redb::ReadTransaction;
 use tokio::sync::watch;
 
+pub use db::{DEFAULT_CACHE_BYTES, ModelError, ModelStorage};
 pub use models::ResourceKind;
 pub use page::{Page, PageError, PageRequest, account_transactions_as_of};
 pub use rebuild::{
@@ -50,58 +58,11 @@ pub use rebuild::{
 pub use set::{projection, projections};
 pub use slot::ProjectionInfo;
 
-use crate::models::CreationOrdered;
+use crate::db::{ModelDb, Namespace};
+use crate::models::{Accounts, Directory, FxRates, Projection, Resources, Transactions, Transfers};
 use crate::page::ListKind;
-use crate::set::Projections;
-
-/// Where and how often the projections are written to disk.
-#[derive(Clone, Debug)]
-pub struct SnapshotPolicy {
-    /// The directory of the snapshots; `None` keeps the models in memory only.
-    pub dir: Option<PathBuf>,
-    /// Whether snapshots are written (the audit only reads them).
-    pub write: bool,
-    pub every_events: u64,
-    pub every: Duration,
-}
-
-impl SnapshotPolicy {
-    pub fn in_memory() -> Self {
-        Self {
-            dir: None,
-            write: false,
-            every_events: u64::MAX,
-            every: Duration::MAX,
-        }
-    }
-
-    /// Snapshots in `dir` every 5 minutes or 5 million events, whichever
-    /// comes first, and at shutdown. Encoding holds each model's read lock in
-    /// turn (a pause in applying new events, not in serving queries); the
-    /// files are written in the background.
-    pub fn at(dir: PathBuf) -> Self {
-        Self {
-            dir: Some(dir),
-            write: true,
-            every_events: 5_000_000,
-            every: Duration::from_secs(300),
-        }
-    }
-
-    /// Starts from the snapshots in `dir` but never writes there.
-    pub fn read_only(dir: PathBuf) -> Self {
-        Self {
-            write: false,
-            every_events: u64::MAX,
-            every: Duration::MAX,
-            ..Self::at(dir)
-        }
-    }
-
-    fn writable_dir(&self) -> Option<&PathBuf> {
-        self.dir.as_ref().filter(|_| self.write)
-    }
-}
+use crate::rows::{Key, RowsRead};
+use crate::slot::Progress;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProjectionError {
@@ -109,12 +70,8 @@ pub enum ProjectionError {
     Store(#[from] StoreError),
     #[error("event at position {position} does not decode: {reason}")]
     Decode { position: Position, reason: String },
-    #[error("snapshot {path}: {source}")]
-    Snapshot {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Model(#[from] ModelError),
     #[error(transparent)]
     Rebuild(#[from] RebuildError),
 }
@@ -141,27 +98,32 @@ impl ProjectionStatus {
 }
 
 pub(crate) struct Shared {
-    projections: Projections,
-    policy: SnapshotPolicy,
+    db: ModelDb,
+    /// Each served projection and its checkpoint as of the last commit, in
+    /// the registry's order. Held while a batch is written, so a rebuild's
+    /// swap sees the follower either before a batch or after it.
+    served: Arc<tokio::sync::Mutex<Vec<Progress>>>,
     /// Running rebuild jobs, by projection name.
     rebuilds: Mutex<HashMap<&'static str, watch::Receiver<RebuildProgress>>>,
     /// What every projection has applied (the smallest checkpoint).
     applied: watch::Sender<Position>,
+    /// Set by [`ReadModels::close`]: the follower stops.
+    stop: watch::Sender<bool>,
 }
 
 impl std::fmt::Debug for Shared {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Shared")
-            .field("policy", &self.policy)
+            .field("db", &self.db)
             .finish_non_exhaustive()
     }
 }
 
-/// Snapshots being read (see [`ReadModels::preload`]).
+/// The model store being opened (see [`ReadModels::preload`]).
 #[derive(Debug)]
 pub struct Preloaded {
-    policy: SnapshotPolicy,
-    loading: Option<tokio::task::JoinSet<follower::Loaded>>,
+    opening: tokio::task::JoinHandle<Result<ModelDb, ModelError>>,
+    dir: Option<std::path::PathBuf>,
 }
 
 /// Shared handle to the read models. Cheap to clone.
@@ -169,71 +131,82 @@ pub struct Preloaded {
 pub struct ReadModels {
     shared: Arc<Shared>,
     store: Arc<dyn EventStore>,
+    follower: Arc<Mutex<Option<tokio::task::JoinHandle<()>>>>,
 }
 
 impl ReadModels {
-    /// Loads the snapshots (those readable, of this version and of this
-    /// log), catches every projection up with the store and keeps following
-    /// it in a background task.
-    pub async fn start(store: Arc<dyn EventStore>, policy: SnapshotPolicy) -> Result<Self, ProjectionError> {
-        Self::start_preloaded(store, Self::preload(policy)).await
+    /// Opens the models, catches every projection up with the store and
+    /// keeps following it in a background task.
+    pub async fn start(store: Arc<dyn EventStore>, storage: ModelStorage) -> Result<Self, ProjectionError> {
+        Self::start_preloaded(store, Self::preload(storage)).await
     }
 
-    /// Starts reading the snapshots now, before the store is open: both are
-    /// CPU-bound for large logs and proceed side by side. Must be called
-    /// inside a tokio runtime.
-    pub fn preload(policy: SnapshotPolicy) -> Preloaded {
-        let loading = policy.dir.as_deref().map(follower::spawn_loads);
-        Preloaded { policy, loading }
+    /// Starts opening the model store now, before the event store is open:
+    /// after a crash both may have recovery work, done side by side. Must
+    /// be called inside a tokio runtime.
+    pub fn preload(storage: ModelStorage) -> Preloaded {
+        let dir = storage.dir.clone();
+        let opening = tokio::task::spawn_blocking(move || ModelDb::open(&storage));
+        Preloaded { opening, dir }
     }
 
-    /// [`ReadModels::start`] with snapshots [`ReadModels::preload`] began reading.
+    /// [`ReadModels::start`] with a store [`ReadModels::preload`] began opening.
     pub async fn start_preloaded(
         store: Arc<dyn EventStore>,
         preloaded: Preloaded,
     ) -> Result<Self, ProjectionError> {
-        let Preloaded { policy, loading } = preloaded;
-        let projections = Projections::default();
-        if let Some(dir) = policy.writable_dir() {
-            std::fs::create_dir_all(dir).map_err(|source| ProjectionError::Snapshot {
-                path: dir.clone(),
-                source,
-            })?;
-        }
-        if let Some(loading) = loading {
-            follower::install(&projections, loading, store.as_ref()).await?;
-        }
-        let from = projections.checkpoint();
+        let db = preloaded
+            .opening
+            .await
+            .map_err(|error| ModelError::Storage(format!("opening the read models: {error}")))??;
+        let served = follower::prepare(&db, store.as_ref()).await?;
+        let from = slot::lowest(&served);
         let (applied, _) = watch::channel(from);
+        let (stop, _) = watch::channel(false);
         let shared = Arc::new(Shared {
-            projections,
-            policy,
+            db,
+            served: Arc::new(tokio::sync::Mutex::new(served)),
             rebuilds: Mutex::default(),
             applied,
+            stop,
         });
-        tokio::spawn(follower::run(shared.clone(), store.clone(), from));
-        let read = Self { shared, store };
+        let following = tokio::spawn(follower::run(shared.clone(), store.clone(), from));
+        let read = Self {
+            shared,
+            store,
+            follower: Arc::new(Mutex::new(Some(following))),
+        };
         // Queries must not see models older than what the log held at start
         // (after a crash, acknowledged writes would seem missing).
         let head = *read.store.committed().borrow();
         if head > 0 {
             read.wait_for(head - 1).await;
         }
+        if let Some(dir) = preloaded.dir {
+            follower::remove_legacy_snapshots(&dir);
+        }
         Ok(read)
     }
 
-    /// Writes every projection and its checkpoint to disk now (at shutdown),
-    /// so the next start replays only what comes after.
+    /// Syncs the models to disk now (at shutdown), so the next start
+    /// replays nothing.
     pub async fn persist(&self) -> Result<(), ProjectionError> {
-        let Some(dir) = self.shared.policy.writable_dir() else {
-            return Ok(());
-        };
-        for slot in self.shared.projections.slots() {
-            let path = snapshot::path(dir, slot.info().name);
-            let encoded = slot.encode();
-            follower::save(path, encoded).await?;
-        }
+        let shared = self.shared.clone();
+        tokio::task::spawn_blocking(move || shared.db.write(true, |_| Ok(())))
+            .await
+            .map_err(|error| ModelError::Storage(format!("syncing the read models: {error}")))??;
         Ok(())
+    }
+
+    /// Stops following the log and syncs the models; the model store closes
+    /// when the last handle is dropped (a server's process ends instead).
+    pub async fn close(self) -> Result<(), ProjectionError> {
+        self.shared.stop.send_replace(true);
+        let following = self.follower.lock().take();
+        if let Some(following) = following {
+            let _ = following.await;
+        }
+        self.persist().await
     }
 
     /// Returns once the event at `position` (and all before it) is applied
@@ -253,27 +226,27 @@ impl ReadModels {
         *self.shared.applied.borrow()
     }
 
-    /// Each projection's version, checkpoint and lag, and its rebuild if one runs.
-    pub fn status(&self) -> Vec<ProjectionStatus> {
+    /// Each projection's version, checkpoint and lag, and its rebuild if
+    /// one runs; the checkpoints as committed in the model store.
+    pub fn status(&self) -> Result<Vec<ProjectionStatus>, ModelError> {
         let head = *self.store.committed().borrow();
+        let txn = self.shared.db.read()?;
         let rebuilds = self.shared.rebuilds.lock();
-        self.shared
-            .projections
-            .slots()
-            .iter()
-            .map(|slot| {
-                let info = slot.info();
-                ProjectionStatus {
+        projections()
+            .into_iter()
+            .map(|info| {
+                let checkpoint = db::read_checkpoint(&txn, &info.tables(Namespace::Served))?;
+                Ok(ProjectionStatus {
                     name: info.name,
                     description: info.description,
                     version: info.version,
-                    checkpoint: slot.checkpoint(),
+                    checkpoint: checkpoint.map_or(0, |checkpoint| checkpoint.next_position),
                     head,
                     rebuilding: rebuilds
                         .get(info.name)
                         .map(|progress| progress.borrow().clone())
                         .filter(|progress| progress.state == RebuildState::Running),
-                }
+                })
             })
             .collect()
     }
@@ -285,51 +258,46 @@ impl ReadModels {
         rebuild::start_online(self.shared.clone(), self.store.clone(), names)
     }
 
-    pub fn project(&self, id: ProjectId) -> Option<Project> {
-        self.shared
-            .projections
-            .directory
-            .read()
-            .model
-            .projects
-            .get(&id)
-            .cloned()
+    /// One consistent view of every model, at one position of the log.
+    fn view(&self) -> Result<View, ModelError> {
+        Ok(View {
+            txn: self.shared.db.read()?,
+        })
+    }
+
+    pub fn project(&self, id: ProjectId) -> Result<Option<Project>, ModelError> {
+        self.view()?.rows::<Directory>()?.value(Key::Project(id))
     }
 
     /// Until when an idempotency record kept under the key as sent (before
     /// keys were hashed) may still be live; `None` if the log has none.
-    pub fn verbatim_idempotency_until(&self) -> Option<paycore_domain::Timestamp> {
-        self.shared
-            .projections
-            .directory
-            .read()
-            .model
-            .verbatim_idempotency_until
+    pub fn verbatim_idempotency_until(&self) -> Result<Option<Timestamp>, ModelError> {
+        self.view()?
+            .rows::<Directory>()?
+            .value(Key::VerbatimIdempotencyUntil)
     }
 
-    pub fn customer(&self, project: ProjectId, id: CustomerId) -> Option<Customer> {
-        let directory = self.shared.projections.directory.read();
-        directory.model.customers.get(&project)?.get(&id).cloned()
+    pub fn customer(&self, project: ProjectId, id: CustomerId) -> Result<Option<Customer>, ModelError> {
+        let found: Option<Customer> = self.view()?.rows::<Directory>()?.get(Key::Customer(id))?;
+        Ok(found.filter(|customer| customer.project_id == project))
     }
 
-    pub fn account(&self, project: ProjectId, id: AccountId) -> Option<Account> {
-        self.shared
-            .projections
-            .accounts
-            .read()
-            .model
-            .get(project, id)
-            .cloned()
+    pub fn account(&self, project: ProjectId, id: AccountId) -> Result<Option<Account>, ModelError> {
+        self.view()?.account(project, id)
     }
 
-    pub fn transfer(&self, project: ProjectId, id: TransferId) -> Option<Transfer> {
-        let transfers = self.shared.projections.transfers.read();
-        transfers.model.transfers.get(&project)?.get(&id).cloned()
+    pub fn transfer(&self, project: ProjectId, id: TransferId) -> Result<Option<Transfer>, ModelError> {
+        let found: Option<Transfer> = self.view()?.rows::<Transfers>()?.get(Key::Transfer(id))?;
+        Ok(found.filter(|transfer| transfer.project_id == project))
     }
 
-    pub fn transaction(&self, project: ProjectId, id: TransactionId) -> Option<Transaction> {
-        let transactions = self.shared.projections.transactions.read();
-        transactions.model.projects.get(&project)?.all.get(&id).copied()
+    pub fn transaction(
+        &self,
+        project: ProjectId,
+        id: TransactionId,
+    ) -> Result<Option<Transaction>, ModelError> {
+        let found: Option<Transaction> = self.view()?.rows::<Transactions>()?.get(Key::Transaction(id))?;
+        Ok(found.filter(|transaction| transaction.project_id == project))
     }
 
     pub fn list_customers(
@@ -337,23 +305,13 @@ impl ReadModels {
         project: ProjectId,
         page: &PageRequest,
     ) -> Result<Page<Customer>, PageError> {
-        let directory = self.shared.projections.directory.read();
-        list(
-            project,
-            ListKind::Customers,
-            page,
-            directory.model.customers.get(&project),
-        )
+        let rows = self.view()?.rows::<Directory>()?;
+        list(&rows, project, ListKind::Customers, Key::Customers(project), page)
     }
 
     pub fn list_accounts(&self, project: ProjectId, page: &PageRequest) -> Result<Page<Account>, PageError> {
-        let accounts = self.shared.projections.accounts.read();
-        list(
-            project,
-            ListKind::Accounts,
-            page,
-            accounts.model.accounts.get(&project),
-        )
+        let rows = self.view()?.rows::<Accounts>()?;
+        list(&rows, project, ListKind::Accounts, Key::Accounts(project), page)
     }
 
     pub fn list_transfers(
@@ -361,25 +319,18 @@ impl ReadModels {
         project: ProjectId,
         page: &PageRequest,
     ) -> Result<Page<Transfer>, PageError> {
-        let transfers = self.shared.projections.transfers.read();
-        list(
-            project,
-            ListKind::Transfers,
-            page,
-            transfers.model.transfers.get(&project),
-        )
+        let rows = self.view()?.rows::<Transfers>()?;
+        list(&rows, project, ListKind::Transfers, Key::Transfers(project), page)
     }
 
     /// A card, payin, refund, bank resource or file of the project, as its
     /// aggregate state.
-    pub fn resource(&self, project: ProjectId, resource: ResourceRef) -> Option<Aggregate> {
-        self.shared
-            .projections
-            .resources
-            .read()
-            .model
-            .get(project, resource)
-            .cloned()
+    pub fn resource(
+        &self,
+        project: ProjectId,
+        resource: ResourceRef,
+    ) -> Result<Option<Aggregate>, ModelError> {
+        self.view()?.resource(project, resource)
     }
 
     /// The project's resources of one kind, newest first.
@@ -389,13 +340,9 @@ impl ReadModels {
         kind: ResourceKind,
         page: &PageRequest,
     ) -> Result<Page<Aggregate>, PageError> {
-        let resources = self.shared.projections.resources.read();
-        let found = resources
-            .model
-            .projects
-            .get(&project)
-            .and_then(|p| p.lists.get(&kind));
-        list(project, ListKind::Resources(kind), page, found)
+        let rows = self.view()?.rows::<Resources>()?;
+        let list_kind = ListKind::Resources(kind);
+        list(&rows, project, list_kind, Key::Resources(project, kind), page)
     }
 
     /// The refunds of one card payin, newest first.
@@ -405,90 +352,131 @@ impl ReadModels {
         payin: CardPayinId,
         page: &PageRequest,
     ) -> Result<Page<Aggregate>, PageError> {
-        let resources = self.shared.projections.resources.read();
-        if resources
-            .model
-            .get(project, ResourceRef::CardPayin(payin))
-            .is_none()
-        {
+        let view = self.view()?;
+        if view.resource(project, ResourceRef::CardPayin(payin))?.is_none() {
             return Err(PageError::ParentNotFound);
         }
-        let of_project = resources.model.projects.get(&project);
-        let refunds = of_project.and_then(|p| p.lists.get(&ResourceKind::CardPayinRefund));
-        let indices = of_project
-            .and_then(|p| p.payin_refunds.get(&payin))
-            .map_or(&[][..], Vec::as_slice);
+        let rows = view.rows::<Resources>()?;
+        let index = Key::PayinRefunds(payin);
+        let refunds = Key::Resources(project, ResourceKind::CardPayinRefund);
         page::slice(
             project,
             ListKind::CardPayinRefunds(payin),
             page,
-            indices.len(),
-            |i| refunds?.at(indices[i] as usize).cloned(),
+            rows.len(index)?,
+            |range| rows.newest_first_through(index, refunds, range),
         )
     }
 
     /// The platform's exchange rates, removed ones included.
-    pub fn fx_rates(&self) -> Vec<FxRateEntry> {
-        self.shared
-            .projections
-            .fx_rates
-            .read()
-            .model
-            .rates
-            .values()
-            .cloned()
-            .collect()
+    pub fn fx_rates(&self) -> Result<Vec<FxRateEntry>, ModelError> {
+        self.view()?.rows::<FxRates>()?.all_values()
     }
 
-    /// All of the project's transactions, or one account's.
+    /// All of the project's transactions, or one account's. The account and
+    /// its transactions are read at one position of the log.
     pub fn list_transactions(
         &self,
         project: ProjectId,
         account: Option<AccountId>,
         page: &PageRequest,
     ) -> Result<Page<Transaction>, PageError> {
-        if let Some(account) = account
-            && self
-                .shared
-                .projections
-                .accounts
-                .read()
-                .model
-                .get(project, account)
-                .is_none()
-        {
-            return Err(PageError::AccountNotFound);
-        }
-        let transactions = self.shared.projections.transactions.read();
-        let of_project = transactions.model.projects.get(&project);
+        let view = self.view()?;
+        let rows = view.rows::<Transactions>()?;
+        let all = Key::Transactions(project);
         match account {
-            None => list(project, ListKind::Transactions, page, of_project.map(|p| &p.all)),
+            None => list(&rows, project, ListKind::Transactions, all, page),
             Some(account) => {
-                let indices = of_project
-                    .and_then(|p| p.by_account.get(&account))
-                    .map_or(&[][..], Vec::as_slice);
+                if view.account(project, account)?.is_none() {
+                    return Err(PageError::AccountNotFound);
+                }
+                let index = Key::AccountTransactions(account);
                 page::slice(
                     project,
                     ListKind::AccountTransactions(account),
                     page,
-                    indices.len(),
-                    |i| of_project?.all.at(indices[i] as usize).copied(),
+                    rows.len(index)?,
+                    |range| rows.newest_first_through(index, all, range),
                 )
             }
         }
     }
 }
 
-/// A page of a creation-ordered list, newest first; a project without the
-/// list yet has an empty one.
-fn list<K: Eq + std::hash::Hash + Copy, V: Clone>(
+/// A projection as the model store of a data directory holds it, read
+/// without a server (`paycore projections status`).
+#[derive(Clone, Debug)]
+pub struct StoredProjection {
+    pub info: ProjectionInfo,
+    /// The version that wrote the served rows and their checkpoint; `None`
+    /// when the store has none (built from the log at the next start).
+    pub served: Option<(u32, Position)>,
+    /// Where an interrupted offline rebuild stopped.
+    pub rebuild: Option<Position>,
+}
+
+/// Each projection's checkpoints in the model store of `storage`, which no
+/// server may hold; an empty answer when there is no store yet.
+pub fn stored(storage: &ModelStorage) -> Result<Vec<StoredProjection>, ModelError> {
+    if storage.file().is_some_and(|file| !file.exists()) {
+        return Ok(Vec::new());
+    }
+    let db = ModelDb::open(storage)?;
+    let txn = db.read()?;
+    projections()
+        .into_iter()
+        .map(|info| {
+            let served = db::read_checkpoint(&txn, &info.tables(Namespace::Served))?;
+            let rebuild = db::read_checkpoint(&txn, &info.tables(Namespace::Rebuild))?;
+            Ok(StoredProjection {
+                info,
+                served: served.map(|checkpoint| (checkpoint.version, checkpoint.next_position)),
+                rebuild: rebuild
+                    .filter(|checkpoint| checkpoint.next_position > 0)
+                    .map(|checkpoint| checkpoint.next_position),
+            })
+        })
+        .collect()
+}
+
+/// The models as of one read transaction.
+struct View {
+    txn: ReadTransaction,
+}
+
+impl View {
+    fn rows<P: Projection>(&self) -> Result<RowsRead, ModelError> {
+        RowsRead::open(&self.txn, &db::Tables::of(Namespace::Served, P::NAME))
+    }
+
+    fn account(&self, project: ProjectId, id: AccountId) -> Result<Option<Account>, ModelError> {
+        let found: Option<Account> = self.rows::<Accounts>()?.get(Key::Account(id))?;
+        Ok(found.filter(|account| account.project_id == project))
+    }
+
+    fn resource(&self, project: ProjectId, resource: ResourceRef) -> Result<Option<Aggregate>, ModelError> {
+        let found: Option<Aggregate> = self.rows::<Resources>()?.get(Key::Resource(resource))?;
+        Ok(found.filter(|state| state.project_id() == Some(project)))
+    }
+}
+
+/// A page of a creation-ordered list, newest first (a project without the
+/// list yet has an empty one).
+fn list<V: serde::de::DeserializeOwned>(
+    rows: &RowsRead,
     project: ProjectId,
     kind: ListKind,
+    key: Key,
     page: &PageRequest,
-    items: Option<&CreationOrdered<K, V>>,
 ) -> Result<Page<V>, PageError> {
-    match items {
-        Some(items) => page::slice(project, kind, page, items.len(), |i| items.at(i).cloned()),
-        None => page::empty(project, kind, page),
-    }
+    page::slice(project, kind, page, rows.len(key)?, |range| {
+        rows.newest_first(key, range)
+    })
+}
+
+/// The decoding of the model store's rows, for the fuzzers of
+/// `paycore-fuzz` only.
+#[doc(hidden)]
+pub mod fuzzing {
+    pub use crate::rows::fuzzing::{ROW_KINDS, decode_row, encode_row};
 }

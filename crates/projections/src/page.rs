@@ -1,7 +1,11 @@
 //! Cursor pagination: newest first, opaque tokens bound to one list.
 
+use std::ops::Range;
+
 use paycore_domain::{AccountId, ProjectId};
 use serde::{Deserialize, Serialize};
+
+use crate::db::ModelError;
 
 /// A page request, already validated at the edge (`size` is 1–100).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -26,6 +30,8 @@ pub enum PageError {
     /// The resource whose sub-list was asked for does not exist.
     #[error("not found")]
     ParentNotFound,
+    #[error(transparent)]
+    Storage(#[from] ModelError),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -59,13 +65,14 @@ fn decode(token: &str) -> Option<Cursor> {
     postcard::from_bytes(&hex::decode(token).ok()?).ok()
 }
 
-/// The page of a list of `len` items (oldest at index 0) that `request` asks for.
+/// The page of a list of `len` items (oldest at index 0) that `request`
+/// asks for; `fetch` answers the items of a range of indices, newest first.
 pub(crate) fn slice<T>(
     project: ProjectId,
     list: ListKind,
     request: &PageRequest,
-    len: usize,
-    item: impl Fn(usize) -> Option<T>,
+    len: u64,
+    fetch: impl FnOnce(Range<u64>) -> Result<Vec<T>, ModelError>,
 ) -> Result<Page<T>, PageError> {
     debug_assert!(
         (1..=100).contains(&request.size),
@@ -75,20 +82,19 @@ pub(crate) fn slice<T>(
         None => len,
         Some(token) => {
             let cursor = decode(token).ok_or(PageError::InvalidToken)?;
-            let before = usize::try_from(cursor.before).map_err(|_| PageError::InvalidToken)?;
-            if cursor.project != project || cursor.list != list || before > len || before == 0 {
+            if cursor.project != project || cursor.list != list || cursor.before > len || cursor.before == 0 {
                 return Err(PageError::InvalidToken);
             }
-            before
+            cursor.before
         }
     };
-    let start = before.saturating_sub(request.size.max(1));
-    let items = (start..before).rev().filter_map(item).collect();
+    let start = before.saturating_sub(request.size.max(1) as u64);
+    let items = fetch(start..before)?;
     let next_token = (start > 0).then(|| {
         encode(&Cursor {
             project,
             list,
-            before: start as u64,
+            before: start,
         })
     });
     Ok(Page { items, next_token })
@@ -105,16 +111,17 @@ pub fn account_transactions_as_of<T: Clone>(
     items: &[T],
 ) -> Result<Page<T>, PageError> {
     let list = ListKind::AccountTransactionsAsOf(account);
-    slice(project, list, request, items.len(), |i| items.get(i).cloned())
-}
-
-/// A list of a project that has nothing yet.
-pub(crate) fn empty<T>(
-    project: ProjectId,
-    list: ListKind,
-    request: &PageRequest,
-) -> Result<Page<T>, PageError> {
-    slice(project, list, request, 0, |_| None)
+    slice(project, list, request, items.len() as u64, |range| {
+        let range = usize::try_from(range.start).unwrap_or(usize::MAX)
+            ..usize::try_from(range.end).unwrap_or(usize::MAX);
+        Ok(items
+            .get(range)
+            .unwrap_or_default()
+            .iter()
+            .rev()
+            .cloned()
+            .collect())
+    })
 }
 
 #[cfg(test)]
@@ -132,8 +139,7 @@ mod tests {
 
     #[test]
     fn pages_newest_first_until_the_end() {
-        let items: Vec<usize> = (0..25).collect();
-        let get = |i: usize| items.get(i).copied();
+        let get = |range: Range<u64>| Ok(range.rev().collect::<Vec<u64>>());
         let first = slice(project(1), ListKind::Accounts, &page(10, None), 25, get).unwrap();
         assert_eq!(first.items, (15..25).rev().collect::<Vec<_>>());
         let second = slice(
@@ -169,7 +175,7 @@ mod tests {
 
     #[test]
     fn tokens_are_bound_to_their_list_and_project() {
-        let get = |i: usize| Some(i);
+        let get = |range: Range<u64>| Ok(range.rev().collect::<Vec<u64>>());
         let first = slice(project(1), ListKind::Accounts, &page(1, None), 3, get).unwrap();
         let token = first.next_token.unwrap();
         for (p, list) in [(2, ListKind::Accounts), (1, ListKind::Transfers)] {

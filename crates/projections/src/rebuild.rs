@@ -9,8 +9,9 @@ use std::time::{Duration, Instant};
 use paycore_store::{EventStore, Position};
 use tokio::sync::{mpsc, watch};
 
-use crate::slot::{self, Build, Decoded, ProjectionInfo};
-use crate::{ProjectionError, Shared, follower, snapshot};
+use crate::db::{self, ModelDb, ModelError, ModelStorage, Namespace};
+use crate::slot::{self, Decoded, Progress, ProjectionInfo};
+use crate::{ProjectionError, Shared, follower};
 
 /// Events read from the store per batch while rebuilding.
 const READ_BATCH: usize = 16_384;
@@ -146,31 +147,53 @@ fn join_failed(error: &tokio::task::JoinError) -> paycore_store::StoreError {
     paycore_store::StoreError::Unavailable(format!("decoding task failed: {error}"))
 }
 
-/// Applies `batch` to every build on blocking threads (folding is CPU work
-/// that must not hold up the server's async tasks): the builds are split in
-/// two halves folded side by side, as the heavy ones (transactions,
-/// accounts, transfers) sit apart in the registry's order.
-async fn apply(mut builds: Vec<Box<dyn Build>>, batch: Vec<Decoded>) -> Vec<Box<dyn Build>> {
-    let kept = tokio::task::spawn_blocking(move || {
-        let (even, odd): (Vec<_>, Vec<_>) = builds.iter_mut().enumerate().partition(|(i, _)| i % 2 == 0);
-        let fold = |half: Vec<(usize, &mut Box<dyn Build>)>| {
-            for (_, build) in half {
-                build.apply(&batch);
-            }
-        };
-        std::thread::scope(|scope| {
-            if !odd.is_empty() {
-                scope.spawn(|| fold(odd));
-            }
-            fold(even);
-        });
-        builds
+/// Applies `batch` to the rebuilds in `progress` (their `rebuild/` tables)
+/// on a blocking thread; a synced commit when `sync`.
+async fn apply(
+    db: Arc<ModelDbHandle>,
+    progress: Vec<Progress>,
+    batch: Vec<Decoded>,
+    sync: bool,
+) -> Result<Vec<Progress>, ProjectionError> {
+    let written = tokio::task::spawn_blocking(move || {
+        db.get().write(sync, |txn| {
+            slot::apply_batch(txn, Namespace::Rebuild, &progress, &batch)
+        })
     });
-    // A panic while folding is a bug: surface it rather than hide it.
-    match kept.await {
-        Ok(builds) => builds,
+    match written.await {
+        Ok(result) => Ok(result?),
+        // A panic while folding is a bug: surface it rather than hide it.
         Err(error) => std::panic::resume_unwind(error.into_panic()),
     }
+}
+
+/// The model store a rebuild writes to: the server's, or one opened by
+/// an offline rebuild.
+pub(crate) enum ModelDbHandle {
+    Served(Arc<Shared>),
+    Own(ModelDb),
+}
+
+impl ModelDbHandle {
+    fn get(&self) -> &ModelDb {
+        match self {
+            Self::Served(shared) => &shared.db,
+            Self::Own(db) => db,
+        }
+    }
+}
+
+/// Empties the rebuild tables of `infos` and sets their checkpoints to 0.
+fn start_over(db: &ModelDb, infos: &[ProjectionInfo]) -> Result<Vec<Progress>, ModelError> {
+    db.write(true, |txn| {
+        for info in infos {
+            let tables = info.tables(Namespace::Rebuild);
+            db::clear(txn, &tables)?;
+            db::write_checkpoint(txn, &tables, &info.empty())?;
+        }
+        Ok(())
+    })?;
+    Ok(infos.iter().map(|info| (*info, info.empty())).collect())
 }
 
 /// Starts an online rebuild of `names` (see [`crate::ReadModels::rebuild`]).
@@ -205,9 +228,8 @@ pub(crate) fn start_online(
         running.insert(info.name, watching.clone());
     }
     drop(running);
-    let builds = infos.iter().map(|info| (info.empty)()).collect();
     tokio::spawn(async move {
-        let outcome = run_online(&shared, store, builds, &progress).await;
+        let outcome = run_online(shared, store, infos, &progress).await;
         progress.send_modify(|progress| {
             progress.state = match outcome {
                 Ok(()) => RebuildState::Done,
@@ -222,25 +244,28 @@ pub(crate) fn start_online(
 }
 
 async fn run_online(
-    shared: &Shared,
+    shared: Arc<Shared>,
     store: Arc<dyn EventStore>,
-    mut builds: Vec<Box<dyn Build>>,
+    infos: Vec<ProjectionInfo>,
     progress: &watch::Sender<RebuildProgress>,
 ) -> Result<(), ProjectionError> {
     let started = Instant::now();
+    let db = Arc::new(ModelDbHandle::Served(shared.clone()));
+    let mut building = {
+        let db = db.clone();
+        tokio::task::spawn_blocking(move || start_over(db.get(), &infos))
+            .await
+            .map_err(|error| ModelError::Storage(error.to_string()))??
+    };
     let committed = store.committed();
-    let mut reader = Reader::spawn(store, 0, None, READ_BATCH);
+    let mut reader = Reader::spawn(store.clone(), 0, None, READ_BATCH);
     let mut applied = 0_u64;
     loop {
-        builds = swap_caught_up(shared, builds).await?;
-        if builds.is_empty() {
+        building = swap_caught_up(&shared, store.as_ref(), building).await?;
+        if building.is_empty() {
             return Ok(());
         }
-        let position = builds
-            .iter()
-            .map(|build| build.checkpoint())
-            .min()
-            .unwrap_or_default();
+        let position = slot::lowest(&building);
         if position >= *committed.borrow() {
             // Ahead of the served models, which have not applied the newest
             // events yet: wait for them to catch up, then swap.
@@ -253,13 +278,9 @@ async fn run_online(
         };
         let batch = batch?;
         applied += batch.len() as u64;
-        builds = apply(builds, batch).await;
+        building = apply(db.clone(), building, batch, false).await?;
         progress.send_modify(|progress| {
-            progress.position = builds
-                .iter()
-                .map(|build| build.checkpoint())
-                .min()
-                .unwrap_or_default();
+            progress.position = slot::lowest(&building);
             progress.head = *committed.borrow();
             progress.applied = applied;
             progress.elapsed = started.elapsed();
@@ -267,40 +288,99 @@ async fn run_online(
     }
 }
 
-/// Swaps in every build that has reached its served projection's
-/// checkpoint (and saves its snapshot); returns the others.
+/// A rebuild this close behind the served models catches up with them
+/// while the follower waits, then is swapped in.
+const FINAL_GAP: u64 = 65_536;
+
+/// Swaps in every rebuild that has reached its served projection's
+/// checkpoint, or is less than [`FINAL_GAP`] events behind it; returns the
+/// others. The follower waits meanwhile (it writes under the same lock), so
+/// the served checkpoints cannot move: with writes going on, a rebuild
+/// chasing them would otherwise rarely meet them exactly.
 async fn swap_caught_up(
-    shared: &Shared,
-    builds: Vec<Box<dyn Build>>,
-) -> Result<Vec<Box<dyn Build>>, ProjectionError> {
-    let mut pending = Vec::with_capacity(builds.len());
-    for build in builds {
-        let Some(slot) = shared.projections.slot(build.name()) else {
-            continue;
-        };
-        if slot.checkpoint() != build.checkpoint() {
-            pending.push(build);
-            continue;
+    shared: &Arc<Shared>,
+    store: &dyn EventStore,
+    building: Vec<Progress>,
+) -> Result<Vec<Progress>, ProjectionError> {
+    let served = shared.served.clone().lock_owned().await;
+    let served_at = |name: &str| {
+        served
+            .iter()
+            .find(|(info, _)| info.name == name)
+            .map(|entry| entry.1)
+    };
+    let (mut ready, pending): (Vec<Progress>, Vec<Progress>) =
+        building.into_iter().partition(|(info, built)| {
+            served_at(info.name).is_some_and(|served| {
+                served.next_position >= built.next_position
+                    && served.next_position - built.next_position <= FINAL_GAP
+            })
+        });
+    if ready.is_empty() {
+        return Ok(pending);
+    }
+    // The last events, read and applied with the follower stopped.
+    let target = served_at(ready[0].0.name).map_or(0, |served| served.next_position);
+    let db = Arc::new(ModelDbHandle::Served(shared.clone()));
+    loop {
+        let position = slot::lowest(&ready);
+        if position >= target {
+            break;
         }
-        let name = build.name();
-        match slot.swap(build, false) {
-            Err(build) => pending.push(build),
-            Ok(()) => {
-                tracing::info!(projection = name, "rebuilt projection swapped in");
-                if let Some(dir) = shared.policy.writable_dir() {
-                    follower::save(snapshot::path(dir, name), slot.encode()).await?;
+        let count = usize::try_from(target - position)
+            .unwrap_or(READ_BATCH)
+            .min(READ_BATCH);
+        let events = store.read_all(position, count).await?;
+        if events.is_empty() {
+            return Err(paycore_store::StoreError::Unavailable(format!(
+                "the log holds no event at position {position}, below the served models' checkpoint"
+            ))
+            .into());
+        }
+        let decoded = tokio::task::spawn_blocking(move || slot::decode(events))
+            .await
+            .map_err(|error| ModelError::Storage(error.to_string()))??;
+        ready = apply(db.clone(), ready, decoded, false).await?;
+    }
+    let (still_pending, swapped) = {
+        let shared = shared.clone();
+        let mut served = served;
+        tokio::task::spawn_blocking(move || {
+            let (ready, behind): (Vec<Progress>, Vec<Progress>) =
+                ready.into_iter().partition(|(info, built)| {
+                    served
+                        .iter()
+                        .any(|(other, checkpoint)| other.name == info.name && checkpoint == built)
+                });
+            if !ready.is_empty() {
+                shared.db.write(true, |txn| {
+                    for (info, _) in &ready {
+                        db::swap_in_rebuild(txn, info.name)?;
+                    }
+                    Ok(())
+                })?;
+                for entry in served.iter_mut() {
+                    if let Some((_, built)) = ready.iter().find(|(info, _)| info.name == entry.0.name) {
+                        entry.1 = *built;
+                    }
                 }
             }
-        }
+            Ok::<_, ModelError>((behind, ready))
+        })
+        .await
+        .map_err(|error| ModelError::Storage(error.to_string()))??
+    };
+    for (info, _) in &swapped {
+        tracing::info!(projection = info.name, "rebuilt projection swapped in");
     }
-    Ok(pending)
+    Ok(pending.into_iter().chain(still_pending).collect())
 }
 
 /// How an offline rebuild saves its progress.
 #[derive(Clone, Debug)]
 pub struct OfflineOptions {
-    /// Writes the partial projections (`<name>.rebuild`) this often, so an
-    /// interrupted run resumes from there.
+    /// Syncs the partial projections this often, so an interrupted run
+    /// resumes from there.
     pub checkpoint_every: Duration,
     /// … and after this many events (for tests and very slow disks).
     pub checkpoint_every_events: u64,
@@ -336,14 +416,15 @@ impl OfflineSummary {
     }
 }
 
-/// Rebuilds `names` from the log alone (no server running) and writes their
-/// snapshots into `dir`, where the next `paycore serve` loads them.
+/// Rebuilds `names` from the log alone (no server running) into the model
+/// store in `dir`, where the next `paycore serve` opens them.
 ///
-/// Progress is saved as `<name>.rebuild` files along the way; a run that is
-/// interrupted (killed, power loss) continues from them next time, provided
-/// they are of this version and of this log, else it starts again from 0.
-/// The served snapshots are replaced only at the end, one atomic rename
-/// each, so an interrupted rebuild leaves the old ones usable.
+/// The rebuild writes beside the served models (`rebuild/` tables) and
+/// syncs its progress along the way; a run that is interrupted (killed,
+/// power loss) continues from there next time, provided it is of this
+/// version and of this log, else it starts again from 0. The served models
+/// are replaced only at the end, in one transaction, so an interrupted
+/// rebuild leaves them as they were.
 pub async fn rebuild_offline(
     store: Arc<dyn EventStore>,
     dir: &Path,
@@ -352,18 +433,15 @@ pub async fn rebuild_offline(
     mut on_progress: impl FnMut(&RebuildProgress),
 ) -> Result<OfflineSummary, ProjectionError> {
     let infos = chosen(names)?;
-    std::fs::create_dir_all(dir).map_err(|source| ProjectionError::Snapshot {
-        path: dir.to_owned(),
-        source,
-    })?;
     let started = Instant::now();
     let head = *store.committed().borrow();
-    let (mut builds, resumed) = resume_or_start(&infos, dir, store.as_ref()).await?;
-    let from = builds
-        .iter()
-        .map(|build| build.checkpoint())
-        .min()
-        .unwrap_or_default();
+    let storage = ModelStorage::at(dir.to_owned());
+    let opened = tokio::task::spawn_blocking(move || ModelDb::open(&storage))
+        .await
+        .map_err(|error| ModelError::Storage(error.to_string()))??;
+    let db = Arc::new(ModelDbHandle::Own(opened));
+    let (mut building, resumed) = resume_or_start(db.clone(), &infos, store.as_ref()).await?;
+    let from = slot::lowest(&building);
     let mut reader = Reader::spawn(store, from, Some(head), options.read_batch.max(1));
     let mut progress = RebuildProgress {
         projections: infos.iter().map(|info| info.name).collect(),
@@ -378,21 +456,15 @@ pub async fn rebuild_offline(
         let batch = batch?;
         progress.applied += batch.len() as u64;
         since_checkpoint.1 += batch.len() as u64;
-        builds = apply(builds, batch).await;
-        progress.position = builds
-            .iter()
-            .map(|build| build.checkpoint())
-            .min()
-            .unwrap_or_default();
-        progress.elapsed = started.elapsed();
-        on_progress(&progress);
         let due = since_checkpoint.0.elapsed() >= options.checkpoint_every
             || since_checkpoint.1 >= options.checkpoint_every_events;
-        if due && progress.position < head {
-            let dir = dir.to_owned();
-            builds = write_all(builds, move |name| snapshot::partial_path(&dir, name)).await?;
+        building = apply(db.clone(), building, batch, due).await?;
+        if due {
             since_checkpoint = (Instant::now(), 0);
         }
+        progress.position = slot::lowest(&building);
+        progress.elapsed = started.elapsed();
+        on_progress(&progress);
     }
     if progress.position < head {
         return Err(paycore_store::StoreError::Unavailable(format!(
@@ -401,16 +473,17 @@ pub async fn rebuild_offline(
         ))
         .into());
     }
-    let served_dir = dir.to_owned();
-    let builds = write_all(builds, move |name| snapshot::path(&served_dir, name)).await?;
-    for build in &builds {
-        let partial = snapshot::partial_path(dir, build.name());
-        if let Err(error) = std::fs::remove_file(&partial)
-            && error.kind() != std::io::ErrorKind::NotFound
-        {
-            tracing::warn!(path = %partial.display(), %error, "could not remove a finished rebuild's progress file");
-        }
-    }
+    let swapping = db.clone();
+    tokio::task::spawn_blocking(move || {
+        swapping.get().write(true, |txn| {
+            for (info, _) in &building {
+                db::swap_in_rebuild(txn, info.name)?;
+            }
+            Ok(())
+        })
+    })
+    .await
+    .map_err(|error| ModelError::Storage(error.to_string()))??;
     progress.state = RebuildState::Done;
     on_progress(&progress);
     Ok(OfflineSummary {
@@ -422,74 +495,58 @@ pub async fn rebuild_offline(
     })
 }
 
-/// Each projection's partial build if a usable one is on disk, else an empty one.
+/// Each projection's interrupted rebuild if a usable one is in the model
+/// store, else a fresh one from 0.
 async fn resume_or_start(
+    db: Arc<ModelDbHandle>,
     infos: &[ProjectionInfo],
-    dir: &Path,
     store: &dyn EventStore,
-) -> Result<(Vec<Box<dyn Build>>, Vec<(&'static str, Position)>), ProjectionError> {
-    let mut builds = Vec::with_capacity(infos.len());
+) -> Result<(Vec<Progress>, Vec<(&'static str, Position)>), ProjectionError> {
+    let found = {
+        let txn = db.get().read()?;
+        let mut found = Vec::new();
+        for info in infos {
+            found.push((
+                *info,
+                db::read_checkpoint(&txn, &info.tables(Namespace::Rebuild))?,
+            ));
+        }
+        found
+    };
+    let mut building = Vec::with_capacity(infos.len());
     let mut resumed = Vec::new();
-    for info in infos {
-        let path = snapshot::partial_path(dir, info.name);
-        let partial = match std::fs::read(&path) {
-            Ok(bytes) => match (info.decode)(&bytes) {
-                Ok(built) if follower::belongs_to(built.as_ref(), store).await? => Some(built),
-                Ok(_) => {
-                    tracing::warn!(
-                        projection = info.name,
-                        "rebuild progress is of another log: starting over"
-                    );
-                    None
-                }
-                Err(reason) => {
-                    tracing::warn!(projection = info.name, %reason, "rebuild progress unusable: starting over");
-                    None
-                }
-            },
-            Err(_) => None,
-        };
-        match partial {
-            Some(built) => {
-                resumed.push((info.name, built.checkpoint()));
-                builds.push(built);
+    let mut fresh = Vec::new();
+    for (info, checkpoint) in found {
+        let usable = match checkpoint {
+            Some(checkpoint) if checkpoint.version != info.version => {
+                tracing::warn!(
+                    projection = info.name,
+                    "rebuild progress of another version: starting over"
+                );
+                None
             }
-            None => builds.push((info.empty)()),
+            Some(checkpoint) if !follower::belongs_to(&checkpoint, store).await? => {
+                tracing::warn!(
+                    projection = info.name,
+                    "rebuild progress is of another log: starting over"
+                );
+                None
+            }
+            other => other,
+        };
+        match usable {
+            Some(checkpoint) if checkpoint.next_position > 0 => {
+                resumed.push((info.name, checkpoint.next_position));
+                building.push((info, checkpoint));
+            }
+            _ => fresh.push(info),
         }
     }
-    Ok((builds, resumed))
-}
-
-/// Writes every build at the path `path_of` gives for its name, encoding
-/// and writing them side by side (the large ones take seconds each).
-async fn write_all(
-    builds: Vec<Box<dyn Build>>,
-    path_of: impl Fn(&'static str) -> std::path::PathBuf + Send + 'static,
-) -> Result<Vec<Box<dyn Build>>, ProjectionError> {
-    let written = tokio::task::spawn_blocking(move || {
-        let results: Vec<Result<(), ProjectionError>> = std::thread::scope(|scope| {
-            let writers: Vec<_> = builds
-                .iter()
-                .map(|build| {
-                    let path = path_of(build.name());
-                    scope.spawn(move || {
-                        snapshot::save(&path, &build.encode())
-                            .map_err(|source| ProjectionError::Snapshot { path, source })
-                    })
-                })
-                .collect();
-            writers
-                .into_iter()
-                .map(|writer| match writer.join() {
-                    Ok(result) => result,
-                    Err(panic) => std::panic::resume_unwind(panic),
-                })
-                .collect()
-        });
-        results.into_iter().collect::<Result<(), _>>().map(|()| builds)
-    });
-    match written.await {
-        Ok(result) => result,
-        Err(error) => std::panic::resume_unwind(error.into_panic()),
+    if !fresh.is_empty() {
+        let started = tokio::task::spawn_blocking(move || start_over(db.get(), &fresh))
+            .await
+            .map_err(|error| ModelError::Storage(error.to_string()))??;
+        building.extend(started);
     }
+    Ok((building, resumed))
 }

@@ -1,12 +1,12 @@
 #![allow(clippy::unwrap_used)] // test fixtures: a failure is the test failing
 
-//! Read models follow the log, answer lists newest first, and restart from
-//! their snapshot instead of replaying everything.
+//! Read models follow the log, answer lists newest first, and restart where
+//! they stopped instead of replaying everything.
 
 use std::sync::Arc;
 
 use paycore_domain::{Currency, Money, ProjectId, TransactionKind};
-use paycore_projections::{PageError, PageRequest, ReadModels, SnapshotPolicy, snapshot};
+use paycore_projections::{ModelStorage, PageError, PageRequest, ReadModels};
 use paycore_store::{EventStore, MemoryStore};
 use uuid::Uuid;
 
@@ -22,7 +22,7 @@ use test_support::{FUNDING, Ledger, ledger};
 #[tokio::test]
 async fn models_follow_the_log_with_balances_and_newest_first_lists() {
     let store: Arc<dyn EventStore> = Arc::new(MemoryStore::new());
-    let read = ReadModels::start(store.clone(), SnapshotPolicy::in_memory())
+    let read = ReadModels::start(store.clone(), ModelStorage::in_memory())
         .await
         .unwrap();
     let Ledger {
@@ -31,11 +31,11 @@ async fn models_follow_the_log_with_balances_and_newest_first_lists() {
     read.wait_for(last).await;
 
     assert_eq!(
-        read.account(project, a).unwrap().balance,
+        read.account(project, a).unwrap().unwrap().balance,
         Money::new(FUNDING - 25, Currency::EUR)
     );
     assert_eq!(
-        read.account(project, b).unwrap().balance,
+        read.account(project, b).unwrap().unwrap().balance,
         Money::new(25, Currency::EUR)
     );
     // Newest first, balance_after chained.
@@ -76,7 +76,7 @@ async fn models_follow_the_log_with_balances_and_newest_first_lists() {
     );
     // Another project sees none of it.
     let other = ProjectId::from_uuid(Uuid::now_v7());
-    assert!(read.account(other, a).is_none());
+    assert!(read.account(other, a).unwrap().is_none());
     assert!(read.list_accounts(other, &page(10)).unwrap().items.is_empty());
     assert_eq!(
         read.list_transactions(other, Some(a), &page(10)),
@@ -85,59 +85,67 @@ async fn models_follow_the_log_with_balances_and_newest_first_lists() {
 }
 
 #[tokio::test]
-async fn a_restart_resumes_from_the_snapshot_checkpoint() {
+async fn a_restart_resumes_from_the_models_checkpoint() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("projections");
     let store: Arc<dyn EventStore> = Arc::new(MemoryStore::new());
-    let read = ReadModels::start(store.clone(), SnapshotPolicy::at(path.clone()))
+    let read = ReadModels::start(store.clone(), ModelStorage::at(path.clone()))
         .await
         .unwrap();
     let Ledger { project, a, last, .. } = ledger(store.clone(), 5).await;
     read.wait_for(last).await;
-    read.persist().await.unwrap();
     let before = read.list_transactions(project, None, &page(100)).unwrap();
+    let account = read.account(project, a).unwrap();
+    read.close().await.unwrap();
 
-    let restarted = ReadModels::start(store.clone(), SnapshotPolicy::at(path.clone()))
+    let restarted = ReadModels::start(store.clone(), ModelStorage::at(path.clone()))
         .await
         .unwrap();
-    // Loaded, not replayed: the checkpoint is the end of the log at once.
+    // Opened, not replayed: the checkpoint is the end of the log at once.
     assert_eq!(restarted.checkpoint(), last + 1);
     assert_eq!(
         restarted.list_transactions(project, None, &page(100)).unwrap(),
         before
     );
-    assert_eq!(restarted.account(project, a), read.account(project, a));
+    assert_eq!(restarted.account(project, a).unwrap(), account);
+    restarted.close().await.unwrap();
 
-    // A damaged snapshot is ignored: that projection is rebuilt from the
-    // log, and the answers are the same.
-    std::fs::write(snapshot::path(&path, "transactions"), b"PCPJ garbage").unwrap();
-    let rebuilt = ReadModels::start(store, SnapshotPolicy::at(path)).await.unwrap();
+    // A data directory of an earlier release: its snapshot files are not
+    // read (the models are built from the log instead), then removed.
+    let upgraded = dir.path().join("upgraded");
+    std::fs::create_dir_all(&upgraded).unwrap();
+    let legacy = upgraded.join("transactions.snapshot");
+    std::fs::write(&legacy, b"PCPJ garbage").unwrap();
+    let rebuilt = ReadModels::start(store, ModelStorage::at(upgraded))
+        .await
+        .unwrap();
     assert_eq!(rebuilt.checkpoint(), last + 1);
     assert_eq!(
         rebuilt.list_transactions(project, None, &page(100)).unwrap(),
         before
     );
+    assert!(!legacy.exists());
 }
 
 #[tokio::test]
-async fn a_snapshot_of_another_log_is_not_used() {
+async fn models_of_another_log_are_not_used() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("projections");
     let first: Arc<dyn EventStore> = Arc::new(MemoryStore::new());
-    let read = ReadModels::start(first.clone(), SnapshotPolicy::at(path.clone()))
+    let read = ReadModels::start(first.clone(), ModelStorage::at(path.clone()))
         .await
         .unwrap();
     let Ledger { project, last, .. } = ledger(first, 3).await;
     read.wait_for(last).await;
-    read.persist().await.unwrap();
+    read.close().await.unwrap();
 
-    // Another log, longer than the snapshot's checkpoint: its events differ.
+    // Another log, longer than the models' checkpoint: its events differ.
     let other: Arc<dyn EventStore> = Arc::new(MemoryStore::new());
     let other_project = ledger(other.clone(), 10).await.project;
-    let restarted = ReadModels::start(other, SnapshotPolicy::at(path)).await.unwrap();
+    let restarted = ReadModels::start(other, ModelStorage::at(path)).await.unwrap();
     assert!(
-        restarted.project(project).is_none(),
+        restarted.project(project).unwrap().is_none(),
         "models of the other log leaked in"
     );
-    assert!(restarted.project(other_project).is_some());
+    assert!(restarted.project(other_project).unwrap().is_some());
 }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use paycore_projections::{
-    OfflineOptions, PageRequest, ReadModels, RebuildError, RebuildState, SnapshotPolicy, snapshot,
+    ModelStorage, OfflineOptions, PageRequest, ReadModels, RebuildError, RebuildState,
 };
 use paycore_store::{EventStore, MemoryStore};
 
@@ -57,7 +57,7 @@ fn count<T>(mut list: impl FnMut(&PageRequest) -> paycore_projections::Page<T>) 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_online_rebuild_is_swapped_in_without_queries_seeing_a_half_built_model() {
     let store: Arc<dyn EventStore> = Arc::new(MemoryStore::new());
-    let read = ReadModels::start(store.clone(), SnapshotPolicy::in_memory())
+    let read = ReadModels::start(store.clone(), ModelStorage::in_memory())
         .await
         .unwrap();
     let mut ledger = ledger(store.clone(), 2_000).await;
@@ -106,13 +106,12 @@ async fn an_online_rebuild_is_swapped_in_without_queries_seeing_a_half_built_mod
     assert!(checks > 0 && written > 0);
 
     read.wait_for(ledger.transfer().await).await;
-    let fresh = ReadModels::start(store, SnapshotPolicy::in_memory())
-        .await
-        .unwrap();
+    let fresh = ReadModels::start(store, ModelStorage::in_memory()).await.unwrap();
     assert_eq!(view(&read, &ledger), view(&fresh, &ledger));
     assert_eq!(view(&read, &ledger).2, 2_000 + written + 1);
     assert!(
         read.status()
+            .unwrap()
             .iter()
             .all(|status| status.rebuilding.is_none() && status.lag() == 0)
     );
@@ -121,7 +120,7 @@ async fn an_online_rebuild_is_swapped_in_without_queries_seeing_a_half_built_mod
 #[tokio::test]
 async fn rebuild_requests_name_known_projections_once_at_a_time() {
     let store: Arc<dyn EventStore> = Arc::new(MemoryStore::new());
-    let read = ReadModels::start(store.clone(), SnapshotPolicy::in_memory())
+    let read = ReadModels::start(store.clone(), ModelStorage::in_memory())
         .await
         .unwrap();
     let _ledger = ledger(store, 300).await;
@@ -161,36 +160,35 @@ async fn an_interrupted_offline_rebuild_resumes_where_it_stopped() {
         ..OfflineOptions::default()
     };
 
-    // Interrupted as soon as a checkpoint is on disk (like a kill: the
-    // future is dropped at its next await).
-    let partial = snapshot::partial_path(dir.path(), "transactions");
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    // Interrupted once a synced checkpoint is in the model store (like a
+    // kill: the future is dropped at its next await).
+    let (stop, stopped) = tokio::sync::oneshot::channel::<u64>();
     let mut stop = Some(stop);
-    let first = paycore_projections::rebuild_offline(store.clone(), dir.path(), &names, &options, |_| {
-        if partial.exists()
-            && let Some(stop) = stop.take()
-        {
-            let _ = stop.send(());
-        }
-    });
-    tokio::select! {
+    let first =
+        paycore_projections::rebuild_offline(store.clone(), dir.path(), &names, &options, |progress| {
+            if progress.applied >= 1_000
+                && let Some(stop) = stop.take()
+            {
+                let _ = stop.send(progress.position);
+            }
+        });
+    let stopped_at = tokio::select! {
         done = first => panic!("the rebuild finished before it was interrupted: {done:?}"),
-        _ = stopped => {}
-    }
-    assert!(
-        !snapshot::path(dir.path(), "transactions").exists(),
-        "nothing is served from a partial rebuild"
-    );
-    let stopped_at = snapshot::read_header(&partial)
-        .unwrap()
-        .unwrap()
-        .unwrap()
-        .checkpoint;
+        position = stopped => position.unwrap(),
+    };
     assert!(0 < stopped_at && stopped_at < head);
 
-    let summary = paycore_projections::rebuild_offline(store.clone(), dir.path(), &names, &options, |_| {})
-        .await
-        .unwrap();
+    // The interrupted run's last write may still be finishing on its
+    // blocking thread, holding the model store for a moment.
+    let summary = loop {
+        match paycore_projections::rebuild_offline(store.clone(), dir.path(), &names, &options, |_| {}).await
+        {
+            Err(error) if error.to_string().contains("already open") => {
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+            done => break done.unwrap(),
+        }
+    };
     assert_eq!(summary.head, head);
     assert_eq!(
         summary.resumed.len(),
@@ -203,15 +201,12 @@ async fn an_interrupted_offline_rebuild_resumes_where_it_stopped() {
         "resumed, not replayed: {} of {head}",
         summary.applied
     );
-    assert!(!partial.exists(), "progress files are removed when done");
 
     // The result is what a server would build from the whole log.
-    let loaded = ReadModels::start(store.clone(), SnapshotPolicy::read_only(dir.path().to_owned()))
+    let loaded = ReadModels::start(store.clone(), ModelStorage::at(dir.path().to_owned()))
         .await
         .unwrap();
-    let fresh = ReadModels::start(store, SnapshotPolicy::in_memory())
-        .await
-        .unwrap();
+    let fresh = ReadModels::start(store, ModelStorage::in_memory()).await.unwrap();
     assert_eq!(view(&loaded, &ledger), view(&fresh, &ledger));
     assert_eq!(view(&loaded, &ledger).2, 1_500);
 }

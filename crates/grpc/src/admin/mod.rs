@@ -23,7 +23,7 @@ use uuid::Uuid;
 
 mod projections;
 
-use crate::errors::{domain_status, engine_status};
+use crate::errors::{domain_status, engine_status, model_status};
 use crate::{Clock, SystemClock};
 
 /// Generated messages, server and client of `paycore.admin.v1`.
@@ -409,7 +409,7 @@ impl pb::admin_service_server::AdminService for AdminService {
         _request: Request<pb::ListFxRatesRequest>,
     ) -> Result<Response<pb::ListFxRatesResponse>, Status> {
         let entries = match &self.read {
-            Some(read) => read.fx_rates(),
+            Some(read) => read.fx_rates().map_err(|error| model_status(&error))?,
             None => list_fx_rates(&self.engine)
                 .await
                 .map_err(|error| engine_status(&error))?,
@@ -425,7 +425,12 @@ impl pb::admin_service_server::AdminService for AdminService {
     ) -> Result<Response<pb::GetProjectionStatusResponse>, Status> {
         let read = self.read_models()?;
         Ok(Response::new(pb::GetProjectionStatusResponse {
-            projections: read.status().iter().map(projections::status_pb).collect(),
+            projections: read
+                .status()
+                .map_err(|error| model_status(&error))?
+                .iter()
+                .map(projections::status_pb)
+                .collect(),
         }))
     }
 

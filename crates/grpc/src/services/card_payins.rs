@@ -57,7 +57,7 @@ impl CardPayinService for Handlers {
             ..body.clone()
         };
         let key = idempotency::key(
-            &self.key_scope(&caller),
+            &self.key_scope(&caller)?,
             request.metadata(),
             methods::CREATE_CARD_PAYIN,
             &hashed,
@@ -112,7 +112,7 @@ impl CardPayinService for Handlers {
                 "card payin",
                 |read, project, id: CardPayinId| {
                     read.resource(project, ResourceRef::CardPayin(id))
-                        .and_then(|state| state.as_card_payin().cloned())
+                        .map(|found| found.and_then(|state| state.as_card_payin().cloned()))
                 },
             )
             .await?;
@@ -231,7 +231,7 @@ impl CardPayinService for Handlers {
                 "card payin refund",
                 |read, project, id: CardPayinRefundId| {
                     read.resource(project, ResourceRef::CardPayinRefund(id))
-                        .and_then(|state| state.as_card_payin_refund().cloned())
+                        .map(|found| found.and_then(|state| state.as_card_payin_refund().cloned()))
                 },
             )
             .await?;

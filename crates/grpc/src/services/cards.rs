@@ -58,7 +58,7 @@ impl CardTokenService for Handlers {
                 .map(|info| convert_cards::card_info_for_hash(info, &fingerprint_key)),
         };
         let key = idempotency::key(
-            &self.key_scope(&caller),
+            &self.key_scope(&caller)?,
             request.metadata(),
             methods::CREATE_CARD_TOKEN,
             &hashed,
@@ -106,7 +106,7 @@ impl CardTokenService for Handlers {
                 "card token",
                 |read, project, id: CardTokenId| {
                     read.resource(project, ResourceRef::CardToken(id))
-                        .and_then(|state| state.as_card_token().cloned())
+                        .map(|found| found.and_then(|state| state.as_card_token().cloned()))
                 },
             )
             .await?;
@@ -132,7 +132,7 @@ impl CardService for Handlers {
             ..body.clone()
         };
         let key = idempotency::key(
-            &self.key_scope(&caller),
+            &self.key_scope(&caller)?,
             request.metadata(),
             methods::CREATE_CARD,
             &hashed,
@@ -170,7 +170,7 @@ impl CardService for Handlers {
         let card = self
             .get_one(&request, "card_id", id, "card", |read, project, id: CardId| {
                 read.resource(project, ResourceRef::Card(id))
-                    .and_then(|state| state.as_card().cloned())
+                    .map(|found| found.and_then(|state| state.as_card().cloned()))
             })
             .await?;
         Ok(Response::new(convert_cards::card_pb(&card)))

@@ -164,7 +164,7 @@ impl FileService for Handlers {
         // A malformed key is refused before any content is read; the hash it
         // is bound to is only known at the end.
         let mut v = Violations::new();
-        let scope = self.key_scope(&caller);
+        let scope = self.key_scope(&caller)?;
         idempotency::key(
             &scope,
             request.metadata(),

@@ -2,6 +2,7 @@ use tonic::{Request, Response, Status};
 
 use super::Handlers;
 use crate::convert_bank;
+use crate::errors::model_status;
 use crate::pb::{self, fx_rate_service_server::FxRateService};
 
 #[tonic::async_trait]
@@ -18,6 +19,7 @@ impl FxRateService for Handlers {
             .state
             .read
             .fx_rates()
+            .map_err(|error| model_status(&error))?
             .iter()
             .filter_map(convert_bank::fx_rate_pb)
             .collect();

@@ -23,7 +23,7 @@ use paycore_domain::{
     AccountId, Aggregate, Command, CommandEnvelope, DomainError, IdempotencyKey, ProjectId, Violations,
 };
 use paycore_engine::CommandMeta;
-use paycore_projections::{Page, PageError, PageRequest, ReadModels};
+use paycore_projections::{ModelError, Page, PageError, PageRequest, ReadModels};
 use tonic::metadata::MetadataMap;
 use tonic::{Request, Status};
 use uuid::Uuid;
@@ -31,7 +31,7 @@ use uuid::Uuid;
 use crate::AppState;
 use crate::auth::{self, Caller};
 use crate::convert;
-use crate::errors::{domain_status, engine_status, internal, page_status};
+use crate::errors::{domain_status, engine_status, internal, model_status, page_status};
 use crate::idempotency;
 
 pub use events::Drain;
@@ -94,7 +94,7 @@ impl Handlers {
     ) -> Result<(Caller, Option<IdempotencyKey>), Status> {
         let caller = auth::authenticate(&self.state.engine, request.metadata()).await?;
         let key = idempotency::key(
-            &self.key_scope(&caller),
+            &self.key_scope(&caller)?,
             request.metadata(),
             method,
             request.get_ref(),
@@ -104,13 +104,18 @@ impl Handlers {
     }
 
     /// Where `caller`'s idempotency keys are kept.
-    fn key_scope(&self, caller: &Caller) -> idempotency::KeyScope {
-        idempotency::KeyScope::new(
+    fn key_scope(&self, caller: &Caller) -> Result<idempotency::KeyScope, Status> {
+        let verbatim_until = self
+            .state
+            .read
+            .verbatim_idempotency_until()
+            .map_err(|error| model_status(&error))?;
+        Ok(idempotency::KeyScope::new(
             caller.project_id,
             self.state.side.fingerprint_secret,
-            self.state.read.verbatim_idempotency_until(),
+            verbatim_until,
             self.state.clock.now(),
-        )
+        ))
     }
 
     /// Authenticates any other request; these refuse an idempotency key.
@@ -206,7 +211,7 @@ impl Handlers {
         field: &str,
         raw_id: &str,
         kind: &'static str,
-        get: impl FnOnce(&ReadModels, ProjectId, I) -> Option<T>,
+        get: impl FnOnce(&ReadModels, ProjectId, I) -> Result<Option<T>, ModelError>,
     ) -> Result<T, Status>
     where
         I: std::str::FromStr<Err = paycore_domain::IdError> + Copy + std::fmt::Display,
@@ -216,6 +221,7 @@ impl Handlers {
         let id = convert::id::<I>(raw_id, field, &mut v);
         let id = finish(v, id)?;
         get(&self.state.read, caller.project_id, id)
+            .map_err(|error| model_status(&error))?
             .ok_or_else(|| domain_status(&DomainError::not_found(kind, id)))
     }
 }

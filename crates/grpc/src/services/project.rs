@@ -3,7 +3,7 @@ use tonic::{Request, Response, Status};
 
 use super::{Handlers, correlation_id, finish, unexpected};
 use crate::convert;
-use crate::errors::{domain_status, engine_status};
+use crate::errors::{domain_status, engine_status, model_status};
 use crate::pb::{self, project_service_server::ProjectService};
 
 #[tonic::async_trait]
@@ -13,7 +13,12 @@ impl ProjectService for Handlers {
         request: Request<pb::GetProjectRequest>,
     ) -> Result<Response<pb::Project>, Status> {
         let caller = self.caller(&request).await?;
-        let project = match self.state.read.project(caller.project_id) {
+        let found = self
+            .state
+            .read
+            .project(caller.project_id)
+            .map_err(|error| model_status(&error))?;
+        let project = match found {
             Some(project) => project,
             // Authentication found it in the log; the read model may still be
             // catching up after a start.

@@ -1,64 +1,48 @@
-//! `accounts`: every account with its balance.
+//! `accounts`: every account with its balance, per project in creation order.
 
 use paycore_domain::aggregate::Account;
-use paycore_domain::{AccountId, Aggregate, Event, ProjectId};
-use serde::{Deserialize, Serialize};
+use paycore_domain::{AccountId, Aggregate, Event};
 
-use super::{Applied, CreationOrdered, Map, Projection, evolve, unreachable_state};
+use super::{Applied, Projection, evolve, unreachable_state};
+use crate::db::ModelError;
+use crate::rows::{Key, RowsMut};
 
-#[derive(Debug, Default, Serialize, Deserialize)]
-pub(crate) struct Accounts {
-    pub accounts: Map<ProjectId, CreationOrdered<AccountId, Account>>,
-    /// Which project owns each account, for events that name only the account.
-    owners: Map<AccountId, ProjectId>,
-}
-
-impl Accounts {
-    pub fn get(&self, project: ProjectId, id: AccountId) -> Option<&Account> {
-        self.accounts.get(&project)?.get(&id)
-    }
-
-    fn update(&mut self, id: AccountId, event: &Event) {
-        let Some(list) = self
-            .owners
-            .get(&id)
-            .and_then(|project| self.accounts.get_mut(project))
-        else {
-            return;
-        };
-        list.update(&id, |account| {
-            match Aggregate::Account(account.clone()).evolve(event) {
-                Aggregate::Account(account) => account,
-                _ => unreachable_state(),
-            }
-        });
-    }
-}
+pub(crate) struct Accounts;
 
 impl Projection for Accounts {
     const NAME: &'static str = "accounts";
     const VERSION: u32 = 2;
     const DESCRIPTION: &'static str = "accounts and their balances";
 
-    fn apply(&mut self, applied: &Applied<'_>) {
+    fn apply(rows: &mut RowsMut<'_>, applied: &Applied<'_>) -> Result<(), ModelError> {
         let event = applied.event;
         match event {
             Event::AccountOpened(opened) => {
-                self.owners.insert(opened.id, opened.project_id);
                 if let Some(Aggregate::Account(account)) = evolve(None, event) {
-                    self.accounts
-                        .entry(opened.project_id)
-                        .or_default()
-                        .insert(opened.id, account);
+                    rows.insert(
+                        Key::Accounts(opened.project_id),
+                        Key::Account(opened.id),
+                        &account,
+                    )?;
                 }
             }
             Event::NegativeBalanceAllowanceChanged(_) | Event::AccountMetaUpdated(_) => {
                 if let Ok(id) = applied.stream_id.parse::<AccountId>() {
-                    self.update(id, event);
+                    update(rows, id, event)?;
                 }
             }
-            Event::TransactionRecorded(recorded) => self.update(recorded.transaction.account_id, event),
+            Event::TransactionRecorded(recorded) => update(rows, recorded.transaction.account_id, event)?,
             _ => {}
         }
+        Ok(())
     }
+}
+
+fn update(rows: &mut RowsMut<'_>, id: AccountId, event: &Event) -> Result<(), ModelError> {
+    rows.update(Key::Account(id), |account: Account| {
+        match Aggregate::Account(account).evolve(event) {
+            Aggregate::Account(account) => account,
+            _ => unreachable_state(),
+        }
+    })
 }

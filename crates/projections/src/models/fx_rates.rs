@@ -1,35 +1,32 @@
 //! `fx-rates`: the platform's exchange rates, removed ones included.
 
-use std::collections::BTreeMap;
-
 use paycore_domain::banking::FxRateEntry;
-use paycore_domain::money::Currency;
 use paycore_domain::{Aggregate, Event, StreamRef};
-use serde::{Deserialize, Serialize};
 
 use super::{Applied, Projection, evolve};
+use crate::db::ModelError;
+use crate::rows::{Key, RowsMut};
 
-#[derive(Debug, Default, Serialize, Deserialize)]
-pub(crate) struct FxRates {
-    /// By ordered pair (EUR→USD is not USD→EUR).
-    pub rates: BTreeMap<(Currency, Currency), FxRateEntry>,
-}
+pub(crate) struct FxRates;
 
 impl Projection for FxRates {
     const NAME: &'static str = "fx-rates";
     const VERSION: u32 = 1;
     const DESCRIPTION: &'static str = "the platform's exchange rates";
 
-    fn apply(&mut self, applied: &Applied<'_>) {
+    fn apply(rows: &mut RowsMut<'_>, applied: &Applied<'_>) -> Result<(), ModelError> {
         let event = applied.event;
         if !matches!(event, Event::FxRateSet(_) | Event::FxRateRemoved(_)) {
-            return;
+            return Ok(());
         }
+        // By ordered pair (EUR→USD is not USD→EUR).
         if let Some(StreamRef::FxRate(from, to)) = applied.stream() {
-            let state = self.rates.remove(&(from, to)).map(Aggregate::FxRate);
+            let key = Key::FxRate(from, to);
+            let state = rows.value::<FxRateEntry>(key)?.map(Aggregate::FxRate);
             if let Some(Aggregate::FxRate(entry)) = evolve(state, event) {
-                self.rates.insert((from, to), entry);
+                rows.set_value(key, &entry)?;
             }
         }
+        Ok(())
     }
 }

@@ -1,32 +1,15 @@
 //! `resources`: cards, card payins and their refunds, bank accounts,
 //! payouts, payin references, bank payins and files, each kept as its
-//! aggregate state (the domain's own fold).
+//! aggregate state (the domain's own fold), in one list per project and
+//! kind; a card payin's refunds also in a list of their own.
 
-use paycore_domain::{Aggregate, CardPayinId, ProjectId, ResourceRef};
-use serde::{Deserialize, Serialize};
+use paycore_domain::Aggregate;
 
-use super::{Applied, CreationOrdered, Map, Projection, ResourceKind, resource_of};
+use super::{Applied, Projection, ResourceKind, resource_of};
+use crate::db::ModelError;
+use crate::rows::{Key, RowsMut};
 
-#[derive(Debug, Default, Serialize, Deserialize)]
-pub(crate) struct Resources {
-    pub projects: Map<ProjectId, ProjectResources>,
-    /// Which project owns each resource, for events that name only the resource.
-    owners: Map<ResourceRef, ProjectId>,
-}
-
-#[derive(Debug, Default, Serialize, Deserialize)]
-pub(crate) struct ProjectResources {
-    pub lists: Map<ResourceKind, CreationOrdered<ResourceRef, Aggregate>>,
-    /// Per card payin: indices of its refunds in `lists[CardPayinRefund]`.
-    pub payin_refunds: Map<CardPayinId, Vec<u32>>,
-}
-
-impl Resources {
-    pub fn get(&self, project: ProjectId, resource: ResourceRef) -> Option<&Aggregate> {
-        let kind = ResourceKind::of(resource)?;
-        self.projects.get(&project)?.lists.get(&kind)?.get(&resource)
-    }
-}
+pub(crate) struct Resources;
 
 impl Projection for Resources {
     const NAME: &'static str = "resources";
@@ -34,41 +17,34 @@ impl Projection for Resources {
     const DESCRIPTION: &'static str =
         "cards, card payins, refunds, bank accounts, payouts, payin references, bank payins, files";
 
-    fn apply(&mut self, applied: &Applied<'_>) {
+    fn apply(rows: &mut RowsMut<'_>, applied: &Applied<'_>) -> Result<(), ModelError> {
         // Most of the log is transactions and transfers: skip them before
         // parsing the stream name.
         if !is_resource_category(applied.category) {
-            return;
+            return Ok(());
         }
         let Some(resource) = applied.stream().as_ref().and_then(resource_of) else {
-            return;
+            return Ok(());
         };
         let Some(kind) = ResourceKind::of(resource) else {
-            return;
+            return Ok(());
         };
         let event = applied.event;
-        if let Some(project) = self.owners.get(&resource).copied() {
-            if let Some(list) = self
-                .projects
-                .get_mut(&project)
-                .and_then(|p| p.lists.get_mut(&kind))
-            {
-                list.update(&resource, |state| state.clone().evolve(event));
-            }
-            return;
+        let key = Key::Resource(resource);
+        if rows.get::<Aggregate>(key)?.is_some() {
+            return rows.update(key, |state: Aggregate| state.evolve(event));
         }
         let state = Aggregate::Empty.evolve(event);
-        let Some(project) = state.project_id() else { return };
+        let Some(project) = state.project_id() else {
+            return Ok(());
+        };
         let payin = state.as_card_payin_refund().map(|refund| refund.card_payin_id);
-        self.owners.insert(resource, project);
-        let resources = self.projects.entry(project).or_default();
-        let list = resources.lists.entry(kind).or_default();
-        if let Some(index) = list.insert(resource, state)
+        if let Some(seq) = rows.insert(Key::Resources(project, kind), key, &state)?
             && let Some(payin) = payin
         {
-            let index = u32::try_from(index).unwrap_or(u32::MAX);
-            resources.payin_refunds.entry(payin).or_default().push(index);
+            rows.push_index(Key::PayinRefunds(payin), seq)?;
         }
+        Ok(())
     }
 }
 

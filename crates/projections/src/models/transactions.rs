@@ -1,40 +1,28 @@
 //! `transactions`: every transaction, per project and per account.
 
-use paycore_domain::{AccountId, Event, ProjectId, Transaction, TransactionId};
-use serde::{Deserialize, Serialize};
+use paycore_domain::Event;
 
-use super::{Applied, CreationOrdered, Map, Projection};
+use super::{Applied, Projection};
+use crate::db::ModelError;
+use crate::rows::{Key, RowsMut};
 
-#[derive(Debug, Default, Serialize, Deserialize)]
-pub(crate) struct Transactions {
-    pub projects: Map<ProjectId, ProjectTransactions>,
-}
-
-#[derive(Debug, Default, Serialize, Deserialize)]
-pub(crate) struct ProjectTransactions {
-    pub all: CreationOrdered<TransactionId, Transaction>,
-    /// Per account: indices into `all`, oldest first.
-    pub by_account: Map<AccountId, Vec<u32>>,
-}
+pub(crate) struct Transactions;
 
 impl Projection for Transactions {
     const NAME: &'static str = "transactions";
     const VERSION: u32 = 2;
     const DESCRIPTION: &'static str = "transactions, per project and per account";
 
-    fn apply(&mut self, applied: &Applied<'_>) {
+    fn apply(rows: &mut RowsMut<'_>, applied: &Applied<'_>) -> Result<(), ModelError> {
         let Event::TransactionRecorded(recorded) = applied.event else {
-            return;
+            return Ok(());
         };
         let transaction = recorded.transaction;
-        let project = self.projects.entry(transaction.project_id).or_default();
-        if let Some(index) = project.all.insert(transaction.id, transaction) {
-            let index = u32::try_from(index).unwrap_or(u32::MAX);
-            project
-                .by_account
-                .entry(transaction.account_id)
-                .or_default()
-                .push(index);
+        let list = Key::Transactions(transaction.project_id);
+        if let Some(seq) = rows.insert(list, Key::Transaction(transaction.id), &transaction)? {
+            // The account's list holds positions in the project's list.
+            rows.push_index(Key::AccountTransactions(transaction.account_id), seq)?;
         }
+        Ok(())
     }
 }
