@@ -6,13 +6,15 @@ LISTEN ?= 127.0.0.1:50051
 BENCH_SECONDS ?= 10
 # Events in the generated log the history benchmark replays.
 HISTORY_EVENTS ?= 10000000
+# Extra arguments of `kv-compare compare` (e.g. --count 1000000 --rounds 3).
+KV_ARGS ?=
 # PostgreSQL for the shared-store benchmarks and tests.
 PG_URL ?= postgres://postgres@127.0.0.1:5432/test
 # Fuzzing: seconds per target, targets (all by default; `paycore-fuzz list`).
 FUZZ_SECONDS ?= 600
 FUZZ_TARGETS ?= grpc_request log_frame log_index_snapshot log_open model_row aggregate_snapshot page_token event_payload
 
-.PHONY: run test bench lint fmt check-tools clean fuzz fuzz-stable
+.PHONY: run test bench bench-kv lint fmt check-tools clean fuzz fuzz-stable
 
 ## run: start the gRPC server on the embedded store in $(DATA_DIR)
 run:
@@ -38,6 +40,14 @@ bench:
 	PAYCORE_STORE=$(PG_URL) PAYCORE_PG_SCHEMA=$$schema PAYCORE_VAULT_KEY_FILE=$$key ./target/release/paycore-bench grpc \
 		--clients 64 --seconds $(BENCH_SECONDS) --server-bin ./target/release/paycore; \
 	status=$$?; rm -f $$key; psql $(PG_URL) -q -c "DROP SCHEMA IF EXISTS $$schema CASCADE" >/dev/null 2>&1; exit $$status
+
+## bench-kv: redb vs fjall vs LMDB (heed) for the read models: 5M transactions
+## in batches, point reads, newest-first pages, size, RSS, reopen; each store
+## in its own process, two rounds alternating, medians (bench/kv-compare,
+## outside the workspace; temporary databases in bench/kv-compare/target/data)
+bench-kv:
+	cd bench/kv-compare && $(CARGO) build --release --locked
+	./bench/kv-compare/target/release/kv-compare compare $(KV_ARGS)
 
 ## fuzz: coverage-guided fuzzing (cargo-fuzz, libFuzzer, stable toolchain)
 ## of every decoder, $(FUZZ_SECONDS) s per target in $(FUZZ_TARGETS); the
