@@ -91,6 +91,15 @@ pub struct IdempotencyRecord {
     pub used_at: Timestamp,
 }
 
+impl IdempotencyRecord {
+    /// The first moment at which the record no longer counts: a use of the
+    /// key from then on is a first use again.
+    pub fn window_ends_at(&self) -> Timestamp {
+        self.used_at
+            .plus_seconds(crate::idempotency::IDEMPOTENCY_WINDOW_SECONDS)
+    }
+}
+
 /// The state of any aggregate; `Empty` before its first event.
 // Variants differ in size (a customer carries an identity), but states are
 // cached by value and moved rarely; boxing would cost an allocation per evolve.

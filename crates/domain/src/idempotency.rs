@@ -108,11 +108,7 @@ impl IdempotencyKey {
     ) -> Option<&'a IdempotencyRecord> {
         self.streams(project)
             .find_map(|stream| match lookup.get(&stream) {
-                Aggregate::Idempotency(record)
-                    if now < record.used_at.plus_seconds(IDEMPOTENCY_WINDOW_SECONDS) =>
-                {
-                    Some(record)
-                }
+                Aggregate::Idempotency(record) if now < record.window_ends_at() => Some(record),
                 _ => None,
             })
     }

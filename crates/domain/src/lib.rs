@@ -12,6 +12,7 @@ pub mod consumer;
 pub mod deployment;
 pub mod error;
 pub mod events;
+mod footprint;
 pub mod fx;
 pub mod history;
 pub mod iban;
