@@ -187,6 +187,13 @@ struct ServeArgs {
     /// them stays in memory, whatever the size of the history.
     #[arg(long, env = "PAYCORE_READ_MODEL_CACHE_BYTES", default_value = "128M", value_parser = serve::parse_bytes)]
     read_model_cache_bytes: u64,
+    /// The most memory the engine's cache of committed states (accounts,
+    /// transfers, idempotency records, …) may take, in bytes (K, M, G: KiB,
+    /// MiB, GiB). Beyond it the least used are evicted and read again from
+    /// the log when a command needs them; idempotency records leave when
+    /// their 24-hour window ends. 0 keeps none.
+    #[arg(long, env = "PAYCORE_STATE_CACHE_BYTES", default_value = serve::DEFAULT_STATE_CACHE_BYTES, value_parser = serve::parse_bytes)]
+    state_cache_bytes: u64,
 }
 
 #[derive(Debug, Subcommand)]
@@ -286,6 +293,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     bytes_per_second: args.scrub_bytes_per_second,
                     interval: args.scrub_interval,
                 }),
+                state_cache_bytes: args.state_cache_bytes,
             };
             serve::serve(&data_dir, &store, options).await
         }

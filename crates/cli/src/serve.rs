@@ -29,6 +29,10 @@ pub const PROJECTIONS_DIR: &str = "projections";
 /// snapshot per projection in [`PROJECTIONS_DIR`].
 const LEGACY_SNAPSHOT: &str = "readmodels.snapshot";
 
+/// `--state-cache-bytes` unless given: the engine's default
+/// ([`paycore_engine::DEFAULT_STATE_CACHE_BYTES`], checked by a test).
+pub const DEFAULT_STATE_CACHE_BYTES: &str = "256M";
+
 /// Which event store to run on.
 #[derive(Clone, Debug)]
 pub enum StoreChoice {
@@ -134,7 +138,7 @@ async fn open_backend(data_dir: &Path, choice: &StoreChoice) -> anyhow::Result<B
     }
 }
 
-async fn open(data_dir: &Path, choice: &StoreChoice) -> anyhow::Result<Opened> {
+async fn open(data_dir: &Path, choice: &StoreChoice, state_cache_bytes: u64) -> anyhow::Result<Opened> {
     let Backend {
         log,
         store,
@@ -143,6 +147,7 @@ async fn open(data_dir: &Path, choice: &StoreChoice) -> anyhow::Result<Opened> {
     let config = EngineConfig {
         follow_other_writers: choice.is_shared(),
         snapshots,
+        state_cache_bytes,
         ..EngineConfig::default()
     };
     let engine = Engine::start(store.clone(), config);
@@ -162,7 +167,8 @@ where
     F: FnOnce(Engine) -> Fut,
     Fut: Future<Output = anyhow::Result<T>>,
 {
-    let opened = match open(data_dir, choice).await {
+    // One command's engine: the default cache is more than it will use.
+    let opened = match open(data_dir, choice, paycore_engine::DEFAULT_STATE_CACHE_BYTES).await {
         Ok(opened) => opened,
         Err(error) if error.is::<InUse>() => return Ok(None),
         Err(error) => return Err(error),
@@ -260,6 +266,8 @@ pub struct ServeOptions {
     pub read_model_cache_bytes: usize,
     /// The background scrub of the embedded log; `None`: off.
     pub scrub: Option<ScrubOptions>,
+    /// [`EngineConfig::state_cache_bytes`].
+    pub state_cache_bytes: u64,
 }
 
 pub async fn serve(data_dir: &Path, choice: &StoreChoice, options: ServeOptions) -> anyhow::Result<()> {
@@ -275,7 +283,7 @@ pub async fn serve(data_dir: &Path, choice: &StoreChoice, options: ServeOptions)
     let storage =
         ModelStorage::at(data_dir.join(PROJECTIONS_DIR)).with_cache_bytes(options.read_model_cache_bytes);
     let preloaded = ReadModels::preload(storage);
-    let opened = open(data_dir, choice).await?;
+    let opened = open(data_dir, choice, options.state_cache_bytes).await?;
     let (store, engine) = (opened.store.clone(), opened.engine.clone());
     let read = ReadModels::start_preloaded(store.clone(), preloaded)
         .await
@@ -301,7 +309,12 @@ pub async fn serve(data_dir: &Path, choice: &StoreChoice, options: ServeOptions)
     let address = listener.local_addr()?;
     // Replies are small and latency-bound: no Nagle delay.
     let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
-    tracing::info!(%address, data_dir = %data_dir.display(), "paycore serving gRPC");
+    tracing::info!(
+        %address,
+        data_dir = %data_dir.display(),
+        state_cache_bytes = options.state_cache_bytes,
+        "paycore serving gRPC"
+    );
     // Tests and scripts read the bound address from stdout.
     println!("paycore listening on {address}");
 
@@ -350,6 +363,13 @@ pub async fn serve(data_dir: &Path, choice: &StoreChoice, options: ServeOptions)
         tracing::error!(%reason, "the event store failed; exiting without writing anything else");
         std::process::exit(EXIT_STORE_FATAL);
     }
+    let cache = engine.state_cache_usage();
+    tracing::info!(
+        entries = cache.entries,
+        bytes = cache.bytes,
+        budget = cache.budget,
+        "engine state cache at stop"
+    );
     let last = store.committed().borrow().saturating_sub(1);
     read.wait_for(last).await;
     if let Err(error) = read.persist().await {
@@ -526,6 +546,10 @@ mod tests {
         assert_eq!(parse_bytes("0"), Ok(0));
         assert!(parse_bytes("16 furlongs").is_err());
         assert!(parse_bytes("M").is_err());
+        assert_eq!(
+            parse_bytes(DEFAULT_STATE_CACHE_BYTES),
+            Ok(paycore_engine::DEFAULT_STATE_CACHE_BYTES)
+        );
         assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
         assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
         assert_eq!(parse_duration("2d"), Ok(Duration::from_secs(2 * 86_400)));

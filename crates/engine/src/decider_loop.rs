@@ -279,7 +279,8 @@ impl DeciderLoop {
                 return dependent;
             }
             Some(Ok(result)) => {
-                self.cache.publish(prepared.touched_states());
+                self.cache
+                    .publish(prepared.touched_states(), result.last_position);
                 prepared.request_snapshots(self.snapshots.as_deref());
                 reply_all(prepared.answers(result.last_position));
                 return dependent;
@@ -341,7 +342,8 @@ impl DeciderLoop {
             } else {
                 match self.store.append(request).await {
                     Ok(result) => {
-                        self.cache.publish(prepared.touched_states());
+                        self.cache
+                            .publish(prepared.touched_states(), result.last_position);
                         prepared.request_snapshots(self.snapshots.as_deref());
                         result.last_position
                     }
@@ -362,9 +364,12 @@ impl DeciderLoop {
     /// this server last saw them (only the new events).
     async fn catch_up(&self, streams: &[StreamRef]) -> Result<(), EngineError> {
         for stream in streams {
+            // Registered before the cached state is taken: the reads after
+            // it are a load like any other (see the cache's module docs).
+            let load = self.cache.begin_load(stream);
             if let Some(cached) = self.cache.get(stream) {
                 let fresh = catch_up(self.store.as_ref(), stream, cached).await?;
-                self.cache.publish([(stream.clone(), fresh)]);
+                load.fill(&fresh);
             }
         }
         Ok(())
@@ -461,8 +466,9 @@ impl DeciderLoop {
             let cached = match self.cache.get(stream) {
                 Some(cached) => cached,
                 None => {
+                    let load = self.cache.begin_load(stream);
                     let loaded = load_stream(self.store.as_ref(), self.snapshots.as_deref(), stream).await?;
-                    self.cache.insert_if_absent(stream.clone(), loaded.clone());
+                    load.fill(&loaded);
                     loaded
                 }
             };

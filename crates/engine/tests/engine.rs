@@ -1,7 +1,9 @@
 #![allow(clippy::unwrap_used)] // test fixtures: a failure is the test failing
 //! The write path under concurrency: exact balances, one effect per
 //! idempotency key, the project-wide rule, and recovery from writes of
-//! another server.
+//! another server. Every scenario runs with the default state cache, with
+//! one so small that states are evicted all the time, and with one that
+//! holds nothing: what the cache keeps never changes an answer.
 
 use std::sync::Arc;
 
@@ -9,9 +11,26 @@ use paycore_domain::{
     AccountId, Aggregate, Command, CommandEnvelope, Currency, DomainError, Environment, IdempotencyKey, Meta,
     Money, ProjectId, Refusal, StreamRef, Timestamp, TransactionId, TransferId,
 };
-use paycore_engine::{Engine, EngineConfig, EngineError};
+use paycore_engine::{DEFAULT_STATE_CACHE_BYTES, Engine, EngineConfig, EngineError};
 use paycore_store::{EventStore, MemoryStore};
 use uuid::Uuid;
+
+/// The state cache budgets every scenario runs with: the default, a few
+/// states' worth (evicting on nearly every command), and none.
+const BUDGETS: [u64; 3] = [DEFAULT_STATE_CACHE_BYTES, 4 << 10, 1];
+
+fn config(state_cache_bytes: u64) -> EngineConfig {
+    EngineConfig {
+        state_cache_bytes,
+        ..EngineConfig::default()
+    }
+}
+
+/// The cache never holds more than its budget.
+fn assert_within_budget(engine: &Engine) {
+    let usage = engine.state_cache_usage();
+    assert!(usage.bytes <= usage.budget, "{usage:?}");
+}
 
 fn new_id() -> Uuid {
     Uuid::now_v7()
@@ -33,9 +52,9 @@ struct Fixture {
 }
 
 impl Fixture {
-    async fn new() -> Self {
+    async fn new(state_cache_bytes: u64) -> Self {
         let store: Arc<dyn EventStore> = Arc::new(MemoryStore::new());
-        let engine = Engine::start(store.clone(), EngineConfig::default());
+        let engine = Engine::start(store.clone(), config(state_cache_bytes));
         let project = ProjectId::from_uuid(new_id());
         let create = Command::CreateProject {
             id: project,
@@ -105,7 +124,13 @@ impl Fixture {
 
 #[tokio::test]
 async fn concurrent_transfers_leave_exact_balances_and_never_overdraw() {
-    let f = Fixture::new().await;
+    for budget in BUDGETS {
+        concurrent_transfers_leave_exact_balances_and_never_overdraw_with(budget).await;
+    }
+}
+
+async fn concurrent_transfers_leave_exact_balances_and_never_overdraw_with(budget: u64) {
+    let f = Fixture::new(budget).await;
     let a = f.account(false, 1_000).await;
     let b = f.account(false, 1_000).await;
     // 600 transfers of 7 in both directions at once: some must be refused
@@ -133,11 +158,18 @@ async fn concurrent_transfers_leave_exact_balances_and_never_overdraw() {
     assert_eq!(f.balance(a).await, 1_000 + net_a);
     assert_eq!(f.balance(b).await, 1_000 - net_a);
     assert!(f.balance(a).await >= 0 && f.balance(b).await >= 0);
+    assert_within_budget(&f.engine);
 }
 
 #[tokio::test]
 async fn one_idempotency_key_sent_concurrently_has_one_effect() {
-    let f = Fixture::new().await;
+    for budget in BUDGETS {
+        one_idempotency_key_sent_concurrently_has_one_effect_with(budget).await;
+    }
+}
+
+async fn one_idempotency_key_sent_concurrently_has_one_effect_with(budget: u64) {
+    let f = Fixture::new(budget).await;
     let a = f.account(false, 500).await;
     let b = f.account(false, 0).await;
     let command = f.transfer(a, b, 100);
@@ -185,11 +217,18 @@ async fn one_idempotency_key_sent_concurrently_has_one_effect() {
         })
     ));
     assert_eq!(*f.store.committed().borrow(), before);
+    assert_within_budget(&f.engine);
 }
 
 #[tokio::test]
 async fn project_total_stays_non_negative_under_concurrent_magic() {
-    let f = Fixture::new().await;
+    for budget in BUDGETS {
+        project_total_stays_non_negative_under_concurrent_magic_with(budget).await;
+    }
+}
+
+async fn project_total_stays_non_negative_under_concurrent_magic_with(budget: u64) {
+    let f = Fixture::new(budget).await;
     let funded = f.account(false, 100).await;
     let negatives: Vec<_> = futures::future::join_all((0..4).map(|_| f.account(true, 0))).await;
     // Each tries to go to -60: together they would take the project's
@@ -206,39 +245,57 @@ async fn project_total_stays_non_negative_under_concurrent_magic() {
         total += f.balance(*id).await;
     }
     assert_eq!(total, 40);
+    assert_within_budget(&f.engine);
 }
 
 #[tokio::test]
 async fn a_write_by_another_server_is_detected_and_the_command_retried() {
-    let f = Fixture::new().await;
+    for budget in BUDGETS {
+        a_write_by_another_server_is_detected_and_the_command_retried_with(budget).await;
+    }
+}
+
+async fn a_write_by_another_server_is_detected_and_the_command_retried_with(budget: u64) {
+    let f = Fixture::new(budget).await;
     let a = f.account(true, 0).await;
     let b = f.account(false, 0).await;
     // Warm the cache, then let "another server" change `a` behind our back.
     assert_eq!(f.balance(a).await, 0);
-    let second = Engine::start(f.store.clone(), EngineConfig::default());
+    let second = Engine::start(f.store.clone(), config(budget));
     second.execute(f.transfer(a, b, 30)).await.unwrap();
 
     // Our engine decides on its stale cache, the append conflicts, it
     // reloads and decides again on the real state.
     f.engine.execute(f.transfer(a, b, 20)).await.unwrap();
     assert_eq!(f.balance(a).await, -50);
-    assert_eq!(
-        second
-            .load(&StreamRef::Account(b))
-            .await
-            .unwrap()
-            .as_account()
-            .unwrap()
-            .balance
-            .amount,
-        30
-    );
+    // The second engine follows no other writer: it answers from the state
+    // it committed (30), or from the log (50) if its cache let that go.
+    let seen_by_second = second
+        .load(&StreamRef::Account(b))
+        .await
+        .unwrap()
+        .as_account()
+        .unwrap()
+        .balance
+        .amount;
+    assert!(matches!(seen_by_second, 30 | 50), "{seen_by_second}");
+    if budget == DEFAULT_STATE_CACHE_BYTES {
+        assert_eq!(seen_by_second, 30);
+    }
     assert_eq!(f.balance(b).await, 50);
+    assert_within_budget(&f.engine);
+    assert_within_budget(&second);
 }
 
 #[tokio::test]
 async fn refused_commands_write_nothing() {
-    let f = Fixture::new().await;
+    for budget in BUDGETS {
+        refused_commands_write_nothing_with(budget).await;
+    }
+}
+
+async fn refused_commands_write_nothing_with(budget: u64) {
+    let f = Fixture::new(budget).await;
     let a = f.account(false, 10).await;
     let b = f.account(false, 0).await;
     let before = *f.store.committed().borrow();
@@ -304,12 +361,18 @@ impl EventStore for FailingOnce {
 
 #[tokio::test]
 async fn commands_decided_on_top_of_a_failed_append_are_decided_again() {
+    for budget in BUDGETS {
+        commands_decided_on_top_of_a_failed_append_are_decided_again_with(budget).await;
+    }
+}
+
+async fn commands_decided_on_top_of_a_failed_append_are_decided_again_with(budget: u64) {
     let failing = Arc::new(FailingOnce {
         inner: MemoryStore::new(),
         fail_next: false.into(),
     });
     let store: Arc<dyn EventStore> = failing.clone();
-    let engine = Engine::start(store.clone(), EngineConfig::default());
+    let engine = Engine::start(store.clone(), config(budget));
     let f = Fixture {
         engine,
         store,
@@ -344,10 +407,16 @@ async fn commands_decided_on_top_of_a_failed_append_are_decided_again() {
 
 #[tokio::test]
 async fn changes_by_another_server_reach_this_servers_cache() {
+    for budget in BUDGETS {
+        changes_by_another_server_reach_this_servers_cache_with(budget).await;
+    }
+}
+
+async fn changes_by_another_server_reach_this_servers_cache_with(budget: u64) {
     let store: Arc<dyn EventStore> = Arc::new(MemoryStore::new());
     let config = EngineConfig {
         follow_other_writers: true,
-        ..EngineConfig::default()
+        ..config(budget)
     };
     let here = Engine::start(store.clone(), config.clone());
     let there = Engine::start(store.clone(), config);
@@ -394,4 +463,265 @@ async fn changes_by_another_server_reach_this_servers_cache() {
         );
         tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     }
+}
+
+/// Transfers between many accounts, with readers loading them all the while,
+/// under a budget that holds a handful of states: every state is evicted
+/// and loaded again over and over, by the decider and by the readers, and
+/// none that went stale ever stays in memory.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn many_accounts_keep_exact_balances_while_evicted_and_read_concurrently() {
+    const ACCOUNTS: usize = 24;
+    const TRANSFERS: usize = 600;
+    // Each read misses and folds the account's whole stream (no snapshots).
+    const READS_PER_READER: usize = 500;
+    let f = Arc::new(Fixture::new(4 << 10).await);
+    let mut accounts = Vec::new();
+    for _ in 0..ACCOUNTS {
+        accounts.push(f.account(false, 100).await);
+    }
+    let readers: Vec<_> = (0..4)
+        .map(|reader| {
+            let (f, accounts) = (f.clone(), accounts.clone());
+            tokio::spawn(async move {
+                for read in 0..READS_PER_READER {
+                    let balance = f.balance(accounts[(read + reader) % ACCOUNTS]).await;
+                    assert!(balance >= 0, "a committed balance is never negative");
+                }
+            })
+        })
+        .collect();
+    // A fixed spread of pairs and amounts, many of them refused for funds.
+    let attempts: Vec<_> = (0..TRANSFERS)
+        .map(|i| {
+            let from = accounts[(i * 7) % ACCOUNTS];
+            let to = accounts[(i * 7 + 1 + i % (ACCOUNTS - 1)) % ACCOUNTS];
+            let amount = 1 + (i as i64 * 13) % 40;
+            let engine = f.engine.clone();
+            let command = f.transfer(from, to, amount);
+            tokio::spawn(async move { (from, to, amount, engine.execute(command).await) })
+        })
+        .collect();
+    let mut expected: std::collections::HashMap<AccountId, i64> =
+        accounts.iter().map(|id| (*id, 100)).collect();
+    let mut refused = 0;
+    for attempt in futures::future::join_all(attempts).await {
+        let (from, to, amount, result) = attempt.unwrap();
+        match result {
+            Ok(_) => {
+                *expected.get_mut(&from).unwrap() -= amount;
+                *expected.get_mut(&to).unwrap() += amount;
+            }
+            Err(EngineError::Domain(DomainError::Refused {
+                refusal: Refusal::InsufficientFunds,
+                ..
+            })) => refused += 1,
+            Err(other) => panic!("unexpected error: {other}"),
+        }
+    }
+    for reader in readers {
+        reader.await.unwrap();
+    }
+    assert!(refused > 0 && refused < TRANSFERS, "{refused} refused");
+    for id in &accounts {
+        assert_eq!(f.balance(*id).await, expected[id], "balance of {id}");
+    }
+    // The decider decides on the real balance: all of it can go, not a cent more.
+    let (a, b) = (accounts[0], accounts[1]);
+    let all = f.balance(a).await;
+    if all > 0 {
+        f.engine.execute(f.transfer(a, b, all)).await.unwrap();
+    }
+    assert!(matches!(
+        f.engine.execute(f.transfer(a, b, 1)).await,
+        Err(EngineError::Domain(DomainError::Refused {
+            refusal: Refusal::InsufficientFunds,
+            ..
+        }))
+    ));
+    let usage = f.engine.state_cache_usage();
+    assert!(usage.bytes <= usage.budget, "{usage:?}");
+    assert!(usage.entries < 10, "a few states fit in 4 KiB: {usage:?}");
+}
+
+fn wall_clock() -> Timestamp {
+    let since = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    Timestamp::from_micros(i64::try_from(since.as_micros()).unwrap())
+}
+
+/// An idempotency record stays in memory during its 24-hour window and not
+/// after it; one that is not in memory still answers from the log.
+#[tokio::test]
+async fn idempotency_records_leave_memory_when_their_window_ends() {
+    let f = Fixture::new(DEFAULT_STATE_CACHE_BYTES).await;
+    let a = f.account(false, 1_000).await;
+    let b = f.account(false, 0).await;
+    let key = |name: &str| IdempotencyKey::new(name, f.project, b"secret", [9; 32], false).unwrap();
+    let keyed = |name: &str, now: Timestamp| CommandEnvelope {
+        idempotency: Some(key(name)),
+        now,
+        ..f.transfer(a, b, 100)
+    };
+    let record = |name: &str| StreamRef::Idempotency(f.project, key(name).stored);
+
+    let now = wall_clock();
+    let fresh = f.engine.execute(keyed("fresh", now)).await.unwrap();
+    assert!(f.engine.holds_in_memory(&record("fresh")));
+    let again = f.engine.execute(keyed("fresh", now)).await.unwrap();
+    assert!(again.replayed);
+    assert_eq!(again.resource, fresh.resource);
+
+    // Used 25 hours ago (as the command's clock says): its window is over
+    // for the cache, which does not keep it.
+    let yesterday = now.plus_seconds(-25 * 60 * 60);
+    let old = f.engine.execute(keyed("old", yesterday)).await.unwrap();
+    assert!(!f.engine.holds_in_memory(&record("old")));
+    // A retry at that same time is still within the window: loaded from
+    // the log, it answers with the same transfer and moves nothing.
+    let retried = f.engine.execute(keyed("old", yesterday)).await.unwrap();
+    assert!(retried.replayed);
+    assert_eq!(retried.resource, old.resource);
+    assert_eq!(f.balance(a).await, 800);
+    // Reused now, after the window: a first use again, as before.
+    let reused = f.engine.execute(keyed("old", now)).await.unwrap();
+    assert!(!reused.replayed);
+    assert_ne!(reused.resource, old.resource);
+    assert_eq!(f.balance(a).await, 700);
+    assert!(f.engine.holds_in_memory(&record("old")), "its new window is open");
+}
+
+tokio::task_local! {
+    /// Set in the tasks whose store reads [`SlowReads`] delays.
+    static SLOW_READER: bool;
+}
+
+/// A store whose reads by [`SLOW_READER`] tasks take a while to come back
+/// (0.5 to 2.3 ms), so that their loads overlap with the decider's commits,
+/// publishes and evictions.
+#[derive(Debug)]
+struct SlowReads {
+    inner: MemoryStore,
+    reads: std::sync::atomic::AtomicUsize,
+}
+
+#[async_trait::async_trait]
+impl EventStore for SlowReads {
+    async fn append(
+        &self,
+        request: paycore_store::AppendRequest,
+    ) -> Result<paycore_store::AppendResult, paycore_store::StoreError> {
+        self.inner.append(request).await
+    }
+
+    async fn read_stream(
+        &self,
+        stream: &paycore_store::StreamName,
+        from: u64,
+        direction: paycore_store::ReadDirection,
+        max: usize,
+    ) -> Result<Vec<paycore_store::RecordedEvent>, paycore_store::StoreError> {
+        let events = self.inner.read_stream(stream, from, direction, max).await?;
+        if SLOW_READER.try_with(|slow| *slow).unwrap_or(false) {
+            let read = self.reads.fetch_add(1, std::sync::atomic::Ordering::Relaxed) as u64;
+            tokio::time::sleep(std::time::Duration::from_micros(500 + read % 7 * 300)).await;
+        }
+        Ok(events)
+    }
+
+    async fn read_all(
+        &self,
+        from: u64,
+        max: usize,
+    ) -> Result<Vec<paycore_store::RecordedEvent>, paycore_store::StoreError> {
+        self.inner.read_all(from, max).await
+    }
+
+    async fn stream_version(
+        &self,
+        stream: &paycore_store::StreamName,
+    ) -> Result<Option<u64>, paycore_store::StoreError> {
+        self.inner.stream_version(stream).await
+    }
+
+    fn committed(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.inner.committed()
+    }
+}
+
+/// Balances that only grow, read over and over while they grow, under a
+/// budget that holds a handful of states, by readers whose loads are slow
+/// (so that commits, publishes and evictions happen while they read): no
+/// reader ever sees a balance go back, and the last reads see every credit.
+/// (The interleavings that could put a stale state back are pinned down one
+/// by one in the cache's unit tests.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn reads_never_go_back_in_time_while_states_are_evicted() {
+    const ACCOUNTS: usize = 6;
+    const CREDITS: usize = 480;
+    const WRITERS: usize = 4;
+    const READS_PER_READER: usize = 2_000;
+    let store: Arc<dyn EventStore> = Arc::new(SlowReads {
+        inner: MemoryStore::new(),
+        reads: 0.into(),
+    });
+    let f = Arc::new(Fixture {
+        engine: Engine::start(store.clone(), config(4 << 10)),
+        store,
+        project: ProjectId::from_uuid(new_id()),
+    });
+    let create = Command::CreateProject {
+        id: f.project,
+        name: "Test".into(),
+        environment: Environment::Sandbox,
+        meta: Meta::default(),
+    };
+    f.engine.execute(envelope(f.project, create)).await.unwrap();
+    let source = f.account(true, 0).await;
+    let mut accounts = Vec::new();
+    for _ in 0..ACCOUNTS {
+        accounts.push(f.account(false, 0).await);
+    }
+    let readers: Vec<_> = (0..4)
+        .map(|reader| {
+            let (f, accounts) = (f.clone(), accounts.clone());
+            tokio::spawn(SLOW_READER.scope(true, async move {
+                let mut last_seen = [0; ACCOUNTS];
+                for read in 0..READS_PER_READER {
+                    let which = (read + reader) % ACCOUNTS;
+                    let balance = f.balance(accounts[which]).await;
+                    assert!(
+                        balance >= last_seen[which],
+                        "account {which} went back from {} to {balance}",
+                        last_seen[which]
+                    );
+                    last_seen[which] = balance;
+                }
+            }))
+        })
+        .collect();
+    // Writers credit one unit at a time, each waiting for its answer, so
+    // that commits keep coming for as long as the readers read.
+    let writers: Vec<_> = (0..WRITERS)
+        .map(|writer| {
+            let (f, accounts) = (f.clone(), accounts.clone());
+            tokio::spawn(async move {
+                for credit in 0..CREDITS / WRITERS {
+                    let to = accounts[(credit * WRITERS + writer) % ACCOUNTS];
+                    f.engine.execute(f.transfer(source, to, 1)).await.unwrap();
+                }
+            })
+        })
+        .collect();
+    for writer in writers {
+        writer.await.unwrap();
+    }
+    for reader in readers {
+        reader.await.unwrap();
+    }
+    for id in &accounts {
+        assert_eq!(f.balance(*id).await, (CREDITS / ACCOUNTS) as i64);
+    }
+    assert_within_budget(&f.engine);
 }
