@@ -99,6 +99,11 @@ pub struct GrpcArgs {
     /// Starting balance of every account, in cents.
     #[arg(long, default_value_t = 100_000_000)]
     initial_balance: i64,
+
+    /// Send every transfer with its own idempotency key, as careful clients
+    /// do (each leaves a record the server keeps for 24 hours).
+    #[arg(long)]
+    idempotency_keys: bool,
 }
 
 pub async fn run(mut args: GrpcArgs) -> anyhow::Result<()> {
@@ -390,6 +395,9 @@ async fn run_level(
             measure_from,
             end,
             first_errors: first_errors.clone(),
+            idempotency_prefix: args
+                .idempotency_keys
+                .then(|| format!("bench-{clients}-{}-{client}-", u8::from(hot))),
         };
         tasks.spawn(client_loop(context));
     }
@@ -435,6 +443,8 @@ struct ClientContext {
     measure_from: Instant,
     end: Instant,
     first_errors: Arc<Mutex<Vec<String>>>,
+    /// Each call's idempotency key is this and the call's number.
+    idempotency_prefix: Option<String>,
 }
 
 /// One closed-loop client: a transfer, wait for the answer, repeat, until the
@@ -449,6 +459,7 @@ async fn client_loop(mut cx: ClientContext) -> anyhow::Result<ClientOutcome> {
     };
     let pool = cx.accounts as u64;
     let mut flip = false;
+    let mut calls = 0u64;
     while Instant::now() < cx.end {
         let (source, destination) = if cx.hot {
             let other = cx.rng.below(pool) as usize;
@@ -474,6 +485,12 @@ async fn client_loop(mut cx: ClientContext) -> anyhow::Result<ClientOutcome> {
             ..Default::default()
         });
         request.metadata_mut().insert("authorization", cx.auth.clone());
+        if let Some(prefix) = &cx.idempotency_prefix {
+            let key = AsciiMetadataValue::try_from(format!("{prefix}{calls}"))
+                .context("an idempotency key is not valid metadata")?;
+            request.metadata_mut().insert("idempotency-key", key);
+        }
+        calls += 1;
         let sent = Instant::now();
         let answer = cx.client.create_transfer(request).await;
         let done = Instant::now();
