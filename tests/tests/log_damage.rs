@@ -136,14 +136,18 @@ async fn some_history(server: &Server) -> (String, String) {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_damaged_frame_under_the_index_snapshot_stops_the_start_and_is_audited() {
+async fn a_damaged_frame_under_the_on_disk_index_stops_the_start_and_is_audited() {
     let root = test_dir();
     let mut server = Server::start(root.path());
     let (_, b) = some_history(&server).await;
-    // A clean stop writes the index snapshot: it covers every frame.
+    // A clean stop writes the rest of the index to disk: it covers every frame.
     server.stop_ok();
     let data_dir = server.data_dir();
-    assert!(data_dir.join("log/index.snapshot").exists());
+    assert!(
+        std::fs::read_dir(data_dir.join("log/index"))
+            .expect("the index directory")
+            .any(|entry| entry.is_ok_and(|e| e.path().extension().is_some_and(|x| x == "run")))
+    );
     // Account b's opening frame, in the middle of the segment.
     let (path, frame) = frame_holding(&data_dir, format!("account-{b}").as_bytes());
     damage(&path, frame);

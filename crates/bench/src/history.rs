@@ -67,6 +67,20 @@ pub struct HistoryArgs {
     /// The `paycore` binary to time.
     #[arg(long, default_value = "target/release/paycore")]
     server_bin: PathBuf,
+
+    /// Time only server starts (no rebuild, no audit): needs the read-model
+    /// snapshots of an earlier full run.
+    #[arg(long)]
+    only_start: bool,
+
+    /// How many server starts to time, one after the other.
+    #[arg(long, default_value_t = 1)]
+    starts: usize,
+
+    /// Stop each timed server with SIGKILL instead of SIGTERM, so that every
+    /// start but the first is a start after a crash.
+    #[arg(long)]
+    kill: bool,
 }
 
 pub async fn run(args: HistoryArgs) -> anyhow::Result<()> {
@@ -88,6 +102,9 @@ pub async fn run(args: HistoryArgs) -> anyhow::Result<()> {
         ]);
     }
     let data = args.data_dir.join("data");
+    if args.only_start {
+        return time_starts(&args, &data, table).await;
+    }
 
     let (rebuild, said) = time_command(&args.server_bin, &["projections", "rebuild", "--all"], &data)?;
     let rebuild_rate = args.events as f64 / rebuild.as_secs_f64();
@@ -126,20 +143,43 @@ pub async fn run(args: HistoryArgs) -> anyhow::Result<()> {
         String::new(),
     ]);
 
-    let start = time_start(&args.server_bin, &data).await?;
-    table.row(vec![
-        "paycore serve: start to first answer".into(),
-        thousands(args.events),
-        format!("{:.2}", start.as_secs_f64()),
-        String::new(),
-        format!("< {} s {}", TARGET_START.as_secs(), verdict(start < TARGET_START)),
-    ]);
-    println!("{}", table.render());
     println!(
-        "audit and rebuild time whole commands: opening the log (index snapshot), reading every \
+        "audit and rebuild time whole commands: opening the log (its on-disk index), reading every \
          segment, decoding and folding every event, writing the result."
     );
+    time_starts(&args, &data, table).await
+}
+
+async fn time_starts(args: &HistoryArgs, data: &Path, mut table: Table) -> anyhow::Result<()> {
+    for i in 0..args.starts.max(1) {
+        let (start, rss_kib) = time_start(&args.server_bin, data, args.kill).await?;
+        let after_crash = if args.kill && i > 0 { ", after kill -9" } else { "" };
+        table.row(vec![
+            format!(
+                "paycore serve: start to first answer{after_crash} (RSS then {} MiB)",
+                rss_kib / 1024
+            ),
+            thousands(args.events),
+            format!("{:.2}", start.as_secs_f64()),
+            String::new(),
+            format!("< {} s {}", TARGET_START.as_secs(), verdict(start < TARGET_START)),
+        ]);
+    }
+    println!("{}", table.render());
     Ok(())
+}
+
+/// The resident set of process `pid`, in KiB (0 when unknown).
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find_map(|line| line.strip_prefix("VmRSS:"))
+                .and_then(|kib| kib.trim().trim_end_matches("kB").trim().parse().ok())
+        })
+        .unwrap_or(0)
 }
 
 fn verdict(met: bool) -> &'static str {
@@ -433,8 +473,9 @@ fn time_command(bin: &Path, args: &[&str], data: &Path) -> anyhow::Result<(Durat
 }
 
 /// Starts `paycore serve` on `data`, times it until a health check answers
-/// SERVING, then stops it with SIGTERM.
-async fn time_start(bin: &Path, data: &Path) -> anyhow::Result<Duration> {
+/// SERVING, reads its resident set then, and stops it with SIGTERM (or
+/// SIGKILL with `kill`).
+async fn time_start(bin: &Path, data: &Path, kill: bool) -> anyhow::Result<(Duration, u64)> {
     use std::io::{BufRead, BufReader};
     println!("starting paycore serve on the log …");
     let started = Instant::now();
@@ -458,17 +499,20 @@ async fn time_start(bin: &Path, data: &Path) -> anyhow::Result<Duration> {
     })
     .await?;
     let result = match address {
-        Some(address) => health_check(&address).await.map(|()| started.elapsed()),
+        Some(address) => health_check(&address)
+            .await
+            .map(|()| (started.elapsed(), rss_kib(child.id()))),
         None => Err(anyhow::anyhow!("the server exited before listening")),
     };
+    let signal = if kill { "-KILL" } else { "-TERM" };
     let sent = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
+        .args([signal, &child.id().to_string()])
         .status();
     if !sent.is_ok_and(|sent| sent.success()) {
         let _ = child.kill();
     }
     let status = child.wait().context("waiting for the server to stop")?;
-    anyhow::ensure!(status.success(), "the server stopped with {status}");
+    anyhow::ensure!(kill || status.success(), "the server stopped with {status}");
     result
 }
 

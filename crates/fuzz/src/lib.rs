@@ -69,8 +69,15 @@ pub const TARGETS: &[Target] = &[
         max_len: 8192,
     },
     Target {
+        name: "log_index_run",
+        about: "an index run file of the log (footer, filter, directories, pages)",
+        run: log::index_run,
+        seeds: log::index_run_seeds,
+        max_len: 64 * 1024,
+    },
+    Target {
         name: "log_index_snapshot",
-        about: "the log's index.snapshot file",
+        about: "the index.snapshot file of builds before the index runs (read on upgrade)",
         run: log::index_snapshot,
         seeds: log::index_snapshot_seeds,
         max_len: 16384,

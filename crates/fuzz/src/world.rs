@@ -31,8 +31,11 @@ pub struct World {
     pub events: Vec<RecordedEvent>,
     /// Each segment file, its trailing zeros cut.
     pub segments: Vec<(String, Vec<u8>)>,
-    /// The `index.snapshot` the log wrote on close.
+    /// The `index.snapshot` a build before the index runs would have written
+    /// on close (the format an upgrade still reads).
     pub index_snapshot: Vec<u8>,
+    /// The index run the log wrote on close (the largest one).
+    pub index_run: Vec<u8>,
     /// `(stream name, state)` of some aggregates, as the engine loads them.
     pub aggregates: Vec<(String, Aggregate)>,
 }
@@ -224,7 +227,15 @@ async fn write_history(dir: &Path) -> World {
             .to_owned();
         segments.push((name, bytes));
     }
-    let index_snapshot = std::fs::read(log_dir.join("index.snapshot")).expect("the index snapshot");
+    let index_snapshot =
+        paycore_store::fuzzing::legacy_index_snapshot(&log_dir).expect("the legacy index snapshot");
+    let index_run = std::fs::read_dir(log_dir.join("index"))
+        .expect("the index runs")
+        .map(|entry| entry.expect("an index run").path())
+        .filter(|path| path.extension().is_some_and(|e| e == "run"))
+        .map(|path| std::fs::read(path).expect("an index run"))
+        .max_by_key(Vec::len)
+        .expect("the log wrote an index run on close");
     World {
         project,
         customer,
@@ -233,6 +244,7 @@ async fn write_history(dir: &Path) -> World {
         events,
         segments,
         index_snapshot,
+        index_run,
         aggregates,
     }
 }

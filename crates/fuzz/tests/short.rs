@@ -42,6 +42,7 @@ macro_rules! short_sessions {
 short_sessions!(
     grpc_request,
     log_frame,
+    log_index_run,
     log_index_snapshot,
     log_open,
     model_row,
@@ -98,6 +99,7 @@ fn the_log_seeds_are_valid_frames_and_snapshots() {
         paycore_store::fuzzing::index_snapshot(&world.index_snapshot),
         Ok(world.events.len() as u64)
     );
+    assert!(paycore_store::fuzzing::index_run(&world.index_run).is_ok());
 }
 
 #[test]

@@ -10,7 +10,7 @@
 //!   commit at work), each on its own stream with `Exact` expectations.
 //!
 //! Environment: `SCENARIO=<substring>` runs only the matching scenarios;
-//! `SNAPSHOT_EVERY=<events>` overrides `LogOptions::index_snapshot_every`.
+//! `INDEX_FLUSH_EVENTS=<events>` overrides `LogOptions::index_flush_events`.
 //! Scenarios write gigabytes; the page cache writeback of one can slow the
 //! next, so compare runs of the same scenario.
 
@@ -65,10 +65,10 @@ async fn run(
         dir.path(),
         LogOptions {
             sync,
-            index_snapshot_every: std::env::var("SNAPSHOT_EVERY")
+            index_flush_events: std::env::var("INDEX_FLUSH_EVENTS")
                 .ok()
                 .and_then(|v| v.parse().ok())
-                .unwrap_or(LogOptions::default().index_snapshot_every),
+                .unwrap_or(LogOptions::default().index_flush_events),
             ..LogOptions::default()
         },
     )

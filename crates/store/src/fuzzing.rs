@@ -7,7 +7,7 @@
 use crate::api::StreamName;
 use crate::snapshots::StoredSnapshot;
 
-pub use crate::log::fuzzing::{frame, frame_body, index_snapshot, seal};
+pub use crate::log::fuzzing::{frame, frame_body, index_run, index_snapshot, legacy_index_snapshot, seal};
 
 /// What `DirSnapshots` makes of the bytes of `stream`'s snapshot file:
 /// `None` is "damaged or another stream's, ignored".

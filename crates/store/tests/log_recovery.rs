@@ -91,15 +91,39 @@ fn frames(path: &Path) -> Vec<(u64, u32)> {
     out
 }
 
-/// Copies a data directory (without its lock), as a crash would leave it.
-fn copy_dir(from: &Path, to: &Path, with_snapshot: bool) {
+/// Copies a data directory (without its lock), as a crash would leave it;
+/// with its on-disk index (the run files) or without.
+fn copy_dir(from: &Path, to: &Path, with_index: bool) {
     std::fs::create_dir_all(to.join("segments")).expect("mkdir");
     for path in segments(from) {
         std::fs::copy(&path, to.join("segments").join(path.file_name().expect("name"))).expect("copy");
     }
-    let snapshot = from.join("index.snapshot");
-    if with_snapshot && snapshot.exists() {
-        std::fs::copy(&snapshot, to.join("index.snapshot")).expect("copy snapshot");
+    if with_index {
+        std::fs::create_dir_all(to.join("index")).expect("mkdir");
+        for path in index_runs(from) {
+            std::fs::copy(&path, to.join("index").join(path.file_name().expect("name"))).expect("copy run");
+        }
+    }
+}
+
+/// The index run files of a data directory.
+fn index_runs(dir: &Path) -> Vec<PathBuf> {
+    let mut runs: Vec<PathBuf> = std::fs::read_dir(dir.join("index"))
+        .map(|entries| {
+            entries
+                .map(|e| e.expect("entry").path())
+                .filter(|p| p.extension().is_some_and(|e| e == "run"))
+                .collect()
+        })
+        .unwrap_or_default();
+    runs.sort();
+    runs
+}
+
+/// Deletes the on-disk index: the next open scans the whole log.
+fn remove_index(dir: &Path) {
+    for path in index_runs(dir) {
+        std::fs::remove_file(path).expect("rm run");
     }
 }
 
@@ -182,7 +206,7 @@ async fn check_recovered(dir: &Path, store: LogStore, expected: &[RecordedEvent]
 // ---------------------------------------------------------------- (a) torn tails
 
 /// A log of `n` commits, the last appended after a reopen so that
-/// `index.snapshot` covers the first `n - 1`. Returned while still open, as
+/// the on-disk index covers the first `n - 1`. Returned while still open, as
 /// a crash would leave it: (the template dir, events before the last commit,
 /// all events).
 async fn template(n: usize) -> (tempfile::TempDir, Vec<RecordedEvent>, Vec<RecordedEvent>) {
@@ -586,7 +610,7 @@ async fn tampering_with_a_valid_crc_breaks_the_hash_chain() {
         let crc = crc32c::crc32c(&bytes[body.clone()]);
         bytes[offset as usize + 8..offset as usize + 12].copy_from_slice(&crc.to_le_bytes());
     });
-    std::fs::remove_file(template.path().join("index.snapshot")).expect("rm snapshot");
+    remove_index(template.path());
     match LogStore::open(template.path(), options()) {
         Err(StoreError::Corrupt {
             offset: o, reason, ..
@@ -647,46 +671,64 @@ async fn reopen_uses_the_snapshot_and_a_full_scan_agrees() {
     assert_eq!(report.events, expected.len() as u64);
     check(store).await;
 
-    std::fs::remove_file(dir.path().join("index.snapshot")).expect("rm");
+    // An index snapshot of the builds before the runs: converted on open.
+    let legacy = paycore_store::fuzzing::legacy_index_snapshot(dir.path()).expect("legacy snapshot");
+    remove_index(dir.path());
+    std::fs::write(dir.path().join("index.snapshot"), &legacy).expect("write");
+    let (store, report) = open(dir.path(), options());
+    assert!(report.index_loaded_from_snapshot);
+    assert_eq!(report.replayed_events_after_snapshot, 0);
+    check(store).await;
+    assert!(
+        !dir.path().join("index.snapshot").exists(),
+        "converted, then removed"
+    );
+    assert_eq!(index_runs(dir.path()).len(), 1);
+
+    remove_index(dir.path());
     let (store, report) = open(dir.path(), options());
     assert!(!report.index_loaded_from_snapshot);
     assert_eq!(report.replayed_events_after_snapshot, expected.len() as u64);
     check(store).await;
 
-    // Garbled: a checksum mismatch, or a valid-looking one that disagrees
-    // with the log (here: one from an older state).
-    let snapshot = dir.path().join("index.snapshot");
-    modify(&snapshot, |bytes| {
-        let mid = bytes.len() / 2;
-        bytes[mid] ^= 0xff;
-    });
+    // Garbled: a checksum mismatch anywhere in a run, or a file that is not
+    // a run at all. Either way the log is indexed again from the segments.
+    let run = index_runs(dir.path()).pop().expect("a run");
+    for at in [8, std::fs::metadata(&run).expect("stat").len() as usize - 60] {
+        modify(&run, |bytes| bytes[at] ^= 0xff);
+        let (store, _) = open(dir.path(), options());
+        check(store).await;
+    }
+    std::fs::write(&run, b"PCLOGRN1 not really").expect("write");
     let (store, report) = open(dir.path(), options());
     assert!(!report.index_loaded_from_snapshot);
     check(store).await;
-    std::fs::write(&snapshot, b"PCLOGIX2 not really").expect("write");
+    // A garbled legacy snapshot is ignored (and removed).
+    remove_index(dir.path());
+    let mut garbled = legacy.clone();
+    let mid = garbled.len() / 2;
+    garbled[mid] ^= 0xff;
+    std::fs::write(dir.path().join("index.snapshot"), &garbled).expect("write");
     let (store, report) = open(dir.path(), options());
     assert!(!report.index_loaded_from_snapshot);
     check(store).await;
+    assert!(!dir.path().join("index.snapshot").exists());
 }
 
 #[tokio::test]
 async fn periodic_snapshots_bound_the_scan_after_a_crash() {
     let dir = tempfile::tempdir().expect("tempdir");
     let frequent = LogOptions {
-        index_snapshot_every: 50,
+        index_flush_events: 50,
         ..options()
     };
     let (store, _) = open(dir.path(), frequent.clone());
     append_commits(&store, 0..150).await;
-    // Let a background snapshot land (however busy the machine), then
-    // "crash" (copy while open).
-    let snapshot = dir.path().join("index.snapshot");
+    // Let a background run land (however busy the machine), then "crash"
+    // (copy while open).
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while !snapshot.exists() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no index snapshot was written"
-        );
+    while index_runs(dir.path()).is_empty() {
+        assert!(std::time::Instant::now() < deadline, "no index run was written");
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
     append_commits(&store, 150..160).await;
@@ -760,7 +802,7 @@ async fn segment_rollover_with_disk_reads() {
 
     for with_snapshot in [true, false] {
         if !with_snapshot {
-            std::fs::remove_file(dir.path().join("index.snapshot")).expect("rm");
+            remove_index(dir.path());
         }
         let (store, report) = open(dir.path(), small.clone());
         assert_eq!(report.segments, seg_count);
@@ -844,7 +886,7 @@ async fn model_run(ops: Vec<Op>) {
     let log_options = LogOptions {
         segment_bytes: 4096,
         sync: SyncMode::NoSync,
-        index_snapshot_every: 7,
+        index_flush_events: 7,
         cache_events: 5,
     };
     let memory = MemoryStore::new();

@@ -4,7 +4,7 @@
 use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::unix::fs::FileExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::api::{ChainHash, GENESIS_HASH, Position};
@@ -12,8 +12,10 @@ use crate::chain::hash_input;
 use crate::error::{StoreError, corrupt};
 
 use super::codec::{BodyHeader, HEADER_BYTES, RawHeader, decode_body, decode_body_header, frame_end};
-use super::fsutil::{SNAPSHOT_FILE, first_nonzero, list_segments, preallocate};
-use super::index::{FrameLoc, Index, SegmentRef};
+use super::fsutil::{SNAPSHOT_FILE, first_nonzero, list_segments, preallocate, sync_dir};
+use super::index::{EndPoint, FrameLoc, Index, Memtable, SegmentRef};
+use super::indexer::{INDEX_DIR, write_memtable};
+use super::runs::{self, Run, RunEnd, RunFrame, StreamRecord, stream_hash};
 use super::snapshot::{self, Loaded};
 use super::verify::CoverCheck;
 use super::writer::{ActiveSegment, WriterState, create_segment};
@@ -102,12 +104,19 @@ pub(crate) fn recover(dir: &Path, options: &LogOptions) -> Result<Recovered, Sto
             file,
         }));
     }
+    let index_dir = dir.join(INDEX_DIR);
+    if !index_dir.exists() {
+        std::fs::create_dir(&index_dir).map_err(|e| io_err(&index_dir, "creating", e))?;
+        sync_dir(dir).map_err(|e| io_err(dir, "syncing", e))?;
+    }
+    let legacy = dir.join(SNAPSHOT_FILE);
+    let legacy_exists = legacy.exists();
+    let run_files = list_runs(&index_dir)?;
 
-    // The frames a valid snapshot covers are not scanned, but their
-    // checksums are verified all the same, on another thread while the
-    // snapshot loads (the log is read at disk speed, the snapshot decoded on
-    // this core).
-    let mut cover = if dir.join(SNAPSHOT_FILE).exists() && !index.segments.is_empty() {
+    // The frames the index covers are not scanned, but their checksums are
+    // verified all the same, on another thread while the index loads (the
+    // log is read at disk speed).
+    let mut cover = if (!run_files.is_empty() || legacy_exists) && !index.segments.is_empty() {
         let segments = index
             .segments
             .iter()
@@ -118,20 +127,20 @@ pub(crate) fn recover(dir: &Path, options: &LogOptions) -> Result<Recovered, Sto
         None
     };
 
-    let loaded = match snapshot::load(dir) {
-        Ok(Some(loaded)) => match check_snapshot(&loaded, &index) {
-            Ok(()) => Some(loaded),
-            Err(reason) => {
-                tracing::warn!(%reason, "the index snapshot does not match the log; scanning the whole log");
-                None
+    let mut runs = load_runs(&index_dir, run_files, &index.segments);
+    if legacy_exists {
+        if runs.is_empty() {
+            // A data directory of a build before the runs: its snapshot
+            // becomes the first run (once; no scan of what it covers).
+            if let Some(run) = upgrade_snapshot(dir, &index_dir, &index) {
+                runs.push(Arc::new(run));
             }
-        },
-        Ok(None) => None,
-        Err(reason) => {
-            tracing::warn!(%reason, "the index snapshot is invalid; scanning the whole log");
-            None
         }
-    };
+        // Covered by the runs now, or invalid: never read again.
+        if let Err(e) = std::fs::remove_file(&legacy) {
+            tracing::warn!(file = %legacy.display(), error = %e, "cannot remove the old index snapshot");
+        }
+    }
 
     let mut scan = Scan {
         next: 0,
@@ -142,43 +151,39 @@ pub(crate) fn recover(dir: &Path, options: &LogOptions) -> Result<Recovered, Sto
         events_scanned: 0,
     };
     let (mut ordinal, mut offset) = (0usize, 0u64);
-    let from_snapshot = loaded.is_some();
+    let from_index = !runs.is_empty();
+    if let Some(last) = runs.last() {
+        let resume = index
+            .segments
+            .binary_search_by_key(&last.run_end.segment, |s| s.first_position)
+            .map_err(|_| StoreError::Fatal("a checked index run names an unknown segment".into()))?;
+        scan.next = last.end;
+        scan.last_hash = last.run_end.last_hash;
+        scan.last_recorded_at = last.run_end.last_recorded_at;
+        scan.group_end = last.run_end.offset;
+        ordinal = resume;
+        offset = last.run_end.offset;
+        index.tail_end = (resume as u32, offset);
+    }
     if let Some(cover) = &cover {
         let last = index.segments.len() - 1;
-        cover.last_segment_limit(loaded.as_ref().and_then(|loaded| {
-            (loaded.point.resume_segment as usize == last).then_some(loaded.point.resume_offset)
-        }));
+        cover.last_segment_limit((from_index && ordinal == last).then_some(offset));
     }
-    let covered = loaded
-        .as_ref()
-        .map(|loaded| (loaded.point.resume_segment, loaded.point.resume_offset));
-    if loaded.is_none() {
+    if !from_index {
         // The scan reads everything.
         cover = None;
     }
-    if let Some(loaded) = loaded {
-        scan.next = loaded.point.next;
-        scan.last_hash = loaded.point.last_hash;
-        scan.last_recorded_at = loaded.point.last_recorded_at;
-        scan.group_end = loaded.point.resume_offset;
-        ordinal = loaded.point.resume_segment as usize;
-        offset = loaded.point.resume_offset;
-        index.frames = loaded.frames;
-        // Millions of streams: growing the table step by step would rehash
-        // it again and again.
-        index.stream_ids.reserve(loaded.streams.len());
-        index.streams.reserve(loaded.streams.len());
-        for (name, positions) in loaded.streams {
-            let id = index.stream_id_for(&name);
-            index.streams[id as usize].positions = positions;
+    index.runs = runs;
+    index.next = scan.next;
+    index.tail = Memtable::new(scan.next);
+    let verified_bytes = match cover {
+        Some(cover) => {
+            let segment_ends = (0..ordinal)
+                .map(|o| index.segment_end(o))
+                .collect::<Result<Vec<_>, _>>()?;
+            cover.finish(&index.segments, &segment_ends, ordinal as u32, offset)?
         }
-        index.next = scan.next;
-    }
-    let verified_bytes = match (cover, covered) {
-        (Some(cover), Some((segment, offset))) => {
-            cover.finish(&index.segments, &index.frames, segment, offset)?
-        }
-        _ => 0,
+        None => 0,
     };
 
     let mut truncated_tail_bytes = 0;
@@ -202,7 +207,16 @@ pub(crate) fn recover(dir: &Path, options: &LogOptions) -> Result<Recovered, Sto
             scan.group_end = 0;
             scan.group_first = None;
         }
-        let (end, torn) = scan_segment(&segment, ordinal as u32, offset, is_last, &mut scan, &mut index)?;
+        let (end, torn) = scan_segment(
+            &segment,
+            ordinal as u32,
+            offset,
+            is_last,
+            &mut scan,
+            &mut index,
+            &index_dir,
+            options.index_flush_events,
+        )?;
         if is_last {
             data_end = end;
             truncated_tail_bytes = torn;
@@ -277,15 +291,10 @@ pub(crate) fn recover(dir: &Path, options: &LogOptions) -> Result<Recovered, Sto
         events: scan.next,
         truncated_tail_bytes,
         segments: index.segments.len(),
-        index_loaded_from_snapshot: from_snapshot,
+        index_loaded_from_snapshot: from_index,
         replayed_events_after_snapshot: scan.events_scanned,
         verified_bytes,
     };
-    let snapshot_at = (from_snapshot && scan.events_scanned == 0).then_some(scan.next);
-    let tail = index
-        .frames
-        .last()
-        .map_or((0, 0), |f| (f.segment, frame_end(f.offset, f.body_len)));
     Ok(Recovered {
         index,
         writer: WriterState {
@@ -293,8 +302,6 @@ pub(crate) fn recover(dir: &Path, options: &LogOptions) -> Result<Recovered, Sto
             next: scan.next,
             last_hash: scan.last_hash,
             last_recorded_at: scan.last_recorded_at,
-            snapshot_at,
-            tail,
         },
         report,
     })
@@ -354,9 +361,193 @@ fn check_snapshot(loaded: &Loaded, index: &Index) -> Result<(), String> {
     Ok(())
 }
 
+/// The run files of `dir` as (start, end, path); leftovers of interrupted
+/// writes are removed.
+fn list_runs(dir: &Path) -> Result<Vec<(Position, Position, PathBuf)>, StoreError> {
+    let entries = std::fs::read_dir(dir).map_err(|e| io_err(dir, "listing", e))?;
+    let mut out = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| io_err(dir, "listing", e))?;
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if let Some((start, end)) = runs::parse_file_name(&name) {
+            out.push((start, end, entry.path()));
+        } else if name.ends_with(".tmp") {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// The chain of runs from position 0 (at each start, the longest run that
+/// opens), checked against the segments; every other run file is deleted.
+/// A run that fails a check ends the chain: what it covered is scanned again.
+fn load_runs(
+    dir: &Path,
+    files: Vec<(Position, Position, PathBuf)>,
+    segments: &[Arc<SegmentRef>],
+) -> Vec<Arc<Run>> {
+    let mut chain: Vec<Arc<Run>> = Vec::new();
+    let mut at = 0;
+    loop {
+        let mut candidates: Vec<&(Position, Position, PathBuf)> =
+            files.iter().filter(|f| f.0 == at).collect();
+        candidates.sort_by_key(|f| std::cmp::Reverse(f.1));
+        let found = candidates.into_iter().find_map(|(start, end, path)| match Run::open(path) {
+            Ok(run) if run.start == *start && run.end == *end => match run.verify_pages() {
+                Ok(()) => Some(run),
+                Err(e) => {
+                    tracing::warn!(file = %path.display(), error = %e, "an index run is damaged; its events are indexed again");
+                    None
+                }
+            },
+            Ok(_) => {
+                tracing::warn!(file = %path.display(), "an index run does not cover what its name says; ignored");
+                None
+            }
+            Err(e) => {
+                tracing::warn!(file = %path.display(), error = %e, "an index run cannot be used; its events are indexed again");
+                None
+            }
+        });
+        match found {
+            Some(run) => {
+                at = run.end;
+                chain.push(Arc::new(run));
+            }
+            None => break,
+        }
+    }
+    // The chain must end where the log says it does.
+    while let Some(last) = chain.last() {
+        match check_run_end(last, segments) {
+            Ok(()) => break,
+            Err(reason) => {
+                tracing::warn!(file = %last.path.display(), %reason, "an index run does not match the log; its events are indexed again");
+                chain.pop();
+            }
+        }
+    }
+    for (_, _, path) in &files {
+        if !chain.iter().any(|run| &run.path == path) {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+    if !files.is_empty() {
+        let _ = sync_dir(dir);
+    }
+    chain
+}
+
+/// Checks that the last frame of `run` is on disk where it says, ending at
+/// the run's end with its recorded hash.
+fn check_run_end(run: &Run, segments: &[Arc<SegmentRef>]) -> Result<(), String> {
+    let last = run.last_frame().map_err(|e| e.to_string())?;
+    let segment = segments
+        .binary_search_by_key(&last.segment, |s| s.first_position)
+        .map(|i| &segments[i])
+        .map_err(|_| "it names a segment that does not exist".to_owned())?;
+    if last.segment != run.run_end.segment || frame_end(last.offset, last.body_len) != run.run_end.offset {
+        return Err("its last frame does not end at its resume point".into());
+    }
+    let mut bytes = vec![0; HEADER_BYTES + last.body_len as usize];
+    segment
+        .file
+        .read_exact_at(&mut bytes, last.offset)
+        .map_err(|e| format!("cannot read its last frame: {e}"))?;
+    let mut header = [0; HEADER_BYTES];
+    header.copy_from_slice(&bytes[..HEADER_BYTES]);
+    let header = RawHeader::parse(&header);
+    let body = &bytes[HEADER_BYTES..];
+    if !header.is_consistent() || header.body_len != last.body_len || crc32c::crc32c(body) != header.crc {
+        return Err("its last frame is not on disk".into());
+    }
+    let mut last_hash = None;
+    let body_header = decode_body(body, |view| {
+        last_hash = Some(view.hash);
+        Ok(())
+    })?;
+    if body_header.first_position != last.first_position
+        || body_header.end_position() != run.end
+        || last_hash != Some(run.run_end.last_hash)
+        || body_header.group_end != run.run_end.offset
+    {
+        return Err("its last frame differs from the log".into());
+    }
+    Ok(())
+}
+
+/// Turns a valid `index.snapshot` (written by builds before the runs) into
+/// the run of the positions it covers. `None` (and a warning) when it is
+/// invalid or cannot be written: the log is then scanned.
+fn upgrade_snapshot(dir: &Path, index_dir: &Path, index: &Index) -> Option<Run> {
+    let loaded = match snapshot::load(dir) {
+        Ok(Some(loaded)) => match check_snapshot(&loaded, index) {
+            Ok(()) => loaded,
+            Err(reason) => {
+                tracing::warn!(%reason, "the index snapshot does not match the log; scanning the whole log");
+                return None;
+            }
+        },
+        Ok(None) => return None,
+        Err(reason) => {
+            tracing::warn!(%reason, "the index snapshot is invalid; scanning the whole log");
+            return None;
+        }
+    };
+    if loaded.point.next == 0 {
+        return None;
+    }
+    let started = std::time::Instant::now();
+    let mut records: Vec<StreamRecord> = loaded
+        .streams
+        .into_iter()
+        .map(|(name, positions)| StreamRecord {
+            hash: stream_hash(name.as_str()),
+            name: name.as_str().to_owned(),
+            first_version: 0,
+            positions,
+        })
+        .collect();
+    runs::sort_records(&mut records);
+    let frames: Vec<RunFrame> = loaded
+        .frames
+        .iter()
+        .map(|f| RunFrame {
+            first_position: f.first_position,
+            segment: loaded.segments[f.segment as usize],
+            offset: f.offset,
+            body_len: f.body_len,
+        })
+        .collect();
+    let point = loaded.point;
+    let run_end = RunEnd {
+        segment: loaded.segments[point.resume_segment as usize],
+        offset: point.resume_offset,
+        last_hash: point.last_hash,
+        last_recorded_at: point.last_recorded_at,
+    };
+    match runs::write(index_dir, 0, point.next, run_end, &records, &frames) {
+        Ok(run) => {
+            tracing::info!(
+                events = point.next,
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "converted the index snapshot of an older version into an index run"
+            );
+            Some(run)
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot convert the index snapshot; scanning the whole log");
+            None
+        }
+    }
+}
+
 /// Scans one segment from `start`, adding its frames to the index. Returns
 /// the end of its data and, for a torn tail in the last segment, how many
 /// bytes were discarded (the caller truncates).
+#[allow(clippy::too_many_arguments)]
 fn scan_segment(
     segment: &SegmentRef,
     ordinal: u32,
@@ -364,6 +555,8 @@ fn scan_segment(
     is_last: bool,
     scan: &mut Scan,
     index: &mut Index,
+    index_dir: &Path,
+    flush_events: u64,
 ) -> Result<(u64, u64), StoreError> {
     let path = &segment.path;
     let file = &segment.file;
@@ -374,6 +567,7 @@ fn scan_segment(
         let expected = scan.next;
         let step = read_frame(&mut window, at, scan, index, ordinal).map_err(|e| match e {
             FrameError::Io(e) => io_err(path, "reading", e),
+            FrameError::Index(e) => e,
             FrameError::Corrupt(reason) => corrupt(path, at, expected, reason),
         })?;
         match step {
@@ -381,6 +575,24 @@ fn scan_segment(
                 scan.group_first = Some(header.group_first_position);
                 scan.group_end = header.group_end;
                 at = end;
+                index.tail_end = (ordinal, end);
+                index.tail.end_point = Some(EndPoint {
+                    segment: ordinal,
+                    offset: end,
+                    last_hash: scan.last_hash,
+                    last_recorded_at: scan.last_recorded_at,
+                });
+                // A long scan (a rebuild) writes runs as it goes, at group
+                // boundaries, so its memory stays bounded too.
+                if flush_events > 0 && end == header.group_end && index.tail.events() >= flush_events {
+                    match write_memtable(index_dir, &index.segments, &index.tail) {
+                        Ok(run) => {
+                            index.runs.push(Arc::new(run));
+                            index.tail = Memtable::new(scan.next);
+                        }
+                        Err(e) => tracing::warn!(error = %e, "cannot write a log index run"),
+                    }
+                }
             }
             Step::End => return Ok((at, 0)),
             Step::Bad(bad) => {
@@ -389,6 +601,7 @@ fn scan_segment(
                 }
                 let discarded = torn_tail(&mut window, at, &bad, scan).map_err(|e| match e {
                     FrameError::Io(e) => io_err(path, "reading", e),
+                    FrameError::Index(e) => e,
                     FrameError::Corrupt(reason) => corrupt(path, at, expected, reason),
                 })?;
                 return Ok((at, discarded));
@@ -399,6 +612,8 @@ fn scan_segment(
 
 pub(super) enum FrameError {
     Io(io::Error),
+    /// The index could not be read (its own error names the run).
+    Index(StoreError),
     /// Corruption at the frame being read (the caller adds file and offset).
     Corrupt(String),
 }
@@ -491,28 +706,35 @@ fn read_frame(
         ));
     }
     let mut prev = scan.last_hash;
+    let mut index_error = None;
     let header = decode_body(body, |view| {
         let expected = hash_input(&prev, &view.hash_input());
         if expected != view.hash {
             return Err(format!("hash chain broken at position {}", view.position));
         }
         prev = expected;
-        let id = index.stream_id(view.stream);
-        let positions = &mut index.streams[id as usize].positions;
-        if view.version != positions.len() as u64 {
+        let head = match index.head(view.stream) {
+            Ok(head) => head,
+            Err(e) => {
+                index_error = Some(e);
+                return Err(String::new());
+            }
+        };
+        let expected_version = head.map_or(0, |v| v + 1);
+        if view.version != expected_version {
             return Err(format!(
                 "stream {} jumps to version {} at position {}, expected version {}",
-                view.stream,
-                view.version,
-                view.position,
-                positions.len()
+                view.stream, view.version, view.position, expected_version
             ));
         }
-        positions.push(view.position);
+        index.tail.push_event(view.stream, view.version, view.position);
         Ok(())
-    })
-    .map_err(FrameError::Corrupt)?;
-    index.frames.push(FrameLoc {
+    });
+    if let Some(e) = index_error {
+        return Err(FrameError::Index(e));
+    }
+    let header = header.map_err(FrameError::Corrupt)?;
+    index.tail.frames.push(FrameLoc {
         first_position: header.first_position,
         offset: at,
         segment: ordinal,
@@ -523,6 +745,7 @@ fn read_frame(
     scan.last_recorded_at = header.recorded_at_micros;
     scan.events_scanned += u64::from(header.event_count);
     index.next = scan.next;
+    index.tail.end = scan.next;
     Ok(Step::Frame { header, end })
 }
 

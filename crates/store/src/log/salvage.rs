@@ -291,6 +291,7 @@ fn next_intact(
             Ok(found) => found,
             Err(FrameError::Io(e)) => return Err(e),
             Err(FrameError::Corrupt(reason)) => return Err(std::io::Error::other(reason)),
+            Err(FrameError::Index(e)) => return Err(std::io::Error::other(e.to_string())),
         };
         match found {
             None => return Ok(None),

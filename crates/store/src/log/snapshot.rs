@@ -1,17 +1,17 @@
-//! The index snapshot: the index up to some position, so that opening the log
-//! only scans the frames written after it. Derived data: a missing or invalid
-//! snapshot costs a full scan, nothing else. Format in [`crate::log`]'s docs.
+//! The index snapshot of builds before the on-disk runs: the whole in-memory
+//! index up to some position. Read once, on the first open by this build,
+//! and converted into the first run (then deleted); never written any more,
+//! except by [`encode`] for the tests and fuzzers of that upgrade. A missing
+//! or invalid snapshot costs a full scan, nothing else. Format in
+//! [`crate::log`]'s docs.
 
-use std::fs::{File, OpenOptions};
-use std::io::{self, BufWriter, Write};
+use std::io;
 use std::path::Path;
-
-use parking_lot::RwLock;
 
 use crate::api::{ChainHash, Position, StreamName};
 
-use super::fsutil::{SNAPSHOT_FILE, SNAPSHOT_TMP_FILE, sync_dir};
-use super::index::{FrameLoc, Index};
+use super::fsutil::SNAPSHOT_FILE;
+use super::index::FrameLoc;
 
 const MAGIC: &[u8; 8] = b"PCLOGIX2";
 
@@ -49,116 +49,43 @@ pub(crate) struct Loaded {
     pub streams: Vec<(StreamName, Vec<Position>)>,
 }
 
-struct CrcWriter {
-    inner: BufWriter<File>,
-    crc: u32,
-}
-
-impl CrcWriter {
-    fn put(&mut self, bytes: &[u8]) -> io::Result<()> {
-        self.crc = crc32c::crc32c_append(self.crc, bytes);
-        self.inner.write_all(bytes)
+/// The bytes of the snapshot of `loaded`, as builds before the runs wrote
+/// them (for the tests and fuzzers of the upgrade).
+pub(crate) fn encode(loaded: &Loaded) -> Vec<u8> {
+    let point = &loaded.point;
+    let mut out = MAGIC.to_vec();
+    out.extend_from_slice(&point.next.to_le_bytes());
+    out.extend_from_slice(&point.last_hash);
+    out.extend_from_slice(&point.last_recorded_at.to_le_bytes());
+    out.extend_from_slice(&point.resume_segment.to_le_bytes());
+    out.extend_from_slice(&point.resume_offset.to_le_bytes());
+    out.extend_from_slice(&(loaded.segments.len() as u32).to_le_bytes());
+    for first in &loaded.segments {
+        out.extend_from_slice(&first.to_le_bytes());
     }
-}
-
-/// Frames copied per lock acquisition.
-const FRAMES_PER_CHUNK: usize = 1 << 16;
-/// Stream bytes encoded per lock acquisition (roughly).
-const STREAM_BYTES_PER_CHUNK: usize = 1 << 20;
-
-/// Writes the snapshot of `index` at `point` atomically (temporary file,
-/// fsync, rename, directory fsync). Takes the index's read lock only in short
-/// chunks, so it can run beside the writer: everything at or after
-/// `point.next` is ignored, and what comes before it never changes.
-pub(crate) fn write(dir: &Path, index: &RwLock<Index>, point: &SnapshotPoint) -> io::Result<()> {
-    let tmp = dir.join(SNAPSHOT_TMP_FILE);
-    let file = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(&tmp)?;
-    let mut out = CrcWriter {
-        inner: BufWriter::with_capacity(1 << 20, file),
-        crc: 0,
-    };
-    out.put(MAGIC)?;
-    out.put(&point.next.to_le_bytes())?;
-    out.put(&point.last_hash)?;
-    out.put(&point.last_recorded_at.to_le_bytes())?;
-    out.put(&point.resume_segment.to_le_bytes())?;
-    out.put(&point.resume_offset.to_le_bytes())?;
-
-    let (segments, frame_count, stream_count) = {
-        let index = index.read();
-        let segments: Vec<Position> = index.segments[..=point.resume_segment as usize]
-            .iter()
-            .map(|s| s.first_position)
-            .collect();
-        let frame_count = index.frames.partition_point(|f| f.first_position < point.next);
-        (segments, frame_count, index.streams.len())
-    };
-    out.put(&(segments.len() as u32).to_le_bytes())?;
-    for first in segments {
-        out.put(&first.to_le_bytes())?;
-    }
-
-    // Frames, delta-encoded: within a segment a frame normally starts where
-    // the previous one ended, so most frames cost a few bytes.
-    out.put(&(frame_count as u64).to_le_bytes())?;
-    let mut chunk = Vec::with_capacity(FRAMES_PER_CHUNK.min(frame_count) * 8);
+    out.extend_from_slice(&(loaded.frames.len() as u64).to_le_bytes());
     let mut prev = FrameDelta::default();
-    let mut done = 0;
-    while done < frame_count {
-        let end = (done + FRAMES_PER_CHUNK).min(frame_count);
-        chunk.clear();
-        {
-            let index = index.read();
-            for frame in &index.frames[done..end] {
-                prev.put(&mut chunk, frame);
-            }
-        }
-        out.put(&chunk)?;
-        done = end;
+    for frame in &loaded.frames {
+        prev.put(&mut out, frame);
     }
-
-    // Streams: `1, name, count, positions` each, then `0`. Streams created
-    // after `point` have no position below it and are skipped.
-    let mut id = 0;
-    while id < stream_count {
-        chunk.clear();
-        {
-            let index = index.read();
-            while id < stream_count && chunk.len() < STREAM_BYTES_PER_CHUNK {
-                let entry = &index.streams[id];
-                let count = entry.positions.partition_point(|&p| p < point.next);
-                if count > 0 {
-                    chunk.push(1);
-                    let name = entry.name.as_str().as_bytes();
-                    chunk.extend_from_slice(&(name.len() as u32).to_le_bytes());
-                    chunk.extend_from_slice(name);
-                    chunk.extend_from_slice(&(count as u64).to_le_bytes());
-                    let mut prev = 0;
-                    for &position in &entry.positions[..count] {
-                        put_varint(&mut chunk, position - prev);
-                        prev = position;
-                    }
-                }
-                id += 1;
-            }
+    for (name, positions) in &loaded.streams {
+        out.push(1);
+        out.extend_from_slice(&(name.as_str().len() as u32).to_le_bytes());
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(&(positions.len() as u64).to_le_bytes());
+        let mut last = 0;
+        for &position in positions {
+            put_varint(&mut out, position - last);
+            last = position;
         }
-        out.put(&chunk)?;
     }
-    out.put(&[0])?;
-    let crc = out.crc;
-    out.inner.write_all(&crc.to_le_bytes())?;
-    let file = out.inner.into_inner().map_err(|e| e.into_error())?;
-    file.sync_all()?;
-    drop(file);
-    std::fs::rename(&tmp, dir.join(SNAPSHOT_FILE))?;
-    sync_dir(dir)
+    out.push(0);
+    let crc = crc32c::crc32c(&out);
+    out.extend_from_slice(&crc.to_le_bytes());
+    out
 }
 
-/// Delta state of the frame table (see [`write`]).
+/// Delta state of the frame table (see [`encode`]).
 #[derive(Debug, Default)]
 struct FrameDelta {
     first_position: Position,

@@ -266,7 +266,8 @@ async fn try_multi_frame_group(trailing_group: bool) -> (tempfile::TempDir, u64)
         store.append(request("s-3", 1, 10)).await.expect("append");
     }
     store.close().expect("close");
-    std::fs::remove_file(dir.path().join("index.snapshot")).expect("rm snapshot");
+    // Without its on-disk index, the next open scans every frame.
+    std::fs::remove_dir_all(dir.path().join(super::indexer::INDEX_DIR)).expect("rm index");
     (dir, before_group)
 }
 
@@ -362,4 +363,201 @@ async fn damaged_group_followed_by_a_later_group_is_corruption() {
         }
         other => panic!("expected Corrupt, got {other:?}"),
     }
+}
+
+/// Waits (however busy the machine) until `done` holds for the index.
+async fn wait_for_index(store: &LogStore, what: &str, done: impl Fn(&index::Index) -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !done(&store.shared.index.read()) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the indexer never got to: {what}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}
+
+/// Copies the segments and the index runs of a log that is still open, as a
+/// kill -9 would leave them.
+fn crash_copy(from: &std::path::Path, to: &std::path::Path) {
+    for sub in ["segments", indexer::INDEX_DIR] {
+        std::fs::create_dir_all(to.join(sub)).expect("mkdir");
+        for entry in std::fs::read_dir(from.join(sub)).expect("ls") {
+            let path = entry.expect("entry").path();
+            if path.extension().is_some_and(|e| e == "log" || e == "run") {
+                std::fs::copy(&path, to.join(sub).join(path.file_name().expect("name"))).expect("copy");
+            }
+        }
+    }
+}
+
+fn three_streams(i: u64) -> AppendRequest {
+    AppendRequest {
+        writes: [
+            format!("new-{i}"),
+            format!("long-{}", i % 7),
+            format!("long-{}", (i * 3 + 1) % 7),
+        ]
+        .into_iter()
+        .enumerate()
+        .map(|(w, stream)| StreamWrite {
+            stream: stream.as_str().into(),
+            expected: if w == 0 {
+                ExpectedVersion::NoStream
+            } else {
+                ExpectedVersion::Any
+            },
+            events: vec![NewEvent {
+                event_type: "E".into(),
+                schema_version: 1,
+                metadata: Default::default(),
+                payload: Bytes::from(format!("{i}/{w}")),
+            }],
+        })
+        .collect(),
+    }
+}
+
+#[tokio::test]
+async fn a_crash_rescans_only_what_the_runs_do_not_cover_and_merges_keep_answers() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let options = LogOptions {
+        segment_bytes: 16 << 10,
+        index_flush_events: 30,
+        cache_events: 0, // every read goes through the index to the files
+        ..LogOptions::default()
+    };
+    let (store, _) = LogStore::open(dir.path(), options.clone()).expect("open");
+    for i in 0..400 {
+        store.append(three_streams(i)).await.expect("append");
+    }
+    // Every frozen tail written, and merges done: runs of 30 merge by 4.
+    wait_for_index(&store, "writing the frozen tails", |index| {
+        index.frozen.is_empty()
+    })
+    .await;
+    wait_for_index(&store, "merging", |index| {
+        indexer::pick(index, options.index_flush_events).is_none()
+    })
+    .await;
+    let (covered, next, runs) = {
+        let index = store.shared.index.read();
+        (
+            index.runs.last().map_or(0, |r| r.end),
+            index.next,
+            index.runs.len(),
+        )
+    };
+    assert_eq!(next, 1200);
+    assert!(next - covered < 30 + 3, "the tail holds less than one flush");
+    assert!(runs <= 3 * 3, "{runs} runs: merges keep a few per level");
+    let expected = store.read_all(0, usize::MAX).await.expect("read");
+    let mut streams = Vec::new();
+    for s in ["new-0", "new-399", "long-0", "long-6"] {
+        streams.push(
+            store
+                .read_stream(&s.into(), 0, ReadDirection::Forward, usize::MAX)
+                .await
+                .expect("read"),
+        );
+    }
+    // Backward reads, across runs.
+    let backward = store
+        .read_stream(&"long-3".into(), 100, ReadDirection::Backward, 40)
+        .await
+        .expect("read");
+    assert_eq!(
+        backward.iter().map(|e| e.version).collect::<Vec<_>>(),
+        (61..=100).rev().collect::<Vec<_>>()
+    );
+
+    let crashed = tempfile::tempdir().expect("tempdir");
+    crash_copy(dir.path(), crashed.path());
+    let (reopened, report) = LogStore::open(crashed.path(), options.clone()).expect("open after the crash");
+    assert!(report.index_loaded_from_snapshot);
+    assert_eq!(report.events, next);
+    assert_eq!(report.replayed_events_after_snapshot, next - covered);
+    assert_eq!(reopened.read_all(0, usize::MAX).await.expect("read"), expected);
+    for (s, want) in ["new-0", "new-399", "long-0", "long-6"].iter().zip(&streams) {
+        let got = reopened
+            .read_stream(&(*s).into(), 0, ReadDirection::Forward, usize::MAX)
+            .await
+            .expect("read");
+        assert_eq!(&got, want);
+        assert_eq!(
+            reopened.stream_version(&(*s).into()).await.expect("head"),
+            Some(want.len() as u64 - 1)
+        );
+    }
+    // Expectations hold against heads that live in the runs.
+    let err = reopened.append(three_streams(0)).await;
+    assert!(
+        matches!(err, Err(StoreError::WrongExpectedVersion { .. })),
+        "{err:?}"
+    );
+    reopened
+        .append(three_streams(400))
+        .await
+        .expect("append after the crash");
+    verify_chain(
+        GENESIS_HASH,
+        &reopened.read_all(0, usize::MAX).await.expect("read"),
+    )
+    .expect("chain");
+    reopened.close().expect("close");
+    store.close().expect("close");
+}
+
+#[tokio::test]
+async fn a_run_damaged_after_open_fails_the_read_and_is_rebuilt_on_the_next_open() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let options = LogOptions {
+        index_flush_events: 0,
+        cache_events: 0,
+        ..LogOptions::default()
+    };
+    let (store, _) = LogStore::open(dir.path(), options.clone()).expect("open");
+    for i in 0..200 {
+        store.append(three_streams(i)).await.expect("append");
+    }
+    store.close().expect("close");
+    drop(store);
+    let (store, report) = LogStore::open(dir.path(), options.clone()).expect("reopen");
+    assert_eq!(report.replayed_events_after_snapshot, 0);
+    let expected = store
+        .read_stream(&"long-2".into(), 0, ReadDirection::Forward, usize::MAX)
+        .await
+        .expect("read");
+    // Damage every stream page of the run on disk (the page cache serves the
+    // new bytes to the next read).
+    let run = std::fs::read_dir(dir.path().join(indexer::INDEX_DIR))
+        .expect("ls")
+        .map(|e| e.expect("entry").path())
+        .find(|p| p.extension().is_some_and(|e| e == "run"))
+        .expect("a run");
+    let mut bytes = std::fs::read(&run).expect("read");
+    // Every page: from the magic to the meta section (its offset is in the
+    // footer, the last 120 bytes).
+    let footer = bytes.len() - 120;
+    let meta_offset = u64::from_le_bytes(bytes[footer + 88..footer + 96].try_into().expect("8 bytes"));
+    for b in &mut bytes[8..meta_offset as usize] {
+        *b ^= 0x55;
+    }
+    std::fs::write(&run, &bytes).expect("write");
+    let err = store
+        .read_stream(&"long-2".into(), 0, ReadDirection::Forward, usize::MAX)
+        .await;
+    assert!(matches!(err, Err(StoreError::Corrupt { .. })), "{err:?}");
+    store.close().expect("close");
+    drop(store);
+    let (store, report) = LogStore::open(dir.path(), options).expect("reopen");
+    assert!(
+        !report.index_loaded_from_snapshot,
+        "the damaged run was set aside"
+    );
+    let got = store
+        .read_stream(&"long-2".into(), 0, ReadDirection::Forward, usize::MAX)
+        .await
+        .expect("read");
+    assert_eq!(got, expected);
 }

@@ -1,5 +1,5 @@
-//! Checksum verification without decoding: the frames an index snapshot
-//! covers are verified on open (beside loading the snapshot), and the
+//! Checksum verification without decoding: the frames the on-disk index
+//! covers are verified on open (beside loading the index), and the
 //! background scrub re-reads every committed frame periodically. Both walk a
 //! segment's frames from offset 0 through large sequential reads and check
 //! each frame's header, CRC and first position; neither decodes events nor
@@ -25,7 +25,7 @@ use crate::error::{StoreError, corrupt};
 
 use super::Shared;
 use super::codec::{HEADER_BYTES, RawHeader, decode_body_header, frame_end};
-use super::index::{FrameLoc, SegmentRef};
+use super::index::SegmentRef;
 
 /// Damage found in the log: a frame that does not read back as written.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -522,14 +522,14 @@ impl CoverCheck {
         let _ = self.last_limit.send(limit);
     }
 
-    /// Waits for the verification and judges the frames the snapshot covers
-    /// (`frames`, its frame table): every segment before `resume_segment`
-    /// whole, and `resume_segment` up to `resume_offset`. Returns the bytes
-    /// verified.
+    /// Waits for the verification and judges the frames the index covers
+    /// (`segment_ends[o]`: where the index says segment `o`'s frames end):
+    /// every segment before `resume_segment` whole, and `resume_segment` up
+    /// to `resume_offset`. Returns the bytes verified.
     pub fn finish(
         mut self,
         segments: &[Arc<SegmentRef>],
-        frames: &[FrameLoc],
+        segment_ends: &[u64],
         resume_segment: u32,
         resume_offset: u64,
     ) -> Result<u64, StoreError> {
@@ -546,7 +546,7 @@ impl CoverCheck {
             let covered_end = if ordinal == resume {
                 resume_offset
             } else {
-                segment_end(frames, ordinal)
+                segment_ends.get(ordinal).copied().unwrap_or(0)
             };
             if let Some(bad) = &walked.bad
                 && (ordinal < resume || bad.offset < covered_end)
@@ -598,16 +598,6 @@ impl CoverCheck {
         );
         Ok(verified)
     }
-}
-
-/// End of the last frame of segment `ordinal` in `frames` (0 if none).
-fn segment_end(frames: &[FrameLoc], ordinal: usize) -> u64 {
-    let after = frames.partition_point(|f| f.segment as usize <= ordinal);
-    after
-        .checked_sub(1)
-        .map(|i| frames[i])
-        .filter(|f| f.segment as usize == ordinal)
-        .map_or(0, |f| frame_end(f.offset, f.body_len))
 }
 
 fn verify_segments(
@@ -683,17 +673,19 @@ struct Target {
     sealed: bool,
 }
 
-fn targets(shared: &Shared) -> Vec<Target> {
+fn targets(shared: &Shared) -> Result<Vec<Target>, StoreError> {
     let index = shared.index.read();
     let count = index.segments.len();
     index
         .segments
         .iter()
         .enumerate()
-        .map(|(ordinal, segment)| Target {
-            segment: segment.clone(),
-            end: segment_end(&index.frames, ordinal),
-            sealed: ordinal + 1 < count,
+        .map(|(ordinal, segment)| {
+            Ok(Target {
+                segment: segment.clone(),
+                end: index.segment_end(ordinal)?,
+                sealed: ordinal + 1 < count,
+            })
         })
         .collect()
 }
@@ -718,7 +710,16 @@ fn scrub(shared: &Shared, options: ScrubOptions, stop: &Arc<StopSignal>) {
             stop: stop.clone(),
         };
         let mut state = ReadState::new(SCRUB_CHUNK, Some(pacer));
-        let targets = targets(shared);
+        let targets = match targets(shared) {
+            Ok(targets) => targets,
+            Err(e) => {
+                tracing::warn!(error = %e, "the log scrub cannot read the index; pass skipped");
+                if let Some(damage) = Damage::of(&e) {
+                    shared.report_damage(&damage, "the log scrub");
+                }
+                continue;
+            }
+        };
         let (mut frames, mut damaged, mut direct) = (0, 0, true);
         for target in &targets {
             if target.end == 0 && !target.sealed {

@@ -15,7 +15,6 @@ use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, TryRecvError};
-use std::thread::JoinHandle;
 
 use tokio::sync::{oneshot, watch};
 
@@ -25,8 +24,8 @@ use crate::request::{now_micros, plan};
 
 use super::codec::{PendingFrame, encode_commit, seal};
 use super::fsutil::{preallocate, segment_file_name, sync_dir};
-use super::index::{FrameLoc, SegmentRef};
-use super::snapshot::{self, SnapshotPoint};
+use super::index::{EndPoint, FrameLoc, MAX_FROZEN, Memtable, SegmentRef};
+use super::indexer::Indexer;
 use super::{Shared, SyncMode};
 
 /// Most requests committed by one fsync.
@@ -65,13 +64,6 @@ pub(crate) struct WriterState {
     pub next: Position,
     pub last_hash: ChainHash,
     pub last_recorded_at: i64,
-    /// The position up to which `index.snapshot` is current, if it is.
-    pub snapshot_at: Option<Position>,
-    /// Segment ordinal and end offset of the last frame (`(0, 0)` when the
-    /// log is empty): where a snapshot taken now resumes the scan. Not always
-    /// the active segment: after a crash right after a rollover, the active
-    /// segment is still empty.
-    pub tail: (u32, u64),
 }
 
 pub(crate) struct Writer {
@@ -87,11 +79,8 @@ pub(crate) struct Writer {
     evicted: Vec<RecordedEvent>,
     /// Stream heads as left by the accepted requests of the current group.
     overlay: HashMap<StreamName, Version>,
-    snapshot_thread: Option<JoinHandle<bool>>,
-    /// Position of the snapshot running in `snapshot_thread`.
-    snapshot_pending: Position,
-    /// Position at which the last snapshot was started (to space them out).
-    last_snapshot_started: Position,
+    /// Writes the frozen memtables as runs and merges runs.
+    indexer: Indexer,
 }
 
 struct Accepted {
@@ -106,8 +95,8 @@ impl Writer {
         rx: Receiver<Msg>,
         committed: watch::Sender<Position>,
         state: WriterState,
+        indexer: Indexer,
     ) -> Self {
-        let last_snapshot_started = state.snapshot_at.unwrap_or(0);
         Self {
             shared,
             rx,
@@ -117,9 +106,7 @@ impl Writer {
             events: Vec::new(),
             evicted: Vec::new(),
             overlay: HashMap::new(),
-            snapshot_thread: None,
-            snapshot_pending: 0,
-            last_snapshot_started,
+            indexer,
         }
     }
 
@@ -171,12 +158,22 @@ impl Writer {
             let index = self.shared.index.read();
             for (request, reply) in group.drain(..) {
                 let overlay = &self.overlay;
-                match plan(&request, |stream| {
-                    overlay
-                        .get(stream)
-                        .copied()
-                        .or_else(|| index.head(stream.as_str()))
-                }) {
+                // A head the index cannot read fails the request (after
+                // `plan`, which takes an infallible lookup).
+                let lookup_error = std::cell::RefCell::new(None);
+                let planned = plan(&request, |stream| {
+                    overlay.get(stream).copied().or_else(|| {
+                        index.head(stream.as_str()).unwrap_or_else(|e| {
+                            lookup_error.borrow_mut().get_or_insert(e);
+                            None
+                        })
+                    })
+                });
+                let planned = match lookup_error.into_inner() {
+                    Some(e) => Err(e),
+                    None => planned,
+                };
+                match planned {
                     Ok(firsts) => {
                         for (write, first) in request.writes.iter().zip(&firsts) {
                             self.overlay
@@ -207,8 +204,8 @@ impl Writer {
         events.clear();
         let mut frames: Vec<PendingFrame> = Vec::with_capacity(accepted.len());
         let mut replies = Vec::with_capacity(accepted.len());
-        // (stream, first position, count) per write, for the index.
-        let mut writes: Vec<(StreamName, Position, u64)> = Vec::new();
+        // (stream, first version, first position, count) per write, for the index.
+        let mut writes: Vec<(StreamName, Version, Position, u64)> = Vec::new();
         self.buf.clear();
         for Accepted {
             request,
@@ -222,7 +219,7 @@ impl Writer {
             for (write, first) in request.writes.iter().zip(&firsts) {
                 let n = write.events.len() as u64;
                 versions.push(first + n - 1);
-                writes.push((write.stream.clone(), at, n));
+                writes.push((write.stream.clone(), *first, at, n));
                 at += n;
             }
             let frame = encode_commit(
@@ -281,28 +278,36 @@ impl Writer {
         }
 
         // 5. Publish, then acknowledge.
-        {
+        let frozen = {
             let mut index = self.shared.index.write();
             let segment = self.state.active.ordinal;
+            let tail = &mut index.tail;
             for frame in &frames {
-                index.frames.push(FrameLoc {
+                tail.frames.push(FrameLoc {
                     first_position: frame.first_position,
                     offset: base + frame.start as u64,
                     segment,
                     body_len: frame.body_len,
                 });
             }
-            for (stream, first, n) in writes {
-                let id = index.stream_id_for(&stream);
-                index.streams[id as usize].positions.extend(first..first + n);
+            for (stream, first_version, first, n) in writes {
+                tail.push_events(&stream, first_version, first, n);
             }
+            tail.end = position;
+            tail.end_point = Some(EndPoint {
+                segment,
+                offset: base + len,
+                last_hash: hash,
+                last_recorded_at: recorded_at,
+            });
+            index.tail_end = (segment, base + len);
             index.next = position;
             index.push_recent(&mut events, &mut self.evicted);
-        }
+            self.freeze_if_full(&mut index)
+        };
         self.events = events;
         self.evicted.clear();
         self.state.active.end += len;
-        self.state.tail = (self.state.active.ordinal, self.state.active.end);
         self.state.next = position;
         self.state.last_hash = hash;
         self.state.last_recorded_at = recorded_at;
@@ -311,7 +316,34 @@ impl Writer {
             // A caller that went away still got its events committed.
             let _ = reply.send(Ok(result));
         }
-        self.maybe_snapshot();
+        if let Some(frozen) = frozen {
+            self.indexer.flush(frozen);
+            self.wait_for_indexer();
+        }
+    }
+
+    /// Freezes the tail of the index once it holds `index_flush_events`
+    /// (always at a group boundary): it is queued for the indexer, which
+    /// writes it as a run.
+    fn freeze_if_full(&self, index: &mut super::index::Index) -> Option<Arc<Memtable>> {
+        let every = self.shared.options.index_flush_events;
+        if every == 0 || index.tail.events() < every {
+            return None;
+        }
+        Some(freeze(index))
+    }
+
+    /// Appends wait while the indexer is more than [`MAX_FROZEN`] memtables
+    /// behind: the memory of the index stays bounded. Writing a run is far
+    /// faster than appending its events, so this only happens when the disk
+    /// stalls.
+    fn wait_for_indexer(&self) {
+        let mut guard = self.shared.flush_lock.lock();
+        while self.shared.index.read().frozen.len() > MAX_FROZEN {
+            self.shared
+                .flushed
+                .wait_for(&mut guard, std::time::Duration::from_millis(100));
+        }
     }
 
     fn write_and_sync(&mut self, base: u64) -> Result<(), String> {
@@ -389,85 +421,28 @@ impl Writer {
         Ok(())
     }
 
-    fn snapshot_point(&self) -> SnapshotPoint {
-        SnapshotPoint {
-            next: self.state.next,
-            last_hash: self.state.last_hash,
-            last_recorded_at: self.state.last_recorded_at,
-            resume_segment: self.state.tail.0,
-            resume_offset: self.state.tail.1,
-        }
-    }
-
-    /// Starts a background snapshot every `index_snapshot_every` events (and
-    /// 1/8 of the log), unless one is still running.
-    fn maybe_snapshot(&mut self) {
-        let every = self.shared.options.index_snapshot_every;
-        let since = self.state.next - self.last_snapshot_started;
-        // At least 1/8 of the log since the last one: see the module docs.
-        if every == 0 || since < every || since < self.state.next / 8 {
-            return;
-        }
-        if self.snapshot_thread.as_ref().is_some_and(|t| !t.is_finished()) {
-            return;
-        }
-        self.join_snapshot();
-        let point = self.snapshot_point();
-        let shared = self.shared.clone();
-        let spawned = std::thread::Builder::new()
-            .name("paycore-log-snapshot".into())
-            .spawn(move || write_snapshot(&shared, &point));
-        match spawned {
-            Ok(handle) => {
-                self.snapshot_thread = Some(handle);
-                self.snapshot_pending = point.next;
-                self.last_snapshot_started = point.next;
-            }
-            Err(e) => tracing::warn!(error = %e, "cannot start the index snapshot thread"),
-        }
-    }
-
-    fn join_snapshot(&mut self) {
-        let written = self
-            .snapshot_thread
-            .take()
-            .is_some_and(|handle| handle.join().unwrap_or(false));
-        if written {
-            self.state.snapshot_at = Some(self.snapshot_pending);
-        }
-    }
-
-    /// Clean stop: the queue is closed; write the final snapshot so the next
-    /// open does not scan.
+    /// Clean stop: the queue is closed; the tail of the index is written
+    /// as a run, so the next open scans nothing.
     fn finish(&mut self) {
-        self.join_snapshot();
-        if self.shared.fatal.get().is_some() {
-            return;
+        if self.shared.fatal.get().is_none() {
+            let frozen = {
+                let mut index = self.shared.index.write();
+                (index.tail.events() > 0).then(|| freeze(&mut index))
+            };
+            if let Some(frozen) = frozen {
+                self.indexer.flush(frozen);
+            }
         }
-        if self.state.snapshot_at != Some(self.state.next) {
-            let point = self.snapshot_point();
-            write_snapshot(&self.shared, &point);
-        }
+        self.indexer.finish();
     }
 }
 
-fn write_snapshot(shared: &Shared, point: &SnapshotPoint) -> bool {
-    let started = std::time::Instant::now();
-    match snapshot::write(&shared.dir, &shared.index, point) {
-        Ok(()) => {
-            tracing::debug!(
-                events = point.next,
-                elapsed_ms = started.elapsed().as_millis() as u64,
-                "index snapshot written"
-            );
-            true
-        }
-        Err(e) => {
-            // Derived data: the next open scans more, nothing is lost.
-            tracing::warn!(error = %e, "cannot write the index snapshot");
-            false
-        }
-    }
+/// Moves the tail of `index` to its frozen memtables.
+pub(crate) fn freeze(index: &mut super::index::Index) -> Arc<Memtable> {
+    let next = index.tail.end;
+    let frozen = Arc::new(std::mem::replace(&mut index.tail, Memtable::new(next)));
+    index.frozen.push_back(frozen.clone());
+    frozen
 }
 
 /// Creates and preallocates a segment, then makes its directory entry durable.
