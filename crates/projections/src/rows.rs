@@ -72,6 +72,21 @@ fn decode_seq(bytes: &[u8]) -> Result<u64, ModelError> {
 
 type Bytes = &'static [u8];
 
+/// The row of resource `id`: its location in `ids`, then the item there.
+fn row_of<V: DeserializeOwned>(
+    ids: &impl ReadableTable<Bytes, Bytes>,
+    items: &impl ReadableTable<Bytes, Bytes>,
+    id: Key,
+) -> Result<Option<V>, ModelError> {
+    let Some(location) = ids.get(id.bytes().as_slice())? else {
+        return Ok(None);
+    };
+    let Some(row) = items.get(location.value())? else {
+        return Err(ModelError::corrupt(format!("{id:?}"), "its list item is missing"));
+    };
+    decode(&id, row.value()).map(Some)
+}
+
 /// A projection's tables inside a write transaction. List lengths are kept
 /// here while the batch is applied and written once by [`RowsMut::finish`]
 /// (the hot lists grow by thousands of items per batch).
@@ -140,13 +155,7 @@ impl<'t> RowsMut<'t> {
 
     /// The row of resource `id`.
     pub fn get<V: DeserializeOwned>(&self, id: Key) -> Result<Option<V>, ModelError> {
-        let Some(location) = self.ids.get(id.bytes().as_slice())? else {
-            return Ok(None);
-        };
-        let Some(row) = self.items.get(location.value())? else {
-            return Err(ModelError::corrupt(format!("{id:?}"), "its list item is missing"));
-        };
-        decode(&id, row.value()).map(Some)
+        row_of(&self.ids, &self.items, id)
     }
 
     /// Replaces the row of resource `id` by a function of it, in place.
@@ -205,13 +214,7 @@ impl RowsRead {
     }
 
     pub fn get<V: DeserializeOwned>(&self, id: Key) -> Result<Option<V>, ModelError> {
-        let Some(location) = self.ids.get(id.bytes().as_slice())? else {
-            return Ok(None);
-        };
-        let Some(row) = self.items.get(location.value())? else {
-            return Err(ModelError::corrupt(format!("{id:?}"), "its list item is missing"));
-        };
-        decode(&id, row.value()).map(Some)
+        row_of(&self.ids, &self.items, id)
     }
 
     /// Number of items in `list` (0 for a list never written).
