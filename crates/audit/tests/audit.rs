@@ -175,6 +175,7 @@ fn append(events: &mut Vec<RecordedEvent>, stream: String, event: &Event) -> Loc
         metadata: Arc::new(EventMetadata::default()),
         payload: Bytes::from(encoded.payload),
         hash: [0; 32],
+        last_in_commit: true,
     });
     rechain(events);
     Location::of(events.last().unwrap())

@@ -214,6 +214,7 @@ fn append(events: &mut Vec<RecordedEvent>, stream: String, event: &Event) -> Loc
         metadata: Arc::new(EventMetadata::default()),
         payload: Bytes::from(encoded.payload),
         hash: [0; 32],
+        last_in_commit: true,
     });
     let mut prev = GENESIS_HASH;
     for event in events.iter_mut() {

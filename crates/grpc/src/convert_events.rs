@@ -363,6 +363,7 @@ mod tests {
             }),
             payload: encoded.payload.into(),
             hash: [0; 32],
+            last_in_commit: true,
         }
     }
 

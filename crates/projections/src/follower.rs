@@ -4,7 +4,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use paycore_store::{EventStore, Position, StoreError};
+use paycore_store::{EventStore, Position, RecordedEvent, StoreError};
 
 use crate::db::{self, Checkpoint, ModelDb, ModelError, Namespace};
 use crate::slot::{self, Decoded, Progress};
@@ -122,9 +122,43 @@ fn apply_served(shared: &Shared, batch: &[Decoded]) -> Result<Position, ModelErr
     Ok(slot::lowest(&served))
 }
 
+/// Cuts the events read from `$all` into whole appends. A read can end
+/// inside an append (a batch is a number of events); the models must never
+/// show half of one (a transfer's debit without its credit), so what
+/// follows the last event ending an append waits for the rest of it.
+#[derive(Debug, Default)]
+pub(crate) struct WholeAppends {
+    held: Vec<RecordedEvent>,
+}
+
+impl WholeAppends {
+    /// The held events and `batch`, up to and including the last event that
+    /// ends an append; keeps the rest. Empty when no append ends in them.
+    pub(crate) fn take(&mut self, batch: Vec<RecordedEvent>) -> Vec<RecordedEvent> {
+        let mut events = std::mem::take(&mut self.held);
+        events.extend(batch);
+        match events.iter().rposition(|event| event.last_in_commit) {
+            Some(last) => {
+                self.held = events.split_off(last + 1);
+                events
+            }
+            None => {
+                self.held = events;
+                Vec::new()
+            }
+        }
+    }
+
+    /// Forgets the held events, when reading starts again from what is applied.
+    pub(crate) fn clear(&mut self) {
+        self.held.clear();
+    }
+}
+
 /// The task that applies `$all` to the projections.
 pub(crate) async fn run(shared: Arc<Shared>, store: Arc<dyn EventStore>, from: Position) {
     let mut subscription = paycore_store::subscribe_all(store.clone(), from);
+    let mut whole = WholeAppends::default();
     let mut stop = shared.stop.subscribe();
     loop {
         let next = tokio::select! {
@@ -139,9 +173,14 @@ pub(crate) async fn run(shared: Arc<Shared>, store: Arc<dyn EventStore>, from: P
                 tokio::time::sleep(Duration::from_secs(1)).await;
                 let applied = *shared.applied.borrow();
                 subscription = paycore_store::subscribe_all(store.clone(), applied);
+                whole.clear();
                 continue;
             }
         };
+        let batch = whole.take(batch);
+        if batch.is_empty() {
+            continue;
+        }
         let decoded = match slot::decode(batch) {
             Ok(decoded) => decoded,
             Err(error) => {
@@ -164,8 +203,63 @@ pub(crate) async fn run(shared: Arc<Shared>, store: Arc<dyn EventStore>, from: P
                 tokio::time::sleep(Duration::from_secs(1)).await;
                 let applied = slot::lowest(&shared.served.lock().await);
                 subscription = paycore_store::subscribe_all(store.clone(), applied);
+                whole.clear();
             }
             Err(error) => std::panic::resume_unwind(error.into_panic()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use paycore_store::{EventMetadata, RecordedEvent};
+
+    use super::WholeAppends;
+
+    /// Events at `positions`, the ones in `ends` ending their append.
+    fn events(positions: std::ops::Range<u64>, ends: &[u64]) -> Vec<RecordedEvent> {
+        positions
+            .map(|position| RecordedEvent {
+                position,
+                stream: "account-a".into(),
+                version: position,
+                event_type: "T".into(),
+                schema_version: 1,
+                recorded_at_micros: 0,
+                metadata: Arc::new(EventMetadata::default()),
+                payload: Default::default(),
+                hash: [0; 32],
+                last_in_commit: ends.contains(&position),
+            })
+            .collect()
+    }
+
+    fn positions(events: &[RecordedEvent]) -> Vec<u64> {
+        events.iter().map(|event| event.position).collect()
+    }
+
+    #[test]
+    fn a_batch_ending_inside_an_append_waits_for_the_rest_of_it() {
+        let mut whole = WholeAppends::default();
+        // Appends [0, 1], [2, 3, 4], [5, 6]; reads of 4 events.
+        let ends = [1, 4, 6];
+        assert_eq!(positions(&whole.take(events(0..4, &ends))), vec![0, 1]);
+        assert_eq!(positions(&whole.take(events(4..7, &ends))), vec![2, 3, 4, 5, 6]);
+        assert!(whole.take(Vec::new()).is_empty());
+    }
+
+    #[test]
+    fn an_append_longer_than_a_batch_is_applied_once_it_is_complete() {
+        let mut whole = WholeAppends::default();
+        assert!(whole.take(events(0..3, &[7])).is_empty());
+        assert!(whole.take(events(3..6, &[7])).is_empty());
+        assert_eq!(
+            positions(&whole.take(events(6..9, &[7]))),
+            (0..8).collect::<Vec<_>>()
+        );
+        whole.clear();
+        assert_eq!(positions(&whole.take(events(8..10, &[9]))), vec![8, 9]);
     }
 }

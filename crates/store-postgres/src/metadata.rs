@@ -204,6 +204,7 @@ mod chain_agreement {
             metadata: Arc::new(meta.clone()),
             payload: Bytes::from_static(b"payload"),
             hash: [0; 32],
+            last_in_commit: true,
         };
         let prev = [9u8; 32];
         let mut hasher = Sha256::new();

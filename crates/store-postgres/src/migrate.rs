@@ -43,10 +43,15 @@ const MIGRATIONS: &[Migration] = &[
         name: "aggregate snapshots: aggregate_snapshots",
         sql: include_str!("../migrations/0003_aggregate_snapshots.sql"),
     },
+    Migration {
+        version: 4,
+        name: "commit boundaries: events.last_in_commit",
+        sql: include_str!("../migrations/0004_commit_boundaries.sql"),
+    },
 ];
 
 /// The schema version this binary reads and writes.
-pub const LATEST_SCHEMA_VERSION: i32 = 3;
+pub const LATEST_SCHEMA_VERSION: i32 = 4;
 
 const _: () = assert!(MIGRATIONS[MIGRATIONS.len() - 1].version == LATEST_SCHEMA_VERSION);
 

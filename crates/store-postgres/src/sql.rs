@@ -2,8 +2,7 @@
 //! are validated to `[a-z_][a-z0-9_]*`, so no quoting is needed).
 
 /// The columns of an event row, in the order [`crate::store`] decodes them.
-const EVENT_COLUMNS: &str =
-    "position, stream, version, event_type, schema_version, recorded_at_micros, metadata, payload, hash";
+const EVENT_COLUMNS: &str = "position, stream, version, event_type, schema_version, recorded_at_micros, metadata, payload, hash, last_in_commit";
 
 #[derive(Debug)]
 pub(crate) struct Sql {
@@ -38,10 +37,11 @@ impl Sql {
             insert_events: format!(
                 "INSERT INTO {schema}.events ({EVENT_COLUMNS}) \
                  SELECT u.position, u.stream, u.version, u.event_type, u.schema_version, $6::bigint, \
-                        u.metadata, u.payload, u.hash \
+                        u.metadata, u.payload, u.hash, u.last_in_commit \
                  FROM UNNEST($1::bigint[], $2::text[], $3::bigint[], $4::text[], $5::integer[], \
-                             $7::bytea[], $8::bytea[], $9::bytea[]) \
-                      AS u(position, stream, version, event_type, schema_version, metadata, payload, hash)"
+                             $7::bytea[], $8::bytea[], $9::bytea[], $10::boolean[]) \
+                      AS u(position, stream, version, event_type, schema_version, metadata, payload, hash, \
+                           last_in_commit)"
             ),
             upsert_heads: format!(
                 "INSERT INTO {schema}.stream_heads (stream, version, position) \

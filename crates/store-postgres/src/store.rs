@@ -386,6 +386,7 @@ impl<'a> Decoder<'a> {
         let meta_bytes: &[u8] = row.try_get(6).map_err(field)?;
         let payload: &[u8] = row.try_get(7).map_err(field)?;
         let hash: &[u8] = row.try_get(8).map_err(field)?;
+        let last_in_commit: bool = row.try_get(9).map_err(field)?;
 
         let stream = match self.stream {
             Some(name) if name.as_str() == stream => name.clone(),
@@ -412,6 +413,7 @@ impl<'a> Decoder<'a> {
             payload: bytes::Bytes::copy_from_slice(payload),
             hash: ChainHash::try_from(hash)
                 .map_err(|_| self.corrupt(at, format!("hash of {} bytes", hash.len())))?,
+            last_in_commit,
         })
     }
 
@@ -745,6 +747,7 @@ impl Shared {
                         metadata: event.metadata.clone(),
                         payload: event.payload.clone(),
                         hash: [0; 32],
+                        last_in_commit: false,
                     };
                     recorded.hash = chain_hash(&prev, &recorded);
                     prev = recorded.hash;
@@ -766,6 +769,7 @@ impl Shared {
                 versions.push(last_version);
                 stream_heads.insert(write.stream.as_str(), (last_version, position - 1));
             }
+            rows.end_commit();
             results.push(Ok(AppendResult {
                 first_position,
                 last_position: position - 1,
@@ -797,12 +801,13 @@ impl Shared {
                 schema_versions: &rows.schema_versions[range.clone()],
                 metadata: &metadata[range.clone()],
                 payloads: &rows.payloads[range.clone()],
-                hashes: &hashes[range],
+                hashes: &hashes[range.clone()],
+                last_in_commit: &rows.last_in_commit[range],
             })
             .collect();
-        let insert_params: Vec<[&(dyn ToSql + Sync); 9]> = chunks
+        let insert_params: Vec<[&(dyn ToSql + Sync); 10]> = chunks
             .iter()
-            .map(|c| -> [&(dyn ToSql + Sync); 9] {
+            .map(|c| -> [&(dyn ToSql + Sync); 10] {
                 [
                     &c.positions,
                     &c.streams,
@@ -813,6 +818,7 @@ impl Shared {
                     &c.metadata,
                     &c.payloads,
                     &c.hashes,
+                    &c.last_in_commit,
                 ]
             })
             .collect();
@@ -890,6 +896,8 @@ struct Rows<'a> {
     meta_index: Vec<usize>,
     payloads: Vec<&'a [u8]>,
     hashes: Vec<ChainHash>,
+    /// Whether each event ends its append (see `RecordedEvent::last_in_commit`).
+    last_in_commit: Vec<bool>,
 }
 
 impl<'a> Rows<'a> {
@@ -912,7 +920,15 @@ impl<'a> Rows<'a> {
         self.meta_index.push(self.encodings.len().saturating_sub(1));
         self.payloads.push(payload);
         self.hashes.push(event.hash);
+        self.last_in_commit.push(false);
         Ok(())
+    }
+
+    /// Marks the last event pushed as the end of its append.
+    fn end_commit(&mut self) {
+        if let Some(last) = self.last_in_commit.last_mut() {
+            *last = true;
+        }
     }
 
     /// Row ranges of at most `INSERT_CHUNK_ROWS` rows and (unless one row is
@@ -946,6 +962,7 @@ struct Chunk<'a> {
     metadata: &'a [&'a [u8]],
     payloads: &'a [&'a [u8]],
     hashes: &'a [&'a [u8]],
+    last_in_commit: &'a [bool],
 }
 
 /// Checks `request`'s expectations in order, each against the stream as left
@@ -1077,6 +1094,7 @@ mod tests {
             metadata: Arc::new(EventMetadata::default()),
             payload: Bytes::new(),
             hash: [0; 32],
+            last_in_commit: true,
         };
         for _ in 0..INSERT_CHUNK_ROWS + 10 {
             rows.push(&event, "s", "T", &[]).expect("push");

@@ -184,6 +184,12 @@ pub struct RecordedEvent {
     pub payload: Bytes,
     /// `chain_hash(previous record's hash, this record)`.
     pub hash: ChainHash,
+    /// Whether this is the last event of its append: the events of one
+    /// append are one atomic change (both legs of a transfer), so a reader
+    /// of `$all` that must never show half of one (the read models) stops
+    /// its batches after such an event. Not part of the chain hash: it
+    /// follows from where the append ends, which the backends record.
+    pub last_in_commit: bool,
 }
 
 /// Which end of a stream a read starts from.

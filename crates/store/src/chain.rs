@@ -300,6 +300,7 @@ mod tests {
             }),
             payload: Bytes::from_static(payload),
             hash: [0; 32],
+            last_in_commit: true,
         }
     }
 

@@ -70,6 +70,7 @@ macro_rules! conformance_tests {
             read_stream_nonexistent_is_empty,
             read_all_from_middle_and_limit,
             positions_dense_in_append_order,
+            each_append_marks_its_last_event,
             hash_chain_verifies,
             subscription_catches_up_then_goes_live,
             subscription_from_the_middle,
@@ -583,6 +584,48 @@ pub async fn positions_dense_in_append_order(store: Arc<dyn EventStore>) {
             .windows(2)
             .all(|w| w[0].recorded_at_micros <= w[1].recorded_at_micros)
     );
+}
+
+/// Every event read back from `$all` or a stream says whether it ends its
+/// append, also when concurrent appends share one group commit: readers
+/// that must not show half of an append rely on it.
+pub async fn each_append_marks_its_last_event(store: Arc<dyn EventStore>) {
+    let appends = (0..24).map(|i| {
+        let store = store.clone();
+        tokio::spawn(async move {
+            let request = AppendRequest {
+                writes: vec![
+                    write(
+                        &format!("a-{i}"),
+                        ExpectedVersion::Any,
+                        numbered(i % 3 + 1, "debit"),
+                    ),
+                    write(
+                        &format!("b-{i}"),
+                        ExpectedVersion::Any,
+                        numbered(i % 2 + 1, "credit"),
+                    ),
+                ],
+            };
+            store.append(request).await.expect("append")
+        })
+    });
+    let mut ends = Vec::new();
+    for append in appends.collect::<Vec<_>>() {
+        ends.push(append.await.expect("task").last_position);
+    }
+    let events = all(&store).await;
+    let marked: Vec<Position> = events
+        .iter()
+        .filter(|event| event.last_in_commit)
+        .map(|event| event.position)
+        .collect();
+    ends.sort_unstable();
+    assert_eq!(marked, ends);
+    let read = stream(&store, "b-5").await;
+    assert!(read.last().is_some_and(|event| event.last_in_commit));
+    let a = stream(&store, "a-5").await;
+    assert!(a.iter().all(|event| !event.last_in_commit));
 }
 
 pub async fn hash_chain_verifies(store: Arc<dyn EventStore>) {

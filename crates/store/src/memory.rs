@@ -87,6 +87,7 @@ impl EventStore for MemoryStore {
                     metadata: event.metadata,
                     payload: event.payload,
                     hash: [0; 32],
+                    last_in_commit: false,
                 };
                 recorded.hash = chain_hash(&prev, &recorded);
                 prev = recorded.hash;
@@ -97,6 +98,9 @@ impl EventStore for MemoryStore {
                     .push(recorded.position);
                 inner.events.push(recorded);
             }
+        }
+        if let Some(last) = inner.events.last_mut() {
+            last.last_in_commit = true;
         }
         inner.last_hash = prev;
         inner.last_recorded_at = recorded_at;

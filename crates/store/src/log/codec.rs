@@ -173,9 +173,13 @@ pub(crate) fn encode_commit(
                 metadata: event.metadata,
                 payload: event.payload,
                 hash,
+                last_in_commit: false,
             });
             position += 1;
         }
+    }
+    if let Some(last) = out.last_mut() {
+        last.last_in_commit = true;
     }
     let body_len = (buf.len() - body_start) as u32;
     let padded = align8(buf.len() as u64) as usize;
@@ -231,6 +235,8 @@ pub(crate) struct EventView<'a> {
     pub metadata: &'a [u8],
     pub payload: &'a [u8],
     pub hash: ChainHash,
+    /// The frame's last event: a frame holds one append.
+    pub last_in_commit: bool,
 }
 
 impl EventView<'_> {
@@ -397,6 +403,7 @@ pub(crate) fn decode_body<'a>(
             metadata: this_meta,
             payload,
             hash,
+            last_in_commit: i + 1 == header.event_count,
         })?;
     }
     if cursor.at != body.len() {
@@ -484,6 +491,7 @@ impl<'a> EventBuilder<'a> {
             metadata,
             payload: Bytes::copy_from_slice(view.payload),
             hash: view.hash,
+            last_in_commit: view.last_in_commit,
         })
     }
 }
