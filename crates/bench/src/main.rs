@@ -11,6 +11,7 @@
 // A benchmark's report is its stdout.
 #![allow(clippy::print_stdout)]
 
+mod cold_reads;
 mod grpc;
 mod history;
 mod report;

@@ -174,6 +174,20 @@ pub(crate) struct Checkpoint {
     pub last_hash: Option<ChainHash>,
 }
 
+/// Whether opening failed because of what the file holds: damaged pages or
+/// header, not a redb file at all (redb reports it as `InvalidData`), or a
+/// file format this redb does not read.
+fn is_damaged(error: &redb::DatabaseError) -> bool {
+    match error {
+        redb::DatabaseError::Storage(redb::StorageError::Corrupted(_)) => true,
+        redb::DatabaseError::Storage(redb::StorageError::Io(io)) => {
+            io.kind() == std::io::ErrorKind::InvalidData
+        }
+        redb::DatabaseError::UpgradeRequired(_) => true,
+        _ => false,
+    }
+}
+
 /// The open database.
 pub(crate) struct ModelDb {
     db: Database,
@@ -191,25 +205,65 @@ impl std::fmt::Debug for ModelDb {
 }
 
 impl ModelDb {
+    /// [`ModelDb::open`], except that a file redb recognises as damaged, or
+    /// as no redb database of a format it reads, is renamed aside
+    /// (`models.redb.damaged-<unix seconds>`, kept for inspection) and an
+    /// empty store takes its place: the models are derived from the log,
+    /// so the follower rebuilds them, and a damaged cache of answers never
+    /// keeps the server from starting. Other failures (I/O, permissions,
+    /// the file in use) are returned: those are not the file's fault.
+    pub fn open_or_set_aside(storage: &ModelStorage) -> Result<Self, ModelError> {
+        let error = match Self::open_redb(storage)? {
+            Ok(db) => return Ok(Self::new(db, storage)),
+            Err(error) if is_damaged(&error) => error,
+            Err(error) => return Err(error.into()),
+        };
+        let Some(path) = storage.file() else {
+            return Err(error.into());
+        };
+        let seconds = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |since| since.as_secs());
+        let aside = path.with_file_name(format!("{MODELS_FILE}.damaged-{seconds}"));
+        std::fs::rename(&path, &aside)
+            .map_err(|rename| ModelError::Storage(format!("setting aside {}: {rename}", path.display())))?;
+        tracing::warn!(
+            %error,
+            damaged = %aside.display(),
+            "the read-model store is damaged: set aside, rebuilding the models from the log"
+        );
+        Self::open(storage)
+    }
+
     pub fn open(storage: &ModelStorage) -> Result<Self, ModelError> {
+        let db = Self::open_redb(storage)??;
+        Ok(Self::new(db, storage))
+    }
+
+    fn new(db: Database, storage: &ModelStorage) -> Self {
+        Self {
+            db,
+            path: storage.file(),
+            durable_every: storage.durable_every,
+            last_durable: Mutex::new(Instant::now()),
+        }
+    }
+
+    /// Opens or creates the database (its directory failing is the outer
+    /// error, redb's answer the inner one).
+    fn open_redb(storage: &ModelStorage) -> Result<Result<Database, redb::DatabaseError>, ModelError> {
         let mut builder = Database::builder();
         builder.set_cache_size(storage.cache_bytes);
-        let db = match storage.file() {
+        match storage.file() {
             Some(path) => {
                 if let Some(dir) = path.parent() {
                     std::fs::create_dir_all(dir)
                         .map_err(|error| ModelError::Storage(format!("{}: {error}", dir.display())))?;
                 }
-                builder.create(&path)?
+                Ok(builder.create(&path))
             }
-            None => builder.create_with_backend(redb::backends::InMemoryBackend::new())?,
-        };
-        Ok(Self {
-            db,
-            path: storage.file(),
-            durable_every: storage.durable_every,
-            last_durable: Mutex::new(Instant::now()),
-        })
+            None => Ok(builder.create_with_backend(redb::backends::InMemoryBackend::new())),
+        }
     }
 
     pub fn read(&self) -> Result<ReadTransaction, ModelError> {

@@ -146,7 +146,7 @@ impl ReadModels {
     /// be called inside a tokio runtime.
     pub fn preload(storage: ModelStorage) -> Preloaded {
         let dir = storage.dir.clone();
-        let opening = tokio::task::spawn_blocking(move || ModelDb::open(&storage));
+        let opening = tokio::task::spawn_blocking(move || ModelDb::open_or_set_aside(&storage));
         Preloaded { opening, dir }
     }
 

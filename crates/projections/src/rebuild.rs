@@ -436,7 +436,7 @@ pub async fn rebuild_offline(
     let started = Instant::now();
     let head = *store.committed().borrow();
     let storage = ModelStorage::at(dir.to_owned());
-    let opened = tokio::task::spawn_blocking(move || ModelDb::open(&storage))
+    let opened = tokio::task::spawn_blocking(move || ModelDb::open_or_set_aside(&storage))
         .await
         .map_err(|error| ModelError::Storage(error.to_string()))??;
     let db = Arc::new(ModelDbHandle::Own(opened));

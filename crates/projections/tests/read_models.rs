@@ -149,3 +149,49 @@ async fn models_of_another_log_are_not_used() {
     );
     assert!(restarted.project(other_project).unwrap().is_some());
 }
+
+#[tokio::test]
+async fn a_damaged_model_store_is_set_aside_and_rebuilt_from_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("projections");
+    let store: Arc<dyn EventStore> = Arc::new(MemoryStore::new());
+    let read = ReadModels::start(store.clone(), ModelStorage::at(path.clone()))
+        .await
+        .unwrap();
+    let Ledger { project, a, last, .. } = ledger(store.clone(), 4).await;
+    read.wait_for(last).await;
+    let before = read.list_transactions(project, None, &page(100)).unwrap();
+    let account = read.account(project, a).unwrap();
+    read.close().await.unwrap();
+
+    // The header overwritten (a disk fault, a stray write): redb no longer
+    // recognises the file.
+    let file = path.join("models.redb");
+    let mut bytes = std::fs::read(&file).unwrap();
+    bytes[..64].fill(0xA5);
+    std::fs::write(&file, &bytes).unwrap();
+    assert!(
+        paycore_projections::stored(&ModelStorage::at(path.clone())).is_err(),
+        "the damage is real: redb refuses the file"
+    );
+
+    let restarted = ReadModels::start(store, ModelStorage::at(path.clone()))
+        .await
+        .unwrap();
+    restarted.wait_for(last).await;
+    assert_eq!(restarted.account(project, a).unwrap(), account);
+    assert_eq!(
+        restarted.list_transactions(project, None, &page(100)).unwrap(),
+        before
+    );
+    let aside: Vec<String> = std::fs::read_dir(&path)
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.starts_with("models.redb.damaged-"))
+        .collect();
+    assert_eq!(
+        aside.len(),
+        1,
+        "the damaged file is kept for inspection: {aside:?}"
+    );
+}
