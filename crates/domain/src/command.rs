@@ -487,7 +487,7 @@ pub fn decide(envelope: &CommandEnvelope, lookup: &dyn Lookup) -> Result<Decisio
         let (events, resource) = decide_command(envelope, lookup)?;
         return Ok(Decision::Apply { events, resource });
     };
-    if let Some(record) = key.live_record(envelope.project_id, envelope.now, lookup) {
+    if let Some(record) = live_record(key, envelope.project_id, envelope.now, lookup) {
         return if record.request_hash == key.request_hash {
             Ok(Decision::Replay {
                 resource: record.resource,
@@ -511,6 +511,19 @@ pub fn decide(envelope: &CommandEnvelope, lookup: &dyn Lookup) -> Result<Decisio
         }),
     ));
     Ok(Decision::Apply { events, resource })
+}
+
+/// The live record of an earlier use of `key`, if any.
+fn live_record<'a>(
+    key: &IdempotencyKey,
+    project: ProjectId,
+    now: Timestamp,
+    lookup: &'a dyn Lookup,
+) -> Option<&'a crate::aggregate::IdempotencyRecord> {
+    key.streams(project).find_map(|stream| match lookup.get(&stream) {
+        Aggregate::Idempotency(record) if now < record.window_ends_at() => Some(record),
+        _ => None,
+    })
 }
 
 pub(crate) type Decided = (Vec<(StreamRef, Event)>, ResourceRef);

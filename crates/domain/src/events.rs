@@ -15,12 +15,12 @@ use crate::fx::Rate;
 use crate::iban::Iban;
 use crate::id::*;
 use crate::identity::Identity;
+pub use crate::kernel::stream::ResourceRef;
 use crate::meta::Meta;
 use crate::money::Currency;
 use crate::money::Money;
 use crate::payments::{AuthenticationType, DeclineReason};
 use crate::project::Environment;
-use crate::stream::StreamRef;
 use crate::time::Timestamp;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -475,49 +475,6 @@ pub struct ConsumerPositionCommitted {
     pub consumer: ConsumerName,
     pub position: u64,
     pub committed_at: Timestamp,
-}
-
-/// The resource a command created or changed, as a serializable reference.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub enum ResourceRef {
-    Project(ProjectId),
-    ApiKey(ApiKeyId),
-    Customer(CustomerId),
-    Account(AccountId),
-    Transfer(TransferId),
-    // New resources go at the end: postcard records the variant's index.
-    CardToken(CardTokenId),
-    Card(CardId),
-    CardPayin(CardPayinId),
-    CardPayinRefund(CardPayinRefundId),
-    BankAccount(BankAccountId),
-    BankPayout(BankPayoutId),
-    BankPayinReference(BankPayinReferenceId),
-    BankPayin(BankPayinId),
-    File(FileId),
-    FxRate(Currency, Currency),
-}
-
-impl ResourceRef {
-    pub fn stream(self) -> StreamRef {
-        match self {
-            Self::Project(id) => StreamRef::Project(id),
-            Self::ApiKey(id) => StreamRef::ApiKey(id),
-            Self::Customer(id) => StreamRef::Customer(id),
-            Self::Account(id) => StreamRef::Account(id),
-            Self::Transfer(id) => StreamRef::Transfer(id),
-            Self::CardToken(id) => StreamRef::CardToken(id),
-            Self::Card(id) => StreamRef::Card(id),
-            Self::CardPayin(id) => StreamRef::CardPayin(id),
-            Self::CardPayinRefund(id) => StreamRef::CardPayinRefund(id),
-            Self::BankAccount(id) => StreamRef::BankAccount(id),
-            Self::BankPayout(id) => StreamRef::BankPayout(id),
-            Self::BankPayinReference(id) => StreamRef::BankPayinReference(id),
-            Self::BankPayin(id) => StreamRef::BankPayin(id),
-            Self::File(id) => StreamRef::File(id),
-            Self::FxRate(from, to) => StreamRef::FxRate(from, to),
-        }
-    }
 }
 
 /// Every event of the domain.

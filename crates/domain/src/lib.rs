@@ -2,30 +2,26 @@
 //! as deciders, and their events. No I/O, no async, no clock, no randomness:
 //! time and new IDs arrive inside commands.
 
+pub mod kernel;
+
+// The kernel's modules keep the paths they had before it existed.
+pub use kernel::{bank, error, iban, id, idempotency, meta, money, stream, time};
+
 pub mod aggregate;
 pub mod api_key;
-pub mod bank;
 pub mod banking;
 pub mod card;
 pub mod command;
 pub mod consumer;
 pub mod deployment;
-pub mod error;
 pub mod events;
 mod footprint;
 pub mod fx;
 pub mod history;
-pub mod iban;
-pub mod id;
-pub mod idempotency;
 pub mod identity;
-pub mod meta;
-pub mod money;
 pub mod payments;
 pub mod project;
 pub mod sandbox_network;
-pub mod stream;
-pub mod time;
 
 pub use aggregate::Aggregate;
 pub use command::{Command, CommandEnvelope, Decision, IdempotencyKey, Lookup, decide};

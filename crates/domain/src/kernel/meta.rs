@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::Violations;
+use super::error::Violations;
 
 pub const MAX_KEYS: usize = 50;
 pub const MAX_KEY_CHARS: usize = 40;

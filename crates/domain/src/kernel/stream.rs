@@ -2,11 +2,13 @@
 
 use std::fmt;
 
-use crate::bank::PayinReferenceCode;
-use crate::consumer::ConsumerName;
-use crate::iban::Iban;
-use crate::id::*;
-use crate::money::Currency;
+use serde::{Deserialize, Serialize};
+
+use super::bank::PayinReferenceCode;
+use super::consumer_name::ConsumerName;
+use super::iban::Iban;
+use super::id::*;
+use super::money::Currency;
 
 /// An aggregate instance, and so one stream of the event log.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -165,6 +167,49 @@ impl fmt::Display for StreamRef {
 impl fmt::Debug for StreamRef {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fmt::Display::fmt(self, f)
+    }
+}
+
+/// The resource a command created or changed, as a serializable reference.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum ResourceRef {
+    Project(ProjectId),
+    ApiKey(ApiKeyId),
+    Customer(CustomerId),
+    Account(AccountId),
+    Transfer(TransferId),
+    // New resources go at the end: postcard records the variant's index.
+    CardToken(CardTokenId),
+    Card(CardId),
+    CardPayin(CardPayinId),
+    CardPayinRefund(CardPayinRefundId),
+    BankAccount(BankAccountId),
+    BankPayout(BankPayoutId),
+    BankPayinReference(BankPayinReferenceId),
+    BankPayin(BankPayinId),
+    File(FileId),
+    FxRate(Currency, Currency),
+}
+
+impl ResourceRef {
+    pub fn stream(self) -> StreamRef {
+        match self {
+            Self::Project(id) => StreamRef::Project(id),
+            Self::ApiKey(id) => StreamRef::ApiKey(id),
+            Self::Customer(id) => StreamRef::Customer(id),
+            Self::Account(id) => StreamRef::Account(id),
+            Self::Transfer(id) => StreamRef::Transfer(id),
+            Self::CardToken(id) => StreamRef::CardToken(id),
+            Self::Card(id) => StreamRef::Card(id),
+            Self::CardPayin(id) => StreamRef::CardPayin(id),
+            Self::CardPayinRefund(id) => StreamRef::CardPayinRefund(id),
+            Self::BankAccount(id) => StreamRef::BankAccount(id),
+            Self::BankPayout(id) => StreamRef::BankPayout(id),
+            Self::BankPayinReference(id) => StreamRef::BankPayinReference(id),
+            Self::BankPayin(id) => StreamRef::BankPayin(id),
+            Self::File(id) => StreamRef::File(id),
+            Self::FxRate(from, to) => StreamRef::FxRate(from, to),
+        }
     }
 }
 

@@ -27,12 +27,9 @@ use std::fmt::Write as _;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
-use crate::aggregate::{Aggregate, IdempotencyRecord};
-use crate::command::Lookup;
-use crate::error::DomainError;
-use crate::id::ProjectId;
-use crate::stream::StreamRef;
-use crate::time::Timestamp;
+use super::error::DomainError;
+use super::id::ProjectId;
+use super::stream::StreamRef;
 
 /// How long a key's first use is remembered.
 pub const IDEMPOTENCY_WINDOW_SECONDS: i64 = 24 * 60 * 60;
@@ -97,20 +94,6 @@ impl IdempotencyKey {
         std::iter::once(&self.stored)
             .chain(&self.verbatim)
             .map(move |name| StreamRef::Idempotency(project, name.clone()))
-    }
-
-    /// The live record of an earlier use of this key, if any.
-    pub(crate) fn live_record<'a>(
-        &self,
-        project: ProjectId,
-        now: Timestamp,
-        lookup: &'a dyn Lookup,
-    ) -> Option<&'a IdempotencyRecord> {
-        self.streams(project)
-            .find_map(|stream| match lookup.get(&stream) {
-                Aggregate::Idempotency(record) if now < record.window_ends_at() => Some(record),
-                _ => None,
-            })
     }
 }
 
