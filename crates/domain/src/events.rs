@@ -7,7 +7,6 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::api_key::KeyKind;
 use crate::bank::{Concept, Miniref, PayinReferenceCode};
 use crate::card::CardInfo;
 use crate::consumer::ConsumerName;
@@ -15,42 +14,14 @@ use crate::fx::Rate;
 use crate::iban::Iban;
 use crate::id::*;
 use crate::identity::Identity;
+pub use crate::kernel::meta::MetaUpdated;
 pub use crate::kernel::stream::ResourceRef;
 use crate::meta::Meta;
 use crate::money::Currency;
 use crate::money::Money;
 use crate::payments::{AuthenticationType, DeclineReason};
-use crate::project::Environment;
+pub use crate::project::{ApiKeyCreated, ApiKeyRevoked, ProjectCreated};
 use crate::time::Timestamp;
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ProjectCreated {
-    pub id: ProjectId,
-    pub name: String,
-    pub environment: Environment,
-    pub meta: Meta,
-    pub created_at: Timestamp,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct MetaUpdated {
-    pub meta: Meta,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ApiKeyCreated {
-    pub id: ApiKeyId,
-    pub project_id: ProjectId,
-    pub kind: KeyKind,
-    /// SHA-256 of the secret part of the key; the key itself is never stored.
-    pub secret_hash: [u8; 32],
-    pub created_at: Timestamp,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ApiKeyRevoked {
-    pub revoked_at: Timestamp,
-}
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CustomerCreated {

@@ -6,9 +6,10 @@ pub mod kernel;
 
 // The kernel's modules keep the paths they had before it existed.
 pub use kernel::{bank, error, iban, id, idempotency, meta, money, stream, time};
+// The API key format, part of the project family.
+pub use project::api_key;
 
 pub mod aggregate;
-pub mod api_key;
 pub mod banking;
 pub mod card;
 pub mod command;

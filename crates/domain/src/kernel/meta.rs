@@ -77,6 +77,12 @@ impl Meta {
     }
 }
 
+/// The payload of every family's `…MetaUpdated` event: the new meta, whole.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MetaUpdated {
+    pub meta: Meta,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -8,8 +8,8 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::id::{self, ApiKeyId};
-use crate::project::Environment;
+use super::Environment;
+use crate::kernel::id::{self, ApiKeyId};
 
 /// Secret keys may do everything in their project; public keys may only
 /// create card tokens.
