@@ -3,65 +3,18 @@
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::account::{Account, ProjectBalance};
 use crate::banking::*;
 use crate::consumer::ConsumerCheckpoint;
+pub use crate::customer::Customer;
 use crate::deployment::Bootstrap;
 use crate::events::{Event, ResourceRef};
-use crate::id::{AccountId, CustomerId, ProjectId, TransactionId, TransferId};
-use crate::identity::Identity;
-use crate::meta::Meta;
-use crate::money::{Currency, Money};
+use crate::id::ProjectId;
+use crate::money::Money;
 use crate::payments::*;
 pub use crate::project::{ApiKey, Project};
 use crate::time::Timestamp;
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Customer {
-    pub id: CustomerId,
-    pub project_id: ProjectId,
-    pub identity: Option<Identity>,
-    pub meta: Meta,
-    pub created_at: Timestamp,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Account {
-    pub id: AccountId,
-    pub project_id: ProjectId,
-    pub customer_id: Option<CustomerId>,
-    pub balance: Money,
-    pub allow_negative_balance: bool,
-    pub meta: Meta,
-    pub created_at: Timestamp,
-    pub last_transaction: Option<TransactionId>,
-}
-
-impl Account {
-    pub fn currency(&self) -> Currency {
-        self.balance.currency
-    }
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Transfer {
-    pub id: TransferId,
-    pub project_id: ProjectId,
-    pub source_account_id: AccountId,
-    pub destination_account_id: AccountId,
-    pub source_transaction_id: TransactionId,
-    pub destination_transaction_id: TransactionId,
-    pub value: Money,
-    pub meta: Meta,
-    pub created_at: Timestamp,
-    /// Set for a transfer between currencies.
-    pub exchange: Option<crate::events::Exchange>,
-}
-
-/// Sum of one project's balances in one currency.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ProjectBalance {
-    pub total: Money,
-}
+pub use crate::transfer::Transfer;
 
 /// The last use of an idempotency key.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -125,6 +78,15 @@ impl Aggregate {
             | Event::ProjectMetaUpdated(_)
             | Event::ApiKeyCreated(_)
             | Event::ApiKeyRevoked(_) => crate::project::evolve(self, event),
+            Event::CustomerCreated(_) | Event::CustomerIdentityUpdated(_) | Event::CustomerMetaUpdated(_) => {
+                crate::customer::evolve(self, event)
+            }
+            Event::AccountOpened(_)
+            | Event::NegativeBalanceAllowanceChanged(_)
+            | Event::AccountMetaUpdated(_)
+            | Event::TransactionRecorded(_)
+            | Event::ProjectBalanceChanged(_) => crate::account::evolve(self, event),
+            Event::TransferCreated(_) | Event::TransferMetaUpdated(_) => crate::transfer::evolve(self, event),
             _ => self.evolve_unsplit(event),
         }
     }
@@ -139,67 +101,6 @@ impl Aggregate {
     /// The events of the families that do not have their own module yet.
     fn evolve_unsplit(self, event: &Event) -> Self {
         match (self, event) {
-            (Self::Empty, Event::CustomerCreated(e)) => Self::Customer(Customer {
-                id: e.id,
-                project_id: e.project_id,
-                identity: e.identity.clone(),
-                meta: e.meta.clone(),
-                created_at: e.created_at,
-            }),
-            (Self::Customer(c), Event::CustomerIdentityUpdated(e)) => Self::Customer(Customer {
-                identity: e.identity.clone(),
-                ..c
-            }),
-            (Self::Customer(c), Event::CustomerMetaUpdated(e)) => Self::Customer(Customer {
-                meta: e.meta.clone(),
-                ..c
-            }),
-            (Self::Empty, Event::AccountOpened(e)) => Self::Account(Account {
-                id: e.id,
-                project_id: e.project_id,
-                customer_id: e.customer_id,
-                balance: Money::zero(e.currency),
-                allow_negative_balance: e.allow_negative_balance,
-                meta: e.meta.clone(),
-                created_at: e.created_at,
-                last_transaction: None,
-            }),
-            (Self::Account(a), Event::NegativeBalanceAllowanceChanged(e)) => Self::Account(Account {
-                allow_negative_balance: e.allow_negative_balance,
-                ..a
-            }),
-            (Self::Account(a), Event::AccountMetaUpdated(e)) => Self::Account(Account {
-                meta: e.meta.clone(),
-                ..a
-            }),
-            (Self::Account(a), Event::TransactionRecorded(e)) => {
-                let tx = &e.transaction;
-                debug_assert_eq!(a.balance.checked_add(tx.value), Ok(tx.balance_after));
-                Self::Account(Account {
-                    balance: tx.balance_after,
-                    last_transaction: Some(tx.id),
-                    ..a
-                })
-            }
-            (Self::Empty, Event::TransferCreated(e)) => Self::Transfer(Transfer {
-                id: e.id,
-                project_id: e.project_id,
-                source_account_id: e.source_account_id,
-                destination_account_id: e.destination_account_id,
-                source_transaction_id: e.source_transaction_id,
-                destination_transaction_id: e.destination_transaction_id,
-                value: e.value,
-                meta: e.meta.clone(),
-                created_at: e.created_at,
-                exchange: e.exchange,
-            }),
-            (Self::Transfer(t), Event::TransferMetaUpdated(e)) => Self::Transfer(Transfer {
-                meta: e.meta.clone(),
-                ..t
-            }),
-            (Self::Empty | Self::ProjectBalance(_), Event::ProjectBalanceChanged(e)) => {
-                Self::ProjectBalance(ProjectBalance { total: e.total_after })
-            }
             (Self::Empty | Self::Idempotency(_), Event::IdempotencyKeyUsed(e)) => {
                 Self::Idempotency(IdempotencyRecord {
                     request_hash: e.request_hash,

@@ -7,13 +7,17 @@
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::account::{
+    AccountOpened, NegativeBalanceAllowanceChanged, ProjectBalanceChanged, Transaction, TransactionKind,
+    TransactionRecorded,
+};
 use crate::bank::{Concept, Miniref, PayinReferenceCode};
 use crate::card::CardInfo;
 use crate::consumer::ConsumerName;
+pub use crate::customer::{CustomerCreated, CustomerIdentityUpdated};
 use crate::fx::Rate;
 use crate::iban::Iban;
 use crate::id::*;
-use crate::identity::Identity;
 pub use crate::kernel::meta::MetaUpdated;
 pub use crate::kernel::stream::ResourceRef;
 use crate::meta::Meta;
@@ -22,163 +26,7 @@ use crate::money::Money;
 use crate::payments::{AuthenticationType, DeclineReason};
 pub use crate::project::{ApiKeyCreated, ApiKeyRevoked, ProjectCreated};
 use crate::time::Timestamp;
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CustomerCreated {
-    pub id: CustomerId,
-    pub project_id: ProjectId,
-    pub identity: Option<Identity>,
-    pub meta: Meta,
-    pub created_at: Timestamp,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CustomerIdentityUpdated {
-    pub identity: Option<Identity>,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct AccountOpened {
-    pub id: AccountId,
-    pub project_id: ProjectId,
-    pub customer_id: Option<CustomerId>,
-    pub currency: crate::money::Currency,
-    pub allow_negative_balance: bool,
-    pub meta: Meta,
-    pub created_at: Timestamp,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct NegativeBalanceAllowanceChanged {
-    pub allow_negative_balance: bool,
-}
-
-/// What caused a transaction, with the ID of the cause.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum TransactionKind {
-    /// Sandbox-only direct balance change.
-    Magic,
-    TransferSource(TransferId),
-    TransferDestination(TransferId),
-    // New kinds go at the end: postcard records the variant's index.
-    CardPayin(CardPayinId),
-    CardPayinRefund(CardPayinRefundId),
-    CardPayinRefundFailure(CardPayinRefundId),
-    BankPayout(BankPayoutId),
-    BankPayoutFailure(BankPayoutId),
-    BankPayin(BankPayinId),
-}
-
-impl TransactionKind {
-    /// The API's name for the type.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Magic => "magic",
-            Self::TransferSource(_) => "transfer_source",
-            Self::TransferDestination(_) => "transfer_destination",
-            Self::CardPayin(_) => "card_payin",
-            Self::CardPayinRefund(_) => "card_payin_refund",
-            Self::CardPayinRefundFailure(_) => "card_payin_refund_failure",
-            Self::BankPayout(_) => "bank_payout",
-            Self::BankPayoutFailure(_) => "bank_payout_failure",
-            Self::BankPayin(_) => "bank_payin",
-        }
-    }
-
-    pub fn transfer_id(self) -> Option<TransferId> {
-        match self {
-            Self::TransferSource(id) | Self::TransferDestination(id) => Some(id),
-            _ => None,
-        }
-    }
-}
-
-/// One balance change of one account. Final: never changed or removed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Transaction {
-    pub id: TransactionId,
-    pub account_id: AccountId,
-    pub project_id: ProjectId,
-    pub kind: TransactionKind,
-    /// Signed: positive adds funds, negative removes them. Never zero.
-    pub value: Money,
-    pub balance_after: Money,
-    pub created_at: Timestamp,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TransactionRecorded {
-    pub transaction: Transaction,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TransferCreated {
-    pub id: TransferId,
-    pub project_id: ProjectId,
-    pub source_account_id: AccountId,
-    pub destination_account_id: AccountId,
-    pub source_transaction_id: TransactionId,
-    pub destination_transaction_id: TransactionId,
-    /// Taken from the source account. Always positive.
-    pub value: Money,
-    pub meta: Meta,
-    pub created_at: Timestamp,
-    /// Present when the accounts' currencies differ: how `value` became
-    /// what the destination received.
-    pub exchange: Option<Exchange>,
-}
-
-/// The conversion a cross-currency transfer applied, recorded so that it is
-/// reproducible: `destination_value = floor(value × rate_used)`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Exchange {
-    /// Credited to the destination account, in its currency.
-    pub destination_value: Money,
-    /// The market rate configured for the pair when the transfer was made.
-    pub mid_rate: Rate,
-    pub spread_bps: u32,
-    /// `mid_rate` less the spread, rounded down: the rate applied.
-    pub rate_used: Rate,
-}
-
-impl TransferCreated {
-    /// What the destination account received.
-    pub fn destination_value(&self) -> Money {
-        self.exchange
-            .map_or(self.value, |exchange| exchange.destination_value)
-    }
-}
-
-/// `TransferCreated` as written before cross-currency transfers (schema v1).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TransferCreatedV1 {
-    pub id: TransferId,
-    pub project_id: ProjectId,
-    pub source_account_id: AccountId,
-    pub destination_account_id: AccountId,
-    pub source_transaction_id: TransactionId,
-    pub destination_transaction_id: TransactionId,
-    pub value: Money,
-    pub meta: Meta,
-    pub created_at: Timestamp,
-}
-
-impl From<TransferCreatedV1> for TransferCreated {
-    fn from(v1: TransferCreatedV1) -> Self {
-        Self {
-            id: v1.id,
-            project_id: v1.project_id,
-            source_account_id: v1.source_account_id,
-            destination_account_id: v1.destination_account_id,
-            source_transaction_id: v1.source_transaction_id,
-            destination_transaction_id: v1.destination_transaction_id,
-            value: v1.value,
-            meta: v1.meta,
-            created_at: v1.created_at,
-            exchange: None,
-        }
-    }
-}
+pub use crate::transfer::{Exchange, TransferCreated, TransferCreatedV1};
 
 // --- Cards -----------------------------------------------------------------
 
@@ -414,15 +262,6 @@ pub struct DeploymentBootstrapped {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FxRateRemoved {
     pub removed_at: Timestamp,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ProjectBalanceChanged {
-    pub project_id: ProjectId,
-    pub delta: Money,
-    pub total_after: Money,
-    pub account_id: AccountId,
-    pub transaction_id: TransactionId,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

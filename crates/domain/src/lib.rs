@@ -8,21 +8,25 @@ pub mod kernel;
 pub use kernel::{bank, error, iban, id, idempotency, meta, money, stream, time};
 // The API key format, part of the project family.
 pub use project::api_key;
+// Value types and views of the customer and account families.
+pub use account::history;
+pub use customer::identity;
 
+pub mod account;
 pub mod aggregate;
 pub mod banking;
 pub mod card;
 pub mod command;
 pub mod consumer;
+pub mod customer;
 pub mod deployment;
 pub mod events;
 mod footprint;
 pub mod fx;
-pub mod history;
-pub mod identity;
 pub mod payments;
 pub mod project;
 pub mod sandbox_network;
+pub mod transfer;
 
 pub use aggregate::Aggregate;
 pub use command::{Command, CommandEnvelope, Decision, IdempotencyKey, Lookup, decide};

@@ -170,3 +170,8 @@ impl Violations {
         }
     }
 }
+
+/// A balance or total that would not fit: refused, never wrapped.
+pub(crate) fn overflow() -> DomainError {
+    DomainError::refused(Refusal::BalanceOverflow, "the resulting balance would overflow")
+}

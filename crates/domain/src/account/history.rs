@@ -7,9 +7,10 @@
 //! the prefix of the stream at or before the point and stops at the first
 //! event after it, so the answer is always a state the account really had.
 
-use crate::aggregate::{Account, Aggregate};
-use crate::events::{Event, Transaction};
-use crate::time::Timestamp;
+use super::{Account, Transaction};
+use crate::aggregate::Aggregate;
+use crate::events::Event;
+use crate::kernel::time::Timestamp;
 
 /// A point in the history of the log.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

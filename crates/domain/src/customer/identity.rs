@@ -2,8 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::Violations;
-use crate::id::FileId;
+use crate::kernel::error::Violations;
+use crate::kernel::id::FileId;
 
 /// ISO 3166-1 alpha-2 codes.
 const COUNTRIES: &str = "AD AE AF AG AI AL AM AO AQ AR AS AT AU AW AX AZ BA BB BD BE BF BG BH BI BJ BL \
