@@ -9,6 +9,8 @@ use crate::consumer::ConsumerCheckpoint;
 pub use crate::customer::Customer;
 use crate::deployment::Bootstrap;
 use crate::events::{Event, ResourceRef};
+pub use crate::file::StoredFile;
+pub use crate::fx_rate::{FxRateEntry, FxRateValue};
 use crate::id::ProjectId;
 use crate::money::Money;
 use crate::payments::*;
@@ -87,6 +89,10 @@ impl Aggregate {
             | Event::TransactionRecorded(_)
             | Event::ProjectBalanceChanged(_) => crate::account::evolve(self, event),
             Event::TransferCreated(_) | Event::TransferMetaUpdated(_) => crate::transfer::evolve(self, event),
+            Event::FileUploaded(_) => crate::file::evolve(self, event),
+            Event::FxRateSet(_) | Event::FxRateRemoved(_) => crate::fx_rate::evolve(self, event),
+            Event::ConsumerPositionCommitted(_) => crate::consumer::evolve(self, event),
+            Event::DeploymentBootstrapped(_) => crate::deployment::evolve(self, event),
             _ => self.evolve_unsplit(event),
         }
     }
@@ -108,18 +114,6 @@ impl Aggregate {
                     used_at: e.used_at,
                 })
             }
-            (Self::Empty | Self::Consumer(_), Event::ConsumerPositionCommitted(e)) => {
-                Self::Consumer(ConsumerCheckpoint {
-                    project_id: e.project_id,
-                    consumer: e.consumer.clone(),
-                    position: e.position,
-                    committed_at: e.committed_at,
-                })
-            }
-            (Self::Empty, Event::DeploymentBootstrapped(e)) => Self::Bootstrap(Bootstrap {
-                sandbox_project_id: e.sandbox_project_id,
-                bootstrapped_at: e.bootstrapped_at,
-            }),
             (state, event) => state.evolve_payments(event),
         }
     }
@@ -330,28 +324,6 @@ impl Aggregate {
             (Self::BankPayin(p), Event::BankPayinMetaUpdated(e)) => Self::BankPayin(BankPayin {
                 meta: e.meta.clone(),
                 ..p
-            }),
-            (Self::Empty, Event::FileUploaded(e)) => Self::File(StoredFile {
-                id: e.id,
-                project_id: e.project_id,
-                sha256: e.sha256,
-                name: e.name.clone(),
-                size: e.size,
-                created_at: e.created_at,
-            }),
-            (Self::Empty | Self::FxRate(_), Event::FxRateSet(e)) => Self::FxRate(FxRateEntry {
-                from: e.from,
-                to: e.to,
-                current: Some(FxRateValue {
-                    mid_rate: e.mid_rate,
-                    spread_bps: e.spread_bps,
-                }),
-                changed_at: e.set_at,
-            }),
-            (Self::FxRate(r), Event::FxRateRemoved(e)) => Self::FxRate(FxRateEntry {
-                current: None,
-                changed_at: e.removed_at,
-                ..r
             }),
             (state, event) => state.misapplied(event),
         }

@@ -23,10 +23,11 @@ use crate::bank::{Concept, Miniref, PayinReferenceCode};
 use crate::command::{Context, Decided, overflow};
 use crate::error::{DomainError, Refusal};
 use crate::events::*;
-use crate::fx::Rate;
+pub use crate::file::StoredFile;
+pub use crate::fx_rate::{FxRateEntry, FxRateValue};
 use crate::id::*;
 use crate::meta::Meta;
-use crate::money::{Currency, Money};
+use crate::money::Money;
 use crate::stream::StreamRef;
 use crate::time::Timestamp;
 
@@ -137,32 +138,6 @@ pub struct BankPayin {
     pub value: Money,
     pub meta: Meta,
     pub created_at: Timestamp,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct StoredFile {
-    pub id: FileId,
-    pub project_id: ProjectId,
-    pub sha256: [u8; 32],
-    pub name: String,
-    pub size: u64,
-    pub created_at: Timestamp,
-}
-
-/// The exchange rate of one ordered currency pair.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct FxRateEntry {
-    pub from: Currency,
-    pub to: Currency,
-    /// `None` once removed.
-    pub current: Option<FxRateValue>,
-    pub changed_at: Timestamp,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct FxRateValue {
-    pub mid_rate: Rate,
-    pub spread_bps: u32,
 }
 
 /// Where a payout goes.
@@ -536,68 +511,6 @@ impl Context<'_> {
             true,
         )?);
         Ok((events, ResourceRef::BankPayin(id)))
-    }
-
-    pub(crate) fn record_file(
-        &self,
-        id: FileId,
-        sha256: [u8; 32],
-        name: &str,
-        size: u64,
-    ) -> Result<Decided, DomainError> {
-        let project = self.project()?;
-        let stream = StreamRef::File(id);
-        self.must_be_new(&stream, "file", id)?;
-        if name.trim().is_empty() || name.chars().count() > 255 || name.contains(['/', '\\', '\0']) {
-            return Err(DomainError::invalid(
-                "name",
-                "must be 1 to 255 characters without path separators",
-            ));
-        }
-        let event = Event::FileUploaded(FileUploaded {
-            id,
-            project_id: project.id,
-            sha256,
-            name: name.to_owned(),
-            size,
-            created_at: self.now(),
-        });
-        Ok((vec![(stream, event)], ResourceRef::File(id)))
-    }
-
-    /// Platform-wide: sets the exchange rate of one ordered pair.
-    pub(crate) fn set_fx_rate(
-        &self,
-        from: Currency,
-        to: Currency,
-        mid_rate: Rate,
-        spread_bps: u32,
-    ) -> Result<Decided, DomainError> {
-        crate::fx::Quote::new(from, to, mid_rate, spread_bps)
-            .map_err(|error| DomainError::invalid("rate", error.to_string()))?;
-        let event = Event::FxRateSet(FxRateSet {
-            from,
-            to,
-            mid_rate,
-            spread_bps,
-            set_at: self.now(),
-        });
-        Ok((
-            vec![(StreamRef::FxRate(from, to), event)],
-            ResourceRef::FxRate(from, to),
-        ))
-    }
-
-    pub(crate) fn remove_fx_rate(&self, from: Currency, to: Currency) -> Result<Decided, DomainError> {
-        let stream = StreamRef::FxRate(from, to);
-        match self.lookup.get(&stream) {
-            crate::Aggregate::FxRate(entry) if entry.current.is_some() => {}
-            _ => return Err(DomainError::not_found("exchange rate", format!("{from}→{to}"))),
-        }
-        let event = Event::FxRateRemoved(FxRateRemoved {
-            removed_at: self.now(),
-        });
-        Ok((vec![(stream, event)], ResourceRef::FxRate(from, to)))
     }
 }
 

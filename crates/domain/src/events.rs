@@ -13,15 +13,16 @@ pub use crate::account::{
 };
 use crate::bank::{Concept, Miniref, PayinReferenceCode};
 use crate::card::CardInfo;
-use crate::consumer::ConsumerName;
+pub use crate::consumer::ConsumerPositionCommitted;
 pub use crate::customer::{CustomerCreated, CustomerIdentityUpdated};
-use crate::fx::Rate;
+pub use crate::deployment::DeploymentBootstrapped;
+pub use crate::file::FileUploaded;
+pub use crate::fx_rate::{FxRateRemoved, FxRateSet};
 use crate::iban::Iban;
 use crate::id::*;
 pub use crate::kernel::meta::MetaUpdated;
 pub use crate::kernel::stream::ResourceRef;
 use crate::meta::Meta;
-use crate::money::Currency;
 use crate::money::Money;
 use crate::payments::{AuthenticationType, DeclineReason};
 pub use crate::project::{ApiKeyCreated, ApiKeyRevoked, ProjectCreated};
@@ -232,39 +233,6 @@ pub struct BankPayinReceived {
 // --- Files and exchange rates ----------------------------------------------
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct FileUploaded {
-    pub id: FileId,
-    pub project_id: ProjectId,
-    /// SHA-256 of the content, which is stored outside the log under it.
-    pub sha256: [u8; 32],
-    pub name: String,
-    pub size: u64,
-    pub created_at: Timestamp,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct FxRateSet {
-    pub from: Currency,
-    pub to: Currency,
-    pub mid_rate: Rate,
-    pub spread_bps: u32,
-    pub set_at: Timestamp,
-}
-
-/// The first start of a deployment created its sandbox project (see
-/// [`crate::deployment`]).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct DeploymentBootstrapped {
-    pub sandbox_project_id: ProjectId,
-    pub bootstrapped_at: Timestamp,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct FxRateRemoved {
-    pub removed_at: Timestamp,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IdempotencyKeyUsed {
     pub project_id: ProjectId,
     /// The key as the client sent it, in records written before keys were
@@ -276,15 +244,6 @@ pub struct IdempotencyKeyUsed {
     /// The resource the original request produced.
     pub resource: ResourceRef,
     pub used_at: Timestamp,
-}
-
-/// On a consumer's stream: the position of the last event it processed.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ConsumerPositionCommitted {
-    pub project_id: ProjectId,
-    pub consumer: ConsumerName,
-    pub position: u64,
-    pub committed_at: Timestamp,
 }
 
 /// Every event of the domain.

@@ -11,12 +11,13 @@ use serde::{Deserialize, Serialize};
 
 pub use crate::kernel::consumer_name::{ConsumerName, ConsumerNameError};
 
+use crate::aggregate::Aggregate;
 use crate::command::{Context, Decided};
-use crate::error::{DomainError, Refusal};
-use crate::events::{ConsumerPositionCommitted, Event, ResourceRef};
-use crate::id::ProjectId;
-use crate::stream::StreamRef;
-use crate::time::Timestamp;
+use crate::events::Event;
+use crate::kernel::error::{DomainError, Refusal};
+use crate::kernel::id::ProjectId;
+use crate::kernel::stream::{ResourceRef, StreamRef};
+use crate::kernel::time::Timestamp;
 
 /// Where a consumer stands: the state of its stream.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -79,6 +80,30 @@ impl Context<'_> {
             committed_at: self.now(),
         });
         Ok((vec![(stream, event)], resource))
+    }
+}
+
+/// On a consumer's stream: the position of the last event it processed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConsumerPositionCommitted {
+    pub project_id: ProjectId,
+    pub consumer: ConsumerName,
+    pub position: u64,
+    pub committed_at: Timestamp,
+}
+
+/// Applies a consumer checkpoint event.
+pub(crate) fn evolve(state: Aggregate, event: &Event) -> Aggregate {
+    match (state, event) {
+        (Aggregate::Empty | Aggregate::Consumer(_), Event::ConsumerPositionCommitted(e)) => {
+            Aggregate::Consumer(ConsumerCheckpoint {
+                project_id: e.project_id,
+                consumer: e.consumer.clone(),
+                position: e.position,
+                committed_at: e.committed_at,
+            })
+        }
+        (state, event) => state.misapplied(event),
     }
 }
 

@@ -12,14 +12,15 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::aggregate::Aggregate;
 use crate::command::{Context, Decided};
-use crate::error::DomainError;
-use crate::events::{DeploymentBootstrapped, Event};
-use crate::id::ProjectId;
-use crate::meta::Meta;
+use crate::events::Event;
+use crate::kernel::error::DomainError;
+use crate::kernel::id::ProjectId;
+use crate::kernel::meta::Meta;
+use crate::kernel::stream::StreamRef;
+use crate::kernel::time::Timestamp;
 use crate::project::Environment;
-use crate::stream::StreamRef;
-use crate::time::Timestamp;
 
 /// The state of `deployment-bootstrap`: which project the first start made.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -52,6 +53,25 @@ impl Context<'_> {
             }),
         ));
         Ok((events, resource))
+    }
+}
+
+/// The first start of a deployment created its sandbox project (see
+/// [`crate::deployment`]).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeploymentBootstrapped {
+    pub sandbox_project_id: ProjectId,
+    pub bootstrapped_at: Timestamp,
+}
+
+/// Applies the bootstrap event.
+pub(crate) fn evolve(state: Aggregate, event: &Event) -> Aggregate {
+    match (state, event) {
+        (Aggregate::Empty, Event::DeploymentBootstrapped(e)) => Aggregate::Bootstrap(Bootstrap {
+            sandbox_project_id: e.sandbox_project_id,
+            bootstrapped_at: e.bootstrapped_at,
+        }),
+        (state, event) => state.misapplied(event),
     }
 }
 
