@@ -12,7 +12,6 @@ use crate::events::{Event, ResourceRef};
 pub use crate::file::StoredFile;
 pub use crate::fx_rate::{FxRateEntry, FxRateValue};
 use crate::id::ProjectId;
-use crate::money::Money;
 use crate::payments::*;
 pub use crate::project::{ApiKey, Project};
 use crate::time::Timestamp;
@@ -89,6 +88,21 @@ impl Aggregate {
             | Event::TransactionRecorded(_)
             | Event::ProjectBalanceChanged(_) => crate::account::evolve(self, event),
             Event::TransferCreated(_) | Event::TransferMetaUpdated(_) => crate::transfer::evolve(self, event),
+            Event::CardTokenCreated(_)
+            | Event::CardTokenUsed(_)
+            | Event::CardCreated(_)
+            | Event::CardMetaUpdated(_) => crate::card::evolve(self, event),
+            Event::CardPayinCreated(_)
+            | Event::CardPayinAuthenticationRequested(_)
+            | Event::CardPayinAuthorized(_)
+            | Event::CardPayinDeclined(_)
+            | Event::CardPayinSettled(_)
+            | Event::CardPayinRefundChanged(_)
+            | Event::CardPayinMetaUpdated(_)
+            | Event::CardPayinRefundCreated(_)
+            | Event::CardPayinRefundCompleted(_)
+            | Event::CardPayinRefundFailed(_)
+            | Event::CardPayinRefundMetaUpdated(_) => crate::card_payin::evolve(self, event),
             Event::FileUploaded(_) => crate::file::evolve(self, event),
             Event::FxRateSet(_) | Event::FxRateRemoved(_) => crate::fx_rate::evolve(self, event),
             Event::ConsumerPositionCommitted(_) => crate::consumer::evolve(self, event),
@@ -112,117 +126,6 @@ impl Aggregate {
                     request_hash: e.request_hash,
                     resource: e.resource,
                     used_at: e.used_at,
-                })
-            }
-            (state, event) => state.evolve_payments(event),
-        }
-    }
-
-    /// The events of card and bank resources, files and exchange rates.
-    fn evolve_payments(self, event: &Event) -> Self {
-        match (self, event) {
-            (Self::Empty, Event::CardTokenCreated(e)) => Self::CardToken(CardToken {
-                id: e.id,
-                project_id: e.project_id,
-                card_info: e.card_info.clone(),
-                created_at: e.created_at,
-                expires_at: e.expires_at,
-                used: None,
-            }),
-            (Self::CardToken(t), Event::CardTokenUsed(e)) => Self::CardToken(CardToken {
-                used: Some((e.used_by, e.used_at)),
-                ..t
-            }),
-            (Self::Empty, Event::CardCreated(e)) => Self::Card(Card {
-                id: e.id,
-                project_id: e.project_id,
-                customer_id: e.customer_id,
-                card_info: e.card_info.clone(),
-                card_token_id: e.card_token_id,
-                meta: e.meta.clone(),
-                created_at: e.created_at,
-            }),
-            (Self::Card(c), Event::CardMetaUpdated(e)) => Self::Card(Card {
-                meta: e.meta.clone(),
-                ..c
-            }),
-            (Self::Empty, Event::CardPayinCreated(e)) => Self::CardPayin(CardPayin {
-                id: e.id,
-                project_id: e.project_id,
-                account_id: e.account_id,
-                card_id: e.card_id,
-                card_token_id: e.card_token_id,
-                card_info: e.card_info.clone(),
-                state: CardPayinState::Processing,
-                decline_reason: None,
-                authentication_type: e.authentication_type,
-                authentication_url: None,
-                authentication_redirect_url: e.authentication_redirect_url.clone(),
-                transaction_id: None,
-                value: e.value,
-                refunded_value: Money::zero(e.value.currency),
-                meta: e.meta.clone(),
-                created_at: e.created_at,
-            }),
-            (Self::CardPayin(p), Event::CardPayinAuthenticationRequested(e)) => Self::CardPayin(CardPayin {
-                state: CardPayinState::AuthenticationPending,
-                authentication_url: Some(e.authentication_url.clone()),
-                ..p
-            }),
-            (Self::CardPayin(p), Event::CardPayinAuthorized(_)) => Self::CardPayin(CardPayin {
-                state: CardPayinState::Authorized,
-                ..p
-            }),
-            (Self::CardPayin(p), Event::CardPayinDeclined(e)) => Self::CardPayin(CardPayin {
-                state: CardPayinState::Declined,
-                decline_reason: Some(e.reason),
-                ..p
-            }),
-            (Self::CardPayin(p), Event::CardPayinSettled(e)) => Self::CardPayin(CardPayin {
-                state: CardPayinState::Settled,
-                transaction_id: Some(e.transaction_id),
-                ..p
-            }),
-            (Self::CardPayin(p), Event::CardPayinRefundChanged(e)) => {
-                debug_assert_eq!(p.refunded_value.checked_add(e.delta), Ok(e.refunded_value_after));
-                Self::CardPayin(CardPayin {
-                    refunded_value: e.refunded_value_after,
-                    ..p
-                })
-            }
-            (Self::CardPayin(p), Event::CardPayinMetaUpdated(e)) => Self::CardPayin(CardPayin {
-                meta: e.meta.clone(),
-                ..p
-            }),
-            (Self::Empty, Event::CardPayinRefundCreated(e)) => Self::CardPayinRefund(CardPayinRefund {
-                id: e.id,
-                project_id: e.project_id,
-                card_payin_id: e.card_payin_id,
-                account_id: e.account_id,
-                state: RefundState::Processing,
-                transaction_id: e.transaction_id,
-                failure_transaction_id: None,
-                value: e.value,
-                meta: e.meta.clone(),
-                created_at: e.created_at,
-            }),
-            (Self::CardPayinRefund(r), Event::CardPayinRefundCompleted(_)) => {
-                Self::CardPayinRefund(CardPayinRefund {
-                    state: RefundState::Completed,
-                    ..r
-                })
-            }
-            (Self::CardPayinRefund(r), Event::CardPayinRefundFailed(e)) => {
-                Self::CardPayinRefund(CardPayinRefund {
-                    state: RefundState::Failed,
-                    failure_transaction_id: Some(e.failure_transaction_id),
-                    ..r
-                })
-            }
-            (Self::CardPayinRefund(r), Event::CardPayinRefundMetaUpdated(e)) => {
-                Self::CardPayinRefund(CardPayinRefund {
-                    meta: e.meta.clone(),
-                    ..r
                 })
             }
             (state, event) => state.evolve_banking(event),

@@ -12,7 +12,12 @@ pub use crate::account::{
     TransactionRecorded,
 };
 use crate::bank::{Concept, Miniref, PayinReferenceCode};
-use crate::card::CardInfo;
+pub use crate::card::{CardCreated, CardTokenCreated, CardTokenUsed, TokenUse};
+pub use crate::card_payin::{
+    CardPayinAuthenticationRequested, CardPayinAuthorized, CardPayinCreated, CardPayinDeclined,
+    CardPayinRefundChanged, CardPayinRefundCompleted, CardPayinRefundCreated, CardPayinRefundFailed,
+    CardPayinSettled,
+};
 pub use crate::consumer::ConsumerPositionCommitted;
 pub use crate::customer::{CustomerCreated, CustomerIdentityUpdated};
 pub use crate::deployment::DeploymentBootstrapped;
@@ -24,118 +29,11 @@ pub use crate::kernel::meta::MetaUpdated;
 pub use crate::kernel::stream::ResourceRef;
 use crate::meta::Meta;
 use crate::money::Money;
-use crate::payments::{AuthenticationType, DeclineReason};
 pub use crate::project::{ApiKeyCreated, ApiKeyRevoked, ProjectCreated};
 use crate::time::Timestamp;
 pub use crate::transfer::{Exchange, TransferCreated, TransferCreatedV1};
 
 // --- Cards -----------------------------------------------------------------
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CardTokenCreated {
-    pub id: CardTokenId,
-    pub project_id: ProjectId,
-    pub card_info: CardInfo,
-    pub created_at: Timestamp,
-    pub expires_at: Timestamp,
-}
-
-/// What consumed a single-use card token.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum TokenUse {
-    Card(CardId),
-    CardPayin(CardPayinId),
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CardTokenUsed {
-    pub used_by: TokenUse,
-    pub used_at: Timestamp,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CardCreated {
-    pub id: CardId,
-    pub project_id: ProjectId,
-    pub customer_id: Option<CustomerId>,
-    pub card_info: CardInfo,
-    /// The token the card was made from, if any.
-    pub card_token_id: Option<CardTokenId>,
-    pub meta: Meta,
-    pub created_at: Timestamp,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CardPayinCreated {
-    pub id: CardPayinId,
-    pub project_id: ProjectId,
-    pub account_id: AccountId,
-    pub card_id: Option<CardId>,
-    pub card_token_id: Option<CardTokenId>,
-    pub card_info: CardInfo,
-    /// Always positive, in the account's currency.
-    pub value: Money,
-    pub authentication_type: AuthenticationType,
-    pub authentication_redirect_url: Option<String>,
-    pub meta: Meta,
-    pub created_at: Timestamp,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CardPayinAuthenticationRequested {
-    pub authentication_url: String,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CardPayinAuthorized {
-    pub authorized_at: Timestamp,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CardPayinDeclined {
-    pub reason: DeclineReason,
-    pub declined_at: Timestamp,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CardPayinSettled {
-    pub transaction_id: TransactionId,
-    pub settled_at: Timestamp,
-}
-
-/// On the payin's stream: a refund took (or gave back) part of its value.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CardPayinRefundChanged {
-    pub refund_id: CardPayinRefundId,
-    /// Positive when a refund is issued, negative when a refund fails.
-    pub delta: Money,
-    pub refunded_value_after: Money,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CardPayinRefundCreated {
-    pub id: CardPayinRefundId,
-    pub project_id: ProjectId,
-    pub card_payin_id: CardPayinId,
-    /// The account the funds were taken from.
-    pub account_id: AccountId,
-    pub transaction_id: TransactionId,
-    /// Always positive.
-    pub value: Money,
-    pub meta: Meta,
-    pub created_at: Timestamp,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CardPayinRefundCompleted {
-    pub completed_at: Timestamp,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CardPayinRefundFailed {
-    pub failure_transaction_id: TransactionId,
-    pub failed_at: Timestamp,
-}
 
 // --- Bank ------------------------------------------------------------------
 

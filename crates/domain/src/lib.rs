@@ -16,6 +16,7 @@ pub mod account;
 pub mod aggregate;
 pub mod banking;
 pub mod card;
+pub mod card_payin;
 pub mod command;
 pub mod consumer;
 pub mod customer;

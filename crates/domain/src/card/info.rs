@@ -51,9 +51,9 @@ use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
-use crate::error::Violations;
-use crate::id::ProjectId;
-use crate::time::Timestamp;
+use crate::kernel::error::Violations;
+use crate::kernel::id::ProjectId;
+use crate::kernel::time::Timestamp;
 
 /// Shortest and longest card numbers (ISO/IEC 7812).
 pub const MIN_DIGITS: usize = 12;
