@@ -103,11 +103,26 @@ impl Aggregate {
             | Event::CardPayinRefundCompleted(_)
             | Event::CardPayinRefundFailed(_)
             | Event::CardPayinRefundMetaUpdated(_) => crate::card_payin::evolve(self, event),
+            Event::BankAccountCreated(_) | Event::BankAccountMetaUpdated(_) => {
+                crate::bank_account::evolve(self, event)
+            }
+            Event::BankPayoutCreated(_)
+            | Event::BankPayoutCompleted(_)
+            | Event::BankPayoutFailed(_)
+            | Event::BankPayoutReturned(_)
+            | Event::BankPayoutMetaUpdated(_)
+            | Event::MinirefAssigned(_) => crate::bank_payout::evolve(self, event),
+            Event::BankPayinReferenceCreated(_)
+            | Event::BankPayinReferenceAccountChanged(_)
+            | Event::BankPayinReferenceMetaUpdated(_)
+            | Event::PayinReferenceCodeClaimed(_)
+            | Event::BankPayinReceived(_)
+            | Event::BankPayinMetaUpdated(_) => crate::bank_payin::evolve(self, event),
             Event::FileUploaded(_) => crate::file::evolve(self, event),
             Event::FxRateSet(_) | Event::FxRateRemoved(_) => crate::fx_rate::evolve(self, event),
             Event::ConsumerPositionCommitted(_) => crate::consumer::evolve(self, event),
             Event::DeploymentBootstrapped(_) => crate::deployment::evolve(self, event),
-            _ => self.evolve_unsplit(event),
+            Event::IdempotencyKeyUsed(_) => self.evolve_idempotency(event),
         }
     }
 
@@ -118,8 +133,9 @@ impl Aggregate {
         self
     }
 
-    /// The events of the families that do not have their own module yet.
-    fn evolve_unsplit(self, event: &Event) -> Self {
+    /// Applies the record of an idempotency key's use (the decision
+    /// context's own guard stream, not a family's).
+    fn evolve_idempotency(self, event: &Event) -> Self {
         match (self, event) {
             (Self::Empty | Self::Idempotency(_), Event::IdempotencyKeyUsed(e)) => {
                 Self::Idempotency(IdempotencyRecord {
@@ -128,106 +144,6 @@ impl Aggregate {
                     used_at: e.used_at,
                 })
             }
-            (state, event) => state.evolve_banking(event),
-        }
-    }
-
-    fn evolve_banking(self, event: &Event) -> Self {
-        match (self, event) {
-            (Self::Empty, Event::BankAccountCreated(e)) => Self::BankAccount(BankAccount {
-                id: e.id,
-                project_id: e.project_id,
-                customer_id: e.customer_id,
-                bank_account_info: e.bank_account_info.clone(),
-                meta: e.meta.clone(),
-                created_at: e.created_at,
-            }),
-            (Self::BankAccount(b), Event::BankAccountMetaUpdated(e)) => Self::BankAccount(BankAccount {
-                meta: e.meta.clone(),
-                ..b
-            }),
-            (Self::Empty, Event::BankPayoutCreated(e)) => Self::BankPayout(BankPayout {
-                id: e.id,
-                project_id: e.project_id,
-                account_id: e.account_id,
-                bank_account_id: e.bank_account_id,
-                bank_account_info: e.bank_account_info.clone(),
-                transaction_id: e.transaction_id,
-                failure_transaction_id: None,
-                state: BankPayoutState::Processing,
-                concept: e.concept.clone(),
-                miniref: e.miniref,
-                value: e.value,
-                meta: e.meta.clone(),
-                created_at: e.created_at,
-            }),
-            (Self::BankPayout(p), Event::BankPayoutCompleted(_)) => Self::BankPayout(BankPayout {
-                state: BankPayoutState::Completed,
-                ..p
-            }),
-            (Self::BankPayout(p), Event::BankPayoutFailed(e)) => Self::BankPayout(BankPayout {
-                state: BankPayoutState::Failed,
-                failure_transaction_id: Some(e.failure_transaction_id),
-                ..p
-            }),
-            (Self::BankPayout(p), Event::BankPayoutReturned(e)) => Self::BankPayout(BankPayout {
-                state: BankPayoutState::Refunded,
-                failure_transaction_id: Some(e.failure_transaction_id),
-                ..p
-            }),
-            (Self::BankPayout(p), Event::BankPayoutMetaUpdated(e)) => Self::BankPayout(BankPayout {
-                meta: e.meta.clone(),
-                ..p
-            }),
-            (Self::Empty, Event::MinirefAssigned(e)) => {
-                Self::PayoutDestination(PayoutDestination::default().assign(e.miniref, e.assigned_at))
-            }
-            (Self::PayoutDestination(d), Event::MinirefAssigned(e)) => {
-                Self::PayoutDestination(d.assign(e.miniref, e.assigned_at))
-            }
-            (Self::Empty, Event::BankPayinReferenceCreated(e)) => {
-                Self::BankPayinReference(BankPayinReference {
-                    id: e.id,
-                    project_id: e.project_id,
-                    account_id: e.account_id,
-                    reference: e.reference,
-                    meta: e.meta.clone(),
-                    created_at: e.created_at,
-                })
-            }
-            (Self::BankPayinReference(r), Event::BankPayinReferenceAccountChanged(e)) => {
-                Self::BankPayinReference(BankPayinReference {
-                    account_id: e.account_id,
-                    ..r
-                })
-            }
-            (Self::BankPayinReference(r), Event::BankPayinReferenceMetaUpdated(e)) => {
-                Self::BankPayinReference(BankPayinReference {
-                    meta: e.meta.clone(),
-                    ..r
-                })
-            }
-            (Self::Empty, Event::PayinReferenceCodeClaimed(e)) => {
-                Self::PayinReferenceCode(ReferenceCodeClaim {
-                    project_id: e.project_id,
-                    bank_payin_reference_id: e.bank_payin_reference_id,
-                })
-            }
-            (Self::Empty, Event::BankPayinReceived(e)) => Self::BankPayin(BankPayin {
-                id: e.id,
-                project_id: e.project_id,
-                bank_payin_reference_id: e.bank_payin_reference_id,
-                account_id: e.account_id,
-                transaction_id: e.transaction_id,
-                concept: e.concept.clone(),
-                value: e.value,
-                meta: e.meta.clone(),
-                created_at: e.created_at,
-            }),
-            (Self::BankPayin(p), Event::BankPayinMetaUpdated(e)) => Self::BankPayin(BankPayin {
-                meta: e.meta.clone(),
-                ..p
-            }),
             (state, event) => state.misapplied(event),
         }
     }

@@ -11,7 +11,11 @@ pub use crate::account::{
     AccountOpened, NegativeBalanceAllowanceChanged, ProjectBalanceChanged, Transaction, TransactionKind,
     TransactionRecorded,
 };
-use crate::bank::{Concept, Miniref, PayinReferenceCode};
+pub use crate::bank_account::{BankAccountCreated, BankAccountInfo};
+pub use crate::bank_payin::{
+    BankPayinReceived, BankPayinReferenceAccountChanged, BankPayinReferenceCreated, PayinReferenceCodeClaimed,
+};
+pub use crate::bank_payout::{BankPayoutCompleted, BankPayoutCreated, BankPayoutReversed, MinirefAssigned};
 pub use crate::card::{CardCreated, CardTokenCreated, CardTokenUsed, TokenUse};
 pub use crate::card_payin::{
     CardPayinAuthenticationRequested, CardPayinAuthorized, CardPayinCreated, CardPayinDeclined,
@@ -23,12 +27,9 @@ pub use crate::customer::{CustomerCreated, CustomerIdentityUpdated};
 pub use crate::deployment::DeploymentBootstrapped;
 pub use crate::file::FileUploaded;
 pub use crate::fx_rate::{FxRateRemoved, FxRateSet};
-use crate::iban::Iban;
 use crate::id::*;
 pub use crate::kernel::meta::MetaUpdated;
 pub use crate::kernel::stream::ResourceRef;
-use crate::meta::Meta;
-use crate::money::Money;
 pub use crate::project::{ApiKeyCreated, ApiKeyRevoked, ProjectCreated};
 use crate::time::Timestamp;
 pub use crate::transfer::{Exchange, TransferCreated, TransferCreatedV1};
@@ -36,97 +37,6 @@ pub use crate::transfer::{Exchange, TransferCreated, TransferCreatedV1};
 // --- Cards -----------------------------------------------------------------
 
 // --- Bank ------------------------------------------------------------------
-
-/// A bank account outside paycore.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct BankAccountInfo {
-    pub iban: Iban,
-    pub beneficiary_name: String,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct BankAccountCreated {
-    pub id: BankAccountId,
-    pub project_id: ProjectId,
-    pub customer_id: Option<CustomerId>,
-    pub bank_account_info: BankAccountInfo,
-    pub meta: Meta,
-    pub created_at: Timestamp,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct BankPayoutCreated {
-    pub id: BankPayoutId,
-    pub project_id: ProjectId,
-    pub account_id: AccountId,
-    pub bank_account_id: Option<BankAccountId>,
-    pub bank_account_info: BankAccountInfo,
-    pub transaction_id: TransactionId,
-    pub concept: Concept,
-    pub miniref: Miniref,
-    /// Always positive.
-    pub value: Money,
-    pub meta: Meta,
-    pub created_at: Timestamp,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct BankPayoutCompleted {
-    pub completed_at: Timestamp,
-}
-
-/// A payout that failed to be sent, or was sent and came back.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct BankPayoutReversed {
-    pub failure_transaction_id: TransactionId,
-    pub reversed_at: Timestamp,
-}
-
-/// On a payout destination's stream: a miniref given to a payout.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct MinirefAssigned {
-    pub project_id: ProjectId,
-    pub bank_payout_id: BankPayoutId,
-    pub miniref: Miniref,
-    pub assigned_at: Timestamp,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct BankPayinReferenceCreated {
-    pub id: BankPayinReferenceId,
-    pub project_id: ProjectId,
-    pub account_id: AccountId,
-    pub reference: PayinReferenceCode,
-    pub meta: Meta,
-    pub created_at: Timestamp,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct BankPayinReferenceAccountChanged {
-    pub account_id: AccountId,
-}
-
-/// On a reference code's stream: the code belongs to this reference.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PayinReferenceCodeClaimed {
-    pub project_id: ProjectId,
-    pub bank_payin_reference_id: BankPayinReferenceId,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct BankPayinReceived {
-    pub id: BankPayinId,
-    pub project_id: ProjectId,
-    pub bank_payin_reference_id: BankPayinReferenceId,
-    pub account_id: AccountId,
-    pub transaction_id: TransactionId,
-    /// As the sender wrote it.
-    pub concept: Concept,
-    /// Always positive.
-    pub value: Money,
-    pub meta: Meta,
-    pub created_at: Timestamp,
-}
 
 // --- Files and exchange rates ----------------------------------------------
 

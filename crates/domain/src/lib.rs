@@ -14,6 +14,9 @@ pub use customer::identity;
 
 pub mod account;
 pub mod aggregate;
+pub mod bank_account;
+pub mod bank_payin;
+pub mod bank_payout;
 pub mod banking;
 pub mod card;
 pub mod card_payin;
