@@ -16,7 +16,6 @@ use crate::events::*;
 use crate::fx::Rate;
 use crate::id::*;
 use crate::identity::Identity;
-pub(crate) use crate::kernel::error::overflow;
 use crate::meta::Meta;
 use crate::money::{Currency, Money};
 use crate::payments::{CardSource, NetworkVerdict, NewCardPayin, NewRefund};
@@ -24,6 +23,8 @@ use crate::project::Environment;
 use crate::stream::StreamRef;
 use crate::time::Timestamp;
 
+pub(crate) use crate::context::{Context, Decided};
+pub use crate::context::{Decision, Lookup};
 pub use crate::idempotency::{IDEMPOTENCY_WINDOW_SECONDS, IdempotencyKey, MAX_IDEMPOTENCY_KEY_CHARS};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -212,25 +213,6 @@ pub struct CommandEnvelope {
     pub now: Timestamp,
     pub idempotency: Option<IdempotencyKey>,
     pub command: Command,
-}
-
-/// Read access to the current state of the streams a command needs.
-pub trait Lookup {
-    fn get(&self, stream: &StreamRef) -> &Aggregate;
-}
-
-/// What a command decided.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Decision {
-    /// New events to append atomically, in order; `resource` is what the
-    /// command created or changed.
-    Apply {
-        events: Vec<(StreamRef, Event)>,
-        resource: ResourceRef,
-    },
-    /// A retry of an earlier request with the same idempotency key and
-    /// parameters: nothing to write, answer with the original resource.
-    Replay { resource: ResourceRef },
 }
 
 impl CommandEnvelope {
@@ -457,7 +439,8 @@ impl CommandEnvelope {
             }
             Command::ReceiveBankPayin(incoming) => {
                 let ctx = Context {
-                    envelope: self,
+                    project_id: self.project_id,
+                    now: self.now,
                     lookup,
                 };
                 if let Some(reference_id) = ctx.claimed_reference(&incoming.candidate_codes()) {
@@ -528,10 +511,12 @@ fn live_record<'a>(
     })
 }
 
-pub(crate) type Decided = (Vec<(StreamRef, Event)>, ResourceRef);
-
 fn decide_command(envelope: &CommandEnvelope, lookup: &dyn Lookup) -> Result<Decided, DomainError> {
-    let ctx = Context { envelope, lookup };
+    let ctx = Context {
+        project_id: envelope.project_id,
+        now: envelope.now,
+        lookup,
+    };
     match &envelope.command {
         Command::CreateProject {
             id,
@@ -674,76 +659,5 @@ fn decide_command(envelope: &CommandEnvelope, lookup: &dyn Lookup) -> Result<Dec
         } => ctx.set_fx_rate(*from, *to, *mid_rate, *spread_bps),
         Command::RemoveFxRate { from, to } => ctx.remove_fx_rate(*from, *to),
         Command::CommitConsumerPosition(commit) => ctx.commit_consumer_position(commit),
-    }
-}
-
-pub(crate) struct Context<'a> {
-    pub(crate) envelope: &'a CommandEnvelope,
-    pub(crate) lookup: &'a dyn Lookup,
-}
-
-impl Context<'_> {
-    pub(crate) fn now(&self) -> Timestamp {
-        self.envelope.now
-    }
-
-    pub(crate) fn require_sandbox(&self, what: &str) -> Result<(), DomainError> {
-        if self.project()?.environment == Environment::Sandbox {
-            Ok(())
-        } else {
-            Err(DomainError::refused(
-                Refusal::SandboxOnly,
-                format!("{what} is only possible in sandbox projects"),
-            ))
-        }
-    }
-
-    /// Replaces the meta of `resource`, a resource of the caller's project
-    /// (`kind` names it in the not-found error).
-    fn replace_meta(
-        &self,
-        resource: ResourceRef,
-        kind: &'static str,
-        meta: &Meta,
-        updated: fn(MetaUpdated) -> Event,
-    ) -> Result<Decided, DomainError> {
-        let stream = resource.stream();
-        // A stream's category fixes its aggregate's kind: owning it is enough.
-        if self.owned(&stream).is_none() {
-            return Err(DomainError::not_found(kind, stream.instance()));
-        }
-        let event = updated(MetaUpdated { meta: meta.clone() });
-        Ok((vec![(stream, event)], resource))
-    }
-
-    pub(crate) fn project(&self) -> Result<&crate::aggregate::Project, DomainError> {
-        let id = self.envelope.project_id;
-        self.lookup
-            .get(&StreamRef::Project(id))
-            .as_project()
-            .ok_or_else(|| DomainError::not_found("project", id))
-    }
-
-    /// The aggregate at `stream` if it belongs to the caller's project: another
-    /// project's resource is indistinguishable from a missing one.
-    pub(crate) fn owned(&self, stream: &StreamRef) -> Option<&Aggregate> {
-        let state = self.lookup.get(stream);
-        (state.project_id() == Some(self.envelope.project_id)).then_some(state)
-    }
-
-    pub(crate) fn must_be_new(
-        &self,
-        stream: &StreamRef,
-        kind: &'static str,
-        id: impl std::fmt::Display,
-    ) -> Result<(), DomainError> {
-        if self.lookup.get(stream).is_empty() {
-            Ok(())
-        } else {
-            Err(DomainError::AlreadyExists {
-                kind,
-                id: id.to_string(),
-            })
-        }
     }
 }

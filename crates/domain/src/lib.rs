@@ -22,6 +22,7 @@ pub mod card;
 pub mod card_payin;
 pub mod command;
 pub mod consumer;
+mod context;
 pub mod customer;
 pub mod deployment;
 pub mod events;

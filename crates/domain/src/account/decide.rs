@@ -3,7 +3,7 @@
 use super::events::{AccountOpened, NegativeBalanceAllowanceChanged, TransactionKind};
 use super::state::Account;
 use crate::aggregate::Aggregate;
-use crate::command::{Context, Decided};
+use crate::context::{Context, Decided};
 use crate::events::Event;
 use crate::kernel::error::{DomainError, Refusal, overflow};
 use crate::kernel::id::{AccountId, CustomerId, TransactionId};
@@ -36,7 +36,7 @@ impl Context<'_> {
             currency,
             allow_negative_balance,
             meta: meta.clone(),
-            created_at: self.envelope.now,
+            created_at: self.now,
         });
         Ok((vec![(stream, event)], ResourceRef::Account(id)))
     }

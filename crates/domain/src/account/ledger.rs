@@ -6,7 +6,7 @@
 use super::events::{ProjectBalanceChanged, Transaction, TransactionKind, TransactionRecorded};
 use super::state::Account;
 use crate::aggregate::Aggregate;
-use crate::command::Context;
+use crate::context::Context;
 use crate::events::Event;
 use crate::kernel::error::{DomainError, Refusal, overflow};
 use crate::kernel::id::{AccountId, TransactionId};

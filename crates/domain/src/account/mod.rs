@@ -3,7 +3,7 @@
 //! change, and the project's total in the currency when money enters or
 //! leaves the project).
 //!
-//! [`Context::movement`]: crate::command::Context::movement
+//! [`Context::movement`]: crate::context::Context::movement
 
 mod decide;
 mod events;

@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::aggregate::Aggregate;
-use crate::command::{Context, Decided};
+use crate::context::{Context, Decided};
 use crate::events::Event;
 use crate::kernel::error::DomainError;
 use crate::kernel::iban::Iban;

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::account::TransactionKind;
 use crate::aggregate::Aggregate;
-use crate::command::{Context, Decided};
+use crate::context::{Context, Decided};
 use crate::events::Event;
 use crate::kernel::bank::{Concept, PayinReferenceCode};
 use crate::kernel::error::{DomainError, Refusal};
@@ -159,9 +159,7 @@ impl Context<'_> {
     pub(crate) fn claimed_reference(&self, codes: &[PayinReferenceCode]) -> Option<BankPayinReferenceId> {
         codes.iter().find_map(
             |code| match self.lookup.get(&StreamRef::PayinReferenceCode(*code)) {
-                crate::Aggregate::PayinReferenceCode(claim)
-                    if claim.project_id == self.envelope.project_id =>
-                {
+                crate::Aggregate::PayinReferenceCode(claim) if claim.project_id == self.project_id => {
                     Some(claim.bank_payin_reference_id)
                 }
                 _ => None,

@@ -23,7 +23,7 @@ pub use events::{BankPayoutCompleted, BankPayoutCreated, BankPayoutReversed, Min
 use crate::account::TransactionKind;
 use crate::aggregate::Aggregate;
 use crate::bank_account::{BankAccountInfo, check_beneficiary_name};
-use crate::command::{Context, Decided};
+use crate::context::{Context, Decided};
 use crate::events::Event;
 use crate::kernel::bank::{Concept, Miniref};
 use crate::kernel::error::{DomainError, Refusal, overflow};

@@ -4,7 +4,7 @@
 use super::events::{CardCreated, CardTokenCreated, CardTokenUsed, TokenUse};
 use super::info::CardInfo;
 use super::state::{CARD_TOKEN_LIFETIME_SECONDS, CardSource};
-use crate::command::{Context, Decided};
+use crate::context::{Context, Decided};
 use crate::events::Event;
 use crate::kernel::error::{DomainError, Refusal};
 use crate::kernel::id::*;

@@ -26,7 +26,7 @@ pub use events::{
 use crate::account::TransactionKind;
 use crate::aggregate::Aggregate;
 use crate::card::{CardInfo, CardSource, TokenUse};
-use crate::command::{Context, Decided};
+use crate::context::{Context, Decided};
 use crate::events::Event;
 use crate::kernel::error::{DomainError, Refusal};
 use crate::kernel::id::*;
@@ -382,11 +382,13 @@ impl Context<'_> {
                 ),
             ));
         }
-        let debit = value.checked_neg().map_err(|_| crate::command::overflow())?;
+        let debit = value
+            .checked_neg()
+            .map_err(|_| crate::kernel::error::overflow())?;
         let refunded_after = payin
             .refunded_value
             .checked_add(value)
-            .map_err(|_| crate::command::overflow())?;
+            .map_err(|_| crate::kernel::error::overflow())?;
         debug_assert!(refunded_after.amount <= payin.value.amount);
         let mut events = vec![
             (
@@ -464,7 +466,7 @@ impl Context<'_> {
         let refunded_after = payin
             .refunded_value
             .checked_sub(refund.value)
-            .map_err(|_| crate::command::overflow())?;
+            .map_err(|_| crate::kernel::error::overflow())?;
         debug_assert!(refunded_after.amount >= 0);
         let mut events = vec![
             (
@@ -481,7 +483,7 @@ impl Context<'_> {
                     delta: refund
                         .value
                         .checked_neg()
-                        .map_err(|_| crate::command::overflow())?,
+                        .map_err(|_| crate::kernel::error::overflow())?,
                     refunded_value_after: refunded_after,
                 }),
             ),

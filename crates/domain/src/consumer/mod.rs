@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 pub use crate::kernel::consumer_name::{ConsumerName, ConsumerNameError};
 
 use crate::aggregate::Aggregate;
-use crate::command::{Context, Decided};
+use crate::context::{Context, Decided};
 use crate::events::Event;
 use crate::kernel::error::{DomainError, Refusal};
 use crate::kernel::id::ProjectId;

@@ -5,7 +5,7 @@ use super::events::{CustomerCreated, CustomerIdentityUpdated};
 use super::identity::{Identity, IdentityDocument};
 use super::state::Customer;
 use crate::aggregate::Aggregate;
-use crate::command::{Context, Decided};
+use crate::context::{Context, Decided};
 use crate::events::Event;
 use crate::kernel::error::{DomainError, Violations};
 use crate::kernel::id::{CustomerId, FileId};
@@ -35,7 +35,7 @@ impl Context<'_> {
             project_id: project.id,
             identity: identity.clone(),
             meta: meta.clone(),
-            created_at: self.envelope.now,
+            created_at: self.now,
         });
         Ok((vec![(stream, event)], ResourceRef::Customer(id)))
     }

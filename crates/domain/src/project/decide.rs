@@ -4,7 +4,7 @@ use super::Environment;
 use super::api_key::KeyKind;
 use super::events::{ApiKeyCreated, ApiKeyRevoked, ProjectCreated};
 use crate::aggregate::Aggregate;
-use crate::command::{Context, Decided};
+use crate::context::{Context, Decided};
 use crate::events::Event;
 use crate::kernel::error::{DomainError, Refusal};
 use crate::kernel::id::{ApiKeyId, ProjectId};
@@ -19,7 +19,7 @@ impl Context<'_> {
         environment: Environment,
         meta: &Meta,
     ) -> Result<Decided, DomainError> {
-        if id != self.envelope.project_id {
+        if id != self.project_id {
             return Err(DomainError::invalid(
                 "id",
                 "a new project's ID must be the envelope's project ID",
@@ -35,7 +35,7 @@ impl Context<'_> {
             name: name.to_owned(),
             environment,
             meta: meta.clone(),
-            created_at: self.envelope.now,
+            created_at: self.now,
         });
         Ok((vec![(stream, event)], ResourceRef::Project(id)))
     }
@@ -63,7 +63,7 @@ impl Context<'_> {
             project_id: project.id,
             kind,
             secret_hash,
-            created_at: self.envelope.now,
+            created_at: self.now,
         });
         Ok((vec![(stream, event)], ResourceRef::ApiKey(id)))
     }
@@ -80,9 +80,27 @@ impl Context<'_> {
                 format!("api key {id} is already revoked"),
             ));
         }
-        let event = Event::ApiKeyRevoked(ApiKeyRevoked {
-            revoked_at: self.envelope.now,
-        });
+        let event = Event::ApiKeyRevoked(ApiKeyRevoked { revoked_at: self.now });
         Ok((vec![(stream, event)], ResourceRef::ApiKey(id)))
+    }
+
+    /// The caller's project: how other families read it.
+    pub(crate) fn require_sandbox(&self, what: &str) -> Result<(), DomainError> {
+        if self.project()?.environment == Environment::Sandbox {
+            Ok(())
+        } else {
+            Err(DomainError::refused(
+                Refusal::SandboxOnly,
+                format!("{what} is only possible in sandbox projects"),
+            ))
+        }
+    }
+
+    pub(crate) fn project(&self) -> Result<&crate::aggregate::Project, DomainError> {
+        let id = self.project_id;
+        self.lookup
+            .get(&StreamRef::Project(id))
+            .as_project()
+            .ok_or_else(|| DomainError::not_found("project", id))
     }
 }

@@ -4,7 +4,7 @@
 use super::events::{Exchange, TransferCreated};
 use crate::account::TransactionKind;
 use crate::aggregate::Aggregate;
-use crate::command::{Context, Decided};
+use crate::context::{Context, Decided};
 use crate::events::Event;
 use crate::kernel::error::{DomainError, Refusal, Violations, overflow};
 use crate::kernel::id::{AccountId, TransactionId, TransferId};
@@ -49,7 +49,7 @@ impl Context<'_> {
             stream,
             Event::TransferCreated(TransferCreated {
                 id,
-                project_id: self.envelope.project_id,
+                project_id: self.project_id,
                 source_account_id: source_id,
                 destination_account_id: destination_id,
                 source_transaction_id: source_tx,
