@@ -1,8 +1,11 @@
+pub(crate) mod convert;
+mod transactions;
+
 use paycore_domain::{AccountId, TransactionId, Violations};
 use tonic::{Request, Response, Status};
 
 use super::{Handlers, correlation_id, finish, methods, unexpected};
-use crate::convert;
+use crate::convert as shared;
 use crate::pb::{self, account_service_server::AccountService};
 use paycore_projections::ReadModels;
 
@@ -50,8 +53,8 @@ impl AccountService for Handlers {
         let caller = self.caller(&request).await?;
         let request = request.get_ref();
         let mut v = Violations::new();
-        let id = convert::id::<AccountId>(&request.account_id, "account_id", &mut v);
-        let as_of = convert::required_as_of(request.as_of.as_ref(), &mut v);
+        let id = shared::id::<AccountId>(&request.account_id, "account_id", &mut v);
+        let as_of = shared::required_as_of(request.as_of.as_ref(), &mut v);
         let (id, as_of) = finish(v, id.zip(as_of))?;
         let history = self.account_as_of(caller.project_id, id, as_of).await?;
         Ok(Response::new(convert::account_at_pb(&history)))

@@ -1,8 +1,9 @@
+pub(crate) mod convert;
+
 use paycore_domain::{CustomerId, Violations};
 use tonic::{Request, Response, Status};
 
 use super::{Handlers, correlation_id, finish, methods, unexpected};
-use crate::convert;
 use crate::pb::{self, customer_service_server::CustomerService};
 use paycore_projections::ReadModels;
 

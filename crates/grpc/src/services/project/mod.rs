@@ -1,8 +1,9 @@
+pub(crate) mod convert;
+
 use paycore_domain::{DomainError, StreamRef, Violations};
 use tonic::{Request, Response, Status};
 
 use super::{Handlers, correlation_id, finish, unexpected};
-use crate::convert;
 use crate::errors::{domain_status, engine_status, model_status};
 use crate::pb::{self, project_service_server::ProjectService};
 

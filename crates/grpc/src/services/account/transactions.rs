@@ -1,10 +1,11 @@
 use paycore_domain::{AccountId, TransactionId, Violations};
 use tonic::{Request, Response, Status};
 
-use super::{Handlers, finish};
-use crate::convert;
+use super::convert;
+use crate::convert as shared;
 use crate::errors::page_status;
 use crate::pb::{self, transaction_service_server::TransactionService};
+use crate::services::{Handlers, finish};
 
 #[tonic::async_trait]
 impl TransactionService for Handlers {
@@ -32,9 +33,9 @@ impl TransactionService for Handlers {
         let caller = self.caller(&request).await?;
         let request = request.get_ref();
         let mut v = Violations::new();
-        let page = convert::page_request(request.page_size, &request.page_token, &mut v);
-        let account = convert::optional_id::<AccountId>(request.account_id.as_deref(), "account_id", &mut v);
-        let as_of = convert::as_of(request.as_of.as_ref(), &mut v);
+        let page = shared::page_request(request.page_size, &request.page_token, &mut v);
+        let account = shared::optional_id::<AccountId>(request.account_id.as_deref(), "account_id", &mut v);
+        let as_of = shared::as_of(request.as_of.as_ref(), &mut v);
         if matches!(as_of, Some(Some(_))) && matches!(account, Some(None)) {
             v.add(
                 "as_of",

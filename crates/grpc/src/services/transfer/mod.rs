@@ -1,8 +1,9 @@
+pub(crate) mod convert;
+
 use paycore_domain::{TransactionId, TransferId, Violations};
 use tonic::{Request, Response, Status};
 
 use super::{Handlers, correlation_id, finish, methods, unexpected};
-use crate::convert::{self, TransferIds};
 use crate::pb::{self, transfer_service_server::TransferService};
 use paycore_projections::ReadModels;
 
@@ -16,7 +17,7 @@ impl TransferService for Handlers {
         let (caller, key) = self
             .create_caller(&request, methods::CREATE_TRANSFER, &mut v)
             .await?;
-        let ids = TransferIds {
+        let ids = convert::TransferIds {
             transfer: TransferId::from_uuid(self.new_uuid()),
             source_transaction: TransactionId::from_uuid(self.new_uuid()),
             destination_transaction: TransactionId::from_uuid(self.new_uuid()),
