@@ -168,6 +168,28 @@ pub fn page_request(page_size: i32, page_token: &str, v: &mut Violations) -> Opt
     Some(PageRequest { size, token })
 }
 
+/// A required, positive `value`.
+pub fn positive_money(value: Option<&pb::Money>, field: &str, v: &mut Violations) -> Option<Money> {
+    let value = money(value, field, v)?;
+    if value.amount <= 0 {
+        v.add(format!("{field}.amount"), "must be positive");
+        return None;
+    }
+    Some(value)
+}
+
+/// `update_mask` (only `meta`) and `meta` of an `Update*` request.
+pub fn meta_update(
+    mask: Option<&prost_types::FieldMask>,
+    meta: &std::collections::BTreeMap<String, String>,
+    v: &mut Violations,
+) -> Option<Meta> {
+    let mask = Mask::parse(mask, &["meta"], v);
+    let meta = self::meta(meta, "meta", v);
+    mask?;
+    meta
+}
+
 // The conversions of each family live beside its service
 // (`services/<family>/convert.rs`); they keep their former paths here, which
 // the fuzz targets use.

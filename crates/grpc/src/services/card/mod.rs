@@ -17,6 +17,8 @@
 //! (or an idempotent retry answers an older resource), the new entry is
 //! forgotten again.
 
+pub(crate) mod convert;
+
 use std::collections::HashMap;
 
 use paycore_domain::aggregate::Aggregate;
@@ -33,9 +35,9 @@ use tonic::{Code, Request, Response, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 use uuid::Uuid;
 
+use self::convert::SourceRequest;
 use super::{Handlers, correlation_id, finish, methods, unexpected};
 use crate::auth::{self, Caller};
-use crate::convert_cards::{self, SourceRequest};
 use crate::errors::{ERROR_DOMAIN, REASON_STORE_UNAVAILABLE, engine_status, internal};
 use crate::idempotency;
 use crate::pb::{self, card_service_server::CardService, card_token_service_server::CardTokenService};
@@ -55,7 +57,7 @@ impl CardTokenService for Handlers {
             card_info: body
                 .card_info
                 .as_ref()
-                .map(|info| convert_cards::card_info_for_hash(info, &fingerprint_key)),
+                .map(|info| convert::card_info_for_hash(info, &fingerprint_key)),
         };
         let key = idempotency::key(
             &self.key_scope(&caller)?,
@@ -65,7 +67,7 @@ impl CardTokenService for Handlers {
             &mut v,
         );
         let card = match &body.card_info {
-            Some(info) => convert_cards::card_info_request(info, "card_info", self.today(), &mut v),
+            Some(info) => convert::card_info_request(info, "card_info", self.today(), &mut v),
             None => {
                 v.add("card_info", "is required");
                 None
@@ -90,7 +92,7 @@ impl CardTokenService for Handlers {
         let token = state
             .as_card_token()
             .ok_or_else(|| unexpected("card token", &state))?;
-        Ok(Response::new(convert_cards::card_token_pb(token)))
+        Ok(Response::new(convert::card_token_pb(token)))
     }
 
     async fn get_card_token(
@@ -110,7 +112,7 @@ impl CardTokenService for Handlers {
                 },
             )
             .await?;
-        Ok(Response::new(convert_cards::card_token_pb(&token)))
+        Ok(Response::new(convert::card_token_pb(&token)))
     }
 }
 
@@ -128,7 +130,7 @@ impl CardService for Handlers {
             card_info: body
                 .card_info
                 .as_ref()
-                .map(|info| convert_cards::card_info_for_hash(info, &fingerprint_key)),
+                .map(|info| convert::card_info_for_hash(info, &fingerprint_key)),
             ..body.clone()
         };
         let key = idempotency::key(
@@ -138,7 +140,7 @@ impl CardService for Handlers {
             &hashed,
             &mut v,
         );
-        let parsed = convert_cards::create_card(body, self.today(), &mut v);
+        let parsed = convert::create_card(body, self.today(), &mut v);
         let parsed = finish(v, parsed)?;
         let id = CardId::from_uuid(self.new_uuid());
         let resolved = self
@@ -162,7 +164,7 @@ impl CardService for Handlers {
             .await?;
         let card = state.as_card().ok_or_else(|| unexpected("card", &state))?;
         self.forget_used_token(&resolved.source).await;
-        Ok(Response::new(convert_cards::card_pb(card)))
+        Ok(Response::new(convert::card_pb(card)))
     }
 
     async fn get_card(&self, request: Request<pb::GetCardRequest>) -> Result<Response<pb::Card>, Status> {
@@ -173,7 +175,7 @@ impl CardService for Handlers {
                     .map(|found| found.and_then(|state| state.as_card().cloned()))
             })
             .await?;
-        Ok(Response::new(convert_cards::card_pb(&card)))
+        Ok(Response::new(convert::card_pb(&card)))
     }
 
     async fn list_cards(
@@ -187,7 +189,7 @@ impl CardService for Handlers {
             })
             .await?;
         Ok(Response::new(pb::ListCardsResponse {
-            items: page.items.iter().filter_map(convert_cards::card_pb_of).collect(),
+            items: page.items.iter().filter_map(convert::card_pb_of).collect(),
             next_page_token: page.next_token.unwrap_or_default(),
         }))
     }
@@ -198,13 +200,13 @@ impl CardService for Handlers {
     ) -> Result<Response<pb::Card>, Status> {
         let caller = self.caller(&request).await?;
         let mut v = Violations::new();
-        let command = convert_cards::update_card(request.get_ref(), &mut v);
+        let command = convert::update_card(request.get_ref(), &mut v);
         let command = finish(v, command)?;
         let state = self
             .execute(&caller, correlation_id(request.metadata()), None, command)
             .await?;
         let card = state.as_card().ok_or_else(|| unexpected("card", &state))?;
-        Ok(Response::new(convert_cards::card_pb(card)))
+        Ok(Response::new(convert::card_pb(card)))
     }
 }
 

@@ -1,10 +1,12 @@
 //! Card payins and their refunds.
 //!
 //! The decider never sees a card number: before a payin command runs, this
-//! facade finds the number (request, token or stored card; see `cards.rs`),
+//! facade finds the number (request, token or stored card; see `card/mod.rs`),
 //! asks the card network, and puts only the verdict in the command. Sandbox
 //! projects ask the sandbox network (`paycore_domain::sandbox_network`); no
 //! network is connected to live projects yet.
+
+pub(crate) mod convert;
 
 use std::collections::HashMap;
 
@@ -21,14 +23,15 @@ use paycore_projections::{PageError, ResourceKind};
 use tonic::{Code, Request, Response, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
-use super::cards::{KnownCard, ResolvedCard};
+use self::convert::{AuthenticationRequest, RefundIds};
+use super::card::{KnownCard, ResolvedCard};
 use super::{Handlers, correlation_id, finish, methods, unexpected};
 use crate::auth::{self, Caller};
-use crate::convert;
-use crate::convert_cards::{self, AuthenticationRequest, RefundIds};
+use crate::convert as shared;
 use crate::errors::{ERROR_DOMAIN, domain_status, internal, page_status};
 use crate::idempotency;
 use crate::pb::{self, card_payin_service_server::CardPayinService};
+use crate::services::card::convert as card_convert;
 
 /// `ErrorInfo.reason` of a card payin in a project no card network serves.
 pub const REASON_CARD_NETWORK_UNAVAILABLE: &str = "CARD_NETWORK_UNAVAILABLE";
@@ -53,7 +56,7 @@ impl CardPayinService for Handlers {
             card_info: body
                 .card_info
                 .as_ref()
-                .map(|info| convert_cards::card_info_for_hash(info, &fingerprint_key)),
+                .map(|info| card_convert::card_info_for_hash(info, &fingerprint_key)),
             ..body.clone()
         };
         let key = idempotency::key(
@@ -63,7 +66,7 @@ impl CardPayinService for Handlers {
             &hashed,
             &mut v,
         );
-        let parsed = convert_cards::create_card_payin(body, self.today(), &mut v);
+        let parsed = convert::create_card_payin(body, self.today(), &mut v);
         let parsed = finish(v, parsed)?;
         if caller.environment != Environment::Sandbox {
             return Err(card_network_unavailable());
@@ -96,7 +99,7 @@ impl CardPayinService for Handlers {
             self.forget_sealed(&resource).await;
         }
         log_payin(payin, "card payin created");
-        Ok(Response::new(convert_cards::card_payin_pb(payin)))
+        Ok(Response::new(convert::card_payin_pb(payin)))
     }
 
     async fn get_card_payin(
@@ -116,7 +119,7 @@ impl CardPayinService for Handlers {
                 },
             )
             .await?;
-        Ok(Response::new(convert_cards::card_payin_pb(&payin)))
+        Ok(Response::new(convert::card_payin_pb(&payin)))
     }
 
     async fn list_card_payins(
@@ -130,11 +133,7 @@ impl CardPayinService for Handlers {
             })
             .await?;
         Ok(Response::new(pb::ListCardPayinsResponse {
-            items: page
-                .items
-                .iter()
-                .filter_map(convert_cards::card_payin_pb_of)
-                .collect(),
+            items: page.items.iter().filter_map(convert::card_payin_pb_of).collect(),
             next_page_token: page.next_token.unwrap_or_default(),
         }))
     }
@@ -145,7 +144,7 @@ impl CardPayinService for Handlers {
     ) -> Result<Response<pb::CardPayin>, Status> {
         let caller = self.caller(&request).await?;
         let mut v = Violations::new();
-        let command = convert_cards::update_card_payin(request.get_ref(), &mut v);
+        let command = convert::update_card_payin(request.get_ref(), &mut v);
         let command = finish(v, command)?;
         self.payin_command(&caller, &request, None, command).await
     }
@@ -158,7 +157,7 @@ impl CardPayinService for Handlers {
         let (caller, key) = self
             .create_caller(&request, methods::COMPLETE_CARD_PAYIN_AUTHENTICATION, &mut v)
             .await?;
-        let id = convert::id::<CardPayinId>(&request.get_ref().card_payin_id, "card_payin_id", &mut v);
+        let id = shared::id::<CardPayinId>(&request.get_ref().card_payin_id, "card_payin_id", &mut v);
         let id = finish(v, id)?;
         let authentication = if request.get_ref().authentication_failed {
             Authentication::Failed
@@ -181,7 +180,7 @@ impl CardPayinService for Handlers {
             self.forget_sealed(&payin.id.to_string()).await;
         }
         log_payin(payin, "card payin authentication completed");
-        Ok(Response::new(convert_cards::card_payin_pb(payin)))
+        Ok(Response::new(convert::card_payin_pb(payin)))
     }
 
     async fn settle_card_payin(
@@ -192,7 +191,7 @@ impl CardPayinService for Handlers {
         let (caller, key) = self
             .create_caller(&request, methods::SETTLE_CARD_PAYIN, &mut v)
             .await?;
-        let id = convert::id::<CardPayinId>(&request.get_ref().card_payin_id, "card_payin_id", &mut v);
+        let id = shared::id::<CardPayinId>(&request.get_ref().card_payin_id, "card_payin_id", &mut v);
         let id = finish(v, id)?;
         let command = Command::SettleCardPayin {
             id,
@@ -213,7 +212,7 @@ impl CardPayinService for Handlers {
             refund: CardPayinRefundId::from_uuid(self.new_uuid()),
             transaction: TransactionId::from_uuid(self.new_uuid()),
         };
-        let command = convert_cards::create_card_payin_refund(request.get_ref(), ids, &mut v);
+        let command = convert::create_card_payin_refund(request.get_ref(), ids, &mut v);
         let command = finish(v, command)?;
         self.refund_command(&caller, &request, key, command).await
     }
@@ -235,7 +234,7 @@ impl CardPayinService for Handlers {
                 },
             )
             .await?;
-        Ok(Response::new(convert_cards::card_payin_refund_pb(&refund)))
+        Ok(Response::new(convert::card_payin_refund_pb(&refund)))
     }
 
     async fn list_card_payin_refunds(
@@ -245,8 +244,8 @@ impl CardPayinService for Handlers {
         let caller = self.caller(&request).await?;
         let body = request.get_ref();
         let mut v = Violations::new();
-        let payin = convert::id::<CardPayinId>(&body.card_payin_id, "card_payin_id", &mut v);
-        let page = convert::page_request(body.page_size, &body.page_token, &mut v);
+        let payin = shared::id::<CardPayinId>(&body.card_payin_id, "card_payin_id", &mut v);
+        let page = shared::page_request(body.page_size, &body.page_token, &mut v);
         let (payin, page) = finish(v, payin.zip(page))?;
         let page = self
             .state
@@ -260,7 +259,7 @@ impl CardPayinService for Handlers {
             items: page
                 .items
                 .iter()
-                .filter_map(convert_cards::card_payin_refund_pb_of)
+                .filter_map(convert::card_payin_refund_pb_of)
                 .collect(),
             next_page_token: page.next_token.unwrap_or_default(),
         }))
@@ -272,7 +271,7 @@ impl CardPayinService for Handlers {
     ) -> Result<Response<pb::CardPayinRefund>, Status> {
         let caller = self.caller(&request).await?;
         let mut v = Violations::new();
-        let command = convert_cards::update_card_payin_refund(request.get_ref(), &mut v);
+        let command = convert::update_card_payin_refund(request.get_ref(), &mut v);
         let command = finish(v, command)?;
         self.refund_command(&caller, &request, None, command).await
     }
@@ -403,7 +402,7 @@ impl Handlers {
         let payin = state
             .as_card_payin()
             .ok_or_else(|| unexpected("card payin", &state))?;
-        Ok(Response::new(convert_cards::card_payin_pb(payin)))
+        Ok(Response::new(convert::card_payin_pb(payin)))
     }
 
     /// Runs a command on a refund and answers the refund.
@@ -420,12 +419,12 @@ impl Handlers {
         let refund = state
             .as_card_payin_refund()
             .ok_or_else(|| unexpected("card payin refund", &state))?;
-        Ok(Response::new(convert_cards::card_payin_refund_pb(refund)))
+        Ok(Response::new(convert::card_payin_refund_pb(refund)))
     }
 }
 
 fn refund_id(text: &str, v: &mut Violations) -> Option<CardPayinRefundId> {
-    convert::id::<CardPayinRefundId>(text, "card_payin_refund_id", v)
+    shared::id::<CardPayinRefundId>(text, "card_payin_refund_id", v)
 }
 
 /// The sandbox network's answer. A card whose expiry month has passed is
