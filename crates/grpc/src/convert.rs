@@ -8,6 +8,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::str::FromStr;
 
+use paycore_domain::bank::Concept;
 use paycore_domain::history::AsOf;
 use paycore_domain::id::IdError;
 use paycore_domain::{Currency, Meta, Money, Violations};
@@ -168,7 +169,8 @@ pub fn page_request(page_size: i32, page_token: &str, v: &mut Violations) -> Opt
     Some(PageRequest { size, token })
 }
 
-/// A required, positive `value`.
+/// A required positive amount in `field` (the deciders check it too; doing
+/// it here reports it together with the other problems).
 pub fn positive_money(value: Option<&pb::Money>, field: &str, v: &mut Violations) -> Option<Money> {
     let value = money(value, field, v)?;
     if value.amount <= 0 {
@@ -188,6 +190,23 @@ pub fn meta_update(
     let meta = self::meta(meta, "meta", v);
     mask?;
     meta
+}
+
+/// A required bank transfer concept in `field`.
+pub fn concept(text: &str, field: &str, v: &mut Violations) -> Option<Concept> {
+    v.check(field, Concept::parse(text))
+}
+
+/// The `meta` of an update whose mask names it, `Some(None)` otherwise.
+pub fn masked_meta(
+    mask: Option<&Mask>,
+    entries: &std::collections::BTreeMap<String, String>,
+    v: &mut Violations,
+) -> Option<Option<paycore_domain::Meta>> {
+    match mask {
+        Some(mask) if mask.has("meta") => meta(entries, "meta", v).map(Some),
+        _ => Some(None),
+    }
 }
 
 // The conversions of each family live beside its service

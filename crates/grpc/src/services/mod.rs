@@ -3,15 +3,15 @@
 //! or read the projections, answer in proto.
 
 pub(crate) mod account;
-mod bank_accounts;
-mod bank_payins;
-mod bank_payouts;
+pub(crate) mod bank_account;
+pub(crate) mod bank_payin;
+pub(crate) mod bank_payout;
 pub(crate) mod card;
 pub(crate) mod card_payin;
 pub(crate) mod customer;
 mod events;
-mod files;
-mod fx;
+pub(crate) mod file;
+pub(crate) mod fx_rate;
 pub(crate) mod project;
 pub(crate) mod transfer;
 

@@ -1,7 +1,8 @@
+pub(crate) mod convert;
+
 use tonic::{Request, Response, Status};
 
 use super::Handlers;
-use crate::convert_bank;
 use crate::errors::model_status;
 use crate::pb::{self, fx_rate_service_server::FxRateService};
 
@@ -21,7 +22,7 @@ impl FxRateService for Handlers {
             .fx_rates()
             .map_err(|error| model_status(&error))?
             .iter()
-            .filter_map(convert_bank::fx_rate_pb)
+            .filter_map(convert::fx_rate_pb)
             .collect();
         Ok(Response::new(pb::ListFxRatesResponse { rates }))
     }

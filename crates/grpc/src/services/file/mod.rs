@@ -1,3 +1,5 @@
+pub(crate) mod convert;
+
 use std::collections::HashMap;
 use std::fmt;
 
@@ -8,7 +10,6 @@ use tonic::{Code, Request, Response, Status, Streaming};
 use tonic_types::{ErrorDetails, StatusExt};
 
 use super::{Handlers, correlation_id, finish, methods, unexpected};
-use crate::convert_bank;
 use crate::errors::{ERROR_DOMAIN, REASON_STORE_UNAVAILABLE, internal, invalid_argument};
 use crate::pb::{self, file_service_server::FileService, upload_file_request::Data};
 use crate::{auth, idempotency};
@@ -123,7 +124,7 @@ async fn read_upload(
 
 fn file_answer(state: &Aggregate) -> Result<Response<pb::File>, Status> {
     let file = state.as_file().ok_or_else(|| unexpected("file", state))?;
-    Ok(Response::new(convert_bank::file_pb(file)))
+    Ok(Response::new(convert::file_pb(file)))
 }
 
 /// A file's content as `DownloadFile` messages of at most
@@ -230,7 +231,7 @@ impl FileService for Handlers {
                 .items
                 .iter()
                 .filter_map(Aggregate::as_file)
-                .map(convert_bank::file_pb)
+                .map(convert::file_pb)
                 .collect(),
             next_page_token: page.next_token.unwrap_or_default(),
         }))

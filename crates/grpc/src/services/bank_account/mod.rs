@@ -1,9 +1,10 @@
+pub(crate) mod convert;
+
 use paycore_domain::{Aggregate, BankAccountId, ResourceRef, Violations};
 use paycore_projections::ResourceKind;
 use tonic::{Request, Response, Status};
 
 use super::{Handlers, correlation_id, finish, methods, unexpected};
-use crate::convert_bank;
 use crate::pb::{self, bank_account_service_server::BankAccountService};
 
 /// The answer for a command on a bank account.
@@ -11,7 +12,7 @@ fn bank_account_answer(state: &Aggregate) -> Result<Response<pb::BankAccount>, S
     let account = state
         .as_bank_account()
         .ok_or_else(|| unexpected("bank account", state))?;
-    Ok(Response::new(convert_bank::bank_account_pb(account)))
+    Ok(Response::new(convert::bank_account_pb(account)))
 }
 
 #[tonic::async_trait]
@@ -25,7 +26,7 @@ impl BankAccountService for Handlers {
             .create_caller(&request, methods::CREATE_BANK_ACCOUNT, &mut v)
             .await?;
         let id = BankAccountId::from_uuid(self.new_uuid());
-        let command = convert_bank::create_bank_account(request.get_ref(), id, &mut v);
+        let command = convert::create_bank_account(request.get_ref(), id, &mut v);
         let command = finish(v, command)?;
         let state = self
             .execute(&caller, correlation_id(request.metadata()), key, command)
@@ -65,7 +66,7 @@ impl BankAccountService for Handlers {
                 .items
                 .iter()
                 .filter_map(Aggregate::as_bank_account)
-                .map(convert_bank::bank_account_pb)
+                .map(convert::bank_account_pb)
                 .collect(),
             next_page_token: page.next_token.unwrap_or_default(),
         }))
@@ -77,7 +78,7 @@ impl BankAccountService for Handlers {
     ) -> Result<Response<pb::BankAccount>, Status> {
         let caller = self.caller(&request).await?;
         let mut v = Violations::new();
-        let command = convert_bank::update_bank_account(request.get_ref(), &mut v);
+        let command = convert::update_bank_account(request.get_ref(), &mut v);
         let command = finish(v, command)?;
         let state = self
             .execute(&caller, correlation_id(request.metadata()), None, command)

@@ -1,10 +1,12 @@
+pub(crate) mod convert;
+
 use paycore_domain::{Aggregate, BankPayoutId, Command, ResourceRef, TransactionId, Violations};
 use paycore_projections::ResourceKind;
 use tonic::{Request, Response, Status};
 
+use self::convert::PayoutIds;
 use super::{Handlers, correlation_id, finish, methods, unexpected};
-use crate::convert;
-use crate::convert_bank::{self, PayoutIds};
+use crate::convert as shared;
 use crate::pb::{self, bank_payout_service_server::BankPayoutService};
 
 /// The answer for a command on a payout.
@@ -12,7 +14,7 @@ fn bank_payout_answer(state: &Aggregate) -> Result<Response<pb::BankPayout>, Sta
     let payout = state
         .as_bank_payout()
         .ok_or_else(|| unexpected("bank payout", state))?;
-    Ok(Response::new(convert_bank::bank_payout_pb(payout)))
+    Ok(Response::new(convert::bank_payout_pb(payout)))
 }
 
 impl Handlers {
@@ -29,7 +31,7 @@ impl Handlers {
     ) -> Result<Response<pb::BankPayout>, Status> {
         let mut v = Violations::new();
         let (caller, key) = self.create_caller(request, method, &mut v).await?;
-        let id = convert::id::<BankPayoutId>(raw_id, "bank_payout_id", &mut v);
+        let id = shared::id::<BankPayoutId>(raw_id, "bank_payout_id", &mut v);
         let id = finish(v, id)?;
         let state = self
             .execute(&caller, correlation_id(request.metadata()), key, command(id))
@@ -53,7 +55,7 @@ impl BankPayoutService for Handlers {
             transaction: TransactionId::from_uuid(self.new_uuid()),
             miniref_entropy: rand::random(),
         };
-        let command = convert_bank::create_bank_payout(request.get_ref(), ids, &mut v);
+        let command = convert::create_bank_payout(request.get_ref(), ids, &mut v);
         let command = finish(v, command)?;
         let state = self
             .execute(&caller, correlation_id(request.metadata()), key, command)
@@ -93,7 +95,7 @@ impl BankPayoutService for Handlers {
                 .items
                 .iter()
                 .filter_map(Aggregate::as_bank_payout)
-                .map(convert_bank::bank_payout_pb)
+                .map(convert::bank_payout_pb)
                 .collect(),
             next_page_token: page.next_token.unwrap_or_default(),
         }))
@@ -105,7 +107,7 @@ impl BankPayoutService for Handlers {
     ) -> Result<Response<pb::BankPayout>, Status> {
         let caller = self.caller(&request).await?;
         let mut v = Violations::new();
-        let command = convert_bank::update_bank_payout(request.get_ref(), &mut v);
+        let command = convert::update_bank_payout(request.get_ref(), &mut v);
         let command = finish(v, command)?;
         let state = self
             .execute(&caller, correlation_id(request.metadata()), None, command)

@@ -1,11 +1,13 @@
+pub(crate) mod convert;
+
 use paycore_domain::bank::PayinReferenceCode;
 use paycore_domain::banking::REFERENCE_CODE_CANDIDATES;
 use paycore_domain::{Aggregate, BankPayinId, BankPayinReferenceId, ResourceRef, TransactionId, Violations};
 use paycore_projections::ResourceKind;
 use tonic::{Request, Response, Status};
 
+use self::convert::PayinIds;
 use super::{Handlers, correlation_id, finish, methods, unexpected};
-use crate::convert_bank::{self, PayinIds};
 use crate::pb::{
     self, bank_payin_reference_service_server::BankPayinReferenceService,
     bank_payin_service_server::BankPayinService,
@@ -15,14 +17,14 @@ fn reference_answer(state: &Aggregate) -> Result<Response<pb::BankPayinReference
     let reference = state
         .as_bank_payin_reference()
         .ok_or_else(|| unexpected("bank payin reference", state))?;
-    Ok(Response::new(convert_bank::bank_payin_reference_pb(reference)))
+    Ok(Response::new(convert::bank_payin_reference_pb(reference)))
 }
 
 fn payin_answer(state: &Aggregate) -> Result<Response<pb::BankPayin>, Status> {
     let payin = state
         .as_bank_payin()
         .ok_or_else(|| unexpected("bank payin", state))?;
-    Ok(Response::new(convert_bank::bank_payin_pb(payin)))
+    Ok(Response::new(convert::bank_payin_pb(payin)))
 }
 
 /// Codes for a new reference to try, from a random starting point: the
@@ -46,7 +48,7 @@ impl BankPayinReferenceService for Handlers {
             .await?;
         let id = BankPayinReferenceId::from_uuid(self.new_uuid());
         let candidates = reference_code_candidates();
-        let command = convert_bank::create_bank_payin_reference(request.get_ref(), id, candidates, &mut v);
+        let command = convert::create_bank_payin_reference(request.get_ref(), id, candidates, &mut v);
         let command = finish(v, command)?;
         let state = self
             .execute(&caller, correlation_id(request.metadata()), key, command)
@@ -88,7 +90,7 @@ impl BankPayinReferenceService for Handlers {
                 .items
                 .iter()
                 .filter_map(Aggregate::as_bank_payin_reference)
-                .map(convert_bank::bank_payin_reference_pb)
+                .map(convert::bank_payin_reference_pb)
                 .collect(),
             next_page_token: page.next_token.unwrap_or_default(),
         }))
@@ -100,7 +102,7 @@ impl BankPayinReferenceService for Handlers {
     ) -> Result<Response<pb::BankPayinReference>, Status> {
         let caller = self.caller(&request).await?;
         let mut v = Violations::new();
-        let command = convert_bank::update_bank_payin_reference(request.get_ref(), &mut v);
+        let command = convert::update_bank_payin_reference(request.get_ref(), &mut v);
         let command = finish(v, command)?;
         let state = self
             .execute(&caller, correlation_id(request.metadata()), None, command)
@@ -143,7 +145,7 @@ impl BankPayinService for Handlers {
                 .items
                 .iter()
                 .filter_map(Aggregate::as_bank_payin)
-                .map(convert_bank::bank_payin_pb)
+                .map(convert::bank_payin_pb)
                 .collect(),
             next_page_token: page.next_token.unwrap_or_default(),
         }))
@@ -155,7 +157,7 @@ impl BankPayinService for Handlers {
     ) -> Result<Response<pb::BankPayin>, Status> {
         let caller = self.caller(&request).await?;
         let mut v = Violations::new();
-        let command = convert_bank::update_bank_payin(request.get_ref(), &mut v);
+        let command = convert::update_bank_payin(request.get_ref(), &mut v);
         let command = finish(v, command)?;
         let state = self
             .execute(&caller, correlation_id(request.metadata()), None, command)
@@ -175,7 +177,7 @@ impl BankPayinService for Handlers {
             payin: BankPayinId::from_uuid(self.new_uuid()),
             transaction: TransactionId::from_uuid(self.new_uuid()),
         };
-        let command = convert_bank::simulate_bank_payin(request.get_ref(), ids, &mut v);
+        let command = convert::simulate_bank_payin(request.get_ref(), ids, &mut v);
         let command = finish(v, command)?;
         let state = self
             .execute(&caller, correlation_id(request.metadata()), key, command)
