@@ -9,7 +9,7 @@ pub(crate) mod bank_payout;
 pub(crate) mod card;
 pub(crate) mod card_payin;
 pub(crate) mod customer;
-mod events;
+pub(crate) mod events;
 pub(crate) mod file;
 pub(crate) mod fx_rate;
 pub(crate) mod project;

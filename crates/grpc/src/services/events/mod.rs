@@ -8,6 +8,8 @@
 //! server, and HTTP/2 flow control holds back the rest. The producer ends
 //! when the client goes away (the channel closes).
 
+pub(crate) mod convert;
+
 use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
@@ -29,10 +31,10 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Code, Request, Response, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
+use self::convert::{DELIVERED_CATEGORIES, WITHHELD_CATEGORIES, WITHHELD_EVENT_TYPES};
 use super::{Handlers, correlation_id, finish};
 use crate::auth::{AuthError, Caller};
 use crate::convert::timestamp;
-use crate::convert_events::{self, DELIVERED_CATEGORIES, WITHHELD_CATEGORIES, WITHHELD_EVENT_TYPES};
 use crate::errors::{ERROR_DOMAIN, domain_status, engine_status};
 use crate::pb::{self, event_service_server::EventService, subscribe_events_request::Start as StartField};
 
@@ -295,7 +297,7 @@ impl Scope {
         }
         let decoded = Event::decode(&event.event_type, event.schema_version, &event.payload)
             .map_err(|error| not_decodable(event, &error))?;
-        convert_events::envelope_pb(event, &decoded).map_err(|error| {
+        convert::envelope_pb(event, &decoded).map_err(|error| {
             tracing::error!(position = event.position, %error, "an event could not be converted");
             Status::internal(format!(
                 "the event at position {} could not be delivered (internal error)",
@@ -340,7 +342,7 @@ fn category(name: &str, field: String, v: &mut Violations) -> Option<&'static st
 }
 
 fn event_type(name: &str, field: String, v: &mut Violations) -> Option<&'static str> {
-    if let Some(known) = convert_events::delivered_event_types().find(|known| *known == name) {
+    if let Some(known) = convert::delivered_event_types().find(|known| *known == name) {
         return Some(known);
     }
     let why = if WITHHELD_EVENT_TYPES.contains(&name) {
@@ -348,7 +350,7 @@ fn event_type(name: &str, field: String, v: &mut Violations) -> Option<&'static 
     } else {
         "is not an event type"
     };
-    let known: Vec<&str> = convert_events::delivered_event_types().collect();
+    let known: Vec<&str> = convert::delivered_event_types().collect();
     v.add(
         field,
         format!("{name:?} {why}; the event types are {}", known.join(", ")),
