@@ -13,7 +13,7 @@ pub struct AccountOpened {
     pub id: AccountId,
     pub project_id: ProjectId,
     pub customer_id: Option<CustomerId>,
-    pub currency: crate::money::Currency,
+    pub currency: crate::kernel::money::Currency,
     pub allow_negative_balance: bool,
     pub meta: Meta,
     pub created_at: Timestamp,

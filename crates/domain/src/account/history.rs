@@ -134,9 +134,9 @@ pub fn account_as_of<'a>(
 mod tests {
     use super::*;
     use crate::events::{AccountOpened, MetaUpdated, TransactionKind, TransactionRecorded};
-    use crate::id::{AccountId, ProjectId, TransactionId, TransferId};
-    use crate::meta::Meta;
-    use crate::money::{Currency, Money};
+    use crate::kernel::id::{AccountId, ProjectId, TransactionId, TransferId};
+    use crate::kernel::meta::Meta;
+    use crate::kernel::money::{Currency, Money};
     use uuid::Uuid;
 
     fn eur(cents: i64) -> Money {

@@ -159,7 +159,7 @@ impl Context<'_> {
     pub(crate) fn claimed_reference(&self, codes: &[PayinReferenceCode]) -> Option<BankPayinReferenceId> {
         codes.iter().find_map(
             |code| match self.lookup.get(&StreamRef::PayinReferenceCode(*code)) {
-                crate::Aggregate::PayinReferenceCode(claim) if claim.project_id == self.project_id => {
+                Aggregate::PayinReferenceCode(claim) if claim.project_id == self.project_id => {
                     Some(claim.bank_payin_reference_id)
                 }
                 _ => None,

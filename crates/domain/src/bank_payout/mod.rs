@@ -188,7 +188,7 @@ impl Context<'_> {
 
     fn free_miniref(&self, destination: &StreamRef, entropy: [u8; 8]) -> Result<Miniref, DomainError> {
         let reserved = match self.lookup.get(destination) {
-            crate::Aggregate::PayoutDestination(record) => Some(record),
+            Aggregate::PayoutDestination(record) => Some(record),
             _ => None,
         };
         let now = self.now();

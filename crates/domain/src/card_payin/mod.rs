@@ -614,7 +614,7 @@ pub(crate) fn evolve(state: Aggregate, event: &Event) -> Aggregate {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::money::Currency;
+    use crate::kernel::money::Currency;
 
     #[test]
     fn decline_reasons_have_distinct_names() {

@@ -117,7 +117,7 @@ mod tests {
     use super::*;
     use crate::aggregate::{Aggregate, Project};
     use crate::command::{Command, CommandEnvelope, Decision, Lookup, decide};
-    use crate::meta::Meta;
+    use crate::kernel::meta::Meta;
     use crate::project::Environment;
 
     static EMPTY: Aggregate = Aggregate::Empty;

@@ -240,7 +240,7 @@ mod tests {
         };
         let mut violations = Violations::new();
         identity.validate("identity", &mut violations);
-        let Err(crate::DomainError::Invalid(fields)) = violations.into_result() else {
+        let Err(crate::kernel::error::DomainError::Invalid(fields)) = violations.into_result() else {
             panic!("expected violations");
         };
         let names: Vec<_> = fields.iter().map(|v| v.field.as_str()).collect();

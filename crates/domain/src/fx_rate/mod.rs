@@ -70,7 +70,7 @@ impl Context<'_> {
     pub(crate) fn remove_fx_rate(&self, from: Currency, to: Currency) -> Result<Decided, DomainError> {
         let stream = StreamRef::FxRate(from, to);
         match self.lookup.get(&stream) {
-            crate::Aggregate::FxRate(entry) if entry.current.is_some() => {}
+            Aggregate::FxRate(entry) if entry.current.is_some() => {}
             _ => return Err(DomainError::not_found("exchange rate", format!("{from}→{to}"))),
         }
         let event = Event::FxRateRemoved(FxRateRemoved {

@@ -3,6 +3,7 @@
 use super::Environment;
 use super::api_key::KeyKind;
 use super::events::{ApiKeyCreated, ApiKeyRevoked, ProjectCreated};
+use super::state::Project;
 use crate::aggregate::Aggregate;
 use crate::context::{Context, Decided};
 use crate::events::Event;
@@ -96,7 +97,7 @@ impl Context<'_> {
         }
     }
 
-    pub(crate) fn project(&self) -> Result<&crate::aggregate::Project, DomainError> {
+    pub(crate) fn project(&self) -> Result<&Project, DomainError> {
         let id = self.project_id;
         self.lookup
             .get(&StreamRef::Project(id))
