@@ -7,7 +7,7 @@
 use crate::aggregate::Aggregate;
 use crate::api_key::KeyKind;
 use crate::bank::PayinReferenceCode;
-use crate::banking::{IncomingBankTransfer, NewBankPayout, PayoutDestinationSource};
+use crate::banking::{IncomingBankTransfer, NewBankPayout};
 use crate::card::CardInfo;
 use crate::consumer::PositionCommit;
 use crate::customer::identity_files;
@@ -264,14 +264,14 @@ impl CommandEnvelope {
                 ..
             } => {
                 streams.push(StreamRef::Card(*id));
-                streams.extend(source_stream(source));
+                streams.extend(source.stream());
                 streams.extend(customer_id.map(StreamRef::Customer));
             }
             Command::UpdateCard { id, .. } => streams.push(StreamRef::Card(*id)),
             Command::CreateCardPayin(new) => {
                 streams.push(StreamRef::CardPayin(new.id));
                 streams.push(StreamRef::Account(new.account_id));
-                streams.extend(source_stream(&new.source));
+                streams.extend(new.source.stream());
             }
             Command::CompleteCardPayinAuthentication { id, .. }
             | Command::SettleCardPayin { id, .. }
@@ -293,12 +293,7 @@ impl CommandEnvelope {
                 streams.push(StreamRef::BankPayout(new.id));
                 streams.push(StreamRef::Account(new.account_id));
                 streams.push(StreamRef::ProjectBalance(project, new.value.currency));
-                match &new.destination {
-                    PayoutDestinationSource::BankAccount(id) => streams.push(StreamRef::BankAccount(*id)),
-                    PayoutDestinationSource::Info(info) => {
-                        streams.push(StreamRef::PayoutDestination(info.iban.clone()))
-                    }
-                }
+                streams.push(new.destination.stream());
             }
             Command::CompleteBankPayout { id }
             | Command::FailBankPayout { id, .. }
@@ -376,93 +371,27 @@ impl CommandEnvelope {
     /// these and ask again until nothing new is named; every answer is a
     /// subset of the next, and the chain is at most three steps long.
     pub fn dependent_streams(&self, lookup: &dyn Lookup) -> Vec<StreamRef> {
-        let project = self.project_id;
-        let balance = |value: Money| StreamRef::ProjectBalance(project, value.currency);
-        let mut streams = Vec::new();
+        let ctx = Context {
+            project_id: self.project_id,
+            now: self.now,
+            lookup,
+        };
         match &self.command {
             Command::CreateTransfer {
                 source_account_id,
                 destination_account_id,
                 ..
-            } => {
-                let source = lookup.get(&StreamRef::Account(*source_account_id)).as_account();
-                let destination = lookup
-                    .get(&StreamRef::Account(*destination_account_id))
-                    .as_account();
-                if let (Some(source), Some(destination)) = (source, destination)
-                    && source.currency() != destination.currency()
-                {
-                    streams.push(StreamRef::FxRate(source.currency(), destination.currency()));
-                    streams.push(StreamRef::ProjectBalance(project, source.currency()));
-                    streams.push(StreamRef::ProjectBalance(project, destination.currency()));
-                }
-            }
-            Command::SettleCardPayin { id, .. } => {
-                if let Some(payin) = lookup.get(&StreamRef::CardPayin(*id)).as_card_payin() {
-                    streams.push(StreamRef::Account(payin.account_id));
-                    streams.push(balance(payin.value));
-                }
-            }
-            Command::CreateCardPayinRefund(new) => {
-                if let Some(payin) = lookup
-                    .get(&StreamRef::CardPayin(new.card_payin_id))
-                    .as_card_payin()
-                {
-                    streams.push(StreamRef::Account(new.account_id.unwrap_or(payin.account_id)));
-                    streams.push(balance(payin.value));
-                }
-            }
-            Command::FailCardPayinRefund { id, .. } => {
-                if let Some(refund) = lookup
-                    .get(&StreamRef::CardPayinRefund(*id))
-                    .as_card_payin_refund()
-                {
-                    streams.push(StreamRef::CardPayin(refund.card_payin_id));
-                    streams.push(StreamRef::Account(refund.account_id));
-                    streams.push(balance(refund.value));
-                }
-            }
-            Command::CreateBankPayout(new) => {
-                if let PayoutDestinationSource::BankAccount(id) = &new.destination
-                    && let Some(stored) = lookup.get(&StreamRef::BankAccount(*id)).as_bank_account()
-                {
-                    streams.push(StreamRef::PayoutDestination(
-                        stored.bank_account_info.iban.clone(),
-                    ));
-                }
-            }
+            } => ctx.dependent_streams_of_transfer(*source_account_id, *destination_account_id),
+            Command::SettleCardPayin { id, .. } => ctx.dependent_streams_of_settlement(*id),
+            Command::CreateCardPayinRefund(new) => ctx.dependent_streams_of_refund(new),
+            Command::FailCardPayinRefund { id, .. } => ctx.dependent_streams_of_refund_failure(*id),
+            Command::CreateBankPayout(new) => ctx.dependent_streams_of_payout(new),
             Command::FailBankPayout { id, .. } | Command::ReturnBankPayout { id, .. } => {
-                if let Some(payout) = lookup.get(&StreamRef::BankPayout(*id)).as_bank_payout() {
-                    streams.push(StreamRef::Account(payout.account_id));
-                    streams.push(balance(payout.value));
-                }
+                ctx.dependent_streams_of_payout_reversal(*id)
             }
-            Command::ReceiveBankPayin(incoming) => {
-                let ctx = Context {
-                    project_id: self.project_id,
-                    now: self.now,
-                    lookup,
-                };
-                if let Some(reference_id) = ctx.claimed_reference(&incoming.candidate_codes()) {
-                    let stream = StreamRef::BankPayinReference(reference_id);
-                    if let Some(reference) = lookup.get(&stream).as_bank_payin_reference() {
-                        streams.push(StreamRef::Account(reference.account_id));
-                    }
-                    streams.push(stream);
-                }
-            }
-            _ => {}
+            Command::ReceiveBankPayin(incoming) => ctx.dependent_streams_of_bank_payin(incoming),
+            _ => Vec::new(),
         }
-        streams
-    }
-}
-
-/// The stream a card source reads, if it names a token or a stored card.
-fn source_stream(source: &CardSource) -> Option<StreamRef> {
-    match source {
-        CardSource::Info(_) => None,
-        CardSource::Token(id) => Some(StreamRef::CardToken(*id)),
-        CardSource::Card(id) => Some(StreamRef::Card(*id)),
     }
 }
 

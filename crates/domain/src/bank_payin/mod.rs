@@ -272,3 +272,19 @@ pub(crate) fn evolve(state: Aggregate, event: &Event) -> Aggregate {
         (state, event) => state.misapplied(event),
     }
 }
+
+impl Context<'_> {
+    /// What `ReceiveBankPayin` reads once the reference codes are loaded:
+    /// the reference a code names, and its account.
+    pub(crate) fn dependent_streams_of_bank_payin(&self, incoming: &IncomingBankTransfer) -> Vec<StreamRef> {
+        let mut streams = Vec::new();
+        if let Some(reference_id) = self.claimed_reference(&incoming.candidate_codes()) {
+            let stream = StreamRef::BankPayinReference(reference_id);
+            if let Some(reference) = self.lookup.get(&stream).as_bank_payin_reference() {
+                streams.push(StreamRef::Account(reference.account_id));
+            }
+            streams.push(stream);
+        }
+        streams
+    }
+}

@@ -322,6 +322,44 @@ pub(crate) fn evolve(state: Aggregate, event: &Event) -> Aggregate {
     }
 }
 
+impl PayoutDestinationSource {
+    /// The stream a new payout reads for its destination: the stored bank
+    /// account, or the IBAN's payout destination record.
+    pub(crate) fn stream(&self) -> StreamRef {
+        match self {
+            Self::BankAccount(id) => StreamRef::BankAccount(*id),
+            Self::Info(info) => StreamRef::PayoutDestination(info.iban.clone()),
+        }
+    }
+}
+
+impl Context<'_> {
+    /// What `CreateBankPayout` reads once a stored destination is loaded:
+    /// the payout destination record of its IBAN.
+    pub(crate) fn dependent_streams_of_payout(&self, new: &NewBankPayout) -> Vec<StreamRef> {
+        let mut streams = Vec::new();
+        if let PayoutDestinationSource::BankAccount(id) = &new.destination
+            && let Some(stored) = self.lookup.get(&StreamRef::BankAccount(*id)).as_bank_account()
+        {
+            streams.push(StreamRef::PayoutDestination(
+                stored.bank_account_info.iban.clone(),
+            ));
+        }
+        streams
+    }
+
+    /// What failing or returning a payout reads once it is loaded: its
+    /// account and the project's total.
+    pub(crate) fn dependent_streams_of_payout_reversal(&self, id: BankPayoutId) -> Vec<StreamRef> {
+        let mut streams = Vec::new();
+        if let Some(payout) = self.lookup.get(&StreamRef::BankPayout(id)).as_bank_payout() {
+            streams.push(StreamRef::Account(payout.account_id));
+            streams.push(StreamRef::ProjectBalance(self.project_id, payout.value.currency));
+        }
+        streams
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

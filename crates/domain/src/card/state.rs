@@ -8,6 +8,7 @@ use crate::aggregate::Aggregate;
 use crate::events::Event;
 use crate::kernel::id::*;
 use crate::kernel::meta::Meta;
+use crate::kernel::stream::StreamRef;
 use crate::kernel::time::Timestamp;
 
 /// How long a card token can be used after its creation.
@@ -42,6 +43,17 @@ pub enum CardSource {
     Token(CardTokenId),
     /// A stored card (payins only).
     Card(CardId),
+}
+
+impl CardSource {
+    /// The stream a card source reads, if it names a token or a stored card.
+    pub(crate) fn stream(&self) -> Option<StreamRef> {
+        match self {
+            Self::Info(_) => None,
+            Self::Token(id) => Some(StreamRef::CardToken(*id)),
+            Self::Card(id) => Some(StreamRef::Card(*id)),
+        }
+    }
 }
 
 /// Applies a card token or card event.

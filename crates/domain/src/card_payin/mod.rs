@@ -611,6 +611,50 @@ pub(crate) fn evolve(state: Aggregate, event: &Event) -> Aggregate {
     }
 }
 
+impl Context<'_> {
+    /// What `SettleCardPayin` reads once the payin is loaded: its account
+    /// and the project's total in its currency.
+    pub(crate) fn dependent_streams_of_settlement(&self, id: CardPayinId) -> Vec<StreamRef> {
+        let mut streams = Vec::new();
+        if let Some(payin) = self.lookup.get(&StreamRef::CardPayin(id)).as_card_payin() {
+            streams.push(StreamRef::Account(payin.account_id));
+            streams.push(StreamRef::ProjectBalance(self.project_id, payin.value.currency));
+        }
+        streams
+    }
+
+    /// What `CreateCardPayinRefund` reads once the payin is loaded: the
+    /// account refunded from and the project's total.
+    pub(crate) fn dependent_streams_of_refund(&self, new: &NewRefund) -> Vec<StreamRef> {
+        let mut streams = Vec::new();
+        if let Some(payin) = self
+            .lookup
+            .get(&StreamRef::CardPayin(new.card_payin_id))
+            .as_card_payin()
+        {
+            streams.push(StreamRef::Account(new.account_id.unwrap_or(payin.account_id)));
+            streams.push(StreamRef::ProjectBalance(self.project_id, payin.value.currency));
+        }
+        streams
+    }
+
+    /// What `FailCardPayinRefund` reads once the refund is loaded: its
+    /// payin, its account and the project's total.
+    pub(crate) fn dependent_streams_of_refund_failure(&self, id: CardPayinRefundId) -> Vec<StreamRef> {
+        let mut streams = Vec::new();
+        if let Some(refund) = self
+            .lookup
+            .get(&StreamRef::CardPayinRefund(id))
+            .as_card_payin_refund()
+        {
+            streams.push(StreamRef::CardPayin(refund.card_payin_id));
+            streams.push(StreamRef::Account(refund.account_id));
+            streams.push(StreamRef::ProjectBalance(self.project_id, refund.value.currency));
+        }
+        streams
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -110,3 +110,26 @@ impl Context<'_> {
         }))
     }
 }
+
+impl Context<'_> {
+    /// What `CreateTransfer` reads once its accounts are loaded: between
+    /// currencies, the exchange rate and both currencies' project totals.
+    pub(crate) fn dependent_streams_of_transfer(
+        &self,
+        source: AccountId,
+        destination: AccountId,
+    ) -> Vec<StreamRef> {
+        let project = self.project_id;
+        let mut streams = Vec::new();
+        let source = self.lookup.get(&StreamRef::Account(source)).as_account();
+        let destination = self.lookup.get(&StreamRef::Account(destination)).as_account();
+        if let (Some(source), Some(destination)) = (source, destination)
+            && source.currency() != destination.currency()
+        {
+            streams.push(StreamRef::FxRate(source.currency(), destination.currency()));
+            streams.push(StreamRef::ProjectBalance(project, source.currency()));
+            streams.push(StreamRef::ProjectBalance(project, destination.currency()));
+        }
+        streams
+    }
+}
