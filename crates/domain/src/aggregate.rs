@@ -3,85 +3,19 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::api_key::KeyKind;
+pub use crate::account::{Account, ProjectBalance};
 use crate::banking::*;
 use crate::consumer::ConsumerCheckpoint;
+pub use crate::customer::Customer;
 use crate::deployment::Bootstrap;
 use crate::events::{Event, ResourceRef};
-use crate::id::{AccountId, ApiKeyId, CustomerId, ProjectId, TransactionId, TransferId};
-use crate::identity::Identity;
-use crate::meta::Meta;
-use crate::money::{Currency, Money};
+pub use crate::file::StoredFile;
+pub use crate::fx_rate::{FxRateEntry, FxRateValue};
+use crate::id::ProjectId;
 use crate::payments::*;
-use crate::project::Environment;
+pub use crate::project::{ApiKey, Project};
 use crate::time::Timestamp;
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Project {
-    pub id: ProjectId,
-    pub name: String,
-    pub environment: Environment,
-    pub meta: Meta,
-    pub created_at: Timestamp,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ApiKey {
-    pub id: ApiKeyId,
-    pub project_id: ProjectId,
-    pub kind: KeyKind,
-    pub secret_hash: [u8; 32],
-    pub created_at: Timestamp,
-    pub revoked_at: Option<Timestamp>,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Customer {
-    pub id: CustomerId,
-    pub project_id: ProjectId,
-    pub identity: Option<Identity>,
-    pub meta: Meta,
-    pub created_at: Timestamp,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Account {
-    pub id: AccountId,
-    pub project_id: ProjectId,
-    pub customer_id: Option<CustomerId>,
-    pub balance: Money,
-    pub allow_negative_balance: bool,
-    pub meta: Meta,
-    pub created_at: Timestamp,
-    pub last_transaction: Option<TransactionId>,
-}
-
-impl Account {
-    pub fn currency(&self) -> Currency {
-        self.balance.currency
-    }
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Transfer {
-    pub id: TransferId,
-    pub project_id: ProjectId,
-    pub source_account_id: AccountId,
-    pub destination_account_id: AccountId,
-    pub source_transaction_id: TransactionId,
-    pub destination_transaction_id: TransactionId,
-    pub value: Money,
-    pub meta: Meta,
-    pub created_at: Timestamp,
-    /// Set for a transfer between currencies.
-    pub exchange: Option<crate::events::Exchange>,
-}
-
-/// Sum of one project's balances in one currency.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ProjectBalance {
-    pub total: Money,
-}
+pub use crate::transfer::Transfer;
 
 /// The last use of an idempotency key.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -138,92 +72,71 @@ impl Aggregate {
         events.into_iter().fold(Self::Empty, Self::evolve)
     }
 
+    /// Routes `event` to the evolve of its family.
     pub fn evolve(self, event: &Event) -> Self {
+        match event {
+            Event::ProjectCreated(_)
+            | Event::ProjectMetaUpdated(_)
+            | Event::ApiKeyCreated(_)
+            | Event::ApiKeyRevoked(_) => crate::project::evolve(self, event),
+            Event::CustomerCreated(_) | Event::CustomerIdentityUpdated(_) | Event::CustomerMetaUpdated(_) => {
+                crate::customer::evolve(self, event)
+            }
+            Event::AccountOpened(_)
+            | Event::NegativeBalanceAllowanceChanged(_)
+            | Event::AccountMetaUpdated(_)
+            | Event::TransactionRecorded(_)
+            | Event::ProjectBalanceChanged(_) => crate::account::evolve(self, event),
+            Event::TransferCreated(_) | Event::TransferMetaUpdated(_) => crate::transfer::evolve(self, event),
+            Event::CardTokenCreated(_)
+            | Event::CardTokenUsed(_)
+            | Event::CardCreated(_)
+            | Event::CardMetaUpdated(_) => crate::card::evolve(self, event),
+            Event::CardPayinCreated(_)
+            | Event::CardPayinAuthenticationRequested(_)
+            | Event::CardPayinAuthorized(_)
+            | Event::CardPayinDeclined(_)
+            | Event::CardPayinSettled(_)
+            | Event::CardPayinRefundChanged(_)
+            | Event::CardPayinMetaUpdated(_)
+            | Event::CardPayinRefundCreated(_)
+            | Event::CardPayinRefundCompleted(_)
+            | Event::CardPayinRefundFailed(_)
+            | Event::CardPayinRefundMetaUpdated(_) => crate::card_payin::evolve(self, event),
+            Event::BankAccountCreated(_) | Event::BankAccountMetaUpdated(_) => {
+                crate::bank_account::evolve(self, event)
+            }
+            Event::BankPayoutCreated(_)
+            | Event::BankPayoutCompleted(_)
+            | Event::BankPayoutFailed(_)
+            | Event::BankPayoutReturned(_)
+            | Event::BankPayoutMetaUpdated(_)
+            | Event::MinirefAssigned(_) => crate::bank_payout::evolve(self, event),
+            Event::BankPayinReferenceCreated(_)
+            | Event::BankPayinReferenceAccountChanged(_)
+            | Event::BankPayinReferenceMetaUpdated(_)
+            | Event::PayinReferenceCodeClaimed(_)
+            | Event::BankPayinReceived(_)
+            | Event::BankPayinMetaUpdated(_) => crate::bank_payin::evolve(self, event),
+            Event::FileUploaded(_) => crate::file::evolve(self, event),
+            Event::FxRateSet(_) | Event::FxRateRemoved(_) => crate::fx_rate::evolve(self, event),
+            Event::ConsumerPositionCommitted(_) => crate::consumer::evolve(self, event),
+            Event::DeploymentBootstrapped(_) => crate::deployment::evolve(self, event),
+            Event::IdempotencyKeyUsed(_) => self.evolve_idempotency(event),
+        }
+    }
+
+    /// An event that does not belong to this state: a bug, caught in debug
+    /// builds; release builds keep the state.
+    pub(crate) fn misapplied(self, event: &Event) -> Self {
+        debug_assert!(false, "{} does not apply to {self:?}", event.event_type());
+        self
+    }
+
+    /// Applies the record of an idempotency key's use (the decision
+    /// context's own guard stream, not a family's).
+    fn evolve_idempotency(self, event: &Event) -> Self {
         match (self, event) {
-            (Self::Empty, Event::ProjectCreated(e)) => Self::Project(Project {
-                id: e.id,
-                name: e.name.clone(),
-                environment: e.environment,
-                meta: e.meta.clone(),
-                created_at: e.created_at,
-            }),
-            (Self::Project(p), Event::ProjectMetaUpdated(e)) => Self::Project(Project {
-                meta: e.meta.clone(),
-                ..p
-            }),
-            (Self::Empty, Event::ApiKeyCreated(e)) => Self::ApiKey(ApiKey {
-                id: e.id,
-                project_id: e.project_id,
-                kind: e.kind,
-                secret_hash: e.secret_hash,
-                created_at: e.created_at,
-                revoked_at: None,
-            }),
-            (Self::ApiKey(k), Event::ApiKeyRevoked(e)) => Self::ApiKey(ApiKey {
-                revoked_at: Some(e.revoked_at),
-                ..k
-            }),
-            (Self::Empty, Event::CustomerCreated(e)) => Self::Customer(Customer {
-                id: e.id,
-                project_id: e.project_id,
-                identity: e.identity.clone(),
-                meta: e.meta.clone(),
-                created_at: e.created_at,
-            }),
-            (Self::Customer(c), Event::CustomerIdentityUpdated(e)) => Self::Customer(Customer {
-                identity: e.identity.clone(),
-                ..c
-            }),
-            (Self::Customer(c), Event::CustomerMetaUpdated(e)) => Self::Customer(Customer {
-                meta: e.meta.clone(),
-                ..c
-            }),
-            (Self::Empty, Event::AccountOpened(e)) => Self::Account(Account {
-                id: e.id,
-                project_id: e.project_id,
-                customer_id: e.customer_id,
-                balance: Money::zero(e.currency),
-                allow_negative_balance: e.allow_negative_balance,
-                meta: e.meta.clone(),
-                created_at: e.created_at,
-                last_transaction: None,
-            }),
-            (Self::Account(a), Event::NegativeBalanceAllowanceChanged(e)) => Self::Account(Account {
-                allow_negative_balance: e.allow_negative_balance,
-                ..a
-            }),
-            (Self::Account(a), Event::AccountMetaUpdated(e)) => Self::Account(Account {
-                meta: e.meta.clone(),
-                ..a
-            }),
-            (Self::Account(a), Event::TransactionRecorded(e)) => {
-                let tx = &e.transaction;
-                debug_assert_eq!(a.balance.checked_add(tx.value), Ok(tx.balance_after));
-                Self::Account(Account {
-                    balance: tx.balance_after,
-                    last_transaction: Some(tx.id),
-                    ..a
-                })
-            }
-            (Self::Empty, Event::TransferCreated(e)) => Self::Transfer(Transfer {
-                id: e.id,
-                project_id: e.project_id,
-                source_account_id: e.source_account_id,
-                destination_account_id: e.destination_account_id,
-                source_transaction_id: e.source_transaction_id,
-                destination_transaction_id: e.destination_transaction_id,
-                value: e.value,
-                meta: e.meta.clone(),
-                created_at: e.created_at,
-                exchange: e.exchange,
-            }),
-            (Self::Transfer(t), Event::TransferMetaUpdated(e)) => Self::Transfer(Transfer {
-                meta: e.meta.clone(),
-                ..t
-            }),
-            (Self::Empty | Self::ProjectBalance(_), Event::ProjectBalanceChanged(e)) => {
-                Self::ProjectBalance(ProjectBalance { total: e.total_after })
-            }
             (Self::Empty | Self::Idempotency(_), Event::IdempotencyKeyUsed(e)) => {
                 Self::Idempotency(IdempotencyRecord {
                     request_hash: e.request_hash,
@@ -231,255 +144,7 @@ impl Aggregate {
                     used_at: e.used_at,
                 })
             }
-            (Self::Empty | Self::Consumer(_), Event::ConsumerPositionCommitted(e)) => {
-                Self::Consumer(ConsumerCheckpoint {
-                    project_id: e.project_id,
-                    consumer: e.consumer.clone(),
-                    position: e.position,
-                    committed_at: e.committed_at,
-                })
-            }
-            (Self::Empty, Event::DeploymentBootstrapped(e)) => Self::Bootstrap(Bootstrap {
-                sandbox_project_id: e.sandbox_project_id,
-                bootstrapped_at: e.bootstrapped_at,
-            }),
-            (state, event) => state.evolve_payments(event),
-        }
-    }
-
-    /// The events of card and bank resources, files and exchange rates.
-    fn evolve_payments(self, event: &Event) -> Self {
-        match (self, event) {
-            (Self::Empty, Event::CardTokenCreated(e)) => Self::CardToken(CardToken {
-                id: e.id,
-                project_id: e.project_id,
-                card_info: e.card_info.clone(),
-                created_at: e.created_at,
-                expires_at: e.expires_at,
-                used: None,
-            }),
-            (Self::CardToken(t), Event::CardTokenUsed(e)) => Self::CardToken(CardToken {
-                used: Some((e.used_by, e.used_at)),
-                ..t
-            }),
-            (Self::Empty, Event::CardCreated(e)) => Self::Card(Card {
-                id: e.id,
-                project_id: e.project_id,
-                customer_id: e.customer_id,
-                card_info: e.card_info.clone(),
-                card_token_id: e.card_token_id,
-                meta: e.meta.clone(),
-                created_at: e.created_at,
-            }),
-            (Self::Card(c), Event::CardMetaUpdated(e)) => Self::Card(Card {
-                meta: e.meta.clone(),
-                ..c
-            }),
-            (Self::Empty, Event::CardPayinCreated(e)) => Self::CardPayin(CardPayin {
-                id: e.id,
-                project_id: e.project_id,
-                account_id: e.account_id,
-                card_id: e.card_id,
-                card_token_id: e.card_token_id,
-                card_info: e.card_info.clone(),
-                state: CardPayinState::Processing,
-                decline_reason: None,
-                authentication_type: e.authentication_type,
-                authentication_url: None,
-                authentication_redirect_url: e.authentication_redirect_url.clone(),
-                transaction_id: None,
-                value: e.value,
-                refunded_value: Money::zero(e.value.currency),
-                meta: e.meta.clone(),
-                created_at: e.created_at,
-            }),
-            (Self::CardPayin(p), Event::CardPayinAuthenticationRequested(e)) => Self::CardPayin(CardPayin {
-                state: CardPayinState::AuthenticationPending,
-                authentication_url: Some(e.authentication_url.clone()),
-                ..p
-            }),
-            (Self::CardPayin(p), Event::CardPayinAuthorized(_)) => Self::CardPayin(CardPayin {
-                state: CardPayinState::Authorized,
-                ..p
-            }),
-            (Self::CardPayin(p), Event::CardPayinDeclined(e)) => Self::CardPayin(CardPayin {
-                state: CardPayinState::Declined,
-                decline_reason: Some(e.reason),
-                ..p
-            }),
-            (Self::CardPayin(p), Event::CardPayinSettled(e)) => Self::CardPayin(CardPayin {
-                state: CardPayinState::Settled,
-                transaction_id: Some(e.transaction_id),
-                ..p
-            }),
-            (Self::CardPayin(p), Event::CardPayinRefundChanged(e)) => {
-                debug_assert_eq!(p.refunded_value.checked_add(e.delta), Ok(e.refunded_value_after));
-                Self::CardPayin(CardPayin {
-                    refunded_value: e.refunded_value_after,
-                    ..p
-                })
-            }
-            (Self::CardPayin(p), Event::CardPayinMetaUpdated(e)) => Self::CardPayin(CardPayin {
-                meta: e.meta.clone(),
-                ..p
-            }),
-            (Self::Empty, Event::CardPayinRefundCreated(e)) => Self::CardPayinRefund(CardPayinRefund {
-                id: e.id,
-                project_id: e.project_id,
-                card_payin_id: e.card_payin_id,
-                account_id: e.account_id,
-                state: RefundState::Processing,
-                transaction_id: e.transaction_id,
-                failure_transaction_id: None,
-                value: e.value,
-                meta: e.meta.clone(),
-                created_at: e.created_at,
-            }),
-            (Self::CardPayinRefund(r), Event::CardPayinRefundCompleted(_)) => {
-                Self::CardPayinRefund(CardPayinRefund {
-                    state: RefundState::Completed,
-                    ..r
-                })
-            }
-            (Self::CardPayinRefund(r), Event::CardPayinRefundFailed(e)) => {
-                Self::CardPayinRefund(CardPayinRefund {
-                    state: RefundState::Failed,
-                    failure_transaction_id: Some(e.failure_transaction_id),
-                    ..r
-                })
-            }
-            (Self::CardPayinRefund(r), Event::CardPayinRefundMetaUpdated(e)) => {
-                Self::CardPayinRefund(CardPayinRefund {
-                    meta: e.meta.clone(),
-                    ..r
-                })
-            }
-            (state, event) => state.evolve_banking(event),
-        }
-    }
-
-    fn evolve_banking(self, event: &Event) -> Self {
-        match (self, event) {
-            (Self::Empty, Event::BankAccountCreated(e)) => Self::BankAccount(BankAccount {
-                id: e.id,
-                project_id: e.project_id,
-                customer_id: e.customer_id,
-                bank_account_info: e.bank_account_info.clone(),
-                meta: e.meta.clone(),
-                created_at: e.created_at,
-            }),
-            (Self::BankAccount(b), Event::BankAccountMetaUpdated(e)) => Self::BankAccount(BankAccount {
-                meta: e.meta.clone(),
-                ..b
-            }),
-            (Self::Empty, Event::BankPayoutCreated(e)) => Self::BankPayout(BankPayout {
-                id: e.id,
-                project_id: e.project_id,
-                account_id: e.account_id,
-                bank_account_id: e.bank_account_id,
-                bank_account_info: e.bank_account_info.clone(),
-                transaction_id: e.transaction_id,
-                failure_transaction_id: None,
-                state: BankPayoutState::Processing,
-                concept: e.concept.clone(),
-                miniref: e.miniref,
-                value: e.value,
-                meta: e.meta.clone(),
-                created_at: e.created_at,
-            }),
-            (Self::BankPayout(p), Event::BankPayoutCompleted(_)) => Self::BankPayout(BankPayout {
-                state: BankPayoutState::Completed,
-                ..p
-            }),
-            (Self::BankPayout(p), Event::BankPayoutFailed(e)) => Self::BankPayout(BankPayout {
-                state: BankPayoutState::Failed,
-                failure_transaction_id: Some(e.failure_transaction_id),
-                ..p
-            }),
-            (Self::BankPayout(p), Event::BankPayoutReturned(e)) => Self::BankPayout(BankPayout {
-                state: BankPayoutState::Refunded,
-                failure_transaction_id: Some(e.failure_transaction_id),
-                ..p
-            }),
-            (Self::BankPayout(p), Event::BankPayoutMetaUpdated(e)) => Self::BankPayout(BankPayout {
-                meta: e.meta.clone(),
-                ..p
-            }),
-            (Self::Empty, Event::MinirefAssigned(e)) => {
-                Self::PayoutDestination(PayoutDestination::default().assign(e.miniref, e.assigned_at))
-            }
-            (Self::PayoutDestination(d), Event::MinirefAssigned(e)) => {
-                Self::PayoutDestination(d.assign(e.miniref, e.assigned_at))
-            }
-            (Self::Empty, Event::BankPayinReferenceCreated(e)) => {
-                Self::BankPayinReference(BankPayinReference {
-                    id: e.id,
-                    project_id: e.project_id,
-                    account_id: e.account_id,
-                    reference: e.reference,
-                    meta: e.meta.clone(),
-                    created_at: e.created_at,
-                })
-            }
-            (Self::BankPayinReference(r), Event::BankPayinReferenceAccountChanged(e)) => {
-                Self::BankPayinReference(BankPayinReference {
-                    account_id: e.account_id,
-                    ..r
-                })
-            }
-            (Self::BankPayinReference(r), Event::BankPayinReferenceMetaUpdated(e)) => {
-                Self::BankPayinReference(BankPayinReference {
-                    meta: e.meta.clone(),
-                    ..r
-                })
-            }
-            (Self::Empty, Event::PayinReferenceCodeClaimed(e)) => {
-                Self::PayinReferenceCode(ReferenceCodeClaim {
-                    project_id: e.project_id,
-                    bank_payin_reference_id: e.bank_payin_reference_id,
-                })
-            }
-            (Self::Empty, Event::BankPayinReceived(e)) => Self::BankPayin(BankPayin {
-                id: e.id,
-                project_id: e.project_id,
-                bank_payin_reference_id: e.bank_payin_reference_id,
-                account_id: e.account_id,
-                transaction_id: e.transaction_id,
-                concept: e.concept.clone(),
-                value: e.value,
-                meta: e.meta.clone(),
-                created_at: e.created_at,
-            }),
-            (Self::BankPayin(p), Event::BankPayinMetaUpdated(e)) => Self::BankPayin(BankPayin {
-                meta: e.meta.clone(),
-                ..p
-            }),
-            (Self::Empty, Event::FileUploaded(e)) => Self::File(StoredFile {
-                id: e.id,
-                project_id: e.project_id,
-                sha256: e.sha256,
-                name: e.name.clone(),
-                size: e.size,
-                created_at: e.created_at,
-            }),
-            (Self::Empty | Self::FxRate(_), Event::FxRateSet(e)) => Self::FxRate(FxRateEntry {
-                from: e.from,
-                to: e.to,
-                current: Some(FxRateValue {
-                    mid_rate: e.mid_rate,
-                    spread_bps: e.spread_bps,
-                }),
-                changed_at: e.set_at,
-            }),
-            (Self::FxRate(r), Event::FxRateRemoved(e)) => Self::FxRate(FxRateEntry {
-                current: None,
-                changed_at: e.removed_at,
-                ..r
-            }),
-            (state, event) => {
-                debug_assert!(false, "{} does not apply to {state:?}", event.event_type());
-                state
-            }
+            (state, event) => state.misapplied(event),
         }
     }
 

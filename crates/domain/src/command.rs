@@ -4,17 +4,18 @@
 //! state of every stream [`CommandEnvelope::streams`] names and passes it in
 //! through [`Lookup`].
 
-use crate::aggregate::{Account, Aggregate};
+use crate::aggregate::Aggregate;
 use crate::api_key::KeyKind;
 use crate::bank::PayinReferenceCode;
-use crate::banking::{IncomingBankTransfer, NewBankPayout, PayoutDestinationSource};
+use crate::banking::{IncomingBankTransfer, NewBankPayout};
 use crate::card::CardInfo;
 use crate::consumer::PositionCommit;
-use crate::error::{DomainError, Refusal, Violations};
+use crate::customer::identity_files;
+use crate::error::{DomainError, Refusal};
 use crate::events::*;
 use crate::fx::Rate;
 use crate::id::*;
-use crate::identity::{Identity, IdentityDocument};
+use crate::identity::Identity;
 use crate::meta::Meta;
 use crate::money::{Currency, Money};
 use crate::payments::{CardSource, NetworkVerdict, NewCardPayin, NewRefund};
@@ -22,6 +23,8 @@ use crate::project::Environment;
 use crate::stream::StreamRef;
 use crate::time::Timestamp;
 
+pub(crate) use crate::context::{Context, Decided};
+pub use crate::context::{Decision, Lookup};
 pub use crate::idempotency::{IDEMPOTENCY_WINDOW_SECONDS, IdempotencyKey, MAX_IDEMPOTENCY_KEY_CHARS};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -212,25 +215,6 @@ pub struct CommandEnvelope {
     pub command: Command,
 }
 
-/// Read access to the current state of the streams a command needs.
-pub trait Lookup {
-    fn get(&self, stream: &StreamRef) -> &Aggregate;
-}
-
-/// What a command decided.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Decision {
-    /// New events to append atomically, in order; `resource` is what the
-    /// command created or changed.
-    Apply {
-        events: Vec<(StreamRef, Event)>,
-        resource: ResourceRef,
-    },
-    /// A retry of an earlier request with the same idempotency key and
-    /// parameters: nothing to write, answer with the original resource.
-    Replay { resource: ResourceRef },
-}
-
 impl CommandEnvelope {
     /// Every stream whose state `decide` reads, in a stable order.
     pub fn streams(&self) -> Vec<StreamRef> {
@@ -280,14 +264,14 @@ impl CommandEnvelope {
                 ..
             } => {
                 streams.push(StreamRef::Card(*id));
-                streams.extend(source_stream(source));
+                streams.extend(source.stream());
                 streams.extend(customer_id.map(StreamRef::Customer));
             }
             Command::UpdateCard { id, .. } => streams.push(StreamRef::Card(*id)),
             Command::CreateCardPayin(new) => {
                 streams.push(StreamRef::CardPayin(new.id));
                 streams.push(StreamRef::Account(new.account_id));
-                streams.extend(source_stream(&new.source));
+                streams.extend(new.source.stream());
             }
             Command::CompleteCardPayinAuthentication { id, .. }
             | Command::SettleCardPayin { id, .. }
@@ -309,12 +293,7 @@ impl CommandEnvelope {
                 streams.push(StreamRef::BankPayout(new.id));
                 streams.push(StreamRef::Account(new.account_id));
                 streams.push(StreamRef::ProjectBalance(project, new.value.currency));
-                match &new.destination {
-                    PayoutDestinationSource::BankAccount(id) => streams.push(StreamRef::BankAccount(*id)),
-                    PayoutDestinationSource::Info(info) => {
-                        streams.push(StreamRef::PayoutDestination(info.iban.clone()))
-                    }
-                }
+                streams.push(new.destination.stream());
             }
             Command::CompleteBankPayout { id }
             | Command::FailBankPayout { id, .. }
@@ -392,92 +371,27 @@ impl CommandEnvelope {
     /// these and ask again until nothing new is named; every answer is a
     /// subset of the next, and the chain is at most three steps long.
     pub fn dependent_streams(&self, lookup: &dyn Lookup) -> Vec<StreamRef> {
-        let project = self.project_id;
-        let balance = |value: Money| StreamRef::ProjectBalance(project, value.currency);
-        let mut streams = Vec::new();
+        let ctx = Context {
+            project_id: self.project_id,
+            now: self.now,
+            lookup,
+        };
         match &self.command {
             Command::CreateTransfer {
                 source_account_id,
                 destination_account_id,
                 ..
-            } => {
-                let source = lookup.get(&StreamRef::Account(*source_account_id)).as_account();
-                let destination = lookup
-                    .get(&StreamRef::Account(*destination_account_id))
-                    .as_account();
-                if let (Some(source), Some(destination)) = (source, destination)
-                    && source.currency() != destination.currency()
-                {
-                    streams.push(StreamRef::FxRate(source.currency(), destination.currency()));
-                    streams.push(StreamRef::ProjectBalance(project, source.currency()));
-                    streams.push(StreamRef::ProjectBalance(project, destination.currency()));
-                }
-            }
-            Command::SettleCardPayin { id, .. } => {
-                if let Some(payin) = lookup.get(&StreamRef::CardPayin(*id)).as_card_payin() {
-                    streams.push(StreamRef::Account(payin.account_id));
-                    streams.push(balance(payin.value));
-                }
-            }
-            Command::CreateCardPayinRefund(new) => {
-                if let Some(payin) = lookup
-                    .get(&StreamRef::CardPayin(new.card_payin_id))
-                    .as_card_payin()
-                {
-                    streams.push(StreamRef::Account(new.account_id.unwrap_or(payin.account_id)));
-                    streams.push(balance(payin.value));
-                }
-            }
-            Command::FailCardPayinRefund { id, .. } => {
-                if let Some(refund) = lookup
-                    .get(&StreamRef::CardPayinRefund(*id))
-                    .as_card_payin_refund()
-                {
-                    streams.push(StreamRef::CardPayin(refund.card_payin_id));
-                    streams.push(StreamRef::Account(refund.account_id));
-                    streams.push(balance(refund.value));
-                }
-            }
-            Command::CreateBankPayout(new) => {
-                if let PayoutDestinationSource::BankAccount(id) = &new.destination
-                    && let Some(stored) = lookup.get(&StreamRef::BankAccount(*id)).as_bank_account()
-                {
-                    streams.push(StreamRef::PayoutDestination(
-                        stored.bank_account_info.iban.clone(),
-                    ));
-                }
-            }
+            } => ctx.dependent_streams_of_transfer(*source_account_id, *destination_account_id),
+            Command::SettleCardPayin { id, .. } => ctx.dependent_streams_of_settlement(*id),
+            Command::CreateCardPayinRefund(new) => ctx.dependent_streams_of_refund(new),
+            Command::FailCardPayinRefund { id, .. } => ctx.dependent_streams_of_refund_failure(*id),
+            Command::CreateBankPayout(new) => ctx.dependent_streams_of_payout(new),
             Command::FailBankPayout { id, .. } | Command::ReturnBankPayout { id, .. } => {
-                if let Some(payout) = lookup.get(&StreamRef::BankPayout(*id)).as_bank_payout() {
-                    streams.push(StreamRef::Account(payout.account_id));
-                    streams.push(balance(payout.value));
-                }
+                ctx.dependent_streams_of_payout_reversal(*id)
             }
-            Command::ReceiveBankPayin(incoming) => {
-                let ctx = Context {
-                    envelope: self,
-                    lookup,
-                };
-                if let Some(reference_id) = ctx.claimed_reference(&incoming.candidate_codes()) {
-                    let stream = StreamRef::BankPayinReference(reference_id);
-                    if let Some(reference) = lookup.get(&stream).as_bank_payin_reference() {
-                        streams.push(StreamRef::Account(reference.account_id));
-                    }
-                    streams.push(stream);
-                }
-            }
-            _ => {}
+            Command::ReceiveBankPayin(incoming) => ctx.dependent_streams_of_bank_payin(incoming),
+            _ => Vec::new(),
         }
-        streams
-    }
-}
-
-/// The stream a card source reads, if it names a token or a stored card.
-fn source_stream(source: &CardSource) -> Option<StreamRef> {
-    match source {
-        CardSource::Info(_) => None,
-        CardSource::Token(id) => Some(StreamRef::CardToken(*id)),
-        CardSource::Card(id) => Some(StreamRef::Card(*id)),
     }
 }
 
@@ -487,7 +401,7 @@ pub fn decide(envelope: &CommandEnvelope, lookup: &dyn Lookup) -> Result<Decisio
         let (events, resource) = decide_command(envelope, lookup)?;
         return Ok(Decision::Apply { events, resource });
     };
-    if let Some(record) = key.live_record(envelope.project_id, envelope.now, lookup) {
+    if let Some(record) = live_record(key, envelope.project_id, envelope.now, lookup) {
         return if record.request_hash == key.request_hash {
             Ok(Decision::Replay {
                 resource: record.resource,
@@ -513,10 +427,25 @@ pub fn decide(envelope: &CommandEnvelope, lookup: &dyn Lookup) -> Result<Decisio
     Ok(Decision::Apply { events, resource })
 }
 
-pub(crate) type Decided = (Vec<(StreamRef, Event)>, ResourceRef);
+/// The live record of an earlier use of `key`, if any.
+fn live_record<'a>(
+    key: &IdempotencyKey,
+    project: ProjectId,
+    now: Timestamp,
+    lookup: &'a dyn Lookup,
+) -> Option<&'a crate::aggregate::IdempotencyRecord> {
+    key.streams(project).find_map(|stream| match lookup.get(&stream) {
+        Aggregate::Idempotency(record) if now < record.window_ends_at() => Some(record),
+        _ => None,
+    })
+}
 
 fn decide_command(envelope: &CommandEnvelope, lookup: &dyn Lookup) -> Result<Decided, DomainError> {
-    let ctx = Context { envelope, lookup };
+    let ctx = Context {
+        project_id: envelope.project_id,
+        now: envelope.now,
+        lookup,
+    };
     match &envelope.command {
         Command::CreateProject {
             id,
@@ -660,529 +589,4 @@ fn decide_command(envelope: &CommandEnvelope, lookup: &dyn Lookup) -> Result<Dec
         Command::RemoveFxRate { from, to } => ctx.remove_fx_rate(*from, *to),
         Command::CommitConsumerPosition(commit) => ctx.commit_consumer_position(commit),
     }
-}
-
-pub(crate) struct Context<'a> {
-    pub(crate) envelope: &'a CommandEnvelope,
-    pub(crate) lookup: &'a dyn Lookup,
-}
-
-impl Context<'_> {
-    pub(crate) fn now(&self) -> Timestamp {
-        self.envelope.now
-    }
-
-    pub(crate) fn require_sandbox(&self, what: &str) -> Result<(), DomainError> {
-        if self.project()?.environment == Environment::Sandbox {
-            Ok(())
-        } else {
-            Err(DomainError::refused(
-                Refusal::SandboxOnly,
-                format!("{what} is only possible in sandbox projects"),
-            ))
-        }
-    }
-
-    /// Replaces the meta of `resource`, a resource of the caller's project
-    /// (`kind` names it in the not-found error).
-    fn replace_meta(
-        &self,
-        resource: ResourceRef,
-        kind: &'static str,
-        meta: &Meta,
-        updated: fn(MetaUpdated) -> Event,
-    ) -> Result<Decided, DomainError> {
-        let stream = resource.stream();
-        // A stream's category fixes its aggregate's kind: owning it is enough.
-        if self.owned(&stream).is_none() {
-            return Err(DomainError::not_found(kind, stream.instance()));
-        }
-        let event = updated(MetaUpdated { meta: meta.clone() });
-        Ok((vec![(stream, event)], resource))
-    }
-
-    pub(crate) fn customer(&self, id: CustomerId) -> Result<&crate::aggregate::Customer, DomainError> {
-        self.owned(&StreamRef::Customer(id))
-            .and_then(Aggregate::as_customer)
-            .ok_or_else(|| DomainError::not_found("customer", id))
-    }
-
-    /// One balance change of `account`: the transaction, and when money
-    /// enters or leaves the project (`crosses_boundary`), the change of the
-    /// project's total in the currency. Refuses what would take the account
-    /// below zero (unless it allows it) or the project's total below zero.
-    pub(crate) fn movement(
-        &self,
-        account: &Account,
-        kind: TransactionKind,
-        value: Money,
-        transaction_id: TransactionId,
-        crosses_boundary: bool,
-    ) -> Result<Vec<(StreamRef, Event)>, DomainError> {
-        debug_assert_eq!(value.currency, account.currency());
-        debug_assert_ne!(value.amount, 0);
-        let balance_after = account.balance.checked_add(value).map_err(|_| overflow())?;
-        if value.is_negative() && balance_after.is_negative() && !account.allow_negative_balance {
-            return Err(DomainError::refused(
-                Refusal::InsufficientFunds,
-                format!(
-                    "account {} has {}, cannot take {}",
-                    account.id,
-                    account.balance,
-                    value.checked_neg().map_err(|_| overflow())?
-                ),
-            ));
-        }
-        let transaction = Transaction {
-            id: transaction_id,
-            account_id: account.id,
-            project_id: account.project_id,
-            kind,
-            value,
-            balance_after,
-            created_at: self.now(),
-        };
-        let mut events = vec![(
-            StreamRef::Account(account.id),
-            Event::TransactionRecorded(TransactionRecorded { transaction }),
-        )];
-        if crosses_boundary {
-            events.push(self.project_total_change(account, value, transaction_id)?);
-        }
-        Ok(events)
-    }
-
-    fn project_total_change(
-        &self,
-        account: &Account,
-        delta: Money,
-        transaction_id: TransactionId,
-    ) -> Result<(StreamRef, Event), DomainError> {
-        let totals = StreamRef::ProjectBalance(account.project_id, delta.currency);
-        let total = match self.lookup.get(&totals) {
-            Aggregate::ProjectBalance(balance) => balance.total,
-            _ => Money::zero(delta.currency),
-        };
-        let total_after = total.checked_add(delta).map_err(|_| overflow())?;
-        if delta.is_negative() && total_after.is_negative() {
-            return Err(DomainError::refused(
-                Refusal::ProjectBalanceNegative,
-                format!(
-                    "the sum of the project's {} balances would be {total_after}; it must stay at or above zero",
-                    delta.currency
-                ),
-            ));
-        }
-        Ok((
-            totals,
-            Event::ProjectBalanceChanged(ProjectBalanceChanged {
-                project_id: account.project_id,
-                delta,
-                total_after,
-                account_id: account.id,
-                transaction_id,
-            }),
-        ))
-    }
-
-    pub(crate) fn project(&self) -> Result<&crate::aggregate::Project, DomainError> {
-        let id = self.envelope.project_id;
-        self.lookup
-            .get(&StreamRef::Project(id))
-            .as_project()
-            .ok_or_else(|| DomainError::not_found("project", id))
-    }
-
-    /// The aggregate at `stream` if it belongs to the caller's project: another
-    /// project's resource is indistinguishable from a missing one.
-    pub(crate) fn owned(&self, stream: &StreamRef) -> Option<&Aggregate> {
-        let state = self.lookup.get(stream);
-        (state.project_id() == Some(self.envelope.project_id)).then_some(state)
-    }
-
-    pub(crate) fn account(&self, id: AccountId) -> Result<&Account, DomainError> {
-        self.owned(&StreamRef::Account(id))
-            .and_then(Aggregate::as_account)
-            .ok_or_else(|| DomainError::not_found("account", id))
-    }
-
-    pub(crate) fn must_be_new(
-        &self,
-        stream: &StreamRef,
-        kind: &'static str,
-        id: impl std::fmt::Display,
-    ) -> Result<(), DomainError> {
-        if self.lookup.get(stream).is_empty() {
-            Ok(())
-        } else {
-            Err(DomainError::AlreadyExists {
-                kind,
-                id: id.to_string(),
-            })
-        }
-    }
-
-    pub(crate) fn create_project(
-        &self,
-        id: ProjectId,
-        name: &str,
-        environment: Environment,
-        meta: &Meta,
-    ) -> Result<Decided, DomainError> {
-        if id != self.envelope.project_id {
-            return Err(DomainError::invalid(
-                "id",
-                "a new project's ID must be the envelope's project ID",
-            ));
-        }
-        let stream = StreamRef::Project(id);
-        self.must_be_new(&stream, "project", id)?;
-        if name.trim().is_empty() || name.chars().count() > 100 {
-            return Err(DomainError::invalid("name", "must be 1 to 100 characters"));
-        }
-        let event = Event::ProjectCreated(ProjectCreated {
-            id,
-            name: name.to_owned(),
-            environment,
-            meta: meta.clone(),
-            created_at: self.envelope.now,
-        });
-        Ok((vec![(stream, event)], ResourceRef::Project(id)))
-    }
-
-    fn update_project(&self, meta: &Meta) -> Result<Decided, DomainError> {
-        let project = self.project()?;
-        let event = Event::ProjectMetaUpdated(MetaUpdated { meta: meta.clone() });
-        Ok((
-            vec![(StreamRef::Project(project.id), event)],
-            ResourceRef::Project(project.id),
-        ))
-    }
-
-    fn create_api_key(
-        &self,
-        id: ApiKeyId,
-        kind: KeyKind,
-        secret_hash: [u8; 32],
-    ) -> Result<Decided, DomainError> {
-        let project = self.project()?;
-        let stream = StreamRef::ApiKey(id);
-        self.must_be_new(&stream, "api key", id)?;
-        let event = Event::ApiKeyCreated(ApiKeyCreated {
-            id,
-            project_id: project.id,
-            kind,
-            secret_hash,
-            created_at: self.envelope.now,
-        });
-        Ok((vec![(stream, event)], ResourceRef::ApiKey(id)))
-    }
-
-    fn revoke_api_key(&self, id: ApiKeyId) -> Result<Decided, DomainError> {
-        let stream = StreamRef::ApiKey(id);
-        let key = self
-            .owned(&stream)
-            .and_then(Aggregate::as_api_key)
-            .ok_or_else(|| DomainError::not_found("api key", id))?;
-        if key.revoked_at.is_some() {
-            return Err(DomainError::refused(
-                Refusal::ApiKeyRevoked,
-                format!("api key {id} is already revoked"),
-            ));
-        }
-        let event = Event::ApiKeyRevoked(ApiKeyRevoked {
-            revoked_at: self.envelope.now,
-        });
-        Ok((vec![(stream, event)], ResourceRef::ApiKey(id)))
-    }
-
-    fn create_customer(
-        &self,
-        id: CustomerId,
-        identity: &Option<Identity>,
-        meta: &Meta,
-    ) -> Result<Decided, DomainError> {
-        let project = self.project()?;
-        let stream = StreamRef::Customer(id);
-        self.must_be_new(&stream, "customer", id)?;
-        validate_identity(identity)?;
-        self.identity_files_exist(identity.as_ref())?;
-        let event = Event::CustomerCreated(CustomerCreated {
-            id,
-            project_id: project.id,
-            identity: identity.clone(),
-            meta: meta.clone(),
-            created_at: self.envelope.now,
-        });
-        Ok((vec![(stream, event)], ResourceRef::Customer(id)))
-    }
-
-    fn update_customer(
-        &self,
-        id: CustomerId,
-        identity: &Option<Option<Identity>>,
-        meta: &Option<Meta>,
-    ) -> Result<Decided, DomainError> {
-        let stream = StreamRef::Customer(id);
-        self.owned(&stream)
-            .and_then(Aggregate::as_customer)
-            .ok_or_else(|| DomainError::not_found("customer", id))?;
-        let mut events = Vec::new();
-        if let Some(identity) = identity {
-            validate_identity(identity)?;
-            self.identity_files_exist(identity.as_ref())?;
-            events.push((
-                stream.clone(),
-                Event::CustomerIdentityUpdated(CustomerIdentityUpdated {
-                    identity: identity.clone(),
-                }),
-            ));
-        }
-        if let Some(meta) = meta {
-            events.push((
-                stream,
-                Event::CustomerMetaUpdated(MetaUpdated { meta: meta.clone() }),
-            ));
-        }
-        Ok((events, ResourceRef::Customer(id)))
-    }
-
-    /// Every file an identity document refers to is an upload of this
-    /// project: another project's file is not found, like a missing one.
-    fn identity_files_exist(&self, identity: Option<&Identity>) -> Result<(), DomainError> {
-        for file in identity_files(identity) {
-            self.owned(&StreamRef::File(file))
-                .and_then(Aggregate::as_file)
-                .ok_or_else(|| DomainError::not_found("file", file))?;
-        }
-        Ok(())
-    }
-
-    fn create_account(
-        &self,
-        id: AccountId,
-        currency: Currency,
-        customer_id: Option<CustomerId>,
-        allow_negative_balance: bool,
-        meta: &Meta,
-    ) -> Result<Decided, DomainError> {
-        let project = self.project()?;
-        let stream = StreamRef::Account(id);
-        self.must_be_new(&stream, "account", id)?;
-        if let Some(customer_id) = customer_id {
-            self.owned(&StreamRef::Customer(customer_id))
-                .and_then(Aggregate::as_customer)
-                .ok_or_else(|| DomainError::not_found("customer", customer_id))?;
-        }
-        let event = Event::AccountOpened(AccountOpened {
-            id,
-            project_id: project.id,
-            customer_id,
-            currency,
-            allow_negative_balance,
-            meta: meta.clone(),
-            created_at: self.envelope.now,
-        });
-        Ok((vec![(stream, event)], ResourceRef::Account(id)))
-    }
-
-    fn update_account(
-        &self,
-        id: AccountId,
-        allow_negative_balance: Option<bool>,
-        meta: &Option<Meta>,
-        balance: Option<(Money, TransactionId)>,
-    ) -> Result<Decided, DomainError> {
-        let account = self.account(id)?;
-        let stream = StreamRef::Account(id);
-        let mut events = Vec::new();
-        let allow_negative = allow_negative_balance.unwrap_or(account.allow_negative_balance);
-        if let Some(allow) = allow_negative_balance.filter(|allow| *allow != account.allow_negative_balance) {
-            events.push((
-                stream.clone(),
-                Event::NegativeBalanceAllowanceChanged(NegativeBalanceAllowanceChanged {
-                    allow_negative_balance: allow,
-                }),
-            ));
-        }
-        let final_balance = match balance {
-            Some((target, transaction_id)) => {
-                events.extend(self.magic_balance(account, target, transaction_id, allow_negative)?);
-                target
-            }
-            None => account.balance,
-        };
-        if !allow_negative && final_balance.is_negative() {
-            return Err(DomainError::refused(
-                Refusal::InsufficientFunds,
-                format!(
-                    "account {id} has a negative balance ({final_balance}); it must allow a negative balance"
-                ),
-            ));
-        }
-        if let Some(meta) = meta {
-            events.push((
-                stream,
-                Event::AccountMetaUpdated(MetaUpdated { meta: meta.clone() }),
-            ));
-        }
-        Ok((events, ResourceRef::Account(id)))
-    }
-
-    /// Sets an account's balance directly (sandbox only), keeping the project's
-    /// total in the currency at or above zero.
-    fn magic_balance(
-        &self,
-        account: &Account,
-        target: Money,
-        transaction_id: TransactionId,
-        allow_negative: bool,
-    ) -> Result<Vec<(StreamRef, Event)>, DomainError> {
-        let project = self.project()?;
-        if project.environment != Environment::Sandbox {
-            return Err(DomainError::refused(
-                Refusal::SandboxOnly,
-                "setting a balance directly is only possible in sandbox projects",
-            ));
-        }
-        if target.currency != account.currency() {
-            return Err(DomainError::invalid(
-                "balance.currency",
-                format!("must be the account's currency, {}", account.currency()),
-            ));
-        }
-        if target.is_negative() && !allow_negative {
-            return Err(DomainError::invalid(
-                "balance.amount",
-                "negative balance requires allow_negative_balance",
-            ));
-        }
-        let delta = target.checked_sub(account.balance).map_err(|_| overflow())?;
-        if delta.amount == 0 {
-            return Ok(Vec::new());
-        }
-        // The allowance may change in this same command.
-        let account = Account {
-            allow_negative_balance: allow_negative,
-            ..account.clone()
-        };
-        self.movement(&account, TransactionKind::Magic, delta, transaction_id, true)
-    }
-
-    fn create_transfer(
-        &self,
-        id: TransferId,
-        (source_id, source_tx): (AccountId, TransactionId),
-        (destination_id, destination_tx): (AccountId, TransactionId),
-        value: Money,
-        meta: &Meta,
-    ) -> Result<Decided, DomainError> {
-        let mut violations = Violations::new();
-        if value.amount <= 0 {
-            violations.add("value.amount", "must be positive");
-        }
-        if source_id == destination_id {
-            violations.add("destination_account_id", "must differ from source_account_id");
-        }
-        violations.into_result()?;
-        let stream = StreamRef::Transfer(id);
-        self.must_be_new(&stream, "transfer", id)?;
-        let source = self.account(source_id)?;
-        let destination = self.account(destination_id)?;
-        if value.currency != source.currency() {
-            return Err(DomainError::invalid(
-                "value.currency",
-                format!("must be the source account's currency, {}", source.currency()),
-            ));
-        }
-        let exchange = self.exchange(value, destination.currency())?;
-        let credit = exchange.map_or(value, |exchange| exchange.destination_value);
-        let debit = value.checked_neg().map_err(|_| overflow())?;
-        // A same-currency transfer leaves the project's total unchanged; an
-        // exchange takes from one currency's total and adds to another's.
-        let crosses = exchange.is_some();
-        let mut events = vec![(
-            stream,
-            Event::TransferCreated(TransferCreated {
-                id,
-                project_id: self.envelope.project_id,
-                source_account_id: source_id,
-                destination_account_id: destination_id,
-                source_transaction_id: source_tx,
-                destination_transaction_id: destination_tx,
-                value,
-                meta: meta.clone(),
-                created_at: self.now(),
-                exchange,
-            }),
-        )];
-        events.extend(self.movement(
-            source,
-            TransactionKind::TransferSource(id),
-            debit,
-            source_tx,
-            crosses,
-        )?);
-        events.extend(self.movement(
-            destination,
-            TransactionKind::TransferDestination(id),
-            credit,
-            destination_tx,
-            crosses,
-        )?);
-        Ok((events, ResourceRef::Transfer(id)))
-    }
-
-    /// The conversion of `value` into `to`, at the configured rate; `None`
-    /// when no conversion is needed.
-    fn exchange(&self, value: Money, to: Currency) -> Result<Option<Exchange>, DomainError> {
-        let from = value.currency;
-        if from == to {
-            return Ok(None);
-        }
-        let unavailable = || {
-            DomainError::refused(
-                Refusal::FxRateUnavailable,
-                format!("no exchange rate is configured from {from} to {to}"),
-            )
-        };
-        let rate = match self.lookup.get(&StreamRef::FxRate(from, to)) {
-            Aggregate::FxRate(entry) => entry.current.ok_or_else(unavailable)?,
-            _ => return Err(unavailable()),
-        };
-        let impossible = |error: crate::fx::FxError| {
-            DomainError::refused(
-                Refusal::FxConversionImpossible,
-                format!("{value} cannot be converted to {to}: {error}"),
-            )
-        };
-        let quote = crate::fx::Quote::new(from, to, rate.mid_rate, rate.spread_bps).map_err(impossible)?;
-        let conversion = crate::fx::convert(value, quote).map_err(impossible)?;
-        Ok(Some(Exchange {
-            destination_value: conversion.destination,
-            mid_rate: rate.mid_rate,
-            spread_bps: rate.spread_bps,
-            rate_used: conversion.rate_used,
-        }))
-    }
-}
-
-pub(crate) fn overflow() -> DomainError {
-    DomainError::refused(Refusal::BalanceOverflow, "the resulting balance would overflow")
-}
-
-/// The files an identity's document refers to, if any.
-fn identity_files(identity: Option<&Identity>) -> impl Iterator<Item = FileId> + '_ {
-    identity
-        .and_then(|identity| identity.document.as_ref())
-        .into_iter()
-        .flat_map(IdentityDocument::file_ids)
-}
-
-fn validate_identity(identity: &Option<Identity>) -> Result<(), DomainError> {
-    let mut violations = Violations::new();
-    if let Some(identity) = identity {
-        identity.validate("identity", &mut violations);
-    }
-    violations.into_result()
 }

@@ -2,30 +2,38 @@
 //! as deciders, and their events. No I/O, no async, no clock, no randomness:
 //! time and new IDs arrive inside commands.
 
+pub mod kernel;
+
+// The kernel's modules keep the paths they had before it existed.
+pub use kernel::{bank, error, iban, id, idempotency, meta, money, stream, time};
+// The API key format, part of the project family.
+pub use project::api_key;
+// Value types and views of the customer and account families.
+pub use account::history;
+pub use customer::identity;
+
+pub mod account;
 pub mod aggregate;
-pub mod api_key;
-pub mod bank;
+pub mod bank_account;
+pub mod bank_payin;
+pub mod bank_payout;
 pub mod banking;
 pub mod card;
+pub mod card_payin;
 pub mod command;
 pub mod consumer;
+mod context;
+pub mod customer;
 pub mod deployment;
-pub mod error;
 pub mod events;
+pub mod file;
 mod footprint;
 pub mod fx;
-pub mod history;
-pub mod iban;
-pub mod id;
-pub mod idempotency;
-pub mod identity;
-pub mod meta;
-pub mod money;
+pub mod fx_rate;
 pub mod payments;
 pub mod project;
 pub mod sandbox_network;
-pub mod stream;
-pub mod time;
+pub mod transfer;
 
 pub use aggregate::Aggregate;
 pub use command::{Command, CommandEnvelope, Decision, IdempotencyKey, Lookup, decide};

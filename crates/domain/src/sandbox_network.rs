@@ -22,7 +22,7 @@
 //! Pure and deterministic: the same number always gets the same answer.
 
 use crate::card::CardNumber;
-use crate::payments::{DeclineReason, NetworkVerdict};
+use crate::card_payin::{DeclineReason, NetworkVerdict};
 
 /// What a test card does.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -259,7 +259,7 @@ pub fn fx_rate_pb(entry: &FxRateEntry) -> Option<pb::FxRate> {
         destination_currency: entry.to.code().to_owned(),
         mid_rate: rate.mid_rate.to_string(),
         spread_bps: rate.spread_bps,
-        rate_used: crate::convert_bank::rate_used_text(entry),
+        rate_used: crate::services::fx_rate::convert::rate_used_text(entry),
         updated_at_micros: entry.changed_at.micros(),
     })
 }

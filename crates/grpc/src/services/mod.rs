@@ -2,19 +2,18 @@
 //! request (collecting all violations), run the command through the engine
 //! or read the projections, answer in proto.
 
-mod account;
-mod bank_accounts;
-mod bank_payins;
-mod bank_payouts;
-mod card_payins;
-mod cards;
-mod customer;
-mod events;
-mod files;
-mod fx;
-mod project;
-mod transaction;
-mod transfer;
+pub(crate) mod account;
+pub(crate) mod bank_account;
+pub(crate) mod bank_payin;
+pub(crate) mod bank_payout;
+pub(crate) mod card;
+pub(crate) mod card_payin;
+pub(crate) mod customer;
+pub(crate) mod events;
+pub(crate) mod file;
+pub(crate) mod fx_rate;
+pub(crate) mod project;
+pub(crate) mod transfer;
 
 use std::sync::Arc;
 

@@ -1,0 +1,19 @@
+//! The account family: accounts, their transactions, and the ledger every
+//! family that moves money goes through ([`Context::movement`]: one balance
+//! change, and the project's total in the currency when money enters or
+//! leaves the project).
+//!
+//! [`Context::movement`]: crate::context::Context::movement
+
+mod decide;
+mod events;
+pub mod history;
+mod ledger;
+mod state;
+
+pub use events::{
+    AccountOpened, NegativeBalanceAllowanceChanged, ProjectBalanceChanged, Transaction, TransactionKind,
+    TransactionRecorded,
+};
+pub(crate) use state::evolve;
+pub use state::{Account, ProjectBalance};

@@ -1,0 +1,13 @@
+//! The project family: projects, which everything belongs to, and their API
+//! keys.
+
+pub mod api_key;
+mod decide;
+mod environment;
+mod events;
+mod state;
+
+pub use environment::Environment;
+pub use events::{ApiKeyCreated, ApiKeyRevoked, ProjectCreated};
+pub(crate) use state::evolve;
+pub use state::{ApiKey, Project};

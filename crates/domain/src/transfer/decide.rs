@@ -1,0 +1,135 @@
+//! Deciding `CreateTransfer`: the transfer, and the two legs through the
+//! ledger. The exchange rate is read from the fx_rate family's state.
+
+use super::events::{Exchange, TransferCreated};
+use crate::account::TransactionKind;
+use crate::aggregate::Aggregate;
+use crate::context::{Context, Decided};
+use crate::events::Event;
+use crate::kernel::error::{DomainError, Refusal, Violations, overflow};
+use crate::kernel::id::{AccountId, TransactionId, TransferId};
+use crate::kernel::meta::Meta;
+use crate::kernel::money::{Currency, Money};
+use crate::kernel::stream::{ResourceRef, StreamRef};
+
+impl Context<'_> {
+    pub(crate) fn create_transfer(
+        &self,
+        id: TransferId,
+        (source_id, source_tx): (AccountId, TransactionId),
+        (destination_id, destination_tx): (AccountId, TransactionId),
+        value: Money,
+        meta: &Meta,
+    ) -> Result<Decided, DomainError> {
+        let mut violations = Violations::new();
+        if value.amount <= 0 {
+            violations.add("value.amount", "must be positive");
+        }
+        if source_id == destination_id {
+            violations.add("destination_account_id", "must differ from source_account_id");
+        }
+        violations.into_result()?;
+        let stream = StreamRef::Transfer(id);
+        self.must_be_new(&stream, "transfer", id)?;
+        let source = self.account(source_id)?;
+        let destination = self.account(destination_id)?;
+        if value.currency != source.currency() {
+            return Err(DomainError::invalid(
+                "value.currency",
+                format!("must be the source account's currency, {}", source.currency()),
+            ));
+        }
+        let exchange = self.exchange(value, destination.currency())?;
+        let credit = exchange.map_or(value, |exchange| exchange.destination_value);
+        let debit = value.checked_neg().map_err(|_| overflow())?;
+        // A same-currency transfer leaves the project's total unchanged; an
+        // exchange takes from one currency's total and adds to another's.
+        let crosses = exchange.is_some();
+        let mut events = vec![(
+            stream,
+            Event::TransferCreated(TransferCreated {
+                id,
+                project_id: self.project_id,
+                source_account_id: source_id,
+                destination_account_id: destination_id,
+                source_transaction_id: source_tx,
+                destination_transaction_id: destination_tx,
+                value,
+                meta: meta.clone(),
+                created_at: self.now(),
+                exchange,
+            }),
+        )];
+        events.extend(self.movement(
+            source,
+            TransactionKind::TransferSource(id),
+            debit,
+            source_tx,
+            crosses,
+        )?);
+        events.extend(self.movement(
+            destination,
+            TransactionKind::TransferDestination(id),
+            credit,
+            destination_tx,
+            crosses,
+        )?);
+        Ok((events, ResourceRef::Transfer(id)))
+    }
+
+    /// The conversion of `value` into `to`, at the configured rate; `None`
+    /// when no conversion is needed.
+    pub(crate) fn exchange(&self, value: Money, to: Currency) -> Result<Option<Exchange>, DomainError> {
+        let from = value.currency;
+        if from == to {
+            return Ok(None);
+        }
+        let unavailable = || {
+            DomainError::refused(
+                Refusal::FxRateUnavailable,
+                format!("no exchange rate is configured from {from} to {to}"),
+            )
+        };
+        let rate = match self.lookup.get(&StreamRef::FxRate(from, to)) {
+            Aggregate::FxRate(entry) => entry.current.ok_or_else(unavailable)?,
+            _ => return Err(unavailable()),
+        };
+        let impossible = |error: crate::fx::FxError| {
+            DomainError::refused(
+                Refusal::FxConversionImpossible,
+                format!("{value} cannot be converted to {to}: {error}"),
+            )
+        };
+        let quote = crate::fx::Quote::new(from, to, rate.mid_rate, rate.spread_bps).map_err(impossible)?;
+        let conversion = crate::fx::convert(value, quote).map_err(impossible)?;
+        Ok(Some(Exchange {
+            destination_value: conversion.destination,
+            mid_rate: rate.mid_rate,
+            spread_bps: rate.spread_bps,
+            rate_used: conversion.rate_used,
+        }))
+    }
+}
+
+impl Context<'_> {
+    /// What `CreateTransfer` reads once its accounts are loaded: between
+    /// currencies, the exchange rate and both currencies' project totals.
+    pub(crate) fn dependent_streams_of_transfer(
+        &self,
+        source: AccountId,
+        destination: AccountId,
+    ) -> Vec<StreamRef> {
+        let project = self.project_id;
+        let mut streams = Vec::new();
+        let source = self.lookup.get(&StreamRef::Account(source)).as_account();
+        let destination = self.lookup.get(&StreamRef::Account(destination)).as_account();
+        if let (Some(source), Some(destination)) = (source, destination)
+            && source.currency() != destination.currency()
+        {
+            streams.push(StreamRef::FxRate(source.currency(), destination.currency()));
+            streams.push(StreamRef::ProjectBalance(project, source.currency()));
+            streams.push(StreamRef::ProjectBalance(project, destination.currency()));
+        }
+        streams
+    }
+}

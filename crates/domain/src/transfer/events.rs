@@ -1,0 +1,79 @@
+//! The transfer family's events (type names, versions, the v1 → v2 upcast
+//! and codec in [`crate::events`]).
+
+use serde::{Deserialize, Serialize};
+
+use crate::fx::Rate;
+use crate::kernel::id::{AccountId, ProjectId, TransactionId, TransferId};
+use crate::kernel::meta::Meta;
+use crate::kernel::money::Money;
+use crate::kernel::time::Timestamp;
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TransferCreated {
+    pub id: TransferId,
+    pub project_id: ProjectId,
+    pub source_account_id: AccountId,
+    pub destination_account_id: AccountId,
+    pub source_transaction_id: TransactionId,
+    pub destination_transaction_id: TransactionId,
+    /// Taken from the source account. Always positive.
+    pub value: Money,
+    pub meta: Meta,
+    pub created_at: Timestamp,
+    /// Present when the accounts' currencies differ: how `value` became
+    /// what the destination received.
+    pub exchange: Option<Exchange>,
+}
+
+/// The conversion a cross-currency transfer applied, recorded so that it is
+/// reproducible: `destination_value = floor(value × rate_used)`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Exchange {
+    /// Credited to the destination account, in its currency.
+    pub destination_value: Money,
+    /// The market rate configured for the pair when the transfer was made.
+    pub mid_rate: Rate,
+    pub spread_bps: u32,
+    /// `mid_rate` less the spread, rounded down: the rate applied.
+    pub rate_used: Rate,
+}
+
+impl TransferCreated {
+    /// What the destination account received.
+    pub fn destination_value(&self) -> Money {
+        self.exchange
+            .map_or(self.value, |exchange| exchange.destination_value)
+    }
+}
+
+/// `TransferCreated` as written before cross-currency transfers (schema v1).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TransferCreatedV1 {
+    pub id: TransferId,
+    pub project_id: ProjectId,
+    pub source_account_id: AccountId,
+    pub destination_account_id: AccountId,
+    pub source_transaction_id: TransactionId,
+    pub destination_transaction_id: TransactionId,
+    pub value: Money,
+    pub meta: Meta,
+    pub created_at: Timestamp,
+}
+
+impl From<TransferCreatedV1> for TransferCreated {
+    fn from(v1: TransferCreatedV1) -> Self {
+        Self {
+            id: v1.id,
+            project_id: v1.project_id,
+            source_account_id: v1.source_account_id,
+            destination_account_id: v1.destination_account_id,
+            source_transaction_id: v1.source_transaction_id,
+            destination_transaction_id: v1.destination_transaction_id,
+            value: v1.value,
+            meta: v1.meta,
+            created_at: v1.created_at,
+            exchange: None,
+        }
+    }
+}

@@ -1,0 +1,10 @@
+//! The transfer family: money moved between two accounts of a project,
+//! across currencies at the configured exchange rate.
+
+mod decide;
+mod events;
+mod state;
+
+pub use events::{Exchange, TransferCreated, TransferCreatedV1};
+pub use state::Transfer;
+pub(crate) use state::evolve;

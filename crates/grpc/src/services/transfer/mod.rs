@@ -1,0 +1,83 @@
+pub(crate) mod convert;
+
+use paycore_domain::{TransactionId, TransferId, Violations};
+use tonic::{Request, Response, Status};
+
+use super::{Handlers, correlation_id, finish, methods, unexpected};
+use crate::pb::{self, transfer_service_server::TransferService};
+use paycore_projections::ReadModels;
+
+#[tonic::async_trait]
+impl TransferService for Handlers {
+    async fn create_transfer(
+        &self,
+        request: Request<pb::CreateTransferRequest>,
+    ) -> Result<Response<pb::Transfer>, Status> {
+        let mut v = Violations::new();
+        let (caller, key) = self
+            .create_caller(&request, methods::CREATE_TRANSFER, &mut v)
+            .await?;
+        let ids = convert::TransferIds {
+            transfer: TransferId::from_uuid(self.new_uuid()),
+            source_transaction: TransactionId::from_uuid(self.new_uuid()),
+            destination_transaction: TransactionId::from_uuid(self.new_uuid()),
+        };
+        let command = convert::create_transfer(request.get_ref(), ids, &mut v);
+        let command = finish(v, command)?;
+        let state = self
+            .execute(&caller, correlation_id(request.metadata()), key, command)
+            .await?;
+        let transfer = state
+            .as_transfer()
+            .ok_or_else(|| unexpected("transfer", &state))?;
+        Ok(Response::new(convert::transfer_pb(transfer)))
+    }
+
+    async fn get_transfer(
+        &self,
+        request: Request<pb::GetTransferRequest>,
+    ) -> Result<Response<pb::Transfer>, Status> {
+        let id = &request.get_ref().transfer_id;
+        let transfer = self
+            .get_one(
+                &request,
+                "transfer_id",
+                id,
+                "transfer",
+                |read, project, id: TransferId| read.transfer(project, id),
+            )
+            .await?;
+        Ok(Response::new(convert::transfer_pb(&transfer)))
+    }
+
+    async fn list_transfers(
+        &self,
+        request: Request<pb::ListTransfersRequest>,
+    ) -> Result<Response<pb::ListTransfersResponse>, Status> {
+        let (size, token) = (request.get_ref().page_size, &request.get_ref().page_token);
+        let page = self
+            .list_page(&request, size, token, ReadModels::list_transfers)
+            .await?;
+        Ok(Response::new(pb::ListTransfersResponse {
+            items: page.items.iter().map(convert::transfer_pb).collect(),
+            next_page_token: page.next_token.unwrap_or_default(),
+        }))
+    }
+
+    async fn update_transfer(
+        &self,
+        request: Request<pb::UpdateTransferRequest>,
+    ) -> Result<Response<pb::Transfer>, Status> {
+        let caller = self.caller(&request).await?;
+        let mut v = Violations::new();
+        let command = convert::update_transfer(request.get_ref(), &mut v);
+        let command = finish(v, command)?;
+        let state = self
+            .execute(&caller, correlation_id(request.metadata()), None, command)
+            .await?;
+        let transfer = state
+            .as_transfer()
+            .ok_or_else(|| unexpected("transfer", &state))?;
+        Ok(Response::new(convert::transfer_pb(transfer)))
+    }
+}
