@@ -84,19 +84,52 @@ async fn models_follow_the_log_with_balances_and_newest_first_lists() {
     );
 }
 
-#[tokio::test]
-async fn a_restart_resumes_from_the_models_checkpoint() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("projections");
+/// Models on disk under `dir/projections` that followed a ledger with
+/// `transfers` transfers, closed; with what they answered before closing.
+struct Closed {
+    path: std::path::PathBuf,
+    store: Arc<dyn EventStore>,
+    project: ProjectId,
+    a: paycore_domain::AccountId,
+    last: u64,
+    before: paycore_projections::Page<paycore_domain::Transaction>,
+    account: Option<paycore_domain::aggregate::Account>,
+}
+
+async fn closed_models(dir: &std::path::Path, transfers: usize) -> Closed {
+    let path = dir.join("projections");
     let store: Arc<dyn EventStore> = Arc::new(MemoryStore::new());
     let read = ReadModels::start(store.clone(), ModelStorage::at(path.clone()))
         .await
         .unwrap();
-    let Ledger { project, a, last, .. } = ledger(store.clone(), 5).await;
+    let Ledger { project, a, last, .. } = ledger(store.clone(), transfers).await;
     read.wait_for(last).await;
     let before = read.list_transactions(project, None, &page(100)).unwrap();
     let account = read.account(project, a).unwrap();
     read.close().await.unwrap();
+    Closed {
+        path,
+        store,
+        project,
+        a,
+        last,
+        before,
+        account,
+    }
+}
+
+#[tokio::test]
+async fn a_restart_resumes_from_the_models_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let Closed {
+        path,
+        store,
+        project,
+        a,
+        last,
+        before,
+        account,
+    } = closed_models(dir.path(), 5).await;
 
     let restarted = ReadModels::start(store.clone(), ModelStorage::at(path.clone()))
         .await
@@ -153,16 +186,15 @@ async fn models_of_another_log_are_not_used() {
 #[tokio::test]
 async fn a_damaged_model_store_is_set_aside_and_rebuilt_from_the_log() {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("projections");
-    let store: Arc<dyn EventStore> = Arc::new(MemoryStore::new());
-    let read = ReadModels::start(store.clone(), ModelStorage::at(path.clone()))
-        .await
-        .unwrap();
-    let Ledger { project, a, last, .. } = ledger(store.clone(), 4).await;
-    read.wait_for(last).await;
-    let before = read.list_transactions(project, None, &page(100)).unwrap();
-    let account = read.account(project, a).unwrap();
-    read.close().await.unwrap();
+    let Closed {
+        path,
+        store,
+        project,
+        a,
+        last,
+        before,
+        account,
+    } = closed_models(dir.path(), 4).await;
 
     // The header overwritten (a disk fault, a stray write): redb no longer
     // recognises the file.
