@@ -7,6 +7,7 @@ use std::time::Duration;
 use paycore_store::{EventStore, Position, RecordedEvent, StoreError};
 
 use crate::db::{self, Checkpoint, ModelDb, ModelError, Namespace};
+use crate::overlay::{FLUSH_EVERY, Layer, MAX_PENDING_BYTES};
 use crate::slot::{self, Decoded, Progress};
 use crate::{ProjectionError, Shared};
 
@@ -112,14 +113,97 @@ pub(crate) fn remove_legacy_snapshots(dir: &Path) {
     }
 }
 
-/// Applies one batch to the served projections, in one write transaction.
-fn apply_served(shared: &Shared, batch: &[Decoded]) -> Result<Position, ModelError> {
+/// What applying a batch left to do.
+struct Applied {
+    /// What every projection has applied.
+    position: Position,
+    /// Frozen changes to write to the store now.
+    frozen: Option<Arc<Layer>>,
+    /// Bytes of changes held in memory.
+    held: usize,
+}
+
+/// Applies one batch to the served projections in memory and shows it to
+/// the queries; freezes the changes gathered once they are due.
+fn apply_served(shared: &Shared, batch: &[Decoded]) -> Result<Applied, ModelError> {
     let mut served = shared.served.blocking_lock();
-    let updated = shared.db.write(false, |txn| {
-        slot::apply_batch(txn, Namespace::Served, &served, batch)
-    })?;
-    *served = updated;
-    Ok(slot::lowest(&served))
+    // The batch's changes are gathered beside the active ones (queries go
+    // on reading meanwhile) and merged only once all of it applied: a batch
+    // that fails half-way leaves nothing behind.
+    let (changes, progress) = {
+        let frozen = shared.frozen.lock().clone();
+        let active = shared.active.read();
+        let txn = shared.db.read()?;
+        slot::apply_in_memory(&txn, &active, frozen.as_deref(), batch)?
+    };
+    let position = slot::lowest(&progress);
+    let held = {
+        let mut active = shared.active.write();
+        active.absorb(changes, progress);
+        active.bytes()
+    };
+    let frozen = if shared.due(&served) {
+        shared.freeze(&mut served)
+    } else {
+        None
+    };
+    Ok(Applied {
+        position,
+        frozen,
+        held,
+    })
+}
+
+/// Freezes what is held when nothing arrived for a while (so a quiet
+/// server's store catches up).
+fn freeze_idle(shared: &Shared) -> Option<Arc<Layer>> {
+    let mut served = shared.served.blocking_lock();
+    if shared.due(&served) {
+        shared.freeze(&mut served)
+    } else {
+        None
+    }
+}
+
+/// Writes a frozen layer on a blocking thread, retrying every second until
+/// it is written or the models stop (the changes stay visible meanwhile).
+fn spawn_write(shared: &Arc<Shared>, frozen: Arc<Layer>) -> tokio::task::JoinHandle<()> {
+    let shared = shared.clone();
+    tokio::task::spawn_blocking(move || {
+        while let Err(error) = shared.write_frozen(&frozen, false) {
+            tracing::error!(%error, "read models could not write their changes to the store; retrying");
+            if *shared.stop.borrow() {
+                return;
+            }
+            std::thread::sleep(Duration::from_secs(1));
+        }
+    })
+}
+
+/// The write of frozen changes in flight, if any.
+#[derive(Default)]
+struct Writing(Option<tokio::task::JoinHandle<()>>);
+
+impl Writing {
+    async fn finish(&mut self) {
+        if let Some(handle) = self.0.take()
+            && let Err(error) = handle.await
+            && error.is_panic()
+        {
+            std::panic::resume_unwind(error.into_panic());
+        }
+    }
+
+    async fn start(&mut self, shared: &Arc<Shared>, frozen: Option<Arc<Layer>>) {
+        if let Some(frozen) = frozen {
+            self.finish().await;
+            self.0 = Some(spawn_write(shared, frozen));
+        }
+    }
+
+    fn idle(&self) -> bool {
+        self.0.as_ref().is_none_or(tokio::task::JoinHandle::is_finished)
+    }
 }
 
 /// Cuts the events read from `$all` into whole appends. A read can end
@@ -160,10 +244,21 @@ pub(crate) async fn run(shared: Arc<Shared>, store: Arc<dyn EventStore>, from: P
     let mut subscription = paycore_store::subscribe_all(store.clone(), from);
     let mut whole = WholeAppends::default();
     let mut stop = shared.stop.subscribe();
+    let mut writing = Writing::default();
+    let mut held = 0;
     loop {
         let next = tokio::select! {
-            next = subscription.next_batch(APPLY_BATCH) => next,
+            next = subscription.next_batch(APPLY_BATCH) => Some(next),
+            _ = tokio::time::sleep(FLUSH_EVERY), if held > 0 => None,
             _ = stop.wait_for(|stop| *stop) => break,
+        };
+        let Some(next) = next else {
+            let idle = shared.clone();
+            if let Ok(frozen) = tokio::task::spawn_blocking(move || freeze_idle(&idle)).await {
+                held = 0;
+                writing.start(&shared, frozen).await;
+            }
+            continue;
         };
         let batch = match next {
             Ok(batch) => batch,
@@ -187,27 +282,36 @@ pub(crate) async fn run(shared: Arc<Shared>, store: Arc<dyn EventStore>, from: P
                 // A log this build cannot read: serving stale models is
                 // better than guessing. The audit names the event.
                 tracing::error!(%error, "read models stopped at an event they cannot decode");
-                return;
+                break;
             }
         };
-        let writer = shared.clone();
-        let written = tokio::task::spawn_blocking(move || apply_served(&writer, &decoded)).await;
+        let applier = shared.clone();
+        let written = tokio::task::spawn_blocking(move || apply_served(&applier, &decoded)).await;
         match written {
             Ok(Ok(applied)) => {
-                shared.applied.send_replace(applied);
+                shared.applied.send_replace(applied.position);
+                held = applied.held;
+                if applied.frozen.is_some() {
+                    writing.start(&shared, applied.frozen).await;
+                } else if held >= MAX_PENDING_BYTES && !writing.idle() {
+                    // Memory is bounded: wait for the store to take the
+                    // frozen changes before gathering more.
+                    writing.finish().await;
+                }
             }
             Ok(Err(error)) => {
-                // The batch was not committed: nothing of it is visible.
-                // Follow again from what is.
-                tracing::error!(%error, "read models could not write a batch; retrying");
+                // Nothing of the batch was applied where it failed: follow
+                // again from what the models hold.
+                tracing::error!(%error, "read models could not apply a batch; retrying");
                 tokio::time::sleep(Duration::from_secs(1)).await;
-                let applied = slot::lowest(&shared.served.lock().await);
+                let applied = slot::lowest(&shared.progress());
                 subscription = paycore_store::subscribe_all(store.clone(), applied);
                 whole.clear();
             }
             Err(error) => std::panic::resume_unwind(error.into_panic()),
         }
     }
+    writing.finish().await;
 }
 
 #[cfg(test)]

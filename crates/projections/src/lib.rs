@@ -24,9 +24,11 @@
 //! Memory is redb's page cache ([`ModelStorage::cache_bytes`]) and one
 //! batch of events, whatever the size of the history.
 
+mod chunk;
 pub mod db;
 mod follower;
 mod models;
+mod overlay;
 mod page;
 mod rebuild;
 mod rows;
@@ -38,7 +40,7 @@ mod test_support;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use parking_lot::Mutex;
+use parking_lot::{Mutex, RwLock};
 use paycore_domain::aggregate::{Account, Customer, Project, Transfer};
 use paycore_domain::banking::FxRateEntry;
 use paycore_domain::{
@@ -46,7 +48,6 @@ use paycore_domain::{
     TransactionId, TransferId,
 };
 use paycore_store::{EventStore, Position, StoreError};
-use redb::ReadTransaction;
 use tokio::sync::watch;
 
 pub use db::{DEFAULT_CACHE_BYTES, ModelError, ModelStorage};
@@ -60,9 +61,9 @@ pub use slot::ProjectionInfo;
 
 use crate::db::{ModelDb, Namespace};
 use crate::models::{Accounts, Directory, FxRates, Projection, Resources, Transactions, Transfers};
+use crate::overlay::{Layer, Served, Snapshot};
 use crate::page::ListKind;
 use crate::rows::{Key, RowsRead};
-use crate::slot::Progress;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProjectionError {
@@ -99,10 +100,18 @@ impl ProjectionStatus {
 
 pub(crate) struct Shared {
     db: ModelDb,
-    /// Each served projection and its checkpoint as of the last commit, in
-    /// the registry's order. Held while a batch is written, so a rebuild's
-    /// swap sees the follower either before a batch or after it.
-    served: Arc<tokio::sync::Mutex<Vec<Progress>>>,
+    /// Held while the follower applies a batch, so a rebuild's swap sees
+    /// it either before a batch or after it.
+    served: Arc<tokio::sync::Mutex<Served>>,
+    /// Each served projection's changes not yet written to the store, and
+    /// its checkpoint, in the registry's order (`overlay.rs`).
+    active: RwLock<Layer>,
+    /// Changes being written to the store.
+    frozen: Mutex<Option<Arc<Layer>>>,
+    /// Signalled when a frozen layer is written.
+    written: parking_lot::Condvar,
+    /// [`ReadModels::verbatim_idempotency_until`] as read at a position.
+    verbatim_until: Mutex<Option<(Position, Option<Timestamp>)>>,
     /// Running rebuild jobs, by projection name.
     rebuilds: Mutex<HashMap<&'static str, watch::Receiver<RebuildProgress>>>,
     /// What every projection has applied (the smallest checkpoint).
@@ -159,13 +168,19 @@ impl ReadModels {
             .opening
             .await
             .map_err(|error| ModelError::Storage(format!("opening the read models: {error}")))??;
-        let served = follower::prepare(&db, store.as_ref()).await?;
-        let from = slot::lowest(&served);
+        let progress = follower::prepare(&db, store.as_ref()).await?;
+        let from = slot::lowest(&progress);
         let (applied, _) = watch::channel(from);
         let (stop, _) = watch::channel(false);
         let shared = Arc::new(Shared {
             db,
-            served: Arc::new(tokio::sync::Mutex::new(served)),
+            active: RwLock::new(Layer::empty(progress)),
+            frozen: Mutex::new(None),
+            written: parking_lot::Condvar::new(),
+            verbatim_until: Mutex::new(None),
+            served: Arc::new(tokio::sync::Mutex::new(Served {
+                since: std::time::Instant::now(),
+            })),
             rebuilds: Mutex::default(),
             applied,
             stop,
@@ -188,11 +203,12 @@ impl ReadModels {
         Ok(read)
     }
 
-    /// Syncs the models to disk now (at shutdown), so the next start
-    /// replays nothing.
+    /// Writes every change the models hold in memory to the store and
+    /// syncs it (at shutdown), so the next start replays nothing.
     pub async fn persist(&self) -> Result<(), ProjectionError> {
         let shared = self.shared.clone();
-        tokio::task::spawn_blocking(move || shared.db.write(true, |_| Ok(())))
+        let mut served = self.shared.served.clone().lock_owned().await;
+        tokio::task::spawn_blocking(move || shared.write_all(&mut served))
             .await
             .map_err(|error| ModelError::Storage(format!("syncing the read models: {error}")))??;
         Ok(())
@@ -227,20 +243,20 @@ impl ReadModels {
     }
 
     /// Each projection's version, checkpoint and lag, and its rebuild if
-    /// one runs; the checkpoints as committed in the model store.
+    /// one runs; the checkpoints as the queries see them (the model store
+    /// has them at most [`overlay::FLUSH_EVERY`] later).
     pub fn status(&self) -> Result<Vec<ProjectionStatus>, ModelError> {
         let head = *self.store.committed().borrow();
-        let txn = self.shared.db.read()?;
+        let progress = self.shared.progress();
         let rebuilds = self.shared.rebuilds.lock();
-        projections()
-            .into_iter()
-            .map(|info| {
-                let checkpoint = db::read_checkpoint(&txn, &info.tables(Namespace::Served))?;
+        progress
+            .iter()
+            .map(|&(info, checkpoint)| {
                 Ok(ProjectionStatus {
                     name: info.name,
                     description: info.description,
                     version: info.version,
-                    checkpoint: checkpoint.map_or(0, |checkpoint| checkpoint.next_position),
+                    checkpoint: checkpoint.next_position,
                     head,
                     rebuilding: rebuilds
                         .get(info.name)
@@ -259,9 +275,9 @@ impl ReadModels {
     }
 
     /// One consistent view of every model, at one position of the log.
-    fn view(&self) -> Result<View, ModelError> {
+    fn view(&self) -> Result<View<'_>, ModelError> {
         Ok(View {
-            txn: self.shared.db.read()?,
+            snapshot: self.shared.snapshot()?,
         })
     }
 
@@ -271,10 +287,21 @@ impl ReadModels {
 
     /// Until when an idempotency record kept under the key as sent (before
     /// keys were hashed) may still be live; `None` if the log has none.
+    /// Every command with an idempotency key asks: the answer is read once
+    /// per position the models reach (it only ever grows).
     pub fn verbatim_idempotency_until(&self) -> Result<Option<Timestamp>, ModelError> {
-        self.view()?
+        let applied = *self.shared.applied.borrow();
+        if let Some((at, until)) = *self.shared.verbatim_until.lock()
+            && at == applied
+        {
+            return Ok(until);
+        }
+        let until = self
+            .view()?
             .rows::<Directory>()?
-            .value(Key::VerbatimIdempotencyUntil)
+            .value(Key::VerbatimIdempotencyUntil)?;
+        *self.shared.verbatim_until.lock() = Some((applied, until));
+        Ok(until)
     }
 
     pub fn customer(&self, project: ProjectId, id: CustomerId) -> Result<Option<Customer>, ModelError> {
@@ -305,12 +332,14 @@ impl ReadModels {
         project: ProjectId,
         page: &PageRequest,
     ) -> Result<Page<Customer>, PageError> {
-        let rows = self.view()?.rows::<Directory>()?;
+        let view = self.view()?;
+        let rows = view.rows::<Directory>()?;
         list(&rows, project, ListKind::Customers, Key::Customers(project), page)
     }
 
     pub fn list_accounts(&self, project: ProjectId, page: &PageRequest) -> Result<Page<Account>, PageError> {
-        let rows = self.view()?.rows::<Accounts>()?;
+        let view = self.view()?;
+        let rows = view.rows::<Accounts>()?;
         list(&rows, project, ListKind::Accounts, Key::Accounts(project), page)
     }
 
@@ -319,7 +348,8 @@ impl ReadModels {
         project: ProjectId,
         page: &PageRequest,
     ) -> Result<Page<Transfer>, PageError> {
-        let rows = self.view()?.rows::<Transfers>()?;
+        let view = self.view()?;
+        let rows = view.rows::<Transfers>()?;
         list(&rows, project, ListKind::Transfers, Key::Transfers(project), page)
     }
 
@@ -340,7 +370,8 @@ impl ReadModels {
         kind: ResourceKind,
         page: &PageRequest,
     ) -> Result<Page<Aggregate>, PageError> {
-        let rows = self.view()?.rows::<Resources>()?;
+        let view = self.view()?;
+        let rows = view.rows::<Resources>()?;
         let list_kind = ListKind::Resources(kind);
         list(&rows, project, list_kind, Key::Resources(project, kind), page)
     }
@@ -439,14 +470,31 @@ pub fn stored(storage: &ModelStorage) -> Result<Vec<StoredProjection>, ModelErro
         .collect()
 }
 
-/// The models as of one read transaction.
-struct View {
-    txn: ReadTransaction,
+/// The models as of one position: the changes held in memory over one
+/// read transaction.
+struct View<'a> {
+    snapshot: Snapshot<'a>,
 }
 
-impl View {
-    fn rows<P: Projection>(&self) -> Result<RowsRead, ModelError> {
-        RowsRead::open(&self.txn, &db::Tables::of(Namespace::Served, P::NAME))
+impl View<'_> {
+    fn rows<P: Projection>(&self) -> Result<RowsRead<'_>, ModelError> {
+        let snapshot = &self.snapshot;
+        let index = snapshot
+            .active
+            .progress
+            .iter()
+            .position(|(info, _)| info.name == P::NAME);
+        fn of(layer: &Layer, index: Option<usize>) -> Option<&rows::Pending> {
+            index.and_then(|index| layer.pending.get(index))
+        }
+        RowsRead::open(
+            &snapshot.txn,
+            &db::Tables::of(Namespace::Served, P::NAME),
+            [
+                of(&snapshot.active, index),
+                snapshot.frozen.as_deref().and_then(|frozen| of(frozen, index)),
+            ],
+        )
     }
 
     fn account(&self, project: ProjectId, id: AccountId) -> Result<Option<Account>, ModelError> {

@@ -303,8 +303,9 @@ async fn swap_caught_up(
     building: Vec<Progress>,
 ) -> Result<Vec<Progress>, ProjectionError> {
     let served = shared.served.clone().lock_owned().await;
+    let progress = shared.progress();
     let served_at = |name: &str| {
-        served
+        progress
             .iter()
             .find(|(info, _)| info.name == name)
             .map(|entry| entry.1)
@@ -348,18 +349,24 @@ async fn swap_caught_up(
         tokio::task::spawn_blocking(move || {
             let (ready, behind): (Vec<Progress>, Vec<Progress>) =
                 ready.into_iter().partition(|(info, built)| {
-                    served
+                    progress
                         .iter()
                         .any(|(other, checkpoint)| other.name == info.name && checkpoint == built)
                 });
             if !ready.is_empty() {
+                // The changes held in memory were made over the tables being
+                // replaced: into the store with them first, and no query may
+                // combine them with the new tables (the swap commits under
+                // the overlay's lock, which queries take their views under).
+                shared.write_all(&mut served)?;
+                let mut active = shared.active.write();
                 shared.db.write(true, |txn| {
                     for (info, _) in &ready {
                         db::swap_in_rebuild(txn, info.name)?;
                     }
                     Ok(())
                 })?;
-                for entry in served.iter_mut() {
+                for entry in active.progress.iter_mut() {
                     if let Some((_, built)) = ready.iter().find(|(info, _)| info.name == entry.0.name) {
                         entry.1 = *built;
                     }

@@ -4,12 +4,13 @@
 
 use paycore_domain::Event;
 use paycore_store::RecordedEvent;
-use redb::WriteTransaction;
+use redb::{ReadTransaction, WriteTransaction};
 
 use crate::ProjectionError;
 use crate::db::{self, Checkpoint, ModelError, Namespace, Tables};
 use crate::models::{Applied, Projection};
-use crate::rows::RowsMut;
+use crate::overlay::Layer;
+use crate::rows::{Pending, RowsMut, Stored, StoredRead};
 
 /// An event of `$all` and its decoded form.
 #[derive(Debug)]
@@ -108,9 +109,43 @@ pub(crate) fn lowest(progress: &[Progress]) -> paycore_store::Position {
         .unwrap_or_default()
 }
 
+/// Applies to one projection the events of `batch` it has not applied
+/// yet, through `rows`, advancing `checkpoint`; answers whether it moved.
+fn apply_to(
+    info: &ProjectionInfo,
+    checkpoint: &mut Checkpoint,
+    rows: &mut RowsMut<'_>,
+    batch: &[Decoded],
+) -> Result<bool, ModelError> {
+    let from = checkpoint.next_position;
+    let mut changed = false;
+    for decoded in batch
+        .iter()
+        .skip_while(|decoded| decoded.recorded.position < from)
+    {
+        let recorded = &decoded.recorded;
+        debug_assert_eq!(
+            recorded.position, checkpoint.next_position,
+            "events are applied in order, once"
+        );
+        (info.apply)(
+            rows,
+            &Applied {
+                category: decoded.category(),
+                stream_id: decoded.stream_id(),
+                event: &decoded.event,
+            },
+        )?;
+        checkpoint.next_position = recorded.position + 1;
+        checkpoint.last_hash = Some(recorded.hash);
+        changed = true;
+    }
+    Ok(changed)
+}
+
 /// Applies to each projection the events of `batch` it has not applied
 /// yet, and records its new checkpoint, all inside `txn`: the rows and the
-/// checkpoint commit together. Answers the new checkpoints.
+/// checkpoint commit together (rebuilds). Answers the new checkpoints.
 pub(crate) fn apply_batch(
     txn: &WriteTransaction,
     namespace: Namespace,
@@ -119,36 +154,43 @@ pub(crate) fn apply_batch(
 ) -> Result<Vec<Progress>, ModelError> {
     let mut updated = Vec::with_capacity(progress.len());
     for &(info, mut checkpoint) in progress {
-        let from = checkpoint.next_position;
-        let pending = batch
-            .iter()
-            .skip_while(|decoded| decoded.recorded.position < from);
         let tables = info.tables(namespace);
-        let mut rows = RowsMut::open(txn, &tables)?;
-        let mut changed = false;
-        for decoded in pending {
-            let recorded = &decoded.recorded;
-            debug_assert_eq!(
-                recorded.position, checkpoint.next_position,
-                "events are applied in order, once"
-            );
-            (info.apply)(
-                &mut rows,
-                &Applied {
-                    category: decoded.category(),
-                    stream_id: decoded.stream_id(),
-                    event: &decoded.event,
-                },
-            )?;
-            checkpoint.next_position = recorded.position + 1;
-            checkpoint.last_hash = Some(recorded.hash);
-            changed = true;
-        }
-        rows.finish()?;
+        let mut pending = Pending::default();
+        let changed = {
+            let stored = Stored::open_in(txn, &tables)?;
+            let mut rows = RowsMut::new(&mut pending, [None, None], &stored);
+            apply_to(&info, &mut checkpoint, &mut rows, batch)?
+        };
+        pending.write(txn, &tables)?;
         if changed {
             db::write_checkpoint(txn, &tables, &checkpoint)?;
         }
         updated.push((info, checkpoint));
     }
     Ok(updated)
+}
+
+/// Applies `batch` to the served projections in memory: answers each
+/// projection's changes, made over `active` over `frozen` (being written)
+/// over the store as `txn` shows it, and its new checkpoint (the follower).
+pub(crate) fn apply_in_memory(
+    txn: &ReadTransaction,
+    active: &Layer,
+    frozen: Option<&Layer>,
+    batch: &[Decoded],
+) -> Result<(Vec<Pending>, Vec<Progress>), ModelError> {
+    let mut changes = Vec::with_capacity(active.pending.len());
+    let mut progress = active.progress.clone();
+    for (index, (info, checkpoint)) in progress.iter_mut().enumerate() {
+        let stored = StoredRead::open(txn, &info.tables(Namespace::Served))?;
+        let under = [
+            active.pending.get(index),
+            frozen.and_then(|frozen| frozen.pending.get(index)),
+        ];
+        let mut pending = Pending::default();
+        let mut rows = RowsMut::new(&mut pending, under, &stored);
+        apply_to(info, checkpoint, &mut rows, batch)?;
+        changes.push(pending);
+    }
+    Ok((changes, progress))
 }

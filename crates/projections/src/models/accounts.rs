@@ -11,7 +11,7 @@ pub(crate) struct Accounts;
 
 impl Projection for Accounts {
     const NAME: &'static str = "accounts";
-    const VERSION: u32 = 2;
+    const VERSION: u32 = 3;
     const DESCRIPTION: &'static str = "accounts and their balances";
 
     fn apply(rows: &mut RowsMut<'_>, applied: &Applied<'_>) -> Result<(), ModelError> {

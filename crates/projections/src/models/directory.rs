@@ -17,7 +17,7 @@ pub(crate) struct Directory;
 
 impl Projection for Directory {
     const NAME: &'static str = "directory";
-    const VERSION: u32 = 3;
+    const VERSION: u32 = 4;
     const DESCRIPTION: &'static str = "projects and customers";
 
     fn apply(rows: &mut RowsMut<'_>, applied: &Applied<'_>) -> Result<(), ModelError> {

@@ -13,7 +13,7 @@ pub(crate) struct Resources;
 
 impl Projection for Resources {
     const NAME: &'static str = "resources";
-    const VERSION: u32 = 2;
+    const VERSION: u32 = 3;
     const DESCRIPTION: &'static str =
         "cards, card payins, refunds, bank accounts, payouts, payin references, bank payins, files";
 

@@ -10,7 +10,7 @@ pub(crate) struct Transactions;
 
 impl Projection for Transactions {
     const NAME: &'static str = "transactions";
-    const VERSION: u32 = 2;
+    const VERSION: u32 = 3;
     const DESCRIPTION: &'static str = "transactions, per project and per account";
 
     fn apply(rows: &mut RowsMut<'_>, applied: &Applied<'_>) -> Result<(), ModelError> {

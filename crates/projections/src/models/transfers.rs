@@ -11,7 +11,7 @@ pub(crate) struct Transfers;
 
 impl Projection for Transfers {
     const NAME: &'static str = "transfers";
-    const VERSION: u32 = 3;
+    const VERSION: u32 = 4;
     const DESCRIPTION: &'static str = "transfers between accounts";
 
     fn apply(rows: &mut RowsMut<'_>, applied: &Applied<'_>) -> Result<(), ModelError> {
