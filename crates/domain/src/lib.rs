@@ -5,11 +5,10 @@
 pub mod kernel;
 
 // The kernel's modules keep the paths they had before it existed.
-pub use kernel::{bank, error, iban, id, idempotency, meta, money, stream, time};
+pub use kernel::{bank, error, fx, iban, id, idempotency, meta, money, stream, time};
 // The API key format, part of the project family.
 pub use project::api_key;
-// Value types and views of the customer and account families.
-pub use account::history;
+// Value types of the customer family.
 pub use customer::identity;
 
 pub mod account;
@@ -28,8 +27,8 @@ pub mod deployment;
 pub mod events;
 pub mod file;
 mod footprint;
-pub mod fx;
 pub mod fx_rate;
+pub mod history;
 pub mod payments;
 pub mod project;
 pub mod sandbox_network;
