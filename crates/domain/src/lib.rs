@@ -1,6 +1,11 @@
 //! The pure domain of paycore: identifiers, money, metadata, the aggregates
 //! as deciders, and their events. No I/O, no async, no clock, no randomness:
 //! time and new IDs arrive inside commands.
+//!
+//! Layers, bottom up (`tests/layers.rs` checks the imports): the `kernel`,
+//! the decision context (`context`), one module per aggregate family, and
+//! the routers `command`, `aggregate` and `events` with the views beside
+//! them (`history`, `footprint`, `sandbox_network`). See ARCHITECTURE.md.
 
 pub mod kernel;
 
@@ -16,7 +21,6 @@ pub mod aggregate;
 pub mod bank_account;
 pub mod bank_payin;
 pub mod bank_payout;
-pub mod banking;
 pub mod card;
 pub mod card_payin;
 pub mod command;
@@ -29,7 +33,6 @@ pub mod file;
 mod footprint;
 pub mod fx_rate;
 pub mod history;
-pub mod payments;
 pub mod project;
 pub mod sandbox_network;
 pub mod transfer;

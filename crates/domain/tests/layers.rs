@@ -6,7 +6,7 @@
 //!    family only through the named interface listed in [`FAMILIES`]; never
 //!    the routers, nor anything else of the crate root;
 //! 4. on top, the routers (`command.rs`, `aggregate.rs`, `events.rs`) and
-//!    the views beside them ([`TOP`]), which may import anything.
+//!    the views beside them (`TOP`), which may import anything.
 //!
 //! So there is no import circle among the domain's modules: nothing below
 //! the routers names `Command`, `Event` or `Aggregate`.
@@ -132,17 +132,9 @@ fn check_layer(files: &[PathBuf], allowed: &[&str], violations: &mut Vec<String>
 /// The routers: nothing below them may name them.
 const ROUTERS: &[&str] = &["command", "aggregate", "events"];
 
-/// The modules of the top layer besides the routers: views over the routers
-/// and families (`history`, `footprint`, `sandbox_network`) and the former
-/// paths kept as re-exports.
-const TOP: &[&str] = &[
-    "lib",
-    "history",
-    "footprint",
-    "sandbox_network",
-    "payments",
-    "banking",
-];
+/// The modules of the top layer besides the routers: the crate root and the
+/// views over the routers and families.
+const TOP: &[&str] = &["lib", "history", "footprint", "sandbox_network"];
 
 #[test]
 fn every_module_of_the_crate_root_has_a_layer() {

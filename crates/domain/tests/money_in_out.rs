@@ -12,18 +12,19 @@
 #![allow(clippy::unwrap_used)]
 
 use paycore_domain::bank::{Concept, Miniref, PayinReferenceCode};
-use paycore_domain::banking::{
-    IncomingBankTransfer, MINIREF_RESERVATION_SECONDS, NewBankPayout, PayoutDestination,
-    PayoutDestinationSource,
+use paycore_domain::bank_payin::IncomingBankTransfer;
+use paycore_domain::bank_payout::{
+    MINIREF_RESERVATION_SECONDS, NewBankPayout, PayoutDestination, PayoutDestinationSource,
 };
+use paycore_domain::card::{CARD_TOKEN_LIFETIME_SECONDS, CardSource};
 use paycore_domain::card::{CardInfo, CardNumber, Expiry};
+use paycore_domain::card_payin::{
+    AuthenticationType, CardPayin, CardPayinRefund, CardPayinState, DeclineReason, NetworkVerdict,
+    NewCardPayin, NewRefund, PayinAuthorization, RefundState,
+};
 use paycore_domain::events::*;
 use paycore_domain::fx::{self, Quote, Rate};
 use paycore_domain::iban::Iban;
-use paycore_domain::payments::{
-    AuthenticationType, CARD_TOKEN_LIFETIME_SECONDS, CardPayin, CardPayinRefund, CardPayinState, CardSource,
-    DeclineReason, NetworkVerdict, NewCardPayin, NewRefund, PayinAuthorization, RefundState,
-};
 use paycore_domain::sandbox_network::{self, Authentication, Behaviour};
 use paycore_domain::*;
 use uuid::Uuid;
@@ -457,7 +458,7 @@ impl World {
             .expect("refund exists")
     }
 
-    fn payout_state(&self, id: BankPayoutId) -> paycore_domain::banking::BankPayoutState {
+    fn payout_state(&self, id: BankPayoutId) -> paycore_domain::bank_payout::BankPayoutState {
         self.store
             .state(&StreamRef::BankPayout(id))
             .as_bank_payout()
@@ -1822,7 +1823,7 @@ fn payout_to_a_stored_bank_account() {
     );
     assert_eq!(
         world.payout_state(bpo(1)),
-        paycore_domain::banking::BankPayoutState::Processing
+        paycore_domain::bank_payout::BankPayoutState::Processing
     );
     // Another project's bank account is not found.
     world.set(OA, eur(1_000));
@@ -1991,7 +1992,7 @@ fn failed_payout_gives_the_funds_back_once() {
         .state(&StreamRef::BankPayout(bpo(1)))
         .as_bank_payout()
         .unwrap();
-    assert_eq!(failed.state, paycore_domain::banking::BankPayoutState::Failed);
+    assert_eq!(failed.state, paycore_domain::bank_payout::BankPayoutState::Failed);
     assert_eq!(failed.failure_transaction_id, Some(tx(810)));
     let fail_again = Command::FailBankPayout {
         id: bpo(1),
@@ -2079,7 +2080,10 @@ fn returned_payout_gives_the_funds_back_once() {
         .state(&StreamRef::BankPayout(bpo(1)))
         .as_bank_payout()
         .unwrap();
-    assert_eq!(returned.state, paycore_domain::banking::BankPayoutState::Refunded);
+    assert_eq!(
+        returned.state,
+        paycore_domain::bank_payout::BankPayoutState::Refunded
+    );
     assert_eq!(returned.failure_transaction_id, Some(tx(821)));
     assert_eq!(world.balance(A), 1_000);
     assert_refused(
