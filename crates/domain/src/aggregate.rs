@@ -82,7 +82,9 @@ impl Aggregate {
         events.into_iter().fold(Self::Empty, Self::evolve)
     }
 
-    /// Applies `event` (see [`Aggregate::apply`]).
+    /// Applies a copy of `event` (see [`Aggregate::apply`]). Families fold
+    /// their events by value, moving the payload's fields into the state, so
+    /// the copy costs what cloning those fields cost before.
     pub fn evolve(self, event: &Event) -> Self {
         self.apply(event.clone())
     }
