@@ -82,18 +82,23 @@ impl Aggregate {
         events.into_iter().fold(Self::Empty, Self::evolve)
     }
 
-    /// Applies a copy of `event` (see [`Aggregate::apply`]). Families fold
-    /// their events by value, moving the payload's fields into the state, so
-    /// the copy costs what cloning those fields cost before.
+    /// Applies a copy of `event`'s payload (see [`Aggregate::apply`]).
+    /// Families fold their events by value, moving the payload's fields into
+    /// the state, so the copy costs about what cloning those fields cost
+    /// before.
     pub fn evolve(self, event: &Event) -> Self {
-        self.apply(event.clone())
+        self.route(event.to_family())
     }
 
     /// Routes `event` to the `evolve` of its family, with this state as the
     /// family's own state type (exhaustive: an unrouted family does not
     /// compile).
     pub fn apply(self, event: Event) -> Self {
-        match event.into_family() {
+        self.route(event.into_family())
+    }
+
+    fn route(self, event: FamilyEvent) -> Self {
+        match event {
             FamilyEvent::Project(event) => self.fold(event, crate::project::evolve),
             FamilyEvent::Customer(event) => self.fold(event, crate::customer::evolve),
             FamilyEvent::Account(event) => self.fold(event, crate::account::evolve),
@@ -113,10 +118,15 @@ impl Aggregate {
 
     /// Hands `event` to a family's `evolve` if this state is empty or the
     /// family's; another family's state is left as it is (a bug).
-    fn fold<S: FamilyState, E: Debug>(self, event: E, evolve: fn(Option<S>, E) -> Option<S>) -> Self {
-        match S::take(self) {
-            Ok(state) => evolve(state, event).map_or(Self::Empty, S::into_aggregate),
-            Err(other) => misapplied(other, &event),
+    fn fold<S: FamilyState, E: Debug>(
+        self,
+        event: E,
+        evolve: impl FnOnce(Option<S>, E) -> Option<S>,
+    ) -> Self {
+        if S::holds(&self) {
+            evolve(S::take(self), event).map_or(Self::Empty, S::into_aggregate)
+        } else {
+            misapplied(self, &event)
         }
     }
 
@@ -317,12 +327,11 @@ fn evolve_idempotency(
 }
 
 /// A family's state type as the [`Aggregate`] holds it.
-// `take` hands back an `Aggregate` it does not own by value, as `evolve` does.
-#[allow(clippy::result_large_err)]
 trait FamilyState: Sized {
-    /// The family's state in `aggregate` (`Ok(None)` when empty), or
-    /// `Err(aggregate)` when it holds another family's.
-    fn take(aggregate: Aggregate) -> Result<Option<Self>, Aggregate>;
+    /// Whether `aggregate` is empty or holds a state of the family.
+    fn holds(aggregate: &Aggregate) -> bool;
+    /// The family's state in `aggregate`; `None` when it holds none.
+    fn take(aggregate: Aggregate) -> Option<Self>;
     fn into_aggregate(self) -> Aggregate;
 }
 
@@ -330,11 +339,14 @@ trait FamilyState: Sized {
 macro_rules! single_states {
     ($($state:ty => $variant:ident),+ $(,)?) => {$(
         impl FamilyState for $state {
-            fn take(aggregate: Aggregate) -> Result<Option<Self>, Aggregate> {
+            fn holds(aggregate: &Aggregate) -> bool {
+                matches!(aggregate, Aggregate::Empty | Aggregate::$variant(_))
+            }
+
+            fn take(aggregate: Aggregate) -> Option<Self> {
                 match aggregate {
-                    Aggregate::Empty => Ok(None),
-                    Aggregate::$variant(state) => Ok(Some(state)),
-                    other => Err(other),
+                    Aggregate::$variant(state) => Some(state),
+                    _ => None,
                 }
             }
 
@@ -350,11 +362,14 @@ macro_rules! single_states {
 macro_rules! family_states {
     ($($family:ty { $($variant:ident),+ $(,)? }),+ $(,)?) => {$(
         impl FamilyState for $family {
-            fn take(aggregate: Aggregate) -> Result<Option<Self>, Aggregate> {
+            fn holds(aggregate: &Aggregate) -> bool {
+                matches!(aggregate, Aggregate::Empty $(| Aggregate::$variant(_))+)
+            }
+
+            fn take(aggregate: Aggregate) -> Option<Self> {
                 match aggregate {
-                    Aggregate::Empty => Ok(None),
-                    $(Aggregate::$variant(state) => Ok(Some(Self::$variant(state))),)+
-                    other => Err(other),
+                    $(Aggregate::$variant(state) => Some(Self::$variant(state)),)+
+                    _ => None,
                 }
             }
 

@@ -149,6 +149,13 @@ macro_rules! event_families {
                     $($(Self::$variant(event) => FamilyEvent::$family($family_event::$variant(event)),)+)+
                 }
             }
+
+            /// [`Event::into_family`] of a copy: clones only the payload.
+            pub(crate) fn to_family(&self) -> FamilyEvent {
+                match self {
+                    $($(Self::$variant(event) => FamilyEvent::$family($family_event::$variant(event.clone())),)+)+
+                }
+            }
         }
 
         $(impl From<$family_event> for Event {
