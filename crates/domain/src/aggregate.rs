@@ -1,19 +1,29 @@
-//! Aggregate states and how events evolve them. `evolve` is total: an event
-//! that does not belong to the aggregate is a bug, caught by a debug assert.
+//! The router of states: [`Aggregate`], the state of any stream, one
+//! variant per family state, and [`Aggregate::evolve`], which hands each
+//! event to its family's `evolve` with the state as that family's own type.
+//! `evolve` is total: an event that does not belong to the aggregate is a
+//! bug, caught by a debug assert.
+
+use std::any::Any;
+use std::fmt::Debug;
 
 use serde::{Deserialize, Serialize};
 
-pub use crate::account::{Account, ProjectBalance};
-use crate::banking::*;
+pub use crate::account::{Account, AccountAggregate, ProjectBalance};
+use crate::bank_account::BankAccount;
+use crate::bank_payin::{BankPayin, BankPayinAggregate, BankPayinReference, ReferenceCodeClaim};
+use crate::bank_payout::{BankPayout, BankPayoutAggregate, PayoutDestination};
+use crate::card::{Card, CardAggregate, CardToken};
+use crate::card_payin::{CardPayin, CardPayinAggregate, CardPayinRefund};
 use crate::consumer::ConsumerCheckpoint;
+use crate::context::misapplied;
 pub use crate::customer::Customer;
 use crate::deployment::Bootstrap;
-use crate::events::{Event, ResourceRef};
+use crate::events::{Event, FamilyEvent, IdempotencyEvent, ResourceRef};
 pub use crate::file::StoredFile;
 pub use crate::fx_rate::{FxRateEntry, FxRateValue};
 use crate::id::ProjectId;
-use crate::payments::*;
-pub use crate::project::{ApiKey, Project};
+pub use crate::project::{ApiKey, Project, ProjectAggregate};
 use crate::time::Timestamp;
 pub use crate::transfer::Transfer;
 
@@ -72,79 +82,80 @@ impl Aggregate {
         events.into_iter().fold(Self::Empty, Self::evolve)
     }
 
-    /// Routes `event` to the evolve of its family.
+    /// Applies a copy of `event`'s payload (see [`Aggregate::apply`]).
+    /// Families fold their events by value, moving the payload's fields into
+    /// the state, so the copy costs about what cloning those fields cost
+    /// before.
     pub fn evolve(self, event: &Event) -> Self {
+        self.route(event.to_family())
+    }
+
+    /// Routes `event` to the `evolve` of its family, with this state as the
+    /// family's own state type (exhaustive: an unrouted family does not
+    /// compile).
+    pub fn apply(self, event: Event) -> Self {
+        self.route(event.into_family())
+    }
+
+    fn route(self, event: FamilyEvent) -> Self {
         match event {
-            Event::ProjectCreated(_)
-            | Event::ProjectMetaUpdated(_)
-            | Event::ApiKeyCreated(_)
-            | Event::ApiKeyRevoked(_) => crate::project::evolve(self, event),
-            Event::CustomerCreated(_) | Event::CustomerIdentityUpdated(_) | Event::CustomerMetaUpdated(_) => {
-                crate::customer::evolve(self, event)
-            }
-            Event::AccountOpened(_)
-            | Event::NegativeBalanceAllowanceChanged(_)
-            | Event::AccountMetaUpdated(_)
-            | Event::TransactionRecorded(_)
-            | Event::ProjectBalanceChanged(_) => crate::account::evolve(self, event),
-            Event::TransferCreated(_) | Event::TransferMetaUpdated(_) => crate::transfer::evolve(self, event),
-            Event::CardTokenCreated(_)
-            | Event::CardTokenUsed(_)
-            | Event::CardCreated(_)
-            | Event::CardMetaUpdated(_) => crate::card::evolve(self, event),
-            Event::CardPayinCreated(_)
-            | Event::CardPayinAuthenticationRequested(_)
-            | Event::CardPayinAuthorized(_)
-            | Event::CardPayinDeclined(_)
-            | Event::CardPayinSettled(_)
-            | Event::CardPayinRefundChanged(_)
-            | Event::CardPayinMetaUpdated(_)
-            | Event::CardPayinRefundCreated(_)
-            | Event::CardPayinRefundCompleted(_)
-            | Event::CardPayinRefundFailed(_)
-            | Event::CardPayinRefundMetaUpdated(_) => crate::card_payin::evolve(self, event),
-            Event::BankAccountCreated(_) | Event::BankAccountMetaUpdated(_) => {
-                crate::bank_account::evolve(self, event)
-            }
-            Event::BankPayoutCreated(_)
-            | Event::BankPayoutCompleted(_)
-            | Event::BankPayoutFailed(_)
-            | Event::BankPayoutReturned(_)
-            | Event::BankPayoutMetaUpdated(_)
-            | Event::MinirefAssigned(_) => crate::bank_payout::evolve(self, event),
-            Event::BankPayinReferenceCreated(_)
-            | Event::BankPayinReferenceAccountChanged(_)
-            | Event::BankPayinReferenceMetaUpdated(_)
-            | Event::PayinReferenceCodeClaimed(_)
-            | Event::BankPayinReceived(_)
-            | Event::BankPayinMetaUpdated(_) => crate::bank_payin::evolve(self, event),
-            Event::FileUploaded(_) => crate::file::evolve(self, event),
-            Event::FxRateSet(_) | Event::FxRateRemoved(_) => crate::fx_rate::evolve(self, event),
-            Event::ConsumerPositionCommitted(_) => crate::consumer::evolve(self, event),
-            Event::DeploymentBootstrapped(_) => crate::deployment::evolve(self, event),
-            Event::IdempotencyKeyUsed(_) => self.evolve_idempotency(event),
+            FamilyEvent::Project(event) => self.fold(event, crate::project::evolve),
+            FamilyEvent::Customer(event) => self.fold(event, crate::customer::evolve),
+            FamilyEvent::Account(event) => self.fold(event, crate::account::evolve),
+            FamilyEvent::Transfer(event) => self.fold(event, crate::transfer::evolve),
+            FamilyEvent::Idempotency(event) => self.fold(event, evolve_idempotency),
+            FamilyEvent::Card(event) => self.fold(event, crate::card::evolve),
+            FamilyEvent::CardPayin(event) => self.fold(event, crate::card_payin::evolve),
+            FamilyEvent::BankAccount(event) => self.fold(event, crate::bank_account::evolve),
+            FamilyEvent::BankPayout(event) => self.fold(event, crate::bank_payout::evolve),
+            FamilyEvent::BankPayin(event) => self.fold(event, crate::bank_payin::evolve),
+            FamilyEvent::File(event) => self.fold(event, crate::file::evolve),
+            FamilyEvent::FxRate(event) => self.fold(event, crate::fx_rate::evolve),
+            FamilyEvent::Consumer(event) => self.fold(event, crate::consumer::evolve),
+            FamilyEvent::Deployment(event) => self.fold(event, crate::deployment::evolve),
         }
     }
 
-    /// An event that does not belong to this state: a bug, caught in debug
-    /// builds; release builds keep the state.
-    pub(crate) fn misapplied(self, event: &Event) -> Self {
-        debug_assert!(false, "{} does not apply to {self:?}", event.event_type());
-        self
+    /// Hands `event` to a family's `evolve` if this state is empty or the
+    /// family's; another family's state is left as it is (a bug).
+    fn fold<S: FamilyState, E: Debug>(
+        self,
+        event: E,
+        evolve: impl FnOnce(Option<S>, E) -> Option<S>,
+    ) -> Self {
+        if S::holds(&self) {
+            evolve(S::take(self), event).map_or(Self::Empty, S::into_aggregate)
+        } else {
+            misapplied(self, &event)
+        }
     }
 
-    /// Applies the record of an idempotency key's use (the decision
-    /// context's own guard stream, not a family's).
-    fn evolve_idempotency(self, event: &Event) -> Self {
-        match (self, event) {
-            (Self::Empty | Self::Idempotency(_), Event::IdempotencyKeyUsed(e)) => {
-                Self::Idempotency(IdempotencyRecord {
-                    request_hash: e.request_hash,
-                    resource: e.resource,
-                    used_at: e.used_at,
-                })
-            }
-            (state, event) => state.misapplied(event),
+    /// The state as its family's own type (`None` when empty): what the
+    /// decision context reads.
+    pub(crate) fn family_state(&self) -> Option<&dyn Any> {
+        match self {
+            Self::Empty => None,
+            Self::Project(state) => Some(state),
+            Self::ApiKey(state) => Some(state),
+            Self::Customer(state) => Some(state),
+            Self::Account(state) => Some(state),
+            Self::Transfer(state) => Some(state),
+            Self::ProjectBalance(state) => Some(state),
+            Self::Idempotency(state) => Some(state),
+            Self::CardToken(state) => Some(state),
+            Self::Card(state) => Some(state),
+            Self::CardPayin(state) => Some(state),
+            Self::CardPayinRefund(state) => Some(state),
+            Self::BankAccount(state) => Some(state),
+            Self::BankPayout(state) => Some(state),
+            Self::PayoutDestination(state) => Some(state),
+            Self::BankPayinReference(state) => Some(state),
+            Self::PayinReferenceCode(state) => Some(state),
+            Self::BankPayin(state) => Some(state),
+            Self::File(state) => Some(state),
+            Self::FxRate(state) => Some(state),
+            Self::Consumer(state) => Some(state),
+            Self::Bootstrap(state) => Some(state),
         }
     }
 
@@ -299,4 +310,94 @@ impl Aggregate {
             | Self::Bootstrap(_) => None,
         }
     }
+}
+
+/// Applies the record of an idempotency key's use (the command router's own
+/// guard stream, not a family's): the latest use replaces the one before.
+fn evolve_idempotency(
+    _state: Option<IdempotencyRecord>,
+    event: IdempotencyEvent,
+) -> Option<IdempotencyRecord> {
+    let IdempotencyEvent::IdempotencyKeyUsed(e) = event;
+    Some(IdempotencyRecord {
+        request_hash: e.request_hash,
+        resource: e.resource,
+        used_at: e.used_at,
+    })
+}
+
+/// A family's state type as the [`Aggregate`] holds it.
+trait FamilyState: Sized {
+    /// Whether `aggregate` is empty or holds a state of the family.
+    fn holds(aggregate: &Aggregate) -> bool;
+    /// The family's state in `aggregate`; `None` when it holds none.
+    fn take(aggregate: Aggregate) -> Option<Self>;
+    fn into_aggregate(self) -> Aggregate;
+}
+
+/// Families with one kind of stream: the state type is one variant.
+macro_rules! single_states {
+    ($($state:ty => $variant:ident),+ $(,)?) => {$(
+        impl FamilyState for $state {
+            fn holds(aggregate: &Aggregate) -> bool {
+                matches!(aggregate, Aggregate::Empty | Aggregate::$variant(_))
+            }
+
+            fn take(aggregate: Aggregate) -> Option<Self> {
+                match aggregate {
+                    Aggregate::$variant(state) => Some(state),
+                    _ => None,
+                }
+            }
+
+            fn into_aggregate(self) -> Aggregate {
+                Aggregate::$variant(self)
+            }
+        }
+    )+};
+}
+
+/// Families with several kinds of streams: the family's enum, whose
+/// variants are named like the `Aggregate` variants they map to.
+macro_rules! family_states {
+    ($($family:ty { $($variant:ident),+ $(,)? }),+ $(,)?) => {$(
+        impl FamilyState for $family {
+            fn holds(aggregate: &Aggregate) -> bool {
+                matches!(aggregate, Aggregate::Empty $(| Aggregate::$variant(_))+)
+            }
+
+            fn take(aggregate: Aggregate) -> Option<Self> {
+                match aggregate {
+                    $(Aggregate::$variant(state) => Some(Self::$variant(state)),)+
+                    _ => None,
+                }
+            }
+
+            fn into_aggregate(self) -> Aggregate {
+                match self {
+                    $(Self::$variant(state) => Aggregate::$variant(state),)+
+                }
+            }
+        }
+    )+};
+}
+
+single_states! {
+    Customer => Customer,
+    Transfer => Transfer,
+    IdempotencyRecord => Idempotency,
+    BankAccount => BankAccount,
+    StoredFile => File,
+    FxRateEntry => FxRate,
+    ConsumerCheckpoint => Consumer,
+    Bootstrap => Bootstrap,
+}
+
+family_states! {
+    ProjectAggregate { Project, ApiKey },
+    AccountAggregate { Account, ProjectBalance },
+    CardAggregate { CardToken, Card },
+    CardPayinAggregate { CardPayin, CardPayinRefund },
+    BankPayoutAggregate { BankPayout, PayoutDestination },
+    BankPayinAggregate { BankPayinReference, PayinReferenceCode, BankPayin },
 }

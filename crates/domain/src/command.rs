@@ -1,31 +1,66 @@
-//! Commands and the decider: `decide(state, command) -> events`, pure.
+//! The router of commands: `decide(state, command) -> events`, pure.
 //!
 //! IDs and the current time arrive inside the command; the caller loads the
 //! state of every stream [`CommandEnvelope::streams`] names and passes it in
-//! through [`Lookup`].
+//! through [`Lookup`]. Each command goes to its family's decider, which reads
+//! the loaded states through the decision context (as its family's own
+//! types) and emits its families' events, wrapped here as [`Event`]s. The
+//! router's own concern is idempotency: a key's record is read and written
+//! here, around whatever the family decides.
+
+use std::any::Any;
 
 use crate::aggregate::Aggregate;
 use crate::api_key::KeyKind;
 use crate::bank::PayinReferenceCode;
-use crate::banking::{IncomingBankTransfer, NewBankPayout};
-use crate::card::CardInfo;
+use crate::bank_payin::IncomingBankTransfer;
+use crate::bank_payout::NewBankPayout;
+use crate::card::{CardInfo, CardSource};
+use crate::card_payin::{NetworkVerdict, NewCardPayin, NewRefund};
 use crate::consumer::PositionCommit;
 use crate::customer::identity_files;
 use crate::error::{DomainError, Refusal};
 use crate::events::*;
-use crate::fx::Rate;
 use crate::id::*;
 use crate::identity::Identity;
+use crate::kernel::fx::Rate;
 use crate::meta::Meta;
 use crate::money::{Currency, Money};
-use crate::payments::{CardSource, NetworkVerdict, NewCardPayin, NewRefund};
 use crate::project::Environment;
 use crate::stream::StreamRef;
 use crate::time::Timestamp;
 
-pub(crate) use crate::context::{Context, Decided};
-pub use crate::context::{Decision, Lookup};
+use crate::context::{Context, Decided, States};
 pub use crate::idempotency::{IDEMPOTENCY_WINDOW_SECONDS, IdempotencyKey, MAX_IDEMPOTENCY_KEY_CHARS};
+
+/// Read access to the current state of the streams a command needs.
+pub trait Lookup {
+    fn get(&self, stream: &StreamRef) -> &Aggregate;
+}
+
+/// The decision context's view of a [`Lookup`]: each stream's state as its
+/// family's own type.
+struct Loaded<'a>(&'a dyn Lookup);
+
+impl States for Loaded<'_> {
+    fn state(&self, stream: &StreamRef) -> Option<&dyn Any> {
+        self.0.get(stream).family_state()
+    }
+}
+
+/// What a command decided.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Decision {
+    /// New events to append atomically, in order; `resource` is what the
+    /// command created or changed.
+    Apply {
+        events: Vec<(StreamRef, Event)>,
+        resource: ResourceRef,
+    },
+    /// A retry of an earlier request with the same idempotency key and
+    /// parameters: nothing to write, answer with the original resource.
+    Replay { resource: ResourceRef },
+}
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Command {
@@ -371,11 +406,8 @@ impl CommandEnvelope {
     /// these and ask again until nothing new is named; every answer is a
     /// subset of the next, and the chain is at most three steps long.
     pub fn dependent_streams(&self, lookup: &dyn Lookup) -> Vec<StreamRef> {
-        let ctx = Context {
-            project_id: self.project_id,
-            now: self.now,
-            lookup,
-        };
+        let loaded = Loaded(lookup);
+        let ctx = Context::new(self.project_id, self.now, &loaded);
         match &self.command {
             Command::CreateTransfer {
                 source_account_id,
@@ -440,12 +472,9 @@ fn live_record<'a>(
     })
 }
 
-fn decide_command(envelope: &CommandEnvelope, lookup: &dyn Lookup) -> Result<Decided, DomainError> {
-    let ctx = Context {
-        project_id: envelope.project_id,
-        now: envelope.now,
-        lookup,
-    };
+fn decide_command(envelope: &CommandEnvelope, lookup: &dyn Lookup) -> Result<Decided<Event>, DomainError> {
+    let loaded = Loaded(lookup);
+    let ctx = Context::new(envelope.project_id, envelope.now, &loaded);
     match &envelope.command {
         Command::CreateProject {
             id,
@@ -491,12 +520,7 @@ fn decide_command(envelope: &CommandEnvelope, lookup: &dyn Lookup) -> Result<Dec
             *value,
             meta,
         ),
-        Command::UpdateTransfer { id, meta } => ctx.replace_meta(
-            ResourceRef::Transfer(*id),
-            "transfer",
-            meta,
-            Event::TransferMetaUpdated,
-        ),
+        Command::UpdateTransfer { id, meta } => ctx.update_transfer(*id, meta),
         Command::CreateCardToken { id, card_info } => ctx.create_card_token(*id, card_info),
         Command::CreateCard {
             id,
@@ -504,44 +528,27 @@ fn decide_command(envelope: &CommandEnvelope, lookup: &dyn Lookup) -> Result<Dec
             customer_id,
             meta,
         } => ctx.create_card(*id, source, *customer_id, meta),
-        Command::UpdateCard { id, meta } => {
-            ctx.replace_meta(ResourceRef::Card(*id), "card", meta, Event::CardMetaUpdated)
-        }
+        Command::UpdateCard { id, meta } => ctx.update_card(*id, meta),
         Command::CreateCardPayin(new) => ctx.create_card_payin(new),
         Command::CompleteCardPayinAuthentication { id, verdict } => {
             ctx.complete_card_payin_authentication(*id, *verdict)
         }
         Command::SettleCardPayin { id, transaction_id } => ctx.settle_card_payin(*id, *transaction_id),
-        Command::UpdateCardPayin { id, meta } => ctx.replace_meta(
-            ResourceRef::CardPayin(*id),
-            "card payin",
-            meta,
-            Event::CardPayinMetaUpdated,
-        ),
+        Command::UpdateCardPayin { id, meta } => ctx.update_card_payin(*id, meta),
         Command::CreateCardPayinRefund(new) => ctx.create_refund(new),
         Command::CompleteCardPayinRefund { id } => ctx.complete_refund(*id),
         Command::FailCardPayinRefund {
             id,
             failure_transaction_id,
         } => ctx.fail_refund(*id, *failure_transaction_id),
-        Command::UpdateCardPayinRefund { id, meta } => ctx.replace_meta(
-            ResourceRef::CardPayinRefund(*id),
-            "card payin refund",
-            meta,
-            Event::CardPayinRefundMetaUpdated,
-        ),
+        Command::UpdateCardPayinRefund { id, meta } => ctx.update_card_payin_refund(*id, meta),
         Command::CreateBankAccount {
             id,
             info,
             customer_id,
             meta,
         } => ctx.create_bank_account(*id, info, *customer_id, meta),
-        Command::UpdateBankAccount { id, meta } => ctx.replace_meta(
-            ResourceRef::BankAccount(*id),
-            "bank account",
-            meta,
-            Event::BankAccountMetaUpdated,
-        ),
+        Command::UpdateBankAccount { id, meta } => ctx.update_bank_account(*id, meta),
         Command::CreateBankPayout(new) => ctx.create_bank_payout(new),
         Command::CompleteBankPayout { id } => ctx.complete_bank_payout(*id),
         Command::FailBankPayout {
@@ -552,12 +559,7 @@ fn decide_command(envelope: &CommandEnvelope, lookup: &dyn Lookup) -> Result<Dec
             id,
             failure_transaction_id,
         } => ctx.reverse_bank_payout(*id, *failure_transaction_id, true),
-        Command::UpdateBankPayout { id, meta } => ctx.replace_meta(
-            ResourceRef::BankPayout(*id),
-            "bank payout",
-            meta,
-            Event::BankPayoutMetaUpdated,
-        ),
+        Command::UpdateBankPayout { id, meta } => ctx.update_bank_payout(*id, meta),
         Command::CreateBankPayinReference {
             id,
             account_id,
@@ -568,12 +570,7 @@ fn decide_command(envelope: &CommandEnvelope, lookup: &dyn Lookup) -> Result<Dec
             ctx.update_bank_payin_reference(*id, *account_id, meta)
         }
         Command::ReceiveBankPayin(incoming) => ctx.receive_bank_payin(incoming),
-        Command::UpdateBankPayin { id, meta } => ctx.replace_meta(
-            ResourceRef::BankPayin(*id),
-            "bank payin",
-            meta,
-            Event::BankPayinMetaUpdated,
-        ),
+        Command::UpdateBankPayin { id, meta } => ctx.update_bank_payin(*id, meta),
         Command::RecordFile {
             id,
             sha256,

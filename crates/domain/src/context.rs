@@ -1,36 +1,37 @@
-//! The decision context: what a decider reads ([`Lookup`], [`Context`]) and
-//! what it answers ([`Decision`]). Families build their deciders on it; the
-//! crate-wide [`crate::decide`] (in `command.rs`) routes each command to
-//! the decider of its family.
+//! The decision context, between the kernel and the families: what a
+//! decider reads ([`Context`] over [`States`]) and what it answers
+//! ([`Decided`]). It names no family and no router (`tests/layers.rs`
+//! checks): a decider reads each stream as its family's own state type and
+//! emits its family's own events into any `E` the router can build from
+//! them (`E: From<TransferEvent> + From<AccountEvent>` says which families'
+//! events a decider writes). The routers implement [`States`] over
+//! `Lookup` and route each command to its family's decider.
 
-use crate::aggregate::Aggregate;
-use crate::events::Event;
+use std::any::Any;
+use std::fmt::Debug;
+
 use crate::kernel::error::DomainError;
 use crate::kernel::id::ProjectId;
 use crate::kernel::meta::{Meta, MetaUpdated};
 use crate::kernel::stream::{ResourceRef, StreamRef};
 use crate::kernel::time::Timestamp;
 
-/// Read access to the current state of the streams a command needs.
-pub trait Lookup {
-    fn get(&self, stream: &StreamRef) -> &Aggregate;
+/// The loaded state of the streams a command declared, each as its
+/// family's own state type (`Account`, `CardPayin`, …), `None` before the
+/// stream's first event.
+pub(crate) trait States {
+    fn state(&self, stream: &StreamRef) -> Option<&dyn Any>;
 }
 
-/// What a command decided.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Decision {
-    /// New events to append atomically, in order; `resource` is what the
-    /// command created or changed.
-    Apply {
-        events: Vec<(StreamRef, Event)>,
-        resource: ResourceRef,
-    },
-    /// A retry of an earlier request with the same idempotency key and
-    /// parameters: nothing to write, answer with the original resource.
-    Replay { resource: ResourceRef },
+/// A state that belongs to one project (a resource), as opposed to the
+/// shared and guard streams' states.
+pub(crate) trait Owned: Any {
+    fn project_id(&self) -> ProjectId;
 }
 
-pub(crate) type Decided = (Vec<(StreamRef, Event)>, ResourceRef);
+/// What a decider answers: the events to append atomically, in order, each
+/// with its stream, and the resource the command created or changed.
+pub(crate) type Decided<E> = (Vec<(StreamRef, E)>, ResourceRef);
 
 /// What every decider sees: the caller's project, the time, and the state
 /// of the streams the command declared. Each family adds its deciders (and
@@ -42,37 +43,38 @@ pub(crate) struct Context<'a> {
     /// The command's time (time arrives with the command: the domain has no
     /// clock).
     pub(crate) now: Timestamp,
-    pub(crate) lookup: &'a dyn Lookup,
+    states: &'a dyn States,
 }
 
-impl Context<'_> {
+impl<'a> Context<'a> {
+    pub(crate) fn new(project_id: ProjectId, now: Timestamp, states: &'a dyn States) -> Self {
+        Self {
+            project_id,
+            now,
+            states,
+        }
+    }
+
     pub(crate) fn now(&self) -> Timestamp {
         self.now
     }
 
-    /// Replaces the meta of `resource`, a resource of the caller's project
-    /// (`kind` names it in the not-found error).
-    pub(crate) fn replace_meta(
-        &self,
-        resource: ResourceRef,
-        kind: &'static str,
-        meta: &Meta,
-        updated: fn(MetaUpdated) -> Event,
-    ) -> Result<Decided, DomainError> {
-        let stream = resource.stream();
-        // A stream's category fixes its aggregate's kind: owning it is enough.
-        if self.owned(&stream).is_none() {
-            return Err(DomainError::not_found(kind, stream.instance()));
-        }
-        let event = updated(MetaUpdated { meta: meta.clone() });
-        Ok((vec![(stream, event)], resource))
+    /// The state at `stream` if it is a `T`, whichever project it belongs to
+    /// (for shared and guard streams, and for naming dependent streams).
+    pub(crate) fn state<T: Any>(&self, stream: &StreamRef) -> Option<&T> {
+        self.states.state(stream)?.downcast_ref()
     }
 
-    /// The aggregate at `stream` if it belongs to the caller's project: another
+    /// The state at `stream` if it is a `T` of the caller's project: another
     /// project's resource is indistinguishable from a missing one.
-    pub(crate) fn owned(&self, stream: &StreamRef) -> Option<&Aggregate> {
-        let state = self.lookup.get(stream);
-        (state.project_id() == Some(self.project_id)).then_some(state)
+    pub(crate) fn owned<T: Owned>(&self, stream: &StreamRef) -> Option<&T> {
+        self.state::<T>(stream)
+            .filter(|state| state.project_id() == self.project_id)
+    }
+
+    /// Whether `stream` has no event yet.
+    pub(crate) fn is_new(&self, stream: &StreamRef) -> bool {
+        self.states.state(stream).is_none()
     }
 
     pub(crate) fn must_be_new(
@@ -81,7 +83,7 @@ impl Context<'_> {
         kind: &'static str,
         id: impl std::fmt::Display,
     ) -> Result<(), DomainError> {
-        if self.lookup.get(stream).is_empty() {
+        if self.is_new(stream) {
             Ok(())
         } else {
             Err(DomainError::AlreadyExists {
@@ -90,4 +92,29 @@ impl Context<'_> {
             })
         }
     }
+
+    /// Replaces the meta of `resource`, a `T` of the caller's project
+    /// (`kind` names it in the not-found error), with the event `updated`
+    /// builds.
+    pub(crate) fn replace_meta<T: Owned, E>(
+        &self,
+        resource: ResourceRef,
+        kind: &'static str,
+        meta: &Meta,
+        updated: impl FnOnce(MetaUpdated) -> E,
+    ) -> Result<Decided<E>, DomainError> {
+        let stream = resource.stream();
+        if self.owned::<T>(&stream).is_none() {
+            return Err(DomainError::not_found(kind, stream.instance()));
+        }
+        let event = updated(MetaUpdated { meta: meta.clone() });
+        Ok((vec![(stream, event)], resource))
+    }
+}
+
+/// An event that does not apply to `state`: a bug, caught in debug builds;
+/// release builds keep the state. Every family's `evolve` ends with it.
+pub(crate) fn misapplied<S: Debug, E: Debug>(state: S, event: &E) -> S {
+    debug_assert!(false, "{event:?} does not apply to {state:?}");
+    state
 }

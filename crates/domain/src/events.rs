@@ -1,4 +1,9 @@
-//! Everything that can happen, as stored in the log, and its codec.
+//! Everything that can happen, as stored in the log, and its codec: the
+//! router of events. Each family owns its events (payload structs and its
+//! own event enum, such as `TransferEvent`); [`Event`] wraps every family's
+//! events in one flat enum, names each (`event_type`), routes each to its
+//! family ([`Event::into_family`], exhaustive) and builds from each family's
+//! (`From<TransferEvent> for Event`, …).
 //!
 //! Each event has a stable type name and a schema version. Payloads are
 //! postcard-encoded structs. Changing a payload's shape means: keep the old
@@ -34,12 +39,22 @@ pub use crate::project::{ApiKeyCreated, ApiKeyRevoked, ProjectCreated};
 use crate::time::Timestamp;
 pub use crate::transfer::{Exchange, TransferCreated, TransferCreatedV1};
 
-// --- Cards -----------------------------------------------------------------
+use crate::account::AccountEvent;
+use crate::bank_account::BankAccountEvent;
+use crate::bank_payin::BankPayinEvent;
+use crate::bank_payout::BankPayoutEvent;
+use crate::card::CardEvent;
+use crate::card_payin::CardPayinEvent;
+use crate::consumer::ConsumerEvent;
+use crate::customer::CustomerEvent;
+use crate::deployment::DeploymentEvent;
+use crate::file::FileEvent;
+use crate::fx_rate::FxRateEvent;
+use crate::project::ProjectEvent;
+use crate::transfer::TransferEvent;
 
-// --- Bank ------------------------------------------------------------------
-
-// --- Files and exchange rates ----------------------------------------------
-
+/// The record of an idempotency key's use, on the command router's own
+/// guard stream (`idempotency-…`, see [`crate::command::decide`]).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IdempotencyKeyUsed {
     pub project_id: ProjectId,
@@ -54,7 +69,14 @@ pub struct IdempotencyKeyUsed {
     pub used_at: Timestamp,
 }
 
-/// Every event of the domain.
+/// The idempotency guard's only event, routed like a family's.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum IdempotencyEvent {
+    IdempotencyKeyUsed(IdempotencyKeyUsed),
+}
+
+/// Every event of the domain. Each variant wraps a family's payload under
+/// the name its family's event enum gives it (`event_families!` below).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Event {
     ProjectCreated(ProjectCreated),
@@ -106,6 +128,93 @@ pub enum Event {
     FxRateRemoved(FxRateRemoved),
     ConsumerPositionCommitted(ConsumerPositionCommitted),
     DeploymentBootstrapped(DeploymentBootstrapped),
+}
+
+/// An event routed to its family, as that family's own event type.
+macro_rules! event_families {
+    ($($family:ident($family_event:ident) { $($variant:ident),+ $(,)? }),+ $(,)?) => {
+        /// An [`Event`] as its family's own event (as large as the `Event`
+        /// it was: it only changes the wrapping).
+        #[allow(clippy::large_enum_variant)]
+        #[derive(Clone, Debug, PartialEq, Eq)]
+        pub(crate) enum FamilyEvent {
+            $($family($family_event),)+
+        }
+
+        impl Event {
+            /// Routes the event to its family (exhaustive: an event no
+            /// family claims does not compile).
+            pub(crate) fn into_family(self) -> FamilyEvent {
+                match self {
+                    $($(Self::$variant(event) => FamilyEvent::$family($family_event::$variant(event)),)+)+
+                }
+            }
+
+            /// [`Event::into_family`] of a copy: clones only the payload.
+            pub(crate) fn to_family(&self) -> FamilyEvent {
+                match self {
+                    $($(Self::$variant(event) => FamilyEvent::$family($family_event::$variant(event.clone())),)+)+
+                }
+            }
+        }
+
+        $(impl From<$family_event> for Event {
+            fn from(event: $family_event) -> Self {
+                match event {
+                    $($family_event::$variant(event) => Self::$variant(event),)+
+                }
+            }
+        })+
+    };
+}
+
+event_families! {
+    Project(ProjectEvent) { ProjectCreated, ProjectMetaUpdated, ApiKeyCreated, ApiKeyRevoked },
+    Customer(CustomerEvent) { CustomerCreated, CustomerIdentityUpdated, CustomerMetaUpdated },
+    Account(AccountEvent) {
+        AccountOpened,
+        NegativeBalanceAllowanceChanged,
+        AccountMetaUpdated,
+        TransactionRecorded,
+        ProjectBalanceChanged,
+    },
+    Transfer(TransferEvent) { TransferCreated, TransferMetaUpdated },
+    Idempotency(IdempotencyEvent) { IdempotencyKeyUsed },
+    Card(CardEvent) { CardTokenCreated, CardTokenUsed, CardCreated, CardMetaUpdated },
+    CardPayin(CardPayinEvent) {
+        CardPayinCreated,
+        CardPayinAuthenticationRequested,
+        CardPayinAuthorized,
+        CardPayinDeclined,
+        CardPayinSettled,
+        CardPayinRefundChanged,
+        CardPayinMetaUpdated,
+        CardPayinRefundCreated,
+        CardPayinRefundCompleted,
+        CardPayinRefundFailed,
+        CardPayinRefundMetaUpdated,
+    },
+    BankAccount(BankAccountEvent) { BankAccountCreated, BankAccountMetaUpdated },
+    BankPayout(BankPayoutEvent) {
+        BankPayoutCreated,
+        BankPayoutCompleted,
+        BankPayoutFailed,
+        BankPayoutReturned,
+        BankPayoutMetaUpdated,
+        MinirefAssigned,
+    },
+    BankPayin(BankPayinEvent) {
+        BankPayinReferenceCreated,
+        BankPayinReferenceAccountChanged,
+        BankPayinReferenceMetaUpdated,
+        PayinReferenceCodeClaimed,
+        BankPayinReceived,
+        BankPayinMetaUpdated,
+    },
+    File(FileEvent) { FileUploaded },
+    FxRate(FxRateEvent) { FxRateSet, FxRateRemoved },
+    Consumer(ConsumerEvent) { ConsumerPositionCommitted },
+    Deployment(DeploymentEvent) { DeploymentBootstrapped },
 }
 
 /// An event ready for the store: type name, schema version, payload.

@@ -10,9 +10,9 @@ use std::collections::BTreeMap;
 use std::mem::size_of;
 
 use crate::aggregate::Aggregate;
-use crate::banking::PayoutDestination;
+use crate::bank_account::BankAccountInfo;
+use crate::bank_payout::PayoutDestination;
 use crate::card::CardInfo;
-use crate::events::BankAccountInfo;
 use crate::identity::{Address, Identity, IdentityDocument};
 use crate::meta::Meta;
 use crate::stream::StreamRef;

@@ -1,15 +1,19 @@
 //! The pure domain of paycore: identifiers, money, metadata, the aggregates
 //! as deciders, and their events. No I/O, no async, no clock, no randomness:
 //! time and new IDs arrive inside commands.
+//!
+//! Layers, bottom up (`tests/layers.rs` checks the imports): the `kernel`,
+//! the decision context (`context`), one module per aggregate family, and
+//! the routers `command`, `aggregate` and `events` with the views beside
+//! them (`history`, `footprint`, `sandbox_network`). See ARCHITECTURE.md.
 
 pub mod kernel;
 
 // The kernel's modules keep the paths they had before it existed.
-pub use kernel::{bank, error, iban, id, idempotency, meta, money, stream, time};
+pub use kernel::{bank, error, fx, iban, id, idempotency, meta, money, stream, time};
 // The API key format, part of the project family.
 pub use project::api_key;
-// Value types and views of the customer and account families.
-pub use account::history;
+// Value types of the customer family.
 pub use customer::identity;
 
 pub mod account;
@@ -17,7 +21,6 @@ pub mod aggregate;
 pub mod bank_account;
 pub mod bank_payin;
 pub mod bank_payout;
-pub mod banking;
 pub mod card;
 pub mod card_payin;
 pub mod command;
@@ -28,9 +31,8 @@ pub mod deployment;
 pub mod events;
 pub mod file;
 mod footprint;
-pub mod fx;
 pub mod fx_rate;
-pub mod payments;
+pub mod history;
 pub mod project;
 pub mod sandbox_network;
 pub mod transfer;

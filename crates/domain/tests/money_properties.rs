@@ -28,17 +28,16 @@ use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use paycore_domain::bank::{Concept, PayinReferenceCode};
-use paycore_domain::banking::{
-    BankPayoutState, IncomingBankTransfer, NewBankPayout, PayoutDestinationSource,
-};
+use paycore_domain::bank_payin::IncomingBankTransfer;
+use paycore_domain::bank_payout::{BankPayoutState, NewBankPayout, PayoutDestinationSource};
+use paycore_domain::card::CardSource;
 use paycore_domain::card::{CardInfo, CardNumber, Expiry};
+use paycore_domain::card_payin::{
+    CardPayinState, DeclineReason, NetworkVerdict, NewCardPayin, NewRefund, PayinAuthorization, RefundState,
+};
 use paycore_domain::events::*;
 use paycore_domain::fx::Rate;
 use paycore_domain::iban::Iban;
-use paycore_domain::payments::{
-    CardPayinState, CardSource, DeclineReason, NetworkVerdict, NewCardPayin, NewRefund, PayinAuthorization,
-    RefundState,
-};
 use paycore_domain::*;
 use proptest::prelude::*;
 use uuid::Uuid;

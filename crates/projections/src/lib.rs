@@ -42,7 +42,7 @@ use std::sync::Arc;
 
 use parking_lot::{Mutex, RwLock};
 use paycore_domain::aggregate::{Account, Customer, Project, Transfer};
-use paycore_domain::banking::FxRateEntry;
+use paycore_domain::fx_rate::FxRateEntry;
 use paycore_domain::{
     AccountId, Aggregate, CardPayinId, CustomerId, ProjectId, ResourceRef, Timestamp, Transaction,
     TransactionId, TransferId,

@@ -600,7 +600,7 @@ impl<'a> RowsRead<'a> {
 pub(crate) mod fuzzing {
     use paycore_domain::Aggregate;
     use paycore_domain::aggregate::{Account, Customer, Project, Transfer};
-    use paycore_domain::banking::FxRateEntry;
+    use paycore_domain::fx_rate::FxRateEntry;
     use paycore_domain::{Timestamp, Transaction};
 
     use super::{decode, decode_seq};

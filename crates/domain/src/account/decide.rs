@@ -1,10 +1,8 @@
 //! Deciding the account family's commands.
 
-use super::events::{AccountOpened, NegativeBalanceAllowanceChanged, TransactionKind};
+use super::events::{AccountEvent, AccountOpened, NegativeBalanceAllowanceChanged, TransactionKind};
 use super::state::Account;
-use crate::aggregate::Aggregate;
 use crate::context::{Context, Decided};
-use crate::events::Event;
 use crate::kernel::error::{DomainError, Refusal, overflow};
 use crate::kernel::id::{AccountId, CustomerId, TransactionId};
 use crate::kernel::meta::{Meta, MetaUpdated};
@@ -13,23 +11,21 @@ use crate::kernel::stream::{ResourceRef, StreamRef};
 use crate::project::Environment;
 
 impl Context<'_> {
-    pub(crate) fn create_account(
+    pub(crate) fn create_account<E: From<AccountEvent>>(
         &self,
         id: AccountId,
         currency: Currency,
         customer_id: Option<CustomerId>,
         allow_negative_balance: bool,
         meta: &Meta,
-    ) -> Result<Decided, DomainError> {
+    ) -> Result<Decided<E>, DomainError> {
         let project = self.project()?;
         let stream = StreamRef::Account(id);
         self.must_be_new(&stream, "account", id)?;
         if let Some(customer_id) = customer_id {
-            self.owned(&StreamRef::Customer(customer_id))
-                .and_then(Aggregate::as_customer)
-                .ok_or_else(|| DomainError::not_found("customer", customer_id))?;
+            self.customer(customer_id)?;
         }
-        let event = Event::AccountOpened(AccountOpened {
+        let event = AccountEvent::AccountOpened(AccountOpened {
             id,
             project_id: project.id,
             customer_id,
@@ -38,16 +34,16 @@ impl Context<'_> {
             meta: meta.clone(),
             created_at: self.now,
         });
-        Ok((vec![(stream, event)], ResourceRef::Account(id)))
+        Ok((vec![(stream, event.into())], ResourceRef::Account(id)))
     }
 
-    pub(crate) fn update_account(
+    pub(crate) fn update_account<E: From<AccountEvent>>(
         &self,
         id: AccountId,
         allow_negative_balance: Option<bool>,
         meta: &Option<Meta>,
         balance: Option<(Money, TransactionId)>,
-    ) -> Result<Decided, DomainError> {
+    ) -> Result<Decided<E>, DomainError> {
         let account = self.account(id)?;
         let stream = StreamRef::Account(id);
         let mut events = Vec::new();
@@ -55,9 +51,10 @@ impl Context<'_> {
         if let Some(allow) = allow_negative_balance.filter(|allow| *allow != account.allow_negative_balance) {
             events.push((
                 stream.clone(),
-                Event::NegativeBalanceAllowanceChanged(NegativeBalanceAllowanceChanged {
+                AccountEvent::NegativeBalanceAllowanceChanged(NegativeBalanceAllowanceChanged {
                     allow_negative_balance: allow,
-                }),
+                })
+                .into(),
             ));
         }
         let final_balance = match balance {
@@ -78,7 +75,7 @@ impl Context<'_> {
         if let Some(meta) = meta {
             events.push((
                 stream,
-                Event::AccountMetaUpdated(MetaUpdated { meta: meta.clone() }),
+                AccountEvent::AccountMetaUpdated(MetaUpdated { meta: meta.clone() }).into(),
             ));
         }
         Ok((events, ResourceRef::Account(id)))
@@ -86,13 +83,13 @@ impl Context<'_> {
 
     /// Sets an account's balance directly (sandbox only), keeping the project's
     /// total in the currency at or above zero.
-    pub(crate) fn magic_balance(
+    pub(crate) fn magic_balance<E: From<AccountEvent>>(
         &self,
         account: &Account,
         target: Money,
         transaction_id: TransactionId,
         allow_negative: bool,
-    ) -> Result<Vec<(StreamRef, Event)>, DomainError> {
+    ) -> Result<Vec<(StreamRef, E)>, DomainError> {
         let project = self.project()?;
         if project.environment != Environment::Sandbox {
             return Err(DomainError::refused(

@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::kernel::id::*;
-use crate::kernel::meta::Meta;
+use crate::kernel::meta::{Meta, MetaUpdated};
 use crate::kernel::money::Money;
 use crate::kernel::time::Timestamp;
 
@@ -89,4 +89,16 @@ pub struct ProjectBalanceChanged {
     pub total_after: Money,
     pub account_id: AccountId,
     pub transaction_id: TransactionId,
+}
+
+/// The account family's events: what its deciders (and the ledger) emit and
+/// its `evolve` folds (the routers' `Event` wraps each as the variant of the
+/// same name).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AccountEvent {
+    AccountOpened(AccountOpened),
+    NegativeBalanceAllowanceChanged(NegativeBalanceAllowanceChanged),
+    AccountMetaUpdated(MetaUpdated),
+    TransactionRecorded(TransactionRecorded),
+    ProjectBalanceChanged(ProjectBalanceChanged),
 }

@@ -3,11 +3,9 @@
 //! through [`Context::movement`], so the overdraft and project-total rules
 //! hold in one place.
 
-use super::events::{ProjectBalanceChanged, Transaction, TransactionKind, TransactionRecorded};
-use super::state::Account;
-use crate::aggregate::Aggregate;
+use super::events::{AccountEvent, ProjectBalanceChanged, Transaction, TransactionKind, TransactionRecorded};
+use super::state::{Account, ProjectBalance};
 use crate::context::Context;
-use crate::events::Event;
 use crate::kernel::error::{DomainError, Refusal, overflow};
 use crate::kernel::id::{AccountId, TransactionId};
 use crate::kernel::money::Money;
@@ -18,14 +16,14 @@ impl Context<'_> {
     /// enters or leaves the project (`crosses_boundary`), the change of the
     /// project's total in the currency. Refuses what would take the account
     /// below zero (unless it allows it) or the project's total below zero.
-    pub(crate) fn movement(
+    pub(crate) fn movement<E: From<AccountEvent>>(
         &self,
         account: &Account,
         kind: TransactionKind,
         value: Money,
         transaction_id: TransactionId,
         crosses_boundary: bool,
-    ) -> Result<Vec<(StreamRef, Event)>, DomainError> {
+    ) -> Result<Vec<(StreamRef, E)>, DomainError> {
         debug_assert_eq!(value.currency, account.currency());
         debug_assert_ne!(value.amount, 0);
         let balance_after = account.balance.checked_add(value).map_err(|_| overflow())?;
@@ -51,7 +49,7 @@ impl Context<'_> {
         };
         let mut events = vec![(
             StreamRef::Account(account.id),
-            Event::TransactionRecorded(TransactionRecorded { transaction }),
+            AccountEvent::TransactionRecorded(TransactionRecorded { transaction }).into(),
         )];
         if crosses_boundary {
             events.push(self.project_total_change(account, value, transaction_id)?);
@@ -59,17 +57,16 @@ impl Context<'_> {
         Ok(events)
     }
 
-    fn project_total_change(
+    fn project_total_change<E: From<AccountEvent>>(
         &self,
         account: &Account,
         delta: Money,
         transaction_id: TransactionId,
-    ) -> Result<(StreamRef, Event), DomainError> {
+    ) -> Result<(StreamRef, E), DomainError> {
         let totals = StreamRef::ProjectBalance(account.project_id, delta.currency);
-        let total = match self.lookup.get(&totals) {
-            Aggregate::ProjectBalance(balance) => balance.total,
-            _ => Money::zero(delta.currency),
-        };
+        let total = self
+            .state::<ProjectBalance>(&totals)
+            .map_or(Money::zero(delta.currency), |balance| balance.total);
         let total_after = total.checked_add(delta).map_err(|_| overflow())?;
         if delta.is_negative() && total_after.is_negative() {
             return Err(DomainError::refused(
@@ -82,19 +79,19 @@ impl Context<'_> {
         }
         Ok((
             totals,
-            Event::ProjectBalanceChanged(ProjectBalanceChanged {
+            AccountEvent::ProjectBalanceChanged(ProjectBalanceChanged {
                 project_id: account.project_id,
                 delta,
                 total_after,
                 account_id: account.id,
                 transaction_id,
-            }),
+            })
+            .into(),
         ))
     }
 
     pub(crate) fn account(&self, id: AccountId) -> Result<&Account, DomainError> {
-        self.owned(&StreamRef::Account(id))
-            .and_then(Aggregate::as_account)
+        self.owned::<Account>(&StreamRef::Account(id))
             .ok_or_else(|| DomainError::not_found("account", id))
     }
 }

@@ -7,13 +7,12 @@
 
 mod decide;
 mod events;
-pub mod history;
 mod ledger;
 mod state;
 
 pub use events::{
-    AccountOpened, NegativeBalanceAllowanceChanged, ProjectBalanceChanged, Transaction, TransactionKind,
-    TransactionRecorded,
+    AccountEvent, AccountOpened, NegativeBalanceAllowanceChanged, ProjectBalanceChanged, Transaction,
+    TransactionKind, TransactionRecorded,
 };
 pub(crate) use state::evolve;
-pub use state::{Account, ProjectBalance};
+pub use state::{Account, AccountAggregate, ProjectBalance};

@@ -3,8 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::aggregate::Aggregate;
-use crate::events::Event;
+use super::events::AccountEvent;
+use crate::context::{Owned, misapplied};
 use crate::kernel::id::{AccountId, CustomerId, ProjectId, TransactionId};
 use crate::kernel::meta::Meta;
 use crate::kernel::money::{Currency, Money};
@@ -34,39 +34,53 @@ pub struct ProjectBalance {
     pub total: Money,
 }
 
-/// Applies an account or project total event.
-pub(crate) fn evolve(state: Aggregate, event: &Event) -> Aggregate {
-    match (state, event) {
-        (Aggregate::Empty, Event::AccountOpened(e)) => Aggregate::Account(Account {
+impl Owned for Account {
+    fn project_id(&self) -> ProjectId {
+        self.project_id
+    }
+}
+
+/// The account family's aggregates: an account's stream and a project's
+/// total in one currency (`projectbalance-…`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AccountAggregate {
+    Account(Account),
+    ProjectBalance(ProjectBalance),
+}
+
+/// Applies an account or project total event to the state of its stream
+/// (`None` before the first).
+pub(crate) fn evolve(state: Option<AccountAggregate>, event: AccountEvent) -> Option<AccountAggregate> {
+    use AccountAggregate as A;
+    use AccountEvent as E;
+    Some(match (state, event) {
+        (None, E::AccountOpened(e)) => A::Account(Account {
             id: e.id,
             project_id: e.project_id,
             customer_id: e.customer_id,
             balance: Money::zero(e.currency),
             allow_negative_balance: e.allow_negative_balance,
-            meta: e.meta.clone(),
+            meta: e.meta,
             created_at: e.created_at,
             last_transaction: None,
         }),
-        (Aggregate::Account(a), Event::NegativeBalanceAllowanceChanged(e)) => Aggregate::Account(Account {
+        (Some(A::Account(a)), E::NegativeBalanceAllowanceChanged(e)) => A::Account(Account {
             allow_negative_balance: e.allow_negative_balance,
             ..a
         }),
-        (Aggregate::Account(a), Event::AccountMetaUpdated(e)) => Aggregate::Account(Account {
-            meta: e.meta.clone(),
-            ..a
-        }),
-        (Aggregate::Account(a), Event::TransactionRecorded(e)) => {
+        (Some(A::Account(a)), E::AccountMetaUpdated(e)) => A::Account(Account { meta: e.meta, ..a }),
+        (Some(A::Account(a)), E::TransactionRecorded(e)) => {
             let tx = &e.transaction;
             debug_assert_eq!(a.balance.checked_add(tx.value), Ok(tx.balance_after));
-            Aggregate::Account(Account {
+            A::Account(Account {
                 balance: tx.balance_after,
                 last_transaction: Some(tx.id),
                 ..a
             })
         }
-        (Aggregate::Empty | Aggregate::ProjectBalance(_), Event::ProjectBalanceChanged(e)) => {
-            Aggregate::ProjectBalance(ProjectBalance { total: e.total_after })
+        (None | Some(A::ProjectBalance(_)), E::ProjectBalanceChanged(e)) => {
+            A::ProjectBalance(ProjectBalance { total: e.total_after })
         }
-        (state, event) => state.misapplied(event),
-    }
+        (state, event) => return misapplied(state, &event),
+    })
 }

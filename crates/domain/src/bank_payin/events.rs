@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::kernel::bank::{Concept, PayinReferenceCode};
 use crate::kernel::id::*;
-use crate::kernel::meta::Meta;
+use crate::kernel::meta::{Meta, MetaUpdated};
 use crate::kernel::money::Money;
 use crate::kernel::time::Timestamp;
 
@@ -44,4 +44,16 @@ pub struct BankPayinReceived {
     pub value: Money,
     pub meta: Meta,
     pub created_at: Timestamp,
+}
+
+/// The bank payin family's events: what its deciders emit and its `evolve`
+/// folds (the routers' `Event` wraps each as the variant of the same name).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BankPayinEvent {
+    BankPayinReferenceCreated(BankPayinReferenceCreated),
+    BankPayinReferenceAccountChanged(BankPayinReferenceAccountChanged),
+    BankPayinReferenceMetaUpdated(MetaUpdated),
+    PayinReferenceCodeClaimed(PayinReferenceCodeClaimed),
+    BankPayinReceived(BankPayinReceived),
+    BankPayinMetaUpdated(MetaUpdated),
 }

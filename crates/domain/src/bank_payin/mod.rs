@@ -8,15 +8,14 @@
 mod events;
 
 pub use events::{
-    BankPayinReceived, BankPayinReferenceAccountChanged, BankPayinReferenceCreated, PayinReferenceCodeClaimed,
+    BankPayinEvent, BankPayinReceived, BankPayinReferenceAccountChanged, BankPayinReferenceCreated,
+    PayinReferenceCodeClaimed,
 };
 
 use serde::{Deserialize, Serialize};
 
-use crate::account::TransactionKind;
-use crate::aggregate::Aggregate;
-use crate::context::{Context, Decided};
-use crate::events::Event;
+use crate::account::{AccountEvent, TransactionKind};
+use crate::context::{Context, Decided, Owned, misapplied};
 use crate::kernel::bank::{Concept, PayinReferenceCode};
 use crate::kernel::error::{DomainError, Refusal};
 use crate::kernel::id::*;
@@ -77,20 +76,20 @@ impl IncomingBankTransfer {
 }
 
 impl Context<'_> {
-    pub(crate) fn create_bank_payin_reference(
+    pub(crate) fn create_bank_payin_reference<E: From<BankPayinEvent>>(
         &self,
         id: BankPayinReferenceId,
         account_id: AccountId,
         candidates: &[PayinReferenceCode],
         meta: &Meta,
-    ) -> Result<Decided, DomainError> {
+    ) -> Result<Decided<E>, DomainError> {
         let project = self.project()?;
         let stream = StreamRef::BankPayinReference(id);
         self.must_be_new(&stream, "bank payin reference", id)?;
         self.account(account_id)?;
         let code = candidates
             .iter()
-            .find(|code| self.lookup.get(&StreamRef::PayinReferenceCode(**code)).is_empty())
+            .find(|code| self.is_new(&StreamRef::PayinReferenceCode(**code)))
             .ok_or_else(|| {
                 DomainError::refused(
                     Refusal::CodesExhausted,
@@ -100,21 +99,23 @@ impl Context<'_> {
         let events = vec![
             (
                 stream,
-                Event::BankPayinReferenceCreated(BankPayinReferenceCreated {
+                BankPayinEvent::BankPayinReferenceCreated(BankPayinReferenceCreated {
                     id,
                     project_id: project.id,
                     account_id,
                     reference: *code,
                     meta: meta.clone(),
                     created_at: self.now(),
-                }),
+                })
+                .into(),
             ),
             (
                 StreamRef::PayinReferenceCode(*code),
-                Event::PayinReferenceCodeClaimed(PayinReferenceCodeClaimed {
+                BankPayinEvent::PayinReferenceCodeClaimed(PayinReferenceCodeClaimed {
                     project_id: project.id,
                     bank_payin_reference_id: id,
-                }),
+                })
+                .into(),
             ),
         ];
         Ok((events, ResourceRef::BankPayinReference(id)))
@@ -124,17 +125,16 @@ impl Context<'_> {
         &self,
         id: BankPayinReferenceId,
     ) -> Result<&BankPayinReference, DomainError> {
-        self.owned(&StreamRef::BankPayinReference(id))
-            .and_then(|state| state.as_bank_payin_reference())
+        self.owned::<BankPayinReference>(&StreamRef::BankPayinReference(id))
             .ok_or_else(|| DomainError::not_found("bank payin reference", id))
     }
 
-    pub(crate) fn update_bank_payin_reference(
+    pub(crate) fn update_bank_payin_reference<E: From<BankPayinEvent>>(
         &self,
         id: BankPayinReferenceId,
         account_id: Option<AccountId>,
         meta: &Option<Meta>,
-    ) -> Result<Decided, DomainError> {
+    ) -> Result<Decided<E>, DomainError> {
         let reference = self.bank_payin_reference(id)?;
         let stream = StreamRef::BankPayinReference(id);
         let mut events = Vec::new();
@@ -142,13 +142,16 @@ impl Context<'_> {
             self.account(account_id)?;
             events.push((
                 stream.clone(),
-                Event::BankPayinReferenceAccountChanged(BankPayinReferenceAccountChanged { account_id }),
+                BankPayinEvent::BankPayinReferenceAccountChanged(BankPayinReferenceAccountChanged {
+                    account_id,
+                })
+                .into(),
             ));
         }
         if let Some(meta) = meta {
             events.push((
                 stream,
-                Event::BankPayinReferenceMetaUpdated(MetaUpdated { meta: meta.clone() }),
+                BankPayinEvent::BankPayinReferenceMetaUpdated(MetaUpdated { meta: meta.clone() }).into(),
             ));
         }
         Ok((events, ResourceRef::BankPayinReference(id)))
@@ -157,19 +160,22 @@ impl Context<'_> {
     /// The first code in `codes` that belongs to a reference of the caller's
     /// project.
     pub(crate) fn claimed_reference(&self, codes: &[PayinReferenceCode]) -> Option<BankPayinReferenceId> {
-        codes.iter().find_map(
-            |code| match self.lookup.get(&StreamRef::PayinReferenceCode(*code)) {
-                Aggregate::PayinReferenceCode(claim) if claim.project_id == self.project_id => {
-                    Some(claim.bank_payin_reference_id)
-                }
-                _ => None,
-            },
-        )
+        codes.iter().find_map(|code| {
+            self.state::<ReferenceCodeClaim>(&StreamRef::PayinReferenceCode(*code))
+                .filter(|claim| claim.project_id == self.project_id)
+                .map(|claim| claim.bank_payin_reference_id)
+        })
     }
 
     /// Sandbox: an incoming bank transfer arrived with `concept`; the
     /// reference in it says which account to credit.
-    pub(crate) fn receive_bank_payin(&self, incoming: &IncomingBankTransfer) -> Result<Decided, DomainError> {
+    pub(crate) fn receive_bank_payin<E>(
+        &self,
+        incoming: &IncomingBankTransfer,
+    ) -> Result<Decided<E>, DomainError>
+    where
+        E: From<BankPayinEvent> + From<AccountEvent>,
+    {
         self.require_sandbox("simulating an incoming bank transfer")?;
         let id = incoming.id;
         let stream = StreamRef::BankPayin(id);
@@ -200,7 +206,7 @@ impl Context<'_> {
         }
         let mut events = vec![(
             stream,
-            Event::BankPayinReceived(BankPayinReceived {
+            BankPayinEvent::BankPayinReceived(BankPayinReceived {
                 id,
                 project_id: reference.project_id,
                 bank_payin_reference_id: reference.id,
@@ -210,7 +216,8 @@ impl Context<'_> {
                 value: incoming.value,
                 meta: incoming.meta.clone(),
                 created_at: self.now(),
-            }),
+            })
+            .into(),
         )];
         events.extend(self.movement(
             account,
@@ -221,56 +228,80 @@ impl Context<'_> {
         )?);
         Ok((events, ResourceRef::BankPayin(id)))
     }
+
+    pub(crate) fn update_bank_payin<E: From<BankPayinEvent>>(
+        &self,
+        id: BankPayinId,
+        meta: &Meta,
+    ) -> Result<Decided<E>, DomainError> {
+        self.replace_meta::<BankPayin, _>(ResourceRef::BankPayin(id), "bank payin", meta, |meta| {
+            BankPayinEvent::BankPayinMetaUpdated(meta).into()
+        })
+    }
 }
 
-/// Applies a bank payin reference, reference code or bank payin event.
-pub(crate) fn evolve(state: Aggregate, event: &Event) -> Aggregate {
-    match (state, event) {
-        (Aggregate::Empty, Event::BankPayinReferenceCreated(e)) => {
-            Aggregate::BankPayinReference(BankPayinReference {
-                id: e.id,
-                project_id: e.project_id,
-                account_id: e.account_id,
-                reference: e.reference,
-                meta: e.meta.clone(),
-                created_at: e.created_at,
-            })
-        }
-        (Aggregate::BankPayinReference(r), Event::BankPayinReferenceAccountChanged(e)) => {
-            Aggregate::BankPayinReference(BankPayinReference {
+impl Owned for BankPayinReference {
+    fn project_id(&self) -> ProjectId {
+        self.project_id
+    }
+}
+
+impl Owned for BankPayin {
+    fn project_id(&self) -> ProjectId {
+        self.project_id
+    }
+}
+
+/// The bank payin family's aggregates: a payin reference's stream, a
+/// reference code's claim (`payinreferencecode-…`) and a bank payin's.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BankPayinAggregate {
+    BankPayinReference(BankPayinReference),
+    PayinReferenceCode(ReferenceCodeClaim),
+    BankPayin(BankPayin),
+}
+
+/// Applies a bank payin, payin reference or code claim event to the state
+/// of its stream (`None` before the first).
+pub(crate) fn evolve(state: Option<BankPayinAggregate>, event: BankPayinEvent) -> Option<BankPayinAggregate> {
+    use BankPayinAggregate as A;
+    use BankPayinEvent as E;
+    Some(match (state, event) {
+        (None, E::BankPayinReferenceCreated(e)) => A::BankPayinReference(BankPayinReference {
+            id: e.id,
+            project_id: e.project_id,
+            account_id: e.account_id,
+            reference: e.reference,
+            meta: e.meta,
+            created_at: e.created_at,
+        }),
+        (Some(A::BankPayinReference(r)), E::BankPayinReferenceAccountChanged(e)) => {
+            A::BankPayinReference(BankPayinReference {
                 account_id: e.account_id,
                 ..r
             })
         }
-        (Aggregate::BankPayinReference(r), Event::BankPayinReferenceMetaUpdated(e)) => {
-            Aggregate::BankPayinReference(BankPayinReference {
-                meta: e.meta.clone(),
-                ..r
-            })
+        (Some(A::BankPayinReference(r)), E::BankPayinReferenceMetaUpdated(e)) => {
+            A::BankPayinReference(BankPayinReference { meta: e.meta, ..r })
         }
-        (Aggregate::Empty, Event::PayinReferenceCodeClaimed(e)) => {
-            Aggregate::PayinReferenceCode(ReferenceCodeClaim {
-                project_id: e.project_id,
-                bank_payin_reference_id: e.bank_payin_reference_id,
-            })
-        }
-        (Aggregate::Empty, Event::BankPayinReceived(e)) => Aggregate::BankPayin(BankPayin {
+        (None, E::PayinReferenceCodeClaimed(e)) => A::PayinReferenceCode(ReferenceCodeClaim {
+            project_id: e.project_id,
+            bank_payin_reference_id: e.bank_payin_reference_id,
+        }),
+        (None, E::BankPayinReceived(e)) => A::BankPayin(BankPayin {
             id: e.id,
             project_id: e.project_id,
             bank_payin_reference_id: e.bank_payin_reference_id,
             account_id: e.account_id,
             transaction_id: e.transaction_id,
-            concept: e.concept.clone(),
+            concept: e.concept,
             value: e.value,
-            meta: e.meta.clone(),
+            meta: e.meta,
             created_at: e.created_at,
         }),
-        (Aggregate::BankPayin(p), Event::BankPayinMetaUpdated(e)) => Aggregate::BankPayin(BankPayin {
-            meta: e.meta.clone(),
-            ..p
-        }),
-        (state, event) => state.misapplied(event),
-    }
+        (Some(A::BankPayin(p)), E::BankPayinMetaUpdated(e)) => A::BankPayin(BankPayin { meta: e.meta, ..p }),
+        (state, event) => return misapplied(state, &event),
+    })
 }
 
 impl Context<'_> {
@@ -280,7 +311,7 @@ impl Context<'_> {
         let mut streams = Vec::new();
         if let Some(reference_id) = self.claimed_reference(&incoming.candidate_codes()) {
             let stream = StreamRef::BankPayinReference(reference_id);
-            if let Some(reference) = self.lookup.get(&stream).as_bank_payin_reference() {
+            if let Some(reference) = self.state::<BankPayinReference>(&stream) {
                 streams.push(StreamRef::Account(reference.account_id));
             }
             streams.push(stream);

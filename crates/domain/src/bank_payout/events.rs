@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use crate::bank_account::BankAccountInfo;
 use crate::kernel::bank::{Concept, Miniref};
 use crate::kernel::id::*;
-use crate::kernel::meta::Meta;
+use crate::kernel::meta::{Meta, MetaUpdated};
 use crate::kernel::money::Money;
 use crate::kernel::time::Timestamp;
 
@@ -45,4 +45,16 @@ pub struct MinirefAssigned {
     pub bank_payout_id: BankPayoutId,
     pub miniref: Miniref,
     pub assigned_at: Timestamp,
+}
+
+/// The bank payout family's events: what its deciders emit and its `evolve`
+/// folds (the routers' `Event` wraps each as the variant of the same name).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BankPayoutEvent {
+    BankPayoutCreated(BankPayoutCreated),
+    BankPayoutCompleted(BankPayoutCompleted),
+    BankPayoutFailed(BankPayoutReversed),
+    BankPayoutReturned(BankPayoutReversed),
+    BankPayoutMetaUpdated(MetaUpdated),
+    MinirefAssigned(MinirefAssigned),
 }

@@ -18,13 +18,13 @@ use serde::{Deserialize, Serialize};
 
 mod events;
 
-pub use events::{BankPayoutCompleted, BankPayoutCreated, BankPayoutReversed, MinirefAssigned};
+pub use events::{
+    BankPayoutCompleted, BankPayoutCreated, BankPayoutEvent, BankPayoutReversed, MinirefAssigned,
+};
 
-use crate::account::TransactionKind;
-use crate::aggregate::Aggregate;
-use crate::bank_account::{BankAccountInfo, check_beneficiary_name};
-use crate::context::{Context, Decided};
-use crate::events::Event;
+use crate::account::{AccountEvent, TransactionKind};
+use crate::bank_account::{BankAccount, BankAccountInfo, check_beneficiary_name};
+use crate::context::{Context, Decided, Owned, misapplied};
 use crate::kernel::bank::{Concept, Miniref};
 use crate::kernel::error::{DomainError, Refusal, overflow};
 use crate::kernel::id::*;
@@ -120,7 +120,10 @@ pub struct NewBankPayout {
 }
 
 impl Context<'_> {
-    pub(crate) fn create_bank_payout(&self, new: &NewBankPayout) -> Result<Decided, DomainError> {
+    pub(crate) fn create_bank_payout<E>(&self, new: &NewBankPayout) -> Result<Decided<E>, DomainError>
+    where
+        E: From<BankPayoutEvent> + From<AccountEvent>,
+    {
         let project = self.project()?;
         let id = new.id;
         let stream = StreamRef::BankPayout(id);
@@ -152,7 +155,7 @@ impl Context<'_> {
         let mut events = vec![
             (
                 stream,
-                Event::BankPayoutCreated(BankPayoutCreated {
+                BankPayoutEvent::BankPayoutCreated(BankPayoutCreated {
                     id,
                     project_id: project.id,
                     account_id: account.id,
@@ -164,16 +167,18 @@ impl Context<'_> {
                     value: new.value,
                     meta: new.meta.clone(),
                     created_at: self.now(),
-                }),
+                })
+                .into(),
             ),
             (
                 destination_stream,
-                Event::MinirefAssigned(MinirefAssigned {
+                BankPayoutEvent::MinirefAssigned(MinirefAssigned {
                     project_id: project.id,
                     bank_payout_id: id,
                     miniref,
                     assigned_at: self.now(),
-                }),
+                })
+                .into(),
             ),
         ];
         events.extend(self.movement(
@@ -187,10 +192,7 @@ impl Context<'_> {
     }
 
     fn free_miniref(&self, destination: &StreamRef, entropy: [u8; 8]) -> Result<Miniref, DomainError> {
-        let reserved = match self.lookup.get(destination) {
-            Aggregate::PayoutDestination(record) => Some(record),
-            _ => None,
-        };
+        let reserved = self.state::<PayoutDestination>(destination);
         let now = self.now();
         Miniref::candidates(entropy)
             .take(MINIREF_CANDIDATES)
@@ -204,34 +206,39 @@ impl Context<'_> {
     }
 
     fn bank_payout(&self, id: BankPayoutId) -> Result<&BankPayout, DomainError> {
-        self.owned(&StreamRef::BankPayout(id))
-            .and_then(|state| state.as_bank_payout())
+        self.owned::<BankPayout>(&StreamRef::BankPayout(id))
             .ok_or_else(|| DomainError::not_found("bank payout", id))
     }
 
-    pub(crate) fn complete_bank_payout(&self, id: BankPayoutId) -> Result<Decided, DomainError> {
+    pub(crate) fn complete_bank_payout<E: From<BankPayoutEvent>>(
+        &self,
+        id: BankPayoutId,
+    ) -> Result<Decided<E>, DomainError> {
         self.require_sandbox("completing a bank payout by API")?;
         let payout = self.bank_payout(id)?;
         if payout.state != BankPayoutState::Processing {
             return Err(not_processing(payout));
         }
-        let event = Event::BankPayoutCompleted(BankPayoutCompleted {
+        let event = BankPayoutEvent::BankPayoutCompleted(BankPayoutCompleted {
             completed_at: self.now(),
         });
         Ok((
-            vec![(StreamRef::BankPayout(id), event)],
+            vec![(StreamRef::BankPayout(id), event.into())],
             ResourceRef::BankPayout(id),
         ))
     }
 
     /// A processing payout failed (`returned == false`) or a completed one
     /// came back (`returned == true`): the funds return to the account, once.
-    pub(crate) fn reverse_bank_payout(
+    pub(crate) fn reverse_bank_payout<E>(
         &self,
         id: BankPayoutId,
         failure_transaction_id: TransactionId,
         returned: bool,
-    ) -> Result<Decided, DomainError> {
+    ) -> Result<Decided<E>, DomainError>
+    where
+        E: From<BankPayoutEvent> + From<AccountEvent>,
+    {
         self.require_sandbox(if returned {
             "returning a bank payout by API"
         } else {
@@ -243,8 +250,8 @@ impl Context<'_> {
             reversed_at: self.now(),
         };
         let event = match (returned, payout.state) {
-            (false, BankPayoutState::Processing) => Event::BankPayoutFailed(reversed),
-            (true, BankPayoutState::Completed) => Event::BankPayoutReturned(reversed),
+            (false, BankPayoutState::Processing) => BankPayoutEvent::BankPayoutFailed(reversed),
+            (true, BankPayoutState::Completed) => BankPayoutEvent::BankPayoutReturned(reversed),
             (false, _) => return Err(not_processing(payout)),
             (true, state) => {
                 return Err(DomainError::refused(
@@ -257,7 +264,7 @@ impl Context<'_> {
             }
         };
         let account = self.account(payout.account_id)?;
-        let mut events = vec![(StreamRef::BankPayout(id), event)];
+        let mut events = vec![(StreamRef::BankPayout(id), event.into())];
         events.extend(self.movement(
             account,
             TransactionKind::BankPayoutFailure(id),
@@ -267,6 +274,33 @@ impl Context<'_> {
         )?);
         Ok((events, ResourceRef::BankPayout(id)))
     }
+
+    pub(crate) fn update_bank_payout<E: From<BankPayoutEvent>>(
+        &self,
+        id: BankPayoutId,
+        meta: &Meta,
+    ) -> Result<Decided<E>, DomainError> {
+        self.replace_meta::<BankPayout, _>(ResourceRef::BankPayout(id), "bank payout", meta, |meta| {
+            BankPayoutEvent::BankPayoutMetaUpdated(meta).into()
+        })
+    }
+}
+
+impl Owned for BankPayout {
+    fn project_id(&self) -> ProjectId {
+        self.project_id
+    }
+}
+
+/// The bank payout family's aggregates: a payout's stream and an IBAN's
+/// payout destination record (`payoutdestination-…`).
+// Like `Aggregate`, moved by value rarely: boxing would cost an allocation
+// per evolve.
+#[allow(clippy::large_enum_variant)]
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BankPayoutAggregate {
+    BankPayout(BankPayout),
+    PayoutDestination(PayoutDestination),
 }
 
 fn not_processing(payout: &BankPayout) -> DomainError {
@@ -276,50 +310,55 @@ fn not_processing(payout: &BankPayout) -> DomainError {
     )
 }
 
-/// Applies a bank payout or payout destination event.
-pub(crate) fn evolve(state: Aggregate, event: &Event) -> Aggregate {
-    match (state, event) {
-        (Aggregate::Empty, Event::BankPayoutCreated(e)) => Aggregate::BankPayout(BankPayout {
+/// Applies a bank payout or payout destination event to the state of its
+/// stream (`None` before the first).
+pub(crate) fn evolve(
+    state: Option<BankPayoutAggregate>,
+    event: BankPayoutEvent,
+) -> Option<BankPayoutAggregate> {
+    use BankPayoutAggregate as A;
+    use BankPayoutEvent as E;
+    Some(match (state, event) {
+        (None, E::BankPayoutCreated(e)) => A::BankPayout(BankPayout {
             id: e.id,
             project_id: e.project_id,
             account_id: e.account_id,
             bank_account_id: e.bank_account_id,
-            bank_account_info: e.bank_account_info.clone(),
+            bank_account_info: e.bank_account_info,
             transaction_id: e.transaction_id,
             failure_transaction_id: None,
             state: BankPayoutState::Processing,
-            concept: e.concept.clone(),
+            concept: e.concept,
             miniref: e.miniref,
             value: e.value,
-            meta: e.meta.clone(),
+            meta: e.meta,
             created_at: e.created_at,
         }),
-        (Aggregate::BankPayout(p), Event::BankPayoutCompleted(_)) => Aggregate::BankPayout(BankPayout {
+        (Some(A::BankPayout(p)), E::BankPayoutCompleted(_)) => A::BankPayout(BankPayout {
             state: BankPayoutState::Completed,
             ..p
         }),
-        (Aggregate::BankPayout(p), Event::BankPayoutFailed(e)) => Aggregate::BankPayout(BankPayout {
+        (Some(A::BankPayout(p)), E::BankPayoutFailed(e)) => A::BankPayout(BankPayout {
             state: BankPayoutState::Failed,
             failure_transaction_id: Some(e.failure_transaction_id),
             ..p
         }),
-        (Aggregate::BankPayout(p), Event::BankPayoutReturned(e)) => Aggregate::BankPayout(BankPayout {
+        (Some(A::BankPayout(p)), E::BankPayoutReturned(e)) => A::BankPayout(BankPayout {
             state: BankPayoutState::Refunded,
             failure_transaction_id: Some(e.failure_transaction_id),
             ..p
         }),
-        (Aggregate::BankPayout(p), Event::BankPayoutMetaUpdated(e)) => Aggregate::BankPayout(BankPayout {
-            meta: e.meta.clone(),
-            ..p
-        }),
-        (Aggregate::Empty, Event::MinirefAssigned(e)) => {
-            Aggregate::PayoutDestination(PayoutDestination::default().assign(e.miniref, e.assigned_at))
+        (Some(A::BankPayout(p)), E::BankPayoutMetaUpdated(e)) => {
+            A::BankPayout(BankPayout { meta: e.meta, ..p })
         }
-        (Aggregate::PayoutDestination(d), Event::MinirefAssigned(e)) => {
-            Aggregate::PayoutDestination(d.assign(e.miniref, e.assigned_at))
+        (None, E::MinirefAssigned(e)) => {
+            A::PayoutDestination(PayoutDestination::default().assign(e.miniref, e.assigned_at))
         }
-        (state, event) => state.misapplied(event),
-    }
+        (Some(A::PayoutDestination(d)), E::MinirefAssigned(e)) => {
+            A::PayoutDestination(d.assign(e.miniref, e.assigned_at))
+        }
+        (state, event) => return misapplied(state, &event),
+    })
 }
 
 impl PayoutDestinationSource {
@@ -339,7 +378,7 @@ impl Context<'_> {
     pub(crate) fn dependent_streams_of_payout(&self, new: &NewBankPayout) -> Vec<StreamRef> {
         let mut streams = Vec::new();
         if let PayoutDestinationSource::BankAccount(id) = &new.destination
-            && let Some(stored) = self.lookup.get(&StreamRef::BankAccount(*id)).as_bank_account()
+            && let Some(stored) = self.state::<BankAccount>(&StreamRef::BankAccount(*id))
         {
             streams.push(StreamRef::PayoutDestination(
                 stored.bank_account_info.iban.clone(),
@@ -352,7 +391,7 @@ impl Context<'_> {
     /// account and the project's total.
     pub(crate) fn dependent_streams_of_payout_reversal(&self, id: BankPayoutId) -> Vec<StreamRef> {
         let mut streams = Vec::new();
-        if let Some(payout) = self.lookup.get(&StreamRef::BankPayout(id)).as_bank_payout() {
+        if let Some(payout) = self.state::<BankPayout>(&StreamRef::BankPayout(id)) {
             streams.push(StreamRef::Account(payout.account_id));
             streams.push(StreamRef::ProjectBalance(self.project_id, payout.value.currency));
         }

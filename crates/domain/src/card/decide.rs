@@ -1,46 +1,51 @@
 //! Deciding `CreateCardToken` and `CreateCard`, and `use_token`, by which
 //! a card or a card payin uses up a token.
 
-use super::events::{CardCreated, CardTokenCreated, CardTokenUsed, TokenUse};
+use super::events::{CardCreated, CardEvent, CardTokenCreated, CardTokenUsed, TokenUse};
 use super::info::CardInfo;
-use super::state::{CARD_TOKEN_LIFETIME_SECONDS, CardSource};
+use super::state::{CARD_TOKEN_LIFETIME_SECONDS, Card, CardSource, CardToken};
 use crate::context::{Context, Decided};
-use crate::events::Event;
 use crate::kernel::error::{DomainError, Refusal};
 use crate::kernel::id::*;
 use crate::kernel::meta::Meta;
 use crate::kernel::stream::{ResourceRef, StreamRef};
 
 impl Context<'_> {
-    pub(crate) fn create_card_token(
+    /// A card of the caller's project: how card payins read the card they
+    /// charge.
+    pub(crate) fn card(&self, id: CardId) -> Result<&Card, DomainError> {
+        self.owned::<Card>(&StreamRef::Card(id))
+            .ok_or_else(|| DomainError::not_found("card", id))
+    }
+
+    pub(crate) fn create_card_token<E: From<CardEvent>>(
         &self,
         id: CardTokenId,
         card_info: &CardInfo,
-    ) -> Result<Decided, DomainError> {
+    ) -> Result<Decided<E>, DomainError> {
         let project = self.project()?;
         let stream = StreamRef::CardToken(id);
         self.must_be_new(&stream, "card token", id)?;
         let now = self.now();
-        let event = Event::CardTokenCreated(CardTokenCreated {
+        let event = CardEvent::CardTokenCreated(CardTokenCreated {
             id,
             project_id: project.id,
             card_info: card_info.clone(),
             created_at: now,
             expires_at: now.plus_seconds(CARD_TOKEN_LIFETIME_SECONDS),
         });
-        Ok((vec![(stream, event)], ResourceRef::CardToken(id)))
+        Ok((vec![(stream, event.into())], ResourceRef::CardToken(id)))
     }
 
     /// The token's card info, with the event that uses it up.
-    pub(crate) fn use_token(
+    pub(crate) fn use_token<E: From<CardEvent>>(
         &self,
         id: CardTokenId,
         used_by: TokenUse,
-    ) -> Result<(CardInfo, (StreamRef, Event)), DomainError> {
+    ) -> Result<(CardInfo, (StreamRef, E)), DomainError> {
         let stream = StreamRef::CardToken(id);
         let token = self
-            .owned(&stream)
-            .and_then(|state| state.as_card_token())
+            .owned::<CardToken>(&stream)
             .ok_or_else(|| DomainError::not_found("card token", id))?;
         if token.used.is_some() {
             return Err(DomainError::refused(
@@ -54,20 +59,20 @@ impl Context<'_> {
                 format!("card token {id} expired 10 minutes after its creation"),
             ));
         }
-        let event = Event::CardTokenUsed(CardTokenUsed {
+        let event = CardEvent::CardTokenUsed(CardTokenUsed {
             used_by,
             used_at: self.now(),
         });
-        Ok((token.card_info.clone(), (stream, event)))
+        Ok((token.card_info.clone(), (stream, event.into())))
     }
 
-    pub(crate) fn create_card(
+    pub(crate) fn create_card<E: From<CardEvent>>(
         &self,
         id: CardId,
         source: &CardSource,
         customer_id: Option<CustomerId>,
         meta: &Meta,
-    ) -> Result<Decided, DomainError> {
+    ) -> Result<Decided<E>, DomainError> {
         let project = self.project()?;
         let stream = StreamRef::Card(id);
         self.must_be_new(&stream, "card", id)?;
@@ -89,7 +94,7 @@ impl Context<'_> {
                 ));
             }
         };
-        let created = Event::CardCreated(CardCreated {
+        let created = CardEvent::CardCreated(CardCreated {
             id,
             project_id: project.id,
             customer_id,
@@ -98,7 +103,17 @@ impl Context<'_> {
             meta: meta.clone(),
             created_at: self.now(),
         });
-        events.insert(0, (stream, created));
+        events.insert(0, (stream, created.into()));
         Ok((events, ResourceRef::Card(id)))
+    }
+
+    pub(crate) fn update_card<E: From<CardEvent>>(
+        &self,
+        id: CardId,
+        meta: &Meta,
+    ) -> Result<Decided<E>, DomainError> {
+        self.replace_meta::<Card, _>(ResourceRef::Card(id), "card", meta, |meta| {
+            CardEvent::CardMetaUpdated(meta).into()
+        })
     }
 }

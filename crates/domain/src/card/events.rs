@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use super::info::CardInfo;
 use crate::kernel::id::*;
-use crate::kernel::meta::Meta;
+use crate::kernel::meta::{Meta, MetaUpdated};
 use crate::kernel::time::Timestamp;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -40,4 +40,14 @@ pub struct CardCreated {
     pub card_token_id: Option<CardTokenId>,
     pub meta: Meta,
     pub created_at: Timestamp,
+}
+
+/// The card family's events: what its deciders emit and its `evolve` folds
+/// (the routers' `Event` wraps each as the variant of the same name).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CardEvent {
+    CardTokenCreated(CardTokenCreated),
+    CardTokenUsed(CardTokenUsed),
+    CardCreated(CardCreated),
+    CardMetaUpdated(MetaUpdated),
 }

@@ -10,7 +10,7 @@ mod events;
 mod info;
 mod state;
 
-pub use events::{CardCreated, CardTokenCreated, CardTokenUsed, TokenUse};
+pub use events::{CardCreated, CardEvent, CardTokenCreated, CardTokenUsed, TokenUse};
 pub use info::*;
 pub(crate) use state::evolve;
-pub use state::{CARD_TOKEN_LIFETIME_SECONDS, Card, CardSource, CardToken};
+pub use state::{CARD_TOKEN_LIFETIME_SECONDS, Card, CardAggregate, CardSource, CardToken};

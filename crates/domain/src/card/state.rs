@@ -2,10 +2,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::events::TokenUse;
+use super::events::{CardEvent, TokenUse};
 use super::info::CardInfo;
-use crate::aggregate::Aggregate;
-use crate::events::Event;
+use crate::context::{Owned, misapplied};
 use crate::kernel::id::*;
 use crate::kernel::meta::Meta;
 use crate::kernel::stream::StreamRef;
@@ -56,34 +55,53 @@ impl CardSource {
     }
 }
 
-/// Applies a card token or card event.
-pub(crate) fn evolve(state: Aggregate, event: &Event) -> Aggregate {
-    match (state, event) {
-        (Aggregate::Empty, Event::CardTokenCreated(e)) => Aggregate::CardToken(CardToken {
+impl Owned for CardToken {
+    fn project_id(&self) -> ProjectId {
+        self.project_id
+    }
+}
+
+impl Owned for Card {
+    fn project_id(&self) -> ProjectId {
+        self.project_id
+    }
+}
+
+/// The card family's aggregates: a card token's stream and a card's.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CardAggregate {
+    CardToken(CardToken),
+    Card(Card),
+}
+
+/// Applies a card token or card event to the state of its stream (`None`
+/// before the first).
+pub(crate) fn evolve(state: Option<CardAggregate>, event: CardEvent) -> Option<CardAggregate> {
+    use CardAggregate as A;
+    use CardEvent as E;
+    Some(match (state, event) {
+        (None, E::CardTokenCreated(e)) => A::CardToken(CardToken {
             id: e.id,
             project_id: e.project_id,
-            card_info: e.card_info.clone(),
+            card_info: e.card_info,
             created_at: e.created_at,
             expires_at: e.expires_at,
             used: None,
         }),
-        (Aggregate::CardToken(t), Event::CardTokenUsed(e)) => Aggregate::CardToken(CardToken {
+        (Some(A::CardToken(t)), E::CardTokenUsed(e)) => A::CardToken(CardToken {
             used: Some((e.used_by, e.used_at)),
             ..t
         }),
-        (Aggregate::Empty, Event::CardCreated(e)) => Aggregate::Card(Card {
+        (None, E::CardCreated(e)) => A::Card(Card {
             id: e.id,
             project_id: e.project_id,
             customer_id: e.customer_id,
-            card_info: e.card_info.clone(),
+            card_info: e.card_info,
             card_token_id: e.card_token_id,
-            meta: e.meta.clone(),
+            meta: e.meta,
             created_at: e.created_at,
         }),
-        (Aggregate::Card(c), Event::CardMetaUpdated(e)) => Aggregate::Card(Card {
-            meta: e.meta.clone(),
-            ..c
-        }),
-        (state, event) => state.misapplied(event),
-    }
+        (Some(A::Card(c)), E::CardMetaUpdated(e)) => A::Card(Card { meta: e.meta, ..c }),
+        (state, event) => return misapplied(state, &event),
+    })
 }

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use super::{AuthenticationType, DeclineReason};
 use crate::card::CardInfo;
 use crate::kernel::id::*;
-use crate::kernel::meta::Meta;
+use crate::kernel::meta::{Meta, MetaUpdated};
 use crate::kernel::money::Money;
 use crate::kernel::time::Timestamp;
 
@@ -80,4 +80,21 @@ pub struct CardPayinRefundCompleted {
 pub struct CardPayinRefundFailed {
     pub failure_transaction_id: TransactionId,
     pub failed_at: Timestamp,
+}
+
+/// The card payin family's events: what its deciders emit and its `evolve`
+/// folds (the routers' `Event` wraps each as the variant of the same name).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CardPayinEvent {
+    CardPayinCreated(CardPayinCreated),
+    CardPayinAuthenticationRequested(CardPayinAuthenticationRequested),
+    CardPayinAuthorized(CardPayinAuthorized),
+    CardPayinDeclined(CardPayinDeclined),
+    CardPayinSettled(CardPayinSettled),
+    CardPayinRefundChanged(CardPayinRefundChanged),
+    CardPayinMetaUpdated(MetaUpdated),
+    CardPayinRefundCreated(CardPayinRefundCreated),
+    CardPayinRefundCompleted(CardPayinRefundCompleted),
+    CardPayinRefundFailed(CardPayinRefundFailed),
+    CardPayinRefundMetaUpdated(MetaUpdated),
 }

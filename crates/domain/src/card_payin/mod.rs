@@ -19,15 +19,13 @@ mod events;
 
 pub use events::{
     CardPayinAuthenticationRequested, CardPayinAuthorized, CardPayinCreated, CardPayinDeclined,
-    CardPayinRefundChanged, CardPayinRefundCompleted, CardPayinRefundCreated, CardPayinRefundFailed,
-    CardPayinSettled,
+    CardPayinEvent, CardPayinRefundChanged, CardPayinRefundCompleted, CardPayinRefundCreated,
+    CardPayinRefundFailed, CardPayinSettled,
 };
 
-use crate::account::TransactionKind;
-use crate::aggregate::Aggregate;
-use crate::card::{CardInfo, CardSource, TokenUse};
-use crate::context::{Context, Decided};
-use crate::events::Event;
+use crate::account::{AccountEvent, TransactionKind};
+use crate::card::{CardEvent, CardInfo, CardSource, TokenUse};
+use crate::context::{Context, Decided, Owned, misapplied};
 use crate::kernel::error::{DomainError, Refusal};
 use crate::kernel::id::*;
 use crate::kernel::meta::Meta;
@@ -189,7 +187,10 @@ pub enum PayinAuthorization {
 }
 
 impl Context<'_> {
-    pub(crate) fn create_card_payin(&self, new: &NewCardPayin) -> Result<Decided, DomainError> {
+    pub(crate) fn create_card_payin<E>(&self, new: &NewCardPayin) -> Result<Decided<E>, DomainError>
+    where
+        E: From<CardPayinEvent> + From<CardEvent>,
+    {
         let project = self.project()?;
         let id = new.id;
         let stream = StreamRef::CardPayin(id);
@@ -213,10 +214,7 @@ impl Context<'_> {
                 (info, None, Some(*token_id))
             }
             CardSource::Card(card_id) => {
-                let card = self
-                    .owned(&StreamRef::Card(*card_id))
-                    .and_then(|state| state.as_card())
-                    .ok_or_else(|| DomainError::not_found("card", card_id))?;
+                let card = self.card(*card_id)?;
                 (card.card_info.clone(), Some(*card_id), None)
             }
         };
@@ -231,7 +229,7 @@ impl Context<'_> {
                 (AuthenticationType::ThreeDSecure, redirect_url.clone())
             }
         };
-        let created = Event::CardPayinCreated(CardPayinCreated {
+        let created = CardPayinEvent::CardPayinCreated(CardPayinCreated {
             id,
             project_id: project.id,
             account_id: account.id,
@@ -244,26 +242,26 @@ impl Context<'_> {
             meta: new.meta.clone(),
             created_at: self.now(),
         });
-        events.insert(0, (stream.clone(), created));
+        events.insert(0, (stream.clone(), created.into()));
         let outcome = match &new.authorization {
             _ if expired => self.verdict_event(NetworkVerdict::Declined(DeclineReason::ExpiredCard)),
             PayinAuthorization::Direct(verdict) => self.verdict_event(*verdict),
             PayinAuthorization::ThreeDSecure {
                 authentication_url, ..
-            } => Event::CardPayinAuthenticationRequested(CardPayinAuthenticationRequested {
+            } => CardPayinEvent::CardPayinAuthenticationRequested(CardPayinAuthenticationRequested {
                 authentication_url: authentication_url.clone(),
             }),
         };
-        events.insert(1, (stream, outcome));
+        events.insert(1, (stream, outcome.into()));
         Ok((events, ResourceRef::CardPayin(id)))
     }
 
-    fn verdict_event(&self, verdict: NetworkVerdict) -> Event {
+    fn verdict_event(&self, verdict: NetworkVerdict) -> CardPayinEvent {
         match verdict {
-            NetworkVerdict::Approved => Event::CardPayinAuthorized(CardPayinAuthorized {
+            NetworkVerdict::Approved => CardPayinEvent::CardPayinAuthorized(CardPayinAuthorized {
                 authorized_at: self.now(),
             }),
-            NetworkVerdict::Declined(reason) => Event::CardPayinDeclined(CardPayinDeclined {
+            NetworkVerdict::Declined(reason) => CardPayinEvent::CardPayinDeclined(CardPayinDeclined {
                 reason,
                 declined_at: self.now(),
             }),
@@ -271,18 +269,17 @@ impl Context<'_> {
     }
 
     fn card_payin(&self, id: CardPayinId) -> Result<&CardPayin, DomainError> {
-        self.owned(&StreamRef::CardPayin(id))
-            .and_then(|state| state.as_card_payin())
+        self.owned::<CardPayin>(&StreamRef::CardPayin(id))
             .ok_or_else(|| DomainError::not_found("card payin", id))
     }
 
     /// Sandbox: the cardholder finished 3-D Secure; `verdict` is the
     /// network's answer after it.
-    pub(crate) fn complete_card_payin_authentication(
+    pub(crate) fn complete_card_payin_authentication<E: From<CardPayinEvent>>(
         &self,
         id: CardPayinId,
         verdict: NetworkVerdict,
-    ) -> Result<Decided, DomainError> {
+    ) -> Result<Decided<E>, DomainError> {
         self.require_sandbox("completing 3-D Secure by API")?;
         let payin = self.card_payin(id)?;
         if payin.state != CardPayinState::AuthenticationPending {
@@ -295,18 +292,21 @@ impl Context<'_> {
             ));
         }
         Ok((
-            vec![(StreamRef::CardPayin(id), self.verdict_event(verdict))],
+            vec![(StreamRef::CardPayin(id), self.verdict_event(verdict).into())],
             ResourceRef::CardPayin(id),
         ))
     }
 
     /// Sandbox: the card network settled an authorized payin; its value is
     /// credited to the payin's account.
-    pub(crate) fn settle_card_payin(
+    pub(crate) fn settle_card_payin<E>(
         &self,
         id: CardPayinId,
         transaction_id: TransactionId,
-    ) -> Result<Decided, DomainError> {
+    ) -> Result<Decided<E>, DomainError>
+    where
+        E: From<CardPayinEvent> + From<AccountEvent>,
+    {
         self.require_sandbox("settling a card payin by API")?;
         let payin = self.card_payin(id)?;
         if payin.state != CardPayinState::Authorized {
@@ -321,10 +321,11 @@ impl Context<'_> {
         let account = self.account(payin.account_id)?;
         let mut events = vec![(
             StreamRef::CardPayin(id),
-            Event::CardPayinSettled(CardPayinSettled {
+            CardPayinEvent::CardPayinSettled(CardPayinSettled {
                 transaction_id,
                 settled_at: self.now(),
-            }),
+            })
+            .into(),
         )];
         events.extend(self.movement(
             account,
@@ -336,7 +337,10 @@ impl Context<'_> {
         Ok((events, ResourceRef::CardPayin(id)))
     }
 
-    pub(crate) fn create_refund(&self, new: &NewRefund) -> Result<Decided, DomainError> {
+    pub(crate) fn create_refund<E>(&self, new: &NewRefund) -> Result<Decided<E>, DomainError>
+    where
+        E: From<CardPayinEvent> + From<AccountEvent>,
+    {
         self.project()?;
         let id = new.id;
         let stream = StreamRef::CardPayinRefund(id);
@@ -393,7 +397,7 @@ impl Context<'_> {
         let mut events = vec![
             (
                 stream,
-                Event::CardPayinRefundCreated(CardPayinRefundCreated {
+                CardPayinEvent::CardPayinRefundCreated(CardPayinRefundCreated {
                     id,
                     project_id: payin.project_id,
                     card_payin_id: payin.id,
@@ -402,15 +406,17 @@ impl Context<'_> {
                     value,
                     meta: new.meta.clone(),
                     created_at: self.now(),
-                }),
+                })
+                .into(),
             ),
             (
                 StreamRef::CardPayin(payin.id),
-                Event::CardPayinRefundChanged(CardPayinRefundChanged {
+                CardPayinEvent::CardPayinRefundChanged(CardPayinRefundChanged {
                     refund_id: id,
                     delta: value,
                     refunded_value_after: refunded_after,
-                }),
+                })
+                .into(),
             ),
         ];
         events.extend(self.movement(
@@ -424,8 +430,7 @@ impl Context<'_> {
     }
 
     fn refund(&self, id: CardPayinRefundId) -> Result<&CardPayinRefund, DomainError> {
-        self.owned(&StreamRef::CardPayinRefund(id))
-            .and_then(|state| state.as_card_payin_refund())
+        self.owned::<CardPayinRefund>(&StreamRef::CardPayinRefund(id))
             .ok_or_else(|| DomainError::not_found("card payin refund", id))
     }
 
@@ -440,25 +445,31 @@ impl Context<'_> {
         Ok(refund)
     }
 
-    pub(crate) fn complete_refund(&self, id: CardPayinRefundId) -> Result<Decided, DomainError> {
+    pub(crate) fn complete_refund<E: From<CardPayinEvent>>(
+        &self,
+        id: CardPayinRefundId,
+    ) -> Result<Decided<E>, DomainError> {
         self.require_sandbox("completing a refund by API")?;
         self.processing_refund(id)?;
-        let event = Event::CardPayinRefundCompleted(CardPayinRefundCompleted {
+        let event = CardPayinEvent::CardPayinRefundCompleted(CardPayinRefundCompleted {
             completed_at: self.now(),
         });
         Ok((
-            vec![(StreamRef::CardPayinRefund(id), event)],
+            vec![(StreamRef::CardPayinRefund(id), event.into())],
             ResourceRef::CardPayinRefund(id),
         ))
     }
 
     /// The refund did not reach the cardholder: its funds go back to the
     /// account they came from, and the payin can be refunded again.
-    pub(crate) fn fail_refund(
+    pub(crate) fn fail_refund<E>(
         &self,
         id: CardPayinRefundId,
         failure_transaction_id: TransactionId,
-    ) -> Result<Decided, DomainError> {
+    ) -> Result<Decided<E>, DomainError>
+    where
+        E: From<CardPayinEvent> + From<AccountEvent>,
+    {
         self.require_sandbox("failing a refund by API")?;
         let refund = self.processing_refund(id)?;
         let payin = self.card_payin(refund.card_payin_id)?;
@@ -471,21 +482,23 @@ impl Context<'_> {
         let mut events = vec![
             (
                 StreamRef::CardPayinRefund(id),
-                Event::CardPayinRefundFailed(CardPayinRefundFailed {
+                CardPayinEvent::CardPayinRefundFailed(CardPayinRefundFailed {
                     failure_transaction_id,
                     failed_at: self.now(),
-                }),
+                })
+                .into(),
             ),
             (
                 StreamRef::CardPayin(payin.id),
-                Event::CardPayinRefundChanged(CardPayinRefundChanged {
+                CardPayinEvent::CardPayinRefundChanged(CardPayinRefundChanged {
                     refund_id: id,
                     delta: refund
                         .value
                         .checked_neg()
                         .map_err(|_| crate::kernel::error::overflow())?,
                     refunded_value_after: refunded_after,
-                }),
+                })
+                .into(),
             ),
         ];
         events.extend(self.movement(
@@ -497,6 +510,48 @@ impl Context<'_> {
         )?);
         Ok((events, ResourceRef::CardPayinRefund(id)))
     }
+
+    pub(crate) fn update_card_payin<E: From<CardPayinEvent>>(
+        &self,
+        id: CardPayinId,
+        meta: &Meta,
+    ) -> Result<Decided<E>, DomainError> {
+        self.replace_meta::<CardPayin, _>(ResourceRef::CardPayin(id), "card payin", meta, |meta| {
+            CardPayinEvent::CardPayinMetaUpdated(meta).into()
+        })
+    }
+
+    pub(crate) fn update_card_payin_refund<E: From<CardPayinEvent>>(
+        &self,
+        id: CardPayinRefundId,
+        meta: &Meta,
+    ) -> Result<Decided<E>, DomainError> {
+        self.replace_meta::<CardPayinRefund, _>(
+            ResourceRef::CardPayinRefund(id),
+            "card payin refund",
+            meta,
+            |meta| CardPayinEvent::CardPayinRefundMetaUpdated(meta).into(),
+        )
+    }
+}
+
+impl Owned for CardPayin {
+    fn project_id(&self) -> ProjectId {
+        self.project_id
+    }
+}
+
+impl Owned for CardPayinRefund {
+    fn project_id(&self) -> ProjectId {
+        self.project_id
+    }
+}
+
+/// The card payin family's aggregates: a payin's stream and a refund's.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CardPayinAggregate {
+    CardPayin(CardPayin),
+    CardPayinRefund(CardPayinRefund),
 }
 
 /// The parameters of a new card payin.
@@ -523,60 +578,58 @@ pub struct NewRefund {
     pub meta: Meta,
 }
 
-/// Applies a card payin or refund event.
-pub(crate) fn evolve(state: Aggregate, event: &Event) -> Aggregate {
-    match (state, event) {
-        (Aggregate::Empty, Event::CardPayinCreated(e)) => Aggregate::CardPayin(CardPayin {
+/// Applies a card payin or refund event to the state of its stream (`None`
+/// before the first).
+pub(crate) fn evolve(state: Option<CardPayinAggregate>, event: CardPayinEvent) -> Option<CardPayinAggregate> {
+    use CardPayinAggregate as A;
+    use CardPayinEvent as E;
+    Some(match (state, event) {
+        (None, E::CardPayinCreated(e)) => A::CardPayin(CardPayin {
             id: e.id,
             project_id: e.project_id,
             account_id: e.account_id,
             card_id: e.card_id,
             card_token_id: e.card_token_id,
-            card_info: e.card_info.clone(),
+            card_info: e.card_info,
             state: CardPayinState::Processing,
             decline_reason: None,
             authentication_type: e.authentication_type,
             authentication_url: None,
-            authentication_redirect_url: e.authentication_redirect_url.clone(),
+            authentication_redirect_url: e.authentication_redirect_url,
             transaction_id: None,
             value: e.value,
             refunded_value: Money::zero(e.value.currency),
-            meta: e.meta.clone(),
+            meta: e.meta,
             created_at: e.created_at,
         }),
-        (Aggregate::CardPayin(p), Event::CardPayinAuthenticationRequested(e)) => {
-            Aggregate::CardPayin(CardPayin {
-                state: CardPayinState::AuthenticationPending,
-                authentication_url: Some(e.authentication_url.clone()),
-                ..p
-            })
-        }
-        (Aggregate::CardPayin(p), Event::CardPayinAuthorized(_)) => Aggregate::CardPayin(CardPayin {
+        (Some(A::CardPayin(p)), E::CardPayinAuthenticationRequested(e)) => A::CardPayin(CardPayin {
+            state: CardPayinState::AuthenticationPending,
+            authentication_url: Some(e.authentication_url),
+            ..p
+        }),
+        (Some(A::CardPayin(p)), E::CardPayinAuthorized(_)) => A::CardPayin(CardPayin {
             state: CardPayinState::Authorized,
             ..p
         }),
-        (Aggregate::CardPayin(p), Event::CardPayinDeclined(e)) => Aggregate::CardPayin(CardPayin {
+        (Some(A::CardPayin(p)), E::CardPayinDeclined(e)) => A::CardPayin(CardPayin {
             state: CardPayinState::Declined,
             decline_reason: Some(e.reason),
             ..p
         }),
-        (Aggregate::CardPayin(p), Event::CardPayinSettled(e)) => Aggregate::CardPayin(CardPayin {
+        (Some(A::CardPayin(p)), E::CardPayinSettled(e)) => A::CardPayin(CardPayin {
             state: CardPayinState::Settled,
             transaction_id: Some(e.transaction_id),
             ..p
         }),
-        (Aggregate::CardPayin(p), Event::CardPayinRefundChanged(e)) => {
+        (Some(A::CardPayin(p)), E::CardPayinRefundChanged(e)) => {
             debug_assert_eq!(p.refunded_value.checked_add(e.delta), Ok(e.refunded_value_after));
-            Aggregate::CardPayin(CardPayin {
+            A::CardPayin(CardPayin {
                 refunded_value: e.refunded_value_after,
                 ..p
             })
         }
-        (Aggregate::CardPayin(p), Event::CardPayinMetaUpdated(e)) => Aggregate::CardPayin(CardPayin {
-            meta: e.meta.clone(),
-            ..p
-        }),
-        (Aggregate::Empty, Event::CardPayinRefundCreated(e)) => Aggregate::CardPayinRefund(CardPayinRefund {
+        (Some(A::CardPayin(p)), E::CardPayinMetaUpdated(e)) => A::CardPayin(CardPayin { meta: e.meta, ..p }),
+        (None, E::CardPayinRefundCreated(e)) => A::CardPayinRefund(CardPayinRefund {
             id: e.id,
             project_id: e.project_id,
             card_payin_id: e.card_payin_id,
@@ -585,30 +638,25 @@ pub(crate) fn evolve(state: Aggregate, event: &Event) -> Aggregate {
             transaction_id: e.transaction_id,
             failure_transaction_id: None,
             value: e.value,
-            meta: e.meta.clone(),
+            meta: e.meta,
             created_at: e.created_at,
         }),
-        (Aggregate::CardPayinRefund(r), Event::CardPayinRefundCompleted(_)) => {
-            Aggregate::CardPayinRefund(CardPayinRefund {
+        (Some(A::CardPayinRefund(r)), E::CardPayinRefundCompleted(_)) => {
+            A::CardPayinRefund(CardPayinRefund {
                 state: RefundState::Completed,
                 ..r
             })
         }
-        (Aggregate::CardPayinRefund(r), Event::CardPayinRefundFailed(e)) => {
-            Aggregate::CardPayinRefund(CardPayinRefund {
-                state: RefundState::Failed,
-                failure_transaction_id: Some(e.failure_transaction_id),
-                ..r
-            })
+        (Some(A::CardPayinRefund(r)), E::CardPayinRefundFailed(e)) => A::CardPayinRefund(CardPayinRefund {
+            state: RefundState::Failed,
+            failure_transaction_id: Some(e.failure_transaction_id),
+            ..r
+        }),
+        (Some(A::CardPayinRefund(r)), E::CardPayinRefundMetaUpdated(e)) => {
+            A::CardPayinRefund(CardPayinRefund { meta: e.meta, ..r })
         }
-        (Aggregate::CardPayinRefund(r), Event::CardPayinRefundMetaUpdated(e)) => {
-            Aggregate::CardPayinRefund(CardPayinRefund {
-                meta: e.meta.clone(),
-                ..r
-            })
-        }
-        (state, event) => state.misapplied(event),
-    }
+        (state, event) => return misapplied(state, &event),
+    })
 }
 
 impl Context<'_> {
@@ -616,7 +664,7 @@ impl Context<'_> {
     /// and the project's total in its currency.
     pub(crate) fn dependent_streams_of_settlement(&self, id: CardPayinId) -> Vec<StreamRef> {
         let mut streams = Vec::new();
-        if let Some(payin) = self.lookup.get(&StreamRef::CardPayin(id)).as_card_payin() {
+        if let Some(payin) = self.state::<CardPayin>(&StreamRef::CardPayin(id)) {
             streams.push(StreamRef::Account(payin.account_id));
             streams.push(StreamRef::ProjectBalance(self.project_id, payin.value.currency));
         }
@@ -627,11 +675,7 @@ impl Context<'_> {
     /// account refunded from and the project's total.
     pub(crate) fn dependent_streams_of_refund(&self, new: &NewRefund) -> Vec<StreamRef> {
         let mut streams = Vec::new();
-        if let Some(payin) = self
-            .lookup
-            .get(&StreamRef::CardPayin(new.card_payin_id))
-            .as_card_payin()
-        {
+        if let Some(payin) = self.state::<CardPayin>(&StreamRef::CardPayin(new.card_payin_id)) {
             streams.push(StreamRef::Account(new.account_id.unwrap_or(payin.account_id)));
             streams.push(StreamRef::ProjectBalance(self.project_id, payin.value.currency));
         }
@@ -642,11 +686,7 @@ impl Context<'_> {
     /// payin, its account and the project's total.
     pub(crate) fn dependent_streams_of_refund_failure(&self, id: CardPayinRefundId) -> Vec<StreamRef> {
         let mut streams = Vec::new();
-        if let Some(refund) = self
-            .lookup
-            .get(&StreamRef::CardPayinRefund(id))
-            .as_card_payin_refund()
-        {
+        if let Some(refund) = self.state::<CardPayinRefund>(&StreamRef::CardPayinRefund(id)) {
             streams.push(StreamRef::CardPayin(refund.card_payin_id));
             streams.push(StreamRef::Account(refund.account_id));
             streams.push(StreamRef::ProjectBalance(self.project_id, refund.value.currency));

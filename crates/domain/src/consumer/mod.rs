@@ -11,9 +11,7 @@ use serde::{Deserialize, Serialize};
 
 pub use crate::kernel::consumer_name::{ConsumerName, ConsumerNameError};
 
-use crate::aggregate::Aggregate;
-use crate::context::{Context, Decided};
-use crate::events::Event;
+use crate::context::{Context, Decided, Owned};
 use crate::kernel::error::{DomainError, Refusal};
 use crate::kernel::id::ProjectId;
 use crate::kernel::stream::{ResourceRef, StreamRef};
@@ -42,10 +40,26 @@ pub struct PositionCommit {
     pub reset: bool,
 }
 
+impl Owned for ConsumerCheckpoint {
+    fn project_id(&self) -> ProjectId {
+        self.project_id
+    }
+}
+
+/// The consumer family's event: what its decider emits and its `evolve`
+/// folds (the routers' `Event` wraps it as the variant of the same name).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ConsumerEvent {
+    ConsumerPositionCommitted(ConsumerPositionCommitted),
+}
+
 impl Context<'_> {
     /// Records `commit.position` as the consumer's checkpoint. Committing the
     /// position it already has writes nothing, so retries are harmless.
-    pub(crate) fn commit_consumer_position(&self, commit: &PositionCommit) -> Result<Decided, DomainError> {
+    pub(crate) fn commit_consumer_position<E: From<ConsumerEvent>>(
+        &self,
+        commit: &PositionCommit,
+    ) -> Result<Decided<E>, DomainError> {
         let project = self.project()?.id;
         let resource = ResourceRef::Project(project);
         if commit.position >= commit.head {
@@ -58,7 +72,7 @@ impl Context<'_> {
             ));
         }
         let stream = StreamRef::Consumer(project, commit.consumer.clone());
-        if let Some(current) = self.lookup.get(&stream).as_consumer() {
+        if let Some(current) = self.state::<ConsumerCheckpoint>(&stream) {
             if current.position == commit.position {
                 return Ok((Vec::new(), resource));
             }
@@ -73,13 +87,13 @@ impl Context<'_> {
                 ));
             }
         }
-        let event = Event::ConsumerPositionCommitted(ConsumerPositionCommitted {
+        let event = ConsumerEvent::ConsumerPositionCommitted(ConsumerPositionCommitted {
             project_id: project,
             consumer: commit.consumer.clone(),
             position: commit.position,
             committed_at: self.now(),
         });
-        Ok((vec![(stream, event)], resource))
+        Ok((vec![(stream, event.into())], resource))
     }
 }
 
@@ -92,136 +106,23 @@ pub struct ConsumerPositionCommitted {
     pub committed_at: Timestamp,
 }
 
-/// Applies a consumer checkpoint event.
-pub(crate) fn evolve(state: Aggregate, event: &Event) -> Aggregate {
-    match (state, event) {
-        (Aggregate::Empty | Aggregate::Consumer(_), Event::ConsumerPositionCommitted(e)) => {
-            Aggregate::Consumer(ConsumerCheckpoint {
-                project_id: e.project_id,
-                consumer: e.consumer.clone(),
-                position: e.position,
-                committed_at: e.committed_at,
-            })
-        }
-        (state, event) => state.misapplied(event),
-    }
+/// Applies a consumer checkpoint event to the consumer's state (`None`
+/// before the first).
+/// (A checkpoint replaces the one before: every state takes it.)
+pub(crate) fn evolve(_state: Option<ConsumerCheckpoint>, event: ConsumerEvent) -> Option<ConsumerCheckpoint> {
+    let ConsumerEvent::ConsumerPositionCommitted(e) = event;
+    Some(ConsumerCheckpoint {
+        project_id: e.project_id,
+        consumer: e.consumer,
+        position: e.position,
+        committed_at: e.committed_at,
+    })
 }
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
-    use std::collections::HashMap;
-
-    use uuid::Uuid;
-
     use super::*;
-    use crate::aggregate::{Aggregate, Project};
-    use crate::command::{Command, CommandEnvelope, Decision, Lookup, decide};
-    use crate::kernel::meta::Meta;
-    use crate::project::Environment;
-
-    static EMPTY: Aggregate = Aggregate::Empty;
-
-    #[derive(Default)]
-    struct States(HashMap<StreamRef, Aggregate>);
-
-    impl Lookup for States {
-        fn get(&self, stream: &StreamRef) -> &Aggregate {
-            self.0.get(stream).unwrap_or(&EMPTY)
-        }
-    }
-
-    fn project() -> ProjectId {
-        ProjectId::from_uuid(Uuid::from_u128(7))
-    }
-
-    fn with_project() -> States {
-        let mut states = States::default();
-        let project = Project {
-            id: project(),
-            name: "p".into(),
-            environment: Environment::Live,
-            meta: Meta::default(),
-            created_at: Timestamp::from_micros(0),
-        };
-        states
-            .0
-            .insert(StreamRef::Project(project.id), Aggregate::Project(project));
-        states
-    }
-
-    fn commit(position: u64, head: u64, reset: bool) -> CommandEnvelope {
-        CommandEnvelope {
-            project_id: project(),
-            now: Timestamp::from_micros(position as i64),
-            idempotency: None,
-            command: Command::CommitConsumerPosition(PositionCommit {
-                consumer: ConsumerName::parse("billing").unwrap(),
-                position,
-                head,
-                reset,
-            }),
-        }
-    }
-
-    /// Decides `envelope` and applies what it wrote; answers the events.
-    fn run(states: &mut States, envelope: &CommandEnvelope) -> Result<Vec<Event>, DomainError> {
-        let Decision::Apply { events, resource } = decide(envelope, states)? else {
-            panic!("a commit is never a replay");
-        };
-        assert_eq!(resource, ResourceRef::Project(project()));
-        for (stream, event) in &events {
-            assert!(envelope.streams().contains(stream), "{stream} is declared");
-            let state = states.0.remove(stream).unwrap_or_default().evolve(event);
-            states.0.insert(stream.clone(), state);
-        }
-        Ok(events.into_iter().map(|(_, event)| event).collect())
-    }
-
-    fn checkpoint(states: &States) -> Option<u64> {
-        let stream = StreamRef::Consumer(project(), ConsumerName::parse("billing").unwrap());
-        let state = states.get(&stream);
-        assert!(state.is_empty() || state.project_id() == Some(project()));
-        state.as_consumer().map(|c| c.position)
-    }
-
-    #[test]
-    fn checkpoints_move_forward_and_back_only_with_reset() {
-        let mut states = with_project();
-        assert_eq!(run(&mut states, &commit(5, 10, false)).unwrap().len(), 1);
-        assert_eq!(checkpoint(&states), Some(5));
-        // The same position again writes nothing: retries are harmless.
-        assert_eq!(run(&mut states, &commit(5, 10, false)), Ok(Vec::new()));
-        assert_eq!(run(&mut states, &commit(5, 10, true)), Ok(Vec::new()));
-        let behind = run(&mut states, &commit(3, 10, false)).unwrap_err();
-        assert!(matches!(
-            behind,
-            DomainError::Refused {
-                refusal: Refusal::ConsumerPositionBehind,
-                ..
-            }
-        ));
-        assert_eq!(checkpoint(&states), Some(5));
-        run(&mut states, &commit(3, 10, true)).unwrap();
-        assert_eq!(checkpoint(&states), Some(3));
-        run(&mut states, &commit(9, 10, false)).unwrap();
-        assert_eq!(checkpoint(&states), Some(9));
-    }
-
-    #[test]
-    fn positions_must_exist_and_the_project_too() {
-        let mut states = with_project();
-        for (position, head) in [(10, 10), (11, 10), (0, 0)] {
-            let error = run(&mut states, &commit(position, head, true)).unwrap_err();
-            let DomainError::Invalid(violations) = error else {
-                panic!("{position}/{head}: {error:?}");
-            };
-            assert_eq!(violations[0].field, "position");
-        }
-        assert_eq!(checkpoint(&states), None);
-        let error = run(&mut States::default(), &commit(1, 10, false)).unwrap_err();
-        assert!(matches!(error, DomainError::NotFound { kind: "project", .. }));
-    }
 
     #[test]
     fn names() {

@@ -1,12 +1,10 @@
 //! Deciding the customer family's commands, and [`Context::customer`], by
 //! which other families find a customer of the caller's project.
 
-use super::events::{CustomerCreated, CustomerIdentityUpdated};
+use super::events::{CustomerCreated, CustomerEvent, CustomerIdentityUpdated};
 use super::identity::{Identity, IdentityDocument};
 use super::state::Customer;
-use crate::aggregate::Aggregate;
 use crate::context::{Context, Decided};
-use crate::events::Event;
 use crate::kernel::error::{DomainError, Violations};
 use crate::kernel::id::{CustomerId, FileId};
 use crate::kernel::meta::{Meta, MetaUpdated};
@@ -14,57 +12,55 @@ use crate::kernel::stream::{ResourceRef, StreamRef};
 
 impl Context<'_> {
     pub(crate) fn customer(&self, id: CustomerId) -> Result<&Customer, DomainError> {
-        self.owned(&StreamRef::Customer(id))
-            .and_then(Aggregate::as_customer)
+        self.owned::<Customer>(&StreamRef::Customer(id))
             .ok_or_else(|| DomainError::not_found("customer", id))
     }
 
-    pub(crate) fn create_customer(
+    pub(crate) fn create_customer<E: From<CustomerEvent>>(
         &self,
         id: CustomerId,
         identity: &Option<Identity>,
         meta: &Meta,
-    ) -> Result<Decided, DomainError> {
+    ) -> Result<Decided<E>, DomainError> {
         let project = self.project()?;
         let stream = StreamRef::Customer(id);
         self.must_be_new(&stream, "customer", id)?;
         validate_identity(identity)?;
         self.identity_files_exist(identity.as_ref())?;
-        let event = Event::CustomerCreated(CustomerCreated {
+        let event = CustomerEvent::CustomerCreated(CustomerCreated {
             id,
             project_id: project.id,
             identity: identity.clone(),
             meta: meta.clone(),
             created_at: self.now,
         });
-        Ok((vec![(stream, event)], ResourceRef::Customer(id)))
+        Ok((vec![(stream, event.into())], ResourceRef::Customer(id)))
     }
 
-    pub(crate) fn update_customer(
+    pub(crate) fn update_customer<E: From<CustomerEvent>>(
         &self,
         id: CustomerId,
         identity: &Option<Option<Identity>>,
         meta: &Option<Meta>,
-    ) -> Result<Decided, DomainError> {
+    ) -> Result<Decided<E>, DomainError> {
         let stream = StreamRef::Customer(id);
-        self.owned(&stream)
-            .and_then(Aggregate::as_customer)
-            .ok_or_else(|| DomainError::not_found("customer", id))?;
+        self.customer(id)?;
         let mut events = Vec::new();
         if let Some(identity) = identity {
             validate_identity(identity)?;
             self.identity_files_exist(identity.as_ref())?;
             events.push((
                 stream.clone(),
-                Event::CustomerIdentityUpdated(CustomerIdentityUpdated {
+                CustomerEvent::CustomerIdentityUpdated(CustomerIdentityUpdated {
                     identity: identity.clone(),
-                }),
+                })
+                .into(),
             ));
         }
         if let Some(meta) = meta {
             events.push((
                 stream,
-                Event::CustomerMetaUpdated(MetaUpdated { meta: meta.clone() }),
+                CustomerEvent::CustomerMetaUpdated(MetaUpdated { meta: meta.clone() }).into(),
             ));
         }
         Ok((events, ResourceRef::Customer(id)))
@@ -74,9 +70,7 @@ impl Context<'_> {
     /// project: another project's file is not found, like a missing one.
     fn identity_files_exist(&self, identity: Option<&Identity>) -> Result<(), DomainError> {
         for file in identity_files(identity) {
-            self.owned(&StreamRef::File(file))
-                .and_then(Aggregate::as_file)
-                .ok_or_else(|| DomainError::not_found("file", file))?;
+            self.file(file)?;
         }
         Ok(())
     }

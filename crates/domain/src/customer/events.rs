@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use super::identity::Identity;
 use crate::kernel::id::{CustomerId, ProjectId};
-use crate::kernel::meta::Meta;
+use crate::kernel::meta::{Meta, MetaUpdated};
 use crate::kernel::time::Timestamp;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -20,4 +20,13 @@ pub struct CustomerCreated {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CustomerIdentityUpdated {
     pub identity: Option<Identity>,
+}
+
+/// The customer family's events: what its deciders emit and its `evolve`
+/// folds (the routers' `Event` wraps each as the variant of the same name).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CustomerEvent {
+    CustomerCreated(CustomerCreated),
+    CustomerIdentityUpdated(CustomerIdentityUpdated),
+    CustomerMetaUpdated(MetaUpdated),
 }

@@ -6,6 +6,6 @@ pub mod identity;
 mod state;
 
 pub(crate) use decide::identity_files;
-pub use events::{CustomerCreated, CustomerIdentityUpdated};
+pub use events::{CustomerCreated, CustomerEvent, CustomerIdentityUpdated};
 pub use state::Customer;
 pub(crate) use state::evolve;

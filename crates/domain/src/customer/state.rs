@@ -2,9 +2,9 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::events::CustomerEvent;
 use super::identity::Identity;
-use crate::aggregate::Aggregate;
-use crate::events::Event;
+use crate::context::{Owned, misapplied};
 use crate::kernel::id::{CustomerId, ProjectId};
 use crate::kernel::meta::Meta;
 use crate::kernel::time::Timestamp;
@@ -18,24 +18,28 @@ pub struct Customer {
     pub created_at: Timestamp,
 }
 
-/// Applies a customer event.
-pub(crate) fn evolve(state: Aggregate, event: &Event) -> Aggregate {
-    match (state, event) {
-        (Aggregate::Empty, Event::CustomerCreated(e)) => Aggregate::Customer(Customer {
+impl Owned for Customer {
+    fn project_id(&self) -> ProjectId {
+        self.project_id
+    }
+}
+
+/// Applies a customer event to the customer's state (`None` before the
+/// first).
+pub(crate) fn evolve(state: Option<Customer>, event: CustomerEvent) -> Option<Customer> {
+    Some(match (state, event) {
+        (None, CustomerEvent::CustomerCreated(e)) => Customer {
             id: e.id,
             project_id: e.project_id,
-            identity: e.identity.clone(),
-            meta: e.meta.clone(),
+            identity: e.identity,
+            meta: e.meta,
             created_at: e.created_at,
-        }),
-        (Aggregate::Customer(c), Event::CustomerIdentityUpdated(e)) => Aggregate::Customer(Customer {
-            identity: e.identity.clone(),
+        },
+        (Some(c), CustomerEvent::CustomerIdentityUpdated(e)) => Customer {
+            identity: e.identity,
             ..c
-        }),
-        (Aggregate::Customer(c), Event::CustomerMetaUpdated(e)) => Aggregate::Customer(Customer {
-            meta: e.meta.clone(),
-            ..c
-        }),
-        (state, event) => state.misapplied(event),
-    }
+        },
+        (Some(c), CustomerEvent::CustomerMetaUpdated(e)) => Customer { meta: e.meta, ..c },
+        (state, event) => return misapplied(state, &event),
+    })
 }

@@ -12,15 +12,13 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::aggregate::Aggregate;
-use crate::context::{Context, Decided};
-use crate::events::Event;
+use crate::context::{Context, Decided, misapplied};
 use crate::kernel::error::DomainError;
 use crate::kernel::id::ProjectId;
 use crate::kernel::meta::Meta;
 use crate::kernel::stream::StreamRef;
 use crate::kernel::time::Timestamp;
-use crate::project::Environment;
+use crate::project::{Environment, ProjectEvent};
 
 /// The state of `deployment-bootstrap`: which project the first start made.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -37,8 +35,11 @@ impl Context<'_> {
     /// Creates the deployment's sandbox project `id`, unless a bootstrap
     /// happened already: then refuses with [`ALREADY_BOOTSTRAPPED`] and the
     /// project that bootstrap created.
-    pub(crate) fn bootstrap_deployment(&self, id: ProjectId, name: &str) -> Result<Decided, DomainError> {
-        if let Some(done) = self.lookup.get(&StreamRef::Deployment).as_bootstrap() {
+    pub(crate) fn bootstrap_deployment<E>(&self, id: ProjectId, name: &str) -> Result<Decided<E>, DomainError>
+    where
+        E: From<ProjectEvent> + From<DeploymentEvent>,
+    {
+        if let Some(done) = self.state::<Bootstrap>(&StreamRef::Deployment) {
             return Err(DomainError::AlreadyExists {
                 kind: ALREADY_BOOTSTRAPPED,
                 id: done.sandbox_project_id.to_string(),
@@ -47,10 +48,11 @@ impl Context<'_> {
         let (mut events, resource) = self.create_project(id, name, Environment::Sandbox, &Meta::default())?;
         events.push((
             StreamRef::Deployment,
-            Event::DeploymentBootstrapped(DeploymentBootstrapped {
+            DeploymentEvent::DeploymentBootstrapped(DeploymentBootstrapped {
                 sandbox_project_id: id,
                 bootstrapped_at: self.now(),
-            }),
+            })
+            .into(),
         ));
         Ok((events, resource))
     }
@@ -64,90 +66,20 @@ pub struct DeploymentBootstrapped {
     pub bootstrapped_at: Timestamp,
 }
 
-/// Applies the bootstrap event.
-pub(crate) fn evolve(state: Aggregate, event: &Event) -> Aggregate {
+/// The deployment family's event: what its decider emits and its `evolve`
+/// folds (the routers' `Event` wraps it as the variant of the same name).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DeploymentEvent {
+    DeploymentBootstrapped(DeploymentBootstrapped),
+}
+
+/// Applies the bootstrap event to `deployment-bootstrap` (`None` before it).
+pub(crate) fn evolve(state: Option<Bootstrap>, event: DeploymentEvent) -> Option<Bootstrap> {
     match (state, event) {
-        (Aggregate::Empty, Event::DeploymentBootstrapped(e)) => Aggregate::Bootstrap(Bootstrap {
+        (None, DeploymentEvent::DeploymentBootstrapped(e)) => Some(Bootstrap {
             sandbox_project_id: e.sandbox_project_id,
             bootstrapped_at: e.bootstrapped_at,
         }),
-        (state, event) => state.misapplied(event),
-    }
-}
-
-#[cfg(test)]
-#[allow(clippy::unwrap_used)]
-mod tests {
-    use std::collections::HashMap;
-
-    use uuid::Uuid;
-
-    use super::*;
-    use crate::aggregate::Aggregate;
-    use crate::command::{Command, CommandEnvelope, Decision, Lookup, decide};
-
-    #[derive(Default)]
-    struct States(HashMap<StreamRef, Aggregate>);
-
-    static EMPTY: Aggregate = Aggregate::Empty;
-
-    impl Lookup for States {
-        fn get(&self, stream: &StreamRef) -> &Aggregate {
-            self.0.get(stream).unwrap_or(&EMPTY)
-        }
-    }
-
-    fn bootstrap(project: u128) -> CommandEnvelope {
-        let id = ProjectId::from_uuid(Uuid::from_u128(project));
-        CommandEnvelope {
-            project_id: id,
-            now: Timestamp::from_micros(1_700_000_000_000_000),
-            idempotency: None,
-            command: Command::BootstrapDeployment {
-                id,
-                name: "Sandbox".into(),
-            },
-        }
-    }
-
-    fn apply(states: &mut States, decision: Decision) {
-        let Decision::Apply { events, .. } = decision else {
-            panic!("expected events, got {decision:?}");
-        };
-        for (stream, event) in events {
-            let state = states.0.remove(&stream).unwrap_or_default().evolve(&event);
-            states.0.insert(stream, state);
-        }
-    }
-
-    #[test]
-    fn the_first_bootstrap_creates_the_sandbox_project_and_later_ones_name_it() {
-        let mut states = States::default();
-        let first = bootstrap(1);
-        assert!(first.streams().contains(&StreamRef::Deployment));
-        let decision = decide(&first, &states).unwrap();
-        apply(&mut states, decision);
-        let project = states
-            .get(&StreamRef::Project(first.project_id))
-            .as_project()
-            .unwrap();
-        assert_eq!(project.environment, Environment::Sandbox);
-        assert_eq!(
-            states
-                .get(&StreamRef::Deployment)
-                .as_bootstrap()
-                .unwrap()
-                .sandbox_project_id,
-            first.project_id
-        );
-
-        let second = bootstrap(2);
-        assert_eq!(
-            decide(&second, &states),
-            Err(DomainError::AlreadyExists {
-                kind: ALREADY_BOOTSTRAPPED,
-                id: first.project_id.to_string(),
-            })
-        );
+        (state, event) => misapplied(state, &event),
     }
 }

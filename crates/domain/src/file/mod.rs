@@ -3,9 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::aggregate::Aggregate;
-use crate::context::{Context, Decided};
-use crate::events::Event;
+use crate::context::{Context, Decided, Owned, misapplied};
 use crate::kernel::error::DomainError;
 use crate::kernel::id::{FileId, ProjectId};
 use crate::kernel::stream::{ResourceRef, StreamRef};
@@ -32,14 +30,34 @@ pub struct StoredFile {
     pub created_at: Timestamp,
 }
 
+/// The file family's events: what its decider emits and its `evolve` folds
+/// (the routers' `Event` wraps each as the variant of the same name).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FileEvent {
+    FileUploaded(FileUploaded),
+}
+
+impl Owned for StoredFile {
+    fn project_id(&self) -> ProjectId {
+        self.project_id
+    }
+}
+
 impl Context<'_> {
-    pub(crate) fn record_file(
+    /// A file of the caller's project: how other families check an upload
+    /// they refer to.
+    pub(crate) fn file(&self, id: FileId) -> Result<&StoredFile, DomainError> {
+        self.owned::<StoredFile>(&StreamRef::File(id))
+            .ok_or_else(|| DomainError::not_found("file", id))
+    }
+
+    pub(crate) fn record_file<E: From<FileEvent>>(
         &self,
         id: FileId,
         sha256: [u8; 32],
         name: &str,
         size: u64,
-    ) -> Result<Decided, DomainError> {
+    ) -> Result<Decided<E>, DomainError> {
         let project = self.project()?;
         let stream = StreamRef::File(id);
         self.must_be_new(&stream, "file", id)?;
@@ -49,7 +67,7 @@ impl Context<'_> {
                 "must be 1 to 255 characters without path separators",
             ));
         }
-        let event = Event::FileUploaded(FileUploaded {
+        let event = FileEvent::FileUploaded(FileUploaded {
             id,
             project_id: project.id,
             sha256,
@@ -57,21 +75,21 @@ impl Context<'_> {
             size,
             created_at: self.now(),
         });
-        Ok((vec![(stream, event)], ResourceRef::File(id)))
+        Ok((vec![(stream, event.into())], ResourceRef::File(id)))
     }
 }
 
-/// Applies a file event.
-pub(crate) fn evolve(state: Aggregate, event: &Event) -> Aggregate {
+/// Applies a file event to the file's state (`None` before the first).
+pub(crate) fn evolve(state: Option<StoredFile>, event: FileEvent) -> Option<StoredFile> {
     match (state, event) {
-        (Aggregate::Empty, Event::FileUploaded(e)) => Aggregate::File(StoredFile {
+        (None, FileEvent::FileUploaded(e)) => Some(StoredFile {
             id: e.id,
             project_id: e.project_id,
             sha256: e.sha256,
-            name: e.name.clone(),
+            name: e.name,
             size: e.size,
             created_at: e.created_at,
         }),
-        (state, event) => state.misapplied(event),
+        (state, event) => misapplied(state, &event),
     }
 }

@@ -4,11 +4,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::aggregate::Aggregate;
-use crate::context::{Context, Decided};
-use crate::events::Event;
-use crate::fx::Rate;
+use crate::context::{Context, Decided, misapplied};
 use crate::kernel::error::DomainError;
+use crate::kernel::fx::Rate;
 use crate::kernel::money::Currency;
 use crate::kernel::stream::{ResourceRef, StreamRef};
 use crate::kernel::time::Timestamp;
@@ -43,18 +41,33 @@ pub struct FxRateValue {
     pub spread_bps: u32,
 }
 
+/// The fx_rate family's events: what its deciders emit and its `evolve`
+/// folds (the routers' `Event` wraps each as the variant of the same name).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FxRateEvent {
+    FxRateSet(FxRateSet),
+    FxRateRemoved(FxRateRemoved),
+}
+
 impl Context<'_> {
+    /// The current exchange rate from `from` to `to`, if one is set: how
+    /// transfers read it.
+    pub(crate) fn fx_rate(&self, from: Currency, to: Currency) -> Option<FxRateValue> {
+        self.state::<FxRateEntry>(&StreamRef::FxRate(from, to))
+            .and_then(|entry| entry.current)
+    }
+
     /// Platform-wide: sets the exchange rate of one ordered pair.
-    pub(crate) fn set_fx_rate(
+    pub(crate) fn set_fx_rate<E: From<FxRateEvent>>(
         &self,
         from: Currency,
         to: Currency,
         mid_rate: Rate,
         spread_bps: u32,
-    ) -> Result<Decided, DomainError> {
-        crate::fx::Quote::new(from, to, mid_rate, spread_bps)
+    ) -> Result<Decided<E>, DomainError> {
+        crate::kernel::fx::Quote::new(from, to, mid_rate, spread_bps)
             .map_err(|error| DomainError::invalid("rate", error.to_string()))?;
-        let event = Event::FxRateSet(FxRateSet {
+        let event = FxRateEvent::FxRateSet(FxRateSet {
             from,
             to,
             mid_rate,
@@ -62,28 +75,32 @@ impl Context<'_> {
             set_at: self.now(),
         });
         Ok((
-            vec![(StreamRef::FxRate(from, to), event)],
+            vec![(StreamRef::FxRate(from, to), event.into())],
             ResourceRef::FxRate(from, to),
         ))
     }
 
-    pub(crate) fn remove_fx_rate(&self, from: Currency, to: Currency) -> Result<Decided, DomainError> {
+    pub(crate) fn remove_fx_rate<E: From<FxRateEvent>>(
+        &self,
+        from: Currency,
+        to: Currency,
+    ) -> Result<Decided<E>, DomainError> {
         let stream = StreamRef::FxRate(from, to);
-        match self.lookup.get(&stream) {
-            Aggregate::FxRate(entry) if entry.current.is_some() => {}
-            _ => return Err(DomainError::not_found("exchange rate", format!("{from}→{to}"))),
+        if self.fx_rate(from, to).is_none() {
+            return Err(DomainError::not_found("exchange rate", format!("{from}→{to}")));
         }
-        let event = Event::FxRateRemoved(FxRateRemoved {
+        let event = FxRateEvent::FxRateRemoved(FxRateRemoved {
             removed_at: self.now(),
         });
-        Ok((vec![(stream, event)], ResourceRef::FxRate(from, to)))
+        Ok((vec![(stream, event.into())], ResourceRef::FxRate(from, to)))
     }
 }
 
-/// Applies an exchange rate event.
-pub(crate) fn evolve(state: Aggregate, event: &Event) -> Aggregate {
-    match (state, event) {
-        (Aggregate::Empty | Aggregate::FxRate(_), Event::FxRateSet(e)) => Aggregate::FxRate(FxRateEntry {
+/// Applies an exchange rate event to the pair's state (`None` before the
+/// first).
+pub(crate) fn evolve(state: Option<FxRateEntry>, event: FxRateEvent) -> Option<FxRateEntry> {
+    Some(match (state, event) {
+        (_, FxRateEvent::FxRateSet(e)) => FxRateEntry {
             from: e.from,
             to: e.to,
             current: Some(FxRateValue {
@@ -91,12 +108,12 @@ pub(crate) fn evolve(state: Aggregate, event: &Event) -> Aggregate {
                 spread_bps: e.spread_bps,
             }),
             changed_at: e.set_at,
-        }),
-        (Aggregate::FxRate(r), Event::FxRateRemoved(e)) => Aggregate::FxRate(FxRateEntry {
+        },
+        (Some(r), FxRateEvent::FxRateRemoved(e)) => FxRateEntry {
             current: None,
             changed_at: e.removed_at,
             ..r
-        }),
-        (state, event) => state.misapplied(event),
-    }
+        },
+        (state, event) => return misapplied(state, &event),
+    })
 }

@@ -2,24 +2,22 @@
 
 use super::Environment;
 use super::api_key::KeyKind;
-use super::events::{ApiKeyCreated, ApiKeyRevoked, ProjectCreated};
-use super::state::Project;
-use crate::aggregate::Aggregate;
+use super::events::{ApiKeyCreated, ApiKeyRevoked, ProjectCreated, ProjectEvent};
+use super::state::{ApiKey, Project};
 use crate::context::{Context, Decided};
-use crate::events::Event;
 use crate::kernel::error::{DomainError, Refusal};
 use crate::kernel::id::{ApiKeyId, ProjectId};
 use crate::kernel::meta::{Meta, MetaUpdated};
 use crate::kernel::stream::{ResourceRef, StreamRef};
 
 impl Context<'_> {
-    pub(crate) fn create_project(
+    pub(crate) fn create_project<E: From<ProjectEvent>>(
         &self,
         id: ProjectId,
         name: &str,
         environment: Environment,
         meta: &Meta,
-    ) -> Result<Decided, DomainError> {
+    ) -> Result<Decided<E>, DomainError> {
         if id != self.project_id {
             return Err(DomainError::invalid(
                 "id",
@@ -31,49 +29,54 @@ impl Context<'_> {
         if name.trim().is_empty() || name.chars().count() > 100 {
             return Err(DomainError::invalid("name", "must be 1 to 100 characters"));
         }
-        let event = Event::ProjectCreated(ProjectCreated {
+        let event = ProjectEvent::ProjectCreated(ProjectCreated {
             id,
             name: name.to_owned(),
             environment,
             meta: meta.clone(),
             created_at: self.now,
         });
-        Ok((vec![(stream, event)], ResourceRef::Project(id)))
+        Ok((vec![(stream, event.into())], ResourceRef::Project(id)))
     }
 
-    pub(crate) fn update_project(&self, meta: &Meta) -> Result<Decided, DomainError> {
+    pub(crate) fn update_project<E: From<ProjectEvent>>(
+        &self,
+        meta: &Meta,
+    ) -> Result<Decided<E>, DomainError> {
         let project = self.project()?;
-        let event = Event::ProjectMetaUpdated(MetaUpdated { meta: meta.clone() });
+        let event = ProjectEvent::ProjectMetaUpdated(MetaUpdated { meta: meta.clone() });
         Ok((
-            vec![(StreamRef::Project(project.id), event)],
+            vec![(StreamRef::Project(project.id), event.into())],
             ResourceRef::Project(project.id),
         ))
     }
 
-    pub(crate) fn create_api_key(
+    pub(crate) fn create_api_key<E: From<ProjectEvent>>(
         &self,
         id: ApiKeyId,
         kind: KeyKind,
         secret_hash: [u8; 32],
-    ) -> Result<Decided, DomainError> {
+    ) -> Result<Decided<E>, DomainError> {
         let project = self.project()?;
         let stream = StreamRef::ApiKey(id);
         self.must_be_new(&stream, "api key", id)?;
-        let event = Event::ApiKeyCreated(ApiKeyCreated {
+        let event = ProjectEvent::ApiKeyCreated(ApiKeyCreated {
             id,
             project_id: project.id,
             kind,
             secret_hash,
             created_at: self.now,
         });
-        Ok((vec![(stream, event)], ResourceRef::ApiKey(id)))
+        Ok((vec![(stream, event.into())], ResourceRef::ApiKey(id)))
     }
 
-    pub(crate) fn revoke_api_key(&self, id: ApiKeyId) -> Result<Decided, DomainError> {
+    pub(crate) fn revoke_api_key<E: From<ProjectEvent>>(
+        &self,
+        id: ApiKeyId,
+    ) -> Result<Decided<E>, DomainError> {
         let stream = StreamRef::ApiKey(id);
         let key = self
-            .owned(&stream)
-            .and_then(Aggregate::as_api_key)
+            .owned::<ApiKey>(&stream)
             .ok_or_else(|| DomainError::not_found("api key", id))?;
         if key.revoked_at.is_some() {
             return Err(DomainError::refused(
@@ -81,8 +84,8 @@ impl Context<'_> {
                 format!("api key {id} is already revoked"),
             ));
         }
-        let event = Event::ApiKeyRevoked(ApiKeyRevoked { revoked_at: self.now });
-        Ok((vec![(stream, event)], ResourceRef::ApiKey(id)))
+        let event = ProjectEvent::ApiKeyRevoked(ApiKeyRevoked { revoked_at: self.now });
+        Ok((vec![(stream, event.into())], ResourceRef::ApiKey(id)))
     }
 
     /// The caller's project: how other families read it.
@@ -99,9 +102,7 @@ impl Context<'_> {
 
     pub(crate) fn project(&self) -> Result<&Project, DomainError> {
         let id = self.project_id;
-        self.lookup
-            .get(&StreamRef::Project(id))
-            .as_project()
+        self.state::<Project>(&StreamRef::Project(id))
             .ok_or_else(|| DomainError::not_found("project", id))
     }
 }

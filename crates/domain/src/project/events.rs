@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use super::Environment;
 use super::api_key::KeyKind;
 use crate::kernel::id::{ApiKeyId, ProjectId};
-use crate::kernel::meta::Meta;
+use crate::kernel::meta::{Meta, MetaUpdated};
 use crate::kernel::time::Timestamp;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -31,4 +31,14 @@ pub struct ApiKeyCreated {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ApiKeyRevoked {
     pub revoked_at: Timestamp,
+}
+
+/// The project family's events: what its deciders emit and its `evolve`
+/// folds (the routers' `Event` wraps each as the variant of the same name).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ProjectEvent {
+    ProjectCreated(ProjectCreated),
+    ProjectMetaUpdated(MetaUpdated),
+    ApiKeyCreated(ApiKeyCreated),
+    ApiKeyRevoked(ApiKeyRevoked),
 }

@@ -8,6 +8,6 @@ mod events;
 mod state;
 
 pub use environment::Environment;
-pub use events::{ApiKeyCreated, ApiKeyRevoked, ProjectCreated};
+pub use events::{ApiKeyCreated, ApiKeyRevoked, ProjectCreated, ProjectEvent};
 pub(crate) use state::evolve;
-pub use state::{ApiKey, Project};
+pub use state::{ApiKey, Project, ProjectAggregate};

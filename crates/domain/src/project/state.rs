@@ -4,8 +4,8 @@ use serde::{Deserialize, Serialize};
 
 use super::Environment;
 use super::api_key::KeyKind;
-use crate::aggregate::Aggregate;
-use crate::events::Event;
+use super::events::ProjectEvent;
+use crate::context::{Owned, misapplied};
 use crate::kernel::id::{ApiKeyId, ProjectId};
 use crate::kernel::meta::Meta;
 use crate::kernel::time::Timestamp;
@@ -29,21 +29,40 @@ pub struct ApiKey {
     pub revoked_at: Option<Timestamp>,
 }
 
-/// Applies a project or API key event.
-pub(crate) fn evolve(state: Aggregate, event: &Event) -> Aggregate {
-    match (state, event) {
-        (Aggregate::Empty, Event::ProjectCreated(e)) => Aggregate::Project(Project {
+impl Owned for Project {
+    fn project_id(&self) -> ProjectId {
+        self.id
+    }
+}
+
+impl Owned for ApiKey {
+    fn project_id(&self) -> ProjectId {
+        self.project_id
+    }
+}
+
+/// The project family's aggregates: a project's stream and an API key's.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ProjectAggregate {
+    Project(Project),
+    ApiKey(ApiKey),
+}
+
+/// Applies a project or API key event to the state of its stream (`None`
+/// before the first).
+pub(crate) fn evolve(state: Option<ProjectAggregate>, event: ProjectEvent) -> Option<ProjectAggregate> {
+    use ProjectAggregate as A;
+    use ProjectEvent as E;
+    Some(match (state, event) {
+        (None, E::ProjectCreated(e)) => A::Project(Project {
             id: e.id,
-            name: e.name.clone(),
+            name: e.name,
             environment: e.environment,
-            meta: e.meta.clone(),
+            meta: e.meta,
             created_at: e.created_at,
         }),
-        (Aggregate::Project(p), Event::ProjectMetaUpdated(e)) => Aggregate::Project(Project {
-            meta: e.meta.clone(),
-            ..p
-        }),
-        (Aggregate::Empty, Event::ApiKeyCreated(e)) => Aggregate::ApiKey(ApiKey {
+        (Some(A::Project(p)), E::ProjectMetaUpdated(e)) => A::Project(Project { meta: e.meta, ..p }),
+        (None, E::ApiKeyCreated(e)) => A::ApiKey(ApiKey {
             id: e.id,
             project_id: e.project_id,
             kind: e.kind,
@@ -51,10 +70,10 @@ pub(crate) fn evolve(state: Aggregate, event: &Event) -> Aggregate {
             created_at: e.created_at,
             revoked_at: None,
         }),
-        (Aggregate::ApiKey(k), Event::ApiKeyRevoked(e)) => Aggregate::ApiKey(ApiKey {
+        (Some(A::ApiKey(k)), E::ApiKeyRevoked(e)) => A::ApiKey(ApiKey {
             revoked_at: Some(e.revoked_at),
             ..k
         }),
-        (state, event) => state.misapplied(event),
-    }
+        (state, event) => return misapplied(state, &event),
+    })
 }

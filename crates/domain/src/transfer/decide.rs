@@ -1,11 +1,10 @@
 //! Deciding `CreateTransfer`: the transfer, and the two legs through the
 //! ledger. The exchange rate is read from the fx_rate family's state.
 
-use super::events::{Exchange, TransferCreated};
-use crate::account::TransactionKind;
-use crate::aggregate::Aggregate;
+use super::events::{Exchange, TransferCreated, TransferEvent};
+use super::state::Transfer;
+use crate::account::{Account, AccountEvent, TransactionKind};
 use crate::context::{Context, Decided};
-use crate::events::Event;
 use crate::kernel::error::{DomainError, Refusal, Violations, overflow};
 use crate::kernel::id::{AccountId, TransactionId, TransferId};
 use crate::kernel::meta::Meta;
@@ -13,14 +12,17 @@ use crate::kernel::money::{Currency, Money};
 use crate::kernel::stream::{ResourceRef, StreamRef};
 
 impl Context<'_> {
-    pub(crate) fn create_transfer(
+    pub(crate) fn create_transfer<E>(
         &self,
         id: TransferId,
         (source_id, source_tx): (AccountId, TransactionId),
         (destination_id, destination_tx): (AccountId, TransactionId),
         value: Money,
         meta: &Meta,
-    ) -> Result<Decided, DomainError> {
+    ) -> Result<Decided<E>, DomainError>
+    where
+        E: From<TransferEvent> + From<AccountEvent>,
+    {
         let mut violations = Violations::new();
         if value.amount <= 0 {
             violations.add("value.amount", "must be positive");
@@ -47,7 +49,7 @@ impl Context<'_> {
         let crosses = exchange.is_some();
         let mut events = vec![(
             stream,
-            Event::TransferCreated(TransferCreated {
+            TransferEvent::TransferCreated(TransferCreated {
                 id,
                 project_id: self.project_id,
                 source_account_id: source_id,
@@ -58,7 +60,8 @@ impl Context<'_> {
                 meta: meta.clone(),
                 created_at: self.now(),
                 exchange,
-            }),
+            })
+            .into(),
         )];
         events.extend(self.movement(
             source,
@@ -79,6 +82,16 @@ impl Context<'_> {
 
     /// The conversion of `value` into `to`, at the configured rate; `None`
     /// when no conversion is needed.
+    pub(crate) fn update_transfer<E: From<TransferEvent>>(
+        &self,
+        id: TransferId,
+        meta: &Meta,
+    ) -> Result<Decided<E>, DomainError> {
+        self.replace_meta::<Transfer, _>(ResourceRef::Transfer(id), "transfer", meta, |meta| {
+            TransferEvent::TransferMetaUpdated(meta).into()
+        })
+    }
+
     pub(crate) fn exchange(&self, value: Money, to: Currency) -> Result<Option<Exchange>, DomainError> {
         let from = value.currency;
         if from == to {
@@ -90,18 +103,16 @@ impl Context<'_> {
                 format!("no exchange rate is configured from {from} to {to}"),
             )
         };
-        let rate = match self.lookup.get(&StreamRef::FxRate(from, to)) {
-            Aggregate::FxRate(entry) => entry.current.ok_or_else(unavailable)?,
-            _ => return Err(unavailable()),
-        };
-        let impossible = |error: crate::fx::FxError| {
+        let rate = self.fx_rate(from, to).ok_or_else(unavailable)?;
+        let impossible = |error: crate::kernel::fx::FxError| {
             DomainError::refused(
                 Refusal::FxConversionImpossible,
                 format!("{value} cannot be converted to {to}: {error}"),
             )
         };
-        let quote = crate::fx::Quote::new(from, to, rate.mid_rate, rate.spread_bps).map_err(impossible)?;
-        let conversion = crate::fx::convert(value, quote).map_err(impossible)?;
+        let quote =
+            crate::kernel::fx::Quote::new(from, to, rate.mid_rate, rate.spread_bps).map_err(impossible)?;
+        let conversion = crate::kernel::fx::convert(value, quote).map_err(impossible)?;
         Ok(Some(Exchange {
             destination_value: conversion.destination,
             mid_rate: rate.mid_rate,
@@ -121,8 +132,8 @@ impl Context<'_> {
     ) -> Vec<StreamRef> {
         let project = self.project_id;
         let mut streams = Vec::new();
-        let source = self.lookup.get(&StreamRef::Account(source)).as_account();
-        let destination = self.lookup.get(&StreamRef::Account(destination)).as_account();
+        let source = self.state::<Account>(&StreamRef::Account(source));
+        let destination = self.state::<Account>(&StreamRef::Account(destination));
         if let (Some(source), Some(destination)) = (source, destination)
             && source.currency() != destination.currency()
         {

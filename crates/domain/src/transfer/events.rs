@@ -3,9 +3,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::fx::Rate;
+use crate::kernel::fx::Rate;
 use crate::kernel::id::{AccountId, ProjectId, TransactionId, TransferId};
-use crate::kernel::meta::Meta;
+use crate::kernel::meta::{Meta, MetaUpdated};
 use crate::kernel::money::Money;
 use crate::kernel::time::Timestamp;
 
@@ -76,4 +76,12 @@ impl From<TransferCreatedV1> for TransferCreated {
             exchange: None,
         }
     }
+}
+
+/// The transfer family's events: what its deciders emit and its `evolve`
+/// folds (the routers' `Event` wraps each as the variant of the same name).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TransferEvent {
+    TransferCreated(TransferCreated),
+    TransferMetaUpdated(MetaUpdated),
 }

@@ -5,6 +5,6 @@ mod decide;
 mod events;
 mod state;
 
-pub use events::{Exchange, TransferCreated, TransferCreatedV1};
+pub use events::{Exchange, TransferCreated, TransferCreatedV1, TransferEvent};
 pub use state::Transfer;
 pub(crate) use state::evolve;

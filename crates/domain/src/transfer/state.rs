@@ -2,9 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::events::Exchange;
-use crate::aggregate::Aggregate;
-use crate::events::Event;
+use super::events::{Exchange, TransferEvent};
+use crate::context::{Owned, misapplied};
 use crate::kernel::id::{AccountId, ProjectId, TransactionId, TransferId};
 use crate::kernel::meta::Meta;
 use crate::kernel::money::Money;
@@ -25,10 +24,17 @@ pub struct Transfer {
     pub exchange: Option<Exchange>,
 }
 
-/// Applies a transfer event.
-pub(crate) fn evolve(state: Aggregate, event: &Event) -> Aggregate {
-    match (state, event) {
-        (Aggregate::Empty, Event::TransferCreated(e)) => Aggregate::Transfer(Transfer {
+impl Owned for Transfer {
+    fn project_id(&self) -> ProjectId {
+        self.project_id
+    }
+}
+
+/// Applies a transfer event to the transfer's state (`None` before the
+/// first).
+pub(crate) fn evolve(state: Option<Transfer>, event: TransferEvent) -> Option<Transfer> {
+    Some(match (state, event) {
+        (None, TransferEvent::TransferCreated(e)) => Transfer {
             id: e.id,
             project_id: e.project_id,
             source_account_id: e.source_account_id,
@@ -36,14 +42,11 @@ pub(crate) fn evolve(state: Aggregate, event: &Event) -> Aggregate {
             source_transaction_id: e.source_transaction_id,
             destination_transaction_id: e.destination_transaction_id,
             value: e.value,
-            meta: e.meta.clone(),
+            meta: e.meta,
             created_at: e.created_at,
             exchange: e.exchange,
-        }),
-        (Aggregate::Transfer(t), Event::TransferMetaUpdated(e)) => Aggregate::Transfer(Transfer {
-            meta: e.meta.clone(),
-            ..t
-        }),
-        (state, event) => state.misapplied(event),
-    }
+        },
+        (Some(t), TransferEvent::TransferMetaUpdated(e)) => Transfer { meta: e.meta, ..t },
+        (state, event) => return misapplied(state, &event),
+    })
 }

@@ -9,8 +9,8 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use paycore_domain::api_key::{ApiKeyToken, KeyKind};
-use paycore_domain::banking::FxRateEntry;
 use paycore_domain::fx::{Quote, Rate};
+use paycore_domain::fx_rate::FxRateEntry;
 use paycore_domain::{
     Aggregate, ApiKeyId, Command, CommandEnvelope, Currency, DomainError, Environment, Event, Meta,
     ProjectId, StreamRef, Violations,

@@ -1,6 +1,6 @@
 //! `fx-rates`: the platform's exchange rates, removed ones included.
 
-use paycore_domain::banking::FxRateEntry;
+use paycore_domain::fx_rate::FxRateEntry;
 use paycore_domain::{Aggregate, Event, StreamRef};
 
 use super::{Applied, Projection, evolve};

@@ -1,7 +1,7 @@
 //! Proto ⇄ domain for bank accounts. The bank payout family parses a
 //! destination with [`bank_account_info`].
 
-use paycore_domain::banking::{BankAccount, check_beneficiary_name};
+use paycore_domain::bank_account::{BankAccount, check_beneficiary_name};
 use paycore_domain::events::BankAccountInfo;
 use paycore_domain::iban::Iban;
 use paycore_domain::{BankAccountId, Command, CustomerId, Violations};

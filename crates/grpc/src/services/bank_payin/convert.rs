@@ -1,7 +1,7 @@
 //! Proto ⇄ domain for bank payin references and bank payins.
 
 use paycore_domain::bank::PayinReferenceCode;
-use paycore_domain::banking::{BankPayin, BankPayinReference, IncomingBankTransfer};
+use paycore_domain::bank_payin::{BankPayin, BankPayinReference, IncomingBankTransfer};
 use paycore_domain::{AccountId, BankPayinId, BankPayinReferenceId, Command, TransactionId, Violations};
 
 use crate::convert::{Mask, concept, id, masked_meta, meta, meta_pb, money_pb, positive_money, timestamp};

@@ -1,6 +1,6 @@
 //! Proto ⇄ domain for bank payouts.
 
-use paycore_domain::banking::{BankPayout, BankPayoutState, NewBankPayout, PayoutDestinationSource};
+use paycore_domain::bank_payout::{BankPayout, BankPayoutState, NewBankPayout, PayoutDestinationSource};
 use paycore_domain::{AccountId, BankAccountId, BankPayoutId, Command, TransactionId, Violations};
 
 use crate::convert::{Mask, concept, id, meta, meta_pb, money_pb, positive_money, timestamp};

@@ -10,9 +10,9 @@
 //! [`card_source`], [`card_info_request`] and [`card_info_for_hash`].
 
 use paycore_domain::aggregate::Aggregate;
+use paycore_domain::card::{Card, CardToken};
 use paycore_domain::card::{CardBrand, CardInfo, CardNumber, ValidatedCard, YearMonth, validate_card_info};
 use paycore_domain::events::TokenUse;
-use paycore_domain::payments::{Card, CardToken};
 use paycore_domain::{CardId, CardTokenId, Command, Meta, Violations};
 
 use crate::convert::{self as shared, meta_pb, meta_update, timestamp};

@@ -22,8 +22,8 @@ pub(crate) mod convert;
 use std::collections::HashMap;
 
 use paycore_domain::aggregate::Aggregate;
+use paycore_domain::card::CardSource;
 use paycore_domain::card::{CardInfo, CardNumber, YearMonth};
-use paycore_domain::payments::CardSource;
 use paycore_domain::{
     CardId, CardTokenId, Command, IdempotencyKey, ProjectId, ResourceRef, StreamRef, Violations,
 };

@@ -3,7 +3,7 @@
 
 use paycore_domain::aggregate::Aggregate;
 use paycore_domain::card::YearMonth;
-use paycore_domain::payments::{
+use paycore_domain::card_payin::{
     AuthenticationType, CardPayin, CardPayinRefund, CardPayinState, DeclineReason, NewRefund, RefundState,
 };
 use paycore_domain::{

@@ -10,9 +10,10 @@ pub(crate) mod convert;
 
 use std::collections::HashMap;
 
+use paycore_domain::card::CardSource;
 use paycore_domain::card::{CardNumber, YearMonth};
-use paycore_domain::payments::{
-    CardPayin, CardPayinState, CardSource, DeclineReason, NetworkVerdict, NewCardPayin, PayinAuthorization,
+use paycore_domain::card_payin::{
+    CardPayin, CardPayinState, DeclineReason, NetworkVerdict, NewCardPayin, PayinAuthorization,
 };
 use paycore_domain::sandbox_network::{self, Authentication};
 use paycore_domain::{

@@ -1,6 +1,6 @@
 //! Domain → proto for files.
 
-use paycore_domain::banking::StoredFile;
+use paycore_domain::file::StoredFile;
 use paycore_sidestore::FileDigest;
 
 use crate::convert::timestamp;

@@ -38,7 +38,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-use crate::money::{Currency, Money};
+use super::money::{Currency, Money};
 
 /// Basis points in one whole (100 %).
 pub const BPS_PER_UNIT: u32 = 10_000;

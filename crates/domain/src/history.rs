@@ -1,13 +1,14 @@
 //! Point-in-time views of an account: its state and transactions as of a
 //! global log position or a commit time, folded from its stream's events with
-//! the same [`Aggregate::evolve`] as everything else.
+//! the same [`Aggregate::evolve`] as everything else (so this view sits
+//! beside the routers, over the account family).
 //!
 //! The caller reads the stream (oldest first) and hands each event with its
 //! global position and the commit time recorded in the log; the fold keeps
 //! the prefix of the stream at or before the point and stops at the first
 //! event after it, so the answer is always a state the account really had.
 
-use super::{Account, Transaction};
+use crate::account::{Account, Transaction};
 use crate::aggregate::Aggregate;
 use crate::events::Event;
 use crate::kernel::time::Timestamp;

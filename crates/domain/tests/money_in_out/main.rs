@@ -1,0 +1,526 @@
+//! Money in and out: card tokens, cards, card payins (direct and 3-D
+//! Secure), settlements, refunds, bank accounts, payouts and their minirefs,
+//! payin references, bank payins and transfers across currencies.
+//!
+//! Commands run against the same kind of mini event store as `deciders.rs`:
+//! a map from stream to state that folds every decided event back in with
+//! `Aggregate::evolve`. Every call also checks the engine's contract: the
+//! decider reads and writes only the streams that `streams()` and
+//! `dependent_streams()` (asked until it names nothing new) declare, and a
+//! refused command changes nothing.
+//!
+//! The builders and the `World` are here; the tests, one module per family
+//! (or per concern crossing families), are beside this file.
+
+#![allow(clippy::unwrap_used)]
+
+use paycore_domain::bank::{Concept, Miniref, PayinReferenceCode};
+use paycore_domain::bank_payin::IncomingBankTransfer;
+use paycore_domain::bank_payout::{
+    MINIREF_RESERVATION_SECONDS, NewBankPayout, PayoutDestination, PayoutDestinationSource,
+};
+use paycore_domain::card::{CARD_TOKEN_LIFETIME_SECONDS, CardSource};
+use paycore_domain::card::{CardInfo, CardNumber, Expiry};
+use paycore_domain::card_payin::{
+    AuthenticationType, CardPayin, CardPayinRefund, CardPayinState, DeclineReason, NetworkVerdict,
+    NewCardPayin, NewRefund, PayinAuthorization, RefundState,
+};
+use paycore_domain::events::*;
+use paycore_domain::fx::{self, Quote, Rate};
+use paycore_domain::iban::Iban;
+use paycore_domain::sandbox_network::{self, Authentication, Behaviour};
+use paycore_domain::*;
+use uuid::Uuid;
+
+mod bank_payin;
+mod bank_payout;
+mod card;
+mod card_payin;
+mod card_token;
+#[path = "../common/mod.rs"]
+mod common;
+mod dependent_streams;
+mod refund;
+mod transfer_fx;
+
+use common::*;
+
+// ---------------------------------------------------------------------------
+// Builders
+// ---------------------------------------------------------------------------
+
+const T0: Timestamp = Timestamp::from_micros(1_750_000_000_000_000);
+const DAY: i64 = 24 * 60 * 60;
+
+fn after(seconds: i64) -> Timestamp {
+    T0.plus_seconds(seconds)
+}
+
+fn uuid(kind: u128, n: u128) -> Uuid {
+    Uuid::from_u128((kind << 96) | n)
+}
+fn prj(n: u128) -> ProjectId {
+    ProjectId::from_uuid(uuid(1, n))
+}
+fn cus(n: u128) -> CustomerId {
+    CustomerId::from_uuid(uuid(3, n))
+}
+fn acc(n: u128) -> AccountId {
+    AccountId::from_uuid(uuid(4, n))
+}
+fn trf(n: u128) -> TransferId {
+    TransferId::from_uuid(uuid(5, n))
+}
+fn tx(n: u128) -> TransactionId {
+    TransactionId::from_uuid(uuid(6, n))
+}
+fn crdt(n: u128) -> CardTokenId {
+    CardTokenId::from_uuid(uuid(7, n))
+}
+fn crd(n: u128) -> CardId {
+    CardId::from_uuid(uuid(8, n))
+}
+fn cpi(n: u128) -> CardPayinId {
+    CardPayinId::from_uuid(uuid(9, n))
+}
+fn cpr(n: u128) -> CardPayinRefundId {
+    CardPayinRefundId::from_uuid(uuid(10, n))
+}
+fn ba(n: u128) -> BankAccountId {
+    BankAccountId::from_uuid(uuid(11, n))
+}
+fn bpo(n: u128) -> BankPayoutId {
+    BankPayoutId::from_uuid(uuid(12, n))
+}
+fn bpir(n: u128) -> BankPayinReferenceId {
+    BankPayinReferenceId::from_uuid(uuid(13, n))
+}
+fn bpi(n: u128) -> BankPayinId {
+    BankPayinId::from_uuid(uuid(14, n))
+}
+
+fn eur(amount: i64) -> Money {
+    Money::new(amount, Currency::EUR)
+}
+fn usd(amount: i64) -> Money {
+    Money::new(amount, Currency::USD)
+}
+
+fn meta(entries: &[(&str, &str)]) -> Meta {
+    let mut violations = Violations::new();
+    Meta::parse(
+        entries.iter().map(|(k, v)| (k.to_string(), v.to_string())),
+        "meta",
+        &mut violations,
+    )
+    .expect("valid meta")
+}
+
+const VISA: &str = "4242424242424242";
+const MASTERCARD: &str = "5555555555554444";
+
+fn card_number(digits: &str) -> CardNumber {
+    CardNumber::parse(digits).expect("valid card number")
+}
+
+fn card_info(digits: &str) -> CardInfo {
+    let expiry = Expiry::new(12, 2030, 2025, 6).expect("valid expiry");
+    CardInfo::new(&card_number(digits), expiry, &[0x11; 32])
+}
+
+fn iban(text: &str) -> Iban {
+    Iban::parse(text).expect("valid IBAN")
+}
+
+const IBAN_X: &str = "ES9121000418450200051332";
+const IBAN_Y: &str = "DE89370400440532013000";
+
+fn bank_info(iban_text: &str, name: &str) -> BankAccountInfo {
+    BankAccountInfo {
+        iban: iban(iban_text),
+        beneficiary_name: name.into(),
+    }
+}
+
+fn concept(text: &str) -> Concept {
+    Concept::parse(text).expect("valid concept")
+}
+
+fn code(text: &str) -> PayinReferenceCode {
+    PayinReferenceCode::parse(text).expect("valid code")
+}
+
+fn rate(text: &str) -> Rate {
+    Rate::parse(text).expect("valid rate")
+}
+
+fn payin(
+    id: CardPayinId,
+    account: AccountId,
+    source: CardSource,
+    value: Money,
+    authorization: PayinAuthorization,
+) -> Command {
+    Command::CreateCardPayin(NewCardPayin {
+        id,
+        account_id: account,
+        source,
+        value,
+        authorization,
+        meta: Meta::default(),
+    })
+}
+
+/// A payin the network approves at once, with a card sent inline.
+fn approved(id: CardPayinId, account: AccountId, value: Money) -> Command {
+    payin(
+        id,
+        account,
+        CardSource::Info(card_info(VISA)),
+        value,
+        PayinAuthorization::Direct(NetworkVerdict::Approved),
+    )
+}
+
+fn three_d_secure(url: &str) -> PayinAuthorization {
+    PayinAuthorization::ThreeDSecure {
+        authentication_url: url.into(),
+        redirect_url: Some("https://shop.example/done".into()),
+    }
+}
+
+fn settle(id: CardPayinId, transaction: TransactionId) -> Command {
+    Command::SettleCardPayin {
+        id,
+        transaction_id: transaction,
+    }
+}
+
+fn refund(
+    id: CardPayinRefundId,
+    payin: CardPayinId,
+    value: Option<Money>,
+    account: Option<AccountId>,
+    transaction: TransactionId,
+) -> Command {
+    Command::CreateCardPayinRefund(NewRefund {
+        id,
+        card_payin_id: payin,
+        value,
+        account_id: account,
+        transaction_id: transaction,
+        meta: Meta::default(),
+    })
+}
+
+fn payout(
+    id: BankPayoutId,
+    account: AccountId,
+    destination: PayoutDestinationSource,
+    value: Money,
+    entropy: [u8; 8],
+    transaction: TransactionId,
+) -> Command {
+    Command::CreateBankPayout(NewBankPayout {
+        id,
+        account_id: account,
+        destination,
+        concept: concept("Payout"),
+        value,
+        meta: Meta::default(),
+        transaction_id: transaction,
+        miniref_entropy: entropy,
+    })
+}
+
+fn to_iban(iban_text: &str) -> PayoutDestinationSource {
+    PayoutDestinationSource::Info(bank_info(iban_text, "Zoë O'Brien"))
+}
+
+fn create_reference(
+    id: BankPayinReferenceId,
+    account: AccountId,
+    candidates: &[PayinReferenceCode],
+) -> Command {
+    Command::CreateBankPayinReference {
+        id,
+        account_id: account,
+        candidates: candidates.to_vec(),
+        meta: Meta::default(),
+    }
+}
+
+fn incoming(id: BankPayinId, text: &str, value: Money, transaction: TransactionId) -> Command {
+    Command::ReceiveBankPayin(IncomingBankTransfer {
+        id,
+        concept: concept(text),
+        value,
+        transaction_id: transaction,
+        meta: Meta::default(),
+    })
+}
+
+fn set_fx_rate(from: Currency, to: Currency, mid: &str, spread_bps: u32) -> Command {
+    Command::SetFxRate {
+        from,
+        to,
+        mid_rate: rate(mid),
+        spread_bps,
+    }
+}
+
+fn transfer(id: TransferId, from: AccountId, to: AccountId, value: Money) -> Command {
+    Command::CreateTransfer {
+        id,
+        source_account_id: from,
+        destination_account_id: to,
+        value,
+        meta: Meta::default(),
+        source_transaction_id: tx(5_000 + id.uuid().as_u128() % 1_000 * 2),
+        destination_transaction_id: tx(5_001 + id.uuid().as_u128() % 1_000 * 2),
+    }
+}
+
+fn events(decision: Decision) -> Vec<(StreamRef, Event)> {
+    match decision {
+        Decision::Apply { events, .. } => events,
+        Decision::Replay { .. } => panic!("expected new events, got {decision:?}"),
+    }
+}
+
+fn assert_not_found(result: Result<Decision, DomainError>, kind: &str, id: impl ToString) {
+    match result {
+        Err(DomainError::NotFound { kind: k, id: i }) => assert_eq!((k, i), (kind, id.to_string())),
+        other => panic!("expected {kind} {} not found, got {other:?}", id.to_string()),
+    }
+}
+
+fn assert_refused(result: Result<Decision, DomainError>, refusal: Refusal) {
+    match result {
+        Err(DomainError::Refused { refusal: r, .. }) => assert_eq!(r, refusal),
+        other => panic!("expected {refusal:?}, got {other:?}"),
+    }
+}
+
+fn invalid_fields(result: Result<Decision, DomainError>) -> Vec<String> {
+    match result {
+        Err(DomainError::Invalid(violations)) => {
+            assert!(violations.iter().all(|v| !v.description.is_empty()));
+            violations.into_iter().map(|v| v.field).collect()
+        }
+        other => panic!("expected invalid fields, got {other:?}"),
+    }
+}
+
+fn recorded(stream: StreamRef, transaction: Transaction) -> (StreamRef, Event) {
+    (
+        stream,
+        Event::TransactionRecorded(TransactionRecorded { transaction }),
+    )
+}
+
+/// A sandbox project P with EUR accounts A, B (no allowance), N (allows a
+/// negative balance) and U (USD); a live project L with EUR account LA
+/// (allows a negative balance); another sandbox project O with EUR account OA.
+struct World {
+    store: Store,
+    next_tx: u128,
+}
+
+const P: u128 = 1;
+const L: u128 = 2;
+const O: u128 = 3;
+const A: u128 = 1;
+const B: u128 = 2;
+const N: u128 = 3;
+const U: u128 = 4;
+const LA: u128 = 5;
+const OA: u128 = 6;
+
+impl World {
+    fn new() -> Self {
+        let mut world = Self {
+            store: Store::default(),
+            next_tx: 1,
+        };
+        for (project, environment) in [
+            (P, Environment::Sandbox),
+            (L, Environment::Live),
+            (O, Environment::Sandbox),
+        ] {
+            world.ok(
+                prj(project),
+                Command::CreateProject {
+                    id: prj(project),
+                    name: "Acme".into(),
+                    environment,
+                    meta: Meta::default(),
+                },
+            );
+        }
+        for (project, account, currency, allow) in [
+            (P, A, Currency::EUR, false),
+            (P, B, Currency::EUR, false),
+            (P, N, Currency::EUR, true),
+            (P, U, Currency::USD, false),
+            (L, LA, Currency::EUR, true),
+            (O, OA, Currency::EUR, false),
+        ] {
+            world.ok(
+                prj(project),
+                Command::CreateAccount {
+                    id: acc(account),
+                    currency,
+                    customer_id: None,
+                    allow_negative_balance: allow,
+                    meta: Meta::default(),
+                },
+            );
+        }
+        world
+    }
+
+    fn run(&mut self, project: u128, command: Command) -> Result<Decision, DomainError> {
+        self.run_at(project, T0, command)
+    }
+
+    fn run_at(&mut self, project: u128, now: Timestamp, command: Command) -> Result<Decision, DomainError> {
+        self.store.execute(&CommandEnvelope {
+            project_id: prj(project),
+            now,
+            idempotency: None,
+            command,
+        })
+    }
+
+    fn ok(&mut self, project: ProjectId, command: Command) -> Vec<(StreamRef, Event)> {
+        let description = format!("{command:?}");
+        let result = self.store.execute(&CommandEnvelope {
+            project_id: project,
+            now: T0,
+            idempotency: None,
+            command,
+        });
+        events(result.unwrap_or_else(|error| panic!("{description} failed: {error:?}")))
+    }
+
+    fn ok_in(&mut self, project: u128, command: Command) -> Vec<(StreamRef, Event)> {
+        self.ok(prj(project), command)
+    }
+
+    fn ok_at(&mut self, project: u128, now: Timestamp, command: Command) -> Vec<(StreamRef, Event)> {
+        let description = format!("{command:?}");
+        events(
+            self.run_at(project, now, command)
+                .unwrap_or_else(|error| panic!("{description} failed: {error:?}")),
+        )
+    }
+
+    fn fresh_tx(&mut self) -> TransactionId {
+        self.next_tx += 1;
+        tx(self.next_tx)
+    }
+
+    /// Sandbox magic balance of an account of P (or O for OA).
+    fn set(&mut self, account: u128, target: Money) {
+        let project = if account == OA { O } else { P };
+        let transaction = self.fresh_tx();
+        self.ok_in(
+            project,
+            Command::UpdateAccount {
+                id: acc(account),
+                allow_negative_balance: None,
+                meta: None,
+                balance: Some((target, transaction)),
+            },
+        );
+    }
+
+    fn balance(&self, account: u128) -> i64 {
+        self.store
+            .state(&StreamRef::Account(acc(account)))
+            .as_account()
+            .expect("account exists")
+            .balance
+            .amount
+    }
+
+    fn total(&self, project: u128, currency: Currency) -> i64 {
+        match self
+            .store
+            .state(&StreamRef::ProjectBalance(prj(project), currency))
+        {
+            Aggregate::ProjectBalance(balance) => balance.total.amount,
+            Aggregate::Empty => 0,
+            other => panic!("project balance holds {other:?}"),
+        }
+    }
+
+    fn payin(&self, id: CardPayinId) -> &CardPayin {
+        self.store
+            .state(&StreamRef::CardPayin(id))
+            .as_card_payin()
+            .expect("card payin exists")
+    }
+
+    fn refund(&self, id: CardPayinRefundId) -> &CardPayinRefund {
+        self.store
+            .state(&StreamRef::CardPayinRefund(id))
+            .as_card_payin_refund()
+            .expect("refund exists")
+    }
+
+    fn payout_state(&self, id: BankPayoutId) -> paycore_domain::bank_payout::BankPayoutState {
+        self.store
+            .state(&StreamRef::BankPayout(id))
+            .as_bank_payout()
+            .expect("payout exists")
+            .state
+    }
+
+    /// An approved and settled payin of `value` into `account` of P.
+    fn settled_payin(&mut self, n: u128, account: u128, value: Money) -> CardPayinId {
+        self.ok_in(P, approved(cpi(n), acc(account), value));
+        let transaction = self.fresh_tx();
+        self.ok_in(P, settle(cpi(n), transaction));
+        cpi(n)
+    }
+
+    fn create_refund(
+        &mut self,
+        n: u128,
+        payin: CardPayinId,
+        value: Option<Money>,
+    ) -> Result<Decision, DomainError> {
+        let transaction = self.fresh_tx();
+        self.run(P, refund(cpr(n), payin, value, None, transaction))
+    }
+
+    fn create_payout(&mut self, n: u128, account: u128, value: Money) -> Result<Decision, DomainError> {
+        let transaction = self.fresh_tx();
+        self.run(
+            P,
+            payout(
+                bpo(n),
+                acc(account),
+                to_iban(IBAN_X),
+                value,
+                [n as u8; 8],
+                transaction,
+            ),
+        )
+    }
+
+    /// Every transaction recorded on `account`, in order.
+    fn transactions(&self, account: u128) -> Vec<Transaction> {
+        self.store
+            .log
+            .iter()
+            .filter(|(stream, _)| *stream == StreamRef::Account(acc(account)))
+            .filter_map(|(_, event)| match event {
+                Event::TransactionRecorded(recorded) => Some(recorded.transaction),
+                _ => None,
+            })
+            .collect()
+    }
+}
