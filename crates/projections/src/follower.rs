@@ -121,6 +121,8 @@ struct Applied {
     frozen: Option<Arc<Layer>>,
     /// Bytes of changes held in memory.
     held: usize,
+    /// Whether changes are held that no write has taken yet.
+    unwritten: bool,
 }
 
 /// Applies one batch to the served projections in memory and shows it to
@@ -137,32 +139,32 @@ fn apply_served(shared: &Shared, batch: &[Decoded]) -> Result<Applied, ModelErro
         slot::apply_in_memory(&txn, &active, frozen.as_deref(), batch)?
     };
     let position = slot::lowest(&progress);
-    let held = {
-        let mut active = shared.active.write();
-        active.absorb(changes, progress);
-        active.bytes()
-    };
+    shared.active.write().absorb(changes, progress);
     let frozen = if shared.due(&served) {
         shared.freeze(&mut served)
     } else {
         None
     };
+    let active = shared.active.read();
     Ok(Applied {
         position,
         frozen,
-        held,
+        held: active.bytes(),
+        unwritten: !active.is_empty(),
     })
 }
 
 /// Freezes what is held when nothing arrived for a while (so a quiet
-/// server's store catches up).
-fn freeze_idle(shared: &Shared) -> Option<Arc<Layer>> {
+/// server's store catches up); answers it and whether changes are still
+/// held (a write was running: try again later).
+fn freeze_idle(shared: &Shared) -> (Option<Arc<Layer>>, bool) {
     let mut served = shared.served.blocking_lock();
-    if shared.due(&served) {
+    let frozen = if shared.due(&served) {
         shared.freeze(&mut served)
     } else {
         None
-    }
+    };
+    (frozen, !shared.active.read().is_empty())
 }
 
 /// Writes a frozen layer on a blocking thread, retrying every second until
@@ -245,17 +247,18 @@ pub(crate) async fn run(shared: Arc<Shared>, store: Arc<dyn EventStore>, from: P
     let mut whole = WholeAppends::default();
     let mut stop = shared.stop.subscribe();
     let mut writing = Writing::default();
-    let mut held = 0;
+    // Changes held in memory that no write has taken yet.
+    let mut unwritten = false;
     loop {
         let next = tokio::select! {
             next = subscription.next_batch(APPLY_BATCH) => Some(next),
-            _ = tokio::time::sleep(FLUSH_EVERY), if held > 0 => None,
+            _ = tokio::time::sleep(FLUSH_EVERY), if unwritten => None,
             _ = stop.wait_for(|stop| *stop) => break,
         };
         let Some(next) = next else {
             let idle = shared.clone();
-            if let Ok(frozen) = tokio::task::spawn_blocking(move || freeze_idle(&idle)).await {
-                held = 0;
+            if let Ok((frozen, still_held)) = tokio::task::spawn_blocking(move || freeze_idle(&idle)).await {
+                unwritten = still_held;
                 writing.start(&shared, frozen).await;
             }
             continue;
@@ -290,10 +293,10 @@ pub(crate) async fn run(shared: Arc<Shared>, store: Arc<dyn EventStore>, from: P
         match written {
             Ok(Ok(applied)) => {
                 shared.applied.send_replace(applied.position);
-                held = applied.held;
+                unwritten = applied.unwritten;
                 if applied.frozen.is_some() {
                     writing.start(&shared, applied.frozen).await;
-                } else if held >= MAX_PENDING_BYTES && !writing.idle() {
+                } else if applied.held >= MAX_PENDING_BYTES && !writing.idle() {
                     // Memory is bounded: wait for the store to take the
                     // frozen changes before gathering more.
                     writing.finish().await;
@@ -352,6 +355,40 @@ mod tests {
         assert_eq!(positions(&whole.take(events(0..4, &ends))), vec![0, 1]);
         assert_eq!(positions(&whole.take(events(4..7, &ends))), vec![2, 3, 4, 5, 6]);
         assert!(whole.take(Vec::new()).is_empty());
+    }
+
+    /// A quiet server's store catches up with what the queries see, without
+    /// waiting for a shutdown: a crash then replays nothing.
+    #[tokio::test]
+    async fn changes_held_in_memory_reach_the_store_once_events_stop() {
+        use crate::db::{Namespace, read_checkpoint};
+        use crate::{ModelStorage, ReadModels, test_support};
+
+        let store: Arc<dyn paycore_store::EventStore> = Arc::new(paycore_store::MemoryStore::new());
+        let read = ReadModels::start(store.clone(), ModelStorage::in_memory())
+            .await
+            .unwrap();
+        let ledger = test_support::ledger(store, 30).await;
+        read.wait_for(ledger.last).await;
+        let stored = || {
+            let txn = read.shared.db.read().unwrap();
+            crate::projections().map(|info| {
+                read_checkpoint(&txn, &info.tables(Namespace::Served))
+                    .unwrap()
+                    .map_or(0, |checkpoint| checkpoint.next_position)
+            })
+        };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while stored().iter().any(|&next| next <= ledger.last) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the store stayed at {:?}, the log at {}",
+                stored(),
+                ledger.last + 1
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        assert_eq!(stored(), [ledger.last + 1; 6]);
     }
 
     #[test]
