@@ -210,6 +210,51 @@ impl<'t> Stored<Table<'t, Bytes, Bytes>, Table<'t, Bytes, u64>> {
     }
 }
 
+/// A projection's tables in a read transaction, opened on first use: most
+/// batches concern a few projections only, and opening four tables costs
+/// four lookups.
+pub(crate) struct LazyStored<'t> {
+    txn: &'t ReadTransaction,
+    tables: Tables,
+    opened: std::cell::OnceCell<StoredRead>,
+}
+
+impl<'t> LazyStored<'t> {
+    pub fn new(txn: &'t ReadTransaction, tables: Tables) -> Self {
+        Self {
+            txn,
+            tables,
+            opened: std::cell::OnceCell::new(),
+        }
+    }
+
+    fn get(&self) -> Result<&StoredRead, ModelError> {
+        if let Some(opened) = self.opened.get() {
+            return Ok(opened);
+        }
+        let opened = StoredRead::open(self.txn, &self.tables)?;
+        Ok(self.opened.get_or_init(|| opened))
+    }
+}
+
+impl StoredRows for LazyStored<'_> {
+    fn chunk(&self, list: &[u8], seq: u64) -> Result<Option<Chunk>, ModelError> {
+        self.get()?.chunk(list, seq)
+    }
+
+    fn location(&self, id: &[u8]) -> Result<Option<RowKey>, ModelError> {
+        self.get()?.location(id)
+    }
+
+    fn len(&self, list: &[u8]) -> Result<Option<u64>, ModelError> {
+        self.get()?.len(list)
+    }
+
+    fn value(&self, key: &[u8]) -> Result<Option<Vec<u8>>, ModelError> {
+        self.get()?.value(key)
+    }
+}
+
 /// What the folds and the queries read of the stored rows.
 pub(crate) trait StoredRows {
     /// The chunk of `list` holding item `seq`.
@@ -355,24 +400,24 @@ impl<'a> RowsMut<'a> {
     /// answers its sequence number.
     fn append(&mut self, list: &[u8], row: &[u8]) -> Result<u64, ModelError> {
         let seq = self.layers().len(list)?;
-        let last = seq.checked_sub(1);
-        let tail_takes = match last {
-            Some(last) => match self.layers().chunk(list, last)? {
-                Some(tail) => tail.takes(row),
-                None => return Err(ModelError::corrupt(hex::encode(list), "its last item is missing")),
-            },
+        // The tail is taken into `pending` even when it is full (once per
+        // chunk): looking it up once costs less than looking twice.
+        let pushed = match seq.checked_sub(1) {
+            Some(last) => {
+                let Some(tail) = self.chunk_mut(list, last)? else {
+                    return Err(ModelError::corrupt(hex::encode(list), "its last item is missing"));
+                };
+                tail.takes(row) && {
+                    tail.push(row);
+                    true
+                }
+            }
             None => false,
         };
-        match last.filter(|_| tail_takes) {
-            Some(last) => match self.chunk_mut(list, last)? {
-                Some(tail) => tail.push(row),
-                None => return Err(ModelError::corrupt(hex::encode(list), "its last item is missing")),
-            },
-            None => {
-                let mut fresh = Chunk::new(seq);
-                fresh.push(row);
-                self.pending.chunks.insert(item_key(list, seq), fresh);
-            }
+        if !pushed {
+            let mut fresh = Chunk::new(seq);
+            fresh.push(row);
+            self.pending.chunks.insert(item_key(list, seq), fresh);
         }
         self.pending.bytes += row.len() + 2 * list.len();
         self.pending.lens.insert(RowKey::from_slice(list), seq + 1);

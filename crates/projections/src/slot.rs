@@ -10,7 +10,7 @@ use crate::ProjectionError;
 use crate::db::{self, Checkpoint, ModelError, Namespace, Tables};
 use crate::models::{Applied, Projection};
 use crate::overlay::Layer;
-use crate::rows::{Pending, RowsMut, Stored, StoredRead};
+use crate::rows::{LazyStored, Pending, RowsMut, Stored};
 
 /// An event of `$all` and its decoded form.
 #[derive(Debug)]
@@ -182,7 +182,7 @@ pub(crate) fn apply_in_memory(
     let mut changes = Vec::with_capacity(active.pending.len());
     let mut progress = active.progress.clone();
     for (index, (info, checkpoint)) in progress.iter_mut().enumerate() {
-        let stored = StoredRead::open(txn, &info.tables(Namespace::Served))?;
+        let stored = LazyStored::new(txn, info.tables(Namespace::Served));
         let under = [
             active.pending.get(index),
             frozen.and_then(|frozen| frozen.pending.get(index)),
