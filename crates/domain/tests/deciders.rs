@@ -26,43 +26,8 @@ use common::*;
 const T0: Timestamp = Timestamp::from_micros(1_750_000_000_000_000);
 const HOUR: i64 = 3600;
 
-fn uuid(kind: u128, n: u128) -> Uuid {
-    Uuid::from_u128((kind << 96) | n)
-}
-fn prj(n: u128) -> ProjectId {
-    ProjectId::from_uuid(uuid(1, n))
-}
 fn key(n: u128) -> ApiKeyId {
     ApiKeyId::from_uuid(uuid(2, n))
-}
-fn cus(n: u128) -> CustomerId {
-    CustomerId::from_uuid(uuid(3, n))
-}
-fn acc(n: u128) -> AccountId {
-    AccountId::from_uuid(uuid(4, n))
-}
-fn trf(n: u128) -> TransferId {
-    TransferId::from_uuid(uuid(5, n))
-}
-fn tx(n: u128) -> TransactionId {
-    TransactionId::from_uuid(uuid(6, n))
-}
-
-fn eur(amount: i64) -> Money {
-    Money::new(amount, Currency::EUR)
-}
-fn usd(amount: i64) -> Money {
-    Money::new(amount, Currency::USD)
-}
-
-fn meta(entries: &[(&str, &str)]) -> Meta {
-    let mut violations = Violations::new();
-    Meta::parse(
-        entries.iter().map(|(k, v)| (k.to_string(), v.to_string())),
-        "meta",
-        &mut violations,
-    )
-    .expect("valid meta")
 }
 
 fn envelope(project: ProjectId, command: Command) -> CommandEnvelope {
@@ -158,24 +123,6 @@ fn assert_not_found(result: Result<Decision, DomainError>, kind: &str, id: impl 
             assert_eq!((k, i), (kind, id.to_string()));
         }
         other => panic!("expected {kind} {} not found, got {other:?}", id.to_string()),
-    }
-}
-
-fn assert_refused(result: Result<Decision, DomainError>, refusal: Refusal) {
-    match result {
-        Err(DomainError::Refused { refusal: r, .. }) => assert_eq!(r, refusal),
-        other => panic!("expected {refusal:?}, got {other:?}"),
-    }
-}
-
-/// The fields of an `Invalid` error, in the order they are reported.
-fn invalid_fields(result: Result<Decision, DomainError>) -> Vec<String> {
-    match result {
-        Err(DomainError::Invalid(violations)) => {
-            assert!(violations.iter().all(|v| !v.description.is_empty()));
-            violations.into_iter().map(|v| v.field).collect()
-        }
-        other => panic!("expected invalid fields, got {other:?}"),
     }
 }
 

@@ -6,7 +6,9 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 
+use paycore_domain::error::{Refusal, Violations};
 use paycore_domain::*;
+use uuid::Uuid;
 
 static EMPTY: Aggregate = Aggregate::Empty;
 
@@ -119,5 +121,67 @@ impl Store {
             Aggregate::ProjectBalance(balance) => Some(balance.total.amount),
             _ => None,
         }
+    }
+}
+
+// IDs, money, meta and refusals as the deciders' tests build and check them.
+
+pub fn uuid(kind: u128, n: u128) -> Uuid {
+    Uuid::from_u128((kind << 96) | n)
+}
+
+pub fn prj(n: u128) -> ProjectId {
+    ProjectId::from_uuid(uuid(1, n))
+}
+
+pub fn cus(n: u128) -> CustomerId {
+    CustomerId::from_uuid(uuid(3, n))
+}
+
+pub fn acc(n: u128) -> AccountId {
+    AccountId::from_uuid(uuid(4, n))
+}
+
+pub fn trf(n: u128) -> TransferId {
+    TransferId::from_uuid(uuid(5, n))
+}
+
+pub fn tx(n: u128) -> TransactionId {
+    TransactionId::from_uuid(uuid(6, n))
+}
+
+pub fn eur(amount: i64) -> Money {
+    Money::new(amount, Currency::EUR)
+}
+
+pub fn usd(amount: i64) -> Money {
+    Money::new(amount, Currency::USD)
+}
+
+pub fn meta(entries: &[(&str, &str)]) -> Meta {
+    let mut violations = Violations::new();
+    Meta::parse(
+        entries.iter().map(|(k, v)| (k.to_string(), v.to_string())),
+        "meta",
+        &mut violations,
+    )
+    .expect("valid meta")
+}
+
+pub fn assert_refused(result: Result<Decision, DomainError>, refusal: Refusal) {
+    match result {
+        Err(DomainError::Refused { refusal: r, .. }) => assert_eq!(r, refusal),
+        other => panic!("expected {refusal:?}, got {other:?}"),
+    }
+}
+
+/// The fields of an `Invalid` error, in the order they are reported.
+pub fn invalid_fields(result: Result<Decision, DomainError>) -> Vec<String> {
+    match result {
+        Err(DomainError::Invalid(violations)) => {
+            assert!(violations.iter().all(|v| !v.description.is_empty()));
+            violations.into_iter().map(|v| v.field).collect()
+        }
+        other => panic!("expected invalid fields, got {other:?}"),
     }
 }

@@ -30,7 +30,6 @@ use paycore_domain::fx::{self, Quote, Rate};
 use paycore_domain::iban::Iban;
 use paycore_domain::sandbox_network::{self, Authentication, Behaviour};
 use paycore_domain::*;
-use uuid::Uuid;
 
 mod bank_payin;
 mod bank_payout;
@@ -56,24 +55,6 @@ fn after(seconds: i64) -> Timestamp {
     T0.plus_seconds(seconds)
 }
 
-fn uuid(kind: u128, n: u128) -> Uuid {
-    Uuid::from_u128((kind << 96) | n)
-}
-fn prj(n: u128) -> ProjectId {
-    ProjectId::from_uuid(uuid(1, n))
-}
-fn cus(n: u128) -> CustomerId {
-    CustomerId::from_uuid(uuid(3, n))
-}
-fn acc(n: u128) -> AccountId {
-    AccountId::from_uuid(uuid(4, n))
-}
-fn trf(n: u128) -> TransferId {
-    TransferId::from_uuid(uuid(5, n))
-}
-fn tx(n: u128) -> TransactionId {
-    TransactionId::from_uuid(uuid(6, n))
-}
 fn crdt(n: u128) -> CardTokenId {
     CardTokenId::from_uuid(uuid(7, n))
 }
@@ -97,23 +78,6 @@ fn bpir(n: u128) -> BankPayinReferenceId {
 }
 fn bpi(n: u128) -> BankPayinId {
     BankPayinId::from_uuid(uuid(14, n))
-}
-
-fn eur(amount: i64) -> Money {
-    Money::new(amount, Currency::EUR)
-}
-fn usd(amount: i64) -> Money {
-    Money::new(amount, Currency::USD)
-}
-
-fn meta(entries: &[(&str, &str)]) -> Meta {
-    let mut violations = Violations::new();
-    Meta::parse(
-        entries.iter().map(|(k, v)| (k.to_string(), v.to_string())),
-        "meta",
-        &mut violations,
-    )
-    .expect("valid meta")
 }
 
 const VISA: &str = "4242424242424242";
@@ -292,23 +256,6 @@ fn assert_not_found(result: Result<Decision, DomainError>, kind: &str, id: impl 
     match result {
         Err(DomainError::NotFound { kind: k, id: i }) => assert_eq!((k, i), (kind, id.to_string())),
         other => panic!("expected {kind} {} not found, got {other:?}", id.to_string()),
-    }
-}
-
-fn assert_refused(result: Result<Decision, DomainError>, refusal: Refusal) {
-    match result {
-        Err(DomainError::Refused { refusal: r, .. }) => assert_eq!(r, refusal),
-        other => panic!("expected {refusal:?}, got {other:?}"),
-    }
-}
-
-fn invalid_fields(result: Result<Decision, DomainError>) -> Vec<String> {
-    match result {
-        Err(DomainError::Invalid(violations)) => {
-            assert!(violations.iter().all(|v| !v.description.is_empty()));
-            violations.into_iter().map(|v| v.field).collect()
-        }
-        other => panic!("expected invalid fields, got {other:?}"),
     }
 }
 
