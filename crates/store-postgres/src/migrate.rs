@@ -48,10 +48,15 @@ const MIGRATIONS: &[Migration] = &[
         name: "commit boundaries: events.last_in_commit",
         sql: include_str!("../migrations/0004_commit_boundaries.sql"),
     },
+    Migration {
+        version: 5,
+        name: "read-model tables: projects, customers, accounts, transactions, transfers, resources, fx_rates",
+        sql: include_str!("../migrations/0005_read_model_tables.sql"),
+    },
 ];
 
 /// The schema version this binary reads and writes.
-pub const LATEST_SCHEMA_VERSION: i32 = 4;
+pub const LATEST_SCHEMA_VERSION: i32 = 5;
 
 const _: () = assert!(MIGRATIONS[MIGRATIONS.len() - 1].version == LATEST_SCHEMA_VERSION);
 

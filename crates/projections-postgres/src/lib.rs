@@ -1,0 +1,178 @@
+//! paycore's read models as PostgreSQL tables, beside the log in the same
+//! schema, for reporting tools and anyone else who reads with SQL.
+//!
+//! # Who writes
+//!
+//! Every `paycore serve` on a PostgreSQL store runs a [`TablesWriter`];
+//! one of them at a time writes, the one holding the schema's advisory lock
+//! (`pg_try_advisory_lock`, on a connection of its own). The lock belongs to
+//! that connection: when the writing server dies or loses the database,
+//! PostgreSQL releases it and rolls back the transaction in flight, and
+//! another server takes it within [`WriterOptions::retry_every`] (1 s) and
+//! continues from the checkpoints. `read_model_checkpoints.writer` and
+//! `pg_stat_activity.application_name` (`paycore read-model writer: …`)
+//! name the writer.
+//!
+//! # Nothing applied twice or skipped, never half an append
+//!
+//! The writer reads `$all` from the lowest checkpoint, in batches that end
+//! where an append ends (`RecordedEvent::last_in_commit`), so a transfer's
+//! debit and credit appear together. Each batch is one transaction: the
+//! rows it changes, and every checkpoint moved from the value the writer
+//! read to the batch's end with `… WHERE next_position = <read>`. A writer
+//! that lost its lock finds its checkpoint moved, rolls back and stands down
+//! ([`TablesError::Fenced`]); a transaction's row written twice would fail
+//! the `transactions` primary key rather than count twice.
+//!
+//! # The tables (a read-only interface)
+//!
+//! Created by `paycore db migrate` (migration 5,
+//! `crates/store-postgres/migrations/0005_read_model_tables.sql`, which
+//! documents every column). Clients only read them; their rows follow the
+//! log within a batch (milliseconds when the writer keeps up; its lag is
+//! `log_head.next_position - read_model_checkpoints.next_position`).
+//!
+//! | projection | tables | one row per |
+//! |---|---|---|
+//! | `directory` | `projects`, `customers` | project, customer |
+//! | `accounts` | `accounts` | account, with `balance_minor` |
+//! | `transactions` | `transactions` | balance change (immutable) |
+//! | `transfers` | `transfers` | transfer |
+//! | `resources` | `resources` | card token, card, card payin, refund, bank account, payout, payin reference, bank payin, file (`kind`) |
+//! | `fx-rates` | `fx_rates` | ordered currency pair |
+//! | | `read_model_checkpoints` | projection: `version`, `next_position`, `writer`, `updated_at` |
+//!
+//! Amounts are exact integers in minor units beside `currency` and
+//! `currency_exponent`; IDs are the API's (`acc_…`); times are
+//! `timestamptz`; `meta` is `jsonb`. Rows are as of the checkpoint read in
+//! the same transaction, for example:
+//!
+//! ```sql
+//! BEGIN ISOLATION LEVEL REPEATABLE READ;
+//! SELECT next_position FROM paycore.read_model_checkpoints WHERE projection = 'accounts';
+//! SELECT currency, sum(balance_minor) FROM paycore.accounts WHERE project_id = 'prj_…' GROUP BY currency;
+//! COMMIT;
+//! ```
+//!
+//! # Versions
+//!
+//! Each projection has a [`Projection::version`]. A writer that finds a
+//! projection written by an older version empties its tables and writes
+//! them again from the log (queries meanwhile see a table filling up, its
+//! checkpoint saying how far); one written by a newer version is left to
+//! the newer servers.
+//!
+//! # Memory
+//!
+//! One batch of events and the rows it touches; nothing across batches.
+
+mod fold;
+mod sql;
+mod writer;
+
+use paycore_store::{Position, StoreError};
+use paycore_store_postgres::support;
+use tokio_postgres::NoTls;
+
+pub use fold::{PROJECTIONS, Projection};
+pub use writer::{TablesWriter, WriterOptions};
+
+#[derive(Debug, thiserror::Error)]
+pub enum TablesError {
+    #[error("PostgreSQL: {0}")]
+    Postgres(String),
+    #[error("{0}")]
+    Config(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("the event store closed")]
+    StoreClosed,
+    #[error("event at position {position} does not decode: {reason}")]
+    Decode { position: Position, reason: String },
+    #[error("row {id} of table {table}: {reason}")]
+    Corrupt {
+        table: &'static str,
+        id: String,
+        reason: String,
+    },
+    #[error("the checkpoint of projection {projection} was moved by another writer; this one stands down")]
+    Fenced { projection: &'static str },
+}
+
+impl From<tokio_postgres::Error> for TablesError {
+    fn from(error: tokio_postgres::Error) -> Self {
+        Self::Postgres(support::describe(&error))
+    }
+}
+
+/// One projection's tables as `projections status` shows them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TableStatus {
+    pub projection: &'static str,
+    /// The version this binary writes.
+    pub version: i32,
+    /// The version that wrote the rows; `None` before the first writer.
+    pub stored_version: Option<i32>,
+    /// Events below this position are in the tables.
+    pub checkpoint: Position,
+    /// Events in the log.
+    pub head: Position,
+    /// The server that last moved the checkpoint.
+    pub writer: Option<String>,
+    /// When it did (UTC, RFC 3339).
+    pub updated_at: Option<String>,
+}
+
+impl TableStatus {
+    /// Events in the log the tables do not show yet.
+    pub fn lag(&self) -> u64 {
+        self.head.saturating_sub(self.checkpoint)
+    }
+}
+
+/// Each projection's tables in `schema`: version, checkpoint, writer.
+pub async fn status(url: &str, schema: &str) -> Result<Vec<TableStatus>, TablesError> {
+    let config =
+        support::config(url, std::time::Duration::from_secs(5), None).map_err(TablesError::Config)?;
+    let (client, connection) = config.connect(NoTls).await?;
+    let driver = tokio::spawn(connection);
+    let head: i64 = client
+        .query_one(&format!("SELECT next_position FROM {schema}.log_head"), &[])
+        .await?
+        .try_get(0)?;
+    let rows = client
+        .query(
+            &format!(
+                "SELECT projection, version, next_position, writer, \
+                 to_char(updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') \
+                 FROM {schema}.read_model_checkpoints"
+            ),
+            &[],
+        )
+        .await?;
+    drop(client);
+    let _ = driver.await;
+    let mut statuses = Vec::with_capacity(PROJECTIONS.len());
+    for projection in PROJECTIONS {
+        let mut status = TableStatus {
+            projection: projection.name,
+            version: projection.version,
+            stored_version: None,
+            checkpoint: 0,
+            head: sql::position_from_sql(head),
+            writer: None,
+            updated_at: None,
+        };
+        for row in &rows {
+            let name: &str = row.try_get(0)?;
+            if name == projection.name {
+                status.stored_version = Some(row.try_get(1)?);
+                status.checkpoint = sql::position_from_sql(row.try_get(2)?);
+                status.writer = Some(row.try_get(3)?);
+                status.updated_at = Some(row.try_get(4)?);
+            }
+        }
+        statuses.push(status);
+    }
+    Ok(statuses)
+}

@@ -1,0 +1,521 @@
+//! The tables' SQL: loading the rows a batch reads, writing what it changed
+//! (one `INSERT … SELECT FROM UNNEST` per table) and moving the checkpoints.
+
+use std::collections::HashMap;
+
+use paycore_domain::{Aggregate, Meta, Money, Transaction, TransactionKind};
+use paycore_store::Position;
+use tokio_postgres::GenericClient;
+use tokio_postgres::types::ToSql;
+
+use crate::TablesError;
+use crate::fold::{Changes, Checkpoints, PROJECTIONS, Row, RowId, StateTable};
+
+/// Reads the rows `ids` name, as the tables hold them (absent ones are new).
+pub(crate) async fn load(
+    client: &impl GenericClient,
+    schema: &str,
+    ids: &[RowId],
+) -> Result<HashMap<RowId, Row>, TablesError> {
+    let mut loaded = HashMap::with_capacity(ids.len());
+    for table in StateTable::ALL {
+        let keys: Vec<&str> = ids
+            .iter()
+            .filter(|(of, _)| *of == table)
+            .map(|(_, id)| id.as_str())
+            .collect();
+        if keys.is_empty() {
+            continue;
+        }
+        let created = if table == StateTable::FxRates {
+            "updated_position"
+        } else {
+            "created_position"
+        };
+        let name = table.sql_name();
+        let sql =
+            format!("SELECT id, {created}, updated_position, state FROM {schema}.{name} WHERE id = ANY($1)");
+        for row in client.query(&sql, &[&keys]).await? {
+            let id: String = row.try_get(0)?;
+            let created_position: i64 = row.try_get(1)?;
+            let updated_position: i64 = row.try_get(2)?;
+            let bytes: &[u8] = row.try_get(3)?;
+            let state: Aggregate = postcard::from_bytes(bytes).map_err(|error| TablesError::Corrupt {
+                table: name,
+                id: id.clone(),
+                reason: error.to_string(),
+            })?;
+            let row = Row {
+                state,
+                created_position: position_from_sql(created_position),
+                updated_position: position_from_sql(updated_position),
+            };
+            loaded.insert((table, id), row);
+        }
+    }
+    Ok(loaded)
+}
+
+/// Writes `changes` and moves each projection from `from` to `to`, in the
+/// caller's transaction. A checkpoint that is no longer at `from` means
+/// another writer moved it: [`TablesError::Fenced`], and the caller's
+/// transaction must roll back, so nothing is applied twice.
+pub(crate) async fn write(
+    client: &impl GenericClient,
+    schema: &str,
+    changes: &Changes,
+    (from, to): (&Checkpoints, &Checkpoints),
+    writer: &str,
+) -> Result<(), TablesError> {
+    for table in StateTable::ALL {
+        let rows: Vec<(&str, &Row)> = changes
+            .rows
+            .iter()
+            .filter(|((of, _), _)| *of == table)
+            .map(|((_, id), row)| (id.as_str(), row))
+            .collect();
+        if !rows.is_empty() {
+            upsert(client, schema, table, &rows).await?;
+        }
+    }
+    if !changes.transactions.is_empty() {
+        insert_transactions(client, schema, &changes.transactions).await?;
+    }
+    let sql = format!(
+        "UPDATE {schema}.read_model_checkpoints SET next_position = $2, writer = $3, updated_at = now() \
+         WHERE projection = $1 AND next_position = $4"
+    );
+    for ((projection, from), to) in PROJECTIONS.iter().zip(from).zip(to) {
+        if from == to {
+            continue;
+        }
+        let moved = client
+            .execute(
+                &sql,
+                &[
+                    &projection.name,
+                    &position_to_sql(*to),
+                    &writer,
+                    &position_to_sql(*from),
+                ],
+            )
+            .await?;
+        if moved != 1 {
+            return Err(TablesError::Fenced {
+                projection: projection.name,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Columns of one `INSERT … SELECT FROM UNNEST(…)`: each column's name, its
+/// array type, the expression that turns the unnested value into the
+/// column's (a time from microseconds, JSON from text), and its values.
+#[derive(Default)]
+struct Columns {
+    names: Vec<&'static str>,
+    types: Vec<&'static str>,
+    selects: Vec<String>,
+    values: Vec<Box<dyn ToSql + Sync + Send>>,
+}
+
+impl Columns {
+    fn add<T: ToSql + Sync + Send + 'static>(
+        &mut self,
+        name: &'static str,
+        array: &'static str,
+        values: Vec<T>,
+    ) {
+        self.add_as(name, array, format!("u.{name}"), values);
+    }
+
+    fn add_as<T: ToSql + Sync + Send + 'static>(
+        &mut self,
+        name: &'static str,
+        array: &'static str,
+        select: String,
+        values: Vec<T>,
+    ) {
+        self.names.push(name);
+        self.types.push(array);
+        self.selects.push(select);
+        self.values.push(Box::new(values));
+    }
+
+    fn time(&mut self, name: &'static str, micros: Vec<i64>) {
+        let select = format!("timestamptz 'epoch' + u.{name} * interval '1 microsecond'");
+        self.add_as(name, "bigint[]", select, micros);
+    }
+
+    fn json(&mut self, name: &'static str, texts: Vec<String>) {
+        self.add_as(name, "text[]", format!("u.{name}::jsonb"), texts);
+    }
+
+    fn numeric(&mut self, name: &'static str, texts: Vec<Option<String>>) {
+        self.add_as(name, "text[]", format!("u.{name}::numeric"), texts);
+    }
+
+    /// The statement: a plain insert when `conflict` is empty (a row written
+    /// twice is an error), else an upsert on it that replaces every column
+    /// but the key and `keep`.
+    fn insert_sql(&self, schema: &str, table: &str, conflict: &str, keep: &[&str]) -> String {
+        let parameters: Vec<String> = self
+            .types
+            .iter()
+            .enumerate()
+            .map(|(index, array)| format!("${}::{array}", index + 1))
+            .collect();
+        let mut sql = format!(
+            "INSERT INTO {schema}.{table} ({}) SELECT {} FROM UNNEST({}) AS u({})",
+            self.names.join(", "),
+            self.selects.join(", "),
+            parameters.join(", "),
+            self.names.join(", "),
+        );
+        if !conflict.is_empty() {
+            let updates: Vec<String> = self
+                .names
+                .iter()
+                .filter(|name| **name != conflict && !keep.contains(name))
+                .map(|name| format!("{name} = EXCLUDED.{name}"))
+                .collect();
+            sql.push_str(&format!(
+                " ON CONFLICT ({conflict}) DO UPDATE SET {}",
+                updates.join(", ")
+            ));
+        }
+        sql
+    }
+
+    async fn run(&self, client: &impl GenericClient, sql: &str) -> Result<u64, TablesError> {
+        let parameters: Vec<&(dyn ToSql + Sync)> = self
+            .values
+            .iter()
+            .map(|values| &**values as &(dyn ToSql + Sync))
+            .collect();
+        Ok(client.execute(sql, &parameters).await?)
+    }
+}
+
+async fn upsert(
+    client: &impl GenericClient,
+    schema: &str,
+    table: StateTable,
+    rows: &[(&str, &Row)],
+) -> Result<(), TablesError> {
+    let name = table.sql_name();
+    let mut columns = Columns::default();
+    columns.add(
+        "id",
+        "text[]",
+        rows.iter().map(|(id, _)| (*id).to_owned()).collect(),
+    );
+    match table {
+        StateTable::Projects => project_columns(&mut columns, rows)?,
+        StateTable::Customers => customer_columns(&mut columns, rows)?,
+        StateTable::Accounts => account_columns(&mut columns, rows)?,
+        StateTable::Transfers => transfer_columns(&mut columns, rows)?,
+        StateTable::Resources => resource_columns(&mut columns, rows)?,
+        StateTable::FxRates => fx_rate_columns(&mut columns, rows)?,
+    }
+    if table != StateTable::FxRates {
+        let created = rows
+            .iter()
+            .map(|(_, row)| position_to_sql(row.created_position))
+            .collect();
+        columns.add("created_position", "bigint[]", created);
+    }
+    let updated = rows
+        .iter()
+        .map(|(_, row)| position_to_sql(row.updated_position))
+        .collect();
+    columns.add("updated_position", "bigint[]", updated);
+    let states = rows
+        .iter()
+        .map(|(id, row)| {
+            postcard::to_stdvec(&row.state).map_err(|error| TablesError::Corrupt {
+                table: name,
+                id: (*id).to_owned(),
+                reason: format!("encoding its state: {error}"),
+            })
+        })
+        .collect::<Result<Vec<Vec<u8>>, _>>()?;
+    columns.add("state", "bytea[]", states);
+    let sql = columns.insert_sql(schema, name, "id", &["created_position", "created_at"]);
+    columns.run(client, &sql).await?;
+    Ok(())
+}
+
+/// The state a row of `table` must hold, or the error saying it does not.
+fn expect<'r, T>(
+    table: StateTable,
+    rows: &'r [(&str, &Row)],
+    pick: impl Fn(&'r Aggregate) -> Option<&'r T>,
+) -> Result<Vec<&'r T>, TablesError> {
+    rows.iter()
+        .map(|(id, row)| {
+            pick(&row.state).ok_or_else(|| TablesError::Corrupt {
+                table: table.sql_name(),
+                id: (*id).to_owned(),
+                reason: format!("the stream's state is not one of this table's: {:?}", row.state),
+            })
+        })
+        .collect()
+}
+
+fn project_columns(columns: &mut Columns, rows: &[(&str, &Row)]) -> Result<(), TablesError> {
+    let projects = expect(StateTable::Projects, rows, |state| match state {
+        Aggregate::Project(project) => Some(project),
+        _ => None,
+    })?;
+    columns.add(
+        "name",
+        "text[]",
+        projects.iter().map(|p| p.name.clone()).collect(),
+    );
+    let environments = projects
+        .iter()
+        .map(|p| p.environment.as_str().to_owned())
+        .collect();
+    columns.add("environment", "text[]", environments);
+    columns.json("meta", projects.iter().map(|p| meta_json(&p.meta)).collect());
+    columns.time("created_at", projects.iter().map(|p| p.created_at.0).collect());
+    Ok(())
+}
+
+fn customer_columns(columns: &mut Columns, rows: &[(&str, &Row)]) -> Result<(), TablesError> {
+    let customers = expect(StateTable::Customers, rows, |state| match state {
+        Aggregate::Customer(customer) => Some(customer),
+        _ => None,
+    })?;
+    columns.add(
+        "project_id",
+        "text[]",
+        customers.iter().map(|c| c.project_id.to_string()).collect(),
+    );
+    columns.json("meta", customers.iter().map(|c| meta_json(&c.meta)).collect());
+    columns.time("created_at", customers.iter().map(|c| c.created_at.0).collect());
+    Ok(())
+}
+
+fn account_columns(columns: &mut Columns, rows: &[(&str, &Row)]) -> Result<(), TablesError> {
+    let accounts = expect(StateTable::Accounts, rows, |state| match state {
+        Aggregate::Account(account) => Some(account),
+        _ => None,
+    })?;
+    columns.add(
+        "project_id",
+        "text[]",
+        accounts.iter().map(|a| a.project_id.to_string()).collect(),
+    );
+    let customers = accounts
+        .iter()
+        .map(|a| a.customer_id.map(|id| id.to_string()))
+        .collect();
+    columns.add::<Option<String>>("customer_id", "text[]", customers);
+    money_columns(columns, "balance_minor", accounts.iter().map(|a| a.balance));
+    let negative = accounts.iter().map(|a| a.allow_negative_balance).collect();
+    columns.add::<bool>("allow_negative_balance", "boolean[]", negative);
+    let last = accounts
+        .iter()
+        .map(|a| a.last_transaction.map(|id| id.to_string()))
+        .collect();
+    columns.add::<Option<String>>("last_transaction_id", "text[]", last);
+    columns.json("meta", accounts.iter().map(|a| meta_json(&a.meta)).collect());
+    columns.time("created_at", accounts.iter().map(|a| a.created_at.0).collect());
+    Ok(())
+}
+
+fn transfer_columns(columns: &mut Columns, rows: &[(&str, &Row)]) -> Result<(), TablesError> {
+    let transfers = expect(StateTable::Transfers, rows, |state| match state {
+        Aggregate::Transfer(transfer) => Some(transfer),
+        _ => None,
+    })?;
+    let text = |f: &dyn Fn(&paycore_domain::aggregate::Transfer) -> String| -> Vec<String> {
+        transfers.iter().map(|t| f(t)).collect()
+    };
+    columns.add("project_id", "text[]", text(&|t| t.project_id.to_string()));
+    columns.add(
+        "source_account_id",
+        "text[]",
+        text(&|t| t.source_account_id.to_string()),
+    );
+    columns.add(
+        "destination_account_id",
+        "text[]",
+        text(&|t| t.destination_account_id.to_string()),
+    );
+    columns.add(
+        "source_transaction_id",
+        "text[]",
+        text(&|t| t.source_transaction_id.to_string()),
+    );
+    let destination_transactions = text(&|t| t.destination_transaction_id.to_string());
+    columns.add("destination_transaction_id", "text[]", destination_transactions);
+    money_columns(columns, "value_minor", transfers.iter().map(|t| t.value));
+    let exchanges: Vec<_> = transfers.iter().map(|t| t.exchange.as_ref()).collect();
+    let currencies = exchanges
+        .iter()
+        .map(|e| e.map(|e| e.destination_value.currency.code().to_owned()))
+        .collect();
+    columns.add::<Option<String>>("destination_currency", "text[]", currencies);
+    let values = exchanges
+        .iter()
+        .map(|e| e.map(|e| e.destination_value.amount))
+        .collect();
+    columns.add::<Option<i64>>("destination_value_minor", "bigint[]", values);
+    columns.numeric(
+        "rate_used",
+        exchanges
+            .iter()
+            .map(|e| e.map(|e| e.rate_used.to_string()))
+            .collect(),
+    );
+    columns.json("meta", transfers.iter().map(|t| meta_json(&t.meta)).collect());
+    columns.time("created_at", transfers.iter().map(|t| t.created_at.0).collect());
+    Ok(())
+}
+
+fn resource_columns(columns: &mut Columns, rows: &[(&str, &Row)]) -> Result<(), TablesError> {
+    let mut kinds = Vec::with_capacity(rows.len());
+    let mut projects = Vec::with_capacity(rows.len());
+    for (id, row) in rows {
+        let corrupt = |reason: &str| TablesError::Corrupt {
+            table: "resources",
+            id: (*id).to_owned(),
+            reason: reason.to_owned(),
+        };
+        kinds.push(resource_kind(&row.state).ok_or_else(|| corrupt("not a resource's state"))?);
+        let project = row
+            .state
+            .project_id()
+            .ok_or_else(|| corrupt("a resource without a project"))?;
+        projects.push(project.to_string());
+    }
+    columns.add("kind", "text[]", kinds.into_iter().map(str::to_owned).collect());
+    columns.add("project_id", "text[]", projects);
+    Ok(())
+}
+
+/// The `resources.kind` of a state.
+fn resource_kind(state: &Aggregate) -> Option<&'static str> {
+    Some(match state {
+        Aggregate::CardToken(_) => "card_token",
+        Aggregate::Card(_) => "card",
+        Aggregate::CardPayin(_) => "card_payin",
+        Aggregate::CardPayinRefund(_) => "card_payin_refund",
+        Aggregate::BankAccount(_) => "bank_account",
+        Aggregate::BankPayout(_) => "bank_payout",
+        Aggregate::BankPayinReference(_) => "bank_payin_reference",
+        Aggregate::BankPayin(_) => "bank_payin",
+        Aggregate::File(_) => "file",
+        _ => return None,
+    })
+}
+
+fn fx_rate_columns(columns: &mut Columns, rows: &[(&str, &Row)]) -> Result<(), TablesError> {
+    let entries = expect(StateTable::FxRates, rows, |state| match state {
+        Aggregate::FxRate(entry) => Some(entry),
+        _ => None,
+    })?;
+    columns.add(
+        "base_currency",
+        "text[]",
+        entries.iter().map(|e| e.from.code().to_owned()).collect(),
+    );
+    columns.add(
+        "quote_currency",
+        "text[]",
+        entries.iter().map(|e| e.to.code().to_owned()).collect(),
+    );
+    columns.numeric(
+        "mid_rate",
+        entries
+            .iter()
+            .map(|e| e.current.map(|c| c.mid_rate.to_string()))
+            .collect(),
+    );
+    let spreads = entries
+        .iter()
+        .map(|e| e.current.map(|c| i64::from(c.spread_bps)))
+        .collect::<Vec<Option<i64>>>();
+    columns.add_as(
+        "spread_bps",
+        "bigint[]",
+        "u.spread_bps::integer".to_owned(),
+        spreads,
+    );
+    Ok(())
+}
+
+async fn insert_transactions(
+    client: &impl GenericClient,
+    schema: &str,
+    transactions: &[(Transaction, Position)],
+) -> Result<(), TablesError> {
+    let mut columns = Columns::default();
+    let all = || transactions.iter().map(|(transaction, _)| transaction);
+    columns.add("id", "text[]", all().map(|t| t.id.to_string()).collect());
+    columns.add(
+        "project_id",
+        "text[]",
+        all().map(|t| t.project_id.to_string()).collect(),
+    );
+    columns.add(
+        "account_id",
+        "text[]",
+        all().map(|t| t.account_id.to_string()).collect(),
+    );
+    columns.add(
+        "kind",
+        "text[]",
+        all().map(|t| t.kind.as_str().to_owned()).collect(),
+    );
+    columns.add::<Option<String>>("cause_id", "text[]", all().map(|t| cause_id(t.kind)).collect());
+    money_columns(&mut columns, "value_minor", all().map(|t| t.value));
+    let after = all().map(|t| t.balance_after.amount).collect();
+    columns.add::<i64>("balance_after_minor", "bigint[]", after);
+    columns.time("created_at", all().map(|t| t.created_at.0).collect());
+    let positions = transactions.iter().map(|(_, at)| position_to_sql(*at)).collect();
+    columns.add::<i64>("position", "bigint[]", positions);
+    // A transaction written twice fails the primary key: never silently.
+    let sql = columns.insert_sql(schema, "transactions", "", &[]);
+    columns.run(client, &sql).await?;
+    Ok(())
+}
+
+/// The transfer, payin, refund or payout behind a transaction.
+fn cause_id(kind: TransactionKind) -> Option<String> {
+    Some(match kind {
+        TransactionKind::Magic => return None,
+        TransactionKind::TransferSource(id) | TransactionKind::TransferDestination(id) => id.to_string(),
+        TransactionKind::CardPayin(id) => id.to_string(),
+        TransactionKind::CardPayinRefund(id) | TransactionKind::CardPayinRefundFailure(id) => id.to_string(),
+        TransactionKind::BankPayout(id) | TransactionKind::BankPayoutFailure(id) => id.to_string(),
+        TransactionKind::BankPayin(id) => id.to_string(),
+    })
+}
+
+/// `currency`, `currency_exponent` and the amounts in minor units.
+fn money_columns(columns: &mut Columns, amounts: &'static str, values: impl Iterator<Item = Money>) {
+    let values: Vec<Money> = values.collect();
+    let codes = values.iter().map(|m| m.currency.code().to_owned()).collect();
+    columns.add::<String>("currency", "text[]", codes);
+    let exponents = values.iter().map(|m| i16::from(m.currency.exponent())).collect();
+    columns.add::<i16>("currency_exponent", "smallint[]", exponents);
+    columns.add::<i64>(amounts, "bigint[]", values.iter().map(|m| m.amount).collect());
+}
+
+fn meta_json(meta: &Meta) -> String {
+    // A map of strings always encodes.
+    serde_json::to_string(meta).unwrap_or_else(|_| "{}".to_owned())
+}
+
+pub(crate) fn position_to_sql(position: Position) -> i64 {
+    i64::try_from(position).unwrap_or(i64::MAX)
+}
+
+pub(crate) fn position_from_sql(position: i64) -> Position {
+    Position::try_from(position).unwrap_or(0)
+}

@@ -1,0 +1,339 @@
+//! The writer: elected among the servers of one schema, it follows `$all`
+//! and applies whole appends to the tables, each batch in one transaction
+//! with the checkpoints it moves.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use paycore_domain::Event;
+use paycore_store::{EventStore, Position, RecordedEvent};
+use paycore_store_postgres::support;
+use sha2::{Digest, Sha256};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio_postgres::{Client, NoTls};
+
+use crate::TablesError;
+use crate::fold::{self, Checkpoints, Decoded, PROJECTIONS};
+use crate::sql::{self, position_from_sql};
+
+/// How the writer runs.
+#[derive(Clone, Debug)]
+pub struct WriterOptions {
+    /// The PostgreSQL store's URL and schema: the tables live beside the log.
+    pub url: String,
+    pub schema: String,
+    /// Names this server in `read_model_checkpoints.writer` and in
+    /// `pg_stat_activity.application_name`, so operators see who writes.
+    pub name: String,
+    /// How often a server that does not write asks to become the writer
+    /// (how long the tables stand still after the writer died, at most).
+    pub retry_every: Duration,
+    /// Events read from the log at a time (a batch still ends where an
+    /// append ends, so it may hold more).
+    pub batch_events: usize,
+}
+
+impl WriterOptions {
+    pub fn new(url: impl Into<String>, schema: impl Into<String>, name: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            schema: schema.into(),
+            name: name.into(),
+            retry_every: Duration::from_secs(1),
+            batch_events: 4_096,
+        }
+    }
+}
+
+/// The longest pause between two attempts after a failure.
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+/// Runs in the background on every server of a schema; one of them at a
+/// time writes (see the crate docs). Stopped by [`TablesWriter::stop`] or
+/// when dropped.
+#[derive(Debug)]
+pub struct TablesWriter {
+    stop: watch::Sender<bool>,
+    writing: watch::Receiver<bool>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl TablesWriter {
+    /// Starts taking part in the election for `options.schema`.
+    pub fn spawn(store: Arc<dyn EventStore>, options: WriterOptions) -> Self {
+        let (stop, stopped) = watch::channel(false);
+        let (writing_tx, writing) = watch::channel(false);
+        let task = tokio::spawn(run(store, options, stopped, writing_tx));
+        Self {
+            stop,
+            writing,
+            task: Some(task),
+        }
+    }
+
+    /// Whether this server is the writer now.
+    pub fn is_writing(&self) -> bool {
+        *self.writing.borrow()
+    }
+
+    /// Follows whether this server is the writer.
+    pub fn writing(&self) -> watch::Receiver<bool> {
+        self.writing.clone()
+    }
+
+    /// Stops writing (a transaction in flight rolls back) and leaves the
+    /// election; another server takes over within its retry interval.
+    pub async fn stop(mut self) {
+        self.stop.send_replace(true);
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+}
+
+impl Drop for TablesWriter {
+    fn drop(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+}
+
+async fn run(
+    store: Arc<dyn EventStore>,
+    options: WriterOptions,
+    mut stop: watch::Receiver<bool>,
+    writing: watch::Sender<bool>,
+) {
+    let mut backoff = options.retry_every;
+    loop {
+        let ended = tokio::select! {
+            ended = session(store.as_ref(), &options, &writing) => ended,
+            _ = stop.wait_for(|stop| *stop) => return,
+        };
+        let was_writing = writing.send_replace(false);
+        let error = match ended {
+            Ok(never) => match never {},
+            Err(error) => error,
+        };
+        match error {
+            TablesError::StoreClosed => return,
+            error if was_writing => {
+                tracing::warn!(%error, "stopped writing the read-model tables; trying again");
+            }
+            error => tracing::warn!(%error, "cannot take part in the read-model tables' election"),
+        }
+        tokio::select! {
+            () = tokio::time::sleep(backoff) => {}
+            _ = stop.wait_for(|stop| *stop) => return,
+        }
+        backoff = (backoff * 2).min(MAX_BACKOFF);
+    }
+}
+
+/// One connection's life: wait to be elected, then write until something
+/// fails. The advisory lock is the connection's: if this server dies, or
+/// its connection does, PostgreSQL releases it and rolls back what it had
+/// not committed, and another server takes over.
+async fn session(
+    store: &dyn EventStore,
+    options: &WriterOptions,
+    writing: &watch::Sender<bool>,
+) -> Result<Infallible, TablesError> {
+    let name = format!("paycore read-model writer: {}", options.name);
+    let config =
+        support::config(&options.url, Duration::from_secs(5), Some(&name)).map_err(TablesError::Config)?;
+    let (mut client, connection) = config.connect(NoTls).await?;
+    let _driver = AbortOnDrop(tokio::spawn(async move {
+        if let Err(error) = connection.await {
+            tracing::debug!(error = %support::describe(&error), "read-model writer's connection ended");
+        }
+    }));
+    let lock = election_key(&options.schema);
+    loop {
+        let elected: bool = client
+            .query_one("SELECT pg_try_advisory_lock($1)", &[&lock])
+            .await?
+            .try_get(0)?;
+        if elected {
+            break;
+        }
+        tokio::time::sleep(options.retry_every).await;
+    }
+    writing.send_replace(true);
+    tracing::info!(schema = %options.schema, "this server writes the read-model tables");
+    let mut checkpoints = prepare(&mut client, options).await?;
+    let mut committed = store.committed();
+    loop {
+        let from = checkpoints.iter().copied().min().unwrap_or(0);
+        if *committed.borrow_and_update() <= from {
+            committed.changed().await.map_err(|_| TablesError::StoreClosed)?;
+            continue;
+        }
+        let events = whole_appends(store, from, options.batch_events).await?;
+        if events.is_empty() {
+            // The head is inside an append still being read: wait for more.
+            committed.changed().await.map_err(|_| TablesError::StoreClosed)?;
+            continue;
+        }
+        let decoded = decode(&events)?;
+        let to = fold::advanced(&checkpoints, &decoded);
+        let transaction = client.transaction().await?;
+        let loaded = sql::load(
+            &transaction,
+            &options.schema,
+            &fold::rows_read(&decoded, &checkpoints),
+        )
+        .await?;
+        let changes = fold::fold(&decoded, loaded, &checkpoints);
+        sql::write(
+            &transaction,
+            &options.schema,
+            &changes,
+            (&checkpoints, &to),
+            &options.name,
+        )
+        .await?;
+        transaction.commit().await?;
+        checkpoints = to;
+    }
+}
+
+struct AbortOnDrop(JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// The advisory lock of a schema's writer: advisory locks are
+/// database-wide, and several schemas (stores) may share a database.
+fn election_key(schema: &str) -> i64 {
+    let digest = Sha256::digest(format!("paycore read-model tables of {schema}"));
+    let mut key = [0u8; 8];
+    key.copy_from_slice(&digest[..8]);
+    i64::from_be_bytes(key)
+}
+
+/// Each projection's checkpoint, after emptying the tables of those a
+/// different version wrote (they are written again from position 0). A
+/// projection written by a newer version is left to the newer servers:
+/// this one never writes it (it would undo their rows).
+async fn prepare(client: &mut Client, options: &WriterOptions) -> Result<Checkpoints, TablesError> {
+    let schema = &options.schema;
+    let stored = client
+        .query(
+            &format!("SELECT projection, version, next_position FROM {schema}.read_model_checkpoints"),
+            &[],
+        )
+        .await?;
+    let mut checkpoints: Checkpoints = [0; PROJECTIONS.len()];
+    for (index, projection) in PROJECTIONS.iter().enumerate() {
+        let found = stored
+            .iter()
+            .map(|row| -> Result<(String, i32, i64), tokio_postgres::Error> {
+                Ok((row.try_get(0)?, row.try_get(1)?, row.try_get(2)?))
+            })
+            .collect::<Result<Vec<_>, _>>()?
+            .into_iter()
+            .find(|(name, _, _)| name == projection.name);
+        checkpoints[index] = match found {
+            Some((_, version, next)) if version == projection.version => position_from_sql(next),
+            Some((_, version, _)) if version > projection.version => {
+                tracing::warn!(
+                    projection = projection.name,
+                    stored = version,
+                    known = projection.version,
+                    "a newer paycore writes this read-model table; this server leaves it alone"
+                );
+                Position::MAX
+            }
+            found => {
+                reset(client, options, projection, found.map(|(_, version, _)| version)).await?;
+                0
+            }
+        };
+    }
+    Ok(checkpoints)
+}
+
+/// Empties a projection's tables and sets its checkpoint to 0 at this
+/// version, in one transaction.
+async fn reset(
+    client: &mut Client,
+    options: &WriterOptions,
+    projection: &fold::Projection,
+    from_version: Option<i32>,
+) -> Result<(), TablesError> {
+    let schema = &options.schema;
+    let transaction = client.transaction().await?;
+    for table in projection.tables {
+        transaction
+            .execute(&format!("DELETE FROM {schema}.{table}"), &[])
+            .await?;
+    }
+    transaction
+        .execute(
+            &format!(
+                "INSERT INTO {schema}.read_model_checkpoints (projection, version, next_position, writer) \
+                 VALUES ($1, $2, 0, $3) ON CONFLICT (projection) DO UPDATE \
+                 SET version = EXCLUDED.version, next_position = 0, writer = EXCLUDED.writer, updated_at = now()"
+            ),
+            &[&projection.name, &projection.version, &options.name],
+        )
+        .await?;
+    transaction.commit().await?;
+    if let Some(version) = from_version {
+        tracing::info!(
+            projection = projection.name,
+            from = version,
+            to = projection.version,
+            "read-model table of another version emptied; writing it again from the log"
+        );
+    }
+    Ok(())
+}
+
+/// Events from `from` up to the end of the last whole append among the
+/// next `batch` (more when one append is longer than that).
+async fn whole_appends(
+    store: &dyn EventStore,
+    from: Position,
+    batch: usize,
+) -> Result<Vec<RecordedEvent>, TablesError> {
+    let mut wanted = batch.max(1);
+    loop {
+        let mut events = store.read_all(from, wanted).await?;
+        let read = events.len();
+        if let Some(last) = events.iter().rposition(|event| event.last_in_commit) {
+            events.truncate(last + 1);
+            return Ok(events);
+        }
+        if read < wanted {
+            // The log ends inside an append: nothing whole to apply yet.
+            return Ok(Vec::new());
+        }
+        wanted = wanted.saturating_mul(2);
+    }
+}
+
+fn decode(events: &[RecordedEvent]) -> Result<Vec<Decoded>, TablesError> {
+    events
+        .iter()
+        .map(|recorded| {
+            let event = Event::decode(&recorded.event_type, recorded.schema_version, &recorded.payload)
+                .map_err(|error| TablesError::Decode {
+                    position: recorded.position,
+                    reason: error.to_string(),
+                })?;
+            Ok(Decoded {
+                position: recorded.position,
+                stream: recorded.stream.as_str().to_owned(),
+                event,
+            })
+        })
+        .collect()
+}
