@@ -1166,3 +1166,99 @@ impl tonic::codec::Decoder for RawCodec {
         Ok(Some(bytes::Buf::copy_to_bytes(buf, len).to_vec()))
     }
 }
+
+/// Fixtures of the tests that run servers on PostgreSQL.
+pub mod postgres {
+    use std::process::Command;
+
+    use crate::paycore_bin;
+
+    /// The database the suite uses: `PAYCORE_TEST_DATABASE_URL`, or the local
+    /// server the project's CI provides.
+    pub fn database_url() -> String {
+        std::env::var("PAYCORE_TEST_DATABASE_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+    }
+
+    /// A schema of its own for this test run, dropped at the end.
+    #[derive(Debug)]
+    pub struct Schema {
+        pub name: String,
+    }
+
+    impl Schema {
+        pub fn create() -> Self {
+            let name = format!("paycore_e2e_{}", uuid::Uuid::now_v7().simple());
+            let migrated = Command::new(paycore_bin())
+                .args(["db", "migrate", "--store", &database_url(), "--pg-schema", &name])
+                .output()
+                .expect("running paycore db migrate");
+            assert!(
+                migrated.status.success(),
+                "paycore db migrate failed: {}",
+                String::from_utf8_lossy(&migrated.stderr)
+            );
+            // Twice is a no-op.
+            let again = Command::new(paycore_bin())
+                .args(["db", "migrate", "--store", &database_url(), "--pg-schema", &name])
+                .output()
+                .expect("running paycore db migrate");
+            assert!(again.status.success());
+            assert!(String::from_utf8_lossy(&again.stdout).contains("up to date"));
+            Self { name }
+        }
+    }
+
+    impl Drop for Schema {
+        fn drop(&mut self) {
+            let _ = Command::new("psql")
+                .args([
+                    &database_url(),
+                    "-q",
+                    "-c",
+                    &format!("DROP SCHEMA IF EXISTS {} CASCADE", self.name),
+                ])
+                .output();
+        }
+    }
+
+    /// The card vault key every server of one database shares.
+    #[derive(Debug)]
+    pub struct VaultKeyFile {
+        _dir: tempfile::TempDir,
+        path: String,
+    }
+
+    impl VaultKeyFile {
+        pub fn new() -> Self {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("vault.key");
+            std::fs::write(&path, "7".repeat(64)).unwrap();
+            Self {
+                path: path.to_str().unwrap().to_owned(),
+                _dir: dir,
+            }
+        }
+
+        pub fn path(&self) -> &str {
+            &self.path
+        }
+    }
+
+    /// The rows `sql` returns, one string per row (columns joined by `|`).
+    pub fn query(sql: &str) -> Vec<String> {
+        let output = Command::new("psql")
+            .args([&database_url(), "-At", "-v", "ON_ERROR_STOP=1", "-c", sql])
+            .output()
+            .expect("running psql");
+        assert!(
+            output.status.success(),
+            "psql failed on {sql}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    }
+}

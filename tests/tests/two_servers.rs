@@ -9,78 +9,9 @@ use std::collections::HashMap;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use paycore_e2e::postgres::{Schema, VaultKeyFile, database_url};
 use paycore_e2e::{Server, paycore_bin, transfer_request, with_idempotency_key};
 use tonic::Code;
-
-/// The database the suite uses: `PAYCORE_TEST_DATABASE_URL`, or the local
-/// server the project's CI provides.
-fn database_url() -> String {
-    std::env::var("PAYCORE_TEST_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
-}
-
-/// A schema of its own for this test run, dropped at the end.
-struct Schema {
-    name: String,
-}
-
-impl Schema {
-    fn create() -> Self {
-        let name = format!("paycore_e2e_{}", uuid::Uuid::now_v7().simple());
-        let migrated = Command::new(paycore_bin())
-            .args(["db", "migrate", "--store", &database_url(), "--pg-schema", &name])
-            .output()
-            .expect("running paycore db migrate");
-        assert!(
-            migrated.status.success(),
-            "paycore db migrate failed: {}",
-            String::from_utf8_lossy(&migrated.stderr)
-        );
-        // Twice is a no-op.
-        let again = Command::new(paycore_bin())
-            .args(["db", "migrate", "--store", &database_url(), "--pg-schema", &name])
-            .output()
-            .expect("running paycore db migrate");
-        assert!(again.status.success());
-        assert!(String::from_utf8_lossy(&again.stdout).contains("up to date"));
-        Self { name }
-    }
-}
-
-impl Drop for Schema {
-    fn drop(&mut self) {
-        let _ = Command::new("psql")
-            .args([
-                &database_url(),
-                "-q",
-                "-c",
-                &format!("DROP SCHEMA IF EXISTS {} CASCADE", self.name),
-            ])
-            .output();
-    }
-}
-
-/// The card vault key every server of one database shares.
-struct VaultKeyFile {
-    _dir: tempfile::TempDir,
-    path: String,
-}
-
-impl VaultKeyFile {
-    fn new() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("vault.key");
-        std::fs::write(&path, "7".repeat(64)).unwrap();
-        Self {
-            path: path.to_str().unwrap().to_owned(),
-            _dir: dir,
-        }
-    }
-
-    fn path(&self) -> &str {
-        &self.path
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_servers_on_one_database_keep_the_books_exact() {

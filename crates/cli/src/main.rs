@@ -194,6 +194,12 @@ struct ServeArgs {
     /// their 24-hour window ends. 0 keeps none.
     #[arg(long, env = "PAYCORE_STATE_CACHE_BYTES", default_value = serve::DEFAULT_STATE_CACHE_BYTES, value_parser = serve::parse_bytes)]
     state_cache_bytes: u64,
+    /// With a PostgreSQL store: do not take part in writing the read-model
+    /// tables (projects, customers, accounts, transactions, transfers,
+    /// resources, fx_rates beside the log, for reporting with SQL). One
+    /// server of those that take part writes them at a time.
+    #[arg(long, env = "PAYCORE_NO_READ_MODEL_TABLES")]
+    no_read_model_tables: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -294,6 +300,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     interval: args.scrub_interval,
                 }),
                 state_cache_bytes: args.state_cache_bytes,
+                read_model_tables: !args.no_read_model_tables,
             };
             serve::serve(&data_dir, &store, options).await
         }

@@ -61,8 +61,14 @@ pub async fn run(data_dir: &Path, store: &StoreChoice, command: ProjectionsComma
         Err(error) => return Err(error),
     };
     match (command, held) {
-        (ProjectionsCommand::Status, Some(_lock)) => status_offline(data_dir, store).await,
-        (ProjectionsCommand::Status, None) => status_online(data_dir).await,
+        (ProjectionsCommand::Status, Some(_lock)) => {
+            status_offline(data_dir, store).await?;
+            tables_status(store).await
+        }
+        (ProjectionsCommand::Status, None) => {
+            status_online(data_dir).await?;
+            tables_status(store).await
+        }
         (ProjectionsCommand::Rebuild(args), Some(_lock)) => rebuild_offline(data_dir, store, args).await,
         (ProjectionsCommand::Rebuild(args), None) => rebuild_online(data_dir, args).await,
     }
@@ -100,6 +106,41 @@ async fn status_online(data_dir: &Path) -> anyhow::Result<()> {
         println!(
             "{:<13} {:>7} {:>14} {:>14} {:>12}  {state}",
             projection.name, projection.version, projection.checkpoint, projection.head, projection.lag
+        );
+    }
+    Ok(())
+}
+
+/// On PostgreSQL, the read-model tables beside the log: how far each is,
+/// and which server writes it.
+async fn tables_status(store: &StoreChoice) -> anyhow::Result<()> {
+    let StoreChoice::Postgres { url, schema } = store else {
+        return Ok(());
+    };
+    let tables = paycore_projections_postgres::status(url, schema)
+        .await
+        .with_context(|| format!("reading the read-model tables' checkpoints in schema {schema}"))?;
+    println!();
+    println!("tables in PostgreSQL schema {schema}:");
+    println!(
+        "{:<13} {:>7} {:>14} {:>14} {:>12}  writer",
+        "projection", "version", "checkpoint", "head", "lag"
+    );
+    for table in tables {
+        let writer = match (&table.writer, &table.updated_at, table.stored_version) {
+            (None, _, _) | (_, None, _) => "not written yet".to_owned(),
+            (Some(writer), Some(at), Some(version)) if version != table.version => {
+                format!("version {version} by {writer} at {at}")
+            }
+            (Some(writer), Some(at), _) => format!("{writer}, last at {at}"),
+        };
+        println!(
+            "{:<13} {:>7} {:>14} {:>14} {:>12}  {writer}",
+            table.projection,
+            table.version,
+            table.checkpoint,
+            table.head,
+            table.lag()
         );
     }
     Ok(())

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use paycore_engine::{Engine, EngineConfig};
 use paycore_projections::{ModelStorage, ReadModels};
+use paycore_projections_postgres::{TablesWriter, WriterOptions};
 use paycore_store::log::ScrubOptions;
 use paycore_store::{AggregateSnapshots, DirSnapshots, EventStore, LogOptions, LogStore, StoreError};
 use paycore_store_postgres::{PgOptions, PgStore};
@@ -268,6 +269,8 @@ pub struct ServeOptions {
     pub scrub: Option<ScrubOptions>,
     /// [`EngineConfig::state_cache_bytes`].
     pub state_cache_bytes: u64,
+    /// On PostgreSQL: take part in writing the read-model tables.
+    pub read_model_tables: bool,
 }
 
 pub async fn serve(data_dir: &Path, choice: &StoreChoice, options: ServeOptions) -> anyhow::Result<()> {
@@ -307,6 +310,16 @@ pub async fn serve(data_dir: &Path, choice: &StoreChoice, options: ServeOptions)
         .await
         .with_context(|| format!("listening on {listen}"))?;
     let address = listener.local_addr()?;
+    let tables = match choice {
+        StoreChoice::Postgres { url, schema } if options.read_model_tables => {
+            let name = format!("{} pid {} {address}", host_name(), std::process::id());
+            Some(TablesWriter::spawn(
+                store.clone(),
+                WriterOptions::new(url, schema, name),
+            ))
+        }
+        _ => None,
+    };
     // Replies are small and latency-bound: no Nagle delay.
     let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
     tracing::info!(
@@ -370,6 +383,9 @@ pub async fn serve(data_dir: &Path, choice: &StoreChoice, options: ServeOptions)
         budget = cache.budget,
         "engine state cache at stop"
     );
+    if let Some(tables) = tables {
+        tables.stop().await;
+    }
     let last = store.committed().borrow().saturating_sub(1);
     read.wait_for(last).await;
     if let Err(error) = read.persist().await {
@@ -378,6 +394,15 @@ pub async fn serve(data_dir: &Path, choice: &StoreChoice, options: ServeOptions)
     opened.close()?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// This machine's name, for telling servers apart in the database.
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|name| name.trim().to_owned())
+        .ok()
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| "unknown-host".to_owned())
 }
 
 /// Damage found in the log after the start (by a read or by the scrub; the

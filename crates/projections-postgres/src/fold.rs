@@ -204,9 +204,7 @@ pub(crate) fn fold(
         if let Event::TransactionRecorded(recorded) = &decoded.event
             && position >= checkpoints[Slot::Transactions as usize]
         {
-            changes
-                .transactions
-                .push((recorded.transaction.clone(), position));
+            changes.transactions.push((recorded.transaction, position));
         }
         let Some(id) = row_of(&decoded.stream) else {
             continue;
