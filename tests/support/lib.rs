@@ -1229,13 +1229,19 @@ pub mod postgres {
         path: String,
     }
 
+    impl Default for VaultKeyFile {
+        fn default() -> Self {
+            Self::new()
+        }
+    }
+
     impl VaultKeyFile {
         pub fn new() -> Self {
-            let dir = tempfile::tempdir().unwrap();
+            let dir = tempfile::tempdir().expect("a directory for the vault key");
             let path = dir.path().join("vault.key");
-            std::fs::write(&path, "7".repeat(64)).unwrap();
+            std::fs::write(&path, "7".repeat(64)).expect("writing the vault key");
             Self {
-                path: path.to_str().unwrap().to_owned(),
+                path: path.to_str().expect("a UTF-8 temporary path").to_owned(),
                 _dir: dir,
             }
         }
