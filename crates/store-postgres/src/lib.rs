@@ -52,7 +52,10 @@
 //! `state bytea`, `saved_at timestamptz`), the engine's cache of aggregate
 //! states ([`PgSnapshots`], from [`PgStore::snapshots`]): an upsert that
 //! only ever moves a row to a newer (format, version); deleting rows is
-//! always safe.
+//! always safe; 4, `events.last_in_commit` (where each append ends); 5, the
+//! read models as tables (`read_model_checkpoints`, `projects`, `customers`,
+//! `accounts`, `transactions`, `transfers`, `resources`, `fx_rates`), written
+//! by `paycore-projections-postgres` and read by reporting tools.
 //!
 //! `metadata` holds the hash chain's canonical metadata encoding (see
 //! `paycore_store`'s `chain` module), so the stored bytes are exactly the
