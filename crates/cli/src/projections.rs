@@ -50,6 +50,11 @@ pub struct RebuildArgs {
     /// Without a server: also save progress after this many events.
     #[arg(long, value_name = "EVENTS")]
     checkpoint_every_events: Option<u64>,
+    /// With a PostgreSQL store: rebuild these projections' tables in the
+    /// database instead (the server writing them empties them and writes
+    /// them again from the log, starting at its next batch).
+    #[arg(long)]
+    tables: bool,
 }
 
 pub async fn run(data_dir: &Path, store: &StoreChoice, command: ProjectionsCommand) -> anyhow::Result<()> {
@@ -60,6 +65,11 @@ pub async fn run(data_dir: &Path, store: &StoreChoice, command: ProjectionsComma
         Err(error) if error.is::<InUse>() => None,
         Err(error) => return Err(error),
     };
+    if let ProjectionsCommand::Rebuild(args) = &command
+        && args.tables
+    {
+        return rebuild_tables(store, args).await;
+    }
     match (command, held) {
         (ProjectionsCommand::Status, Some(_lock)) => {
             status_offline(data_dir, store).await?;
@@ -108,6 +118,20 @@ async fn status_online(data_dir: &Path) -> anyhow::Result<()> {
             projection.name, projection.version, projection.checkpoint, projection.head, projection.lag
         );
     }
+    Ok(())
+}
+
+/// Marks the chosen projections' tables for rebuilding by their writer.
+async fn rebuild_tables(store: &StoreChoice, args: &RebuildArgs) -> anyhow::Result<()> {
+    let StoreChoice::Postgres { url, schema } = store else {
+        anyhow::bail!("--tables is for a PostgreSQL store: give --store postgres://… (or PAYCORE_STORE)");
+    };
+    // The tables' projections are the server's, by the same names.
+    let marked = paycore_projections_postgres::rebuild(url, schema, &chosen(args)).await?;
+    println!(
+        "asked the writer to rebuild the tables of {} from the log; follow it with `paycore projections status`",
+        marked.join(", ")
+    );
     Ok(())
 }
 

@@ -164,6 +164,8 @@ pub(crate) struct Row {
 pub(crate) struct Decoded {
     pub position: Position,
     pub stream: String,
+    /// The event's version in its stream (0: the stream's first).
+    pub version: u64,
     pub event: Event,
 }
 
@@ -176,18 +178,24 @@ pub(crate) struct Changes {
 }
 
 /// The state rows `events` read, for those projections that have not
-/// applied them yet: what the writer loads before folding.
+/// applied them yet: what the writer loads before folding. A stream whose
+/// first event is in the batch has no row yet (most transfers, every new
+/// resource), so it is not looked up.
 pub(crate) fn rows_read(events: &[Decoded], checkpoints: &Checkpoints) -> Vec<RowId> {
-    let mut read: Vec<RowId> = events
+    let mut read: Vec<(RowId, u64)> = events
         .iter()
         .filter_map(|decoded| {
             let row = row_of(&decoded.stream)?;
-            (decoded.position >= checkpoints[row.0.slot() as usize]).then_some(row)
+            (decoded.position >= checkpoints[row.0.slot() as usize]).then_some((row, decoded.version))
         })
         .collect();
+    // Each row with the lowest version the batch has of it.
     read.sort_unstable();
-    read.dedup();
-    read
+    read.dedup_by(|later, first| later.0 == first.0);
+    read.into_iter()
+        .filter(|(_, first_version)| *first_version > 0)
+        .map(|(row, _)| row)
+        .collect()
 }
 
 /// Folds `events` (in log order) into `loaded` (the rows they read, as the
@@ -304,10 +312,12 @@ mod tests {
         })
     }
 
-    fn at(position: Position, stream: String, event: Event) -> Decoded {
+    /// The event at `position`, `version` in its stream.
+    fn at(position: Position, version: u64, stream: String, event: Event) -> Decoded {
         Decoded {
             position,
             stream,
+            version,
             event,
         }
     }
@@ -317,10 +327,15 @@ mod tests {
         let (account, project) = ids();
         let stream = format!("account-{account}");
         let events = [
-            at(10, stream.clone(), opened(account, project)),
-            at(11, stream.clone(), recorded(account, project, 500, 500)),
-            at(14, stream.clone(), recorded(account, project, -200, 300)),
+            at(10, 0, stream.clone(), opened(account, project)),
+            at(11, 1, stream.clone(), recorded(account, project, 500, 500)),
+            at(14, 2, stream.clone(), recorded(account, project, -200, 300)),
         ];
+        assert_eq!(
+            rows_read(&events, &[0; 6]),
+            [],
+            "a new account has no row to read"
+        );
         let changes = fold(&events, HashMap::new(), &[0; 6]);
         let row = &changes.rows[&(StateTable::Accounts, account.to_string())];
         let Aggregate::Account(state) = &row.state else {
@@ -339,15 +354,15 @@ mod tests {
         let stream = format!("account-{account}");
         let before = fold(
             &[
-                at(3, stream.clone(), opened(account, project)),
-                at(4, stream.clone(), recorded(account, project, 700, 700)),
+                at(3, 0, stream.clone(), opened(account, project)),
+                at(4, 1, stream.clone(), recorded(account, project, 700, 700)),
             ],
             HashMap::new(),
             &[0; 6],
         );
         let events = [
-            at(4, stream.clone(), recorded(account, project, 700, 700)),
-            at(5, stream.clone(), recorded(account, project, -100, 600)),
+            at(4, 1, stream.clone(), recorded(account, project, 700, 700)),
+            at(5, 2, stream.clone(), recorded(account, project, -100, 600)),
         ];
         // The accounts are at 5 (the first credit applied), the
         // transactions at 4 (it is not): each applies what it lacks.

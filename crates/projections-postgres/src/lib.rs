@@ -60,7 +60,7 @@
 //! projection written by an older version empties its tables and writes
 //! them again from the log (queries meanwhile see a table filling up, its
 //! checkpoint saying how far); one written by a newer version is left to
-//! the newer servers.
+//! the newer servers. [`rebuild`] asks for the same on chosen projections.
 //!
 //! # Memory
 //!
@@ -95,6 +95,8 @@ pub enum TablesError {
         id: String,
         reason: String,
     },
+    #[error("no projection is called {0:?} (see `paycore projections status`)")]
+    UnknownProjection(String),
     #[error("the checkpoint of projection {projection} was moved by another writer; this one stands down")]
     Fenced { projection: &'static str },
 }
@@ -103,6 +105,37 @@ impl From<tokio_postgres::Error> for TablesError {
     fn from(error: tokio_postgres::Error) -> Self {
         Self::Postgres(support::describe(&error))
     }
+}
+
+/// Asks the writer to empty the tables of the named projections and write
+/// them again from the log (`paycore projections rebuild --tables`): their
+/// checkpoints are marked as of version 0, which fences the writer's next
+/// batch; it then starts over as for a projection of an older version.
+/// Returns the projections marked; an unknown name writes nothing.
+pub async fn rebuild(url: &str, schema: &str, names: &[String]) -> Result<Vec<&'static str>, TablesError> {
+    let mut chosen = Vec::with_capacity(names.len());
+    for name in names {
+        let projection = PROJECTIONS
+            .iter()
+            .find(|projection| projection.name == name)
+            .ok_or_else(|| TablesError::UnknownProjection(name.clone()))?;
+        chosen.push(projection.name);
+    }
+    let config =
+        support::config(url, std::time::Duration::from_secs(5), None).map_err(TablesError::Config)?;
+    let (client, connection) = config.connect(NoTls).await?;
+    let driver = tokio::spawn(connection);
+    // A projection no writer has started yet is written from 0 anyway.
+    let marked = client
+        .execute(
+            &format!("UPDATE {schema}.read_model_checkpoints SET version = 0 WHERE projection = ANY($1)"),
+            &[&chosen],
+        )
+        .await;
+    drop(client);
+    let _ = driver.await;
+    marked?;
+    Ok(chosen)
 }
 
 /// One projection's tables as `projections status` shows them.

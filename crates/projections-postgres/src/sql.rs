@@ -9,7 +9,7 @@ use tokio_postgres::GenericClient;
 use tokio_postgres::types::ToSql;
 
 use crate::TablesError;
-use crate::fold::{Changes, Checkpoints, PROJECTIONS, Row, RowId, StateTable};
+use crate::fold::{self, Changes, Checkpoints, PROJECTIONS, Row, RowId, StateTable};
 
 /// Reads the rows `ids` name, as the tables hold them (absent ones are new).
 pub(crate) async fn load(
@@ -57,9 +57,10 @@ pub(crate) async fn load(
 }
 
 /// Writes `changes` and moves each projection from `from` to `to`, in the
-/// caller's transaction. A checkpoint that is no longer at `from` means
-/// another writer moved it: [`TablesError::Fenced`], and the caller's
-/// transaction must roll back, so nothing is applied twice.
+/// caller's transaction. A checkpoint that is no longer at `from` and this
+/// version means another writer moved it, or an operator asked for a
+/// rebuild: [`TablesError::Fenced`], and the caller's transaction must roll
+/// back, so nothing is applied twice.
 pub(crate) async fn write(
     client: &impl GenericClient,
     schema: &str,
@@ -81,32 +82,55 @@ pub(crate) async fn write(
     if !changes.transactions.is_empty() {
         insert_transactions(client, schema, &changes.transactions).await?;
     }
-    let sql = format!(
-        "UPDATE {schema}.read_model_checkpoints SET next_position = $2, writer = $3, updated_at = now() \
-         WHERE projection = $1 AND next_position = $4"
-    );
-    for ((projection, from), to) in PROJECTIONS.iter().zip(from).zip(to) {
-        if from == to {
-            continue;
-        }
-        let moved = client
-            .execute(
-                &sql,
-                &[
-                    &projection.name,
-                    &position_to_sql(*to),
-                    &writer,
-                    &position_to_sql(*from),
-                ],
-            )
-            .await?;
-        if moved != 1 {
-            return Err(TablesError::Fenced {
-                projection: projection.name,
-            });
-        }
+    move_checkpoints(client, schema, (from, to), writer).await
+}
+
+/// Moves every checkpoint that changes, in one statement, each only from
+/// the position and version the writer read.
+async fn move_checkpoints(
+    client: &impl GenericClient,
+    schema: &str,
+    (from, to): (&Checkpoints, &Checkpoints),
+    writer: &str,
+) -> Result<(), TablesError> {
+    let moving: Vec<(&fold::Projection, i64, i64)> = PROJECTIONS
+        .iter()
+        .zip(from.iter().zip(to))
+        .filter(|(_, (from, to))| from != to)
+        .map(|(projection, (from, to))| (projection, position_to_sql(*from), position_to_sql(*to)))
+        .collect();
+    if moving.is_empty() {
+        return Ok(());
     }
-    Ok(())
+    let names: Vec<&str> = moving.iter().map(|(projection, _, _)| projection.name).collect();
+    let froms: Vec<i64> = moving.iter().map(|(_, from, _)| *from).collect();
+    let tos: Vec<i64> = moving.iter().map(|(_, _, to)| *to).collect();
+    let versions: Vec<i32> = moving
+        .iter()
+        .map(|(projection, _, _)| projection.version)
+        .collect();
+    let sql = format!(
+        "UPDATE {schema}.read_model_checkpoints c SET next_position = u.next, writer = $5, updated_at = now() \
+         FROM UNNEST($1::text[], $2::bigint[], $3::bigint[], $4::integer[]) AS u(projection, read, next, version) \
+         WHERE c.projection = u.projection AND c.next_position = u.read AND c.version = u.version \
+         RETURNING c.projection"
+    );
+    let moved = client
+        .query(&sql, &[&names, &froms, &tos, &versions, &writer])
+        .await?;
+    let moved: Vec<&str> = moved
+        .iter()
+        .map(|row| row.try_get::<_, &str>(0))
+        .collect::<Result<_, _>>()?;
+    match moving
+        .iter()
+        .find(|(projection, _, _)| !moved.contains(&projection.name))
+    {
+        Some((projection, _, _)) => Err(TablesError::Fenced {
+            projection: projection.name,
+        }),
+        None => Ok(()),
+    }
 }
 
 /// Columns of one `INSERT … SELECT FROM UNNEST(…)`: each column's name, its

@@ -14,7 +14,7 @@ use paycore_domain::{
     AccountId, Currency, Environment, Event, Meta, Money, ProjectId, Timestamp, Transaction, TransactionId,
     TransactionKind, TransferId,
 };
-use paycore_projections_postgres::{TablesWriter, WriterOptions, status};
+use paycore_projections_postgres::{TablesError, TablesWriter, WriterOptions, rebuild, status};
 use paycore_store::{AppendRequest, EventMetadata, EventStore, ExpectedVersion, NewEvent, StreamWrite};
 use paycore_store_postgres::testing::SchemaGuard;
 use paycore_store_postgres::{PgOptions, PgStore};
@@ -221,6 +221,7 @@ fn options(schema: &SchemaGuard, name: &str) -> WriterOptions {
     let mut options = WriterOptions::new(&schema.url, &schema.schema, name);
     options.retry_every = Duration::from_millis(100);
     options.batch_events = 7;
+    options.pace = Duration::from_millis(5);
     options
 }
 
@@ -340,5 +341,35 @@ async fn a_newer_versions_projection_is_left_alone() {
         assert!(Instant::now() < deadline, "{statuses:?}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    writer.stop().await;
+}
+
+#[tokio::test]
+async fn a_rebuild_asked_for_rewrites_the_tables_while_the_writer_runs() {
+    let schema = SchemaGuard::new().await;
+    let store = store(&schema).await;
+    let mut books = Books::open(&store, 3).await;
+    for round in 0..6 {
+        books.transfer(&store, round % 3, (round + 2) % 3, 25).await;
+    }
+    let writer = TablesWriter::spawn(store.clone(), options(&schema, "writer"));
+    caught_up(&schema).await;
+    schema
+        .execute(&format!(
+            "UPDATE {}.accounts SET balance_minor = -1",
+            schema.schema
+        ))
+        .await;
+
+    let unknown = rebuild(&schema.url, &schema.schema, &["balances".to_owned()]).await;
+    assert!(matches!(unknown, Err(TablesError::UnknownProjection(name)) if name == "balances"));
+    let marked = rebuild(&schema.url, &schema.schema, &["accounts".to_owned()])
+        .await
+        .unwrap();
+    assert_eq!(marked, ["accounts"]);
+    // The writer notices at its next batch.
+    books.transfer(&store, 0, 1, 1).await;
+    caught_up(&schema).await;
+    assert_eq!(books.in_tables(&schema).await, (books.balances.clone(), 14, 7));
     writer.stop().await;
 }
