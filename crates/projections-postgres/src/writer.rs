@@ -133,6 +133,13 @@ async fn run(
                 );
                 backoff = options.retry_every;
             }
+            error @ (TablesError::Decode { .. } | TablesError::Corrupt { .. }) => {
+                tracing::error!(
+                    %error,
+                    "the read-model tables stopped here; once the cause is fixed, \
+                     `paycore projections rebuild --tables` writes them again"
+                );
+            }
             error if was_writing => {
                 tracing::warn!(%error, "stopped writing the read-model tables; trying again");
                 backoff = options.retry_every;
