@@ -3,6 +3,7 @@
 mod audit;
 mod balance;
 mod fx;
+mod metrics;
 mod projections;
 mod serve;
 
@@ -200,6 +201,12 @@ struct ServeArgs {
     /// server of those that take part writes them at a time.
     #[arg(long, env = "PAYCORE_NO_READ_MODEL_TABLES")]
     no_read_model_tables: bool,
+    /// Serve Prometheus metrics (text format) on GET /metrics of this
+    /// address, e.g. 0.0.0.0:9090 (port 0: any free port, printed on
+    /// stdout). Off unless set. Plain HTTP on its own port, never the gRPC
+    /// one: expose it to the monitoring network only.
+    #[arg(long, env = "PAYCORE_METRICS_LISTEN")]
+    metrics_listen: Option<SocketAddr>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -301,6 +308,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 }),
                 state_cache_bytes: args.state_cache_bytes,
                 read_model_tables: !args.no_read_model_tables,
+                metrics_listen: args.metrics_listen,
             };
             serve::serve(&data_dir, &store, options).await
         }

@@ -271,6 +271,8 @@ pub struct ServeOptions {
     pub state_cache_bytes: u64,
     /// On PostgreSQL: take part in writing the read-model tables.
     pub read_model_tables: bool,
+    /// Where to serve Prometheus metrics; `None`: off.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 pub async fn serve(data_dir: &Path, choice: &StoreChoice, options: ServeOptions) -> anyhow::Result<()> {
@@ -280,6 +282,11 @@ pub async fn serve(data_dir: &Path, choice: &StoreChoice, options: ServeOptions)
     let stop_requested = shutdown_signal()?;
     std::fs::create_dir_all(data_dir).with_context(|| format!("creating {}", data_dir.display()))?;
     let _data_dir_lock = lock_data_dir(data_dir)?;
+    // Before anything records, so the start's appends are counted too.
+    let metrics = options
+        .metrics_listen
+        .map(|_| crate::metrics::install())
+        .transpose()?;
     remove_legacy_snapshot(data_dir);
     // The model store opens while the log does: after a crash both may have
     // recovery work to do.
@@ -328,6 +335,12 @@ pub async fn serve(data_dir: &Path, choice: &StoreChoice, options: ServeOptions)
         state_cache_bytes = options.state_cache_bytes,
         "paycore serving gRPC"
     );
+    if let (Some(handle), Some(listen)) = (metrics, options.metrics_listen) {
+        let metrics_address = crate::metrics::serve(listen, handle.clone()).await?;
+        crate::metrics::sample(handle, engine.clone(), read.clone());
+        tracing::info!(address = %metrics_address, "serving Prometheus metrics on /metrics");
+        println!("paycore metrics on http://{metrics_address}/metrics");
+    }
     // Tests and scripts read the bound address from stdout.
     println!("paycore listening on {address}");
 

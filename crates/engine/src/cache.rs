@@ -73,7 +73,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use parking_lot::Mutex;
 use paycore_domain::{Aggregate, Event, StreamRef, Timestamp};
 use paycore_store::{EventStore, Position, ReadDirection, RecordedEvent, StreamName, Version};
-use quick_cache::sync::{Cache, DefaultLifecycle};
+use quick_cache::Lifecycle;
+use quick_cache::sync::Cache;
 use quick_cache::{DefaultHashBuilder, Weighter};
 
 use crate::error::EngineError;
@@ -141,7 +142,7 @@ pub struct StateCacheUsage {
 /// put in what they read when nothing newer went by meanwhile.
 #[derive(Debug)]
 pub(crate) struct StateCache {
-    states: Cache<StreamRef, Cached, EntryBytes, DefaultHashBuilder, DefaultLifecycle<StreamRef, Cached>>,
+    states: Cache<StreamRef, Cached, EntryBytes, DefaultHashBuilder, CountEvictions>,
     /// Taken by every change (not by reads), with what changes must know.
     changes: Mutex<Changes>,
     budget: u64,
@@ -189,6 +190,18 @@ impl Changes {
     }
 }
 
+/// Counts the states evicted for the budget (a metric).
+#[derive(Clone, Copy, Debug, Default)]
+struct CountEvictions;
+
+impl Lifecycle<StreamRef, Cached> for CountEvictions {
+    type RequestState = ();
+
+    fn on_evict(&self, _: &mut (), _: StreamRef, _: Cached) {
+        metrics::counter!(crate::metrics::CACHE_EVICTIONS).increment(1);
+    }
+}
+
 impl StateCache {
     /// A cache holding at most `budget` bytes of states (0: none at all).
     pub fn new(budget: u64) -> Self {
@@ -203,7 +216,7 @@ impl StateCache {
                 budget,
                 EntryBytes,
                 DefaultHashBuilder::default(),
-                DefaultLifecycle::default(),
+                CountEvictions,
             ),
             changes: Mutex::default(),
             budget,
@@ -213,7 +226,11 @@ impl StateCache {
 
     /// The stream's committed state, if it is in memory.
     pub fn get(&self, stream: &StreamRef) -> Option<Cached> {
-        let cached = self.states.get(stream)?;
+        let Some(cached) = self.states.get(stream) else {
+            metrics::counter!(crate::metrics::CACHE_MISSES).increment(1);
+            return None;
+        };
+        metrics::counter!(crate::metrics::CACHE_HITS).increment(1);
         if window_ended(&cached.state, self.clock) {
             self.states
                 .remove_if(stream, |current| current.version == cached.version);

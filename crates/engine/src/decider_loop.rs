@@ -91,6 +91,8 @@ struct InFlight {
     prepared: Prepared,
     /// `None` when the batch wrote nothing (refusals, replays).
     append: Option<JoinHandle<Result<AppendResult, StoreError>>>,
+    /// When the append was sent.
+    sent: std::time::Instant,
 }
 
 /// A batch being decided while the one before it is appended.
@@ -254,11 +256,16 @@ impl DeciderLoop {
 
     fn submit(&self, built: Building) -> InFlight {
         let Building { prepared, request } = built;
+        metrics::histogram!(crate::metrics::BATCH_COMMANDS).record(prepared.jobs.len() as f64);
         let append = (!request.writes.is_empty()).then(|| {
             let store = self.store.clone();
             tokio::spawn(async move { store.append(request).await })
         });
-        InFlight { prepared, append }
+        InFlight {
+            prepared,
+            append,
+            sent: std::time::Instant::now(),
+        }
     }
 
     /// Publishes and answers a batch whose append finished. `dependent` is
@@ -273,6 +280,9 @@ impl DeciderLoop {
         redo: &mut Vec<Job>,
     ) -> Option<Building> {
         let prepared = head.prepared;
+        if appended.is_some() {
+            metrics::histogram!(crate::metrics::APPEND_SECONDS).record(head.sent.elapsed().as_secs_f64());
+        }
         match appended {
             None => {
                 reply_all(prepared.answers(self.last_committed()));
@@ -289,6 +299,7 @@ impl DeciderLoop {
                 // Another writer changed a stream the batch decided on: take
                 // its commands one by one, reloading what they read.
                 tracing::debug!(%error, "batch conflicted; retrying its commands one by one");
+                metrics::counter!(crate::metrics::CONFLICTED_BATCHES).increment(1);
                 for job in prepared.jobs {
                     let answer = self.run_alone(&job).await;
                     let _ = job.reply.send(answer);
@@ -320,6 +331,7 @@ impl DeciderLoop {
         let mut last_conflict = String::new();
         for attempt in 0..self.config.max_attempts {
             if attempt > 0 {
+                metrics::counter!(crate::metrics::COMMAND_RETRIES).increment(1);
                 // Others keep winning: step aside for a random moment so
                 // that the retries of competing servers spread out.
                 let pause = rand::random_range(0..=500 * attempt.min(8) as u64);

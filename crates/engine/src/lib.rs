@@ -22,6 +22,7 @@ mod cache;
 mod decider_loop;
 mod error;
 pub mod history;
+pub mod metrics;
 mod snapshot;
 
 use std::sync::{Arc, Weak};

@@ -67,13 +67,20 @@ const REQUEST_FRAMING_ERRORS: &[&str] = &[
     "failed to decode Protobuf message",
 ];
 
+/// The layers in front of every route: the call's metrics outside (so
+/// they count what the edge refuses too), then the edge.
+pub type EdgeLayers = tower::layer::util::Stack<EdgeLayer, crate::metrics::RequestMetricsLayer>;
+
 /// The transport paycore's public gRPC API is served with: the edge layer
-/// in front of every route and the transport header list limit.
-pub fn server() -> tonic::transport::Server<tower::layer::util::Stack<EdgeLayer, tower::layer::util::Identity>>
-{
+/// in front of every route, measured, and the transport header list limit.
+pub fn server()
+-> tonic::transport::Server<tower::layer::util::Stack<EdgeLayers, tower::layer::util::Identity>> {
     tonic::transport::Server::builder()
         .http2_max_header_list_size(TRANSPORT_HEADER_LIST_BYTES)
-        .layer(EdgeLayer)
+        .layer(tower::layer::util::Stack::new(
+            EdgeLayer,
+            crate::metrics::RequestMetricsLayer,
+        ))
 }
 
 /// Wraps a service with the metadata limit and the framing-error

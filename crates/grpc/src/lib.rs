@@ -26,6 +26,7 @@ pub mod convert_events;
 pub mod edge;
 pub mod errors;
 pub mod idempotency;
+pub mod metrics;
 mod reflection;
 mod services;
 

@@ -77,6 +77,18 @@ use tokio_postgres::NoTls;
 pub use fold::{PROJECTIONS, Projection};
 pub use writer::{TablesWriter, WriterOptions};
 
+/// Events of the log the tables do not show yet, set by the writer after
+/// each batch (on the server that writes).
+pub const LAG_EVENTS: &str = "paycore_read_model_tables_lag_events";
+
+/// Registers the help texts with the installed exporter.
+pub fn describe_metrics() {
+    metrics::describe_gauge!(
+        LAG_EVENTS,
+        "events of the log the PostgreSQL read-model tables do not show yet (on the writing server)"
+    );
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum TablesError {
     #[error("PostgreSQL: {0}")]

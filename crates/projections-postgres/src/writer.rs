@@ -219,6 +219,9 @@ async fn session(
         .await?;
         transaction.commit().await?;
         checkpoints = to;
+        let lowest = checkpoints.iter().copied().min().unwrap_or(0);
+        let behind = committed.borrow().saturating_sub(lowest);
+        metrics::gauge!(crate::LAG_EVENTS).set(behind as f64);
         if events.len() < options.batch_events {
             tokio::time::sleep(options.pace).await;
         }

@@ -27,6 +27,7 @@
 mod chunk;
 pub mod db;
 mod follower;
+pub mod metrics;
 mod models;
 mod overlay;
 mod page;

@@ -19,6 +19,7 @@ mod error;
 pub mod fuzzing;
 pub mod log;
 mod memory;
+pub mod metrics;
 mod request;
 mod snapshots;
 mod subscription;

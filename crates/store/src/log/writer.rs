@@ -261,6 +261,7 @@ impl Writer {
         }
         let base = self.state.active.end;
         seal(&mut self.buf, &frames, base + len);
+        let started = std::time::Instant::now();
 
         // 4. Write and sync. Never retried: after a failed fsync the page
         // cache may hold data the disk does not, so nothing can be trusted.
@@ -312,6 +313,11 @@ impl Writer {
         self.state.last_hash = hash;
         self.state.last_recorded_at = recorded_at;
         self.committed.send_replace(position);
+        metrics::histogram!(crate::metrics::GROUP_COMMIT_SECONDS).record(started.elapsed().as_secs_f64());
+        metrics::histogram!(crate::metrics::GROUP_APPENDS).record(replies.len() as f64);
+        metrics::counter!(crate::metrics::APPENDED_EVENTS).increment(position - group_first);
+        metrics::counter!(crate::metrics::APPENDED_BYTES).increment(len);
+        metrics::gauge!(crate::metrics::EVENTS).set(position as f64);
         for (reply, result) in replies {
             // A caller that went away still got its events committed.
             let _ = reply.send(Ok(result));
@@ -365,11 +371,13 @@ impl Writer {
             .write_all_at(&self.buf, base)
             .map_err(|e| format!("write failed: {e}"))?;
         if self.shared.options.sync == SyncMode::Fsync {
+            let syncing = std::time::Instant::now();
             self.state
                 .active
                 .file
                 .sync_data()
                 .map_err(|e| format!("fdatasync failed: {e}"))?;
+            metrics::histogram!(crate::metrics::FSYNC_SECONDS).record(syncing.elapsed().as_secs_f64());
         }
         Ok(())
     }

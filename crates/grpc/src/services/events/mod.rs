@@ -10,6 +10,7 @@
 
 pub(crate) mod convert;
 
+use crate::metrics::{OpenSubscription, SUBSCRIPTION_EVENTS, SUBSCRIPTION_LAG};
 use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
@@ -160,9 +161,11 @@ impl Handlers {
     fn open(&self, store: Arc<dyn EventStore>, from: Position, scope: Scope) -> EventStream {
         let (tx, rx) = mpsc::channel(SUBSCRIPTION_BUFFER);
         let producer = Producer {
+            head: store.committed(),
             subscription: subscribe_all(store, from).with_batch_size(READ_BATCH),
             scope,
             tx,
+            _open: OpenSubscription::new(),
         };
         tokio::spawn(producer.run());
         EventStream {
@@ -365,6 +368,9 @@ struct Producer {
     subscription: Subscription,
     scope: Scope,
     tx: mpsc::Sender<Item>,
+    /// The log's head, for the lag metric.
+    head: tokio::sync::watch::Receiver<Position>,
+    _open: OpenSubscription,
 }
 
 impl Producer {
@@ -379,6 +385,10 @@ impl Producer {
                 Ok(events) => events,
                 Err(error) => return self.end(store_status(error)).await,
             };
+            if let Some(last) = events.last() {
+                let behind = self.head.borrow().saturating_sub(last.position + 1);
+                metrics::histogram!(SUBSCRIPTION_LAG).record(behind as f64);
+            }
             for event in &events {
                 if self.scope.revokes_key(event) {
                     return self.end(AuthError::Revoked.into()).await;
@@ -390,6 +400,7 @@ impl Producer {
                         if self.tx.send(Ok(envelope)).await.is_err() {
                             return;
                         }
+                        metrics::counter!(SUBSCRIPTION_EVENTS).increment(1);
                     }
                     Err(status) => return self.end(status).await,
                 }
