@@ -22,7 +22,8 @@ pub const CACHE_BYTES: &str = "paycore_engine_state_cache_bytes";
 pub const CACHE_ENTRIES: &str = "paycore_engine_state_cache_entries";
 pub const CACHE_BUDGET_BYTES: &str = "paycore_engine_state_cache_budget_bytes";
 
-/// Registers the help texts with the installed exporter.
+/// Registers the help texts with the installed exporter (and the
+/// unlabelled counters at 0).
 pub fn describe() {
     use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
     describe_histogram!(
@@ -62,6 +63,12 @@ pub fn describe() {
         Unit::Bytes,
         "the engine's cache budget (--state-cache-bytes)"
     );
+    // Present from the start at 0, so rates and dashboards need no first event.
+    metrics::counter!(CONFLICTED_BATCHES).increment(0);
+    metrics::counter!(COMMAND_RETRIES).increment(0);
+    metrics::counter!(CACHE_HITS).increment(0);
+    metrics::counter!(CACHE_MISSES).increment(0);
+    metrics::counter!(CACHE_EVICTIONS).increment(0);
 }
 
 /// Sets the cache gauges (sampled by the binary, not on every lookup).

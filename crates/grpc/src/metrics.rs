@@ -31,7 +31,8 @@ pub const SUBSCRIPTION_EVENTS: &str = "paycore_subscription_delivered_events_tot
 /// batch, in events.
 pub const SUBSCRIPTION_LAG: &str = "paycore_subscription_lag_events";
 
-/// Registers the help texts with the installed exporter.
+/// Registers the help texts with the installed exporter (and the
+/// unlabelled counters at 0).
 pub fn describe() {
     use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
     describe_counter!(
@@ -49,6 +50,9 @@ pub fn describe() {
         SUBSCRIPTION_LAG,
         "events between a subscription's read position and the log's head, at each batch it reads"
     );
+    // Present from the start at 0, so rates and dashboards need no first event.
+    metrics::counter!(SUBSCRIPTION_EVENTS).increment(0);
+    metrics::gauge!(SUBSCRIPTIONS_OPEN).set(0.0);
 }
 
 /// Counts an open subscription while it lives.

@@ -16,7 +16,8 @@ pub const GROUP_APPENDS: &str = "paycore_log_group_appends";
 /// Events in the log (its next position).
 pub const EVENTS: &str = "paycore_log_events";
 
-/// Registers the help texts with the installed exporter.
+/// Registers the help texts with the installed exporter (and the
+/// unlabelled counters at 0).
 pub fn describe() {
     use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
     describe_histogram!(
@@ -40,4 +41,7 @@ pub fn describe() {
         "appends (atomic requests) written by one group commit"
     );
     describe_gauge!(EVENTS, "events in the embedded log (its next position)");
+    // Present from the start at 0, so rates and dashboards need no first event.
+    metrics::counter!(APPENDED_EVENTS).increment(0);
+    metrics::counter!(APPENDED_BYTES).increment(0);
 }
