@@ -133,6 +133,17 @@ impl Server {
         Self::first_start_with(root, true, env)
     }
 
+    /// [`Server::start_with_env`] without the plaintext readiness check
+    /// (for a server that speaks TLS only).
+    pub fn start_with_env_without_readiness_check(root: &Path, env: &[(&str, &str)]) -> Self {
+        Self::first_start_with(root, false, env)
+    }
+
+    /// The process ID, for signals.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("the server is running").id()
+    }
+
     fn first_start(root: &Path, check_ready: bool) -> Self {
         Self::first_start_with(root, check_ready, &[])
     }

@@ -207,6 +207,18 @@ struct ServeArgs {
     /// one: expose it to the monitoring network only.
     #[arg(long, env = "PAYCORE_METRICS_LISTEN")]
     metrics_listen: Option<SocketAddr>,
+    /// Serve gRPC over TLS with this certificate chain (PEM, the server's
+    /// certificate first); needs --tls-key. SIGHUP reads the files again
+    /// without a restart (new connections use them).
+    #[arg(long, env = "PAYCORE_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM: PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, env = "PAYCORE_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Mutual TLS: accept only clients with a certificate signed by this CA
+    /// (PEM); each connection's certificate subject is logged.
+    #[arg(long, env = "PAYCORE_TLS_CLIENT_CA", requires = "tls_cert")]
+    tls_client_ca: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -309,6 +321,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 state_cache_bytes: args.state_cache_bytes,
                 read_model_tables: !args.no_read_model_tables,
                 metrics_listen: args.metrics_listen,
+                tls: match (args.tls_cert, args.tls_key) {
+                    (Some(cert), Some(key)) => Some(paycore_grpc::tls::TlsFiles {
+                        cert,
+                        key,
+                        client_ca: args.tls_client_ca,
+                    }),
+                    _ => None,
+                },
             };
             serve::serve(&data_dir, &store, options).await
         }

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use paycore_engine::{Engine, EngineConfig};
+use paycore_grpc::tls::TlsIncoming;
 use paycore_projections::{ModelStorage, ReadModels};
 use paycore_projections_postgres::{TablesWriter, WriterOptions};
 use paycore_store::log::ScrubOptions;
@@ -273,6 +274,8 @@ pub struct ServeOptions {
     pub read_model_tables: bool,
     /// Where to serve Prometheus metrics; `None`: off.
     pub metrics_listen: Option<SocketAddr>,
+    /// TLS on the gRPC port; `None`: plaintext.
+    pub tls: Option<paycore_grpc::tls::TlsFiles>,
 }
 
 pub async fn serve(data_dir: &Path, choice: &StoreChoice, options: ServeOptions) -> anyhow::Result<()> {
@@ -327,10 +330,18 @@ pub async fn serve(data_dir: &Path, choice: &StoreChoice, options: ServeOptions)
         }
         _ => None,
     };
-    // Replies are small and latency-bound: no Nagle delay.
-    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+    let incoming = match &options.tls {
+        None => Incoming::Plain(listener),
+        Some(files) => {
+            let tls = TlsIncoming::new(files.clone()).context("loading the TLS certificate and key")?;
+            reload_tls_on_hangup(tls.clone())?;
+            Incoming::Tls(tls.accept(listener))
+        }
+    };
     tracing::info!(
         %address,
+        tls = options.tls.is_some(),
+        client_certificates = options.tls.as_ref().is_some_and(|tls| tls.client_ca.is_some()),
         data_dir = %data_dir.display(),
         state_cache_bytes = options.state_cache_bytes,
         "paycore serving gRPC"
@@ -365,9 +376,16 @@ pub async fn serve(data_dir: &Path, choice: &StoreChoice, options: ServeOptions)
     let admin = serve_admin(data_dir, engine.clone(), read.clone(), async move {
         let _ = admin_stopped.await;
     })?;
-    let serving = paycore_grpc::edge::server()
-        .add_routes(api.routes())
-        .serve_with_incoming_shutdown(incoming, shutdown);
+    let routes = paycore_grpc::edge::server().add_routes(api.routes());
+    let serving: std::pin::Pin<Box<dyn Future<Output = Result<(), tonic::transport::Error>> + Send>> =
+        match incoming {
+            // Replies are small and latency-bound: no Nagle delay.
+            Incoming::Plain(listener) => Box::pin(routes.serve_with_incoming_shutdown(
+                TcpIncoming::from(listener).with_nodelay(Some(true)),
+                shutdown,
+            )),
+            Incoming::Tls(accepted) => Box::pin(routes.serve_with_incoming_shutdown(accepted, shutdown)),
+        };
     let served = tokio::select! {
         served = serving => served,
         () = drain_deadline => {
@@ -406,6 +424,30 @@ pub async fn serve(data_dir: &Path, choice: &StoreChoice, options: ServeOptions)
     }
     opened.close()?;
     tracing::info!("stopped");
+    Ok(())
+}
+
+/// Where the gRPC connections come from.
+enum Incoming {
+    Plain(tokio::net::TcpListener),
+    Tls(paycore_grpc::tls::Accepted),
+}
+
+/// SIGHUP reads the TLS certificate, key and client CA again; the next
+/// connections use them. Files that do not load leave the old ones.
+fn reload_tls_on_hangup(tls: TlsIncoming) -> anyhow::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut hangup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
+    tokio::spawn(async move {
+        while hangup.recv().await.is_some() {
+            match tls.reload() {
+                Ok(()) => tracing::info!("TLS certificate reloaded; new connections use it"),
+                Err(error) => {
+                    tracing::error!(%error, "TLS certificate not reloaded; still serving the previous one")
+                }
+            }
+        }
+    });
     Ok(())
 }
 

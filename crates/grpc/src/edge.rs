@@ -119,6 +119,7 @@ where
     }
 
     fn call(&mut self, request: http::Request<ReqBody>) -> Self::Future {
+        crate::tls::log_call(&request);
         let size = header_list_size(&request);
         if size > MAX_REQUEST_METADATA_BYTES {
             let status = Status::resource_exhausted(format!(

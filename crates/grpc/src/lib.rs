@@ -29,6 +29,7 @@ pub mod idempotency;
 pub mod metrics;
 mod reflection;
 mod services;
+pub mod tls;
 
 use std::fmt;
 use std::sync::Arc;
