@@ -1262,6 +1262,20 @@ pub mod postgres {
         }
     }
 
+    /// The environment of a server on `schema` of the database at `url`,
+    /// sealing card numbers with `key` (the same for every server).
+    pub fn server_env<'a>(
+        url: &'a str,
+        schema: &'a Schema,
+        key: &'a VaultKeyFile,
+    ) -> [(&'static str, &'a str); 3] {
+        [
+            ("PAYCORE_STORE", url),
+            ("PAYCORE_PG_SCHEMA", schema.name.as_str()),
+            ("PAYCORE_VAULT_KEY_FILE", key.path()),
+        ]
+    }
+
     /// The rows `sql` returns, one string per row (columns joined by `|`).
     pub fn query(sql: &str) -> Vec<String> {
         let output = Command::new("psql")

@@ -7,7 +7,7 @@
 
 use std::time::{Duration, Instant};
 
-use paycore_e2e::postgres::{Schema, VaultKeyFile, database_url, query};
+use paycore_e2e::postgres::{Schema, VaultKeyFile, database_url, query, server_env};
 use paycore_e2e::{Client, Server};
 
 /// Waits until every projection's tables reached the log's head.
@@ -62,11 +62,7 @@ async fn the_tables_follow_the_log_and_another_server_writes_them_when_the_write
     let schema = Schema::create();
     let url = database_url();
     let key = VaultKeyFile::new();
-    let env = [
-        ("PAYCORE_STORE", url.as_str()),
-        ("PAYCORE_PG_SCHEMA", schema.name.as_str()),
-        ("PAYCORE_VAULT_KEY_FILE", key.path()),
-    ];
+    let env = server_env(&url, &schema, &key);
     let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let mut servers = [
         Server::start_with_env(dir_a.path(), &env),

@@ -70,6 +70,12 @@ async fn tls_channel(
     endpoint.connect().await.map_err(|error| format!("{error:?}"))
 }
 
+/// SIGHUP: the server reads its TLS files again.
+fn hang_up(server: &Server) {
+    let pid = rustix::process::Pid::from_raw(i32::try_from(server.pid()).unwrap()).unwrap();
+    rustix::process::kill_process(pid, rustix::process::Signal::HUP).unwrap();
+}
+
 /// Whether an authenticated call over `channel` succeeds.
 async fn answers(server: &Server, channel: Channel) -> Result<(), tonic::Status> {
     let mut accounts = AccountServiceClient::with_interceptor(channel, bearer(server.key()));
@@ -124,11 +130,7 @@ async fn mutual_tls_admits_only_the_operators_clients_and_a_reloaded_certificate
     let (cert, key) = renewed.sign("paycore server, renewed");
     write(files, "server.pem", &cert);
     write(files, "server.key", &key);
-    rustix::process::kill_process(
-        rustix::process::Pid::from_raw(server.pid() as i32).unwrap(),
-        rustix::process::Signal::HUP,
-    )
-    .unwrap();
+    hang_up(&server);
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         if let Ok(channel) = tls_channel(&server, &renewed.pem, Some(&teller)).await
@@ -150,11 +152,7 @@ async fn mutual_tls_admits_only_the_operators_clients_and_a_reloaded_certificate
 
     // Files that do not load leave the served certificate in place.
     write(files, "server.pem", "not a certificate");
-    rustix::process::kill_process(
-        rustix::process::Pid::from_raw(server.pid() as i32).unwrap(),
-        rustix::process::Signal::HUP,
-    )
-    .unwrap();
+    hang_up(&server);
     tokio::time::sleep(Duration::from_millis(300)).await;
     let channel = tls_channel(&server, &renewed.pem, Some(&teller)).await.unwrap();
     answers(&server, channel).await.unwrap();

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use paycore_e2e::postgres::{Schema, VaultKeyFile, database_url};
+use paycore_e2e::postgres::{Schema, VaultKeyFile, database_url, server_env};
 use paycore_e2e::{Server, paycore_bin, transfer_request, with_idempotency_key};
 use tonic::Code;
 
@@ -18,11 +18,7 @@ async fn two_servers_on_one_database_keep_the_books_exact() {
     let schema = Schema::create();
     let url = database_url();
     let key = VaultKeyFile::new();
-    let env = [
-        ("PAYCORE_STORE", url.as_str()),
-        ("PAYCORE_PG_SCHEMA", schema.name.as_str()),
-        ("PAYCORE_VAULT_KEY_FILE", key.path()),
-    ];
+    let env = server_env(&url, &schema, &key);
     let dir_a = tempfile::tempdir().unwrap();
     let dir_b = tempfile::tempdir().unwrap();
     let a = Server::start_with_env(dir_a.path(), &env);
@@ -266,11 +262,7 @@ async fn losing_the_database_mid_traffic_fails_cleanly_and_recovers() {
     let proxy = CuttableProxy::start(target).await;
     let url = format!("{before_host}@127.0.0.1:{}/{path}", proxy.port);
     let key = VaultKeyFile::new();
-    let env = [
-        ("PAYCORE_STORE", url.as_str()),
-        ("PAYCORE_PG_SCHEMA", schema.name.as_str()),
-        ("PAYCORE_VAULT_KEY_FILE", key.path()),
-    ];
+    let env = server_env(&url, &schema, &key);
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start_with_env(dir.path(), &env);
     let client = server.client();
@@ -374,11 +366,7 @@ fn two_servers_bootstrapping_one_empty_database_create_one_project() {
     for round in 0..4 {
         let schema = Schema::create();
         let url = database_url();
-        let env = [
-            ("PAYCORE_STORE", url.as_str()),
-            ("PAYCORE_PG_SCHEMA", schema.name.as_str()),
-            ("PAYCORE_VAULT_KEY_FILE", key.path()),
-        ];
+        let env = server_env(&url, &schema, &key);
         let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
         let (a, b) = std::thread::scope(|scope| {
             let a = scope.spawn(|| Server::start_with_env(dir_a.path(), &env));
