@@ -9,6 +9,7 @@ use anyhow::Context;
 use paycore_engine::{Engine, EngineConfig};
 use paycore_projections::{ModelStorage, ReadModels};
 use paycore_projections_postgres::{TablesWriter, WriterOptions};
+use paycore_relay::{Election, Relay, RelayOptions};
 use paycore_store::log::ScrubOptions;
 use paycore_store::{AggregateSnapshots, DirSnapshots, EventStore, LogOptions, LogStore, StoreError};
 use paycore_store_postgres::{PgOptions, PgStore};
@@ -271,6 +272,8 @@ pub struct ServeOptions {
     pub state_cache_bytes: u64,
     /// On PostgreSQL: take part in writing the read-model tables.
     pub read_model_tables: bool,
+    /// Publish the log to NATS JetStream (`--relay-nats`).
+    pub relay: Option<RelayOptions>,
 }
 
 pub async fn serve(data_dir: &Path, choice: &StoreChoice, options: ServeOptions) -> anyhow::Result<()> {
@@ -320,6 +323,23 @@ pub async fn serve(data_dir: &Path, choice: &StoreChoice, options: ServeOptions)
         }
         _ => None,
     };
+    let relay = options.relay.map(|relay_options| {
+        let election = match choice {
+            StoreChoice::Embedded => Election::Alone,
+            StoreChoice::Postgres { url, schema } => Election::Postgres {
+                url: url.clone(),
+                schema: schema.clone(),
+                name: format!("{} pid {} {address}", host_name(), std::process::id()),
+            },
+        };
+        tracing::info!(
+            nats = relay_options.servers_display(),
+            stream = %relay_options.stream,
+            subject_prefix = %relay_options.subject_prefix,
+            "relaying events to NATS JetStream"
+        );
+        Relay::spawn(store.clone(), relay_options, election)
+    });
     // Replies are small and latency-bound: no Nagle delay.
     let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
     tracing::info!(
@@ -385,6 +405,12 @@ pub async fn serve(data_dir: &Path, choice: &StoreChoice, options: ServeOptions)
     );
     if let Some(tables) = tables {
         tables.stop().await;
+    }
+    if let Some(relay) = relay {
+        if let Some(lag) = relay.lag() {
+            tracing::info!(lag_events = lag, "relay stopped; the next start resumes from the stream's last message");
+        }
+        relay.stop().await;
     }
     let last = store.committed().borrow().saturating_sub(1);
     read.wait_for(last).await;
