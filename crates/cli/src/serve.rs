@@ -408,7 +408,10 @@ pub async fn serve(data_dir: &Path, choice: &StoreChoice, options: ServeOptions)
     }
     if let Some(relay) = relay {
         if let Some(lag) = relay.lag() {
-            tracing::info!(lag_events = lag, "relay stopped; the next start resumes from the stream's last message");
+            tracing::info!(
+                lag_events = lag,
+                "relay stopped; the next start resumes from the stream's last message"
+            );
         }
         relay.stop().await;
     }

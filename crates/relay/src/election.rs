@@ -23,7 +23,11 @@ pub enum Election {
     Alone,
     /// One of the servers of a PostgreSQL store; `name` says which in
     /// `pg_stat_activity.application_name`.
-    Postgres { url: String, schema: String, name: String },
+    Postgres {
+        url: String,
+        schema: String,
+        name: String,
+    },
 }
 
 /// The won election: holding it holds the lock.
@@ -69,7 +73,8 @@ pub(crate) async fn elect(
         });
     };
     let application = format!("paycore relay: {name}");
-    let config = support::config(url, Duration::from_secs(5), Some(&application)).map_err(RelayError::Election)?;
+    let config =
+        support::config(url, Duration::from_secs(5), Some(&application)).map_err(RelayError::Election)?;
     let (client, connection) = config
         .connect(NoTls)
         .await

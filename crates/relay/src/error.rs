@@ -41,9 +41,10 @@ pub enum RelayError {
     )]
     Foreign { stream: String, sequence: u64 },
     #[error(
-        "the last message of JetStream stream {stream} (sequence {sequence}) is gone (purged, deleted or \
-         expired by a limit): the relay resumes after it, so it cannot tell where to; delete the stream \
-         to publish the log again from the start, and keep limits that leave the last message"
+        "JetStream stream {stream} has no message at or shortly before its last sequence {sequence} \
+         (purged, deleted or expired by a limit): the relay resumes after the last one, so it cannot tell \
+         where to; delete the stream to publish the log again from the start, and keep limits that leave \
+         the last message"
     )]
     LastMessageGone { stream: String, sequence: u64 },
     #[error("publishing the event at position {position}: {source}")]

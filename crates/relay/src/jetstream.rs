@@ -39,7 +39,10 @@ pub(crate) async fn connect(options: &RelayOptions) -> Result<async_nats::Client
 /// The relay's stream, created with `options.duplicate_window` if missing;
 /// an existing stream must capture `<prefix>.>` (its other settings are the
 /// operator's).
-pub(crate) async fn open_stream(js: &jetstream::Context, options: &RelayOptions) -> Result<Stream, RelayError> {
+pub(crate) async fn open_stream(
+    js: &jetstream::Context,
+    options: &RelayOptions,
+) -> Result<Stream, RelayError> {
     let wants = stream_subjects(&options.subject_prefix);
     let config = jetstream::stream::Config {
         name: options.stream.clone(),
@@ -67,10 +70,22 @@ pub(crate) async fn open_stream(js: &jetstream::Context, options: &RelayOptions)
     Ok(stream)
 }
 
+/// How far back from the stream's last sequence a session looks for the
+/// last message that still exists (see [`resume_point`]).
+const TAIL_SEARCH: u64 = 1_024;
+
 /// Where to resume: after the stream's last message, which must be one
 /// this log's relay published.
+///
+/// If the messages at the end of the stream are gone (a NATS server killed
+/// before writing its last messages may come back with the sequence but not
+/// the message; an operator may delete one), the session resumes after the
+/// last one that exists, still expecting the stream's last sequence: the
+/// events after it are published again, after the gap, in order. A stream
+/// emptied by a purge or a limit has no such message: the relay stops and
+/// says so rather than guess.
 pub(crate) async fn resume_point(stream: &mut Stream, name: &str, log: &LogId) -> Result<Resume, RelayError> {
-    let last_sequence = stream
+    let state = stream
         .info()
         .await
         .map_err(|error| RelayError::Stream {
@@ -78,29 +93,47 @@ pub(crate) async fn resume_point(stream: &mut Stream, name: &str, log: &LogId) -
             why: format!("cannot read its state: {error}"),
         })?
         .state
-        .last_sequence;
+        .clone();
+    let last_sequence = state.last_sequence;
     if last_sequence == 0 {
         return Ok(Resume {
             next_position: 0,
             last_sequence,
         });
     }
-    let last = stream.get_raw_message(last_sequence).await.map_err(|error| {
-        if matches!(error.kind(), jetstream::stream::RawMessageErrorKind::NoMessageFound) {
-            RelayError::LastMessageGone {
-                stream: name.to_owned(),
-                sequence: last_sequence,
+    let lowest = state
+        .first_sequence
+        .max(last_sequence.saturating_sub(TAIL_SEARCH))
+        .max(1);
+    let mut sequence = last_sequence;
+    let last = loop {
+        match stream.get_raw_message(sequence).await {
+            Ok(message) => break message,
+            Err(error)
+                if matches!(
+                    error.kind(),
+                    jetstream::stream::RawMessageErrorKind::NoMessageFound
+                ) =>
+            {
+                if sequence <= lowest {
+                    return Err(RelayError::LastMessageGone {
+                        stream: name.to_owned(),
+                        sequence: last_sequence,
+                    });
+                }
+                sequence -= 1;
             }
-        } else {
-            RelayError::Stream {
-                stream: name.to_owned(),
-                why: format!("cannot read its last message (sequence {last_sequence}): {error}"),
+            Err(error) => {
+                return Err(RelayError::Stream {
+                    stream: name.to_owned(),
+                    why: format!("cannot read its message at sequence {sequence}: {error}"),
+                });
             }
         }
-    })?;
+    };
     let stamp = stamp(&last.headers).ok_or_else(|| RelayError::Foreign {
         stream: name.to_owned(),
-        sequence: last_sequence,
+        sequence,
     })?;
     if stamp.log != log.as_str() {
         return Err(RelayError::AnotherLog {
@@ -108,6 +141,15 @@ pub(crate) async fn resume_point(stream: &mut Stream, name: &str, log: &LogId) -
             theirs: stamp.log,
             ours: log.to_string(),
         });
+    }
+    if sequence != last_sequence {
+        tracing::warn!(
+            stream = name,
+            gone_from = sequence + 1,
+            gone_to = last_sequence,
+            resume_from = stamp.position + 1,
+            "the last messages of the stream are gone; publishing their events again after them"
+        );
     }
     Ok(Resume {
         next_position: stamp.position.saturating_add(1),

@@ -20,7 +20,7 @@
 //! - **Memory**: at most `max_in_flight` publishes await their acks and the
 //!   log is read no further ahead.
 //! - **Failures**: any error ends the session; the relay logs it and starts
-//!   again after a pause that doubles up to 30 s. The server meanwhile serves
+//!   again after a pause that doubles up to 10 s. The server meanwhile serves
 //!   gRPC as usual. A bad URL or name is refused before start
 //!   ([`RelayOptions`]).
 //! - **PostgreSQL**: one relay per store and stream, elected with an
@@ -63,7 +63,11 @@ impl Relay {
     /// Starts relaying `store`'s log as `options` say.
     pub fn spawn(store: Arc<dyn EventStore>, options: RelayOptions, election: Election) -> Self {
         let (status_tx, status) = watch::channel(RelayStatus::starting());
-        let reporter = tokio::spawn(status::report(store.clone(), status.clone(), options.report_every));
+        let reporter = tokio::spawn(status::report(
+            store.clone(),
+            status.clone(),
+            options.report_every,
+        ));
         let task = tokio::spawn(run(store.clone(), options, election, status_tx));
         Self {
             status,

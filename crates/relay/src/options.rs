@@ -42,7 +42,9 @@ pub struct RelayOptions {
 }
 
 /// The longest pause between two attempts after failures.
-pub const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// Short enough that a NATS back after an outage is used again soon;
+/// an attempt costs one TCP connection.
+pub const MAX_BACKOFF: Duration = Duration::from_secs(10);
 
 impl std::fmt::Debug for RelayOptions {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -66,9 +68,7 @@ pub enum OptionsError {
         "invalid NATS URL {url:?}: {why}; expected nats://host:port (or tls://, comma-separated for a cluster)"
     )]
     BadUrl { url: String, why: String },
-    #[error(
-        "invalid JetStream stream name {0:?}: 1 to 255 characters of letters, digits, `_` and `-`"
-    )]
+    #[error("invalid JetStream stream name {0:?}: 1 to 255 characters of letters, digits, `_` and `-`")]
     BadStream(String),
     #[error(
         "invalid subject prefix {0:?}: one or more dot-separated tokens of letters, digits, `_` and `-`, without wildcards"
@@ -196,7 +196,10 @@ mod tests {
     #[test]
     fn names() {
         let options = RelayOptions::new("nats://127.0.0.1:4222").unwrap();
-        assert_eq!((options.stream.as_str(), options.subject_prefix.as_str()), ("PAYCORE", "paycore"));
+        assert_eq!(
+            (options.stream.as_str(), options.subject_prefix.as_str()),
+            ("PAYCORE", "paycore")
+        );
         assert!(options.clone().with_stream("PAYCORE_EU-1").is_ok());
         for bad in ["", "A.B", "A*", "A B", "A/B"] {
             assert!(options.clone().with_stream(bad).is_err(), "{bad:?}");

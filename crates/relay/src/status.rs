@@ -43,13 +43,18 @@ impl RelayStatus {
     /// positions, so events that are never published count until the relay
     /// has passed them. `None` while unknown.
     pub fn lag(&self, head: Position) -> Option<u64> {
-        self.published_before.map(|published| head.saturating_sub(published))
+        self.published_before
+            .map(|published| head.saturating_sub(published))
     }
 }
 
 /// Logs the lag every `every`: at info while behind or not publishing, at
 /// debug when caught up, so a healthy relay stays quiet.
-pub(crate) async fn report(store: Arc<dyn EventStore>, status: watch::Receiver<RelayStatus>, every: Duration) {
+pub(crate) async fn report(
+    store: Arc<dyn EventStore>,
+    status: watch::Receiver<RelayStatus>,
+    every: Duration,
+) {
     let mut ticks = tokio::time::interval(every);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     ticks.tick().await;

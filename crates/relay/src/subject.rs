@@ -39,7 +39,10 @@ pub fn subject_of(prefix: &str, event: &RecordedEvent) -> Result<Option<String>,
             });
         }
     }
-    Ok(Some(format!("{prefix}.{project}.{category}.{}", event.event_type)))
+    Ok(Some(format!(
+        "{prefix}.{project}.{category}.{}",
+        event.event_type
+    )))
 }
 
 /// The subjects a relay's JetStream stream captures: everything under the
@@ -109,7 +112,11 @@ mod tests {
             subject_of("paycore", &transfer).unwrap().as_deref(),
             Some(format!("paycore.{PRJ}.transfer.TransferCreated").as_str())
         );
-        let total = event(&format!("projectbalance-{PRJ}.EUR"), "ProjectBalanceChanged", Some(PRJ));
+        let total = event(
+            &format!("projectbalance-{PRJ}.EUR"),
+            "ProjectBalanceChanged",
+            Some(PRJ),
+        );
         assert_eq!(
             subject_of("acme.paycore", &total).unwrap().as_deref(),
             Some(format!("acme.paycore.{PRJ}.projectbalance.ProjectBalanceChanged").as_str())
