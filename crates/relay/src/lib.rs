@@ -114,6 +114,7 @@ async fn run(
 ) {
     let mut backoff = options.retry_every;
     loop {
+        let before = status.borrow().published_before;
         let error = match session(store.clone(), &options, &election, &status).await {
             Ok(never) => match never {},
             Err(error) => error,
@@ -121,9 +122,10 @@ async fn run(
         if matches!(error, RelayError::Store(StoreError::Closed)) {
             return;
         }
-        let published = status.borrow().state == RelayState::Publishing;
-        if published {
-            // It worked until now: the first retry comes soon.
+        if status.borrow().published_before > before {
+            // It moved on until now: the first retry comes soon. A session
+            // that fails again where the last one did (an event it cannot
+            // publish) keeps backing off instead.
             backoff = options.retry_every;
         }
         if error.needs_operator() {
