@@ -77,7 +77,7 @@ enum Command {
     ///
     /// On the first start against an empty data directory it creates a
     /// sandbox project and prints its secret API key once.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Create projects.
     #[command(subcommand)]
     Projects(ProjectsCommand),
@@ -237,6 +237,22 @@ struct ServeArgs {
     /// (PEM); each connection's certificate subject is logged.
     #[arg(long, env = "PAYCORE_TLS_CLIENT_CA", requires = "tls_cert")]
     tls_client_ca: Option<PathBuf>,
+    /// Publish every event to NATS JetStream (nats://host:port, or several
+    /// comma-separated): subjects <prefix>.<project>.<category>.<EventType>,
+    /// payload the EventEnvelope of SubscribeEvents, each event once, in log
+    /// order, resuming from the stream's last message. With PostgreSQL, one
+    /// server of those given this option publishes at a time. A NATS that is
+    /// down is retried with backoff; the server serves meanwhile.
+    #[arg(long, env = "PAYCORE_RELAY_NATS", value_name = "URL")]
+    relay_nats: Option<String>,
+    /// The JetStream stream the relay publishes into (created if missing,
+    /// capturing <prefix>.>).
+    #[arg(long, env = "PAYCORE_RELAY_STREAM", default_value = paycore_relay::DEFAULT_STREAM, requires = "relay_nats")]
+    relay_stream: String,
+    /// The first subject token(s) of every published event; give each
+    /// deployment sharing a NATS its own.
+    #[arg(long, env = "PAYCORE_RELAY_SUBJECT_PREFIX", default_value = paycore_relay::subject::DEFAULT_SUBJECT_PREFIX, requires = "relay_nats")]
+    relay_subject_prefix: String,
 }
 
 #[derive(Debug, Subcommand)]
@@ -310,6 +326,19 @@ fn main() -> ExitCode {
     }
 }
 
+/// The relay's options, checked before the server starts: a bad URL or
+/// name stops it here with a precise message.
+fn relay_options(args: &ServeArgs) -> anyhow::Result<Option<paycore_relay::RelayOptions>> {
+    let Some(urls) = &args.relay_nats else {
+        return Ok(None);
+    };
+    let options = paycore_relay::RelayOptions::new(urls)
+        .and_then(|options| options.with_stream(&args.relay_stream))
+        .and_then(|options| options.with_subject_prefix(&args.relay_subject_prefix))
+        .map_err(|error| anyhow::anyhow!("--relay-nats: {error}"))?;
+    Ok(Some(options))
+}
+
 /// A refusal from the admin socket, as the server worded it.
 fn refused(status: tonic::Status) -> anyhow::Error {
     anyhow::anyhow!("{}", status.message())
@@ -326,6 +355,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     })?;
     match cli.command {
         Command::Serve(args) => {
+            let relay = relay_options(&args)?;
             let options = serve::ServeOptions {
                 listen: args.listen,
                 vault_key_file: args.vault_key_file,
@@ -347,6 +377,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     }),
                     _ => None,
                 },
+                relay,
             };
             serve::serve(&data_dir, &store, options).await
         }

@@ -33,6 +33,12 @@ const COUNT_BUCKETS: &[f64] = &[
 /// For lags in events: 0 to a million.
 const LAG_BUCKETS: &[f64] = &[0.0, 1.0, 10.0, 100.0, 1_000.0, 10_000.0, 100_000.0, 1_000_000.0];
 
+/// Events of the log not yet in the NATS JetStream stream (`--relay-nats`).
+pub const RELAY_LAG_EVENTS: &str = "paycore_relay_lag_events";
+
+/// The relay's lag now; `None` until it has read its stream once.
+pub type RelayLag = Box<dyn Fn() -> Option<u64> + Send + Sync>;
+
 /// How often the sampled gauges are refreshed.
 const SAMPLE_EVERY: Duration = Duration::from_secs(1);
 
@@ -60,6 +66,10 @@ pub fn install() -> anyhow::Result<PrometheusHandle> {
     paycore_grpc::metrics::describe();
     paycore_projections::metrics::describe();
     paycore_projections_postgres::describe_metrics();
+    metrics::describe_gauge!(
+        RELAY_LAG_EVENTS,
+        "events of the log not yet published to NATS JetStream (on the server that publishes)"
+    );
     Ok(handle)
 }
 
@@ -117,7 +127,7 @@ async fn answer(
 
 /// Refreshes the sampled gauges every second, and lets the exporter drain
 /// its histograms, until the server stops.
-pub fn sample(handle: PrometheusHandle, engine: Engine, read: ReadModels) {
+pub fn sample(handle: PrometheusHandle, engine: Engine, read: ReadModels, relay_lag: Option<RelayLag>) {
     tokio::spawn(async move {
         let mut lag = LagClock::default();
         let mut every = tokio::time::interval(SAMPLE_EVERY);
@@ -127,6 +137,9 @@ pub fn sample(handle: PrometheusHandle, engine: Engine, read: ReadModels) {
             match read.status() {
                 Ok(statuses) => lag.record(&statuses),
                 Err(error) => tracing::debug!(%error, "sampling the projections' lag"),
+            }
+            if let Some(lag) = relay_lag.as_ref().and_then(|lag| lag()) {
+                metrics::gauge!(RELAY_LAG_EVENTS).set(lag as f64);
             }
             handle.run_upkeep();
         }

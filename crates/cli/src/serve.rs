@@ -10,6 +10,7 @@ use paycore_engine::{Engine, EngineConfig};
 use paycore_grpc::tls::TlsIncoming;
 use paycore_projections::{ModelStorage, ReadModels};
 use paycore_projections_postgres::{TablesWriter, WriterOptions};
+use paycore_relay::{Election, Relay, RelayOptions};
 use paycore_store::log::ScrubOptions;
 use paycore_store::{AggregateSnapshots, DirSnapshots, EventStore, LogOptions, LogStore, StoreError};
 use paycore_store_postgres::{PgOptions, PgStore};
@@ -276,6 +277,8 @@ pub struct ServeOptions {
     pub metrics_listen: Option<SocketAddr>,
     /// TLS on the gRPC port; `None`: plaintext.
     pub tls: Option<paycore_grpc::tls::TlsFiles>,
+    /// Publish the log to NATS JetStream (`--relay-nats`).
+    pub relay: Option<RelayOptions>,
 }
 
 pub async fn serve(data_dir: &Path, choice: &StoreChoice, options: ServeOptions) -> anyhow::Result<()> {
@@ -338,6 +341,23 @@ pub async fn serve(data_dir: &Path, choice: &StoreChoice, options: ServeOptions)
             Incoming::Tls(tls.accept(listener))
         }
     };
+    let relay = options.relay.map(|relay_options| {
+        let election = match choice {
+            StoreChoice::Embedded => Election::Alone,
+            StoreChoice::Postgres { url, schema } => Election::Postgres {
+                url: url.clone(),
+                schema: schema.clone(),
+                name: format!("{} pid {} {address}", host_name(), std::process::id()),
+            },
+        };
+        tracing::info!(
+            nats = relay_options.servers_display(),
+            stream = %relay_options.stream,
+            subject_prefix = %relay_options.subject_prefix,
+            "relaying events to NATS JetStream"
+        );
+        Relay::spawn(store.clone(), relay_options, election)
+    });
     tracing::info!(
         %address,
         tls = options.tls.is_some(),
@@ -348,7 +368,11 @@ pub async fn serve(data_dir: &Path, choice: &StoreChoice, options: ServeOptions)
     );
     if let (Some(handle), Some(listen)) = (metrics, options.metrics_listen) {
         let metrics_address = crate::metrics::serve(listen, handle.clone()).await?;
-        crate::metrics::sample(handle, engine.clone(), read.clone());
+        let relay_lag = relay.as_ref().map(|relay| {
+            let (status, head) = (relay.status(), store.committed());
+            Box::new(move || status.borrow().lag(*head.borrow())) as crate::metrics::RelayLag
+        });
+        crate::metrics::sample(handle, engine.clone(), read.clone(), relay_lag);
         tracing::info!(address = %metrics_address, "serving Prometheus metrics on /metrics");
         println!("paycore metrics on http://{metrics_address}/metrics");
     }
@@ -416,6 +440,15 @@ pub async fn serve(data_dir: &Path, choice: &StoreChoice, options: ServeOptions)
     );
     if let Some(tables) = tables {
         tables.stop().await;
+    }
+    if let Some(relay) = relay {
+        if let Some(lag) = relay.lag() {
+            tracing::info!(
+                lag_events = lag,
+                "relay stopped; the next start resumes from the stream's last message"
+            );
+        }
+        relay.stop().await;
     }
     let last = store.committed().borrow().saturating_sub(1);
     read.wait_for(last).await;
