@@ -87,7 +87,12 @@ const REQUESTS: &str = "paycore_grpc_requests_total";
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_scrape_counts_calls_by_code_and_shows_the_write_path() {
     let dir = test_dir();
-    let server = Server::start_with_env(dir.path(), &[("PAYCORE_METRICS_LISTEN", "127.0.0.1:0")]);
+    // Its own cache budget, whatever the suite's (`make test` runs it again at 4 KiB).
+    let env = [
+        ("PAYCORE_METRICS_LISTEN", "127.0.0.1:0"),
+        ("PAYCORE_STATE_CACHE_BYTES", "64M"),
+    ];
+    let server = Server::start_with_env(dir.path(), &env);
     let address = metrics_address(&server);
     let client = server.client();
     let a = client.create_account("EUR", false).await.unwrap();
@@ -154,7 +159,7 @@ async fn a_scrape_counts_calls_by_code_and_shows_the_write_path() {
     assert!(value(&sampled, "paycore_engine_state_cache_entries", &[]) > 0.0);
     assert_eq!(
         value(&sampled, "paycore_engine_state_cache_budget_bytes", &[]),
-        256.0 * 1024.0 * 1024.0
+        64.0 * 1024.0 * 1024.0
     );
     for projection in [
         "directory",
