@@ -263,6 +263,7 @@
 //!
 //! [`AppendRequest`]: crate::AppendRequest
 
+pub mod backup;
 mod codec;
 mod fsutil;
 #[doc(hidden)]
@@ -302,6 +303,7 @@ use self::indexer::Indexer;
 use self::verify::Scrubber;
 use self::writer::{Msg, Writer};
 
+pub use self::backup::{PrefixReport, SegmentFile, check_prefix, copy_prefix};
 pub use self::salvage::{LostFrames, SalvageReport, Salvaged, salvage};
 pub use self::verify::{Damage, ScrubOptions};
 
