@@ -72,17 +72,25 @@ async fn a_backup_under_load_restores_every_acknowledged_transfer() -> anyhow::R
                 let transfer = client
                     .transfer(&accounts[source], &accounts[destination], "EUR", value)
                     .await?;
-                acknowledged.lock().map_err(|_| anyhow::anyhow!("poisoned"))?.push((
-                    transfer.id,
-                    accounts[source].clone(),
-                    accounts[destination].clone(),
-                    value,
-                ));
+                acknowledged
+                    .lock()
+                    .map_err(|_| anyhow::anyhow!("poisoned"))?
+                    .push((
+                        transfer.id,
+                        accounts[source].clone(),
+                        accounts[destination].clone(),
+                        value,
+                    ));
             }
             anyhow::Ok(())
         }));
     }
-    while acknowledged.lock().map_err(|_| anyhow::anyhow!("poisoned"))?.len() < BEFORE_BACKUP {
+    while acknowledged
+        .lock()
+        .map_err(|_| anyhow::anyhow!("poisoned"))?
+        .len()
+        < BEFORE_BACKUP
+    {
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
 
@@ -96,10 +104,15 @@ async fn a_backup_under_load_restores_every_acknowledged_transfer() -> anyhow::R
     let backup_dir = dir.path().join("backup");
     let data_dir = server.data_dir();
     let dest = backup_dir.clone();
-    let taken =
-        tokio::task::spawn_blocking(move || paycore(&data_dir, &["backup", dest.to_str().unwrap_or_default()]))
-            .await?;
-    let during = acknowledged.lock().map_err(|_| anyhow::anyhow!("poisoned"))?.len() - before.len();
+    let taken = tokio::task::spawn_blocking(move || {
+        paycore(&data_dir, &["backup", dest.to_str().unwrap_or_default()])
+    })
+    .await?;
+    let during = acknowledged
+        .lock()
+        .map_err(|_| anyhow::anyhow!("poisoned"))?
+        .len()
+        - before.len();
     stop.store(true, Ordering::SeqCst);
     for task in tasks {
         task.await??;
@@ -124,11 +137,17 @@ async fn a_backup_under_load_restores_every_acknowledged_transfer() -> anyhow::R
     server.stop_ok();
 
     // Verified on its own, then restored into a new data directory.
-    let verified = ok(paycore(&backup_dir, &["backup", "verify", backup_dir.to_str().unwrap_or_default()]));
+    let verified = ok(paycore(
+        &backup_dir,
+        &["backup", "verify", backup_dir.to_str().unwrap_or_default()],
+    ));
     assert!(verified.contains(&format!("{events} events")), "{verified}");
     let restored_root = dir.path().join("restored");
     let restored_data = restored_root.join("data");
-    ok(paycore(&restored_data, &["restore", backup_dir.to_str().unwrap_or_default()]));
+    ok(paycore(
+        &restored_data,
+        &["restore", backup_dir.to_str().unwrap_or_default()],
+    ));
 
     // The audit passes on exactly the backup's events.
     let audit = paycore(&restored_data, &["audit"]);
@@ -148,7 +167,10 @@ async fn a_backup_under_load_restores_every_acknowledged_transfer() -> anyhow::R
     let transfers = client.all_transfers().await?;
     let restored_ids: BTreeSet<String> = transfers.iter().map(|t| t.id.clone()).collect();
     let missing: Vec<_> = before.difference(&restored_ids).collect();
-    assert!(missing.is_empty(), "acknowledged before the backup, missing: {missing:?}");
+    assert!(
+        missing.is_empty(),
+        "acknowledged before the backup, missing: {missing:?}"
+    );
     let mut expected: BTreeMap<String, i64> = accounts.iter().map(|a| (a.clone(), INITIAL)).collect();
     for transfer in &transfers {
         // A transfer in flight when the load stopped was never acknowledged,
@@ -157,14 +179,24 @@ async fn a_backup_under_load_restores_every_acknowledged_transfer() -> anyhow::R
         if let Some(sent) = all.get(&transfer.id) {
             assert_eq!(
                 (&sent.1, &sent.2, sent.3),
-                (&transfer.source_account_id, &transfer.destination_account_id, value)
+                (
+                    &transfer.source_account_id,
+                    &transfer.destination_account_id,
+                    value
+                )
             );
         }
         *expected.entry(transfer.source_account_id.clone()).or_default() -= value;
-        *expected.entry(transfer.destination_account_id.clone()).or_default() += value;
+        *expected
+            .entry(transfer.destination_account_id.clone())
+            .or_default() += value;
     }
     for account in &accounts {
-        assert_eq!(client.balance(account).await?, expected[account], "account {account}");
+        assert_eq!(
+            client.balance(account).await?,
+            expected[account],
+            "account {account}"
+        );
     }
     eprintln!(
         "backup at {events} events: {} transfers restored, {} acknowledged before it, {} while it ran",
@@ -178,7 +210,7 @@ async fn a_backup_under_load_restores_every_acknowledged_transfer() -> anyhow::R
     Ok(())
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_damaged_backup_is_refused_naming_the_file() -> anyhow::Result<()> {
     let dir = test_dir();
     let mut server = Server::start(&dir.path().join("live"));
@@ -202,7 +234,11 @@ async fn a_damaged_backup_is_refused_naming_the_file() -> anyhow::Result<()> {
     // It never writes into a directory that holds something.
     let again = paycore(&data_dir, &["backup", backup]);
     assert!(!again.status.success(), "{}", text(&again));
-    assert!(String::from_utf8_lossy(&again.stderr).contains("not empty"), "{}", text(&again));
+    assert!(
+        String::from_utf8_lossy(&again.stderr).contains("not empty"),
+        "{}",
+        text(&again)
+    );
     // A data directory that holds data is refused without --replace.
     let occupied = paycore(&data_dir, &["restore", backup]);
     assert!(!occupied.status.success(), "{}", text(&occupied));
@@ -226,12 +262,20 @@ async fn a_damaged_backup_is_refused_naming_the_file() -> anyhow::Result<()> {
 
     let verify = paycore(&data_dir, &["backup", "verify", backup]);
     assert!(!verify.status.success(), "{}", text(&verify));
-    assert!(String::from_utf8_lossy(&verify.stderr).contains(&segment_name), "{}", text(&verify));
+    assert!(
+        String::from_utf8_lossy(&verify.stderr).contains(&segment_name),
+        "{}",
+        text(&verify)
+    );
 
     let target = dir.path().join("restored");
     let restore = paycore(&target, &["restore", backup]);
     assert!(!restore.status.success(), "{}", text(&restore));
-    assert!(String::from_utf8_lossy(&restore.stderr).contains(&segment_name), "{}", text(&restore));
+    assert!(
+        String::from_utf8_lossy(&restore.stderr).contains(&segment_name),
+        "{}",
+        text(&restore)
+    );
     assert!(!target.exists(), "a refused restore left {}", target.display());
     Ok(())
 }

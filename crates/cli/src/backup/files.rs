@@ -27,7 +27,8 @@ const SIDESTORE_TEMP_PREFIX: &str = ".tmp.";
 
 fn is_disk_full(error: &io::Error) -> bool {
     let raw = error.raw_os_error();
-    raw == Some(rustix::io::Errno::NOSPC.raw_os_error()) || raw == Some(rustix::io::Errno::DQUOT.raw_os_error())
+    raw == Some(rustix::io::Errno::NOSPC.raw_os_error())
+        || raw == Some(rustix::io::Errno::DQUOT.raw_os_error())
 }
 
 /// An error writing `path`, worded for the operator.

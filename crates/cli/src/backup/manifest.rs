@@ -81,8 +81,12 @@ impl Manifest {
     /// The chain hash as bytes.
     pub fn last_hash(&self) -> anyhow::Result<[u8; 32]> {
         let mut hash = [0; 32];
-        hex::decode_to_slice(&self.log.last_hash, &mut hash)
-            .with_context(|| format!("the manifest's last_hash {:?} is not 64 hex digits", self.log.last_hash))?;
+        hex::decode_to_slice(&self.log.last_hash, &mut hash).with_context(|| {
+            format!(
+                "the manifest's last_hash {:?} is not 64 hex digits",
+                self.log.last_hash
+            )
+        })?;
         Ok(hash)
     }
 
@@ -124,8 +128,8 @@ impl Manifest {
             ),
             Err(error) => return Err(error).with_context(|| format!("reading {}", path.display())),
         };
-        let manifest: Self =
-            serde_json::from_str(&text).with_context(|| format!("{} is not a backup manifest", path.display()))?;
+        let manifest: Self = serde_json::from_str(&text)
+            .with_context(|| format!("{} is not a backup manifest", path.display()))?;
         manifest
             .check()
             .with_context(|| format!("{} is not a usable backup manifest", path.display()))?;
@@ -153,7 +157,9 @@ pub fn relative_path(path: &str) -> anyhow::Result<PathBuf> {
     let relative = PathBuf::from(path);
     let plain = !path.is_empty()
         && !path.contains('\\')
-        && path.split('/').all(|part| !part.is_empty() && part != "." && part != "..")
+        && path
+            .split('/')
+            .all(|part| !part.is_empty() && part != "." && part != "..")
         && relative.components().all(|c| matches!(c, Component::Normal(_)));
     if !plain {
         bail!("the manifest names the file {path:?}, which is not a plain path inside the backup");
@@ -214,7 +220,16 @@ mod tests {
 
     #[test]
     fn paths_may_not_leave_the_backup() {
-        for bad in ["", "/etc/passwd", "../x", "log/../../x", "log//x", "./x", "a\\b", "log/."] {
+        for bad in [
+            "",
+            "/etc/passwd",
+            "../x",
+            "log/../../x",
+            "log//x",
+            "./x",
+            "a\\b",
+            "log/.",
+        ] {
             let mut other = manifest();
             other.files[0].path = bad.to_owned();
             assert!(other.check().is_err(), "{bad:?} accepted");

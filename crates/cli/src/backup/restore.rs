@@ -31,13 +31,20 @@ fn held(path: &Path) -> bool {
 
 /// The parent directory and file name of `data_dir`.
 fn split(data_dir: &Path) -> anyhow::Result<(PathBuf, String)> {
-    let absolute = std::path::absolute(data_dir)
-        .with_context(|| format!("resolving {}", data_dir.display()))?;
-    let (Some(parent), Some(name)) = (absolute.parent(), absolute.file_name().and_then(|n| n.to_str())) else {
-        bail!("give the data directory to restore into by name (not {})", data_dir.display());
+    let absolute =
+        std::path::absolute(data_dir).with_context(|| format!("resolving {}", data_dir.display()))?;
+    let (Some(parent), Some(name)) = (absolute.parent(), absolute.file_name().and_then(|n| n.to_str()))
+    else {
+        bail!(
+            "give the data directory to restore into by name (not {})",
+            data_dir.display()
+        );
     };
     if name == "." || name == ".." {
-        bail!("give the data directory to restore into by name (not {})", data_dir.display());
+        bail!(
+            "give the data directory to restore into by name (not {})",
+            data_dir.display()
+        );
     }
     Ok((parent.to_path_buf(), name.to_owned()))
 }
@@ -71,8 +78,12 @@ pub fn restore(src: &Path, data_dir: &Path, replace: bool) -> anyhow::Result<()>
 
     let staging = parent.join(format!(".{name}.restoring"));
     if staging.exists() {
-        std::fs::remove_dir_all(&staging)
-            .with_context(|| format!("removing {}, left by a restore that did not finish", staging.display()))?;
+        std::fs::remove_dir_all(&staging).with_context(|| {
+            format!(
+                "removing {}, left by a restore that did not finish",
+                staging.display()
+            )
+        })?;
     }
     create_dir(&staging.join("log").join("segments"))?;
     let mut dirs = vec![staging.join("log").join("segments"), staging.join("log")];
@@ -108,7 +119,11 @@ pub fn restore(src: &Path, data_dir: &Path, replace: bool) -> anyhow::Result<()>
         let aside = parent.join(format!("{name}.before-restore-{stamp}"));
         std::fs::rename(&target, &aside)
             .with_context(|| format!("moving {} aside to {}", target.display(), aside.display()))?;
-        println!("moved:     the former {} to {}", target.display(), aside.display());
+        println!(
+            "moved:     the former {} to {}",
+            target.display(),
+            aside.display()
+        );
     } else if target.exists() {
         std::fs::remove_dir(&target).with_context(|| format!("removing the empty {}", target.display()))?;
     }
@@ -122,6 +137,9 @@ pub fn restore(src: &Path, data_dir: &Path, replace: bool) -> anyhow::Result<()>
              it ran with"
         );
     }
-    println!("next:      `paycore audit --data-dir {}`, then start the server on it", target.display());
+    println!(
+        "next:      `paycore audit --data-dir {}`, then start the server on it",
+        target.display()
+    );
     Ok(())
 }

@@ -87,8 +87,13 @@ pub async fn take(
         }
         Err(error) => {
             // A partial backup is useless; leave the destination as it was.
-            let cleaned = std::fs::remove_dir_all(dest)
-                .and_then(|()| if created { Ok(()) } else { std::fs::create_dir(dest) });
+            let cleaned = std::fs::remove_dir_all(dest).and_then(|()| {
+                if created {
+                    Ok(())
+                } else {
+                    std::fs::create_dir(dest)
+                }
+            });
             match cleaned {
                 Ok(()) => Err(error.context(format!("the partial backup in {} was removed", dest.display()))),
                 Err(cleanup) => Err(error.context(format!(
@@ -100,7 +105,11 @@ pub async fn take(
     }
 }
 
-async fn take_into(data_dir: &Path, dest: &Path, vault_key_file: Option<PathBuf>) -> anyhow::Result<Manifest> {
+async fn take_into(
+    data_dir: &Path,
+    dest: &Path,
+    vault_key_file: Option<PathBuf>,
+) -> anyhow::Result<Manifest> {
     let log_dir = data_dir.join("log");
     // 1. The point, and who holds the log while the copy runs: the server,
     // or this command (so no server starts on a log being read from disk).
@@ -128,7 +137,10 @@ async fn take_into(data_dir: &Path, dest: &Path, vault_key_file: Option<PathBuf>
                 .into_inner();
             let mut last_hash = [0; 32];
             if point.last_hash.len() != 32 {
-                bail!("the server answered a last hash of {} bytes", point.last_hash.len());
+                bail!(
+                    "the server answered a last hash of {} bytes",
+                    point.last_hash.len()
+                );
             }
             last_hash.copy_from_slice(&point.last_hash);
             let point = admin::BackupPoint {
@@ -141,7 +153,10 @@ async fn take_into(data_dir: &Path, dest: &Path, vault_key_file: Option<PathBuf>
             return Err(error).with_context(|| format!("opening the event log in {}", log_dir.display()));
         }
     };
-    tracing::info!(position = point.position, "backing up the log up to this position");
+    tracing::info!(
+        position = point.position,
+        "backing up the log up to this position"
+    );
 
     // 2. The log, cut at the point.
     let copied = {
@@ -162,7 +177,13 @@ async fn take_into(data_dir: &Path, dest: &Path, vault_key_file: Option<PathBuf>
     let mut entries: Vec<FileEntry> = copied
         .segments
         .iter()
-        .map(|segment| FileEntry::new(&format!("log/segments/{}", segment.name), segment.bytes, &segment.sha256))
+        .map(|segment| {
+            FileEntry::new(
+                &format!("log/segments/{}", segment.name),
+                segment.bytes,
+                &segment.sha256,
+            )
+        })
         .collect();
 
     // 3 and 4. Side storage and vault key: blocking file copies.

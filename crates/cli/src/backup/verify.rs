@@ -40,7 +40,8 @@ pub fn verify(dir: &Path) -> anyhow::Result<Manifest> {
     if !log_dir.join("segments").is_dir() {
         bail!("{} does not exist", log_dir.join("segments").display());
     }
-    let checked = check_prefix(&log_dir).with_context(|| format!("checking the log in {}", log_dir.display()))?;
+    let checked =
+        check_prefix(&log_dir).with_context(|| format!("checking the log in {}", log_dir.display()))?;
     for segment in &checked.segments {
         let listed = format!("log/segments/{}", segment.name);
         if !manifest.files.iter().any(|file| file.path == listed) {

@@ -30,7 +30,9 @@ pub async fn backup_point(store: &dyn EventStore) -> Result<BackupPoint, StoreEr
         .into_iter()
         .next()
         .filter(|event| event.position == last)
-        .ok_or_else(|| StoreError::Unavailable(format!("the committed event at position {last} cannot be read")))?;
+        .ok_or_else(|| {
+            StoreError::Unavailable(format!("the committed event at position {last} cannot be read"))
+        })?;
     Ok(BackupPoint {
         position,
         last_hash: event.hash,

@@ -207,7 +207,9 @@ impl Output {
     }
 
     fn write(&mut self, bytes: &[u8]) -> Result<(), StoreError> {
-        self.writer.write_all(bytes).map_err(|e| write_err(&self.path, e))?;
+        self.writer
+            .write_all(bytes)
+            .map_err(|e| write_err(&self.path, e))?;
         self.sha256.update(bytes);
         self.bytes += bytes.len() as u64;
         Ok(())
@@ -281,7 +283,10 @@ pub fn copy_prefix(src: &Path, dst: &Path, end: Position) -> Result<PrefixReport
                     path,
                     at,
                     chain.next,
-                    format!("the frame holding position {} runs past position {stop}", stop - 1),
+                    format!(
+                        "the frame holding position {} runs past position {stop}",
+                        stop - 1
+                    ),
                 ));
             }
             let bytes = window
