@@ -176,6 +176,24 @@ impl Server {
         }
     }
 
+    /// Starts a server on a data directory `root/data` that already holds a
+    /// deployment (a restored backup, say): nothing is printed, so the
+    /// sandbox project's key and ID are given.
+    pub fn start_existing(root: &Path, key: &str, project_id: &str) -> Self {
+        let started = spawn(root, 1, true, &[]);
+        Self {
+            root: root.to_path_buf(),
+            child: Some(started.child),
+            addr: started.addr,
+            key: key.to_owned(),
+            project_id: project_id.to_owned(),
+            printed: started.printed,
+            stdout: started.stdout,
+            starts: 1,
+            env: Vec::new(),
+        }
+    }
+
     /// Starts a server on `root` with a second sandbox project, made with
     /// `paycore projects create` while the server runs.
     pub fn start_with_second_project(root: &Path) -> (Self, NewProject) {

@@ -1,6 +1,7 @@
 //! `paycore`: the server and its administration commands.
 
 mod audit;
+mod backup;
 mod balance;
 mod fx;
 mod metrics;
@@ -116,6 +117,13 @@ enum Command {
     /// The read models: their status, and rebuilding them from the log.
     #[command(subcommand)]
     Projections(projections::ProjectionsCommand),
+    /// Copy the embedded log, side storage and vault key to DEST while the
+    /// server runs (a consistent cut of the log at a durable position, then
+    /// checked by its hash chain), or `backup verify DEST` an earlier one.
+    Backup(backup::BackupArgs),
+    /// Put a verified backup in place as the data directory (--data-dir),
+    /// which must hold nothing and have no server running.
+    Restore(backup::RestoreArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -384,6 +392,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Db(DbCommand::Migrate) => serve::migrate(&store).await,
         Command::Fx(command) => fx::run(&data_dir, &store, command).await,
         Command::Projections(command) => projections::run(&data_dir, &store, command).await,
+        Command::Backup(args) => backup::backup(&data_dir, &store, args).await,
+        Command::Restore(args) => backup::restore(&data_dir, args).await,
         Command::Audit(args) => {
             let options = audit::AuditOptions {
                 json: args.json,

@@ -21,7 +21,10 @@ use tonic::transport::{Channel, Endpoint};
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
+mod backup;
 mod projections;
+
+pub use backup::{BackupPoint, backup_point};
 
 use crate::errors::{domain_status, engine_status, model_status};
 use crate::{Clock, SystemClock};
@@ -442,6 +445,19 @@ impl pb::admin_service_server::AdminService for AdminService {
     ) -> Result<Response<Self::RebuildProjectionsStream>, Status> {
         let read = self.read_models()?;
         projections::rebuild(read, &request.into_inner().projections).map(Response::new)
+    }
+
+    async fn get_backup_point(
+        &self,
+        _request: Request<pb::GetBackupPointRequest>,
+    ) -> Result<Response<pb::BackupPoint>, Status> {
+        let point = backup_point(self.engine.store().as_ref())
+            .await
+            .map_err(|error| engine_status(&error.into()))?;
+        Ok(Response::new(pb::BackupPoint {
+            position: point.position,
+            last_hash: point.last_hash.to_vec(),
+        }))
     }
 }
 

@@ -249,6 +249,16 @@
 //! `paycore audit` reads a log that `open` refuses with [`salvage()`]: frame by
 //! frame, reporting each damaged frame and carrying on at the next intact one.
 //!
+//! # Backups
+//!
+//! Segments are append-only and a frame is never rewritten, so a live log
+//! can be copied as it runs: [`backup::copy_prefix`] copies every frame up
+//! to a durable position (the committed position, which always ends a
+//! commit group) and cuts each copied segment after its last frame (no zero
+//! tail: rule 4 treats an absent tail like a zero one, rule 7 preallocates
+//! the last segment on open). Index runs are not copied; the first open of
+//! the copy indexes it. [`backup::check_prefix`] reads such a copy back.
+//!
 //! # Failures
 //!
 //! - A full disk is detected when a segment is preallocated, before any byte
@@ -263,6 +273,7 @@
 //!
 //! [`AppendRequest`]: crate::AppendRequest
 
+pub mod backup;
 mod codec;
 mod fsutil;
 #[doc(hidden)]
@@ -302,6 +313,7 @@ use self::indexer::Indexer;
 use self::verify::Scrubber;
 use self::writer::{Msg, Writer};
 
+pub use self::backup::{PrefixReport, SegmentFile, check_prefix, copy_prefix};
 pub use self::salvage::{LostFrames, SalvageReport, Salvaged, salvage};
 pub use self::verify::{Damage, ScrubOptions};
 
