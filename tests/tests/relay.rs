@@ -47,6 +47,17 @@ struct TestStream {
     name: String,
 }
 
+/// The log position a message carries.
+fn position_of(message: &jetstream::message::StreamMessage) -> u64 {
+    message
+        .headers
+        .get("Paycore-Position")
+        .unwrap()
+        .as_str()
+        .parse()
+        .unwrap()
+}
+
 impl TestStream {
     async fn connect(name: &str) -> Self {
         Self::connect_to(&nats_url(), name).await
@@ -106,6 +117,11 @@ impl TestStream {
     }
 
     /// Every message of the stream, in stream order.
+    /// The log position of every message, in stream order.
+    async fn positions(&self) -> Vec<u64> {
+        self.messages().await.iter().map(position_of).collect()
+    }
+
     async fn messages(&self) -> Vec<jetstream::message::StreamMessage> {
         let mut stream = self.stream().await.expect("the relay's stream exists");
         let state = stream.info().await.unwrap().state.clone();
@@ -263,17 +279,7 @@ async fn the_stream_holds_every_event_once_in_log_order_across_a_kill_9() {
         expected.len()
     );
     let messages = nats.messages().await;
-    let positions: Vec<u64> = messages
-        .iter()
-        .map(|m| {
-            m.headers
-                .get("Paycore-Position")
-                .unwrap()
-                .as_str()
-                .parse()
-                .unwrap()
-        })
-        .collect();
+    let positions: Vec<u64> = messages.iter().map(position_of).collect();
     let want: Vec<u64> = expected.iter().map(|e| e.position).collect();
     assert_eq!(positions.len(), want.len(), "every event once");
     assert_eq!(positions, want, "in log order, nothing missing or repeated");
@@ -493,19 +499,7 @@ async fn a_nats_killed_mid_stream_is_retried_and_the_stream_stays_exact() {
     let expected = subscribed(&server, server.key()).await;
     let stream = TestStream::connect_to(&url, &stream_name).await;
     stream.wait_for(expected.last().unwrap().position, &server).await;
-    let positions: Vec<u64> = stream
-        .messages()
-        .await
-        .iter()
-        .map(|m| {
-            m.headers
-                .get("Paycore-Position")
-                .unwrap()
-                .as_str()
-                .parse()
-                .unwrap()
-        })
-        .collect();
+    let positions: Vec<u64> = stream.positions().await;
     let want: Vec<u64> = expected.iter().map(|e| e.position).collect();
     assert_eq!(
         positions, want,
@@ -583,19 +577,7 @@ async fn on_postgresql_one_server_relays_and_another_takes_over_after_its_kill_9
         servers[survivor].log().contains("relay publishing"),
         "the survivor took over"
     );
-    let positions: Vec<u64> = nats
-        .messages()
-        .await
-        .iter()
-        .map(|m| {
-            m.headers
-                .get("Paycore-Position")
-                .unwrap()
-                .as_str()
-                .parse()
-                .unwrap()
-        })
-        .collect();
+    let positions: Vec<u64> = nats.positions().await;
     let want: Vec<u64> = expected.iter().map(|e| e.position).collect();
     assert_eq!(
         positions, want,

@@ -257,17 +257,7 @@ pub fn copy_prefix(src: &Path, dst: &Path, end: Position) -> Result<PrefixReport
     let mut chain = Chain::new();
     let mut segments = Vec::with_capacity(listing.len());
     for (i, (first, path)) in listing.iter().enumerate() {
-        if *first != chain.next {
-            return Err(corrupt(
-                path,
-                0,
-                chain.next,
-                format!(
-                    "segment starts at position {first}, but the log before it ends at position {}",
-                    chain.next
-                ),
-            ));
-        }
+        follows(&chain, *first, path)?;
         // Where this segment's frames must end: the next segment's start.
         let stop = listing.get(i + 1).map_or(end, |(next, _)| *next);
         let file = File::open(path).map_err(|e| read_err(path, e))?;
@@ -314,6 +304,22 @@ pub fn copy_prefix(src: &Path, dst: &Path, end: Position) -> Result<PrefixReport
     })
 }
 
+/// A segment must start where the log before it ends.
+fn follows(chain: &Chain, first: Position, path: &Path) -> Result<(), StoreError> {
+    if first == chain.next {
+        return Ok(());
+    }
+    Err(corrupt(
+        path,
+        0,
+        chain.next,
+        format!(
+            "segment starts at position {first}, but the log before it ends at position {}",
+            chain.next
+        ),
+    ))
+}
+
 /// Checks a log copied by [`copy_prefix`] (in `dir/segments/`): the first
 /// segment starts at position 0, each next one where the one before ends,
 /// every frame passes its checks and the hash chain holds from the first
@@ -324,17 +330,7 @@ pub fn check_prefix(dir: &Path) -> Result<PrefixReport, StoreError> {
     let mut chain = Chain::new();
     let mut segments = Vec::with_capacity(listing.len());
     for (first, path) in &listing {
-        if *first != chain.next {
-            return Err(corrupt(
-                path,
-                0,
-                chain.next,
-                format!(
-                    "segment starts at position {first}, but the log before it ends at position {}",
-                    chain.next
-                ),
-            ));
-        }
+        follows(&chain, *first, path)?;
         let file = File::open(path).map_err(|e| read_err(path, e))?;
         let len = file.metadata().map_err(|e| read_err(path, e))?.len();
         if len == 0 {
