@@ -323,14 +323,13 @@ pub async fn serve(data_dir: &Path, choice: &StoreChoice, options: ServeOptions)
         .await
         .with_context(|| format!("listening on {listen}"))?;
     let address = listener.local_addr()?;
+    // How the other servers of a shared store see this one.
+    let server_name = format!("{} pid {} {address}", host_name(), std::process::id());
     let tables = match choice {
-        StoreChoice::Postgres { url, schema } if options.read_model_tables => {
-            let name = format!("{} pid {} {address}", host_name(), std::process::id());
-            Some(TablesWriter::spawn(
-                store.clone(),
-                WriterOptions::new(url, schema, name),
-            ))
-        }
+        StoreChoice::Postgres { url, schema } if options.read_model_tables => Some(TablesWriter::spawn(
+            store.clone(),
+            WriterOptions::new(url, schema, server_name.clone()),
+        )),
         _ => None,
     };
     let incoming = match &options.tls {
@@ -347,7 +346,7 @@ pub async fn serve(data_dir: &Path, choice: &StoreChoice, options: ServeOptions)
             StoreChoice::Postgres { url, schema } => Election::Postgres {
                 url: url.clone(),
                 schema: schema.clone(),
-                name: format!("{} pid {} {address}", host_name(), std::process::id()),
+                name: server_name.clone(),
             },
         };
         tracing::info!(
