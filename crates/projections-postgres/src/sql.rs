@@ -27,14 +27,10 @@ pub(crate) async fn load(
         if keys.is_empty() {
             continue;
         }
-        let created = if table == StateTable::FxRates {
-            "updated_position"
-        } else {
-            "created_position"
-        };
         let name = table.sql_name();
-        let sql =
-            format!("SELECT id, {created}, updated_position, state FROM {schema}.{name} WHERE id = ANY($1)");
+        let sql = format!(
+            "SELECT id, created_position, updated_position, state FROM {schema}.{name} WHERE id = ANY($1)"
+        );
         for row in client.query(&sql, &[&keys]).await? {
             let id: String = row.try_get(0)?;
             let created_position: i64 = row.try_get(1)?;
@@ -243,13 +239,11 @@ async fn upsert(
         StateTable::Resources => resource_columns(&mut columns, rows)?,
         StateTable::FxRates => fx_rate_columns(&mut columns, rows)?,
     }
-    if table != StateTable::FxRates {
-        let created = rows
-            .iter()
-            .map(|(_, row)| position_to_sql(row.created_position))
-            .collect();
-        columns.add("created_position", "bigint[]", created);
-    }
+    let created = rows
+        .iter()
+        .map(|(_, row)| position_to_sql(row.created_position))
+        .collect();
+    columns.add("created_position", "bigint[]", created);
     let updated = rows
         .iter()
         .map(|(_, row)| position_to_sql(row.updated_position))

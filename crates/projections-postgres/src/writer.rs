@@ -257,16 +257,18 @@ async fn prepare(client: &mut Client, options: &WriterOptions) -> Result<Checkpo
             &[],
         )
         .await?;
+    let stored = stored
+        .iter()
+        .map(|row| -> Result<(String, i32, i64), tokio_postgres::Error> {
+            Ok((row.try_get(0)?, row.try_get(1)?, row.try_get(2)?))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
     let mut checkpoints: Checkpoints = [0; PROJECTIONS.len()];
     for (index, projection) in PROJECTIONS.iter().enumerate() {
         let found = stored
             .iter()
-            .map(|row| -> Result<(String, i32, i64), tokio_postgres::Error> {
-                Ok((row.try_get(0)?, row.try_get(1)?, row.try_get(2)?))
-            })
-            .collect::<Result<Vec<_>, _>>()?
-            .into_iter()
-            .find(|(name, _, _)| name == projection.name);
+            .find(|(name, _, _)| name == projection.name)
+            .cloned();
         checkpoints[index] = match found {
             Some((_, version, next)) if version == projection.version => position_from_sql(next),
             Some((_, version, _)) if version > projection.version => {

@@ -8,6 +8,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use paycore_domain::account::{AccountOpened, TransactionRecorded};
+use paycore_domain::fx::Rate;
+use paycore_domain::fx_rate::{FxRateRemoved, FxRateSet};
 use paycore_domain::project::ProjectCreated;
 use paycore_domain::transfer::TransferCreated;
 use paycore_domain::{
@@ -371,5 +373,45 @@ async fn a_rebuild_asked_for_rewrites_the_tables_while_the_writer_runs() {
     books.transfer(&store, 0, 1, 1).await;
     caught_up(&schema).await;
     assert_eq!(books.in_tables(&schema).await, (books.balances.clone(), 14, 7));
+    writer.stop().await;
+}
+
+#[tokio::test]
+async fn exchange_rates_are_rows_per_ordered_pair_and_a_removed_one_keeps_its_row() {
+    let schema = SchemaGuard::new().await;
+    let store = store(&schema).await;
+    let set = |mid: &str, spread_bps: u32| {
+        Event::FxRateSet(FxRateSet {
+            from: Currency::EUR,
+            to: Currency::USD,
+            mid_rate: Rate::parse(mid).unwrap(),
+            spread_bps,
+            set_at: Timestamp::from_micros(1_700_000_000_000_000),
+        })
+    };
+    let stream = "fxrate-EUR.USD".to_owned();
+    append(&store, vec![(stream.clone(), vec![set("1.0842", 25)])]).await;
+    append(&store, vec![(stream.clone(), vec![set("1.1", 30)])]).await;
+    let writer = TablesWriter::spawn(store.clone(), options(&schema, "writer"));
+    caught_up(&schema).await;
+    let row = || async {
+        let (client, connection) = tokio_postgres::connect(&schema.url, NoTls).await.unwrap();
+        tokio::spawn(connection);
+        let sql = format!(
+            "SELECT concat_ws('|', id, base_currency, quote_currency, mid_rate, spread_bps, \
+             created_position, updated_position) FROM {}.fx_rates",
+            schema.schema
+        );
+        client.query_one(&sql, &[]).await.unwrap().get::<_, String>(0)
+    };
+    assert_eq!(row().await, "EUR/USD|EUR|USD|1.1|30|0|1");
+
+    let removed = Event::FxRateRemoved(FxRateRemoved {
+        removed_at: Timestamp::from_micros(1_700_000_000_000_001),
+    });
+    append(&store, vec![(stream, vec![removed])]).await;
+    caught_up(&schema).await;
+    // concat_ws skips the NULLs of a removed rate.
+    assert_eq!(row().await, "EUR/USD|EUR|USD|0|2");
     writer.stop().await;
 }

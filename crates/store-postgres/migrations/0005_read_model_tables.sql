@@ -133,6 +133,7 @@ CREATE TABLE {schema}.fx_rates (
     -- The market rate and the spread in basis points; NULL once removed.
     mid_rate         numeric,
     spread_bps       integer,
+    created_position bigint  NOT NULL,
     updated_position bigint  NOT NULL,
     state            bytea   NOT NULL
 );
