@@ -72,7 +72,6 @@ mod writer;
 
 use paycore_store::{Position, StoreError};
 use paycore_store_postgres::support;
-use tokio_postgres::NoTls;
 
 pub use fold::{PROJECTIONS, Projection};
 pub use writer::{TablesWriter, WriterOptions};
@@ -135,7 +134,7 @@ pub async fn rebuild(url: &str, schema: &str, names: &[String]) -> Result<Vec<&'
     }
     let config =
         support::config(url, std::time::Duration::from_secs(5), None).map_err(TablesError::Config)?;
-    let (client, connection) = config.connect(NoTls).await?;
+    let (client, connection) = config.connect().await?;
     let driver = tokio::spawn(connection);
     // A projection no writer has started yet is written from 0 anyway.
     let marked = client
@@ -179,7 +178,7 @@ impl TableStatus {
 pub async fn status(url: &str, schema: &str) -> Result<Vec<TableStatus>, TablesError> {
     let config =
         support::config(url, std::time::Duration::from_secs(5), None).map_err(TablesError::Config)?;
-    let (client, connection) = config.connect(NoTls).await?;
+    let (client, connection) = config.connect().await?;
     let driver = tokio::spawn(connection);
     let head: i64 = client
         .query_one(&format!("SELECT next_position FROM {schema}.log_head"), &[])

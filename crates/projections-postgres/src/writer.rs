@@ -12,7 +12,7 @@ use paycore_store_postgres::support;
 use sha2::{Digest, Sha256};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::Client;
 
 use crate::TablesError;
 use crate::fold::{self, Checkpoints, Decoded, PROJECTIONS};
@@ -166,7 +166,7 @@ async fn session(
     let name = format!("paycore read-model writer: {}", options.name);
     let config =
         support::config(&options.url, Duration::from_secs(5), Some(&name)).map_err(TablesError::Config)?;
-    let (mut client, connection) = config.connect(NoTls).await?;
+    let (mut client, connection) = config.connect().await?;
     let _driver = AbortOnDrop(tokio::spawn(async move {
         if let Err(error) = connection.await {
             tracing::debug!(error = %support::describe(&error), "read-model writer's connection ended");

@@ -12,7 +12,6 @@ use std::time::Duration;
 use paycore_store_postgres::support;
 use sha2::{Digest, Sha256};
 use tokio::task::JoinHandle;
-use tokio_postgres::NoTls;
 
 use crate::error::RelayError;
 
@@ -76,7 +75,7 @@ pub(crate) async fn elect(
     let config =
         support::config(url, Duration::from_secs(5), Some(&application)).map_err(RelayError::Election)?;
     let (client, connection) = config
-        .connect(NoTls)
+        .connect()
         .await
         .map_err(|error| RelayError::Election(support::describe(&error)))?;
     let mut lease = Lease {

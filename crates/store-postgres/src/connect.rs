@@ -6,18 +6,68 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_postgres::config::Host;
-use tokio_postgres::{AsyncMessage, Client, Config, NoTls, Notification};
+use tokio_postgres::tls::MakeTlsConnect;
+use tokio_postgres::{AsyncMessage, Client, Config, Connection, Notification, Socket};
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 use crate::error::describe;
+use crate::tls::{self, SslMode};
 
-/// Parses `url` (a `postgres://` URL or `key=value` pairs) and applies the
-/// defaults paycore wants: a connect timeout, an application name and TCP
-/// keepalives that notice a dead server within about half a minute.
+/// A PostgreSQL server and how to reach it: tokio-postgres's settings and
+/// the TLS client the URL's `sslmode` asks for (see [`crate::tls`]). Every
+/// connection paycore opens (pools, listener, elections, migrations) comes
+/// from one of these, so the URL means the same everywhere.
+#[derive(Clone)]
+pub struct Endpoint {
+    config: Config,
+    tls: MakeRustlsConnect,
+    mode: SslMode,
+}
+
+/// The TLS stream of a connection to PostgreSQL.
+pub type TlsStream = <MakeRustlsConnect as MakeTlsConnect<Socket>>::Stream;
+
+impl Endpoint {
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The TLS client, for connection pools.
+    pub fn tls(&self) -> MakeRustlsConnect {
+        self.tls.clone()
+    }
+
+    pub fn ssl_mode(&self) -> SslMode {
+        self.mode
+    }
+
+    /// Opens one connection; the caller drives `Connection` (spawn it).
+    pub async fn connect(&self) -> Result<(Client, Connection<Socket, TlsStream>), tokio_postgres::Error> {
+        self.config.connect(self.tls.clone()).await
+    }
+
+    /// `host:port/dbname as user` for messages (never the password).
+    pub fn target(&self) -> String {
+        target(&self.config)
+    }
+}
+
+impl std::fmt::Debug for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Endpoint({}, sslmode={})", self.target(), self.mode.as_str())
+    }
+}
+
+/// Parses `url` (a `postgres://` URL or `key=value` pairs, with libpq's TLS
+/// options) and applies the defaults paycore wants: a connect timeout, an
+/// application name and TCP keepalives that notice a dead server within
+/// about half a minute.
 pub fn config(
     url: &str,
     connect_timeout: Duration,
     application_name: Option<&str>,
-) -> Result<Config, String> {
+) -> Result<Endpoint, String> {
+    let (url, tls_options) = tls::split(url)?;
     let mut config: Config = url
         .parse()
         .map_err(|e: tokio_postgres::Error| format!("invalid PostgreSQL URL: {}", describe(&e)))?;
@@ -37,8 +87,14 @@ pub fn config(
         .keepalives(true)
         .keepalives_idle(Duration::from_secs(10))
         .keepalives_interval(Duration::from_secs(5))
-        .keepalives_retries(3);
-    Ok(config)
+        .keepalives_retries(3)
+        .ssl_mode(tls_options.mode.negotiation());
+    let tls = tls::connector(&tls_options)?;
+    Ok(Endpoint {
+        config,
+        tls,
+        mode: tls_options.mode,
+    })
 }
 
 /// `host:port/dbname as user` for messages (never the password).
@@ -89,8 +145,9 @@ impl Drop for Single {
 
 /// Connects, with an overall deadline of `timeout` on top of the
 /// per-attempt connect timeout. The error says where and why.
-pub(crate) async fn open(config: &Config, timeout: Duration) -> Result<Single, String> {
-    let connecting = config.connect(NoTls);
+pub(crate) async fn open(endpoint: &Endpoint, timeout: Duration) -> Result<Single, String> {
+    let config = endpoint.config();
+    let connecting = endpoint.connect();
     let (client, mut connection) = match tokio::time::timeout(timeout, connecting).await {
         Ok(Ok(pair)) => pair,
         Ok(Err(e)) => {

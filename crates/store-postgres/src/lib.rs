@@ -172,6 +172,7 @@
 //!   naming `<schema>.events` and the position.
 
 mod connect;
+mod tls;
 
 /// Connection helpers for other paycore crates that keep data in the same
 /// PostgreSQL schema (the side storage), so both speak to the database alike:
@@ -179,12 +180,15 @@ mod connect;
 /// names, the schema-name rule, error descriptions and which errors end a
 /// connection.
 pub mod support {
-    pub use crate::connect::{config, target};
+    pub use crate::connect::{Endpoint, TlsStream, config, target};
     pub use crate::error::{describe, is_connection_error};
     pub use crate::options::valid_schema;
+    pub use crate::tls::SslMode;
 }
 mod error;
 mod listener;
+#[cfg(feature = "testing")]
+pub mod local_cluster;
 mod metadata;
 mod migrate;
 mod options;

@@ -19,9 +19,8 @@ use std::time::Duration;
 
 use paycore_store::Position;
 use tokio::sync::watch;
-use tokio_postgres::Config;
 
-use crate::connect::{self, Single};
+use crate::connect::{self, Endpoint, Single};
 use crate::error::describe;
 use crate::sql::Sql;
 
@@ -38,7 +37,7 @@ pub(crate) fn advance(committed: &watch::Sender<Position>, head: Position) {
 }
 
 pub(crate) struct Listener {
-    pub config: Config,
+    pub config: Endpoint,
     pub sql: Arc<Sql>,
     pub committed: watch::Sender<Position>,
     pub poll_interval: Duration,

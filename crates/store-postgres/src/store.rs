@@ -16,7 +16,7 @@ use paycore_store::{
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio_postgres::types::ToSql;
-use tokio_postgres::{Client, NoTls, Row};
+use tokio_postgres::{Client, Row};
 
 use crate::connect;
 use crate::error::{describe, is_connection_error, is_version_conflict, unavailable};
@@ -102,9 +102,14 @@ impl PgStore {
             .map_err(|e| unavailable("reading the log head", &e))?;
         let committed = watch::Sender::new(Position::try_from(head).unwrap_or(0));
 
+        tracing::info!(
+            target = %config.target(),
+            sslmode = config.ssl_mode().as_str(),
+            "connected to PostgreSQL"
+        );
         let manager = Manager::from_config(
-            config.clone(),
-            NoTls,
+            config.config().clone(),
+            config.tls(),
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
             },

@@ -80,7 +80,7 @@ pub async fn sweep_stale_schemas() {
             END LOOP;
         END
         $$;";
-    if let Ok((client, connection)) = tokio_postgres::connect(&database_url(), tokio_postgres::NoTls).await {
+    if let Ok((client, connection)) = connect(&database_url()).await {
         let driver = tokio::spawn(connection);
         if let Err(e) = client.batch_execute(sql).await {
             eprintln!("sweeping stale test schemas: {e}");
@@ -90,10 +90,25 @@ pub async fn sweep_stale_schemas() {
     }
 }
 
-pub async fn execute(url: &str, sql: &str) {
-    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+/// One connection to `url`, with its TLS options as the store reads them.
+pub async fn connect(
+    url: &str,
+) -> Result<
+    (
+        tokio_postgres::Client,
+        tokio_postgres::Connection<tokio_postgres::Socket, crate::connect::TlsStream>,
+    ),
+    String,
+> {
+    let endpoint = crate::connect::config(url, std::time::Duration::from_secs(5), Some("paycore-tests"))?;
+    endpoint
+        .connect()
         .await
-        .expect("connect");
+        .map_err(|error| crate::error::describe(&error))
+}
+
+pub async fn execute(url: &str, sql: &str) {
+    let (client, connection) = connect(url).await.expect("connect");
     let driver = tokio::spawn(connection);
     client.batch_execute(sql).await.expect("execute");
     drop(client);
@@ -114,9 +129,7 @@ impl Drop for SchemaGuard {
                 .enable_all()
                 .build()?;
             runtime.block_on(async {
-                let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
-                    .await
-                    .map_err(std::io::Error::other)?;
+                let (client, connection) = connect(&url).await.map_err(std::io::Error::other)?;
                 let driver = tokio::spawn(connection);
                 let result = client.batch_execute(&sql).await.map_err(std::io::Error::other);
                 drop(client);

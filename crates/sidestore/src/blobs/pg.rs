@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
-use paycore_store_postgres::support::{describe, is_connection_error, target, valid_schema};
-use tokio_postgres::{Config, NoTls};
+use paycore_store_postgres::support::Endpoint;
+use paycore_store_postgres::support::{describe, is_connection_error, valid_schema};
 
 use super::{Blobs, existing_must_match};
 use crate::{SideStoreError, check_key};
@@ -78,7 +78,7 @@ impl PgBlobs {
             )));
         }
         let config = config(url)?;
-        let target = target(&config);
+        let target = config.target();
         let blobs = PgBlobs {
             pool: pool(config)?,
             schema: schema.to_owned(),
@@ -222,15 +222,15 @@ impl Blobs for PgBlobs {
 }
 
 /// Parses `url` with the event store's connection defaults.
-fn config(url: &str) -> Result<Config, SideStoreError> {
+fn config(url: &str) -> Result<Endpoint, SideStoreError> {
     paycore_store_postgres::support::config(url, CONNECT_TIMEOUT, Some("paycore-sidestore"))
         .map_err(SideStoreError::Unavailable)
 }
 
-fn pool(config: Config) -> Result<Pool, SideStoreError> {
+fn pool(endpoint: Endpoint) -> Result<Pool, SideStoreError> {
     let manager = Manager::from_config(
-        config,
-        NoTls,
+        endpoint.config().clone(),
+        endpoint.tls(),
         ManagerConfig {
             recycling_method: RecyclingMethod::Fast,
         },
@@ -259,7 +259,7 @@ mod tests {
     #[test]
     fn target_names_no_password() -> Result<(), SideStoreError> {
         let config = config("postgres://alice:s3cret@db.internal:6543/payments")?;
-        let target = target(&config);
+        let target = config.target();
         assert_eq!(target, "db.internal:6543/payments as alice");
         assert!(!format!("{:?}", pool(config)?).contains("s3cret"));
         Ok(())
