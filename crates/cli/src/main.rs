@@ -42,7 +42,10 @@ struct Cli {
 
     /// The event store: leave out for the embedded log in the data directory;
     /// `postgres://user@host:port/database` to share one PostgreSQL database
-    /// between several servers (run `paycore db migrate` first).
+    /// between several servers (run `paycore db migrate` first). TLS as in
+    /// libpq: `?sslmode=verify-full&sslrootcert=ca.pem` (modes disable,
+    /// prefer (the default), require, verify-ca, verify-full; `sslcert` and
+    /// `sslkey` for a client certificate).
     #[arg(long, global = true, env = "PAYCORE_STORE")]
     store: Option<String>,
 
