@@ -51,7 +51,11 @@ async fn a_server_on_postgresql_with_verify_full_encrypts_every_connection() {
     assert!(stderr.contains("invalid peer certificate"), "{stderr}");
 
     let migrated = migrate(&url);
-    assert!(migrated.status.success(), "{}", String::from_utf8_lossy(&migrated.stderr));
+    assert!(
+        migrated.status.success(),
+        "{}",
+        String::from_utf8_lossy(&migrated.stderr)
+    );
 
     let key = VaultKeyFile::new();
     let dir = tempfile::tempdir().unwrap();
@@ -66,18 +70,27 @@ async fn a_server_on_postgresql_with_verify_full_encrypts_every_connection() {
     let destination = client.create_account("EUR", false).await.unwrap();
     client.set_balance(&source.id, "EUR", 10_000).await.unwrap();
     for _ in 0..5 {
-        client.transfer(&source.id, &destination.id, "EUR", 100).await.unwrap();
+        client
+            .transfer(&source.id, &destination.id, "EUR", 100)
+            .await
+            .unwrap();
     }
     assert_eq!(client.balance(&destination.id).await.unwrap(), 500);
 
     // The read-model tables' writer too: wait until it wrote the transfers.
     let deadline = Instant::now() + Duration::from_secs(30);
     while cluster.psql("SELECT count(*) FROM paycore.transfers").trim() != "5" {
-        assert!(Instant::now() < deadline, "the read-model tables were not written");
+        assert!(
+            Instant::now() < deadline,
+            "the read-model tables were not written"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     let (encrypted, all) = paycore_sessions(&cluster);
-    assert!(all >= 3, "the pool, the listener and the tables' writer at least: {all}");
+    assert!(
+        all >= 3,
+        "the pool, the listener and the tables' writer at least: {all}"
+    );
     assert_eq!(encrypted, all, "every paycore connection is encrypted");
     let writer = cluster.psql(
         "SELECT s.ssl FROM pg_stat_activity a JOIN pg_stat_ssl s USING (pid) \

@@ -248,6 +248,15 @@ async fn the_stream_holds_every_event_once_in_log_order_across_a_kill_9() {
     );
     nats.wait_for(last, &server).await;
 
+    // The operator sees the relay caught up, with the projections.
+    let status = String::from_utf8(server.cli(&["projections", "status"]).stdout).unwrap();
+    let caught_up = format!(
+        "relay to NATS JetStream stream {stream_name}: publishing; published before {} of {} events, lag 0",
+        last + 1,
+        last + 1
+    );
+    assert!(status.contains(&caught_up), "{status}");
+
     // The relay resumed from the stream's last message, not from the start.
     let resumed = server
         .log()
@@ -338,6 +347,14 @@ async fn a_nats_that_is_down_does_not_stop_the_server() {
         "{log}"
     );
     assert!(log.contains("retry_in"), "{log}");
+    let status = String::from_utf8(server.cli(&["projections", "status"]).stdout).unwrap();
+    assert!(
+        status.contains(&format!(
+            "relay to NATS JetStream stream {stream_name}: retrying: cannot connect to NATS at nats://127.0.0.1:1"
+        )),
+        "{status}"
+    );
+    assert!(status.contains("published before unknown"), "{status}");
     drop(client);
     server.stop_ok();
 }

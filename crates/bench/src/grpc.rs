@@ -17,7 +17,7 @@ use paycore_grpc::{AccountServiceClient, TransferServiceClient};
 use tokio::sync::mpsc;
 use tonic::Request;
 use tonic::metadata::{AsciiMetadataValue, MetadataValue};
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
 
 use crate::report::{
     self, CpuSample, CpuUse, Machine, Rng, Table, latency_columns, percent, rate, thousands,
@@ -104,6 +104,11 @@ pub struct GrpcArgs {
     /// do (each leaves a record the server keeps for 24 hours).
     #[arg(long)]
     idempotency_keys: bool,
+
+    /// Serve gRPC over TLS (a certificate made for the run, rustls on both
+    /// sides), to measure what encryption costs.
+    #[arg(long)]
+    tls: bool,
 }
 
 pub async fn run(mut args: GrpcArgs) -> anyhow::Result<()> {
@@ -128,7 +133,12 @@ pub async fn run(mut args: GrpcArgs) -> anyhow::Result<()> {
     println!("paycore-bench grpc: durable transfers through the paycore server\n");
     println!("{}", machine.render());
 
-    let mut server = Server::start(&args.server_bin, data.path()).await?;
+    let tls = if args.tls {
+        Some(TlsFiles::make(data.path())?)
+    } else {
+        None
+    };
+    let mut server = Server::start(&args.server_bin, data.path(), tls).await?;
     println!(
         "Server: {} (pid {}) listening on {}",
         args.server_bin.display(),
@@ -145,6 +155,9 @@ pub async fn run(mut args: GrpcArgs) -> anyhow::Result<()> {
             std::env::var("PAYCORE_PG_SCHEMA").unwrap_or_else(|_| "paycore".into())
         ),
         None => println!("Store: embedded log in {}", data.path().display()),
+    }
+    if args.tls {
+        println!("Transport: gRPC over TLS (rustls, a certificate made for this run)");
     }
     let result = bench(&args, &mut server).await;
     if result.is_err() {
@@ -178,7 +191,7 @@ async fn bench(args: &GrpcArgs, server: &mut Server) -> anyhow::Result<bool> {
     } else {
         args.accounts.max(2)
     };
-    let setup = connect(server.address).await?;
+    let setup = connect(server).await?;
 
     // Pool accounts, plus the hot one last.
     let total = accounts + usize::from(args.hot_account);
@@ -375,7 +388,7 @@ async fn run_level(
     let connections = clients.div_ceil(args.clients_per_conn);
     let mut channels = Vec::with_capacity(connections);
     for _ in 0..connections {
-        channels.push(connect(server.address).await?);
+        channels.push(connect(server).await?);
     }
     let first_errors = Arc::new(Mutex::new(Vec::new()));
     let start = Instant::now();
@@ -516,9 +529,20 @@ async fn client_loop(mut cx: ClientContext) -> anyhow::Result<ClientOutcome> {
     Ok(out)
 }
 
-async fn connect(address: SocketAddr) -> anyhow::Result<Channel> {
-    Endpoint::from_shared(format!("http://{address}"))
-        .context("server address")?
+async fn connect(server: &Server) -> anyhow::Result<Channel> {
+    let address = server.address;
+    let endpoint = match &server.tls {
+        None => Endpoint::from_shared(format!("http://{address}")).context("server address")?,
+        Some(tls) => Endpoint::from_shared(format!("https://localhost:{}", address.port()))
+            .context("server address")?
+            .tls_config(
+                ClientTlsConfig::new()
+                    .ca_certificate(Certificate::from_pem(&tls.ca_pem))
+                    .domain_name("localhost"),
+            )
+            .context("TLS settings")?,
+    };
+    endpoint
         .tcp_nodelay(true)
         .timeout(Duration::from_secs(60))
         .connect_timeout(Duration::from_secs(10))
@@ -633,12 +657,42 @@ struct Server {
     address: SocketAddr,
     key: String,
     log: PathBuf,
+    tls: Option<TlsFiles>,
+}
+
+/// A CA and a server certificate for `localhost`, made for one run.
+struct TlsFiles {
+    ca_pem: String,
+    cert: PathBuf,
+    key: PathBuf,
+}
+
+impl TlsFiles {
+    fn make(dir: &Path) -> anyhow::Result<Self> {
+        use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+        let ca_key = KeyPair::generate()?;
+        let mut ca = CertificateParams::new(Vec::<String>::new())?;
+        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca.distinguished_name.push(DnType::CommonName, "paycore-bench CA");
+        let ca_pem = ca.self_signed(&ca_key)?.pem();
+        let issuer = Issuer::new(ca, ca_key);
+        let key = KeyPair::generate()?;
+        let certificate = CertificateParams::new(vec!["localhost".to_owned()])?.signed_by(&key, &issuer)?;
+        let (cert_path, key_path) = (dir.join("server.pem"), dir.join("server.key"));
+        std::fs::write(&cert_path, certificate.pem()).context("writing the server certificate")?;
+        std::fs::write(&key_path, key.serialize_pem()).context("writing the server key")?;
+        Ok(Self {
+            ca_pem,
+            cert: cert_path,
+            key: key_path,
+        })
+    }
 }
 
 impl Server {
     /// Starts `bin serve` on `data_dir` (its stderr goes to `server.log`
     /// next to it) and waits for the API key and address on its stdout.
-    async fn start(bin: &Path, data_dir: &Path) -> anyhow::Result<Self> {
+    async fn start(bin: &Path, data_dir: &Path, tls: Option<TlsFiles>) -> anyhow::Result<Self> {
         anyhow::ensure!(
             bin.is_file(),
             "server binary {} not found (build it: cargo build --release -p paycore-cli)",
@@ -652,6 +706,14 @@ impl Server {
             .arg(data_dir.join("data"))
             .arg("--listen")
             .arg("127.0.0.1:0")
+            .args(tls.iter().flat_map(|tls| {
+                [
+                    "--tls-cert".as_ref(),
+                    tls.cert.as_os_str(),
+                    "--tls-key".as_ref(),
+                    tls.key.as_os_str(),
+                ]
+            }))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(stderr)
@@ -690,6 +752,7 @@ impl Server {
             address: SocketAddr::from(([127, 0, 0, 1], 0)),
             key: String::new(),
             log,
+            tls,
         };
         let failure = match (waited, server_key, server_address) {
             (Ok(()), Some(key), Some(address)) => match address.parse() {

@@ -118,6 +118,24 @@ async fn status_online(data_dir: &Path) -> anyhow::Result<()> {
             projection.name, projection.version, projection.checkpoint, projection.head, projection.lag
         );
     }
+    if let Some(relay) = status.relay {
+        let published = relay
+            .published_before
+            .map_or_else(|| "unknown".to_owned(), |position| position.to_string());
+        let lag = relay
+            .lag
+            .map_or_else(|| "unknown".to_owned(), |lag| lag.to_string());
+        let error = if relay.error.is_empty() {
+            String::new()
+        } else {
+            format!(": {}", relay.error)
+        };
+        println!();
+        println!(
+            "relay to NATS JetStream stream {}: {}{error}; published before {published} of {} events, lag {lag}",
+            relay.stream, relay.state, relay.head
+        );
+    }
     Ok(())
 }
 

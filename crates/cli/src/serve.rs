@@ -396,7 +396,8 @@ pub async fn serve(data_dir: &Path, choice: &StoreChoice, options: ServeOptions)
         tokio::time::sleep(DRAIN_DEADLINE).await;
     };
     let (stop_admin, admin_stopped) = tokio::sync::oneshot::channel::<()>();
-    let admin = serve_admin(data_dir, engine.clone(), read.clone(), async move {
+    let relay_probe = relay.as_ref().map(|relay| relay_probe(relay, &store));
+    let admin = serve_admin(data_dir, engine.clone(), read.clone(), relay_probe, async move {
         let _ = admin_stopped.await;
     })?;
     let routes = paycore_grpc::edge::server().add_routes(api.routes());
@@ -585,10 +586,35 @@ fn remove_legacy_snapshot(data_dir: &Path) {
 /// Serves the admin service on `<data_dir>/admin.sock`, readable and
 /// writable by the owner only: access to the data directory is the
 /// permission to administer.
+/// What `GetProjectionStatus` says of the relay: its state and lag, now.
+fn relay_probe(relay: &Relay, store: &Arc<dyn EventStore>) -> admin::RelayProbe {
+    use paycore_relay::RelayState;
+    let (status, head, stream) = (relay.status(), store.committed(), relay.stream().to_owned());
+    admin::RelayProbe(Arc::new(move || {
+        let status = status.borrow().clone();
+        let head = *head.borrow();
+        let (state, error) = match &status.state {
+            RelayState::Starting => ("starting", String::new()),
+            RelayState::Standby => ("standby", String::new()),
+            RelayState::Publishing => ("publishing", String::new()),
+            RelayState::Retrying { error } => ("retrying", error.clone()),
+        };
+        paycore_grpc::admin::pb::RelayStatus {
+            stream: stream.clone(),
+            state: state.to_owned(),
+            error,
+            published_before: status.published_before,
+            head,
+            lag: status.lag(head),
+        }
+    }))
+}
+
 fn serve_admin(
     data_dir: &Path,
     engine: Engine,
     read: ReadModels,
+    relay: Option<admin::RelayProbe>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<tokio::task::JoinHandle<Result<(), tonic::transport::Error>>> {
     use std::os::unix::fs::PermissionsExt;
@@ -606,7 +632,7 @@ fn serve_admin(
         .with_context(|| format!("restricting {}", socket.display()))?;
     Ok(tokio::spawn(
         tonic::transport::Server::builder()
-            .add_service(admin::AdminService::server_with_read_models(engine, read))
+            .add_service(admin::AdminService::server_with_read_models(engine, read, relay))
             .serve_with_incoming_shutdown(UnixListenerStream::new(listener), shutdown),
     ))
 }

@@ -55,6 +55,7 @@ pub use status::{RelayState, RelayStatus};
 pub struct Relay {
     status: watch::Receiver<RelayStatus>,
     store: Arc<dyn EventStore>,
+    stream: String,
     task: Option<JoinHandle<()>>,
     reporter: Option<JoinHandle<()>>,
 }
@@ -68,13 +69,20 @@ impl Relay {
             status.clone(),
             options.report_every,
         ));
+        let stream = options.stream.clone();
         let task = tokio::spawn(run(store.clone(), options, election, status_tx));
         Self {
             status,
             store,
+            stream,
             task: Some(task),
             reporter: Some(reporter),
         }
+    }
+
+    /// The JetStream stream it publishes to.
+    pub fn stream(&self) -> &str {
+        &self.stream
     }
 
     /// Follows the relay's state and progress.

@@ -7,6 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::Arc;
 
 use paycore_domain::api_key::{ApiKeyToken, KeyKind};
 use paycore_domain::fx::{Quote, Rate};
@@ -274,18 +275,41 @@ pub struct AdminService {
     /// The server's read models, if given: `ListFxRates` answers from them
     /// instead of scanning the log, and rate changes wait until they show.
     read: Option<ReadModels>,
+    /// The server's relay to NATS, if it runs one.
+    relay: Option<RelayProbe>,
+}
+
+/// Reads the state of the server's relay to NATS now (the relay crate sits
+/// above this one, so the server hands its view in as a function).
+#[derive(Clone)]
+pub struct RelayProbe(pub Arc<dyn Fn() -> pb::RelayStatus + Send + Sync>);
+
+impl std::fmt::Debug for RelayProbe {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RelayProbe")
+    }
 }
 
 impl AdminService {
     pub fn server(engine: Engine) -> AdminServiceServer<Self> {
-        AdminServiceServer::new(Self { engine, read: None })
+        AdminServiceServer::new(Self {
+            engine,
+            read: None,
+            relay: None,
+        })
     }
 
-    /// Like [`AdminService::server`], answering `ListFxRates` from `read`.
-    pub fn server_with_read_models(engine: Engine, read: ReadModels) -> AdminServiceServer<Self> {
+    /// Like [`AdminService::server`], answering `ListFxRates` from `read`
+    /// and reporting the relay's state with the projections'.
+    pub fn server_with_read_models(
+        engine: Engine,
+        read: ReadModels,
+        relay: Option<RelayProbe>,
+    ) -> AdminServiceServer<Self> {
         AdminServiceServer::new(Self {
             engine,
             read: Some(read),
+            relay,
         })
     }
 
@@ -434,6 +458,7 @@ impl pb::admin_service_server::AdminService for AdminService {
                 .iter()
                 .map(projections::status_pb)
                 .collect(),
+            relay: self.relay.as_ref().map(|probe| (probe.0)()),
         }))
     }
 
