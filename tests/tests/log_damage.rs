@@ -1,6 +1,9 @@
 //! A damaged log is never served: one flipped byte in a frame the index
-//! snapshot covers stops the next start (naming file, offset and position),
-//! `paycore audit` reports it as a violation (exit 1) and audits the rest;
+//! covers stops the next start with `--verify-log-before-serving` (naming
+//! file, offset and position); without it the start answers at once and the
+//! verification beside serving finds the frame, turns health NOT_SERVING and
+//! the commands that need the frame answer DATA_LOSS; `paycore audit`
+//! reports it as a violation (exit 1) and audits the rest;
 //! damage that appears while the server runs answers DATA_LOSS (never
 //! INTERNAL) to the requests that need it and turns health NOT_SERVING, and
 //! the background scrub finds it even when nobody reads it.
@@ -77,11 +80,17 @@ fn damage(path: &Path, frame: Frame) {
     file.sync_all().expect("syncing the segment");
 }
 
-/// `paycore serve` on `data_dir`, which must exit by itself (refusing to
-/// start) within a minute.
+/// `paycore serve --verify-log-before-serving` on `data_dir`, which must
+/// exit by itself (refusing to start) within a minute.
 fn serve_expecting_refusal(data_dir: &Path) -> Output {
     let mut child = Command::new(paycore_bin())
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .args([
+            "serve",
+            "--verify-log-before-serving",
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+        ])
         .arg(data_dir)
         .env("NO_COLOR", "1")
         .stdin(Stdio::null())
@@ -139,7 +148,7 @@ async fn some_history(server: &Server) -> (String, String) {
 async fn a_damaged_frame_under_the_on_disk_index_stops_the_start_and_is_audited() {
     let root = test_dir();
     let mut server = Server::start(root.path());
-    let (_, b) = some_history(&server).await;
+    let (a, b) = some_history(&server).await;
     // A clean stop writes the rest of the index to disk: it covers every frame.
     server.stop_ok();
     let data_dir = server.data_dir();
@@ -163,6 +172,29 @@ async fn a_damaged_frame_under_the_on_disk_index_stops_the_start_and_is_audited(
     ] {
         assert!(stderr.contains(&named), "{named:?} not in: {stderr}");
     }
+
+    // Without --verify-log-before-serving the server starts, and the
+    // verification beside serving finds the frame: health NOT_SERVING, the
+    // place in the log, and a command that needs account b cannot run.
+    server.start_again_without_readiness_check();
+    wait_for_health(&server, ServingStatus::NotServing, Duration::from_secs(30)).await;
+    let log = server.log();
+    for named in [
+        path.display().to_string(),
+        format!("offset={}", frame.offset),
+        format!("position={}", frame.first_position),
+        "the verification after open".to_owned(),
+    ] {
+        assert!(log.contains(&named), "{named:?} not in: {log}");
+    }
+    let status = server
+        .client()
+        .transfer(&a, &b, "EUR", 1)
+        .await
+        .expect_err("account b's history is damaged");
+    assert_eq!(status.code(), Code::DataLoss, "{status:?}");
+    assert_eq!(error_reason(&status).as_deref(), Some("LOG_DAMAGED"));
+    server.stop_ok();
 
     // The audit reports the damage as a violation and checks the rest.
     let output = server.cli(&["audit", "--json"]);

@@ -208,10 +208,20 @@ struct ServeArgs {
     scrub_bytes_per_second: u64,
     /// A scrub pass starts this long after the previous one started (e.g.
     /// 30m, 1h, 1d), or at once if that one took longer; the first one this
-    /// long after the start (which verified every frame). Damage is found
-    /// within the longer of this and one pass, plus one pass.
+    /// long after the start (whose verification read every frame). Damage
+    /// is found within the longer of this and one pass, plus one pass.
     #[arg(long, env = "PAYCORE_SCRUB_INTERVAL", default_value = "1h", value_parser = serve::parse_duration)]
     scrub_interval: std::time::Duration,
+    /// Verify the checksum of every frame of the embedded log before
+    /// answering, so that damage anywhere stops the start (naming file,
+    /// offset and position). Without it the frames under the log's index
+    /// are verified beside serving, at disk speed, and the start takes the
+    /// same time at any history size; damage found then is logged, turns
+    /// health NOT_SERVING and answers DATA_LOSS to the requests that need
+    /// it, like damage the scrub finds. The frames after the index (the
+    /// last ones written) are verified before answering either way.
+    #[arg(long, env = "PAYCORE_VERIFY_LOG_BEFORE_SERVING")]
+    verify_log_before_serving: bool,
     /// Memory for the read models' page cache (e.g. 64M, 1G): their rows
     /// live on disk in <data dir>/projections/models.redb; this is what of
     /// them stays in memory, whatever the size of the history.
@@ -377,6 +387,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     bytes_per_second: args.scrub_bytes_per_second,
                     interval: args.scrub_interval,
                 }),
+                covered_frames: if args.verify_log_before_serving {
+                    paycore_store::log::CoveredFrames::VerifyBeforeOpen
+                } else {
+                    paycore_store::log::CoveredFrames::VerifyInBackground
+                },
                 state_cache_bytes: args.state_cache_bytes,
                 read_model_tables: !args.no_read_model_tables,
                 metrics_listen: args.metrics_listen,

@@ -11,6 +11,7 @@ use paycore_grpc::tls::TlsIncoming;
 use paycore_projections::{ModelStorage, ReadModels};
 use paycore_projections_postgres::{TablesWriter, WriterOptions};
 use paycore_relay::{Election, Relay, RelayOptions};
+use paycore_store::log::CoveredFrames;
 use paycore_store::log::ScrubOptions;
 use paycore_store::{AggregateSnapshots, DirSnapshots, EventStore, LogOptions, LogStore, StoreError};
 use paycore_store_postgres::{PgOptions, PgStore};
@@ -99,11 +100,19 @@ struct Backend {
     snapshots: Option<Arc<dyn AggregateSnapshots>>,
 }
 
-async fn open_backend(data_dir: &Path, choice: &StoreChoice) -> anyhow::Result<Backend> {
+async fn open_backend(
+    data_dir: &Path,
+    choice: &StoreChoice,
+    covered_frames: CoveredFrames,
+) -> anyhow::Result<Backend> {
     match choice {
         StoreChoice::Embedded => {
             let log_dir = data_dir.join("log");
-            let (log, _report) = match LogStore::open(&log_dir, LogOptions::default()) {
+            let log_options = LogOptions {
+                covered_frames,
+                ..LogOptions::default()
+            };
+            let (log, _report) = match LogStore::open(&log_dir, log_options) {
                 Ok(opened) => opened,
                 Err(StoreError::Locked(dir)) => return Err(InUse(dir).into()),
                 Err(error) => {
@@ -141,12 +150,17 @@ async fn open_backend(data_dir: &Path, choice: &StoreChoice) -> anyhow::Result<B
     }
 }
 
-async fn open(data_dir: &Path, choice: &StoreChoice, state_cache_bytes: u64) -> anyhow::Result<Opened> {
+async fn open(
+    data_dir: &Path,
+    choice: &StoreChoice,
+    state_cache_bytes: u64,
+    covered_frames: CoveredFrames,
+) -> anyhow::Result<Opened> {
     let Backend {
         log,
         store,
         snapshots,
-    } = open_backend(data_dir, choice).await?;
+    } = open_backend(data_dir, choice, covered_frames).await?;
     let config = EngineConfig {
         follow_other_writers: choice.is_shared(),
         snapshots,
@@ -170,8 +184,17 @@ where
     F: FnOnce(Engine) -> Fut,
     Fut: Future<Output = anyhow::Result<T>>,
 {
-    // One command's engine: the default cache is more than it will use.
-    let opened = match open(data_dir, choice, paycore_engine::DEFAULT_STATE_CACHE_BYTES).await {
+    // One command's engine: the default cache is more than it will use. It
+    // verifies the whole log before it runs, as it always did: a one-off
+    // command has no health check to report damage through.
+    let opened = match open(
+        data_dir,
+        choice,
+        paycore_engine::DEFAULT_STATE_CACHE_BYTES,
+        CoveredFrames::VerifyBeforeOpen,
+    )
+    .await
+    {
         Ok(opened) => opened,
         Err(error) if error.is::<InUse>() => return Ok(None),
         Err(error) => return Err(error),
@@ -269,6 +292,10 @@ pub struct ServeOptions {
     pub read_model_cache_bytes: usize,
     /// The background scrub of the embedded log; `None`: off.
     pub scrub: Option<ScrubOptions>,
+    /// When the embedded log verifies the frames under its index: before
+    /// serving, or beside it (the default, so a start does not read the
+    /// whole history).
+    pub covered_frames: CoveredFrames,
     /// [`EngineConfig::state_cache_bytes`].
     pub state_cache_bytes: u64,
     /// On PostgreSQL: take part in writing the read-model tables.
@@ -299,7 +326,13 @@ pub async fn serve(data_dir: &Path, choice: &StoreChoice, options: ServeOptions)
     let storage =
         ModelStorage::at(data_dir.join(PROJECTIONS_DIR)).with_cache_bytes(options.read_model_cache_bytes);
     let preloaded = ReadModels::preload(storage);
-    let opened = open(data_dir, choice, options.state_cache_bytes).await?;
+    let opened = open(
+        data_dir,
+        choice,
+        options.state_cache_bytes,
+        options.covered_frames,
+    )
+    .await?;
     let (store, engine) = (opened.store.clone(), opened.engine.clone());
     let read = ReadModels::start_preloaded(store.clone(), preloaded)
         .await

@@ -6,8 +6,10 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
+use paycore_store::log::{CoveredFrames, CoveredFramesCheck};
 use paycore_store::{
     AppendRequest, EventMetadata, EventStore, ExpectedVersion, GENESIS_HASH, LogOptions, LogStore,
     MemoryStore, NewEvent, OpenReport, ReadDirection, RecordedEvent, StoreError, StreamWrite, SyncMode,
@@ -413,6 +415,81 @@ async fn damage_under_the_snapshot_in_earlier_segments_is_refused_at_open() {
             assert_eq!(offset, data_end);
             assert!(reason.contains("followed by data"), "{reason}");
         }
+        other => panic!("expected Corrupt, got {other:?}"),
+    }
+}
+
+/// Waits until the background verification of the frames under the index
+/// has an outcome.
+async fn covered_frames_outcome(store: &LogStore) -> CoveredFramesCheck {
+    let mut check = store.covered_frames_check();
+    let outcome = tokio::time::timeout(
+        Duration::from_secs(30),
+        check.wait_for(|state| !matches!(state, CoveredFramesCheck::Running)),
+    )
+    .await
+    .expect("the verification ends within 30 s")
+    .expect("the store is open")
+    .clone();
+    outcome
+}
+
+#[tokio::test]
+async fn damage_under_the_index_verified_in_background_is_reported_and_never_served() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let small = LogOptions {
+        segment_bytes: 4096,
+        ..options()
+    };
+    let (store, _) = open(dir.path(), small.clone());
+    append_commits(&store, 0..60).await;
+    let expected = read_all(&store).await;
+    store.close().expect("close");
+    drop(store);
+    let in_background = LogOptions {
+        covered_frames: CoveredFrames::VerifyInBackground,
+        cache_events: 0,
+        ..small
+    };
+
+    // Intact: the open returns before verifying, the verification then
+    // covers every frame under the index, and nothing is reported.
+    let intact = tempfile::tempdir().expect("tempdir");
+    copy_dir(dir.path(), intact.path(), true);
+    let (store, report) = open(intact.path(), in_background.clone());
+    assert!(
+        report.index_loaded_from_snapshot && report.verifying_in_background,
+        "{report:?}"
+    );
+    assert_eq!(report.verified_bytes, 0, "{report:?}");
+    match covered_frames_outcome(&store).await {
+        CoveredFramesCheck::Verified { bytes } => assert!(bytes > 8192, "{bytes}"),
+        other => panic!("expected Verified, got {other:?}"),
+    }
+    assert_eq!(*store.damage().borrow(), None);
+    assert_eq!(read_all(&store).await, expected);
+    drop(store);
+
+    // A frame in the middle of the first segment damaged: the open still
+    // succeeds; the verification reports the frame as damage, and a read of
+    // it fails on its checksum (it is never served).
+    let damaged = tempfile::tempdir().expect("tempdir");
+    copy_dir(dir.path(), damaged.path(), true);
+    let path = segments(damaged.path())[0].clone();
+    let (offset, _) = frames(&path)[1];
+    let position = first_position_of(&path, offset);
+    modify(&path, |bytes| bytes[(offset + 40) as usize] ^= 0x08);
+    let (store, report) = open(damaged.path(), in_background);
+    assert!(report.verifying_in_background, "{report:?}");
+    match covered_frames_outcome(&store).await {
+        CoveredFramesCheck::Failed(reason) => assert!(reason.contains("CRC mismatch"), "{reason}"),
+        other => panic!("expected Failed, got {other:?}"),
+    }
+    let damage = store.damage().borrow().clone().expect("the damage is reported");
+    assert_eq!((damage.file.as_path(), damage.offset), (path.as_path(), offset));
+    assert_eq!(damage.position, Some(position));
+    match store.read_all(0, usize::MAX).await {
+        Err(StoreError::Corrupt { file, offset: o, .. }) => assert_eq!((file, o), (path, offset)),
         other => panic!("expected Corrupt, got {other:?}"),
     }
 }
@@ -888,6 +965,7 @@ async fn model_run(ops: Vec<Op>) {
         sync: SyncMode::NoSync,
         index_flush_events: 7,
         cache_events: 5,
+        ..LogOptions::default()
     };
     let memory = MemoryStore::new();
     let (mut log, _) = open(dir.path(), log_options.clone());

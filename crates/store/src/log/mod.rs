@@ -103,6 +103,16 @@
 //!    the segment, the frame's offset and the position it should start at,
 //!    exactly as without runs. The hash chain of those frames is not
 //!    recomputed here (the audit does that).
+//!
+//!    With [`CoveredFrames::VerifyInBackground`] the same check runs, but
+//!    `open` does not wait for it: it goes on beside serving, so an open
+//!    takes the same time at any size of history, and what it finds is
+//!    reported like damage found by a read or the scrub
+//!    ([`LogStore::damage`], [`LogStore::covered_frames_check`]). Nothing
+//!    damaged is served meanwhile either: every read checks the CRC of the
+//!    frames it reads, and the frames after the runs (rule 3: the latest
+//!    writes, the only ones a crash can tear) are checked before `open`
+//!    returns in both modes.
 //! 3. Scan every frame after that point, in order, across segments. Each
 //!    segment's name must be the position the log before it ended at, and the
 //!    first segment (without runs) must be `0`.
@@ -310,12 +320,12 @@ use crate::request::validate;
 
 use self::index::{Index, ReadPlan};
 use self::indexer::Indexer;
-use self::verify::Scrubber;
+use self::verify::{BackgroundVerification, Scrubber};
 use self::writer::{Msg, Writer};
 
 pub use self::backup::{PrefixReport, SegmentFile, check_prefix, copy_prefix};
 pub use self::salvage::{LostFrames, SalvageReport, Salvaged, salvage};
-pub use self::verify::{Damage, ScrubOptions};
+pub use self::verify::{CoveredFramesCheck, Damage, ScrubOptions};
 
 /// Whether each group commit is made durable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -342,6 +352,28 @@ pub struct LogOptions {
     /// How many of the most recent events stay decoded in memory for reads.
     /// Default 65,536.
     pub cache_events: usize,
+    /// When the checksums of the frames under the on-disk index are
+    /// verified. Default [`CoveredFrames::VerifyBeforeOpen`].
+    pub covered_frames: CoveredFrames,
+}
+
+/// When [`LogStore::open`] verifies the checksums of the frames its on-disk
+/// index covers (the frames after the index are always scanned, decoded and
+/// checked before open returns).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum CoveredFrames {
+    /// Before open returns: damage anywhere fails the open. Reading the
+    /// whole log makes the open's time grow with history (about a second
+    /// per 5 GB from the page cache, at disk speed otherwise).
+    #[default]
+    VerifyBeforeOpen,
+    /// On a thread of its own, started by open and not waited for, at disk
+    /// speed: the open takes the same time at any history size. Damage it
+    /// finds is reported like damage found by a read or the scrub (logged,
+    /// published to [`LogStore::damage`]); until then, a read that meets a
+    /// damaged frame still fails on its checksum, so nothing damaged is
+    /// ever served.
+    VerifyInBackground,
 }
 
 impl Default for LogOptions {
@@ -351,6 +383,7 @@ impl Default for LogOptions {
             sync: SyncMode::Fsync,
             index_flush_events: 1 << 18,
             cache_events: 1 << 16,
+            covered_frames: CoveredFrames::VerifyBeforeOpen,
         }
     }
 }
@@ -371,8 +404,13 @@ pub struct OpenReport {
     /// them without runs).
     pub replayed_events_after_snapshot: u64,
     /// Bytes of frames under the on-disk index whose checksums were
-    /// verified (0 without runs: the scan verifies everything).
+    /// verified (0 without runs: the scan verifies everything; 0 when the
+    /// verification goes on in the background).
     pub verified_bytes: u64,
+    /// Whether the frames under the index are being verified in the
+    /// background ([`CoveredFrames::VerifyInBackground`] with a non-empty
+    /// index).
+    pub verifying_in_background: bool,
 }
 
 /// State shared by the store handle, the writer and indexer threads.
@@ -445,6 +483,9 @@ pub struct LogStore {
     committed: watch::Receiver<Position>,
     writer: Mutex<Option<JoinHandle<()>>>,
     scrubber: Mutex<Option<Scrubber>>,
+    /// The background verification of the frames under the index.
+    verification: Mutex<Option<BackgroundVerification>>,
+    covered_frames_check: watch::Receiver<CoveredFramesCheck>,
     lock: Mutex<Option<File>>,
 }
 
@@ -482,7 +523,8 @@ impl LogStore {
         }
         let _ = std::fs::remove_file(dir.join(fsutil::SNAPSHOT_TMP_FILE));
 
-        let recovered = recovery::recover(&dir, &options)?;
+        let mut recovered = recovery::recover(&dir, &options)?;
+        let pending_verification = recovered.pending_verification.take();
         let report = recovered.report.clone();
         let runs = &recovered.index.runs;
         tracing::info!(
@@ -498,6 +540,7 @@ impl LogStore {
             from_index = report.index_loaded_from_snapshot,
             replayed = report.replayed_events_after_snapshot,
             verified_bytes = report.verified_bytes,
+            verifying_in_background = report.verifying_in_background,
             truncated_tail_bytes = report.truncated_tail_bytes,
             "event log opened"
         );
@@ -523,6 +566,10 @@ impl LogStore {
             .name("paycore-log-writer".into())
             .spawn(move || writer.run())
             .map_err(|e| StoreError::io("starting the log writer thread", e))?;
+        let (check_tx, covered_frames_check) = watch::channel(CoveredFramesCheck::BeforeOpen);
+        let verification = pending_verification
+            .map(|pending| BackgroundVerification::start(shared.clone(), pending, check_tx))
+            .transpose()?;
         Ok((
             Self {
                 shared,
@@ -530,6 +577,8 @@ impl LogStore {
                 committed,
                 writer: Mutex::new(Some(handle)),
                 scrubber: Mutex::new(None),
+                verification: Mutex::new(verification),
+                covered_frames_check,
                 lock: Mutex::new(Some(lock)),
             },
             report,
@@ -560,10 +609,18 @@ impl LogStore {
         Ok(())
     }
 
-    /// The first damage found since open, by a read or by the scrub: `None`
-    /// while none was. Damage found at open fails the open instead.
+    /// The first damage found since open, by a read, the scrub or the
+    /// background verification of the frames under the index: `None` while
+    /// none was. Damage found by open itself fails the open instead.
     pub fn damage(&self) -> watch::Receiver<Option<Damage>> {
         self.shared.damage.subscribe()
+    }
+
+    /// Where the verification of the frames under the index stands: done
+    /// before open, or (with [`CoveredFrames::VerifyInBackground`]) running
+    /// and then verified, failed or stopped.
+    pub fn covered_frames_check(&self) -> watch::Receiver<CoveredFramesCheck> {
+        self.covered_frames_check.clone()
     }
 
     /// Scrub passes completed since open.
@@ -583,6 +640,9 @@ impl LogStore {
         self.shared.closed.store(true, Ordering::SeqCst);
         if let Some(scrubber) = self.scrubber.lock().take() {
             scrubber.stop();
+        }
+        if let Some(verification) = self.verification.lock().take() {
+            verification.stop();
         }
         let _ = self.tx.send(Msg::Shutdown);
         let handle = self.writer.lock().take();

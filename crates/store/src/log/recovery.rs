@@ -11,13 +11,14 @@ use crate::api::{ChainHash, GENESIS_HASH, Position};
 use crate::chain::hash_input;
 use crate::error::{StoreError, corrupt};
 
+use super::CoveredFrames;
 use super::codec::{BodyHeader, HEADER_BYTES, RawHeader, decode_body, decode_body_header, frame_end};
 use super::fsutil::{SNAPSHOT_FILE, first_nonzero, list_segments, preallocate, sync_dir};
 use super::index::{EndPoint, FrameLoc, Index, Memtable, SegmentRef};
 use super::indexer::{INDEX_DIR, write_memtable};
 use super::runs::{self, Run, RunEnd, RunFrame, StreamRecord, stream_hash};
 use super::snapshot::{self, Loaded};
-use super::verify::CoverCheck;
+use super::verify::{CoverCheck, PendingCoverCheck};
 use super::writer::{ActiveSegment, WriterState, create_segment};
 use super::{LogOptions, OpenReport};
 
@@ -25,6 +26,9 @@ pub(crate) struct Recovered {
     pub index: Index,
     pub writer: WriterState,
     pub report: OpenReport,
+    /// The verification of the frames under the index, when it goes on
+    /// beside serving ([`CoveredFrames::VerifyInBackground`]).
+    pub pending_verification: Option<PendingCoverCheck>,
 }
 
 fn io_err(path: &Path, what: &str, e: io::Error) -> StoreError {
@@ -176,12 +180,25 @@ pub(crate) fn recover(dir: &Path, options: &LogOptions) -> Result<Recovered, Sto
     index.runs = runs;
     index.next = scan.next;
     index.tail = Memtable::new(scan.next);
+    let mut pending_verification = None;
     let verified_bytes = match cover {
         Some(cover) => {
-            let segment_ends = (0..ordinal)
-                .map(|o| index.segment_end(o))
-                .collect::<Result<Vec<_>, _>>()?;
-            cover.finish(&index.segments, &segment_ends, ordinal as u32, offset)?
+            let pending = PendingCoverCheck {
+                cover,
+                segment_ends: (0..ordinal)
+                    .map(|o| index.segment_end(o))
+                    .collect::<Result<Vec<_>, _>>()?,
+                segments: index.segments.clone(),
+                resume_segment: ordinal as u32,
+                resume_offset: offset,
+            };
+            match options.covered_frames {
+                CoveredFrames::VerifyBeforeOpen => pending.finish()?,
+                CoveredFrames::VerifyInBackground => {
+                    pending_verification = Some(pending);
+                    0
+                }
+            }
         }
         None => 0,
     };
@@ -294,6 +311,7 @@ pub(crate) fn recover(dir: &Path, options: &LogOptions) -> Result<Recovered, Sto
         index_loaded_from_snapshot: from_index,
         replayed_events_after_snapshot: scan.events_scanned,
         verified_bytes,
+        verifying_in_background: pending_verification.is_some(),
     };
     Ok(Recovered {
         index,
@@ -304,6 +322,7 @@ pub(crate) fn recover(dir: &Path, options: &LogOptions) -> Result<Recovered, Sto
             last_recorded_at: scan.last_recorded_at,
         },
         report,
+        pending_verification,
     })
 }
 

@@ -12,13 +12,14 @@ use std::io;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
 use rustix::io::Errno;
+use tokio::sync::watch;
 
 use crate::api::Position;
 use crate::error::{StoreError, corrupt};
@@ -597,6 +598,96 @@ impl CoverCheck {
             "verified the checksum of every frame under the index snapshot"
         );
         Ok(verified)
+    }
+}
+
+/// The verification of the frames under the index with what judging it
+/// needs, once the index is loaded.
+pub(crate) struct PendingCoverCheck {
+    pub cover: CoverCheck,
+    pub segments: Vec<Arc<SegmentRef>>,
+    /// Where the index says each segment before `resume_segment` ends.
+    pub segment_ends: Vec<u64>,
+    pub resume_segment: u32,
+    pub resume_offset: u64,
+}
+
+impl PendingCoverCheck {
+    /// Waits for the verification; see [`CoverCheck::finish`].
+    pub fn finish(self) -> Result<u64, StoreError> {
+        self.cover.finish(
+            &self.segments,
+            &self.segment_ends,
+            self.resume_segment,
+            self.resume_offset,
+        )
+    }
+}
+
+/// The frames under the index verified beside serving
+/// ([`super::CoveredFrames::VerifyInBackground`]): what the verification
+/// finds is reported as damage, like what a read or the scrub finds.
+pub(crate) struct BackgroundVerification {
+    cancel: Arc<StopSignal>,
+    /// Set by [`Self::stop`]: an unfinished verification is then no finding.
+    closing: Arc<AtomicBool>,
+}
+
+/// Where the verification of the frames under the log's index stands
+/// ([`super::LogStore::covered_frames_check`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CoveredFramesCheck {
+    /// Done before the open returned (or there was nothing to verify).
+    BeforeOpen,
+    /// Going on beside serving.
+    Running,
+    /// Every frame under the index read back intact.
+    Verified { bytes: u64 },
+    /// Damage was found (reported through [`super::LogStore::damage`]), or
+    /// the segments could not be read: the reason.
+    Failed(String),
+    /// The store closed before the verification ended.
+    Stopped,
+}
+
+impl BackgroundVerification {
+    pub fn start(
+        shared: Arc<Shared>,
+        pending: PendingCoverCheck,
+        state: watch::Sender<CoveredFramesCheck>,
+    ) -> Result<Self, StoreError> {
+        let cancel = pending.cover.cancel.clone();
+        let closing = Arc::new(AtomicBool::new(false));
+        let stopped = closing.clone();
+        state.send_replace(CoveredFramesCheck::Running);
+        std::thread::Builder::new()
+            .name("paycore-log-verify-wait".into())
+            .spawn(move || {
+                let outcome = match pending.finish() {
+                    Ok(bytes) => CoveredFramesCheck::Verified { bytes },
+                    Err(_) if stopped.load(Ordering::SeqCst) => CoveredFramesCheck::Stopped,
+                    Err(error) => {
+                        match Damage::of(&error) {
+                            Some(damage) => shared.report_damage(&damage, "the verification after open"),
+                            None => tracing::error!(
+                                error = %error,
+                                "the frames under the log index could not be verified"
+                            ),
+                        }
+                        CoveredFramesCheck::Failed(error.to_string())
+                    }
+                };
+                state.send_replace(outcome);
+            })
+            .map_err(|e| StoreError::io("starting the log verification thread", e))?;
+        Ok(Self { cancel, closing })
+    }
+
+    /// Asks the verification to stop after the segment it is reading; does
+    /// not wait for it (it only reads).
+    pub fn stop(self) {
+        self.closing.store(true, Ordering::SeqCst);
+        self.cancel.stop();
     }
 }
 
