@@ -423,15 +423,14 @@ async fn damage_under_the_snapshot_in_earlier_segments_is_refused_at_open() {
 /// has an outcome.
 async fn covered_frames_outcome(store: &LogStore) -> CoveredFramesCheck {
     let mut check = store.covered_frames_check();
-    let outcome = tokio::time::timeout(
+    tokio::time::timeout(
         Duration::from_secs(30),
         check.wait_for(|state| !matches!(state, CoveredFramesCheck::Running)),
     )
     .await
     .expect("the verification ends within 30 s")
     .expect("the store is open")
-    .clone();
-    outcome
+    .clone()
 }
 
 #[tokio::test]
