@@ -8,10 +8,15 @@
 //! declare (the engine loads those and appends with their expected
 //! versions), and a refused command changes nothing.
 
-use paycore_domain::api_key::KeyKind;
+use paycore_domain::account::AccountCommand;
 use paycore_domain::command::IDEMPOTENCY_WINDOW_SECONDS;
+use paycore_domain::customer::CustomerCommand;
+use paycore_domain::customer::identity::{Address, DocumentType, Identity, IdentityDocument};
 use paycore_domain::events::*;
-use paycore_domain::identity::{Address, DocumentType, Identity, IdentityDocument};
+use paycore_domain::file::FileCommand;
+use paycore_domain::project::ProjectCommand;
+use paycore_domain::project::api_key::KeyKind;
+use paycore_domain::transfer::TransferCommand;
 use paycore_domain::*;
 use uuid::Uuid;
 
@@ -56,44 +61,48 @@ fn with_key(mut envelope: CommandEnvelope, key: &str, hash: u8) -> CommandEnvelo
 }
 
 fn create_project(id: ProjectId, environment: Environment) -> Command {
-    Command::CreateProject {
+    ProjectCommand::CreateProject {
         id,
         name: "Acme".into(),
         environment,
         meta: Meta::default(),
     }
+    .into()
 }
 
 fn open_account(id: AccountId, currency: Currency, allow_negative_balance: bool) -> Command {
-    Command::CreateAccount {
+    AccountCommand::CreateAccount {
         id,
         currency,
         customer_id: None,
         allow_negative_balance,
         meta: Meta::default(),
     }
+    .into()
 }
 
 fn set_balance(id: AccountId, target: Money, transaction: TransactionId) -> Command {
-    Command::UpdateAccount {
+    AccountCommand::UpdateAccount {
         id,
         allow_negative_balance: None,
         meta: None,
         balance: Some((target, transaction)),
     }
+    .into()
 }
 
 fn set_allowance(id: AccountId, allow: bool) -> Command {
-    Command::UpdateAccount {
+    AccountCommand::UpdateAccount {
         id,
         allow_negative_balance: Some(allow),
         meta: None,
         balance: None,
     }
+    .into()
 }
 
 fn transfer(id: TransferId, from: AccountId, to: AccountId, value: Money) -> Command {
-    Command::CreateTransfer {
+    TransferCommand::CreateTransfer {
         id,
         source_account_id: from,
         destination_account_id: to,
@@ -102,6 +111,7 @@ fn transfer(id: TransferId, from: AccountId, to: AccountId, value: Money) -> Com
         source_transaction_id: tx(1000 + id.uuid().as_u128() % 1000 * 2),
         destination_transaction_id: tx(1001 + id.uuid().as_u128() % 1000 * 2),
     }
+    .into()
 }
 
 fn events(decision: &Decision) -> &[(StreamRef, Event)] {
@@ -188,12 +198,13 @@ fn create_project_records_exactly_one_event() {
     let decision = store
         .execute(&envelope(
             prj(7),
-            Command::CreateProject {
+            ProjectCommand::CreateProject {
                 id: prj(7),
                 name: "Acme Sandbox".into(),
                 environment: Environment::Sandbox,
                 meta: m.clone(),
-            },
+            }
+            .into(),
         ))
         .unwrap();
     assert_eq!(
@@ -243,12 +254,13 @@ fn project_name_must_be_1_to_100_characters() {
         let mut store = Store::default();
         let result = store.execute(&envelope(
             prj(9),
-            Command::CreateProject {
+            ProjectCommand::CreateProject {
                 id: prj(9),
                 name: bad.clone(),
                 environment: Environment::Sandbox,
                 meta: Meta::default(),
-            },
+            }
+            .into(),
         ));
         assert_eq!(invalid_fields(result), ["name"], "{bad:?}");
         assert!(store.log.is_empty());
@@ -258,12 +270,13 @@ fn project_name_must_be_1_to_100_characters() {
         let mut store = Store::default();
         let result = store.execute(&envelope(
             prj(9),
-            Command::CreateProject {
+            ProjectCommand::CreateProject {
                 id: prj(9),
                 name: good.clone(),
                 environment: Environment::Sandbox,
                 meta: Meta::default(),
-            },
+            }
+            .into(),
         ));
         assert!(result.is_ok(), "{good:?}: {result:?}");
     }
@@ -273,7 +286,7 @@ fn project_name_must_be_1_to_100_characters() {
 fn update_project_meta() {
     let mut world = World::new();
     let m = meta(&[("_name", "Main"), ("owner", "ana")]);
-    let decision = world.ok(prj(P), Command::UpdateProject { meta: m.clone() });
+    let decision = world.ok(prj(P), ProjectCommand::UpdateProject { meta: m.clone() }.into());
     assert_eq!(
         events(&decision),
         [(
@@ -296,19 +309,22 @@ fn commands_in_a_missing_project_are_not_found() {
     let mut store = Store::default();
     let missing = prj(404);
     for command in [
-        Command::UpdateProject {
+        ProjectCommand::UpdateProject {
             meta: Meta::default(),
-        },
-        Command::CreateApiKey {
+        }
+        .into(),
+        ProjectCommand::CreateApiKey {
             id: key(1),
             kind: KeyKind::Secret,
             secret_hash: [1; 32],
-        },
-        Command::CreateCustomer {
+        }
+        .into(),
+        CustomerCommand::CreateCustomer {
             id: cus(1),
             identity: None,
             meta: Meta::default(),
-        },
+        }
+        .into(),
         open_account(acc(1), Currency::EUR, false),
     ] {
         assert_not_found(store.execute(&envelope(missing, command)), "project", missing);
@@ -325,11 +341,12 @@ fn create_and_revoke_api_key() {
     let mut world = World::new();
     let decision = world.ok(
         prj(P),
-        Command::CreateApiKey {
+        ProjectCommand::CreateApiKey {
             id: key(1),
             kind: KeyKind::Public,
             secret_hash: [0xab; 32],
-        },
+        }
+        .into(),
     );
     assert_eq!(
         decision,
@@ -350,7 +367,11 @@ fn create_and_revoke_api_key() {
     let later = T0.plus_seconds(60);
     let decision = world
         .store
-        .execute(&at(prj(P), later, Command::RevokeApiKey { id: key(1) }))
+        .execute(&at(
+            prj(P),
+            later,
+            ProjectCommand::RevokeApiKey { id: key(1) }.into(),
+        ))
         .unwrap();
     assert_eq!(
         events(&decision),
@@ -368,17 +389,18 @@ fn create_and_revoke_api_key() {
     assert_eq!(state.secret_hash, [0xab; 32]);
 
     assert_refused(
-        world.run(prj(P), Command::RevokeApiKey { id: key(1) }),
+        world.run(prj(P), ProjectCommand::RevokeApiKey { id: key(1) }.into()),
         Refusal::ApiKeyRevoked,
     );
     assert_eq!(
         world.run(
             prj(P),
-            Command::CreateApiKey {
+            ProjectCommand::CreateApiKey {
                 id: key(1),
                 kind: KeyKind::Secret,
                 secret_hash: [1; 32],
             }
+            .into()
         ),
         Err(DomainError::AlreadyExists {
             kind: "api key",
@@ -392,15 +414,16 @@ fn revoking_a_missing_or_foreign_key_is_not_found() {
     let mut world = World::new();
     world.ok(
         prj(L),
-        Command::CreateApiKey {
+        ProjectCommand::CreateApiKey {
             id: key(5),
             kind: KeyKind::Secret,
             secret_hash: [5; 32],
-        },
+        }
+        .into(),
     );
-    let missing = world.run(prj(P), Command::RevokeApiKey { id: key(6) });
+    let missing = world.run(prj(P), ProjectCommand::RevokeApiKey { id: key(6) }.into());
     assert_not_found(missing, "api key", key(6));
-    let foreign = world.run(prj(P), Command::RevokeApiKey { id: key(5) });
+    let foreign = world.run(prj(P), ProjectCommand::RevokeApiKey { id: key(5) }.into());
     assert_not_found(foreign, "api key", key(5));
     assert_eq!(
         world
@@ -494,11 +517,12 @@ fn create_customer_with_identity() {
     let m = meta(&[("crm", "c-1")]);
     let decision = world.ok(
         prj(P),
-        Command::CreateCustomer {
+        CustomerCommand::CreateCustomer {
             id: cus(1),
             identity: Some(valid_identity()),
             meta: m.clone(),
-        },
+        }
+        .into(),
     );
     assert_eq!(
         decision,
@@ -519,11 +543,12 @@ fn create_customer_with_identity() {
     assert_eq!(
         world.run(
             prj(P),
-            Command::CreateCustomer {
+            CustomerCommand::CreateCustomer {
                 id: cus(1),
                 identity: None,
                 meta: Meta::default(),
             }
+            .into()
         ),
         Err(DomainError::AlreadyExists {
             kind: "customer",
@@ -537,12 +562,13 @@ fn file(n: u128) -> FileId {
 }
 
 fn record_file(id: FileId) -> Command {
-    Command::RecordFile {
+    FileCommand::RecordFile {
         id,
         sha256: [7; 32],
         name: "passport.jpg".into(),
         size: 1_024,
     }
+    .into()
 }
 
 /// An identity whose document's front, back and selfie are these files.
@@ -562,23 +588,30 @@ fn identity_documents_refer_only_to_the_projects_own_files() {
     world.ok(prj(P), record_file(file(1)));
     world.ok(prj(P), record_file(file(2)));
     world.ok(prj(L), record_file(file(3)));
-    let create = |identity| Command::CreateCustomer {
-        id: cus(1),
-        identity: Some(identity),
-        meta: Meta::default(),
+    let create = |identity| {
+        CustomerCommand::CreateCustomer {
+            id: cus(1),
+            identity: Some(identity),
+            meta: Meta::default(),
+        }
+        .into()
     };
-    let update = |identity| Command::UpdateCustomer {
-        id: cus(2),
-        identity: Some(Some(identity)),
-        meta: None,
+    let update = |identity| {
+        CustomerCommand::UpdateCustomer {
+            id: cus(2),
+            identity: Some(Some(identity)),
+            meta: None,
+        }
+        .into()
     };
     world.ok(
         prj(P),
-        Command::CreateCustomer {
+        CustomerCommand::CreateCustomer {
             id: cus(2),
             identity: None,
             meta: Meta::default(),
-        },
+        }
+        .into(),
     );
 
     // A missing file and another project's file are both not found, on
@@ -615,11 +648,12 @@ fn customer_identity_is_validated_field_by_field() {
     let (identity, expected) = bad_identity();
     let result = world.run(
         prj(P),
-        Command::CreateCustomer {
+        CustomerCommand::CreateCustomer {
             id: cus(1),
             identity: Some(identity.clone()),
             meta: Meta::default(),
-        },
+        }
+        .into(),
     );
     assert_eq!(invalid_fields(result), expected);
     assert!(world.store.state(&StreamRef::Customer(cus(1))).is_empty());
@@ -627,19 +661,21 @@ fn customer_identity_is_validated_field_by_field() {
     // The same rules apply when the identity is updated.
     world.ok(
         prj(P),
-        Command::CreateCustomer {
+        CustomerCommand::CreateCustomer {
             id: cus(1),
             identity: None,
             meta: Meta::default(),
-        },
+        }
+        .into(),
     );
     let result = world.run(
         prj(P),
-        Command::UpdateCustomer {
+        CustomerCommand::UpdateCustomer {
             id: cus(1),
             identity: Some(Some(identity)),
             meta: Some(meta(&[("k", "v")])),
-        },
+        }
+        .into(),
     );
     assert_eq!(invalid_fields(result), expected);
     let customer = world
@@ -656,20 +692,22 @@ fn update_customer_identity_and_meta() {
     let mut world = World::new();
     world.ok(
         prj(P),
-        Command::CreateCustomer {
+        CustomerCommand::CreateCustomer {
             id: cus(1),
             identity: None,
             meta: meta(&[("a", "1")]),
-        },
+        }
+        .into(),
     );
     let m = meta(&[("b", "2")]);
     let decision = world.ok(
         prj(P),
-        Command::UpdateCustomer {
+        CustomerCommand::UpdateCustomer {
             id: cus(1),
             identity: Some(Some(valid_identity())),
             meta: Some(m.clone()),
-        },
+        }
+        .into(),
     );
     let stream = StreamRef::Customer(cus(1));
     assert_eq!(
@@ -694,11 +732,12 @@ fn update_customer_identity_and_meta() {
     // Only the meta: the identity is kept.
     world.ok(
         prj(P),
-        Command::UpdateCustomer {
+        CustomerCommand::UpdateCustomer {
             id: cus(1),
             identity: None,
             meta: Some(Meta::default()),
-        },
+        }
+        .into(),
     );
     let customer = world.store.state(&stream).as_customer().unwrap();
     assert_eq!(customer.identity, Some(valid_identity()));
@@ -707,11 +746,12 @@ fn update_customer_identity_and_meta() {
     // `Some(None)` clears the identity.
     world.ok(
         prj(P),
-        Command::UpdateCustomer {
+        CustomerCommand::UpdateCustomer {
             id: cus(1),
             identity: Some(None),
             meta: None,
-        },
+        }
+        .into(),
     );
     assert_eq!(world.store.state(&stream).as_customer().unwrap().identity, None);
 }
@@ -721,16 +761,20 @@ fn updating_a_missing_or_foreign_customer_is_not_found() {
     let mut world = World::new();
     world.ok(
         prj(L),
-        Command::CreateCustomer {
+        CustomerCommand::CreateCustomer {
             id: cus(9),
             identity: None,
             meta: Meta::default(),
-        },
+        }
+        .into(),
     );
-    let update = |id| Command::UpdateCustomer {
-        id,
-        identity: Some(Some(valid_identity())),
-        meta: None,
+    let update = |id| {
+        CustomerCommand::UpdateCustomer {
+            id,
+            identity: Some(Some(valid_identity())),
+            meta: None,
+        }
+        .into()
     };
     let foreign = world.run(prj(P), update(cus(9)));
     // Exactly what a missing customer looks like, in a store without it.
@@ -759,13 +803,14 @@ fn open_account_with_and_without_customer() {
     let m = meta(&[("_name", "Savings")]);
     let decision = world.ok(
         prj(P),
-        Command::CreateAccount {
+        AccountCommand::CreateAccount {
             id: acc(10),
             currency: Currency::USD,
             customer_id: None,
             allow_negative_balance: true,
             meta: m.clone(),
-        },
+        }
+        .into(),
     );
     assert_eq!(
         decision,
@@ -792,21 +837,23 @@ fn open_account_with_and_without_customer() {
 
     world.ok(
         prj(P),
-        Command::CreateCustomer {
+        CustomerCommand::CreateCustomer {
             id: cus(1),
             identity: None,
             meta: Meta::default(),
-        },
+        }
+        .into(),
     );
     world.ok(
         prj(P),
-        Command::CreateAccount {
+        AccountCommand::CreateAccount {
             id: acc(11),
             currency: Currency::EUR,
             customer_id: Some(cus(1)),
             allow_negative_balance: false,
             meta: Meta::default(),
-        },
+        }
+        .into(),
     );
     assert_eq!(world.store.account(acc(11)).customer_id, Some(cus(1)));
 
@@ -824,22 +871,24 @@ fn account_for_a_missing_or_foreign_customer_is_not_found() {
     let mut world = World::new();
     world.ok(
         prj(L),
-        Command::CreateCustomer {
+        CustomerCommand::CreateCustomer {
             id: cus(5),
             identity: None,
             meta: Meta::default(),
-        },
+        }
+        .into(),
     );
     for customer in [cus(5), cus(6)] {
         let result = world.run(
             prj(P),
-            Command::CreateAccount {
+            AccountCommand::CreateAccount {
                 id: acc(20),
                 currency: Currency::EUR,
                 customer_id: Some(customer),
                 allow_negative_balance: false,
                 meta: Meta::default(),
-            },
+            }
+            .into(),
         );
         assert_not_found(result, "customer", customer);
         assert!(world.store.state(&StreamRef::Account(acc(20))).is_empty());
@@ -852,12 +901,13 @@ fn update_account_meta_and_allowance() {
     let m = meta(&[("purpose", "float")]);
     let decision = world.ok(
         prj(P),
-        Command::UpdateAccount {
+        AccountCommand::UpdateAccount {
             id: acc(A),
             allow_negative_balance: Some(true),
             meta: Some(m.clone()),
             balance: None,
-        },
+        }
+        .into(),
     );
     let stream = StreamRef::Account(acc(A));
     assert_eq!(
@@ -889,12 +939,13 @@ fn updating_a_missing_or_foreign_account_is_not_found() {
     let mut world = World::new();
     world.ok(prj(L), open_account(acc(30), Currency::EUR, true));
     for id in [acc(30), acc(31)] {
-        let meta_only = Command::UpdateAccount {
+        let meta_only = AccountCommand::UpdateAccount {
             id,
             allow_negative_balance: Some(false),
             meta: Some(meta(&[("k", "v")])),
             balance: None,
-        };
+        }
+        .into();
         assert_not_found(world.run(prj(P), meta_only), "account", id);
         assert_not_found(world.run(prj(P), set_balance(id, eur(100), tx(1))), "account", id);
     }
@@ -916,12 +967,13 @@ fn disabling_the_allowance_while_negative_is_refused() {
     let t = world.fresh_tx();
     world.ok(
         prj(P),
-        Command::UpdateAccount {
+        AccountCommand::UpdateAccount {
             id: acc(N),
             allow_negative_balance: Some(false),
             meta: None,
             balance: Some((eur(0), t)),
-        },
+        }
+        .into(),
     );
     let account = world.store.account(acc(N));
     assert!(!account.allow_negative_balance);
@@ -1037,24 +1089,26 @@ fn negative_magic_balance_needs_the_allowance() {
     let t = world.fresh_tx();
     world.ok(
         prj(P),
-        Command::UpdateAccount {
+        AccountCommand::UpdateAccount {
             id: acc(A),
             allow_negative_balance: Some(true),
             meta: None,
             balance: Some((eur(-1), t)),
-        },
+        }
+        .into(),
     );
     assert_eq!(world.store.balance(acc(A)), -1);
     // Removing the allowance in the same command is not.
     let t = world.fresh_tx();
     let result = world.run(
         prj(P),
-        Command::UpdateAccount {
+        AccountCommand::UpdateAccount {
             id: acc(A),
             allow_negative_balance: Some(false),
             meta: None,
             balance: Some((eur(-2), t)),
-        },
+        }
+        .into(),
     );
     assert_eq!(invalid_fields(result), ["balance.amount"]);
     assert_eq!(world.store.balance(acc(A)), -1);
@@ -1109,7 +1163,7 @@ fn transfer_moves_money_in_one_decision() {
     let mut world = World::new();
     world.set(A, eur(1_000)).unwrap();
     let m = meta(&[("order", "42")]);
-    let command = Command::CreateTransfer {
+    let command = TransferCommand::CreateTransfer {
         id: trf(1),
         source_account_id: acc(A),
         destination_account_id: acc(B),
@@ -1117,7 +1171,8 @@ fn transfer_moves_money_in_one_decision() {
         meta: m.clone(),
         source_transaction_id: tx(501),
         destination_transaction_id: tx(502),
-    };
+    }
+    .into();
     let decision = world.ok(prj(P), command);
     let leg = |id, account, kind, value, after| {
         (
@@ -1354,10 +1409,11 @@ fn update_transfer_meta() {
     let m = meta(&[("note", "rent")]);
     let decision = world.ok(
         prj(P),
-        Command::UpdateTransfer {
+        TransferCommand::UpdateTransfer {
             id: trf(1),
             meta: m.clone(),
-        },
+        }
+        .into(),
     );
     assert_eq!(
         events(&decision),
@@ -1376,18 +1432,20 @@ fn update_transfer_meta() {
 
     let missing = world.run(
         prj(P),
-        Command::UpdateTransfer {
+        TransferCommand::UpdateTransfer {
             id: trf(2),
             meta: Meta::default(),
-        },
+        }
+        .into(),
     );
     assert_not_found(missing, "transfer", trf(2));
     let foreign = world.store.execute(&envelope(
         prj(L),
-        Command::UpdateTransfer {
+        TransferCommand::UpdateTransfer {
             id: trf(1),
             meta: Meta::default(),
-        },
+        }
+        .into(),
     ));
     assert_not_found(foreign, "transfer", trf(1));
     assert_eq!(
@@ -1675,16 +1733,18 @@ fn every_refused_or_invalid_command_writes_nothing() {
     let (bad, _) = bad_identity();
     let failing = vec![
         create_project(prj(P), Environment::Sandbox),
-        Command::UpdateCustomer {
+        CustomerCommand::UpdateCustomer {
             id: cus(1),
             identity: None,
             meta: None,
-        },
-        Command::CreateCustomer {
+        }
+        .into(),
+        CustomerCommand::CreateCustomer {
             id: cus(2),
             identity: Some(bad),
             meta: Meta::default(),
-        },
+        }
+        .into(),
         open_account(acc(A), Currency::EUR, false),
         set_allowance(acc(99), true),
         set_balance(acc(B), eur(-1), tx(900)),
@@ -1695,11 +1755,12 @@ fn every_refused_or_invalid_command_writes_nothing() {
         transfer(trf(1), acc(A), acc(A), eur(1)),
         transfer(trf(1), acc(A), acc(U), eur(1)),
         transfer(trf(1), acc(A), acc(B), usd(1)),
-        Command::UpdateTransfer {
+        TransferCommand::UpdateTransfer {
             id: trf(1),
             meta: Meta::default(),
-        },
-        Command::RevokeApiKey { id: key(1) },
+        }
+        .into(),
+        ProjectCommand::RevokeApiKey { id: key(1) }.into(),
     ];
     for command in failing {
         let states = world.store.states.clone();

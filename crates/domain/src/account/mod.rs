@@ -5,6 +5,9 @@
 //!
 //! [`Context::movement`]: crate::context::Context::movement
 
+mod command;
+pub use command::AccountCommand;
+
 mod decide;
 mod events;
 mod ledger;

@@ -5,6 +5,9 @@
 //! maps to exactly one reference across all projects: an incoming transfer's
 //! concept names at most one destination.
 
+mod command;
+pub use command::BankPayinCommand;
+
 mod events;
 
 pub use events::{

@@ -12,6 +12,9 @@
 //! so two payouts to one IBAN within a year never share one.
 //!
 
+mod command;
+pub use command::BankPayoutCommand;
+
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};

@@ -5,6 +5,9 @@
 //! Other families take a card through [`CardSource`] and
 //! `Context::use_token` (a payin made from a token uses it up).
 
+mod command;
+pub use command::CardCommand;
+
 mod decide;
 mod events;
 mod info;

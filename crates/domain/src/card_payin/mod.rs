@@ -13,6 +13,9 @@
 //! (masked number, brand, expiry, fingerprint) and, for payins, the network's
 //! [`NetworkVerdict`], which the caller obtained with the number.
 
+mod command;
+pub use command::CardPayinCommand;
+
 use serde::{Deserialize, Serialize};
 
 mod events;

@@ -1,6 +1,9 @@
 //! The project family: projects, which everything belongs to, and their API
 //! keys.
 
+mod command;
+pub use command::ProjectCommand;
+
 pub mod api_key;
 mod decide;
 mod environment;

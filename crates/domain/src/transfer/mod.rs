@@ -1,6 +1,9 @@
 //! The transfer family: money moved between two accounts of a project,
 //! across currencies at the configured exchange rate.
 
+mod command;
+pub use command::TransferCommand;
+
 mod decide;
 mod events;
 mod state;

@@ -6,7 +6,7 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 
-use paycore_domain::error::{Refusal, Violations};
+use paycore_domain::kernel::error::{Refusal, Violations};
 use paycore_domain::*;
 use uuid::Uuid;
 

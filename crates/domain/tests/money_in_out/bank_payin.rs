@@ -1,6 +1,7 @@
 //! Payin references and the bank payins their codes name.
 
 use super::*;
+use paycore_domain::bank_payin::BankPayinCommand;
 
 #[test]
 fn reference_takes_the_first_free_candidate() {
@@ -142,10 +143,11 @@ fn bank_payin_credits_the_account_of_the_reference_in_its_concept() {
     let m = meta(&[("matched", "yes")]);
     world.ok_in(
         P,
-        Command::UpdateBankPayin {
+        BankPayinCommand::UpdateBankPayin {
             id: bpi(1),
             meta: m.clone(),
-        },
+        }
+        .into(),
     );
     assert_eq!(
         world
@@ -193,21 +195,23 @@ fn reference_can_move_to_another_account() {
     assert_eq!(
         world.ok_in(
             P,
-            Command::UpdateBankPayinReference {
+            BankPayinCommand::UpdateBankPayinReference {
                 id: bpir(1),
                 account_id: Some(acc(A)),
                 meta: None,
-            },
+            }
+            .into(),
         ),
         vec![]
     );
     let events = world.ok_in(
         P,
-        Command::UpdateBankPayinReference {
+        BankPayinCommand::UpdateBankPayinReference {
             id: bpir(1),
             account_id: Some(acc(B)),
             meta: None,
-        },
+        }
+        .into(),
     );
     assert_eq!(
         events,
@@ -222,11 +226,12 @@ fn reference_can_move_to_another_account() {
         assert_not_found(
             world.run(
                 P,
-                Command::UpdateBankPayinReference {
+                BankPayinCommand::UpdateBankPayinReference {
                     id: bpir(1),
                     account_id: Some(acc(account)),
                     meta: None,
-                },
+                }
+                .into(),
             ),
             "account",
             acc(account),
@@ -235,11 +240,12 @@ fn reference_can_move_to_another_account() {
     assert_not_found(
         world.run(
             O,
-            Command::UpdateBankPayinReference {
+            BankPayinCommand::UpdateBankPayinReference {
                 id: bpir(1),
                 account_id: None,
                 meta: Some(Meta::default()),
-            },
+            }
+            .into(),
         ),
         "bank payin reference",
         bpir(1),

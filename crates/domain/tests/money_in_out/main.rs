@@ -14,21 +14,28 @@
 
 #![allow(clippy::unwrap_used)]
 
-use paycore_domain::bank::{Concept, Miniref, PayinReferenceCode};
+use paycore_domain::account::AccountCommand;
+use paycore_domain::bank_payin::BankPayinCommand;
 use paycore_domain::bank_payin::IncomingBankTransfer;
+use paycore_domain::bank_payout::BankPayoutCommand;
 use paycore_domain::bank_payout::{
     MINIREF_RESERVATION_SECONDS, NewBankPayout, PayoutDestination, PayoutDestinationSource,
 };
 use paycore_domain::card::{CARD_TOKEN_LIFETIME_SECONDS, CardSource};
 use paycore_domain::card::{CardInfo, CardNumber, Expiry};
+use paycore_domain::card_payin::CardPayinCommand;
 use paycore_domain::card_payin::{
     AuthenticationType, CardPayin, CardPayinRefund, CardPayinState, DeclineReason, NetworkVerdict,
     NewCardPayin, NewRefund, PayinAuthorization, RefundState,
 };
 use paycore_domain::events::*;
-use paycore_domain::fx::{self, Quote, Rate};
-use paycore_domain::iban::Iban;
+use paycore_domain::fx_rate::FxRateCommand;
+use paycore_domain::kernel::bank::{Concept, Miniref, PayinReferenceCode};
+use paycore_domain::kernel::fx::{self, Quote, Rate};
+use paycore_domain::kernel::iban::Iban;
+use paycore_domain::project::ProjectCommand;
 use paycore_domain::sandbox_network::{self, Authentication, Behaviour};
+use paycore_domain::transfer::TransferCommand;
 use paycore_domain::*;
 
 mod bank_payin;
@@ -125,7 +132,7 @@ fn payin(
     value: Money,
     authorization: PayinAuthorization,
 ) -> Command {
-    Command::CreateCardPayin(NewCardPayin {
+    CardPayinCommand::CreateCardPayin(NewCardPayin {
         id,
         account_id: account,
         source,
@@ -133,6 +140,7 @@ fn payin(
         authorization,
         meta: Meta::default(),
     })
+    .into()
 }
 
 /// A payin the network approves at once, with a card sent inline.
@@ -154,10 +162,11 @@ fn three_d_secure(url: &str) -> PayinAuthorization {
 }
 
 fn settle(id: CardPayinId, transaction: TransactionId) -> Command {
-    Command::SettleCardPayin {
+    CardPayinCommand::SettleCardPayin {
         id,
         transaction_id: transaction,
     }
+    .into()
 }
 
 fn refund(
@@ -167,7 +176,7 @@ fn refund(
     account: Option<AccountId>,
     transaction: TransactionId,
 ) -> Command {
-    Command::CreateCardPayinRefund(NewRefund {
+    CardPayinCommand::CreateCardPayinRefund(NewRefund {
         id,
         card_payin_id: payin,
         value,
@@ -175,6 +184,7 @@ fn refund(
         transaction_id: transaction,
         meta: Meta::default(),
     })
+    .into()
 }
 
 fn payout(
@@ -185,7 +195,7 @@ fn payout(
     entropy: [u8; 8],
     transaction: TransactionId,
 ) -> Command {
-    Command::CreateBankPayout(NewBankPayout {
+    BankPayoutCommand::CreateBankPayout(NewBankPayout {
         id,
         account_id: account,
         destination,
@@ -195,6 +205,7 @@ fn payout(
         transaction_id: transaction,
         miniref_entropy: entropy,
     })
+    .into()
 }
 
 fn to_iban(iban_text: &str) -> PayoutDestinationSource {
@@ -206,35 +217,38 @@ fn create_reference(
     account: AccountId,
     candidates: &[PayinReferenceCode],
 ) -> Command {
-    Command::CreateBankPayinReference {
+    BankPayinCommand::CreateBankPayinReference {
         id,
         account_id: account,
         candidates: candidates.to_vec(),
         meta: Meta::default(),
     }
+    .into()
 }
 
 fn incoming(id: BankPayinId, text: &str, value: Money, transaction: TransactionId) -> Command {
-    Command::ReceiveBankPayin(IncomingBankTransfer {
+    BankPayinCommand::ReceiveBankPayin(IncomingBankTransfer {
         id,
         concept: concept(text),
         value,
         transaction_id: transaction,
         meta: Meta::default(),
     })
+    .into()
 }
 
 fn set_fx_rate(from: Currency, to: Currency, mid: &str, spread_bps: u32) -> Command {
-    Command::SetFxRate {
+    FxRateCommand::SetFxRate {
         from,
         to,
         mid_rate: rate(mid),
         spread_bps,
     }
+    .into()
 }
 
 fn transfer(id: TransferId, from: AccountId, to: AccountId, value: Money) -> Command {
-    Command::CreateTransfer {
+    TransferCommand::CreateTransfer {
         id,
         source_account_id: from,
         destination_account_id: to,
@@ -243,6 +257,7 @@ fn transfer(id: TransferId, from: AccountId, to: AccountId, value: Money) -> Com
         source_transaction_id: tx(5_000 + id.uuid().as_u128() % 1_000 * 2),
         destination_transaction_id: tx(5_001 + id.uuid().as_u128() % 1_000 * 2),
     }
+    .into()
 }
 
 fn events(decision: Decision) -> Vec<(StreamRef, Event)> {
@@ -297,12 +312,13 @@ impl World {
         ] {
             world.ok(
                 prj(project),
-                Command::CreateProject {
+                ProjectCommand::CreateProject {
                     id: prj(project),
                     name: "Acme".into(),
                     environment,
                     meta: Meta::default(),
-                },
+                }
+                .into(),
             );
         }
         for (project, account, currency, allow) in [
@@ -315,13 +331,14 @@ impl World {
         ] {
             world.ok(
                 prj(project),
-                Command::CreateAccount {
+                AccountCommand::CreateAccount {
                     id: acc(account),
                     currency,
                     customer_id: None,
                     allow_negative_balance: allow,
                     meta: Meta::default(),
-                },
+                }
+                .into(),
             );
         }
         world
@@ -374,12 +391,13 @@ impl World {
         let transaction = self.fresh_tx();
         self.ok_in(
             project,
-            Command::UpdateAccount {
+            AccountCommand::UpdateAccount {
                 id: acc(account),
                 allow_negative_balance: None,
                 meta: None,
                 balance: Some((target, transaction)),
-            },
+            }
+            .into(),
         );
     }
 
