@@ -1,7 +1,22 @@
 //! Payin references and the bank payins their codes name.
+//!
+//! Commands run against the mini event store of `common` (the world is
+//! `common::money`), which checks the engine's contract: the decider reads
+//! and writes only the streams that `streams()` and `dependent_streams()`
+//! (asked until it names nothing new) declare, and a refused command
+//! changes nothing.
 
-use super::*;
+#![allow(clippy::unwrap_used)]
+
 use paycore_domain::bank_payin::BankPayinCommand;
+use paycore_domain::events::*;
+use paycore_domain::kernel::bank::PayinReferenceCode;
+use paycore_domain::*;
+
+mod common;
+
+use common::money::*;
+use common::*;
 
 #[test]
 fn reference_takes_the_first_free_candidate() {

@@ -1,8 +1,27 @@
 //! Bank accounts and payouts: minirefs, completion, failure and return.
+//!
+//! Commands run against the mini event store of `common` (the world is
+//! `common::money`), which checks the engine's contract: the decider reads
+//! and writes only the streams that `streams()` and `dependent_streams()`
+//! (asked until it names nothing new) declare, and a refused command
+//! changes nothing.
 
-use super::*;
-use paycore_domain::bank_account::BankAccountCommand;
+#![allow(clippy::unwrap_used)]
+
 use paycore_domain::bank_payout::BankPayoutCommand;
+use paycore_domain::bank_payout::{
+    MINIREF_RESERVATION_SECONDS, NewBankPayout, PayoutDestination, PayoutDestinationSource,
+};
+use paycore_domain::events::*;
+use paycore_domain::kernel::bank::Miniref;
+use paycore_domain::*;
+
+mod common;
+
+use common::money::*;
+use common::*;
+
+use paycore_domain::bank_account::BankAccountCommand;
 use paycore_domain::customer::CustomerCommand;
 
 #[test]
