@@ -5,7 +5,13 @@
 //! Layers, bottom up (`tests/layers.rs` checks the imports): the `kernel`,
 //! the decision context (`context`), one module per aggregate family, and
 //! the routers `command`, `aggregate` and `events` with the views beside
-//! them (`history`, `footprint`, `sandbox_network`). See ARCHITECTURE.md.
+//! them (`history`, `footprint`, `sandbox_network`). Each family owns its
+//! commands, events, states, deciders and `evolve`; the routers wrap them.
+//! See ARCHITECTURE.md.
+//!
+//! Every module has one path (`kernel::money`, `project::api_key`,
+//! `customer::identity`); the root re-exports only the items used
+//! everywhere.
 
 pub mod kernel;
 

@@ -10,6 +10,13 @@
 //!
 //! So there is no import circle among the domain's modules: nothing below
 //! the routers names `Command`, `Event` or `Aggregate`.
+//!
+//! The command router stays a router: `command.rs` names no family item but
+//! the families' command enums, no stream but the caller's project and the
+//! idempotency record, and calls no decider itself; every family has its
+//! `<Family>Command` in `<family>/command.rs` with its `FamilyCommand` impl
+//! and a `Command` variant. And each module has one path: the crate root
+//! re-exports items, never a module (`pub use kernel::money;` fails).
 
 use std::path::{Path, PathBuf};
 

@@ -6,13 +6,12 @@
 //! [`Context::movement`]: crate::context::Context::movement
 
 mod command;
-pub use command::AccountCommand;
-
 mod decide;
 mod events;
 mod ledger;
 mod state;
 
+pub use command::AccountCommand;
 pub use events::{
     AccountEvent, AccountOpened, NegativeBalanceAllowanceChanged, ProjectBalanceChanged, Transaction,
     TransactionKind, TransactionRecorded,

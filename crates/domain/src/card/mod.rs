@@ -6,13 +6,12 @@
 //! `Context::use_token` (a payin made from a token uses it up).
 
 mod command;
-pub use command::CardCommand;
-
 mod decide;
 mod events;
 mod info;
 mod state;
 
+pub use command::CardCommand;
 pub use events::{CardCreated, CardEvent, CardTokenCreated, CardTokenUsed, TokenUse};
 pub use info::*;
 pub(crate) use state::evolve;

@@ -1,15 +1,14 @@
 //! The project family: projects, which everything belongs to, and their API
 //! keys.
 
-mod command;
-pub use command::ProjectCommand;
-
 pub mod api_key;
+mod command;
 mod decide;
 mod environment;
 mod events;
 mod state;
 
+pub use command::ProjectCommand;
 pub use environment::Environment;
 pub use events::{ApiKeyCreated, ApiKeyRevoked, ProjectCreated, ProjectEvent};
 pub(crate) use state::evolve;

@@ -2,12 +2,11 @@
 //! across currencies at the configured exchange rate.
 
 mod command;
-pub use command::TransferCommand;
-
 mod decide;
 mod events;
 mod state;
 
+pub use command::TransferCommand;
 pub use events::{Exchange, TransferCreated, TransferCreatedV1, TransferEvent};
 pub use state::Transfer;
 pub(crate) use state::evolve;
