@@ -63,35 +63,24 @@ pub enum Decision {
     Replay { resource: ResourceRef },
 }
 
-/// Every command of the domain: one variant per family, wrapping that
-/// family's own command enum. Build one from a family's command with
-/// `.into()` (`TransferCommand::CreateTransfer { .. }.into()`).
-// A customer's identity makes its variant the largest, as it made the
-// customer commands the largest of the flat enum before; a command is built
-// once and moved a few times, so boxing would only add an allocation.
-#[allow(clippy::large_enum_variant)]
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Command {
-    Project(ProjectCommand),
-    Deployment(DeploymentCommand),
-    Customer(CustomerCommand),
-    Account(AccountCommand),
-    Transfer(TransferCommand),
-    Card(CardCommand),
-    CardPayin(CardPayinCommand),
-    BankAccount(BankAccountCommand),
-    BankPayout(BankPayoutCommand),
-    BankPayin(BankPayinCommand),
-    File(FileCommand),
-    FxRate(FxRateCommand),
-    Consumer(ConsumerCommand),
-}
-
-/// `From<…Command> for Command` for every family, and the dispatch to the
-/// family's [`FamilyCommand`] implementation (exhaustive: a family without
-/// its variant here does not compile).
+/// `Command`, one variant per family wrapping that family's own command
+/// enum, `From<…Command> for Command`, and the dispatch to the family's
+/// [`FamilyCommand`] implementation: one line per family below.
 macro_rules! command_families {
     ($($variant:ident($family_command:ident)),+ $(,)?) => {
+        /// Every command of the domain: one variant per family, wrapping that
+        /// family's own command enum. Build one from a family's command with
+        /// `.into()` (`TransferCommand::CreateTransfer { .. }.into()`).
+        // A customer's identity makes its variant the largest, as it made the
+        // customer commands the largest of the flat enum before; a command is
+        // built once and moved a few times, so boxing would only add an
+        // allocation.
+        #[allow(clippy::large_enum_variant)]
+        #[derive(Clone, Debug, PartialEq, Eq)]
+        pub enum Command {
+            $($variant($family_command),)+
+        }
+
         $(impl From<$family_command> for Command {
             fn from(command: $family_command) -> Self {
                 Self::$variant(command)

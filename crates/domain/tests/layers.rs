@@ -506,7 +506,9 @@ fn every_family_has_its_command_enum_and_a_router_variant() {
             ));
         }
         if !router.contains(&format!("({command})")) {
-            missing.push(format!("src/command.rs: a `Command` variant wrapping {command}"));
+            missing.push(format!(
+                "src/command.rs: a line `Variant({command})` in command_families!"
+            ));
         }
     }
     assert!(
