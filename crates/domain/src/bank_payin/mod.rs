@@ -6,10 +6,9 @@
 //! concept names at most one destination.
 
 mod command;
-pub use command::BankPayinCommand;
-
 mod events;
 
+pub use command::BankPayinCommand;
 pub use events::{
     BankPayinEvent, BankPayinReceived, BankPayinReferenceAccountChanged, BankPayinReferenceCreated,
     PayinReferenceCodeClaimed,

@@ -12,15 +12,14 @@
 //! so two payouts to one IBAN within a year never share one.
 //!
 
-mod command;
-pub use command::BankPayoutCommand;
-
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+mod command;
 mod events;
 
+pub use command::BankPayoutCommand;
 pub use events::{
     BankPayoutCompleted, BankPayoutCreated, BankPayoutEvent, BankPayoutReversed, MinirefAssigned,
 };

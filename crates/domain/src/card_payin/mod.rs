@@ -13,13 +13,12 @@
 //! (masked number, brand, expiry, fingerprint) and, for payins, the network's
 //! [`NetworkVerdict`], which the caller obtained with the number.
 
-mod command;
-pub use command::CardPayinCommand;
-
 use serde::{Deserialize, Serialize};
 
+mod command;
 mod events;
 
+pub use command::CardPayinCommand;
 pub use events::{
     CardPayinAuthenticationRequested, CardPayinAuthorized, CardPayinCreated, CardPayinDeclined,
     CardPayinEvent, CardPayinRefundChanged, CardPayinRefundCompleted, CardPayinRefundCreated,
