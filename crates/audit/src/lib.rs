@@ -825,13 +825,13 @@ impl Auditor {
             }
             Some(exchange) => {
                 // The recorded conversion must be the one its rate gives.
-                let recomputed = paycore_domain::fx::Quote::new(
+                let recomputed = paycore_domain::kernel::fx::Quote::new(
                     value.currency,
                     received.currency,
                     exchange.mid_rate,
                     exchange.spread_bps,
                 )
-                .and_then(|quote| paycore_domain::fx::convert(value, quote));
+                .and_then(|quote| paycore_domain::kernel::fx::convert(value, quote));
                 let matches = recomputed.as_ref().is_ok_and(|conversion| {
                     conversion.destination == received && conversion.rate_used == exchange.rate_used
                 });

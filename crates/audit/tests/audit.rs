@@ -7,10 +7,13 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use paycore_audit::{Auditor, DamagedFrame, Limit, Location, LostEvents, Report, Rule};
+use paycore_domain::account::AccountCommand;
 use paycore_domain::events::{TransactionRecorded, TransferCreated};
+use paycore_domain::project::ProjectCommand;
+use paycore_domain::transfer::TransferCommand;
 use paycore_domain::{
-    AccountId, Command, CommandEnvelope, Currency, Environment, Event, Meta, Money, ProjectId, Timestamp,
-    Transaction, TransactionId, TransactionKind, TransferId,
+    AccountId, CommandEnvelope, Currency, Environment, Event, Meta, Money, ProjectId, Timestamp, Transaction,
+    TransactionId, TransactionKind, TransferId,
 };
 use paycore_engine::{Engine, EngineConfig};
 use paycore_store::{EventMetadata, EventStore, GENESIS_HASH, MemoryStore, RecordedEvent, chain_hash};
@@ -55,36 +58,39 @@ async fn history() -> History {
                 .unwrap();
         }
     };
-    run(Command::CreateProject {
+    run(ProjectCommand::CreateProject {
         id: project,
         name: "Audit".into(),
         environment: Environment::Sandbox,
         meta: Meta::default(),
-    })
+    }
+    .into())
     .await;
     let mut accounts = Vec::new();
     for allow in [false, true, false] {
         let account = AccountId::from_uuid(id());
-        run(Command::CreateAccount {
+        run(AccountCommand::CreateAccount {
             id: account,
             currency: Currency::EUR,
             customer_id: None,
             allow_negative_balance: allow,
             meta: Meta::default(),
-        })
+        }
+        .into())
         .await;
         accounts.push(account);
     }
     let (a, b, c) = (accounts[0], accounts[1], accounts[2]);
-    run(Command::UpdateAccount {
+    run(AccountCommand::UpdateAccount {
         id: a,
         allow_negative_balance: None,
         meta: None,
         balance: Some((eur(1000), TransactionId::from_uuid(id()))),
-    })
+    }
+    .into())
     .await;
     for (from, to, value) in [(a, b, 300), (b, c, 50)] {
-        run(Command::CreateTransfer {
+        run(TransferCommand::CreateTransfer {
             id: TransferId::from_uuid(id()),
             source_account_id: from,
             destination_account_id: to,
@@ -92,17 +98,19 @@ async fn history() -> History {
             meta: Meta::default(),
             source_transaction_id: TransactionId::from_uuid(id()),
             destination_transaction_id: TransactionId::from_uuid(id()),
-        })
+        }
+        .into())
         .await;
     }
     for round in 0..2 {
         let meta = round_meta(round);
-        run(Command::UpdateAccount {
+        run(AccountCommand::UpdateAccount {
             id: a,
             allow_negative_balance: None,
             meta: Some(meta),
             balance: None,
-        })
+        }
+        .into())
         .await;
     }
     let events = store.read_all(0, 10_000).await.unwrap();

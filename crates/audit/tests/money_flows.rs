@@ -7,15 +7,22 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use paycore_audit::{Auditor, Limit, Location, Report, Rule};
-use paycore_domain::bank::{Concept, PayinReferenceCode};
+use paycore_domain::account::AccountCommand;
+use paycore_domain::bank_payin::BankPayinCommand;
 use paycore_domain::bank_payin::IncomingBankTransfer;
+use paycore_domain::bank_payout::BankPayoutCommand;
 use paycore_domain::bank_payout::{NewBankPayout, PayoutDestinationSource};
 use paycore_domain::card::CardSource;
 use paycore_domain::card::{CardInfo, CardNumber, Expiry};
+use paycore_domain::card_payin::CardPayinCommand;
 use paycore_domain::card_payin::{NetworkVerdict, NewCardPayin, NewRefund, PayinAuthorization};
 use paycore_domain::events::{BankAccountInfo, CardPayinRefundChanged, TransactionRecorded};
-use paycore_domain::fx::Rate;
-use paycore_domain::iban::Iban;
+use paycore_domain::fx_rate::FxRateCommand;
+use paycore_domain::kernel::bank::{Concept, PayinReferenceCode};
+use paycore_domain::kernel::fx::Rate;
+use paycore_domain::kernel::iban::Iban;
+use paycore_domain::project::ProjectCommand;
+use paycore_domain::transfer::TransferCommand;
 use paycore_domain::*;
 use paycore_engine::{Engine, EngineConfig};
 use paycore_store::{EventMetadata, EventStore, GENESIS_HASH, MemoryStore, RecordedEvent, chain_hash};
@@ -64,60 +71,66 @@ async fn history() -> History {
                 .unwrap();
         }
     };
-    run(Command::CreateProject {
+    run(ProjectCommand::CreateProject {
         id: project,
         name: "Flows".into(),
         environment: Environment::Sandbox,
         meta: Meta::default(),
-    })
+    }
+    .into())
     .await;
     let account = AccountId::from_uuid(id());
     let dollars = AccountId::from_uuid(id());
     for (account, currency) in [(account, Currency::EUR), (dollars, Currency::USD)] {
-        run(Command::CreateAccount {
+        run(AccountCommand::CreateAccount {
             id: account,
             currency,
             customer_id: None,
             allow_negative_balance: false,
             meta: Meta::default(),
-        })
+        }
+        .into())
         .await;
     }
     let number = CardNumber::parse("4242424242424242").unwrap();
     let card_info = CardInfo::new(&number, Expiry::new(12, 2030, 2023, 11).unwrap(), &[7; 32]);
     let payin = CardPayinId::from_uuid(id());
-    run(Command::CreateCardPayin(NewCardPayin {
+    run(CardPayinCommand::CreateCardPayin(NewCardPayin {
         id: payin,
         account_id: account,
         source: CardSource::Info(card_info),
         value: eur(1000),
         authorization: PayinAuthorization::Direct(NetworkVerdict::Approved),
         meta: Meta::default(),
-    }))
+    })
+    .into())
     .await;
-    run(Command::SettleCardPayin {
+    run(CardPayinCommand::SettleCardPayin {
         id: payin,
         transaction_id: tx(),
-    })
+    }
+    .into())
     .await;
     let mut refunds = Vec::new();
     for value in [300, 200] {
         let refund = CardPayinRefundId::from_uuid(id());
-        run(Command::CreateCardPayinRefund(NewRefund {
+        run(CardPayinCommand::CreateCardPayinRefund(NewRefund {
             id: refund,
             card_payin_id: payin,
             value: Some(eur(value)),
             account_id: None,
             transaction_id: tx(),
             meta: Meta::default(),
-        }))
+        })
+        .into())
         .await;
         refunds.push(refund);
     }
-    run(Command::FailCardPayinRefund {
+    run(CardPayinCommand::FailCardPayinRefund {
         id: refunds[0],
         failure_transaction_id: tx(),
-    })
+    }
+    .into())
     .await;
     let info = BankAccountInfo {
         iban: Iban::parse("ES9121000418450200051332").unwrap(),
@@ -126,7 +139,7 @@ async fn history() -> History {
     let mut payouts = Vec::new();
     for (value, entropy) in [(100, 1), (50, 2)] {
         let payout = BankPayoutId::from_uuid(id());
-        run(Command::CreateBankPayout(NewBankPayout {
+        run(BankPayoutCommand::CreateBankPayout(NewBankPayout {
             id: payout,
             account_id: account,
             destination: PayoutDestinationSource::Info(info.clone()),
@@ -135,46 +148,52 @@ async fn history() -> History {
             meta: Meta::default(),
             transaction_id: tx(),
             miniref_entropy: [entropy; 8],
-        }))
+        })
+        .into())
         .await;
         payouts.push(payout);
     }
-    run(Command::FailBankPayout {
+    run(BankPayoutCommand::FailBankPayout {
         id: payouts[0],
         failure_transaction_id: tx(),
-    })
+    }
+    .into())
     .await;
-    run(Command::CompleteBankPayout { id: payouts[1] }).await;
-    run(Command::ReturnBankPayout {
+    run(BankPayoutCommand::CompleteBankPayout { id: payouts[1] }.into()).await;
+    run(BankPayoutCommand::ReturnBankPayout {
         id: payouts[1],
         failure_transaction_id: tx(),
-    })
+    }
+    .into())
     .await;
     let reference = BankPayinReferenceId::from_uuid(id());
     let code = PayinReferenceCode::from_index(4242);
-    run(Command::CreateBankPayinReference {
+    run(BankPayinCommand::CreateBankPayinReference {
         id: reference,
         account_id: account,
         candidates: vec![code],
         meta: Meta::default(),
-    })
+    }
+    .into())
     .await;
-    run(Command::ReceiveBankPayin(IncomingBankTransfer {
+    run(BankPayinCommand::ReceiveBankPayin(IncomingBankTransfer {
         id: BankPayinId::from_uuid(id()),
         concept: Concept::parse(&format!("Invoice 7 {code}")).unwrap(),
         value: eur(70),
         transaction_id: tx(),
         meta: Meta::default(),
-    }))
+    })
+    .into())
     .await;
-    run(Command::SetFxRate {
+    run(FxRateCommand::SetFxRate {
         from: Currency::EUR,
         to: Currency::USD,
         mid_rate: Rate::parse("1.0842").unwrap(),
         spread_bps: 30,
-    })
+    }
+    .into())
     .await;
-    run(Command::CreateTransfer {
+    run(TransferCommand::CreateTransfer {
         id: TransferId::from_uuid(id()),
         source_account_id: account,
         destination_account_id: dollars,
@@ -182,7 +201,8 @@ async fn history() -> History {
         meta: Meta::default(),
         source_transaction_id: tx(),
         destination_transaction_id: tx(),
-    })
+    }
+    .into())
     .await;
     History {
         events: store.read_all(0, 10_000).await.unwrap(),

@@ -11,10 +11,10 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use bytes::Bytes;
 use clap::Args;
-use paycore_domain::api_key::{ApiKeyToken, KeyKind};
 use paycore_domain::events::{
     AccountOpened, ApiKeyCreated, ProjectBalanceChanged, ProjectCreated, TransactionRecorded, TransferCreated,
 };
+use paycore_domain::project::api_key::{ApiKeyToken, KeyKind};
 use paycore_domain::{
     AccountId, ApiKeyId, Currency, Environment, Event, Meta, Money, ProjectId, StreamRef, Timestamp,
     Transaction, TransactionId, TransactionKind, TransferId,

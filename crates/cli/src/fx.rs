@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use clap::Subcommand;
-use paycore_domain::fx::{BPS_PER_UNIT, Quote, Rate};
+use paycore_domain::kernel::fx::{BPS_PER_UNIT, Quote, Rate};
 use paycore_domain::{Currency, Timestamp};
 use paycore_grpc::admin;
 

@@ -20,8 +20,8 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use paycore_domain::api_key::KeyKind;
 use paycore_domain::history::AsOf;
+use paycore_domain::project::api_key::KeyKind;
 use paycore_domain::{AccountId, ApiKeyId, Environment, ProjectId, Timestamp};
 use paycore_grpc::admin;
 

@@ -22,9 +22,9 @@ use crate::deployment::Bootstrap;
 use crate::events::{Event, FamilyEvent, IdempotencyEvent, ResourceRef};
 pub use crate::file::StoredFile;
 pub use crate::fx_rate::{FxRateEntry, FxRateValue};
-use crate::id::ProjectId;
+use crate::kernel::id::ProjectId;
+use crate::kernel::time::Timestamp;
 pub use crate::project::{ApiKey, Project, ProjectAggregate};
-use crate::time::Timestamp;
 pub use crate::transfer::Transfer;
 
 /// The last use of an idempotency key.
@@ -40,7 +40,7 @@ impl IdempotencyRecord {
     /// key from then on is a first use again.
     pub fn window_ends_at(&self) -> Timestamp {
         self.used_at
-            .plus_seconds(crate::idempotency::IDEMPOTENCY_WINDOW_SECONDS)
+            .plus_seconds(crate::kernel::idempotency::IDEMPOTENCY_WINDOW_SECONDS)
     }
 }
 

@@ -4,8 +4,9 @@
 //! checks): a decider reads each stream as its family's own state type and
 //! emits its family's own events into any `E` the router can build from
 //! them (`E: From<TransferEvent> + From<AccountEvent>` says which families'
-//! events a decider writes). The routers implement [`States`] over
-//! `Lookup` and route each command to its family's decider.
+//! events a decider writes). Each family's command enum implements
+//! [`FamilyCommand`]; the routers implement [`States`] over `Lookup` and
+//! hand each command to its family's `FamilyCommand` implementation.
 
 use std::any::Any;
 use std::fmt::Debug;
@@ -32,6 +33,33 @@ pub(crate) trait Owned: Any {
 /// What a decider answers: the events to append atomically, in order, each
 /// with its stream, and the resource the command created or changed.
 pub(crate) type Decided<E> = (Vec<(StreamRef, E)>, ResourceRef);
+
+/// A family's commands as the command router sees them: the streams each
+/// reads, and what it decides into the router's event type `E` (the
+/// family's `impl` bounds `E` by the families whose events it writes, as
+/// its deciders do). The router adds what no family owns: the caller's
+/// project stream in front and the idempotency key's record around.
+pub(crate) trait FamilyCommand<E> {
+    /// Appends the streams `decide` reads that the command names by itself,
+    /// in a stable order (`project` is the caller's project).
+    fn streams(&self, project: ProjectId, streams: &mut Vec<StreamRef>);
+
+    /// The stream of the resource the command creates under an ID the
+    /// caller generated fresh for it, if it creates one: its state is known
+    /// without reading it (empty).
+    fn created_stream(&self) -> Option<StreamRef> {
+        None
+    }
+
+    /// Streams `decide` also reads, named by the state of those loaded so
+    /// far (see `CommandEnvelope::dependent_streams`).
+    fn dependent_streams(&self, _ctx: &Context<'_>) -> Vec<StreamRef> {
+        Vec::new()
+    }
+
+    /// Decides the command against the loaded states.
+    fn decide(&self, ctx: &Context<'_>) -> Result<Decided<E>, DomainError>;
+}
 
 /// What every decider sees: the caller's project, the time, and the state
 /// of the streams the command declared. Each family adds its deciders (and

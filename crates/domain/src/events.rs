@@ -32,11 +32,11 @@ pub use crate::customer::{CustomerCreated, CustomerIdentityUpdated};
 pub use crate::deployment::DeploymentBootstrapped;
 pub use crate::file::FileUploaded;
 pub use crate::fx_rate::{FxRateRemoved, FxRateSet};
-use crate::id::*;
+use crate::kernel::id::*;
 pub use crate::kernel::meta::MetaUpdated;
 pub use crate::kernel::stream::ResourceRef;
+use crate::kernel::time::Timestamp;
 pub use crate::project::{ApiKeyCreated, ApiKeyRevoked, ProjectCreated};
-use crate::time::Timestamp;
 pub use crate::transfer::{Exchange, TransferCreated, TransferCreatedV1};
 
 use crate::account::AccountEvent;
@@ -60,7 +60,7 @@ pub struct IdempotencyKeyUsed {
     pub project_id: ProjectId,
     /// The key as the client sent it, in records written before keys were
     /// hashed (schema v1); `None` since (v2): the record's stream names the
-    /// key by its keyed digest only (see [`crate::idempotency`]).
+    /// key by its keyed digest only (see [`crate::kernel::idempotency`]).
     pub verbatim_key: Option<String>,
     /// Hash of the request's parameters; a retry must match it.
     pub request_hash: [u8; 32],

@@ -13,9 +13,9 @@ use crate::aggregate::Aggregate;
 use crate::bank_account::BankAccountInfo;
 use crate::bank_payout::PayoutDestination;
 use crate::card::CardInfo;
-use crate::identity::{Address, Identity, IdentityDocument};
-use crate::meta::Meta;
-use crate::stream::StreamRef;
+use crate::customer::identity::{Address, Identity, IdentityDocument};
+use crate::kernel::meta::Meta;
+use crate::kernel::stream::StreamRef;
 
 /// Entries per node that a `BTreeMap` filled in key order (as decoding and
 /// `evolve` fill them) ends up with: std's nodes hold 5 to 11, and a split
@@ -165,9 +165,9 @@ fn document_bytes(document: &IdentityDocument) -> usize {
 mod tests {
     use super::*;
     use crate::aggregate::Account;
-    use crate::id::{AccountId, ProjectId};
-    use crate::money::{Currency, Money};
-    use crate::time::Timestamp;
+    use crate::kernel::id::{AccountId, ProjectId};
+    use crate::kernel::money::{Currency, Money};
+    use crate::kernel::time::Timestamp;
 
     fn account(meta: Meta) -> Aggregate {
         Aggregate::Account(Account {
@@ -183,7 +183,7 @@ mod tests {
     }
 
     fn meta(entries: &[(&str, &str)]) -> Meta {
-        let mut violations = crate::error::Violations::default();
+        let mut violations = crate::kernel::error::Violations::default();
         Meta::parse(
             entries.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
             "meta",

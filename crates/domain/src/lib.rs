@@ -5,16 +5,15 @@
 //! Layers, bottom up (`tests/layers.rs` checks the imports): the `kernel`,
 //! the decision context (`context`), one module per aggregate family, and
 //! the routers `command`, `aggregate` and `events` with the views beside
-//! them (`history`, `footprint`, `sandbox_network`). See ARCHITECTURE.md.
+//! them (`history`, `footprint`, `sandbox_network`). Each family owns its
+//! commands, events, states, deciders and `evolve`; the routers wrap them.
+//! See ARCHITECTURE.md.
+//!
+//! Every module has one path (`kernel::money`, `project::api_key`,
+//! `customer::identity`); the root re-exports only the items used
+//! everywhere.
 
 pub mod kernel;
-
-// The kernel's modules keep the paths they had before it existed.
-pub use kernel::{bank, error, fx, iban, id, idempotency, meta, money, stream, time};
-// The API key format, part of the project family.
-pub use project::api_key;
-// Value types of the customer family.
-pub use customer::identity;
 
 pub mod account;
 pub mod aggregate;
@@ -39,12 +38,12 @@ pub mod transfer;
 
 pub use aggregate::Aggregate;
 pub use command::{Command, CommandEnvelope, Decision, IdempotencyKey, Lookup, decide};
-pub use error::{DomainError, FieldViolation, Refusal, Violations};
 pub use events::{Event, ResourceRef, Transaction, TransactionKind};
 pub use history::{AccountHistory, AsOf};
-pub use id::*;
-pub use meta::Meta;
-pub use money::{Currency, Money};
+pub use kernel::error::{DomainError, FieldViolation, Refusal, Violations};
+pub use kernel::id::*;
+pub use kernel::meta::Meta;
+pub use kernel::money::{Currency, Money};
+pub use kernel::stream::StreamRef;
+pub use kernel::time::Timestamp;
 pub use project::Environment;
-pub use stream::StreamRef;
-pub use time::Timestamp;

@@ -6,14 +6,16 @@
 
 use std::collections::BTreeSet;
 
-use paycore_domain::api_key::KeyKind;
-use paycore_domain::bank::{Concept, Miniref, PayinReferenceCode};
 use paycore_domain::card::{CardBrand, CardInfo, CardNumber, Expiry};
 use paycore_domain::card_payin::{AuthenticationType, DeclineReason};
+use paycore_domain::customer::identity::{
+    Address, Date, DocumentType, EmploymentStatus, Identity, IdentityDocument,
+};
 use paycore_domain::events::*;
-use paycore_domain::fx::Rate;
-use paycore_domain::iban::Iban;
-use paycore_domain::identity::{Address, Date, DocumentType, EmploymentStatus, Identity, IdentityDocument};
+use paycore_domain::kernel::bank::{Concept, Miniref, PayinReferenceCode};
+use paycore_domain::kernel::fx::Rate;
+use paycore_domain::kernel::iban::Iban;
+use paycore_domain::project::api_key::KeyKind;
 use paycore_domain::*;
 use uuid::Uuid;
 

@@ -7,8 +7,9 @@ use std::collections::HashMap;
 use uuid::Uuid;
 
 use paycore_domain::aggregate::Project;
+use paycore_domain::consumer::ConsumerCommand;
 use paycore_domain::consumer::{ConsumerName, PositionCommit};
-use paycore_domain::error::Refusal;
+use paycore_domain::kernel::error::Refusal;
 use paycore_domain::*;
 
 static EMPTY: Aggregate = Aggregate::Empty;
@@ -46,12 +47,13 @@ fn commit(position: u64, head: u64, reset: bool) -> CommandEnvelope {
         project_id: project(),
         now: Timestamp::from_micros(position as i64),
         idempotency: None,
-        command: Command::CommitConsumerPosition(PositionCommit {
+        command: ConsumerCommand::CommitConsumerPosition(PositionCommit {
             consumer: ConsumerName::parse("billing").unwrap(),
             position,
             head,
             reset,
-        }),
+        })
+        .into(),
     }
 }
 

@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use uuid::Uuid;
 
 use paycore_domain::deployment::ALREADY_BOOTSTRAPPED;
+use paycore_domain::deployment::DeploymentCommand;
 use paycore_domain::*;
 
 #[derive(Default)]
@@ -26,10 +27,11 @@ fn bootstrap(project: u128) -> CommandEnvelope {
         project_id: id,
         now: Timestamp::from_micros(1_700_000_000_000_000),
         idempotency: None,
-        command: Command::BootstrapDeployment {
+        command: DeploymentCommand::BootstrapDeployment {
             id,
             name: "Sandbox".into(),
-        },
+        }
+        .into(),
     }
 }
 

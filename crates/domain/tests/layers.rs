@@ -10,6 +10,13 @@
 //!
 //! So there is no import circle among the domain's modules: nothing below
 //! the routers names `Command`, `Event` or `Aggregate`.
+//!
+//! The command router stays a router: `command.rs` names no family item but
+//! the families' command enums, no stream but the caller's project and the
+//! idempotency record, and calls no decider itself; every family has its
+//! `<Family>Command` in `<family>/command.rs` with its `FamilyCommand` impl
+//! and a `Command` variant. And each module has one path: the crate root
+//! re-exports items, never a module (`pub use kernel::money;` fails).
 
 use std::path::{Path, PathBuf};
 
@@ -418,4 +425,218 @@ fn the_family_check_reads_paths_and_lists() {
         items_used_of("use crate::{account::Account, kernel::id};", "account"),
         vec![(1, "Account".to_owned())]
     );
+}
+
+// ------------------------------------------------------------ the command router
+
+/// The name of a family's command enum (`transfer` →
+/// `TransferCommand`).
+fn command_type_of(family: &str) -> String {
+    let camel: String = family
+        .split('_')
+        .map(|word| {
+            let mut chars = word.chars();
+            chars.next().map_or(String::new(), |first| {
+                first.to_ascii_uppercase().to_string() + chars.as_str()
+            })
+        })
+        .collect();
+    format!("{camel}Command")
+}
+
+/// The streams the router names by itself: the caller's project (read by
+/// every command) and the idempotency key's record.
+const ROUTER_STREAMS: &[&str] = &["Project", "Idempotency"];
+
+/// What in the command router's `text` is a family's logic rather than
+/// dispatch: a family item other than its command enum, a stream other than
+/// the router's own, or a decider called directly on the context.
+fn family_logic_in_router(text: &str) -> Vec<(usize, String)> {
+    let code = code_of(text);
+    let mut found = Vec::new();
+    for (family, _) in FAMILIES {
+        let command = command_type_of(family);
+        for (line, item) in items_used_of(text, family) {
+            if item != command {
+                found.push((line, format!("crate::{family}::{item}")));
+            }
+        }
+    }
+    for (at, _) in code.match_indices("StreamRef::") {
+        let variant: String = code[at + "StreamRef::".len()..]
+            .chars()
+            .take_while(|c| is_ident(*c))
+            .collect();
+        if !ROUTER_STREAMS.contains(&variant.as_str()) {
+            found.push((line_at(&code, at), format!("StreamRef::{variant}")));
+        }
+    }
+    for (at, _) in code.match_indices("ctx.") {
+        found.push((line_at(&code, at), "a decider called on the context".to_owned()));
+    }
+    found.sort();
+    found
+}
+
+#[test]
+fn the_command_router_only_dispatches_and_keeps_idempotency() {
+    let text = read(&crate_dir().join("src/command.rs"));
+    let logic = family_logic_in_router(&text);
+    assert!(
+        logic.is_empty(),
+        "src/command.rs routes each command to its family (`FamilyCommand`) and keeps \
+         idempotency; what a command reads and decides belongs in <family>/command.rs:\n{logic:?}"
+    );
+}
+
+#[test]
+fn every_family_has_its_command_enum_and_a_router_variant() {
+    let root = crate_dir().join("src");
+    let router = code_of(&read(&root.join("command.rs")));
+    let mut missing = Vec::new();
+    for (family, _) in FAMILIES {
+        let command = command_type_of(family);
+        let module = code_of(&read(&root.join(family).join("command.rs")));
+        if !module.contains(&format!("pub enum {command}")) {
+            missing.push(format!("src/{family}/command.rs: pub enum {command}"));
+        }
+        if !module.contains(&format!("FamilyCommand<E> for {command}")) {
+            missing.push(format!(
+                "src/{family}/command.rs: impl FamilyCommand<E> for {command}"
+            ));
+        }
+        if !router.contains(&format!("({command})")) {
+            missing.push(format!(
+                "src/command.rs: a line `Variant({command})` in command_families!"
+            ));
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "each family owns its commands:\n{}",
+        missing.join("\n")
+    );
+}
+
+#[test]
+fn the_router_check_catches_family_logic() {
+    let dispatch = "use crate::transfer::TransferCommand;\nself.command.family().decide(&ctx)\nStreamRef::Project(p); StreamRef::Idempotency(p, k);";
+    assert!(family_logic_in_router(dispatch).is_empty());
+    assert_eq!(
+        family_logic_in_router("use crate::card_payin::NewRefund;"),
+        vec![(1, "crate::card_payin::NewRefund".to_owned())]
+    );
+    assert_eq!(
+        family_logic_in_router("streams.push(StreamRef::Account(*id)); // StreamRef::Card"),
+        vec![(1, "StreamRef::Account".to_owned())]
+    );
+    assert_eq!(
+        family_logic_in_router("\nCommand::Transfer(c) => ctx.create_transfer(c),").len(),
+        1
+    );
+    assert_eq!(command_type_of("card_payin"), "CardPayinCommand");
+    assert_eq!(command_type_of("fx_rate"), "FxRateCommand");
+}
+
+// ------------------------------------------------------------ the crate root
+
+/// The paths `pub use` statements of `text` re-export (`pub use a::{b,
+/// c::d};` → `a::b`, `a::c::d`), with their lines.
+fn reexported_paths(text: &str) -> Vec<(usize, String)> {
+    fn expand(prefix: &str, list: &str, out: &mut Vec<String>) {
+        let mut depth = 0;
+        let mut entry = String::new();
+        let mut entries = Vec::new();
+        for c in list.chars() {
+            match c {
+                '{' => depth += 1,
+                '}' => depth -= 1,
+                ',' if depth == 0 => {
+                    entries.push(std::mem::take(&mut entry));
+                    continue;
+                }
+                _ => {}
+            }
+            entry.push(c);
+        }
+        entries.push(entry);
+        for entry in entries {
+            // `a::b as c` re-exports the module `a::b` all the same.
+            let entry = entry.split(" as ").next().unwrap_or("");
+            let entry: String = entry.split_whitespace().collect();
+            if entry.is_empty() {
+                continue;
+            }
+            match entry.split_once("::{") {
+                Some((head, rest)) => expand(
+                    &format!("{prefix}{head}::"),
+                    rest.strip_suffix('}').unwrap_or(rest),
+                    out,
+                ),
+                None => out.push(format!("{prefix}{entry}")),
+            }
+        }
+    }
+    let code = code_of(text);
+    let mut found = Vec::new();
+    let mut from = 0;
+    while let Some(at) = code[from..].find("pub use ") {
+        let start = from + at + "pub use ".len();
+        let line = line_at(&code, start);
+        let statement = code[start..].split(';').next().unwrap_or("");
+        let mut paths = Vec::new();
+        expand("", statement, &mut paths);
+        found.extend(paths.into_iter().map(|path| (line, path)));
+        from = start;
+    }
+    found
+}
+
+/// The re-exported paths of `text` that name a module of the crate (a
+/// module alias such as `pub use kernel::money;`), `is_module` telling which
+/// paths are modules.
+fn module_aliases(text: &str, is_module: impl Fn(&str) -> bool) -> Vec<(usize, String)> {
+    reexported_paths(text)
+        .into_iter()
+        .filter(|(_, path)| !path.ends_with('*') && is_module(path))
+        .collect()
+}
+
+/// Whether `path` (`kernel::money`) names a module file of the crate.
+fn is_crate_module(path: &str) -> bool {
+    let relative = path.trim_start_matches("crate::").replace("::", "/");
+    let src = crate_dir().join("src");
+    src.join(format!("{relative}.rs")).is_file() || src.join(&relative).join("mod.rs").is_file()
+}
+
+#[test]
+fn the_crate_root_has_no_module_path_aliases() {
+    let aliases = module_aliases(&read(&crate_dir().join("src/lib.rs")), is_crate_module);
+    assert!(
+        aliases.is_empty(),
+        "a module has one path (`paycore_domain::kernel::money`, `project::api_key`); \
+         src/lib.rs re-exports only items: {aliases:?}"
+    );
+}
+
+#[test]
+fn the_alias_check_catches_module_reexports() {
+    let text = "pub use kernel::{bank, error::DomainError};\npub use project::api_key as keys;\npub use kernel::id::*;\npub use command::{Command, decide};\n";
+    assert_eq!(
+        reexported_paths(text),
+        vec![
+            (1, "kernel::bank".to_owned()),
+            (1, "kernel::error::DomainError".to_owned()),
+            (2, "project::api_key".to_owned()),
+            (3, "kernel::id::*".to_owned()),
+            (4, "command::Command".to_owned()),
+            (4, "command::decide".to_owned()),
+        ]
+    );
+    assert_eq!(
+        module_aliases(text, is_crate_module),
+        vec![(1, "kernel::bank".to_owned()), (2, "project::api_key".to_owned())]
+    );
+    assert!(is_crate_module("customer::identity"));
+    assert!(!is_crate_module("command::decide"));
 }

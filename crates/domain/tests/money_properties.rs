@@ -27,17 +27,24 @@
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use paycore_domain::bank::{Concept, PayinReferenceCode};
+use paycore_domain::account::AccountCommand;
+use paycore_domain::bank_payin::BankPayinCommand;
 use paycore_domain::bank_payin::IncomingBankTransfer;
+use paycore_domain::bank_payout::BankPayoutCommand;
 use paycore_domain::bank_payout::{BankPayoutState, NewBankPayout, PayoutDestinationSource};
 use paycore_domain::card::CardSource;
 use paycore_domain::card::{CardInfo, CardNumber, Expiry};
+use paycore_domain::card_payin::CardPayinCommand;
 use paycore_domain::card_payin::{
     CardPayinState, DeclineReason, NetworkVerdict, NewCardPayin, NewRefund, PayinAuthorization, RefundState,
 };
 use paycore_domain::events::*;
-use paycore_domain::fx::Rate;
-use paycore_domain::iban::Iban;
+use paycore_domain::fx_rate::FxRateCommand;
+use paycore_domain::kernel::bank::{Concept, PayinReferenceCode};
+use paycore_domain::kernel::fx::Rate;
+use paycore_domain::kernel::iban::Iban;
+use paycore_domain::project::ProjectCommand;
+use paycore_domain::transfer::TransferCommand;
 use paycore_domain::*;
 use proptest::prelude::*;
 use uuid::Uuid;
@@ -307,41 +314,53 @@ impl Run {
             refunds: Vec::new(),
             payouts: Vec::new(),
         };
-        run.execute(Command::CreateProject {
-            id: project(),
-            name: "money props".into(),
-            environment: Environment::Sandbox,
-            meta: Meta::default(),
-        })
+        run.execute(
+            ProjectCommand::CreateProject {
+                id: project(),
+                name: "money props".into(),
+                environment: Environment::Sandbox,
+                meta: Meta::default(),
+            }
+            .into(),
+        )
         .expect("project");
         for index in 0..ACCOUNTS {
-            run.execute(Command::CreateAccount {
-                id: account(index),
-                currency: currency_of(index),
-                customer_id: None,
-                allow_negative_balance: allows_negative(index),
-                meta: Meta::default(),
-            })
+            run.execute(
+                AccountCommand::CreateAccount {
+                    id: account(index),
+                    currency: currency_of(index),
+                    customer_id: None,
+                    allow_negative_balance: allows_negative(index),
+                    meta: Meta::default(),
+                }
+                .into(),
+            )
             .expect("account");
             let id = BankPayinReferenceId::from_uuid(run.fresh());
-            run.execute(Command::CreateBankPayinReference {
-                id,
-                account_id: account(index),
-                candidates: vec![reference_code(index)],
-                meta: Meta::default(),
-            })
+            run.execute(
+                BankPayinCommand::CreateBankPayinReference {
+                    id,
+                    account_id: account(index),
+                    candidates: vec![reference_code(index)],
+                    meta: Meta::default(),
+                }
+                .into(),
+            )
             .expect("reference");
         }
         for (from, to, mid) in [
             (Currency::EUR, Currency::USD, 1_084_200_000),
             (Currency::USD, Currency::EUR, 922_000_000),
         ] {
-            run.execute(Command::SetFxRate {
-                from,
-                to,
-                mid_rate: Rate::from_mantissa(mid).expect("positive rate"),
-                spread_bps: 30,
-            })
+            run.execute(
+                FxRateCommand::SetFxRate {
+                    from,
+                    to,
+                    mid_rate: Rate::from_mantissa(mid).expect("positive rate"),
+                    spread_bps: 30,
+                }
+                .into(),
+            )
             .expect("rate");
         }
         run
@@ -379,7 +398,7 @@ impl Run {
                 account: index,
                 amount,
                 how,
-            } => Command::CreateCardPayin(NewCardPayin {
+            } => CardPayinCommand::CreateCardPayin(NewCardPayin {
                 id: CardPayinId::from_uuid(self.fresh()),
                 account_id: account(index),
                 source: CardSource::Info(card_info()),
@@ -395,26 +414,29 @@ impl Run {
                     },
                 },
                 meta: Meta::default(),
-            }),
-            Op::Authenticate { pick, approve } => Command::CompleteCardPayinAuthentication {
+            })
+            .into(),
+            Op::Authenticate { pick, approve } => CardPayinCommand::CompleteCardPayinAuthentication {
                 id: Self::pick(&self.payins, pick, CardPayinId::from_uuid(missing)),
                 verdict: if approve {
                     NetworkVerdict::Approved
                 } else {
                     NetworkVerdict::Declined(DeclineReason::AuthenticationFailed)
                 },
-            },
-            Op::Settle { pick } => Command::SettleCardPayin {
+            }
+            .into(),
+            Op::Settle { pick } => CardPayinCommand::SettleCardPayin {
                 id: Self::pick(&self.payins, pick, CardPayinId::from_uuid(missing)),
                 transaction_id: tx,
-            },
+            }
+            .into(),
             Op::Refund { pick, value, from } => {
                 let payin = Self::pick(&self.payins, pick, CardPayinId::from_uuid(missing));
                 let currency = match self.ledger.get(&StreamRef::CardPayin(payin)) {
                     Aggregate::CardPayin(state) => state.value.currency,
                     _ => Currency::EUR,
                 };
-                Command::CreateCardPayinRefund(NewRefund {
+                CardPayinCommand::CreateCardPayinRefund(NewRefund {
                     id: CardPayinRefundId::from_uuid(self.fresh()),
                     card_payin_id: payin,
                     value: value.map(|amount| Money::new(amount, currency)),
@@ -422,20 +444,23 @@ impl Run {
                     transaction_id: tx,
                     meta: Meta::default(),
                 })
+                .into()
             }
-            Op::CompleteRefund { pick } => Command::CompleteCardPayinRefund {
+            Op::CompleteRefund { pick } => CardPayinCommand::CompleteCardPayinRefund {
                 id: Self::pick(&self.refunds, pick, CardPayinRefundId::from_uuid(missing)),
-            },
-            Op::FailRefund { pick } => Command::FailCardPayinRefund {
+            }
+            .into(),
+            Op::FailRefund { pick } => CardPayinCommand::FailCardPayinRefund {
                 id: Self::pick(&self.refunds, pick, CardPayinRefundId::from_uuid(missing)),
                 failure_transaction_id: tx,
-            },
+            }
+            .into(),
             Op::Payout {
                 account: index,
                 amount,
                 iban,
                 entropy,
-            } => Command::CreateBankPayout(NewBankPayout {
+            } => BankPayoutCommand::CreateBankPayout(NewBankPayout {
                 id: BankPayoutId::from_uuid(self.fresh()),
                 account_id: account(index),
                 destination: PayoutDestinationSource::Info(BankAccountInfo {
@@ -447,18 +472,22 @@ impl Run {
                 meta: Meta::default(),
                 transaction_id: tx,
                 miniref_entropy: [entropy; 8],
-            }),
-            Op::CompletePayout { pick } => Command::CompleteBankPayout {
+            })
+            .into(),
+            Op::CompletePayout { pick } => BankPayoutCommand::CompleteBankPayout {
                 id: Self::pick(&self.payouts, pick, BankPayoutId::from_uuid(missing)),
-            },
-            Op::FailPayout { pick } => Command::FailBankPayout {
-                id: Self::pick(&self.payouts, pick, BankPayoutId::from_uuid(missing)),
-                failure_transaction_id: tx,
-            },
-            Op::ReturnPayout { pick } => Command::ReturnBankPayout {
+            }
+            .into(),
+            Op::FailPayout { pick } => BankPayoutCommand::FailBankPayout {
                 id: Self::pick(&self.payouts, pick, BankPayoutId::from_uuid(missing)),
                 failure_transaction_id: tx,
-            },
+            }
+            .into(),
+            Op::ReturnPayout { pick } => BankPayoutCommand::ReturnBankPayout {
+                id: Self::pick(&self.payouts, pick, BankPayoutId::from_uuid(missing)),
+                failure_transaction_id: tx,
+            }
+            .into(),
             Op::BankPayin {
                 account: index,
                 amount,
@@ -469,7 +498,7 @@ impl Run {
                 } else {
                     "YYYYYYYY".to_owned()
                 };
-                Command::ReceiveBankPayin(IncomingBankTransfer {
+                BankPayinCommand::ReceiveBankPayin(IncomingBankTransfer {
                     id: BankPayinId::from_uuid(self.fresh()),
                     concept: Concept::parse(&format!("Invoice {} ref {code}", self.step))
                         .expect("valid concept"),
@@ -477,17 +506,19 @@ impl Run {
                     transaction_id: tx,
                     meta: Meta::default(),
                 })
+                .into()
             }
             Op::Magic {
                 account: index,
                 amount,
-            } => Command::UpdateAccount {
+            } => AccountCommand::UpdateAccount {
                 id: account(index),
                 allow_negative_balance: None,
                 meta: None,
                 balance: Some((Money::new(amount, currency_of(index)), tx)),
-            },
-            Op::Transfer { from, to, amount } => Command::CreateTransfer {
+            }
+            .into(),
+            Op::Transfer { from, to, amount } => TransferCommand::CreateTransfer {
                 id: TransferId::from_uuid(self.fresh()),
                 source_account_id: account(from),
                 destination_account_id: account(to),
@@ -495,7 +526,8 @@ impl Run {
                 meta: Meta::default(),
                 source_transaction_id: tx,
                 destination_transaction_id: TransactionId::from_uuid(self.fresh()),
-            },
+            }
+            .into(),
             Op::Rate { from_eur, set } => {
                 let (from, to) = if from_eur {
                     (Currency::EUR, Currency::USD)
@@ -503,13 +535,14 @@ impl Run {
                     (Currency::USD, Currency::EUR)
                 };
                 match set {
-                    Some((mantissa, spread_bps)) => Command::SetFxRate {
+                    Some((mantissa, spread_bps)) => FxRateCommand::SetFxRate {
                         from,
                         to,
                         mid_rate: Rate::from_mantissa(mantissa).expect("positive rate"),
                         spread_bps,
-                    },
-                    None => Command::RemoveFxRate { from, to },
+                    }
+                    .into(),
+                    None => FxRateCommand::RemoveFxRate { from, to }.into(),
                 }
             }
         }
@@ -537,9 +570,15 @@ impl Run {
             Op::Rate { set: None, .. } => "remove rate",
         };
         let created = match &command {
-            Command::CreateCardPayin(new) => Some(ResourceRef::CardPayin(new.id)),
-            Command::CreateCardPayinRefund(new) => Some(ResourceRef::CardPayinRefund(new.id)),
-            Command::CreateBankPayout(new) => Some(ResourceRef::BankPayout(new.id)),
+            Command::CardPayin(CardPayinCommand::CreateCardPayin(new)) => {
+                Some(ResourceRef::CardPayin(new.id))
+            }
+            Command::CardPayin(CardPayinCommand::CreateCardPayinRefund(new)) => {
+                Some(ResourceRef::CardPayinRefund(new.id))
+            }
+            Command::BankPayout(BankPayoutCommand::CreateBankPayout(new)) => {
+                Some(ResourceRef::BankPayout(new.id))
+            }
             _ => None,
         };
         let outcome = match self.execute(command) {

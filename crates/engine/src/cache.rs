@@ -522,7 +522,7 @@ mod tests {
     use std::cell::Cell;
 
     use paycore_domain::aggregate::{Account, IdempotencyRecord};
-    use paycore_domain::idempotency::IDEMPOTENCY_WINDOW_SECONDS;
+    use paycore_domain::kernel::idempotency::IDEMPOTENCY_WINDOW_SECONDS;
     use paycore_domain::{AccountId, Currency, Meta, Money, ProjectId, ResourceRef};
     use uuid::Uuid;
 

@@ -7,6 +7,9 @@
 
 use std::sync::Arc;
 
+use paycore_domain::account::AccountCommand;
+use paycore_domain::project::ProjectCommand;
+use paycore_domain::transfer::TransferCommand;
 use paycore_domain::{
     AccountId, Aggregate, Command, CommandEnvelope, Currency, DomainError, Environment, IdempotencyKey, Meta,
     Money, ProjectId, Refusal, StreamRef, Timestamp, TransactionId, TransferId,
@@ -56,12 +59,13 @@ impl Fixture {
         let store: Arc<dyn EventStore> = Arc::new(MemoryStore::new());
         let engine = Engine::start(store.clone(), config(state_cache_bytes));
         let project = ProjectId::from_uuid(new_id());
-        let create = Command::CreateProject {
+        let create = ProjectCommand::CreateProject {
             id: project,
             name: "Test".into(),
             environment: Environment::Sandbox,
             meta: Meta::default(),
-        };
+        }
+        .into();
         engine.execute(envelope(project, create)).await.unwrap();
         Self {
             engine,
@@ -72,13 +76,14 @@ impl Fixture {
 
     async fn account(&self, allow_negative_balance: bool, balance: i64) -> AccountId {
         let id = AccountId::from_uuid(new_id());
-        let open = Command::CreateAccount {
+        let open = AccountCommand::CreateAccount {
             id,
             currency: Currency::EUR,
             customer_id: None,
             allow_negative_balance,
             meta: Meta::default(),
-        };
+        }
+        .into();
         self.engine.execute(envelope(self.project, open)).await.unwrap();
         if balance != 0 {
             self.set_balance(id, balance).await.unwrap();
@@ -87,7 +92,7 @@ impl Fixture {
     }
 
     async fn set_balance(&self, id: AccountId, amount: i64) -> Result<(), EngineError> {
-        let magic = Command::UpdateAccount {
+        let magic = AccountCommand::UpdateAccount {
             id,
             allow_negative_balance: None,
             meta: None,
@@ -95,14 +100,15 @@ impl Fixture {
                 Money::new(amount, Currency::EUR),
                 TransactionId::from_uuid(new_id()),
             )),
-        };
+        }
+        .into();
         self.engine.execute(envelope(self.project, magic)).await.map(drop)
     }
 
     fn transfer(&self, from: AccountId, to: AccountId, amount: i64) -> CommandEnvelope {
         envelope(
             self.project,
-            Command::CreateTransfer {
+            TransferCommand::CreateTransfer {
                 id: TransferId::from_uuid(new_id()),
                 source_account_id: from,
                 destination_account_id: to,
@@ -110,7 +116,8 @@ impl Fixture {
                 meta: Meta::default(),
                 source_transaction_id: TransactionId::from_uuid(new_id()),
                 destination_transaction_id: TransactionId::from_uuid(new_id()),
-            },
+            }
+            .into(),
         )
     }
 
@@ -182,7 +189,7 @@ async fn one_idempotency_key_sent_concurrently_has_one_effect_with(budget: u64) 
             let engine = f.engine.clone();
             let mut keyed = keyed.clone();
             // Each retry carries fresh IDs, as a client's new request would.
-            if let Command::CreateTransfer { id, .. } = &mut keyed.command {
+            if let Command::Transfer(TransferCommand::CreateTransfer { id, .. }) = &mut keyed.command {
                 *id = TransferId::from_uuid(new_id());
             }
             tokio::spawn(async move { engine.execute(keyed).await })
@@ -378,12 +385,13 @@ async fn commands_decided_on_top_of_a_failed_append_are_decided_again_with(budge
         store,
         project: ProjectId::from_uuid(new_id()),
     };
-    let create = Command::CreateProject {
+    let create = ProjectCommand::CreateProject {
         id: f.project,
         name: "Test".into(),
         environment: Environment::Sandbox,
         meta: Meta::default(),
-    };
+    }
+    .into();
     f.engine.execute(envelope(f.project, create)).await.unwrap();
     let a = f.account(false, 100).await;
     let b = f.account(false, 0).await;
@@ -421,19 +429,21 @@ async fn changes_by_another_server_reach_this_servers_cache_with(budget: u64) {
     let here = Engine::start(store.clone(), config.clone());
     let there = Engine::start(store.clone(), config);
     let project = ProjectId::from_uuid(new_id());
-    let create = Command::CreateProject {
+    let create = ProjectCommand::CreateProject {
         id: project,
         name: "Shared".into(),
         environment: Environment::Sandbox,
         meta: Meta::default(),
-    };
+    }
+    .into();
     here.execute(envelope(project, create)).await.unwrap();
     let key = paycore_domain::ApiKeyId::from_uuid(new_id());
-    let create_key = Command::CreateApiKey {
+    let create_key = ProjectCommand::CreateApiKey {
         id: key,
-        kind: paycore_domain::api_key::KeyKind::Secret,
+        kind: paycore_domain::project::api_key::KeyKind::Secret,
         secret_hash: [3; 32],
-    };
+    }
+    .into();
     here.execute(envelope(project, create_key)).await.unwrap();
     // Cached here, then revoked through the other server.
     let stream = StreamRef::ApiKey(key);
@@ -447,7 +457,7 @@ async fn changes_by_another_server_reach_this_servers_cache_with(budget: u64) {
             .is_none()
     );
     there
-        .execute(envelope(project, Command::RevokeApiKey { id: key }))
+        .execute(envelope(project, ProjectCommand::RevokeApiKey { id: key }.into()))
         .await
         .unwrap();
 
@@ -671,12 +681,13 @@ async fn reads_never_go_back_in_time_while_states_are_evicted() {
         store,
         project: ProjectId::from_uuid(new_id()),
     });
-    let create = Command::CreateProject {
+    let create = ProjectCommand::CreateProject {
         id: f.project,
         name: "Test".into(),
         environment: Environment::Sandbox,
         meta: Meta::default(),
-    };
+    }
+    .into();
     f.engine.execute(envelope(f.project, create)).await.unwrap();
     let source = f.account(true, 0).await;
     let mut accounts = Vec::new();

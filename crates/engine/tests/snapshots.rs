@@ -9,6 +9,9 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use parking_lot::Mutex;
+use paycore_domain::account::AccountCommand;
+use paycore_domain::project::ProjectCommand;
+use paycore_domain::transfer::TransferCommand;
 use paycore_domain::{
     AccountId, Aggregate, Command, CommandEnvelope, Currency, DomainError, Environment, Event, Meta, Money,
     ProjectId, Refusal, StreamRef, Timestamp, TransactionId, TransferId,
@@ -154,7 +157,7 @@ impl History {
     fn transfer(&self, id: TransferId, amount: i64, from: AccountId, to: AccountId) -> CommandEnvelope {
         envelope(
             self.project,
-            Command::CreateTransfer {
+            TransferCommand::CreateTransfer {
                 id,
                 source_account_id: from,
                 destination_account_id: to,
@@ -162,7 +165,8 @@ impl History {
                 meta: Meta::default(),
                 source_transaction_id: TransactionId::from_uuid(self::id()),
                 destination_transaction_id: TransactionId::from_uuid(self::id()),
-            },
+            }
+            .into(),
         )
     }
 
@@ -170,29 +174,32 @@ impl History {
     /// `amount` to `b` in every transfer (sent all at once, so the engine
     /// batches them).
     async fn write(&self, engine: &Engine, funds: i64, amount: i64) {
-        let create = Command::CreateProject {
+        let create = ProjectCommand::CreateProject {
             id: self.project,
             name: "Snapshots".into(),
             environment: Environment::Sandbox,
             meta: Meta::default(),
-        };
+        }
+        .into();
         engine.execute(envelope(self.project, create)).await.unwrap();
         for account in [self.a, self.b] {
-            let open = Command::CreateAccount {
+            let open = AccountCommand::CreateAccount {
                 id: account,
                 currency: Currency::EUR,
                 customer_id: None,
                 allow_negative_balance: false,
                 meta: Meta::default(),
-            };
+            }
+            .into();
             engine.execute(envelope(self.project, open)).await.unwrap();
         }
-        let fund = Command::UpdateAccount {
+        let fund = AccountCommand::UpdateAccount {
             id: self.a,
             allow_negative_balance: None,
             meta: None,
             balance: Some((Money::new(funds, Currency::EUR), self.funding)),
-        };
+        }
+        .into();
         engine.execute(envelope(self.project, fund)).await.unwrap();
         // In waves, so that the engine's queue never overflows.
         for wave in self.transfers.chunks(4_096) {
@@ -211,7 +218,7 @@ impl History {
             .map(|&(id, source, destination)| {
                 let command = envelope(
                     self.project,
-                    Command::CreateTransfer {
+                    TransferCommand::CreateTransfer {
                         id,
                         source_account_id: self.a,
                         destination_account_id: self.b,
@@ -219,7 +226,8 @@ impl History {
                         meta: Meta::default(),
                         source_transaction_id: source,
                         destination_transaction_id: destination,
-                    },
+                    }
+                    .into(),
                 );
                 let engine = engine.clone();
                 tokio::spawn(async move { engine.execute(command).await })

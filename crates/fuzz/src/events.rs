@@ -2,7 +2,7 @@
 //! versions), then what event subscriptions make of a decoded event.
 
 use paycore_domain::Event;
-use paycore_grpc::convert_events;
+use paycore_grpc::services::events::convert;
 
 use crate::world::world;
 
@@ -21,7 +21,7 @@ pub fn payload(data: &[u8]) {
     let encoded = event.encode();
     let again = Event::decode(encoded.event_type, encoded.schema_version, &encoded.payload);
     assert_eq!(again.as_ref().ok(), Some(&event), "a decoded event round-trips");
-    let _ = convert_events::event_pb("acc_01jz0000000000000000000000", &event);
+    let _ = convert::event_pb("acc_01jz0000000000000000000000", &event);
 }
 
 pub fn seeds() -> Vec<Vec<u8>> {

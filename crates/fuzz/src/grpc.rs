@@ -17,13 +17,14 @@ use std::collections::BTreeSet;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use http_body_util::Full;
-use paycore_domain::bank::PayinReferenceCode;
 use paycore_domain::card::YearMonth;
 use paycore_domain::consumer::ConsumerName;
+use paycore_domain::kernel::bank::PayinReferenceCode;
 use paycore_domain::*;
 use paycore_grpc::codec::RequestCodec;
 use paycore_grpc::pb;
-use paycore_grpc::{convert, convert_bank, convert_cards, idempotency};
+use paycore_grpc::services;
+use paycore_grpc::{convert, idempotency};
 use tonic::codec::{Codec, Streaming};
 use uuid::Uuid;
 
@@ -113,7 +114,7 @@ fn page(page_size: i32, page_token: &str, v: &mut Violations) -> Option<paycore_
 
 requests! {
     "/paycore.v1.AccountService/CreateAccount": CreateAccountRequest =>
-        |m, v| convert::create_account(m, AccountId::from_uuid(uuid(1)), v);
+        |m, v| services::account::convert::create_account(m, AccountId::from_uuid(uuid(1)), v);
     "/paycore.v1.AccountService/GetAccount": GetAccountRequest =>
         |m, v| convert::id::<AccountId>(&m.account_id, "account_id", v);
     "/paycore.v1.AccountService/GetAccountAt": GetAccountAtRequest =>
@@ -121,19 +122,19 @@ requests! {
     "/paycore.v1.AccountService/ListAccounts": ListAccountsRequest =>
         |m, v| page(m.page_size, &m.page_token, v);
     "/paycore.v1.AccountService/UpdateAccount": UpdateAccountRequest =>
-        |m, v| convert::update_account(m, TransactionId::from_uuid(uuid(2)), v);
+        |m, v| services::account::convert::update_account(m, TransactionId::from_uuid(uuid(2)), v);
 
     "/paycore.v1.BankAccountService/CreateBankAccount": CreateBankAccountRequest =>
-        |m, v| convert_bank::create_bank_account(m, BankAccountId::from_uuid(uuid(3)), v);
+        |m, v| services::bank_account::convert::create_bank_account(m, BankAccountId::from_uuid(uuid(3)), v);
     "/paycore.v1.BankAccountService/GetBankAccount": GetBankAccountRequest =>
         |m, v| convert::id::<BankAccountId>(&m.bank_account_id, "bank_account_id", v);
     "/paycore.v1.BankAccountService/ListBankAccounts": ListBankAccountsRequest =>
         |m, v| page(m.page_size, &m.page_token, v);
     "/paycore.v1.BankAccountService/UpdateBankAccount": UpdateBankAccountRequest =>
-        |m, v| convert_bank::update_bank_account(m, v);
+        |m, v| services::bank_account::convert::update_bank_account(m, v);
 
     "/paycore.v1.BankPayoutService/CreateBankPayout": CreateBankPayoutRequest =>
-        |m, v| convert_bank::create_bank_payout(m, convert_bank::PayoutIds {
+        |m, v| services::bank_payout::convert::create_bank_payout(m, services::bank_payout::convert::PayoutIds {
             payout: BankPayoutId::from_uuid(uuid(4)),
             transaction: TransactionId::from_uuid(uuid(5)),
             miniref_entropy: [9; 8],
@@ -143,7 +144,7 @@ requests! {
     "/paycore.v1.BankPayoutService/ListBankPayouts": ListBankPayoutsRequest =>
         |m, v| page(m.page_size, &m.page_token, v);
     "/paycore.v1.BankPayoutService/UpdateBankPayout": UpdateBankPayoutRequest =>
-        |m, v| convert_bank::update_bank_payout(m, v);
+        |m, v| services::bank_payout::convert::update_bank_payout(m, v);
     "/paycore.v1.BankPayoutService/CompleteBankPayout": CompleteBankPayoutRequest =>
         |m, v| convert::id::<BankPayoutId>(&m.bank_payout_id, "bank_payout_id", v);
     "/paycore.v1.BankPayoutService/FailBankPayout": FailBankPayoutRequest =>
@@ -152,7 +153,7 @@ requests! {
         |m, v| convert::id::<BankPayoutId>(&m.bank_payout_id, "bank_payout_id", v);
 
     "/paycore.v1.BankPayinReferenceService/CreateBankPayinReference": CreateBankPayinReferenceRequest =>
-        |m, v| convert_bank::create_bank_payin_reference(
+        |m, v| services::bank_payin::convert::create_bank_payin_reference(
             m,
             BankPayinReferenceId::from_uuid(uuid(6)),
             PayinReferenceCode::candidates([7; 8]).take(4).collect(),
@@ -163,57 +164,57 @@ requests! {
     "/paycore.v1.BankPayinReferenceService/ListBankPayinReferences": ListBankPayinReferencesRequest =>
         |m, v| page(m.page_size, &m.page_token, v);
     "/paycore.v1.BankPayinReferenceService/UpdateBankPayinReference": UpdateBankPayinReferenceRequest =>
-        |m, v| convert_bank::update_bank_payin_reference(m, v);
+        |m, v| services::bank_payin::convert::update_bank_payin_reference(m, v);
 
     "/paycore.v1.BankPayinService/GetBankPayin": GetBankPayinRequest =>
         |m, v| convert::id::<BankPayinId>(&m.bank_payin_id, "bank_payin_id", v);
     "/paycore.v1.BankPayinService/ListBankPayins": ListBankPayinsRequest =>
         |m, v| page(m.page_size, &m.page_token, v);
     "/paycore.v1.BankPayinService/UpdateBankPayin": UpdateBankPayinRequest =>
-        |m, v| convert_bank::update_bank_payin(m, v);
+        |m, v| services::bank_payin::convert::update_bank_payin(m, v);
     "/paycore.v1.BankPayinService/SimulateBankPayin": SimulateBankPayinRequest =>
-        |m, v| convert_bank::simulate_bank_payin(m, convert_bank::PayinIds {
+        |m, v| services::bank_payin::convert::simulate_bank_payin(m, services::bank_payin::convert::PayinIds {
             payin: BankPayinId::from_uuid(uuid(8)),
             transaction: TransactionId::from_uuid(uuid(9)),
         }, v);
 
     "/paycore.v1.CardTokenService/CreateCardToken": CreateCardTokenRequest =>
         |m, v| m.card_info.as_ref().map(|info| {
-            let _hashed = convert_cards::card_info_for_hash(info, &[1; 32]);
-            convert_cards::card_info_request(info, "card_info", TODAY, v)
+            let _hashed = services::card::convert::card_info_for_hash(info, &[1; 32]);
+            services::card::convert::card_info_request(info, "card_info", TODAY, v)
         });
     "/paycore.v1.CardTokenService/GetCardToken": GetCardTokenRequest =>
         |m, v| convert::id::<CardTokenId>(&m.card_token_id, "card_token_id", v);
 
     "/paycore.v1.CardService/CreateCard": CreateCardRequest =>
         |m, v| {
-            let _hashed = m.card_info.as_ref().map(|info| convert_cards::card_info_for_hash(info, &[1; 32]));
-            convert_cards::create_card(m, TODAY, v)
+            let _hashed = m.card_info.as_ref().map(|info| services::card::convert::card_info_for_hash(info, &[1; 32]));
+            services::card::convert::create_card(m, TODAY, v)
         };
     "/paycore.v1.CardService/GetCard": GetCardRequest =>
         |m, v| convert::id::<CardId>(&m.card_id, "card_id", v);
     "/paycore.v1.CardService/ListCards": ListCardsRequest =>
         |m, v| page(m.page_size, &m.page_token, v);
     "/paycore.v1.CardService/UpdateCard": UpdateCardRequest =>
-        |m, v| convert_cards::update_card(m, v);
+        |m, v| services::card::convert::update_card(m, v);
 
     "/paycore.v1.CardPayinService/CreateCardPayin": CreateCardPayinRequest =>
         |m, v| {
-            let _hashed = m.card_info.as_ref().map(|info| convert_cards::card_info_for_hash(info, &[1; 32]));
-            convert_cards::create_card_payin(m, TODAY, v)
+            let _hashed = m.card_info.as_ref().map(|info| services::card::convert::card_info_for_hash(info, &[1; 32]));
+            services::card_payin::convert::create_card_payin(m, TODAY, v)
         };
     "/paycore.v1.CardPayinService/GetCardPayin": GetCardPayinRequest =>
         |m, v| convert::id::<CardPayinId>(&m.card_payin_id, "card_payin_id", v);
     "/paycore.v1.CardPayinService/ListCardPayins": ListCardPayinsRequest =>
         |m, v| page(m.page_size, &m.page_token, v);
     "/paycore.v1.CardPayinService/UpdateCardPayin": UpdateCardPayinRequest =>
-        |m, v| convert_cards::update_card_payin(m, v);
+        |m, v| services::card_payin::convert::update_card_payin(m, v);
     "/paycore.v1.CardPayinService/CompleteCardPayinAuthentication": CompleteCardPayinAuthenticationRequest =>
         |m, v| convert::id::<CardPayinId>(&m.card_payin_id, "card_payin_id", v);
     "/paycore.v1.CardPayinService/SettleCardPayin": SettleCardPayinRequest =>
         |m, v| convert::id::<CardPayinId>(&m.card_payin_id, "card_payin_id", v);
     "/paycore.v1.CardPayinService/CreateCardPayinRefund": CreateCardPayinRefundRequest =>
-        |m, v| convert_cards::create_card_payin_refund(m, convert_cards::RefundIds {
+        |m, v| services::card_payin::convert::create_card_payin_refund(m, services::card_payin::convert::RefundIds {
             refund: CardPayinRefundId::from_uuid(uuid(10)),
             transaction: TransactionId::from_uuid(uuid(11)),
         }, v);
@@ -222,20 +223,20 @@ requests! {
     "/paycore.v1.CardPayinService/ListCardPayinRefunds": ListCardPayinRefundsRequest =>
         |m, v| (convert::id::<CardPayinId>(&m.card_payin_id, "card_payin_id", v), page(m.page_size, &m.page_token, v));
     "/paycore.v1.CardPayinService/UpdateCardPayinRefund": UpdateCardPayinRefundRequest =>
-        |m, v| convert_cards::update_card_payin_refund(m, v);
+        |m, v| services::card_payin::convert::update_card_payin_refund(m, v);
     "/paycore.v1.CardPayinService/CompleteCardPayinRefund": CompleteCardPayinRefundRequest =>
         |m, v| convert::id::<CardPayinRefundId>(&m.card_payin_refund_id, "card_payin_refund_id", v);
     "/paycore.v1.CardPayinService/FailCardPayinRefund": FailCardPayinRefundRequest =>
         |m, v| convert::id::<CardPayinRefundId>(&m.card_payin_refund_id, "card_payin_refund_id", v);
 
     "/paycore.v1.CustomerService/CreateCustomer": CreateCustomerRequest =>
-        |m, v| convert::create_customer(m, CustomerId::from_uuid(uuid(12)), v);
+        |m, v| services::customer::convert::create_customer(m, CustomerId::from_uuid(uuid(12)), v);
     "/paycore.v1.CustomerService/GetCustomer": GetCustomerRequest =>
         |m, v| convert::id::<CustomerId>(&m.customer_id, "customer_id", v);
     "/paycore.v1.CustomerService/ListCustomers": ListCustomersRequest =>
         |m, v| page(m.page_size, &m.page_token, v);
     "/paycore.v1.CustomerService/UpdateCustomer": UpdateCustomerRequest =>
-        |m, v| convert::update_customer(m, v);
+        |m, v| services::customer::convert::update_customer(m, v);
 
     "/paycore.v1.EventService/SubscribeEvents": SubscribeEventsRequest =>
         |m, v| m.consumer.as_deref().map(|name| v.check("consumer", ConsumerName::parse(name)));
@@ -262,7 +263,7 @@ requests! {
     "/paycore.v1.ProjectService/GetProject": GetProjectRequest =>
         |_m, _v| ();
     "/paycore.v1.ProjectService/UpdateProject": UpdateProjectRequest =>
-        |m, v| convert::update_project(m, v);
+        |m, v| services::project::convert::update_project(m, v);
 
     "/paycore.v1.TransactionService/GetTransaction": GetTransactionRequest =>
         |m, v| convert::id::<TransactionId>(&m.transaction_id, "transaction_id", v);
@@ -274,7 +275,7 @@ requests! {
         );
 
     "/paycore.v1.TransferService/CreateTransfer": CreateTransferRequest =>
-        |m, v| convert::create_transfer(m, convert::TransferIds {
+        |m, v| services::transfer::convert::create_transfer(m, services::transfer::convert::TransferIds {
             transfer: TransferId::from_uuid(uuid(13)),
             source_transaction: TransactionId::from_uuid(uuid(14)),
             destination_transaction: TransactionId::from_uuid(uuid(15)),
@@ -284,7 +285,7 @@ requests! {
     "/paycore.v1.TransferService/ListTransfers": ListTransfersRequest =>
         |m, v| page(m.page_size, &m.page_token, v);
     "/paycore.v1.TransferService/UpdateTransfer": UpdateTransferRequest =>
-        |m, v| convert::update_transfer(m, v);
+        |m, v| services::transfer::convert::update_transfer(m, v);
 }
 
 /// One gRPC message frame: uncompressed flag, big-endian length, body.

@@ -6,8 +6,12 @@
 use std::path::Path;
 use std::sync::{Arc, OnceLock};
 
-use paycore_domain::api_key::KeyKind;
-use paycore_domain::stream::StreamRef;
+use paycore_domain::account::AccountCommand;
+use paycore_domain::customer::CustomerCommand;
+use paycore_domain::kernel::stream::StreamRef;
+use paycore_domain::project::ProjectCommand;
+use paycore_domain::project::api_key::KeyKind;
+use paycore_domain::transfer::TransferCommand;
 use paycore_domain::{
     AccountId, Aggregate, ApiKeyId, Command, CommandEnvelope, Currency, CustomerId, Environment,
     IdempotencyKey, Meta, Money, ProjectId, Timestamp, TransactionId, TransferId, Violations,
@@ -108,49 +112,53 @@ async fn write_history(dir: &Path) -> World {
         }
     };
     run(
-        Command::CreateProject {
+        ProjectCommand::CreateProject {
             id: project,
             name: "Seeds".into(),
             environment: Environment::Sandbox,
             meta: meta(&[("team", "fuzz")]),
-        },
+        }
+        .into(),
         None,
     )
     .await;
     run(
-        Command::CreateApiKey {
+        ProjectCommand::CreateApiKey {
             id: ApiKeyId::from_uuid(id()),
             kind: KeyKind::Secret,
             secret_hash: [3; 32],
-        },
+        }
+        .into(),
         None,
     )
     .await;
     run(
-        Command::CreateCustomer {
+        CustomerCommand::CreateCustomer {
             id: customer,
             identity: None,
             meta: meta(&[("_name", "Ada")]),
-        },
+        }
+        .into(),
         Some("customer-1"),
     )
     .await;
     for (n, account) in accounts.iter().enumerate() {
         let currency = if n == 2 { Currency::USD } else { Currency::EUR };
         run(
-            Command::CreateAccount {
+            AccountCommand::CreateAccount {
                 id: *account,
                 currency,
                 customer_id: (n == 0).then_some(customer),
                 allow_negative_balance: n == 1,
                 meta: Meta::default(),
-            },
+            }
+            .into(),
             None,
         )
         .await;
     }
     run(
-        Command::UpdateAccount {
+        AccountCommand::UpdateAccount {
             id: accounts[0],
             allow_negative_balance: None,
             meta: Some(meta(&[("purpose", "float")])),
@@ -158,7 +166,8 @@ async fn write_history(dir: &Path) -> World {
                 Money::new(1_000_000, Currency::EUR),
                 TransactionId::from_uuid(id()),
             )),
-        },
+        }
+        .into(),
         None,
     )
     .await;
@@ -167,7 +176,7 @@ async fn write_history(dir: &Path) -> World {
         transfers.push(transfer);
         let key = format!("transfer-{n}");
         run(
-            Command::CreateTransfer {
+            TransferCommand::CreateTransfer {
                 id: transfer,
                 source_account_id: accounts[0],
                 destination_account_id: accounts[1],
@@ -179,15 +188,17 @@ async fn write_history(dir: &Path) -> World {
                 },
                 source_transaction_id: TransactionId::from_uuid(id()),
                 destination_transaction_id: TransactionId::from_uuid(id()),
-            },
+            }
+            .into(),
             (n % 2 == 0).then_some(key.as_str()),
         )
         .await;
     }
     run(
-        Command::UpdateProject {
+        ProjectCommand::UpdateProject {
             meta: meta(&[("team", "fuzz"), ("stage", "2")]),
-        },
+        }
+        .into(),
         None,
     )
     .await;

@@ -4,7 +4,7 @@
 //! which part was wrong.
 
 use paycore_domain::aggregate::{ApiKey, Project};
-use paycore_domain::api_key::{ApiKeyToken, KeyKind};
+use paycore_domain::project::api_key::{ApiKeyToken, KeyKind};
 use paycore_domain::{Aggregate, ApiKeyId, Environment, ProjectId, StreamRef};
 use paycore_engine::Engine;
 use subtle::ConstantTimeEq;
@@ -148,8 +148,8 @@ async fn authenticate_for(
 mod tests {
     use super::*;
     use paycore_domain::Timestamp;
-    use paycore_domain::api_key::hash_secret;
-    use paycore_domain::meta::Meta;
+    use paycore_domain::kernel::meta::Meta;
+    use paycore_domain::project::api_key::hash_secret;
     use uuid::Uuid;
 
     const SECRET: [u8; 32] = [7; 32];

@@ -1,4 +1,9 @@
-//! Proto ↔ domain. Parsing collects every invalid field of a request into
+//! Proto ↔ domain: the helpers every family's conversion shares (IDs,
+//! money, meta and update masks, timestamps and `as_of` points, paging,
+//! bank concepts). Each family's own conversions live beside its service,
+//! in `services::<family>::convert`.
+//!
+//! Parsing collects every invalid field of a request into
 //! [`Violations`], named by its path in the request (`value.currency`,
 //! `identity.document.type`), so a client sees all its mistakes at once.
 //!
@@ -8,9 +13,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::str::FromStr;
 
-use paycore_domain::bank::Concept;
 use paycore_domain::history::AsOf;
-use paycore_domain::id::IdError;
+use paycore_domain::kernel::bank::Concept;
+use paycore_domain::kernel::id::IdError;
 use paycore_domain::{Currency, Meta, Money, Violations};
 use paycore_projections::PageRequest;
 
@@ -209,20 +214,6 @@ pub fn masked_meta(
     }
 }
 
-// The conversions of each family live beside its service
-// (`services/<family>/convert.rs`); they keep their former paths here, which
-// the fuzz targets use.
-pub use crate::services::account::convert::{
-    account_at_pb, account_pb, create_account, transaction_pb, transaction_type_pb, update_account,
-};
-pub use crate::services::customer::convert::{
-    create_customer, customer_pb, date, identity, identity_pb, update_customer,
-};
-pub use crate::services::project::convert::{environment_pb, project_pb, update_project};
-pub use crate::services::transfer::convert::{
-    TransferIds, create_transfer, exchange_pb, transfer_pb, update_transfer,
-};
-
 // ---------------------------------------------------------------- domain → proto
 
 pub fn timestamp(at: paycore_domain::Timestamp) -> prost_types::Timestamp {
@@ -248,7 +239,7 @@ pub fn meta_pb(meta: &Meta) -> BTreeMap<String, String> {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use paycore_domain::{AccountId, Command, DomainError, FieldViolation, Timestamp, TransactionId};
+    use paycore_domain::{AccountId, DomainError, FieldViolation, Timestamp};
     use uuid::Uuid;
 
     pub(crate) fn fields(v: Violations) -> Vec<String> {
@@ -319,65 +310,6 @@ pub(crate) mod tests {
         Some(prost_types::FieldMask {
             paths: paths.iter().map(|p| p.to_string()).collect(),
         })
-    }
-
-    #[test]
-    fn update_masks() {
-        let base = pb::UpdateAccountRequest {
-            account_id: acc(1).to_string(),
-            update_mask: mask(&["balance", "allow_negative_balance"]),
-            allow_negative_balance: true,
-            balance: eur(-500),
-            meta: [("k".to_owned(), "v".to_owned())].into(),
-        };
-        let tx = TransactionId::from_uuid(Uuid::from_u128(9));
-        let mut v = Violations::new();
-        let command = update_account(&base, tx, &mut v).unwrap();
-        assert_eq!(
-            command,
-            Command::UpdateAccount {
-                id: acc(1),
-                allow_negative_balance: Some(true),
-                meta: None,
-                balance: Some((Money::new(-500, Currency::EUR), tx)),
-            }
-        );
-        for bad in [None, mask(&[]), mask(&["meta", "id"]), mask(&["*"])] {
-            let request = pb::UpdateAccountRequest {
-                update_mask: bad.clone(),
-                ..base.clone()
-            };
-            let mut v = Violations::new();
-            assert!(update_account(&request, tx, &mut v).is_none(), "{bad:?}");
-            assert_eq!(fields(v), ["update_mask"]);
-        }
-        let request = pb::UpdateAccountRequest {
-            update_mask: mask(&["balance"]),
-            balance: None,
-            ..base.clone()
-        };
-        let mut v = Violations::new();
-        assert!(update_account(&request, tx, &mut v).is_none());
-        assert_eq!(fields(v), ["balance"]);
-
-        let request = pb::UpdateTransferRequest {
-            transfer_id: "trf_bad".into(),
-            update_mask: mask(&["metadata"]),
-            meta: BTreeMap::new(),
-        };
-        let mut v = Violations::new();
-        assert!(update_transfer(&request, &mut v).is_none());
-        assert_eq!(fields(v), ["transfer_id", "update_mask"]);
-
-        let request = pb::UpdateProjectRequest {
-            update_mask: mask(&["meta"]),
-            meta: [("a".to_owned(), "b".to_owned())].into(),
-        };
-        let mut v = Violations::new();
-        let Some(Command::UpdateProject { meta }) = update_project(&request, &mut v) else {
-            panic!("expected UpdateProject");
-        };
-        assert_eq!(meta.get("a"), Some("b"));
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! The `idempotency-key` metadata: accepted on `Create*` methods only, bound to
 //! a hash of the exact request so a retry with other parameters is refused.
 //! The key itself is never kept: only its keyed digest
-//! (`paycore_domain::idempotency`).
+//! (`paycore_domain::kernel::idempotency`).
 
 use paycore_domain::{IdempotencyKey, ProjectId, Timestamp, Violations};
 use sha2::{Digest, Sha256};

@@ -20,15 +20,12 @@ pub mod admin;
 pub mod auth;
 pub mod codec;
 pub mod convert;
-pub mod convert_bank;
-pub mod convert_cards;
-pub mod convert_events;
 pub mod edge;
 pub mod errors;
 pub mod idempotency;
 pub mod metrics;
 mod reflection;
-mod services;
+pub mod services;
 pub mod tls;
 
 use std::fmt;
@@ -116,7 +113,7 @@ pub struct SideStorage {
     /// The deployment's server secret: per-project fingerprint keys derive
     /// from it (`paycore_domain::card::fingerprint_key`), and idempotency
     /// keys are kept as digests keyed with it
-    /// (`paycore_domain::idempotency`), each under its own context label.
+    /// (`paycore_domain::kernel::idempotency`), each under its own context label.
     pub fingerprint_secret: [u8; 32],
 }
 

@@ -6,7 +6,8 @@
 
 use std::sync::Arc;
 
-use paycore_domain::api_key::{ApiKeyToken, KeyKind};
+use paycore_domain::project::ProjectCommand;
+use paycore_domain::project::api_key::{ApiKeyToken, KeyKind};
 use paycore_domain::{ApiKeyId, Command, CommandEnvelope, Environment, Meta, ProjectId, Timestamp};
 use paycore_engine::{Engine, EngineConfig};
 use paycore_grpc::{
@@ -53,11 +54,12 @@ async fn create_key(
     run(
         engine,
         project,
-        Command::CreateApiKey {
+        ProjectCommand::CreateApiKey {
             id,
             kind,
             secret_hash: token.secret_hash(),
-        },
+        }
+        .into(),
     )
     .await;
     token
@@ -71,12 +73,13 @@ async fn start(environment: Environment) -> Server {
     run(
         &engine,
         project,
-        Command::CreateProject {
+        ProjectCommand::CreateProject {
             id: project,
             name: "Test".into(),
             environment,
             meta: Meta::default(),
-        },
+        }
+        .into(),
     )
     .await;
     let key = create_key(&engine, project, environment, KeyKind::Secret)
@@ -498,7 +501,12 @@ async fn errors_auth_and_projects() {
     );
 
     let token = ApiKeyToken::parse(&s.key).unwrap();
-    run(&s.engine, s.project, Command::RevokeApiKey { id: token.key_id }).await;
+    run(
+        &s.engine,
+        s.project,
+        ProjectCommand::RevokeApiKey { id: token.key_id }.into(),
+    )
+    .await;
     let revoked = accounts
         .get_account(s.req(pb::GetAccountRequest {
             account_id: a.id.clone(),

@@ -262,7 +262,7 @@ pub(crate) fn advanced(checkpoints: &Checkpoints, events: &[Decoded]) -> Checkpo
 mod tests {
     use std::sync::atomic::{AtomicU64, Ordering};
 
-    use paycore_domain::money::{Currency, Money};
+    use paycore_domain::kernel::money::{Currency, Money};
     use paycore_domain::{AccountId, Meta, ProjectId, Timestamp, TransactionId, TransferId};
     use uuid::Uuid;
 

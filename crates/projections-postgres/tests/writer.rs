@@ -8,8 +8,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use paycore_domain::account::{AccountOpened, TransactionRecorded};
-use paycore_domain::fx::Rate;
 use paycore_domain::fx_rate::{FxRateRemoved, FxRateSet};
+use paycore_domain::kernel::fx::Rate;
 use paycore_domain::project::ProjectCreated;
 use paycore_domain::transfer::TransferCreated;
 use paycore_domain::{

@@ -12,7 +12,7 @@ use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use paycore_domain::money::Currency;
+use paycore_domain::kernel::money::Currency;
 use paycore_domain::{AccountId, CardPayinId, CustomerId, ProjectId, ResourceRef, TransactionId, TransferId};
 use redb::{ReadOnlyTable, ReadTransaction, ReadableTable, Table, WriteTransaction};
 use serde::Serialize;

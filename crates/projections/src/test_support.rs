@@ -4,6 +4,9 @@
 
 use std::sync::Arc;
 
+use paycore_domain::account::AccountCommand;
+use paycore_domain::project::ProjectCommand;
+use paycore_domain::transfer::TransferCommand;
 use paycore_domain::{
     AccountId, Command, CommandEnvelope, Currency, Environment, Meta, Money, ProjectId, Timestamp,
     TransactionId, TransferId,
@@ -39,15 +42,18 @@ impl Ledger {
 
     /// Moves 1 from the first account to the second.
     pub async fn transfer(&mut self) -> Position {
-        self.execute(Command::CreateTransfer {
-            id: TransferId::from_uuid(Uuid::now_v7()),
-            source_account_id: self.a,
-            destination_account_id: self.b,
-            value: Money::new(1, Currency::EUR),
-            meta: Meta::default(),
-            source_transaction_id: TransactionId::from_uuid(Uuid::now_v7()),
-            destination_transaction_id: TransactionId::from_uuid(Uuid::now_v7()),
-        })
+        self.execute(
+            TransferCommand::CreateTransfer {
+                id: TransferId::from_uuid(Uuid::now_v7()),
+                source_account_id: self.a,
+                destination_account_id: self.b,
+                value: Money::new(1, Currency::EUR),
+                meta: Meta::default(),
+                source_transaction_id: TransactionId::from_uuid(Uuid::now_v7()),
+                destination_transaction_id: TransactionId::from_uuid(Uuid::now_v7()),
+            }
+            .into(),
+        )
         .await
     }
 }
@@ -63,34 +69,43 @@ pub async fn ledger(store: Arc<dyn EventStore>, transfers: usize) -> Ledger {
         last: 0,
     };
     ledger
-        .execute(Command::CreateProject {
-            id: project,
-            name: "P".into(),
-            environment: Environment::Sandbox,
-            meta: Meta::default(),
-        })
+        .execute(
+            ProjectCommand::CreateProject {
+                id: project,
+                name: "P".into(),
+                environment: Environment::Sandbox,
+                meta: Meta::default(),
+            }
+            .into(),
+        )
         .await;
     for id in [ledger.a, ledger.b] {
         ledger
-            .execute(Command::CreateAccount {
-                id,
-                currency: Currency::EUR,
-                customer_id: None,
-                allow_negative_balance: false,
-                meta: Meta::default(),
-            })
+            .execute(
+                AccountCommand::CreateAccount {
+                    id,
+                    currency: Currency::EUR,
+                    customer_id: None,
+                    allow_negative_balance: false,
+                    meta: Meta::default(),
+                }
+                .into(),
+            )
             .await;
     }
     ledger
-        .execute(Command::UpdateAccount {
-            id: ledger.a,
-            allow_negative_balance: None,
-            meta: None,
-            balance: Some((
-                Money::new(FUNDING, Currency::EUR),
-                TransactionId::from_uuid(Uuid::now_v7()),
-            )),
-        })
+        .execute(
+            AccountCommand::UpdateAccount {
+                id: ledger.a,
+                allow_negative_balance: None,
+                meta: None,
+                balance: Some((
+                    Money::new(FUNDING, Currency::EUR),
+                    TransactionId::from_uuid(Uuid::now_v7()),
+                )),
+            }
+            .into(),
+        )
         .await;
     for _ in 0..transfers {
         ledger.transfer().await;

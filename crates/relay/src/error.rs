@@ -1,6 +1,6 @@
 //! Why a relay session ended.
 
-use paycore_grpc::convert_events::NotCreated;
+use paycore_grpc::services::events::convert::NotCreated;
 use paycore_store::{Position, StoreError};
 
 use crate::subject::BadSubject;

@@ -26,8 +26,8 @@ use async_nats::jetstream::context::PublishError;
 use async_nats::jetstream::publish::PublishAck;
 use futures::StreamExt;
 use futures::stream::FuturesOrdered;
-use paycore_grpc::convert_events::envelope_pb;
 use paycore_grpc::pb::EventEnvelope;
+use paycore_grpc::services::events::convert::envelope_pb;
 use paycore_store::{EventStore, Position, RecordedEvent, subscribe_all};
 use tokio::sync::watch;
 

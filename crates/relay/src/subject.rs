@@ -11,7 +11,7 @@
 //! project, category and type with NATS wildcards
 //! (`paycore.prj_….account.>`, `paycore.*.transfer.TransferCreated`).
 
-use paycore_grpc::convert_events::DELIVERED_CATEGORIES;
+use paycore_grpc::services::events::convert::DELIVERED_CATEGORIES;
 use paycore_store::RecordedEvent;
 
 /// The default first token of every subject.

@@ -5,11 +5,13 @@
 //!
 //! [`Context::movement`]: crate::context::Context::movement
 
+mod command;
 mod decide;
 mod events;
 mod ledger;
 mod state;
 
+pub use command::AccountCommand;
 pub use events::{
     AccountEvent, AccountOpened, NegativeBalanceAllowanceChanged, ProjectBalanceChanged, Transaction,
     TransactionKind, TransactionRecorded,

@@ -1,6 +1,9 @@
 //! The bank account family: bank accounts outside paycore, kept to pay out
 //! to. The bank payout family finds one through `Context::bank_account`.
 
+mod command;
+pub use command::BankAccountCommand;
+
 use serde::{Deserialize, Serialize};
 
 use crate::context::{Context, Decided, Owned, misapplied};

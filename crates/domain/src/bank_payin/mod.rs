@@ -5,8 +5,10 @@
 //! maps to exactly one reference across all projects: an incoming transfer's
 //! concept names at most one destination.
 
+mod command;
 mod events;
 
+pub use command::BankPayinCommand;
 pub use events::{
     BankPayinEvent, BankPayinReceived, BankPayinReferenceAccountChanged, BankPayinReferenceCreated,
     PayinReferenceCodeClaimed,

@@ -16,8 +16,10 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+mod command;
 mod events;
 
+pub use command::BankPayoutCommand;
 pub use events::{
     BankPayoutCompleted, BankPayoutCreated, BankPayoutEvent, BankPayoutReversed, MinirefAssigned,
 };

@@ -5,11 +5,13 @@
 //! Other families take a card through [`CardSource`] and
 //! `Context::use_token` (a payin made from a token uses it up).
 
+mod command;
 mod decide;
 mod events;
 mod info;
 mod state;
 
+pub use command::CardCommand;
 pub use events::{CardCreated, CardEvent, CardTokenCreated, CardTokenUsed, TokenUse};
 pub use info::*;
 pub(crate) use state::evolve;

@@ -15,8 +15,10 @@
 
 use serde::{Deserialize, Serialize};
 
+mod command;
 mod events;
 
+pub use command::CardPayinCommand;
 pub use events::{
     CardPayinAuthenticationRequested, CardPayinAuthorized, CardPayinCreated, CardPayinDeclined,
     CardPayinEvent, CardPayinRefundChanged, CardPayinRefundCompleted, CardPayinRefundCreated,

@@ -7,6 +7,9 @@
 //! every server of a PostgreSQL store, and two servers committing at once
 //! are ordered by the stream's version like any other write.
 
+mod command;
+pub use command::ConsumerCommand;
+
 use serde::{Deserialize, Serialize};
 
 pub use crate::kernel::consumer_name::{ConsumerName, ConsumerNameError};

@@ -10,6 +10,9 @@
 //! against it and refused with the winner's project, which that server
 //! reports instead of creating its own.
 
+mod command;
+pub use command::DeploymentCommand;
+
 use serde::{Deserialize, Serialize};
 
 use crate::context::{Context, Decided, misapplied};

@@ -1,6 +1,9 @@
 //! The file family: uploaded files (the content is kept beside the log, by
 //! its SHA-256; the log records what was uploaded).
 
+mod command;
+pub use command::FileCommand;
+
 use serde::{Deserialize, Serialize};
 
 use crate::context::{Context, Decided, Owned, misapplied};

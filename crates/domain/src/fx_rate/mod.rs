@@ -2,6 +2,9 @@
 //! pair, set and removed by the operator (`paycore fx`). Transfers read it
 //! (see the transfer family) and record the rate they used.
 
+mod command;
+pub use command::FxRateCommand;
+
 use serde::{Deserialize, Serialize};
 
 use crate::context::{Context, Decided, misapplied};

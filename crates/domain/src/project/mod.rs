@@ -2,11 +2,13 @@
 //! keys.
 
 pub mod api_key;
+mod command;
 mod decide;
 mod environment;
 mod events;
 mod state;
 
+pub use command::ProjectCommand;
 pub use environment::Environment;
 pub use events::{ApiKeyCreated, ApiKeyRevoked, ProjectCreated, ProjectEvent};
 pub(crate) use state::evolve;

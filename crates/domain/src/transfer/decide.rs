@@ -80,8 +80,6 @@ impl Context<'_> {
         Ok((events, ResourceRef::Transfer(id)))
     }
 
-    /// The conversion of `value` into `to`, at the configured rate; `None`
-    /// when no conversion is needed.
     pub(crate) fn update_transfer<E: From<TransferEvent>>(
         &self,
         id: TransferId,
@@ -92,6 +90,8 @@ impl Context<'_> {
         })
     }
 
+    /// The conversion of `value` into `to`, at the configured rate; `None`
+    /// when no conversion is needed.
     pub(crate) fn exchange(&self, value: Money, to: Currency) -> Result<Option<Exchange>, DomainError> {
         let from = value.currency;
         if from == to {

@@ -1,12 +1,17 @@
 //! The mini event store the domain's tests decide against: it checks that a
 //! decider reads and writes only the streams its command declares, and that
 //! a refusal or a replay writes nothing.
+//!
+//! The worlds the tests decide in are beside it: `ledger` (projects, API
+//! keys, customers, accounts, transfers, idempotency) and `money` (money in
+//! and out: cards, card payins and refunds, bank accounts, payouts and
+//! payins, transfers across currencies).
 #![allow(dead_code, clippy::unwrap_used)] // each test file uses its own part
 
 use std::cell::RefCell;
 use std::collections::HashMap;
 
-use paycore_domain::error::{Refusal, Violations};
+use paycore_domain::kernel::error::{Refusal, Violations};
 use paycore_domain::*;
 use uuid::Uuid;
 
@@ -185,3 +190,6 @@ pub fn invalid_fields(result: Result<Decision, DomainError>) -> Vec<String> {
         other => panic!("expected invalid fields, got {other:?}"),
     }
 }
+
+pub mod ledger;
+pub mod money;

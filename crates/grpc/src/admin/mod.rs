@@ -9,9 +9,12 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
-use paycore_domain::api_key::{ApiKeyToken, KeyKind};
-use paycore_domain::fx::{Quote, Rate};
+use paycore_domain::deployment::DeploymentCommand;
+use paycore_domain::fx_rate::FxRateCommand;
 use paycore_domain::fx_rate::FxRateEntry;
+use paycore_domain::kernel::fx::{Quote, Rate};
+use paycore_domain::project::ProjectCommand;
+use paycore_domain::project::api_key::{ApiKeyToken, KeyKind};
 use paycore_domain::{
     Aggregate, ApiKeyId, Command, CommandEnvelope, Currency, DomainError, Environment, Event, Meta,
     ProjectId, StreamRef, Violations,
@@ -81,10 +84,11 @@ pub enum Bootstrap {
 /// `paycore_domain::deployment`).
 pub async fn bootstrap_deployment(engine: &Engine) -> Result<Bootstrap, EngineError> {
     let id = ProjectId::from_uuid(Uuid::now_v7());
-    let command = Command::BootstrapDeployment {
+    let command = DeploymentCommand::BootstrapDeployment {
         id,
         name: "Sandbox".to_owned(),
-    };
+    }
+    .into();
     match run(engine, id, command).await {
         Ok(()) => Ok(Bootstrap::Created(
             id,
@@ -109,12 +113,13 @@ pub async fn create_project(
     environment: Environment,
 ) -> Result<(ProjectId, ApiKeyToken), EngineError> {
     let id = ProjectId::from_uuid(Uuid::now_v7());
-    let command = Command::CreateProject {
+    let command = ProjectCommand::CreateProject {
         id,
         name: name.to_owned(),
         environment,
         meta: Meta::default(),
-    };
+    }
+    .into();
     run(engine, id, command).await?;
     Ok((id, create_key(engine, id, KeyKind::Secret).await?))
 }
@@ -133,11 +138,12 @@ pub async fn create_key(
         .ok_or_else(|| DomainError::not_found("project", project_id))?;
     let id = ApiKeyId::from_uuid(Uuid::now_v7());
     let token = ApiKeyToken::new(project.environment, kind, id, rand::random());
-    let command = Command::CreateApiKey {
+    let command = ProjectCommand::CreateApiKey {
         id,
         kind,
         secret_hash: token.secret_hash(),
-    };
+    }
+    .into();
     run(engine, project_id, command).await?;
     Ok(token)
 }
@@ -150,7 +156,7 @@ pub async fn revoke_key(engine: &Engine, id: ApiKeyId) -> Result<ProjectId, Engi
         .as_api_key()
         .map(|key| key.project_id)
         .ok_or_else(|| DomainError::not_found("api key", id))?;
-    run(engine, project_id, Command::RevokeApiKey { id }).await?;
+    run(engine, project_id, ProjectCommand::RevokeApiKey { id }.into()).await?;
     Ok(project_id)
 }
 
@@ -172,12 +178,13 @@ fn fx_rate_state(executed: &Executed) -> Result<FxRateEntry, EngineError> {
 /// every project. Answers the pair's new state and the log position that
 /// recorded it.
 pub async fn set_fx_rate(engine: &Engine, quote: Quote) -> Result<(FxRateEntry, u64), EngineError> {
-    let command = Command::SetFxRate {
+    let command = FxRateCommand::SetFxRate {
         from: quote.from,
         to: quote.to,
         mid_rate: quote.mid,
         spread_bps: quote.spread_bps,
-    };
+    }
+    .into();
     let executed = execute(engine, platform(), command).await?;
     Ok((fx_rate_state(&executed)?, executed.position))
 }
@@ -185,7 +192,12 @@ pub async fn set_fx_rate(engine: &Engine, quote: Quote) -> Result<(FxRateEntry, 
 /// Removes the exchange rate of `from` → `to` (NOT_FOUND if it has none).
 /// Answers the log position that recorded it.
 pub async fn remove_fx_rate(engine: &Engine, from: Currency, to: Currency) -> Result<u64, EngineError> {
-    let executed = execute(engine, platform(), Command::RemoveFxRate { from, to }).await?;
+    let executed = execute(
+        engine,
+        platform(),
+        FxRateCommand::RemoveFxRate { from, to }.into(),
+    )
+    .await?;
     Ok(executed.position)
 }
 
@@ -241,7 +253,7 @@ pub fn parse_quote(
     let from = crate::convert::currency(source_currency, "source_currency", &mut v);
     let to = crate::convert::currency(destination_currency, "destination_currency", &mut v);
     let mid = v.check("mid_rate", Rate::parse(mid_rate));
-    if spread_bps >= paycore_domain::fx::BPS_PER_UNIT {
+    if spread_bps >= paycore_domain::kernel::fx::BPS_PER_UNIT {
         v.add("spread_bps", "must be 0 to 9999 basis points (below 100%)");
     }
     if from.is_some() && from == to {

@@ -2,18 +2,18 @@
 //! request (collecting all violations), run the command through the engine
 //! or read the projections, answer in proto.
 
-pub(crate) mod account;
-pub(crate) mod bank_account;
-pub(crate) mod bank_payin;
-pub(crate) mod bank_payout;
-pub(crate) mod card;
-pub(crate) mod card_payin;
-pub(crate) mod customer;
-pub(crate) mod events;
-pub(crate) mod file;
-pub(crate) mod fx_rate;
-pub(crate) mod project;
-pub(crate) mod transfer;
+pub mod account;
+pub mod bank_account;
+pub mod bank_payin;
+pub mod bank_payout;
+pub mod card;
+pub mod card_payin;
+pub mod customer;
+pub mod events;
+pub mod file;
+pub mod fx_rate;
+pub mod project;
+pub mod transfer;
 
 use std::sync::Arc;
 

@@ -1,7 +1,7 @@
 //! `directory`: projects and their customers.
 
 use paycore_domain::aggregate::{Customer, Project};
-use paycore_domain::idempotency::IDEMPOTENCY_WINDOW_SECONDS;
+use paycore_domain::kernel::idempotency::IDEMPOTENCY_WINDOW_SECONDS;
 use paycore_domain::{Aggregate, CustomerId, Event, ProjectId, Timestamp};
 
 use super::{Applied, Projection, evolve, unreachable_state};
@@ -12,7 +12,7 @@ use crate::rows::{Key, RowsMut};
 /// `Key::VerbatimIdempotencyUntil` holds until when a record of an
 /// idempotency key kept as sent (written before keys were hashed) may still
 /// be live: commands look keys up by themselves too until then
-/// (`paycore_domain::idempotency`).
+/// (`paycore_domain::kernel::idempotency`).
 pub(crate) struct Directory;
 
 impl Projection for Directory {

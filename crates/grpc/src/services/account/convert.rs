@@ -1,5 +1,6 @@
 //! Proto ⇄ domain for accounts and their transactions.
 
+use paycore_domain::account::AccountCommand;
 use paycore_domain::{AccountId, Command, CustomerId, TransactionId, TransactionKind, Violations};
 
 use crate::convert::*;
@@ -15,13 +16,16 @@ pub fn create_account(
     let currency = currency(&request.currency, "currency", v);
     let customer_id = optional_id::<CustomerId>(request.customer_id.as_deref(), "customer_id", v);
     let meta = meta(&request.meta, "meta", v);
-    Some(Command::CreateAccount {
-        id,
-        currency: currency?,
-        customer_id: customer_id?,
-        allow_negative_balance: request.allow_negative_balance,
-        meta: meta?,
-    })
+    Some(
+        AccountCommand::CreateAccount {
+            id,
+            currency: currency?,
+            customer_id: customer_id?,
+            allow_negative_balance: request.allow_negative_balance,
+            meta: meta?,
+        }
+        .into(),
+    )
 }
 
 /// `magic_transaction` is the ID of the transaction a `balance` change records.
@@ -49,12 +53,15 @@ pub fn update_account(
     } else {
         Some(None)
     };
-    Some(Command::UpdateAccount {
-        id: id?,
-        allow_negative_balance,
-        meta: meta?,
-        balance: balance?,
-    })
+    Some(
+        AccountCommand::UpdateAccount {
+            id: id?,
+            allow_negative_balance,
+            meta: meta?,
+            balance: balance?,
+        }
+        .into(),
+    )
 }
 
 pub fn account_pb(account: &Account) -> pb::Account {
@@ -131,7 +138,7 @@ mod tests {
     use uuid::Uuid;
 
     use super::*;
-    use crate::convert::tests::{acc, eur, fields, violations};
+    use crate::convert::tests::{acc, eur, fields, mask, violations};
 
     #[test]
     fn create_account_parses_currency_customer_and_meta() {
@@ -146,13 +153,14 @@ mod tests {
         let command = create_account(&request, id, &mut v).unwrap();
         assert_eq!(
             command,
-            Command::CreateAccount {
+            AccountCommand::CreateAccount {
                 id,
                 currency: "JPY".parse().unwrap(),
                 customer_id: Some(CustomerId::from_uuid(Uuid::from_u128(4))),
                 allow_negative_balance: true,
                 meta: Meta::default(),
             }
+            .into()
         );
         let request = pb::CreateAccountRequest {
             currency: "eur".into(),
@@ -190,5 +198,46 @@ mod tests {
         });
         assert_eq!(magic.r#type(), pb::TransactionType::Magic);
         assert_eq!(magic.transfer_id, None);
+    }
+
+    #[test]
+    fn update_account_masks_name_what_may_change() {
+        let base = pb::UpdateAccountRequest {
+            account_id: acc(1).to_string(),
+            update_mask: mask(&["balance", "allow_negative_balance"]),
+            allow_negative_balance: true,
+            balance: eur(-500),
+            meta: [("k".to_owned(), "v".to_owned())].into(),
+        };
+        let tx = TransactionId::from_uuid(Uuid::from_u128(9));
+        let mut v = Violations::new();
+        let command = update_account(&base, tx, &mut v).unwrap();
+        assert_eq!(
+            command,
+            AccountCommand::UpdateAccount {
+                id: acc(1),
+                allow_negative_balance: Some(true),
+                meta: None,
+                balance: Some((Money::new(-500, Currency::EUR), tx)),
+            }
+            .into()
+        );
+        for bad in [None, mask(&[]), mask(&["meta", "id"]), mask(&["*"])] {
+            let request = pb::UpdateAccountRequest {
+                update_mask: bad.clone(),
+                ..base.clone()
+            };
+            let mut v = Violations::new();
+            assert!(update_account(&request, tx, &mut v).is_none(), "{bad:?}");
+            assert_eq!(fields(v), ["update_mask"]);
+        }
+        let request = pb::UpdateAccountRequest {
+            update_mask: mask(&["balance"]),
+            balance: None,
+            ..base.clone()
+        };
+        let mut v = Violations::new();
+        assert!(update_account(&request, tx, &mut v).is_none());
+        assert_eq!(fields(v), ["balance"]);
     }
 }

@@ -1,4 +1,4 @@
-pub(crate) mod convert;
+pub mod convert;
 mod transactions;
 
 use paycore_domain::{AccountId, TransactionId, Violations};

@@ -1,9 +1,10 @@
 //! Proto ⇄ domain for bank accounts. The bank payout family parses a
 //! destination with [`bank_account_info`].
 
+use paycore_domain::bank_account::BankAccountCommand;
 use paycore_domain::bank_account::{BankAccount, check_beneficiary_name};
 use paycore_domain::events::BankAccountInfo;
-use paycore_domain::iban::Iban;
+use paycore_domain::kernel::iban::Iban;
 use paycore_domain::{BankAccountId, Command, CustomerId, Violations};
 
 use crate::convert::{Mask, id, meta, meta_pb, optional_id, timestamp};
@@ -40,12 +41,15 @@ pub fn create_bank_account(
     let info = bank_account_info(request.bank_account_info.as_ref(), "bank_account_info", v);
     let customer_id = optional_id::<CustomerId>(request.customer_id.as_deref(), "customer_id", v);
     let meta = meta(&request.meta, "meta", v);
-    Some(Command::CreateBankAccount {
-        id,
-        info: info?,
-        customer_id: customer_id?,
-        meta: meta?,
-    })
+    Some(
+        BankAccountCommand::CreateBankAccount {
+            id,
+            info: info?,
+            customer_id: customer_id?,
+            meta: meta?,
+        }
+        .into(),
+    )
 }
 
 pub fn update_bank_account(request: &pb::UpdateBankAccountRequest, v: &mut Violations) -> Option<Command> {
@@ -53,7 +57,7 @@ pub fn update_bank_account(request: &pb::UpdateBankAccountRequest, v: &mut Viola
     let mask = Mask::parse(request.update_mask.as_ref(), &["meta"], v);
     let meta = meta(&request.meta, "meta", v);
     mask?;
-    Some(Command::UpdateBankAccount { id: id?, meta: meta? })
+    Some(BankAccountCommand::UpdateBankAccount { id: id?, meta: meta? }.into())
 }
 
 pub fn bank_account_info_pb(info: &BankAccountInfo) -> pb::BankAccountInfo {

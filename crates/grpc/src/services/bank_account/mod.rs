@@ -1,4 +1,4 @@
-pub(crate) mod convert;
+pub mod convert;
 
 use paycore_domain::{Aggregate, BankAccountId, ResourceRef, Violations};
 use paycore_projections::ResourceKind;

@@ -1,7 +1,8 @@
 //! Proto ⇄ domain for bank payin references and bank payins.
 
-use paycore_domain::bank::PayinReferenceCode;
+use paycore_domain::bank_payin::BankPayinCommand;
 use paycore_domain::bank_payin::{BankPayin, BankPayinReference, IncomingBankTransfer};
+use paycore_domain::kernel::bank::PayinReferenceCode;
 use paycore_domain::{AccountId, BankPayinId, BankPayinReferenceId, Command, TransactionId, Violations};
 
 use crate::convert::{Mask, concept, id, masked_meta, meta, meta_pb, money_pb, positive_money, timestamp};
@@ -15,12 +16,15 @@ pub fn create_bank_payin_reference(
 ) -> Option<Command> {
     let account_id = self::id::<AccountId>(&request.account_id, "account_id", v);
     let meta = meta(&request.meta, "meta", v);
-    Some(Command::CreateBankPayinReference {
-        id,
-        account_id: account_id?,
-        candidates,
-        meta: meta?,
-    })
+    Some(
+        BankPayinCommand::CreateBankPayinReference {
+            id,
+            account_id: account_id?,
+            candidates,
+            meta: meta?,
+        }
+        .into(),
+    )
 }
 
 pub fn update_bank_payin_reference(
@@ -37,11 +41,14 @@ pub fn update_bank_payin_reference(
     };
     let meta = masked_meta(mask.as_ref(), &request.meta, v);
     mask?;
-    Some(Command::UpdateBankPayinReference {
-        id: id?,
-        account_id: account_id?,
-        meta: meta?,
-    })
+    Some(
+        BankPayinCommand::UpdateBankPayinReference {
+            id: id?,
+            account_id: account_id?,
+            meta: meta?,
+        }
+        .into(),
+    )
 }
 
 /// The IDs a simulated incoming transfer needs.
@@ -59,13 +66,16 @@ pub fn simulate_bank_payin(
     let concept = concept(&request.concept, "concept", v);
     let value = positive_money(request.value.as_ref(), "value", v);
     let meta = meta(&request.meta, "meta", v);
-    Some(Command::ReceiveBankPayin(IncomingBankTransfer {
-        id: ids.payin,
-        concept: concept?,
-        value: value?,
-        transaction_id: ids.transaction,
-        meta: meta?,
-    }))
+    Some(
+        BankPayinCommand::ReceiveBankPayin(IncomingBankTransfer {
+            id: ids.payin,
+            concept: concept?,
+            value: value?,
+            transaction_id: ids.transaction,
+            meta: meta?,
+        })
+        .into(),
+    )
 }
 
 pub fn update_bank_payin(request: &pb::UpdateBankPayinRequest, v: &mut Violations) -> Option<Command> {
@@ -73,7 +83,7 @@ pub fn update_bank_payin(request: &pb::UpdateBankPayinRequest, v: &mut Violation
     let mask = Mask::parse(request.update_mask.as_ref(), &["meta"], v);
     let meta = meta(&request.meta, "meta", v);
     mask?;
-    Some(Command::UpdateBankPayin { id: id?, meta: meta? })
+    Some(BankPayinCommand::UpdateBankPayin { id: id?, meta: meta? }.into())
 }
 
 pub fn bank_payin_reference_pb(reference: &BankPayinReference) -> pb::BankPayinReference {
@@ -131,11 +141,14 @@ mod tests {
         let mut v = Violations::new();
         assert_eq!(
             update_bank_payin_reference(&request, &mut v),
-            Some(Command::UpdateBankPayinReference {
-                id,
-                account_id: Some(account),
-                meta: None,
-            })
+            Some(
+                BankPayinCommand::UpdateBankPayinReference {
+                    id,
+                    account_id: Some(account),
+                    meta: None,
+                }
+                .into()
+            )
         );
         let request = pb::UpdateBankPayinReferenceRequest {
             update_mask: Some(prost_types::FieldMask {

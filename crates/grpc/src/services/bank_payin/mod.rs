@@ -1,7 +1,7 @@
-pub(crate) mod convert;
+pub mod convert;
 
-use paycore_domain::bank::PayinReferenceCode;
 use paycore_domain::bank_payin::REFERENCE_CODE_CANDIDATES;
+use paycore_domain::kernel::bank::PayinReferenceCode;
 use paycore_domain::{Aggregate, BankPayinId, BankPayinReferenceId, ResourceRef, TransactionId, Violations};
 use paycore_projections::ResourceKind;
 use tonic::{Request, Response, Status};

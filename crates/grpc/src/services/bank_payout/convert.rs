@@ -1,5 +1,6 @@
 //! Proto ⇄ domain for bank payouts.
 
+use paycore_domain::bank_payout::BankPayoutCommand;
 use paycore_domain::bank_payout::{BankPayout, BankPayoutState, NewBankPayout, PayoutDestinationSource};
 use paycore_domain::{AccountId, BankAccountId, BankPayoutId, Command, TransactionId, Violations};
 
@@ -48,16 +49,19 @@ pub fn create_bank_payout(
     let concept = concept(&request.concept, "concept", v);
     let value = positive_money(request.value.as_ref(), "value", v);
     let meta = meta(&request.meta, "meta", v);
-    Some(Command::CreateBankPayout(NewBankPayout {
-        id: ids.payout,
-        account_id: account_id?,
-        destination: destination?,
-        concept: concept?,
-        value: value?,
-        meta: meta?,
-        transaction_id: ids.transaction,
-        miniref_entropy: ids.miniref_entropy,
-    }))
+    Some(
+        BankPayoutCommand::CreateBankPayout(NewBankPayout {
+            id: ids.payout,
+            account_id: account_id?,
+            destination: destination?,
+            concept: concept?,
+            value: value?,
+            meta: meta?,
+            transaction_id: ids.transaction,
+            miniref_entropy: ids.miniref_entropy,
+        })
+        .into(),
+    )
 }
 
 pub fn update_bank_payout(request: &pb::UpdateBankPayoutRequest, v: &mut Violations) -> Option<Command> {
@@ -65,7 +69,7 @@ pub fn update_bank_payout(request: &pb::UpdateBankPayoutRequest, v: &mut Violati
     let mask = Mask::parse(request.update_mask.as_ref(), &["meta"], v);
     let meta = meta(&request.meta, "meta", v);
     mask?;
-    Some(Command::UpdateBankPayout { id: id?, meta: meta? })
+    Some(BankPayoutCommand::UpdateBankPayout { id: id?, meta: meta? }.into())
 }
 
 pub fn bank_payout_state_pb(state: BankPayoutState) -> pb::BankPayoutState {
@@ -162,7 +166,9 @@ mod tests {
             meta: Default::default(),
         };
         let mut v = Violations::new();
-        let Some(Command::CreateBankPayout(new)) = create_bank_payout(&request, ids(), &mut v) else {
+        let Some(Command::BankPayout(BankPayoutCommand::CreateBankPayout(new))) =
+            create_bank_payout(&request, ids(), &mut v)
+        else {
             panic!("expected CreateBankPayout: {v:?}");
         };
         assert_eq!(new.account_id, account);

@@ -1,5 +1,6 @@
-pub(crate) mod convert;
+pub mod convert;
 
+use paycore_domain::bank_payout::BankPayoutCommand;
 use paycore_domain::{Aggregate, BankPayoutId, Command, ResourceRef, TransactionId, Violations};
 use paycore_projections::ResourceKind;
 use tonic::{Request, Response, Status};
@@ -121,7 +122,7 @@ impl BankPayoutService for Handlers {
     ) -> Result<Response<pb::BankPayout>, Status> {
         let raw_id = request.get_ref().bank_payout_id.clone();
         self.bank_payout_transition(&request, methods::COMPLETE_BANK_PAYOUT, &raw_id, |id| {
-            Command::CompleteBankPayout { id }
+            BankPayoutCommand::CompleteBankPayout { id }.into()
         })
         .await
     }
@@ -133,10 +134,11 @@ impl BankPayoutService for Handlers {
         let raw_id = request.get_ref().bank_payout_id.clone();
         let failure_transaction_id = TransactionId::from_uuid(self.new_uuid());
         self.bank_payout_transition(&request, methods::FAIL_BANK_PAYOUT, &raw_id, |id| {
-            Command::FailBankPayout {
+            BankPayoutCommand::FailBankPayout {
                 id,
                 failure_transaction_id,
             }
+            .into()
         })
         .await
     }
@@ -148,10 +150,11 @@ impl BankPayoutService for Handlers {
         let raw_id = request.get_ref().bank_payout_id.clone();
         let failure_transaction_id = TransactionId::from_uuid(self.new_uuid());
         self.bank_payout_transition(&request, methods::RETURN_BANK_PAYOUT, &raw_id, |id| {
-            Command::ReturnBankPayout {
+            BankPayoutCommand::ReturnBankPayout {
                 id,
                 failure_transaction_id,
             }
+            .into()
         })
         .await
     }

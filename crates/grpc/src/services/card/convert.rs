@@ -10,6 +10,7 @@
 //! [`card_source`], [`card_info_request`] and [`card_info_for_hash`].
 
 use paycore_domain::aggregate::Aggregate;
+use paycore_domain::card::CardCommand;
 use paycore_domain::card::{Card, CardToken};
 use paycore_domain::card::{CardBrand, CardInfo, CardNumber, ValidatedCard, YearMonth, validate_card_info};
 use paycore_domain::events::TokenUse;
@@ -151,7 +152,7 @@ pub fn create_card(
 pub fn update_card(request: &pb::UpdateCardRequest, v: &mut Violations) -> Option<Command> {
     let id = shared::id::<CardId>(&request.card_id, "card_id", v);
     let meta = meta_update(request.update_mask.as_ref(), &request.meta, v);
-    Some(Command::UpdateCard { id: id?, meta: meta? })
+    Some(CardCommand::UpdateCard { id: id?, meta: meta? }.into())
 }
 
 pub fn card_brand_pb(brand: CardBrand) -> pb::CardBrand {

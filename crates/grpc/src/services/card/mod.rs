@@ -17,11 +17,12 @@
 //! (or an idempotent retry answers an older resource), the new entry is
 //! forgotten again.
 
-pub(crate) mod convert;
+pub mod convert;
 
 use std::collections::HashMap;
 
 use paycore_domain::aggregate::Aggregate;
+use paycore_domain::card::CardCommand;
 use paycore_domain::card::CardSource;
 use paycore_domain::card::{CardInfo, CardNumber, YearMonth};
 use paycore_domain::{
@@ -75,10 +76,11 @@ impl CardTokenService for Handlers {
         };
         let card = finish(v, card)?;
         let id = CardTokenId::from_uuid(self.new_uuid());
-        let command = Command::CreateCardToken {
+        let command = CardCommand::CreateCardToken {
             id,
             card_info: card.info(&fingerprint_key),
-        };
+        }
+        .into();
         let resource = id.to_string();
         let state = self
             .execute_sealed(
@@ -146,12 +148,13 @@ impl CardService for Handlers {
         let resolved = self
             .resolve_card(&caller, parsed.source, &fingerprint_key)
             .await?;
-        let command = Command::CreateCard {
+        let command = CardCommand::CreateCard {
             id,
             source: resolved.source.clone(),
             customer_id: parsed.customer_id,
             meta: parsed.meta,
-        };
+        }
+        .into();
         let resource = id.to_string();
         // Without a number the source is unusable and the decider refuses
         // (or replays an earlier card): nothing to seal.

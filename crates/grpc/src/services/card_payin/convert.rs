@@ -3,6 +3,7 @@
 
 use paycore_domain::aggregate::Aggregate;
 use paycore_domain::card::YearMonth;
+use paycore_domain::card_payin::CardPayinCommand;
 use paycore_domain::card_payin::{
     AuthenticationType, CardPayin, CardPayinRefund, CardPayinState, DeclineReason, NewRefund, RefundState,
 };
@@ -146,20 +147,23 @@ pub fn create_card_payin_refund(
     };
     let account_id = shared::optional_id::<AccountId>(request.account_id.as_deref(), "account_id", v);
     let meta = shared::meta(&request.meta, "meta", v);
-    Some(Command::CreateCardPayinRefund(NewRefund {
-        id: ids.refund,
-        card_payin_id: card_payin_id?,
-        value: value?,
-        account_id: account_id?,
-        transaction_id: ids.transaction,
-        meta: meta?,
-    }))
+    Some(
+        CardPayinCommand::CreateCardPayinRefund(NewRefund {
+            id: ids.refund,
+            card_payin_id: card_payin_id?,
+            value: value?,
+            account_id: account_id?,
+            transaction_id: ids.transaction,
+            meta: meta?,
+        })
+        .into(),
+    )
 }
 
 pub fn update_card_payin(request: &pb::UpdateCardPayinRequest, v: &mut Violations) -> Option<Command> {
     let id = shared::id::<CardPayinId>(&request.card_payin_id, "card_payin_id", v);
     let meta = meta_update(request.update_mask.as_ref(), &request.meta, v);
-    Some(Command::UpdateCardPayin { id: id?, meta: meta? })
+    Some(CardPayinCommand::UpdateCardPayin { id: id?, meta: meta? }.into())
 }
 
 pub fn update_card_payin_refund(
@@ -168,7 +172,7 @@ pub fn update_card_payin_refund(
 ) -> Option<Command> {
     let id = shared::id::<CardPayinRefundId>(&request.card_payin_refund_id, "card_payin_refund_id", v);
     let meta = meta_update(request.update_mask.as_ref(), &request.meta, v);
-    Some(Command::UpdateCardPayinRefund { id: id?, meta: meta? })
+    Some(CardPayinCommand::UpdateCardPayinRefund { id: id?, meta: meta? }.into())
 }
 
 pub fn card_payin_state_pb(state: CardPayinState) -> pb::CardPayinState {
@@ -323,7 +327,8 @@ mod tests {
             meta: Default::default(),
         };
         let mut v = Violations::new();
-        let Some(Command::CreateCardPayinRefund(refund)) = create_card_payin_refund(&request, ids, &mut v)
+        let Some(Command::CardPayin(CardPayinCommand::CreateCardPayinRefund(refund))) =
+            create_card_payin_refund(&request, ids, &mut v)
         else {
             panic!("a refund without value is valid");
         };

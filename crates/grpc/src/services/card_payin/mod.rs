@@ -6,12 +6,13 @@
 //! projects ask the sandbox network (`paycore_domain::sandbox_network`); no
 //! network is connected to live projects yet.
 
-pub(crate) mod convert;
+pub mod convert;
 
 use std::collections::HashMap;
 
 use paycore_domain::card::CardSource;
 use paycore_domain::card::{CardNumber, YearMonth};
+use paycore_domain::card_payin::CardPayinCommand;
 use paycore_domain::card_payin::{
     CardPayin, CardPayinState, DeclineReason, NetworkVerdict, NewCardPayin, PayinAuthorization,
 };
@@ -77,14 +78,15 @@ impl CardPayinService for Handlers {
             .resolve_card(&caller, parsed.source, &fingerprint_key)
             .await?;
         let (authorization, sealed) = self.authorization(id, parsed.authentication, &card);
-        let command = Command::CreateCardPayin(NewCardPayin {
+        let command = CardPayinCommand::CreateCardPayin(NewCardPayin {
             id,
             account_id: parsed.account_id,
             source: card.source.clone(),
             value: parsed.value,
             authorization,
             meta: parsed.meta,
-        });
+        })
+        .into();
         let resource = id.to_string();
         let sealed = sealed.map(|number| (resource.as_str(), number));
         let state = self
@@ -168,7 +170,7 @@ impl CardPayinService for Handlers {
         let verdict = self
             .verdict_after_authentication(&caller, id, authentication)
             .await?;
-        let command = Command::CompleteCardPayinAuthentication { id, verdict };
+        let command = CardPayinCommand::CompleteCardPayinAuthentication { id, verdict }.into();
         let state = self
             .execute(&caller, correlation_id(request.metadata()), key, command)
             .await?;
@@ -194,10 +196,11 @@ impl CardPayinService for Handlers {
             .await?;
         let id = shared::id::<CardPayinId>(&request.get_ref().card_payin_id, "card_payin_id", &mut v);
         let id = finish(v, id)?;
-        let command = Command::SettleCardPayin {
+        let command = CardPayinCommand::SettleCardPayin {
             id,
             transaction_id: TransactionId::from_uuid(self.new_uuid()),
-        };
+        }
+        .into();
         self.payin_command(&caller, &request, key, command).await
     }
 
@@ -287,7 +290,7 @@ impl CardPayinService for Handlers {
             .await?;
         let id = refund_id(&request.get_ref().card_payin_refund_id, &mut v);
         let id = finish(v, id)?;
-        let command = Command::CompleteCardPayinRefund { id };
+        let command = CardPayinCommand::CompleteCardPayinRefund { id }.into();
         self.refund_command(&caller, &request, key, command).await
     }
 
@@ -301,10 +304,11 @@ impl CardPayinService for Handlers {
             .await?;
         let id = refund_id(&request.get_ref().card_payin_refund_id, &mut v);
         let id = finish(v, id)?;
-        let command = Command::FailCardPayinRefund {
+        let command = CardPayinCommand::FailCardPayinRefund {
             id,
             failure_transaction_id: TransactionId::from_uuid(self.new_uuid()),
-        };
+        }
+        .into();
         self.refund_command(&caller, &request, key, command).await
     }
 }

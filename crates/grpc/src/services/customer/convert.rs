@@ -1,12 +1,15 @@
 //! Proto ⇄ domain for customers and their identity, collecting every
 //! invalid field (`identity.document.type`).
 
+use paycore_domain::customer::CustomerCommand;
 use paycore_domain::{Command, CustomerId, FileId, Violations};
 
 use crate::convert::*;
 use crate::pb;
 use paycore_domain::aggregate::Customer;
-use paycore_domain::identity::{Address, Date, DocumentType, EmploymentStatus, Identity, IdentityDocument};
+use paycore_domain::customer::identity::{
+    Address, Date, DocumentType, EmploymentStatus, Identity, IdentityDocument,
+};
 
 fn employment_status(value: i32, field: &str, v: &mut Violations) -> Option<Option<EmploymentStatus>> {
     use pb::EmploymentStatus as P;
@@ -133,11 +136,14 @@ pub fn create_customer(
         Some(i) => identity(i, "identity", v).map(Some),
     };
     let meta = meta(&request.meta, "meta", v);
-    Some(Command::CreateCustomer {
-        id,
-        identity: identity?,
-        meta: meta?,
-    })
+    Some(
+        CustomerCommand::CreateCustomer {
+            id,
+            identity: identity?,
+            meta: meta?,
+        }
+        .into(),
+    )
 }
 
 pub fn update_customer(request: &pb::UpdateCustomerRequest, v: &mut Violations) -> Option<Command> {
@@ -156,11 +162,14 @@ pub fn update_customer(request: &pb::UpdateCustomerRequest, v: &mut Violations) 
     } else {
         Some(None)
     };
-    Some(Command::UpdateCustomer {
-        id: id?,
-        identity: identity?,
-        meta: meta?,
-    })
+    Some(
+        CustomerCommand::UpdateCustomer {
+            id: id?,
+            identity: identity?,
+            meta: meta?,
+        }
+        .into(),
+    )
 }
 
 fn employment_status_pb(status: EmploymentStatus) -> pb::EmploymentStatus {
@@ -331,11 +340,14 @@ mod tests {
         let mut v = Violations::new();
         assert_eq!(
             update_customer(&request, &mut v),
-            Some(Command::UpdateCustomer {
-                id,
-                identity: Some(None),
-                meta: None
-            })
+            Some(
+                CustomerCommand::UpdateCustomer {
+                    id,
+                    identity: Some(None),
+                    meta: None
+                }
+                .into()
+            )
         );
         let request = pb::UpdateCustomerRequest {
             update_mask: mask(&["meta"]),
@@ -345,11 +357,14 @@ mod tests {
         let mut v = Violations::new();
         assert_eq!(
             update_customer(&request, &mut v),
-            Some(Command::UpdateCustomer {
-                id,
-                identity: None,
-                meta: Some(Meta::default())
-            })
+            Some(
+                CustomerCommand::UpdateCustomer {
+                    id,
+                    identity: None,
+                    meta: Some(Meta::default())
+                }
+                .into()
+            )
         );
     }
 }

@@ -1,4 +1,4 @@
-pub(crate) mod convert;
+pub mod convert;
 
 use paycore_domain::{CustomerId, Violations};
 use tonic::{Request, Response, Status};

@@ -7,8 +7,8 @@
 //! two never disagree.
 
 use paycore_domain::aggregate::Aggregate;
-use paycore_domain::api_key::KeyKind;
 use paycore_domain::events::{MetaUpdated, TokenUse};
+use paycore_domain::project::api_key::KeyKind;
 use paycore_domain::{Event, StreamRef, Timestamp};
 use paycore_store::RecordedEvent;
 
@@ -333,7 +333,7 @@ mod tests {
 
     use paycore_domain::consumer::ConsumerName;
     use paycore_domain::events::*;
-    use paycore_domain::iban::Iban;
+    use paycore_domain::kernel::iban::Iban;
     use paycore_domain::*;
     use paycore_store::{EventMetadata, StreamName};
     use uuid::Uuid;
@@ -526,7 +526,7 @@ mod tests {
             StreamRef::BankPayout(BankPayoutId::from_uuid(Uuid::from_u128(11))),
             StreamRef::PayoutDestination(iban),
             StreamRef::BankPayinReference(BankPayinReferenceId::from_uuid(Uuid::from_u128(12))),
-            StreamRef::PayinReferenceCode(paycore_domain::bank::PayinReferenceCode::from_index(1)),
+            StreamRef::PayinReferenceCode(paycore_domain::kernel::bank::PayinReferenceCode::from_index(1)),
             StreamRef::BankPayin(BankPayinId::from_uuid(Uuid::from_u128(13))),
             StreamRef::File(FileId::from_uuid(Uuid::from_u128(14))),
             StreamRef::FxRate(Currency::EUR, Currency::USD),

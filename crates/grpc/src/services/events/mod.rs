@@ -8,7 +8,7 @@
 //! server, and HTTP/2 flow control holds back the rest. The producer ends
 //! when the client goes away (the channel closes).
 
-pub(crate) mod convert;
+pub mod convert;
 
 use crate::metrics::{OpenSubscription, SUBSCRIPTION_EVENTS, SUBSCRIPTION_LAG};
 use std::collections::HashMap;
@@ -19,8 +19,9 @@ use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
+use paycore_domain::consumer::ConsumerCommand;
 use paycore_domain::consumer::{ConsumerCheckpoint, ConsumerName, PositionCommit};
-use paycore_domain::{Command, DomainError, Event, ProjectId, StreamRef, Violations};
+use paycore_domain::{DomainError, Event, ProjectId, StreamRef, Violations};
 use paycore_engine::EngineError;
 use paycore_store::{
     DEFAULT_SUBSCRIPTION_BATCH, EventStore, Position, ReadDirection, RecordedEvent, StoreError, StreamName,
@@ -127,12 +128,13 @@ impl EventService for Handlers {
         let consumer = finish(v, consumer)?;
         let store = self.state.engine.store().clone();
         let head = head_reaching(&store, request.position.saturating_add(1)).await;
-        let command = Command::CommitConsumerPosition(PositionCommit {
+        let command = ConsumerCommand::CommitConsumerPosition(PositionCommit {
             consumer: consumer.clone(),
             position: request.position,
             head,
             reset: request.reset,
-        });
+        })
+        .into();
         self.execute(&caller, correlation, None, command).await?;
         let checkpoint = checkpoint(&store, caller.project_id, &consumer)
             .await?

@@ -1,9 +1,10 @@
-pub(crate) mod convert;
+pub mod convert;
 
 use std::collections::HashMap;
 use std::fmt;
 
-use paycore_domain::{Aggregate, Command, FileId, ResourceRef, Violations};
+use paycore_domain::file::FileCommand;
+use paycore_domain::{Aggregate, FileId, ResourceRef, Violations};
 use paycore_projections::ResourceKind;
 use paycore_sidestore::{FileDigest, SideStoreError, TooLarge, UploadBuffer};
 use tonic::{Code, Request, Response, Status, Streaming};
@@ -194,12 +195,13 @@ impl FileService for Handlers {
         let mut v = Violations::new();
         let key = idempotency::key(&scope, &metadata, methods::UPLOAD_FILE, &identity, &mut v);
         finish(v, Some(()))?;
-        let command = Command::RecordFile {
+        let command = FileCommand::RecordFile {
             id: FileId::from_uuid(self.new_uuid()),
             sha256: *digest.as_bytes(),
             name,
             size,
-        };
+        }
+        .into();
         let state = self
             .execute(&caller, correlation_id(&metadata), key, command)
             .await?;

@@ -1,7 +1,7 @@
 //! Domain → proto for exchange rates (shown as exact decimals).
 
-use paycore_domain::fx::Quote;
 use paycore_domain::fx_rate::FxRateEntry;
+use paycore_domain::kernel::fx::Quote;
 
 use crate::convert::timestamp;
 use crate::pb;
@@ -35,8 +35,8 @@ pub fn fx_rate_pb(entry: &FxRateEntry) -> Option<pb::FxRate> {
 
 #[cfg(test)]
 mod tests {
-    use paycore_domain::fx::Rate;
     use paycore_domain::fx_rate::FxRateValue;
+    use paycore_domain::kernel::fx::Rate;
     use paycore_domain::{Currency, Timestamp};
 
     use super::*;

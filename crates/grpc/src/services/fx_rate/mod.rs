@@ -1,4 +1,4 @@
-pub(crate) mod convert;
+pub mod convert;
 
 use tonic::{Request, Response, Status};
 

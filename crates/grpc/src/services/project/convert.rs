@@ -1,5 +1,6 @@
 //! Proto ⇄ domain for projects.
 
+use paycore_domain::project::ProjectCommand;
 use paycore_domain::{Command, Environment, Violations};
 
 use crate::convert::*;
@@ -10,7 +11,7 @@ pub fn update_project(request: &pb::UpdateProjectRequest, v: &mut Violations) ->
     let mask = Mask::parse(request.update_mask.as_ref(), &["meta"], v);
     let meta = meta(&request.meta, "meta", v);
     mask?;
-    Some(Command::UpdateProject { meta: meta? })
+    Some(ProjectCommand::UpdateProject { meta: meta? }.into())
 }
 
 pub fn environment_pb(environment: Environment) -> pb::Environment {
@@ -27,5 +28,25 @@ pub fn project_pb(project: &Project) -> pb::Project {
         meta: meta_pb(&project.meta),
         name: project.name.clone(),
         environment: environment_pb(project.environment).into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::convert::tests::mask;
+
+    #[test]
+    fn update_project_reads_the_masked_meta() {
+        let request = pb::UpdateProjectRequest {
+            update_mask: mask(&["meta"]),
+            meta: [("a".to_owned(), "b".to_owned())].into(),
+        };
+        let mut v = Violations::new();
+        let Some(Command::Project(ProjectCommand::UpdateProject { meta })) = update_project(&request, &mut v)
+        else {
+            panic!("expected UpdateProject");
+        };
+        assert_eq!(meta.get("a"), Some("b"));
     }
 }

@@ -1,4 +1,4 @@
-pub(crate) mod convert;
+pub mod convert;
 
 use paycore_domain::{DomainError, StreamRef, Violations};
 use tonic::{Request, Response, Status};

@@ -1,5 +1,6 @@
 //! Proto ⇄ domain for transfers (and their exchange).
 
+use paycore_domain::transfer::TransferCommand;
 use paycore_domain::{AccountId, Command, TransactionId, TransferId, Violations};
 
 use crate::convert::*;
@@ -36,15 +37,18 @@ pub fn create_transfer(
     if !(positive && distinct) {
         return None;
     }
-    Some(Command::CreateTransfer {
-        id: ids.transfer,
-        source_account_id: source?,
-        destination_account_id: destination?,
-        value: value?,
-        meta: meta?,
-        source_transaction_id: ids.source_transaction,
-        destination_transaction_id: ids.destination_transaction,
-    })
+    Some(
+        TransferCommand::CreateTransfer {
+            id: ids.transfer,
+            source_account_id: source?,
+            destination_account_id: destination?,
+            value: value?,
+            meta: meta?,
+            source_transaction_id: ids.source_transaction,
+            destination_transaction_id: ids.destination_transaction,
+        }
+        .into(),
+    )
 }
 
 pub fn update_transfer(request: &pb::UpdateTransferRequest, v: &mut Violations) -> Option<Command> {
@@ -52,7 +56,7 @@ pub fn update_transfer(request: &pb::UpdateTransferRequest, v: &mut Violations) 
     let mask = Mask::parse(request.update_mask.as_ref(), &["meta"], v);
     let meta = meta(&request.meta, "meta", v);
     mask?;
-    Some(Command::UpdateTransfer { id: id?, meta: meta? })
+    Some(TransferCommand::UpdateTransfer { id: id?, meta: meta? }.into())
 }
 
 pub fn transfer_pb(transfer: &Transfer) -> pb::Transfer {
@@ -88,7 +92,7 @@ mod tests {
     use uuid::Uuid;
 
     use super::*;
-    use crate::convert::tests::{acc, eur, fields};
+    use crate::convert::tests::{acc, eur, fields, mask};
 
     fn ids() -> TransferIds {
         TransferIds {
@@ -151,7 +155,7 @@ mod tests {
         let mut v = Violations::new();
         let command = create_transfer(&request, ids(), &mut v).unwrap();
         assert!(v.is_empty());
-        let Command::CreateTransfer {
+        let Command::Transfer(TransferCommand::CreateTransfer {
             id,
             source_account_id,
             destination_account_id,
@@ -159,7 +163,7 @@ mod tests {
             meta,
             source_transaction_id,
             destination_transaction_id,
-        } = command
+        }) = command
         else {
             panic!("wrong command");
         };
@@ -173,7 +177,7 @@ mod tests {
 
     #[test]
     fn exchanges_show_rates_as_exact_decimals() {
-        let rate = |text| paycore_domain::fx::Rate::parse(text).unwrap();
+        let rate = |text| paycore_domain::kernel::fx::Rate::parse(text).unwrap();
         let exchange = paycore_domain::events::Exchange {
             destination_value: Money::new(1_080, "USD".parse().unwrap()),
             mid_rate: rate("1.0842"),
@@ -192,5 +196,17 @@ mod tests {
                 rate_used: "1.0809474".into(),
             }
         );
+    }
+
+    #[test]
+    fn update_transfer_names_a_bad_id_and_mask() {
+        let request = pb::UpdateTransferRequest {
+            transfer_id: "trf_bad".into(),
+            update_mask: mask(&["metadata"]),
+            meta: BTreeMap::new(),
+        };
+        let mut v = Violations::new();
+        assert!(update_transfer(&request, &mut v).is_none());
+        assert_eq!(fields(v), ["transfer_id", "update_mask"]);
     }
 }

@@ -1,4 +1,4 @@
-pub(crate) mod convert;
+pub mod convert;
 
 use paycore_domain::{TransactionId, TransferId, Violations};
 use tonic::{Request, Response, Status};

@@ -1,131 +1,113 @@
-//! Money in and out: card tokens, cards, card payins (direct and 3-D
-//! Secure), settlements, refunds, bank accounts, payouts and their minirefs,
-//! payin references, bank payins and transfers across currencies.
-//!
-//! Commands run against the same kind of mini event store as `deciders.rs`:
-//! a map from stream to state that folds every decided event back in with
-//! `Aggregate::evolve`. Every call also checks the engine's contract: the
-//! decider reads and writes only the streams that `streams()` and
-//! `dependent_streams()` (asked until it names nothing new) declare, and a
-//! refused command changes nothing.
-//!
-//! The builders and the `World` are here; the tests, one module per family
-//! (or per concern crossing families), are beside this file.
+//! The world of the money-in-and-out tests (card tokens, cards, card
+//! payins and refunds, bank accounts, payouts, payin references, bank
+//! payins, transfers across currencies), and the builders of their
+//! commands.
+#![allow(dead_code, clippy::unwrap_used)] // each test file uses its own part
 
-#![allow(clippy::unwrap_used)]
-
-use paycore_domain::bank::{Concept, Miniref, PayinReferenceCode};
+use paycore_domain::account::AccountCommand;
+use paycore_domain::bank_payin::BankPayinCommand;
 use paycore_domain::bank_payin::IncomingBankTransfer;
-use paycore_domain::bank_payout::{
-    MINIREF_RESERVATION_SECONDS, NewBankPayout, PayoutDestination, PayoutDestinationSource,
-};
-use paycore_domain::card::{CARD_TOKEN_LIFETIME_SECONDS, CardSource};
+use paycore_domain::bank_payout::BankPayoutCommand;
+use paycore_domain::bank_payout::{NewBankPayout, PayoutDestinationSource};
+use paycore_domain::card::CardSource;
 use paycore_domain::card::{CardInfo, CardNumber, Expiry};
+use paycore_domain::card_payin::CardPayinCommand;
 use paycore_domain::card_payin::{
-    AuthenticationType, CardPayin, CardPayinRefund, CardPayinState, DeclineReason, NetworkVerdict,
-    NewCardPayin, NewRefund, PayinAuthorization, RefundState,
+    CardPayin, CardPayinRefund, NetworkVerdict, NewCardPayin, NewRefund, PayinAuthorization,
 };
 use paycore_domain::events::*;
-use paycore_domain::fx::{self, Quote, Rate};
-use paycore_domain::iban::Iban;
-use paycore_domain::sandbox_network::{self, Authentication, Behaviour};
+use paycore_domain::fx_rate::FxRateCommand;
+use paycore_domain::kernel::bank::{Concept, PayinReferenceCode};
+use paycore_domain::kernel::fx::Rate;
+use paycore_domain::kernel::iban::Iban;
+use paycore_domain::project::ProjectCommand;
+use paycore_domain::transfer::TransferCommand;
 use paycore_domain::*;
 
-mod bank_payin;
-mod bank_payout;
-mod card;
-mod card_payin;
-mod card_token;
-#[path = "../common/mod.rs"]
-mod common;
-mod dependent_streams;
-mod refund;
-mod transfer_fx;
-
-use common::*;
+use super::*;
 
 // ---------------------------------------------------------------------------
 // Builders
 // ---------------------------------------------------------------------------
 
-const T0: Timestamp = Timestamp::from_micros(1_750_000_000_000_000);
-const DAY: i64 = 24 * 60 * 60;
+pub const T0: Timestamp = Timestamp::from_micros(1_750_000_000_000_000);
+pub const DAY: i64 = 24 * 60 * 60;
 
-fn after(seconds: i64) -> Timestamp {
+pub fn after(seconds: i64) -> Timestamp {
     T0.plus_seconds(seconds)
 }
 
-fn crdt(n: u128) -> CardTokenId {
+pub fn crdt(n: u128) -> CardTokenId {
     CardTokenId::from_uuid(uuid(7, n))
 }
-fn crd(n: u128) -> CardId {
+pub fn crd(n: u128) -> CardId {
     CardId::from_uuid(uuid(8, n))
 }
-fn cpi(n: u128) -> CardPayinId {
+pub fn cpi(n: u128) -> CardPayinId {
     CardPayinId::from_uuid(uuid(9, n))
 }
-fn cpr(n: u128) -> CardPayinRefundId {
+pub fn cpr(n: u128) -> CardPayinRefundId {
     CardPayinRefundId::from_uuid(uuid(10, n))
 }
-fn ba(n: u128) -> BankAccountId {
+pub fn ba(n: u128) -> BankAccountId {
     BankAccountId::from_uuid(uuid(11, n))
 }
-fn bpo(n: u128) -> BankPayoutId {
+pub fn bpo(n: u128) -> BankPayoutId {
     BankPayoutId::from_uuid(uuid(12, n))
 }
-fn bpir(n: u128) -> BankPayinReferenceId {
+pub fn bpir(n: u128) -> BankPayinReferenceId {
     BankPayinReferenceId::from_uuid(uuid(13, n))
 }
-fn bpi(n: u128) -> BankPayinId {
+pub fn bpi(n: u128) -> BankPayinId {
     BankPayinId::from_uuid(uuid(14, n))
 }
 
-const VISA: &str = "4242424242424242";
-const MASTERCARD: &str = "5555555555554444";
+pub const VISA: &str = "4242424242424242";
+pub const MASTERCARD: &str = "5555555555554444";
 
-fn card_number(digits: &str) -> CardNumber {
+pub fn card_number(digits: &str) -> CardNumber {
     CardNumber::parse(digits).expect("valid card number")
 }
 
-fn card_info(digits: &str) -> CardInfo {
+pub fn card_info(digits: &str) -> CardInfo {
     let expiry = Expiry::new(12, 2030, 2025, 6).expect("valid expiry");
     CardInfo::new(&card_number(digits), expiry, &[0x11; 32])
 }
 
-fn iban(text: &str) -> Iban {
+pub fn iban(text: &str) -> Iban {
     Iban::parse(text).expect("valid IBAN")
 }
 
-const IBAN_X: &str = "ES9121000418450200051332";
-const IBAN_Y: &str = "DE89370400440532013000";
+pub const IBAN_X: &str = "ES9121000418450200051332";
+pub const IBAN_Y: &str = "DE89370400440532013000";
 
-fn bank_info(iban_text: &str, name: &str) -> BankAccountInfo {
+pub fn bank_info(iban_text: &str, name: &str) -> BankAccountInfo {
     BankAccountInfo {
         iban: iban(iban_text),
         beneficiary_name: name.into(),
     }
 }
 
-fn concept(text: &str) -> Concept {
+pub fn concept(text: &str) -> Concept {
     Concept::parse(text).expect("valid concept")
 }
 
-fn code(text: &str) -> PayinReferenceCode {
+pub fn code(text: &str) -> PayinReferenceCode {
     PayinReferenceCode::parse(text).expect("valid code")
 }
 
-fn rate(text: &str) -> Rate {
+pub fn rate(text: &str) -> Rate {
     Rate::parse(text).expect("valid rate")
 }
 
-fn payin(
+pub fn payin(
     id: CardPayinId,
     account: AccountId,
     source: CardSource,
     value: Money,
     authorization: PayinAuthorization,
 ) -> Command {
-    Command::CreateCardPayin(NewCardPayin {
+    CardPayinCommand::CreateCardPayin(NewCardPayin {
         id,
         account_id: account,
         source,
@@ -133,10 +115,11 @@ fn payin(
         authorization,
         meta: Meta::default(),
     })
+    .into()
 }
 
 /// A payin the network approves at once, with a card sent inline.
-fn approved(id: CardPayinId, account: AccountId, value: Money) -> Command {
+pub fn approved(id: CardPayinId, account: AccountId, value: Money) -> Command {
     payin(
         id,
         account,
@@ -146,28 +129,29 @@ fn approved(id: CardPayinId, account: AccountId, value: Money) -> Command {
     )
 }
 
-fn three_d_secure(url: &str) -> PayinAuthorization {
+pub fn three_d_secure(url: &str) -> PayinAuthorization {
     PayinAuthorization::ThreeDSecure {
         authentication_url: url.into(),
         redirect_url: Some("https://shop.example/done".into()),
     }
 }
 
-fn settle(id: CardPayinId, transaction: TransactionId) -> Command {
-    Command::SettleCardPayin {
+pub fn settle(id: CardPayinId, transaction: TransactionId) -> Command {
+    CardPayinCommand::SettleCardPayin {
         id,
         transaction_id: transaction,
     }
+    .into()
 }
 
-fn refund(
+pub fn refund(
     id: CardPayinRefundId,
     payin: CardPayinId,
     value: Option<Money>,
     account: Option<AccountId>,
     transaction: TransactionId,
 ) -> Command {
-    Command::CreateCardPayinRefund(NewRefund {
+    CardPayinCommand::CreateCardPayinRefund(NewRefund {
         id,
         card_payin_id: payin,
         value,
@@ -175,9 +159,10 @@ fn refund(
         transaction_id: transaction,
         meta: Meta::default(),
     })
+    .into()
 }
 
-fn payout(
+pub fn payout(
     id: BankPayoutId,
     account: AccountId,
     destination: PayoutDestinationSource,
@@ -185,7 +170,7 @@ fn payout(
     entropy: [u8; 8],
     transaction: TransactionId,
 ) -> Command {
-    Command::CreateBankPayout(NewBankPayout {
+    BankPayoutCommand::CreateBankPayout(NewBankPayout {
         id,
         account_id: account,
         destination,
@@ -195,46 +180,50 @@ fn payout(
         transaction_id: transaction,
         miniref_entropy: entropy,
     })
+    .into()
 }
 
-fn to_iban(iban_text: &str) -> PayoutDestinationSource {
+pub fn to_iban(iban_text: &str) -> PayoutDestinationSource {
     PayoutDestinationSource::Info(bank_info(iban_text, "Zoë O'Brien"))
 }
 
-fn create_reference(
+pub fn create_reference(
     id: BankPayinReferenceId,
     account: AccountId,
     candidates: &[PayinReferenceCode],
 ) -> Command {
-    Command::CreateBankPayinReference {
+    BankPayinCommand::CreateBankPayinReference {
         id,
         account_id: account,
         candidates: candidates.to_vec(),
         meta: Meta::default(),
     }
+    .into()
 }
 
-fn incoming(id: BankPayinId, text: &str, value: Money, transaction: TransactionId) -> Command {
-    Command::ReceiveBankPayin(IncomingBankTransfer {
+pub fn incoming(id: BankPayinId, text: &str, value: Money, transaction: TransactionId) -> Command {
+    BankPayinCommand::ReceiveBankPayin(IncomingBankTransfer {
         id,
         concept: concept(text),
         value,
         transaction_id: transaction,
         meta: Meta::default(),
     })
+    .into()
 }
 
-fn set_fx_rate(from: Currency, to: Currency, mid: &str, spread_bps: u32) -> Command {
-    Command::SetFxRate {
+pub fn set_fx_rate(from: Currency, to: Currency, mid: &str, spread_bps: u32) -> Command {
+    FxRateCommand::SetFxRate {
         from,
         to,
         mid_rate: rate(mid),
         spread_bps,
     }
+    .into()
 }
 
-fn transfer(id: TransferId, from: AccountId, to: AccountId, value: Money) -> Command {
-    Command::CreateTransfer {
+pub fn transfer(id: TransferId, from: AccountId, to: AccountId, value: Money) -> Command {
+    TransferCommand::CreateTransfer {
         id,
         source_account_id: from,
         destination_account_id: to,
@@ -243,23 +232,24 @@ fn transfer(id: TransferId, from: AccountId, to: AccountId, value: Money) -> Com
         source_transaction_id: tx(5_000 + id.uuid().as_u128() % 1_000 * 2),
         destination_transaction_id: tx(5_001 + id.uuid().as_u128() % 1_000 * 2),
     }
+    .into()
 }
 
-fn events(decision: Decision) -> Vec<(StreamRef, Event)> {
+pub fn events(decision: Decision) -> Vec<(StreamRef, Event)> {
     match decision {
         Decision::Apply { events, .. } => events,
         Decision::Replay { .. } => panic!("expected new events, got {decision:?}"),
     }
 }
 
-fn assert_not_found(result: Result<Decision, DomainError>, kind: &str, id: impl ToString) {
+pub fn assert_not_found(result: Result<Decision, DomainError>, kind: &str, id: impl ToString) {
     match result {
         Err(DomainError::NotFound { kind: k, id: i }) => assert_eq!((k, i), (kind, id.to_string())),
         other => panic!("expected {kind} {} not found, got {other:?}", id.to_string()),
     }
 }
 
-fn recorded(stream: StreamRef, transaction: Transaction) -> (StreamRef, Event) {
+pub fn recorded(stream: StreamRef, transaction: Transaction) -> (StreamRef, Event) {
     (
         stream,
         Event::TransactionRecorded(TransactionRecorded { transaction }),
@@ -269,23 +259,23 @@ fn recorded(stream: StreamRef, transaction: Transaction) -> (StreamRef, Event) {
 /// A sandbox project P with EUR accounts A, B (no allowance), N (allows a
 /// negative balance) and U (USD); a live project L with EUR account LA
 /// (allows a negative balance); another sandbox project O with EUR account OA.
-struct World {
-    store: Store,
-    next_tx: u128,
+pub struct World {
+    pub store: Store,
+    pub next_tx: u128,
 }
 
-const P: u128 = 1;
-const L: u128 = 2;
-const O: u128 = 3;
-const A: u128 = 1;
-const B: u128 = 2;
-const N: u128 = 3;
-const U: u128 = 4;
-const LA: u128 = 5;
-const OA: u128 = 6;
+pub const P: u128 = 1;
+pub const L: u128 = 2;
+pub const O: u128 = 3;
+pub const A: u128 = 1;
+pub const B: u128 = 2;
+pub const N: u128 = 3;
+pub const U: u128 = 4;
+pub const LA: u128 = 5;
+pub const OA: u128 = 6;
 
 impl World {
-    fn new() -> Self {
+    pub fn new() -> Self {
         let mut world = Self {
             store: Store::default(),
             next_tx: 1,
@@ -297,12 +287,13 @@ impl World {
         ] {
             world.ok(
                 prj(project),
-                Command::CreateProject {
+                ProjectCommand::CreateProject {
                     id: prj(project),
                     name: "Acme".into(),
                     environment,
                     meta: Meta::default(),
-                },
+                }
+                .into(),
             );
         }
         for (project, account, currency, allow) in [
@@ -315,23 +306,29 @@ impl World {
         ] {
             world.ok(
                 prj(project),
-                Command::CreateAccount {
+                AccountCommand::CreateAccount {
                     id: acc(account),
                     currency,
                     customer_id: None,
                     allow_negative_balance: allow,
                     meta: Meta::default(),
-                },
+                }
+                .into(),
             );
         }
         world
     }
 
-    fn run(&mut self, project: u128, command: Command) -> Result<Decision, DomainError> {
+    pub fn run(&mut self, project: u128, command: Command) -> Result<Decision, DomainError> {
         self.run_at(project, T0, command)
     }
 
-    fn run_at(&mut self, project: u128, now: Timestamp, command: Command) -> Result<Decision, DomainError> {
+    pub fn run_at(
+        &mut self,
+        project: u128,
+        now: Timestamp,
+        command: Command,
+    ) -> Result<Decision, DomainError> {
         self.store.execute(&CommandEnvelope {
             project_id: prj(project),
             now,
@@ -340,7 +337,7 @@ impl World {
         })
     }
 
-    fn ok(&mut self, project: ProjectId, command: Command) -> Vec<(StreamRef, Event)> {
+    pub fn ok(&mut self, project: ProjectId, command: Command) -> Vec<(StreamRef, Event)> {
         let description = format!("{command:?}");
         let result = self.store.execute(&CommandEnvelope {
             project_id: project,
@@ -351,11 +348,11 @@ impl World {
         events(result.unwrap_or_else(|error| panic!("{description} failed: {error:?}")))
     }
 
-    fn ok_in(&mut self, project: u128, command: Command) -> Vec<(StreamRef, Event)> {
+    pub fn ok_in(&mut self, project: u128, command: Command) -> Vec<(StreamRef, Event)> {
         self.ok(prj(project), command)
     }
 
-    fn ok_at(&mut self, project: u128, now: Timestamp, command: Command) -> Vec<(StreamRef, Event)> {
+    pub fn ok_at(&mut self, project: u128, now: Timestamp, command: Command) -> Vec<(StreamRef, Event)> {
         let description = format!("{command:?}");
         events(
             self.run_at(project, now, command)
@@ -363,27 +360,28 @@ impl World {
         )
     }
 
-    fn fresh_tx(&mut self) -> TransactionId {
+    pub fn fresh_tx(&mut self) -> TransactionId {
         self.next_tx += 1;
         tx(self.next_tx)
     }
 
     /// Sandbox magic balance of an account of P (or O for OA).
-    fn set(&mut self, account: u128, target: Money) {
+    pub fn set(&mut self, account: u128, target: Money) {
         let project = if account == OA { O } else { P };
         let transaction = self.fresh_tx();
         self.ok_in(
             project,
-            Command::UpdateAccount {
+            AccountCommand::UpdateAccount {
                 id: acc(account),
                 allow_negative_balance: None,
                 meta: None,
                 balance: Some((target, transaction)),
-            },
+            }
+            .into(),
         );
     }
 
-    fn balance(&self, account: u128) -> i64 {
+    pub fn balance(&self, account: u128) -> i64 {
         self.store
             .state(&StreamRef::Account(acc(account)))
             .as_account()
@@ -392,7 +390,7 @@ impl World {
             .amount
     }
 
-    fn total(&self, project: u128, currency: Currency) -> i64 {
+    pub fn total(&self, project: u128, currency: Currency) -> i64 {
         match self
             .store
             .state(&StreamRef::ProjectBalance(prj(project), currency))
@@ -403,21 +401,21 @@ impl World {
         }
     }
 
-    fn payin(&self, id: CardPayinId) -> &CardPayin {
+    pub fn payin(&self, id: CardPayinId) -> &CardPayin {
         self.store
             .state(&StreamRef::CardPayin(id))
             .as_card_payin()
             .expect("card payin exists")
     }
 
-    fn refund(&self, id: CardPayinRefundId) -> &CardPayinRefund {
+    pub fn refund(&self, id: CardPayinRefundId) -> &CardPayinRefund {
         self.store
             .state(&StreamRef::CardPayinRefund(id))
             .as_card_payin_refund()
             .expect("refund exists")
     }
 
-    fn payout_state(&self, id: BankPayoutId) -> paycore_domain::bank_payout::BankPayoutState {
+    pub fn payout_state(&self, id: BankPayoutId) -> paycore_domain::bank_payout::BankPayoutState {
         self.store
             .state(&StreamRef::BankPayout(id))
             .as_bank_payout()
@@ -426,14 +424,14 @@ impl World {
     }
 
     /// An approved and settled payin of `value` into `account` of P.
-    fn settled_payin(&mut self, n: u128, account: u128, value: Money) -> CardPayinId {
+    pub fn settled_payin(&mut self, n: u128, account: u128, value: Money) -> CardPayinId {
         self.ok_in(P, approved(cpi(n), acc(account), value));
         let transaction = self.fresh_tx();
         self.ok_in(P, settle(cpi(n), transaction));
         cpi(n)
     }
 
-    fn create_refund(
+    pub fn create_refund(
         &mut self,
         n: u128,
         payin: CardPayinId,
@@ -443,7 +441,7 @@ impl World {
         self.run(P, refund(cpr(n), payin, value, None, transaction))
     }
 
-    fn create_payout(&mut self, n: u128, account: u128, value: Money) -> Result<Decision, DomainError> {
+    pub fn create_payout(&mut self, n: u128, account: u128, value: Money) -> Result<Decision, DomainError> {
         let transaction = self.fresh_tx();
         self.run(
             P,
@@ -459,7 +457,7 @@ impl World {
     }
 
     /// Every transaction recorded on `account`, in order.
-    fn transactions(&self, account: u128) -> Vec<Transaction> {
+    pub fn transactions(&self, account: u128) -> Vec<Transaction> {
         self.store
             .log
             .iter()

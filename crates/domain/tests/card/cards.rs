@@ -1,35 +1,40 @@
 //! Cards, from card info or a token.
 
 use super::*;
+use paycore_domain::card::CardCommand;
+use paycore_domain::customer::CustomerCommand;
 
 #[test]
 fn card_from_info_with_a_customer() {
     let mut world = World::new();
     world.ok_in(
         P,
-        Command::CreateCustomer {
+        CustomerCommand::CreateCustomer {
             id: cus(1),
             identity: None,
             meta: Meta::default(),
-        },
+        }
+        .into(),
     );
     world.ok_in(
         O,
-        Command::CreateCustomer {
+        CustomerCommand::CreateCustomer {
             id: cus(2),
             identity: None,
             meta: Meta::default(),
-        },
+        }
+        .into(),
     );
     let m = meta(&[("_name", "Work card")]);
     let events = world.ok_in(
         P,
-        Command::CreateCard {
+        CardCommand::CreateCard {
             id: crd(1),
             source: CardSource::Info(card_info(MASTERCARD)),
             customer_id: Some(cus(1)),
             meta: m.clone(),
-        },
+        }
+        .into(),
     );
     assert_eq!(
         events,
@@ -53,12 +58,13 @@ fn card_from_info_with_a_customer() {
         assert_not_found(
             world.run(
                 P,
-                Command::CreateCard {
+                CardCommand::CreateCard {
                     id: crd(2),
                     source: CardSource::Info(card_info(VISA)),
                     customer_id: Some(customer),
                     meta: Meta::default(),
-                },
+                }
+                .into(),
             ),
             "customer",
             customer,
@@ -66,26 +72,30 @@ fn card_from_info_with_a_customer() {
     }
     // A card is not made from another card.
     assert_eq!(
-        invalid_fields(world.run(
-            P,
-            Command::CreateCard {
-                id: crd(2),
-                source: CardSource::Card(crd(1)),
-                customer_id: None,
-                meta: Meta::default(),
-            }
-        )),
+        invalid_fields(
+            world.run(
+                P,
+                CardCommand::CreateCard {
+                    id: crd(2),
+                    source: CardSource::Card(crd(1)),
+                    customer_id: None,
+                    meta: Meta::default(),
+                }
+                .into()
+            )
+        ),
         ["card_id"]
     );
     assert_eq!(
         world.run(
             P,
-            Command::CreateCard {
+            CardCommand::CreateCard {
                 id: crd(1),
                 source: CardSource::Info(card_info(VISA)),
                 customer_id: None,
                 meta: Meta::default(),
             }
+            .into()
         ),
         Err(DomainError::AlreadyExists {
             kind: "card",
@@ -96,10 +106,11 @@ fn card_from_info_with_a_customer() {
     let m = meta(&[("_starred", "true")]);
     world.ok_in(
         P,
-        Command::UpdateCard {
+        CardCommand::UpdateCard {
             id: crd(1),
             meta: m.clone(),
-        },
+        }
+        .into(),
     );
     assert_eq!(
         world
@@ -113,10 +124,11 @@ fn card_from_info_with_a_customer() {
     assert_not_found(
         world.run(
             O,
-            Command::UpdateCard {
+            CardCommand::UpdateCard {
                 id: crd(1),
                 meta: Meta::default(),
-            },
+            }
+            .into(),
         ),
         "card",
         crd(1),

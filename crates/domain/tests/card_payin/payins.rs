@@ -1,6 +1,10 @@
 //! Card payins: direct and 3-D Secure, declines, settlements.
 
 use super::*;
+use paycore_domain::account::AccountCommand;
+use paycore_domain::bank_payout::BankPayoutCommand;
+use paycore_domain::card::CardCommand;
+use paycore_domain::card_payin::CardPayinCommand;
 
 #[test]
 fn approved_payin_is_authorized_and_moves_no_money_yet() {
@@ -8,14 +12,15 @@ fn approved_payin_is_authorized_and_moves_no_money_yet() {
     let m = meta(&[("order", "42")]);
     let events = world.ok_in(
         P,
-        Command::CreateCardPayin(NewCardPayin {
+        CardPayinCommand::CreateCardPayin(NewCardPayin {
             id: cpi(1),
             account_id: acc(A),
             source: CardSource::Info(card_info(VISA)),
             value: eur(12_345),
             authorization: PayinAuthorization::Direct(NetworkVerdict::Approved),
             meta: m.clone(),
-        }),
+        })
+        .into(),
     );
     assert_eq!(
         events,
@@ -151,7 +156,7 @@ fn three_d_secure_waits_for_the_cardholder() {
     assert_eq!(verdict, NetworkVerdict::Approved);
     let events = world.ok_in(
         P,
-        Command::CompleteCardPayinAuthentication { id: cpi(1), verdict },
+        CardPayinCommand::CompleteCardPayinAuthentication { id: cpi(1), verdict }.into(),
     );
     assert_eq!(
         events,
@@ -165,7 +170,7 @@ fn three_d_secure_waits_for_the_cardholder() {
     assert_refused(
         world.run(
             P,
-            Command::CompleteCardPayinAuthentication { id: cpi(1), verdict },
+            CardPayinCommand::CompleteCardPayinAuthentication { id: cpi(1), verdict }.into(),
         ),
         Refusal::CardPayinNotAwaitingAuthentication,
     );
@@ -183,7 +188,7 @@ fn three_d_secure_waits_for_the_cardholder() {
     let verdict = sandbox_network::authorize(&card_number("4000000000003063"), Authentication::Passed);
     world.ok_in(
         P,
-        Command::CompleteCardPayinAuthentication { id: cpi(2), verdict },
+        CardPayinCommand::CompleteCardPayinAuthentication { id: cpi(2), verdict }.into(),
     );
     let state = world.payin(cpi(2));
     assert_eq!(state.state, CardPayinState::Declined);
@@ -193,20 +198,22 @@ fn three_d_secure_waits_for_the_cardholder() {
     assert_refused(
         world.run(
             P,
-            Command::CompleteCardPayinAuthentication {
+            CardPayinCommand::CompleteCardPayinAuthentication {
                 id: cpi(3),
                 verdict: NetworkVerdict::Approved,
-            },
+            }
+            .into(),
         ),
         Refusal::CardPayinNotAwaitingAuthentication,
     );
     assert_not_found(
         world.run(
             O,
-            Command::CompleteCardPayinAuthentication {
+            CardPayinCommand::CompleteCardPayinAuthentication {
                 id: cpi(1),
                 verdict: NetworkVerdict::Approved,
-            },
+            }
+            .into(),
         ),
         "card payin",
         cpi(1),
@@ -275,21 +282,23 @@ fn payin_with_a_stored_card_uses_its_info() {
     let mut world = World::new();
     world.ok_in(
         P,
-        Command::CreateCard {
+        CardCommand::CreateCard {
             id: crd(1),
             source: CardSource::Info(card_info(MASTERCARD)),
             customer_id: None,
             meta: Meta::default(),
-        },
+        }
+        .into(),
     );
     world.ok_in(
         O,
-        Command::CreateCard {
+        CardCommand::CreateCard {
             id: crd(2),
             source: CardSource::Info(card_info(VISA)),
             customer_id: None,
             meta: Meta::default(),
-        },
+        }
+        .into(),
     );
     world.ok_in(
         P,
@@ -356,19 +365,21 @@ fn payin_parameters_are_checked() {
     let m = meta(&[("order", "43")]);
     world.ok_in(
         P,
-        Command::UpdateCardPayin {
+        CardPayinCommand::UpdateCardPayin {
             id: cpi(1),
             meta: m.clone(),
-        },
+        }
+        .into(),
     );
     assert_eq!(world.payin(cpi(1)).meta, m);
     assert_not_found(
         world.run(
             O,
-            Command::UpdateCardPayin {
+            CardPayinCommand::UpdateCardPayin {
                 id: cpi(1),
                 meta: Meta::default(),
-            },
+            }
+            .into(),
         ),
         "card payin",
         cpi(1),
@@ -394,31 +405,36 @@ fn sandbox_simulations_are_refused_in_a_live_project() {
     world.ok_in(L, create_reference(bpir(1), acc(LA), &[code("FHKMRTWX")]));
     let simulations = [
         settle(cpi(1), tx(900)),
-        Command::CompleteCardPayinAuthentication {
+        CardPayinCommand::CompleteCardPayinAuthentication {
             id: cpi(2),
             verdict: NetworkVerdict::Approved,
-        },
-        Command::CompleteCardPayinRefund { id: cpr(1) },
-        Command::FailCardPayinRefund {
+        }
+        .into(),
+        CardPayinCommand::CompleteCardPayinRefund { id: cpr(1) }.into(),
+        CardPayinCommand::FailCardPayinRefund {
             id: cpr(1),
             failure_transaction_id: tx(900),
-        },
-        Command::CompleteBankPayout { id: bpo(1) },
-        Command::FailBankPayout {
+        }
+        .into(),
+        BankPayoutCommand::CompleteBankPayout { id: bpo(1) }.into(),
+        BankPayoutCommand::FailBankPayout {
             id: bpo(1),
             failure_transaction_id: tx(900),
-        },
-        Command::ReturnBankPayout {
+        }
+        .into(),
+        BankPayoutCommand::ReturnBankPayout {
             id: bpo(1),
             failure_transaction_id: tx(900),
-        },
+        }
+        .into(),
         incoming(bpi(1), "ref FHKMRTWX", eur(100), tx(900)),
-        Command::UpdateAccount {
+        AccountCommand::UpdateAccount {
             id: acc(LA),
             allow_negative_balance: None,
             meta: None,
             balance: Some((eur(100), tx(900))),
-        },
+        }
+        .into(),
     ];
     for command in simulations {
         let description = format!("{command:?}");

@@ -1,6 +1,8 @@
 //! Transfers across currencies: exchange rates and project totals.
 
 use super::*;
+use paycore_domain::fx_rate::FxRateCommand;
+use paycore_domain::transfer::TransferCommand;
 
 #[test]
 fn fx_transfer_converts_at_the_configured_rate_rounding_down() {
@@ -21,7 +23,7 @@ fn fx_transfer_converts_at_the_configured_rate_rounding_down() {
             })
         )]
     );
-    let command = Command::CreateTransfer {
+    let command = TransferCommand::CreateTransfer {
         id: trf(1),
         source_account_id: acc(A),
         destination_account_id: acc(U),
@@ -29,7 +31,8 @@ fn fx_transfer_converts_at_the_configured_rate_rounding_down() {
         meta: Meta::default(),
         source_transaction_id: tx(950),
         destination_transaction_id: tx(951),
-    };
+    }
+    .into();
     let events = world.ok_in(P, command);
     // 1.0842 less 0.30 % is 1.0809474; 10.01 EUR × 1.0809474 = 10.8202834… USD.
     let exchange = Exchange {
@@ -139,10 +142,11 @@ fn fx_transfer_needs_a_configured_rate_for_its_direction() {
     // A removed rate is unavailable again.
     let events = world.ok_in(
         P,
-        Command::RemoveFxRate {
+        FxRateCommand::RemoveFxRate {
             from: Currency::EUR,
             to: Currency::USD,
-        },
+        }
+        .into(),
     );
     assert_eq!(
         events,
@@ -157,7 +161,7 @@ fn fx_transfer_needs_a_configured_rate_for_its_direction() {
     );
     for (from, to) in [(Currency::EUR, Currency::USD), (Currency::USD, Currency::EUR)] {
         assert_not_found(
-            world.run(P, Command::RemoveFxRate { from, to }),
+            world.run(P, FxRateCommand::RemoveFxRate { from, to }.into()),
             "exchange rate",
             format!("{from}→{to}"),
         );

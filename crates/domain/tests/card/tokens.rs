@@ -1,16 +1,18 @@
 //! Card tokens: created, used once, expired.
 
 use super::*;
+use paycore_domain::card::CardCommand;
 
 #[test]
 fn card_token_records_the_card_and_expires_after_ten_minutes() {
     let mut world = World::new();
     let events = world.ok_in(
         P,
-        Command::CreateCardToken {
+        CardCommand::CreateCardToken {
             id: crdt(1),
             card_info: card_info(VISA),
-        },
+        }
+        .into(),
     );
     assert_eq!(
         events,
@@ -35,10 +37,11 @@ fn card_token_records_the_card_and_expires_after_ten_minutes() {
     assert_eq!(
         world.run(
             P,
-            Command::CreateCardToken {
+            CardCommand::CreateCardToken {
                 id: crdt(1),
                 card_info: card_info(VISA),
             }
+            .into()
         ),
         Err(DomainError::AlreadyExists {
             kind: "card token",
@@ -52,19 +55,21 @@ fn card_token_is_single_use() {
     let mut world = World::new();
     world.ok_in(
         P,
-        Command::CreateCardToken {
+        CardCommand::CreateCardToken {
             id: crdt(1),
             card_info: card_info(MASTERCARD),
-        },
+        }
+        .into(),
     );
     let events = world.ok_in(
         P,
-        Command::CreateCard {
+        CardCommand::CreateCard {
             id: crd(1),
             source: CardSource::Token(crdt(1)),
             customer_id: None,
             meta: Meta::default(),
-        },
+        }
+        .into(),
     );
     assert_eq!(
         events,
@@ -94,12 +99,13 @@ fn card_token_is_single_use() {
     assert_refused(
         world.run(
             P,
-            Command::CreateCard {
+            CardCommand::CreateCard {
                 id: crd(2),
                 source: CardSource::Token(crdt(1)),
                 customer_id: None,
                 meta: Meta::default(),
-            },
+            }
+            .into(),
         ),
         Refusal::CardTokenUsed,
     );
@@ -124,10 +130,11 @@ fn card_token_expires_at_ten_minutes() {
     for n in [1, 2] {
         world.ok_in(
             P,
-            Command::CreateCardToken {
+            CardCommand::CreateCardToken {
                 id: crdt(n),
                 card_info: card_info(VISA),
-            },
+            }
+            .into(),
         );
     }
     // One second before the end of its life, a token still pays.
@@ -173,12 +180,13 @@ fn card_token_expires_at_ten_minutes() {
             world.run_at(
                 P,
                 now,
-                Command::CreateCard {
+                CardCommand::CreateCard {
                     id: crd(2),
                     source: CardSource::Token(crdt(2)),
                     customer_id: None,
                     meta: Meta::default(),
-                },
+                }
+                .into(),
             ),
             Refusal::CardTokenExpired,
         );
@@ -190,21 +198,23 @@ fn another_projects_or_a_missing_token_is_not_found() {
     let mut world = World::new();
     world.ok_in(
         O,
-        Command::CreateCardToken {
+        CardCommand::CreateCardToken {
             id: crdt(1),
             card_info: card_info(VISA),
-        },
+        }
+        .into(),
     );
     for token in [crdt(1), crdt(99)] {
         assert_not_found(
             world.run(
                 P,
-                Command::CreateCard {
+                CardCommand::CreateCard {
                     id: crd(1),
                     source: CardSource::Token(token),
                     customer_id: None,
                     meta: Meta::default(),
-                },
+                }
+                .into(),
             ),
             "card token",
             token,
@@ -227,11 +237,12 @@ fn another_projects_or_a_missing_token_is_not_found() {
     // Its own project can still use it.
     world.ok_in(
         O,
-        Command::CreateCard {
+        CardCommand::CreateCard {
             id: crd(1),
             source: CardSource::Token(crdt(1)),
             customer_id: None,
             meta: Meta::default(),
-        },
+        }
+        .into(),
     );
 }

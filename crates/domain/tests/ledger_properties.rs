@@ -6,8 +6,11 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use paycore_domain::account::AccountCommand;
 use paycore_domain::events::*;
-use paycore_domain::money::MoneyError;
+use paycore_domain::kernel::money::MoneyError;
+use paycore_domain::project::ProjectCommand;
+use paycore_domain::transfer::TransferCommand;
 use paycore_domain::*;
 use proptest::prelude::*;
 use uuid::Uuid;
@@ -257,21 +260,27 @@ impl Run {
             },
             next_id: 1_000,
         };
-        run.execute(Command::CreateProject {
-            id: project(),
-            name: "props".into(),
-            environment: Environment::Sandbox,
-            meta: Meta::default(),
-        })
+        run.execute(
+            ProjectCommand::CreateProject {
+                id: project(),
+                name: "props".into(),
+                environment: Environment::Sandbox,
+                meta: Meta::default(),
+            }
+            .into(),
+        )
         .expect("project");
         for (index, allow) in allow.iter().enumerate() {
-            run.execute(Command::CreateAccount {
-                id: account(index),
-                currency: currency_of(index),
-                customer_id: None,
-                allow_negative_balance: *allow,
-                meta: Meta::default(),
-            })
+            run.execute(
+                AccountCommand::CreateAccount {
+                    id: account(index),
+                    currency: currency_of(index),
+                    customer_id: None,
+                    allow_negative_balance: *allow,
+                    meta: Meta::default(),
+                }
+                .into(),
+            )
             .expect("account");
             run.model.allow[index] = *allow;
         }
@@ -295,7 +304,7 @@ impl Run {
                 if wrong_currency {
                     currency = other_currency(currency);
                 }
-                Command::UpdateAccount {
+                AccountCommand::UpdateAccount {
                     id: account(index),
                     allow_negative_balance: allow,
                     meta: None,
@@ -304,6 +313,7 @@ impl Run {
                         TransactionId::from_uuid(self.fresh()),
                     )),
                 }
+                .into()
             }
             Op::Transfer {
                 from,
@@ -315,7 +325,7 @@ impl Run {
                 if wrong_currency {
                     currency = other_currency(currency);
                 }
-                Command::CreateTransfer {
+                TransferCommand::CreateTransfer {
                     id: TransferId::from_uuid(self.fresh()),
                     source_account_id: account(from),
                     destination_account_id: account(to),
@@ -324,16 +334,18 @@ impl Run {
                     source_transaction_id: TransactionId::from_uuid(self.fresh()),
                     destination_transaction_id: TransactionId::from_uuid(self.fresh()),
                 }
+                .into()
             }
             Op::Allow {
                 account: index,
                 allow,
-            } => Command::UpdateAccount {
+            } => AccountCommand::UpdateAccount {
                 id: account(index),
                 allow_negative_balance: Some(allow),
                 meta: None,
                 balance: None,
-            },
+            }
+            .into(),
         }
     }
 

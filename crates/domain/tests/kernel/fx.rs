@@ -3,7 +3,7 @@
 //! minor-unit exponents are honoured (EUR 2, JPY 0, KWD 3, UYW 4), and
 //! overflow is an error, never a wrapped amount.
 
-use paycore_domain::fx::{
+use paycore_domain::kernel::fx::{
     Conversion, FxError, Quote, Rate, RateEntry, RateError, RateTable, convert, source_for_destination,
 };
 use paycore_domain::{Currency, Money};

@@ -1,6 +1,10 @@
 //! Streams named through other streams (`dependent_streams`).
 
 use super::*;
+use paycore_domain::bank_account::BankAccountCommand;
+use paycore_domain::bank_payout::BankPayoutCommand;
+use paycore_domain::card::CardCommand;
+use paycore_domain::card_payin::CardPayinCommand;
 
 /// What the engine's loop sees: the streams named after loading only
 /// `streams()`, and the fixed point over the whole state.
@@ -49,10 +53,11 @@ fn dependent_streams_name_what_each_command_reads_through_others() {
         dependents(
             &world,
             P,
-            Command::FailCardPayinRefund {
+            CardPayinCommand::FailCardPayinRefund {
                 id: cpr(1),
                 failure_transaction_id: tx(902),
             }
+            .into()
         )
         .1,
         vec![
@@ -63,18 +68,24 @@ fn dependent_streams_name_what_each_command_reads_through_others() {
     );
     // Completing a refund, or a payout, reads nothing beyond its own stream.
     assert_eq!(
-        dependents(&world, P, Command::CompleteCardPayinRefund { id: cpr(1) }).1,
+        dependents(
+            &world,
+            P,
+            CardPayinCommand::CompleteCardPayinRefund { id: cpr(1) }.into()
+        )
+        .1,
         vec![]
     );
     // A payout to a stored bank account reads its IBAN's record.
     world.ok_in(
         P,
-        Command::CreateBankAccount {
+        BankAccountCommand::CreateBankAccount {
             id: ba(1),
             info: bank_info(IBAN_Y, "Zoë"),
             customer_id: None,
             meta: Meta::default(),
-        },
+        }
+        .into(),
     );
     assert_eq!(
         dependents(
@@ -106,19 +117,26 @@ fn dependent_streams_name_what_each_command_reads_through_others() {
         payout(bpo(1), acc(A), to_iban(IBAN_Y), eur(1), [0; 8], tx(903)),
     );
     for command in [
-        Command::FailBankPayout {
+        BankPayoutCommand::FailBankPayout {
             id: bpo(1),
             failure_transaction_id: tx(904),
-        },
-        Command::ReturnBankPayout {
+        }
+        .into(),
+        BankPayoutCommand::ReturnBankPayout {
             id: bpo(1),
             failure_transaction_id: tx(904),
-        },
+        }
+        .into(),
     ] {
         assert_eq!(dependents(&world, P, command).1, named);
     }
     assert_eq!(
-        dependents(&world, P, Command::CompleteBankPayout { id: bpo(1) }).1,
+        dependents(
+            &world,
+            P,
+            BankPayoutCommand::CompleteBankPayout { id: bpo(1) }.into()
+        )
+        .1,
         vec![]
     );
     // A bank payin: the reference its concept names, then that reference's
@@ -155,15 +173,17 @@ fn dependent_streams_name_what_each_command_reads_through_others() {
     );
     // Commands that name all they read up front.
     for command in [
-        Command::CreateCardToken {
+        CardCommand::CreateCardToken {
             id: crdt(1),
             card_info: card_info(VISA),
-        },
+        }
+        .into(),
         approved(cpi(2), acc(A), eur(1)),
-        Command::CompleteCardPayinAuthentication {
+        CardPayinCommand::CompleteCardPayinAuthentication {
             id: cpi(1),
             verdict: NetworkVerdict::Approved,
-        },
+        }
+        .into(),
         create_reference(bpir(2), acc(A), &[code("KM4TRW9H")]),
         set_fx_rate(Currency::EUR, Currency::USD, "1.1", 0),
     ] {

@@ -4,7 +4,7 @@
 //! on the samples and by property tests on generated IBANs.
 
 use paycore_domain::Violations;
-use paycore_domain::iban::{IBAN_REGISTRY, Iban, IbanError};
+use paycore_domain::kernel::iban::{IBAN_REGISTRY, Iban, IbanError};
 use proptest::prelude::*;
 
 /// The example IBAN of every country of the SWIFT IBAN registry.

@@ -1,6 +1,7 @@
 //! Refunds of settled card payins, and their completion or failure.
 
 use super::*;
+use paycore_domain::card_payin::CardPayinCommand;
 
 #[test]
 fn refund_takes_what_is_left_by_default() {
@@ -189,10 +190,11 @@ fn refund_from_another_account() {
     // A failure gives the funds back to the account they came from.
     world.ok_in(
         P,
-        Command::FailCardPayinRefund {
+        CardPayinCommand::FailCardPayinRefund {
             id: cpr(1),
             failure_transaction_id: tx(602),
-        },
+        }
+        .into(),
     );
     assert_eq!((world.balance(A), world.balance(B)), (10_000, 4_000));
     assert_eq!(world.payin(payin_id).refunded_value, eur(0));
@@ -222,10 +224,11 @@ fn failed_refund_credits_back_once_and_frees_the_value() {
     assert_eq!(world.balance(A), 5_000);
     let events = world.ok_in(
         P,
-        Command::FailCardPayinRefund {
+        CardPayinCommand::FailCardPayinRefund {
             id: cpr(1),
             failure_transaction_id: tx(700),
-        },
+        }
+        .into(),
     );
     assert_eq!(
         events,
@@ -277,15 +280,16 @@ fn failed_refund_credits_back_once_and_frees_the_value() {
     assert_refused(
         world.run(
             P,
-            Command::FailCardPayinRefund {
+            CardPayinCommand::FailCardPayinRefund {
                 id: cpr(1),
                 failure_transaction_id: tx(701),
-            },
+            }
+            .into(),
         ),
         Refusal::RefundNotProcessing,
     );
     assert_refused(
-        world.run(P, Command::CompleteCardPayinRefund { id: cpr(1) }),
+        world.run(P, CardPayinCommand::CompleteCardPayinRefund { id: cpr(1) }.into()),
         Refusal::RefundNotProcessing,
     );
     assert_eq!(world.balance(A), 9_000);
@@ -306,7 +310,7 @@ fn completed_refund_cannot_complete_or_fail_again() {
     let mut world = World::new();
     let payin_id = world.settled_payin(1, A, eur(10_000));
     world.create_refund(1, payin_id, Some(eur(2_500))).unwrap();
-    let events = world.ok_in(P, Command::CompleteCardPayinRefund { id: cpr(1) });
+    let events = world.ok_in(P, CardPayinCommand::CompleteCardPayinRefund { id: cpr(1) }.into());
     assert_eq!(
         events,
         vec![(
@@ -316,16 +320,17 @@ fn completed_refund_cannot_complete_or_fail_again() {
     );
     assert_eq!(world.refund(cpr(1)).state, RefundState::Completed);
     assert_refused(
-        world.run(P, Command::CompleteCardPayinRefund { id: cpr(1) }),
+        world.run(P, CardPayinCommand::CompleteCardPayinRefund { id: cpr(1) }.into()),
         Refusal::RefundNotProcessing,
     );
     assert_refused(
         world.run(
             P,
-            Command::FailCardPayinRefund {
+            CardPayinCommand::FailCardPayinRefund {
                 id: cpr(1),
                 failure_transaction_id: tx(700),
-            },
+            }
+            .into(),
         ),
         Refusal::RefundNotProcessing,
     );
@@ -333,21 +338,23 @@ fn completed_refund_cannot_complete_or_fail_again() {
     assert_eq!(world.payin(payin_id).refunded_value, eur(2_500));
     assert_eq!(world.balance(A), 7_500);
     for command in [
-        Command::CompleteCardPayinRefund { id: cpr(1) },
-        Command::UpdateCardPayinRefund {
+        CardPayinCommand::CompleteCardPayinRefund { id: cpr(1) }.into(),
+        CardPayinCommand::UpdateCardPayinRefund {
             id: cpr(1),
             meta: Meta::default(),
-        },
+        }
+        .into(),
     ] {
         assert_not_found(world.run(O, command), "card payin refund", cpr(1));
     }
     let m = meta(&[("ticket", "7")]);
     world.ok_in(
         P,
-        Command::UpdateCardPayinRefund {
+        CardPayinCommand::UpdateCardPayinRefund {
             id: cpr(1),
             meta: m.clone(),
-        },
+        }
+        .into(),
     );
     assert_eq!(world.refund(cpr(1)).meta, m);
 }

@@ -4,7 +4,7 @@
 
 use std::collections::HashSet;
 
-use paycore_domain::bank::{
+use paycore_domain::kernel::bank::{
     Concept, ConceptError, Miniref, MinirefError, PayinReferenceCode, PayinReferenceCodeError,
     REFERENCE_ALPHABET,
 };
