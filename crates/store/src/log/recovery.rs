@@ -118,17 +118,14 @@ pub(crate) fn recover(dir: &Path, options: &LogOptions) -> Result<Recovered, Sto
     let run_files = list_runs(&index_dir)?;
 
     // The frames the index covers are not scanned, but their checksums are
-    // verified all the same, on another thread while the index loads (the
-    // log is read at disk speed).
-    let mut cover = if (!run_files.is_empty() || legacy_exists) && !index.segments.is_empty() {
-        let segments = index
-            .segments
-            .iter()
-            .map(|s| (s.path.clone(), s.first_position))
-            .collect();
-        Some(CoverCheck::spawn(segments)?)
-    } else {
-        None
+    // verified all the same (the log is read at disk speed): before open
+    // returns, on another thread while the index loads; or, in the
+    // background, from a thread started once the rest of the open is done,
+    // so that its reads do not slow the open down.
+    let index_exists = (!run_files.is_empty() || legacy_exists) && !index.segments.is_empty();
+    let mut cover = match options.covered_frames {
+        CoveredFrames::VerifyBeforeOpen if index_exists => Some(CoverCheck::spawn(segment_list(&index))?),
+        _ => None,
     };
 
     let mut runs = load_runs(&index_dir, run_files, &index.segments);
@@ -169,9 +166,9 @@ pub(crate) fn recover(dir: &Path, options: &LogOptions) -> Result<Recovered, Sto
         offset = last.run_end.offset;
         index.tail_end = (resume as u32, offset);
     }
+    let last_segment_limit = (from_index && ordinal + 1 == index.segments.len()).then_some(offset);
     if let Some(cover) = &cover {
-        let last = index.segments.len() - 1;
-        cover.last_segment_limit((from_index && ordinal == last).then_some(offset));
+        cover.last_segment_limit(last_segment_limit);
     }
     if !from_index {
         // The scan reads everything.
@@ -180,27 +177,25 @@ pub(crate) fn recover(dir: &Path, options: &LogOptions) -> Result<Recovered, Sto
     index.runs = runs;
     index.next = scan.next;
     index.tail = Memtable::new(scan.next);
-    let mut pending_verification = None;
-    let verified_bytes = match cover {
-        Some(cover) => {
-            let pending = PendingCoverCheck {
-                cover,
-                segment_ends: (0..ordinal)
-                    .map(|o| index.segment_end(o))
-                    .collect::<Result<Vec<_>, _>>()?,
-                segments: index.segments.clone(),
-                resume_segment: ordinal as u32,
-                resume_offset: offset,
-            };
-            match options.covered_frames {
-                CoveredFrames::VerifyBeforeOpen => pending.finish()?,
-                CoveredFrames::VerifyInBackground => {
-                    pending_verification = Some(pending);
-                    0
-                }
-            }
+    // What judging the verification needs: where the index says each
+    // segment ends, and where the scan resumes.
+    let covered = (from_index && index_exists).then_some((ordinal, offset));
+    let segment_ends = match covered {
+        Some((resume, _)) => (0..resume)
+            .map(|o| index.segment_end(o))
+            .collect::<Result<Vec<_>, _>>()?,
+        None => Vec::new(),
+    };
+    let verified_bytes = match (cover, covered) {
+        (Some(cover), Some((resume, resume_offset))) => PendingCoverCheck {
+            cover,
+            segment_ends: segment_ends.clone(),
+            segments: index.segments.clone(),
+            resume_segment: resume as u32,
+            resume_offset,
         }
-        None => 0,
+        .finish()?,
+        _ => 0,
     };
 
     let mut truncated_tail_bytes = 0;
@@ -241,6 +236,21 @@ pub(crate) fn recover(dir: &Path, options: &LogOptions) -> Result<Recovered, Sto
         ordinal += 1;
         offset = 0;
     }
+
+    let pending_verification = match (options.covered_frames, covered) {
+        (CoveredFrames::VerifyInBackground, Some((resume, resume_offset))) => {
+            let cover = CoverCheck::spawn(segment_list(&index))?;
+            cover.last_segment_limit(last_segment_limit);
+            Some(PendingCoverCheck {
+                cover,
+                segment_ends,
+                segments: index.segments.clone(),
+                resume_segment: resume as u32,
+                resume_offset,
+            })
+        }
+        _ => None,
+    };
 
     // The active segment: the last one, or a new first one.
     let active = match index.segments.last() {
@@ -324,6 +334,15 @@ pub(crate) fn recover(dir: &Path, options: &LogOptions) -> Result<Recovered, Sto
         report,
         pending_verification,
     })
+}
+
+/// The segments to verify, in order: (path, first position).
+fn segment_list(index: &Index) -> Vec<(PathBuf, Position)> {
+    index
+        .segments
+        .iter()
+        .map(|s| (s.path.clone(), s.first_position))
+        .collect()
 }
 
 /// Checks that a structurally valid snapshot describes these segments: same
