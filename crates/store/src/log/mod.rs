@@ -662,7 +662,12 @@ impl EventStore for LogStore {
         }
         let (reply, answer) = oneshot::channel();
         self.tx
-            .send(Msg::Append { request, size, reply })
+            .send(Msg::Append {
+                request,
+                size,
+                reply,
+                span: tracing::Span::current(),
+            })
             .map_err(|_| self.stopped())?;
         answer.await.map_err(|_| self.stopped())?
     }

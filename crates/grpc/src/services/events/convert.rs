@@ -365,6 +365,7 @@ mod tests {
                 idempotency_key: Some("order-42".into()),
                 actor: Some("key_x".into()),
                 project_id: Some(project().to_string()),
+                trace: None,
             }),
             payload: encoded.payload.into(),
             hash: [0; 32],

@@ -1,0 +1,163 @@
+//! The span of every gRPC call, the parent of everything the call causes.
+//!
+//! Each call gets one `grpc` span (exported as `<service>/<method>`, kind
+//! server) with `rpc.system`, `rpc.service`, `rpc.method`, the gRPC status
+//! of a call answered in its headers, and the IDs a log line of the call
+//! carries: `request_id` (the `x-request-id` metadata), `trace_id` and
+//! `span_id`. A W3C `traceparent` (and `tracestate`) in the call's metadata
+//! makes the span a child of the caller's; the caller's context is also
+//! kept for the call's task (`paycore_telemetry::with_remote_parent`), so
+//! the events the call writes carry it even when this server exports no
+//! spans of its own.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use tonic::codegen::http;
+use tower::{Layer, Service};
+use tracing::Instrument;
+use tracing::field::Empty;
+
+use crate::REQUEST_ID;
+
+/// The longest `x-request-id` recorded; longer ones are cut (on a
+/// character boundary), so a caller cannot blow up every log line.
+const MAX_REQUEST_ID_CHARS: usize = 128;
+
+/// Wraps a service with the call's span (see the [module docs](self)).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct CallTraceLayer;
+
+impl<S> Layer<S> for CallTraceLayer {
+    type Service = CallTrace<S>;
+
+    fn layer(&self, inner: S) -> CallTrace<S> {
+        CallTrace { inner }
+    }
+}
+
+/// The service [`CallTraceLayer`] builds.
+#[derive(Clone, Debug)]
+pub struct CallTrace<S> {
+    inner: S,
+}
+
+type BoxFuture<T, E> = Pin<Box<dyn Future<Output = Result<T, E>> + Send>>;
+
+impl<S, ReqBody> Service<http::Request<ReqBody>> for CallTrace<S>
+where
+    S: Service<http::Request<ReqBody>, Response = http::Response<tonic::body::Body>>,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+{
+    type Response = http::Response<tonic::body::Body>;
+    type Error = S::Error;
+    type Future = BoxFuture<Self::Response, Self::Error>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<ReqBody>) -> Self::Future {
+        let (service, method) = service_and_method(request.uri().path());
+        let span = tracing::info_span!(
+            target: "paycore::grpc",
+            "grpc",
+            otel.name = %format_args!("{service}/{method}"),
+            otel.kind = "server",
+            otel.status_code = Empty,
+            rpc.system = "grpc",
+            rpc.service = service,
+            rpc.method = method,
+            rpc.grpc.status_code = Empty,
+            request_id = Empty,
+            trace_id = Empty,
+            span_id = Empty,
+        );
+        if let Some(request_id) = request_id(request.headers()) {
+            span.record("request_id", request_id);
+        }
+        let parent = paycore_telemetry::extract(request.headers());
+        if let Some(parent) = &parent {
+            paycore_telemetry::set_remote_parent(&span, parent);
+        }
+        let caller = parent.as_ref().map(paycore_telemetry::RemoteParent::trace);
+        // The IDs of this span when spans are exported, else the caller's:
+        // what a log collector joins the call's lines with the trace on.
+        if let Some(ids) = paycore_telemetry::span_trace_context(&span).or(caller) {
+            span.record("trace_id", hex(&ids.trace_id()).as_str());
+            span.record("span_id", hex(&ids.span_id()).as_str());
+        }
+        let response = {
+            let _entered = span.enter();
+            self.inner.call(request)
+        };
+        let recorder = span.clone();
+        let call = async move {
+            let response = response.await?;
+            // A call answered with an error in its headers (trailers-only);
+            // the status of a call that streamed a body is in its trailers.
+            if let Some(code) = response
+                .headers()
+                .get("grpc-status")
+                .and_then(|value| value.to_str().ok())
+                .and_then(|value| value.parse::<i32>().ok())
+            {
+                recorder.record("rpc.grpc.status_code", code);
+                if code != 0 {
+                    recorder.record("otel.status_code", "ERROR");
+                }
+            }
+            Ok(response)
+        };
+        Box::pin(paycore_telemetry::with_remote_parent(
+            caller,
+            call.instrument(span),
+        ))
+    }
+}
+
+/// `("paycore.v1.TransferService", "CreateTransfer")` from
+/// `/paycore.v1.TransferService/CreateTransfer`.
+fn service_and_method(path: &str) -> (&str, &str) {
+    let path = path.strip_prefix('/').unwrap_or(path);
+    path.split_once('/').unwrap_or((path, ""))
+}
+
+fn request_id(headers: &http::HeaderMap) -> Option<&str> {
+    let value = headers.get(REQUEST_ID)?.to_str().ok()?.trim();
+    let end = value
+        .char_indices()
+        .nth(MAX_REQUEST_ID_CHARS)
+        .map_or(value.len(), |(at, _)| at);
+    (!value.is_empty()).then(|| &value[..end])
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_split_into_service_and_method() {
+        assert_eq!(
+            service_and_method("/paycore.v1.TransferService/CreateTransfer"),
+            ("paycore.v1.TransferService", "CreateTransfer")
+        );
+        assert_eq!(service_and_method("/odd"), ("odd", ""));
+    }
+
+    #[test]
+    fn request_ids_are_trimmed_and_bounded() {
+        let mut headers = http::HeaderMap::new();
+        headers.insert(REQUEST_ID, http::HeaderValue::from_static(" abc "));
+        assert_eq!(request_id(&headers), Some("abc"));
+        let long = "x".repeat(1_000);
+        headers.insert(REQUEST_ID, http::HeaderValue::from_str(&long).expect("ASCII"));
+        assert_eq!(request_id(&headers).map(str::len), Some(MAX_REQUEST_ID_CHARS));
+    }
+}
