@@ -94,8 +94,15 @@ where
             self.inner.call(request)
         };
         let recorder = span.clone();
+        let started = std::time::Instant::now();
         let call = async move {
             let response = response.await?;
+            tracing::debug!(
+                target: "paycore::grpc",
+                status = response.headers().get("grpc-status").and_then(|value| value.to_str().ok()),
+                micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
+                "call answered"
+            );
             // A call answered with an error in its headers (trailers-only);
             // the status of a call that streamed a body is in its trailers.
             if let Some(code) = response
