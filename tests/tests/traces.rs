@@ -374,3 +374,48 @@ async fn without_an_endpoint_nothing_is_exported_and_the_callers_context_passes_
     }
     assert!(collector.spans().is_empty(), "{:#?}", collector.spans());
 }
+
+/// On PostgreSQL the append is one `pg_append` span under the batch's
+/// `append`, and the trace context is stored with the event (the same
+/// metadata bit as in the embedded log) and read back for subscribers.
+#[tokio::test(flavor = "multi_thread")]
+async fn on_postgresql_the_append_is_traced_and_the_context_stored() {
+    use paycore_e2e::postgres::{Schema, VaultKeyFile, database_url, server_env};
+
+    let collector = Collector::default();
+    let endpoint = collector.start().await;
+    let schema = Schema::create();
+    let key = VaultKeyFile::new();
+    let url = database_url();
+    let mut env = server_env(&url, &schema, &key).to_vec();
+    env.extend([
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
+        ("OTEL_BSP_SCHEDULE_DELAY", "100"),
+        ("PAYCORE_NO_READ_MODEL_TABLES", "true"),
+    ]);
+    let dir = test_dir();
+    let mut server = Server::start_with_env(dir.path(), &env);
+    let account = create_account_traced(&server).await;
+    let append = collector.wait_for(CALLER_TRACE, "append").await;
+    let pg_append = collector.wait_for(CALLER_TRACE, "pg_append").await;
+    assert_eq!(pg_append.parent_span_id, append.span_id);
+    let command = collector.wait_for(CALLER_TRACE, "command CreateAccount").await;
+
+    // Read back from the database by a subscription from the start.
+    let mut events = EventServiceClient::with_interceptor(server.channel(), bearer(server.key()))
+        .subscribe_events(pb::SubscribeEventsRequest {
+            start: Some(Start::FromPosition(0)),
+            categories: vec!["account".into()],
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let opened = next_event(&mut events).await;
+    assert!(opened.stream.ends_with(&account.id), "{opened:?}");
+    assert_eq!(
+        opened.traceparent.as_deref(),
+        Some(format!("00-{CALLER_TRACE}-{}-01", command.span_id).as_str())
+    );
+    server.stop_ok();
+}
