@@ -261,6 +261,7 @@ async fn a_callers_trace_follows_the_request_to_the_fsync_the_projection_and_the
     assert_eq!(call.attributes["rpc.service"], "paycore.v1.AccountService");
     assert_eq!(call.attributes["rpc.method"], "CreateAccount");
     assert_eq!(call.attributes["request_id"], REQUEST_ID);
+    assert_eq!(call.attributes["rpc.grpc.status_code"], "0");
     let command = collector.wait_for(CALLER_TRACE, "command CreateAccount").await;
     assert_eq!(command.parent_span_id, call.span_id);
     assert_eq!(command.span_id, span, "the events carry the command's span");

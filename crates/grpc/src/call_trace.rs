@@ -1,10 +1,10 @@
 //! The span of every gRPC call, the parent of everything the call causes.
 //!
 //! Each call gets one `grpc` span (exported as `<service>/<method>`, kind
-//! server) with `rpc.system`, `rpc.service`, `rpc.method`, the gRPC status
-//! of a call answered in its headers, and the IDs a log line of the call
-//! carries: `request_id` (the `x-request-id` metadata), `trace_id` and
-//! `span_id`. A W3C `traceparent` (and `tracestate`) in the call's metadata
+//! server, lasting until the response's trailers) with `rpc.system`,
+//! `rpc.service`, `rpc.method`, `rpc.grpc.status_code`, and the IDs a log
+//! line of the call carries: `request_id` (the `x-request-id` metadata),
+//! `trace_id` and `span_id`. A W3C `traceparent` (and `tracestate`) in the call's metadata
 //! makes the span a child of the caller's; the caller's context is also
 //! kept for the call's task (`paycore_telemetry::with_remote_parent`), so
 //! the events the call writes carry it even when this server exports no
@@ -14,7 +14,8 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use tonic::codegen::http;
+use http_body::{Body, Frame};
+use tonic::codegen::{Bytes, http};
 use tower::{Layer, Service};
 use tracing::Instrument;
 use tracing::field::Empty;
@@ -97,31 +98,93 @@ where
         let started = std::time::Instant::now();
         let call = async move {
             let response = response.await?;
+            let code = status_code(response.headers());
             tracing::debug!(
                 target: "paycore::grpc",
-                status = response.headers().get("grpc-status").and_then(|value| value.to_str().ok()),
+                status = code,
                 micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
                 "call answered"
             );
-            // A call answered with an error in its headers (trailers-only);
-            // the status of a call that streamed a body is in its trailers.
-            if let Some(code) = response
-                .headers()
-                .get("grpc-status")
-                .and_then(|value| value.to_str().ok())
-                .and_then(|value| value.parse::<i32>().ok())
-            {
-                recorder.record("rpc.grpc.status_code", code);
-                if code != 0 {
-                    recorder.record("otel.status_code", "ERROR");
-                }
+            if let Some(code) = code {
+                // Trailers-only: the call ends here.
+                record_status(&recorder, code);
+                return Ok(response);
             }
-            Ok(response)
+            if recorder.is_disabled() {
+                return Ok(response);
+            }
+            // The status comes in the trailers, and the span lasts until
+            // they are sent (a subscription's span: its life).
+            Ok(response.map(|body| {
+                tonic::body::Body::new(TracedBody {
+                    body,
+                    span: Some(recorder),
+                })
+            }))
         };
         Box::pin(paycore_telemetry::with_remote_parent(
             caller,
             call.instrument(span),
         ))
+    }
+}
+
+/// The `grpc-status` of headers or trailers.
+fn status_code(headers: &http::HeaderMap) -> Option<i32> {
+    headers.get("grpc-status")?.to_str().ok()?.parse().ok()
+}
+
+fn record_status(span: &tracing::Span, code: i32) {
+    span.record("rpc.grpc.status_code", code);
+    if code != 0 {
+        span.record("otel.status_code", "ERROR");
+    }
+}
+
+/// CANCELLED: the client went away before the trailers.
+const CANCELLED: i32 = 1;
+
+/// A response body that records its call's status from the trailers (or
+/// CANCELLED when dropped before them) and holds the call's span open
+/// until then.
+struct TracedBody {
+    body: tonic::body::Body,
+    span: Option<tracing::Span>,
+}
+
+impl Body for TracedBody {
+    type Data = Bytes;
+    type Error = tonic::Status;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        let polled = Pin::new(&mut self.body).poll_frame(cx);
+        if let Poll::Ready(Some(Ok(frame))) = &polled
+            && let Some(trailers) = frame.trailers_ref()
+            && let Some(span) = self.span.take()
+        {
+            // No status in the trailers is UNKNOWN (2) to a gRPC client.
+            record_status(&span, status_code(trailers).unwrap_or(2));
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
+    }
+}
+
+impl Drop for TracedBody {
+    fn drop(&mut self) {
+        if let Some(span) = self.span.take() {
+            record_status(&span, CANCELLED);
+        }
     }
 }
 
