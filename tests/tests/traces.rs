@@ -266,6 +266,7 @@ async fn a_callers_trace_follows_the_request_to_the_fsync_the_projection_and_the
     assert_eq!(command.parent_span_id, call.span_id);
     assert_eq!(command.span_id, span, "the events carry the command's span");
     assert_eq!(command.attributes["command"], "CreateAccount");
+    assert_eq!(command.attributes["stream"], opened.stream);
     let decide = collector.wait_for(CALLER_TRACE, "decide").await;
     assert_eq!(decide.parent_span_id, command.span_id);
     let append = collector.wait_for(CALLER_TRACE, "append").await;

@@ -186,6 +186,7 @@ impl Engine {
             otel.name = Empty,
             command = Empty,
             project = %envelope.project_id,
+            stream = Empty,
             position = Empty,
             replayed = Empty,
         );
@@ -212,6 +213,9 @@ impl Engine {
             .instrument(span.clone())
             .await
             .map_err(|_| EngineError::Unavailable("the engine stopped before answering".into()))??;
+        if !span.is_disabled() {
+            span.record("stream", executed.resource.stream().name().as_str());
+        }
         span.record("position", executed.position);
         span.record("replayed", executed.replayed);
         Ok(executed)
