@@ -147,11 +147,6 @@ pub fn init(config: &TelemetryConfig) -> Result<Telemetry, TelemetryError> {
         .with(traces)
         .try_init()
         .map_err(|error| TelemetryError::AlreadyInstalled(error.to_string()))?;
-    if provider.is_some() {
-        opentelemetry::global::set_text_map_propagator(
-            opentelemetry_sdk::propagation::TraceContextPropagator::new(),
-        );
-    }
     Ok(Telemetry { provider })
 }
 
