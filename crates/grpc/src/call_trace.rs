@@ -26,6 +26,28 @@ use crate::REQUEST_ID;
 /// character boundary), so a caller cannot blow up every log line.
 const MAX_REQUEST_ID_CHARS: usize = 128;
 
+/// The call's span at `level` (one callsite per level: a callsite's level
+/// is fixed).
+macro_rules! call_span {
+    ($level:expr, $service:expr, $method:expr) => {
+        tracing::span!(
+            target: "paycore::grpc",
+            $level,
+            "grpc",
+            otel.name = %format_args!("{}/{}", $service, $method),
+            otel.kind = "server",
+            otel.status_code = Empty,
+            rpc.system = "grpc",
+            rpc.service = $service,
+            rpc.method = $method,
+            rpc.grpc.status_code = Empty,
+            request_id = Empty,
+            trace_id = Empty,
+            span_id = Empty,
+        )
+    };
+}
+
 /// Wraps a service with the call's span (see the [module docs](self)).
 #[derive(Clone, Copy, Debug, Default)]
 pub struct CallTraceLayer;
@@ -62,20 +84,15 @@ where
 
     fn call(&mut self, request: http::Request<ReqBody>) -> Self::Future {
         let (service, method) = service_and_method(request.uri().path());
-        let span = tracing::info_span!(
-            target: "paycore::grpc",
-            "grpc",
-            otel.name = %format_args!("{service}/{method}"),
-            otel.kind = "server",
-            otel.status_code = Empty,
-            rpc.system = "grpc",
-            rpc.service = service,
-            rpc.method = method,
-            rpc.grpc.status_code = Empty,
-            request_id = Empty,
-            trace_id = Empty,
-            span_id = Empty,
-        );
+        // At info only where the logs show it (JSON lines carry its IDs):
+        // an enabled span costs every call several microseconds of the
+        // logs' span bookkeeping. At debug it exists only for an exporter
+        // (whose filter takes paycore's debug spans) or debug logs.
+        let span = if paycore_telemetry::call_spans_logged() {
+            call_span!(tracing::Level::INFO, service, method)
+        } else {
+            call_span!(tracing::Level::DEBUG, service, method)
+        };
         if let Some(request_id) = request_id(request.headers()) {
             span.record("request_id", request_id);
         }

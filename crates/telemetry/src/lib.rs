@@ -19,6 +19,7 @@
 mod json;
 mod propagation;
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use opentelemetry::trace::TracerProvider as _;
@@ -76,6 +77,16 @@ pub enum TelemetryError {
     Exporter { endpoint: String, reason: String },
     #[error("a tracing subscriber is already installed: {0}")]
     AlreadyInstalled(String),
+}
+
+/// Whether the logs are JSON lines, which carry the IDs of a call's span.
+static CALL_SPANS_LOGGED: AtomicBool = AtomicBool::new(false);
+
+/// Whether the gRPC call's span should be at info level, where the logs see
+/// it: true with JSON logs (their lines carry its IDs). Otherwise it is at
+/// debug, created only for an exporter or debug logs.
+pub fn call_spans_logged() -> bool {
+    CALL_SPANS_LOGGED.load(Ordering::Relaxed)
 }
 
 /// The installed telemetry; [`Telemetry::shutdown`] flushes what is not
@@ -142,6 +153,7 @@ pub fn init(config: &TelemetryConfig) -> Result<Telemetry, TelemetryError> {
                     .with_default(LevelFilter::OFF),
             )
     });
+    CALL_SPANS_LOGGED.store(config.log_format == LogFormat::Json, Ordering::Relaxed);
     tracing_subscriber::registry()
         .with(logs)
         .with(traces)
