@@ -450,6 +450,7 @@ async fn append_loop(
                 idempotency_key: None,
                 actor: Some(actor.clone()),
                 project_id: Some(project.clone()),
+                trace: None,
             });
             let event = NewEvent {
                 event_type: event_type.clone(),

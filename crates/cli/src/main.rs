@@ -54,7 +54,8 @@ struct Cli {
     pg_schema: String,
 
     /// How logs are written to stderr: `text` for people, `json` (one
-    /// object per line: timestamp, level, target, message, fields, spans)
+    /// object per line: timestamp, level, target, message, fields, spans,
+    /// and for lines of a gRPC call its trace_id, span_id and request_id)
     /// for log collectors. PAYCORE_LOG sets the filter (default `info`).
     #[arg(
         long,
@@ -246,6 +247,18 @@ struct ServeArgs {
     /// one: expose it to the monitoring network only.
     #[arg(long, env = "PAYCORE_METRICS_LISTEN")]
     metrics_listen: Option<SocketAddr>,
+    /// Export traces (OpenTelemetry, OTLP over gRPC) to this collector, e.g.
+    /// http://127.0.0.1:4317 (https:// checks the collector's certificate
+    /// against the system's CA roots). Off unless set. Service name
+    /// `paycore` unless OTEL_SERVICE_NAME says otherwise. A call's W3C
+    /// `traceparent` metadata makes its spans part of the caller's trace:
+    /// the call, the command (decide, append), the log's group commit,
+    /// write and fsync (or the PostgreSQL append), the wait for the read
+    /// models and their applying the events. Events carry the command's
+    /// trace context to subscribers (`traceparent` in the event envelope and
+    /// as a NATS header); without this option, the caller's own.
+    #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT")]
+    otlp_endpoint: Option<String>,
     /// Serve gRPC over TLS with this certificate chain (PEM, the server's
     /// certificate first); needs --tls-key. SIGHUP reads the files again
     /// without a restart (new connections use them).
@@ -324,12 +337,40 @@ impl From<KindArg> for KeyKind {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_tracing(cli.log_format);
+    let telemetry = paycore_telemetry::TelemetryConfig {
+        log_format: match cli.log_format {
+            LogFormat::Text => paycore_telemetry::LogFormat::Text,
+            LogFormat::Json => paycore_telemetry::LogFormat::Json,
+        },
+        log_filter: std::env::var("PAYCORE_LOG").ok(),
+        // Only a server exports traces; the other commands log.
+        otlp_endpoint: match &cli.command {
+            Command::Serve(args) => args.otlp_endpoint.clone(),
+            _ => None,
+        },
+    };
     let result = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("starting the async runtime")
-        .and_then(|runtime| runtime.block_on(run(cli)));
+        .and_then(|runtime| {
+            runtime.block_on(async {
+                // Inside the runtime: the OTLP exporter's connection lives there.
+                let endpoint = telemetry.otlp_endpoint.clone();
+                let telemetry = paycore_telemetry::init(&telemetry).context("setting up logs and traces")?;
+                if telemetry.exporting() {
+                    tracing::info!(
+                        endpoint = endpoint.as_deref().unwrap_or_default(),
+                        service = %paycore_telemetry::service_name(),
+                        "exporting traces over OTLP"
+                    );
+                }
+                let result = run(cli).await;
+                // Export what is still queued before the process ends.
+                let _ = tokio::task::spawn_blocking(move || telemetry.shutdown()).await;
+                result
+            })
+        });
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) if error.is::<audit::ViolationsFound>() => {
@@ -526,18 +567,4 @@ async fn admin_client(
             data_dir.join(admin::SOCKET_NAME).display()
         )
     })
-}
-
-fn init_tracing(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("PAYCORE_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let logs = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Text => logs
-            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-            .init(),
-        LogFormat::Json => logs.json().with_current_span(true).with_span_list(true).init(),
-    }
 }

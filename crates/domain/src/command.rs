@@ -94,6 +94,14 @@ macro_rules! command_families {
                     $(Self::$variant(command) => command,)+
                 }
             }
+
+            /// The command's name, as its family's enum names it
+            /// (`CreateTransfer`): for logs and traces, without its fields.
+            pub fn name(&self) -> &'static str {
+                match self {
+                    $(Self::$variant(command) => command.into(),)+
+                }
+            }
         }
     };
 }

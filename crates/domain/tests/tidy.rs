@@ -10,8 +10,18 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 /// The only crates the domain may depend on (normal dependencies).
-/// `hmac` (RustCrypto, pure) keys the card-number fingerprints.
-const ALLOWED_DEPENDENCIES: &[&str] = &["serde", "postcard", "thiserror", "uuid", "sha2", "hex", "hmac"];
+/// `hmac` (RustCrypto, pure) keys the card-number fingerprints; `strum`
+/// (a derive, no runtime code) names each command for logs and traces.
+const ALLOWED_DEPENDENCIES: &[&str] = &[
+    "serde",
+    "postcard",
+    "thiserror",
+    "uuid",
+    "sha2",
+    "hex",
+    "hmac",
+    "strum",
+];
 
 /// Crates that must not appear even among dev-dependencies: the domain's own
 /// tests need no async runtime, transport, or other layer of paycore.

@@ -10,6 +10,7 @@ use paycore_store::{
 };
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
+use tracing::Instrument;
 
 use crate::cache::{Cached, StateCache, catch_up, load_stream};
 use crate::snapshot::Snapshotter;
@@ -19,7 +20,15 @@ pub(crate) struct Job {
     pub envelope: CommandEnvelope,
     pub meta: CommandMeta,
     pub reply: oneshot::Sender<Result<Executed, EngineError>>,
+    /// The command's span: its decision and its batch's append are traced
+    /// under it.
+    pub span: tracing::Span,
 }
+
+/// Most commands a batch's `append` span links to besides its parent (the
+/// batch's first command): enough to find the batch from any trace of a
+/// busy server without making each span as large as the batch.
+const MAX_APPEND_LINKS: usize = 64;
 
 pub(crate) struct DeciderLoop {
     store: Arc<dyn EventStore>,
@@ -89,6 +98,8 @@ impl Prepared {
 /// A batch whose append is under way.
 struct InFlight {
     prepared: Prepared,
+    /// The batch's `append` span.
+    span: tracing::Span,
     /// `None` when the batch wrote nothing (refusals, replays).
     append: Option<JoinHandle<Result<AppendResult, StoreError>>>,
     /// When the append was sent.
@@ -242,7 +253,8 @@ impl DeciderLoop {
         let mut building = building.unwrap_or_else(|| Building::on_top_of(base));
         let mut jobs = jobs.into_iter();
         while let Some(job) = jobs.next() {
-            if let Err(error) = self.decide_one(&job, &mut building).await {
+            let span = tracing::debug_span!(target: "paycore::engine", parent: &job.span, "decide");
+            if let Err(error) = self.decide_one(&job, &mut building).instrument(span).await {
                 // The store could not be read: nothing of this batch is sent.
                 for job in building.prepared.jobs.into_iter().chain([job]).chain(jobs) {
                     let _ = job.reply.send(Err(error.clone()));
@@ -257,12 +269,14 @@ impl DeciderLoop {
     fn submit(&self, built: Building) -> InFlight {
         let Building { prepared, request } = built;
         metrics::histogram!(crate::metrics::BATCH_COMMANDS).record(prepared.jobs.len() as f64);
+        let span = append_span(&prepared.jobs, request.event_count());
         let append = (!request.writes.is_empty()).then(|| {
             let store = self.store.clone();
-            tokio::spawn(async move { store.append(request).await })
+            tokio::spawn(async move { store.append(request).await }.instrument(span.clone()))
         });
         InFlight {
             prepared,
+            span,
             append,
             sent: std::time::Instant::now(),
         }
@@ -289,6 +303,8 @@ impl DeciderLoop {
                 return dependent;
             }
             Some(Ok(result)) => {
+                head.span.record("first_position", result.first_position);
+                head.span.record("last_position", result.last_position);
                 self.cache
                     .publish(prepared.touched_states(), result.last_position);
                 prepared.request_snapshots(self.snapshots.as_deref());
@@ -344,6 +360,7 @@ impl DeciderLoop {
                 envelope: job.envelope.clone(),
                 meta: job.meta.clone(),
                 reply,
+                span: job.span.clone(),
             };
             let Some(built) = self.build(None, vec![single], None).await else {
                 return answer.await.unwrap_or_else(|_| Err(internal("no answer")));
@@ -352,7 +369,9 @@ impl DeciderLoop {
             let position = if request.writes.is_empty() {
                 self.last_committed()
             } else {
-                match self.store.append(request).await {
+                let span = append_span(&prepared.jobs, request.event_count());
+                span.record("attempt", attempt);
+                match self.store.append(request).instrument(span).await {
                     Ok(result) => {
                         self.cache
                             .publish(prepared.touched_states(), result.last_position);
@@ -531,6 +550,30 @@ fn stage(
     version
 }
 
+/// The span of one batch's append: a child of its first command's span,
+/// linked to the others' (up to [`MAX_APPEND_LINKS`]), so each command's
+/// trace reaches the append (and the log's group commit under it) that made
+/// it durable.
+fn append_span(jobs: &[Job], events: usize) -> tracing::Span {
+    let Some(first) = jobs.first() else {
+        return tracing::Span::none();
+    };
+    let span = tracing::debug_span!(
+        target: "paycore::engine",
+        parent: &first.span,
+        "append",
+        batch_commands = jobs.len(),
+        events,
+        first_position = tracing::field::Empty,
+        last_position = tracing::field::Empty,
+        attempt = tracing::field::Empty,
+    );
+    for job in jobs.iter().skip(1).take(MAX_APPEND_LINKS) {
+        span.follows_from(&job.span);
+    }
+    span
+}
+
 fn metadata_of(job: &Job) -> EventMetadata {
     EventMetadata {
         correlation_id: job.meta.correlation_id,
@@ -540,6 +583,7 @@ fn metadata_of(job: &Job) -> EventMetadata {
         idempotency_key: None,
         actor: job.meta.actor.clone(),
         project_id: Some(job.envelope.project_id.to_string()),
+        trace: job.meta.trace,
     }
 }
 

@@ -31,6 +31,8 @@ use std::time::Duration;
 use paycore_domain::{Aggregate, CommandEnvelope, ResourceRef, StreamRef};
 use paycore_store::{AggregateSnapshots, EventStore, Position};
 use tokio::sync::{mpsc, oneshot, watch};
+use tracing::Instrument;
+use tracing::field::Empty;
 use uuid::Uuid;
 
 pub use cache::StateCacheUsage;
@@ -107,6 +109,10 @@ pub struct CommandMeta {
     /// The API key (or `system`) acting.
     pub actor: Option<String>,
     pub correlation_id: Option<Uuid>,
+    /// The W3C trace context recorded with the events. `None`: the
+    /// command's own span's when spans are exported, else the caller's
+    /// (`paycore_telemetry::current_trace_context` inside the command span).
+    pub trace: Option<paycore_store::TraceContext>,
 }
 
 /// The answer to a command that was carried out (or replayed).
@@ -164,24 +170,55 @@ impl Engine {
     }
 
     /// Carries out one command; `meta` is recorded with its events.
+    ///
+    /// The command runs in a `command` span (a child of the caller's
+    /// current span): its decision, the append of its batch and the log's
+    /// group commit are spans under it, and its events' metadata carries
+    /// its trace context.
     pub async fn execute_with(
         &self,
         envelope: CommandEnvelope,
-        meta: CommandMeta,
+        mut meta: CommandMeta,
     ) -> Result<Executed, EngineError> {
+        let span = tracing::debug_span!(
+            target: "paycore::engine",
+            "command",
+            otel.name = Empty,
+            command = Empty,
+            project = %envelope.project_id,
+            stream = Empty,
+            position = Empty,
+            replayed = Empty,
+        );
+        if !span.is_disabled() {
+            let kind = envelope.command.name();
+            span.record("otel.name", format!("command {kind}"));
+            span.record("command", kind);
+        }
+        if meta.trace.is_none() {
+            meta.trace = span.in_scope(paycore_telemetry::current_trace_context);
+        }
         let (reply, answer) = oneshot::channel();
         let job = Job {
             envelope,
             meta,
             reply,
+            span: span.clone(),
         };
         self.jobs.try_send(job).map_err(|error| match error {
             mpsc::error::TrySendError::Full(_) => EngineError::Overloaded,
             mpsc::error::TrySendError::Closed(_) => EngineError::Unavailable("the engine has stopped".into()),
         })?;
-        answer
+        let executed = answer
+            .instrument(span.clone())
             .await
-            .map_err(|_| EngineError::Unavailable("the engine stopped before answering".into()))?
+            .map_err(|_| EngineError::Unavailable("the engine stopped before answering".into()))??;
+        if !span.is_disabled() {
+            span.record("stream", executed.resource.stream().name().as_str());
+        }
+        span.record("position", executed.position);
+        span.record("replayed", executed.replayed);
+        Ok(executed)
     }
 
     /// The committed state of one aggregate: from memory, or loaded from the

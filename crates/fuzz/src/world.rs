@@ -107,6 +107,7 @@ async fn write_history(dir: &Path) -> World {
             let meta = CommandMeta {
                 actor: Some("key_seed".into()),
                 correlation_id: Some(Uuid::from_u128(42)),
+                trace: None,
             };
             engine.execute_with(envelope, meta).await.expect("a seed command")
         }

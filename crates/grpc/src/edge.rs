@@ -67,19 +67,24 @@ const REQUEST_FRAMING_ERRORS: &[&str] = &[
     "failed to decode Protobuf message",
 ];
 
-/// The layers in front of every route: the call's metrics outside (so
+/// The layers in front of every route: the call's span outermost (so
+/// everything below is part of the call's trace), the call's metrics (so
 /// they count what the edge refuses too), then the edge.
-pub type EdgeLayers = tower::layer::util::Stack<EdgeLayer, crate::metrics::RequestMetricsLayer>;
+pub type EdgeLayers = tower::layer::util::Stack<
+    tower::layer::util::Stack<EdgeLayer, crate::metrics::RequestMetricsLayer>,
+    crate::call_trace::CallTraceLayer,
+>;
 
 /// The transport paycore's public gRPC API is served with: the edge layer
-/// in front of every route, measured, and the transport header list limit.
+/// in front of every route, measured and traced, and the transport header
+/// list limit.
 pub fn server()
 -> tonic::transport::Server<tower::layer::util::Stack<EdgeLayers, tower::layer::util::Identity>> {
     tonic::transport::Server::builder()
         .http2_max_header_list_size(TRANSPORT_HEADER_LIST_BYTES)
         .layer(tower::layer::util::Stack::new(
-            EdgeLayer,
-            crate::metrics::RequestMetricsLayer,
+            tower::layer::util::Stack::new(EdgeLayer, crate::metrics::RequestMetricsLayer),
+            crate::call_trace::CallTraceLayer,
         ))
 }
 

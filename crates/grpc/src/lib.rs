@@ -18,6 +18,7 @@
 
 pub mod admin;
 pub mod auth;
+pub mod call_trace;
 pub mod codec;
 pub mod convert;
 pub mod edge;

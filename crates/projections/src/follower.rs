@@ -279,6 +279,7 @@ pub(crate) async fn run(shared: Arc<Shared>, store: Arc<dyn EventStore>, from: P
         if batch.is_empty() {
             continue;
         }
+        let span = apply_span(&batch);
         let decoded = match slot::decode(batch) {
             Ok(decoded) => decoded,
             Err(error) => {
@@ -289,7 +290,8 @@ pub(crate) async fn run(shared: Arc<Shared>, store: Arc<dyn EventStore>, from: P
             }
         };
         let applier = shared.clone();
-        let written = tokio::task::spawn_blocking(move || apply_served(&applier, &decoded)).await;
+        let written =
+            tokio::task::spawn_blocking(move || span.in_scope(|| apply_served(&applier, &decoded))).await;
         match written {
             Ok(Ok(applied)) => {
                 shared.applied.send_replace(applied.position);
@@ -315,6 +317,44 @@ pub(crate) async fn run(shared: Arc<Shared>, store: Arc<dyn EventStore>, from: P
         }
     }
     writing.finish().await;
+}
+
+/// Most traces an `apply` span links to besides its parent.
+const MAX_APPLY_LINKS: usize = 64;
+
+/// The span of applying one batch to the read models, when spans are
+/// exported and an event of the batch carries a trace context: a child of
+/// the first such event's writer (the command that wrote it), linked to the
+/// others', so a command's trace shows its events reaching the read models.
+/// Batches of untraced events get no span.
+fn apply_span(batch: &[RecordedEvent]) -> tracing::Span {
+    let mut traces = batch.iter().filter_map(|event| event.metadata.trace);
+    let Some(first) = traces.next() else {
+        return tracing::Span::none();
+    };
+    let span = tracing::debug_span!(
+        target: "paycore::projections",
+        parent: None,
+        "apply",
+        events = batch.len(),
+        first_position = batch.first().map(|event| event.position),
+        last_position = batch.last().map(|event| event.position),
+    );
+    if span.is_disabled() {
+        return span;
+    }
+    paycore_telemetry::set_parent_trace(&span, first);
+    let mut linked = vec![first];
+    for trace in traces {
+        if linked.len() > MAX_APPLY_LINKS {
+            break;
+        }
+        if !linked.contains(&trace) {
+            paycore_telemetry::link_trace(&span, trace);
+            linked.push(trace);
+        }
+    }
+    span
 }
 
 #[cfg(test)]

@@ -40,6 +40,7 @@ mod test_support;
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use tracing::Instrument;
 
 use parking_lot::{Mutex, RwLock};
 use paycore_domain::aggregate::{Account, Customer, Project, Transfer};
@@ -234,8 +235,12 @@ impl ReadModels {
             return;
         }
         let mut applied = self.shared.applied.subscribe();
+        let span = tracing::debug_span!(target: "paycore::projections", "read_model_wait", position);
         // An Err means the follower stopped; readers then get what there is.
-        let _ = applied.wait_for(|applied| *applied > position).await;
+        let _ = applied
+            .wait_for(|applied| *applied > position)
+            .instrument(span)
+            .await;
     }
 
     /// Number of events every projection has applied.

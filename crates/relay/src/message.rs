@@ -25,6 +25,10 @@ pub const STREAM: &str = "Paycore-Stream";
 pub const VERSION: &str = "Paycore-Version";
 /// The event's type name, e.g. `TransferCreated`.
 pub const EVENT_TYPE: &str = "Paycore-Event-Type";
+/// The W3C trace context of the command that wrote the event (when it has
+/// one), under the header name W3C Trace Context uses, so a consumer's
+/// OpenTelemetry propagator reads it as it reads an HTTP request's.
+pub const TRACEPARENT: &str = "traceparent";
 
 /// Names one log (one deployment's history): the first 8 bytes of the chain
 /// hash of its first event, in hex. Two deployments publishing into one NATS
@@ -57,14 +61,18 @@ pub fn message_id(log: &LogId, position: Position) -> String {
 /// The message of `event`: `envelope` (its typed envelope, as the
 /// subscription would send it) as payload, and the headers.
 pub fn publish(log: &LogId, event: &RecordedEvent, envelope: &paycore_grpc::pb::EventEnvelope) -> Publish {
-    Publish::build()
+    let message = Publish::build()
         .payload(Bytes::from(envelope.encode_to_vec()))
         .message_id(message_id(log, event.position))
         .header(LOG, log.as_str())
         .header(POSITION, event.position.to_string().as_str())
         .header(STREAM, event.stream.as_str())
         .header(VERSION, event.version.to_string().as_str())
-        .header(EVENT_TYPE, &*event.event_type)
+        .header(EVENT_TYPE, &*event.event_type);
+    match &event.metadata.trace {
+        Some(trace) => message.header(TRACEPARENT, trace.traceparent().as_str()),
+        None => message,
+    }
 }
 
 /// What a stored message says about where the relay stopped.

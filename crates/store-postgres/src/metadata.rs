@@ -12,9 +12,15 @@
 //!   bit 2 idempotency_key  u32 LE length, UTF-8 bytes
 //!   bit 3 actor            u32 LE length, UTF-8 bytes
 //!   bit 4 project_id       u32 LE length, UTF-8 bytes
+//!   bit 5 trace            16 bytes trace ID, 8 bytes span ID, u8 flags
 //! ```
+//!
+//! Bit 5 (the W3C trace context) came later: rows without it keep the bytes
+//! and hashes they had, so no migration rewrites anything. A build that
+//! predates a bit refuses a row with it (unknown presence bits) rather than
+//! misreading it.
 
-use paycore_store::EventMetadata;
+use paycore_store::{EventMetadata, TraceContext};
 use uuid::Uuid;
 
 const CORRELATION: u8 = 1;
@@ -22,7 +28,9 @@ const CAUSATION: u8 = 2;
 const IDEMPOTENCY: u8 = 4;
 const ACTOR: u8 = 8;
 const PROJECT: u8 = 16;
-const ALL: u8 = 31;
+const TRACE: u8 = 32;
+const ALL: u8 = 63;
+const TRACE_BYTES: usize = 16 + 8 + 1;
 
 /// Encodes `meta`. String lengths were validated (≤ `MAX_FIELD_BYTES`) before.
 pub(crate) fn encode(meta: &EventMetadata) -> Vec<u8> {
@@ -34,7 +42,8 @@ pub(crate) fn encode(meta: &EventMetadata) -> Vec<u8> {
             .copied()
             .flatten()
             .map(|t| 4 + t.len())
-            .sum::<usize>();
+            .sum::<usize>()
+        + meta.trace.map_or(0, |_| TRACE_BYTES);
     let mut out = Vec::with_capacity(len);
     let mut present = 0u8;
     for (bit, is) in [
@@ -43,6 +52,7 @@ pub(crate) fn encode(meta: &EventMetadata) -> Vec<u8> {
         (IDEMPOTENCY, meta.idempotency_key.is_some()),
         (ACTOR, meta.actor.is_some()),
         (PROJECT, meta.project_id.is_some()),
+        (TRACE, meta.trace.is_some()),
     ] {
         if is {
             present |= bit;
@@ -57,6 +67,11 @@ pub(crate) fn encode(meta: &EventMetadata) -> Vec<u8> {
         out.extend_from_slice(&len.to_le_bytes());
         out.extend_from_slice(text.as_bytes());
     }
+    if let Some(trace) = &meta.trace {
+        out.extend_from_slice(&trace.trace_id());
+        out.extend_from_slice(&trace.span_id());
+        out.push(trace.flags());
+    }
     out
 }
 
@@ -65,7 +80,11 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<EventMetadata, String> {
     let mut reader = Reader { bytes, at: 0 };
     let present = reader.take(1)?[0];
     if present & !ALL != 0 {
-        return Err(format!("unknown metadata presence bits {present:#04x}"));
+        // A field of a newer build: its size is unknown, so refuse the row.
+        return Err(format!(
+            "unknown metadata presence bits {:#04x} (a field of a newer paycore?)",
+            present & !ALL
+        ));
     }
     let mut meta = EventMetadata::default();
     if present & CORRELATION != 0 {
@@ -82,6 +101,15 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<EventMetadata, String> {
     }
     if present & PROJECT != 0 {
         meta.project_id = Some(reader.text()?);
+    }
+    if present & TRACE != 0 {
+        let raw = reader.take(TRACE_BYTES)?;
+        let mut trace_id = [0; 16];
+        trace_id.copy_from_slice(&raw[..16]);
+        let mut span_id = [0; 8];
+        span_id.copy_from_slice(&raw[16..24]);
+        meta.trace =
+            Some(TraceContext::new(trace_id, span_id, raw[24]).ok_or("invalid trace context (zero ID)")?);
     }
     if reader.at != bytes.len() {
         return Err(format!(
@@ -138,6 +166,9 @@ mod tests {
                 idempotency_key: (bits & IDEMPOTENCY != 0).then(|| "ключ-🔑".to_owned()),
                 actor: (bits & ACTOR != 0).then(String::new),
                 project_id: (bits & PROJECT != 0).then(|| "prj_1".to_owned()),
+                trace: (bits & TRACE != 0)
+                    .then(|| TraceContext::new([1; 16], [2; 8], 1))
+                    .flatten(),
             };
             let bytes = encode(&meta);
             assert_eq!(bytes[0], bits);
@@ -158,6 +189,34 @@ mod tests {
         assert_eq!(encode(&meta), expected);
     }
 
+    /// Rows without a trace context keep the bytes every earlier build
+    /// wrote (bit 5 clear, nothing appended).
+    #[test]
+    fn rows_without_a_trace_keep_their_bytes() {
+        let meta = EventMetadata {
+            correlation_id: Some(Uuid::from_u128(0x0102)),
+            causation_id: Some(Uuid::from_u128(0x0304)),
+            idempotency_key: Some("idem".into()),
+            actor: Some("key_1".into()),
+            project_id: Some("prj_1".into()),
+            trace: None,
+        };
+        let hex: String = encode(&meta).iter().map(|byte| format!("{byte:02x}")).collect();
+        assert_eq!(
+            hex,
+            "1f00000000000000000000000000000102000000000000000000000000000003040400\
+             00006964656d050000006b65795f310500000070726a5f31"
+        );
+        let traced = EventMetadata {
+            trace: TraceContext::new([3; 16], [4; 8], 1),
+            ..meta
+        };
+        let bytes = encode(&traced);
+        assert_eq!(bytes[0], 0x3f);
+        assert_eq!(bytes.len(), hex.len() / 2 + TRACE_BYTES);
+        assert_eq!(decode(&bytes), Ok(traced));
+    }
+
     #[test]
     fn rejects_damage() {
         let bytes = encode(&EventMetadata {
@@ -168,7 +227,11 @@ mod tests {
         let mut longer = bytes.clone();
         longer.push(0);
         assert!(decode(&longer).is_err());
-        assert!(decode(&[0x40]).is_err());
+        let unknown = decode(&[0x40]).expect_err("bit 6 is unknown");
+        assert!(
+            unknown.contains("unknown metadata presence bits 0x40"),
+            "{unknown}"
+        );
         assert!(decode(&[]).is_err());
     }
 }
@@ -193,6 +256,7 @@ mod chain_agreement {
             idempotency_key: Some("idem".into()),
             actor: Some("key_1".into()),
             project_id: None,
+            trace: None,
         };
         let event = RecordedEvent {
             position: 7,

@@ -17,6 +17,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, Row};
+use tracing::Instrument;
 
 use crate::connect;
 use crate::error::{describe, is_connection_error, is_version_conflict, unavailable};
@@ -63,7 +64,13 @@ struct Pending {
     events: usize,
     bytes: usize,
     reply: oneshot::Sender<Result<AppendResult, StoreError>>,
+    /// The caller's span: the transaction that commits the append is
+    /// traced under it.
+    span: tracing::Span,
 }
+
+/// Most appends a `pg_append` span links to besides its parent.
+const MAX_APPEND_LINKS: usize = 64;
 
 impl PgStore {
     /// Connects to the database at `url` (a `postgres://user@host:port/db`
@@ -190,6 +197,7 @@ impl EventStore for PgStore {
                 events,
                 bytes,
                 reply,
+                span: tracing::Span::current(),
             })
             .await
             .map_err(|_| StoreError::Closed)?;
@@ -501,7 +509,23 @@ impl Shared {
         }
     }
 
-    async fn append_batch(&self, mut batch: Vec<Pending>) {
+    async fn append_batch(&self, batch: Vec<Pending>) {
+        // One transaction commits every append of the batch: a child of the
+        // first caller's span, linked to the others'.
+        let span = tracing::debug_span!(
+            target: "paycore::store",
+            parent: batch.first().and_then(|pending| pending.span.id()),
+            "pg_append",
+            appends = batch.len(),
+            events = batch.iter().map(|pending| pending.events).sum::<usize>(),
+        );
+        for pending in batch.iter().skip(1).take(MAX_APPEND_LINKS) {
+            span.follows_from(&pending.span);
+        }
+        self.append_traced_batch(batch).instrument(span).await;
+    }
+
+    async fn append_traced_batch(&self, mut batch: Vec<Pending>) {
         let requests: Vec<&AppendRequest> = batch.iter().map(|p| &p.request).collect();
         match self.transact(&requests).await {
             Ok(results) => {

@@ -123,6 +123,71 @@ pub struct EventMetadata {
     /// The API key (or system actor) that issued the command.
     pub actor: Option<String>,
     pub project_id: Option<String>,
+    /// The W3C trace context of the work that wrote the event (the span of
+    /// the command), so a trace follows the event to its readers. Absent on
+    /// events written without one, and on every event of older builds.
+    #[serde(default)]
+    pub trace: Option<TraceContext>,
+}
+
+/// A W3C trace context as `traceparent` carries it (version 00): the trace,
+/// the span within it, and the trace flags (bit 0: sampled). Both IDs are
+/// never all zeros (the W3C rules make such a context invalid), which
+/// [`TraceContext::new`] enforces.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct TraceContext {
+    trace_id: [u8; 16],
+    span_id: [u8; 8],
+    flags: u8,
+}
+
+impl TraceContext {
+    /// The context, or `None` when either ID is all zeros (invalid).
+    pub fn new(trace_id: [u8; 16], span_id: [u8; 8], flags: u8) -> Option<Self> {
+        (trace_id != [0; 16] && span_id != [0; 8]).then_some(Self {
+            trace_id,
+            span_id,
+            flags,
+        })
+    }
+
+    pub fn trace_id(&self) -> [u8; 16] {
+        self.trace_id
+    }
+
+    pub fn span_id(&self) -> [u8; 8] {
+        self.span_id
+    }
+
+    pub fn flags(&self) -> u8 {
+        self.flags
+    }
+
+    /// The `traceparent` header value: `00-<trace id>-<span id>-<flags>`,
+    /// lower-case hex.
+    pub fn traceparent(&self) -> String {
+        self.to_string()
+    }
+}
+
+impl std::fmt::Display for TraceContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("00-")?;
+        for byte in self.trace_id {
+            write!(f, "{byte:02x}")?;
+        }
+        f.write_str("-")?;
+        for byte in self.span_id {
+            write!(f, "{byte:02x}")?;
+        }
+        write!(f, "-{:02x}", self.flags)
+    }
+}
+
+impl std::fmt::Debug for TraceContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "TraceContext({self})")
+    }
 }
 
 /// An event about to be appended.

@@ -25,8 +25,16 @@
 //!                       bit 2 idempotency_key  u32 len, UTF-8 bytes
 //!                       bit 3 actor            u32 len, UTF-8 bytes
 //!                       bit 4 project_id       u32 len, UTF-8 bytes
+//!                       bit 5 trace            16 bytes trace ID, 8 bytes span ID,
+//!                                              u8 trace flags (W3C traceparent)
 //! payload             u32 len, bytes
 //! ```
+//!
+//! Bit 5 was added after records had been written: a record without a trace
+//! context has the bit clear and encodes (and hashes) exactly as before it
+//! existed. Builds that predate it refuse a record with the bit set as
+//! "unknown metadata bits" instead of misreading it, and so does this build
+//! for bits 6 and 7: a new optional field always takes a new bit.
 //!
 //! The metadata encoding is also the one the embedded log stores on disk, so
 //! the log hashes the stored bytes directly. Fields longer than `u32::MAX`
@@ -80,7 +88,10 @@ pub(crate) const META_CAUSATION: u8 = 2;
 pub(crate) const META_IDEMPOTENCY: u8 = 4;
 pub(crate) const META_ACTOR: u8 = 8;
 pub(crate) const META_PROJECT: u8 = 16;
-pub(crate) const META_ALL: u8 = 31;
+pub(crate) const META_TRACE: u8 = 32;
+pub(crate) const META_ALL: u8 = 63;
+/// Bytes of an encoded trace context: trace ID, span ID, flags.
+pub(crate) const TRACE_BYTES: usize = 16 + 8 + 1;
 
 /// Writes the canonical metadata encoding (see the module docs).
 pub(crate) fn put_metadata(sink: &mut impl Sink, meta: &EventMetadata) {
@@ -100,6 +111,9 @@ pub(crate) fn put_metadata(sink: &mut impl Sink, meta: &EventMetadata) {
     if meta.project_id.is_some() {
         present |= META_PROJECT;
     }
+    if meta.trace.is_some() {
+        present |= META_TRACE;
+    }
     sink.put(&[present]);
     if let Some(id) = &meta.correlation_id {
         sink.put(id.as_bytes());
@@ -113,6 +127,11 @@ pub(crate) fn put_metadata(sink: &mut impl Sink, meta: &EventMetadata) {
     {
         put_bytes(sink, text.as_bytes());
     }
+    if let Some(trace) = &meta.trace {
+        sink.put(&trace.trace_id());
+        sink.put(&trace.span_id());
+        sink.put(&[trace.flags()]);
+    }
 }
 
 /// Size of the canonical metadata encoding.
@@ -123,6 +142,7 @@ pub(crate) fn metadata_len(meta: &EventMetadata) -> usize {
             .flatten()
             .map(|text| 4 + text.len())
             .sum::<usize>()
+        + meta.trace.map_or(0, |_| TRACE_BYTES)
 }
 
 /// The fields of a record that its hash covers, with the metadata already in
@@ -283,7 +303,7 @@ mod tests {
     use uuid::Uuid;
 
     use super::*;
-    use crate::api::StreamName;
+    use crate::api::{StreamName, TraceContext};
 
     fn event(position: Position, payload: &'static [u8]) -> RecordedEvent {
         RecordedEvent {
@@ -326,11 +346,93 @@ mod tests {
             idempotency_key: Some("idem".into()),
             actor: None,
             project_id: Some("proj_1".into()),
+            trace: None,
         };
         let mut buf = Vec::new();
         put_metadata(&mut buf, &meta);
         assert_eq!(buf.len(), metadata_len(&meta));
         assert_eq!(buf[0], META_CORRELATION | META_IDEMPOTENCY | META_PROJECT);
+    }
+
+    fn hex(bytes: &[u8]) -> String {
+        bytes.iter().map(|byte| format!("{byte:02x}")).collect()
+    }
+
+    /// A record with every metadata field that existed before the trace
+    /// context, as the build before it wrote it.
+    fn pinned_record(trace: Option<TraceContext>) -> RecordedEvent {
+        RecordedEvent {
+            position: 7,
+            stream: StreamName::from("account-acc_1"),
+            version: 3,
+            event_type: "Opened".into(),
+            schema_version: 2,
+            recorded_at_micros: 1_700_000_000_000_000,
+            metadata: Arc::new(EventMetadata {
+                correlation_id: Some(Uuid::from_u128(0x0102)),
+                causation_id: Some(Uuid::from_u128(0x0304)),
+                idempotency_key: Some("idem".into()),
+                actor: Some("key_1".into()),
+                project_id: Some("prj_1".into()),
+                trace,
+            }),
+            payload: Bytes::from_static(b"payload"),
+            hash: [0; 32],
+            last_in_commit: true,
+        }
+    }
+
+    /// The bytes and hash of a record without a trace context are the ones
+    /// every earlier build wrote (computed apart from this code, with Python's
+    /// hashlib over the documented layout): adding bit 5 changed no stored
+    /// record and no hash of an existing chain.
+    #[test]
+    fn records_without_a_trace_keep_their_bytes_and_hash() {
+        let record = pinned_record(None);
+        let mut metadata = Vec::new();
+        put_metadata(&mut metadata, &record.metadata);
+        assert_eq!(
+            hex(&metadata),
+            "1f00000000000000000000000000000102000000000000000000000000000003040400\
+             00006964656d050000006b65795f310500000070726a5f31"
+        );
+        assert_eq!(metadata_len(&record.metadata), metadata.len());
+        assert_eq!(
+            hex(&chain_hash(&[9; 32], &record)),
+            "19ae517e8f27da25d4c4da469387130620ef9d38a734dee3106534dc52523311"
+        );
+    }
+
+    #[test]
+    fn a_trace_context_is_bit_5_after_the_other_fields() {
+        let trace = TraceContext::new(
+            [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16],
+            [0x11, 0x12, 0x13, 0x14, 0x15, 0x16, 0x17, 0x18],
+            1,
+        );
+        let record = pinned_record(trace);
+        let mut metadata = Vec::new();
+        put_metadata(&mut metadata, &record.metadata);
+        assert_eq!(metadata[0], 0x3f);
+        assert_eq!(
+            hex(&metadata[metadata.len() - TRACE_BYTES..]),
+            "0102030405060708090a0b0c0d0e0f10111213141516171801"
+        );
+        assert_eq!(metadata_len(&record.metadata), metadata.len());
+        assert_eq!(
+            hex(&chain_hash(&[9; 32], &record)),
+            "b48a63b4425ba09d27357bf42fef2d48011d5eeec0e51a7bea3f62c356cda455"
+        );
+        assert_eq!(
+            trace.map(|trace| trace.traceparent()).as_deref(),
+            Some("00-0102030405060708090a0b0c0d0e0f10-1112131415161718-01")
+        );
+    }
+
+    #[test]
+    fn trace_contexts_with_a_zero_id_do_not_exist() {
+        assert!(TraceContext::new([0; 16], [1; 8], 1).is_none());
+        assert!(TraceContext::new([1; 16], [0; 8], 1).is_none());
     }
 
     #[test]

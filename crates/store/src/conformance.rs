@@ -23,7 +23,7 @@ use uuid::Uuid;
 
 use crate::api::{
     AppendRequest, EventMetadata, EventStore, ExpectedVersion, GENESIS_HASH, NewEvent, Position,
-    ReadDirection, RecordedEvent, StreamName, StreamWrite, Version,
+    ReadDirection, RecordedEvent, StreamName, StreamWrite, TraceContext, Version,
 };
 use crate::chain::{chain_hash, verify_chain};
 use crate::error::StoreError;
@@ -191,6 +191,7 @@ pub async fn appends_and_reads_back(store: Arc<dyn EventStore>) {
         idempotency_key: Some("idem-1".into()),
         actor: Some("key_abc".into()),
         project_id: Some("proj_1".into()),
+        trace: TraceContext::new([0xab; 16], [0xcd; 8], 1),
     });
     let new = NewEvent {
         event_type: "AccountOpened".into(),
@@ -877,6 +878,7 @@ pub async fn metadata_round_trips(store: Arc<dyn EventStore>) {
         idempotency_key: Some("ключ-🔑".into()),
         actor: Some(String::new()),
         project_id: Some("proj_x".into()),
+        trace: TraceContext::new([u8::MAX; 16], [1; 8], 0),
     });
     let partial = Arc::new(EventMetadata {
         causation_id: Some(Uuid::from_u128(42)),
@@ -884,12 +886,17 @@ pub async fn metadata_round_trips(store: Arc<dyn EventStore>) {
         ..EventMetadata::default()
     });
     let empty = Arc::new(EventMetadata::default());
+    let traced_only = Arc::new(EventMetadata {
+        trace: TraceContext::new([7; 16], [8; 8], 1),
+        ..EventMetadata::default()
+    });
     let metas = [
         full.clone(),
         full.clone(),
         empty.clone(),
         partial.clone(),
         empty.clone(),
+        traced_only.clone(),
     ];
     let events: Vec<NewEvent> = metas
         .iter()

@@ -8,7 +8,7 @@ use crate::kernel::meta::Meta;
 use crate::kernel::money::{Currency, Money};
 use crate::kernel::stream::StreamRef;
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, strum::IntoStaticStr)]
 pub enum AccountCommand {
     CreateAccount {
         id: AccountId,

@@ -7,7 +7,7 @@ use crate::kernel::id::{BankAccountId, CustomerId, ProjectId};
 use crate::kernel::meta::Meta;
 use crate::kernel::stream::StreamRef;
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, strum::IntoStaticStr)]
 pub enum BankAccountCommand {
     CreateBankAccount {
         id: BankAccountId,

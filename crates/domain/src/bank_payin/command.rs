@@ -10,7 +10,7 @@ use crate::kernel::id::{AccountId, BankPayinId, BankPayinReferenceId, ProjectId}
 use crate::kernel::meta::Meta;
 use crate::kernel::stream::StreamRef;
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, strum::IntoStaticStr)]
 pub enum BankPayinCommand {
     CreateBankPayinReference {
         id: BankPayinReferenceId,

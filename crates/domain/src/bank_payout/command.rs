@@ -8,7 +8,7 @@ use crate::kernel::id::{BankPayoutId, ProjectId, TransactionId};
 use crate::kernel::meta::Meta;
 use crate::kernel::stream::StreamRef;
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, strum::IntoStaticStr)]
 pub enum BankPayoutCommand {
     CreateBankPayout(NewBankPayout),
     /// Sandbox: the bank transfer was sent.

@@ -10,7 +10,7 @@ use crate::kernel::id::{CardPayinId, CardPayinRefundId, ProjectId, TransactionId
 use crate::kernel::meta::Meta;
 use crate::kernel::stream::StreamRef;
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, strum::IntoStaticStr)]
 pub enum CardPayinCommand {
     CreateCardPayin(NewCardPayin),
     /// Sandbox: the cardholder went through 3-D Secure; `verdict` is the

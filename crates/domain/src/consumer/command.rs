@@ -6,7 +6,7 @@ use crate::kernel::error::DomainError;
 use crate::kernel::id::ProjectId;
 use crate::kernel::stream::StreamRef;
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, strum::IntoStaticStr)]
 pub enum ConsumerCommand {
     /// A durable subscription consumer processed everything up to a position.
     /// Answers with the project as its resource (`ResourceRef` is `Copy` and

@@ -9,7 +9,7 @@ use crate::kernel::id::{CustomerId, ProjectId};
 use crate::kernel::meta::Meta;
 use crate::kernel::stream::StreamRef;
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, strum::IntoStaticStr)]
 pub enum CustomerCommand {
     CreateCustomer {
         id: CustomerId,

@@ -7,7 +7,7 @@ use crate::kernel::id::ProjectId;
 use crate::kernel::stream::StreamRef;
 use crate::project::ProjectEvent;
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, strum::IntoStaticStr)]
 pub enum DeploymentCommand {
     /// The first start of a deployment: its sandbox project, created once
     /// however many servers start on one empty store ([`crate::deployment`]).

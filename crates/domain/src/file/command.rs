@@ -6,7 +6,7 @@ use crate::kernel::error::DomainError;
 use crate::kernel::id::{FileId, ProjectId};
 use crate::kernel::stream::StreamRef;
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, strum::IntoStaticStr)]
 pub enum FileCommand {
     RecordFile {
         id: FileId,

@@ -9,7 +9,7 @@ use crate::kernel::id::ProjectId;
 use crate::kernel::money::Currency;
 use crate::kernel::stream::StreamRef;
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, strum::IntoStaticStr)]
 pub enum FxRateCommand {
     SetFxRate {
         from: Currency,

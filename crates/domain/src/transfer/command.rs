@@ -9,7 +9,7 @@ use crate::kernel::meta::Meta;
 use crate::kernel::money::Money;
 use crate::kernel::stream::StreamRef;
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, strum::IntoStaticStr)]
 pub enum TransferCommand {
     CreateTransfer {
         id: TransferId,

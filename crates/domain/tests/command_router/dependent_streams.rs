@@ -190,3 +190,14 @@ fn dependent_streams_name_what_each_command_reads_through_others() {
         assert_eq!(dependents(&world, P, command).1, vec![]);
     }
 }
+
+#[test]
+fn a_command_is_named_by_its_familys_variant_without_its_fields() {
+    let command: Command = CardPayinCommand::FailCardPayinRefund {
+        id: cpr(1),
+        failure_transaction_id: tx(902),
+    }
+    .into();
+    assert_eq!(command.name(), "FailCardPayinRefund");
+    assert_eq!(settle(cpi(1), tx(900)).name(), "SettleCardPayin");
+}

@@ -66,6 +66,7 @@ async fn execute(engine: &Engine, project_id: ProjectId, command: Command) -> Re
     let meta = CommandMeta {
         actor: Some("system:admin".into()),
         correlation_id: Some(Uuid::now_v7()),
+        trace: None,
     };
     engine.execute_with(envelope, meta).await
 }

@@ -144,6 +144,8 @@ impl Handlers {
         let meta = CommandMeta {
             actor: Some(caller.key_id.to_string()),
             correlation_id,
+            // The engine records the call's trace context (its command span).
+            trace: None,
         };
         let executed = self
             .state

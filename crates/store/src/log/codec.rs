@@ -6,10 +6,12 @@ use std::sync::Arc;
 use bytes::Bytes;
 use uuid::Uuid;
 
-use crate::api::{AppendRequest, ChainHash, EventMetadata, Position, RecordedEvent, StreamName, Version};
+use crate::api::{
+    AppendRequest, ChainHash, EventMetadata, Position, RecordedEvent, StreamName, TraceContext, Version,
+};
 use crate::chain::{
     HashInput, META_ACTOR, META_ALL, META_CAUSATION, META_CORRELATION, META_IDEMPOTENCY, META_PROJECT,
-    hash_input, put_bytes, put_metadata,
+    META_TRACE, TRACE_BYTES, hash_input, put_bytes, put_metadata,
 };
 
 /// `[u32 body_len][u32 !body_len][u32 crc32c(body)]`.
@@ -308,7 +310,12 @@ impl<'a> Cursor<'a> {
         let start = self.at;
         let present = self.u8()?;
         if present & !META_ALL != 0 {
-            return Err(format!("unknown metadata bits {present:#x} at body byte {start}"));
+            // A field this build does not know (a newer build's): its size
+            // is unknown, so nothing after it can be read.
+            return Err(format!(
+                "unknown metadata bits {:#x} at body byte {start} (a field of a newer paycore?)",
+                present & !META_ALL
+            ));
         }
         for bit in [META_CORRELATION, META_CAUSATION] {
             if present & bit != 0 {
@@ -318,6 +325,13 @@ impl<'a> Cursor<'a> {
         for bit in [META_IDEMPOTENCY, META_ACTOR, META_PROJECT] {
             if present & bit != 0 {
                 self.str32()?;
+            }
+        }
+        if present & META_TRACE != 0 {
+            let at = self.at;
+            let trace = self.take(TRACE_BYTES)?;
+            if trace[..16] == [0; 16] || trace[16..24] == [0; 8] {
+                return Err(format!("invalid trace context (zero ID) at body byte {at}"));
             }
         }
         Ok(&self.bytes[start..self.at])
@@ -433,12 +447,24 @@ pub(crate) fn parse_metadata(raw: &[u8]) -> Result<EventMetadata, String> {
         }
         cursor.str32().map(|s| Some(s.to_owned()))
     };
+    let idempotency_key = text(META_IDEMPOTENCY)?;
+    let actor = text(META_ACTOR)?;
+    let project_id = text(META_PROJECT)?;
+    let trace = if present & META_TRACE != 0 {
+        let trace_id = cursor.array::<16>()?;
+        let span_id = cursor.array::<8>()?;
+        let [flags] = cursor.array::<1>()?;
+        Some(TraceContext::new(trace_id, span_id, flags).ok_or("invalid trace context (zero ID)")?)
+    } else {
+        None
+    };
     Ok(EventMetadata {
         correlation_id,
         causation_id,
-        idempotency_key: text(META_IDEMPOTENCY)?,
-        actor: text(META_ACTOR)?,
-        project_id: text(META_PROJECT)?,
+        idempotency_key,
+        actor,
+        project_id,
+        trace,
     })
 }
 
@@ -509,6 +535,45 @@ mod tests {
             metadata: meta.clone(),
             payload: Bytes::from_static(payload),
         }
+    }
+
+    /// Bits this build does not know are refused with a message saying so,
+    /// never skipped (their size is unknown) or read as another field; that
+    /// is what builds before bit 5 do with a trace context.
+    #[test]
+    fn unknown_metadata_bits_are_refused() {
+        for present in [0x40u8, 0x80, 0x7f] {
+            let bytes = [present, 0, 0, 0, 0];
+            let mut cursor = Cursor { bytes: &bytes, at: 0 };
+            let error = cursor.metadata().expect_err("refused");
+            assert!(error.contains("unknown metadata bits"), "{error}");
+            assert!(error.contains(&format!("{:#x}", present & !META_ALL)), "{error}");
+        }
+    }
+
+    #[test]
+    fn trace_contexts_round_trip_and_zero_ids_are_refused() {
+        let meta = EventMetadata {
+            actor: Some("key_1".into()),
+            trace: TraceContext::new([3; 16], [4; 8], 1),
+            ..EventMetadata::default()
+        };
+        let mut bytes = Vec::new();
+        put_metadata(&mut bytes, &meta);
+        let mut cursor = Cursor { bytes: &bytes, at: 0 };
+        assert_eq!(cursor.metadata().map(<[u8]>::len), Ok(bytes.len()));
+        assert_eq!(parse_metadata(&bytes), Ok(meta));
+        let zero_span = bytes.len() - 9;
+        bytes[zero_span..zero_span + 8].fill(0);
+        let mut cursor = Cursor { bytes: &bytes, at: 0 };
+        assert!(cursor.metadata().is_err());
+        assert!(parse_metadata(&bytes).is_err());
+        // Cut short: the 25 bytes must all be there.
+        let mut cursor = Cursor {
+            bytes: &bytes[..bytes.len() - 1],
+            at: 0,
+        };
+        assert!(cursor.metadata().is_err());
     }
 
     #[test]

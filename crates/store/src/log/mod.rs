@@ -62,7 +62,8 @@
 //!   u16  schema_version
 //!   [metadata]                   unless flags bit 2; the canonical encoding of
 //!                                crate::chain: u8 presence bits, then
-//!                                16-byte UUIDs and u32-length-prefixed strings
+//!                                16-byte UUIDs, u32-length-prefixed strings
+//!                                and the 25-byte trace context (bit 5)
 //!   u32 len, payload bytes
 //!   [u8; 32] hash                SHA-256 chain hash, see crate::chain
 //! ```
@@ -722,7 +723,12 @@ impl EventStore for LogStore {
         }
         let (reply, answer) = oneshot::channel();
         self.tx
-            .send(Msg::Append { request, size, reply })
+            .send(Msg::Append {
+                request,
+                size,
+                reply,
+                span: tracing::Span::current(),
+            })
             .map_err(|_| self.stopped())?;
         answer.await.map_err(|_| self.stopped())?
     }

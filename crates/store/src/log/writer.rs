@@ -41,6 +41,9 @@ pub(crate) enum Msg {
         /// Upper bound of the encoded size, from `validate`.
         size: usize,
         reply: Reply,
+        /// The caller's span (the engine's `append`): the group commit that
+        /// makes the request durable is traced under it.
+        span: tracing::Span,
     },
     Shutdown,
 }
@@ -118,16 +121,26 @@ impl Writer {
             let mut bytes = 0usize;
             match first {
                 Msg::Shutdown => shutdown = true,
-                Msg::Append { request, size, reply } => {
+                Msg::Append {
+                    request,
+                    size,
+                    reply,
+                    span,
+                } => {
                     bytes += size;
-                    group.push((request, reply));
+                    group.push((request, reply, span));
                 }
             }
             while !shutdown && group.len() < MAX_GROUP_REQUESTS && bytes < MAX_GROUP_BYTES {
                 match self.rx.try_recv() {
-                    Ok(Msg::Append { request, size, reply }) => {
+                    Ok(Msg::Append {
+                        request,
+                        size,
+                        reply,
+                        span,
+                    }) => {
                         bytes += size;
-                        group.push((request, reply));
+                        group.push((request, reply, span));
                     }
                     Ok(Msg::Shutdown) => shutdown = true,
                     Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
@@ -143,20 +156,22 @@ impl Writer {
         self.finish();
     }
 
-    fn commit_group(&mut self, group: &mut Vec<(AppendRequest, Reply)>) {
+    fn commit_group(&mut self, group: &mut Vec<(AppendRequest, Reply, tracing::Span)>) {
         if let Some(reason) = self.shared.fatal.get() {
-            for (_, reply) in group.drain(..) {
+            for (_, reply, _) in group.drain(..) {
                 let _ = reply.send(Err(StoreError::Fatal(reason.clone())));
             }
             return;
         }
+        let span = group_commit_span(group);
+        let _entered = span.enter();
 
         // 1. Expectations, in arrival order.
         self.overlay.clear();
         let mut accepted = Vec::with_capacity(group.len());
         {
             let index = self.shared.index.read();
-            for (request, reply) in group.drain(..) {
+            for (request, reply, _) in group.drain(..) {
                 let overlay = &self.overlay;
                 // A head the index cannot read fails the request (after
                 // `plan`, which takes an infallible lookup).
@@ -313,6 +328,10 @@ impl Writer {
         self.state.last_hash = hash;
         self.state.last_recorded_at = recorded_at;
         self.committed.send_replace(position);
+        span.record("first_position", group_first);
+        span.record("last_position", position.saturating_sub(1));
+        span.record("events", position - group_first);
+        span.record("bytes", len);
         metrics::histogram!(crate::metrics::GROUP_COMMIT_SECONDS).record(started.elapsed().as_secs_f64());
         metrics::histogram!(crate::metrics::GROUP_APPENDS).record(replies.len() as f64);
         metrics::counter!(crate::metrics::APPENDED_EVENTS).increment(position - group_first);
@@ -365,12 +384,11 @@ impl Writer {
             let _ = self.state.active.file.write_all_at(half, base);
             return Err("write failed: injected fault".into());
         }
-        self.state
-            .active
-            .file
-            .write_all_at(&self.buf, base)
+        tracing::debug_span!(target: "paycore::store", "write", bytes = self.buf.len(), offset = base)
+            .in_scope(|| self.state.active.file.write_all_at(&self.buf, base))
             .map_err(|e| format!("write failed: {e}"))?;
         if self.shared.options.sync == SyncMode::Fsync {
+            let _fsync = tracing::debug_span!(target: "paycore::store", "fsync").entered();
             let syncing = std::time::Instant::now();
             self.state
                 .active
@@ -497,4 +515,28 @@ fn clone_error(e: &StoreError) -> StoreError {
         },
         other => StoreError::Unavailable(other.to_string()),
     }
+}
+
+/// Most appends a `group_commit` span links to besides its parent.
+const MAX_GROUP_LINKS: usize = 64;
+
+/// The span of one group commit (checks, encoding, one write, one fsync):
+/// a child of the first request's span, linked to the others' (up to
+/// [`MAX_GROUP_LINKS`]), since one fsync makes them all durable.
+fn group_commit_span(group: &[(AppendRequest, Reply, tracing::Span)]) -> tracing::Span {
+    let parent = group.first().map(|(_, _, span)| span.id());
+    let span = tracing::debug_span!(
+        target: "paycore::store",
+        parent: parent.flatten(),
+        "group_commit",
+        appends = group.len(),
+        events = tracing::field::Empty,
+        bytes = tracing::field::Empty,
+        first_position = tracing::field::Empty,
+        last_position = tracing::field::Empty,
+    );
+    for (_, _, request_span) in group.iter().skip(1).take(MAX_GROUP_LINKS) {
+        span.follows_from(request_span);
+    }
+    span
 }

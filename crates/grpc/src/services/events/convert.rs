@@ -130,6 +130,7 @@ pub fn envelope_pb(recorded: &RecordedEvent, event: &Event) -> Result<Option<pb:
         event_type: recorded.event_type.to_string(),
         recorded_at: Some(timestamp(Timestamp::from_micros(recorded.recorded_at_micros))),
         correlation_id: metadata.correlation_id.map(|id| id.to_string()),
+        traceparent: metadata.trace.map(|trace| trace.traceparent()),
         actor: metadata.actor.clone(),
         event: Some(body),
     }))
@@ -365,6 +366,7 @@ mod tests {
                 idempotency_key: Some("order-42".into()),
                 actor: Some("key_x".into()),
                 project_id: Some(project().to_string()),
+                trace: None,
             }),
             payload: encoded.payload.into(),
             hash: [0; 32],
