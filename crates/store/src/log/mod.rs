@@ -368,8 +368,10 @@ pub enum CoveredFrames {
     /// per 5 GB from the page cache, at disk speed otherwise).
     #[default]
     VerifyBeforeOpen,
-    /// On a thread of its own, started by open and not waited for, at disk
-    /// speed: the open takes the same time at any history size. Damage it
+    /// On a thread of its own, started at the end of open and not waited
+    /// for, at 64 MiB/s with direct I/O (so that the first requests' cold
+    /// reads keep their latency): the open takes the same time at any
+    /// history size. Damage it
     /// finds is reported like damage found by a read or the scrub (logged,
     /// published to [`LogStore::damage`]); until then, a read that meets a
     /// damaged frame still fails on its checksum, so nothing damaged is

@@ -124,7 +124,9 @@ pub(crate) fn recover(dir: &Path, options: &LogOptions) -> Result<Recovered, Sto
     // so that its reads do not slow the open down.
     let index_exists = (!run_files.is_empty() || legacy_exists) && !index.segments.is_empty();
     let mut cover = match options.covered_frames {
-        CoveredFrames::VerifyBeforeOpen if index_exists => Some(CoverCheck::spawn(segment_list(&index))?),
+        CoveredFrames::VerifyBeforeOpen if index_exists => {
+            Some(CoverCheck::spawn(segment_list(&index), false)?)
+        }
         _ => None,
     };
 
@@ -239,7 +241,7 @@ pub(crate) fn recover(dir: &Path, options: &LogOptions) -> Result<Recovered, Sto
 
     let pending_verification = match (options.covered_frames, covered) {
         (CoveredFrames::VerifyInBackground, Some((resume, resume_offset))) => {
-            let cover = CoverCheck::spawn(segment_list(&index))?;
+            let cover = CoverCheck::spawn(segment_list(&index), true)?;
             cover.last_segment_limit(last_segment_limit);
             Some(PendingCoverCheck {
                 cover,

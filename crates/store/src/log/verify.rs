@@ -500,14 +500,16 @@ impl Drop for CoverCheck {
 }
 
 impl CoverCheck {
-    /// Starts verifying `segments` (path, first position), in order.
-    pub fn spawn(segments: Vec<(PathBuf, Position)>) -> Result<Self, StoreError> {
+    /// Starts verifying `segments` (path, first position), in order: as
+    /// fast as the disk reads them through the page cache, or, `paced`,
+    /// at [`BACKGROUND_VERIFY_BYTES_PER_SECOND`] with direct I/O.
+    pub fn spawn(segments: Vec<(PathBuf, Position)>, paced: bool) -> Result<Self, StoreError> {
         let (last_limit, limit_rx) = mpsc::channel();
         let cancel = Arc::new(StopSignal::default());
         let stop = cancel.clone();
         let handle = std::thread::Builder::new()
             .name("paycore-log-verify".into())
-            .spawn(move || verify_segments(&segments, &limit_rx, &stop))
+            .spawn(move || verify_segments(&segments, &limit_rx, &stop, paced))
             .map_err(|e| StoreError::io("starting the log verification thread", e))?;
         Ok(Self {
             handle: Some(handle),
@@ -683,21 +685,35 @@ impl BackgroundVerification {
         Ok(Self { cancel, closing })
     }
 
-    /// Asks the verification to stop after the segment it is reading; does
-    /// not wait for it (it only reads).
+    /// Asks the verification to stop (at its next paced read); does not
+    /// wait for it (it only reads).
     pub fn stop(self) {
         self.closing.store(true, Ordering::SeqCst);
         self.cancel.stop();
     }
 }
 
+/// The pace of the verification beside serving: it reads the disk, not
+/// the page cache, and slowly enough that the reads of requests (random,
+/// small, cold after a start) keep their latency; 6.6 GB of log take about
+/// two minutes.
+pub(crate) const BACKGROUND_VERIFY_BYTES_PER_SECOND: u64 = 64 << 20;
+
 fn verify_segments(
     segments: &[(PathBuf, Position)],
     last_limit: &mpsc::Receiver<Option<u64>>,
-    cancel: &StopSignal,
+    cancel: &Arc<StopSignal>,
+    paced: bool,
 ) -> Result<Vec<Walk>, StoreError> {
     let mut walks = Vec::with_capacity(segments.len());
-    let mut state = ReadState::new(OPEN_CHUNK, None);
+    let pacer = paced.then(|| Pacer {
+        bytes_per_second: BACKGROUND_VERIFY_BYTES_PER_SECOND,
+        started: Instant::now(),
+        bytes: 0,
+        stop: cancel.clone(),
+    });
+    let chunk = if paced { SCRUB_CHUNK } else { OPEN_CHUNK };
+    let mut state = ReadState::new(chunk, pacer);
     for (ordinal, (path, first_position)) in segments.iter().enumerate() {
         let limit = if ordinal + 1 < segments.len() {
             Limit::DataEnd
@@ -710,10 +726,12 @@ fn verify_segments(
         if cancel.is_stopped() {
             break;
         }
-        let mut reader = SegmentReader::open(&mut state, path, false).map_err(|e| read_error(path, e))?;
-        // Read ahead generously. (Its own file description: the store's
-        // reads keep their normal read-ahead.)
-        let _ = rustix::fs::fadvise(&reader.file, 0, None, rustix::fs::Advice::Sequential);
+        let mut reader = SegmentReader::open(&mut state, path, paced).map_err(|e| read_error(path, e))?;
+        if !paced {
+            // Read ahead generously. (Its own file description: the store's
+            // reads keep their normal read-ahead.)
+            let _ = rustix::fs::fadvise(&reader.file, 0, None, rustix::fs::Advice::Sequential);
+        }
         let walked = match walk(&mut reader, *first_position, limit) {
             Ok(walked) => walked,
             Err(ReadError::Io(e)) => return Err(read_error(path, e)),
