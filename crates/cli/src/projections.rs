@@ -51,8 +51,9 @@ pub struct RebuildArgs {
     #[arg(long, value_name = "EVENTS")]
     checkpoint_every_events: Option<u64>,
     /// With a PostgreSQL store: rebuild these projections' tables in the
-    /// database instead (the server writing them empties them and writes
-    /// them again from the log, starting at its next batch).
+    /// database instead (the server writing them writes them again from the
+    /// log beside the served ones, which stay readable, and swaps them in
+    /// once caught up).
     #[arg(long)]
     tables: bool,
 }
@@ -139,7 +140,7 @@ async fn status_online(data_dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Marks the chosen projections' tables for rebuilding by their writer.
+/// Asks the tables' writer to rebuild the chosen projections' tables.
 async fn rebuild_tables(store: &StoreChoice, args: &RebuildArgs) -> anyhow::Result<()> {
     let StoreChoice::Postgres { url, schema } = store else {
         anyhow::bail!("--tables is for a PostgreSQL store: give --store postgres://… (or PAYCORE_STORE)");
@@ -147,7 +148,8 @@ async fn rebuild_tables(store: &StoreChoice, args: &RebuildArgs) -> anyhow::Resu
     // The tables' projections are the server's, by the same names.
     let marked = paycore_projections_postgres::rebuild(url, schema, &chosen(args)).await?;
     println!(
-        "asked the writer to rebuild the tables of {} from the log; follow it with `paycore projections status`",
+        "asked the writer to rebuild the tables of {} from the log beside the served ones (swapped in once caught up); \
+         follow it with `paycore projections status`",
         marked.join(", ")
     );
     Ok(())
@@ -175,6 +177,10 @@ async fn tables_status(store: &StoreChoice) -> anyhow::Result<()> {
                 format!("version {version} by {writer} at {at}")
             }
             (Some(writer), Some(at), _) => format!("{writer}, last at {at}"),
+        };
+        let writer = match table.rebuilding {
+            Some(position) => format!("{writer}; rebuilding: {position} of {} events", table.head),
+            None => writer,
         };
         println!(
             "{:<13} {:>7} {:>14} {:>14} {:>12}  {writer}",

@@ -18,8 +18,8 @@ pub struct Projection {
     pub name: &'static str,
     /// Bump when what the tables keep, how an event folds into them, or the
     /// encoding of `state` (the domain's `Aggregate`) changes: the writer
-    /// then empties the projection's tables and writes them again from the
-    /// log.
+    /// then rebuilds the projection's tables from the log beside the old
+    /// ones and swaps them in (`rebuild.rs`).
     pub version: i32,
     pub tables: &'static [&'static str],
 }

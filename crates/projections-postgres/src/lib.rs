@@ -41,6 +41,7 @@
 //! | `resources` | `resources` | card token, card, card payin, refund, bank account, payout, payin reference, bank payin, file (`kind`) |
 //! | `fx-rates` | `fx_rates` | ordered currency pair |
 //! | | `read_model_checkpoints` | projection: `version`, `next_position`, `writer`, `updated_at` |
+//! | | `read_model_rebuilds` | projection being rebuilt: `version`, `next_position` of its `rebuild_<table>` tables, `writer` |
 //!
 //! Amounts are exact integers in minor units beside `currency` and
 //! `currency_exponent`; IDs are the API's (`acc_…`); times are
@@ -57,16 +58,23 @@
 //! # Versions
 //!
 //! Each projection has a [`Projection::version`]. A writer that finds a
-//! projection written by an older version empties its tables and writes
-//! them again from the log (queries meanwhile see a table filling up, its
-//! checkpoint saying how far); one written by a newer version is left to
-//! the newer servers. [`rebuild`] asks for the same on chosen projections.
+//! projection written by an older version rebuilds it from the log into
+//! `rebuild_<table>` tables beside the served ones (progress in
+//! `read_model_rebuilds`, migration 6, resumed by the next writer if this
+//! one stops) and swaps them in by rename in one transaction once they
+//! reach the old rows' checkpoint; until then readers keep the old rows,
+//! which stand still. One written by a newer version is left to the newer
+//! servers. [`rebuild`] asks for the same on chosen projections, whose
+//! served tables keep following the log until the swap. Privileges granted
+//! on a table are granted again on its replacement; a view over one blocks
+//! the swap (the writer logs why and tries again).
 //!
 //! # Memory
 //!
 //! One batch of events and the rows it touches; nothing across batches.
 
 mod fold;
+mod rebuild;
 mod sql;
 mod writer;
 
@@ -118,11 +126,13 @@ impl From<tokio_postgres::Error> for TablesError {
     }
 }
 
-/// Asks the writer to empty the tables of the named projections and write
-/// them again from the log (`paycore projections rebuild --tables`): their
-/// checkpoints are marked as of version 0, which fences the writer's next
-/// batch; it then starts over as for a projection of an older version.
-/// Returns the projections marked; an unknown name writes nothing.
+/// Asks the writer to rebuild the tables of the named projections from the
+/// log (`paycore projections rebuild --tables`): beside the served tables,
+/// which stay as they are and keep following the log, and swapped in once
+/// caught up (see `rebuild.rs`). The writer takes the request within its
+/// [`WriterOptions::retry_every`]; asking again restarts a rebuild under
+/// way from 0. Returns the projections asked for; an unknown name writes
+/// nothing.
 pub async fn rebuild(url: &str, schema: &str, names: &[String]) -> Result<Vec<&'static str>, TablesError> {
     let mut chosen = Vec::with_capacity(names.len());
     for name in names {
@@ -130,23 +140,25 @@ pub async fn rebuild(url: &str, schema: &str, names: &[String]) -> Result<Vec<&'
             .iter()
             .find(|projection| projection.name == name)
             .ok_or_else(|| TablesError::UnknownProjection(name.clone()))?;
-        chosen.push(projection.name);
+        chosen.push(projection);
     }
     let config =
         support::config(url, std::time::Duration::from_secs(5), None).map_err(TablesError::Config)?;
-    let (client, connection) = config.connect().await?;
+    let (mut client, connection) = config.connect().await?;
     let driver = tokio::spawn(connection);
-    // A projection no writer has started yet is written from 0 anyway.
-    let marked = client
-        .execute(
-            &format!("UPDATE {schema}.read_model_checkpoints SET version = 0 WHERE projection = ANY($1)"),
-            &[&chosen],
-        )
-        .await;
+    let asked = async {
+        let transaction = client.transaction().await?;
+        for projection in &chosen {
+            rebuild::request(&transaction, schema, projection.name, projection.version).await?;
+        }
+        transaction.commit().await?;
+        Ok::<_, TablesError>(())
+    }
+    .await;
     drop(client);
     let _ = driver.await;
-    marked?;
-    Ok(chosen)
+    asked?;
+    Ok(chosen.iter().map(|projection| projection.name).collect())
 }
 
 /// One projection's tables as `projections status` shows them.
@@ -165,6 +177,9 @@ pub struct TableStatus {
     pub writer: Option<String>,
     /// When it did (UTC, RFC 3339).
     pub updated_at: Option<String>,
+    /// A rebuild asked for or under way: events below this position are
+    /// in its tables (0 until the writer starts it).
+    pub rebuilding: Option<Position>,
 }
 
 impl TableStatus {
@@ -194,6 +209,7 @@ pub async fn status(url: &str, schema: &str) -> Result<Vec<TableStatus>, TablesE
             &[],
         )
         .await?;
+    let rebuilds = rebuild::requested(&client, schema).await?;
     drop(client);
     let _ = driver.await;
     let mut statuses = Vec::with_capacity(PROJECTIONS.len());
@@ -206,6 +222,10 @@ pub async fn status(url: &str, schema: &str) -> Result<Vec<TableStatus>, TablesE
             head: sql::position_from_sql(head),
             writer: None,
             updated_at: None,
+            rebuilding: rebuilds
+                .iter()
+                .find(|rebuild| rebuild.projection == projection.name)
+                .map(|rebuild| rebuild.next_position),
         };
         for row in &rows {
             let name: &str = row.try_get(0)?;

@@ -11,10 +11,61 @@ use tokio_postgres::types::ToSql;
 use crate::TablesError;
 use crate::fold::{self, Changes, Checkpoints, PROJECTIONS, Row, RowId, StateTable};
 
+/// Which of a schema's two sets of tables a batch goes to: the served
+/// ones, or a rebuild's beside them (`rebuild_<table>`, checkpoints in
+/// `read_model_rebuilds`), swapped in once caught up (`rebuild.rs`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum TableSet {
+    Served,
+    Rebuild,
+}
+
+/// What a rebuild's tables are called beside the served `<table>`.
+pub(crate) const REBUILD_PREFIX: &str = "rebuild_";
+
+/// The tables of one [`TableSet`] of a schema.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Tables<'a> {
+    pub schema: &'a str,
+    pub set: TableSet,
+}
+
+impl<'a> Tables<'a> {
+    pub fn served(schema: &'a str) -> Self {
+        Self {
+            schema,
+            set: TableSet::Served,
+        }
+    }
+
+    pub fn rebuild(schema: &'a str) -> Self {
+        Self {
+            schema,
+            set: TableSet::Rebuild,
+        }
+    }
+
+    /// The qualified name of `table` (as the served set calls it) in this set.
+    pub fn table(&self, table: &str) -> String {
+        match self.set {
+            TableSet::Served => format!("{}.{table}", self.schema),
+            TableSet::Rebuild => format!("{}.{REBUILD_PREFIX}{table}", self.schema),
+        }
+    }
+
+    /// The table of this set's checkpoints (same columns in both).
+    pub fn checkpoints(&self) -> String {
+        match self.set {
+            TableSet::Served => format!("{}.read_model_checkpoints", self.schema),
+            TableSet::Rebuild => format!("{}.read_model_rebuilds", self.schema),
+        }
+    }
+}
+
 /// Reads the rows `ids` name, as the tables hold them (absent ones are new).
 pub(crate) async fn load(
     client: &impl GenericClient,
-    schema: &str,
+    tables: Tables<'_>,
     ids: &[RowId],
 ) -> Result<HashMap<RowId, Row>, TablesError> {
     let mut loaded = HashMap::with_capacity(ids.len());
@@ -29,7 +80,8 @@ pub(crate) async fn load(
         }
         let name = table.sql_name();
         let sql = format!(
-            "SELECT id, created_position, updated_position, state FROM {schema}.{name} WHERE id = ANY($1)"
+            "SELECT id, created_position, updated_position, state FROM {} WHERE id = ANY($1)",
+            tables.table(name)
         );
         for row in client.query(&sql, &[&keys]).await? {
             let id: String = row.try_get(0)?;
@@ -59,7 +111,7 @@ pub(crate) async fn load(
 /// back, so nothing is applied twice.
 pub(crate) async fn write(
     client: &impl GenericClient,
-    schema: &str,
+    tables: Tables<'_>,
     changes: &Changes,
     (from, to): (&Checkpoints, &Checkpoints),
     writer: &str,
@@ -72,20 +124,20 @@ pub(crate) async fn write(
             .map(|((_, id), row)| (id.as_str(), row))
             .collect();
         if !rows.is_empty() {
-            upsert(client, schema, table, &rows).await?;
+            upsert(client, tables, table, &rows).await?;
         }
     }
     if !changes.transactions.is_empty() {
-        insert_transactions(client, schema, &changes.transactions).await?;
+        insert_transactions(client, tables, &changes.transactions).await?;
     }
-    move_checkpoints(client, schema, (from, to), writer).await
+    move_checkpoints(client, tables, (from, to), writer).await
 }
 
 /// Moves every checkpoint that changes, in one statement, each only from
 /// the position and version the writer read.
 async fn move_checkpoints(
     client: &impl GenericClient,
-    schema: &str,
+    tables: Tables<'_>,
     (from, to): (&Checkpoints, &Checkpoints),
     writer: &str,
 ) -> Result<(), TablesError> {
@@ -106,10 +158,11 @@ async fn move_checkpoints(
         .map(|(projection, _, _)| projection.version)
         .collect();
     let sql = format!(
-        "UPDATE {schema}.read_model_checkpoints c SET next_position = u.next, writer = $5, updated_at = now() \
+        "UPDATE {} c SET next_position = u.next, writer = $5, updated_at = now() \
          FROM UNNEST($1::text[], $2::bigint[], $3::bigint[], $4::integer[]) AS u(projection, read, next, version) \
          WHERE c.projection = u.projection AND c.next_position = u.read AND c.version = u.version \
-         RETURNING c.projection"
+         RETURNING c.projection",
+        tables.checkpoints()
     );
     let moved = client
         .query(&sql, &[&names, &froms, &tos, &versions, &writer])
@@ -179,7 +232,7 @@ impl Columns {
     /// The statement: a plain insert when `conflict` is empty (a row written
     /// twice is an error), else an upsert on it that replaces every column
     /// but the key and `keep`.
-    fn insert_sql(&self, schema: &str, table: &str, conflict: &str, keep: &[&str]) -> String {
+    fn insert_sql(&self, table: &str, conflict: &str, keep: &[&str]) -> String {
         let parameters: Vec<String> = self
             .types
             .iter()
@@ -187,7 +240,7 @@ impl Columns {
             .map(|(index, array)| format!("${}::{array}", index + 1))
             .collect();
         let mut sql = format!(
-            "INSERT INTO {schema}.{table} ({}) SELECT {} FROM UNNEST({}) AS u({})",
+            "INSERT INTO {table} ({}) SELECT {} FROM UNNEST({}) AS u({})",
             self.names.join(", "),
             self.selects.join(", "),
             parameters.join(", "),
@@ -220,7 +273,7 @@ impl Columns {
 
 async fn upsert(
     client: &impl GenericClient,
-    schema: &str,
+    tables: Tables<'_>,
     table: StateTable,
     rows: &[(&str, &Row)],
 ) -> Result<(), TablesError> {
@@ -260,7 +313,7 @@ async fn upsert(
         })
         .collect::<Result<Vec<Vec<u8>>, _>>()?;
     columns.add("state", "bytea[]", states);
-    let sql = columns.insert_sql(schema, name, "id", &["created_position", "created_at"]);
+    let sql = columns.insert_sql(&tables.table(name), "id", &["created_position", "created_at"]);
     columns.run(client, &sql).await?;
     Ok(())
 }
@@ -469,7 +522,7 @@ fn fx_rate_columns(columns: &mut Columns, rows: &[(&str, &Row)]) -> Result<(), T
 
 async fn insert_transactions(
     client: &impl GenericClient,
-    schema: &str,
+    tables: Tables<'_>,
     transactions: &[(Transaction, Position)],
 ) -> Result<(), TablesError> {
     let mut columns = Columns::default();
@@ -498,7 +551,7 @@ async fn insert_transactions(
     let positions = transactions.iter().map(|(_, at)| position_to_sql(*at)).collect();
     columns.add::<i64>("position", "bigint[]", positions);
     // A transaction written twice fails the primary key: never silently.
-    let sql = columns.insert_sql(schema, "transactions", "", &[]);
+    let sql = columns.insert_sql(&tables.table("transactions"), "", &[]);
     columns.run(client, &sql).await?;
     Ok(())
 }

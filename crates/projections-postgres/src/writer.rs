@@ -4,7 +4,7 @@
 
 use std::convert::Infallible;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use paycore_domain::Event;
 use paycore_store::{EventStore, Position, RecordedEvent};
@@ -14,9 +14,9 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_postgres::Client;
 
-use crate::TablesError;
 use crate::fold::{self, Checkpoints, Decoded, PROJECTIONS};
-use crate::sql::{self, position_from_sql};
+use crate::sql::{self, Tables, position_from_sql};
+use crate::{TablesError, rebuild};
 
 /// How the writer runs.
 #[derive(Clone, Debug)]
@@ -185,47 +185,182 @@ async fn session(
     }
     writing.send_replace(true);
     tracing::info!(schema = %options.schema, "this server writes the read-model tables");
-    let mut checkpoints = prepare(&mut client, options).await?;
+    let mut progress = prepare(&mut client, options).await?;
     let mut committed = store.committed();
+    let mut requests_read = Instant::now();
     loop {
-        let from = checkpoints.iter().copied().min().unwrap_or(0);
-        if *committed.borrow_and_update() <= from {
-            committed.changed().await.map_err(|_| TablesError::StoreClosed)?;
-            continue;
+        if requests_read.elapsed() >= options.retry_every {
+            take_rebuilds(&mut client, options, &mut progress).await?;
+            requests_read = Instant::now();
         }
-        let events = whole_appends(store, from, options.batch_events).await?;
-        if events.is_empty() {
-            // The head is inside an append still being read: wait for more.
-            committed.changed().await.map_err(|_| TablesError::StoreClosed)?;
-            continue;
-        }
-        let decoded = decode(&events)?;
-        let to = fold::advanced(&checkpoints, &decoded);
-        let transaction = client.transaction().await?;
-        let loaded = sql::load(
-            &transaction,
-            &options.schema,
-            &fold::rows_read(&decoded, &checkpoints),
-        )
-        .await?;
-        let changes = fold::fold(&decoded, loaded, &checkpoints);
-        sql::write(
-            &transaction,
-            &options.schema,
-            &changes,
-            (&checkpoints, &to),
-            &options.name,
-        )
-        .await?;
-        transaction.commit().await?;
-        checkpoints = to;
-        let lowest = checkpoints.iter().copied().min().unwrap_or(0);
-        let behind = committed.borrow().saturating_sub(lowest);
+        let head = *committed.borrow_and_update();
+        let served = Tables::served(&options.schema);
+        let applied = apply_next(&mut client, store, options, served, &mut progress.served).await?;
+        let rebuilt = match progress.rebuilding() {
+            true => {
+                let tables = Tables::rebuild(&options.schema);
+                apply_next(&mut client, store, options, tables, &mut progress.rebuild).await?
+            }
+            false => 0,
+        };
+        swap_caught_up(&mut client, options, &mut progress).await?;
+        let behind = head.saturating_sub(progress.served_lowest());
         metrics::gauge!(crate::LAG_EVENTS).set(behind as f64);
-        if events.len() < options.batch_events {
+        if applied == 0 && rebuilt == 0 {
+            // Nothing whole to apply: wait for the log, or for the next
+            // look at the rebuilds asked for.
+            let _ = tokio::time::timeout(options.retry_every, committed.changed()).await;
+            if committed.has_changed().is_err() {
+                return Err(TablesError::StoreClosed);
+            }
+        } else if applied < options.batch_events && !progress.rebuilding() {
             tokio::time::sleep(options.pace).await;
         }
     }
+}
+
+/// Where the writer is, per projection (in [`PROJECTIONS`]' order).
+#[derive(Debug)]
+struct Progress {
+    /// The served tables' checkpoints as the fold reads them:
+    /// `Position::MAX` where this writer does not write the served tables
+    /// (a newer version's, or an older one's until its rebuild is in).
+    served: Checkpoints,
+    /// An older version's checkpoint, left as it is until the rebuild
+    /// replaces it.
+    frozen: [Option<Position>; PROJECTIONS.len()],
+    /// Written by a newer version: never touched, not even rebuilt.
+    newer: [bool; PROJECTIONS.len()],
+    /// The rebuild tables' checkpoints; `Position::MAX` where none runs.
+    rebuild: Checkpoints,
+}
+
+impl Progress {
+    fn rebuilding(&self) -> bool {
+        self.rebuild.iter().any(|&at| at != Position::MAX)
+    }
+
+    fn served_lowest(&self) -> Position {
+        let lowest = self.served.iter().copied().min().unwrap_or(Position::MAX);
+        let frozen = self
+            .frozen
+            .iter()
+            .flatten()
+            .copied()
+            .min()
+            .unwrap_or(Position::MAX);
+        lowest.min(frozen)
+    }
+}
+
+/// Applies the next whole appends after `checkpoints` to `tables`, in one
+/// transaction with the checkpoints; returns the events applied (0 when
+/// there is nothing whole to apply yet).
+async fn apply_next(
+    client: &mut Client,
+    store: &dyn EventStore,
+    options: &WriterOptions,
+    tables: Tables<'_>,
+    checkpoints: &mut Checkpoints,
+) -> Result<usize, TablesError> {
+    let from = checkpoints.iter().copied().min().unwrap_or(Position::MAX);
+    if *store.committed().borrow() <= from {
+        return Ok(0);
+    }
+    let events = whole_appends(store, from, options.batch_events).await?;
+    if events.is_empty() {
+        return Ok(0);
+    }
+    let decoded = decode(&events)?;
+    let to = fold::advanced(checkpoints, &decoded);
+    let transaction = client.transaction().await?;
+    let loaded = sql::load(&transaction, tables, &fold::rows_read(&decoded, checkpoints)).await?;
+    let changes = fold::fold(&decoded, loaded, checkpoints);
+    sql::write(&transaction, tables, &changes, (checkpoints, &to), &options.name).await?;
+    transaction.commit().await?;
+    *checkpoints = to;
+    Ok(events.len())
+}
+
+/// Swaps in every rebuild that reached the served checkpoint it replaces.
+async fn swap_caught_up(
+    client: &mut Client,
+    options: &WriterOptions,
+    progress: &mut Progress,
+) -> Result<(), TablesError> {
+    for (index, projection) in PROJECTIONS.iter().enumerate() {
+        let rebuilt_to = progress.rebuild[index];
+        let served_at = progress.frozen[index].unwrap_or(progress.served[index]);
+        if rebuilt_to == Position::MAX || rebuilt_to < served_at {
+            continue;
+        }
+        rebuild::swap(
+            client,
+            &options.schema,
+            projection,
+            (served_at, rebuilt_to),
+            &options.name,
+        )
+        .await?;
+        progress.served[index] = rebuilt_to;
+        progress.frozen[index] = None;
+        progress.rebuild[index] = Position::MAX;
+    }
+    Ok(())
+}
+
+/// Starts, resumes or calls off rebuilds as `read_model_rebuilds` asks.
+async fn take_rebuilds(
+    client: &mut Client,
+    options: &WriterOptions,
+    progress: &mut Progress,
+) -> Result<(), TablesError> {
+    let schema = &options.schema;
+    let asked = rebuild::requested(&*client, schema).await?;
+    for (index, projection) in PROJECTIONS.iter().enumerate() {
+        let row = asked.iter().find(|row| row.projection == projection.name);
+        let running = progress.rebuild[index];
+        match row {
+            _ if progress.newer[index] => {}
+            None if progress.frozen[index].is_some() => {
+                // An older version's rows wait for a rebuild: ask for one.
+                rebuild::start(client, schema, projection, &options.name).await?;
+                progress.rebuild[index] = 0;
+            }
+            None => {
+                if running != Position::MAX {
+                    // Called off (the row deleted): the served tables stay.
+                    rebuild::drop_tables(client, schema, projection).await?;
+                    progress.rebuild[index] = Position::MAX;
+                }
+            }
+            Some(row) if row.version > projection.version => {
+                // A newer server asked; leave it to the newer servers.
+                progress.rebuild[index] = Position::MAX;
+            }
+            Some(row) if row.version == projection.version && row.next_position == running => {}
+            Some(row)
+                if row.version == projection.version
+                    && row.next_position > 0
+                    && running == Position::MAX
+                    && rebuild::tables_exist(&*client, schema, projection).await? =>
+            {
+                tracing::info!(
+                    projection = projection.name,
+                    from = row.next_position,
+                    "resuming the rebuild of the read-model tables"
+                );
+                progress.rebuild[index] = row.next_position;
+            }
+            Some(_) => {
+                // Asked for (again), of an older version, or its tables
+                // are gone: from the start.
+                rebuild::start(client, schema, projection, &options.name).await?;
+                progress.rebuild[index] = 0;
+            }
+        }
+    }
+    Ok(())
 }
 
 struct AbortOnDrop(JoinHandle<()>);
@@ -245,11 +380,12 @@ fn election_key(schema: &str) -> i64 {
     i64::from_be_bytes(key)
 }
 
-/// Each projection's checkpoint, after emptying the tables of those a
-/// different version wrote (they are written again from position 0). A
-/// projection written by a newer version is left to the newer servers:
-/// this one never writes it (it would undo their rows).
-async fn prepare(client: &mut Client, options: &WriterOptions) -> Result<Checkpoints, TablesError> {
+/// Each projection's checkpoint and the rebuilds to run. A projection
+/// written by a newer version is left to the newer servers: this one never
+/// writes it (it would undo their rows). One an older version wrote keeps
+/// its rows, as they are, until a rebuild at this version replaces them;
+/// one never written starts empty at position 0.
+async fn prepare(client: &mut Client, options: &WriterOptions) -> Result<Progress, TablesError> {
     let schema = &options.schema;
     let stored = client
         .query(
@@ -263,13 +399,18 @@ async fn prepare(client: &mut Client, options: &WriterOptions) -> Result<Checkpo
             Ok((row.try_get(0)?, row.try_get(1)?, row.try_get(2)?))
         })
         .collect::<Result<Vec<_>, _>>()?;
-    let mut checkpoints: Checkpoints = [0; PROJECTIONS.len()];
+    let mut progress = Progress {
+        served: [0; PROJECTIONS.len()],
+        frozen: [None; PROJECTIONS.len()],
+        newer: [false; PROJECTIONS.len()],
+        rebuild: [Position::MAX; PROJECTIONS.len()],
+    };
     for (index, projection) in PROJECTIONS.iter().enumerate() {
         let found = stored
             .iter()
             .find(|(name, _, _)| name == projection.name)
             .cloned();
-        checkpoints[index] = match found {
+        progress.served[index] = match found {
             Some((_, version, next)) if version == projection.version => position_from_sql(next),
             Some((_, version, _)) if version > projection.version => {
                 tracing::warn!(
@@ -278,6 +419,17 @@ async fn prepare(client: &mut Client, options: &WriterOptions) -> Result<Checkpo
                     known = projection.version,
                     "a newer paycore writes this read-model table; this server leaves it alone"
                 );
+                progress.newer[index] = true;
+                Position::MAX
+            }
+            Some((_, version, next)) if next > 0 => {
+                tracing::info!(
+                    projection = projection.name,
+                    from = version,
+                    to = projection.version,
+                    "read-model tables of an older version: served as they are until rebuilt"
+                );
+                progress.frozen[index] = Some(position_from_sql(next));
                 Position::MAX
             }
             found => {
@@ -286,7 +438,8 @@ async fn prepare(client: &mut Client, options: &WriterOptions) -> Result<Checkpo
             }
         };
     }
-    Ok(checkpoints)
+    take_rebuilds(client, options, &mut progress).await?;
+    Ok(progress)
 }
 
 /// Empties a projection's tables and sets its checkpoint to 0 at this

@@ -200,15 +200,15 @@ impl Books {
     }
 }
 
-/// Waits until every projection's tables reached the log's head.
+/// Waits until every projection's tables reached the log's head, with no
+/// rebuild left.
 async fn caught_up(schema: &SchemaGuard) {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let statuses = status(&schema.url, &schema.schema).await.expect("status");
-        if statuses
-            .iter()
-            .all(|status| status.lag() == 0 && status.stored_version == Some(status.version))
-        {
+        if statuses.iter().all(|status| {
+            status.lag() == 0 && status.stored_version == Some(status.version) && status.rebuilding.is_none()
+        }) {
             return;
         }
         assert!(
@@ -346,8 +346,55 @@ async fn a_newer_versions_projection_is_left_alone() {
     writer.stop().await;
 }
 
+/// The indexes of a served table (name, definition), and whether its
+/// primary key is a constraint, as the catalog shows them.
+async fn table_shape(schema: &SchemaGuard, table: &str) -> (Vec<(String, String)>, Vec<String>) {
+    let (client, connection) = tokio_postgres::connect(&schema.url, NoTls).await.unwrap();
+    tokio::spawn(connection);
+    let s = &schema.schema;
+    let indexes = client
+        .query(
+            "SELECT indexname, replace(indexdef, $2, '') FROM pg_indexes \
+             WHERE schemaname = $1 AND tablename = $3 ORDER BY indexname",
+            &[s, &format!("{s}."), &table],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| (row.get(0), row.get(1)))
+        .collect();
+    let constraints = client
+        .query(
+            "SELECT conname || ':' || contype::text FROM pg_constraint \
+             WHERE conrelid = to_regclass($1) ORDER BY conname",
+            &[&format!("{s}.{table}")],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    (indexes, constraints)
+}
+
+/// The `rebuild_` tables left in the schema.
+async fn rebuild_tables_left(schema: &SchemaGuard) -> Vec<String> {
+    let (client, connection) = tokio_postgres::connect(&schema.url, NoTls).await.unwrap();
+    tokio::spawn(connection);
+    client
+        .query(
+            "SELECT tablename FROM pg_tables WHERE schemaname = $1 AND tablename LIKE 'rebuild\\_%'",
+            &[&schema.schema],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect()
+}
+
 #[tokio::test]
-async fn a_rebuild_asked_for_rewrites_the_tables_while_the_writer_runs() {
+async fn a_rebuild_asked_for_replaces_the_tables_once_caught_up_keeping_their_shape() {
     let schema = SchemaGuard::new().await;
     let store = store(&schema).await;
     let mut books = Books::open(&store, 3).await;
@@ -356,24 +403,152 @@ async fn a_rebuild_asked_for_rewrites_the_tables_while_the_writer_runs() {
     }
     let writer = TablesWriter::spawn(store.clone(), options(&schema, "writer"));
     caught_up(&schema).await;
+    let shape = table_shape(&schema, "accounts").await;
+    let directory = (
+        table_shape(&schema, "projects").await,
+        table_shape(&schema, "customers").await,
+    );
+    // A reporting role reading the tables keeps its right across the swap.
+    let reader = format!("{}_reader", schema.schema);
     schema
         .execute(&format!(
-            "UPDATE {}.accounts SET balance_minor = -1",
-            schema.schema
+            "CREATE ROLE {reader} NOLOGIN; GRANT SELECT ON {s}.accounts TO {reader}; \
+             UPDATE {s}.accounts SET balance_minor = -1",
+            s = schema.schema
         ))
         .await;
 
     let unknown = rebuild(&schema.url, &schema.schema, &["balances".to_owned()]).await;
     assert!(matches!(unknown, Err(TablesError::UnknownProjection(name)) if name == "balances"));
-    let marked = rebuild(&schema.url, &schema.schema, &["accounts".to_owned()])
-        .await
-        .unwrap();
-    assert_eq!(marked, ["accounts"]);
-    // The writer notices at its next batch.
+    let asked = rebuild(
+        &schema.url,
+        &schema.schema,
+        &["accounts".to_owned(), "directory".to_owned()],
+    )
+    .await
+    .unwrap();
+    assert_eq!(asked, ["accounts", "directory"]);
     books.transfer(&store, 0, 1, 1).await;
     caught_up(&schema).await;
     assert_eq!(books.in_tables(&schema).await, (books.balances.clone(), 14, 7));
+    assert_eq!(table_shape(&schema, "accounts").await, shape);
+    assert_eq!(
+        (
+            table_shape(&schema, "projects").await,
+            table_shape(&schema, "customers").await
+        ),
+        directory
+    );
+    assert!(rebuild_tables_left(&schema).await.is_empty());
+    let (client, connection) = tokio_postgres::connect(&schema.url, NoTls).await.unwrap();
+    tokio::spawn(connection);
+    let can_read: bool = client
+        .query_one(
+            "SELECT has_table_privilege($1, $2, 'SELECT')",
+            &[&reader, &format!("{}.accounts", schema.schema)],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(can_read, "the grant moved to the rebuilt table");
     writer.stop().await;
+    client
+        .batch_execute(&format!("DROP OWNED BY {reader}; DROP ROLE {reader}"))
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn the_served_tables_stay_whole_and_follow_the_log_while_a_rebuild_runs() {
+    let schema = SchemaGuard::new().await;
+    let store = store(&schema).await;
+    let mut books = Books::open(&store, 5).await;
+    for round in 0..150 {
+        books.transfer(&store, round % 5, (round + 1) % 5, 10).await;
+    }
+    let writer = TablesWriter::spawn(store.clone(), options(&schema, "writer"));
+    caught_up(&schema).await;
+    rebuild(
+        &schema.url,
+        &schema.schema,
+        &["transactions".to_owned(), "accounts".to_owned()],
+    )
+    .await
+    .unwrap();
+    let mut seen_rebuilding = false;
+    let mut transactions_before = 300;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    for round in 0.. {
+        if round < 40 {
+            books.transfer(&store, round % 5, (round + 3) % 5, 1).await;
+        }
+        // Balances are the sums of their transactions in every snapshot
+        // (checked by `in_tables`), and no table ever shrinks.
+        let (_, transactions, _) = books.in_tables(&schema).await;
+        assert!(
+            transactions >= transactions_before,
+            "{transactions} < {transactions_before}"
+        );
+        transactions_before = transactions;
+        let statuses = status(&schema.url, &schema.schema).await.unwrap();
+        seen_rebuilding |= statuses.iter().any(|status| status.rebuilding.is_some());
+        if round >= 40
+            && statuses
+                .iter()
+                .all(|status| status.rebuilding.is_none() && status.lag() == 0)
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{statuses:?}");
+    }
+    assert!(seen_rebuilding, "the rebuild was seen under way");
+    caught_up(&schema).await;
+    assert_eq!(books.in_tables(&schema).await, (books.balances.clone(), 380, 190));
+    writer.stop().await;
+}
+
+#[tokio::test]
+async fn a_rebuild_continues_where_the_writer_that_stopped_left_it() {
+    let schema = SchemaGuard::new().await;
+    let store = store(&schema).await;
+    let mut books = Books::open(&store, 4).await;
+    for round in 0..200 {
+        books.transfer(&store, round % 4, (round + 1) % 4, 3).await;
+    }
+    let mut slow = options(&schema, "first");
+    slow.batch_events = 3;
+    let first = TablesWriter::spawn(store.clone(), slow.clone());
+    caught_up(&schema).await;
+    rebuild(&schema.url, &schema.schema, &["transactions".to_owned()])
+        .await
+        .unwrap();
+    let progress = || async {
+        let statuses = status(&schema.url, &schema.schema).await.unwrap();
+        let transactions = statuses.iter().find(|s| s.projection == "transactions").unwrap();
+        transactions.rebuilding
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let reached = loop {
+        if let Some(at) = progress().await
+            && at > 100
+        {
+            break at;
+        }
+        assert!(Instant::now() < deadline, "the rebuild did not start");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    };
+    // Dropped: its connection closes as a killed server's would.
+    drop(first);
+    slow.name = "second".to_owned();
+    let second = TablesWriter::spawn(store.clone(), slow);
+    while let Some(at) = progress().await {
+        assert!(at >= reached, "the rebuild went back from {reached} to {at}");
+        assert!(Instant::now() < deadline, "the rebuild did not finish");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    caught_up(&schema).await;
+    assert_eq!(books.in_tables(&schema).await, (books.balances.clone(), 400, 200));
+    second.stop().await;
 }
 
 #[tokio::test]

@@ -7,7 +7,8 @@
 -- Each projection's rows and its checkpoint change in one transaction, so a
 -- reader that reads a table and its checkpoint in one transaction sees the
 -- rows exactly as of that position. Derived data: the events stay the truth,
--- and a projection whose version changes is emptied and written again.
+-- and a projection whose version changes is written again from the log
+-- beside these tables and swapped in (migration 6).
 --
 -- Money is exact: `*_minor` columns hold minor units (cents) of `currency`,
 -- whose `currency_exponent` gives the decimal point

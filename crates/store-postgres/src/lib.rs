@@ -55,7 +55,9 @@
 //! always safe; 4, `events.last_in_commit` (where each append ends); 5, the
 //! read models as tables (`read_model_checkpoints`, `projects`, `customers`,
 //! `accounts`, `transactions`, `transfers`, `resources`, `fx_rates`), written
-//! by `paycore-projections-postgres` and read by reporting tools.
+//! by `paycore-projections-postgres` and read by reporting tools; 6,
+//! `read_model_rebuilds` (the tables' rebuilds in progress, written beside
+//! the served tables and swapped in).
 //!
 //! `metadata` holds the hash chain's canonical metadata encoding (see
 //! `paycore_store`'s `chain` module), so the stored bytes are exactly the

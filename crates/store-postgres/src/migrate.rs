@@ -53,10 +53,15 @@ const MIGRATIONS: &[Migration] = &[
         name: "read-model tables: projects, customers, accounts, transactions, transfers, resources, fx_rates",
         sql: include_str!("../migrations/0005_read_model_tables.sql"),
     },
+    Migration {
+        version: 6,
+        name: "online rebuilds of the read-model tables: read_model_rebuilds",
+        sql: include_str!("../migrations/0006_read_model_rebuilds.sql"),
+    },
 ];
 
 /// The schema version this binary reads and writes.
-pub const LATEST_SCHEMA_VERSION: i32 = 5;
+pub const LATEST_SCHEMA_VERSION: i32 = 6;
 
 const _: () = assert!(MIGRATIONS[MIGRATIONS.len() - 1].version == LATEST_SCHEMA_VERSION);
 
