@@ -2,6 +2,8 @@
 CARGO ?= cargo
 DATA_DIR ?= ./data
 LISTEN ?= 127.0.0.1:50051
+# The hosted pages (the sandbox's 3-D Secure challenge) for `make run`.
+PAGES_LISTEN ?= 127.0.0.1:50080
 # Benchmarks run this long per scenario (seconds).
 BENCH_SECONDS ?= 10
 # Events in the generated log the history benchmark replays.
@@ -16,9 +18,10 @@ FUZZ_TARGETS ?= grpc_request log_frame log_index_snapshot log_open model_row agg
 
 .PHONY: run test bench bench-kv lint fmt check-tools clean fuzz fuzz-stable
 
-## run: start the gRPC server on the embedded store in $(DATA_DIR)
+## run: start the gRPC server on the embedded store in $(DATA_DIR), with the
+## hosted pages on $(PAGES_LISTEN)
 run:
-	$(CARGO) run --release -p paycore-cli -- serve --data-dir $(DATA_DIR) --listen $(LISTEN)
+	$(CARGO) run --release -p paycore-cli -- serve --data-dir $(DATA_DIR) --listen $(LISTEN) --pages-listen $(PAGES_LISTEN)
 
 ## test: the whole test suite (unit, property, conformance, end-to-end),
 ## then the end-to-end suite again with the engine's state cache at 4 KiB
@@ -87,6 +90,13 @@ fmt:
 # cargo-nextest runs the suite in parallel processes; install it if missing.
 check-tools:
 	@$(CARGO) nextest --version >/dev/null 2>&1 || $(CARGO) install --locked cargo-nextest
+	@# The hosted pages' browser test drives Debian's chromium through chromedriver.
+	@if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then \
+		echo "installing chromium and chromium-driver for the browser tests"; \
+		sudo=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$sudo apt-get install -y -q chromium chromium-driver >/dev/null \
+		|| { $$sudo apt-get update -q >/dev/null && $$sudo apt-get install -y -q chromium chromium-driver >/dev/null; }; \
+	fi
 
 clean:
 	$(CARGO) clean

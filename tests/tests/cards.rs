@@ -631,9 +631,17 @@ async fn payins_follow_the_sandbox_network() -> anyhow::Result<()> {
         pending.authentication_type(),
         pb::AuthenticationType::ThreeDSecure
     );
-    assert_eq!(
-        pending.authentication_url.as_deref(),
-        Some(format!("https://3ds.sandbox.paycore.invalid/challenge/{}", pending.id).as_str())
+    // The challenge link names the payin and carries its token (32 hex digits).
+    let url = pending.authentication_url.as_deref().unwrap_or_default();
+    let token = url
+        .strip_prefix(&format!(
+            "https://3ds.sandbox.paycore.invalid/challenge/{}?token=",
+            pending.id
+        ))
+        .unwrap_or_else(|| panic!("{url}"));
+    assert!(
+        token.len() == 32 && token.bytes().all(|b| b.is_ascii_hexdigit()),
+        "{url}"
     );
     assert_eq!(
         pending.authentication_redirect_url.as_deref(),

@@ -197,7 +197,8 @@ struct ServeArgs {
     #[arg(long, env = "PAYCORE_MAX_FILE_BYTES", default_value_t = paycore_grpc::DEFAULT_MAX_FILE_BYTES)]
     max_file_bytes: usize,
     /// Where 3-D Secure challenges are sent: a payin's authentication_url is
-    /// this followed by /<card payin id>.
+    /// this followed by /<card payin id>?token=<link token> (with
+    /// --pages-listen, the pages' own challenge unless this is given).
     #[arg(long, env = "PAYCORE_AUTHENTICATION_URL_BASE", default_value = paycore_grpc::DEFAULT_AUTHENTICATION_URL_BASE)]
     authentication_url_base: String,
     /// The embedded log's background scrub re-reads every frame and checks
@@ -247,6 +248,16 @@ struct ServeArgs {
     /// one: expose it to the monitoring network only.
     #[arg(long, env = "PAYCORE_METRICS_LISTEN")]
     metrics_listen: Option<SocketAddr>,
+    /// Serve the hosted pages on this address (plain HTTP; put TLS in front
+    /// for anything but a laptop): the 3-D Secure challenge a payin's
+    /// authentication_url opens (in sandbox projects: code 123456 passes).
+    /// Off unless set; then payins' authentication_url points here.
+    #[arg(long, env = "PAYCORE_PAGES_LISTEN")]
+    pages_listen: Option<SocketAddr>,
+    /// How browsers reach the pages' listener, e.g. https://pay.example.com
+    /// (default: http://<the bound address>).
+    #[arg(long, env = "PAYCORE_PAGES_PUBLIC_URL", requires = "pages_listen")]
+    pages_public_url: Option<String>,
     /// Export traces (OpenTelemetry, OTLP over gRPC) to this collector, e.g.
     /// http://127.0.0.1:4317 (https:// checks the collector's certificate
     /// against the system's CA roots). Off unless set. Service name
@@ -436,6 +447,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 state_cache_bytes: args.state_cache_bytes,
                 read_model_tables: !args.no_read_model_tables,
                 metrics_listen: args.metrics_listen,
+                pages_listen: args.pages_listen,
+                pages_public_url: args.pages_public_url,
                 tls: match (args.tls_cert, args.tls_key) {
                     (Some(cert), Some(key)) => Some(paycore_grpc::tls::TlsFiles {
                         cert,

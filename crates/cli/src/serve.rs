@@ -302,6 +302,11 @@ pub struct ServeOptions {
     pub read_model_tables: bool,
     /// Where to serve Prometheus metrics; `None`: off.
     pub metrics_listen: Option<SocketAddr>,
+    /// Where to serve the hosted pages (the 3-D Secure challenge); `None`: off.
+    pub pages_listen: Option<SocketAddr>,
+    /// How browsers reach the pages' listener (`https://pay.example.com`),
+    /// when not at its bound address (behind a proxy).
+    pub pages_public_url: Option<String>,
     /// TLS on the gRPC port; `None`: plaintext.
     pub tls: Option<paycore_grpc::tls::TlsFiles>,
     /// Publish the log to NATS JetStream (`--relay-nats`).
@@ -345,6 +350,23 @@ pub async fn serve(data_dir: &Path, choice: &StoreChoice, options: ServeOptions)
     let mut state = paycore_grpc::AppState::new(engine.clone(), read.clone(), side);
     state.max_file_bytes = options.max_file_bytes;
     state.authentication_url_base = options.authentication_url_base;
+    let pages = match options.pages_listen {
+        Some(listen) => {
+            let listener = paycore_pages::bind(listen)
+                .await
+                .with_context(|| format!("listening for the hosted pages on {listen}"))?;
+            let public = match &options.pages_public_url {
+                Some(url) => url.trim_end_matches('/').to_owned(),
+                None => format!("http://{}", listener.local_addr()?),
+            };
+            // An explicit --authentication-url-base wins (a proxy of its own).
+            if state.authentication_url_base == paycore_grpc::DEFAULT_AUTHENTICATION_URL_BASE {
+                state.authentication_url_base = format!("{public}{}", paycore_pages::CHALLENGE_PATH);
+            }
+            Some((listener, public, state.clone()))
+        }
+        None => None,
+    };
     let api = paycore_grpc::Api::build(state).await?;
     if let Some(log) = &opened.log {
         report_damage_on_health(log, api.clone());
@@ -414,6 +436,21 @@ pub async fn serve(data_dir: &Path, choice: &StoreChoice, options: ServeOptions)
     let mut fatal = engine.fatal();
     let draining = api.clone();
     let (stopping_tx, mut stopping) = tokio::sync::watch::channel(false);
+    if let Some((listener, public, state)) = pages {
+        let address = listener.local_addr()?;
+        let router = paycore_pages::router(paycore_grpc::challenge::Challenges::new(state));
+        let mut stop = stopping.clone();
+        tokio::spawn(async move {
+            let stopped = async move {
+                let _ = stop.wait_for(|stopping| *stopping).await;
+            };
+            if let Err(error) = paycore_pages::serve(listener, router, stopped).await {
+                tracing::error!(%error, "the hosted pages' listener failed");
+            }
+        });
+        tracing::info!(%address, %public, "serving the hosted pages (3-D Secure challenge)");
+        println!("paycore pages on http://{address} (links use {public})");
+    }
     let shutdown = async move {
         tokio::select! {
             () = stop_requested => tracing::info!("shutting down: finishing requests in flight"),

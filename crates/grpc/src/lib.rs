@@ -19,6 +19,7 @@
 pub mod admin;
 pub mod auth;
 pub mod call_trace;
+pub mod challenge;
 pub mod codec;
 pub mod convert;
 pub mod edge;
@@ -150,8 +151,9 @@ impl SideStorage {
 /// The largest file `FileService.UploadFile` accepts by default.
 pub const DEFAULT_MAX_FILE_BYTES: usize = 10 * 1024 * 1024;
 
-/// Where a 3-D Secure challenge is sent by default; the sandbox has no
-/// challenge page (`CompleteCardPayinAuthentication` plays the cardholder).
+/// Where a 3-D Secure challenge is sent when no challenge page is served
+/// (`paycore serve --pages-listen` serves one; without it,
+/// `CompleteCardPayinAuthentication` plays the cardholder).
 pub const DEFAULT_AUTHENTICATION_URL_BASE: &str = "https://3ds.sandbox.paycore.invalid/challenge";
 
 /// What the handlers share.
@@ -166,7 +168,8 @@ pub struct AppState {
     pub read_your_writes_timeout: Duration,
     /// The largest file an upload may carry.
     pub max_file_bytes: usize,
-    /// A payin's `authentication_url` is this followed by `/<card payin id>`.
+    /// A payin's `authentication_url` is this followed by `/<card payin id>`
+    /// and its link token (`challenge::authentication_url`).
     pub authentication_url_base: String,
 }
 

@@ -135,14 +135,29 @@ impl Handlers {
         idempotency: Option<IdempotencyKey>,
         command: Command,
     ) -> Result<Aggregate, Status> {
+        let actor = caller.key_id.to_string();
+        self.execute_as(caller.project_id, actor, correlation_id, idempotency, command)
+            .await
+    }
+
+    /// [`Handlers::execute`] in `project_id` for an actor that is not an
+    /// API key (the hosted challenge page).
+    async fn execute_as(
+        &self,
+        project_id: ProjectId,
+        actor: String,
+        correlation_id: Option<Uuid>,
+        idempotency: Option<IdempotencyKey>,
+        command: Command,
+    ) -> Result<Aggregate, Status> {
         let envelope = CommandEnvelope {
-            project_id: caller.project_id,
+            project_id,
             now: self.state.clock.now(),
             idempotency,
             command,
         };
         let meta = CommandMeta {
-            actor: Some(caller.key_id.to_string()),
+            actor: Some(actor),
             correlation_id,
             // The engine records the call's trace context (its command span).
             trace: None,

@@ -347,7 +347,7 @@ impl Handlers {
 
     /// The committed state of a stream, from the engine (authoritative and
     /// fresh, unlike the read models).
-    pub(super) async fn load(&self, stream: &StreamRef) -> Result<Aggregate, Status> {
+    pub(crate) async fn load(&self, stream: &StreamRef) -> Result<Aggregate, Status> {
         self.state
             .engine
             .load(stream)

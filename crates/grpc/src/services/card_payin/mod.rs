@@ -18,12 +18,13 @@ use paycore_domain::card_payin::{
 };
 use paycore_domain::sandbox_network::{self, Authentication};
 use paycore_domain::{
-    CardPayinId, CardPayinRefundId, Command, DomainError, Environment, IdempotencyKey, ResourceRef,
-    StreamRef, Timestamp, TransactionId, Violations,
+    CardPayinId, CardPayinRefundId, Command, DomainError, Environment, IdempotencyKey, ProjectId,
+    ResourceRef, StreamRef, Timestamp, TransactionId, Violations,
 };
 use paycore_projections::{PageError, ResourceKind};
 use tonic::{Code, Request, Response, Status};
 use tonic_types::{ErrorDetails, StatusExt};
+use uuid::Uuid;
 
 use self::convert::{AuthenticationRequest, RefundIds};
 use super::card::{KnownCard, ResolvedCard};
@@ -37,6 +38,15 @@ use crate::services::card::convert as card_convert;
 
 /// `ErrorInfo.reason` of a card payin in a project no card network serves.
 pub const REASON_CARD_NETWORK_UNAVAILABLE: &str = "CARD_NETWORK_UNAVAILABLE";
+
+/// Who completes a payin's 3-D Secure: the project it must belong to, and
+/// the actor its events record (the API key, or the challenge page).
+#[derive(Clone, Debug)]
+pub(crate) struct Cardholder {
+    pub project_id: ProjectId,
+    pub environment: Environment,
+    pub actor: String,
+}
 
 /// The verdict put in a command the decider is certain to refuse or replay
 /// without reading it (see [`ResolvedCard::known`] and
@@ -167,23 +177,20 @@ impl CardPayinService for Handlers {
         } else {
             Authentication::Passed
         };
-        let verdict = self
-            .verdict_after_authentication(&caller, id, authentication)
+        let cardholder = Cardholder {
+            project_id: caller.project_id,
+            environment: caller.environment,
+            actor: caller.key_id.to_string(),
+        };
+        let payin = self
+            .complete_authentication(
+                &cardholder,
+                id,
+                authentication,
+                (correlation_id(request.metadata()), key),
+            )
             .await?;
-        let command = CardPayinCommand::CompleteCardPayinAuthentication { id, verdict }.into();
-        let state = self
-            .execute(&caller, correlation_id(request.metadata()), key, command)
-            .await?;
-        let payin = state
-            .as_card_payin()
-            .ok_or_else(|| unexpected("card payin", &state))?;
-        // The payin's own sealed number served this step only; a stored
-        // card's number stays for the card's next payins.
-        if payin.card_id.is_none() && payin.state != CardPayinState::AuthenticationPending {
-            self.forget_sealed(&payin.id.to_string()).await;
-        }
-        log_payin(payin, "card payin authentication completed");
-        Ok(Response::new(convert::card_payin_pb(payin)))
+        Ok(Response::new(convert::card_payin_pb(&payin)))
     }
 
     async fn settle_card_payin(
@@ -332,7 +339,11 @@ impl Handlers {
             }
             AuthenticationRequest::ThreeDSecure { redirect_url } => {
                 let authorization = PayinAuthorization::ThreeDSecure {
-                    authentication_url: format!("{}/{id}", self.state.authentication_url_base),
+                    authentication_url: crate::challenge::authentication_url(
+                        &self.state.authentication_url_base,
+                        &self.state.side.fingerprint_secret,
+                        id,
+                    ),
                     redirect_url,
                 };
                 let sealed = match card.source {
@@ -346,6 +357,40 @@ impl Handlers {
         }
     }
 
+    /// Completes a payin's 3-D Secure as the cardholder did (the RPC, or
+    /// the hosted challenge page): asks the network, records its answer.
+    pub(crate) async fn complete_authentication(
+        &self,
+        cardholder: &Cardholder,
+        id: CardPayinId,
+        authentication: Authentication,
+        (correlation, key): (Option<Uuid>, Option<IdempotencyKey>),
+    ) -> Result<CardPayin, Status> {
+        let verdict = self
+            .verdict_after_authentication(cardholder, id, authentication)
+            .await?;
+        let command = CardPayinCommand::CompleteCardPayinAuthentication { id, verdict }.into();
+        let state = self
+            .execute_as(
+                cardholder.project_id,
+                cardholder.actor.clone(),
+                correlation,
+                key,
+                command,
+            )
+            .await?;
+        let payin = state
+            .as_card_payin()
+            .ok_or_else(|| unexpected("card payin", &state))?;
+        // The payin's own sealed number served this step only; a stored
+        // card's number stays for the card's next payins.
+        if payin.card_id.is_none() && payin.state != CardPayinState::AuthenticationPending {
+            self.forget_sealed(&payin.id.to_string()).await;
+        }
+        log_payin(payin, "card payin authentication completed");
+        Ok(payin.clone())
+    }
+
     /// The network's answer once the cardholder went through 3-D Secure.
     /// Asked only of a sandbox project's pending payin: for anything else
     /// the decider refuses (`SANDBOX_ONLY`, NOT_FOUND,
@@ -353,7 +398,7 @@ impl Handlers {
     /// retry without reading the verdict.
     async fn verdict_after_authentication(
         &self,
-        caller: &Caller,
+        caller: &Cardholder,
         id: CardPayinId,
         authentication: Authentication,
     ) -> Result<NetworkVerdict, Status> {
@@ -383,7 +428,7 @@ impl Handlers {
     }
 
     /// The caller's payin `id` if it awaits 3-D Secure.
-    async fn pending_payin(&self, caller: &Caller, id: CardPayinId) -> Result<Option<CardPayin>, Status> {
+    async fn pending_payin(&self, caller: &Cardholder, id: CardPayinId) -> Result<Option<CardPayin>, Status> {
         let state = self.load(&StreamRef::CardPayin(id)).await?;
         Ok(state
             .as_card_payin()

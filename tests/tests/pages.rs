@@ -1,0 +1,342 @@
+//! The hosted 3-D Secure challenge page in a real browser: Debian's
+//! chromium, headless, driven through chromedriver (WebDriver) at a phone's
+//! screen size. The cardholder passes with the sandbox code using only the
+//! keyboard, fails with another code, corrects a malformed one, cancels;
+//! each time the payin's state is read back over gRPC and the browser ends
+//! at the shop's redirect URL. Screenshots go to
+//! `target/tmp/pages/` (`CARGO_TARGET_TMPDIR`).
+//!
+//! Needs `/usr/bin/chromium` and `/usr/bin/chromedriver` (packages
+//! `chromium` and `chromium-driver`; `make test` installs them when
+//! missing), or `CHROMEDRIVER` / `CHROMIUM` pointing elsewhere.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use fantoccini::{Client as Browser, ClientBuilder, Locator};
+use paycore_e2e::{Authed, Server, money};
+use paycore_grpc::pb;
+use paycore_grpc::pb::card_payin_service_client::CardPayinServiceClient;
+use serde_json::json;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tonic::Request;
+
+const PASSES_AFTER_3DS: &str = "4000000000003220";
+const SANDBOX_CODE: &str = "123456";
+
+/// chromedriver on a free port, stopped when dropped.
+struct Driver {
+    child: Child,
+    url: String,
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn tool(variable: &str, default: &str) -> PathBuf {
+    let path = std::env::var_os(variable).map_or_else(|| PathBuf::from(default), PathBuf::from);
+    assert!(
+        path.is_file(),
+        "{} is missing: install Debian's chromium and chromium-driver (`make test` does), or set {variable}",
+        path.display()
+    );
+    path
+}
+
+async fn driver() -> Driver {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let child = Command::new(tool("CHROMEDRIVER", "/usr/bin/chromedriver"))
+        .arg(format!("--port={port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start chromedriver");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {
+        assert!(Instant::now() < deadline, "chromedriver did not listen");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Driver {
+        child,
+        url: format!("http://127.0.0.1:{port}"),
+    }
+}
+
+/// A headless chromium the size of a phone (390 × 844 CSS pixels).
+async fn browser(driver: &Driver) -> Browser {
+    let chromium = tool("CHROMIUM", "/usr/bin/chromium");
+    let mut capabilities = serde_json::Map::new();
+    capabilities.insert(
+        "goog:chromeOptions".to_owned(),
+        json!({
+            "binary": chromium,
+            "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                     "--window-size=390,844"],
+        }),
+    );
+    ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+        .capabilities(capabilities)
+        .connect(&driver.url)
+        .await
+        .expect("a chromium session")
+}
+
+/// A shop's web server: answers every request with a page saying so.
+async fn shop() -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut request = Vec::new();
+                let mut buffer = [0u8; 1024];
+                while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match stream.read(&mut buffer).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(read) => request.extend_from_slice(&buffer[..read]),
+                    }
+                }
+                let body = "<!doctype html><title>Shop</title><h1>Back at the shop</h1>";
+                let answer = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: text/html\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = stream.write_all(answer.as_bytes()).await;
+            });
+        }
+    });
+    address
+}
+
+struct Shop {
+    payins: CardPayinServiceClient<Authed>,
+    account: String,
+    back: String,
+}
+
+impl Shop {
+    async fn payin(&mut self, number: &str) -> pb::CardPayin {
+        let request = pb::CreateCardPayinRequest {
+            account_id: self.account.clone(),
+            value: money("EUR", 4_250),
+            card_info: Some(pb::CardInfoRequest {
+                number: number.into(),
+                expiration_month: 11,
+                expiration_year: 2040,
+                cvc: "123".into(),
+            }),
+            card_token_id: None,
+            card_id: None,
+            authentication_type: pb::AuthenticationType::ThreeDSecure.into(),
+            authentication_redirect_url: Some(self.back.clone()),
+            meta: BTreeMap::new(),
+        };
+        self.payins.create_card_payin(request).await.unwrap().into_inner()
+    }
+
+    async fn get(&mut self, id: &str) -> pb::CardPayin {
+        let request = Request::new(pb::GetCardPayinRequest {
+            card_payin_id: id.into(),
+        });
+        self.payins.get_card_payin(request).await.unwrap().into_inner()
+    }
+}
+
+/// Waits until the browser is at a URL starting with `prefix`.
+async fn arrives_at(browser: &Browser, prefix: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let url = browser.current_url().await.unwrap().to_string();
+        if url.starts_with(prefix) {
+            return url;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the browser stayed at {url}, not {prefix}…"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn heading(browser: &Browser) -> String {
+    browser
+        .find(Locator::Css("h1"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
+async fn screenshot(browser: &Browser, name: &str) {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("pages");
+    std::fs::create_dir_all(&dir).unwrap();
+    let png = browser.screenshot().await.unwrap();
+    std::fs::write(dir.join(format!("{name}.png")), png).unwrap();
+}
+
+/// The pages' address, as the server printed it.
+fn pages_address(server: &Server) -> String {
+    server
+        .stdout_lines()
+        .iter()
+        .find_map(|line| {
+            line.strip_prefix("paycore pages on ")
+                .and_then(|rest| rest.split_whitespace().next())
+                .map(str::to_owned)
+        })
+        .expect("the server printed where its pages are")
+}
+
+#[tokio::test]
+async fn a_cardholder_answers_the_challenge_page_in_a_browser() {
+    let root = tempfile::tempdir().unwrap();
+    let server = Server::start_with_env(root.path(), &[("PAYCORE_PAGES_LISTEN", "127.0.0.1:0")]);
+    let pages = pages_address(&server);
+    let client = server.client();
+    let account = client.create_account("EUR", false).await.unwrap();
+    let shop_address = shop().await;
+    let mut shop = Shop {
+        payins: CardPayinServiceClient::with_interceptor(server.channel(), paycore_e2e::bearer(server.key())),
+        account: account.id.clone(),
+        back: format!("http://{shop_address}/checkout/done?order=42"),
+    };
+    let driver = driver().await;
+    let browser = browser(&driver).await;
+
+    // Passed with the sandbox code, typed and sent with the keyboard only.
+    let payin = shop.payin(PASSES_AFTER_3DS).await;
+    let link = payin.authentication_url.clone().unwrap();
+    assert!(
+        link.starts_with(&format!("{pages}/3ds/{}?token=", payin.id)),
+        "{link}"
+    );
+    browser.goto(&link).await.unwrap();
+    assert_eq!(browser.title().await.unwrap(), "Verify your payment · paycore");
+    let page = browser.source().await.unwrap();
+    assert!(
+        page.contains("42.50 EUR") && page.contains("Visa ending in 3220"),
+        "{page}"
+    );
+    let label = browser.find(Locator::Css("label[for=code]")).await.unwrap();
+    assert_eq!(label.text().await.unwrap(), "One-time code");
+    let fits = browser
+        .execute(
+            "return document.documentElement.scrollWidth <= window.innerWidth",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(fits, json!(true), "the page fits a phone's width");
+    screenshot(&browser, "3ds-challenge").await;
+    let focused = browser.active_element().await.unwrap();
+    assert_eq!(
+        focused.attr("id").await.unwrap().as_deref(),
+        Some("code"),
+        "the code field has the focus"
+    );
+    focused
+        .send_keys(&format!("{SANDBOX_CODE}\u{E007}"))
+        .await
+        .unwrap();
+    let back = arrives_at(&browser, &shop.back).await;
+    assert_eq!(back, shop.back);
+    assert_eq!(heading(&browser).await, "Back at the shop");
+    assert_eq!(shop.get(&payin.id).await.state(), pb::CardPayinState::Authorized);
+    // The link again: what became of the payment, nothing more to answer.
+    browser.goto(&link).await.unwrap();
+    assert_eq!(heading(&browser).await, "Payment verified");
+    assert!(browser.find(Locator::Css("form")).await.is_err());
+
+    // A wrong code fails the authentication.
+    let payin = shop.payin(PASSES_AFTER_3DS).await;
+    browser
+        .goto(payin.authentication_url.as_deref().unwrap())
+        .await
+        .unwrap();
+    let code = browser.find(Locator::Id("code")).await.unwrap();
+    code.send_keys("654321").await.unwrap();
+    browser
+        .find(Locator::Css("button[value=verify]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    arrives_at(&browser, &shop.back).await;
+    let declined = shop.get(&payin.id).await;
+    assert_eq!(declined.state(), pb::CardPayinState::Declined);
+    assert_eq!(declined.decline_reason(), pb::DeclineReason::AuthenticationFailed);
+
+    // A malformed code is asked again, said why, and fails nothing; then
+    // the cardholder cancels.
+    let payin = shop.payin(PASSES_AFTER_3DS).await;
+    browser
+        .goto(payin.authentication_url.as_deref().unwrap())
+        .await
+        .unwrap();
+    browser
+        .find(Locator::Id("code"))
+        .await
+        .unwrap()
+        .send_keys("12\u{E007}")
+        .await
+        .unwrap();
+    let alert = browser.find(Locator::Css("[role=alert]")).await.unwrap();
+    assert_eq!(
+        alert.text().await.unwrap(),
+        "Enter the 6-digit code, digits only."
+    );
+    let code = browser.find(Locator::Id("code")).await.unwrap();
+    assert_eq!(code.attr("aria-invalid").await.unwrap().as_deref(), Some("true"));
+    assert!(
+        code.attr("aria-describedby")
+            .await
+            .unwrap()
+            .unwrap()
+            .contains("code-error")
+    );
+    screenshot(&browser, "3ds-challenge-malformed-code").await;
+    assert_eq!(
+        shop.get(&payin.id).await.state(),
+        pb::CardPayinState::AuthenticationPending
+    );
+    browser
+        .find(Locator::Css("button[value=cancel]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    arrives_at(&browser, &shop.back).await;
+    assert_eq!(shop.get(&payin.id).await.state(), pb::CardPayinState::Declined);
+
+    // A link whose token was changed opens nothing.
+    let payin = shop.payin(PASSES_AFTER_3DS).await;
+    let link = payin.authentication_url.unwrap();
+    let forged = format!(
+        "{}{}",
+        &link[..link.len() - 1],
+        if link.ends_with('0') { "1" } else { "0" }
+    );
+    browser.goto(&forged).await.unwrap();
+    assert_eq!(heading(&browser).await, "Link not valid");
+    assert_eq!(
+        shop.get(&payin.id).await.state(),
+        pb::CardPayinState::AuthenticationPending
+    );
+
+    browser.close().await.unwrap();
+}
