@@ -93,6 +93,8 @@ pub enum Category {
     Fuel,
     Hotel,
     Online,
+    /// Apps, games, cloud services.
+    Digital,
 }
 
 impl Category {
@@ -107,6 +109,7 @@ impl Category {
             Category::Fuel => 5541,
             Category::Hotel => 7011,
             Category::Online => 5964,
+            Category::Digital => 5818,
         }
     }
 
@@ -121,13 +124,14 @@ impl Category {
             Category::Fuel => market.fuel,
             Category::Hotel => market.hotels,
             Category::Online => market.online,
+            Category::Digital => DIGITAL,
         }
     }
 
     /// The usual range of one payment, in euro cents.
     fn eur_range(self) -> (i64, i64) {
         match self {
-            Category::Grocery => (650, 9_500),
+            Category::Grocery => (650, 6_000),
             Category::Restaurant => (1_400, 6_800),
             Category::Cafe => (250, 900),
             Category::Transport => (180, 3_500),
@@ -136,9 +140,13 @@ impl Category {
             Category::Fuel => (3_500, 8_500),
             Category::Hotel => (9_000, 26_000),
             Category::Online => (299, 6_000),
+            Category::Digital => (99, 1_500),
         }
     }
 }
+
+/// Digital merchants, the same everywhere.
+const DIGITAL: &[&str] = &["APPLE.COM/BILL", "GOOGLE PLAY", "STEAM PURCHASE", "OPENAI"];
 
 /// Subscriptions of current accounts: name, day of the month, euro cents,
 /// merchant category.
@@ -233,6 +241,9 @@ pub struct AccountPlan {
     pub id: String,
     pub identifier: AccountIdentifier,
     pub name: String,
+    /// A credit card at an institution that offers none: the user holds
+    /// it at another issuer, so only its repayments are seen.
+    pub hidden: bool,
     key: [u8; 32],
     tag: u64,
 }
@@ -360,6 +371,7 @@ impl Generator {
                     id: format!("sbx-{prefix}-{tag:016x}"),
                     identifier,
                     name,
+                    hidden: *role == Role::CreditCard && !institution.credit_cards,
                     key,
                     tag,
                 }
@@ -451,7 +463,7 @@ impl Generator {
                 out.push((current, savings, rng.range(100, 1_000), TransferKind::AutoSave));
             }
             if day == 2 {
-                out.push((current, savings, 40_000, TransferKind::StandingOrder));
+                out.push((current, savings, 30_000, TransferKind::StandingOrder));
             }
             if day == 10 && rng.chance(12) {
                 out.push((
@@ -470,7 +482,7 @@ impl Generator {
         if let Some(joint) = self.index_of(Role::Joint)
             && day == 1
         {
-            out.push((current, joint, 70_000, TransferKind::Household));
+            out.push((current, joint, 60_000, TransferKind::Household));
         }
         if let Some(card) = self.index_of(Role::CreditCard)
             && day == 5
@@ -478,7 +490,7 @@ impl Generator {
             out.push((
                 current,
                 card,
-                rng.range(250, 600) * 100,
+                rng.range(700, 1_100) * 100,
                 TransferKind::CardRepayment,
             ));
         }
@@ -562,11 +574,11 @@ impl Generator {
                     } else {
                         1_000
                     };
-                    let eur = 360_000 * growth / 1_000 * bonus / 1_000;
+                    let eur = 440_000 * growth / 1_000 * bonus / 1_000;
                     push(out, 0, from_eur(eur, currency), What::Salary);
                 }
                 if is_first_business_day(date) {
-                    push(out, 0, -from_eur(115_000 * growth / 1_000, currency), What::Rent);
+                    push(out, 0, -from_eur(105_000 * growth / 1_000, currency), What::Rent);
                 }
                 for (i, (_, day, eur, _)) in SUBSCRIPTIONS.iter().enumerate() {
                     if date.day() == *day {
@@ -581,15 +593,14 @@ impl Generator {
                 for _ in 0..groceries {
                     card(&mut rng, out, Category::Grocery, home);
                 }
-                let payments = 1 + u8::from(rng.chance(50)) + u8::from(rng.chance(25));
+                let payments = 1 + u8::from(rng.chance(40)) + u8::from(rng.chance(15));
                 for _ in 0..payments {
                     let category = match rng.below(10) {
-                        0..=3 => Category::Cafe,
-                        4..=5 => Category::Transport,
-                        6 => Category::Restaurant,
-                        7 => Category::Pharmacy,
-                        8 => Category::Shop,
-                        _ => Category::Fuel,
+                        0..=4 => Category::Cafe,
+                        5..=6 => Category::Transport,
+                        7 => Category::Restaurant,
+                        8 => Category::Pharmacy,
+                        _ => Category::Shop,
                     };
                     card(&mut rng, out, category, home);
                 }
@@ -601,7 +612,7 @@ impl Generator {
                         push(out, 1, spent * 275 / 10_000, What::FxFee);
                     }
                 }
-                if rng.chance(4) {
+                if rng.chance(3) {
                     let eur = [2_000, 5_000, 10_000, 20_000][rng.below(4) as usize];
                     push(out, 0, -from_eur(eur, currency), What::Atm);
                 }
@@ -626,7 +637,7 @@ impl Generator {
             }
             Role::Joint => {
                 if date.day() == 1 {
-                    push(out, 0, from_eur(70_000, currency), What::Partner);
+                    push(out, 0, from_eur(60_000, currency), What::Partner);
                 }
                 let utility = match (date.day(), u8::from(date.month())) {
                     (14, _) => Some((0, rng.range(6_000, 14_000))),
@@ -646,7 +657,7 @@ impl Generator {
                 for _ in 0..groceries {
                     card(&mut rng, out, Category::Grocery, home);
                 }
-                if rng.chance(40) {
+                if rng.chance(30) {
                     let category =
                         [Category::Shop, Category::Pharmacy, Category::Restaurant][rng.below(3) as usize];
                     card(&mut rng, out, category, home);
@@ -659,7 +670,7 @@ impl Generator {
                         .and_then(|c| c.parse().ok())
                         .unwrap_or(home.country),
                 );
-                if date.day() == 15 && (slot == 0 || rng.chance(50)) {
+                if date.day() == 15 {
                     push(
                         out,
                         0,
@@ -667,7 +678,10 @@ impl Generator {
                         What::Freelance,
                     );
                 }
-                if rng.chance(75) {
+                if rng.chance(50) {
+                    card(&mut rng, out, Category::Digital, local);
+                }
+                if rng.chance(25) {
                     card(&mut rng, out, Category::Online, local);
                 }
                 if let Some(trip) = self.trip_on(date)
@@ -689,7 +703,7 @@ impl Generator {
                 }
             }
             Role::CreditCard => {
-                for _ in 0..u8::from(rng.chance(70)) + u8::from(rng.chance(30)) {
+                for _ in 0..u8::from(rng.chance(45)) + u8::from(rng.chance(15)) {
                     let category = [
                         Category::Shop,
                         Category::Online,
@@ -798,6 +812,11 @@ impl Generator {
             }
             What::FxFee => (format!("Non-{currency} transaction fee"), None),
             What::Interest => ("Interest".to_owned(), None),
+            What::Own { other, .. } if self.account(other).is_some_and(|a| a.hidden) => (
+                // The user's card at another issuer.
+                "CARD SERVICES REPAYMENT".to_owned(),
+                named("Card Services", None),
+            ),
             What::Own {
                 other,
                 kind,

@@ -183,7 +183,7 @@ impl Access {
         self.generator
             .accounts
             .iter()
-            .filter(|a| a.role == Role::CreditCard)
+            .filter(|a| a.role == Role::CreditCard && !a.hidden)
     }
 
     fn status(&self, raw: &Raw) -> TransactionStatus {
