@@ -2,7 +2,8 @@
 //! consent, accounts with balances, every transaction of every account (5
 //! years) and of the credit card, in pages of 1,000.
 //!
-//! `cargo run --release -p paycore-bank-connector --example sandbox_history [institution]`
+//! `cargo run --release -p paycore-bank-connector --example sandbox_history [institution] [N]`
+//! (with `N`, also prints the last `N` transactions of each account).
 
 use std::time::Instant;
 
@@ -17,6 +18,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let institution = std::env::args()
         .nth(1)
         .unwrap_or_else(|| "sandbox_pl_wisla".to_owned());
+    let show: usize = std::env::args().nth(2).and_then(|n| n.parse().ok()).unwrap_or(0);
     let runtime = tokio::runtime::Builder::new_current_thread().build()?;
     runtime.block_on(async {
         let bank = SandboxBank::new();
@@ -62,11 +64,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let accounts = bank.accounts(&consent, at).await?;
         for account in &accounts {
             let (mut count, mut pending, mut cursor) = (0, 0, None);
+            let mut last = Vec::new();
             loop {
                 let page = bank
                     .transactions(&consent, &account.id, &query(cursor), at)
                     .await?;
                 count += page.transactions.len();
+                last.extend(page.transactions.iter().rev().take(show).rev().cloned());
+                last.drain(..last.len().saturating_sub(show));
                 pending += page
                     .transactions
                     .iter()
@@ -85,6 +90,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 account.currency,
                 balance.unwrap_or_default()
             ));
+            for t in &last {
+                lines.push(format!(
+                    "      {} {:?} {:>12} {:<44} {}",
+                    t.value_date,
+                    t.status,
+                    t.amount.to_string(),
+                    t.description,
+                    t.original_amount.map(|a| a.to_string()).unwrap_or_default()
+                ));
+            }
         }
         if let Ok(cards) = bank.credit_cards(&consent, at).await {
             for card in cards {

@@ -28,7 +28,7 @@
 //!
 //! | username | sign-in | then |
 //! |---|---|---|
-//! | `user_good` | `Connected` | 5 accounts (current, savings, joint with a co-holder, USD, a second foreign currency) and, where the bank has them, a credit card; 5 years of history: salary, rent, groceries, card payments, subscriptions, transfers between own accounts, trips abroad in other currencies; ~17,000 transactions |
+//! | `user_good` | `Connected` | 5 accounts (current, savings, joint with a co-holder, USD, a second foreign currency) and, where the bank has them, a credit card; 5 years of history: salary, rent, groceries, card payments, subscriptions, transfers between own accounts, trips abroad in other currencies; about 13,000–14,000 transactions |
 //! | `user_otp` | `OneTimeCodeRequired`; code `123456` → `Connected`, another → `AuthenticationFailed` | 2 accounts |
 //! | `user_sca` | `ScaRequired` (approve in the app); `poll_sca` answers `ScaRequired` for 2 s, then `Connected` | 2 accounts |
 //! | `user_redirect` | `RedirectRequired { url, state }`; `complete_redirect` with the state → `Connected` (with an `error` → `AuthenticationFailed`) | 2 accounts |

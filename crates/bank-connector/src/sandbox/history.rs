@@ -800,7 +800,12 @@ impl Generator {
                 let city =
                     market.cities[(usize::from(merchant) + raw.date.day() as usize) % market.cities.len()];
                 mcc = Some(category.mcc());
-                (format!("{name} {city}"), named(name, None))
+                let description = if matches!(category, Category::Online | Category::Digital) {
+                    name.to_owned()
+                } else {
+                    format!("{name} {city}")
+                };
+                (description, named(name, None))
             }
             What::Atm => {
                 mcc = Some(6011);
