@@ -8,10 +8,9 @@
 use std::time::Instant;
 
 use paycore_bank_connector::{
-    BankConnector, BookingStatus, ConsentRequest, Credentials, InstitutionId, Permission, SandboxBank,
-    SignInOutcome, SignInRequest, SyncPoint, TransactionQuery, TransactionStatus,
+    BankConnector, BookingStatus, ConsentRequest, Credentials, SandboxBank, SignInOutcome, SignInRequest,
+    SyncPoint, TransactionQuery, TransactionStatus,
 };
-use time::Duration;
 use time::macros::{date, datetime};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -25,13 +24,19 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let now = datetime!(2026-12-06 12:00 UTC);
         let at = SyncPoint::first(now);
         let started = Instant::now();
+        let institutions = bank.institutions().await?;
+        let described = institutions
+            .iter()
+            .find(|i| i.id.as_str() == institution)
+            .ok_or_else(|| format!("no institution {institution}"))?;
         let outcome = bank
             .start_sign_in(SignInRequest {
-                institution: InstitutionId::new(institution.as_str()),
+                institution: described.id.clone(),
                 credentials: Credentials {
                     username: "user_good".into(),
                     password: "pass_good".into(),
                 },
+                consent: ConsentRequest::everything(described, now.date()),
                 redirect_uri: String::new(),
                 now,
             })
@@ -39,19 +44,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let SignInOutcome::Connected { session } = outcome else {
             return Err(format!("not connected: {outcome:?}").into());
         };
-        let consent = bank
-            .grant_consent(
-                &session,
-                &ConsentRequest {
-                    scope: Permission::ALL.into_iter().collect(),
-                    valid_until: now.date() + Duration::days(180),
-                    frequency_per_day: 4,
-                    recurring: true,
-                    max_history_days: 1_826,
-                    now,
-                },
-            )
-            .await?;
+        let consent = bank.grant_consent(&session, now).await?;
         let query = |cursor| TransactionQuery {
             from: date!(2000 - 01 - 01),
             to: now.date(),

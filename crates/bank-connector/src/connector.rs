@@ -7,8 +7,8 @@ use time::OffsetDateTime;
 
 use crate::error::ConnectorError;
 use crate::model::{
-    Account, Consent, ConsentRequest, CreditCard, Institution, Owner, RedirectCallback, Session,
-    SignInOutcome, SignInRequest, SyncPoint, TransactionPage, TransactionQuery,
+    Account, Consent, CreditCard, Institution, Owner, RedirectCallback, Session, SignInOutcome,
+    SignInRequest, SyncPoint, TransactionPage, TransactionQuery,
 };
 use crate::types::{AccountId, CardId};
 
@@ -18,15 +18,17 @@ use crate::types::{AccountId, CardId};
 ///
 /// 1. [`institutions`](Self::institutions): the banks (a BG client has one,
 ///    or reads a directory).
-/// 2. [`start_sign_in`](Self::start_sign_in) with the user's credentials,
+/// 2. [`start_sign_in`](Self::start_sign_in) with the user's credentials
+///    and the consent to ask for (BG `POST /v1/consents` with `validUntil`,
+///    `frequencyPerDay`, `recurringIndicator`, then `POST …/authorisations`),
 ///    then, as the outcome asks, [`submit_one_time_code`](Self::submit_one_time_code),
 ///    [`complete_redirect`](Self::complete_redirect) (BG SCA redirect
 ///    approach) or [`poll_sca`](Self::poll_sca) (BG decoupled approach,
 ///    polling the authorisation's `scaStatus`), until `Connected`.
-/// 3. [`grant_consent`](Self::grant_consent) under the session (BG
-///    `POST /v1/consents` with `validUntil`, `frequencyPerDay`,
-///    `recurringIndicator`). Renewing a consent (PSD2: every 180 days) is a
-///    new sign-in and a new grant: the bank requires SCA for it.
+/// 3. [`grant_consent`](Self::grant_consent) under the session: the consent
+///    as the bank granted it (BG `GET /v1/consents/{id}`, `consentStatus`
+///    `valid`). Renewing a consent (PSD2: every 180 days) is a new sign-in
+///    with a new request: the bank requires SCA for it.
 /// 4. Data calls under the consent, each given the [`SyncPoint`]:
 ///    [`owners`](Self::owners), [`accounts`](Self::accounts) (BG
 ///    `GET /v1/accounts?withBalance=true`), [`transactions`](Self::transactions)
@@ -69,13 +71,10 @@ pub trait BankConnector: Send + Sync + std::fmt::Debug {
     /// `AuthenticationFailed`.
     async fn poll_sca(&self, challenge: &str, now: OffsetDateTime) -> Result<SignInOutcome, ConnectorError>;
 
-    /// Grants (or, under a fresh session, renews) a consent. The bank may
-    /// grant less than asked; the answer says what it granted.
-    async fn grant_consent(
-        &self,
-        session: &Session,
-        request: &ConsentRequest,
-    ) -> Result<Consent, ConnectorError>;
+    /// The consent the sign-in asked for, as the bank granted it (it may
+    /// grant less than asked: a shorter validity, fewer syncs a day, a
+    /// narrower scope). Data calls are made under it.
+    async fn grant_consent(&self, session: &Session, now: OffsetDateTime) -> Result<Consent, ConnectorError>;
 
     /// The holders of the consent's accounts.
     async fn owners(&self, consent: &Consent, at: SyncPoint) -> Result<Vec<Owner>, ConnectorError>;

@@ -56,11 +56,17 @@ impl fmt::Debug for Credentials {
     }
 }
 
-/// The start of a sign-in.
+/// The start of a sign-in: who, where, and the consent the user will be
+/// asked for. The consent comes first because under PSD2 signing in *is*
+/// authorising a consent: a Berlin Group client creates it here
+/// (`POST /v1/consents`) and the sign-in's SCA steps authorise it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SignInRequest {
     pub institution: InstitutionId,
+    /// The user's credentials at the bank (a redirect-only bank needs just
+    /// the username, Berlin Group `PSU-ID`, or nothing).
     pub credentials: Credentials,
+    pub consent: ConsentRequest,
     /// Where the bank sends the user back after a redirect (web
     /// authentication, Berlin Group `TPP-Redirect-URI`).
     pub redirect_uri: String,
@@ -156,7 +162,8 @@ impl fmt::Display for Permission {
 /// A consent asked for: Berlin Group `POST /v1/consents` (`access`,
 /// `validUntil`, `frequencyPerDay`, `recurringIndicator`) and GoCardless's
 /// end-user agreement (`max_historical_days`, `access_valid_for_days`,
-/// `access_scope`) both map onto it.
+/// `access_scope`) both map onto it. Renewing a consent (PSD2: every 180
+/// days) is a new sign-in with a new request: the bank requires SCA.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ConsentRequest {
     pub scope: BTreeSet<Permission>,
@@ -169,7 +176,20 @@ pub struct ConsentRequest {
     pub recurring: bool,
     /// How far back transactions may be read (days, ≤ the institution's).
     pub max_history_days: u32,
-    pub now: OffsetDateTime,
+}
+
+impl ConsentRequest {
+    /// Everything the bank offers (every permission, its longest consent,
+    /// its most syncs a day, its whole history), from `today`.
+    pub fn everything(institution: &Institution, today: Date) -> Self {
+        Self {
+            scope: Permission::ALL.into_iter().collect(),
+            valid_until: today.saturating_add(time::Duration::days(i64::from(institution.max_consent_days))),
+            frequency_per_day: institution.max_refreshes_per_day,
+            recurring: true,
+            max_history_days: institution.max_history_days,
+        }
+    }
 }
 
 /// A consent granted: what data calls are made under. `id` is all a bank

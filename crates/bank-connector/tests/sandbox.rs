@@ -31,6 +31,7 @@ fn sign_in(username: &str, password: &str, institution: &str, now: OffsetDateTim
             username: username.into(),
             password: password.into(),
         },
+        consent: consent_request(now),
         redirect_uri: "https://client.example/back".into(),
         now,
     }
@@ -43,24 +44,23 @@ fn consent_request(now: OffsetDateTime) -> ConsentRequest {
         frequency_per_day: 4,
         recurring: true,
         max_history_days: 1_826,
-        now,
+    }
+}
+
+async fn session_asking(bank: &dyn BankConnector, request: SignInRequest) -> Session {
+    match bank.start_sign_in(request).await.unwrap() {
+        SignInOutcome::Connected { session } => session,
+        other => panic!("{other:?}"),
     }
 }
 
 async fn session(bank: &dyn BankConnector, user: &str, institution: &str, now: OffsetDateTime) -> Session {
-    match bank
-        .start_sign_in(sign_in(user, "pass_good", institution, now))
-        .await
-        .unwrap()
-    {
-        SignInOutcome::Connected { session } => session,
-        other => panic!("{user}: {other:?}"),
-    }
+    session_asking(bank, sign_in(user, "pass_good", institution, now)).await
 }
 
 async fn consent(bank: &dyn BankConnector, user: &str, institution: &str, now: OffsetDateTime) -> Consent {
     let session = session(bank, user, institution, now).await;
-    bank.grant_consent(&session, &consent_request(now)).await.unwrap()
+    bank.grant_consent(&session, now).await.unwrap()
 }
 
 fn query(status: BookingStatus, page_size: u32, cursor: Option<Cursor>) -> TransactionQuery {
@@ -279,10 +279,7 @@ async fn user_otp_needs_the_documented_code() {
     else {
         panic!("not connected")
     };
-    let consent = bank
-        .grant_consent(&session, &consent_request(later))
-        .await
-        .unwrap();
+    let consent = bank.grant_consent(&session, later).await.unwrap();
     assert_eq!(accounts(&*bank, &consent, SyncPoint::first(later)).await.len(), 2);
     assert!(matches!(
         bank.submit_one_time_code("sbx1.otp.forged", "123456", later)
@@ -424,11 +421,11 @@ async fn consents_expire() {
 #[tokio::test]
 async fn the_bank_grants_at_most_its_limits_and_sessions_expire() {
     let bank = bank();
-    let session = session(&*bank, "user_good", GB, NOW).await;
-    let mut request = consent_request(NOW);
-    request.valid_until = NOW.date() + Duration::days(400);
-    request.frequency_per_day = 24;
-    let consent = bank.grant_consent(&session, &request).await.unwrap();
+    let mut request = sign_in("user_good", "pass_good", GB, NOW);
+    request.consent.valid_until = NOW.date() + Duration::days(400);
+    request.consent.frequency_per_day = 24;
+    let session = session_asking(&*bank, request).await;
+    let consent = bank.grant_consent(&session, NOW).await.unwrap();
     assert_eq!(consent.valid_until, NOW.date() + Duration::days(180));
     assert_eq!(consent.frequency_per_day, 4);
     assert!(
@@ -439,17 +436,30 @@ async fn the_bank_grants_at_most_its_limits_and_sessions_expire() {
         bank.credit_cards(&consent, SyncPoint::first(NOW)).await,
         Err(ConnectorError::Unsupported("credit cards"))
     );
-
-    let mut late = consent_request(NOW + Duration::minutes(16));
-    late.now = NOW + Duration::minutes(16);
     assert!(matches!(
-        bank.grant_consent(&session, &late).await,
+        bank.grant_consent(&session, NOW + Duration::minutes(16)).await,
         Err(ConnectorError::SessionExpired { .. })
     ));
 
-    let mut narrow = consent_request(NOW);
-    narrow.scope = [Permission::Accounts].into();
-    let narrow = bank.grant_consent(&session, &narrow).await.unwrap();
+    // Requests that make no sense are refused before anything else.
+    for broken in [
+        |r: &mut ConsentRequest| r.scope = [Permission::Owners].into(),
+        |r: &mut ConsentRequest| r.valid_until = date!(2026 - 01 - 01),
+        |r: &mut ConsentRequest| r.frequency_per_day = 0,
+        |r: &mut ConsentRequest| r.max_history_days = 0,
+    ] {
+        let mut request = sign_in("user_good", "pass_good", GB, NOW);
+        broken(&mut request.consent);
+        assert!(matches!(
+            bank.start_sign_in(request).await,
+            Err(ConnectorError::InvalidRequest(_))
+        ));
+    }
+
+    let mut request = sign_in("user_good", "pass_good", GB, NOW);
+    request.consent.scope = [Permission::Accounts].into();
+    let session = session_asking(&*bank, request).await;
+    let narrow = bank.grant_consent(&session, NOW).await.unwrap();
     let at = SyncPoint::first(NOW);
     assert_eq!(
         bank.owners(&narrow, at).await,

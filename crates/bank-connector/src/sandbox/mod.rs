@@ -12,7 +12,7 @@ mod tokens;
 use std::collections::BTreeSet;
 
 use async_trait::async_trait;
-use time::{Date, Duration, OffsetDateTime, Time};
+use time::{Date, Duration, OffsetDateTime, Time, UtcOffset};
 
 use crate::connector::BankConnector;
 use crate::error::ConnectorError;
@@ -38,6 +38,9 @@ pub const CHALLENGE_MINUTES: i64 = 5;
 /// the connection's first sync.
 pub const PENDING_DAYS: i64 = 7;
 
+const OTP_PROMPT: &str = "Enter the code sent to your phone ending 42 (sandbox: 123456)";
+const SCA_PROMPT: &str = "Approve the sign-in in your banking app";
+
 /// The sandbox bank. Stateless: everything it needs is in the tokens it
 /// hands out, so any number of servers (or restarts) answer alike.
 #[derive(Clone, Copy, Debug, Default)]
@@ -52,10 +55,15 @@ impl SandboxBank {
         sandbox_institution(id.as_str()).ok_or_else(|| ConnectorError::UnknownInstitution(id.to_string()))
     }
 
-    fn connected(user: &TestUser, institution: &SandboxInstitution, now: OffsetDateTime) -> SignInOutcome {
+    fn connected(
+        user: &TestUser,
+        institution: &SandboxInstitution,
+        grant: &[&str],
+        now: OffsetDateTime,
+    ) -> SignInOutcome {
         SignInOutcome::Connected {
             session: Session {
-                token: tokens::encode("session", user, institution, now, &[]),
+                token: tokens::encode("session", user, institution, now, grant),
                 institution: InstitutionId::new(institution.id),
                 expires_at: now + Duration::minutes(SESSION_MINUTES),
             },
@@ -67,10 +75,11 @@ impl SandboxBank {
         prompt: &str,
         user: &TestUser,
         institution: &SandboxInstitution,
+        grant: &[&str],
         issued: OffsetDateTime,
     ) -> Challenge {
         Challenge {
-            token: tokens::encode(kind, user, institution, issued, &[]),
+            token: tokens::encode(kind, user, institution, issued, grant),
             prompt: prompt.to_owned(),
             expires_at: issued + Duration::minutes(CHALLENGE_MINUTES),
         }
@@ -79,24 +88,17 @@ impl SandboxBank {
     /// Checks a data call against its consent and the user's behaviour.
     fn open(&self, consent: &Consent, at: SyncPoint, need: Permission) -> Result<Access, ConnectorError> {
         let token = tokens::decode(&consent.id, "consent", "consent")?;
-        let invalid = || ConnectorError::InvalidToken { what: "consent" };
-        let field = |i: usize| token.rest.get(i).copied().ok_or_else(invalid);
-        let valid_until = field(0)?
-            .parse::<i32>()
-            .ok()
-            .and_then(|d| Date::from_julian_day(d).ok())
-            .ok_or_else(invalid)?;
-        let max_history_days = field(3)?.parse::<u32>().map_err(|_| invalid())?;
-        let scope = decode_scope(field(4)?).ok_or_else(invalid)?;
-        if !scope.contains(&need) {
+        let grant = Grant::decode(&token.rest).ok_or(ConnectorError::InvalidToken { what: "consent" })?;
+        if !grant.scope.contains(&need) {
             return Err(ConnectorError::OutOfScope(need));
         }
         let today = at.now.date();
-        if today > valid_until {
+        if today > grant.valid_until {
             return Err(ConnectorError::ConsentExpired {
-                expired_at: valid_until
+                expired_at: grant
+                    .valid_until
                     .next_day()
-                    .unwrap_or(valid_until)
+                    .unwrap_or(grant.valid_until)
                     .with_time(Time::MIDNIGHT)
                     .assume_utc(),
             });
@@ -106,8 +108,7 @@ impl SandboxBank {
                 return Err(ConnectorError::ConsentExpired { expired_at: previous });
             }
             (Behaviour::RateLimited, Some(previous))
-                if previous.to_offset(time::UtcOffset::UTC).date()
-                    == at.now.to_offset(time::UtcOffset::UTC).date() =>
+                if previous.to_offset(UtcOffset::UTC).date() == at.now.to_offset(UtcOffset::UTC).date() =>
             {
                 return Err(ConnectorError::RateLimited {
                     retry_after: next_midnight_utc(at.now),
@@ -119,8 +120,8 @@ impl SandboxBank {
             generator: Generator::new(token.user, token.institution),
             at,
             today,
-            max_history_days,
-            scope,
+            max_history_days: grant.max_history_days,
+            scope: grant.scope,
         })
     }
 }
@@ -136,7 +137,7 @@ struct Access {
 }
 
 fn next_midnight_utc(now: OffsetDateTime) -> OffsetDateTime {
-    let today = now.to_offset(time::UtcOffset::UTC).date();
+    let today = now.to_offset(UtcOffset::UTC).date();
     today
         .next_day()
         .unwrap_or(today)
@@ -144,25 +145,92 @@ fn next_midnight_utc(now: OffsetDateTime) -> OffsetDateTime {
         .assume_utc()
 }
 
-fn encode_scope(scope: &BTreeSet<Permission>) -> String {
-    let bits = Permission::ALL
-        .iter()
-        .enumerate()
-        .filter(|(_, p)| scope.contains(p))
-        .fold(0u8, |bits, (i, _)| bits | (1 << i));
-    bits.to_string()
+/// The consent as the sandbox grants it: carried from the sign-in through
+/// its challenge, session and consent tokens.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Grant {
+    valid_until: Date,
+    frequency_per_day: u32,
+    recurring: bool,
+    max_history_days: u32,
+    scope: BTreeSet<Permission>,
 }
 
-fn decode_scope(text: &str) -> Option<BTreeSet<Permission>> {
-    let bits: u8 = text.parse().ok()?;
-    Some(
-        Permission::ALL
+impl Grant {
+    /// What the bank grants of a request: refused if it makes no sense,
+    /// else cut to the bank's limits.
+    fn of(
+        request: &ConsentRequest,
+        institution: &SandboxInstitution,
+        today: Date,
+    ) -> Result<Self, ConnectorError> {
+        if !request.scope.contains(&Permission::Accounts) {
+            return Err(ConnectorError::InvalidRequest(
+                "a consent covers at least the accounts".into(),
+            ));
+        }
+        if request.valid_until < today {
+            return Err(ConnectorError::InvalidRequest(
+                "valid_until is in the past".into(),
+            ));
+        }
+        if request.frequency_per_day == 0 || request.max_history_days == 0 {
+            return Err(ConnectorError::InvalidRequest(
+                "frequency_per_day and max_history_days must be at least 1".into(),
+            ));
+        }
+        let mut scope = request.scope.clone();
+        if !institution.credit_cards {
+            scope.remove(&Permission::CreditCards);
+        }
+        Ok(Self {
+            valid_until: request
+                .valid_until
+                .min(today.saturating_add(Duration::days(i64::from(MAX_CONSENT_DAYS)))),
+            frequency_per_day: request.frequency_per_day.min(MAX_REFRESHES_PER_DAY),
+            recurring: request.recurring,
+            max_history_days: request.max_history_days.min(MAX_HISTORY_DAYS),
+            scope,
+        })
+    }
+
+    fn encode(&self) -> Vec<String> {
+        let bits = Permission::ALL
             .iter()
             .enumerate()
-            .filter(|(i, _)| bits & (1 << i) != 0)
-            .map(|(_, p)| *p)
-            .collect(),
-    )
+            .filter(|(_, p)| self.scope.contains(p))
+            .fold(0u8, |bits, (i, _)| bits | (1 << i));
+        vec![
+            self.valid_until.to_julian_day().to_string(),
+            self.frequency_per_day.to_string(),
+            u8::from(self.recurring).to_string(),
+            self.max_history_days.to_string(),
+            bits.to_string(),
+        ]
+    }
+
+    fn decode(parts: &[&str]) -> Option<Self> {
+        let [valid_until, frequency, recurring, history, bits] = parts else {
+            return None;
+        };
+        let bits: u8 = bits.parse().ok()?;
+        Some(Self {
+            valid_until: Date::from_julian_day(valid_until.parse().ok()?).ok()?,
+            frequency_per_day: frequency.parse().ok()?,
+            recurring: match *recurring {
+                "0" => false,
+                "1" => true,
+                _ => return None,
+            },
+            max_history_days: history.parse().ok()?,
+            scope: Permission::ALL
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| bits & (1 << i) != 0)
+                .map(|(_, p)| *p)
+                .collect(),
+        })
+    }
 }
 
 impl Access {
@@ -362,6 +430,8 @@ impl BankConnector for SandboxBank {
     async fn start_sign_in(&self, request: SignInRequest) -> Result<SignInOutcome, ConnectorError> {
         let institution = self.institution(&request.institution)?;
         let now = request.now;
+        let grant = Grant::of(&request.consent, institution, now.date())?.encode();
+        let grant: Vec<&str> = grant.iter().map(String::as_str).collect();
         let Some(user) = test_user(&request.credentials.username)
             .filter(|_| request.credentials.password == SANDBOX_PASSWORD)
         else {
@@ -372,25 +442,13 @@ impl BankConnector for SandboxBank {
                 retry_after: Some(now + Duration::minutes(15)),
             },
             Behaviour::OneTimeCode => SignInOutcome::OneTimeCodeRequired {
-                challenge: Self::challenge(
-                    "otp",
-                    "Enter the code sent to your phone ending 42 (sandbox: 123456)",
-                    user,
-                    institution,
-                    now,
-                ),
+                challenge: Self::challenge("otp", OTP_PROMPT, user, institution, &grant, now),
             },
             Behaviour::Sca => SignInOutcome::ScaRequired {
-                challenge: Self::challenge(
-                    "sca",
-                    "Approve the sign-in in your banking app",
-                    user,
-                    institution,
-                    now,
-                ),
+                challenge: Self::challenge("sca", SCA_PROMPT, user, institution, &grant, now),
             },
             Behaviour::Redirect => {
-                let state = tokens::encode("redirect", user, institution, now, &[]);
+                let state = tokens::encode("redirect", user, institution, now, &grant);
                 SignInOutcome::RedirectRequired {
                     url: format!(
                         "https://sandbox-bank.invalid/{}/authorize?state={state}",
@@ -399,7 +457,7 @@ impl BankConnector for SandboxBank {
                     state,
                 }
             }
-            _ => Self::connected(user, institution, now),
+            _ => Self::connected(user, institution, &grant, now),
         })
     }
 
@@ -420,7 +478,7 @@ impl BankConnector for SandboxBank {
                 reason: "wrong one-time code".into(),
             });
         }
-        Ok(Self::connected(token.user, token.institution, now))
+        Ok(Self::connected(token.user, token.institution, &token.rest, now))
     }
 
     async fn complete_redirect(
@@ -439,7 +497,7 @@ impl BankConnector for SandboxBank {
                 reason: "the web authentication took too long".into(),
             });
         }
-        Ok(Self::connected(token.user, token.institution, now))
+        Ok(Self::connected(token.user, token.institution, &token.rest, now))
     }
 
     async fn poll_sca(&self, challenge: &str, now: OffsetDateTime) -> Result<SignInOutcome, ConnectorError> {
@@ -453,79 +511,39 @@ impl BankConnector for SandboxBank {
             return Ok(SignInOutcome::ScaRequired {
                 challenge: Self::challenge(
                     "sca",
-                    "Approve the sign-in in your banking app",
+                    SCA_PROMPT,
                     token.user,
                     token.institution,
+                    &token.rest,
                     token.issued,
                 ),
             });
         }
-        Ok(Self::connected(token.user, token.institution, now))
+        Ok(Self::connected(token.user, token.institution, &token.rest, now))
     }
 
-    async fn grant_consent(
-        &self,
-        session: &Session,
-        request: &ConsentRequest,
-    ) -> Result<Consent, ConnectorError> {
+    async fn grant_consent(&self, session: &Session, now: OffsetDateTime) -> Result<Consent, ConnectorError> {
         let token = tokens::decode(&session.token, "session", "session")?;
         if token.institution.id != session.institution.as_str() {
             return Err(ConnectorError::InvalidToken { what: "session" });
         }
         let expires_at = token.issued + Duration::minutes(SESSION_MINUTES);
-        if request.now > expires_at {
+        if now > expires_at {
             return Err(ConnectorError::SessionExpired {
                 expired_at: expires_at,
             });
         }
-        let today = request.now.date();
-        if !request.scope.contains(&Permission::Accounts) {
-            return Err(ConnectorError::InvalidRequest(
-                "a consent covers at least the accounts".into(),
-            ));
-        }
-        if request.valid_until < today {
-            return Err(ConnectorError::InvalidRequest(
-                "valid_until is in the past".into(),
-            ));
-        }
-        if request.frequency_per_day == 0 || request.max_history_days == 0 {
-            return Err(ConnectorError::InvalidRequest(
-                "frequency_per_day and max_history_days must be at least 1".into(),
-            ));
-        }
-        // What the bank grants: at most its own limits.
-        let valid_until = request
-            .valid_until
-            .min(today + Duration::days(i64::from(MAX_CONSENT_DAYS)));
-        let frequency_per_day = request.frequency_per_day.min(MAX_REFRESHES_PER_DAY);
-        let max_history_days = request.max_history_days.min(MAX_HISTORY_DAYS);
-        let mut scope = request.scope.clone();
-        if !token.institution.credit_cards {
-            scope.remove(&Permission::CreditCards);
-        }
-        let id = tokens::encode(
-            "consent",
-            token.user,
-            token.institution,
-            request.now,
-            &[
-                valid_until.to_julian_day().to_string(),
-                frequency_per_day.to_string(),
-                u8::from(request.recurring).to_string(),
-                max_history_days.to_string(),
-                encode_scope(&scope),
-            ],
-        );
+        let grant = Grant::decode(&token.rest).ok_or(ConnectorError::InvalidToken { what: "session" })?;
+        let id = tokens::encode("consent", token.user, token.institution, now, &token.rest);
         Ok(Consent {
             id,
             institution: session.institution.clone(),
-            granted_at: request.now,
-            valid_until,
-            frequency_per_day,
-            recurring: request.recurring,
-            max_history_days,
-            scope,
+            granted_at: now,
+            valid_until: grant.valid_until,
+            frequency_per_day: grant.frequency_per_day,
+            recurring: grant.recurring,
+            max_history_days: grant.max_history_days,
+            scope: grant.scope,
         })
     }
 

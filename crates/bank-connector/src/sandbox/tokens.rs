@@ -26,7 +26,7 @@ pub fn encode(
     user: &TestUser,
     institution: &SandboxInstitution,
     issued: OffsetDateTime,
-    rest: &[String],
+    rest: &[impl AsRef<str>],
 ) -> String {
     let mut token = format!(
         "{PREFIX}.{kind}.{}.{}.{}",
@@ -36,7 +36,7 @@ pub fn encode(
     );
     for part in rest {
         token.push('.');
-        token.push_str(part);
+        token.push_str(part.as_ref());
     }
     token
 }
@@ -71,7 +71,7 @@ mod tests {
     #[test]
     fn round_trip_and_refusals() {
         let at = datetime!(2026-12-06 10:00 UTC);
-        let token = encode("session", &TEST_USERS[0], &INSTITUTIONS[1], at, &["x".into()]);
+        let token = encode("session", &TEST_USERS[0], &INSTITUTIONS[1], at, &["x"]);
         let decoded = decode(&token, "session", "session").unwrap();
         assert_eq!(decoded.user.username, "user_good");
         assert_eq!(decoded.institution.id, INSTITUTIONS[1].id);
