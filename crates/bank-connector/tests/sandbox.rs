@@ -40,7 +40,7 @@ fn sign_in(username: &str, password: &str, institution: &str, now: OffsetDateTim
 fn consent_request(now: OffsetDateTime) -> ConsentRequest {
     ConsentRequest {
         scope: Permission::ALL.into_iter().collect(),
-        valid_until: now.date() + Duration::days(180),
+        valid_until: now.date().saturating_add(Duration::days(180)),
         frequency_per_day: 4,
         recurring: true,
         max_history_days: 1_826,
@@ -696,4 +696,86 @@ async fn credit_cards_and_their_transactions() {
     // Other users have no card.
     let otp_less = consent_for(&*bank, "user_joint", PL).await;
     assert!(bank.credit_cards(&otp_less, at).await.unwrap().is_empty());
+}
+
+/// The sandbox's history is part of its contract: a server that imported
+/// it must find the same transactions, with the same bank IDs, after an
+/// upgrade. A change to the generator that moves these pins must bump
+/// `GENERATOR_VERSION` in `sandbox/history.rs` (new IDs) and update them.
+#[tokio::test]
+async fn the_history_is_pinned() {
+    use sha2::{Digest, Sha256};
+    let bank = bank();
+    let consent = consent(&*bank, "user_good", DE, NOW).await;
+    let at = SyncPoint::first(NOW);
+    let account = accounts(&*bank, &consent, at).await.remove(0);
+    let all = all_transactions(&*bank, &consent, &account.id, at, BookingStatus::Both, 1_000).await;
+    let mut digest = Sha256::new();
+    for t in &all {
+        let counterparty = t.counterparty.as_ref();
+        digest.update(format!(
+            "{}|{:?}|{:?}|{}|{}|{:?}|{:?}|{:?}|{}|{:?}|{:?}\n",
+            t.id,
+            t.status,
+            t.booking_date.map(|d| d.to_string()),
+            t.value_date,
+            t.amount,
+            t.original_amount.map(|a| a.to_string()),
+            counterparty.map(|c| &c.name),
+            counterparty.and_then(|c| c.iban.as_ref()),
+            t.description,
+            t.merchant_category_code,
+            t.country.map(|c| c.to_string()),
+        ));
+    }
+    let digest: String = digest.finalize().iter().map(|b| format!("{b:02x}")).collect();
+    let first = &all[0];
+    assert_eq!(
+        (account.id.as_str(), all.len(), first.id.as_str(), digest.as_str()),
+        (
+            "sbx-acc-0e578d3148bbfe1d",
+            6286,
+            "70d02297841630cf",
+            "44e175ab9deb64f10bf7ed6be66f7e214fae2ad674ddc023e5affdc0c395cda8"
+        )
+    );
+}
+
+#[tokio::test]
+async fn extreme_times_do_not_panic() {
+    let bank = bank();
+    for now in [
+        time::PrimitiveDateTime::MAX.assume_utc(),
+        time::PrimitiveDateTime::MIN.assume_utc(),
+    ] {
+        let mut request = sign_in("user_good", "pass_good", DE, now);
+        request.consent.valid_until = now.date();
+        request.consent.scope = [Permission::Accounts, Permission::Transactions].into();
+        let Ok(SignInOutcome::Connected { session }) = bank.start_sign_in(request).await else {
+            continue;
+        };
+        let Ok(consent) = bank.grant_consent(&session, now).await else {
+            continue;
+        };
+        for at in [SyncPoint::first(now), SyncPoint::after(now, now)] {
+            if let Ok(accounts) = bank.accounts(&consent, at).await {
+                for account in accounts {
+                    let _ = bank
+                        .transactions(
+                            &consent,
+                            &account.id,
+                            &query(BookingStatus::Both, 1_000, None),
+                            at,
+                        )
+                        .await;
+                }
+            }
+        }
+        for challenge in [
+            "sbx1.otp.user_otp.sandbox_de_rheinbank.253402300799",
+            "sbx1.otp.user_otp.sandbox_de_rheinbank.-377705116800",
+        ] {
+            let _ = bank.submit_one_time_code(challenge, "123456", now).await;
+        }
+    }
 }

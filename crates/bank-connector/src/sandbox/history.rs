@@ -436,7 +436,7 @@ impl Generator {
 
     fn trip_on(&self, date: Date) -> Option<Trip> {
         self.trips(date.year()).into_iter().flatten().find(|t| {
-            let end = t.start + Duration::days(i64::from(t.days));
+            let end = t.start.saturating_add(Duration::days(i64::from(t.days)));
             t.start <= date && date < end
         })
     }

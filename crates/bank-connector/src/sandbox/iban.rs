@@ -52,7 +52,10 @@ fn rib_key(bank: &str, branch: &str, account: &str) -> Option<u64> {
 
 /// Whether `iban` has valid check digits (for tests).
 pub fn is_valid(iban: &str) -> bool {
-    iban.len() > 4 && mod97(&format!("{}{}", &iban[4..], &iban[..4])) == Some(1)
+    match (iban.get(..4), iban.get(4..)) {
+        (Some(head), Some(tail)) if !tail.is_empty() => mod97(&format!("{tail}{head}")) == Some(1),
+        _ => false,
+    }
 }
 
 #[cfg(test)]
@@ -80,5 +83,7 @@ mod tests {
         // A known valid IBAN (the ECBS example).
         assert!(is_valid("GB82WEST12345698765432"));
         assert!(!is_valid("GB82WEST12345698765433"));
+        assert!(!is_valid("GB8"));
+        assert!(!is_valid("GB€2WEST12345698765432"));
     }
 }

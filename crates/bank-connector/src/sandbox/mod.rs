@@ -65,7 +65,7 @@ impl SandboxBank {
             session: Session {
                 token: tokens::encode("session", user, institution, now, grant),
                 institution: InstitutionId::new(institution.id),
-                expires_at: now + Duration::minutes(SESSION_MINUTES),
+                expires_at: now.saturating_add(Duration::minutes(SESSION_MINUTES)),
             },
         }
     }
@@ -81,7 +81,7 @@ impl SandboxBank {
         Challenge {
             token: tokens::encode(kind, user, institution, issued, grant),
             prompt: prompt.to_owned(),
-            expires_at: issued + Duration::minutes(CHALLENGE_MINUTES),
+            expires_at: issued.saturating_add(Duration::minutes(CHALLENGE_MINUTES)),
         }
     }
 
@@ -257,7 +257,7 @@ impl Access {
     fn status(&self, raw: &Raw) -> TransactionStatus {
         let held = self.user().behaviour == Behaviour::PendingPosts
             && self.at.previous_sync.is_none()
-            && raw.date > self.today - Duration::days(PENDING_DAYS);
+            && raw.date > self.today.saturating_sub(Duration::days(PENDING_DAYS));
         if held || raw.booking_date() > self.today {
             TransactionStatus::Pending
         } else {
@@ -345,7 +345,7 @@ impl Access {
             ));
         }
         let history = i64::from(self.max_history_days.min(MAX_HISTORY_DAYS));
-        let oldest = self.today - Duration::days(history - 1);
+        let oldest = self.today.saturating_sub(Duration::days(history - 1));
         let from = query.from.max(oldest).max(account.opened);
         let to = query.to.min(self.today);
         // The cursor: the account and the (day, sequence) of the last
@@ -439,7 +439,7 @@ impl BankConnector for SandboxBank {
         };
         Ok(match user.behaviour {
             Behaviour::BankDown => SignInOutcome::BankDown {
-                retry_after: Some(now + Duration::minutes(15)),
+                retry_after: Some(now.saturating_add(Duration::minutes(15))),
             },
             Behaviour::OneTimeCode => SignInOutcome::OneTimeCodeRequired {
                 challenge: Self::challenge("otp", OTP_PROMPT, user, institution, &grant, now),
@@ -468,7 +468,7 @@ impl BankConnector for SandboxBank {
         now: OffsetDateTime,
     ) -> Result<SignInOutcome, ConnectorError> {
         let token = tokens::decode(challenge, "otp", "one-time code challenge")?;
-        if now > token.issued + Duration::minutes(CHALLENGE_MINUTES) {
+        if now > token.issued.saturating_add(Duration::minutes(CHALLENGE_MINUTES)) {
             return Ok(SignInOutcome::AuthenticationFailed {
                 reason: "the one-time code expired".into(),
             });
@@ -492,7 +492,7 @@ impl BankConnector for SandboxBank {
                 reason: error.clone(),
             });
         }
-        if now > token.issued + Duration::minutes(CHALLENGE_MINUTES) {
+        if now > token.issued.saturating_add(Duration::minutes(CHALLENGE_MINUTES)) {
             return Ok(SignInOutcome::AuthenticationFailed {
                 reason: "the web authentication took too long".into(),
             });
@@ -502,12 +502,16 @@ impl BankConnector for SandboxBank {
 
     async fn poll_sca(&self, challenge: &str, now: OffsetDateTime) -> Result<SignInOutcome, ConnectorError> {
         let token = tokens::decode(challenge, "sca", "SCA challenge")?;
-        if now > token.issued + Duration::minutes(CHALLENGE_MINUTES) {
+        if now > token.issued.saturating_add(Duration::minutes(CHALLENGE_MINUTES)) {
             return Ok(SignInOutcome::AuthenticationFailed {
                 reason: "not approved in the app in time".into(),
             });
         }
-        if now < token.issued + Duration::seconds(SANDBOX_SCA_APPROVAL_SECONDS) {
+        if now
+            < token
+                .issued
+                .saturating_add(Duration::seconds(SANDBOX_SCA_APPROVAL_SECONDS))
+        {
             return Ok(SignInOutcome::ScaRequired {
                 challenge: Self::challenge(
                     "sca",
@@ -527,7 +531,7 @@ impl BankConnector for SandboxBank {
         if token.institution.id != session.institution.as_str() {
             return Err(ConnectorError::InvalidToken { what: "session" });
         }
-        let expires_at = token.issued + Duration::minutes(SESSION_MINUTES);
+        let expires_at = token.issued.saturating_add(Duration::minutes(SESSION_MINUTES));
         if now > expires_at {
             return Err(ConnectorError::SessionExpired {
                 expired_at: expires_at,
