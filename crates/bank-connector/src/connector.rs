@@ -36,7 +36,9 @@ use crate::types::{AccountId, CardId};
 ///    the `_links.next` as the cursor), [`credit_cards`](Self::credit_cards)
 ///    and [`card_transactions`](Self::card_transactions) (BG
 ///    `/v1/card-accounts`). HTTP 429 and a used-up `frequencyPerDay` are
-///    [`ConnectorError::RateLimited`] with the time to retry.
+///    [`ConnectorError::RateLimited`] with the time to retry; the server
+///    itself keeps to the consent's `frequency_per_day` (a bank that counts
+///    answers `RateLimited` when it is exceeded).
 ///
 /// Connectors never read the wall clock to decide an answer: the time comes
 /// in (`now`, [`SyncPoint`]), so the sandbox answers the same way in every
@@ -82,7 +84,10 @@ pub trait BankConnector: Send + Sync + std::fmt::Debug {
     /// The accounts the consent covers, with balances if it covers them.
     async fn accounts(&self, consent: &Consent, at: SyncPoint) -> Result<Vec<Account>, ConnectorError>;
 
-    /// One page of an account's transactions, oldest first.
+    /// One page of an account's transactions. Pages cover the query's
+    /// range once each while the same [`SyncPoint`] is passed; a cursor
+    /// stays valid as the bank adds transactions. The sandbox pages oldest
+    /// first; other banks may not, so callers do not rely on the order.
     async fn transactions(
         &self,
         consent: &Consent,
@@ -96,7 +101,7 @@ pub trait BankConnector: Send + Sync + std::fmt::Debug {
     async fn credit_cards(&self, consent: &Consent, at: SyncPoint)
     -> Result<Vec<CreditCard>, ConnectorError>;
 
-    /// One page of a credit card's transactions, oldest first.
+    /// One page of a credit card's transactions, as [`transactions`](Self::transactions).
     async fn card_transactions(
         &self,
         consent: &Consent,

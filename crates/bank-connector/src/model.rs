@@ -193,8 +193,8 @@ impl ConsentRequest {
 }
 
 /// A consent granted: what data calls are made under. `id` is all a bank
-/// needs (Berlin Group `Consent-ID`); the rest is what the bank granted,
-/// which may be less than asked.
+/// needs (Berlin Group `Consent-ID`; the sandbox reads nothing else); the
+/// rest is what the bank granted, which may be less than asked.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Consent {
     pub id: String,
