@@ -43,6 +43,54 @@
 //! booked 1–3 days later (same bank transaction ID), so a later `now` books
 //! it; consents end after `valid_until` (`ConsentExpired`); a session lasts
 //! 15 minutes and a challenge 5.
+//!
+//! # Driving a connector
+//!
+//! ```
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # tokio::runtime::Builder::new_current_thread().build()?.block_on(async {
+//! use std::sync::Arc;
+//! use paycore_bank_connector::*;
+//! use time::macros::datetime;
+//!
+//! let bank: Arc<dyn BankConnector> = Arc::new(SandboxBank::new());
+//! let now = datetime!(2026-12-06 12:00 UTC);
+//! let institutions = bank.institutions().await?;
+//! let rheinbank = institutions.iter().find(|i| i.country.as_str() == "DE").unwrap();
+//! let outcome = bank
+//!     .start_sign_in(SignInRequest {
+//!         institution: rheinbank.id.clone(),
+//!         credentials: Credentials { username: "user_good".into(), password: "pass_good".into() },
+//!         consent: ConsentRequest::everything(rheinbank, now.date()),
+//!         redirect_uri: "https://client.example/back".into(),
+//!         now,
+//!     })
+//!     .await?;
+//! let SignInOutcome::Connected { session } = outcome else { panic!("{outcome:?}") };
+//! let consent = bank.grant_consent(&session, now).await?;
+//! let at = SyncPoint::first(now);
+//! let accounts = bank.accounts(&consent, at).await?;
+//! assert_eq!(accounts.len(), 5);
+//! let page = bank
+//!     .transactions(
+//!         &consent,
+//!         &accounts[0].id,
+//!         &TransactionQuery {
+//!             from: now.date() - time::Duration::days(30),
+//!             to: now.date(),
+//!             status: BookingStatus::Both,
+//!             cursor: None,
+//!             page_size: 100,
+//!         },
+//!         at,
+//!     )
+//!     .await?;
+//! assert!(!page.transactions.is_empty());
+//! # Ok::<(), ConnectorError>(())
+//! # })?;
+//! # Ok(())
+//! # }
+//! ```
 
 pub mod connector;
 pub mod error;
