@@ -40,8 +40,9 @@
 //! | `user_joint` | `Connected` | a current account and a joint account with a co-holder (two owners) |
 //!
 //! For every user, a card payment is pending from its day until it is
-//! booked 1–3 days later (same bank transaction ID), so a later `now` books
-//! it; consents end after `valid_until` (`ConsentExpired`); a session lasts
+//! booked 1–3 days later (same bank transaction ID; a restaurant's is
+//! authorised without the tip and booked 10 % higher), so a later `now`
+//! books it; consents end after `valid_until` (`ConsentExpired`); a session lasts
 //! 15 minutes and a challenge 5.
 //!
 //! # Driving a connector

@@ -602,7 +602,13 @@ async fn pending_card_payments_are_booked_later_with_the_same_id() {
         let booked = by_id[&p.id];
         assert_eq!(booked.status, TransactionStatus::Booked);
         assert!(booked.booking_date.unwrap() > p.value_date);
-        assert_eq!((booked.amount, &booked.description), (p.amount, &p.description));
+        assert_eq!(booked.description, p.description);
+        if p.merchant_category_code == Some(5812) {
+            // A restaurant: authorised without the tip, booked with it.
+            assert!(booked.amount.minor < p.amount.minor, "{p:?} → {booked:?}");
+        } else {
+            assert_eq!(booked.amount, p.amount);
+        }
     }
 }
 
@@ -778,4 +784,48 @@ async fn extreme_times_do_not_panic() {
             let _ = bank.submit_one_time_code(challenge, "123456", now).await;
         }
     }
+}
+
+#[tokio::test]
+async fn restaurants_are_booked_with_the_tip() {
+    let bank = bank();
+    let consent = consent(&*bank, "user_good", DE, NOW).await;
+    let account = accounts(&*bank, &consent, SyncPoint::first(NOW))
+        .await
+        .remove(0)
+        .id;
+    let recent = |now: OffsetDateTime| TransactionQuery {
+        from: now.date() - Duration::days(5),
+        to: now.date(),
+        status: BookingStatus::Both,
+        cursor: None,
+        page_size: 1_000,
+    };
+    let mut tipped = 0;
+    for day in 0..60 {
+        let now = NOW - Duration::days(day);
+        let at = SyncPoint::first(now);
+        let pending = bank
+            .transactions(&consent, &account, &recent(now), at)
+            .await
+            .unwrap();
+        let later = now + Duration::days(5);
+        let booked = bank
+            .transactions(&consent, &account, &recent(now), SyncPoint::after(now, later))
+            .await
+            .unwrap()
+            .transactions;
+        for p in pending
+            .transactions
+            .iter()
+            .filter(|t| t.status == TransactionStatus::Pending)
+        {
+            let b = booked.iter().find(|b| b.id == p.id).unwrap();
+            if p.merchant_category_code == Some(5812) {
+                assert_eq!(p.amount.minor, b.amount.minor * 10 / 11, "{p:?} → {b:?}");
+                tipped += 1;
+            }
+        }
+    }
+    assert!(tipped > 0);
 }

@@ -229,6 +229,30 @@ impl Raw {
             .checked_add(Duration::days(i64::from(self.lag)))
             .unwrap_or(self.date)
     }
+
+    /// What the bank shows while the transaction is pending: a restaurant
+    /// authorises the bill and books it with the tip (10 % more), as card
+    /// networks do; everything else is booked for what was authorised.
+    pub fn pending_amount(&self) -> i64 {
+        match self.what {
+            What::Card {
+                category: Category::Restaurant,
+                ..
+            } => self.amount * 10 / 11,
+            _ => self.amount,
+        }
+    }
+
+    /// The amount as seen with `status`, and the original amount likewise.
+    pub fn amounts(&self, status: TransactionStatus) -> (i64, Option<(CurrencyCode, i64)>) {
+        if status == TransactionStatus::Booked || self.pending_amount() == self.amount {
+            return (self.amount, self.original);
+        }
+        (
+            self.pending_amount(),
+            self.original.map(|(currency, minor)| (currency, minor * 10 / 11)),
+        )
+    }
 }
 
 /// One of a user's accounts (or credit cards).
@@ -857,13 +881,14 @@ impl Generator {
                 )
             }
         };
+        let (amount, original) = raw.amounts(status);
         Transaction {
             id: self.transaction_id(account, raw),
             status,
             booking_date: (status == TransactionStatus::Booked).then(|| raw.booking_date()),
             value_date: raw.date,
-            amount: Amount::new(raw.amount, currency),
-            original_amount: raw.original.map(|(c, minor)| Amount::new(minor, c)),
+            amount: Amount::new(amount, currency),
+            original_amount: original.map(|(c, minor)| Amount::new(minor, c)),
             counterparty,
             description,
             merchant_category_code: mcc,

@@ -299,9 +299,11 @@ impl Access {
         while date <= self.today {
             self.generator.day(account, date, &mut transfers, &mut raws);
             for raw in &raws {
-                expected = expected.saturating_add(raw.amount);
-                if self.status(raw) == TransactionStatus::Booked {
-                    booked = booked.saturating_add(raw.amount);
+                let status = self.status(raw);
+                let (amount, _) = raw.amounts(status);
+                expected = expected.saturating_add(amount);
+                if status == TransactionStatus::Booked {
+                    booked = booked.saturating_add(amount);
                 }
             }
             match date.next_day() {
