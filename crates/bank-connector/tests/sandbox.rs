@@ -829,3 +829,27 @@ async fn restaurants_are_booked_with_the_tip() {
     }
     assert!(tipped > 0);
 }
+
+#[test]
+fn every_test_user_and_institution_is_documented() {
+    use paycore_bank_connector::sandbox::catalog::{INSTITUTIONS, TEST_USERS};
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let readme = std::fs::read_to_string(root.join("../../README.md")).unwrap();
+    let crate_docs = std::fs::read_to_string(root.join("src/lib.rs")).unwrap();
+    for user in TEST_USERS {
+        let row = format!("| `{}` |", user.username);
+        assert!(readme.contains(&row), "README has no row for {}", user.username);
+        assert!(
+            crate_docs.contains(&row),
+            "lib.rs has no row for {}",
+            user.username
+        );
+    }
+    for institution in INSTITUTIONS {
+        assert!(
+            readme.contains(&format!("`{}`", institution.id)),
+            "{}",
+            institution.id
+        );
+    }
+}
