@@ -335,6 +335,32 @@ const FAMILIES: &[(&str, &[Interface])] = &[
     ("fx_rate", &[]),
     ("consumer", &[]),
     ("deployment", &[("project", &["Environment", "ProjectEvent"])]),
+    // Open banking: activations (`Context::active_institution`), then
+    // connections, imports (reading a connection through
+    // `Context::aggregation_connection`) and aggregated accounts (writing
+    // the connection's accounts found, checking the import a batch names
+    // through `Context::running_aggregation_import`).
+    ("institution", &[]),
+    ("aggregation_connection", &[]),
+    (
+        "aggregation_import",
+        &[("aggregation_connection", &["ActionRequiredReason", "ConnectionStatus"])],
+    ),
+    (
+        "aggregated_account",
+        &[
+            (
+                "aggregation_connection",
+                &[
+                    "AggregationConnection",
+                    "AggregationConnectionAccountsFound",
+                    "AggregationConnectionEvent",
+                    "ConnectionStatus",
+                ],
+            ),
+            ("aggregation_import", &["HISTORY_LIMIT_DAYS", "oldest_history_date"]),
+        ],
+    ),
 ];
 
 /// What `text` names of `family`'s module outside comments: the items after
