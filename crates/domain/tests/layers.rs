@@ -344,7 +344,10 @@ const FAMILIES: &[(&str, &[Interface])] = &[
     ("aggregation_connection", &[]),
     (
         "aggregation_import",
-        &[("aggregation_connection", &["ActionRequiredReason", "ConnectionStatus"])],
+        &[(
+            "aggregation_connection",
+            &["ActionRequiredReason", "ConnectionStatus"],
+        )],
     ),
     (
         "aggregated_account",
@@ -358,7 +361,10 @@ const FAMILIES: &[(&str, &[Interface])] = &[
                     "ConnectionStatus",
                 ],
             ),
-            ("aggregation_import", &["HISTORY_LIMIT_DAYS", "oldest_history_date"]),
+            (
+                "aggregation_import",
+                &["HISTORY_LIMIT_DAYS", "oldest_history_date"],
+            ),
         ],
     ),
 ];
