@@ -1,6 +1,8 @@
 //! Aggregation connections: creation, the lifecycle diagram (only its
 //! arrows), sources, consent and deletion.
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use common::ledger::assert_not_found;

@@ -1,6 +1,8 @@
 //! Import jobs: default or advanced, `PENDING → RUNNING → SUCCEEDED /
 //! FAILED`, progress that only grows, and retries that write nothing.
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use common::ledger::assert_not_found;

@@ -1,6 +1,8 @@
 //! Institution activations per project: what lets a project's customers
 //! connect to a bank of the connector's catalogue.
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use common::open_banking::*;

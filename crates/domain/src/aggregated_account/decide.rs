@@ -467,17 +467,14 @@ impl Context<'_> {
                 && let Some(pending) = &tx.replaces_pending
             {
                 let pending_id = transaction_id(account_id, pending);
-                if let Some(&at) = in_batch.get(&pending_id) {
-                    // Pending and booked in one batch: the pending one is
-                    // never recorded.
-                    if let Some(slot) = new.get_mut(at)
-                        && slot
-                            .as_ref()
-                            .is_some_and(|t| t.status == TransactionStatus::Pending)
-                    {
-                        *slot = None;
-                    }
-                } else if seen.lookup(pending_id) == Seen::Pending {
+                // The pending one recorded before, or earlier in this batch
+                // (then it is recorded too, so it is known when shown again).
+                let pending_in_batch = in_batch.get(&pending_id).is_some_and(|at| {
+                    new.get(*at)
+                        .and_then(Option::as_ref)
+                        .is_some_and(|t| t.status == TransactionStatus::Pending)
+                });
+                if pending_in_batch || seen.lookup(pending_id) == Seen::Pending {
                     replaces = Some(pending_id);
                 }
             }
@@ -493,15 +490,21 @@ impl Context<'_> {
                 personal: tx.personal.clone(),
             }));
         }
-        let new: Vec<AggregatedTransaction> = new.into_iter().flatten().collect();
+        // Removals apply after the batch: a transaction shown and removed
+        // in one delivery is recorded, then marked removed.
         let mut gone: Vec<AggregatedTransactionId> = Vec::new();
         for bank_id in removed {
             let id = transaction_id(account_id, bank_id);
-            let live = matches!(seen.lookup(id), Seen::Pending | Seen::Settled { live: true });
-            if live && !in_batch.contains_key(&id) && !gone.contains(&id) {
+            let recorded_now = in_batch
+                .get(&id)
+                .is_some_and(|at| new.get(*at).is_some_and(Option::is_some));
+            let live =
+                recorded_now || matches!(seen.lookup(id), Seen::Pending | Seen::Settled { live: true });
+            if live && !gone.contains(&id) {
                 gone.push(id);
             }
         }
+        let new: Vec<AggregatedTransaction> = new.into_iter().flatten().collect();
         let stream = StreamRef::AggregatedAccount(account_id);
         let mut events: Vec<(StreamRef, E)> = Vec::new();
         if !new.is_empty() {

@@ -12,6 +12,7 @@
 mod command;
 mod decide;
 mod events;
+mod rules;
 mod seen;
 mod state;
 
@@ -21,6 +22,7 @@ pub use decide::{
     MAX_NAME_CHARS, MAX_OWNERS, MAX_TRANSACTIONS_PER_BATCH,
 };
 pub use events::*;
+pub use rules::{TransactionRule, check_recorded};
 pub use seen::{Seen, SeenTransactions, digest, transaction_id};
 pub use state::AggregatedAccount;
 pub(crate) use state::evolve;
