@@ -21,7 +21,7 @@
 //! measured in `tests/aggregated_account.rs`
 //! (`five_years_of_a_busy_account_fit_in_a_bounded_state`): 50 transactions
 //! a day for 5 years (91,350 transactions) take 61 buckets, about 0.73 MB
-//! in memory (8 bytes a transaction) and about 0.92 MB as a snapshot
+//! in memory (8 bytes a transaction) and about 0.91 MB as a snapshot
 //! (postcard writes a random `u64` in 9 to 10 bytes); a typical personal
 //! account (5 a day) takes a tenth of that. The engine's cache weighs it
 //! through `Aggregate::approx_bytes` like any state.
