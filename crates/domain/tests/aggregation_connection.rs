@@ -351,6 +351,8 @@ fn consent_lasts_at_most_180_days_and_its_expiry_requires_action() {
     assert_eq!(connection.consent, None);
     // Recorded once, however often the scheduler asks.
     assert!(world.events(expire).is_empty());
+    // No sync before the end user consents again.
+    assert_refused(world.run(P, status(id, S::Updating)), Refusal::ConsentExpired);
     // Renewed: the end user consents again, and syncs go on.
     world.ok(prj(P), grant(id, 90));
     world.ok(prj(P), status(id, S::Updating));

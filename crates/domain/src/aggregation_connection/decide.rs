@@ -175,6 +175,15 @@ impl Context<'_> {
                 format!("aggregation connection {id} cannot connect before its institution is chosen"),
             ));
         }
+        let consent_expired = ConnectionStatus::ActionRequired {
+            reason: ActionRequiredReason::ConsentExpired,
+        };
+        if connection.status == consent_expired && connection.live_consent(self.now()).is_none() {
+            return Err(DomainError::refused(
+                Refusal::ConsentExpired,
+                format!("aggregation connection {id} needs the end user's consent again before it syncs"),
+            ));
+        }
         if let ConnectionStatus::RefreshDelayed { next_try_at } = status
             && next_try_at <= self.now()
         {
