@@ -1319,3 +1319,24 @@ mod upcasting {
         ));
     }
 }
+
+/// Catalogue and bank IDs are checked when decoded, as when parsed: a
+/// payload naming `SANDBOX.GB_BANK` (a `.` would split its stream name) is
+/// a typed error.
+#[test]
+fn institution_and_bank_ids_are_checked_when_decoded() {
+    let good =
+        hex::decode("10019700000000700080000000000000010f53414e44424f585f47425f42414e4b8089ea85b4e79b06")
+            .unwrap();
+    assert!(Event::decode("InstitutionActivated", 1, &good).is_ok());
+    let bad: Vec<u8> = hex::encode(&good)
+        .replace("53414e44424f585f", "53414e44424f582e")
+        .as_bytes()
+        .chunks(2)
+        .map(|pair| u8::from_str_radix(std::str::from_utf8(pair).unwrap(), 16).unwrap())
+        .collect();
+    assert!(matches!(
+        Event::decode("InstitutionActivated", 1, &bad),
+        Err(DecodeError::Payload { .. })
+    ));
+}

@@ -28,7 +28,17 @@ pub const MAX_BANK_ID_CHARS: usize = 128;
 /// An ID the bank gives (a transaction's, an account's): 1 to 128
 /// characters, no control characters. Opaque to paycore.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String")]
 pub struct BankId(String);
+
+impl TryFrom<String> for BankId {
+    type Error = InvalidBankId;
+
+    /// Decoding checks like parsing: a stored ID is a valid one.
+    fn try_from(text: String) -> Result<Self, InvalidBankId> {
+        Self::parse(&text)
+    }
+}
 
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("must be 1 to {MAX_BANK_ID_CHARS} characters, without control characters")]

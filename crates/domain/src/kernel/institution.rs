@@ -13,7 +13,17 @@ pub const MAX_INSTITUTION_ID_CHARS: usize = 64;
 /// Not personal data (it names a bank, not a person), so it may appear in
 /// stream names (`institution-prj_….SANDBOX_GB_BANK`).
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String")]
 pub struct InstitutionId(String);
+
+impl TryFrom<String> for InstitutionId {
+    type Error = InvalidInstitutionId;
+
+    /// Decoding checks like parsing: a stored ID is a valid one.
+    fn try_from(text: String) -> Result<Self, InvalidInstitutionId> {
+        Self::parse(&text)
+    }
+}
 
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error(
