@@ -423,3 +423,66 @@ fn another_projects_connection_is_not_found() {
         id,
     );
 }
+
+#[test]
+fn the_audit_rules_accept_what_the_deciders_write_and_catch_the_rest() {
+    let mut world = World::new();
+    let id = conn(1);
+    world.ok(prj(P), create_connection(id, cus(C), Some(bank())));
+    let mut checked = 0;
+    let mut follow = |world: &mut World, command: Command| {
+        let before = world.connection(id).clone();
+        for (_, event) in world.events(command) {
+            match &event {
+                Event::AggregationConnectionStatusChanged(e) => {
+                    assert_eq!(check_status_changed(&before, e), None);
+                    checked += 1;
+                }
+                Event::AggregationConsentExpired(e) => {
+                    assert_eq!(check_consent_expired(&before, e), None);
+                    checked += 1;
+                }
+                _ => {}
+            }
+        }
+    };
+    follow(&mut world, status(id, S::Connecting));
+    follow(&mut world, grant(id, 1));
+    follow(&mut world, status(id, S::Updating));
+    follow(&mut world, status(id, S::Connected));
+    world.advance(DAY);
+    follow(
+        &mut world,
+        AggregationConnectionCommand::ExpireAggregationConsent { id }.into(),
+    );
+    assert_eq!(checked, 4);
+
+    let connected = world.connection(id).clone();
+    let jump = AggregationConnectionStatusChanged {
+        status: S::Connecting,
+        changed_at: world.now,
+    };
+    assert_eq!(
+        check_status_changed(&connected, &jump),
+        Some(ConnectionRule::NotInDiagram)
+    );
+    let early = AggregationConsentExpired {
+        expired_at: world.now,
+    };
+    assert_eq!(
+        check_consent_expired(&connected, &early).map(ConnectionRule::name),
+        Some("aggregation_consent_expiry_on_time")
+    );
+    let mut fresh = connected.clone();
+    fresh.status = S::Connecting;
+    assert_eq!(
+        check_consent_expired(&fresh, &early),
+        Some(ConnectionRule::ConsentExpiryNotAllowed)
+    );
+    let mut deleted = connected;
+    deleted.deleted_at = Some(world.now);
+    assert_eq!(
+        check_status_changed(&deleted, &jump),
+        Some(ConnectionRule::AfterDeletion)
+    );
+}

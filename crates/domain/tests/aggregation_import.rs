@@ -240,3 +240,31 @@ fn an_import_fails_with_its_reason() {
     assert_eq!(invalid_fields(world.run(P, long.into())), ["detail"]);
     assert_not_found(world.run(OTHER, start(imp(1))), "aggregation import", imp(1));
 }
+
+#[test]
+fn import_status_changes_follow_the_lifecycle() {
+    let failed = ImportStatus::Failed {
+        reason: ImportFailure::Internal,
+    };
+    let all = [
+        ImportStatus::Pending,
+        ImportStatus::Running,
+        ImportStatus::Succeeded,
+        failed,
+    ];
+    let allowed = [
+        ("PENDING", "RUNNING"),
+        ("RUNNING", "SUCCEEDED"),
+        ("PENDING", "FAILED"),
+        ("RUNNING", "FAILED"),
+    ];
+    for from in all {
+        for to in all {
+            assert_eq!(
+                from.may_become(&to),
+                allowed.contains(&(from.name(), to.name())),
+                "{from:?} → {to:?}"
+            );
+        }
+    }
+}

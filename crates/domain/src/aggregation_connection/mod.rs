@@ -10,10 +10,12 @@
 mod command;
 mod decide;
 mod events;
+mod rules;
 mod state;
 
 pub use command::AggregationConnectionCommand;
 pub use decide::{CONSENT_MAX_DAYS, MAX_REDIRECT_URL_CHARS, MAX_SOURCES, NewSource};
 pub use events::*;
+pub use rules::{ConnectionRule, check_consent_expired, check_status_changed};
 pub use state::AggregationConnection;
 pub(crate) use state::evolve;

@@ -27,6 +27,18 @@ impl ImportStatus {
         }
     }
 
+    /// Whether an import may go from here to `next`: `PENDING → RUNNING`,
+    /// `RUNNING → SUCCEEDED`, `PENDING`/`RUNNING → FAILED` (what the audit
+    /// checks on every import event that changes the status).
+    pub fn may_become(&self, next: &ImportStatus) -> bool {
+        matches!(
+            (self, next),
+            (Self::Pending, Self::Running)
+                | (Self::Running, Self::Succeeded)
+                | (Self::Pending | Self::Running, Self::Failed { .. })
+        )
+    }
+
     pub fn is_finished(&self) -> bool {
         matches!(self, Self::Succeeded | Self::Failed { .. })
     }
