@@ -286,7 +286,9 @@ fn the_layer_checks_catch_violations() {
 /// Every aggregate family, and what it may use of other families (beyond
 /// the kernel and the decision context). `Context` methods other families
 /// define (`account`, `movement`, `customer`, `project`, `file`, `card`,
-/// `bank_account`, `use_token`, `fx_rate`, `create_project`) need no
+/// `bank_account`, `use_token`, `fx_rate`, `create_project`,
+/// `active_institution`, `aggregation_connection`,
+/// `running_aggregation_import`) need no
 /// import; a family's event enum (`AccountEvent`, …) is named where a
 /// decider emits that family's events through such a method.
 /// A family, and the items of it another family may name.
