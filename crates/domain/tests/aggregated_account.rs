@@ -666,3 +666,135 @@ fn five_years_of_a_busy_account_fit_in_a_bounded_state() {
     assert!(seen.months() <= 62, "{}", seen.months());
     assert_eq!(seen.recorded() as i64, 2 * count);
 }
+
+/// The sequence a sync job follows, end to end (connection, consent,
+/// import, accounts, pages of transactions), then a refresh that finds
+/// nothing new: it writes only the lifecycle's own events (the status there
+/// and back, the source's last update, the import's), no account or
+/// transaction event.
+#[test]
+fn a_whole_import_then_a_refresh_that_finds_nothing_new() {
+    use paycore_domain::aggregation_connection::{SourceKind, SourceState};
+    use paycore_domain::aggregation_import::ImportProgress;
+
+    let mut world = World::new();
+    let connection = world.updating_connection(1);
+    let accounts: Vec<FoundAccount> = (1..=5)
+        .map(|n| found(aacc(n), &format!("ACC-{n}"), &format!("Account {n}")))
+        .collect();
+    let pages = |n: u128| -> Vec<Vec<ImportedTransaction>> {
+        let all: Vec<ImportedTransaction> = (0..HISTORY_LIMIT_DAYS)
+            .flat_map(|back| (0..3).map(move |i| booked(&format!("{n}-{back}-{i}"), day(back), -(i + 1))))
+            .collect();
+        all.chunks(MAX_TRANSACTIONS_PER_BATCH)
+            .map(<[_]>::to_vec)
+            .collect()
+    };
+    let run_import = |world: &mut World, import: AggregationImportId, first: bool| -> Vec<Event> {
+        let start = world.store.log.len();
+        world.ok(
+            prj(P),
+            AggregationImportCommand::CreateAggregationImport {
+                id: import,
+                connection_id: connection,
+                scope: None,
+            }
+            .into(),
+        );
+        world.ok(
+            prj(P),
+            AggregationImportCommand::StartAggregationImport { id: import }.into(),
+        );
+        if !first {
+            world.ok(prj(P), status(connection, ConnectionStatus::Updating));
+        }
+        // A fresh ID for every account found: used only if it is new.
+        let fresh: Vec<FoundAccount> = accounts
+            .iter()
+            .zip(100u128..)
+            .map(|(account, n)| FoundAccount {
+                new_id: aacc(n),
+                ..account.clone()
+            })
+            .collect();
+        let sync_command = AggregatedAccountCommand::SyncAggregatedAccounts {
+            connection_id: connection,
+            import_id: Some(import),
+            accounts: if first { accounts.clone() } else { fresh },
+        };
+        world.ok(prj(P), sync_command.into());
+        if first {
+            for n in 1..=5 {
+                world.ok(prj(P), enable(aacc(n)));
+            }
+            // The details the end user consented to.
+            world.ok(prj(P), sync(connection, accounts.clone()));
+        }
+        let mut recorded = 0;
+        for n in 1..=5 {
+            for page in pages(n) {
+                let command = AggregatedAccountCommand::RecordAggregatedTransactions {
+                    account_id: aacc(n),
+                    import_id: Some(import),
+                    transactions: page,
+                    removed: vec![],
+                };
+                recorded += world.events(command.into()).len();
+            }
+        }
+        let progress = ImportProgress {
+            accounts_found: 5,
+            accounts_done: 5,
+            transactions_seen: 5 * 3 * HISTORY_LIMIT_DAYS as u64,
+            transactions_recorded: if first {
+                5 * 3 * HISTORY_LIMIT_DAYS as u64
+            } else {
+                0
+            },
+        };
+        assert_eq!(recorded == 0, !first);
+        world.ok(
+            prj(P),
+            AggregationImportCommand::SucceedAggregationImport { id: import, progress }.into(),
+        );
+        world.ok(
+            prj(P),
+            AggregationConnectionCommand::UpdateAggregationSource {
+                id: connection,
+                kind: SourceKind::Psd2Api,
+                state: SourceState::Synced,
+                disabled: false,
+            }
+            .into(),
+        );
+        world.ok(prj(P), status(connection, ConnectionStatus::Connected));
+        world.store.log[start..]
+            .iter()
+            .map(|(_, event)| event.clone())
+            .collect()
+    };
+    let first = run_import(&mut world, imp(1), true);
+    let batches = first
+        .iter()
+        .filter(|e| matches!(e, Event::AggregatedTransactionsRecorded(_)))
+        .count();
+    assert_eq!(batches, 5 * pages(1).len());
+    assert_eq!(world.recorded(aacc(3)).len() as i64, 3 * HISTORY_LIMIT_DAYS);
+
+    world.advance(DAY);
+    let again: Vec<&str> = run_import(&mut world, imp(2), false)
+        .iter()
+        .map(Event::event_type)
+        .collect();
+    assert_eq!(
+        again,
+        [
+            "AggregationImportCreated",
+            "AggregationImportStarted",
+            "AggregationConnectionStatusChanged",
+            "AggregationImportSucceeded",
+            "AggregationSourceUpdated",
+            "AggregationConnectionStatusChanged",
+        ]
+    );
+}
