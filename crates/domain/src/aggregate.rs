@@ -10,6 +10,9 @@ use std::fmt::Debug;
 use serde::{Deserialize, Serialize};
 
 pub use crate::account::{Account, AccountAggregate, ProjectBalance};
+pub use crate::aggregated_account::AggregatedAccount;
+pub use crate::aggregation_connection::AggregationConnection;
+pub use crate::aggregation_import::AggregationImport;
 use crate::bank_account::BankAccount;
 use crate::bank_payin::{BankPayin, BankPayinAggregate, BankPayinReference, ReferenceCodeClaim};
 use crate::bank_payout::{BankPayout, BankPayoutAggregate, PayoutDestination};
@@ -22,6 +25,7 @@ use crate::deployment::Bootstrap;
 use crate::events::{Event, FamilyEvent, IdempotencyEvent, ResourceRef};
 pub use crate::file::StoredFile;
 pub use crate::fx_rate::{FxRateEntry, FxRateValue};
+pub use crate::institution::InstitutionActivation;
 use crate::kernel::id::ProjectId;
 use crate::kernel::time::Timestamp;
 pub use crate::project::{ApiKey, Project, ProjectAggregate};
@@ -74,6 +78,10 @@ pub enum Aggregate {
     // New states go at the end: snapshots record the variant's index.
     Consumer(ConsumerCheckpoint),
     Bootstrap(Bootstrap),
+    Institution(InstitutionActivation),
+    AggregationConnection(AggregationConnection),
+    AggregationImport(AggregationImport),
+    AggregatedAccount(AggregatedAccount),
 }
 
 impl Aggregate {
@@ -113,6 +121,12 @@ impl Aggregate {
             FamilyEvent::FxRate(event) => self.fold(event, crate::fx_rate::evolve),
             FamilyEvent::Consumer(event) => self.fold(event, crate::consumer::evolve),
             FamilyEvent::Deployment(event) => self.fold(event, crate::deployment::evolve),
+            FamilyEvent::Institution(event) => self.fold(event, crate::institution::evolve),
+            FamilyEvent::AggregationConnection(event) => {
+                self.fold(event, crate::aggregation_connection::evolve)
+            }
+            FamilyEvent::AggregationImport(event) => self.fold(event, crate::aggregation_import::evolve),
+            FamilyEvent::AggregatedAccount(event) => self.fold(event, crate::aggregated_account::evolve),
         }
     }
 
@@ -156,6 +170,10 @@ impl Aggregate {
             Self::FxRate(state) => Some(state),
             Self::Consumer(state) => Some(state),
             Self::Bootstrap(state) => Some(state),
+            Self::Institution(state) => Some(state),
+            Self::AggregationConnection(state) => Some(state),
+            Self::AggregationImport(state) => Some(state),
+            Self::AggregatedAccount(state) => Some(state),
         }
     }
 
@@ -282,6 +300,34 @@ impl Aggregate {
         }
     }
 
+    pub fn as_institution_activation(&self) -> Option<&InstitutionActivation> {
+        match self {
+            Self::Institution(state) => Some(state),
+            _ => None,
+        }
+    }
+
+    pub fn as_aggregation_connection(&self) -> Option<&AggregationConnection> {
+        match self {
+            Self::AggregationConnection(state) => Some(state),
+            _ => None,
+        }
+    }
+
+    pub fn as_aggregation_import(&self) -> Option<&AggregationImport> {
+        match self {
+            Self::AggregationImport(state) => Some(state),
+            _ => None,
+        }
+    }
+
+    pub fn as_aggregated_account(&self) -> Option<&AggregatedAccount> {
+        match self {
+            Self::AggregatedAccount(state) => Some(state),
+            _ => None,
+        }
+    }
+
     /// The project the aggregate belongs to, if it is a resource of one.
     pub fn project_id(&self) -> Option<ProjectId> {
         match self {
@@ -300,6 +346,10 @@ impl Aggregate {
             Self::BankPayin(p) => Some(p.project_id),
             Self::File(f) => Some(f.project_id),
             Self::Consumer(c) => Some(c.project_id),
+            Self::Institution(state) => Some(state.project_id),
+            Self::AggregationConnection(state) => Some(state.project_id),
+            Self::AggregationImport(state) => Some(state.project_id),
+            Self::AggregatedAccount(state) => Some(state.project_id),
             // Shared by every project (or a write-side guard).
             Self::Empty
             | Self::ProjectBalance(_)
@@ -391,6 +441,10 @@ single_states! {
     FxRateEntry => FxRate,
     ConsumerCheckpoint => Consumer,
     Bootstrap => Bootstrap,
+    InstitutionActivation => Institution,
+    AggregationConnection => AggregationConnection,
+    AggregationImport => AggregationImport,
+    AggregatedAccount => AggregatedAccount,
 }
 
 family_states! {

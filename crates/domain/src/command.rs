@@ -13,6 +13,9 @@ use std::any::Any;
 
 use crate::account::AccountCommand;
 use crate::aggregate::{Aggregate, IdempotencyRecord};
+use crate::aggregated_account::AggregatedAccountCommand;
+use crate::aggregation_connection::AggregationConnectionCommand;
+use crate::aggregation_import::AggregationImportCommand;
 use crate::bank_account::BankAccountCommand;
 use crate::bank_payin::BankPayinCommand;
 use crate::bank_payout::BankPayoutCommand;
@@ -25,6 +28,7 @@ use crate::deployment::DeploymentCommand;
 use crate::events::{Event, IdempotencyKeyUsed, ResourceRef};
 use crate::file::FileCommand;
 use crate::fx_rate::FxRateCommand;
+use crate::institution::InstitutionCommand;
 use crate::kernel::error::{DomainError, Refusal};
 use crate::kernel::id::ProjectId;
 use crate::kernel::stream::StreamRef;
@@ -120,6 +124,10 @@ command_families! {
     File(FileCommand),
     FxRate(FxRateCommand),
     Consumer(ConsumerCommand),
+    Institution(InstitutionCommand),
+    AggregationConnection(AggregationConnectionCommand),
+    AggregationImport(AggregationImportCommand),
+    AggregatedAccount(AggregatedAccountCommand),
 }
 
 /// A command in the context it runs in.

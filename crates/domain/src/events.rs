@@ -16,6 +16,20 @@ pub use crate::account::{
     AccountOpened, NegativeBalanceAllowanceChanged, ProjectBalanceChanged, Transaction, TransactionKind,
     TransactionRecorded,
 };
+pub use crate::aggregated_account::{
+    AggregatedAccountArchived, AggregatedAccountDiscovered, AggregatedAccountEnabled,
+    AggregatedAccountUnarchived, AggregatedAccountUpdated, AggregatedTransactionsRecorded,
+    AggregatedTransactionsRemoved,
+};
+pub use crate::aggregation_connection::{
+    AggregationConnectionAccountsFound, AggregationConnectionCreated, AggregationConnectionDeleted,
+    AggregationConnectionStatusChanged, AggregationConsentExpired, AggregationConsentGranted,
+    AggregationInstitutionChosen, AggregationSourceUpdated,
+};
+pub use crate::aggregation_import::{
+    AggregationImportCreated, AggregationImportFailed, AggregationImportProgressed, AggregationImportStarted,
+    AggregationImportSucceeded,
+};
 pub use crate::bank_account::{BankAccountCreated, BankAccountInfo};
 pub use crate::bank_payin::{
     BankPayinReceived, BankPayinReferenceAccountChanged, BankPayinReferenceCreated, PayinReferenceCodeClaimed,
@@ -32,6 +46,7 @@ pub use crate::customer::{CustomerCreated, CustomerIdentityUpdated};
 pub use crate::deployment::DeploymentBootstrapped;
 pub use crate::file::FileUploaded;
 pub use crate::fx_rate::{FxRateRemoved, FxRateSet};
+pub use crate::institution::{InstitutionActivated, InstitutionDeactivated};
 use crate::kernel::id::*;
 pub use crate::kernel::meta::MetaUpdated;
 pub use crate::kernel::stream::ResourceRef;
@@ -40,6 +55,9 @@ pub use crate::project::{ApiKeyCreated, ApiKeyRevoked, ProjectCreated};
 pub use crate::transfer::{Exchange, TransferCreated, TransferCreatedV1};
 
 use crate::account::AccountEvent;
+use crate::aggregated_account::AggregatedAccountEvent;
+use crate::aggregation_connection::AggregationConnectionEvent;
+use crate::aggregation_import::AggregationImportEvent;
 use crate::bank_account::BankAccountEvent;
 use crate::bank_payin::BankPayinEvent;
 use crate::bank_payout::BankPayoutEvent;
@@ -50,6 +68,7 @@ use crate::customer::CustomerEvent;
 use crate::deployment::DeploymentEvent;
 use crate::file::FileEvent;
 use crate::fx_rate::FxRateEvent;
+use crate::institution::InstitutionEvent;
 use crate::project::ProjectEvent;
 use crate::transfer::TransferEvent;
 
@@ -128,6 +147,28 @@ pub enum Event {
     FxRateRemoved(FxRateRemoved),
     ConsumerPositionCommitted(ConsumerPositionCommitted),
     DeploymentBootstrapped(DeploymentBootstrapped),
+    InstitutionActivated(InstitutionActivated),
+    InstitutionDeactivated(InstitutionDeactivated),
+    AggregationConnectionCreated(AggregationConnectionCreated),
+    AggregationInstitutionChosen(AggregationInstitutionChosen),
+    AggregationConnectionStatusChanged(AggregationConnectionStatusChanged),
+    AggregationSourceUpdated(AggregationSourceUpdated),
+    AggregationConsentGranted(AggregationConsentGranted),
+    AggregationConsentExpired(AggregationConsentExpired),
+    AggregationConnectionAccountsFound(AggregationConnectionAccountsFound),
+    AggregationConnectionDeleted(AggregationConnectionDeleted),
+    AggregationImportCreated(AggregationImportCreated),
+    AggregationImportStarted(AggregationImportStarted),
+    AggregationImportProgressed(AggregationImportProgressed),
+    AggregationImportSucceeded(AggregationImportSucceeded),
+    AggregationImportFailed(AggregationImportFailed),
+    AggregatedAccountDiscovered(AggregatedAccountDiscovered),
+    AggregatedAccountUpdated(AggregatedAccountUpdated),
+    AggregatedAccountEnabled(AggregatedAccountEnabled),
+    AggregatedAccountArchived(AggregatedAccountArchived),
+    AggregatedAccountUnarchived(AggregatedAccountUnarchived),
+    AggregatedTransactionsRecorded(AggregatedTransactionsRecorded),
+    AggregatedTransactionsRemoved(AggregatedTransactionsRemoved),
 }
 
 /// An event routed to its family, as that family's own event type.
@@ -215,6 +256,33 @@ event_families! {
     FxRate(FxRateEvent) { FxRateSet, FxRateRemoved },
     Consumer(ConsumerEvent) { ConsumerPositionCommitted },
     Deployment(DeploymentEvent) { DeploymentBootstrapped },
+    Institution(InstitutionEvent) { InstitutionActivated, InstitutionDeactivated },
+    AggregationConnection(AggregationConnectionEvent) {
+        AggregationConnectionCreated,
+        AggregationInstitutionChosen,
+        AggregationConnectionStatusChanged,
+        AggregationSourceUpdated,
+        AggregationConsentGranted,
+        AggregationConsentExpired,
+        AggregationConnectionAccountsFound,
+        AggregationConnectionDeleted,
+    },
+    AggregationImport(AggregationImportEvent) {
+        AggregationImportCreated,
+        AggregationImportStarted,
+        AggregationImportProgressed,
+        AggregationImportSucceeded,
+        AggregationImportFailed,
+    },
+    AggregatedAccount(AggregatedAccountEvent) {
+        AggregatedAccountDiscovered,
+        AggregatedAccountUpdated,
+        AggregatedAccountEnabled,
+        AggregatedAccountArchived,
+        AggregatedAccountUnarchived,
+        AggregatedTransactionsRecorded,
+        AggregatedTransactionsRemoved,
+    },
 }
 
 /// An event ready for the store: type name, schema version, payload.
@@ -403,6 +471,28 @@ impl Versioned for FxRateSet {}
 impl Versioned for FxRateRemoved {}
 impl Versioned for ConsumerPositionCommitted {}
 impl Versioned for DeploymentBootstrapped {}
+impl Versioned for InstitutionActivated {}
+impl Versioned for InstitutionDeactivated {}
+impl Versioned for AggregationConnectionCreated {}
+impl Versioned for AggregationInstitutionChosen {}
+impl Versioned for AggregationConnectionStatusChanged {}
+impl Versioned for AggregationSourceUpdated {}
+impl Versioned for AggregationConsentGranted {}
+impl Versioned for AggregationConsentExpired {}
+impl Versioned for AggregationConnectionAccountsFound {}
+impl Versioned for AggregationConnectionDeleted {}
+impl Versioned for AggregationImportCreated {}
+impl Versioned for AggregationImportStarted {}
+impl Versioned for AggregationImportProgressed {}
+impl Versioned for AggregationImportSucceeded {}
+impl Versioned for AggregationImportFailed {}
+impl Versioned for AggregatedAccountDiscovered {}
+impl Versioned for AggregatedAccountUpdated {}
+impl Versioned for AggregatedAccountEnabled {}
+impl Versioned for AggregatedAccountArchived {}
+impl Versioned for AggregatedAccountUnarchived {}
+impl Versioned for AggregatedTransactionsRecorded {}
+impl Versioned for AggregatedTransactionsRemoved {}
 
 event_codec! {
     ProjectCreated: ProjectCreated,
@@ -454,4 +544,26 @@ event_codec! {
     FxRateRemoved: FxRateRemoved,
     ConsumerPositionCommitted: ConsumerPositionCommitted,
     DeploymentBootstrapped: DeploymentBootstrapped,
+    InstitutionActivated: InstitutionActivated,
+    InstitutionDeactivated: InstitutionDeactivated,
+    AggregationConnectionCreated: AggregationConnectionCreated,
+    AggregationInstitutionChosen: AggregationInstitutionChosen,
+    AggregationConnectionStatusChanged: AggregationConnectionStatusChanged,
+    AggregationSourceUpdated: AggregationSourceUpdated,
+    AggregationConsentGranted: AggregationConsentGranted,
+    AggregationConsentExpired: AggregationConsentExpired,
+    AggregationConnectionAccountsFound: AggregationConnectionAccountsFound,
+    AggregationConnectionDeleted: AggregationConnectionDeleted,
+    AggregationImportCreated: AggregationImportCreated,
+    AggregationImportStarted: AggregationImportStarted,
+    AggregationImportProgressed: AggregationImportProgressed,
+    AggregationImportSucceeded: AggregationImportSucceeded,
+    AggregationImportFailed: AggregationImportFailed,
+    AggregatedAccountDiscovered: AggregatedAccountDiscovered,
+    AggregatedAccountUpdated: AggregatedAccountUpdated,
+    AggregatedAccountEnabled: AggregatedAccountEnabled,
+    AggregatedAccountArchived: AggregatedAccountArchived,
+    AggregatedAccountUnarchived: AggregatedAccountUnarchived,
+    AggregatedTransactionsRecorded: AggregatedTransactionsRecorded,
+    AggregatedTransactionsRemoved: AggregatedTransactionsRemoved,
 }

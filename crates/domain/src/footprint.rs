@@ -10,10 +10,13 @@ use std::collections::BTreeMap;
 use std::mem::size_of;
 
 use crate::aggregate::Aggregate;
+use crate::aggregated_account::{AccountIdentifier, AccountOwner, AccountPersonal, Balance};
+use crate::aggregation_connection::ConnectionSource;
 use crate::bank_account::BankAccountInfo;
 use crate::bank_payout::PayoutDestination;
 use crate::card::CardInfo;
 use crate::customer::identity::{Address, Identity, IdentityDocument};
+use crate::kernel::id::AggregatedAccountId;
 use crate::kernel::meta::Meta;
 use crate::kernel::stream::StreamRef;
 
@@ -69,6 +72,22 @@ impl Aggregate {
             Self::BankPayin(payin) => payin.concept.as_str().len() + meta_bytes(&payin.meta),
             Self::File(file) => file.name.capacity(),
             Self::Consumer(checkpoint) => checkpoint.consumer.as_str().len(),
+            Self::Institution(activation) => activation.institution_id.as_str().len(),
+            Self::AggregationConnection(connection) => {
+                connection
+                    .institution_id
+                    .as_ref()
+                    .map_or(0, |id| id.as_str().len())
+                    + connection.sources.capacity() * size_of::<ConnectionSource>()
+                    + connection.accounts.capacity() * size_of::<AggregatedAccountId>()
+                    + optional_string_bytes(&connection.redirect_url)
+            }
+            Self::AggregationImport(import) => optional_string_bytes(&import.failure_detail),
+            Self::AggregatedAccount(account) => {
+                account_personal_bytes(&account.personal)
+                    + account.balances.capacity() * size_of::<Balance>()
+                    + account.transactions.heap_bytes()
+            }
         }
     }
 }
@@ -95,6 +114,23 @@ fn btree_bytes<K, V>(map: &BTreeMap<K, V>) -> usize {
     let node =
         size_of::<usize>() + 2 * size_of::<u16>() + BTREE_NODE_SLOTS * (size_of::<K>() + size_of::<V>());
     map.len().div_ceil(BTREE_ENTRIES_PER_NODE) * node
+}
+
+fn account_personal_bytes(personal: &AccountPersonal) -> usize {
+    let identifier = match &personal.identifier {
+        Some(AccountIdentifier::Iban(iban)) => iban.as_str().len(),
+        Some(AccountIdentifier::Other { scheme, value }) => scheme.capacity() + value.capacity(),
+        None => 0,
+    };
+    personal.bank_account_id.as_str().len()
+        + personal.name.capacity()
+        + identifier
+        + personal.owners.capacity() * size_of::<AccountOwner>()
+        + personal
+            .owners
+            .iter()
+            .map(|owner| owner.name.capacity())
+            .sum::<usize>()
 }
 
 fn meta_bytes(meta: &Meta) -> usize {

@@ -17,6 +17,9 @@ pub mod kernel;
 
 pub mod account;
 pub mod aggregate;
+pub mod aggregated_account;
+pub mod aggregation_connection;
+pub mod aggregation_import;
 pub mod bank_account;
 pub mod bank_payin;
 pub mod bank_payout;
@@ -32,6 +35,7 @@ pub mod file;
 mod footprint;
 pub mod fx_rate;
 pub mod history;
+pub mod institution;
 pub mod project;
 pub mod sandbox_network;
 pub mod transfer;

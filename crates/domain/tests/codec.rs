@@ -6,6 +6,14 @@
 
 use std::collections::BTreeSet;
 
+use paycore_domain::aggregated_account::{
+    AccountIdentifier, AccountOwner, AccountPersonal, AggregatedAccountType, AggregatedTransaction, Balance,
+    BalanceType, BankId, Counterparty, OwnerRole, TransactionPersonal, TransactionStatus,
+};
+use paycore_domain::aggregation_connection::{
+    ActionRequiredReason, ConnectionSource, ConnectionStatus, Consent, SourceKind, SourceState,
+};
+use paycore_domain::aggregation_import::{ImportFailure, ImportKind, ImportParts, ImportProgress};
 use paycore_domain::card::{CardBrand, CardInfo, CardNumber, Expiry};
 use paycore_domain::card_payin::{AuthenticationType, DeclineReason};
 use paycore_domain::customer::identity::{
@@ -15,6 +23,7 @@ use paycore_domain::events::*;
 use paycore_domain::kernel::bank::{Concept, Miniref, PayinReferenceCode};
 use paycore_domain::kernel::fx::Rate;
 use paycore_domain::kernel::iban::Iban;
+use paycore_domain::kernel::institution::InstitutionId;
 use paycore_domain::project::api_key::KeyKind;
 use paycore_domain::*;
 use uuid::Uuid;
@@ -250,6 +259,9 @@ fn samples() -> Vec<Event> {
         ResourceRef::BankPayin(BankPayinId::from_uuid(id(73))),
         ResourceRef::File(FileId::from_uuid(id(90))),
         ResourceRef::FxRate(Currency::EUR, Currency::USD),
+        ResourceRef::AggregationConnection(AggregationConnectionId::from_uuid(id(100))),
+        ResourceRef::AggregationImport(AggregationImportId::from_uuid(id(101))),
+        ResourceRef::AggregatedAccount(AggregatedAccountId::from_uuid(id(102))),
     ] {
         events.push(Event::IdempotencyKeyUsed(IdempotencyKeyUsed {
             project_id: project,
@@ -259,6 +271,7 @@ fn samples() -> Vec<Event> {
             used_at: T,
         }));
     }
+    events.extend(open_banking_samples());
     events
 }
 
@@ -511,6 +524,279 @@ fn money_in_and_out_samples() -> Vec<Event> {
             transaction: transaction(kind, 100, 100),
         }));
     }
+    events
+}
+
+/// Institutions, aggregation connections, imports, aggregated accounts and
+/// their transactions, with every enum variant inside.
+fn open_banking_samples() -> Vec<Event> {
+    let project = ProjectId::from_uuid(id(1));
+    let customer = CustomerId::from_uuid(id(20));
+    let connection = AggregationConnectionId::from_uuid(id(100));
+    let import = AggregationImportId::from_uuid(id(101));
+    let account = AggregatedAccountId::from_uuid(id(102));
+    let institution = InstitutionId::parse("SANDBOX_GB_BANK").unwrap();
+    let date = Date::new(2026, 12, 6).unwrap();
+    let bank_id = |text: &str| BankId::parse(text).unwrap();
+    let reasons = [
+        ActionRequiredReason::ScaRequired,
+        ActionRequiredReason::WebAuthenticationRequired,
+        ActionRequiredReason::CredentialsInvalid,
+        ActionRequiredReason::OneTimeCodeRequired,
+        ActionRequiredReason::ConsentExpired,
+    ];
+    let sources = vec![
+        ConnectionSource {
+            kind: SourceKind::Psd2Api,
+            state: SourceState::NotSynced,
+            last_update: None,
+            disabled: false,
+            priority: 0,
+        },
+        ConnectionSource {
+            kind: SourceKind::Web,
+            state: SourceState::Unavailable,
+            last_update: Some(T),
+            disabled: true,
+            priority: 1,
+        },
+    ];
+    let personal = AccountPersonal {
+        bank_account_id: bank_id("acc-7f3a"),
+        name: "Cuenta Nómina".into(),
+        identifier: Some(AccountIdentifier::Iban(iban())),
+        owners: vec![
+            AccountOwner {
+                name: "Zoë O'Brien".into(),
+                role: OwnerRole::Owner,
+            },
+            AccountOwner {
+                name: "Ann O'Brien".into(),
+                role: OwnerRole::CoOwner,
+            },
+            AccountOwner {
+                name: "Acme Ltd".into(),
+                role: OwnerRole::Representative,
+            },
+        ],
+    };
+    let mut events = vec![
+        Event::InstitutionActivated(InstitutionActivated {
+            project_id: project,
+            institution_id: institution.clone(),
+            activated_at: T,
+        }),
+        Event::InstitutionDeactivated(InstitutionDeactivated {
+            project_id: project,
+            institution_id: institution.clone(),
+            deactivated_at: T,
+        }),
+        Event::AggregationConnectionCreated(AggregationConnectionCreated {
+            id: connection,
+            project_id: project,
+            customer_id: customer,
+            institution_id: Some(institution.clone()),
+            sources: sources.clone(),
+            redirect_url: Some("https://example.com/back".into()),
+            created_at: T,
+        }),
+        Event::AggregationConnectionCreated(AggregationConnectionCreated {
+            id: connection,
+            project_id: project,
+            customer_id: customer,
+            institution_id: None,
+            sources: Vec::new(),
+            redirect_url: None,
+            created_at: T,
+        }),
+        Event::AggregationInstitutionChosen(AggregationInstitutionChosen {
+            institution_id: institution,
+            sources: sources.clone(),
+            chosen_at: T,
+        }),
+    ];
+    let mut statuses = vec![
+        ConnectionStatus::InitialActionRequired { reason: None },
+        ConnectionStatus::Connecting,
+        ConnectionStatus::Updating,
+        ConnectionStatus::Connected,
+        ConnectionStatus::RefreshDelayed {
+            next_try_at: T.plus_seconds(60),
+        },
+    ];
+    for reason in reasons {
+        statuses.push(ConnectionStatus::InitialActionRequired { reason: Some(reason) });
+        statuses.push(ConnectionStatus::ActionRequired { reason });
+    }
+    for status in statuses {
+        events.push(Event::AggregationConnectionStatusChanged(
+            AggregationConnectionStatusChanged {
+                status,
+                changed_at: T,
+            },
+        ));
+    }
+    let mut source_states = vec![SourceState::Synced];
+    source_states.extend(reasons.map(|reason| SourceState::ActionRequired { reason }));
+    for state in source_states {
+        events.push(Event::AggregationSourceUpdated(AggregationSourceUpdated {
+            source: ConnectionSource { state, ..sources[0] },
+            updated_at: T,
+        }));
+    }
+    let progress = ImportProgress {
+        accounts_found: 5,
+        accounts_done: 3,
+        transactions_seen: 40_000,
+        transactions_recorded: 39_000,
+    };
+    events.extend([
+        Event::AggregationConsentGranted(AggregationConsentGranted {
+            consent: Consent {
+                granted_at: T,
+                expires_at: T.plus_seconds(180 * 86_400),
+            },
+        }),
+        Event::AggregationConsentExpired(AggregationConsentExpired { expired_at: T }),
+        Event::AggregationConnectionAccountsFound(AggregationConnectionAccountsFound {
+            account_ids: vec![account],
+            found_at: T,
+        }),
+        Event::AggregationConnectionDeleted(AggregationConnectionDeleted { deleted_at: T }),
+        Event::AggregationImportCreated(AggregationImportCreated {
+            id: import,
+            project_id: project,
+            connection_id: connection,
+            kind: ImportKind::Default,
+            parts: ImportParts::ALL,
+            history_from: date,
+            created_at: T,
+        }),
+        Event::AggregationImportCreated(AggregationImportCreated {
+            id: import,
+            project_id: project,
+            connection_id: connection,
+            kind: ImportKind::Advanced,
+            parts: ImportParts {
+                owners: false,
+                accounts: true,
+                transactions: true,
+                credit_cards: false,
+            },
+            history_from: date,
+            created_at: T,
+        }),
+        Event::AggregationImportStarted(AggregationImportStarted { started_at: T }),
+        Event::AggregationImportProgressed(AggregationImportProgressed {
+            progress,
+            progressed_at: T,
+        }),
+        Event::AggregationImportSucceeded(AggregationImportSucceeded {
+            progress,
+            finished_at: T,
+        }),
+    ]);
+    let mut failures = vec![
+        ImportFailure::BankUnavailable,
+        ImportFailure::RateLimited {
+            next_try_at: T.plus_seconds(3_600),
+        },
+        ImportFailure::ConnectionDeleted,
+        ImportFailure::Internal,
+    ];
+    failures.extend(reasons.map(|reason| ImportFailure::ActionRequired { reason }));
+    for reason in failures {
+        events.push(Event::AggregationImportFailed(AggregationImportFailed {
+            reason,
+            detail: "bank answered 503".into(),
+            finished_at: T,
+        }));
+    }
+    events.push(Event::AggregatedAccountDiscovered(AggregatedAccountDiscovered {
+        id: account,
+        project_id: project,
+        connection_id: connection,
+        customer_id: customer,
+        account_type: AggregatedAccountType::Current,
+        currency: Currency::EUR,
+        personal: personal.before_consent(),
+        discovered_at: T,
+    }));
+    let balance_types = [
+        BalanceType::ClosingBooked,
+        BalanceType::Expected,
+        BalanceType::InterimAvailable,
+        BalanceType::InterimBooked,
+        BalanceType::OpeningBooked,
+        BalanceType::ForwardAvailable,
+        BalanceType::CreditLimit,
+    ];
+    let account_types = [
+        AggregatedAccountType::Savings,
+        AggregatedAccountType::CreditCard,
+        AggregatedAccountType::Loan,
+        AggregatedAccountType::Investment,
+        AggregatedAccountType::Other,
+    ];
+    let mut other = personal.clone();
+    other.identifier = Some(AccountIdentifier::Other {
+        scheme: "MASKED_PAN".into(),
+        value: "****4242".into(),
+    });
+    for (i, account_type) in account_types.into_iter().enumerate() {
+        events.push(Event::AggregatedAccountUpdated(AggregatedAccountUpdated {
+            account_type,
+            personal: if i == 0 { personal.clone() } else { other.clone() },
+            balances: balance_types
+                .iter()
+                .map(|balance_type| Balance {
+                    balance_type: *balance_type,
+                    amount: Money::new(-1_234, Currency::EUR),
+                    date,
+                })
+                .collect(),
+            updated_at: T,
+        }));
+    }
+    let transaction =
+        |n: u128, status: TransactionStatus, personal: TransactionPersonal| AggregatedTransaction {
+            id: AggregatedTransactionId::from_uuid(id(110 + n)),
+            bank_transaction_id: bank_id("TX-0001"),
+            status,
+            booking_date: date,
+            value_date: Some(date),
+            amount: Money::new(-4_250, Currency::EUR),
+            replaces: (n == 1).then(|| AggregatedTransactionId::from_uuid(id(110))),
+            personal,
+        };
+    events.extend([
+        Event::AggregatedAccountEnabled(AggregatedAccountEnabled { enabled_at: T }),
+        Event::AggregatedAccountArchived(AggregatedAccountArchived { archived_at: T }),
+        Event::AggregatedAccountUnarchived(AggregatedAccountUnarchived { unarchived_at: T }),
+        Event::AggregatedTransactionsRecorded(AggregatedTransactionsRecorded {
+            import_id: Some(import),
+            transactions: vec![
+                transaction(
+                    0,
+                    TransactionStatus::Pending,
+                    TransactionPersonal {
+                        counterparty: Some(Counterparty {
+                            name: Some("Grocer".into()),
+                            identifier: Some(AccountIdentifier::Iban(iban())),
+                        }),
+                        description: "Card payment".into(),
+                    },
+                ),
+                transaction(1, TransactionStatus::Booked, TransactionPersonal::default()),
+            ],
+            recorded_at: T,
+        }),
+        Event::AggregatedTransactionsRemoved(AggregatedTransactionsRemoved {
+            import_id: None,
+            transaction_ids: vec![AggregatedTransactionId::from_uuid(id(110))],
+            removed_at: T,
+        }),
+    ]);
     events
 }
 
@@ -812,6 +1098,61 @@ fn payload_bytes_are_stable() {
             "IdempotencyKeyUsed",
             "1001970000000070008000000000000001005a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a0010019700000000700080000000000000018089ea85b4e79b06",
         ),
+        (
+            "InstitutionActivated",
+            "10019700000000700080000000000000010f53414e44424f585f47425f42414e4b8089ea85b4e79b06",
+        ),
+        (
+            "InstitutionDeactivated",
+            "10019700000000700080000000000000010f53414e44424f585f47425f42414e4b8089ea85b4e79b06",
+        ),
+        (
+            "AggregationConnectionCreated",
+            "100197000000007000800000000000006410019700000000700080000000000000011001970000000070008000000000000014010f53414e44424f585f47425f42414e4b0201000000000003018089ea85b4e79b060101011868747470733a2f2f6578616d706c652e636f6d2f6261636b8089ea85b4e79b06",
+        ),
+        (
+            "AggregationInstitutionChosen",
+            "0f53414e44424f585f47425f42414e4b0201000000000003018089ea85b4e79b0601018089ea85b4e79b06",
+        ),
+        ("AggregationConnectionStatusChanged", "00008089ea85b4e79b06"),
+        ("AggregationSourceUpdated", "01010000008089ea85b4e79b06"),
+        ("AggregationConsentGranted", "8089ea85b4e79b068089e6bcd3f0a206"),
+        ("AggregationConsentExpired", "8089ea85b4e79b06"),
+        (
+            "AggregationConnectionAccountsFound",
+            "0110019700000000700080000000000000668089ea85b4e79b06",
+        ),
+        ("AggregationConnectionDeleted", "8089ea85b4e79b06"),
+        (
+            "AggregationImportCreated",
+            "1001970000000070008000000000000065100197000000007000800000000000000110019700000000700080000000000000640001010101ea0f0c068089ea85b4e79b06",
+        ),
+        ("AggregationImportStarted", "8089ea85b4e79b06"),
+        ("AggregationImportProgressed", "0503c0b802d8b0028089ea85b4e79b06"),
+        ("AggregationImportSucceeded", "0503c0b802d8b0028089ea85b4e79b06"),
+        (
+            "AggregationImportFailed",
+            "011162616e6b20616e737765726564203530338089ea85b4e79b06",
+        ),
+        (
+            "AggregatedAccountDiscovered",
+            "100197000000007000800000000000006610019700000000700080000000000000011001970000000070008000000000000064100197000000007000800000000000001400455552086163632d376633610e4375656e7461204ec3b36d696e6100008089ea85b4e79b06",
+        ),
+        (
+            "AggregatedAccountUpdated",
+            "01086163632d376633610e4375656e7461204ec3b36d696e61010018455339313231303030343138343530323030303531333332030c5a6fc3ab204f27427269656e000b416e6e204f27427269656e010841636d65204c7464020700a313455552ea0f0c0601a313455552ea0f0c0602a313455552ea0f0c0603a313455552ea0f0c0604a313455552ea0f0c0605a313455552ea0f0c0606a313455552ea0f0c068089ea85b4e79b06",
+        ),
+        ("AggregatedAccountEnabled", "8089ea85b4e79b06"),
+        ("AggregatedAccountArchived", "8089ea85b4e79b06"),
+        ("AggregatedAccountUnarchived", "8089ea85b4e79b06"),
+        (
+            "AggregatedTransactionsRecorded",
+            "01100197000000007000800000000000006502100197000000007000800000000000006e0754582d3030303100ea0f0c0601ea0f0c06b3424555520001010647726f6365720100184553393132313030303431383435303230303035313333320c43617264207061796d656e74100197000000007000800000000000006f0754582d3030303101ea0f0c0601ea0f0c06b34245555201100197000000007000800000000000006e00008089ea85b4e79b06",
+        ),
+        (
+            "AggregatedTransactionsRemoved",
+            "0001100197000000007000800000000000006e8089ea85b4e79b06",
+        ),
     ];
     let mut actual: Vec<(&str, String)> = Vec::new();
     for event in samples() {
@@ -977,4 +1318,25 @@ mod upcasting {
             Err(DecodeError::Payload { version: 0, .. })
         ));
     }
+}
+
+/// Catalogue and bank IDs are checked when decoded, as when parsed: a
+/// payload naming `SANDBOX.GB_BANK` (a `.` would split its stream name) is
+/// a typed error.
+#[test]
+fn institution_and_bank_ids_are_checked_when_decoded() {
+    let good =
+        hex::decode("10019700000000700080000000000000010f53414e44424f585f47425f42414e4b8089ea85b4e79b06")
+            .unwrap();
+    assert!(Event::decode("InstitutionActivated", 1, &good).is_ok());
+    let bad: Vec<u8> = hex::encode(&good)
+        .replace("53414e44424f585f", "53414e44424f582e")
+        .as_bytes()
+        .chunks(2)
+        .map(|pair| u8::from_str_radix(std::str::from_utf8(pair).unwrap(), 16).unwrap())
+        .collect();
+    assert!(matches!(
+        Event::decode("InstitutionActivated", 1, &bad),
+        Err(DecodeError::Payload { .. })
+    ));
 }

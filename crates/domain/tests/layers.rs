@@ -286,7 +286,9 @@ fn the_layer_checks_catch_violations() {
 /// Every aggregate family, and what it may use of other families (beyond
 /// the kernel and the decision context). `Context` methods other families
 /// define (`account`, `movement`, `customer`, `project`, `file`, `card`,
-/// `bank_account`, `use_token`, `fx_rate`, `create_project`) need no
+/// `bank_account`, `use_token`, `fx_rate`, `create_project`,
+/// `active_institution`, `aggregation_connection`,
+/// `running_aggregation_import`) need no
 /// import; a family's event enum (`AccountEvent`, …) is named where a
 /// decider emits that family's events through such a method.
 /// A family, and the items of it another family may name.
@@ -335,6 +337,38 @@ const FAMILIES: &[(&str, &[Interface])] = &[
     ("fx_rate", &[]),
     ("consumer", &[]),
     ("deployment", &[("project", &["Environment", "ProjectEvent"])]),
+    // Open banking: activations (`Context::active_institution`), then
+    // connections, imports (reading a connection through
+    // `Context::aggregation_connection`) and aggregated accounts (writing
+    // the connection's accounts found, checking the import a batch names
+    // through `Context::running_aggregation_import`).
+    ("institution", &[]),
+    ("aggregation_connection", &[]),
+    (
+        "aggregation_import",
+        &[(
+            "aggregation_connection",
+            &["ActionRequiredReason", "ConnectionStatus"],
+        )],
+    ),
+    (
+        "aggregated_account",
+        &[
+            (
+                "aggregation_connection",
+                &[
+                    "AggregationConnection",
+                    "AggregationConnectionAccountsFound",
+                    "AggregationConnectionEvent",
+                    "ConnectionStatus",
+                ],
+            ),
+            (
+                "aggregation_import",
+                &["HISTORY_LIMIT_DAYS", "oldest_history_date"],
+            ),
+        ],
+    ),
 ];
 
 /// What `text` names of `family`'s module outside comments: the items after

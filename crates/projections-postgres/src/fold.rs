@@ -142,6 +142,11 @@ pub(crate) fn row_of(stream: &str) -> Option<RowId> {
         | StreamRef::PayinReferenceCode(_)
         | StreamRef::Consumer(..)
         | StreamRef::Deployment => return None,
+        // Open banking (issue 13) has no table yet.
+        StreamRef::Institution(..)
+        | StreamRef::AggregationConnection(_)
+        | StreamRef::AggregationImport(_)
+        | StreamRef::AggregatedAccount(_) => return None,
     };
     Some(placed)
 }

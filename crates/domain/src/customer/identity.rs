@@ -5,6 +5,9 @@ use serde::{Deserialize, Serialize};
 use crate::kernel::error::Violations;
 use crate::kernel::id::FileId;
 
+/// A calendar date (document expiry): the kernel's.
+pub use crate::kernel::date::Date;
+
 /// ISO 3166-1 alpha-2 codes.
 const COUNTRIES: &str = "AD AE AF AG AI AL AM AO AQ AR AS AT AU AW AX AZ BA BB BD BE BF BG BH BI BJ BL \
 BM BN BO BQ BR BS BT BV BW BY BZ CA CC CD CF CG CH CI CK CL CM CN CO CR CU CV CW CX CY CZ DE DJ DK DM \
@@ -69,29 +72,6 @@ impl DocumentType {
             Self::NationalId => "national_id",
             Self::Passport => "passport",
         }
-    }
-}
-
-/// A calendar date (document expiry).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-pub struct Date {
-    pub year: u16,
-    pub month: u8,
-    pub day: u8,
-}
-
-impl Date {
-    /// Builds a date if it exists in the proleptic Gregorian calendar.
-    pub fn new(year: u16, month: u8, day: u8) -> Option<Self> {
-        let leap = (year.is_multiple_of(4) && !year.is_multiple_of(100)) || year.is_multiple_of(400);
-        let days = match month {
-            1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
-            4 | 6 | 9 | 11 => 30,
-            2 if leap => 29,
-            2 => 28,
-            _ => return None,
-        };
-        (year >= 1 && (1..=days).contains(&day)).then_some(Self { year, month, day })
     }
 }
 

@@ -61,6 +61,26 @@ pub enum Refusal {
     FxConversionImpossible,
     /// A consumer's checkpoint would move back without `reset`.
     ConsumerPositionBehind,
+    /// The project has not activated the institution (or deactivated it).
+    InstitutionNotActive,
+    /// A connection's status change the lifecycle diagram does not draw.
+    ConnectionTransitionNotAllowed,
+    /// The connection has not connected yet (its first sign-in is not done).
+    ConnectionNotConnected,
+    /// Bank data is recorded only while its connection is `UPDATING`.
+    ConnectionNotUpdating,
+    /// The connection has no consent of the end user yet.
+    ConsentMissing,
+    /// The connection's consent has expired (PSD2: renewed every 180 days).
+    ConsentExpired,
+    /// The consent is still valid: it cannot be expired yet.
+    ConsentNotExpired,
+    /// An import's status change its lifecycle does not allow.
+    ImportTransitionNotAllowed,
+    /// The aggregated account is disabled until the end user consents.
+    AggregatedAccountDisabled,
+    /// The aggregated account was no longer found at the bank (archived).
+    AggregatedAccountArchived,
 }
 
 impl Refusal {
@@ -87,6 +107,16 @@ impl Refusal {
             Self::CodesExhausted => "CODES_EXHAUSTED",
             Self::FxConversionImpossible => "FX_CONVERSION_IMPOSSIBLE",
             Self::ConsumerPositionBehind => "CONSUMER_POSITION_BEHIND",
+            Self::InstitutionNotActive => "INSTITUTION_NOT_ACTIVE",
+            Self::ConnectionTransitionNotAllowed => "CONNECTION_TRANSITION_NOT_ALLOWED",
+            Self::ConnectionNotConnected => "CONNECTION_NOT_CONNECTED",
+            Self::ConnectionNotUpdating => "CONNECTION_NOT_UPDATING",
+            Self::ConsentMissing => "CONSENT_MISSING",
+            Self::ConsentExpired => "CONSENT_EXPIRED",
+            Self::ConsentNotExpired => "CONSENT_NOT_EXPIRED",
+            Self::ImportTransitionNotAllowed => "IMPORT_TRANSITION_NOT_ALLOWED",
+            Self::AggregatedAccountDisabled => "AGGREGATED_ACCOUNT_DISABLED",
+            Self::AggregatedAccountArchived => "AGGREGATED_ACCOUNT_ARCHIVED",
         }
     }
 }

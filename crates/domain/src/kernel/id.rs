@@ -145,6 +145,15 @@ typed_id!(/// A reference code that routes incoming bank transfers to an account
     BankPayinReferenceId, "bpir");
 typed_id!(/// An incoming bank transfer credited to an account.
     BankPayinId, "bpi");
+typed_id!(/// A customer's connection to an institution (open banking, account information).
+    AggregationConnectionId, "conn");
+typed_id!(/// One import job of a connection's data.
+    AggregationImportId, "imp");
+typed_id!(/// An account at another bank, found through a connection.
+    AggregatedAccountId, "aacc");
+typed_id!(/// A transaction of an aggregated account: derived from the account and the
+    /// bank's own transaction ID (a UUID v8), so it is the same at every sync.
+    AggregatedTransactionId, "atx");
 
 #[cfg(test)]
 mod tests {

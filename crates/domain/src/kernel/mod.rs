@@ -5,11 +5,13 @@
 
 pub mod bank;
 pub mod consumer_name;
+pub mod date;
 pub mod error;
 pub mod fx;
 pub mod iban;
 pub mod id;
 pub mod idempotency;
+pub mod institution;
 pub mod meta;
 pub mod money;
 pub mod stream;

@@ -8,6 +8,7 @@ use super::bank::PayinReferenceCode;
 use super::consumer_name::ConsumerName;
 use super::iban::Iban;
 use super::id::*;
+use super::institution::InstitutionId;
 use super::money::Currency;
 
 /// An aggregate instance, and so one stream of the event log.
@@ -46,6 +47,13 @@ pub enum StreamRef {
     /// Which sandbox project the deployment's first start created
     /// (platform-wide, one stream: `deployment-bootstrap`).
     Deployment,
+    /// Whether a project activated one institution of the connector's
+    /// catalogue (`institution-prj_….SANDBOX_GB_BANK`).
+    Institution(ProjectId, InstitutionId),
+    AggregationConnection(AggregationConnectionId),
+    AggregationImport(AggregationImportId),
+    /// An aggregated account, and its transactions (recorded in batches).
+    AggregatedAccount(AggregatedAccountId),
 }
 
 impl StreamRef {
@@ -73,6 +81,10 @@ impl StreamRef {
             Self::FxRate(..) => "fxrate",
             Self::Consumer(..) => "consumer",
             Self::Deployment => "deployment",
+            Self::Institution(..) => "institution",
+            Self::AggregationConnection(_) => "aggregationconnection",
+            Self::AggregationImport(_) => "aggregationimport",
+            Self::AggregatedAccount(_) => "aggregatedaccount",
         }
     }
 
@@ -100,6 +112,10 @@ impl StreamRef {
             Self::FxRate(from, to) => format!("{from}.{to}"),
             Self::Consumer(project, name) => format!("{project}.{name}"),
             Self::Deployment => "bootstrap".to_owned(),
+            Self::Institution(project, institution) => format!("{project}.{institution}"),
+            Self::AggregationConnection(id) => id.to_string(),
+            Self::AggregationImport(id) => id.to_string(),
+            Self::AggregatedAccount(id) => id.to_string(),
         }
     }
 
@@ -153,6 +169,16 @@ impl StreamRef {
                 Some(Self::Consumer(project, ConsumerName::parse(name).ok()?))
             }
             "deployment" => (instance == "bootstrap").then_some(Self::Deployment),
+            "institution" => {
+                let (project, institution) = scoped()?;
+                Some(Self::Institution(
+                    project,
+                    InstitutionId::parse(institution).ok()?,
+                ))
+            }
+            "aggregationconnection" => instance.parse().ok().map(Self::AggregationConnection),
+            "aggregationimport" => instance.parse().ok().map(Self::AggregationImport),
+            "aggregatedaccount" => instance.parse().ok().map(Self::AggregatedAccount),
             _ => None,
         }
     }
@@ -189,6 +215,9 @@ pub enum ResourceRef {
     BankPayin(BankPayinId),
     File(FileId),
     FxRate(Currency, Currency),
+    AggregationConnection(AggregationConnectionId),
+    AggregationImport(AggregationImportId),
+    AggregatedAccount(AggregatedAccountId),
 }
 
 impl ResourceRef {
@@ -209,6 +238,9 @@ impl ResourceRef {
             Self::BankPayin(id) => StreamRef::BankPayin(id),
             Self::File(id) => StreamRef::File(id),
             Self::FxRate(from, to) => StreamRef::FxRate(from, to),
+            Self::AggregationConnection(id) => StreamRef::AggregationConnection(id),
+            Self::AggregationImport(id) => StreamRef::AggregationImport(id),
+            Self::AggregatedAccount(id) => StreamRef::AggregatedAccount(id),
         }
     }
 }
@@ -244,6 +276,10 @@ mod tests {
             StreamRef::FxRate(Currency::EUR, Currency::USD),
             StreamRef::Consumer(project, ConsumerName::parse("billing-2_x").unwrap()),
             StreamRef::Deployment,
+            StreamRef::Institution(project, InstitutionId::parse("SANDBOX_GB_BANK").unwrap()),
+            StreamRef::AggregationConnection(AggregationConnectionId::from_uuid(Uuid::from_u128(15))),
+            StreamRef::AggregationImport(AggregationImportId::from_uuid(Uuid::from_u128(16))),
+            StreamRef::AggregatedAccount(AggregatedAccountId::from_uuid(Uuid::from_u128(17))),
         ];
         for stream in streams {
             assert_eq!(StreamRef::parse(&stream.name()), Some(stream.clone()), "{stream}");
@@ -257,6 +293,8 @@ mod tests {
             "projectbalance-prj_x.EUR",
             "consumer-prj_x.billing",
             "deployment-other",
+            "institution-prj_x.BANK",
+            "aggregatedaccount-acc_x",
         ] {
             assert_eq!(StreamRef::parse(bad), None, "{bad}");
         }

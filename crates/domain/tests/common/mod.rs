@@ -193,3 +193,4 @@ pub fn invalid_fields(result: Result<Decision, DomainError>) -> Vec<String> {
 
 pub mod ledger;
 pub mod money;
+pub mod open_banking;

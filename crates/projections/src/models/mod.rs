@@ -84,7 +84,11 @@ impl ResourceKind {
             | ResourceRef::Customer(_)
             | ResourceRef::Account(_)
             | ResourceRef::Transfer(_)
-            | ResourceRef::FxRate(..) => return None,
+            | ResourceRef::FxRate(..)
+            // Open banking has no read model yet (issue 13).
+            | ResourceRef::AggregationConnection(_)
+            | ResourceRef::AggregationImport(_)
+            | ResourceRef::AggregatedAccount(_) => return None,
         })
     }
 }

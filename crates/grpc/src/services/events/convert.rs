@@ -53,6 +53,11 @@ pub const WITHHELD_CATEGORIES: &[&str] = &[
     "fxrate",
     "consumer",
     "deployment",
+    // Open banking (issue 13): withheld until its typed messages exist.
+    "institution",
+    "aggregationconnection",
+    "aggregationimport",
+    "aggregatedaccount",
 ];
 
 /// The event types of the withheld categories (see [`delivers`]): never
@@ -65,6 +70,29 @@ pub const WITHHELD_EVENT_TYPES: &[&str] = &[
     "FxRateRemoved",
     "ConsumerPositionCommitted",
     "DeploymentBootstrapped",
+    // Open banking (issue 13): withheld until its typed messages exist.
+    "InstitutionActivated",
+    "InstitutionDeactivated",
+    "AggregationConnectionCreated",
+    "AggregationInstitutionChosen",
+    "AggregationConnectionStatusChanged",
+    "AggregationSourceUpdated",
+    "AggregationConsentGranted",
+    "AggregationConsentExpired",
+    "AggregationConnectionAccountsFound",
+    "AggregationConnectionDeleted",
+    "AggregationImportCreated",
+    "AggregationImportStarted",
+    "AggregationImportProgressed",
+    "AggregationImportSucceeded",
+    "AggregationImportFailed",
+    "AggregatedAccountDiscovered",
+    "AggregatedAccountUpdated",
+    "AggregatedAccountEnabled",
+    "AggregatedAccountArchived",
+    "AggregatedAccountUnarchived",
+    "AggregatedTransactionsRecorded",
+    "AggregatedTransactionsRemoved",
 ];
 
 /// Whether subscriptions deliver the events of `stream`; the policy behind
@@ -95,6 +123,11 @@ pub fn delivers(stream: &StreamRef) -> bool {
         | StreamRef::FxRate(..)
         | StreamRef::Consumer(..)
         | StreamRef::Deployment => false,
+        // Open banking (issue 13): withheld until its typed messages exist.
+        StreamRef::Institution(..)
+        | StreamRef::AggregationConnection(_)
+        | StreamRef::AggregationImport(_)
+        | StreamRef::AggregatedAccount(_) => false,
     }
 }
 
@@ -298,6 +331,29 @@ pub fn event_pb(id: &str, event: &Event) -> Result<Option<Body>, NotCreated> {
         | Event::FxRateRemoved(_)
         | Event::ConsumerPositionCommitted(_)
         | Event::DeploymentBootstrapped(_) => return Ok(None),
+        // Open banking (issue 13): withheld until its typed messages exist.
+        Event::InstitutionActivated(_)
+        | Event::InstitutionDeactivated(_)
+        | Event::AggregationConnectionCreated(_)
+        | Event::AggregationInstitutionChosen(_)
+        | Event::AggregationConnectionStatusChanged(_)
+        | Event::AggregationSourceUpdated(_)
+        | Event::AggregationConsentGranted(_)
+        | Event::AggregationConsentExpired(_)
+        | Event::AggregationConnectionAccountsFound(_)
+        | Event::AggregationConnectionDeleted(_)
+        | Event::AggregationImportCreated(_)
+        | Event::AggregationImportStarted(_)
+        | Event::AggregationImportProgressed(_)
+        | Event::AggregationImportSucceeded(_)
+        | Event::AggregationImportFailed(_)
+        | Event::AggregatedAccountDiscovered(_)
+        | Event::AggregatedAccountUpdated(_)
+        | Event::AggregatedAccountEnabled(_)
+        | Event::AggregatedAccountArchived(_)
+        | Event::AggregatedAccountUnarchived(_)
+        | Event::AggregatedTransactionsRecorded(_)
+        | Event::AggregatedTransactionsRemoved(_) => return Ok(None),
     };
     Ok(Some(body))
 }
@@ -534,6 +590,19 @@ mod tests {
             StreamRef::FxRate(Currency::EUR, Currency::USD),
             StreamRef::Consumer(project(), ConsumerName::parse("b").unwrap()),
             StreamRef::Deployment,
+            StreamRef::Institution(
+                project(),
+                paycore_domain::kernel::institution::InstitutionId::parse("SANDBOX_GB_BANK").unwrap(),
+            ),
+            StreamRef::AggregationConnection(paycore_domain::AggregationConnectionId::from_uuid(
+                Uuid::from_u128(15),
+            )),
+            StreamRef::AggregationImport(paycore_domain::AggregationImportId::from_uuid(Uuid::from_u128(
+                16,
+            ))),
+            StreamRef::AggregatedAccount(paycore_domain::AggregatedAccountId::from_uuid(Uuid::from_u128(
+                17,
+            ))),
         ];
         let delivered: Vec<&str> = every_kind
             .iter()
