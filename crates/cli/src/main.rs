@@ -4,6 +4,7 @@ mod audit;
 mod backup;
 mod balance;
 mod fx;
+mod institutions;
 mod metrics;
 mod projections;
 mod serve;
@@ -118,6 +119,10 @@ enum Command {
     /// transfers between accounts of different currencies convert at.
     #[command(subcommand)]
     Fx(fx::FxCommand),
+    /// Open banking: list the banks of the connector's catalogue, and
+    /// activate or deactivate them for a project's customers.
+    #[command(subcommand)]
+    Institutions(institutions::InstitutionsCommand),
     /// The read models: their status, and rebuilding them from the log.
     #[command(subcommand)]
     Projections(projections::ProjectionsCommand),
@@ -463,6 +468,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Db(DbCommand::Migrate) => serve::migrate(&store).await,
         Command::Fx(command) => fx::run(&data_dir, &store, command).await,
+        Command::Institutions(command) => institutions::run(&data_dir, &store, command).await,
         Command::Projections(command) => projections::run(&data_dir, &store, command).await,
         Command::Backup(args) => backup::backup(&data_dir, &store, args).await,
         Command::Restore(args) => backup::restore(&data_dir, args).await,

@@ -34,6 +34,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use paycore_bank_connector::{BankConnector, SandboxBank};
 use paycore_domain::Timestamp;
 use paycore_engine::Engine;
 use paycore_projections::ReadModels;
@@ -72,6 +73,7 @@ pub use pb::customer_service_client::CustomerServiceClient;
 pub use pb::event_service_client::EventServiceClient;
 pub use pb::file_service_client::FileServiceClient;
 pub use pb::fx_rate_service_client::FxRateServiceClient;
+pub use pb::institution_service_client::InstitutionServiceClient;
 pub use pb::project_service_client::ProjectServiceClient;
 pub use pb::transaction_service_client::TransactionServiceClient;
 pub use pb::transfer_service_client::TransferServiceClient;
@@ -171,6 +173,8 @@ pub struct AppState {
     /// A payin's `authentication_url` is this followed by `/<card payin id>`
     /// and its link token (`challenge::authentication_url`).
     pub authentication_url_base: String,
+    /// The banks open banking reads from (the sandbox bank by default).
+    pub bank: Arc<dyn BankConnector>,
 }
 
 impl AppState {
@@ -185,6 +189,7 @@ impl AppState {
             read_your_writes_timeout: Duration::from_secs(10),
             max_file_bytes: DEFAULT_MAX_FILE_BYTES,
             authentication_url_base: DEFAULT_AUTHENTICATION_URL_BASE.to_owned(),
+            bank: Arc::new(SandboxBank::new()),
         }
     }
 
@@ -213,6 +218,7 @@ type BankPayinReferenceServer =
 type BankPayinServer = pb::bank_payin_service_server::BankPayinServiceServer<services::Handlers>;
 type FileServer = pb::file_service_server::FileServiceServer<services::Handlers>;
 type FxRateServer = pb::fx_rate_service_server::FxRateServiceServer<services::Handlers>;
+type InstitutionServer = pb::institution_service_server::InstitutionServiceServer<services::Handlers>;
 type CardTokenServer = pb::card_token_service_server::CardTokenServiceServer<services::Handlers>;
 type CardServer = pb::card_service_server::CardServiceServer<services::Handlers>;
 type CardPayinServer = pb::card_payin_service_server::CardPayinServiceServer<services::Handlers>;
@@ -232,6 +238,7 @@ pub const SERVICE_NAMES: &[&str] = &[
     BankPayinServer::NAME,
     FileServer::NAME,
     FxRateServer::NAME,
+    InstitutionServer::NAME,
     CardTokenServer::NAME,
     CardServer::NAME,
     CardPayinServer::NAME,
@@ -281,6 +288,7 @@ impl Api {
             .add_service(BankPayinServer::new(handlers.clone()))
             .add_service(FileServer::new(handlers.clone()))
             .add_service(EventServer::new(handlers.clone()))
+            .add_service(InstitutionServer::new(handlers.clone()))
             .add_service(FxRateServer::new(handlers))
             .add_service(health_service)
             .add_service(reflection.v1())

@@ -50,6 +50,14 @@ impl InstitutionId {
     }
 }
 
+impl std::str::FromStr for InstitutionId {
+    type Err = InvalidInstitutionId;
+
+    fn from_str(text: &str) -> Result<Self, InvalidInstitutionId> {
+        Self::parse(text)
+    }
+}
+
 impl fmt::Display for InstitutionId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)

@@ -9,10 +9,13 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
+use paycore_bank_connector::{BankConnector, ConnectorError, SandboxBank};
 use paycore_domain::deployment::DeploymentCommand;
 use paycore_domain::fx_rate::FxRateCommand;
 use paycore_domain::fx_rate::FxRateEntry;
+use paycore_domain::institution::InstitutionCommand;
 use paycore_domain::kernel::fx::{Quote, Rate};
+use paycore_domain::kernel::institution::InstitutionId;
 use paycore_domain::project::ProjectCommand;
 use paycore_domain::project::api_key::{ApiKeyToken, KeyKind};
 use paycore_domain::{
@@ -202,6 +205,58 @@ pub async fn remove_fx_rate(engine: &Engine, from: Currency, to: Currency) -> Re
     Ok(executed.position)
 }
 
+/// Why a project's activation of an institution was not changed.
+#[derive(Debug, thiserror::Error)]
+pub enum InstitutionError {
+    #[error("institution {0} is not in the bank connector's catalogue")]
+    Unknown(InstitutionId),
+    #[error("the bank connector is unavailable: {0}")]
+    Connector(#[from] ConnectorError),
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+}
+
+/// Activates (or deactivates) `institution` for `project`'s customers.
+/// Activation needs the institution in `bank`'s catalogue; deactivation
+/// does not (an institution the connector dropped can still be turned
+/// off). Answers the log position (nothing is written when it already is
+/// as asked).
+pub async fn set_institution_active(
+    engine: &Engine,
+    bank: &dyn BankConnector,
+    project: ProjectId,
+    institution: InstitutionId,
+    active: bool,
+) -> Result<u64, InstitutionError> {
+    let command = if active {
+        let known = bank
+            .institutions()
+            .await?
+            .iter()
+            .any(|known| known.id.as_str() == institution.as_str());
+        if !known {
+            return Err(InstitutionError::Unknown(institution));
+        }
+        InstitutionCommand::ActivateInstitution {
+            institution_id: institution,
+        }
+    } else {
+        InstitutionCommand::DeactivateInstitution {
+            institution_id: institution,
+        }
+    };
+    let executed = execute(engine, project, command.into()).await?;
+    Ok(executed.position)
+}
+
+fn institution_status(error: &InstitutionError) -> Status {
+    match error {
+        InstitutionError::Unknown(_) => Status::not_found(error.to_string()),
+        InstitutionError::Connector(_) => Status::unavailable(error.to_string()),
+        InstitutionError::Engine(error) => engine_status(error),
+    }
+}
+
 /// How many events a log scan reads at a time.
 const SCAN_BATCH: usize = 4_096;
 
@@ -290,6 +345,8 @@ pub struct AdminService {
     read: Option<ReadModels>,
     /// The server's relay to NATS, if it runs one.
     relay: Option<RelayProbe>,
+    /// The catalogue institutions are activated from.
+    bank: Arc<dyn BankConnector>,
 }
 
 /// Reads the state of the server's relay to NATS now (the relay crate sits
@@ -309,6 +366,7 @@ impl AdminService {
             engine,
             read: None,
             relay: None,
+            bank: Arc::new(SandboxBank::new()),
         })
     }
 
@@ -323,7 +381,32 @@ impl AdminService {
             engine,
             read: Some(read),
             relay,
+            bank: Arc::new(SandboxBank::new()),
         })
+    }
+
+    async fn set_institution(
+        &self,
+        request: pb::InstitutionActivationRequest,
+        active: bool,
+    ) -> Result<Response<pb::InstitutionActivation>, Status> {
+        let project = parse::<ProjectId>(&request.project_id, "project_id")?;
+        let institution = parse::<InstitutionId>(&request.institution_id, "institution_id")?;
+        let position = set_institution_active(
+            &self.engine,
+            self.bank.as_ref(),
+            project,
+            institution.clone(),
+            active,
+        )
+        .await
+        .map_err(|error| institution_status(&error))?;
+        self.wait_for(position).await;
+        Ok(Response::new(pb::InstitutionActivation {
+            project_id: project.to_string(),
+            institution_id: institution.to_string(),
+            active,
+        }))
     }
 
     fn read_models(&self) -> Result<&ReadModels, Status> {
@@ -428,6 +511,20 @@ impl pb::admin_service_server::AdminService for AdminService {
         fx_rate_pb(&entry)
             .map(Response::new)
             .ok_or_else(|| Status::internal("the rate just set is not configured"))
+    }
+
+    async fn activate_institution(
+        &self,
+        request: Request<pb::InstitutionActivationRequest>,
+    ) -> Result<Response<pb::InstitutionActivation>, Status> {
+        self.set_institution(request.into_inner(), true).await
+    }
+
+    async fn deactivate_institution(
+        &self,
+        request: Request<pb::InstitutionActivationRequest>,
+    ) -> Result<Response<pb::InstitutionActivation>, Status> {
+        self.set_institution(request.into_inner(), false).await
     }
 
     async fn remove_fx_rate(

@@ -12,6 +12,7 @@ pub mod customer;
 pub mod events;
 pub mod file;
 pub mod fx_rate;
+pub mod institution;
 pub mod project;
 pub mod transfer;
 
