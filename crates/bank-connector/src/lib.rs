@@ -93,12 +93,14 @@
 //! # }
 //! ```
 
+pub mod berlin_group;
 pub mod connector;
 pub mod error;
 pub mod model;
 pub mod sandbox;
 pub mod types;
 
+pub use berlin_group::BerlinGroupClient;
 pub use connector::BankConnector;
 pub use error::ConnectorError;
 pub use model::*;
