@@ -38,7 +38,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let listener = server::bind(listen).await?;
     let address = listener.local_addr()?;
     for institution in paycore_bank_connector::sandbox::catalog::INSTITUTIONS {
-        println!("{}: http://{address}/{}/v1/consents", institution.name, institution.id);
+        println!(
+            "{}: http://{address}/{}/v1/consents",
+            institution.name, institution.id
+        );
     }
     let app = router(Arc::new(SandboxBank::new()), config);
     server::serve(listener, app, async {

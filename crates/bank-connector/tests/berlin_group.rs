@@ -18,8 +18,8 @@ use paycore_bank_connector::berlin_group::{
 };
 use paycore_bank_connector::{
     Account, AccountId, BankConnector, BookingStatus, CardId, ConnectorError, Consent, ConsentRequest,
-    Credentials, Cursor, InstitutionId, Permission, RedirectCallback, SandboxBank, SignInOutcome, SignInRequest,
-    SyncPoint, Transaction, TransactionPage, TransactionQuery, TransactionStatus,
+    Credentials, Cursor, InstitutionId, Permission, RedirectCallback, SandboxBank, SignInOutcome,
+    SignInRequest, SyncPoint, Transaction, TransactionPage, TransactionQuery, TransactionStatus,
 };
 use time::macros::{date, datetime};
 use time::{Duration, OffsetDateTime};
@@ -69,7 +69,8 @@ impl Bank {
                     let fault = faults.lock().unwrap().pop_front();
                     match fault {
                         Some(Fault::Status(status, code, retry_after)) => {
-                            let body = format!(r#"{{"tppMessages":[{{"category":"ERROR","code":"{code}"}}]}}"#);
+                            let body =
+                                format!(r#"{{"tppMessages":[{{"category":"ERROR","code":"{code}"}}]}}"#);
                             let mut response = (
                                 StatusCode::from_u16(status).unwrap(),
                                 [(header::CONTENT_TYPE, "application/json")],
@@ -316,7 +317,12 @@ async fn pages_of_any_size_cover_every_transaction_once() {
             .count()
     );
     let pending = client
-        .transactions(&consent, &account, &query(BookingStatus::Pending, 1_000, None), at)
+        .transactions(
+            &consent,
+            &account,
+            &query(BookingStatus::Pending, 1_000, None),
+            at,
+        )
         .await
         .unwrap();
     assert!(
@@ -351,7 +357,12 @@ async fn pages_of_any_size_cover_every_transaction_once() {
     ));
     assert!(matches!(
         client
-            .transactions(&consent, &AccountId::new("sbx-acc-nope"), &query(BookingStatus::Both, 10, None), at)
+            .transactions(
+                &consent,
+                &AccountId::new("sbx-acc-nope"),
+                &query(BookingStatus::Both, 10, None),
+                at
+            )
             .await,
         Err(ConnectorError::UnknownAccount(_))
     ));
@@ -371,7 +382,10 @@ async fn wrong_password_unknown_user_and_bank_down() {
     let client = bank.client().await;
     for (user, password) in [("user_good", "pass_bad"), ("nobody", "pass_good")] {
         assert_eq!(
-            client.start_sign_in(sign_in(user, password, DE, NOW)).await.unwrap(),
+            client
+                .start_sign_in(sign_in(user, password, DE, NOW))
+                .await
+                .unwrap(),
             SignInOutcome::InvalidCredentials
         );
     }
@@ -385,7 +399,9 @@ async fn wrong_password_unknown_user_and_bank_down() {
         }
     );
     assert!(matches!(
-        client.start_sign_in(sign_in("user_good", "pass_good", "nowhere", NOW)).await,
+        client
+            .start_sign_in(sign_in("user_good", "pass_good", "nowhere", NOW))
+            .await,
         Err(ConnectorError::UnknownInstitution(_))
     ));
     let mut past = sign_in("user_good", "pass_good", DE, NOW);
@@ -417,7 +433,14 @@ async fn user_otp_enters_the_code() {
         panic!("not connected")
     };
     let consent = client.grant_consent(&session, later).await.unwrap();
-    assert_eq!(client.accounts(&consent, SyncPoint::first(later)).await.unwrap().len(), 2);
+    assert_eq!(
+        client
+            .accounts(&consent, SyncPoint::first(later))
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
 
     // A wrong code fails the authorisation (and the consent).
     let SignInOutcome::OneTimeCodeRequired { challenge } = client
@@ -428,15 +451,22 @@ async fn user_otp_enters_the_code() {
         panic!("no one-time code")
     };
     assert!(matches!(
-        client.submit_one_time_code(&challenge.token, "000000", later).await.unwrap(),
+        client
+            .submit_one_time_code(&challenge.token, "000000", later)
+            .await
+            .unwrap(),
         SignInOutcome::AuthenticationFailed { .. }
     ));
     assert!(matches!(
-        client.submit_one_time_code(&challenge.token, "123456", later).await,
+        client
+            .submit_one_time_code(&challenge.token, "123456", later)
+            .await,
         Err(ConnectorError::InvalidToken { .. })
     ));
     assert!(matches!(
-        client.submit_one_time_code("sbx1.otp.forged", "123456", later).await,
+        client
+            .submit_one_time_code("sbx1.otp.forged", "123456", later)
+            .await,
         Err(ConnectorError::InvalidToken { .. })
     ));
 }
@@ -453,7 +483,10 @@ async fn user_sca_approves_in_the_app() {
         panic!("no SCA")
     };
     assert!(matches!(
-        client.poll_sca(&challenge.token, NOW + Duration::seconds(1)).await.unwrap(),
+        client
+            .poll_sca(&challenge.token, NOW + Duration::seconds(1))
+            .await
+            .unwrap(),
         SignInOutcome::ScaRequired { .. }
     ));
     let at = NOW + Duration::seconds(3);
@@ -461,7 +494,14 @@ async fn user_sca_approves_in_the_app() {
         panic!("not approved")
     };
     let consent = client.grant_consent(&session, at).await.unwrap();
-    assert_eq!(client.accounts(&consent, SyncPoint::first(at)).await.unwrap().len(), 2);
+    assert_eq!(
+        client
+            .accounts(&consent, SyncPoint::first(at))
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
 }
 
 /// A GET over a plain TCP connection: the status, headers and body.
@@ -526,7 +566,14 @@ async fn user_redirect_goes_through_the_banks_page() {
         panic!("not connected")
     };
     let consent = client.grant_consent(&session, at).await.unwrap();
-    assert_eq!(client.accounts(&consent, SyncPoint::first(at)).await.unwrap().len(), 2);
+    assert_eq!(
+        client
+            .accounts(&consent, SyncPoint::first(at))
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
 
     // The PSU denies: back with an error, and the consent is rejected.
     let SignInOutcome::RedirectRequired { url, state } = client
@@ -559,7 +606,14 @@ async fn user_rate_limited_gets_429_and_a_retry_time() {
     let bank = Bank::start().await;
     let client = bank.client().await;
     let consent = consent(&*client, "user_rate_limited", DE, NOW).await;
-    assert_eq!(client.accounts(&consent, SyncPoint::first(NOW)).await.unwrap().len(), 2);
+    assert_eq!(
+        client
+            .accounts(&consent, SyncPoint::first(NOW))
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
     let again = SyncPoint::after(NOW, NOW + Duration::hours(2));
     let before = bank.requests();
     assert_eq!(
@@ -595,10 +649,20 @@ async fn consents_expire() {
     let consent = consent(&*client, "user_good", GB, NOW).await;
     let late = SyncPoint::after(NOW, NOW + Duration::days(181));
     let error = client.accounts(&consent, late).await.unwrap_err();
-    assert!(matches!(error, ConnectorError::ConsentExpired { .. }), "{error:?}");
+    assert!(
+        matches!(error, ConnectorError::ConsentExpired { .. }),
+        "{error:?}"
+    );
 
     let consent = self::consent(&*client, "user_consent_expired", DE, NOW).await;
-    assert_eq!(client.accounts(&consent, SyncPoint::first(NOW)).await.unwrap().len(), 2);
+    assert_eq!(
+        client
+            .accounts(&consent, SyncPoint::first(NOW))
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
     let next = SyncPoint::after(NOW, NOW + Duration::days(1));
     assert_eq!(
         client.accounts(&consent, next).await,
@@ -606,7 +670,9 @@ async fn consents_expire() {
     );
     // The bank keeps it expired; a new consent goes on.
     assert!(matches!(
-        client.accounts(&consent, SyncPoint::first(NOW + Duration::days(1))).await,
+        client
+            .accounts(&consent, SyncPoint::first(NOW + Duration::days(1)))
+            .await,
         Err(ConnectorError::ConsentExpired { .. })
     ));
     let renewed = self::consent(&*client, "user_consent_expired", DE, NOW + Duration::days(1)).await;
@@ -636,7 +702,12 @@ async fn user_account_closes_and_user_pending_posts() {
     let first = SyncPoint::first(NOW);
     let account = client.accounts(&consent, first).await.unwrap().remove(0).id;
     let pending = client
-        .transactions(&consent, &account, &query(BookingStatus::Pending, 1_000, None), first)
+        .transactions(
+            &consent,
+            &account,
+            &query(BookingStatus::Pending, 1_000, None),
+            first,
+        )
         .await
         .unwrap()
         .transactions;
@@ -690,7 +761,14 @@ async fn a_stalled_bank_times_out_and_the_retry_succeeds() {
     bank.inject(Fault::Stall(StdDuration::from_secs(3)));
     let before = bank.requests();
     let started = std::time::Instant::now();
-    assert_eq!(client.accounts(&consent, SyncPoint::first(NOW)).await.unwrap().len(), 2);
+    assert_eq!(
+        client
+            .accounts(&consent, SyncPoint::first(NOW))
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
     assert_eq!(bank.requests(), before + 2, "one timed out, one answered");
     assert!(started.elapsed() < StdDuration::from_secs(3));
 
@@ -711,10 +789,21 @@ async fn a_5xx_once_is_retried_but_a_consent_is_created_once() {
     let bank = Bank::start().await;
     let client = bank.client().await;
     let consent = consent(&*client, "user_joint", GB, NOW).await;
-    for (status, code) in [(503, "SERVICE_UNAVAILABLE"), (500, "INTERNAL_SERVER_ERROR"), (502, "")] {
+    for (status, code) in [
+        (503, "SERVICE_UNAVAILABLE"),
+        (500, "INTERNAL_SERVER_ERROR"),
+        (502, ""),
+    ] {
         bank.inject(Fault::Status(status, code, None));
         let before = bank.requests();
-        assert_eq!(client.accounts(&consent, SyncPoint::first(NOW)).await.unwrap().len(), 2);
+        assert_eq!(
+            client
+                .accounts(&consent, SyncPoint::first(NOW))
+                .await
+                .unwrap()
+                .len(),
+            2
+        );
         assert_eq!(bank.requests(), before + 2, "{status}");
     }
     // A 503 asking for longer than the client waits: given up at once.
@@ -753,7 +842,12 @@ async fn frequency_per_day_is_kept_by_the_client() {
     // Every call of one sync is one access.
     client.owners(&consent, first).await.unwrap();
     client
-        .transactions(&consent, &accounts[0].id, &query(BookingStatus::Both, 10, None), first)
+        .transactions(
+            &consent,
+            &accounts[0].id,
+            &query(BookingStatus::Both, 10, None),
+            first,
+        )
         .await
         .unwrap();
     let second = SyncPoint::after(NOW, NOW + Duration::hours(1));
@@ -781,7 +875,10 @@ async fn scope_cards_and_errors_on_the_wire() {
     let mut request = sign_in("user_good", "pass_good", GB, NOW);
     request.consent.scope = [Permission::Accounts].into();
     let narrow = consent_asking(&*client, request).await;
-    assert_eq!(narrow.scope, HashSet::from([Permission::Accounts]).into_iter().collect());
+    assert_eq!(
+        narrow.scope,
+        HashSet::from([Permission::Accounts]).into_iter().collect()
+    );
     let before = bank.requests();
     assert_eq!(
         client.owners(&narrow, at).await,
@@ -792,7 +889,12 @@ async fn scope_cards_and_errors_on_the_wire() {
     assert!(accounts.iter().all(|a| a.balances.is_empty()));
     assert_eq!(
         client
-            .transactions(&narrow, &accounts[0].id, &query(BookingStatus::Both, 10, None), at)
+            .transactions(
+                &narrow,
+                &accounts[0].id,
+                &query(BookingStatus::Both, 10, None),
+                at
+            )
             .await,
         Err(ConnectorError::OutOfScope(Permission::Transactions))
     );
@@ -808,7 +910,10 @@ async fn scope_cards_and_errors_on_the_wire() {
     let url = format!("http://{}/{GB}/v1/accounts", bank.address);
     let (status, _, body) = get(&url, &[("x-request-id", "1".into())]).await;
     assert_eq!(status, 400);
-    assert!(body.contains(r#""tppMessages":[{"category":"ERROR","code":"FORMAT_ERROR""#), "{body}");
+    assert!(
+        body.contains(r#""tppMessages":[{"category":"ERROR","code":"FORMAT_ERROR""#),
+        "{body}"
+    );
     let (status, _, body) = get(
         &url,
         &[("x-request-id", "1".into()), ("consent-id", "nope".into())],

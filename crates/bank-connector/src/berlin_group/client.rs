@@ -116,7 +116,8 @@ impl BerlinGroupClient {
                 origin,
             });
         }
-        let transport = Transport::new(config.retry, &config.extra_roots).map_err(ConnectorError::InvalidRequest)?;
+        let transport =
+            Transport::new(config.retry, &config.extra_roots).map_err(ConnectorError::InvalidRequest)?;
         Ok(Self {
             banks,
             transport,
@@ -196,7 +197,10 @@ impl BerlinGroupClient {
         let mut all = vec![(HeaderName::from_static(HEADER_REQUEST_ID), request_id())];
         all.extend(headers);
         if self.sandbox_clock {
-            all.push((HeaderName::from_static(HEADER_SANDBOX_NOW), wire::format_time(now)));
+            all.push((
+                HeaderName::from_static(HEADER_SANDBOX_NOW),
+                wire::format_time(now),
+            ));
             if let Some(previous) = previous_sync {
                 all.push((
                     HeaderName::from_static(HEADER_SANDBOX_PREVIOUS_SYNC),
@@ -231,21 +235,32 @@ impl BerlinGroupClient {
         }
         self.count_sync(consent, at)?;
         let headers = vec![(HeaderName::from_static(HEADER_CONSENT_ID), consent.id.clone())];
-        let response = self.send(Method::GET, url, headers, None, at.now, at.previous_sync).await?;
+        let response = self
+            .send(Method::GET, url, headers, None, at.now, at.previous_sync)
+            .await?;
         if response.status.is_success() {
             return parse(&response);
         }
         let mut error = error_of(&response, at.now);
         error = match (&error, code_of(&response).as_deref()) {
             (_, Some("RESOURCE_UNKNOWN")) => on_unknown(),
-            (_, Some("CONSENT_INVALID")) => ConnectorError::OutOfScope(need.last().copied().unwrap_or(Permission::Accounts)),
+            (_, Some("CONSENT_INVALID")) => {
+                ConnectorError::OutOfScope(need.last().copied().unwrap_or(Permission::Accounts))
+            }
             _ => error,
         };
         Err(error)
     }
 
     /// The outcome an authorisation's answer means.
-    fn outcome(&self, bank: &Bank, consent: &str, answer: AuthorisationResponse, issued: OffsetDateTime, now: OffsetDateTime) -> SignInOutcome {
+    fn outcome(
+        &self,
+        bank: &Bank,
+        consent: &str,
+        answer: AuthorisationResponse,
+        issued: OffsetDateTime,
+        now: OffsetDateTime,
+    ) -> SignInOutcome {
         let token = |authorisation: Option<String>| {
             Token {
                 institution: bank.institution.id.to_string(),
@@ -311,12 +326,17 @@ impl BerlinGroupClient {
 
     /// A refused sign-in step: the outcomes the user or the server acts on,
     /// else an error.
-    fn sign_in_refusal(response: &HttpResponse, now: OffsetDateTime) -> Result<SignInOutcome, ConnectorError> {
+    fn sign_in_refusal(
+        response: &HttpResponse,
+        now: OffsetDateTime,
+    ) -> Result<SignInOutcome, ConnectorError> {
         match (response.status, code_of(response).as_deref()) {
             (_, Some("PSU_CREDENTIALS_INVALID")) => Ok(SignInOutcome::InvalidCredentials),
             _ => match error_of(response, now) {
                 ConnectorError::RateLimited { retry_after } => Ok(SignInOutcome::RateLimited { retry_after }),
-                ConnectorError::BankUnavailable { retry_after } => Ok(SignInOutcome::BankDown { retry_after }),
+                ConnectorError::BankUnavailable { retry_after } => {
+                    Ok(SignInOutcome::BankDown { retry_after })
+                }
                 ConnectorError::Transport(_) => Ok(SignInOutcome::BankDown { retry_after: None }),
                 other => Err(other),
             },
@@ -362,7 +382,12 @@ impl BerlinGroupClient {
         Ok(self.outcome(bank, &token.consent, answer, issued, now))
     }
 
-    fn transactions_url(&self, bank: &Bank, path: &str, query: &TransactionQuery) -> Result<Uri, ConnectorError> {
+    fn transactions_url(
+        &self,
+        bank: &Bank,
+        path: &str,
+        query: &TransactionQuery,
+    ) -> Result<Uri, ConnectorError> {
         let status = match query.status {
             BookingStatus::Booked => "booked",
             BookingStatus::Pending => "pending",
@@ -401,10 +426,13 @@ impl BerlinGroupClient {
         let (url, skip) = match &query.cursor {
             None => (self.transactions_url(bank, path, query)?, 0),
             Some(cursor) => {
-                let token = Token::decode(cursor.as_str()).ok_or(ConnectorError::InvalidToken { what: "cursor" })?;
+                let token =
+                    Token::decode(cursor.as_str()).ok_or(ConnectorError::InvalidToken { what: "cursor" })?;
                 let href = token
                     .href
-                    .filter(|_| token.consent == consent.id && token.institution == bank.institution.id.as_str())
+                    .filter(|_| {
+                        token.consent == consent.id && token.institution == bank.institution.id.as_str()
+                    })
                     .ok_or(ConnectorError::InvalidToken { what: "cursor" })?;
                 let url = self.resolve(bank, &href)?;
                 // A cursor of another account's list is no cursor of this one.
@@ -505,7 +533,11 @@ fn owners_of(names: &[String]) -> Vec<AccountOwner> {
         .enumerate()
         .map(|(i, name)| AccountOwner {
             owner: owner_id(name),
-            role: if i == 0 { OwnerRole::Holder } else { OwnerRole::CoHolder },
+            role: if i == 0 {
+                OwnerRole::Holder
+            } else {
+                OwnerRole::CoHolder
+            },
         })
         .collect()
 }
@@ -571,7 +603,9 @@ fn retry_after(response: &HttpResponse, now: OffsetDateTime) -> Option<OffsetDat
     let format = time::macros::format_description!(
         "[weekday repr:short], [day] [month repr:short] [year] [hour]:[minute]:[second] GMT"
     );
-    time::PrimitiveDateTime::parse(value, format).ok().map(|t| t.assume_utc())
+    time::PrimitiveDateTime::parse(value, format)
+        .ok()
+        .map(|t| t.assume_utc())
 }
 
 /// The error a refused request means.
@@ -593,11 +627,7 @@ fn error_of(response: &HttpResponse, now: OffsetDateTime) -> ConnectorError {
             retry_after: retry_after(response, now),
         },
         "CONSENT_EXPIRED" => ConnectorError::ConsentExpired {
-            expired_at: text
-                .rsplit(' ')
-                .next()
-                .and_then(wire::parse_time)
-                .unwrap_or(now),
+            expired_at: text.rsplit(' ').next().and_then(wire::parse_time).unwrap_or(now),
         },
         // A consent the bank no longer knows: the user must consent again.
         "CONSENT_UNKNOWN" => ConnectorError::ConsentExpired { expired_at: now },
@@ -605,7 +635,9 @@ fn error_of(response: &HttpResponse, now: OffsetDateTime) -> ConnectorError {
         "FORMAT_ERROR" if message.as_ref().and_then(|m| m.path.as_deref()) == Some("pageToken") => {
             ConnectorError::InvalidToken { what: "cursor" }
         }
-        "FORMAT_ERROR" | "PARAMETER_NOT_SUPPORTED" | "PARAMETER_NOT_CONSISTENT" => ConnectorError::InvalidRequest(text),
+        "FORMAT_ERROR" | "PARAMETER_NOT_SUPPORTED" | "PARAMETER_NOT_CONSISTENT" => {
+            ConnectorError::InvalidRequest(text)
+        }
         "PSU_CREDENTIALS_INVALID" => ConnectorError::ScaRequired,
         _ if status.is_server_error() => ConnectorError::BankUnavailable {
             retry_after: retry_after(response, now),
@@ -665,11 +697,22 @@ impl BankConnector for BerlinGroupClient {
             combined_service_indicator: false,
         };
         let body = serde_json::to_vec(&body).map_err(|e| ConnectorError::InvalidRequest(e.to_string()))?;
-        let psu = || (HeaderName::from_static(HEADER_PSU_ID), request.credentials.username.clone());
+        let psu = || {
+            (
+                HeaderName::from_static(HEADER_PSU_ID),
+                request.credentials.username.clone(),
+            )
+        };
         let headers = vec![
             psu(),
-            (HeaderName::from_static(HEADER_TPP_REDIRECT_URI), request.redirect_uri.clone()),
-            (HeaderName::from_static(HEADER_TPP_REDIRECT_PREFERRED), "false".into()),
+            (
+                HeaderName::from_static(HEADER_TPP_REDIRECT_URI),
+                request.redirect_uri.clone(),
+            ),
+            (
+                HeaderName::from_static(HEADER_TPP_REDIRECT_PREFERRED),
+                "false".into(),
+            ),
             (
                 HeaderName::from_static(HEADER_TPP_EXPLICIT_AUTHORISATION_PREFERRED),
                 "true".into(),
@@ -690,7 +733,10 @@ impl BankConnector for BerlinGroupClient {
             .find_map(|k| created.links.get(*k));
         let url = match start {
             Some(link) => self.resolve(bank, &link.href)?,
-            None => self.url(bank, &format!("/v1/consents/{}/authorisations", segment(&created.consent_id)))?,
+            None => self.url(
+                bank,
+                &format!("/v1/consents/{}/authorisations", segment(&created.consent_id)),
+            )?,
         };
         // The bank sends the user back to the redirect URI with the
         // client's state in it (the redirect approach).
@@ -706,7 +752,11 @@ impl BankConnector for BerlinGroupClient {
         let back = form_urlencoded::Serializer::new(String::new())
             .append_pair("state", &state)
             .finish();
-        let separator = if request.redirect_uri.contains('?') { '&' } else { '?' };
+        let separator = if request.redirect_uri.contains('?') {
+            '&'
+        } else {
+            '?'
+        };
         let redirect_uri = format!("{}{separator}{back}", request.redirect_uri);
         let start = StartAuthorisation {
             psu_data: Some(PsuData {
@@ -714,7 +764,10 @@ impl BankConnector for BerlinGroupClient {
             }),
         };
         let body = serde_json::to_vec(&start).map_err(|e| ConnectorError::InvalidRequest(e.to_string()))?;
-        let headers = vec![psu(), (HeaderName::from_static(HEADER_TPP_REDIRECT_URI), redirect_uri)];
+        let headers = vec![
+            psu(),
+            (HeaderName::from_static(HEADER_TPP_REDIRECT_URI), redirect_uri),
+        ];
         let response = match self.send(Method::POST, url, headers, Some(body), now, None).await {
             Ok(response) => response,
             Err(ConnectorError::Transport(_)) => return Ok(SignInOutcome::BankDown { retry_after: None }),
@@ -790,7 +843,8 @@ impl BankConnector for BerlinGroupClient {
     async fn poll_sca(&self, challenge: &str, now: OffsetDateTime) -> Result<SignInOutcome, ConnectorError> {
         let what = "SCA challenge";
         let token = Token::decode(challenge).ok_or(ConnectorError::InvalidToken { what })?;
-        self.authorisation_step(&token, what, Method::GET, None, now).await
+        self.authorisation_step(&token, what, Method::GET, None, now)
+            .await
     }
 
     async fn grant_consent(&self, session: &Session, now: OffsetDateTime) -> Result<Consent, ConnectorError> {
@@ -807,7 +861,9 @@ impl BankConnector for BerlinGroupClient {
         let response = self.send(Method::GET, url, Vec::new(), None, now, None).await?;
         if !response.status.is_success() {
             return Err(match code_of(&response).as_deref() {
-                Some("CONSENT_UNKNOWN" | "RESOURCE_UNKNOWN") => ConnectorError::InvalidToken { what: "session" },
+                Some("CONSENT_UNKNOWN" | "RESOURCE_UNKNOWN") => {
+                    ConnectorError::InvalidToken { what: "session" }
+                }
                 _ => error_of(&response, now),
             });
         }
@@ -835,9 +891,13 @@ impl BankConnector for BerlinGroupClient {
         let bank = self.bank(&consent.institution)?;
         let url = self.url(bank, "/v1/accounts")?;
         let list: AccountList = self
-            .data(consent, &[Permission::Accounts, Permission::Owners], url, at, || {
-                ConnectorError::InvalidToken { what: "consent" }
-            })
+            .data(
+                consent,
+                &[Permission::Accounts, Permission::Owners],
+                url,
+                at,
+                || ConnectorError::InvalidToken { what: "consent" },
+            )
             .await?;
         let mut owners: Vec<Owner> = Vec::new();
         for details in list.accounts {
@@ -862,8 +922,8 @@ impl BankConnector for BerlinGroupClient {
         let with_balance = consent.scope.contains(&Permission::Balances);
         let url = self.url(bank, &format!("/v1/accounts?withBalance={with_balance}"))?;
         let list: AccountList = self
-            .data(consent, &[Permission::Accounts], url, at, || ConnectorError::InvalidToken {
-                what: "consent",
+            .data(consent, &[Permission::Accounts], url, at, || {
+                ConnectorError::InvalidToken { what: "consent" }
             })
             .await?;
         list.accounts
@@ -881,13 +941,22 @@ impl BankConnector for BerlinGroupClient {
     ) -> Result<TransactionPage, ConnectorError> {
         let path = format!("/v1/accounts/{}/transactions", segment(account.as_str()));
         let account = account.clone();
-        self.page(consent, &path, query, at, &[Permission::Transactions], move || {
-            ConnectorError::UnknownAccount(account.to_string())
-        })
+        self.page(
+            consent,
+            &path,
+            query,
+            at,
+            &[Permission::Transactions],
+            move || ConnectorError::UnknownAccount(account.to_string()),
+        )
         .await
     }
 
-    async fn credit_cards(&self, consent: &Consent, at: SyncPoint) -> Result<Vec<CreditCard>, ConnectorError> {
+    async fn credit_cards(
+        &self,
+        consent: &Consent,
+        at: SyncPoint,
+    ) -> Result<Vec<CreditCard>, ConnectorError> {
         let bank = self.bank(&consent.institution)?;
         if !bank.institution.credit_cards {
             return Err(ConnectorError::Unsupported("credit cards"));
@@ -895,9 +964,13 @@ impl BankConnector for BerlinGroupClient {
         let with_balance = consent.scope.contains(&Permission::Balances);
         let url = self.url(bank, &format!("/v1/card-accounts?withBalance={with_balance}"))?;
         let list: Result<CardAccountList, _> = self
-            .data(consent, &[Permission::Accounts, Permission::CreditCards], url, at, || {
-                ConnectorError::InvalidToken { what: "consent" }
-            })
+            .data(
+                consent,
+                &[Permission::Accounts, Permission::CreditCards],
+                url,
+                at,
+                || ConnectorError::InvalidToken { what: "consent" },
+            )
             .await;
         let list = list.map_err(|e| match e {
             ConnectorError::Unsupported(_) => ConnectorError::Unsupported("credit cards"),

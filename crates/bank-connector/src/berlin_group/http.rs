@@ -110,7 +110,9 @@ impl Transport {
             let _ = roots.add(cert);
         }
         for cert in extra_roots {
-            roots.add(cert.clone()).map_err(|e| format!("a root certificate: {e}"))?;
+            roots
+                .add(cert.clone())
+                .map_err(|e| format!("a root certificate: {e}"))?;
         }
         // ring, as everywhere in paycore: rustls marks it deprecated for
         // lacking post-quantum key exchange; banks' APIs offer the classical
@@ -139,16 +141,21 @@ impl Transport {
 
     /// One exchange, within the timeout.
     pub async fn send_once(&self, request: &HttpRequest) -> Result<HttpResponse, TransportError> {
-        let mut builder = Request::builder().method(request.method.clone()).uri(request.url.clone());
+        let mut builder = Request::builder()
+            .method(request.method.clone())
+            .uri(request.url.clone());
         for (name, value) in &request.headers {
-            let value = HeaderValue::from_str(value).map_err(|e| TransportError::Invalid(format!("{name}: {e}")))?;
+            let value =
+                HeaderValue::from_str(value).map_err(|e| TransportError::Invalid(format!("{name}: {e}")))?;
             builder = builder.header(name, value);
         }
         if request.body.is_some() {
             builder = builder.header(hyper::header::CONTENT_TYPE, "application/json");
         }
         let body = Full::new(Bytes::from(request.body.clone().unwrap_or_default()));
-        let http_request = builder.body(body).map_err(|e| TransportError::Invalid(e.to_string()))?;
+        let http_request = builder
+            .body(body)
+            .map_err(|e| TransportError::Invalid(e.to_string()))?;
         let exchange = async {
             let response = self
                 .client
@@ -178,7 +185,11 @@ impl Transport {
     /// `Retry-After`) between attempts. Other requests are sent once.
     pub async fn send(&self, request: &HttpRequest) -> Result<HttpResponse, TransportError> {
         let idempotent = request.method == Method::GET;
-        let attempts = if idempotent { self.policy.max_attempts.max(1) } else { 1 };
+        let attempts = if idempotent {
+            self.policy.max_attempts.max(1)
+        } else {
+            1
+        };
         let mut attempt = 1;
         loop {
             let result = self.send_once(request).await;

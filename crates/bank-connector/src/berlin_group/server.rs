@@ -25,8 +25,7 @@ use super::wire::{
     self, Access, AccountDetails, AccountDetailsResponse, AccountList, AccountReference, AccountReport,
     AuthorisationResponse, BalancesResponse, CardAccountList, ChallengeData, ConsentCreated,
     ConsentInformation, ConsentRequestBody, ConsentStatusResponse, ErrorBody, Href, Links, ScaMethod,
-    StartAuthorisation, TppMessage, TransactionsResponse, UpdateAuthorisation, WireBalance,
-    WireTransaction,
+    StartAuthorisation, TppMessage, TransactionsResponse, UpdateAuthorisation, WireBalance, WireTransaction,
 };
 use super::{
     HEADER_CONSENT_ID, HEADER_PSU_ID, HEADER_REQUEST_ID, HEADER_SANDBOX_NOW, HEADER_SANDBOX_PREVIOUS_SYNC,
@@ -86,10 +85,16 @@ pub fn router(bank: Arc<dyn BankConnector>, config: ServerConfig) -> Router {
         .route("/{institution}/v1/accounts", get(accounts))
         .route("/{institution}/v1/accounts/{account}", get(account))
         .route("/{institution}/v1/accounts/{account}/balances", get(balances))
-        .route("/{institution}/v1/accounts/{account}/transactions", get(transactions))
+        .route(
+            "/{institution}/v1/accounts/{account}/transactions",
+            get(transactions),
+        )
         .route("/{institution}/v1/card-accounts", get(card_accounts))
         .route("/{institution}/v1/card-accounts/{account}", get(card_account))
-        .route("/{institution}/v1/card-accounts/{account}/balances", get(card_balances))
+        .route(
+            "/{institution}/v1/card-accounts/{account}/balances",
+            get(card_balances),
+        )
         .route(
             "/{institution}/v1/card-accounts/{account}/transactions",
             get(card_transactions),
@@ -204,9 +209,9 @@ impl ApiError {
         let seconds_until = |at: OffsetDateTime| (at - now).whole_seconds().max(0);
         let text = error.to_string();
         match error {
-            ConnectorError::UnknownInstitution(_) | ConnectorError::UnknownAccount(_) | ConnectorError::UnknownCard(_) => {
-                Self::new(StatusCode::NOT_FOUND, "RESOURCE_UNKNOWN", text)
-            }
+            ConnectorError::UnknownInstitution(_)
+            | ConnectorError::UnknownAccount(_)
+            | ConnectorError::UnknownCard(_) => Self::new(StatusCode::NOT_FOUND, "RESOURCE_UNKNOWN", text),
             ConnectorError::InvalidToken { what: "cursor" } => Self {
                 path: Some("pageToken"),
                 ..Self::format(text)
@@ -217,9 +222,9 @@ impl ApiError {
                 "CONSENT_EXPIRED",
                 format!("consent expired at {}", wire::format_time(expired_at)),
             ),
-            ConnectorError::SessionExpired { .. } | ConnectorError::OutOfScope(_) | ConnectorError::ScaRequired => {
-                Self::new(StatusCode::UNAUTHORIZED, "CONSENT_INVALID", text)
-            }
+            ConnectorError::SessionExpired { .. }
+            | ConnectorError::OutOfScope(_)
+            | ConnectorError::ScaRequired => Self::new(StatusCode::UNAUTHORIZED, "CONSENT_INVALID", text),
             ConnectorError::RateLimited { retry_after } => Self {
                 retry_after: Some(seconds_until(retry_after)),
                 ..Self::new(StatusCode::TOO_MANY_REQUESTS, "ACCESS_EXCEEDED", text)
@@ -228,7 +233,9 @@ impl ApiError {
                 retry_after: retry_after.map(seconds_until),
                 ..Self::new(StatusCode::SERVICE_UNAVAILABLE, "SERVICE_UNAVAILABLE", text)
             },
-            ConnectorError::Unsupported(_) => Self::new(StatusCode::METHOD_NOT_ALLOWED, "SERVICE_INVALID", text),
+            ConnectorError::Unsupported(_) => {
+                Self::new(StatusCode::METHOD_NOT_ALLOWED, "SERVICE_INVALID", text)
+            }
             ConnectorError::Protocol(_) | ConnectorError::Transport(_) => {
                 Self::new(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL_SERVER_ERROR", text)
             }
@@ -286,7 +293,9 @@ fn request_id(headers: &HeaderMap) -> Result<(), ApiError> {
 fn sync_point(headers: &HeaderMap) -> Result<SyncPoint, ApiError> {
     let read = |name: &str| -> Result<Option<OffsetDateTime>, ApiError> {
         header_text(headers, name)
-            .map(|text| wire::parse_time(text).ok_or_else(|| ApiError::format(format!("{name} is no RFC 3339 time"))))
+            .map(|text| {
+                wire::parse_time(text).ok_or_else(|| ApiError::format(format!("{name} is no RFC 3339 time")))
+            })
             .transpose()
     };
     let now = read(HEADER_SANDBOX_NOW)?.unwrap_or_else(OffsetDateTime::now_utc);
@@ -335,7 +344,13 @@ impl Bank {
             .map_err(|e| ApiError::connector(e, now))?
             .into_iter()
             .find(|i| i.id.as_str() == id)
-            .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "RESOURCE_UNKNOWN", format!("no bank {id} here")))
+            .ok_or_else(|| {
+                ApiError::new(
+                    StatusCode::NOT_FOUND,
+                    "RESOURCE_UNKNOWN",
+                    format!("no bank {id} here"),
+                )
+            })
     }
 
     fn with_consents<T>(&self, f: impl FnOnce(&mut HashMap<String, ConsentRecord>) -> T) -> T {
@@ -366,7 +381,8 @@ impl Bank {
         need: Permission,
     ) -> Result<(String, Consent), ApiError> {
         request_id(headers)?;
-        let id = header_text(headers, HEADER_CONSENT_ID).ok_or_else(|| ApiError::format("Consent-ID is missing"))?;
+        let id = header_text(headers, HEADER_CONSENT_ID)
+            .ok_or_else(|| ApiError::format("Consent-ID is missing"))?;
         let record = self.record(institution, id)?;
         let invalid = |text: &str| ApiError::new(StatusCode::UNAUTHORIZED, "CONSENT_INVALID", text);
         let consent = match (record.status, record.granted) {
@@ -471,7 +487,11 @@ async fn create_consent(
     Ok(response)
 }
 
-async fn get_consent(State(bank): State<Shared>, Path((institution, consent)): Path<(String, String)>, headers: HeaderMap) -> Answer {
+async fn get_consent(
+    State(bank): State<Shared>,
+    Path((institution, consent)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Answer {
     request_id(&headers)?;
     let record = bank.record(&institution, &consent)?;
     let (valid_until, frequency_per_day, recurring, access) = match &record.granted {
@@ -595,12 +615,13 @@ async fn settle(
     outcome: SignInOutcome,
     now: OffsetDateTime,
 ) -> Result<Authorisation, ApiError> {
-    let record = bank.with_consents(|c| c.get(consent).cloned()).ok_or_else(ApiError::consent_unknown)?;
-    let mut authorisation = record
-        .authorisations
-        .get(id)
-        .cloned()
-        .ok_or_else(|| ApiError::new(StatusCode::FORBIDDEN, "RESOURCE_UNKNOWN", "no such authorisation"))?;
+    let record = bank
+        .with_consents(|c| c.get(consent).cloned())
+        .ok_or_else(ApiError::consent_unknown)?;
+    let mut authorisation =
+        record.authorisations.get(id).cloned().ok_or_else(|| {
+            ApiError::new(StatusCode::FORBIDDEN, "RESOURCE_UNKNOWN", "no such authorisation")
+        })?;
     let mut granted = None;
     let mut status = record.status;
     match outcome {
@@ -636,10 +657,16 @@ async fn settle(
             ));
         }
         SignInOutcome::BankDown { retry_after } => {
-            return Err(ApiError::connector(ConnectorError::BankUnavailable { retry_after }, now));
+            return Err(ApiError::connector(
+                ConnectorError::BankUnavailable { retry_after },
+                now,
+            ));
         }
         SignInOutcome::RateLimited { retry_after } => {
-            return Err(ApiError::connector(ConnectorError::RateLimited { retry_after }, now));
+            return Err(ApiError::connector(
+                ConnectorError::RateLimited { retry_after },
+                now,
+            ));
         }
     }
     let stored = authorisation.clone();
@@ -713,7 +740,9 @@ async fn start_authorisation(
         .await
         .map_err(|e| ApiError::connector(e, at.now))?;
     if matches!(outcome, SignInOutcome::RedirectRequired { .. }) && redirect_uri.is_none() {
-        return Err(ApiError::format("TPP-Redirect-URI is needed for the redirect approach"));
+        return Err(ApiError::format(
+            "TPP-Redirect-URI is needed for the redirect approach",
+        ));
     }
     let id = new_id();
     bank.update(&consent, |record| {
@@ -895,10 +924,15 @@ async fn owner_names(
         .owners(consent, at)
         .await
         .map_err(|e| bank.data_error(consent_id, e, at.now))?;
-    Ok(Some(owners.into_iter().map(|o| (o.id.to_string(), o.name)).collect()))
+    Ok(Some(
+        owners.into_iter().map(|o| (o.id.to_string(), o.name)).collect(),
+    ))
 }
 
-fn names_of(owners: &[crate::model::AccountOwner], names: &Option<HashMap<String, String>>) -> Option<Vec<String>> {
+fn names_of(
+    owners: &[crate::model::AccountOwner],
+    names: &Option<HashMap<String, String>>,
+) -> Option<Vec<String>> {
     names.as_ref().map(|names| {
         owners
             .iter()
@@ -913,12 +947,20 @@ fn account_links(bank: &Bank, headers: &HeaderMap, base: &str, consent: &Consent
         links.insert("balances".into(), bank.link(headers, format!("{base}/balances")));
     }
     if consent.scope.contains(&Permission::Transactions) {
-        links.insert("transactions".into(), bank.link(headers, format!("{base}/transactions")));
+        links.insert(
+            "transactions".into(),
+            bank.link(headers, format!("{base}/transactions")),
+        );
     }
     links
 }
 
-async fn list_accounts(bank: &Bank, institution: &str, headers: &HeaderMap, with_balance: bool) -> Result<Vec<AccountDetails>, ApiError> {
+async fn list_accounts(
+    bank: &Bank,
+    institution: &str,
+    headers: &HeaderMap,
+    with_balance: bool,
+) -> Result<Vec<AccountDetails>, ApiError> {
     let (id, consent) = bank.valid_consent(institution, headers, Permission::Accounts)?;
     if with_balance && !consent.scope.contains(&Permission::Balances) {
         return Err(ApiError::new(
@@ -959,10 +1001,13 @@ async fn accounts(
 }
 
 fn find_account(accounts: Vec<AccountDetails>, id: &str) -> Result<AccountDetails, ApiError> {
-    accounts
-        .into_iter()
-        .find(|a| a.resource_id == id)
-        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "RESOURCE_UNKNOWN", format!("unknown account {id}")))
+    accounts.into_iter().find(|a| a.resource_id == id).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "RESOURCE_UNKNOWN",
+            format!("unknown account {id}"),
+        )
+    })
 }
 
 async fn account(
@@ -997,7 +1042,11 @@ async fn balances(
 }
 
 /// The query of a transactions request, checked.
-fn transaction_query(query: &TransactionsQuery, page_size: u32, today: time::Date) -> Result<TransactionQuery, ApiError> {
+fn transaction_query(
+    query: &TransactionsQuery,
+    page_size: u32,
+    today: time::Date,
+) -> Result<TransactionQuery, ApiError> {
     let status = match query.booking_status.as_deref() {
         Some("booked") => BookingStatus::Booked,
         Some("pending") => BookingStatus::Pending,
@@ -1097,7 +1146,12 @@ async fn transactions(
     ))
 }
 
-async fn list_cards(bank: &Bank, institution: &str, headers: &HeaderMap, with_balance: bool) -> Result<Vec<AccountDetails>, ApiError> {
+async fn list_cards(
+    bank: &Bank,
+    institution: &str,
+    headers: &HeaderMap,
+    with_balance: bool,
+) -> Result<Vec<AccountDetails>, ApiError> {
     let (id, consent) = bank.valid_consent(institution, headers, Permission::CreditCards)?;
     let at = sync_point(headers)?;
     let cards = bank
@@ -1144,7 +1198,8 @@ async fn card_accounts(
     Query(query): Query<ListQuery>,
     headers: HeaderMap,
 ) -> Answer {
-    let card_accounts = list_cards(&bank, &institution, &headers, query.with_balance.unwrap_or(false)).await?;
+    let card_accounts =
+        list_cards(&bank, &institution, &headers, query.with_balance.unwrap_or(false)).await?;
     Ok(json(StatusCode::OK, &CardAccountList { card_accounts }))
 }
 
@@ -1188,5 +1243,8 @@ async fn card_transactions(
         .map_err(|e| bank.data_error(&id, e, at.now))?;
     let path = format!("/{institution}/v1/card-accounts/{account}/transactions");
     let report = report(&bank, &headers, &path, &query, page, true);
-    Ok(json(StatusCode::OK, &serde_json::json!({ "cardTransactions": report })))
+    Ok(json(
+        StatusCode::OK,
+        &serde_json::json!({ "cardTransactions": report }),
+    ))
 }

@@ -37,8 +37,8 @@ pub struct WireAmount {
 /// listed.
 pub fn exponent(currency: &str) -> u32 {
     match currency {
-        "BIF" | "CLP" | "DJF" | "GNF" | "ISK" | "JPY" | "KMF" | "KRW" | "PYG" | "RWF" | "UGX" | "UYI" | "VND"
-        | "VUV" | "XAF" | "XOF" | "XPF" => 0,
+        "BIF" | "CLP" | "DJF" | "GNF" | "ISK" | "JPY" | "KMF" | "KRW" | "PYG" | "RWF" | "UGX" | "UYI"
+        | "VND" | "VUV" | "XAF" | "XOF" | "XPF" => 0,
         "BHD" | "IQD" | "JOD" | "KWD" | "LYD" | "OMR" | "TND" => 3,
         _ => 2,
     }
@@ -53,7 +53,12 @@ impl From<Amount> for WireAmount {
             format!("{sign}{abs}")
         } else {
             let unit = 10u64.pow(exp);
-            format!("{sign}{}.{:0width$}", abs / unit, abs % unit, width = exp as usize)
+            format!(
+                "{sign}{}.{:0width$}",
+                abs / unit,
+                abs % unit,
+                width = exp as usize
+            )
         };
         Self {
             currency: amount.currency.to_string(),
@@ -242,8 +247,10 @@ impl Access {
             accounts: Some(Vec::new()),
             balances: listed(Permission::Balances),
             transactions: listed(Permission::Transactions),
-            additional_information: scope.contains(&Permission::Owners).then(|| AdditionalInformationAccess {
-                owner_name: Some(Vec::new()),
+            additional_information: scope.contains(&Permission::Owners).then(|| {
+                AdditionalInformationAccess {
+                    owner_name: Some(Vec::new()),
+                }
             }),
             ..Self::default()
         }
@@ -258,7 +265,9 @@ impl Access {
             .chain(self.additional_information.as_ref().map(|a| &a.owner_name))
             .any(|list| list.as_ref().is_some_and(|l| !l.is_empty()));
         if named {
-            return Err("consents naming accounts are not offered: ask for the bank-offered lists or allPsd2".into());
+            return Err(
+                "consents naming accounts are not offered: ask for the bank-offered lists or allPsd2".into(),
+            );
         }
         match self.all_psd2.as_deref() {
             None => {}
@@ -302,7 +311,11 @@ impl Access {
         if self.transactions.is_some() {
             scope.extend([Permission::Accounts, Permission::Transactions]);
         }
-        if self.additional_information.as_ref().is_some_and(|a| a.owner_name.is_some()) {
+        if self
+            .additional_information
+            .as_ref()
+            .is_some_and(|a| a.owner_name.is_some())
+        {
             scope.extend([Permission::Accounts, Permission::Owners]);
         }
         Ok(scope)
@@ -717,7 +730,10 @@ impl WireTransaction {
         let original_amount = self
             .original_amount
             .as_ref()
-            .map(|a| a.to_amount().ok_or_else(|| format!("transaction {id}: originalAmount {a:?}")))
+            .map(|a| {
+                a.to_amount()
+                    .ok_or_else(|| format!("transaction {id}: originalAmount {a:?}"))
+            })
             .transpose()?;
         let (name, account) = if self.creditor_name.is_some() || self.creditor_account.is_some() {
             (&self.creditor_name, &self.creditor_account)
@@ -840,7 +856,16 @@ mod tests {
         assert_eq!(parse("12"), Some(amount(1200, "EUR")));
         assert_eq!(parse("12.5"), Some(amount(1250, "EUR")));
         assert_eq!(parse("12.500"), Some(amount(1250, "EUR")));
-        for bad in ["", "-", "12.", ".5", "1.234", "1e3", "12,50", "99999999999999999999"] {
+        for bad in [
+            "",
+            "-",
+            "12.",
+            ".5",
+            "1.234",
+            "1e3",
+            "12,50",
+            "99999999999999999999",
+        ] {
             assert_eq!(parse(bad), None, "{bad}");
         }
     }
@@ -848,7 +873,10 @@ mod tests {
     #[test]
     fn access_and_scope() {
         let all: BTreeSet<_> = Permission::ALL.into_iter().collect();
-        assert_eq!(Access::of(&all).all_psd2.as_deref(), Some(ALL_ACCOUNTS_WITH_OWNER_NAME));
+        assert_eq!(
+            Access::of(&all).all_psd2.as_deref(),
+            Some(ALL_ACCOUNTS_WITH_OWNER_NAME)
+        );
         assert_eq!(Access::of(&all).scope().unwrap(), all);
         let narrow: BTreeSet<_> = [Permission::Accounts, Permission::Transactions].into();
         assert_eq!(Access::of(&narrow).scope().unwrap(), narrow);
