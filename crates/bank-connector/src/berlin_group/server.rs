@@ -143,6 +143,17 @@ struct ConsentRecord {
     authorisations: HashMap<String, Authorisation>,
 }
 
+impl ConsentRecord {
+    /// The status at `now`: a valid consent past its `validUntil` is
+    /// expired.
+    fn status_at(&self, now: OffsetDateTime) -> &'static str {
+        match &self.granted {
+            Some(granted) if self.status == "valid" && now.date() > granted.valid_until => "expired",
+            _ => self.status,
+        }
+    }
+}
+
 #[derive(Clone, Debug)]
 struct Authorisation {
     step: Step,
@@ -493,7 +504,9 @@ async fn get_consent(
     headers: HeaderMap,
 ) -> Answer {
     request_id(&headers)?;
+    let at = sync_point(&headers)?;
     let record = bank.record(&institution, &consent)?;
+    let status = record.status_at(at.now);
     let (valid_until, frequency_per_day, recurring, access) = match &record.granted {
         Some(granted) => (
             granted.valid_until,
@@ -517,7 +530,7 @@ async fn get_consent(
             valid_until: wire::format_date(valid_until),
             frequency_per_day,
             last_action_date: Some(wire::format_date(record.last_action.date())),
-            consent_status: record.status.into(),
+            consent_status: status.into(),
             links: [("status".to_owned(), bank.link(&headers, format!("{path}/status")))].into(),
         },
     ))
@@ -529,11 +542,12 @@ async fn consent_status(
     headers: HeaderMap,
 ) -> Answer {
     request_id(&headers)?;
+    let at = sync_point(&headers)?;
     let record = bank.record(&institution, &consent)?;
     Ok(json(
         StatusCode::OK,
         &ConsentStatusResponse {
-            consent_status: record.status.into(),
+            consent_status: record.status_at(at.now).into(),
         },
     ))
 }
