@@ -908,8 +908,9 @@ async fn scope_cards_and_errors_on_the_wire() {
 
     // tppMessages with the standard's codes.
     let url = format!("http://{}/{GB}/v1/accounts", bank.address);
-    let (status, _, body) = get(&url, &[("x-request-id", "1".into())]).await;
+    let (status, headers, body) = get(&url, &[("x-request-id", "req-1".into())]).await;
     assert_eq!(status, 400);
+    assert_eq!(headers["x-request-id"], "req-1");
     assert!(
         body.contains(r#""tppMessages":[{"category":"ERROR","code":"FORMAT_ERROR""#),
         "{body}"
@@ -940,4 +941,88 @@ async fn scope_cards_and_errors_on_the_wire() {
     assert_eq!(status, 200);
     assert!(body.contains(r#""consentStatus":"valid""#), "{body}");
     assert!(body.contains(r#""frequencyPerDay":4"#), "{body}");
+}
+
+#[tokio::test]
+async fn an_https_bank_through_rustls() {
+    let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    let cert = certified.cert.der().clone();
+    let key = rustls_pki_types::PrivateKeyDer::Pkcs8(certified.signing_key.serialize_der().into());
+    #[allow(deprecated)]
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let tls = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![cert.clone()], key)
+        .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let app = router(
+        Arc::new(SandboxBank::new()),
+        ServerConfig {
+            page_size: 500,
+            public_url: Some(format!("https://localhost:{port}")),
+        },
+    );
+    tokio::spawn(async move {
+        loop {
+            let (tcp, _) = listener.accept().await.unwrap();
+            let (acceptor, app) = (acceptor.clone(), app.clone());
+            tokio::spawn(async move {
+                let Ok(stream) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let service =
+                    hyper::service::service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
+                        tower::ServiceExt::oneshot(app.clone(), request)
+                    });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    let institution = SandboxBank::new()
+        .institutions()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|i| i.id.as_str() == GB)
+        .unwrap();
+    let endpoint = BankEndpoint {
+        institution,
+        base_url: format!("https://localhost:{port}/{GB}"),
+    };
+    let client = |extra_roots| {
+        BerlinGroupClient::new(ClientConfig {
+            banks: vec![endpoint.clone()],
+            retry: RetryPolicy {
+                max_attempts: 1,
+                ..RetryPolicy::default()
+            },
+            sandbox_clock: true,
+            extra_roots,
+        })
+        .unwrap()
+    };
+    let trusting = client(vec![cert]);
+    let consent = consent(&trusting, "user_joint", GB, NOW).await;
+    assert_eq!(
+        trusting
+            .accounts(&consent, SyncPoint::first(NOW))
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
+    // A certificate the client does not trust: the bank cannot be reached.
+    assert_eq!(
+        client(Vec::new())
+            .start_sign_in(sign_in("user_joint", "pass_good", GB, NOW))
+            .await
+            .unwrap(),
+        SignInOutcome::BankDown { retry_after: None }
+    );
 }

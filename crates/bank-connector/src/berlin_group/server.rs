@@ -100,7 +100,18 @@ pub fn router(bank: Arc<dyn BankConnector>, config: ServerConfig) -> Router {
             get(card_transactions),
         )
         .fallback(not_found)
+        .layer(axum::middleware::from_fn(echo_request_id))
         .with_state(state)
+}
+
+/// Every answer carries the request's `X-Request-ID`.
+async fn echo_request_id(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let id = request.headers().get(HEADER_REQUEST_ID).cloned();
+    let mut response = next.run(request).await;
+    if let Some(id) = id {
+        response.headers_mut().insert(HEADER_REQUEST_ID, id);
+    }
+    response
 }
 
 /// Serves `router` on `listener` until `shutdown` resolves.
