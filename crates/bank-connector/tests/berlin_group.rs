@@ -404,12 +404,20 @@ async fn wrong_password_unknown_user_and_bank_down() {
             .await,
         Err(ConnectorError::UnknownInstitution(_))
     ));
-    let mut past = sign_in("user_good", "pass_good", DE, NOW);
-    past.consent.valid_until = date!(2026 - 01 - 01);
-    assert!(matches!(
-        client.start_sign_in(past).await,
-        Err(ConnectorError::InvalidRequest(_))
-    ));
+    // Requests that make no sense are refused, by the bank or before it.
+    for broken in [
+        |r: &mut ConsentRequest| r.scope = [Permission::Owners].into(),
+        |r: &mut ConsentRequest| r.valid_until = date!(2026 - 01 - 01),
+        |r: &mut ConsentRequest| r.frequency_per_day = 0,
+        |r: &mut ConsentRequest| r.max_history_days = 0,
+    ] {
+        let mut request = sign_in("user_good", "pass_good", DE, NOW);
+        broken(&mut request.consent);
+        assert!(matches!(
+            client.start_sign_in(request).await,
+            Err(ConnectorError::InvalidRequest(_))
+        ));
+    }
 }
 
 #[tokio::test]
@@ -1025,4 +1033,29 @@ async fn an_https_bank_through_rustls() {
             .unwrap(),
         SignInOutcome::BankDown { retry_after: None }
     );
+}
+
+#[tokio::test]
+async fn the_history_asked_for_is_kept() {
+    let bank = Bank::start().await;
+    let client = bank.client().await;
+    let direct: Arc<dyn BankConnector> = Arc::new(SandboxBank::new());
+    let asking = || {
+        let mut request = sign_in("user_good", "pass_good", GB, NOW);
+        request.consent.max_history_days = 90;
+        request
+    };
+    let over_http = consent_asking(&*client, asking()).await;
+    let sandbox = consent_asking(&*direct, asking()).await;
+    assert_eq!(over_http.max_history_days, 90);
+    let at = SyncPoint::first(NOW);
+    let account = client.accounts(&over_http, at).await.unwrap().remove(0).id;
+    let mine = all_transactions(&*client, &over_http, account.as_str(), false, at, 1_000).await;
+    let theirs = all_transactions(&*direct, &sandbox, account.as_str(), false, at, 1_000).await;
+    assert!(!mine.is_empty());
+    assert!(
+        mine.iter()
+            .all(|t| t.value_date > NOW.date() - Duration::days(90))
+    );
+    assert_eq!(by_id(&mine), by_id(&theirs));
 }

@@ -256,19 +256,15 @@ impl BerlinGroupClient {
     fn outcome(
         &self,
         bank: &Bank,
-        consent: &str,
+        base: &Token,
         answer: AuthorisationResponse,
-        issued: OffsetDateTime,
         now: OffsetDateTime,
     ) -> SignInOutcome {
+        let issued = OffsetDateTime::from_unix_timestamp(base.issued).unwrap_or(now);
         let token = |authorisation: Option<String>| {
             Token {
-                institution: bank.institution.id.to_string(),
-                consent: consent.to_owned(),
                 authorisation,
-                issued: issued.unix_timestamp(),
-                href: None,
-                skip: 0,
+                ..base.clone()
             }
             .encode()
         };
@@ -378,8 +374,7 @@ impl BerlinGroupClient {
             };
         }
         let answer: AuthorisationResponse = parse(&response)?;
-        let issued = OffsetDateTime::from_unix_timestamp(token.issued).unwrap_or(now);
-        Ok(self.outcome(bank, &token.consent, answer, issued, now))
+        Ok(self.outcome(bank, token, answer, now))
     }
 
     fn transactions_url(
@@ -423,6 +418,21 @@ impl BerlinGroupClient {
             ));
         }
         let bank = self.bank(&consent.institution)?;
+        // The consent's history, which the bank does not know of: kept here.
+        let oldest = at
+            .now
+            .date()
+            .saturating_sub(Duration::days(i64::from(consent.max_history_days.max(1)) - 1));
+        let query = &TransactionQuery {
+            from: query.from.max(oldest),
+            ..query.clone()
+        };
+        if query.from > query.to {
+            return Ok(TransactionPage {
+                transactions: Vec::new(),
+                next: None,
+            });
+        }
         let (url, skip) = match &query.cursor {
             None => (self.transactions_url(bank, path, query)?, 0),
             Some(cursor) => {
@@ -467,6 +477,7 @@ impl BerlinGroupClient {
                     issued: 0,
                     href: Some(href),
                     skip,
+                    history_days: 0,
                 }
                 .encode(),
             )
@@ -649,7 +660,7 @@ fn error_of(response: &HttpResponse, now: OffsetDateTime) -> ConnectorError {
 /// The client's own tokens (sessions, challenges, redirect states,
 /// cursors): what it needs to find the consent again, so that the client
 /// keeps no state a restart would lose.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 struct Token {
     #[serde(rename = "i")]
     institution: String,
@@ -663,6 +674,9 @@ struct Token {
     href: Option<String>,
     #[serde(rename = "s", default)]
     skip: u32,
+    /// The days of history the sign-in asked for (BG consents carry none).
+    #[serde(rename = "d", default)]
+    history_days: u32,
 }
 
 const TOKEN_PREFIX: &str = "bg1.";
@@ -689,6 +703,16 @@ impl BankConnector for BerlinGroupClient {
         let bank = self.bank(&request.institution)?;
         let now = request.now;
         let consent = &request.consent;
+        if !consent.scope.contains(&Permission::Accounts) {
+            return Err(ConnectorError::InvalidRequest(
+                "a consent covers at least the accounts".into(),
+            ));
+        }
+        if consent.frequency_per_day == 0 || consent.max_history_days == 0 {
+            return Err(ConnectorError::InvalidRequest(
+                "frequency_per_day and max_history_days must be at least 1".into(),
+            ));
+        }
         let body = ConsentRequestBody {
             access: Access::of(&consent.scope),
             recurring_indicator: consent.recurring,
@@ -740,15 +764,16 @@ impl BankConnector for BerlinGroupClient {
         };
         // The bank sends the user back to the redirect URI with the
         // client's state in it (the redirect approach).
-        let state = Token {
+        let base = Token {
             institution: bank.institution.id.to_string(),
             consent: created.consent_id.clone(),
             authorisation: None,
             issued: now.unix_timestamp(),
             href: None,
             skip: 0,
-        }
-        .encode();
+            history_days: consent.max_history_days,
+        };
+        let state = base.encode();
         let back = form_urlencoded::Serializer::new(String::new())
             .append_pair("state", &state)
             .finish();
@@ -777,7 +802,7 @@ impl BankConnector for BerlinGroupClient {
             return Self::sign_in_refusal(&response, now);
         }
         let answer: AuthorisationResponse = parse(&response)?;
-        Ok(self.outcome(bank, &created.consent_id, answer, now, now))
+        Ok(self.outcome(bank, &base, answer, now))
     }
 
     async fn submit_one_time_code(
@@ -882,7 +907,10 @@ impl BankConnector for BerlinGroupClient {
             valid_until,
             frequency_per_day: info.frequency_per_day,
             recurring: info.recurring_indicator,
-            max_history_days: bank.institution.max_history_days,
+            max_history_days: match token.history_days {
+                0 => bank.institution.max_history_days,
+                asked => asked.min(bank.institution.max_history_days),
+            },
             scope: info.access.scope().map_err(ConnectorError::Protocol)?,
         })
     }
@@ -1052,6 +1080,7 @@ mod tests {
             issued: 42,
             href: None,
             skip: 0,
+            history_days: 90,
         };
         let decoded = Token::decode(&token.encode()).unwrap();
         assert_eq!((decoded.consent.as_str(), decoded.issued), ("c.1/2", 42));

@@ -32,11 +32,20 @@
 //!   `X-Sandbox-Now` and `X-Sandbox-Previous-Sync` (RFC 3339;
 //!   [`ClientConfig::sandbox_clock`], off by default). The server reads them
 //!   when present, and otherwise takes the wall clock and a first sync.
-//! - **Owners**: only names (`ownerNames`, holder first); the client gives
-//!   owners IDs of its own (`bg-owner-` and a digest of the name) and no
-//!   e-mail or address.
+//! - **Owners**: only names (`ownerNames`, holder first, under a consent
+//!   covering owners: `allAccountsWithOwnerName` or
+//!   `additionalInformation.ownerName`); the client gives owners IDs of its
+//!   own (`bg-owner-` and a digest of the name) and no e-mail or address,
+//!   and accounts read under a consent without owners have none.
 //! - **History days**: a BG consent has none; the server grants the
-//!   bank's whole history, and the client records the institution's.
+//!   bank's whole history, and the client keeps the days asked for (capped
+//!   by the institution's) in its tokens and the granted `Consent`, and
+//!   clamps `dateFrom` to them itself.
+//! - **Scope**: BG addresses card accounts only through `allPsd2` (or by
+//!   naming them), so the client asks `allPsd2` when the scope covers
+//!   accounts, balances, transactions and cards, and the bank-offered lists
+//!   (`accounts`, `balances`, `transactions`, `additionalInformation.ownerName`
+//!   as empty lists) otherwise; a BG scope always includes the accounts.
 //! - **Original amounts and card countries** of account transactions: the
 //!   standard's account transaction has only `currencyExchange` (a rate);
 //!   the server also sends `originalAmount` and `cardAcceptorAddress`, the

@@ -130,6 +130,9 @@ pub async fn bind(listen: SocketAddr) -> std::io::Result<TcpListener> {
     TcpListener::bind(listen).await
 }
 
+/// The most consents the server keeps.
+pub const MAX_CONSENTS: usize = 100_000;
+
 type Shared = Arc<Bank>;
 
 #[derive(Debug)]
@@ -483,7 +486,19 @@ async fn create_consent(
         last_action: at.now,
         authorisations: HashMap::new(),
     };
-    bank.with_consents(|consents| consents.insert(id.clone(), record));
+    bank.with_consents(|consents| {
+        // Bounded: past the limit, the consent least recently acted on goes
+        // (as a bank ends consents; its TPP sees CONSENT_UNKNOWN).
+        if consents.len() >= MAX_CONSENTS
+            && let Some(oldest) = consents
+                .iter()
+                .min_by_key(|(_, r)| r.last_action)
+                .map(|(id, _)| id.clone())
+        {
+            consents.remove(&oldest);
+        }
+        consents.insert(id.clone(), record)
+    });
     let path = format!("/{institution}/v1/consents/{id}");
     let links: Links = [
         ("self", bank.link(&headers, path.clone())),
