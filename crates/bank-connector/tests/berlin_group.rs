@@ -111,7 +111,7 @@ impl Bank {
         self.requests.load(Ordering::SeqCst)
     }
 
-    async fn client_with(&self, retry: RetryPolicy) -> Arc<dyn BankConnector> {
+    async fn berlin_group_client(&self, retry: RetryPolicy) -> BerlinGroupClient {
         let banks = SandboxBank::new()
             .institutions()
             .await
@@ -122,15 +122,17 @@ impl Bank {
                 institution,
             })
             .collect();
-        Arc::new(
-            BerlinGroupClient::new(ClientConfig {
-                banks,
-                retry,
-                sandbox_clock: true,
-                extra_roots: Vec::new(),
-            })
-            .unwrap(),
-        )
+        BerlinGroupClient::new(ClientConfig {
+            banks,
+            retry,
+            sandbox_clock: true,
+            extra_roots: Vec::new(),
+        })
+        .unwrap()
+    }
+
+    async fn client_with(&self, retry: RetryPolicy) -> Arc<dyn BankConnector> {
+        Arc::new(self.berlin_group_client(retry).await)
     }
 
     async fn client(&self) -> Arc<dyn BankConnector> {
@@ -685,6 +687,16 @@ async fn consents_expire() {
     ));
     let renewed = self::consent(&*client, "user_consent_expired", DE, NOW + Duration::days(1)).await;
     assert_eq!(client.accounts(&renewed, next).await.unwrap().len(), 2);
+
+    // A consent the client ended (the connection deleted) is refused after.
+    let concrete = bank.berlin_group_client(RetryPolicy::default()).await;
+    let ended = self::consent(&concrete, "user_joint", DE, NOW).await;
+    concrete.delete_consent(&ended, NOW).await.unwrap();
+    concrete.delete_consent(&ended, NOW).await.unwrap();
+    assert_eq!(
+        concrete.accounts(&ended, SyncPoint::first(NOW)).await,
+        Err(ConnectorError::ConsentExpired { expired_at: NOW })
+    );
 }
 
 #[tokio::test]

@@ -244,9 +244,9 @@ impl BerlinGroupClient {
         let mut error = error_of(&response, at.now);
         error = match (&error, code_of(&response).as_deref()) {
             (_, Some("RESOURCE_UNKNOWN")) => on_unknown(),
-            (_, Some("CONSENT_INVALID")) => {
-                ConnectorError::OutOfScope(need.last().copied().unwrap_or(Permission::Accounts))
-            }
+            // The scope was checked here: the bank holds the consent itself
+            // invalid (revoked, ended), and the user must consent again.
+            (_, Some("CONSENT_INVALID")) => ConnectorError::ConsentExpired { expired_at: at.now },
             _ => error,
         };
         Err(error)
@@ -690,6 +690,23 @@ impl Token {
     fn decode(text: &str) -> Option<Self> {
         let bytes = URL_SAFE_NO_PAD.decode(text.strip_prefix(TOKEN_PREFIX)?).ok()?;
         serde_json::from_slice(&bytes).ok()
+    }
+}
+
+impl BerlinGroupClient {
+    /// Ends a consent at the bank (`DELETE /v1/consents/{id}`), as when
+    /// the connection is deleted. A consent the bank no longer knows is
+    /// ended already.
+    pub async fn delete_consent(&self, consent: &Consent, now: OffsetDateTime) -> Result<(), ConnectorError> {
+        let bank = self.bank(&consent.institution)?;
+        let url = self.url(bank, &format!("/v1/consents/{}", segment(&consent.id)))?;
+        let response = self
+            .send(Method::DELETE, url, Vec::new(), None, now, None)
+            .await?;
+        if response.status.is_success() || code_of(&response).as_deref() == Some("CONSENT_UNKNOWN") {
+            return Ok(());
+        }
+        Err(error_of(&response, now))
     }
 }
 

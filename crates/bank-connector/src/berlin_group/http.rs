@@ -149,6 +149,7 @@ impl Transport {
                 HeaderValue::from_str(value).map_err(|e| TransportError::Invalid(format!("{name}: {e}")))?;
             builder = builder.header(name, value);
         }
+        builder = builder.header(hyper::header::ACCEPT, "application/json");
         if request.body.is_some() {
             builder = builder.header(hyper::header::CONTENT_TYPE, "application/json");
         }

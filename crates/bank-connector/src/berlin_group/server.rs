@@ -456,6 +456,9 @@ async fn create_consent(
     let body: ConsentRequestBody =
         serde_json::from_slice(&body).map_err(|e| ApiError::format(format!("the consent request: {e}")))?;
     let scope = body.access.scope().map_err(ApiError::format)?;
+    if !scope.contains(&Permission::Accounts) {
+        return Err(ApiError::format("the access asks for nothing"));
+    }
     let valid_until = wire::parse_date(&body.valid_until)
         .ok_or_else(|| ApiError::format(format!("validUntil {:?} is no date", body.valid_until)))?;
     if valid_until < at.now.date() {
@@ -905,9 +908,13 @@ async fn sca_redirect_answer(
                  <meta name=\"viewport\" content=\"width=device-width\"><title>Sandbox bank: approve access</title></head>\
                  <body><h1>Approve access to your accounts?</h1>\
                  <p><a href=\"?decision=approve\">Approve</a></p><p><a href=\"?decision=deny\">Deny</a></p>\
-                 <p>Consent {consent}</p></body></html>"
+                 </body></html>"
             );
-            return Ok(Html(page).into_response());
+            let headers = [
+                (header::CACHE_CONTROL, "no-store"),
+                (header::REFERRER_POLICY, "no-referrer"),
+            ];
+            return Ok((headers, Html(page)).into_response());
         }
     };
     let callback = RedirectCallback {
