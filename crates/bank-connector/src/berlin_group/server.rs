@@ -903,13 +903,11 @@ async fn sca_redirect_answer(
         Some("approve") => true,
         Some("deny") => false,
         _ => {
-            let page = format!(
-                "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
+            let page = "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
                  <meta name=\"viewport\" content=\"width=device-width\"><title>Sandbox bank: approve access</title></head>\
                  <body><h1>Approve access to your accounts?</h1>\
                  <p><a href=\"?decision=approve\">Approve</a></p><p><a href=\"?decision=deny\">Deny</a></p>\
-                 </body></html>"
-            );
+                 </body></html>";
             let headers = [
                 (header::CACHE_CONTROL, "no-store"),
                 (header::REFERRER_POLICY, "no-referrer"),
