@@ -7,6 +7,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
+use sha2::Digest;
 use time::format_description::well_known::Rfc3339;
 use time::macros::format_description;
 use time::{Date, OffsetDateTime};
@@ -619,6 +620,8 @@ pub struct WireTransaction {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub card_transaction_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub entry_reference: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub booking_date: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub value_date: Option<String>,
@@ -704,12 +707,26 @@ impl WireTransaction {
         wire
     }
 
+    /// The transaction as the trait has it. The ID is `transactionId`
+    /// (`cardTransactionId`), else `entryReference` (both are optional in
+    /// the standard), else a digest of the transaction's content: stable
+    /// while it does not change (a pending one booked later gets another).
     pub fn to_transaction(&self, status: TransactionStatus) -> Result<Transaction, String> {
-        let id = self
+        let id = match self
             .transaction_id
             .as_ref()
             .or(self.card_transaction_id.as_ref())
-            .ok_or("a transaction without transactionId")?;
+            .or(self.entry_reference.as_ref())
+        {
+            Some(id) => id.clone(),
+            None => {
+                let content = serde_json::to_vec(self).map_err(|e| e.to_string())?;
+                let digest = sha2::Sha256::digest(&content);
+                let hex: String = digest.iter().take(12).map(|b| format!("{b:02x}")).collect();
+                format!("bg-tx-{hex}")
+            }
+        };
+        let id = &id;
         let date = |text: &Option<String>, what: &str| -> Result<Option<Date>, String> {
             text.as_deref()
                 .map(|t| parse_date(t).ok_or_else(|| format!("{what} {t:?}")))
@@ -868,6 +885,35 @@ mod tests {
         ] {
             assert_eq!(parse(bad), None, "{bad}");
         }
+    }
+
+    #[test]
+    fn transactions_without_an_id_get_a_stable_one() {
+        let wire = WireTransaction {
+            booking_date: Some("2026-12-01".into()),
+            transaction_amount: Some(WireAmount {
+                currency: "EUR".into(),
+                amount: "-3.20".into(),
+            }),
+            remittance_information_unstructured: Some("Coffee".into()),
+            ..WireTransaction::default()
+        };
+        let a = wire.to_transaction(TransactionStatus::Booked).unwrap();
+        assert!(a.id.as_str().starts_with("bg-tx-"), "{}", a.id);
+        assert_eq!(a.id, wire.to_transaction(TransactionStatus::Booked).unwrap().id);
+        assert_eq!(a.value_date, time::macros::date!(2026 - 12 - 01));
+        let referenced = WireTransaction {
+            entry_reference: Some("E1".into()),
+            ..wire
+        };
+        assert_eq!(
+            referenced
+                .to_transaction(TransactionStatus::Booked)
+                .unwrap()
+                .id
+                .as_str(),
+            "E1"
+        );
     }
 
     #[test]
