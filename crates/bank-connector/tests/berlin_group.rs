@@ -58,7 +58,7 @@ impl Bank {
             Arc::new(SandboxBank::new()),
             ServerConfig {
                 page_size: 250,
-                public_url: None,
+                ..ServerConfig::default()
             },
         )
         .layer(axum::middleware::from_fn(
@@ -982,8 +982,8 @@ async fn an_https_bank_through_rustls() {
     let app = router(
         Arc::new(SandboxBank::new()),
         ServerConfig {
-            page_size: 500,
             public_url: Some(format!("https://localhost:{port}")),
+            ..ServerConfig::default()
         },
     );
     tokio::spawn(async move {
@@ -1070,4 +1070,39 @@ async fn the_history_asked_for_is_kept() {
             .all(|t| t.value_date > NOW.date() - Duration::days(90))
     );
     assert_eq!(by_id(&mine), by_id(&theirs));
+}
+
+#[tokio::test]
+async fn the_server_keeps_frequency_per_day_as_banks_do() {
+    let bank = Bank::start().await;
+    let client = bank.client().await;
+    let mut request = sign_in("user_good", "pass_good", GB, NOW);
+    request.consent.frequency_per_day = 2;
+    let consent = consent_asking(&*client, request).await;
+    let url = format!("http://{}/{GB}/v1/accounts", bank.address);
+    let at = |time: &str, psu: bool| {
+        let mut headers = vec![
+            ("x-request-id", "1".to_owned()),
+            ("consent-id", consent.id.clone()),
+            ("x-sandbox-now", time.to_owned()),
+        ];
+        if psu {
+            headers.push(("psu-ip-address", "192.0.2.1".to_owned()));
+        }
+        headers
+    };
+    for time in [
+        "2026-12-06T12:00:00Z",
+        "2026-12-06T13:00:00Z",
+        "2026-12-06T12:00:00Z",
+    ] {
+        assert_eq!(get(&url, &at(time, false)).await.0, 200, "{time}");
+    }
+    let (status, headers, body) = get(&url, &at("2026-12-06T14:00:00Z", false)).await;
+    assert_eq!(status, 429);
+    assert_eq!(headers["retry-after"], "36000");
+    assert!(body.contains("ACCESS_EXCEEDED"), "{body}");
+    // With the PSU present, or the next day: answered.
+    assert_eq!(get(&url, &at("2026-12-06T14:00:00Z", true)).await.0, 200);
+    assert_eq!(get(&url, &at("2026-12-07T01:00:00Z", false)).await.0, 200);
 }

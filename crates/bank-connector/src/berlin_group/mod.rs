@@ -67,6 +67,8 @@ pub use server::{ServerConfig, router};
 pub const HEADER_REQUEST_ID: &str = "x-request-id";
 pub const HEADER_CONSENT_ID: &str = "consent-id";
 pub const HEADER_PSU_ID: &str = "psu-id";
+/// Present when the PSU asked for the call (not counted in `frequencyPerDay`).
+pub const HEADER_PSU_IP_ADDRESS: &str = "psu-ip-address";
 pub const HEADER_TPP_REDIRECT_URI: &str = "tpp-redirect-uri";
 pub const HEADER_TPP_NOK_REDIRECT_URI: &str = "tpp-nok-redirect-uri";
 pub const HEADER_TPP_REDIRECT_PREFERRED: &str = "tpp-redirect-preferred";

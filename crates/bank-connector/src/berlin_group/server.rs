@@ -7,7 +7,7 @@
 //! restarted server has forgotten them: `CONSENT_UNKNOWN`, as after a
 //! bank revoked them); everything else comes from the connector.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -28,8 +28,8 @@ use super::wire::{
     StartAuthorisation, TppMessage, TransactionsResponse, UpdateAuthorisation, WireBalance, WireTransaction,
 };
 use super::{
-    HEADER_CONSENT_ID, HEADER_PSU_ID, HEADER_REQUEST_ID, HEADER_SANDBOX_NOW, HEADER_SANDBOX_PREVIOUS_SYNC,
-    HEADER_TPP_NOK_REDIRECT_URI, HEADER_TPP_REDIRECT_URI,
+    HEADER_CONSENT_ID, HEADER_PSU_ID, HEADER_PSU_IP_ADDRESS, HEADER_REQUEST_ID, HEADER_SANDBOX_NOW,
+    HEADER_SANDBOX_PREVIOUS_SYNC, HEADER_TPP_NOK_REDIRECT_URI, HEADER_TPP_REDIRECT_URI,
 };
 use crate::connector::BankConnector;
 use crate::error::ConnectorError;
@@ -48,6 +48,9 @@ pub struct ServerConfig {
     /// (`https://bank.example`); by default `http://` and the request's
     /// `Host`.
     pub public_url: Option<String>,
+    /// Refuse accesses past the consent's `frequencyPerDay` (429
+    /// `ACCESS_EXCEEDED`), as banks do.
+    pub enforce_frequency: bool,
 }
 
 impl Default for ServerConfig {
@@ -55,6 +58,7 @@ impl Default for ServerConfig {
         Self {
             page_size: 500,
             public_url: None,
+            enforce_frequency: true,
         }
     }
 }
@@ -155,6 +159,8 @@ struct ConsentRecord {
     granted: Option<Consent>,
     last_action: OffsetDateTime,
     authorisations: HashMap<String, Authorisation>,
+    /// The accesses without the PSU of one UTC day (`frequencyPerDay`).
+    accesses: (Option<time::Date>, BTreeSet<OffsetDateTime>),
 }
 
 impl ConsentRecord {
@@ -428,6 +434,68 @@ impl Bank {
         Ok((id.to_owned(), consent))
     }
 
+    /// Counts an access without the PSU against the consent's
+    /// `frequencyPerDay`, per UTC day, as banks do: past it, 429
+    /// `ACCESS_EXCEEDED` until midnight UTC. An access is a sync point of
+    /// the sandbox's clock (`X-Sandbox-Now`: every call of one sync is one
+    /// access); on the wall clock, a list of accounts or card accounts (a
+    /// sync's first call). Requests with `PSU-IP-Address` (the PSU present)
+    /// are not counted.
+    fn count_access(
+        &self,
+        consent_id: &str,
+        consent: &Consent,
+        headers: &HeaderMap,
+        list: bool,
+    ) -> Result<(), ApiError> {
+        if !self.config.enforce_frequency || header_text(headers, HEADER_PSU_IP_ADDRESS).is_some() {
+            return Ok(());
+        }
+        let at = sync_point(headers)?;
+        if header_text(headers, HEADER_SANDBOX_NOW).is_none() && !list {
+            return Ok(());
+        }
+        let now = at.now.to_offset(time::UtcOffset::UTC);
+        let day = now.date();
+        let allowed = self.with_consents(|consents| {
+            let Some(record) = consents.get_mut(consent_id) else {
+                return true;
+            };
+            let (seen_day, points) = &mut record.accesses;
+            if *seen_day != Some(day) {
+                *seen_day = Some(day);
+                points.clear();
+            }
+            if points.contains(&now) {
+                return true;
+            }
+            if points.len() >= consent.frequency_per_day as usize {
+                return false;
+            }
+            points.insert(now);
+            true
+        });
+        if allowed {
+            return Ok(());
+        }
+        let midnight = day
+            .next_day()
+            .unwrap_or(day)
+            .with_time(time::Time::MIDNIGHT)
+            .assume_utc();
+        Err(ApiError {
+            retry_after: Some((midnight - now).whole_seconds().max(0)),
+            ..ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "ACCESS_EXCEEDED",
+                format!(
+                    "the consent allows {} accesses a day without the PSU",
+                    consent.frequency_per_day
+                ),
+            )
+        })
+    }
+
     /// A connector's error on a data request; an expired consent stays so.
     fn data_error(&self, consent: &str, error: ConnectorError, now: OffsetDateTime) -> ApiError {
         if matches!(error, ConnectorError::ConsentExpired { .. }) {
@@ -488,6 +556,7 @@ async fn create_consent(
         granted: None,
         last_action: at.now,
         authorisations: HashMap::new(),
+        accesses: (None, BTreeSet::new()),
     };
     bank.with_consents(|consents| {
         // Bounded: past the limit, the consent least recently acted on goes
@@ -1007,6 +1076,7 @@ async fn list_accounts(
     with_balance: bool,
 ) -> Result<Vec<AccountDetails>, ApiError> {
     let (id, consent) = bank.valid_consent(institution, headers, Permission::Accounts)?;
+    bank.count_access(&id, &consent, headers, true)?;
     if with_balance && !consent.scope.contains(&Permission::Balances) {
         return Err(ApiError::new(
             StatusCode::UNAUTHORIZED,
@@ -1174,6 +1244,7 @@ async fn transactions(
     headers: HeaderMap,
 ) -> Answer {
     let (id, consent) = bank.valid_consent(&institution, &headers, Permission::Transactions)?;
+    bank.count_access(&id, &consent, &headers, false)?;
     let at = sync_point(&headers)?;
     let query = transaction_query(&query, bank.config.page_size, at.now.date())?;
     let page = bank
@@ -1198,6 +1269,7 @@ async fn list_cards(
     with_balance: bool,
 ) -> Result<Vec<AccountDetails>, ApiError> {
     let (id, consent) = bank.valid_consent(institution, headers, Permission::CreditCards)?;
+    bank.count_access(&id, &consent, headers, true)?;
     let at = sync_point(headers)?;
     let cards = bank
         .bank
@@ -1279,6 +1351,7 @@ async fn card_transactions(
     headers: HeaderMap,
 ) -> Answer {
     let (id, consent) = bank.valid_consent(&institution, &headers, Permission::Transactions)?;
+    bank.count_access(&id, &consent, &headers, false)?;
     let at = sync_point(&headers)?;
     let query = transaction_query(&query, bank.config.page_size, at.now.date())?;
     let page = bank
