@@ -5,7 +5,12 @@
 //! Each institution of the connector is one bank under
 //! `/<institution>/v1/…`. Consents live in the server's memory (a
 //! restarted server has forgotten them: `CONSENT_UNKNOWN`, as after a
-//! bank revoked them); everything else comes from the connector.
+//! bank revoked them; at most [`MAX_CONSENTS`]); everything else comes
+//! from the connector. The PSU authenticates with `PSU-ID` and
+//! `psuData.password` when the authorisation starts; the connector's
+//! outcome picks the SCA approach (none, embedded one-time code,
+//! decoupled, redirect). Like a bank, the server keeps each consent's
+//! `frequencyPerDay` ([`ServerConfig::enforce_frequency`]).
 
 use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddr;
