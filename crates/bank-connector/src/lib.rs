@@ -13,9 +13,12 @@
 //!   behaviour (below). No clock, no randomness at run time: the same user
 //!   at the same institution always has the same history, and every answer
 //!   depends only on the arguments (`now`, the [`SyncPoint`]).
-//! - A Berlin Group NextGenPSD2 client (later): consents with
-//!   `validUntil`/`frequencyPerDay`/`recurringIndicator`, SCA redirect,
-//!   transaction paging and HTTP 429 map onto the trait as its docs say.
+//! - [`BerlinGroupClient`]: any Berlin Group NextGenPSD2 (AIS) bank over
+//!   HTTP: consents with `validUntil`/`frequencyPerDay`/`recurringIndicator`,
+//!   embedded, decoupled and redirect SCA, transaction paging through
+//!   `_links.next`, `frequencyPerDay` kept client-side, HTTP 429, timeouts
+//!   and retries ([`berlin_group`]; its [`server`](berlin_group::server)
+//!   serves any connector, the sandbox included, over that protocol).
 //!
 //! # The sandbox bank's test users
 //!
@@ -93,12 +96,14 @@
 //! # }
 //! ```
 
+pub mod berlin_group;
 pub mod connector;
 pub mod error;
 pub mod model;
 pub mod sandbox;
 pub mod types;
 
+pub use berlin_group::BerlinGroupClient;
 pub use connector::BankConnector;
 pub use error::ConnectorError;
 pub use model::*;
