@@ -260,6 +260,11 @@ requests! {
     "/paycore.v1.FxRateService/ListFxRates": ListFxRatesRequest =>
         |_m, _v| ();
 
+    "/paycore.v1.InstitutionService/ListInstitutions": ListInstitutionsRequest =>
+        |m, v| services::institution::convert::filter(m, v).is_some();
+    "/paycore.v1.InstitutionService/GetInstitution": GetInstitutionRequest =>
+        |m, v| services::institution::convert::institution_id(&m.institution_id, v);
+
     "/paycore.v1.ProjectService/GetProject": GetProjectRequest =>
         |_m, _v| ();
     "/paycore.v1.ProjectService/UpdateProject": UpdateProjectRequest =>

@@ -1,16 +1,13 @@
 //! `InstitutionService`'s proto ⇄ connector conversions and its filters.
 
+use crate::pb;
 use paycore_bank_connector::{Institution, Source};
 use paycore_domain::Violations;
 use paycore_domain::kernel::institution::InstitutionId;
-use tonic::Status;
-
-use crate::errors::domain_status;
-use crate::pb;
 
 /// What `ListInstitutions` keeps.
 #[derive(Debug)]
-pub(crate) struct Filter {
+pub struct Filter {
     query: String,
     country: Option<String>,
 }
@@ -25,12 +22,13 @@ impl Filter {
     }
 }
 
-/// The request's filters, or INVALID_ARGUMENT naming the bad field.
-pub(crate) fn filter(request: &pb::ListInstitutionsRequest) -> Result<Filter, Status> {
-    let mut v = Violations::new();
+/// The request's filters; `None` with a violation per bad field.
+pub fn filter(request: &pb::ListInstitutionsRequest, v: &mut Violations) -> Option<Filter> {
     let query = request.query.trim().to_lowercase();
+    let mut valid = true;
     if query.chars().count() > 100 {
         v.add("query", "must be at most 100 characters");
+        valid = false;
     }
     let country = match request.country.trim() {
         "" => None,
@@ -42,19 +40,19 @@ pub(crate) fn filter(request: &pb::ListInstitutionsRequest) -> Result<Filter, St
                 "country",
                 "must be an ISO 3166-1 alpha-2 country code, such as GB",
             );
+            valid = false;
             None
         }
     };
-    v.into_result().map_err(|error| domain_status(&error))?;
-    Ok(Filter { query, country })
+    valid.then_some(Filter { query, country })
 }
 
 /// A request's `institution_id`, checked.
-pub(crate) fn institution_id(text: &str, v: &mut Violations) -> Option<InstitutionId> {
+pub fn institution_id(text: &str, v: &mut Violations) -> Option<InstitutionId> {
     v.check("institution_id", InstitutionId::parse(text))
 }
 
-pub(crate) fn institution_pb(institution: &Institution, active: bool) -> pb::Institution {
+pub fn institution_pb(institution: &Institution, active: bool) -> pb::Institution {
     pb::Institution {
         id: institution.id.as_str().to_owned(),
         name: institution.name.clone(),

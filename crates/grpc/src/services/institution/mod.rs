@@ -20,7 +20,9 @@ impl InstitutionService for Handlers {
     ) -> Result<Response<pb::ListInstitutionsResponse>, Status> {
         let caller = self.caller(&request).await?;
         let body = request.into_inner();
-        let filter = convert::filter(&body)?;
+        let mut v = Violations::new();
+        let filter = convert::filter(&body, &mut v);
+        let filter = finish(v, filter)?;
         let mut institutions = Vec::new();
         for institution in self.catalogue().await? {
             if !filter.matches(&institution) {
