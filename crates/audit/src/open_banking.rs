@@ -1,0 +1,532 @@
+//! Rules over open banking (issue 13, item 6): the connection lifecycle,
+//! imports, and the transactions recorded on aggregated accounts.
+//!
+//! The replay folds each connection's, import's and aggregated account's
+//! stream with the domain's own `evolve` ([`Aggregate::evolve`]), and before
+//! each event calls the domain's pure rules on the state before it:
+//!
+//! - a connection's status changes only along the lifecycle diagram's
+//!   arrows, and its consent expires only once signed in and not before its
+//!   `expires_at` (`aggregation_connection::check_status_changed`,
+//!   `check_consent_expired`); nothing happens to a deleted connection or
+//!   to its accounts;
+//! - an import goes `PENDING → RUNNING → SUCCEEDED / FAILED`
+//!   (`ImportStatus::may_become`), records progress only while running, and
+//!   its counts never go down (`ImportProgress::precedes`);
+//! - a batch of transactions is on an enabled, unarchived account of a live
+//!   connection, each transaction's ID is derived from the account and the
+//!   bank's ID, each bank transaction is recorded once per account (its
+//!   booked version may replace its pending one), within 5 years of the
+//!   batch, in the account's currency (`aggregated_account::check_recorded`).
+//!
+//! **Memory**: one state per connection, import and account stream, the
+//! same the engine caches. An account's record of the transactions it has
+//! seen is the domain's `SeenTransactions` (64-bit digests, bounded to 5
+//! years of history), so the audit keeps no set of transactions of its own
+//! and its memory does not grow with the number of transactions.
+//!
+//! Replay follows the recorded state after a violation (an event that
+//! breaks a rule is still folded), so one bad event is one finding. An
+//! event that cannot be folded (a connection created twice, an event on a
+//! stream never created, an event in another family's stream) is an
+//! `event_fits_stream` finding and is left out.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+
+use paycore_domain::aggregated_account::{AggregatedTransactionsRecorded, TransactionRule, check_recorded};
+use paycore_domain::aggregation_connection::{ConnectionRule, check_consent_expired, check_status_changed};
+use paycore_domain::aggregation_import::{ImportProgress, ImportStatus};
+use paycore_domain::{
+    Aggregate, AggregatedAccountId, AggregatedTransactionId, AggregationConnectionId, AggregationImportId,
+    Event, StreamRef,
+};
+
+use crate::{ExtraCheck, Location, Rule, Violation};
+
+impl From<ConnectionRule> for Rule {
+    fn from(rule: ConnectionRule) -> Self {
+        match rule {
+            ConnectionRule::AfterDeletion => Self::AggregationConnectionDeletedIsTerminal,
+            ConnectionRule::NotInDiagram => Self::AggregationConnectionTransitionInDiagram,
+            ConnectionRule::ConsentExpiryNotAllowed => Self::AggregationConsentExpiryAfterSignIn,
+            ConnectionRule::ConsentExpiredEarly => Self::AggregationConsentExpiryOnTime,
+        }
+    }
+}
+
+impl From<TransactionRule> for Rule {
+    fn from(rule: TransactionRule) -> Self {
+        match rule {
+            TransactionRule::ConnectionDeleted => Self::AggregatedTransactionOnDeletedConnection,
+            TransactionRule::AccountDisabled => Self::AggregatedTransactionOnDisabledAccount,
+            TransactionRule::AccountArchived => Self::AggregatedTransactionOnArchivedAccount,
+            TransactionRule::IdNotDerived => Self::AggregatedTransactionIdDerived,
+            TransactionRule::RecordedTwice => Self::AggregatedTransactionRecordedOnce,
+            TransactionRule::OutsideHistory => Self::AggregatedTransactionWithinHistory,
+            TransactionRule::CurrencyMismatch => Self::AggregatedTransactionCurrency,
+        }
+    }
+}
+
+/// The stream kinds of open banking whose states the replay folds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    Connection,
+    Import,
+    Account,
+}
+
+impl Kind {
+    /// The kind of stream `event` belongs in, if it is open banking's.
+    fn of(event: &Event) -> Option<Self> {
+        use Event as E;
+        Some(match event {
+            E::AggregationConnectionCreated(_)
+            | E::AggregationInstitutionChosen(_)
+            | E::AggregationConnectionStatusChanged(_)
+            | E::AggregationSourceUpdated(_)
+            | E::AggregationConsentGranted(_)
+            | E::AggregationConsentExpired(_)
+            | E::AggregationConnectionAccountsFound(_)
+            | E::AggregationConnectionDeleted(_) => Self::Connection,
+            E::AggregationImportCreated(_)
+            | E::AggregationImportStarted(_)
+            | E::AggregationImportProgressed(_)
+            | E::AggregationImportSucceeded(_)
+            | E::AggregationImportFailed(_) => Self::Import,
+            E::AggregatedAccountDiscovered(_)
+            | E::AggregatedAccountUpdated(_)
+            | E::AggregatedAccountEnabled(_)
+            | E::AggregatedAccountArchived(_)
+            | E::AggregatedAccountUnarchived(_)
+            | E::AggregatedTransactionsRecorded(_)
+            | E::AggregatedTransactionsRemoved(_) => Self::Account,
+            _ => return None,
+        })
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Self::Connection => "aggregation connection",
+            Self::Import => "aggregation import",
+            Self::Account => "aggregated account",
+        }
+    }
+}
+
+/// The open banking rules (see the module docs).
+#[derive(Debug, Default)]
+pub struct OpenBanking {
+    /// Each connection's state ([`Aggregate::AggregationConnection`]).
+    connections: HashMap<AggregationConnectionId, Aggregate>,
+    /// Each import's state ([`Aggregate::AggregationImport`]).
+    imports: HashMap<AggregationImportId, Aggregate>,
+    /// Each aggregated account's state ([`Aggregate::AggregatedAccount`]),
+    /// with its bounded digests of the transactions recorded.
+    accounts: HashMap<AggregatedAccountId, Aggregate>,
+}
+
+impl ExtraCheck for OpenBanking {
+    fn on_event(&mut self, at: &Location, event: &Event, violations: &mut Vec<Violation>) {
+        let Some(kind) = Kind::of(event) else {
+            return;
+        };
+        let mut found = Vec::new();
+        let foldable = match (kind, StreamRef::parse(&at.stream)) {
+            (Kind::Connection, Some(StreamRef::AggregationConnection(id))) => {
+                self.check_connection(id, event, &mut found)
+            }
+            (Kind::Import, Some(StreamRef::AggregationImport(id))) => {
+                self.check_import(id, event, &mut found)
+            }
+            (Kind::Account, Some(StreamRef::AggregatedAccount(id))) => {
+                self.check_account(id, event, &mut found)
+            }
+            _ => {
+                found.push((
+                    Rule::EventFitsStream,
+                    format!("an event of an {} outside such a stream", kind.name()),
+                ));
+                None
+            }
+        };
+        for (rule, message) in found {
+            violations.push(Violation::new(rule, Some(at.clone()), message));
+        }
+        if let Some(state) = foldable {
+            *state = std::mem::take(state).evolve(event);
+        }
+    }
+
+    fn finish(&mut self, _violations: &mut Vec<Violation>) {}
+}
+
+type Found = Vec<(Rule, String)>;
+
+/// The finding when an event does not fit its stream's state: `None` when
+/// it does (a creation on a new stream, anything else on an existing one).
+fn fits(kind: Kind, id: &dyn std::fmt::Display, creates: bool, exists: bool) -> Option<(Rule, String)> {
+    let kind = kind.name();
+    match (creates, exists) {
+        (true, true) => Some((Rule::EventFitsStream, format!("{kind} {id} created twice"))),
+        (false, false) => Some((
+            Rule::EventFitsStream,
+            format!("an event of {kind} {id}, which was never created"),
+        )),
+        _ => None,
+    }
+}
+
+impl OpenBanking {
+    fn connection_deleted(&self, id: AggregationConnectionId) -> bool {
+        self.connections
+            .get(&id)
+            .and_then(Aggregate::as_aggregation_connection)
+            .is_some_and(|connection| connection.is_deleted())
+    }
+
+    /// Checks a connection's event; the state to fold it into, if it fits.
+    fn check_connection(
+        &mut self,
+        id: AggregationConnectionId,
+        event: &Event,
+        found: &mut Found,
+    ) -> Option<&mut Aggregate> {
+        let created = match event {
+            Event::AggregationConnectionCreated(created) => Some(created.id),
+            _ => None,
+        };
+        let state = self
+            .connections
+            .get(&id)
+            .and_then(Aggregate::as_aggregation_connection);
+        if let Some(misfit) = fits(Kind::Connection, &id, created.is_some(), state.is_some()) {
+            found.push(misfit);
+            return None;
+        }
+        if let Some(named) = created.filter(|named| *named != id) {
+            found.push((
+                Rule::EventFitsStream,
+                format!("aggregation connection {named} created in the stream of {id}"),
+            ));
+            return None;
+        }
+        if let Some(connection) = state {
+            let broken = match event {
+                Event::AggregationConnectionStatusChanged(changed) => {
+                    check_status_changed(connection, changed).map(|rule| {
+                        let message = match rule {
+                            ConnectionRule::NotInDiagram => format!(
+                                "aggregation connection {id} went from {} to {}: not an arrow of the \
+                                 lifecycle diagram",
+                                connection.status.name(),
+                                changed.status.name()
+                            ),
+                            _ => format!(
+                                "aggregation connection {id} changed its status to {} after its deletion",
+                                changed.status.name()
+                            ),
+                        };
+                        (rule, message)
+                    })
+                }
+                Event::AggregationConsentExpired(expired) => {
+                    check_consent_expired(connection, expired).map(|rule| {
+                        let message = match (rule, connection.consent) {
+                            (ConnectionRule::ConsentExpiryNotAllowed, _) => format!(
+                                "the consent of aggregation connection {id} expired while {}, before \
+                                 it signed in",
+                                connection.status.name()
+                            ),
+                            (ConnectionRule::ConsentExpiredEarly, Some(consent)) => format!(
+                                "the consent of aggregation connection {id} expired at {} µs, before \
+                                 its expires_at {} µs",
+                                expired.expired_at.micros(),
+                                consent.expires_at.micros()
+                            ),
+                            (ConnectionRule::ConsentExpiredEarly, None) => {
+                                format!("aggregation connection {id} has no consent to expire")
+                            }
+                            _ => format!(
+                                "the consent of aggregation connection {id} expired after its deletion"
+                            ),
+                        };
+                        (rule, message)
+                    })
+                }
+                _ if connection.is_deleted() => Some((
+                    ConnectionRule::AfterDeletion,
+                    format!("an event of aggregation connection {id} after its deletion"),
+                )),
+                _ => None,
+            };
+            if let Some((rule, message)) = broken {
+                found.push((rule.into(), message));
+            }
+        }
+        Some(self.connections.entry(id).or_default())
+    }
+
+    /// Checks an import's event; the state to fold it into, if it fits.
+    fn check_import(
+        &mut self,
+        id: AggregationImportId,
+        event: &Event,
+        found: &mut Found,
+    ) -> Option<&mut Aggregate> {
+        let created = match event {
+            Event::AggregationImportCreated(created) => Some(created.id),
+            _ => None,
+        };
+        let state = self.imports.get(&id).and_then(Aggregate::as_aggregation_import);
+        if let Some(misfit) = fits(Kind::Import, &id, created.is_some(), state.is_some()) {
+            found.push(misfit);
+            return None;
+        }
+        if let Some(named) = created.filter(|named| *named != id) {
+            found.push((
+                Rule::EventFitsStream,
+                format!("aggregation import {named} created in the stream of {id}"),
+            ));
+            return None;
+        }
+        if let Some(import) = state {
+            let (next, progress): (Option<ImportStatus>, Option<&ImportProgress>) = match event {
+                Event::AggregationImportStarted(_) => (Some(ImportStatus::Running), None),
+                Event::AggregationImportSucceeded(succeeded) => {
+                    (Some(ImportStatus::Succeeded), Some(&succeeded.progress))
+                }
+                Event::AggregationImportFailed(failed) => (
+                    Some(ImportStatus::Failed {
+                        reason: failed.reason,
+                    }),
+                    None,
+                ),
+                Event::AggregationImportProgressed(progressed) => (None, Some(&progressed.progress)),
+                _ => (None, None),
+            };
+            match next {
+                Some(next) if !import.status.may_become(&next) => found.push((
+                    Rule::AggregationImportTransitionAllowed,
+                    format!(
+                        "aggregation import {id} went from {} to {}",
+                        import.status.name(),
+                        next.name()
+                    ),
+                )),
+                Some(_) => {}
+                // Progress is recorded only while running.
+                None if progress.is_some() && import.status != ImportStatus::Running => found.push((
+                    Rule::AggregationImportTransitionAllowed,
+                    format!(
+                        "aggregation import {id} recorded progress while {}",
+                        import.status.name()
+                    ),
+                )),
+                None => {}
+            }
+            if let Some(progress) = progress
+                && !import.progress.precedes(progress)
+            {
+                found.push((
+                    Rule::AggregationImportProgressGrows,
+                    format!(
+                        "aggregation import {id}'s counts went down: {:?} after {:?}",
+                        progress, import.progress
+                    ),
+                ));
+            }
+        }
+        Some(self.imports.entry(id).or_default())
+    }
+
+    /// Checks an aggregated account's event; the state to fold it into, if
+    /// it fits.
+    fn check_account(
+        &mut self,
+        id: AggregatedAccountId,
+        event: &Event,
+        found: &mut Found,
+    ) -> Option<&mut Aggregate> {
+        let discovered = match event {
+            Event::AggregatedAccountDiscovered(discovered) => Some(discovered),
+            _ => None,
+        };
+        let state = self.accounts.get(&id).and_then(Aggregate::as_aggregated_account);
+        if let Some(misfit) = fits(Kind::Account, &id, discovered.is_some(), state.is_some()) {
+            found.push(misfit);
+            return None;
+        }
+        if let Some(discovered) = discovered {
+            if discovered.id != id {
+                found.push((
+                    Rule::EventFitsStream,
+                    format!(
+                        "aggregated account {} discovered in the stream of {id}",
+                        discovered.id
+                    ),
+                ));
+                return None;
+            }
+            let connection = discovered.connection_id;
+            if !self.connections.contains_key(&connection) {
+                found.push((
+                    Rule::EventFitsStream,
+                    format!(
+                        "aggregated account {id} discovered through aggregation connection {connection}, \
+                         which was never created"
+                    ),
+                ));
+            } else if self.connection_deleted(connection) {
+                found.push((
+                    Rule::AggregationConnectionDeletedIsTerminal,
+                    format!(
+                        "aggregated account {id} discovered through aggregation connection {connection} \
+                         after its deletion"
+                    ),
+                ));
+            }
+        }
+        if let Some(account) = state {
+            let deleted = self.connection_deleted(account.connection_id);
+            match event {
+                Event::AggregatedTransactionsRecorded(recorded) => {
+                    let broken = check_recorded(account, deleted, recorded);
+                    found.extend(batch_findings(id, account.connection_id, recorded, &broken));
+                }
+                _ if deleted => found.push((
+                    Rule::AggregationConnectionDeletedIsTerminal,
+                    format!(
+                        "an event of aggregated account {id} after the deletion of its aggregation \
+                         connection {}",
+                        account.connection_id
+                    ),
+                )),
+                _ => {}
+            }
+        }
+        Some(self.accounts.entry(id).or_default())
+    }
+}
+
+/// At most this many transaction IDs are named per rule and batch.
+const NAMED: usize = 3;
+
+/// One finding per rule a batch broke (a batch carries up to 5,000
+/// transactions: a wrong currency throughout is one finding, counting them).
+fn batch_findings(
+    account: AggregatedAccountId,
+    connection: AggregationConnectionId,
+    batch: &AggregatedTransactionsRecorded,
+    broken: &[(Option<AggregatedTransactionId>, TransactionRule)],
+) -> Found {
+    let mut rules: Vec<TransactionRule> = Vec::new();
+    for (_, rule) in broken {
+        if !rules.contains(rule) {
+            rules.push(*rule);
+        }
+    }
+    rules
+        .into_iter()
+        .map(|rule| {
+            let ids: Vec<AggregatedTransactionId> = broken
+                .iter()
+                .filter(|(_, r)| *r == rule)
+                .filter_map(|(id, _)| *id)
+                .collect();
+            let what = match rule {
+                TransactionRule::ConnectionDeleted => {
+                    format!("after the deletion of its aggregation connection {connection}")
+                }
+                TransactionRule::AccountDisabled => {
+                    "while it is disabled (the end user has not consented)".to_owned()
+                }
+                TransactionRule::AccountArchived => {
+                    "while it is archived (the bank no longer lists it)".to_owned()
+                }
+                TransactionRule::IdNotDerived => {
+                    "with an ID not derived from the account and the bank's transaction ID".to_owned()
+                }
+                TransactionRule::RecordedTwice => {
+                    "recorded on the account before (or twice in the batch)".to_owned()
+                }
+                TransactionRule::OutsideHistory => {
+                    "booked more than 5 years before the batch was recorded".to_owned()
+                }
+                TransactionRule::CurrencyMismatch => "not in the account's currency".to_owned(),
+            };
+            let mut message = if ids.is_empty() {
+                format!(
+                    "a batch of {} transactions on aggregated account {account} {what}",
+                    batch.transactions.len()
+                )
+            } else {
+                format!(
+                    "{} of the batch's {} transactions on aggregated account {account} {what}:",
+                    ids.len(),
+                    batch.transactions.len()
+                )
+            };
+            for tx_id in ids.iter().take(NAMED) {
+                let bank = batch
+                    .transactions
+                    .iter()
+                    .find(|tx| tx.id == *tx_id)
+                    .map(|tx| tx.bank_transaction_id.as_str())
+                    .unwrap_or_default();
+                let _ = write!(message, " {tx_id} (bank ID {bank:?})");
+            }
+            if ids.len() > NAMED {
+                let _ = write!(message, " and {} more", ids.len() - NAMED);
+            }
+            (rule.into(), message)
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The audit reports each rule under the name the domain gives it, in
+    /// its text and its JSON.
+    #[test]
+    fn the_rules_are_named_as_the_domain_names_them() {
+        let connection = [
+            ConnectionRule::AfterDeletion,
+            ConnectionRule::NotInDiagram,
+            ConnectionRule::ConsentExpiryNotAllowed,
+            ConnectionRule::ConsentExpiredEarly,
+        ];
+        let transaction = [
+            TransactionRule::ConnectionDeleted,
+            TransactionRule::AccountDisabled,
+            TransactionRule::AccountArchived,
+            TransactionRule::IdNotDerived,
+            TransactionRule::RecordedTwice,
+            TransactionRule::OutsideHistory,
+            TransactionRule::CurrencyMismatch,
+        ];
+        let named = connection
+            .iter()
+            .map(|rule| (Rule::from(*rule), rule.name()))
+            .chain(transaction.iter().map(|rule| (Rule::from(*rule), rule.name())));
+        for (rule, name) in named {
+            assert_eq!(rule.as_str(), name);
+            assert_eq!(
+                serde_json::to_value(rule).ok(),
+                Some(serde_json::Value::from(name))
+            );
+        }
+        for rule in [
+            Rule::AggregationImportTransitionAllowed,
+            Rule::AggregationImportProgressGrows,
+        ] {
+            assert_eq!(
+                serde_json::to_value(rule).ok(),
+                Some(serde_json::Value::from(rule.as_str()))
+            );
+        }
+    }
+}
