@@ -179,6 +179,18 @@ fn fits(kind: Kind, id: &dyn std::fmt::Display, creates: bool, exists: bool) -> 
 }
 
 impl OpenBanking {
+    /// The approximate memory of the states kept (each as the engine's
+    /// cache weighs it, `Aggregate::approx_bytes`, plus its key).
+    pub fn approx_bytes(&self) -> usize {
+        fn of<K>(states: &HashMap<K, Aggregate>) -> usize {
+            states
+                .values()
+                .map(|state| state.approx_bytes() + size_of::<K>())
+                .sum()
+        }
+        of(&self.connections) + of(&self.imports) + of(&self.accounts)
+    }
+
     fn connection_deleted(&self, id: AggregationConnectionId) -> bool {
         self.connections
             .get(&id)
@@ -528,5 +540,137 @@ mod tests {
                 Some(serde_json::Value::from(rule.as_str()))
             );
         }
+    }
+
+    fn event_at(stream: &StreamRef, version: u64) -> Location {
+        Location {
+            stream: stream.to_string(),
+            version,
+            position: 0,
+        }
+    }
+
+    /// Ten years of daily syncs of a busy account: the audit's memory is
+    /// the account's bounded state, the same after ten years as after five.
+    #[test]
+    fn memory_stays_bounded_over_years_of_transactions() {
+        use paycore_domain::aggregated_account::{
+            AccountPersonal, AggregatedAccountDiscovered, AggregatedAccountEnabled, AggregatedAccountType,
+            AggregatedTransaction, BankId, TransactionPersonal, TransactionStatus, transaction_id,
+        };
+        use paycore_domain::aggregation_connection::{
+            AggregationConnectionCreated, AggregationConnectionStatusChanged, ConnectionStatus,
+        };
+        use paycore_domain::kernel::date::Date;
+        use paycore_domain::{CustomerId, Money, ProjectId, Timestamp};
+        use uuid::Uuid;
+
+        const DAY: i64 = 86_400_000_000;
+        const PER_DAY: usize = 10;
+        let t0 = 1_796_558_400_000_000; // 2026-12-06
+        let connection = AggregationConnectionId::from_uuid(Uuid::from_u128(1));
+        let account = AggregatedAccountId::from_uuid(Uuid::from_u128(2));
+        let project = ProjectId::from_uuid(Uuid::from_u128(3));
+        let customer = CustomerId::from_uuid(Uuid::from_u128(4));
+        let mut audit = OpenBanking::default();
+        let mut violations = Vec::new();
+        let mut versions: HashMap<String, u64> = HashMap::new();
+        let mut push = |audit: &mut OpenBanking, stream: StreamRef, event: Event| {
+            let version = versions.entry(stream.to_string()).or_insert(0);
+            audit.on_event(&event_at(&stream, *version), &event, &mut violations);
+            *version += 1;
+        };
+        let conn_stream = StreamRef::AggregationConnection(connection);
+        let account_stream = StreamRef::AggregatedAccount(account);
+        push(
+            &mut audit,
+            conn_stream.clone(),
+            Event::AggregationConnectionCreated(AggregationConnectionCreated {
+                id: connection,
+                project_id: project,
+                customer_id: customer,
+                institution_id: None,
+                sources: Vec::new(),
+                redirect_url: None,
+                created_at: Timestamp::from_micros(t0),
+            }),
+        );
+        for status in [ConnectionStatus::Connecting, ConnectionStatus::Updating] {
+            push(
+                &mut audit,
+                conn_stream.clone(),
+                Event::AggregationConnectionStatusChanged(AggregationConnectionStatusChanged {
+                    status,
+                    changed_at: Timestamp::from_micros(t0),
+                }),
+            );
+        }
+        push(
+            &mut audit,
+            account_stream.clone(),
+            Event::AggregatedAccountDiscovered(AggregatedAccountDiscovered {
+                id: account,
+                project_id: project,
+                connection_id: connection,
+                customer_id: customer,
+                account_type: AggregatedAccountType::Current,
+                currency: paycore_domain::Currency::EUR,
+                personal: AccountPersonal {
+                    bank_account_id: BankId::parse("ACC").unwrap(),
+                    name: "Current".into(),
+                    identifier: None,
+                    owners: Vec::new(),
+                },
+                discovered_at: Timestamp::from_micros(t0),
+            }),
+        );
+        push(
+            &mut audit,
+            account_stream.clone(),
+            Event::AggregatedAccountEnabled(AggregatedAccountEnabled {
+                enabled_at: Timestamp::from_micros(t0),
+            }),
+        );
+        let mut after_five_years = 0;
+        for day in 0..(10 * 365) {
+            let now = Timestamp::from_micros(t0 + day * DAY);
+            let booking = Date::of(now).unwrap();
+            let transactions = (0..PER_DAY)
+                .map(|i| {
+                    let bank = BankId::parse(&format!("{day}-{i}")).unwrap();
+                    AggregatedTransaction {
+                        id: transaction_id(account, &bank),
+                        bank_transaction_id: bank,
+                        status: TransactionStatus::Booked,
+                        booking_date: booking,
+                        value_date: None,
+                        amount: Money::new(-100, paycore_domain::Currency::EUR),
+                        replaces: None,
+                        personal: TransactionPersonal::default(),
+                    }
+                })
+                .collect();
+            push(
+                &mut audit,
+                account_stream.clone(),
+                Event::AggregatedTransactionsRecorded(AggregatedTransactionsRecorded {
+                    import_id: None,
+                    transactions,
+                    recorded_at: now,
+                }),
+            );
+            if day == 5 * 365 + 60 {
+                after_five_years = audit.approx_bytes();
+            }
+        }
+        let after_ten_years = audit.approx_bytes();
+        assert_eq!(violations, Vec::new());
+        // 5 years and a month of 8-byte digests, and a little more.
+        let bound = (5 * 365 + 62) * PER_DAY * 8 * 2;
+        assert!(after_five_years <= bound, "{after_five_years} > {bound}");
+        assert!(
+            after_ten_years <= after_five_years + after_five_years / 10,
+            "{after_ten_years} after ten years, {after_five_years} after five"
+        );
     }
 }
