@@ -102,6 +102,16 @@ pub enum Rule {
     AggregatedTransactionWithinHistory,
     /// An aggregated transaction is in its account's currency.
     AggregatedTransactionCurrency,
+    /// Bank data (accounts found, updated, archived, unarchived,
+    /// transactions recorded or removed) only while the connection is
+    /// `UPDATING`.
+    AggregatedDataWhileUpdating,
+    /// A batch naming an import only while that import of the same
+    /// connection is `RUNNING`.
+    AggregatedDataImportRunning,
+    /// An aggregated account is enabled only under its connection's live
+    /// consent.
+    AggregatedAccountEnabledWithConsent,
 }
 
 impl Rule {
@@ -134,6 +144,9 @@ impl Rule {
             Self::AggregatedTransactionRecordedOnce => "aggregated_transaction_recorded_once",
             Self::AggregatedTransactionWithinHistory => "aggregated_transaction_within_history",
             Self::AggregatedTransactionCurrency => "aggregated_transaction_currency",
+            Self::AggregatedDataWhileUpdating => "aggregated_data_while_updating",
+            Self::AggregatedDataImportRunning => "aggregated_data_import_running",
+            Self::AggregatedAccountEnabledWithConsent => "aggregated_account_enabled_with_consent",
         }
     }
 }

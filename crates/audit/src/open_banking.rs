@@ -17,7 +17,14 @@
 //!   connection, each transaction's ID is derived from the account and the
 //!   bank's ID, each bank transaction is recorded once per account (its
 //!   booked version may replace its pending one), within 5 years of the
-//!   batch, in the account's currency (`aggregated_account::check_recorded`).
+//!   batch, in the account's currency (`aggregated_account::check_recorded`);
+//! - bank data (accounts found, updated, archived or unarchived,
+//!   transactions recorded or removed) is recorded only while the
+//!   connection is `UPDATING`, a batch naming an import only while that
+//!   import of the same connection is `RUNNING`, and an account is enabled
+//!   only under the connection's live consent (what the deciders refuse
+//!   with `CONNECTION_NOT_UPDATING`, the import's status, and
+//!   `CONSENT_MISSING` / `CONSENT_EXPIRED`).
 //!
 //! **Memory**: one state per connection, import and account stream, the
 //! same the engine caches. An account's record of the transactions it has
@@ -35,7 +42,9 @@ use std::collections::HashMap;
 use std::fmt::Write as _;
 
 use paycore_domain::aggregated_account::{AggregatedTransactionsRecorded, TransactionRule, check_recorded};
-use paycore_domain::aggregation_connection::{ConnectionRule, check_consent_expired, check_status_changed};
+use paycore_domain::aggregation_connection::{
+    AggregationConnection, ConnectionRule, ConnectionStatus, check_consent_expired, check_status_changed,
+};
 use paycore_domain::aggregation_import::{ImportProgress, ImportStatus};
 use paycore_domain::{
     Aggregate, AggregatedAccountId, AggregatedTransactionId, AggregationConnectionId, AggregationImportId,
@@ -191,11 +200,94 @@ impl OpenBanking {
         of(&self.connections) + of(&self.imports) + of(&self.accounts)
     }
 
-    fn connection_deleted(&self, id: AggregationConnectionId) -> bool {
+    fn connection(&self, id: AggregationConnectionId) -> Option<&AggregationConnection> {
         self.connections
             .get(&id)
             .and_then(Aggregate::as_aggregation_connection)
-            .is_some_and(|connection| connection.is_deleted())
+    }
+
+    fn connection_deleted(&self, id: AggregationConnectionId) -> bool {
+        self.connection(id).is_some_and(AggregationConnection::is_deleted)
+    }
+
+    /// Bank data of `account` is recorded only while its connection is
+    /// `UPDATING` (a sync).
+    fn while_updating(
+        &self,
+        account: AggregatedAccountId,
+        connection: AggregationConnectionId,
+    ) -> Option<(Rule, String)> {
+        let status = self.connection(connection)?.status;
+        (status != ConnectionStatus::Updating).then(|| {
+            (
+                Rule::AggregatedDataWhileUpdating,
+                format!(
+                    "bank data of aggregated account {account} recorded while its aggregation connection \
+                     {connection} is {}",
+                    status.name()
+                ),
+            )
+        })
+    }
+
+    /// What an event of a live connection's account breaks besides the
+    /// batch rules: bank data only while the connection is `UPDATING`, a
+    /// batch naming an import only while that import of the connection is
+    /// `RUNNING`, and enabling only under a live consent.
+    fn account_context(
+        &self,
+        account: AggregatedAccountId,
+        connection_id: AggregationConnectionId,
+        event: &Event,
+    ) -> Found {
+        let mut found = Vec::new();
+        let import = match event {
+            Event::AggregatedTransactionsRecorded(recorded) => Some(recorded.import_id),
+            Event::AggregatedTransactionsRemoved(removed) => Some(removed.import_id),
+            Event::AggregatedAccountUpdated(_)
+            | Event::AggregatedAccountArchived(_)
+            | Event::AggregatedAccountUnarchived(_) => Some(None),
+            _ => None,
+        };
+        if import.is_some() {
+            found.extend(self.while_updating(account, connection_id));
+        }
+        if let Some(Some(import)) = import {
+            let state = self
+                .imports
+                .get(&import)
+                .and_then(Aggregate::as_aggregation_import);
+            let problem = match state {
+                None => Some("which was never created".to_owned()),
+                Some(state) if state.connection_id != connection_id => {
+                    Some(format!("of aggregation connection {}", state.connection_id))
+                }
+                Some(state) if state.status != ImportStatus::Running => Some(state.status.name().to_owned()),
+                Some(_) => None,
+            };
+            if let Some(problem) = problem {
+                found.push((
+                    Rule::AggregatedDataImportRunning,
+                    format!(
+                        "transactions of aggregated account {account} recorded by aggregation import \
+                         {import}, {problem}"
+                    ),
+                ));
+            }
+        }
+        if let Event::AggregatedAccountEnabled(enabled) = event {
+            let connection = self.connection(connection_id);
+            if connection.is_some_and(|c| c.live_consent(enabled.enabled_at).is_none()) {
+                found.push((
+                    Rule::AggregatedAccountEnabledWithConsent,
+                    format!(
+                        "aggregated account {account} enabled without a live consent of its aggregation \
+                         connection {connection_id}"
+                    ),
+                ));
+            }
+        }
+        found
     }
 
     /// Checks a connection's event; the state to fold it into, if it fits.
@@ -275,6 +367,16 @@ impl OpenBanking {
             };
             if let Some((rule, message)) = broken {
                 found.push((rule.into(), message));
+            } else if matches!(event, Event::AggregationConnectionAccountsFound(_))
+                && connection.status != ConnectionStatus::Updating
+            {
+                found.push((
+                    Rule::AggregatedDataWhileUpdating,
+                    format!(
+                        "aggregation connection {id} found accounts while {}",
+                        connection.status.name()
+                    ),
+                ));
             }
         }
         Some(self.connections.entry(id).or_default())
@@ -398,6 +500,8 @@ impl OpenBanking {
                          after its deletion"
                     ),
                 ));
+            } else if let Some(misfit) = self.while_updating(id, connection) {
+                found.push(misfit);
             }
         }
         if let Some(account) = state {
@@ -416,6 +520,9 @@ impl OpenBanking {
                     ),
                 )),
                 _ => {}
+            }
+            if !deleted {
+                found.extend(self.account_context(id, account.connection_id, event));
             }
         }
         Some(self.accounts.entry(id).or_default())
@@ -534,6 +641,9 @@ mod tests {
         for rule in [
             Rule::AggregationImportTransitionAllowed,
             Rule::AggregationImportProgressGrows,
+            Rule::AggregatedDataWhileUpdating,
+            Rule::AggregatedDataImportRunning,
+            Rule::AggregatedAccountEnabledWithConsent,
         ] {
             assert_eq!(
                 serde_json::to_value(rule).ok(),
@@ -559,7 +669,8 @@ mod tests {
             AggregatedTransaction, BankId, TransactionPersonal, TransactionStatus, transaction_id,
         };
         use paycore_domain::aggregation_connection::{
-            AggregationConnectionCreated, AggregationConnectionStatusChanged, ConnectionStatus,
+            AggregationConnectionCreated, AggregationConnectionStatusChanged, AggregationConsentGranted,
+            ConnectionStatus, Consent,
         };
         use paycore_domain::kernel::date::Date;
         use paycore_domain::{CustomerId, Money, ProjectId, Timestamp};
@@ -605,6 +716,16 @@ mod tests {
                 }),
             );
         }
+        push(
+            &mut audit,
+            conn_stream.clone(),
+            Event::AggregationConsentGranted(AggregationConsentGranted {
+                consent: Consent {
+                    granted_at: Timestamp::from_micros(t0),
+                    expires_at: Timestamp::from_micros(t0 + 180 * DAY),
+                },
+            }),
+        );
         push(
             &mut audit,
             account_stream.clone(),

@@ -1015,3 +1015,83 @@ async fn open_banking_events_that_do_not_fit_their_stream() {
         ],
     );
 }
+
+#[tokio::test]
+async fn bank_data_recorded_while_the_connection_is_not_updating() {
+    let mut h = history().await;
+    // UPDATING → CONNECTED is an arrow; then a batch and an archiving.
+    append(
+        &mut h.events,
+        StreamRef::AggregationConnection(h.live),
+        status_changed(ConnectionStatus::Connected, h.now),
+    );
+    let tx = transaction(h.enabled, "L1", today(h.now), eur(-100));
+    let recorded = append(
+        &mut h.events,
+        StreamRef::AggregatedAccount(h.enabled),
+        batch(h.now, vec![tx]),
+    );
+    let archived = append(
+        &mut h.events,
+        StreamRef::AggregatedAccount(h.enabled),
+        Event::AggregatedAccountArchived(AggregatedAccountArchived {
+            archived_at: at(h.now),
+        }),
+    );
+    let report = audit(&h.events);
+    assert_found(
+        &report,
+        vec![
+            (Rule::AggregatedDataWhileUpdating, recorded),
+            (Rule::AggregatedDataWhileUpdating, archived),
+        ],
+    );
+}
+
+#[tokio::test]
+async fn a_batch_naming_an_import_that_is_not_running() {
+    let mut h = history().await;
+    let named = |h: &mut History, import, bank: &str| {
+        let tx = transaction(h.enabled, bank, today(h.now), eur(-100));
+        let Event::AggregatedTransactionsRecorded(mut recorded) = batch(h.now, vec![tx]) else {
+            unreachable!()
+        };
+        recorded.import_id = Some(import);
+        append(
+            &mut h.events,
+            StreamRef::AggregatedAccount(h.enabled),
+            Event::AggregatedTransactionsRecorded(recorded),
+        )
+    };
+    // The history's import succeeded; another was never created.
+    let finished = h.import;
+    let succeeded = named(&mut h, finished, "I1");
+    let unknown = named(&mut h, AggregationImportId::from_uuid(id()), "I2");
+    let report = audit(&h.events);
+    assert_found(
+        &report,
+        vec![
+            (Rule::AggregatedDataImportRunning, succeeded),
+            (Rule::AggregatedDataImportRunning, unknown),
+        ],
+    );
+}
+
+#[tokio::test]
+async fn an_account_enabled_without_a_live_consent() {
+    let mut h = history().await;
+    // The live connection's consent ran until T0 + 180 days; it is later.
+    assert!(h.now > T0 + 180 * DAY);
+    let enabled = append(
+        &mut h.events,
+        StreamRef::AggregatedAccount(h.disabled),
+        Event::AggregatedAccountEnabled(AggregatedAccountEnabled {
+            enabled_at: at(h.now),
+        }),
+    );
+    let report = audit(&h.events);
+    assert_found(
+        &report,
+        vec![(Rule::AggregatedAccountEnabledWithConsent, enabled)],
+    );
+}

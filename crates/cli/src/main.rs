@@ -118,8 +118,12 @@ enum Command {
     /// from the bank's (aggregated_transaction_id_derived), twice on one
     /// account (aggregated_transaction_recorded_once), more than 5 years back
     /// (aggregated_transaction_within_history) or in another currency than
-    /// its account's (aggregated_transaction_currency). Each violation names
-    /// the rule and the event (stream, version, position).
+    /// its account's (aggregated_transaction_currency); bank data only while
+    /// the connection is UPDATING (aggregated_data_while_updating), by a
+    /// RUNNING import of the connection (aggregated_data_import_running), and
+    /// accounts enabled only under a live consent
+    /// (aggregated_account_enabled_with_consent). Each violation names the
+    /// rule and the event (stream, version, position).
     ///
     /// The embedded log must not be held by a running server.
     ///
