@@ -36,9 +36,11 @@
 //! breaks a rule is still folded), so one bad event is one finding. An
 //! event that cannot be folded (a connection created twice, an event on a
 //! stream never created, an event in another family's stream) is an
-//! `event_fits_stream` finding and is left out.
+//! `event_fits_stream` finding and is left out; a stream never created is
+//! reported at its first event only (its creation may have been lost with a
+//! damaged frame: the stream's version finding says so).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
 
 use paycore_domain::aggregated_account::{AggregatedTransactionsRecorded, TransactionRule, check_recorded};
@@ -134,6 +136,8 @@ pub struct OpenBanking {
     /// Each aggregated account's state ([`Aggregate::AggregatedAccount`]),
     /// with its bounded digests of the transactions recorded.
     accounts: HashMap<AggregatedAccountId, Aggregate>,
+    /// Streams whose events came without their creation, reported once.
+    orphans: HashSet<String>,
 }
 
 impl ExtraCheck for OpenBanking {
@@ -173,17 +177,32 @@ impl ExtraCheck for OpenBanking {
 
 type Found = Vec<(Rule, String)>;
 
-/// The finding when an event does not fit its stream's state: `None` when
-/// it does (a creation on a new stream, anything else on an existing one).
-fn fits(kind: Kind, id: &dyn std::fmt::Display, creates: bool, exists: bool) -> Option<(Rule, String)> {
+/// Whether an event fits its stream's state (a creation on a new stream,
+/// anything else on an existing one); if not, the finding. Events of a
+/// stream never created are reported once per stream (`orphans`: the
+/// streams reported), since its creation may be among lost events.
+fn fits(
+    kind: Kind,
+    id: &dyn std::fmt::Display,
+    creates: bool,
+    exists: bool,
+    orphans: &mut HashSet<String>,
+) -> Result<(), Option<(Rule, String)>> {
     let kind = kind.name();
     match (creates, exists) {
-        (true, true) => Some((Rule::EventFitsStream, format!("{kind} {id} created twice"))),
-        (false, false) => Some((
+        (true, true) => Err(Some((
             Rule::EventFitsStream,
-            format!("an event of {kind} {id}, which was never created"),
-        )),
-        _ => None,
+            format!("{kind} {id} created twice"),
+        ))),
+        (false, false) => Err(orphans.insert(id.to_string()).then(|| {
+            (
+                Rule::EventFitsStream,
+                format!(
+                    "an event of {kind} {id}, which was never created (its later events are not reported)"
+                ),
+            )
+        })),
+        _ => Ok(()),
     }
 }
 
@@ -305,8 +324,14 @@ impl OpenBanking {
             .connections
             .get(&id)
             .and_then(Aggregate::as_aggregation_connection);
-        if let Some(misfit) = fits(Kind::Connection, &id, created.is_some(), state.is_some()) {
-            found.push(misfit);
+        if let Err(misfit) = fits(
+            Kind::Connection,
+            &id,
+            created.is_some(),
+            state.is_some(),
+            &mut self.orphans,
+        ) {
+            found.extend(misfit);
             return None;
         }
         if let Some(named) = created.filter(|named| *named != id) {
@@ -394,8 +419,14 @@ impl OpenBanking {
             _ => None,
         };
         let state = self.imports.get(&id).and_then(Aggregate::as_aggregation_import);
-        if let Some(misfit) = fits(Kind::Import, &id, created.is_some(), state.is_some()) {
-            found.push(misfit);
+        if let Err(misfit) = fits(
+            Kind::Import,
+            &id,
+            created.is_some(),
+            state.is_some(),
+            &mut self.orphans,
+        ) {
+            found.extend(misfit);
             return None;
         }
         if let Some(named) = created.filter(|named| *named != id) {
@@ -468,8 +499,14 @@ impl OpenBanking {
             _ => None,
         };
         let state = self.accounts.get(&id).and_then(Aggregate::as_aggregated_account);
-        if let Some(misfit) = fits(Kind::Account, &id, discovered.is_some(), state.is_some()) {
-            found.push(misfit);
+        if let Err(misfit) = fits(
+            Kind::Account,
+            &id,
+            discovered.is_some(),
+            state.is_some(),
+            &mut self.orphans,
+        ) {
+            found.extend(misfit);
             return None;
         }
         if let Some(discovered) = discovered {

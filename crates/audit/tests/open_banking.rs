@@ -990,6 +990,14 @@ async fn open_banking_events_that_do_not_fit_their_stream() {
         StreamRef::AggregatedAccount(never),
         batch(h.now, vec![tx]),
     );
+    // Its later events are not reported again (its discovery may have been
+    // lost with a damaged frame).
+    let tx = transaction(never, "X2", today(h.now), eur(-100));
+    append(
+        &mut h.events,
+        StreamRef::AggregatedAccount(never),
+        batch(h.now, vec![tx]),
+    );
     let misplaced = append(
         &mut h.events,
         StreamRef::AggregatedAccount(h.enabled),
