@@ -436,6 +436,26 @@ impl OpenBanking {
             ));
             return None;
         }
+        if let Event::AggregationImportCreated(created) = event {
+            let connection = created.connection_id;
+            match self.connection(connection) {
+                None => found.push((
+                    Rule::EventFitsStream,
+                    format!(
+                        "aggregation import {id} of aggregation connection {connection}, which was never \
+                         created"
+                    ),
+                )),
+                Some(c) if c.is_deleted() => found.push((
+                    Rule::AggregationConnectionDeletedIsTerminal,
+                    format!(
+                        "aggregation import {id} created for aggregation connection {connection} after its \
+                         deletion"
+                    ),
+                )),
+                Some(_) => {}
+            }
+        }
         if let Some(import) = state {
             let (next, progress): (Option<ImportStatus>, Option<&ImportProgress>) = match event {
                 Event::AggregationImportStarted(_) => (Some(ImportStatus::Running), None),

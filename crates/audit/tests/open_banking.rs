@@ -746,6 +746,20 @@ async fn nothing_happens_to_a_deleted_connection_or_its_accounts() {
             archived_at: at(h.now),
         }),
     );
+    let import = AggregationImportId::from_uuid(id());
+    let created = append(
+        &mut h.events,
+        StreamRef::AggregationImport(import),
+        Event::AggregationImportCreated(AggregationImportCreated {
+            id: import,
+            project_id: h.project,
+            connection_id: h.deleted,
+            kind: ImportKind::Default,
+            parts: ImportParts::ALL,
+            history_from: date("2021-12-07"),
+            created_at: at(h.now),
+        }),
+    );
     let report = audit(&h.events);
     assert_found(
         &report,
@@ -753,6 +767,7 @@ async fn nothing_happens_to_a_deleted_connection_or_its_accounts() {
             (Rule::AggregationConnectionDeletedIsTerminal, status),
             (Rule::AggregationConnectionDeletedIsTerminal, granted),
             (Rule::AggregationConnectionDeletedIsTerminal, archived),
+            (Rule::AggregationConnectionDeletedIsTerminal, created),
         ],
     );
 }
