@@ -13,11 +13,14 @@
 //! # Extension point
 //!
 //! Rules over one family of events live in an [`ExtraCheck`]; the money
-//! flows of card payins, refunds and bank payouts ([`money_flows`]) are one,
-//! registered by [`Auditor::new`]. More can be added with
+//! flows of card payins, refunds and bank payouts ([`money_flows`]) and the
+//! open banking rules ([`open_banking`]: connection lifecycle, imports,
+//! transactions on aggregated accounts) are two, registered by
+//! [`Auditor::new`]. More can be added with
 //! [`Auditor::with_check`].
 
 pub mod money_flows;
+pub mod open_banking;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
@@ -65,6 +68,50 @@ pub enum Rule {
     /// Each settlement, refund, payout and bank payin moves its value once;
     /// each failed refund and failed or returned payout credits it back once.
     FailureCreditedOnce,
+    /// An aggregation connection's status changes only along the lifecycle
+    /// diagram's arrows (`ConnectionStatus::may_become`), never to itself.
+    AggregationConnectionTransitionInDiagram,
+    /// Nothing happens to a deleted aggregation connection, nor to its
+    /// accounts (deletion is terminal).
+    AggregationConnectionDeletedIsTerminal,
+    /// A connection's consent expires only from a signed-in status
+    /// (`ConnectionStatus::may_expire_consent`).
+    AggregationConsentExpiryAfterSignIn,
+    /// A connection's consent expires only once its `expires_at` has
+    /// passed, and only when it has one.
+    AggregationConsentExpiryOnTime,
+    /// An import goes `PENDING → RUNNING → SUCCEEDED / FAILED`
+    /// (`ImportStatus::may_become`) and records progress only while running.
+    AggregationImportTransitionAllowed,
+    /// An import's progress counts never go down.
+    AggregationImportProgressGrows,
+    /// No transaction recorded on an account whose connection was deleted.
+    AggregatedTransactionOnDeletedConnection,
+    /// No transaction recorded on an account the end user has not
+    /// consented to share (disabled).
+    AggregatedTransactionOnDisabledAccount,
+    /// No transaction recorded on an archived account.
+    AggregatedTransactionOnArchivedAccount,
+    /// An aggregated transaction's ID is derived from its account and the
+    /// bank's transaction ID (`aggregated_account::transaction_id`).
+    AggregatedTransactionIdDerived,
+    /// Each bank transaction is recorded once per account (its booked
+    /// version may replace its pending one).
+    AggregatedTransactionRecordedOnce,
+    /// No transaction booked more than 5 years before its batch.
+    AggregatedTransactionWithinHistory,
+    /// An aggregated transaction is in its account's currency.
+    AggregatedTransactionCurrency,
+    /// Bank data (accounts found, updated, archived, unarchived,
+    /// transactions recorded or removed) only while the connection is
+    /// `UPDATING`.
+    AggregatedDataWhileUpdating,
+    /// A batch naming an import only while that import of the same
+    /// connection is `RUNNING`.
+    AggregatedDataImportRunning,
+    /// An aggregated account is enabled only under its connection's live
+    /// consent.
+    AggregatedAccountEnabledWithConsent,
 }
 
 impl Rule {
@@ -84,6 +131,22 @@ impl Rule {
             Self::ReadModelBalance => "read_model_balance",
             Self::RefundsWithinPayin => "refunds_within_payin",
             Self::FailureCreditedOnce => "failure_credited_once",
+            Self::AggregationConnectionTransitionInDiagram => "aggregation_connection_transition_in_diagram",
+            Self::AggregationConnectionDeletedIsTerminal => "aggregation_connection_deleted_is_terminal",
+            Self::AggregationConsentExpiryAfterSignIn => "aggregation_consent_expiry_after_sign_in",
+            Self::AggregationConsentExpiryOnTime => "aggregation_consent_expiry_on_time",
+            Self::AggregationImportTransitionAllowed => "aggregation_import_transition_allowed",
+            Self::AggregationImportProgressGrows => "aggregation_import_progress_grows",
+            Self::AggregatedTransactionOnDeletedConnection => "aggregated_transaction_on_deleted_connection",
+            Self::AggregatedTransactionOnDisabledAccount => "aggregated_transaction_on_disabled_account",
+            Self::AggregatedTransactionOnArchivedAccount => "aggregated_transaction_on_archived_account",
+            Self::AggregatedTransactionIdDerived => "aggregated_transaction_id_derived",
+            Self::AggregatedTransactionRecordedOnce => "aggregated_transaction_recorded_once",
+            Self::AggregatedTransactionWithinHistory => "aggregated_transaction_within_history",
+            Self::AggregatedTransactionCurrency => "aggregated_transaction_currency",
+            Self::AggregatedDataWhileUpdating => "aggregated_data_while_updating",
+            Self::AggregatedDataImportRunning => "aggregated_data_import_running",
+            Self::AggregatedAccountEnabledWithConsent => "aggregated_account_enabled_with_consent",
         }
     }
 }
@@ -316,7 +379,10 @@ impl Auditor {
             transfers: HashMap::new(),
             totals: HashMap::new(),
             violations: Vec::new(),
-            extra: vec![Box::new(money_flows::MoneyFlows::default())],
+            extra: vec![
+                Box::new(money_flows::MoneyFlows::default()),
+                Box::new(open_banking::OpenBanking::default()),
+            ],
             lost: Vec::new(),
             balance_unknown: HashSet::new(),
             totals_off_after_loss: HashSet::new(),

@@ -104,8 +104,26 @@ enum Command {
     /// zero on the accounts it names; no account below zero without its
     /// allowance; no project's per-currency total below zero, and its recorded
     /// totals match; and (for the whole log) the read models show the
-    /// recomputed balances. Each violation names the rule and the event
-    /// (stream, version, position).
+    /// recomputed balances. Open banking: connections change status only
+    /// along the lifecycle diagram (aggregation_connection_transition_in_diagram)
+    /// and nothing follows their deletion (aggregation_connection_deleted_is_terminal),
+    /// consent expires only once signed in and on time
+    /// (aggregation_consent_expiry_after_sign_in, aggregation_consent_expiry_on_time),
+    /// imports go PENDING → RUNNING → SUCCEEDED / FAILED with growing counts
+    /// (aggregation_import_transition_allowed, aggregation_import_progress_grows),
+    /// and no transaction is recorded on a deleted connection's, disabled or
+    /// archived account (aggregated_transaction_on_deleted_connection,
+    /// aggregated_transaction_on_disabled_account,
+    /// aggregated_transaction_on_archived_account), with an ID not derived
+    /// from the bank's (aggregated_transaction_id_derived), twice on one
+    /// account (aggregated_transaction_recorded_once), more than 5 years back
+    /// (aggregated_transaction_within_history) or in another currency than
+    /// its account's (aggregated_transaction_currency); bank data only while
+    /// the connection is UPDATING (aggregated_data_while_updating), by a
+    /// RUNNING import of the connection (aggregated_data_import_running), and
+    /// accounts enabled only under a live consent
+    /// (aggregated_account_enabled_with_consent). Each violation names the
+    /// rule and the event (stream, version, position).
     ///
     /// The embedded log must not be held by a running server.
     ///
