@@ -1298,5 +1298,48 @@ mod tests {
             assert_eq!(removed.import_id, None);
             assert_eq!(removed.transaction_ids, [transaction().id.to_string()]);
         }
+
+        /// A batch of `count` transactions whose personal texts are
+        /// `description` and a counterparty name of `name_chars`, encoded.
+        fn batch_bytes(count: usize, description: &str, name_chars: usize) -> usize {
+            let transactions = (0..count)
+                .map(|i| {
+                    let bank_id = BankId::parse(&format!("2025-06-02-{i:08}")).unwrap();
+                    let mut transaction = transaction();
+                    transaction.id = transaction_id(aggregated(), &bank_id);
+                    transaction.bank_transaction_id = bank_id;
+                    transaction.personal = TransactionPersonal {
+                        counterparty: Some(Counterparty {
+                            name: Some("N".repeat(name_chars)),
+                            identifier: Some(AccountIdentifier::Iban(Iban::parse(IBAN).unwrap())),
+                        }),
+                        description: description.into(),
+                    };
+                    transaction
+                })
+                .collect();
+            let event = Event::AggregatedTransactionsRecorded(AggregatedTransactionsRecorded {
+                import_id: Some(import()),
+                transactions,
+                recorded_at: LATER,
+            });
+            let stream = StreamRef::AggregatedAccount(aggregated());
+            prost::Message::encoded_len(&envelope(&stream, 1, &event).unwrap())
+        }
+
+        /// What a batch weighs on the wire: one event is one message (one
+        /// position, one NATS message), so its size is what subscribers' and
+        /// NATS's message limits must take.
+        #[test]
+        fn a_page_of_transactions_fits_the_usual_message_limits() {
+            let typical = batch_bytes(1_000, DESCRIPTION, 20);
+            let full = batch_bytes(5_000, DESCRIPTION, 20);
+            let longest = batch_bytes(5_000, &"é".repeat(1_000), 200);
+            eprintln!("typical 1,000: {typical} B; typical 5,000: {full} B; longest 5,000: {longest} B");
+            // A connector page (≤ 1,000) of typical transactions is well under
+            // NATS's default `max_payload` (1 MiB) and tonic's default
+            // decoding limit (4 MiB).
+            assert!(typical < 256 * 1024, "{typical}");
+        }
     }
 }
