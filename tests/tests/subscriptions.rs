@@ -285,6 +285,70 @@ async fn from_now_only_sees_later_events() {
     assert_eq!(&before[before.len() - 2..], seen.as_slice());
 }
 
+/// Open banking events are delivered like all others: the operator's
+/// activation of an institution for a project reaches that project's
+/// subscribers (typed, filterable by its category and type), not another's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_institution_activation_reaches_the_projects_subscribers() {
+    let dir = test_dir();
+    let (server, second) = Server::start_with_second_project(dir.path());
+    let project = server.project_id().to_owned();
+    let activated = server.cli(&[
+        "institutions",
+        "activate",
+        "--project",
+        &project,
+        "sandbox_gb_albion",
+    ]);
+    assert!(
+        activated.status.success(),
+        "{}",
+        String::from_utf8_lossy(&activated.stderr)
+    );
+    server.client().write_barrier("one").await.unwrap();
+    server
+        .client_with_key(&second.key)
+        .write_barrier("two")
+        .await
+        .unwrap();
+
+    let mine = history(&events_client(&server, server.key()), "one").await;
+    let activations: Vec<&pb::EventEnvelope> = mine.iter().filter(|e| e.category == "institution").collect();
+    assert_eq!(activations.len(), 1, "{mine:?}");
+    let envelope = activations[0];
+    assert_eq!(envelope.event_type, "InstitutionActivated");
+    assert_eq!(
+        envelope.stream,
+        format!("institution-{project}.sandbox_gb_albion")
+    );
+    let Some(Body::InstitutionActivated(activation)) = &envelope.event else {
+        panic!("{envelope:?}");
+    };
+    assert_eq!(activation.project_id, project);
+    assert_eq!(activation.institution_id, "sandbox_gb_albion");
+    assert!(activation.activated_at.is_some());
+
+    // The category and the type are accepted as filters.
+    let mut filtered = subscribe(
+        &events_client(&server, server.key()),
+        pb::SubscribeEventsRequest {
+            start: Some(Start::FromPosition(0)),
+            categories: vec!["institution".into(), "aggregatedaccount".into()],
+            event_types: vec![
+                "InstitutionActivated".into(),
+                "AggregationConnectionDeleted".into(),
+            ],
+            ..Default::default()
+        },
+    )
+    .await;
+    assert_eq!(&next(&mut filtered).await, envelope);
+
+    // The other project's subscribers see nothing of it.
+    let theirs = history(&events_client(&server, &second.key), "two").await;
+    assert!(theirs.iter().all(|e| e.category != "institution"), "{theirs:?}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn another_projects_events_are_never_delivered() {
     let dir = test_dir();

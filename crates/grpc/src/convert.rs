@@ -232,6 +232,15 @@ pub fn money_pb(money: Money) -> pb::Money {
     }
 }
 
+/// A calendar date as the shared `Date` message.
+pub fn date_pb(date: paycore_domain::kernel::date::Date) -> pb::Date {
+    pb::Date {
+        year: date.year.into(),
+        month: date.month.into(),
+        day: date.day.into(),
+    }
+}
+
 pub fn meta_pb(meta: &Meta) -> BTreeMap<String, String> {
     meta.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
 }

@@ -3,6 +3,9 @@
 //! or read the projections, answer in proto.
 
 pub mod account;
+pub mod aggregated_account;
+pub mod aggregation_connection;
+pub mod aggregation_import;
 pub mod bank_account;
 pub mod bank_payin;
 pub mod bank_payout;

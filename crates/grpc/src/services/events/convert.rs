@@ -16,6 +16,13 @@ use crate::convert::{meta_pb, money_pb, timestamp};
 use crate::pb;
 use crate::pb::event_envelope::Event as Body;
 use crate::services::account::convert::{account_pb, transaction_pb};
+use crate::services::aggregated_account::convert::{
+    account_personal_pb, account_type_pb, aggregated_account_pb, aggregated_transaction_pb, balance_pb,
+};
+use crate::services::aggregation_connection::convert::{
+    aggregation_connection_pb, consent_pb, source_pb, status_pb,
+};
+use crate::services::aggregation_import::convert::{aggregation_import_pb, failure_pb, progress_pb};
 use crate::services::bank_account::convert::bank_account_pb;
 use crate::services::bank_payin::convert::{bank_payin_pb, bank_payin_reference_pb};
 use crate::services::bank_payout::convert::bank_payout_pb;
@@ -43,6 +50,10 @@ pub const DELIVERED_CATEGORIES: &[&str] = &[
     "bankpayinreference",
     "bankpayin",
     "file",
+    "institution",
+    "aggregationconnection",
+    "aggregationimport",
+    "aggregatedaccount",
 ];
 
 /// The stream categories whose events are never delivered (see [`delivers`]).
@@ -53,11 +64,6 @@ pub const WITHHELD_CATEGORIES: &[&str] = &[
     "fxrate",
     "consumer",
     "deployment",
-    // Open banking (issue 13): withheld until its typed messages exist.
-    "institution",
-    "aggregationconnection",
-    "aggregationimport",
-    "aggregatedaccount",
 ];
 
 /// The event types of the withheld categories (see [`delivers`]): never
@@ -70,29 +76,6 @@ pub const WITHHELD_EVENT_TYPES: &[&str] = &[
     "FxRateRemoved",
     "ConsumerPositionCommitted",
     "DeploymentBootstrapped",
-    // Open banking (issue 13): withheld until its typed messages exist.
-    "InstitutionActivated",
-    "InstitutionDeactivated",
-    "AggregationConnectionCreated",
-    "AggregationInstitutionChosen",
-    "AggregationConnectionStatusChanged",
-    "AggregationSourceUpdated",
-    "AggregationConsentGranted",
-    "AggregationConsentExpired",
-    "AggregationConnectionAccountsFound",
-    "AggregationConnectionDeleted",
-    "AggregationImportCreated",
-    "AggregationImportStarted",
-    "AggregationImportProgressed",
-    "AggregationImportSucceeded",
-    "AggregationImportFailed",
-    "AggregatedAccountDiscovered",
-    "AggregatedAccountUpdated",
-    "AggregatedAccountEnabled",
-    "AggregatedAccountArchived",
-    "AggregatedAccountUnarchived",
-    "AggregatedTransactionsRecorded",
-    "AggregatedTransactionsRemoved",
 ];
 
 /// Whether subscriptions deliver the events of `stream`; the policy behind
@@ -114,6 +97,14 @@ pub fn delivers(stream: &StreamRef) -> bool {
         | StreamRef::BankPayinReference(_)
         | StreamRef::BankPayin(_)
         | StreamRef::File(_) => true,
+        // Open banking: the project's activations (an operator's act on the
+        // project, like its API keys), its customers' connections, imports,
+        // and accounts at other banks with their transactions (personal data
+        // in `personal` sub-messages only, for crypto-shredding).
+        StreamRef::Institution(..)
+        | StreamRef::AggregationConnection(_)
+        | StreamRef::AggregationImport(_)
+        | StreamRef::AggregatedAccount(_) => true,
         // Request hashes; guards shared by every project whose content the
         // payout and the reference carry; platform rates; our own
         // checkpoints; the platform's first-start record.
@@ -123,11 +114,6 @@ pub fn delivers(stream: &StreamRef) -> bool {
         | StreamRef::FxRate(..)
         | StreamRef::Consumer(..)
         | StreamRef::Deployment => false,
-        // Open banking (issue 13): withheld until its typed messages exist.
-        StreamRef::Institution(..)
-        | StreamRef::AggregationConnection(_)
-        | StreamRef::AggregationImport(_)
-        | StreamRef::AggregatedAccount(_) => false,
     }
 }
 
@@ -323,6 +309,151 @@ pub fn event_pb(id: &str, event: &Event) -> Result<Option<Body>, NotCreated> {
         })?),
         Event::BankPayinMetaUpdated(e) => Body::BankPayinMetaUpdated(meta(e)),
         Event::FileUploaded(_) => Body::FileUploaded(created(event, "file", |s| s.as_file().map(file_pb))?),
+        Event::InstitutionActivated(e) => Body::InstitutionActivated(pb::InstitutionActivatedEvent {
+            project_id: e.project_id.to_string(),
+            institution_id: e.institution_id.to_string(),
+            activated_at: Some(timestamp(e.activated_at)),
+        }),
+        Event::InstitutionDeactivated(e) => Body::InstitutionDeactivated(pb::InstitutionDeactivatedEvent {
+            project_id: e.project_id.to_string(),
+            institution_id: e.institution_id.to_string(),
+            deactivated_at: Some(timestamp(e.deactivated_at)),
+        }),
+        Event::AggregationConnectionCreated(_) => {
+            Body::AggregationConnectionCreated(created(event, "connection", |s| {
+                s.as_aggregation_connection().map(aggregation_connection_pb)
+            })?)
+        }
+        Event::AggregationInstitutionChosen(e) => {
+            Body::AggregationInstitutionChosen(pb::AggregationInstitutionChosenEvent {
+                connection_id: id.to_owned(),
+                institution_id: e.institution_id.to_string(),
+                sources: e.sources.iter().map(source_pb).collect(),
+                chosen_at: Some(timestamp(e.chosen_at)),
+            })
+        }
+        Event::AggregationConnectionStatusChanged(e) => {
+            let status = status_pb(&e.status);
+            Body::AggregationConnectionStatusChanged(pb::AggregationConnectionStatusChangedEvent {
+                connection_id: id.to_owned(),
+                status: status.status.into(),
+                action_required_reason: status.action_required_reason.map(Into::into),
+                next_try_at: status.next_try_at,
+                changed_at: Some(timestamp(e.changed_at)),
+            })
+        }
+        Event::AggregationSourceUpdated(e) => {
+            Body::AggregationSourceUpdated(pb::AggregationSourceUpdatedEvent {
+                connection_id: id.to_owned(),
+                source: Some(source_pb(&e.source)),
+                updated_at: Some(timestamp(e.updated_at)),
+            })
+        }
+        Event::AggregationConsentGranted(e) => {
+            Body::AggregationConsentGranted(pb::AggregationConsentGrantedEvent {
+                connection_id: id.to_owned(),
+                consent: Some(consent_pb(&e.consent)),
+            })
+        }
+        Event::AggregationConsentExpired(e) => {
+            Body::AggregationConsentExpired(pb::AggregationConsentExpiredEvent {
+                connection_id: id.to_owned(),
+                expired_at: Some(timestamp(e.expired_at)),
+            })
+        }
+        Event::AggregationConnectionAccountsFound(e) => {
+            Body::AggregationConnectionAccountsFound(pb::AggregationConnectionAccountsFoundEvent {
+                connection_id: id.to_owned(),
+                aggregated_account_ids: e.account_ids.iter().map(ToString::to_string).collect(),
+                found_at: Some(timestamp(e.found_at)),
+            })
+        }
+        Event::AggregationConnectionDeleted(e) => {
+            Body::AggregationConnectionDeleted(pb::AggregationConnectionDeletedEvent {
+                connection_id: id.to_owned(),
+                deleted_at: Some(timestamp(e.deleted_at)),
+            })
+        }
+        Event::AggregationImportCreated(_) => {
+            Body::AggregationImportCreated(created(event, "import", |s| {
+                s.as_aggregation_import().map(aggregation_import_pb)
+            })?)
+        }
+        Event::AggregationImportStarted(e) => {
+            Body::AggregationImportStarted(pb::AggregationImportStartedEvent {
+                import_id: id.to_owned(),
+                started_at: Some(timestamp(e.started_at)),
+            })
+        }
+        Event::AggregationImportProgressed(e) => {
+            Body::AggregationImportProgressed(pb::AggregationImportProgressedEvent {
+                import_id: id.to_owned(),
+                progress: Some(progress_pb(&e.progress)),
+                progressed_at: Some(timestamp(e.progressed_at)),
+            })
+        }
+        Event::AggregationImportSucceeded(e) => {
+            Body::AggregationImportSucceeded(pb::AggregationImportSucceededEvent {
+                import_id: id.to_owned(),
+                progress: Some(progress_pb(&e.progress)),
+                finished_at: Some(timestamp(e.finished_at)),
+            })
+        }
+        Event::AggregationImportFailed(e) => {
+            Body::AggregationImportFailed(pb::AggregationImportFailedEvent {
+                import_id: id.to_owned(),
+                failure: Some(failure_pb(&e.reason, &e.detail)),
+                finished_at: Some(timestamp(e.finished_at)),
+            })
+        }
+        Event::AggregatedAccountDiscovered(_) => {
+            Body::AggregatedAccountDiscovered(created(event, "aggregated account", |s| {
+                s.as_aggregated_account().map(aggregated_account_pb)
+            })?)
+        }
+        Event::AggregatedAccountUpdated(e) => {
+            Body::AggregatedAccountUpdated(pb::AggregatedAccountUpdatedEvent {
+                aggregated_account_id: id.to_owned(),
+                r#type: account_type_pb(e.account_type).into(),
+                personal: Some(account_personal_pb(&e.personal)),
+                balances: e.balances.iter().map(balance_pb).collect(),
+                updated_at: Some(timestamp(e.updated_at)),
+            })
+        }
+        Event::AggregatedAccountEnabled(e) => {
+            Body::AggregatedAccountEnabled(pb::AggregatedAccountEnabledEvent {
+                aggregated_account_id: id.to_owned(),
+                enabled_at: Some(timestamp(e.enabled_at)),
+            })
+        }
+        Event::AggregatedAccountArchived(e) => {
+            Body::AggregatedAccountArchived(pb::AggregatedAccountArchivedEvent {
+                aggregated_account_id: id.to_owned(),
+                archived_at: Some(timestamp(e.archived_at)),
+            })
+        }
+        Event::AggregatedAccountUnarchived(e) => {
+            Body::AggregatedAccountUnarchived(pb::AggregatedAccountUnarchivedEvent {
+                aggregated_account_id: id.to_owned(),
+                unarchived_at: Some(timestamp(e.unarchived_at)),
+            })
+        }
+        Event::AggregatedTransactionsRecorded(e) => {
+            Body::AggregatedTransactionsRecorded(pb::AggregatedTransactionsRecordedEvent {
+                aggregated_account_id: id.to_owned(),
+                import_id: e.import_id.map(|import| import.to_string()),
+                transactions: e.transactions.iter().map(aggregated_transaction_pb).collect(),
+                recorded_at: Some(timestamp(e.recorded_at)),
+            })
+        }
+        Event::AggregatedTransactionsRemoved(e) => {
+            Body::AggregatedTransactionsRemoved(pb::AggregatedTransactionsRemovedEvent {
+                aggregated_account_id: id.to_owned(),
+                import_id: e.import_id.map(|import| import.to_string()),
+                transaction_ids: e.transaction_ids.iter().map(ToString::to_string).collect(),
+                removed_at: Some(timestamp(e.removed_at)),
+            })
+        }
         // The withheld categories' events (see `delivers`).
         Event::IdempotencyKeyUsed(_)
         | Event::MinirefAssigned(_)
@@ -331,29 +462,6 @@ pub fn event_pb(id: &str, event: &Event) -> Result<Option<Body>, NotCreated> {
         | Event::FxRateRemoved(_)
         | Event::ConsumerPositionCommitted(_)
         | Event::DeploymentBootstrapped(_) => return Ok(None),
-        // Open banking (issue 13): withheld until its typed messages exist.
-        Event::InstitutionActivated(_)
-        | Event::InstitutionDeactivated(_)
-        | Event::AggregationConnectionCreated(_)
-        | Event::AggregationInstitutionChosen(_)
-        | Event::AggregationConnectionStatusChanged(_)
-        | Event::AggregationSourceUpdated(_)
-        | Event::AggregationConsentGranted(_)
-        | Event::AggregationConsentExpired(_)
-        | Event::AggregationConnectionAccountsFound(_)
-        | Event::AggregationConnectionDeleted(_)
-        | Event::AggregationImportCreated(_)
-        | Event::AggregationImportStarted(_)
-        | Event::AggregationImportProgressed(_)
-        | Event::AggregationImportSucceeded(_)
-        | Event::AggregationImportFailed(_)
-        | Event::AggregatedAccountDiscovered(_)
-        | Event::AggregatedAccountUpdated(_)
-        | Event::AggregatedAccountEnabled(_)
-        | Event::AggregatedAccountArchived(_)
-        | Event::AggregatedAccountUnarchived(_)
-        | Event::AggregatedTransactionsRecorded(_)
-        | Event::AggregatedTransactionsRemoved(_) => return Ok(None),
     };
     Ok(Some(body))
 }
@@ -623,5 +731,615 @@ mod tests {
             delivered_event_types().count() + WITHHELD_EVENT_TYPES.len(),
             Event::TYPES.len()
         );
+    }
+
+    // ---------------------------------------------------------------- open banking
+
+    mod open_banking {
+        use paycore_domain::aggregated_account::{
+            AccountIdentifier, AccountOwner, AccountPersonal, AggregatedAccountType, AggregatedTransaction,
+            Balance, BalanceType, BankId, Counterparty, OwnerRole, TransactionPersonal, TransactionStatus,
+            transaction_id,
+        };
+        use paycore_domain::aggregation_connection::{
+            ActionRequiredReason, ConnectionSource, ConnectionStatus, Consent, SourceKind, SourceState,
+        };
+        use paycore_domain::aggregation_import::{ImportFailure, ImportKind, ImportParts, ImportProgress};
+        use paycore_domain::kernel::date::Date;
+        use paycore_domain::kernel::institution::InstitutionId;
+
+        use super::*;
+
+        const LATER: Timestamp = Timestamp::from_micros(1_750_000_600_000_000);
+        const IBAN: &str = "ES9121000418450200051332";
+        const OWNER: &str = "Ada Lovelace";
+        const COUNTERPARTY: &str = "Grocer & Sons";
+        const DESCRIPTION: &str = "CARD 4242 GROCER & SONS LONDON";
+
+        fn connection() -> AggregationConnectionId {
+            AggregationConnectionId::from_uuid(Uuid::from_u128(21))
+        }
+
+        fn import() -> AggregationImportId {
+            AggregationImportId::from_uuid(Uuid::from_u128(22))
+        }
+
+        fn aggregated() -> AggregatedAccountId {
+            AggregatedAccountId::from_uuid(Uuid::from_u128(23))
+        }
+
+        fn customer() -> CustomerId {
+            CustomerId::from_uuid(Uuid::from_u128(24))
+        }
+
+        fn institution() -> InstitutionId {
+            InstitutionId::parse("sandbox_gb_albion").unwrap()
+        }
+
+        fn gbp() -> Currency {
+            "GBP".parse().unwrap()
+        }
+
+        fn date(day: u8) -> Date {
+            Date::new(2025, 6, day).unwrap()
+        }
+
+        fn source(state: SourceState) -> ConnectionSource {
+            ConnectionSource {
+                kind: SourceKind::Psd2Api,
+                state,
+                last_update: Some(AT),
+                disabled: false,
+                priority: 1,
+            }
+        }
+
+        fn personal() -> AccountPersonal {
+            AccountPersonal {
+                bank_account_id: BankId::parse("ALB-0001").unwrap(),
+                name: "Ada's current account".into(),
+                identifier: Some(AccountIdentifier::Iban(Iban::parse(IBAN).unwrap())),
+                owners: vec![AccountOwner {
+                    name: OWNER.into(),
+                    role: OwnerRole::Owner,
+                }],
+            }
+        }
+
+        fn transaction() -> AggregatedTransaction {
+            let bank_id = BankId::parse("T-9001").unwrap();
+            AggregatedTransaction {
+                id: transaction_id(aggregated(), &bank_id),
+                bank_transaction_id: bank_id,
+                status: TransactionStatus::Booked,
+                booking_date: date(2),
+                value_date: Some(date(3)),
+                amount: Money::new(-4_250, gbp()),
+                replaces: None,
+                personal: TransactionPersonal {
+                    counterparty: Some(Counterparty {
+                        name: Some(COUNTERPARTY.into()),
+                        identifier: Some(AccountIdentifier::Other {
+                            scheme: "SORT_CODE_ACCOUNT_NUMBER".into(),
+                            value: "40-47-84 70872490".into(),
+                        }),
+                    }),
+                    description: DESCRIPTION.into(),
+                },
+            }
+        }
+
+        /// One event of every open banking type, with its stream.
+        fn every_event() -> Vec<(StreamRef, Event)> {
+            let conn = StreamRef::AggregationConnection(connection());
+            let imp = StreamRef::AggregationImport(import());
+            let acc = StreamRef::AggregatedAccount(aggregated());
+            let inst = StreamRef::Institution(project(), institution());
+            let progress = ImportProgress {
+                accounts_found: 5,
+                accounts_done: 2,
+                transactions_seen: 9_000,
+                transactions_recorded: 8_500,
+            };
+            vec![
+                (
+                    inst.clone(),
+                    Event::InstitutionActivated(InstitutionActivated {
+                        project_id: project(),
+                        institution_id: institution(),
+                        activated_at: AT,
+                    }),
+                ),
+                (
+                    inst,
+                    Event::InstitutionDeactivated(InstitutionDeactivated {
+                        project_id: project(),
+                        institution_id: institution(),
+                        deactivated_at: LATER,
+                    }),
+                ),
+                (
+                    conn.clone(),
+                    Event::AggregationConnectionCreated(AggregationConnectionCreated {
+                        id: connection(),
+                        project_id: project(),
+                        customer_id: customer(),
+                        institution_id: Some(institution()),
+                        sources: vec![source(SourceState::NotSynced)],
+                        redirect_url: Some("https://shop.example/back".into()),
+                        created_at: AT,
+                    }),
+                ),
+                (
+                    conn.clone(),
+                    Event::AggregationInstitutionChosen(AggregationInstitutionChosen {
+                        institution_id: institution(),
+                        sources: vec![source(SourceState::NotSynced)],
+                        chosen_at: AT,
+                    }),
+                ),
+                (
+                    conn.clone(),
+                    Event::AggregationConnectionStatusChanged(AggregationConnectionStatusChanged {
+                        status: ConnectionStatus::ActionRequired {
+                            reason: ActionRequiredReason::ScaRequired,
+                        },
+                        changed_at: LATER,
+                    }),
+                ),
+                (
+                    conn.clone(),
+                    Event::AggregationSourceUpdated(AggregationSourceUpdated {
+                        source: source(SourceState::ActionRequired {
+                            reason: ActionRequiredReason::WebAuthenticationRequired,
+                        }),
+                        updated_at: LATER,
+                    }),
+                ),
+                (
+                    conn.clone(),
+                    Event::AggregationConsentGranted(AggregationConsentGranted {
+                        consent: Consent {
+                            granted_at: AT,
+                            expires_at: LATER,
+                        },
+                    }),
+                ),
+                (
+                    conn.clone(),
+                    Event::AggregationConsentExpired(AggregationConsentExpired { expired_at: LATER }),
+                ),
+                (
+                    conn.clone(),
+                    Event::AggregationConnectionAccountsFound(AggregationConnectionAccountsFound {
+                        account_ids: vec![aggregated()],
+                        found_at: AT,
+                    }),
+                ),
+                (
+                    conn,
+                    Event::AggregationConnectionDeleted(AggregationConnectionDeleted { deleted_at: LATER }),
+                ),
+                (
+                    imp.clone(),
+                    Event::AggregationImportCreated(AggregationImportCreated {
+                        id: import(),
+                        project_id: project(),
+                        connection_id: connection(),
+                        kind: ImportKind::Advanced,
+                        parts: ImportParts {
+                            owners: false,
+                            accounts: true,
+                            transactions: true,
+                            credit_cards: false,
+                        },
+                        history_from: date(1),
+                        created_at: AT,
+                    }),
+                ),
+                (
+                    imp.clone(),
+                    Event::AggregationImportStarted(AggregationImportStarted { started_at: AT }),
+                ),
+                (
+                    imp.clone(),
+                    Event::AggregationImportProgressed(AggregationImportProgressed {
+                        progress,
+                        progressed_at: AT,
+                    }),
+                ),
+                (
+                    imp.clone(),
+                    Event::AggregationImportSucceeded(AggregationImportSucceeded {
+                        progress,
+                        finished_at: LATER,
+                    }),
+                ),
+                (
+                    imp,
+                    Event::AggregationImportFailed(AggregationImportFailed {
+                        reason: ImportFailure::RateLimited { next_try_at: LATER },
+                        detail: "429 from the bank".into(),
+                        finished_at: LATER,
+                    }),
+                ),
+                (
+                    acc.clone(),
+                    Event::AggregatedAccountDiscovered(AggregatedAccountDiscovered {
+                        id: aggregated(),
+                        project_id: project(),
+                        connection_id: connection(),
+                        customer_id: customer(),
+                        account_type: AggregatedAccountType::Current,
+                        currency: gbp(),
+                        personal: personal().before_consent(),
+                        discovered_at: AT,
+                    }),
+                ),
+                (
+                    acc.clone(),
+                    Event::AggregatedAccountUpdated(AggregatedAccountUpdated {
+                        account_type: AggregatedAccountType::Current,
+                        personal: personal(),
+                        balances: vec![Balance {
+                            balance_type: BalanceType::ClosingBooked,
+                            amount: Money::new(123_456, gbp()),
+                            date: date(4),
+                        }],
+                        updated_at: LATER,
+                    }),
+                ),
+                (
+                    acc.clone(),
+                    Event::AggregatedAccountEnabled(AggregatedAccountEnabled { enabled_at: LATER }),
+                ),
+                (
+                    acc.clone(),
+                    Event::AggregatedAccountArchived(AggregatedAccountArchived { archived_at: LATER }),
+                ),
+                (
+                    acc.clone(),
+                    Event::AggregatedAccountUnarchived(AggregatedAccountUnarchived { unarchived_at: LATER }),
+                ),
+                (
+                    acc.clone(),
+                    Event::AggregatedTransactionsRecorded(AggregatedTransactionsRecorded {
+                        import_id: Some(import()),
+                        transactions: vec![transaction()],
+                        recorded_at: LATER,
+                    }),
+                ),
+                (
+                    acc,
+                    Event::AggregatedTransactionsRemoved(AggregatedTransactionsRemoved {
+                        import_id: None,
+                        transaction_ids: vec![transaction().id],
+                        removed_at: LATER,
+                    }),
+                ),
+            ]
+        }
+
+        fn body(stream: &StreamRef, event: &Event) -> Body {
+            envelope(stream, 1, event).unwrap().event.unwrap()
+        }
+
+        #[test]
+        fn every_open_banking_event_is_delivered_typed_under_its_own_name() {
+            let events = every_event();
+            let mut types: Vec<&str> = events.iter().map(|(_, event)| event.event_type()).collect();
+            types.sort_unstable();
+            types.dedup();
+            assert_eq!(types.len(), 22, "one sample per open banking event type");
+            for (stream, event) in &events {
+                assert!(delivers(stream), "{stream}");
+                assert!(DELIVERED_CATEGORIES.contains(&stream.category()));
+                assert!(delivered_event_types().any(|name| name == event.event_type()));
+                let envelope = envelope(stream, 1, event).unwrap();
+                assert_eq!(envelope.category, stream.category());
+                assert_eq!(envelope.event_type, event.event_type());
+                // The oneof field set is the event type's (snake case of the
+                // same name).
+                let body = format!("{:?}", envelope.event.unwrap());
+                assert!(body.starts_with(&format!("{}(", event.event_type())), "{body}");
+            }
+        }
+
+        #[test]
+        fn an_institution_activation_names_project_and_institution() {
+            let stream = StreamRef::Institution(project(), institution());
+            let (_, event) = &every_event()[0];
+            let Body::InstitutionActivated(activated) = body(&stream, event) else {
+                panic!("not an InstitutionActivated");
+            };
+            assert_eq!(activated.project_id, project().to_string());
+            assert_eq!(activated.institution_id, "sandbox_gb_albion");
+            assert_eq!(activated.activated_at, Some(timestamp(AT)));
+        }
+
+        #[test]
+        fn a_connection_arrives_as_created_and_its_changes_by_id() {
+            let events = every_event();
+            let find = |name: &str| events.iter().find(|(_, e)| e.event_type() == name).unwrap();
+            let (stream, event) = find("AggregationConnectionCreated");
+            let Body::AggregationConnectionCreated(created) = body(stream, event) else {
+                panic!("not a connection");
+            };
+            assert_eq!(created.id, connection().to_string());
+            assert_eq!(created.project_id, project().to_string());
+            assert_eq!(created.customer_id, customer().to_string());
+            assert_eq!(created.institution_id.as_deref(), Some("sandbox_gb_albion"));
+            assert_eq!(
+                created.status(),
+                pb::AggregationConnectionStatus::InitialActionRequired
+            );
+            assert_eq!(created.action_required_reason, None);
+            assert_eq!(created.status_changed_at, Some(timestamp(AT)));
+            assert_eq!(created.sources.len(), 1);
+            assert_eq!(created.sources[0].kind(), pb::InstitutionSource::Psd2Api);
+            assert_eq!(created.sources[0].state(), pb::AggregationSourceState::NotSynced);
+            assert_eq!(created.sources[0].priority, 1);
+            assert_eq!(created.consent, None);
+            assert!(created.aggregated_account_ids.is_empty());
+            assert_eq!(created.redirect_url.as_deref(), Some("https://shop.example/back"));
+
+            let (stream, event) = find("AggregationConnectionStatusChanged");
+            let Body::AggregationConnectionStatusChanged(changed) = body(stream, event) else {
+                panic!("not a status change");
+            };
+            assert_eq!(changed.connection_id, connection().to_string());
+            assert_eq!(changed.status(), pb::AggregationConnectionStatus::ActionRequired);
+            assert_eq!(
+                changed.action_required_reason(),
+                pb::AggregationActionRequiredReason::ScaRequired
+            );
+            assert_eq!(changed.next_try_at, None);
+
+            let delayed = Event::AggregationConnectionStatusChanged(AggregationConnectionStatusChanged {
+                status: ConnectionStatus::RefreshDelayed { next_try_at: LATER },
+                changed_at: AT,
+            });
+            let Body::AggregationConnectionStatusChanged(changed) = body(stream, &delayed) else {
+                panic!("not a status change");
+            };
+            assert_eq!(changed.status(), pb::AggregationConnectionStatus::RefreshDelayed);
+            assert_eq!(changed.action_required_reason, None);
+            assert_eq!(changed.next_try_at, Some(timestamp(LATER)));
+
+            let (stream, event) = find("AggregationSourceUpdated");
+            let Body::AggregationSourceUpdated(updated) = body(stream, event) else {
+                panic!("not a source update");
+            };
+            let source = updated.source.unwrap();
+            assert_eq!(source.state(), pb::AggregationSourceState::ActionRequired);
+            assert_eq!(
+                source.action_required_reason(),
+                pb::AggregationActionRequiredReason::WebAuthenticationRequired
+            );
+            assert_eq!(source.last_updated_at, Some(timestamp(AT)));
+
+            let (stream, event) = find("AggregationConnectionDeleted");
+            let Body::AggregationConnectionDeleted(deleted) = body(stream, event) else {
+                panic!("not a deletion");
+            };
+            assert_eq!(deleted.connection_id, connection().to_string());
+            assert_eq!(deleted.deleted_at, Some(timestamp(LATER)));
+        }
+
+        #[test]
+        fn an_import_arrives_as_created_and_its_failure_with_its_reason() {
+            let events = every_event();
+            let find = |name: &str| events.iter().find(|(_, e)| e.event_type() == name).unwrap();
+            let (stream, event) = find("AggregationImportCreated");
+            let Body::AggregationImportCreated(created) = body(stream, event) else {
+                panic!("not an import");
+            };
+            assert_eq!(created.id, import().to_string());
+            assert_eq!(created.connection_id, connection().to_string());
+            assert_eq!(created.kind(), pb::AggregationImportKind::Advanced);
+            assert_eq!(created.status(), pb::AggregationImportStatus::Pending);
+            let parts = created.parts.unwrap();
+            assert!(parts.accounts && parts.transactions && !parts.owners && !parts.credit_cards);
+            assert_eq!(
+                created.history_from,
+                Some(pb::Date {
+                    year: 2025,
+                    month: 6,
+                    day: 1
+                })
+            );
+            assert_eq!(created.progress, Some(pb::AggregationImportProgress::default()));
+            assert_eq!(
+                (created.failure, created.started_at, created.finished_at),
+                (None, None, None)
+            );
+
+            let (stream, event) = find("AggregationImportSucceeded");
+            let Body::AggregationImportSucceeded(succeeded) = body(stream, event) else {
+                panic!("not a success");
+            };
+            assert_eq!(succeeded.import_id, import().to_string());
+            let progress = succeeded.progress.unwrap();
+            assert_eq!(
+                (progress.accounts_found, progress.transactions_recorded),
+                (5, 8_500)
+            );
+
+            let (stream, event) = find("AggregationImportFailed");
+            let Body::AggregationImportFailed(failed) = body(stream, event) else {
+                panic!("not a failure");
+            };
+            let failure = failed.failure.unwrap();
+            assert_eq!(failure.reason(), pb::AggregationImportFailureReason::RateLimited);
+            assert_eq!(failure.next_try_at, Some(timestamp(LATER)));
+            assert_eq!(failure.action_required_reason, None);
+            assert_eq!(failure.detail, "429 from the bank");
+        }
+
+        /// Every string of `message` (encoded), outside `personal`, must not
+        /// hold any of `secrets`: personal data is in the `personal`
+        /// sub-messages only.
+        fn assert_only_in_personal(encoded_without_personal: &[u8], secrets: &[&str]) {
+            for secret in secrets {
+                assert!(
+                    !encoded_without_personal
+                        .windows(secret.len())
+                        .any(|window| window == secret.as_bytes()),
+                    "{secret} outside `personal`"
+                );
+            }
+        }
+
+        #[test]
+        fn an_account_arrives_disabled_with_its_name_only_then_its_details_in_personal() {
+            let events = every_event();
+            let find = |name: &str| events.iter().find(|(_, e)| e.event_type() == name).unwrap();
+            let (stream, event) = find("AggregatedAccountDiscovered");
+            let Body::AggregatedAccountDiscovered(mut discovered) = body(stream, event) else {
+                panic!("not an account");
+            };
+            assert_eq!(discovered.id, aggregated().to_string());
+            assert_eq!(discovered.connection_id, connection().to_string());
+            assert_eq!(discovered.customer_id, customer().to_string());
+            assert_eq!(discovered.r#type(), pb::AggregatedAccountType::Current);
+            assert_eq!(discovered.currency, "GBP");
+            assert!(discovered.disabled);
+            assert_eq!((discovered.enabled_at, discovered.archived_at), (None, None));
+            assert_eq!(discovered.updated_at, Some(timestamp(AT)));
+            let personal = discovered.personal.take().unwrap();
+            assert_eq!(personal.name, "Ada's current account");
+            assert_eq!(personal.bank_account_id, "ALB-0001");
+            assert_eq!((personal.identifier, personal.owners.len()), (None, 0));
+            assert_only_in_personal(
+                &prost::Message::encode_to_vec(&discovered),
+                &["Ada's current account", "ALB-0001"],
+            );
+
+            let (stream, event) = find("AggregatedAccountUpdated");
+            let Body::AggregatedAccountUpdated(mut updated) = body(stream, event) else {
+                panic!("not an account update");
+            };
+            assert_eq!(updated.aggregated_account_id, aggregated().to_string());
+            assert_eq!(updated.balances.len(), 1);
+            assert_eq!(
+                updated.balances[0].r#type(),
+                pb::AggregatedBalanceType::ClosingBooked
+            );
+            assert_eq!(
+                updated.balances[0].amount,
+                Some(pb::Money {
+                    currency: "GBP".into(),
+                    amount: 123_456
+                })
+            );
+            let personal = updated.personal.take().unwrap();
+            assert_eq!(
+                personal.identifier.and_then(|i| i.identifier),
+                Some(pb::aggregated_account_identifier::Identifier::Iban(IBAN.into()))
+            );
+            assert_eq!(personal.owners.len(), 1);
+            assert_eq!(personal.owners[0].name, OWNER);
+            assert_eq!(personal.owners[0].role(), pb::AggregatedAccountOwnerRole::Owner);
+            assert_only_in_personal(
+                &prost::Message::encode_to_vec(&updated),
+                &[IBAN, OWNER, "Ada's current account", "ALB-0001"],
+            );
+        }
+
+        #[test]
+        fn transactions_arrive_with_counterparty_and_description_in_personal() {
+            let events = every_event();
+            let find = |name: &str| events.iter().find(|(_, e)| e.event_type() == name).unwrap();
+            let (stream, event) = find("AggregatedTransactionsRecorded");
+            let Body::AggregatedTransactionsRecorded(mut recorded) = body(stream, event) else {
+                panic!("not a batch");
+            };
+            assert_eq!(recorded.aggregated_account_id, aggregated().to_string());
+            assert_eq!(recorded.import_id, Some(import().to_string()));
+            assert_eq!(recorded.transactions.len(), 1);
+            let tx = &mut recorded.transactions[0];
+            assert_eq!(tx.id, transaction().id.to_string());
+            assert!(tx.id.starts_with("atx_"), "{}", tx.id);
+            assert_eq!(tx.bank_transaction_id, "T-9001");
+            assert_eq!(tx.status(), pb::AggregatedTransactionStatus::Booked);
+            assert_eq!(
+                tx.booking_date,
+                Some(pb::Date {
+                    year: 2025,
+                    month: 6,
+                    day: 2
+                })
+            );
+            assert_eq!(tx.value_date.map(|d| d.day), Some(3));
+            assert_eq!(tx.amount.as_ref().map(|m| m.amount), Some(-4_250));
+            assert_eq!(tx.replaces, None);
+            let personal = tx.personal.take().unwrap();
+            assert_eq!(personal.description, DESCRIPTION);
+            let counterparty = personal.counterparty.unwrap();
+            assert_eq!(counterparty.name.as_deref(), Some(COUNTERPARTY));
+            assert_eq!(
+                counterparty.identifier.and_then(|i| i.identifier),
+                Some(pb::aggregated_account_identifier::Identifier::Other(
+                    pb::OtherAccountIdentifier {
+                        scheme: "SORT_CODE_ACCOUNT_NUMBER".into(),
+                        value: "40-47-84 70872490".into(),
+                    }
+                ))
+            );
+            assert_only_in_personal(
+                &prost::Message::encode_to_vec(&recorded),
+                &[COUNTERPARTY, DESCRIPTION, "70872490"],
+            );
+
+            let (stream, event) = find("AggregatedTransactionsRemoved");
+            let Body::AggregatedTransactionsRemoved(removed) = body(stream, event) else {
+                panic!("not a removal");
+            };
+            assert_eq!(removed.import_id, None);
+            assert_eq!(removed.transaction_ids, [transaction().id.to_string()]);
+        }
+
+        /// A batch of `count` transactions whose personal texts are
+        /// `description` and a counterparty name of `name_chars`, encoded.
+        fn batch_bytes(count: usize, description: &str, name_chars: usize) -> usize {
+            let transactions = (0..count)
+                .map(|i| {
+                    let bank_id = BankId::parse(&format!("2025-06-02-{i:08}")).unwrap();
+                    let mut transaction = transaction();
+                    transaction.id = transaction_id(aggregated(), &bank_id);
+                    transaction.bank_transaction_id = bank_id;
+                    transaction.personal = TransactionPersonal {
+                        counterparty: Some(Counterparty {
+                            name: Some("N".repeat(name_chars)),
+                            identifier: Some(AccountIdentifier::Iban(Iban::parse(IBAN).unwrap())),
+                        }),
+                        description: description.into(),
+                    };
+                    transaction
+                })
+                .collect();
+            let event = Event::AggregatedTransactionsRecorded(AggregatedTransactionsRecorded {
+                import_id: Some(import()),
+                transactions,
+                recorded_at: LATER,
+            });
+            let stream = StreamRef::AggregatedAccount(aggregated());
+            prost::Message::encoded_len(&envelope(&stream, 1, &event).unwrap())
+        }
+
+        /// What a batch weighs on the wire: one event is one message (one
+        /// position, one NATS message), so its size is what subscribers' and
+        /// NATS's message limits must take.
+        #[test]
+        fn a_page_of_transactions_fits_the_usual_message_limits() {
+            let typical = batch_bytes(1_000, DESCRIPTION, 20);
+            let full = batch_bytes(5_000, DESCRIPTION, 20);
+            let longest = batch_bytes(5_000, &"é".repeat(1_000), 200);
+            eprintln!("typical 1,000: {typical} B; typical 5,000: {full} B; longest 5,000: {longest} B");
+            // A connector page (≤ 1,000) of typical transactions is well under
+            // NATS's default `max_payload` (1 MiB) and tonic's default
+            // decoding limit (4 MiB).
+            assert!(typical < 256 * 1024, "{typical}");
+        }
     }
 }
