@@ -424,6 +424,25 @@ fn batches_are_checked() {
         invalid_fields(world.run(P, record(account, too_many, &[]))),
         ["transactions"]
     );
+    // Within the count, but too much text for one event: split it.
+    let long_texts: Vec<_> = (0..MAX_TRANSACTIONS_PER_BATCH)
+        .map(|i| {
+            let mut tx = booked(&format!("T{i}"), day(1), -1);
+            tx.personal.description = "é".repeat(MAX_DESCRIPTION_CHARS);
+            tx
+        })
+        .collect();
+    assert!(long_texts.len() * 2 * MAX_DESCRIPTION_CHARS > MAX_BATCH_TEXT_BYTES);
+    assert_eq!(
+        invalid_fields(world.run(P, record(account, long_texts.clone(), &[]))),
+        ["transactions"]
+    );
+    let half = long_texts.len() / 4;
+    assert!(
+        world
+            .run(P, record(account, long_texts[..half].to_vec(), &[]))
+            .is_ok()
+    );
     assert!(
         BankId::parse("").is_err()
             && BankId::parse("a\nb").is_err()

@@ -23,8 +23,16 @@ use crate::kernel::stream::{ResourceRef, StreamRef};
 
 /// The most accounts one connection has.
 pub const MAX_ACCOUNTS_PER_CONNECTION: usize = 50;
-/// The most transactions (and removals) one batch carries: one sync page.
-pub const MAX_TRANSACTIONS_PER_BATCH: usize = 5_000;
+/// The most transactions (and removals) one batch carries: one sync page
+/// (a connector's pages hold at most 1,000).
+pub const MAX_TRANSACTIONS_PER_BATCH: usize = 1_000;
+/// The most bytes of text (bank IDs, counterparties, descriptions) one
+/// batch carries. A batch is one event, delivered whole to subscribers and
+/// published as one NATS message: with this budget and the fixed fields of
+/// [`MAX_TRANSACTIONS_PER_BATCH`] transactions it stays under NATS's
+/// default 1 MiB payload (and tonic's 4 MiB message), so the relay never
+/// meets an event it cannot publish. A sync splits a longer page.
+pub const MAX_BATCH_TEXT_BYTES: usize = 512 * 1024;
 pub const MAX_BALANCES: usize = 10;
 pub const MAX_OWNERS: usize = 10;
 /// Names (of accounts, owners, counterparties).
@@ -57,6 +65,26 @@ pub struct ImportedTransaction {
     /// `pending_transaction_id`).
     pub replaces_pending: Option<BankId>,
     pub personal: TransactionPersonal,
+}
+
+/// The bytes of text a batch carries (what makes its event large).
+fn batch_text_bytes(transactions: &[ImportedTransaction], removed: &[BankId]) -> usize {
+    let identifier = |identifier: &AccountIdentifier| match identifier {
+        AccountIdentifier::Iban(iban) => iban.to_string().len(),
+        AccountIdentifier::Other { scheme, value } => scheme.len() + value.len(),
+    };
+    let transaction = |tx: &ImportedTransaction| {
+        let counterparty = tx.personal.counterparty.as_ref().map_or(0, |counterparty| {
+            counterparty.name.as_ref().map_or(0, String::len)
+                + counterparty.identifier.as_ref().map_or(0, identifier)
+        });
+        tx.bank_transaction_id.as_str().len()
+            + tx.replaces_pending.as_ref().map_or(0, |id| id.as_str().len())
+            + tx.personal.description.len()
+            + counterparty
+    };
+    transactions.iter().map(transaction).sum::<usize>()
+        + removed.iter().map(|id| id.as_str().len()).sum::<usize>()
 }
 
 fn check_text(violations: &mut Violations, field: &str, text: &str, max: usize, required: bool) {
@@ -399,6 +427,15 @@ impl Context<'_> {
             return Err(DomainError::invalid(
                 "transactions",
                 format!("at most {MAX_TRANSACTIONS_PER_BATCH} transactions and removals in one batch"),
+            ));
+        }
+        let text = batch_text_bytes(transactions, removed);
+        if text > MAX_BATCH_TEXT_BYTES {
+            return Err(DomainError::invalid(
+                "transactions",
+                format!(
+                    "the batch carries {text} bytes of text; at most {MAX_BATCH_TEXT_BYTES} in one batch (split it)"
+                ),
             ));
         }
         let (account, connection) = self.live_aggregated_account(account_id)?;

@@ -18,8 +18,8 @@ mod state;
 
 pub use command::AggregatedAccountCommand;
 pub use decide::{
-    FoundAccount, ImportedTransaction, MAX_ACCOUNTS_PER_CONNECTION, MAX_BALANCES, MAX_DESCRIPTION_CHARS,
-    MAX_NAME_CHARS, MAX_OWNERS, MAX_TRANSACTIONS_PER_BATCH,
+    FoundAccount, ImportedTransaction, MAX_ACCOUNTS_PER_CONNECTION, MAX_BALANCES, MAX_BATCH_TEXT_BYTES,
+    MAX_DESCRIPTION_CHARS, MAX_NAME_CHARS, MAX_OWNERS, MAX_TRANSACTIONS_PER_BATCH,
 };
 pub use events::*;
 pub use rules::{TransactionRule, check_recorded};

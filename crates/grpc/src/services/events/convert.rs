@@ -1332,14 +1332,20 @@ mod tests {
         /// NATS's message limits must take.
         #[test]
         fn a_page_of_transactions_fits_the_usual_message_limits() {
-            let typical = batch_bytes(1_000, DESCRIPTION, 20);
-            let full = batch_bytes(5_000, DESCRIPTION, 20);
-            let longest = batch_bytes(5_000, &"é".repeat(1_000), 200);
-            eprintln!("typical 1,000: {typical} B; typical 5,000: {full} B; longest 5,000: {longest} B");
-            // A connector page (≤ 1,000) of typical transactions is well under
-            // NATS's default `max_payload` (1 MiB) and tonic's default
-            // decoding limit (4 MiB).
+            use paycore_domain::aggregated_account::{MAX_BATCH_TEXT_BYTES, MAX_TRANSACTIONS_PER_BATCH};
+            let typical = batch_bytes(MAX_TRANSACTIONS_PER_BATCH, DESCRIPTION, 20);
+            // The largest batch the domain accepts: as many transactions as
+            // it takes, their texts filling its text budget (bank ID and
+            // IBAN included).
+            let per_transaction = MAX_BATCH_TEXT_BYTES / MAX_TRANSACTIONS_PER_BATCH;
+            let description = "x".repeat(per_transaction - "2025-06-02-00000000".len() - IBAN.len());
+            let largest = batch_bytes(MAX_TRANSACTIONS_PER_BATCH, &description, 0);
+            eprintln!("typical {MAX_TRANSACTIONS_PER_BATCH}: {typical} B; largest accepted: {largest} B");
+            // Well under NATS's default `max_payload` (1 MiB) and tonic's
+            // default decoding limit (4 MiB): the relay can publish every
+            // event the domain writes.
             assert!(typical < 256 * 1024, "{typical}");
+            assert!(largest < 1024 * 1024, "{largest}");
         }
     }
 }
