@@ -170,14 +170,19 @@ async fn arrives_at(browser: &Browser, prefix: &str) -> String {
     }
 }
 
-async fn heading(browser: &Browser) -> String {
+/// Waits for `search` on the page: a form sent with Enter navigates after
+/// the key press returns, so the next page may not be there yet.
+async fn element(browser: &Browser, search: Locator<'_>) -> fantoccini::elements::Element {
     browser
-        .find(Locator::Css("h1"))
+        .wait()
+        .at_most(Duration::from_secs(20))
+        .for_element(search)
         .await
         .unwrap()
-        .text()
-        .await
-        .unwrap()
+}
+
+async fn heading(browser: &Browser) -> String {
+    element(browser, Locator::Css("h1")).await.text().await.unwrap()
 }
 
 async fn screenshot(browser: &Browser, name: &str) {
@@ -294,7 +299,7 @@ async fn a_cardholder_answers_the_challenge_page_in_a_browser() {
         .send_keys("12\u{E007}")
         .await
         .unwrap();
-    let alert = browser.find(Locator::Css("[role=alert]")).await.unwrap();
+    let alert = element(&browser, Locator::Css("[role=alert]")).await;
     assert_eq!(
         alert.text().await.unwrap(),
         "Enter the 6-digit code, digits only."
