@@ -287,7 +287,7 @@ async fn a_projection_of_another_version_is_written_again_from_the_log() {
     let schema = SchemaGuard::new().await;
     let store = store(&schema).await;
     let mut books = Books::open(&store, 3).await;
-    for round in 0..6 {
+    for round in 0..90 {
         books.transfer(&store, round % 3, (round + 1) % 3, 50).await;
     }
     let writer = TablesWriter::spawn(store.clone(), options(&schema, "writer"));
@@ -305,6 +305,32 @@ async fn a_projection_of_another_version_is_written_again_from_the_log() {
         ))
         .await;
     let writer = TablesWriter::spawn(store.clone(), options(&schema, "writer"));
+    // The old rows stay served, whole, until the rebuilt ones replace them:
+    // never an empty or half-filled table.
+    let (client, connection) = tokio_postgres::connect(&schema.url, NoTls).await.unwrap();
+    tokio::spawn(connection);
+    let sql = format!(
+        "SELECT count(*), min(balance_minor) FROM {}.accounts WHERE project_id = $1",
+        schema.schema
+    );
+    let project = books.project.to_string();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let row = client.query_one(&sql, &[&project]).await.unwrap();
+        let (accounts, lowest): (i64, i64) = (row.get(0), row.get(1));
+        assert_eq!(accounts, 3, "the served table is never emptied");
+        let statuses = status(&schema.url, &schema.schema).await.unwrap();
+        let rebuilding = statuses
+            .iter()
+            .any(|status| status.projection == "accounts" && status.rebuilding.is_some());
+        if rebuilding {
+            assert_eq!(lowest, 999_999, "the old rows are served until the swap");
+        } else if lowest != 999_999 {
+            // Swapped in.
+            break;
+        }
+        assert!(Instant::now() < deadline, "{statuses:?}");
+    }
     caught_up(&schema).await;
     assert_eq!(books.in_tables(&schema).await, before);
     writer.stop().await;
