@@ -142,3 +142,29 @@ impl Challenges {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use uuid::Uuid;
+
+    use super::*;
+
+    fn payin(n: u128) -> CardPayinId {
+        CardPayinId::from_uuid(Uuid::from_u128(0x0193_0000_0000_7000_8000_0000_0000_0000 | n))
+    }
+
+    #[test]
+    fn a_link_is_bound_to_its_payin_and_to_the_deployments_secret() {
+        let secret = [7u8; 32];
+        let token = link_token(&secret, payin(1));
+        assert_eq!(token.len(), 2 * TOKEN_BYTES);
+        assert!(token.bytes().all(|b| b.is_ascii_hexdigit()));
+        assert_eq!(token, link_token(&secret, payin(1)), "the same on every server");
+        assert_ne!(token, link_token(&secret, payin(2)), "another payin");
+        assert_ne!(token, link_token(&[8u8; 32], payin(1)), "another deployment");
+        assert_eq!(
+            authentication_url("https://pay.example/3ds", &secret, payin(1)),
+            format!("https://pay.example/3ds/{}?token={token}", payin(1))
+        );
+    }
+}

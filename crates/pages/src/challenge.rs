@@ -226,3 +226,15 @@ fn error_page(error: &ChallengeError) -> Response {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::brand_name;
+
+    #[test]
+    fn brands_are_written_as_people_write_them() {
+        assert_eq!(brand_name("visa"), "Visa");
+        assert_eq!(brand_name("american_express"), "American Express");
+        assert_eq!(brand_name(""), "");
+    }
+}
