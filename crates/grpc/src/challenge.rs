@@ -134,11 +134,15 @@ impl Challenges {
             .await;
         match answered {
             Ok(payin) => Ok(payin),
-            // Answered meanwhile (two submits racing): show what won.
-            Err(_) if self.payin(id, token).await?.state != CardPayinState::AuthenticationPending => {
-                self.payin(id, token).await
+            Err(status) => {
+                // Answered meanwhile (two submits racing): show what won.
+                let now = self.payin(id, token).await?;
+                if now.state == CardPayinState::AuthenticationPending {
+                    Err(status.into())
+                } else {
+                    Ok(now)
+                }
             }
-            Err(status) => Err(status.into()),
         }
     }
 }

@@ -149,7 +149,7 @@ pub async fn rebuild(url: &str, schema: &str, names: &[String]) -> Result<Vec<&'
     let asked = async {
         let transaction = client.transaction().await?;
         for projection in &chosen {
-            rebuild::request(&transaction, schema, projection.name, projection.version).await?;
+            rebuild::request(&transaction, schema, projection.name, projection.version, None).await?;
         }
         transaction.commit().await?;
         Ok::<_, TablesError>(())

@@ -58,21 +58,24 @@ pub(crate) async fn requested(
 
 /// Asks for a rebuild of `projection` at `version` from position 0: a new
 /// row, or one under way set back to 0 (its writer is fenced at its next
-/// batch and starts again).
+/// batch and starts again). `writer` names the server starting it, `None`
+/// when an operator asks.
 pub(crate) async fn request(
     client: &impl GenericClient,
     schema: &str,
     projection: &str,
     version: i32,
+    writer: Option<&str>,
 ) -> Result<(), TablesError> {
     client
         .execute(
             &format!(
-                "INSERT INTO {schema}.read_model_rebuilds (projection, version, next_position) \
-                 VALUES ($1, $2, 0) ON CONFLICT (projection) DO UPDATE \
-                 SET version = EXCLUDED.version, next_position = 0, requested_at = now(), updated_at = now()"
+                "INSERT INTO {schema}.read_model_rebuilds (projection, version, next_position, writer) \
+                 VALUES ($1, $2, 0, $3) ON CONFLICT (projection) DO UPDATE \
+                 SET version = EXCLUDED.version, next_position = 0, writer = EXCLUDED.writer, \
+                 requested_at = now(), updated_at = now()"
             ),
-            &[&projection, &version],
+            &[&projection, &version, &writer],
         )
         .await?;
     Ok(())
@@ -164,13 +167,14 @@ pub(crate) async fn start(
             }
         }
     }
-    request(&transaction, schema, projection.name, projection.version).await?;
-    transaction
-        .execute(
-            &format!("UPDATE {schema}.read_model_rebuilds SET writer = $2 WHERE projection = $1"),
-            &[&projection.name, &writer],
-        )
-        .await?;
+    request(
+        &transaction,
+        schema,
+        projection.name,
+        projection.version,
+        Some(writer),
+    )
+    .await?;
     transaction.commit().await?;
     tracing::info!(
         projection = projection.name,
