@@ -428,7 +428,7 @@ mod tests {
             );
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }
-        assert_eq!(stored(), [ledger.last + 1; 6]);
+        assert_eq!(stored(), [ledger.last + 1; 7]);
     }
 
     #[test]

@@ -29,6 +29,7 @@ pub mod db;
 mod follower;
 pub mod metrics;
 mod models;
+mod open_banking;
 mod overlay;
 mod page;
 mod rebuild;
@@ -53,7 +54,8 @@ use paycore_store::{EventStore, Position, StoreError};
 use tokio::sync::watch;
 
 pub use db::{DEFAULT_CACHE_BYTES, ModelError, ModelStorage};
-pub use models::ResourceKind;
+pub use models::{DueKind, ResourceKind};
+pub use open_banking::{AggregatedAccountsOf, AggregatedTransactionFilter, DueConnection};
 pub use page::{Page, PageError, PageRequest, account_transactions_as_of};
 pub use rebuild::{
     OfflineOptions, OfflineSummary, RebuildError, RebuildProgress, RebuildState, rebuild_offline,

@@ -46,6 +46,21 @@ pub(crate) enum ListKind {
     // New lists go at the end: page tokens record the variant's index.
     Resources(crate::models::ResourceKind),
     CardPayinRefunds(paycore_domain::CardPayinId),
+    AggregationConnections(paycore_domain::CustomerId),
+    AggregationImports(paycore_domain::AggregationConnectionId),
+    ConnectionAggregatedAccounts {
+        connection: paycore_domain::AggregationConnectionId,
+        include_archived: bool,
+    },
+    CustomerAggregatedAccounts {
+        customer: paycore_domain::CustomerId,
+        include_archived: bool,
+    },
+    /// Keyset tokens (the last key read), bound to the filter.
+    AggregatedTransactions {
+        account: paycore_domain::AggregatedAccountId,
+        filter: crate::AggregatedTransactionFilter,
+    },
 }
 
 /// What a page token says: the next page holds the items created before the
@@ -66,6 +81,98 @@ fn decode(token: &str) -> Option<Cursor> {
 }
 
 /// The page of a list of `len` items (oldest at index 0) that `request`
+/// asks for, keeping only the items `keep` accepts: `fetch` answers the
+/// items of a range of indices, newest first, and is called until the page
+/// is full or the list ends, so a page is short only at the end of the
+/// list.
+pub(crate) fn filtered<T>(
+    project: ProjectId,
+    list: ListKind,
+    request: &PageRequest,
+    len: u64,
+    fetch: impl Fn(Range<u64>) -> Result<Vec<T>, ModelError>,
+    keep: impl Fn(&T) -> Result<bool, ModelError>,
+) -> Result<Page<T>, PageError> {
+    let size = request.size.max(1);
+    let mut end = before(project, list, request, len)?;
+    let mut items = Vec::with_capacity(size);
+    while end > 0 && items.len() < size {
+        let start = end.saturating_sub(size as u64);
+        let fetched = fetch(start..end)?;
+        debug_assert_eq!(
+            fetched.len() as u64,
+            end - start,
+            "a fetch answers its whole range"
+        );
+        for item in fetched {
+            end -= 1;
+            if keep(&item)? {
+                items.push(item);
+                if items.len() == size {
+                    break;
+                }
+            }
+        }
+    }
+    let next_token = (end > 0).then(|| {
+        encode(&Cursor {
+            project,
+            list,
+            before: end,
+        })
+    });
+    Ok(Page { items, next_token })
+}
+
+/// Where the page `request` asks for of a list of `len` items ends.
+fn before(project: ProjectId, list: ListKind, request: &PageRequest, len: u64) -> Result<u64, PageError> {
+    match request.token.as_deref().filter(|token| !token.is_empty()) {
+        None => Ok(len),
+        Some(token) => {
+            let cursor = decode(token).ok_or(PageError::InvalidToken)?;
+            if cursor.project != project || cursor.list != list || cursor.before > len || cursor.before == 0 {
+                return Err(PageError::InvalidToken);
+            }
+            Ok(cursor.before)
+        }
+    }
+}
+
+/// What a keyset page token says: the next page holds the rows after the
+/// key `after` (in the list's order) of this list of this project.
+#[derive(Serialize, Deserialize)]
+struct KeyCursor {
+    project: ProjectId,
+    list: ListKind,
+    after: Vec<u8>,
+}
+
+/// The key a keyset page `request` continues after (`None` for the first
+/// page).
+pub(crate) fn key_after(
+    project: ProjectId,
+    list: ListKind,
+    request: &PageRequest,
+) -> Result<Option<Vec<u8>>, PageError> {
+    let Some(token) = request.token.as_deref().filter(|token| !token.is_empty()) else {
+        return Ok(None);
+    };
+    let cursor: KeyCursor = hex::decode(token)
+        .ok()
+        .and_then(|bytes| postcard::from_bytes(&bytes).ok())
+        .ok_or(PageError::InvalidToken)?;
+    if cursor.project != project || cursor.list != list {
+        return Err(PageError::InvalidToken);
+    }
+    Ok(Some(cursor.after))
+}
+
+/// The token of the keyset page after the key `after`.
+pub(crate) fn key_token(project: ProjectId, list: ListKind, after: Vec<u8>) -> String {
+    hex::encode(postcard::to_stdvec(&KeyCursor { project, list, after }).unwrap_or_default())
+}
+
+/// The page of a list of `len` items (oldest at index 0) that `request`
 /// asks for; `fetch` answers the items of a range of indices, newest first.
 pub(crate) fn slice<T>(
     project: ProjectId,
@@ -78,16 +185,7 @@ pub(crate) fn slice<T>(
         (1..=100).contains(&request.size),
         "page size is validated at the edge"
     );
-    let before = match request.token.as_deref().filter(|token| !token.is_empty()) {
-        None => len,
-        Some(token) => {
-            let cursor = decode(token).ok_or(PageError::InvalidToken)?;
-            if cursor.project != project || cursor.list != list || cursor.before > len || cursor.before == 0 {
-                return Err(PageError::InvalidToken);
-            }
-            cursor.before
-        }
-    };
+    let before = before(project, list, request, len)?;
     let start = before.saturating_sub(request.size.max(1) as u64);
     let items = fetch(start..before)?;
     let next_token = (start > 0).then(|| {

@@ -10,10 +10,14 @@
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
+use std::ops::Bound;
 use std::sync::Arc;
 
 use paycore_domain::kernel::money::Currency;
-use paycore_domain::{AccountId, CardPayinId, CustomerId, ProjectId, ResourceRef, TransactionId, TransferId};
+use paycore_domain::{
+    AccountId, AggregatedAccountId, AggregatedTransactionId, AggregationConnectionId, CardPayinId,
+    CustomerId, ProjectId, ResourceRef, TransactionId, TransferId,
+};
 use redb::{ReadOnlyTable, ReadTransaction, ReadableTable, Table, WriteTransaction};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -21,7 +25,7 @@ use smallvec::SmallVec;
 
 use crate::chunk::{self, Chunk};
 use crate::db::{ModelError, Tables};
-use crate::models::ResourceKind;
+use crate::models::{DueKind, ResourceKind};
 
 /// The key of a list, a resource or a single row. Encoded with postcard:
 /// the variant first, then fixed-size IDs, so the keys of one variant all
@@ -43,6 +47,23 @@ pub(crate) enum Key {
     PayinRefunds(CardPayinId),
     FxRate(Currency, Currency),
     VerbatimIdempotencyUntil,
+    // Open banking (`models/open_banking.rs`).
+    AggregationConnections(ProjectId),
+    CustomerAggregationConnections(CustomerId),
+    ConnectionImports(AggregationConnectionId),
+    AggregatedAccounts(ProjectId),
+    ConnectionAggregatedAccounts(AggregationConnectionId),
+    CustomerAggregatedAccounts(CustomerId),
+    /// Sorted: an account's transactions by booking date and ID.
+    AggregatedTransactions(AggregatedAccountId),
+    /// Sorted: the pending ones only.
+    PendingAggregatedTransactions(AggregatedAccountId),
+    /// Where a transaction's sorted rows are.
+    AggregatedTransactionAt(AggregatedTransactionId),
+    /// Sorted: imports not finished, by ID.
+    UnfinishedAggregationImports,
+    /// Sorted: connections with something due, by time.
+    AggregationDue(DueKind),
 }
 
 impl Key {
@@ -55,6 +76,13 @@ impl Key {
         debug_assert!(encoded > 0, "{self:?} does not fit a row key");
         RowKey::from_slice(&buffer[..encoded])
     }
+}
+
+/// The key of the sorted row `suffix` under `prefix`.
+fn sorted_key(prefix: Key, suffix: &[u8]) -> RowKey {
+    let mut key = prefix.bytes();
+    key.extend_from_slice(suffix);
+    key
 }
 
 /// Where an item of a list lives: its list's key and its sequence number.
@@ -98,6 +126,55 @@ fn malformed(list: &[u8], first: u64) -> ModelError {
     )
 }
 
+/// A suffix bound under `prefix` as a bound of full keys.
+fn full_bounds(
+    prefix: &[u8],
+    (lower, upper): (Bound<&[u8]>, Bound<&[u8]>),
+) -> (Bound<Vec<u8>>, Bound<Vec<u8>>) {
+    let join = |suffix: &[u8]| [prefix, suffix].concat();
+    let lower = match lower {
+        Bound::Included(suffix) => Bound::Included(join(suffix)),
+        Bound::Excluded(suffix) => Bound::Excluded(join(suffix)),
+        Bound::Unbounded => Bound::Included(prefix.to_vec()),
+    };
+    let upper = match upper {
+        Bound::Included(suffix) => Bound::Included(join(suffix)),
+        Bound::Excluded(suffix) => Bound::Excluded(join(suffix)),
+        Bound::Unbounded => prefix_end(prefix).map_or(Bound::Unbounded, Bound::Excluded),
+    };
+    (lower, upper)
+}
+
+/// The smallest key greater than every key starting with `prefix`.
+fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < u8::MAX {
+            end.push(last + 1);
+            return Some(end);
+        }
+    }
+    None
+}
+
+/// Whether no key is within `range`.
+fn is_empty((lower, upper): (Bound<&[u8]>, Bound<&[u8]>)) -> bool {
+    match (lower, upper) {
+        (Bound::Included(low), Bound::Included(high)) => low > high,
+        (Bound::Included(low) | Bound::Excluded(low), Bound::Excluded(high))
+        | (Bound::Excluded(low), Bound::Included(high)) => low >= high,
+        _ => false,
+    }
+}
+
+fn as_ref_bound(bound: &Bound<Vec<u8>>) -> Bound<&[u8]> {
+    match bound {
+        Bound::Included(key) => Bound::Included(key.as_slice()),
+        Bound::Excluded(key) => Bound::Excluded(key.as_slice()),
+        Bound::Unbounded => Bound::Unbounded,
+    }
+}
+
 type Bytes = &'static [u8];
 
 /// The longest key: a variant and two IDs, or a list key and a sequence number.
@@ -122,6 +199,10 @@ pub(crate) struct Pending {
     lens: HashMap<RowKey, u64, Hasher>,
     ids: HashMap<RowKey, RowKey, Hasher>,
     values: HashMap<RowKey, Arc<[u8]>, Hasher>,
+    /// Rows read in key order (`sorted_*`), kept in the `values` table
+    /// under keys no other row has (their prefix is a [`Key`] of their
+    /// own); `None` removes the row.
+    sorted: BTreeMap<RowKey, Option<Arc<[u8]>>>,
     /// Bytes taken in since the last write (an upper bound of the memory
     /// held: a chunk changed twice counts twice).
     bytes: usize,
@@ -134,6 +215,7 @@ impl Pending {
         self.lens.extend(batch.lens);
         self.ids.extend(batch.ids);
         self.values.extend(batch.values);
+        self.sorted.extend(batch.sorted);
         self.bytes += batch.bytes;
     }
 
@@ -149,7 +231,11 @@ impl Pending {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.chunks.is_empty() && self.lens.is_empty() && self.ids.is_empty() && self.values.is_empty()
+        self.chunks.is_empty()
+            && self.lens.is_empty()
+            && self.ids.is_empty()
+            && self.values.is_empty()
+            && self.sorted.is_empty()
     }
 
     /// Writes every change into the tables of `txn`.
@@ -170,6 +256,12 @@ impl Pending {
         let mut values = txn.open_table(Tables::bytes(&tables.values))?;
         for (key, value) in &self.values {
             values.insert(key.as_slice(), &**value)?;
+        }
+        for (key, value) in &self.sorted {
+            match value {
+                Some(value) => values.insert(key.as_slice(), &**value)?,
+                None => values.remove(key.as_slice())?,
+            };
         }
         Ok(())
     }
@@ -253,7 +345,18 @@ impl StoredRows for LazyStored<'_> {
     fn value(&self, key: &[u8]) -> Result<Option<Vec<u8>>, ModelError> {
         self.get()?.value(key)
     }
+
+    fn sorted(&self, range: KeyRange<'_>, descending: bool, each: SortedVisit<'_>) -> Result<(), ModelError> {
+        self.get()?.sorted(range, descending, each)
+    }
 }
+
+/// A range of full row keys, for [`StoredRows::sorted`].
+pub(crate) type KeyRange<'k> = (Bound<&'k [u8]>, Bound<&'k [u8]>);
+
+/// Called with each stored sorted row (key, value) in order; answers
+/// whether to go on.
+pub(crate) type SortedVisit<'v> = &'v mut dyn FnMut(&[u8], &[u8]) -> Result<bool, ModelError>;
 
 /// What the folds and the queries read of the stored rows.
 pub(crate) trait StoredRows {
@@ -263,6 +366,8 @@ pub(crate) trait StoredRows {
     fn location(&self, id: &[u8]) -> Result<Option<RowKey>, ModelError>;
     fn len(&self, list: &[u8]) -> Result<Option<u64>, ModelError>;
     fn value(&self, key: &[u8]) -> Result<Option<Vec<u8>>, ModelError>;
+    /// The stored rows of `range`, in key order or its reverse.
+    fn sorted(&self, range: KeyRange<'_>, descending: bool, each: SortedVisit<'_>) -> Result<(), ModelError>;
 }
 
 impl<I: ReadableTable<Bytes, Bytes>, L: ReadableTable<Bytes, u64>> StoredRows for Stored<I, L> {
@@ -287,6 +392,31 @@ impl<I: ReadableTable<Bytes, Bytes>, L: ReadableTable<Bytes, u64>> StoredRows fo
 
     fn value(&self, key: &[u8]) -> Result<Option<Vec<u8>>, ModelError> {
         Ok(self.values.get(key)?.map(|row| row.value().to_vec()))
+    }
+
+    fn sorted(&self, range: KeyRange<'_>, descending: bool, each: SortedVisit<'_>) -> Result<(), ModelError> {
+        let rows = self.values.range(range)?;
+        let mut visit = |entry: Result<
+            (redb::AccessGuard<'_, Bytes>, redb::AccessGuard<'_, Bytes>),
+            redb::StorageError,
+        >| {
+            let (key, value) = entry?;
+            each(key.value(), value.value())
+        };
+        if descending {
+            for entry in rows.rev() {
+                if !visit(entry)? {
+                    break;
+                }
+            }
+        } else {
+            for entry in rows {
+                if !visit(entry)? {
+                    break;
+                }
+            }
+        }
+        Ok(())
     }
 }
 
@@ -329,6 +459,71 @@ impl<'a> Layers<'a> {
             return Ok(Some(value.to_vec()));
         }
         self.stored.value(key)
+    }
+
+    /// The sorted rows under `prefix` whose suffixes are within `bounds`, the
+    /// layers' changes over the stored rows, in key order (or its reverse),
+    /// each given to `each` (suffix, value) until it answers `false`.
+    fn sorted(
+        &self,
+        prefix: &[u8],
+        bounds: (Bound<&[u8]>, Bound<&[u8]>),
+        descending: bool,
+        each: &mut dyn FnMut(&[u8], &[u8]) -> Result<bool, ModelError>,
+    ) -> Result<(), ModelError> {
+        let (lower, upper) = full_bounds(prefix, bounds);
+        let range = (as_ref_bound(&lower), as_ref_bound(&upper));
+        if is_empty(range) {
+            // BTreeMap::range panics on a start past the end.
+            return Ok(());
+        }
+        // The changes in range, older layers first so newer ones win.
+        let mut changed: BTreeMap<&[u8], Option<&[u8]>> = BTreeMap::new();
+        for layer in self.pending.iter().rev().flatten() {
+            for (key, value) in layer.sorted.range::<[u8], _>(range) {
+                changed.insert(key.as_slice(), value.as_deref());
+            }
+        }
+        let mut changes: Box<dyn Iterator<Item = (&[u8], Option<&[u8]>)>> = if descending {
+            Box::new(changed.into_iter().rev())
+        } else {
+            Box::new(changed.into_iter())
+        };
+        let mut next_change = changes.next();
+        let mut going = true;
+        let before = |a: &[u8], b: &[u8]| if descending { a > b } else { a < b };
+        let mut emit = |key: &[u8], value: Option<&[u8]>, going: &mut bool| -> Result<(), ModelError> {
+            if let Some(value) = value {
+                *going = each(&key[prefix.len()..], value)?;
+            }
+            Ok(())
+        };
+        self.stored.sorted(range, descending, &mut |key, value| {
+            while going && let Some((changed_key, changed_value)) = next_change {
+                if before(changed_key, key) {
+                    emit(changed_key, changed_value, &mut going)?;
+                    next_change = changes.next();
+                } else {
+                    break;
+                }
+            }
+            if !going {
+                return Ok(false);
+            }
+            match next_change {
+                Some((changed_key, changed_value)) if changed_key == key => {
+                    emit(changed_key, changed_value, &mut going)?;
+                    next_change = changes.next();
+                }
+                _ => emit(key, Some(value), &mut going)?,
+            }
+            Ok(going)
+        })?;
+        while going && let Some((changed_key, changed_value)) = next_change {
+            emit(changed_key, changed_value, &mut going)?;
+            next_change = changes.next();
+        }
+        Ok(())
     }
 
     /// The row of resource `id`.
@@ -503,6 +698,28 @@ impl<'a> RowsMut<'a> {
             .transpose()
     }
 
+    /// Writes the sorted row `prefix ++ suffix` (read back in key order by
+    /// [`RowsRead::sorted`]).
+    pub fn put_sorted<V: Serialize>(
+        &mut self,
+        prefix: Key,
+        suffix: &[u8],
+        value: &V,
+    ) -> Result<(), ModelError> {
+        let key = sorted_key(prefix, suffix);
+        let value = encode(value)?;
+        self.pending.bytes += key.len() + value.len();
+        self.pending.sorted.insert(key, Some(value.into()));
+        Ok(())
+    }
+
+    /// Removes the sorted row `prefix ++ suffix`, if there is one.
+    pub fn remove_sorted(&mut self, prefix: Key, suffix: &[u8]) {
+        let key = sorted_key(prefix, suffix);
+        self.pending.bytes += key.len();
+        self.pending.sorted.insert(key, None);
+    }
+
     pub fn set_value<V: Serialize>(&mut self, key: Key, value: &V) -> Result<(), ModelError> {
         let key = key.bytes();
         let value = encode(value)?;
@@ -623,6 +840,23 @@ impl<'a> RowsRead<'a> {
             .value(&key.bytes())?
             .map(|row| decode(&key, &row))
             .transpose()
+    }
+
+    /// The sorted rows under `prefix` with suffixes within `bounds`, in
+    /// key order or its reverse, decoded, for as long as `each` answers
+    /// `true`.
+    pub fn sorted<V: DeserializeOwned>(
+        &self,
+        prefix: Key,
+        bounds: (Bound<&[u8]>, Bound<&[u8]>),
+        descending: bool,
+        mut each: impl FnMut(&[u8], V) -> Result<bool, ModelError>,
+    ) -> Result<(), ModelError> {
+        let prefix_bytes = prefix.bytes();
+        self.layers()
+            .sorted(&prefix_bytes, bounds, descending, &mut |suffix, row| {
+                each(suffix, decode(&prefix, row)?)
+            })
     }
 
     /// Every single row (small tables only, such as exchange rates).
@@ -824,6 +1058,109 @@ mod tests {
                 db.write(false, |txn| written.write(txn, &tables)).unwrap();
             }
             check(&db, &tables, [None, None], &model, &indexes)?;
+        }
+    }
+
+    /// What a batch does to sorted rows: put (key, value size) or remove.
+    #[derive(Clone, Debug)]
+    enum SortedOp {
+        Put(u8, usize),
+        Remove(u8),
+    }
+
+    fn sorted_op() -> impl Strategy<Value = SortedOp> {
+        prop_oneof![
+            3 => (any::<u8>(), 0usize..20).prop_map(|(key, size)| SortedOp::Put(key, size)),
+            1 => any::<u8>().prop_map(SortedOp::Remove),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        /// Sorted rows read back in key order and its reverse, within
+        /// bounds and stopped early, exactly as a map says, whichever layer
+        /// (active changes, frozen ones, the store) holds each put or
+        /// removal.
+        #[test]
+        fn sorted_rows_read_back_in_order_through_every_layer(
+            batches in proptest::collection::vec(
+                (proptest::collection::vec(sorted_op(), 1..30), 0u8..3),
+                1..10,
+            ),
+            lower in proptest::option::of(any::<u8>()),
+            upper in proptest::option::of(any::<u8>()),
+            limit in 1usize..300,
+        ) {
+            let db = ModelDb::open(&ModelStorage::in_memory()).unwrap();
+            let tables = Tables::of(Namespace::Served, "test");
+            db.write(true, |txn| create_tables(txn, &tables)).unwrap();
+            let prefix = Key::AggregatedTransactions(paycore_domain::AggregatedAccountId::from_uuid(Uuid::from_u128(3)));
+            // Another prefix's rows, which no read may return.
+            let other = Key::AggregatedTransactions(paycore_domain::AggregatedAccountId::from_uuid(Uuid::from_u128(4)));
+            let mut model: std::collections::BTreeMap<u8, Vec<u8>> = Default::default();
+            let mut active = Pending::default();
+            let mut frozen: Option<Pending> = None;
+            for (n, (batch, then)) in batches.iter().enumerate() {
+                let txn = db.read().unwrap();
+                let stored = StoredRead::open(&txn, &tables).unwrap();
+                let mut changes = Pending::default();
+                let mut rows = RowsMut::new(&mut changes, [Some(&active), frozen.as_ref()], &stored);
+                for op in batch {
+                    match *op {
+                        SortedOp::Put(key, size) => {
+                            let value = vec![n as u8; size];
+                            rows.put_sorted(prefix, &[key], &value).unwrap();
+                            rows.put_sorted(other, &[key], &value).unwrap();
+                            model.insert(key, value);
+                        }
+                        SortedOp::Remove(key) => {
+                            rows.remove_sorted(prefix, &[key]);
+                            model.remove(&key);
+                        }
+                    }
+                }
+                drop(rows);
+                drop(stored);
+                drop(txn);
+                active.absorb(changes);
+                match then {
+                    1 if frozen.is_none() => frozen = Some(std::mem::take(&mut active)),
+                    2 => {
+                        if let Some(written) = frozen.take() {
+                            db.write(false, |txn| written.write(txn, &tables)).unwrap();
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            let (lo, hi) = ([lower.unwrap_or(0)], [upper.unwrap_or(0)]);
+            let bounds = (
+                lower.map_or(std::ops::Bound::Unbounded, |_| std::ops::Bound::Included(&lo[..])),
+                upper.map_or(std::ops::Bound::Unbounded, |_| std::ops::Bound::Excluded(&hi[..])),
+            );
+            let in_range = |key: &u8| lower.is_none_or(|l| *key >= l) && upper.is_none_or(|u| *key < u);
+            let expected: Vec<(u8, Vec<u8>)> = model
+                .iter()
+                .filter(|(key, _)| in_range(key))
+                .map(|(key, value)| (*key, value.clone()))
+                .collect();
+            for descending in [false, true] {
+                let txn = db.read().unwrap();
+                let read = RowsRead::open(&txn, &tables, [Some(&active), frozen.as_ref()]).unwrap();
+                let mut got = Vec::new();
+                read.sorted(prefix, bounds, descending, |suffix, value: Vec<u8>| {
+                    got.push((suffix[0], value));
+                    Ok(got.len() < limit)
+                })
+                .unwrap();
+                let mut want = expected.clone();
+                if descending {
+                    want.reverse();
+                }
+                want.truncate(limit);
+                prop_assert_eq!(got, want);
+            }
         }
     }
 

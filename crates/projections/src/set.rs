@@ -1,10 +1,10 @@
 //! The projections paycore serves.
 
-use crate::models::{Accounts, Directory, FxRates, Resources, Transactions, Transfers};
+use crate::models::{Accounts, Directory, FxRates, OpenBanking, Resources, Transactions, Transfers};
 use crate::slot::ProjectionInfo;
 
 /// Every projection paycore serves, in the order `projections status` lists them.
-pub fn projections() -> [ProjectionInfo; 6] {
+pub fn projections() -> [ProjectionInfo; 7] {
     [
         ProjectionInfo::of::<Directory>(),
         ProjectionInfo::of::<Accounts>(),
@@ -12,6 +12,7 @@ pub fn projections() -> [ProjectionInfo; 6] {
         ProjectionInfo::of::<Transfers>(),
         ProjectionInfo::of::<Resources>(),
         ProjectionInfo::of::<FxRates>(),
+        ProjectionInfo::of::<OpenBanking>(),
     ]
 }
 

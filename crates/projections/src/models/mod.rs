@@ -5,6 +5,7 @@
 mod accounts;
 mod directory;
 mod fx_rates;
+mod open_banking;
 mod resources;
 mod transactions;
 mod transfers;
@@ -18,6 +19,10 @@ use crate::rows::RowsMut;
 pub(crate) use accounts::Accounts;
 pub(crate) use directory::Directory;
 pub(crate) use fx_rates::FxRates;
+pub use open_banking::DueKind;
+pub(crate) use open_banking::{
+    OpenBanking, Owner, TransactionAt, date_key, time_key, time_of_key, transaction_suffix,
+};
 pub(crate) use resources::Resources;
 pub(crate) use transactions::Transactions;
 pub(crate) use transfers::Transfers;
