@@ -229,6 +229,31 @@ requests! {
     "/paycore.v1.CardPayinService/FailCardPayinRefund": FailCardPayinRefundRequest =>
         |m, v| convert::id::<CardPayinRefundId>(&m.card_payin_refund_id, "card_payin_refund_id", v);
 
+    "/paycore.v1.AggregationConnectionService/CreateAggregationConnection": CreateAggregationConnectionRequest =>
+        |m, v| services::aggregation_connection::convert::create_request(m, v).map(|asked| asked.customer);
+    "/paycore.v1.AggregationConnectionService/GetAggregationConnection": GetAggregationConnectionRequest =>
+        |m, v| convert::id::<AggregationConnectionId>(&m.connection_id, "connection_id", v);
+    "/paycore.v1.AggregationConnectionService/ListAggregationConnections": ListAggregationConnectionsRequest =>
+        |m, v| (convert::id::<CustomerId>(&m.customer_id, "customer_id", v), page(m.page_size, &m.page_token, v));
+    "/paycore.v1.AggregationConnectionService/DeleteAggregationConnection": DeleteAggregationConnectionRequest =>
+        |m, v| convert::id::<AggregationConnectionId>(&m.connection_id, "connection_id", v);
+
+    "/paycore.v1.AggregationImportService/GetAggregationImport": GetAggregationImportRequest =>
+        |m, v| convert::id::<AggregationImportId>(&m.import_id, "import_id", v);
+    "/paycore.v1.AggregationImportService/ListAggregationImports": ListAggregationImportsRequest =>
+        |m, v| (convert::id::<AggregationConnectionId>(&m.connection_id, "connection_id", v), page(m.page_size, &m.page_token, v));
+
+    "/paycore.v1.AggregatedAccountService/GetAggregatedAccount": GetAggregatedAccountRequest =>
+        |m, v| convert::id::<AggregatedAccountId>(&m.aggregated_account_id, "aggregated_account_id", v);
+    "/paycore.v1.AggregatedAccountService/ListAggregatedAccounts": ListAggregatedAccountsRequest =>
+        |m, v| (services::aggregated_account::convert::accounts_of(m.of.as_ref(), v), page(m.page_size, &m.page_token, v));
+    "/paycore.v1.AggregatedAccountService/EnableAggregatedAccount": EnableAggregatedAccountRequest =>
+        |m, v| convert::id::<AggregatedAccountId>(&m.aggregated_account_id, "aggregated_account_id", v);
+    "/paycore.v1.AggregatedAccountService/ListAggregatedTransactions": ListAggregatedTransactionsRequest =>
+        |m, v| (services::aggregated_account::convert::transaction_filter(m, v), page(m.page_size, &m.page_token, v));
+    "/paycore.v1.AggregatedAccountService/GetAggregatedTransaction": GetAggregatedTransactionRequest =>
+        |m, v| convert::id::<AggregatedTransactionId>(&m.aggregated_transaction_id, "aggregated_transaction_id", v);
+
     "/paycore.v1.CustomerService/CreateCustomer": CreateCustomerRequest =>
         |m, v| services::customer::convert::create_customer(m, CustomerId::from_uuid(uuid(12)), v);
     "/paycore.v1.CustomerService/GetCustomer": GetCustomerRequest =>

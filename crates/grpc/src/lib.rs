@@ -219,6 +219,12 @@ type BankPayinServer = pb::bank_payin_service_server::BankPayinServiceServer<ser
 type FileServer = pb::file_service_server::FileServiceServer<services::Handlers>;
 type FxRateServer = pb::fx_rate_service_server::FxRateServiceServer<services::Handlers>;
 type InstitutionServer = pb::institution_service_server::InstitutionServiceServer<services::Handlers>;
+type AggregationConnectionServer =
+    pb::aggregation_connection_service_server::AggregationConnectionServiceServer<services::Handlers>;
+type AggregationImportServer =
+    pb::aggregation_import_service_server::AggregationImportServiceServer<services::Handlers>;
+type AggregatedAccountServer =
+    pb::aggregated_account_service_server::AggregatedAccountServiceServer<services::Handlers>;
 type CardTokenServer = pb::card_token_service_server::CardTokenServiceServer<services::Handlers>;
 type CardServer = pb::card_service_server::CardServiceServer<services::Handlers>;
 type CardPayinServer = pb::card_payin_service_server::CardPayinServiceServer<services::Handlers>;
@@ -239,6 +245,9 @@ pub const SERVICE_NAMES: &[&str] = &[
     FileServer::NAME,
     FxRateServer::NAME,
     InstitutionServer::NAME,
+    AggregationConnectionServer::NAME,
+    AggregationImportServer::NAME,
+    AggregatedAccountServer::NAME,
     CardTokenServer::NAME,
     CardServer::NAME,
     CardPayinServer::NAME,
@@ -289,6 +298,9 @@ impl Api {
             .add_service(FileServer::new(handlers.clone()))
             .add_service(EventServer::new(handlers.clone()))
             .add_service(InstitutionServer::new(handlers.clone()))
+            .add_service(AggregationConnectionServer::new(handlers.clone()))
+            .add_service(AggregationImportServer::new(handlers.clone()))
+            .add_service(AggregatedAccountServer::new(handlers.clone()))
             .add_service(FxRateServer::new(handlers))
             .add_service(health_service)
             .add_service(reflection.v1())

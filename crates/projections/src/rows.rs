@@ -351,6 +351,10 @@ impl StoredRows for LazyStored<'_> {
     }
 }
 
+/// A sorted row changed and not yet written: its key, and its value
+/// (`None`: removed).
+type Change<'a> = (&'a [u8], Option<&'a [u8]>);
+
 /// A range of full row keys, for [`StoredRows::sorted`].
 pub(crate) type KeyRange<'k> = (Bound<&'k [u8]>, Bound<&'k [u8]>);
 
@@ -469,7 +473,7 @@ impl<'a> Layers<'a> {
         prefix: &[u8],
         bounds: (Bound<&[u8]>, Bound<&[u8]>),
         descending: bool,
-        each: &mut dyn FnMut(&[u8], &[u8]) -> Result<bool, ModelError>,
+        each: SortedVisit<'_>,
     ) -> Result<(), ModelError> {
         let (lower, upper) = full_bounds(prefix, bounds);
         let range = (as_ref_bound(&lower), as_ref_bound(&upper));
@@ -484,7 +488,7 @@ impl<'a> Layers<'a> {
                 changed.insert(key.as_slice(), value.as_deref());
             }
         }
-        let mut changes: Box<dyn Iterator<Item = (&[u8], Option<&[u8]>)>> = if descending {
+        let mut changes: Box<dyn Iterator<Item = Change<'_>>> = if descending {
             Box::new(changed.into_iter().rev())
         } else {
             Box::new(changed.into_iter())

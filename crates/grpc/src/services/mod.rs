@@ -62,6 +62,8 @@ pub mod methods {
     pub const CREATE_CARD_PAYIN_REFUND: &str = "/paycore.v1.CardPayinService/CreateCardPayinRefund";
     pub const COMPLETE_CARD_PAYIN_REFUND: &str = "/paycore.v1.CardPayinService/CompleteCardPayinRefund";
     pub const FAIL_CARD_PAYIN_REFUND: &str = "/paycore.v1.CardPayinService/FailCardPayinRefund";
+    pub const CREATE_AGGREGATION_CONNECTION: &str =
+        "/paycore.v1.AggregationConnectionService/CreateAggregationConnection";
 }
 
 /// One value implementing every service; cheap to clone.

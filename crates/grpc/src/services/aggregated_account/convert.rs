@@ -1,6 +1,6 @@
-//! Accounts at other banks and their transactions: domain → proto. Personal
-//! data goes only into the `personal` sub-messages
-//! ([`account_personal_pb`], [`transaction_personal_pb`]).
+//! Accounts at other banks and their transactions: domain → proto (personal
+//! data goes only into the `personal` sub-messages, [`account_personal_pb`],
+//! [`transaction_personal_pb`]), and the list requests' filters.
 
 use paycore_domain::aggregated_account::{
     AccountIdentifier, AccountOwner, AccountPersonal, AggregatedAccount, AggregatedAccountType,
@@ -8,8 +8,12 @@ use paycore_domain::aggregated_account::{
     TransactionStatus,
 };
 
-use crate::convert::{date_pb, money_pb, timestamp};
+use paycore_domain::Violations;
+use paycore_projections::{AggregatedAccountsOf, AggregatedTransactionFilter};
+
+use crate::convert::{self as shared, date_pb, money_pb, timestamp};
 use crate::pb;
+use crate::services::customer;
 
 pub fn account_type_pb(account_type: AggregatedAccountType) -> pb::AggregatedAccountType {
     use pb::AggregatedAccountType as T;
@@ -123,4 +127,61 @@ pub fn aggregated_transaction_pb(transaction: &AggregatedTransaction) -> pb::Agg
         replaces: transaction.replaces.map(|id| id.to_string()),
         personal: Some(transaction_personal_pb(&transaction.personal)),
     }
+}
+
+/// Whose accounts `ListAggregatedAccounts` asks for (exactly one of the
+/// two).
+pub fn accounts_of(
+    of: Option<&pb::list_aggregated_accounts_request::Of>,
+    v: &mut Violations,
+) -> Option<AggregatedAccountsOf> {
+    use pb::list_aggregated_accounts_request::Of;
+    match of {
+        Some(Of::ConnectionId(id)) => {
+            shared::id(id, "connection_id", v).map(AggregatedAccountsOf::Connection)
+        }
+        Some(Of::CustomerId(id)) => shared::id(id, "customer_id", v).map(AggregatedAccountsOf::Customer),
+        None => {
+            v.add("of", "give connection_id or customer_id");
+            None
+        }
+    }
+}
+
+/// The filters of `ListAggregatedTransactions`.
+pub fn transaction_filter(
+    request: &pb::ListAggregatedTransactionsRequest,
+    v: &mut Violations,
+) -> Option<AggregatedTransactionFilter> {
+    let from = request
+        .booked_from
+        .as_ref()
+        .map(|date| customer::convert::date(date, "booked_from", v));
+    let to = request
+        .booked_to
+        .as_ref()
+        .map(|date| customer::convert::date(date, "booked_to", v));
+    let status = match pb::AggregatedTransactionStatus::try_from(request.status) {
+        Ok(pb::AggregatedTransactionStatus::Unspecified) => Some(None),
+        Ok(pb::AggregatedTransactionStatus::Pending) => Some(Some(TransactionStatus::Pending)),
+        Ok(pb::AggregatedTransactionStatus::Booked) => Some(Some(TransactionStatus::Booked)),
+        Err(_) => {
+            v.add("status", format!("unknown status {}", request.status));
+            None
+        }
+    };
+    // Absent: no bound; present but invalid: a violation, no filter.
+    let booked_from = from.map_or(Some(None), |date| date.map(Some))?;
+    let booked_to = to.map_or(Some(None), |date| date.map(Some))?;
+    if let (Some(from), Some(to)) = (booked_from, booked_to)
+        && from > to
+    {
+        v.add("booked_to", "must not be before booked_from");
+        return None;
+    }
+    Some(AggregatedTransactionFilter {
+        booked_from,
+        booked_to,
+        status: status?,
+    })
 }

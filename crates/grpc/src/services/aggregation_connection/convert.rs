@@ -1,12 +1,16 @@
-//! Connections: domain → proto.
+//! Connections: domain → proto, and the create request's fields.
 
 use paycore_domain::aggregation_connection::{
     ActionRequiredReason, AggregationConnection, ConnectionSource, ConnectionStatus, Consent, SourceKind,
     SourceState,
 };
 
-use crate::convert::timestamp;
+use paycore_domain::kernel::institution::InstitutionId;
+use paycore_domain::{CustomerId, Violations};
+
+use crate::convert::{self as shared, timestamp};
 use crate::pb;
+use crate::services::institution::convert::institution_id;
 
 /// A connection's status as its three fields: the status, the reason the
 /// end user must act, and when the next try is due.
@@ -93,4 +97,32 @@ pub fn aggregation_connection_pb(connection: &AggregationConnection) -> pb::Aggr
         aggregated_account_ids: connection.accounts.iter().map(ToString::to_string).collect(),
         redirect_url: connection.redirect_url.clone(),
     }
+}
+
+/// What `CreateAggregationConnection` asks for.
+#[derive(Debug)]
+pub struct NewConnection {
+    pub customer: CustomerId,
+    /// `None`: the end user chooses on the bank-selection page.
+    pub institution: Option<InstitutionId>,
+    pub redirect_url: Option<String>,
+}
+
+/// The request's fields; `None` with a violation per bad field (the domain
+/// checks the redirect URL).
+pub fn create_request(
+    request: &pb::CreateAggregationConnectionRequest,
+    v: &mut Violations,
+) -> Option<NewConnection> {
+    let customer = shared::id::<CustomerId>(&request.customer_id, "customer_id", v);
+    let institution = match request.institution_id.as_deref() {
+        None => Some(None),
+        Some(raw) => institution_id(raw, v).map(Some),
+    };
+    let (customer, institution) = customer.zip(institution)?;
+    Some(NewConnection {
+        customer,
+        institution,
+        redirect_url: request.redirect_url.clone(),
+    })
 }
