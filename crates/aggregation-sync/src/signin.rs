@@ -325,7 +325,9 @@ impl Syncer {
             .await?;
         let waiting = ConnectionStatus::InitialActionRequired { reason: Some(reason) };
         self.exec(project, now, status(id, waiting)).await?;
-        self.forget_step(connection, now).await;
+        if connection.status_changed_at != now {
+            self.forget_step(connection).await;
+        }
         Ok(())
     }
 
@@ -346,7 +348,7 @@ impl Syncer {
             let again = ConnectionStatus::InitialActionRequired { reason: Some(reason) };
             self.exec(project, now, status(id, again)).await?;
         }
-        self.forget_step(connection, now).await;
+        self.forget_step(connection).await;
         Ok(SignInStep::Failed {
             reason,
             detail: detail.to_owned(),
@@ -397,17 +399,14 @@ impl Syncer {
                 .delete(&consent_key(id, old.granted_at))
                 .await?;
         }
-        self.forget_step(connection, now).await;
+        self.forget_step(connection).await;
         let import_id = self.create_import(project, id, None, now).await?;
         Ok(SignInStep::Connected { import_id })
     }
 
     /// Deletes the step the connection was waiting for (used or replaced).
     /// A failure only leaves a sealed entry no step reads again.
-    async fn forget_step(&self, connection: &AggregationConnection, now: Timestamp) {
-        if connection.status_changed_at == now {
-            return;
-        }
+    async fn forget_step(&self, connection: &AggregationConnection) {
         let key = step_key(connection.id, connection.status_changed_at);
         if let Err(error) = self.inner.secrets.delete(&key).await {
             tracing::warn!(target: "paycore::aggregation", connection = %connection.id, %error, "a used sign-in step could not be deleted");
