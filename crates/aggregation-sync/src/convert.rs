@@ -114,7 +114,7 @@ fn owners(found: &[bank::AccountOwner], known: &[bank::Owner]) -> Vec<AccountOwn
         .filter_map(|owner| {
             let person = known.iter().find(|o| o.id == owner.owner)?;
             let name = bounded(&person.name, MAX_NAME_CHARS);
-            (!name.is_empty()).then(|| AccountOwner {
+            (!name.is_empty()).then_some(AccountOwner {
                 name,
                 role: match owner.role {
                     bank::OwnerRole::Holder => OwnerRole::Owner,

@@ -199,6 +199,7 @@ async fn the_schedule_expires_a_consent_once_due() {
     world.index.refresh(&world.engine).await;
     world.clock.set(expires_at.micros() - SECOND);
     assert_eq!(syncer.tick().await.unwrap().expired, 0, "not yet");
+    syncer.wait_idle().await;
     world.clock.set(expires_at.micros());
     let report = syncer.tick().await.unwrap();
     assert_eq!(report.expired, 1, "{report:?}");
