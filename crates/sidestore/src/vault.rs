@@ -168,9 +168,18 @@ impl VaultKey {
     /// to get a project's fingerprint key. Derived under its own label so
     /// that the encryption key is used for nothing but encryption.
     pub fn fingerprint_secret(&self) -> [u8; 32] {
+        self.derive(FINGERPRINT_LABEL)
+    }
+
+    /// A secret for another use than sealing card numbers:
+    /// HMAC-SHA256(key, `label`). Each use has its own label (open banking's
+    /// sealed consents use one), so the key that encrypts card numbers is
+    /// never itself used for anything else, and the uses' secrets are
+    /// independent of one another.
+    pub fn derive(&self, label: &[u8]) -> [u8; 32] {
         // HMAC takes keys of any length (RFC 2104), so this cannot fail.
         let mut mac = Hmac::<Sha256>::new_from_slice(&self.0).expect("HMAC takes keys of any length");
-        mac.update(FINGERPRINT_LABEL);
+        mac.update(label);
         mac.finalize().into_bytes().into()
     }
 }
