@@ -8,6 +8,7 @@ mod institutions;
 mod metrics;
 mod projections;
 mod serve;
+mod sync;
 
 // The server allocates many small short-lived objects per request (HTTP/2
 // frames, protobuf messages, events); mimalloc handles that pattern with

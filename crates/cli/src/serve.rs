@@ -350,6 +350,7 @@ pub async fn serve(data_dir: &Path, choice: &StoreChoice, options: ServeOptions)
     let mut state = paycore_grpc::AppState::new(engine.clone(), read.clone(), side);
     state.max_file_bytes = options.max_file_bytes;
     state.authentication_url_base = options.authentication_url_base;
+    let mut sync_config = paycore_aggregation_sync::SyncerConfig::default();
     let pages = match options.pages_listen {
         Some(listen) => {
             let listener = paycore_pages::bind(listen)
@@ -363,10 +364,23 @@ pub async fn serve(data_dir: &Path, choice: &StoreChoice, options: ServeOptions)
             if state.authentication_url_base == paycore_grpc::DEFAULT_AUTHENTICATION_URL_BASE {
                 state.authentication_url_base = format!("{public}{}", paycore_pages::CHALLENGE_PATH);
             }
-            Some((listener, public, state.clone()))
+            state.connect_url_base = Some(format!("{public}{}", paycore_pages::CONNECT_PATH));
+            sync_config.bank_redirect_uri = format!("{public}{}", paycore_pages::CALLBACK_PATH);
+            Some((listener, public))
         }
         None => None,
     };
+    let state = state.with_sync(sync_config);
+    let pages = pages.map(|(listener, public)| (listener, public, state.clone()));
+    let sync_election = match choice {
+        StoreChoice::Embedded => Election::Alone,
+        StoreChoice::Postgres { url, schema } => Election::Postgres {
+            url: url.clone(),
+            schema: schema.clone(),
+            name: format!("{} pid {}", host_name(), std::process::id()),
+        },
+    };
+    let sync = tokio::spawn(crate::sync::run(state.syncer.clone(), sync_election));
     let api = paycore_grpc::Api::build(state).await?;
     if let Some(log) = &opened.log {
         report_damage_on_health(log, api.clone());
@@ -438,7 +452,10 @@ pub async fn serve(data_dir: &Path, choice: &StoreChoice, options: ServeOptions)
     let (stopping_tx, mut stopping) = tokio::sync::watch::channel(false);
     if let Some((listener, public, state)) = pages {
         let address = listener.local_addr()?;
-        let router = paycore_pages::router(paycore_grpc::challenge::Challenges::new(state));
+        let router = paycore_pages::router(
+            paycore_grpc::challenge::Challenges::new(state.clone()),
+            paycore_grpc::connect::Connections::new(state),
+        );
         let mut stop = stopping.clone();
         tokio::spawn(async move {
             let stopped = async move {
@@ -448,7 +465,7 @@ pub async fn serve(data_dir: &Path, choice: &StoreChoice, options: ServeOptions)
                 tracing::error!(%error, "the hosted pages' listener failed");
             }
         });
-        tracing::info!(%address, %public, "serving the hosted pages (3-D Secure challenge)");
+        tracing::info!(%address, %public, "serving the hosted pages (3-D Secure challenge, bank connections)");
         println!("paycore pages on http://{address} (links use {public})");
     }
     let shutdown = async move {
@@ -508,6 +525,8 @@ pub async fn serve(data_dir: &Path, choice: &StoreChoice, options: ServeOptions)
         budget = cache.budget,
         "engine state cache at stop"
     );
+    // Imports in flight stop here; the next start resumes them.
+    sync.abort();
     if let Some(tables) = tables {
         tables.stop().await;
     }

@@ -4,47 +4,28 @@
 //! rules as `CompleteCardPayinAuthentication` (sandbox projects only; the
 //! network's answer recorded by the same command).
 //!
-//! The link names the payin and carries a token: an HMAC of the payin ID
-//! under the deployment's server secret (`SideStorage::fingerprint_secret`,
-//! its own context label), so only whoever was given the URL can answer the
-//! challenge, every server of a deployment accepts it, and nothing new is
-//! stored.
+//! The link names the payin and carries a token (`link.rs`), so only
+//! whoever was given the URL can answer the challenge.
 
-use hmac::{Hmac, Mac};
 use paycore_domain::card_payin::{CardPayin, CardPayinState};
 use paycore_domain::sandbox_network::Authentication;
 use paycore_domain::{CardPayinId, Environment, StreamRef};
-use sha2::Sha256;
-use subtle::ConstantTimeEq;
 use tonic::Status;
 
 use crate::AppState;
+use crate::link;
 use crate::services::Handlers;
 use crate::services::card_payin::Cardholder;
 
 /// The actor the events of an answered challenge record.
 pub const CHALLENGE_ACTOR: &str = "3-D Secure challenge page";
 
-/// Bytes of the HMAC a link carries (128 bits, 32 hex digits).
-const TOKEN_BYTES: usize = 16;
+/// The context of a challenge link's MAC.
+const CONTEXT: &[u8] = b"paycore 3-D Secure challenge link v1\0";
 
 /// The token of `payin`'s challenge link.
 pub fn link_token(server_secret: &[u8; 32], payin: CardPayinId) -> String {
-    hex::encode(link_mac(server_secret, payin))
-}
-
-fn link_mac(server_secret: &[u8; 32], payin: CardPayinId) -> [u8; TOKEN_BYTES] {
-    // HMAC takes keys of any length; this cannot fail.
-    let mut mac = match Hmac::<Sha256>::new_from_slice(server_secret) {
-        Ok(mac) => mac,
-        Err(_) => unreachable!("HMAC-SHA256 accepts a 32-byte key"),
-    };
-    mac.update(b"paycore 3-D Secure challenge link v1\0");
-    mac.update(payin.to_string().as_bytes());
-    let digest = mac.finalize().into_bytes();
-    let mut token = [0u8; TOKEN_BYTES];
-    token.copy_from_slice(&digest[..TOKEN_BYTES]);
-    token
+    link::token(server_secret, CONTEXT, &payin.to_string())
 }
 
 /// A payin's `authentication_url`: `<base>/<payin ID>?token=<token>`.
@@ -93,9 +74,7 @@ impl Challenges {
     /// genuine.
     pub async fn payin(&self, id: &str, token: &str) -> Result<CardPayin, ChallengeError> {
         let id: CardPayinId = id.parse().map_err(|_| ChallengeError::UnknownLink)?;
-        let expected = link_mac(&self.server_secret, id);
-        let given = hex::decode(token).map_err(|_| ChallengeError::UnknownLink)?;
-        if !bool::from(given.ct_eq(&expected)) {
+        if !link::is_genuine(&self.server_secret, CONTEXT, &id.to_string(), token) {
             return Err(ChallengeError::UnknownLink);
         }
         let state = self.handlers.load(&StreamRef::CardPayin(id)).await?;
@@ -161,7 +140,7 @@ mod tests {
     fn a_link_is_bound_to_its_payin_and_to_the_deployments_secret() {
         let secret = [7u8; 32];
         let token = link_token(&secret, payin(1));
-        assert_eq!(token.len(), 2 * TOKEN_BYTES);
+        assert_eq!(token.len(), 2 * link::TOKEN_BYTES);
         assert!(token.bytes().all(|b| b.is_ascii_hexdigit()));
         assert_eq!(token, link_token(&secret, payin(1)), "the same on every server");
         assert_ne!(token, link_token(&secret, payin(2)), "another payin");

@@ -19,7 +19,8 @@
 use std::collections::HashMap;
 use std::fmt;
 
-use paycore_domain::{AccountId, DomainError, FieldViolation, Refusal};
+use paycore_aggregation_sync::SyncError;
+use paycore_domain::{AccountId, DomainError, FieldViolation, Refusal, Timestamp};
 use paycore_engine::EngineError;
 use paycore_projections::{ModelError, PageError};
 use tonic::{Code, Status};
@@ -163,6 +164,74 @@ pub fn engine_status(error: &EngineError) -> Status {
         }
         EngineError::DataLoss { position, detail } => data_loss(*position, detail),
         EngineError::Fatal(detail) | EngineError::Internal(detail) => internal(detail),
+    }
+}
+
+/// `ErrorInfo.reason` when a bank cannot be reached (UNAVAILABLE, with a
+/// `RetryInfo` when the bank said when to come back).
+pub const REASON_BANK_UNAVAILABLE: &str = "BANK_UNAVAILABLE";
+/// `ErrorInfo.reason` when a bank limits calls (RESOURCE_EXHAUSTED, with a
+/// `RetryInfo`).
+pub const REASON_BANK_RATE_LIMITED: &str = "BANK_RATE_LIMITED";
+/// `ErrorInfo.reason` of a sign-in step the connection is not waiting for.
+pub const REASON_SIGN_IN_STEP_NOT_EXPECTED: &str = "SIGN_IN_STEP_NOT_EXPECTED";
+/// `ErrorInfo.reason` when the end user must act before the connection
+/// syncs (metadata `action_required_reason`).
+pub const REASON_END_USER_ACTION_REQUIRED: &str = "END_USER_ACTION_REQUIRED";
+/// `ErrorInfo.reason` when an import is already running for the connection.
+pub const REASON_ALREADY_UPDATING: &str = "ALREADY_UPDATING";
+
+/// The status of an open banking sign-in step or import that could not go
+/// on: the client's (or end user's) part is never INTERNAL.
+pub fn sync_status(error: &SyncError, now: Timestamp) -> Status {
+    let mut details = ErrorDetails::new();
+    let retry_in = |details: &mut ErrorDetails, at: Timestamp| {
+        let micros = u64::try_from(at.micros().saturating_sub(now.micros())).unwrap_or(0);
+        details.set_retry_info(Some(std::time::Duration::from_micros(micros)));
+    };
+    let message = error.to_string();
+    match error {
+        SyncError::ConnectionNotFound(id) => {
+            domain_status(&DomainError::not_found("aggregation connection", id))
+        }
+        SyncError::ImportNotFound(id) => domain_status(&DomainError::not_found("aggregation import", id)),
+        SyncError::WrongStep { .. } | SyncError::StepMissing(_) => {
+            error_info(&mut details, REASON_SIGN_IN_STEP_NOT_EXPECTED);
+            Status::with_error_details(Code::FailedPrecondition, message, details)
+        }
+        SyncError::RedirectMismatch(_) => invalid_argument(&[FieldViolation::new("state", message)]),
+        SyncError::BankUnavailable { retry_after } => {
+            error_info(&mut details, REASON_BANK_UNAVAILABLE);
+            if let Some(at) = retry_after {
+                retry_in(&mut details, *at);
+            }
+            Status::with_error_details(Code::Unavailable, message, details)
+        }
+        SyncError::RateLimited { retry_after } => {
+            error_info(&mut details, REASON_BANK_RATE_LIMITED);
+            retry_in(&mut details, *retry_after);
+            Status::with_error_details(Code::ResourceExhausted, message, details)
+        }
+        SyncError::ActionRequired { reason, .. } => {
+            let metadata = HashMap::from([("action_required_reason".to_owned(), reason.name().to_owned())]);
+            details.set_error_info(REASON_END_USER_ACTION_REQUIRED, ERROR_DOMAIN, metadata);
+            Status::with_error_details(Code::FailedPrecondition, message, details)
+        }
+        SyncError::AlreadyUpdating { import, .. } => {
+            let metadata: HashMap<String, String> = import
+                .map(|import| ("import_id".to_owned(), import.to_string()))
+                .into_iter()
+                .collect();
+            details.set_error_info(REASON_ALREADY_UPDATING, ERROR_DOMAIN, metadata);
+            Status::with_error_details(Code::FailedPrecondition, message, details)
+        }
+        SyncError::Connector(_) => {
+            tracing::warn!(%message, "the bank connector failed a step");
+            error_info(&mut details, REASON_BANK_UNAVAILABLE);
+            Status::with_error_details(Code::Unavailable, message, details)
+        }
+        SyncError::Engine(error) => engine_status(error),
+        SyncError::Secrets(_) | SyncError::Index(_) | SyncError::Calendar => internal(message),
     }
 }
 

@@ -21,19 +21,23 @@ pub mod auth;
 pub mod call_trace;
 pub mod challenge;
 pub mod codec;
+pub mod connect;
 pub mod convert;
 pub mod edge;
 pub mod errors;
 pub mod idempotency;
+mod link;
 pub mod metrics;
 mod reflection;
 pub mod services;
+pub mod sync_index;
 pub mod tls;
 
 use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use paycore_aggregation_sync::{Syncer, SyncerConfig, SyncerParts};
 use paycore_bank_connector::{BankConnector, SandboxBank};
 use paycore_domain::Timestamp;
 use paycore_engine::Engine;
@@ -114,6 +118,11 @@ impl Clock for SystemClock {
 pub struct SideStorage {
     pub vault: Arc<CardVault>,
     pub files: Arc<FileStore>,
+    /// Where both live, and the open banking syncer seals the banks'
+    /// sign-in steps and consents.
+    pub blobs: Arc<dyn Blobs>,
+    /// The deployment's vault key (the syncer's sealing key derives from it).
+    pub key: VaultKey,
     /// The deployment's server secret: per-project fingerprint keys derive
     /// from it (`paycore_domain::card::fingerprint_key`), and idempotency
     /// keys are kept as digests keyed with it
@@ -132,8 +141,10 @@ impl SideStorage {
     pub fn new(key: VaultKey, blobs: Arc<dyn Blobs>) -> Self {
         let fingerprint_secret = key.fingerprint_secret();
         Self {
-            vault: Arc::new(CardVault::new(key, blobs.clone())),
-            files: Arc::new(FileStore::new(blobs)),
+            vault: Arc::new(CardVault::new(key.clone(), blobs.clone())),
+            files: Arc::new(FileStore::new(blobs.clone())),
+            blobs,
+            key,
             fingerprint_secret,
         }
     }
@@ -175,27 +186,90 @@ pub struct AppState {
     pub authentication_url_base: String,
     /// The banks open banking reads from (the sandbox bank by default).
     pub bank: Arc<dyn BankConnector>,
+    /// Where the hosted connection pages are (`<public URL>/connect`), when
+    /// the pages' listener is on: a connection's `authentication_url` is
+    /// this followed by `/<connection id>` and its link token.
+    pub connect_url_base: Option<String>,
+    /// Drives connections: sign-in steps, imports, the refresh schedule
+    /// (rebuilt by [`AppState::with_clock`] and [`AppState::with_sync`], so
+    /// it always uses this state's engine, bank, clock and read models).
+    pub syncer: Syncer,
+    syncer_config: SyncerConfig,
 }
 
 impl AppState {
     /// State with the system clock, a 10 s read-your-writes wait and the
     /// default limits.
     pub fn new(engine: Engine, read: ReadModels, side: SideStorage) -> Self {
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        let bank: Arc<dyn BankConnector> = Arc::new(SandboxBank::new());
+        let syncer = syncer(&engine, &read, &side, &clock, &bank, SyncerConfig::default());
         Self {
             engine,
             read,
             side,
-            clock: Arc::new(SystemClock),
+            clock,
             read_your_writes_timeout: Duration::from_secs(10),
             max_file_bytes: DEFAULT_MAX_FILE_BYTES,
             authentication_url_base: DEFAULT_AUTHENTICATION_URL_BASE.to_owned(),
-            bank: Arc::new(SandboxBank::new()),
+            bank,
+            connect_url_base: None,
+            syncer,
+            syncer_config: SyncerConfig::default(),
         }
     }
 
     pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
         self.clock = clock;
+        let config = self.syncer_config.clone();
+        self.with_sync(config)
+    }
+
+    /// The syncer, rebuilt with `config` over this state's bank and clock.
+    pub fn with_sync(mut self, config: SyncerConfig) -> Self {
+        self.syncer = syncer(
+            &self.engine,
+            &self.read,
+            &self.side,
+            &self.clock,
+            &self.bank,
+            config.clone(),
+        );
+        self.syncer_config = config;
         self
+    }
+}
+
+fn syncer(
+    engine: &Engine,
+    read: &ReadModels,
+    side: &SideStorage,
+    clock: &Arc<dyn Clock>,
+    bank: &Arc<dyn BankConnector>,
+    config: SyncerConfig,
+) -> Syncer {
+    Syncer::new(SyncerParts {
+        engine: engine.clone(),
+        bank: bank.clone(),
+        clock: Arc::new(SyncClock(clock.clone())),
+        index: Arc::new(sync_index::ReadModelsIndex(read.clone())),
+        blobs: side.blobs.clone(),
+        vault_key: side.key.clone(),
+        config,
+    })
+}
+
+/// The facade's clock as the syncer's.
+#[derive(Debug)]
+struct SyncClock(Arc<dyn Clock>);
+
+impl paycore_aggregation_sync::Clock for SyncClock {
+    fn now(&self) -> Timestamp {
+        self.0.now()
+    }
+
+    fn new_uuid(&self) -> Uuid {
+        self.0.new_uuid()
     }
 }
 

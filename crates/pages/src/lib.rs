@@ -1,8 +1,10 @@
 //! Web pages paycore serves to people rather than to services, on an HTTP
 //! listener of their own (`paycore serve --pages-listen`; off unless asked
-//! for, never on the gRPC port): today the sandbox's 3-D Secure challenge,
-//! where a cardholder sent to a payin's `authentication_url` passes or
-//! fails the challenge and is sent back to the merchant's redirect URL.
+//! for, never on the gRPC port): the sandbox's 3-D Secure challenge, where
+//! a cardholder sent to a payin's `authentication_url` passes or fails the
+//! challenge and is sent back to the merchant's redirect URL
+//! (`challenge.rs`), and the bank connection pages a connection's
+//! `authentication_url` opens (`connect.rs`).
 //!
 //! Plain server-rendered HTML (maud escapes everything it interpolates), no
 //! script, styles inline; readable on a phone-sized screen, every control
@@ -10,13 +12,15 @@
 //! sends no `Referer` onward, since the URL carries the link's token.
 
 mod challenge;
+mod connect;
 mod layout;
 
 use std::net::SocketAddr;
 
 use axum::Router;
-use axum::routing::get;
+use axum::routing::{get, post};
 use paycore_grpc::challenge::Challenges;
+use paycore_grpc::connect::Connections;
 use tokio::net::TcpListener;
 
 /// Where the challenge pages are, under the listener's root:
@@ -24,12 +28,23 @@ use tokio::net::TcpListener;
 /// public URL of the listener followed by this).
 pub const CHALLENGE_PATH: &str = "/3ds";
 
+pub use connect::{CALLBACK_PATH, CONNECT_PATH};
+
 /// The pages' routes.
-pub fn router(challenges: Challenges) -> Router {
-    Router::new()
+pub fn router(challenges: Challenges, connections: Connections) -> Router {
+    let challenge = Router::new()
         .route("/3ds/{payin}", get(challenge::show).post(challenge::answer))
-        .fallback(layout::not_found)
-        .with_state(challenges)
+        .with_state(challenges);
+    let connect = Router::new()
+        .route("/connect/callback/{connection}", get(connect::callback))
+        .route("/connect/{connection}", get(connect::show))
+        .route("/connect/{connection}/institution", post(connect::choose))
+        .route("/connect/{connection}/credentials", post(connect::credentials))
+        .route("/connect/{connection}/code", post(connect::code))
+        .route("/connect/{connection}/approved", post(connect::approved))
+        .route("/connect/{connection}/consent", post(connect::consent))
+        .with_state(connections);
+    challenge.merge(connect).fallback(layout::not_found)
 }
 
 /// Serves `router` on `listener` until `shutdown` resolves.

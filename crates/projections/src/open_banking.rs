@@ -298,7 +298,18 @@ impl ReadModels {
                 Ok(unfinished.len() < MAX_UNFINISHED)
             },
         )?;
-        Ok(unfinished)
+        // An import of a deleted connection never resumes.
+        let mut live = Vec::with_capacity(unfinished.len());
+        for (project, id) in unfinished {
+            let found: Option<AggregationImport> =
+                rows.get(Key::Resource(ResourceRef::AggregationImport(id)))?;
+            if let Some(import) = found
+                && live_connection(&rows, project, import.connection_id)?.is_some()
+            {
+                live.push((project, id));
+            }
+        }
+        Ok(live)
     }
 
     /// Connections with `kind` due at or before `until`, earliest first, at

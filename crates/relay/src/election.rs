@@ -6,6 +6,10 @@
 //! stream's last message. Two relays publishing at once would still never
 //! corrupt the stream (every message says which sequence must precede it),
 //! but they would keep rejecting each other's messages.
+//!
+//! The open banking sync schedule is elected the same way, under a name of
+//! its own (`paycore serve` elects it as `aggregation-sync`), so one server
+//! of a deployment calls the banks on schedule.
 
 use std::time::Duration;
 
@@ -30,7 +34,8 @@ pub enum Election {
 }
 
 /// The won election: holding it holds the lock.
-pub(crate) struct Lease {
+/// Held while elected: the lock lives as long as its connection.
+pub struct Lease {
     _client: Option<tokio_postgres::Client>,
     connection: Option<JoinHandle<()>>,
 }
@@ -38,13 +43,21 @@ pub(crate) struct Lease {
 impl Lease {
     /// Resolves when the lock is lost (its connection ended); never for
     /// [`Election::Alone`].
-    pub(crate) async fn lost(&mut self) {
+    pub async fn lost(&mut self) {
         match &mut self.connection {
             Some(connection) => {
                 let _ = connection.await;
             }
             None => std::future::pending().await,
         }
+    }
+}
+
+impl std::fmt::Debug for Lease {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Lease")
+            .field("held_by_connection", &self.connection.is_some())
+            .finish()
     }
 }
 
@@ -59,7 +72,7 @@ impl Drop for Lease {
 /// Waits until this relay is elected for `stream` (the JetStream stream
 /// name: relays of one store into different streams do not exclude each
 /// other). `waiting` is called once when another relay holds the lock.
-pub(crate) async fn elect(
+pub async fn elect(
     election: &Election,
     stream: &str,
     retry_every: Duration,

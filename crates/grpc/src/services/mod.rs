@@ -69,7 +69,7 @@ pub mod methods {
 /// One value implementing every service; cheap to clone.
 #[derive(Clone, Debug)]
 pub struct Handlers {
-    state: Arc<AppState>,
+    pub(crate) state: Arc<AppState>,
     /// Ends event subscriptions when the server shuts down.
     drain: Drain,
 }
@@ -148,7 +148,7 @@ impl Handlers {
 
     /// [`Handlers::execute`] in `project_id` for an actor that is not an
     /// API key (the hosted challenge page).
-    async fn execute_as(
+    pub(crate) async fn execute_as(
         &self,
         project_id: ProjectId,
         actor: String,

@@ -96,6 +96,7 @@ pub fn aggregation_connection_pb(connection: &AggregationConnection) -> pb::Aggr
         consent: connection.consent.as_ref().map(consent_pb),
         aggregated_account_ids: connection.accounts.iter().map(ToString::to_string).collect(),
         redirect_url: connection.redirect_url.clone(),
+        authentication_url: None,
     }
 }
 

@@ -4,15 +4,22 @@
 
 pub mod convert;
 
+use paycore_aggregation_sync::{SignInStep, SyncError};
+use paycore_bank_connector::RedirectCallback;
 use paycore_bank_connector::{Institution, Source};
+use paycore_domain::aggregate::AggregationConnection;
 use paycore_domain::aggregation_connection::{AggregationConnectionCommand, NewSource, SourceKind};
-use paycore_domain::{AggregationConnectionId, CustomerId, DomainError, Violations};
+use paycore_domain::{
+    AggregationConnectionId, AggregationImportId, CustomerId, DomainError, StreamRef, Violations,
+};
 use tonic::{Request, Response, Status};
 
 use super::{Handlers, correlation_id, finish, methods, unexpected};
+use crate::connect;
 use crate::convert as shared;
-use crate::errors::{domain_status, page_status};
+use crate::errors::{domain_status, page_status, sync_status};
 use crate::pb::{self, aggregation_connection_service_server::AggregationConnectionService};
+use crate::services::aggregation_import::convert::aggregation_import_pb;
 use paycore_projections::PageError;
 
 #[tonic::async_trait]
@@ -44,7 +51,7 @@ impl AggregationConnectionService for Handlers {
         let connection = state
             .as_aggregation_connection()
             .ok_or_else(|| unexpected("aggregation connection", &state))?;
-        Ok(Response::new(convert::aggregation_connection_pb(connection)))
+        Ok(Response::new(self.connection_pb(connection)))
     }
 
     async fn get_aggregation_connection(
@@ -61,7 +68,7 @@ impl AggregationConnectionService for Handlers {
                 |read, project, id: AggregationConnectionId| read.aggregation_connection(project, id),
             )
             .await?;
-        Ok(Response::new(convert::aggregation_connection_pb(&connection)))
+        Ok(Response::new(self.connection_pb(&connection)))
     }
 
     async fn list_aggregation_connections(
@@ -97,18 +104,190 @@ impl AggregationConnectionService for Handlers {
         request: Request<pb::DeleteAggregationConnectionRequest>,
     ) -> Result<Response<pb::AggregationConnection>, Status> {
         let caller = self.caller(&request).await?;
-        let mut v = Violations::new();
-        let id =
-            shared::id::<AggregationConnectionId>(&request.get_ref().connection_id, "connection_id", &mut v);
-        let id = finish(v, id)?;
-        let command = AggregationConnectionCommand::DeleteAggregationConnection { id };
-        let state = self
-            .execute(&caller, correlation_id(request.metadata()), None, command.into())
-            .await?;
+        let id = self.connection_id(&request.get_ref().connection_id)?;
+        self.state
+            .syncer
+            .delete_connection(caller.project_id, id)
+            .await
+            .map_err(|error| self.sync_status(&error))?;
+        let state = self.load(&StreamRef::AggregationConnection(id)).await?;
         let connection = state
             .as_aggregation_connection()
             .ok_or_else(|| unexpected("aggregation connection", &state))?;
-        Ok(Response::new(convert::aggregation_connection_pb(connection)))
+        self.caught_up().await;
+        Ok(Response::new(self.connection_pb(connection)))
+    }
+
+    async fn refresh_aggregation_connection(
+        &self,
+        request: Request<pb::RefreshAggregationConnectionRequest>,
+    ) -> Result<Response<pb::AggregationImport>, Status> {
+        let caller = self.caller(&request).await?;
+        let id = self.connection_id(&request.get_ref().connection_id)?;
+        let import = self
+            .state
+            .syncer
+            .refresh(caller.project_id, id)
+            .await
+            .map_err(|error| self.sync_status(&error))?;
+        self.import_pb(import).await
+    }
+
+    async fn submit_aggregation_credentials(
+        &self,
+        request: Request<pb::SubmitAggregationCredentialsRequest>,
+    ) -> Result<Response<pb::AggregationSignInStep>, Status> {
+        let caller = self.caller(&request).await?;
+        let body = request.get_ref();
+        let mut v = Violations::new();
+        let id = shared::id::<AggregationConnectionId>(&body.connection_id, "connection_id", &mut v);
+        if body.username.trim().is_empty() {
+            v.add("username", "must not be empty");
+        }
+        let id = finish(v, id)?;
+        let step = self
+            .state
+            .syncer
+            .submit_credentials(caller.project_id, id, body.username.trim(), &body.password)
+            .await;
+        self.sign_in_step(id, step).await
+    }
+
+    async fn submit_aggregation_one_time_code(
+        &self,
+        request: Request<pb::SubmitAggregationOneTimeCodeRequest>,
+    ) -> Result<Response<pb::AggregationSignInStep>, Status> {
+        let caller = self.caller(&request).await?;
+        let body = request.get_ref();
+        let mut v = Violations::new();
+        let id = shared::id::<AggregationConnectionId>(&body.connection_id, "connection_id", &mut v);
+        if body.code.trim().is_empty() {
+            v.add("code", "must not be empty");
+        }
+        let id = finish(v, id)?;
+        let step = self
+            .state
+            .syncer
+            .submit_one_time_code(caller.project_id, id, body.code.trim())
+            .await;
+        self.sign_in_step(id, step).await
+    }
+
+    async fn poll_aggregation_sca(
+        &self,
+        request: Request<pb::PollAggregationScaRequest>,
+    ) -> Result<Response<pb::AggregationSignInStep>, Status> {
+        let caller = self.caller(&request).await?;
+        let id = self.connection_id(&request.get_ref().connection_id)?;
+        let step = self.state.syncer.poll_sca(caller.project_id, id).await;
+        self.sign_in_step(id, step).await
+    }
+
+    async fn complete_aggregation_redirect(
+        &self,
+        request: Request<pb::CompleteAggregationRedirectRequest>,
+    ) -> Result<Response<pb::AggregationSignInStep>, Status> {
+        let caller = self.caller(&request).await?;
+        let body = request.get_ref();
+        let mut v = Violations::new();
+        let id = shared::id::<AggregationConnectionId>(&body.connection_id, "connection_id", &mut v);
+        if body.state.is_empty() {
+            v.add("state", "must not be empty");
+        }
+        let id = finish(v, id)?;
+        let callback = RedirectCallback {
+            state: body.state.clone(),
+            code: body.code.clone(),
+            error: body.error.clone(),
+        };
+        let step = self
+            .state
+            .syncer
+            .complete_redirect(caller.project_id, id, callback)
+            .await;
+        self.sign_in_step(id, step).await
+    }
+}
+
+impl Handlers {
+    fn connection_id(&self, raw: &str) -> Result<AggregationConnectionId, Status> {
+        let mut v = Violations::new();
+        let id = shared::id::<AggregationConnectionId>(raw, "connection_id", &mut v);
+        finish(v, id)
+    }
+
+    pub(crate) fn sync_status(&self, error: &SyncError) -> Status {
+        sync_status(error, self.state.clock.now())
+    }
+
+    /// An import just started, as the models show it once they applied it.
+    pub(crate) async fn import_pb(
+        &self,
+        id: AggregationImportId,
+    ) -> Result<Response<pb::AggregationImport>, Status> {
+        let state = self.load(&StreamRef::AggregationImport(id)).await?;
+        let import = state
+            .as_aggregation_import()
+            .ok_or_else(|| unexpected("aggregation import", &state))?;
+        self.caught_up().await;
+        Ok(Response::new(aggregation_import_pb(import)))
+    }
+
+    /// Waits (up to the read-your-writes timeout) until the read models
+    /// applied everything committed so far: what the syncer wrote.
+    pub(crate) async fn caught_up(&self) {
+        let head = *self.state.engine.store().committed().borrow();
+        let _ = tokio::time::timeout(
+            self.state.read_your_writes_timeout,
+            self.state.read.wait_for(head),
+        )
+        .await;
+    }
+
+    /// A sign-in step's answer: the step and the connection after it.
+    async fn sign_in_step(
+        &self,
+        id: AggregationConnectionId,
+        step: Result<SignInStep, SyncError>,
+    ) -> Result<Response<pb::AggregationSignInStep>, Status> {
+        use pb::aggregation_sign_in_step::Next;
+        let next = match step.map_err(|error| self.sync_status(&error))? {
+            SignInStep::Connected { import_id } => Next::SignedIn(pb::AggregationSignedIn {
+                import_id: import_id.to_string(),
+            }),
+            SignInStep::OneTimeCodeRequired { prompt } => {
+                Next::OneTimeCodeRequired(pb::AggregationSignInPrompt { prompt })
+            }
+            SignInStep::RedirectRequired { url } => {
+                Next::RedirectRequired(pb::AggregationSignInRedirect { url })
+            }
+            SignInStep::ScaRequired { prompt } => Next::ScaRequired(pb::AggregationSignInPrompt { prompt }),
+            SignInStep::Failed { reason, detail } => Next::Failed(pb::AggregationSignInFailure {
+                reason: convert::action_required_reason_pb(reason).into(),
+                detail,
+            }),
+        };
+        let state = self.load(&StreamRef::AggregationConnection(id)).await?;
+        let connection = state
+            .as_aggregation_connection()
+            .ok_or_else(|| unexpected("aggregation connection", &state))?;
+        self.caught_up().await;
+        Ok(Response::new(pb::AggregationSignInStep {
+            connection: Some(self.connection_pb(connection)),
+            next: Some(next),
+        }))
+    }
+
+    /// A connection as the services answer it: with the link to the hosted
+    /// pages when they are served.
+    fn connection_pb(&self, connection: &AggregationConnection) -> pb::AggregationConnection {
+        let mut answered = convert::aggregation_connection_pb(connection);
+        answered.authentication_url = self
+            .state
+            .connect_url_base
+            .as_deref()
+            .map(|base| connect::connect_url(base, &self.state.side.fingerprint_secret, connection.id));
+        answered
     }
 }
 

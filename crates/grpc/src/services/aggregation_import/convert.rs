@@ -1,12 +1,14 @@
-//! Imports: domain → proto.
+//! Imports: domain → proto, and the start request's fields.
 
 use paycore_domain::aggregation_import::{
-    AggregationImport, ImportFailure, ImportKind, ImportParts, ImportProgress, ImportStatus,
+    AdvancedScope, AggregationImport, ImportFailure, ImportKind, ImportParts, ImportProgress, ImportStatus,
 };
+use paycore_domain::{AggregationConnectionId, Violations};
 
-use crate::convert::{date_pb, timestamp};
+use crate::convert::{self as shared, date_pb, timestamp};
 use crate::pb;
 use crate::services::aggregation_connection::convert::action_required_reason_pb;
+use crate::services::customer;
 
 pub fn parts_pb(parts: &ImportParts) -> pb::AggregationImportParts {
     pb::AggregationImportParts {
@@ -78,4 +80,36 @@ pub fn aggregation_import_pb(import: &AggregationImport) -> pb::AggregationImpor
         started_at: import.started_at.map(timestamp),
         finished_at: import.finished_at.map(timestamp),
     }
+}
+
+/// What `StartAggregationImport` asks for: the connection, and the scope of
+/// an advanced import (`None`: default). The domain checks the parts and
+/// the window.
+pub fn start_request(
+    request: &pb::StartAggregationImportRequest,
+    v: &mut Violations,
+) -> Option<(AggregationConnectionId, Option<AdvancedScope>)> {
+    let connection = shared::id::<AggregationConnectionId>(&request.connection_id, "connection_id", v);
+    let history_from = match &request.history_from {
+        None => Some(None),
+        Some(date) => customer::convert::date(date, "history_from", v).map(Some),
+    };
+    let scope = match (&request.parts, history_from) {
+        (None, Some(Some(_))) => {
+            v.add("history_from", "only with parts (an advanced import)");
+            None
+        }
+        (None, Some(None)) => Some(None),
+        (Some(parts), Some(history_from)) => Some(Some(AdvancedScope {
+            parts: ImportParts {
+                owners: parts.owners,
+                accounts: parts.accounts,
+                transactions: parts.transactions,
+                credit_cards: parts.credit_cards,
+            },
+            history_from,
+        })),
+        (_, None) => None,
+    };
+    connection.zip(scope)
 }

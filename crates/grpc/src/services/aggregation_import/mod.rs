@@ -15,6 +15,23 @@ use crate::pb::{self, aggregation_import_service_server::AggregationImportServic
 
 #[tonic::async_trait]
 impl AggregationImportService for Handlers {
+    async fn start_aggregation_import(
+        &self,
+        request: Request<pb::StartAggregationImportRequest>,
+    ) -> Result<Response<pb::AggregationImport>, Status> {
+        let caller = self.caller(&request).await?;
+        let mut v = Violations::new();
+        let asked = convert::start_request(request.get_ref(), &mut v);
+        let (connection, scope) = finish(v, asked)?;
+        let import = self
+            .state
+            .syncer
+            .start_import(caller.project_id, connection, scope)
+            .await
+            .map_err(|error| self.sync_status(&error))?;
+        self.import_pb(import).await
+    }
+
     async fn get_aggregation_import(
         &self,
         request: Request<pb::GetAggregationImportRequest>,

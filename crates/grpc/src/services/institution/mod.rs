@@ -54,7 +54,7 @@ impl InstitutionService for Handlers {
 
 impl Handlers {
     /// The connector's catalogue.
-    async fn catalogue(&self) -> Result<Vec<Institution>, Status> {
+    pub(crate) async fn catalogue(&self) -> Result<Vec<Institution>, Status> {
         self.state.bank.institutions().await.map_err(|error| {
             tracing::warn!(%error, "the bank connector's catalogue could not be read");
             Status::unavailable(format!("the bank connector is unavailable: {error}"))
@@ -77,7 +77,11 @@ impl Handlers {
     }
 
     /// Whether `project` activated `institution`.
-    async fn is_active(&self, project: ProjectId, institution: &Institution) -> Result<bool, Status> {
+    pub(crate) async fn is_active(
+        &self,
+        project: ProjectId,
+        institution: &Institution,
+    ) -> Result<bool, Status> {
         // A catalogue ID the domain cannot name was never activated.
         let Ok(id) = InstitutionId::parse(institution.id.as_str()) else {
             return Ok(false);
