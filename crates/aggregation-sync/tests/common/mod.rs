@@ -324,7 +324,10 @@ pub fn test_config() -> SyncerConfig {
 
 impl World {
     pub async fn new() -> Self {
-        let store: Arc<dyn EventStore> = Arc::new(MemoryStore::new());
+        Self::on(Arc::new(MemoryStore::new())).await
+    }
+
+    pub async fn on(store: Arc<dyn EventStore>) -> Self {
         let world = Self {
             engine: Engine::start(store, EngineConfig::default()),
             clock: TestClock::at(T0),
