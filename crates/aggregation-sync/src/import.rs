@@ -259,9 +259,18 @@ impl Syncer {
                 .await?;
             return Ok(None);
         }
+        // A sign-in records the consent, then creates its import, then
+        // moves to UPDATING: a consent granted since the import's creation
+        // is that sign-in, interrupted before its last step.
+        let signed_in_for_it = connection
+            .consent
+            .is_some_and(|c| c.granted_at >= import.created_at);
         match connection.status {
             ConnectionStatus::Updating => {}
             ConnectionStatus::Connected | ConnectionStatus::RefreshDelayed { .. } => {
+                self.set_status(project, id, ConnectionStatus::Updating).await?;
+            }
+            ConnectionStatus::Connecting | ConnectionStatus::ActionRequired { .. } if signed_in_for_it => {
                 self.set_status(project, id, ConnectionStatus::Updating).await?;
             }
             ConnectionStatus::ActionRequired { reason } => {

@@ -147,8 +147,13 @@ async fn a_one_time_code_step_survives_a_restart_and_a_wrong_code_fails() {
         .await
         .unwrap();
     assert!(matches!(step, SignInStep::OneTimeCodeRequired { .. }));
-    // Another server (or this one restarted) answers the code.
+    // Another server (or this one restarted) shows the step and answers the code.
     let restarted = world.syncer(sandbox());
+    let shown = restarted.waiting(world.project, connection).await.unwrap();
+    assert!(
+        matches!(shown, Some(SignInStep::OneTimeCodeRequired { .. })),
+        "{shown:?}"
+    );
     let step = restarted
         .submit_one_time_code(world.project, connection, "123456")
         .await
@@ -156,6 +161,7 @@ async fn a_one_time_code_step_survives_a_restart_and_a_wrong_code_fails() {
     assert!(matches!(step, SignInStep::Connected { .. }), "{step:?}");
     restarted.wait_idle().await;
     assert_eq!(world.state(connection).await.status, ConnectionStatus::Connected);
+    assert_eq!(restarted.waiting(world.project, connection).await.unwrap(), None);
     assert_eq!(
         statuses(&world, connection).await,
         [
