@@ -265,6 +265,41 @@ async fn a_bank_that_is_down_at_sign_in_is_an_error_and_writes_nothing() {
 }
 
 #[tokio::test]
+async fn a_bank_that_limits_sign_ins_says_when_to_try_again_and_writes_nothing() {
+    let world = World::new().await;
+    let faulty = Arc::new(Faulty::default());
+    faulty
+        .sign_in_limited
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let syncer = world.syncer(faulty.clone());
+    let connection = world.connection(RHEINBANK).await;
+    let before = world.events().await.len();
+    let answer = syncer
+        .submit_credentials(world.project, connection, "user_good", "pass_good")
+        .await;
+    let Err(SyncError::RateLimited { retry_after }) = answer else {
+        panic!("{answer:?}")
+    };
+    assert_eq!(retry_after.micros(), T0 + 60 * SECOND);
+    assert_eq!(
+        SyncError::RateLimited { retry_after }.to_string(),
+        "the bank limits calls, try again after 2026-12-06T12:01:00Z"
+    );
+    assert_eq!(world.events().await.len(), before);
+    // Later, the same step goes through.
+    faulty
+        .sign_in_limited
+        .store(false, std::sync::atomic::Ordering::SeqCst);
+    world.clock.advance(60 * SECOND);
+    let step = syncer
+        .submit_credentials(world.project, connection, "user_good", "pass_good")
+        .await
+        .unwrap();
+    assert!(matches!(step, SignInStep::Connected { .. }), "{step:?}");
+    syncer.wait_idle().await;
+}
+
+#[tokio::test]
 async fn another_projects_connection_is_not_found() {
     let world = World::new().await;
     let syncer = world.syncer(sandbox());
