@@ -394,10 +394,14 @@ impl Syncer {
         project: ProjectId,
         id: AggregationImportId,
         progress: ImportProgress,
-    ) -> Result<(), SyncError> {
+    ) -> Result<ImportProgress, SyncError> {
+        // Counts only grow: another job on the same import (another
+        // server's, resumed at a restart) may have recorded more.
+        let recorded = self.import_state(project, id).await?.progress;
+        let progress = at_least(recorded, progress);
         let command = AggregationImportCommand::RecordAggregationImportProgress { id, progress };
         self.exec(project, self.now(), command.into()).await?;
-        Ok(())
+        Ok(progress)
     }
 
     /// What a run needs of the connection's accounts, loaded one at a time.
@@ -615,7 +619,7 @@ impl Syncer {
         import: &AggregationImport,
         progress: ImportProgress,
     ) -> Result<(), SyncError> {
-        self.progress(project, import.id, progress).await?;
+        let progress = self.progress(project, import.id, progress).await?;
         let connection = match self.connection(project, import.connection_id).await {
             Ok(connection) => connection,
             Err(SyncError::ConnectionNotFound(_)) => {
@@ -758,6 +762,16 @@ impl Syncer {
                     .await
             }
         }
+    }
+}
+
+/// Each count the larger of the two.
+fn at_least(recorded: ImportProgress, ours: ImportProgress) -> ImportProgress {
+    ImportProgress {
+        accounts_found: recorded.accounts_found.max(ours.accounts_found),
+        accounts_done: recorded.accounts_done.max(ours.accounts_done),
+        transactions_seen: recorded.transactions_seen.max(ours.transactions_seen),
+        transactions_recorded: recorded.transactions_recorded.max(ours.transactions_recorded),
     }
 }
 
