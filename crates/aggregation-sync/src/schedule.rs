@@ -44,9 +44,11 @@ enum Done {
 
 impl Syncer {
     /// The background task: resumes unfinished imports, then follows the
-    /// schedule until the task is dropped (it never returns). Run it on one server of a
-    /// deployment (see the crate docs).
-    pub async fn run(&self) {
+    /// schedule until the task is dropped. It does not return: what fails
+    /// (the index, a connection) is logged and tried again at the next
+    /// look. (The `Result` is kept for callers written when a failed resume
+    /// ended it.) Run it on one server of a deployment (see the crate docs).
+    pub async fn run(&self) -> Result<(), SyncError> {
         // Until the index answers once, each look tries the resume again:
         // an import left unfinished must not wait for the next restart.
         let mut resumed = false;
