@@ -37,7 +37,7 @@ pub enum SyncError {
     #[error("the bank is unavailable, try again{}", retry_text(*.retry_after))]
     BankUnavailable { retry_after: Option<Timestamp> },
     /// The bank limits calls; nothing was recorded.
-    #[error("the bank limits calls, try again after {}", retry_after.micros())]
+    #[error("the bank limits calls, try again after {}", when(*.retry_after))]
     RateLimited { retry_after: Timestamp },
     /// The end user must act at the bank (sign in again, renew consent).
     #[error("aggregation connection {connection} needs the end user: {}", reason.name())]
@@ -67,7 +67,15 @@ pub enum SyncError {
 }
 
 fn retry_text(at: Option<Timestamp>) -> String {
-    at.map(|at| format!(" after {}", at.micros())).unwrap_or_default()
+    at.map(|at| format!(" after {}", when(at))).unwrap_or_default()
+}
+
+/// A time as people read it (RFC 3339, UTC).
+fn when(at: Timestamp) -> String {
+    crate::clock::to_offset(at)
+        .ok()
+        .and_then(|at| at.format(&time::format_description::well_known::Rfc3339).ok())
+        .unwrap_or_else(|| format!("{} µs after the epoch", at.micros()))
 }
 
 /// A connector error without what it may carry of a person (an account's

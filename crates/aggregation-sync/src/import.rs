@@ -259,9 +259,18 @@ impl Syncer {
                 .await?;
             return Ok(None);
         }
+        // A sign-in records the consent, then creates its import, then
+        // moves to UPDATING: a consent granted since the import's creation
+        // is that sign-in, interrupted before its last step.
+        let signed_in_for_it = connection
+            .consent
+            .is_some_and(|c| c.granted_at >= import.created_at);
         match connection.status {
             ConnectionStatus::Updating => {}
             ConnectionStatus::Connected | ConnectionStatus::RefreshDelayed { .. } => {
+                self.set_status(project, id, ConnectionStatus::Updating).await?;
+            }
+            ConnectionStatus::Connecting | ConnectionStatus::ActionRequired { .. } if signed_in_for_it => {
                 self.set_status(project, id, ConnectionStatus::Updating).await?;
             }
             ConnectionStatus::ActionRequired { reason } => {
@@ -385,10 +394,14 @@ impl Syncer {
         project: ProjectId,
         id: AggregationImportId,
         progress: ImportProgress,
-    ) -> Result<(), SyncError> {
+    ) -> Result<ImportProgress, SyncError> {
+        // Counts only grow: another job on the same import (another
+        // server's, resumed at a restart) may have recorded more.
+        let recorded = self.import_state(project, id).await?.progress;
+        let progress = at_least(recorded, progress);
         let command = AggregationImportCommand::RecordAggregationImportProgress { id, progress };
         self.exec(project, self.now(), command.into()).await?;
-        Ok(())
+        Ok(progress)
     }
 
     /// What a run needs of the connection's accounts, loaded one at a time.
@@ -606,7 +619,7 @@ impl Syncer {
         import: &AggregationImport,
         progress: ImportProgress,
     ) -> Result<(), SyncError> {
-        self.progress(project, import.id, progress).await?;
+        let progress = self.progress(project, import.id, progress).await?;
         let connection = match self.connection(project, import.connection_id).await {
             Ok(connection) => connection,
             Err(SyncError::ConnectionNotFound(_)) => {
@@ -656,7 +669,6 @@ impl Syncer {
         error: &ConnectorError,
     ) -> Result<(), SyncError> {
         let now = self.now();
-        let config = &self.inner.config;
         let connection = match self.connection(project, import.connection_id).await {
             Ok(connection) => connection,
             Err(SyncError::ConnectionNotFound(_)) => {
@@ -671,94 +683,26 @@ impl Syncer {
             }
             Err(error) => return Err(error),
         };
-        let updating = connection.status == ConnectionStatus::Updating;
-        let delay = |next: Timestamp| ConnectionStatus::RefreshDelayed {
-            next_try_at: next.max(plus(now, std::time::Duration::from_secs(1))),
-        };
-        let (status, reason) = match error {
-            ConnectorError::ConsentExpired { .. } => {
-                if connection.consent.is_some_and(|c| c.expires_at <= now) {
-                    let id = connection.id;
-                    self.exec(
-                        project,
-                        now,
-                        AggregationConnectionCommand::ExpireAggregationConsent { id }.into(),
-                    )
-                    .await?;
-                    (None, ActionRequiredReason::ConsentExpired)
-                } else {
-                    // The bank ended the consent before the domain's
-                    // `expires_at`: the domain records CONSENT_EXPIRED only
-                    // from then on, so the connection asks for a sign-in
-                    // (SCA), which renews the consent.
-                    let status = ConnectionStatus::ActionRequired {
-                        reason: ActionRequiredReason::ScaRequired,
-                    };
-                    (Some(status), ActionRequiredReason::ConsentExpired)
-                }
+        let outcome = after_bank_error(error, &connection, now, &self.inner.config);
+        match outcome.change {
+            Some(Change::ExpireConsent) => {
+                let id = connection.id;
+                self.exec(
+                    project,
+                    now,
+                    AggregationConnectionCommand::ExpireAggregationConsent { id }.into(),
+                )
+                .await?;
             }
-            ConnectorError::ScaRequired | ConnectorError::SessionExpired { .. } => {
-                let status = ConnectionStatus::ActionRequired {
-                    reason: ActionRequiredReason::ScaRequired,
-                };
-                (Some(status), ActionRequiredReason::ScaRequired)
+            // Only a sync in progress moves: the status may have moved
+            // since (a consent expired by the schedule meanwhile).
+            Some(Change::Status(status)) if connection.status == ConnectionStatus::Updating => {
+                self.set_status(project, connection.id, status).await?;
             }
-            ConnectorError::RateLimited { retry_after } => {
-                let status = delay(from_offset(*retry_after));
-                if updating {
-                    self.set_status(project, connection.id, status).await?;
-                }
-                let next_try_at = match status {
-                    ConnectionStatus::RefreshDelayed { next_try_at } => next_try_at,
-                    _ => from_offset(*retry_after),
-                };
-                let reason = ImportFailure::RateLimited { next_try_at };
-                return self
-                    .fail(project, import.id, reason, "the bank limits calls")
-                    .await;
-            }
-            ConnectorError::BankUnavailable { .. } | ConnectorError::Transport(_) => {
-                let next = error
-                    .retry_after()
-                    .map_or(plus(now, config.bank_down_delay), from_offset);
-                if updating {
-                    self.set_status(project, connection.id, delay(next)).await?;
-                }
-                return self
-                    .fail(
-                        project,
-                        import.id,
-                        ImportFailure::BankUnavailable,
-                        &connector_text(error),
-                    )
-                    .await;
-            }
-            other => {
-                if updating {
-                    self.set_status(project, connection.id, delay(plus(now, config.failure_delay)))
-                        .await?;
-                }
-                return self
-                    .fail(
-                        project,
-                        import.id,
-                        ImportFailure::Internal,
-                        &connector_text(other),
-                    )
-                    .await;
-            }
-        };
-        if let (true, Some(status)) = (updating, status) {
-            self.set_status(project, connection.id, status).await?;
+            _ => {}
         }
-        let detail = format!("the bank asks the end user to act: {}", reason.name());
-        self.fail(
-            project,
-            import.id,
-            ImportFailure::ActionRequired { reason },
-            &detail,
-        )
-        .await
+        self.fail(project, import.id, outcome.failure, &outcome.detail)
+            .await
     }
 
     /// Recording stopped: where the connection is says why. The store being
@@ -821,6 +765,85 @@ impl Syncer {
     }
 }
 
+/// Each count the larger of the two.
+fn at_least(recorded: ImportProgress, ours: ImportProgress) -> ImportProgress {
+    ImportProgress {
+        accounts_found: recorded.accounts_found.max(ours.accounts_found),
+        accounts_done: recorded.accounts_done.max(ours.accounts_done),
+        transactions_seen: recorded.transactions_seen.max(ours.transactions_seen),
+        transactions_recorded: recorded.transactions_recorded.max(ours.transactions_recorded),
+    }
+}
+
+/// What a bank error does to the connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Change {
+    Status(ConnectionStatus),
+    ExpireConsent,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+struct AfterError {
+    change: Option<Change>,
+    failure: ImportFailure,
+    detail: String,
+}
+
+/// Where a bank error sends the connection and why the import failed.
+fn after_bank_error(
+    error: &ConnectorError,
+    connection: &AggregationConnection,
+    now: Timestamp,
+    config: &crate::SyncerConfig,
+) -> AfterError {
+    let delayed = |next: Timestamp| {
+        // The domain takes only a next try in the future.
+        let next = next.max(plus(now, std::time::Duration::from_secs(1)));
+        (
+            Some(Change::Status(ConnectionStatus::RefreshDelayed {
+                next_try_at: next,
+            })),
+            next,
+        )
+    };
+    let act = |reason: ActionRequiredReason| ImportFailure::ActionRequired { reason };
+    let sign_in_again = Some(Change::Status(ConnectionStatus::ActionRequired {
+        reason: ActionRequiredReason::ScaRequired,
+    }));
+    let (change, failure) = match error {
+        // The domain records CONSENT_EXPIRED from its own `expires_at` on;
+        // a bank that ended the consent earlier makes the connection ask
+        // for a sign-in (SCA), which renews it.
+        ConnectorError::ConsentExpired { .. } if connection.consent.is_some_and(|c| c.expires_at <= now) => (
+            Some(Change::ExpireConsent),
+            act(ActionRequiredReason::ConsentExpired),
+        ),
+        ConnectorError::ConsentExpired { .. } => (sign_in_again, act(ActionRequiredReason::ConsentExpired)),
+        ConnectorError::ScaRequired | ConnectorError::SessionExpired { .. } => {
+            (sign_in_again, act(ActionRequiredReason::ScaRequired))
+        }
+        ConnectorError::RateLimited { retry_after } => {
+            let (change, next_try_at) = delayed(from_offset(*retry_after));
+            (change, ImportFailure::RateLimited { next_try_at })
+        }
+        ConnectorError::BankUnavailable { .. } | ConnectorError::Transport(_) => {
+            let next = error
+                .retry_after()
+                .map_or(plus(now, config.bank_down_delay), from_offset);
+            (delayed(next).0, ImportFailure::BankUnavailable)
+        }
+        _ => (
+            delayed(plus(now, config.failure_delay)).0,
+            ImportFailure::Internal,
+        ),
+    };
+    AfterError {
+        change,
+        failure,
+        detail: connector_text(error),
+    }
+}
+
 /// A part the consent or the institution may not offer: `None` then.
 fn optional<T>(answer: Result<T, ConnectorError>) -> Result<Option<T>, Stop> {
     match answer {
@@ -847,5 +870,98 @@ impl Drop for JobGuard {
         inner.jobs.send_modify(|n| *n = n.saturating_sub(1));
         // The schedule may have left connections due while the queue was full.
         inner.kick.notify_one();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use paycore_domain::aggregation_connection::Consent as DomainConsent;
+    use paycore_domain::{CustomerId, ProjectId};
+    use uuid::Uuid;
+
+    use super::*;
+
+    const NOW: Timestamp = Timestamp::from_micros(1_796_558_400_000_000);
+
+    fn updating(consent_expires_at: Timestamp) -> AggregationConnection {
+        AggregationConnection {
+            id: AggregationConnectionId::from_uuid(Uuid::now_v7()),
+            project_id: ProjectId::from_uuid(Uuid::now_v7()),
+            customer_id: CustomerId::from_uuid(Uuid::now_v7()),
+            institution_id: None,
+            status: ConnectionStatus::Updating,
+            sources: Vec::new(),
+            consent: Some(DomainConsent {
+                granted_at: Timestamp::from_micros(0),
+                expires_at: consent_expires_at,
+            }),
+            accounts: Vec::new(),
+            redirect_url: None,
+            created_at: Timestamp::from_micros(0),
+            status_changed_at: Timestamp::from_micros(0),
+            deleted_at: None,
+        }
+    }
+
+    fn at(micros: i64) -> time::OffsetDateTime {
+        crate::clock::to_offset(Timestamp::from_micros(micros)).unwrap_or(time::OffsetDateTime::UNIX_EPOCH)
+    }
+
+    #[test]
+    fn each_bank_error_sends_the_connection_where_the_diagram_allows() {
+        let config = crate::SyncerConfig::default();
+        let live = updating(plus(NOW, std::time::Duration::from_secs(86_400)));
+        let ended = updating(NOW);
+        let expired = ConnectorError::ConsentExpired { expired_at: at(0) };
+        let sca = Some(Change::Status(ConnectionStatus::ActionRequired {
+            reason: ActionRequiredReason::ScaRequired,
+        }));
+        let consent_failure = ImportFailure::ActionRequired {
+            reason: ActionRequiredReason::ConsentExpired,
+        };
+        let answer = after_bank_error(&expired, &ended, NOW, &config);
+        assert_eq!(
+            (answer.change, answer.failure),
+            (Some(Change::ExpireConsent), consent_failure)
+        );
+        let answer = after_bank_error(&expired, &live, NOW, &config);
+        assert_eq!((answer.change, answer.failure), (sca, consent_failure));
+
+        let retry = NOW.micros() + 3_600_000_000;
+        let limited = ConnectorError::RateLimited {
+            retry_after: at(retry),
+        };
+        let next_try_at = Timestamp::from_micros(retry);
+        let answer = after_bank_error(&limited, &live, NOW, &config);
+        assert_eq!(
+            (answer.change, answer.failure),
+            (
+                Some(Change::Status(ConnectionStatus::RefreshDelayed { next_try_at })),
+                ImportFailure::RateLimited { next_try_at }
+            )
+        );
+        // A retry time already past still delays into the future.
+        let past = ConnectorError::RateLimited { retry_after: at(0) };
+        let Some(Change::Status(ConnectionStatus::RefreshDelayed { next_try_at })) =
+            after_bank_error(&past, &live, NOW, &config).change
+        else {
+            panic!("not delayed")
+        };
+        assert!(next_try_at > NOW);
+
+        let down = ConnectorError::Transport("timeout".into());
+        let answer = after_bank_error(&down, &live, NOW, &config);
+        let next_try_at = plus(NOW, config.bank_down_delay);
+        assert_eq!(
+            (answer.change, answer.failure),
+            (
+                Some(Change::Status(ConnectionStatus::RefreshDelayed { next_try_at })),
+                ImportFailure::BankUnavailable
+            )
+        );
+        let odd = ConnectorError::Protocol("<html>".into());
+        let answer = after_bank_error(&odd, &live, NOW, &config);
+        assert_eq!(answer.failure, ImportFailure::Internal);
+        assert!(!answer.detail.contains("html"), "{}", answer.detail);
     }
 }

@@ -20,10 +20,21 @@ pub struct DueConnection {
     pub due_at: Timestamp,
 }
 
-/// Answerable from three indexes sorted by time (connections `CONNECTED`
-/// by status-change time, `REFRESH_DELAYED` by `next_try_at`, consents by
-/// `expires_at`) and a set of unfinished imports. Deleted connections and
-/// finished imports leave them.
+/// Answerable from three indexes sorted by time and a set:
+///
+/// - connections `CONNECTED`, by `status_changed_at` (the time of the
+///   `AggregationConnectionStatusChanged` to `CONNECTED`);
+/// - connections `REFRESH_DELAYED`, by their `next_try_at`;
+/// - connections with a consent, by its `expires_at` (set by
+///   `AggregationConsentGranted`, replaced by a renewal, removed by
+///   `AggregationConsentExpired`);
+/// - imports `PENDING` or `RUNNING` (added by `AggregationImportCreated`,
+///   removed by `AggregationImportSucceeded`/`Failed`).
+///
+/// A connection leaves all three at `AggregationConnectionDeleted`, and
+/// the first two whenever its status changes to another. The methods are
+/// plain functions (the read model answers from one read transaction);
+/// they must not block for long: the schedule calls them on its task.
 pub trait SyncIndex: Send + Sync + fmt::Debug {
     /// Imports `PENDING` or `RUNNING`, to resume after a restart.
     fn unfinished_imports(&self) -> Result<Vec<(ProjectId, AggregationImportId)>, IndexError>;

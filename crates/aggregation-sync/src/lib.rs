@@ -6,9 +6,11 @@
 //!   [`Syncer::poll_sca`]), called by the gRPC API and the hosted pages:
 //!   each asks the bank, then records the answer along the lifecycle
 //!   diagram (`ConnectionStatus::may_become`), and answers the
-//!   [`SignInStep`] to show. The bank's challenge or redirect state and the
-//!   granted consent are kept sealed in side storage (`secrets`), never the
-//!   password.
+//!   [`SignInStep`] to show ([`Syncer::waiting`] shows it again after a
+//!   reload or on another server). The bank's challenge or redirect state
+//!   and the granted consent are kept sealed in side storage (`secrets`),
+//!   never the password. Banks send the end user back to
+//!   [`SyncerConfig::bank_redirect_uri`]`/<connection ID>`.
 //! - **Import jobs** ([`Syncer::start_import`], [`Syncer::refresh`]): in the
 //!   background, a bounded number at a time, calls to each institution
 //!   paced, a bank that is down retried with backoff; accounts, then each
@@ -20,6 +22,13 @@
 //!   the consent's `frequency_per_day`), retries `REFRESH_DELAYED` ones at
 //!   their `next_try_at`, and expires consents at their `expires_at`. What
 //!   is due comes from a [`SyncIndex`] the read models keep.
+//!
+//! # Not (yet) done
+//!
+//! The connector reports no removed transactions, so `removed` is always
+//! empty; a resumed import's `transactions_recorded` leaves out what the
+//! interrupted run recorded after its last progress (the transactions
+//! themselves are recorded once either way).
 //!
 //! # Several servers
 //!

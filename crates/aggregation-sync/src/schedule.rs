@@ -44,12 +44,26 @@ enum Done {
 
 impl Syncer {
     /// The background task: resumes unfinished imports, then follows the
-    /// schedule until the task is dropped. Run it on one server of a
-    /// deployment (see the crate docs).
+    /// schedule until the task is dropped. It does not return: what fails
+    /// (the index, a connection) is logged and tried again at the next
+    /// look. (The `Result` is kept for callers written when a failed resume
+    /// ended it.) Run it on one server of a deployment (see the crate docs).
     pub async fn run(&self) -> Result<(), SyncError> {
-        let resumed = self.resume().await?;
-        tracing::info!(target: "paycore::aggregation", resumed, "aggregation sync started");
+        // Until the index answers once, each look tries the resume again:
+        // an import left unfinished must not wait for the next restart.
+        let mut resumed = false;
         loop {
+            if !resumed {
+                match self.resume().await {
+                    Ok(count) => {
+                        resumed = true;
+                        tracing::info!(target: "paycore::aggregation", resumed = count, "aggregation sync started");
+                    }
+                    Err(error) => {
+                        tracing::warn!(target: "paycore::aggregation", %error, "unfinished imports could not be resumed yet")
+                    }
+                }
+            }
             match self.tick().await {
                 Ok(report) if report != TickReport::default() => {
                     tracing::debug!(target: "paycore::aggregation", ?report, "schedule");

@@ -52,9 +52,24 @@ pub enum SignInStep {
 /// A step waiting for the end user, sealed in side storage.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 enum WaitingStep {
-    OneTimeCode { challenge: String },
+    OneTimeCode { challenge: String, prompt: String },
     Sca { challenge: String, prompt: String },
-    Redirect { state: String },
+    Redirect { state: String, url: String },
+}
+
+impl WaitingStep {
+    /// What the end user is shown for it.
+    fn shown(&self) -> SignInStep {
+        match self {
+            Self::OneTimeCode { prompt, .. } => SignInStep::OneTimeCodeRequired {
+                prompt: prompt.clone(),
+            },
+            Self::Sca { prompt, .. } => SignInStep::ScaRequired {
+                prompt: prompt.clone(),
+            },
+            Self::Redirect { url, .. } => SignInStep::RedirectRequired { url: url.clone() },
+        }
+    }
 }
 
 /// Whether the connection is in its first sign-in (`CONNECTING` too: a
@@ -140,7 +155,8 @@ impl Syncer {
     ) -> Result<SignInStep, SyncError> {
         let connection = self.connection(project, id).await?;
         signing_in(&connection)?;
-        let WaitingStep::OneTimeCode { challenge } = self.waiting_step(project, &connection).await? else {
+        let WaitingStep::OneTimeCode { challenge, .. } = self.waiting_step(project, &connection).await?
+        else {
             return Err(self.not_this_step(&connection, "the bank did not ask for a one-time code"));
         };
         let now = self.now();
@@ -162,7 +178,7 @@ impl Syncer {
     ) -> Result<SignInStep, SyncError> {
         let connection = self.connection(project, id).await?;
         signing_in(&connection)?;
-        let WaitingStep::Redirect { state } = self.waiting_step(project, &connection).await? else {
+        let WaitingStep::Redirect { state, .. } = self.waiting_step(project, &connection).await? else {
             return Err(self.not_this_step(&connection, "the bank did not redirect the end user"));
         };
         if callback.state != state {
@@ -197,6 +213,24 @@ impl Syncer {
             return Ok(SignInStep::ScaRequired { prompt });
         }
         self.answer(project, &connection, outcome, now).await
+    }
+
+    /// The step the connection waits for, as it was last shown (for a page
+    /// reloaded, or served by another server); `None` when none waits.
+    pub async fn waiting(
+        &self,
+        project: ProjectId,
+        id: AggregationConnectionId,
+    ) -> Result<Option<SignInStep>, SyncError> {
+        let connection = self.connection(project, id).await?;
+        if signing_in(&connection).is_err() {
+            return Ok(None);
+        }
+        match self.waiting_step(project, &connection).await {
+            Ok(step) => Ok(Some(step.shown())),
+            Err(SyncError::StepMissing(_)) => Ok(None),
+            Err(error) => Err(error),
+        }
     }
 
     fn redirect_uri(&self, id: AggregationConnectionId) -> String {
@@ -258,29 +292,26 @@ impl Syncer {
             SignInOutcome::OneTimeCodeRequired { challenge } => {
                 let step = WaitingStep::OneTimeCode {
                     challenge: challenge.token,
+                    prompt: challenge.prompt,
                 };
                 self.wait_for(project, connection, Reason::OneTimeCodeRequired, &step, now)
                     .await?;
-                Ok(SignInStep::OneTimeCodeRequired {
-                    prompt: challenge.prompt,
-                })
+                Ok(step.shown())
             }
             SignInOutcome::RedirectRequired { url, state } => {
-                let step = WaitingStep::Redirect { state };
+                let step = WaitingStep::Redirect { state, url };
                 self.wait_for(project, connection, Reason::WebAuthenticationRequired, &step, now)
                     .await?;
-                Ok(SignInStep::RedirectRequired { url })
+                Ok(step.shown())
             }
             SignInOutcome::ScaRequired { challenge } => {
                 let step = WaitingStep::Sca {
                     challenge: challenge.token,
-                    prompt: challenge.prompt.clone(),
+                    prompt: challenge.prompt,
                 };
                 self.wait_for(project, connection, Reason::ScaRequired, &step, now)
                     .await?;
-                Ok(SignInStep::ScaRequired {
-                    prompt: challenge.prompt,
-                })
+                Ok(step.shown())
             }
             SignInOutcome::InvalidCredentials => {
                 let detail = "the bank refused the username or password";
@@ -389,6 +420,10 @@ impl Syncer {
             valid_for_days: consent_days(&consent, at.date()),
         };
         self.exec(project, now, grant.into()).await?;
+        // The import before UPDATING: a crash in between leaves an
+        // unfinished import, whose resumed job moves the connection on
+        // (see `import::prepare`), never a connection UPDATING for nothing.
+        let import_id = self.new_import(project, id, None, now).await?;
         self.exec(project, now, status(id, ConnectionStatus::Updating))
             .await?;
         if let Some(old) = connection.consent
@@ -400,7 +435,7 @@ impl Syncer {
                 .await?;
         }
         self.forget_step(connection).await;
-        let import_id = self.create_import(project, id, None, now).await?;
+        self.spawn_job(project, id, import_id);
         Ok(SignInStep::Connected { import_id })
     }
 
@@ -421,6 +456,18 @@ impl Syncer {
         scope: Option<AdvancedScope>,
         now: Timestamp,
     ) -> Result<AggregationImportId, SyncError> {
+        let id = self.new_import(project, connection, scope, now).await?;
+        self.spawn_job(project, connection, id);
+        Ok(id)
+    }
+
+    async fn new_import(
+        &self,
+        project: ProjectId,
+        connection: AggregationConnectionId,
+        scope: Option<AdvancedScope>,
+        now: Timestamp,
+    ) -> Result<AggregationImportId, SyncError> {
         let id = AggregationImportId::from_uuid(self.inner.clock.new_uuid());
         let command = AggregationImportCommand::CreateAggregationImport {
             id,
@@ -428,7 +475,6 @@ impl Syncer {
             scope,
         };
         self.exec(project, now, command.into()).await?;
-        self.spawn_job(project, connection, id);
         Ok(id)
     }
 }

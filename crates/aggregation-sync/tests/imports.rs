@@ -374,3 +374,72 @@ async fn a_job_stopped_mid_way_resumes_and_imports_what_a_clean_one_does() {
             .any(|(_, e)| matches!(e, Event::AggregationImportSucceeded(_)))
     );
 }
+
+#[tokio::test]
+async fn an_advanced_import_reads_only_the_parts_and_window_asked_for() {
+    use paycore_domain::aggregation_import::{AdvancedScope, ImportParts};
+    let world = World::new().await;
+    let syncer = world.syncer(sandbox());
+    let connection = world.signed_in(&syncer, WISLA, "user_good").await;
+    world.enable_all(connection).await;
+    world.clock.advance(3600 * SECOND);
+    let from = paycore_domain::kernel::date::Date::new(2026, 11, 1).unwrap();
+    let scope = AdvancedScope {
+        parts: ImportParts {
+            owners: false,
+            accounts: true,
+            transactions: false,
+            credit_cards: true,
+        },
+        history_from: Some(from),
+    };
+    let import = syncer
+        .start_import(world.project, connection, Some(scope))
+        .await
+        .unwrap();
+    syncer.wait_idle().await;
+    let import = world.import(import).await;
+    assert_eq!(
+        import.status,
+        ImportStatus::Succeeded,
+        "{:?}",
+        import.failure_detail
+    );
+    assert_eq!(import.progress.accounts_done, 1, "the card only");
+    for id in world.state(connection).await.accounts {
+        let account = world.account(id).await;
+        let card = account.account_type == AggregatedAccountType::CreditCard;
+        assert_eq!(
+            account.transactions.recorded() > 0,
+            card,
+            "{:?}",
+            account.account_type
+        );
+    }
+    for (_, event) in world.events().await {
+        if let Event::AggregatedTransactionsRecorded(batch) = event {
+            assert!(batch.transactions.iter().all(|tx| tx.booking_date >= from));
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_schedule_refreshes_no_more_often_than_the_consent_allows() {
+    let world = World::new().await;
+    let config = paycore_aggregation_sync::SyncerConfig {
+        refresh_interval: std::time::Duration::from_secs(3_600),
+        ..test_config()
+    };
+    let syncer = world.syncer_with(sandbox(), world.clock.clone(), config);
+    let connection = world.signed_in(&syncer, RHEINBANK, "user_good").await;
+    world.index.refresh(&world.engine).await;
+    // The sandbox grants 4 syncs a day: every 6 hours, not every hour.
+    world.clock.advance(2 * 3_600 * SECOND);
+    let report = syncer.tick().await.unwrap();
+    assert_eq!((report.refreshed, report.skipped), (0, 1), "{report:?}");
+    world.clock.advance(4 * 3_600 * SECOND);
+    let report = syncer.tick().await.unwrap();
+    assert_eq!(report.refreshed, 1, "{report:?}");
+    syncer.wait_idle().await;
+    assert_eq!(world.state(connection).await.status, ConnectionStatus::Connected);
+}

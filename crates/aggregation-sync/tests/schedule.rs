@@ -91,3 +91,33 @@ async fn the_running_schedule_refreshes_a_connection_when_its_interval_has_passe
     assert!(second.micros() < first.micros() + 6 * 3_600 * SECOND + 60 * SECOND);
     schedule.abort();
 }
+
+#[tokio::test(start_paused = true)]
+async fn imports_run_no_more_at_once_than_configured() {
+    use paycore_domain::aggregation_import::ImportStatus;
+    let world = World::new().await;
+    let parking = Arc::new(Faulty {
+        park_after: Some(0),
+        ..Faulty::default()
+    });
+    let config = SyncerConfig {
+        max_concurrent_imports: 1,
+        ..test_config()
+    };
+    let syncer = world.syncer_with(parking.clone(), world.clock.clone(), config);
+    // Sign-in imports read no transaction pages (the accounts are disabled).
+    let first = world.signed_in(&syncer, RHEINBANK, "user_joint").await;
+    let second = world.signed_in(&syncer, RHEINBANK, "user_joint").await;
+    world.enable_all(first).await;
+    world.enable_all(second).await;
+    world.clock.advance(3_600 * SECOND);
+    let running = syncer.refresh(world.project, first).await.unwrap();
+    parking.parked.notified().await;
+    let waiting = syncer.refresh(world.project, second).await.unwrap();
+    // Paused time moves on only once every task is idle: whatever could
+    // run has run by then.
+    tokio::time::sleep(Duration::from_secs(3_600)).await;
+    assert_eq!(world.import(running).await.status, ImportStatus::Running);
+    assert_eq!(world.import(waiting).await.status, ImportStatus::Pending);
+    assert_eq!(syncer.jobs(), 2);
+}

@@ -147,8 +147,13 @@ async fn a_one_time_code_step_survives_a_restart_and_a_wrong_code_fails() {
         .await
         .unwrap();
     assert!(matches!(step, SignInStep::OneTimeCodeRequired { .. }));
-    // Another server (or this one restarted) answers the code.
+    // Another server (or this one restarted) shows the step and answers the code.
     let restarted = world.syncer(sandbox());
+    let shown = restarted.waiting(world.project, connection).await.unwrap();
+    assert!(
+        matches!(shown, Some(SignInStep::OneTimeCodeRequired { .. })),
+        "{shown:?}"
+    );
     let step = restarted
         .submit_one_time_code(world.project, connection, "123456")
         .await
@@ -156,6 +161,7 @@ async fn a_one_time_code_step_survives_a_restart_and_a_wrong_code_fails() {
     assert!(matches!(step, SignInStep::Connected { .. }), "{step:?}");
     restarted.wait_idle().await;
     assert_eq!(world.state(connection).await.status, ConnectionStatus::Connected);
+    assert_eq!(restarted.waiting(world.project, connection).await.unwrap(), None);
     assert_eq!(
         statuses(&world, connection).await,
         [
@@ -256,6 +262,41 @@ async fn a_bank_that_is_down_at_sign_in_is_an_error_and_writes_nothing() {
         world.state(connection).await.status,
         ConnectionStatus::InitialActionRequired { reason: None }
     );
+}
+
+#[tokio::test]
+async fn a_bank_that_limits_sign_ins_says_when_to_try_again_and_writes_nothing() {
+    let world = World::new().await;
+    let faulty = Arc::new(Faulty::default());
+    faulty
+        .sign_in_limited
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let syncer = world.syncer(faulty.clone());
+    let connection = world.connection(RHEINBANK).await;
+    let before = world.events().await.len();
+    let answer = syncer
+        .submit_credentials(world.project, connection, "user_good", "pass_good")
+        .await;
+    let Err(SyncError::RateLimited { retry_after }) = answer else {
+        panic!("{answer:?}")
+    };
+    assert_eq!(retry_after.micros(), T0 + 60 * SECOND);
+    assert_eq!(
+        SyncError::RateLimited { retry_after }.to_string(),
+        "the bank limits calls, try again after 2026-12-06T12:01:00Z"
+    );
+    assert_eq!(world.events().await.len(), before);
+    // Later, the same step goes through.
+    faulty
+        .sign_in_limited
+        .store(false, std::sync::atomic::Ordering::SeqCst);
+    world.clock.advance(60 * SECOND);
+    let step = syncer
+        .submit_credentials(world.project, connection, "user_good", "pass_good")
+        .await
+        .unwrap();
+    assert!(matches!(step, SignInStep::Connected { .. }), "{step:?}");
+    syncer.wait_idle().await;
 }
 
 #[tokio::test]

@@ -198,6 +198,8 @@ impl SyncIndex for TestIndex {
 #[derive(Debug, Default)]
 pub struct Faulty {
     pub bank: SandboxBank,
+    /// Sign-ins answer `RateLimited` (a minute later).
+    pub sign_in_limited: std::sync::atomic::AtomicBool,
     pub down: AtomicU32,
     pub park_after: Option<u32>,
     pub pages: AtomicU32,
@@ -230,6 +232,11 @@ impl BankConnector for Faulty {
         self.bank.institutions().await
     }
     async fn start_sign_in(&self, request: SignInRequest) -> Result<SignInOutcome, ConnectorError> {
+        if self.sign_in_limited.load(Ordering::SeqCst) {
+            return Ok(SignInOutcome::RateLimited {
+                retry_after: request.now + time::Duration::minutes(1),
+            });
+        }
         self.bank.start_sign_in(request).await
     }
     async fn submit_one_time_code(
@@ -324,7 +331,10 @@ pub fn test_config() -> SyncerConfig {
 
 impl World {
     pub async fn new() -> Self {
-        let store: Arc<dyn EventStore> = Arc::new(MemoryStore::new());
+        Self::on(Arc::new(MemoryStore::new())).await
+    }
+
+    pub async fn on(store: Arc<dyn EventStore>) -> Self {
         let world = Self {
             engine: Engine::start(store, EngineConfig::default()),
             clock: TestClock::at(T0),
