@@ -238,6 +238,19 @@ requests! {
     "/paycore.v1.AggregationConnectionService/DeleteAggregationConnection": DeleteAggregationConnectionRequest =>
         |m, v| convert::id::<AggregationConnectionId>(&m.connection_id, "connection_id", v);
 
+    "/paycore.v1.AggregationConnectionService/RefreshAggregationConnection": RefreshAggregationConnectionRequest =>
+        |m, v| convert::id::<AggregationConnectionId>(&m.connection_id, "connection_id", v);
+    "/paycore.v1.AggregationConnectionService/SubmitAggregationCredentials": SubmitAggregationCredentialsRequest =>
+        |m, v| (convert::id::<AggregationConnectionId>(&m.connection_id, "connection_id", v), m.username.len() + m.password.len());
+    "/paycore.v1.AggregationConnectionService/SubmitAggregationOneTimeCode": SubmitAggregationOneTimeCodeRequest =>
+        |m, v| (convert::id::<AggregationConnectionId>(&m.connection_id, "connection_id", v), m.code.len());
+    "/paycore.v1.AggregationConnectionService/PollAggregationSca": PollAggregationScaRequest =>
+        |m, v| convert::id::<AggregationConnectionId>(&m.connection_id, "connection_id", v);
+    "/paycore.v1.AggregationConnectionService/CompleteAggregationRedirect": CompleteAggregationRedirectRequest =>
+        |m, v| (convert::id::<AggregationConnectionId>(&m.connection_id, "connection_id", v), m.state.len());
+
+    "/paycore.v1.AggregationImportService/StartAggregationImport": StartAggregationImportRequest =>
+        |m, v| services::aggregation_import::convert::start_request(m, v);
     "/paycore.v1.AggregationImportService/GetAggregationImport": GetAggregationImportRequest =>
         |m, v| convert::id::<AggregationImportId>(&m.import_id, "import_id", v);
     "/paycore.v1.AggregationImportService/ListAggregationImports": ListAggregationImportsRequest =>
