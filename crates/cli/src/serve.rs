@@ -365,6 +365,11 @@ pub async fn serve(data_dir: &Path, choice: &StoreChoice, options: ServeOptions)
                 state.authentication_url_base = format!("{public}{}", paycore_pages::CHALLENGE_PATH);
             }
             state.connect_url_base = Some(format!("{public}{}", paycore_pages::CONNECT_PATH));
+            // The sandbox's web authentication user is sent to the page here.
+            state.bank = Arc::new(paycore_bank_connector::SandboxBank::with_authorize_base(format!(
+                "{public}{}",
+                paycore_pages::SANDBOX_BANK_PATH
+            )));
             sync_config.bank_redirect_uri = format!("{public}{}", paycore_pages::CALLBACK_PATH);
             Some((listener, public))
         }

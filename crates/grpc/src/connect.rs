@@ -216,6 +216,18 @@ impl Connections {
             .await?)
     }
 
+    /// The sign-in step the connection waits for, as the bank last asked it
+    /// (the prompt, the bank's page), if one waits.
+    pub async fn waiting(
+        &self,
+        connection: &AggregationConnection,
+    ) -> Result<Option<SignInStep>, ConnectError> {
+        Ok(self
+            .syncer()
+            .waiting(connection.project_id, connection.id)
+            .await?)
+    }
+
     /// Answers the bank's one-time code challenge.
     pub async fn submit_one_time_code(
         &self,
@@ -259,6 +271,12 @@ impl Connections {
             .complete_redirect(connection.project_id, id, callback)
             .await?;
         Ok((step, connect_url("", &self.server_secret, id)))
+    }
+
+    /// Where banks send end users back to (`<base>/<connection ID>`): the
+    /// only place the sandbox bank's page sends anyone.
+    pub fn bank_redirect_uri(&self) -> &str {
+        &self.handlers.state.sync_config().bank_redirect_uri
     }
 
     fn syncer(&self) -> &paycore_aggregation_sync::Syncer {

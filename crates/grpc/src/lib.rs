@@ -225,6 +225,11 @@ impl AppState {
         self.with_sync(config)
     }
 
+    /// How the syncer is configured.
+    pub fn sync_config(&self) -> &SyncerConfig {
+        &self.syncer_config
+    }
+
     /// The syncer, rebuilt with `config` over this state's bank and clock.
     pub fn with_sync(mut self, config: SyncerConfig) -> Self {
         self.syncer = syncer(

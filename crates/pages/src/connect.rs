@@ -68,8 +68,12 @@ pub(crate) async fn show(
         };
     }
     match connection.status {
-        ConnectionStatus::InitialActionRequired { reason } => sign_in_page(&link, reason, notice),
-        ConnectionStatus::ActionRequired { reason } => sign_in_page(&link, Some(reason), notice),
+        ConnectionStatus::InitialActionRequired { reason } => {
+            sign_in_page(&connections, &connection, &link, reason, notice).await
+        }
+        ConnectionStatus::ActionRequired { reason } => {
+            sign_in_page(&connections, &connection, &link, Some(reason), notice).await
+        }
         ConnectionStatus::Connecting => working("Signing in", "Signing in at your bank…"),
         ConnectionStatus::Updating if connection.accounts.is_empty() => working(
             "Reading your accounts",
@@ -335,7 +339,7 @@ fn back(id: &str, token: &str, notice: Option<Notice>) -> Response {
     see_other(&location)
 }
 
-fn see_other(location: &str) -> Response {
+pub(crate) fn see_other(location: &str) -> Response {
     let Ok(location) = HeaderValue::from_str(location) else {
         return message(
             StatusCode::BAD_GATEWAY,
@@ -351,16 +355,10 @@ fn see_other(location: &str) -> Response {
     response
 }
 
-/// Percent-encodes what a query value may not hold as is (tokens are hex,
-/// so this is a guard rather than a need).
+/// `value` encoded for a URL's query (tokens are hex, so this is a guard
+/// rather than a need).
 fn urlencoding(value: &str) -> String {
-    value
-        .bytes()
-        .map(|byte| match byte {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (byte as char).to_string(),
-            other => format!("%{other:02X}"),
-        })
-        .collect()
+    form_urlencoded::byte_serialize(value.as_bytes()).collect()
 }
 
 fn notice_markup(notice: Option<Notice>) -> Markup {
@@ -429,10 +427,23 @@ fn bank_selection(
     )
 }
 
-fn sign_in_page(link: &Link, reason: Option<ActionRequiredReason>, notice: Option<Notice>) -> Response {
-    match reason {
-        Some(ActionRequiredReason::OneTimeCodeRequired) => code_page(link, notice),
-        Some(ActionRequiredReason::ScaRequired) => approval_page(link, notice),
+/// The sign-in step the connection waits for: the bank's question as it
+/// asked it, or the credentials form (first, or again).
+async fn sign_in_page(
+    connections: &Connections,
+    connection: &AggregationConnection,
+    link: &Link,
+    reason: Option<ActionRequiredReason>,
+    notice: Option<Notice>,
+) -> Response {
+    let waiting = match connections.waiting(connection).await {
+        Ok(waiting) => waiting,
+        Err(error) => return error_page(&error),
+    };
+    match waiting {
+        Some(SignInStep::OneTimeCodeRequired { prompt }) => code_page(link, &prompt, notice),
+        Some(SignInStep::ScaRequired { prompt }) => approval_page(link, &prompt, notice),
+        Some(SignInStep::RedirectRequired { url }) => bank_page(link, &url, notice),
         _ => credentials_page(link, reason, notice),
     }
 }
@@ -479,7 +490,7 @@ fn credentials_page(link: &Link, reason: Option<ActionRequiredReason>, notice: O
     )
 }
 
-fn code_page(link: &Link, notice: Option<Notice>) -> Response {
+fn code_page(link: &Link, prompt: &str, notice: Option<Notice>) -> Response {
     page(
         StatusCode::OK,
         "Enter your code",
@@ -488,6 +499,7 @@ fn code_page(link: &Link, notice: Option<Notice>) -> Response {
                 span.sandbox { "Sandbox" }
                 h1 { "Enter your code" }
                 (notice_markup(notice))
+                p { (prompt) }
                 form method="post" action=(link.action("code")) {
                     input type="hidden" name="token" value=(link.token);
                     label for="code" { "One-time code" }
@@ -501,7 +513,7 @@ fn code_page(link: &Link, notice: Option<Notice>) -> Response {
     )
 }
 
-fn approval_page(link: &Link, notice: Option<Notice>) -> Response {
+fn approval_page(link: &Link, prompt: &str, notice: Option<Notice>) -> Response {
     page(
         StatusCode::OK,
         "Approve in your bank's app",
@@ -510,7 +522,8 @@ fn approval_page(link: &Link, notice: Option<Notice>) -> Response {
                 span.sandbox { "Sandbox" }
                 h1 { "Approve in your bank's app" }
                 (notice_markup(notice))
-                p { "Your bank sent a request to its app on your phone. Approve it there, then continue here." }
+                p { (prompt) }
+                p.hint { "Approve the request in your bank's app, then continue here. In the sandbox, it is approved 2 seconds after it was sent." }
                 form method="post" action=(link.action("approved")) {
                     input type="hidden" name="token" value=(link.token);
                     div.actions { button.primary type="submit" { "I approved it" } }
@@ -547,6 +560,30 @@ fn consent_page(link: &Link, accounts: &[AggregatedAccount], notice: Option<Noti
                     }
                     p.hint { "Their balances and up to 5 years of transactions are read now and at each refresh, until your consent ends." }
                     div.actions { button.primary type="submit" { "Share selected accounts" } }
+                }
+            }
+        },
+    )
+}
+
+/// The bank's own sign-in page, to continue there.
+fn bank_page(link: &Link, url: &str, notice: Option<Notice>) -> Response {
+    page(
+        StatusCode::OK,
+        "Continue at your bank",
+        html! {
+            div.card {
+                span.sandbox { "Sandbox" }
+                h1 { "Continue at your bank" }
+                (notice_markup(notice))
+                p { "Your bank signs you in on its own page, then sends you back here." }
+                div.actions { a.button.primary href=(url) { "Continue to " (link.bank) } }
+                form method="post" action=(link.action("credentials")) {
+                    input type="hidden" name="token" value=(link.token);
+                    p.hint { "Not working? Sign in again:" }
+                    label for="username" { "Username" }
+                    input.text id="username" name="username" type="text" autocomplete="username" required;
+                    div.actions { button.secondary type="submit" { "Start again" } }
                 }
             }
         },
@@ -627,6 +664,6 @@ mod tests {
     #[test]
     fn query_values_are_encoded() {
         assert_eq!(urlencoding("ab12-_.~"), "ab12-_.~");
-        assert_eq!(urlencoding("a b&c"), "a%20b%26c");
+        assert_eq!(urlencoding("a b&c"), "a+b%26c");
     }
 }

@@ -22,7 +22,7 @@ input[aria-invalid=true]{border-color:#b42318}\
 .error{color:#b42318;font-weight:600;margin:.25rem 0 1rem}\
 .actions{display:flex;flex-wrap:wrap;gap:.75rem}\
 button{font:inherit;font-weight:600;padding:.7rem 1.2rem;border-radius:.375rem;border:2px solid #1d4ed8;min-height:2.75rem;cursor:pointer}\
-button.primary{background:#1d4ed8;color:#fff}button.secondary{background:#fff;color:#1d4ed8}\
+a.button{display:inline-block;text-decoration:none;font-weight:600;padding:.7rem 1.2rem;border-radius:.375rem;border:2px solid #1d4ed8}button.primary,a.primary{background:#1d4ed8;color:#fff}button.secondary{background:#fff;color:#1d4ed8}\
 :focus-visible{outline:3px solid #f59e0b;outline-offset:2px}\
 input.text{letter-spacing:normal;font-size:1rem;margin-bottom:.75rem}select{width:100%;font:inherit;padding:.6rem;border:2px solid #6b7280;border-radius:.375rem;margin-bottom:.75rem;background:#fff}h2{font-size:1.1rem;margin:1.25rem 0 .5rem}ul.choices{list-style:none;margin:0;padding:0;display:grid;gap:.5rem}button.choice{width:100%;display:flex;justify-content:space-between;gap:1rem;text-align:left;background:#fff;color:#1a1a1a;border:2px solid #d0d4da}button.choice:hover{border-color:#1d4ed8}.choice .meta{color:#4a4f57;font-weight:400}fieldset{border:0;margin:0 0 1rem;padding:0}legend{font-weight:600;margin-bottom:.5rem}.check{display:flex;align-items:center;gap:.6rem;margin:.4rem 0}.check input{width:1.4rem;height:1.4rem;margin:0}.check label{margin:0;font-weight:400}.sandbox{display:inline-block;background:#fef3c7;color:#78350f;border-radius:.25rem;padding:0 .4rem;font-size:.8rem;font-weight:700;margin-bottom:.5rem}\
 ";

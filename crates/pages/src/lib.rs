@@ -3,8 +3,9 @@
 //! for, never on the gRPC port): the sandbox's 3-D Secure challenge, where
 //! a cardholder sent to a payin's `authentication_url` passes or fails the
 //! challenge and is sent back to the merchant's redirect URL
-//! (`challenge.rs`), and the bank connection pages a connection's
-//! `authentication_url` opens (`connect.rs`).
+//! (`challenge.rs`), the bank connection pages a connection's
+//! `authentication_url` opens (`connect.rs`), and the sandbox bank's own
+//! sign-in page its web authentication user is sent to (`sandbox_bank.rs`).
 //!
 //! Plain server-rendered HTML (maud escapes everything it interpolates), no
 //! script, styles inline; readable on a phone-sized screen, every control
@@ -14,6 +15,7 @@
 mod challenge;
 mod connect;
 mod layout;
+mod sandbox_bank;
 
 use std::net::SocketAddr;
 
@@ -29,6 +31,7 @@ use tokio::net::TcpListener;
 pub const CHALLENGE_PATH: &str = "/3ds";
 
 pub use connect::{CALLBACK_PATH, CONNECT_PATH};
+pub use sandbox_bank::SANDBOX_BANK_PATH;
 
 /// The pages' routes.
 pub fn router(challenges: Challenges, connections: Connections) -> Router {
@@ -43,6 +46,10 @@ pub fn router(challenges: Challenges, connections: Connections) -> Router {
         .route("/connect/{connection}/code", post(connect::code))
         .route("/connect/{connection}/approved", post(connect::approved))
         .route("/connect/{connection}/consent", post(connect::consent))
+        .route(
+            "/sandbox-bank/{institution}/authorize",
+            get(sandbox_bank::show).post(sandbox_bank::decide),
+        )
         .with_state(connections);
     challenge.merge(connect).fallback(layout::not_found)
 }

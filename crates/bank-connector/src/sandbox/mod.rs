@@ -38,17 +38,38 @@ pub const CHALLENGE_MINUTES: i64 = 5;
 /// the connection's first sync.
 pub const PENDING_DAYS: i64 = 7;
 
+/// `value` encoded for a URL's query.
+fn query_value(value: &str) -> String {
+    form_urlencoded::byte_serialize(value.as_bytes()).collect()
+}
+
 const OTP_PROMPT: &str = "Enter the code sent to your phone ending 42 (sandbox: 123456)";
 const SCA_PROMPT: &str = "Approve the sign-in in your banking app";
 
+/// Where the sandbox's web authentication page is when none is served.
+pub const SANDBOX_AUTHORIZE_BASE: &str = "https://sandbox-bank.invalid";
+
 /// The sandbox bank. Stateless: everything it needs is in the tokens it
 /// hands out, so any number of servers (or restarts) answer alike.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct SandboxBank;
+#[derive(Clone, Debug, Default)]
+pub struct SandboxBank {
+    /// Where its web authentication page is served (the redirect user's
+    /// `RedirectRequired` URL is `<this>/<institution>/authorize?…`);
+    /// `None`: [`SANDBOX_AUTHORIZE_BASE`], a page nobody serves.
+    authorize_base: Option<String>,
+}
 
 impl SandboxBank {
     pub fn new() -> Self {
-        Self
+        Self::default()
+    }
+
+    /// The sandbox with its web authentication page at `base` (paycore's
+    /// hosted pages serve one at `<public URL>/sandbox-bank`).
+    pub fn with_authorize_base(base: impl Into<String>) -> Self {
+        Self {
+            authorize_base: Some(base.into()),
+        }
     }
 
     fn institution(&self, id: &InstitutionId) -> Result<&'static SandboxInstitution, ConnectorError> {
@@ -451,10 +472,15 @@ impl BankConnector for SandboxBank {
             },
             Behaviour::Redirect => {
                 let state = tokens::encode("redirect", user, institution, now, &grant);
+                // Like an OAuth authorisation URL: the page sends the user
+                // back to the redirect URI with the state.
+                let base = self.authorize_base.as_deref().unwrap_or(SANDBOX_AUTHORIZE_BASE);
                 SignInOutcome::RedirectRequired {
                     url: format!(
-                        "https://sandbox-bank.invalid/{}/authorize?state={state}",
-                        institution.id
+                        "{}/{}/authorize?state={state}&redirect_uri={}",
+                        base.trim_end_matches('/'),
+                        institution.id,
+                        query_value(&request.redirect_uri)
                     ),
                     state,
                 }
