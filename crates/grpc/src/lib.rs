@@ -66,6 +66,9 @@ pub mod pb {
 }
 
 pub use pb::account_service_client::AccountServiceClient;
+pub use pb::aggregated_account_service_client::AggregatedAccountServiceClient;
+pub use pb::aggregation_connection_service_client::AggregationConnectionServiceClient;
+pub use pb::aggregation_import_service_client::AggregationImportServiceClient;
 pub use pb::bank_account_service_client::BankAccountServiceClient;
 pub use pb::bank_payin_reference_service_client::BankPayinReferenceServiceClient;
 pub use pb::bank_payin_service_client::BankPayinServiceClient;
