@@ -345,3 +345,262 @@ async fn a_cardholder_answers_the_challenge_page_in_a_browser() {
 
     browser.close().await.unwrap();
 }
+
+type Connections = paycore_grpc::AggregationConnectionServiceClient<Authed>;
+type AggregatedAccounts = paycore_grpc::AggregatedAccountServiceClient<Authed>;
+
+/// Waits until the page's heading is `expected` (pages that reload
+/// themselves while the server works get there on their own).
+async fn heading_becomes(browser: &Browser, expected: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let now = browser
+            .find(Locator::Css("h1"))
+            .await
+            .ok()
+            .map(|h1| async move { h1.text().await.unwrap_or_default() });
+        let now = match now {
+            Some(text) => text.await,
+            None => String::new(),
+        };
+        if now == expected {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the page says {now:?}, not {expected:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn type_into(browser: &Browser, id: &str, text: &str) {
+    element(browser, Locator::Id(id))
+        .await
+        .send_keys(text)
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn an_end_user_connects_a_bank_on_the_hosted_pages_in_a_browser() {
+    let root = tempfile::tempdir().unwrap();
+    let server = Server::start_with_env(root.path(), &[("PAYCORE_PAGES_LISTEN", "127.0.0.1:0")]);
+    let pages = pages_address(&server);
+    for bank in ["sandbox_de_rheinbank", "sandbox_fr_lumiere"] {
+        let activated = server.cli(&["institutions", "activate", "--project", server.project_id(), bank]);
+        assert!(activated.status.success());
+    }
+    let customer = server
+        .client()
+        .customers
+        .create_customer(pb::CreateCustomerRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .id;
+    let mut connections: Connections = paycore_grpc::AggregationConnectionServiceClient::with_interceptor(
+        server.channel(),
+        paycore_e2e::bearer(server.key()),
+    );
+    let mut accounts: AggregatedAccounts = paycore_grpc::AggregatedAccountServiceClient::with_interceptor(
+        server.channel(),
+        paycore_e2e::bearer(server.key()),
+    );
+    let shop_address = shop().await;
+    let back = format!("http://{shop_address}/banks/connected");
+    let driver = driver().await;
+    let browser = browser(&driver).await;
+
+    // Through the bank-selection page: search, choose, a one-time code.
+    let connection = connections
+        .create_aggregation_connection(pb::CreateAggregationConnectionRequest {
+            customer_id: customer.clone(),
+            institution_id: None,
+            redirect_url: Some(back.clone()),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let link = connection.authentication_url.clone().unwrap();
+    assert!(
+        link.starts_with(&format!("{pages}/connect/{}?token=", connection.id)),
+        "{link}"
+    );
+    browser.goto(&link).await.unwrap();
+    assert_eq!(heading(&browser).await, "Choose your bank");
+    assert_eq!(
+        browser
+            .find_all(Locator::Css("button.choice"))
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
+    screenshot(&browser, "connect-1-choose-bank").await;
+    type_into(&browser, "q", "RHEIN\u{E007}").await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while browser
+        .find_all(Locator::Css("button.choice"))
+        .await
+        .unwrap()
+        .len()
+        != 1
+    {
+        assert!(Instant::now() < deadline, "the search did not narrow the list");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let bank = element(&browser, Locator::Css("button.choice")).await;
+    assert!(bank.text().await.unwrap().contains("DE"));
+    bank.send_keys("\u{E007}").await.unwrap();
+    heading_becomes(&browser, "Sign in to your bank").await;
+    let fits = browser
+        .execute(
+            "return document.documentElement.scrollWidth <= window.innerWidth",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(fits, json!(true), "the page fits a phone's width");
+    screenshot(&browser, "connect-2-sign-in").await;
+    // A wrong password first: said so, asked again.
+    type_into(&browser, "username", "user_otp").await;
+    type_into(&browser, "password", "wrong\u{E007}").await;
+    let alert = element(&browser, Locator::Css("[role=alert]")).await;
+    assert!(
+        alert.text().await.unwrap().contains("did not accept"),
+        "{}",
+        alert.text().await.unwrap()
+    );
+    type_into(&browser, "username", "user_otp").await;
+    type_into(&browser, "password", "pass_good\u{E007}").await;
+    heading_becomes(&browser, "Enter your code").await;
+    let source = browser.source().await.unwrap();
+    assert!(source.contains("phone ending 42"), "{source}");
+    screenshot(&browser, "connect-3-one-time-code").await;
+    type_into(&browser, "code", "123456\u{E007}").await;
+    heading_becomes(&browser, "Choose the accounts to share").await;
+    let boxes = browser
+        .find_all(Locator::Css("input[type=checkbox]"))
+        .await
+        .unwrap();
+    assert_eq!(boxes.len(), 2);
+    for checkbox in &boxes {
+        let id = checkbox.attr("id").await.unwrap().unwrap();
+        let label = browser
+            .find(Locator::Css(&format!("label[for='{id}']")))
+            .await
+            .unwrap();
+        assert!(
+            !label.text().await.unwrap().is_empty(),
+            "every checkbox is labelled"
+        );
+    }
+    screenshot(&browser, "connect-4-consent").await;
+    // Only the first account is shared.
+    boxes[1].click().await.unwrap();
+    element(&browser, Locator::Css("button.primary"))
+        .await
+        .click()
+        .await
+        .unwrap();
+    assert_eq!(arrives_at(&browser, &back).await, back);
+
+    let listed = accounts
+        .list_aggregated_accounts(pb::ListAggregatedAccountsRequest {
+            of: Some(pb::list_aggregated_accounts_request::Of::ConnectionId(
+                connection.id.clone(),
+            )),
+            page_size: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .items;
+    assert_eq!(listed.iter().filter(|account| !account.disabled).count(), 1);
+    let connected = connections
+        .get_aggregation_connection(pb::GetAggregationConnectionRequest {
+            connection_id: connection.id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(connected.institution_id.as_deref(), Some("sandbox_de_rheinbank"));
+    // The consent started an import that reads the shared account.
+    let shared = listed
+        .iter()
+        .find(|account| !account.disabled)
+        .unwrap()
+        .id
+        .clone();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let page = accounts
+            .list_aggregated_transactions(pb::ListAggregatedTransactionsRequest {
+                aggregated_account_id: shared.clone(),
+                page_size: 5,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        if !page.items.is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no transactions imported after the consent"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // The web authentication user: to the bank's own page and back.
+    let connection = connections
+        .create_aggregation_connection(pb::CreateAggregationConnectionRequest {
+            customer_id: customer,
+            institution_id: Some("sandbox_fr_lumiere".into()),
+            redirect_url: Some(back.clone()),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    browser
+        .goto(connection.authentication_url.as_deref().unwrap())
+        .await
+        .unwrap();
+    heading_becomes(&browser, "Sign in to your bank").await;
+    type_into(&browser, "username", "user_redirect").await;
+    type_into(&browser, "password", "pass_good\u{E007}").await;
+    arrives_at(
+        &browser,
+        &format!("{pages}/sandbox-bank/sandbox_fr_lumiere/authorize?"),
+    )
+    .await;
+    heading_becomes(&browser, "Share your accounts?").await;
+    screenshot(&browser, "connect-5-bank-page").await;
+    element(&browser, Locator::Css("button[value=allow]"))
+        .await
+        .click()
+        .await
+        .unwrap();
+    heading_becomes(&browser, "Choose the accounts to share").await;
+    element(&browser, Locator::Css("button.primary"))
+        .await
+        .click()
+        .await
+        .unwrap();
+    assert_eq!(arrives_at(&browser, &back).await, back);
+
+    // A link whose token was changed opens nothing.
+    let link = connection.authentication_url.unwrap();
+    let forged = format!(
+        "{}{}",
+        &link[..link.len() - 1],
+        if link.ends_with('0') { "1" } else { "0" }
+    );
+    browser.goto(&forged).await.unwrap();
+    assert_eq!(heading(&browser).await, "Link not valid");
+
+    browser.close().await.unwrap();
+}

@@ -126,6 +126,20 @@ impl Connections {
         Ok(offered)
     }
 
+    /// The connection's bank as the catalogue names it, if it has one.
+    pub async fn institution(
+        &self,
+        connection: &AggregationConnection,
+    ) -> Result<Option<Institution>, ConnectError> {
+        let Some(id) = &connection.institution_id else {
+            return Ok(None);
+        };
+        let catalogue = self.handlers.catalogue().await?;
+        Ok(catalogue
+            .into_iter()
+            .find(|institution| institution.id.as_str() == id.as_str()))
+    }
+
     /// Records the end user's choice of bank on a connection created for the
     /// bank-selection page.
     pub async fn choose_institution(

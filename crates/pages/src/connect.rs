@@ -59,7 +59,11 @@ pub(crate) async fn show(
         Err(error) => return error_page(&error),
     };
     let notice = Notice::parse(&shown.notice);
-    let link = Link::of(&connection, &shown.token);
+    let bank = match connections.institution(&connection).await {
+        Ok(bank) => bank,
+        Err(error) => return error_page(&error),
+    };
+    let link = Link::of(&connection, bank.as_ref(), &shown.token);
     if connection.institution_id.is_none() {
         let country = Some(shown.country.trim()).filter(|c| !c.is_empty());
         return match connections.institutions(&connection, &shown.q, None).await {
@@ -298,15 +302,16 @@ struct Link {
 }
 
 impl Link {
-    fn of(connection: &AggregationConnection, token: &str) -> Self {
+    fn of(connection: &AggregationConnection, bank: Option<&Institution>, token: &str) -> Self {
+        let bank = match (bank, &connection.institution_id) {
+            (Some(bank), _) => bank.name.clone(),
+            (None, Some(id)) => id.to_string(),
+            (None, None) => String::new(),
+        };
         Self {
             id: connection.id.to_string(),
             token: token.to_owned(),
-            bank: connection
-                .institution_id
-                .as_ref()
-                .map(ToString::to_string)
-                .unwrap_or_default(),
+            bank,
         }
     }
 
