@@ -40,12 +40,14 @@ test: check-tools
 ## bench: store append rate and gRPC transfer throughput/latency (release),
 ## on the embedded log and on PostgreSQL ($(PG_URL), a fresh schema per run);
 ## then audit replay, projection rebuild and server start over a generated
-## log of $(HISTORY_EVENTS) events (kept in target/bench-data/history)
+## log of $(HISTORY_EVENTS) events (kept in target/bench-data/history); and
+## open banking imports of the sandbox user_good (5 accounts, 5 years)
 bench:
 	$(CARGO) build --release -p paycore-cli -p paycore-bench
 	./target/release/paycore-bench history --events $(HISTORY_EVENTS) --server-bin ./target/release/paycore
 	./target/release/paycore-bench store --pg-url $(PG_URL)
 	./target/release/paycore-bench grpc --seconds $(BENCH_SECONDS) --server-bin ./target/release/paycore
+	./target/release/paycore-bench import --server-bin ./target/release/paycore
 	schema=bench_grpc_$$$$; key=$$(mktemp); head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' > $$key; \
 	./target/release/paycore db migrate --store $(PG_URL) --pg-schema $$schema && \
 	PAYCORE_STORE=$(PG_URL) PAYCORE_PG_SCHEMA=$$schema PAYCORE_VAULT_KEY_FILE=$$key ./target/release/paycore-bench grpc \

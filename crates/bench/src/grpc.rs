@@ -529,7 +529,7 @@ async fn client_loop(mut cx: ClientContext) -> anyhow::Result<ClientOutcome> {
     Ok(out)
 }
 
-async fn connect(server: &Server) -> anyhow::Result<Channel> {
+pub(crate) async fn connect(server: &Server) -> anyhow::Result<Channel> {
     let address = server.address;
     let endpoint = match &server.tls {
         None => Endpoint::from_shared(format!("http://{address}")).context("server address")?,
@@ -551,7 +551,7 @@ async fn connect(server: &Server) -> anyhow::Result<Channel> {
         .with_context(|| format!("connecting to {address}"))
 }
 
-fn authorized<T>(message: T, auth: &AsciiMetadataValue) -> Request<T> {
+pub(crate) fn authorized<T>(message: T, auth: &AsciiMetadataValue) -> Request<T> {
     let mut request = Request::new(message);
     request.metadata_mut().insert("authorization", auth.clone());
     request
@@ -652,16 +652,16 @@ async fn read_balances(
 }
 
 /// The server process.
-struct Server {
+pub(crate) struct Server {
     child: Child,
-    address: SocketAddr,
-    key: String,
+    pub(crate) address: SocketAddr,
+    pub(crate) key: String,
     log: PathBuf,
     tls: Option<TlsFiles>,
 }
 
 /// A CA and a server certificate for `localhost`, made for one run.
-struct TlsFiles {
+pub(crate) struct TlsFiles {
     ca_pem: String,
     cert: PathBuf,
     key: PathBuf,
@@ -692,7 +692,7 @@ impl TlsFiles {
 impl Server {
     /// Starts `bin serve` on `data_dir` (its stderr goes to `server.log`
     /// next to it) and waits for the API key and address on its stdout.
-    async fn start(bin: &Path, data_dir: &Path, tls: Option<TlsFiles>) -> anyhow::Result<Self> {
+    pub(crate) async fn start(bin: &Path, data_dir: &Path, tls: Option<TlsFiles>) -> anyhow::Result<Self> {
         anyhow::ensure!(
             bin.is_file(),
             "server binary {} not found (build it: cargo build --release -p paycore-cli)",
@@ -780,12 +780,12 @@ impl Server {
         Ok(server)
     }
 
-    fn pid(&self) -> u32 {
+    pub(crate) fn pid(&self) -> u32 {
         self.child.id()
     }
 
     /// SIGTERM, then wait up to 30 s for the exit (SIGKILL after that).
-    async fn stop(&mut self) -> anyhow::Result<ExitStatus> {
+    pub(crate) async fn stop(&mut self) -> anyhow::Result<ExitStatus> {
         if let Some(status) = self.child.try_wait().context("polling the server")? {
             bail!("the server had already exited: {status}");
         }

@@ -14,6 +14,7 @@
 mod cold_reads;
 mod grpc;
 mod history;
+mod import;
 mod report;
 mod store;
 
@@ -38,6 +39,7 @@ enum Command {
     Store(store::StoreArgs),
     Grpc(grpc::GrpcArgs),
     History(history::HistoryArgs),
+    Import(import::ImportArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -51,6 +53,7 @@ fn main() -> anyhow::Result<()> {
             Command::Store(args) => store::run(args).await,
             Command::Grpc(args) => grpc::run(args).await,
             Command::History(args) => history::run(args).await,
+            Command::Import(args) => import::run(args).await,
         }
     })
 }
