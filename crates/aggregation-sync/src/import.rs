@@ -620,19 +620,8 @@ impl Syncer {
         progress: ImportProgress,
     ) -> Result<(), SyncError> {
         let progress = self.progress(project, import.id, progress).await?;
-        let connection = match self.connection(project, import.connection_id).await {
-            Ok(connection) => connection,
-            Err(SyncError::ConnectionNotFound(_)) => {
-                return self
-                    .fail(
-                        project,
-                        import.id,
-                        ImportFailure::ConnectionDeleted,
-                        "the connection was deleted",
-                    )
-                    .await;
-            }
-            Err(error) => return Err(error),
+        let Some(connection) = self.connection_of(project, import).await? else {
+            return Ok(());
         };
         let preferred = connection
             .sources
@@ -660,6 +649,25 @@ impl Syncer {
         Ok(())
     }
 
+    /// The import's connection; `None` once the import is failed because
+    /// the connection was deleted.
+    async fn connection_of(
+        &self,
+        project: ProjectId,
+        import: &AggregationImport,
+    ) -> Result<Option<AggregationConnection>, SyncError> {
+        match self.connection(project, import.connection_id).await {
+            Ok(connection) => Ok(Some(connection)),
+            Err(SyncError::ConnectionNotFound(_)) => {
+                let detail = "the connection was deleted";
+                self.fail(project, import.id, ImportFailure::ConnectionDeleted, detail)
+                    .await?;
+                Ok(None)
+            }
+            Err(error) => Err(error),
+        }
+    }
+
     /// The bank answered an error: the connection goes where it says
     /// (`ACTION_REQUIRED`, `REFRESH_DELAYED`), the import fails with why.
     async fn bank_failed(
@@ -669,19 +677,8 @@ impl Syncer {
         error: &ConnectorError,
     ) -> Result<(), SyncError> {
         let now = self.now();
-        let connection = match self.connection(project, import.connection_id).await {
-            Ok(connection) => connection,
-            Err(SyncError::ConnectionNotFound(_)) => {
-                return self
-                    .fail(
-                        project,
-                        import.id,
-                        ImportFailure::ConnectionDeleted,
-                        "the connection was deleted",
-                    )
-                    .await;
-            }
-            Err(error) => return Err(error),
+        let Some(connection) = self.connection_of(project, import).await? else {
+            return Ok(());
         };
         let outcome = after_bank_error(error, &connection, now, &self.inner.config);
         match outcome.change {

@@ -35,11 +35,10 @@ pub mod tls;
 
 use std::fmt;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use paycore_aggregation_sync::{Syncer, SyncerConfig, SyncerParts};
 use paycore_bank_connector::{BankConnector, SandboxBank};
-use paycore_domain::Timestamp;
 use paycore_engine::Engine;
 use paycore_projections::ReadModels;
 use paycore_sidestore::{Blobs, CardVault, FileStore, MemoryBlobs, VaultKey};
@@ -47,7 +46,6 @@ use tonic::server::NamedService;
 use tonic::service::Routes;
 use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
-use uuid::Uuid;
 
 pub use auth::{AuthError, Caller};
 pub use services::{REQUEST_ID, methods};
@@ -89,31 +87,10 @@ pub use pb::transfer_service_client::TransferServiceClient;
 /// served by reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/paycore_descriptor.bin"));
 
-/// Where handlers get the time and new IDs from. The domain never reads a
-/// clock; this is the one place the facade does.
-pub trait Clock: Send + Sync + fmt::Debug + 'static {
-    /// The current time.
-    fn now(&self) -> Timestamp;
-
-    /// A fresh UUID for a new resource ID. Version 7 by default, so IDs sort
-    /// by creation time.
-    fn new_uuid(&self) -> Uuid {
-        Uuid::now_v7()
-    }
-}
-
-/// The system clock, in microseconds.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct SystemClock;
-
-impl Clock for SystemClock {
-    fn now(&self) -> Timestamp {
-        let micros = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |since| i64::try_from(since.as_micros()).unwrap_or(i64::MAX));
-        Timestamp::from_micros(micros)
-    }
-}
+/// Where handlers (and the open banking syncer) get the time and new IDs
+/// from: the domain never reads a clock; this is the one place the facade
+/// does. The syncer's trait, so both always read the same clock.
+pub use paycore_aggregation_sync::{Clock, SystemClock};
 
 /// Data kept beside the event log: sealed card numbers and file contents,
 /// and the secret card fingerprints are keyed with.
@@ -259,26 +236,12 @@ fn syncer(
     Syncer::new(SyncerParts {
         engine: engine.clone(),
         bank: bank.clone(),
-        clock: Arc::new(SyncClock(clock.clone())),
+        clock: clock.clone(),
         index: Arc::new(sync_index::ReadModelsIndex(read.clone())),
         blobs: side.blobs.clone(),
         vault_key: side.key.clone(),
         config,
     })
-}
-
-/// The facade's clock as the syncer's.
-#[derive(Debug)]
-struct SyncClock(Arc<dyn Clock>);
-
-impl paycore_aggregation_sync::Clock for SyncClock {
-    fn now(&self) -> Timestamp {
-        self.0.now()
-    }
-
-    fn new_uuid(&self) -> Uuid {
-        self.0.new_uuid()
-    }
 }
 
 /// Building the API failed (only the embedded descriptors can make it fail).
