@@ -217,7 +217,11 @@ async fn a_redirect_completes_only_with_its_own_state() {
             reason: Some(ActionRequiredReason::WebAuthenticationRequired)
         }
     );
-    let state = url.split("state=").nth(1).unwrap().to_owned();
+    let state = url
+        .split(['?', '&'])
+        .find_map(|pair| pair.strip_prefix("state="))
+        .unwrap()
+        .to_owned();
     let before = world.events().await.len();
     let forged = RedirectCallback {
         state: format!("{state}x"),
