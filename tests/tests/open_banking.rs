@@ -737,3 +737,118 @@ async fn an_import_killed_mid_way_resumes_at_the_next_start_and_records_nothing_
         "{again:?}"
     );
 }
+
+#[tokio::test]
+async fn sandbox_users_whose_behaviour_shows_at_the_next_sync() {
+    let root = tempfile::tempdir().unwrap();
+    let server = Server::start(root.path());
+    let mut ob = OpenBanking::new(&server).await;
+    let mut connected = |user: &'static str| {
+        let mut ob = OpenBanking::with_key(&server, server.key(), ob.customer.clone());
+        async move {
+            let connection = ob.connection().await;
+            let step = ob.sign_in(&connection.id, user, PASSWORD).await;
+            let first = ob.finished(&signed_in(&step)).await;
+            assert_eq!(
+                first.status(),
+                pb::AggregationImportStatus::Succeeded,
+                "{user}: {first:?}"
+            );
+            ob.enable_all(&connection.id).await;
+            (ob, connection.id)
+        }
+    };
+
+    // user_rate_limited: a second sync the same UTC day is refused by the
+    // bank; the connection waits until the time the bank gave.
+    let (mut rate_limited, id) = connected("user_rate_limited").await;
+    let second = rate_limited.refresh(&id).await;
+    let second = rate_limited.finished(&second.id).await;
+    assert_eq!(second.status(), pb::AggregationImportStatus::Failed, "{second:?}");
+    let failure = second.failure.as_ref().unwrap();
+    assert_eq!(failure.reason(), pb::AggregationImportFailureReason::RateLimited);
+    let delayed = rate_limited.get_connection(&id).await.unwrap();
+    assert_eq!(delayed.status(), pb::AggregationConnectionStatus::RefreshDelayed);
+    let next_try = delayed.next_try_at.unwrap();
+    assert_eq!(
+        next_try.seconds % 86_400,
+        0,
+        "the bank's next UTC midnight: {next_try:?}"
+    );
+    let refused = rate_limited
+        .connections
+        .submit_aggregation_credentials(pb::SubmitAggregationCredentialsRequest {
+            connection_id: id.clone(),
+            username: "user_rate_limited".into(),
+            password: PASSWORD.into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(
+        refused.code(),
+        Code::FailedPrecondition,
+        "no sign-in while delayed: {refused:?}"
+    );
+
+    // user_account_closes: "Old savings" is gone at the next sync: archived,
+    // listed only with include_archived, still readable by ID.
+    let (mut closes, id) = connected("user_account_closes").await;
+    assert_eq!(closes.accounts(&id, false).await.len(), 3);
+    let next = closes.refresh(&id).await;
+    assert_eq!(
+        closes.finished(&next.id).await.status(),
+        pb::AggregationImportStatus::Succeeded
+    );
+    let listed = closes.accounts(&id, false).await;
+    let all = closes.accounts(&id, true).await;
+    assert_eq!((listed.len(), all.len()), (2, 3));
+    let archived = all.iter().find(|a| a.archived_at.is_some()).unwrap();
+    assert_eq!(archived.personal.as_ref().unwrap().name, "Old savings");
+    // Consent on an archived account is refused, and says why.
+    let refused = closes
+        .accounts
+        .enable_aggregated_account(pb::EnableAggregatedAccountRequest {
+            aggregated_account_id: archived.id.clone(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::FailedPrecondition);
+    assert_eq!(
+        refused.get_details_error_info().unwrap().reason,
+        "AGGREGATED_ACCOUNT_ARCHIVED"
+    );
+
+    // user_consent_expired: the bank ends the consent at the next sync; the
+    // import fails and the end user must sign in again.
+    let (mut expired, id) = connected("user_consent_expired").await;
+    let next = expired.refresh(&id).await;
+    let next = expired.finished(&next.id).await;
+    assert_eq!(next.status(), pb::AggregationImportStatus::Failed, "{next:?}");
+    let connection = expired.get_connection(&id).await.unwrap();
+    assert_eq!(
+        connection.status(),
+        pb::AggregationConnectionStatus::ActionRequired
+    );
+    // The sandbox's consents carry their time to the second: a consent
+    // granted in the same second as the last sync would look used.
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    let step = expired.sign_in(&id, "user_consent_expired", PASSWORD).await;
+    let renewed = expired.finished(&signed_in(&step)).await;
+    assert_eq!(
+        renewed.status(),
+        pb::AggregationImportStatus::Succeeded,
+        "{renewed:?}"
+    );
+
+    // user_joint: the joint account has its holder and co-holder.
+    let (mut joint, id) = connected("user_joint").await;
+    let next = joint.refresh(&id).await;
+    joint.finished(&next.id).await;
+    let accounts = joint.accounts(&id, false).await;
+    assert_eq!(accounts.len(), 2);
+    let owners: Vec<usize> = accounts
+        .iter()
+        .map(|a| a.personal.as_ref().unwrap().owners.len())
+        .collect();
+    assert!(owners.contains(&2), "{owners:?}");
+}

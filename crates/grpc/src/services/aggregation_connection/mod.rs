@@ -236,12 +236,21 @@ impl Handlers {
     /// Waits (up to the read-your-writes timeout) until the read models
     /// applied everything committed so far: what the syncer wrote.
     pub(crate) async fn caught_up(&self) {
-        let head = *self.state.engine.store().committed().borrow();
-        let _ = tokio::time::timeout(
+        // `committed` counts the events: the last one is at one less.
+        let Some(last) = self.state.engine.store().committed().borrow().checked_sub(1) else {
+            return;
+        };
+        let waited = tokio::time::timeout(
             self.state.read_your_writes_timeout,
-            self.state.read.wait_for(head),
+            self.state.read.wait_for(last),
         )
         .await;
+        if waited.is_err() {
+            tracing::warn!(
+                position = last,
+                "read models did not reach the syncer's writes in time"
+            );
+        }
     }
 
     /// A sign-in step's answer: the step and the connection after it.
