@@ -742,8 +742,8 @@ async fn an_import_killed_mid_way_resumes_at_the_next_start_and_records_nothing_
 async fn sandbox_users_whose_behaviour_shows_at_the_next_sync() {
     let root = tempfile::tempdir().unwrap();
     let server = Server::start(root.path());
-    let mut ob = OpenBanking::new(&server).await;
-    let mut connected = |user: &'static str| {
+    let ob = OpenBanking::new(&server).await;
+    let connected = |user: &'static str| {
         let mut ob = OpenBanking::with_key(&server, server.key(), ob.customer.clone());
         async move {
             let connection = ob.connection().await;
