@@ -1,10 +1,17 @@
-//! The hosted 3-D Secure challenge page in a real browser: Debian's
-//! chromium, headless, driven through chromedriver (WebDriver) at a phone's
-//! screen size. The cardholder passes with the sandbox code using only the
-//! keyboard, fails with another code, corrects a malformed one, cancels;
-//! each time the payin's state is read back over gRPC and the browser ends
-//! at the shop's redirect URL. Screenshots go to
-//! `target/tmp/pages/` (`CARGO_TARGET_TMPDIR`).
+//! The hosted pages in a real browser: Debian's chromium, headless, driven
+//! through chromedriver (WebDriver) at a phone's screen size.
+//!
+//! - The 3-D Secure challenge: the cardholder passes with the sandbox code
+//!   using only the keyboard, fails with another code, corrects a malformed
+//!   one, cancels; each time the payin's state is read back over gRPC and
+//!   the browser ends at the shop's redirect URL.
+//! - The bank connection pages: an end user searches and chooses a bank,
+//!   signs in (a wrong password, then a one-time code; the bank's own page
+//!   and back; an approval in the bank's app), shares accounts, and ends at
+//!   the client's redirect URL; the connection, accounts and imported
+//!   transactions are read back over gRPC.
+//!
+//! Screenshots go to `target/tmp/pages/` (`CARGO_TARGET_TMPDIR`).
 //!
 //! Needs `/usr/bin/chromium` and `/usr/bin/chromedriver` (packages
 //! `chromium` and `chromium-driver`; `make test` installs them when
@@ -591,6 +598,34 @@ async fn an_end_user_connects_a_bank_on_the_hosted_pages_in_a_browser() {
         .await
         .unwrap();
     assert_eq!(arrives_at(&browser, &back).await, back);
+
+    // SCA in the bank's app: the page waits for the end user's word, then
+    // asks the bank.
+    let sca = connections
+        .create_aggregation_connection(pb::CreateAggregationConnectionRequest {
+            customer_id: connected.customer_id.clone(),
+            institution_id: Some("sandbox_de_rheinbank".into()),
+            redirect_url: Some(back.clone()),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    browser
+        .goto(sca.authentication_url.as_deref().unwrap())
+        .await
+        .unwrap();
+    heading_becomes(&browser, "Sign in to your bank").await;
+    type_into(&browser, "username", "user_sca").await;
+    type_into(&browser, "password", "pass_good\u{E007}").await;
+    heading_becomes(&browser, "Approve in your bank's app").await;
+    screenshot(&browser, "connect-6-approve-in-app").await;
+    tokio::time::sleep(Duration::from_millis(2_100)).await;
+    element(&browser, Locator::Css("button.primary"))
+        .await
+        .click()
+        .await
+        .unwrap();
+    heading_becomes(&browser, "Choose the accounts to share").await;
 
     // A link whose token was changed opens nothing.
     let link = connection.authentication_url.unwrap();
