@@ -466,6 +466,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 .as_deref()
                 .map(banks::berlin_group)
                 .transpose()?;
+            if let Some(file) = &args.berlin_group_banks {
+                tracing::info!(file = %file.display(), "open banking reads the Berlin Group banks of this file");
+            }
             let options = serve::ServeOptions {
                 listen: args.listen,
                 vault_key_file: args.vault_key_file,
