@@ -5,16 +5,25 @@
 //! holds the data directory (and always with PostgreSQL), and otherwise
 //! goes through the running server's admin socket.
 
-use std::path::Path;
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
 
-use clap::Subcommand;
-use paycore_bank_connector::{BankConnector, SandboxBank};
+use clap::{Args, Subcommand};
 use paycore_domain::ProjectId;
 use paycore_domain::kernel::institution::InstitutionId;
 use paycore_grpc::admin;
 
 use crate::serve::{self, StoreChoice};
+
+#[derive(Debug, Args)]
+pub struct InstitutionsArgs {
+    /// The catalogue is the Berlin Group banks of this file, as with `serve
+    /// --berlin-group-banks` (else the sandbox bank's). Through a running
+    /// server's admin socket, activation checks the server's own catalogue.
+    #[arg(long, global = true, env = "PAYCORE_BERLIN_GROUP_BANKS", value_name = "FILE")]
+    berlin_group_banks: Option<PathBuf>,
+    #[command(subcommand)]
+    command: InstitutionsCommand,
+}
 
 #[derive(Debug, Subcommand)]
 pub enum InstitutionsCommand {
@@ -39,15 +48,11 @@ pub enum InstitutionsCommand {
     },
 }
 
-/// The catalogue the server reads from (the same default as `serve`).
-fn bank() -> Arc<dyn BankConnector> {
-    Arc::new(SandboxBank::new())
-}
-
-pub async fn run(data_dir: &Path, store: &StoreChoice, command: InstitutionsCommand) -> anyhow::Result<()> {
-    match command {
+pub async fn run(data_dir: &Path, store: &StoreChoice, args: InstitutionsArgs) -> anyhow::Result<()> {
+    let banks = args.berlin_group_banks.as_deref();
+    match args.command {
         InstitutionsCommand::List => {
-            let mut institutions = bank().institutions().await?;
+            let mut institutions = crate::banks::connector(banks)?.institutions().await?;
             institutions
                 .sort_by(|a, b| (a.country.to_string(), &a.name).cmp(&(b.country.to_string(), &b.name)));
             for institution in institutions {
@@ -61,28 +66,33 @@ pub async fn run(data_dir: &Path, store: &StoreChoice, command: InstitutionsComm
             Ok(())
         }
         InstitutionsCommand::Activate { project, institution } => {
-            set(data_dir, store, project, institution.clone(), true).await?;
+            set(data_dir, store, banks, project, institution.clone(), true).await?;
             println!("activated {institution} for {project}");
             Ok(())
         }
         InstitutionsCommand::Deactivate { project, institution } => {
-            set(data_dir, store, project, institution.clone(), false).await?;
+            set(data_dir, store, banks, project, institution.clone(), false).await?;
             println!("deactivated {institution} for {project}");
             Ok(())
         }
     }
 }
 
+/// Opens the store itself with the catalogue of `banks` (checked first, so
+/// a bad file is reported whichever path is taken), or asks the running
+/// server, which checks against its own.
 async fn set(
     data_dir: &Path,
     store: &StoreChoice,
+    banks: Option<&Path>,
     project: ProjectId,
     institution: InstitutionId,
     active: bool,
 ) -> anyhow::Result<()> {
+    let bank = crate::banks::connector(banks)?;
     let direct_institution = institution.clone();
     let direct = serve::with_engine(data_dir, store, |engine| async move {
-        admin::set_institution_active(&engine, bank().as_ref(), project, direct_institution, active).await?;
+        admin::set_institution_active(&engine, bank.as_ref(), project, direct_institution, active).await?;
         Ok(())
     });
     if direct.await?.is_some() {

@@ -3,6 +3,7 @@
 mod audit;
 mod backup;
 mod balance;
+mod banks;
 mod fx;
 mod institutions;
 mod metrics;
@@ -140,8 +141,7 @@ enum Command {
     Fx(fx::FxCommand),
     /// Open banking: list the banks of the connector's catalogue, and
     /// activate or deactivate them for a project's customers.
-    #[command(subcommand)]
-    Institutions(institutions::InstitutionsCommand),
+    Institutions(institutions::InstitutionsArgs),
     /// The read models: their status, and rebuilding them from the log.
     #[command(subcommand)]
     Projections(projections::ProjectionsCommand),
@@ -322,6 +322,13 @@ struct ServeArgs {
     /// deployment sharing a NATS its own.
     #[arg(long, env = "PAYCORE_RELAY_SUBJECT_PREFIX", default_value = paycore_relay::subject::DEFAULT_SUBJECT_PREFIX, requires = "relay_nats")]
     relay_subject_prefix: String,
+    /// Read open banking from the Berlin Group NextGenPSD2 (AIS) banks this
+    /// JSON file lists (each bank's institution and base URL; see the
+    /// README, "Open banking") instead of the in-process sandbox bank. They
+    /// are the catalogue institutions are activated from. A file that does
+    /// not check stops the start, naming the field.
+    #[arg(long, env = "PAYCORE_BERLIN_GROUP_BANKS", value_name = "FILE")]
+    berlin_group_banks: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -453,6 +460,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => {
             let relay = relay_options(&args)?;
+            // Checked before the data directory is opened: a bad file stops here.
+            let bank = args
+                .berlin_group_banks
+                .as_deref()
+                .map(banks::berlin_group)
+                .transpose()?;
+            if let Some(file) = &args.berlin_group_banks {
+                tracing::info!(file = %file.display(), "open banking reads the Berlin Group banks of this file");
+            }
             let options = serve::ServeOptions {
                 listen: args.listen,
                 vault_key_file: args.vault_key_file,
@@ -482,6 +498,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     _ => None,
                 },
                 relay,
+                bank,
             };
             serve::serve(&data_dir, &store, options).await
         }

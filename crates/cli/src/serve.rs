@@ -311,6 +311,8 @@ pub struct ServeOptions {
     pub tls: Option<paycore_grpc::tls::TlsFiles>,
     /// Publish the log to NATS JetStream (`--relay-nats`).
     pub relay: Option<RelayOptions>,
+    /// The banks of `--berlin-group-banks`; `None`: the sandbox bank.
+    pub bank: Option<Arc<dyn paycore_bank_connector::BankConnector>>,
 }
 
 pub async fn serve(data_dir: &Path, choice: &StoreChoice, options: ServeOptions) -> anyhow::Result<()> {
@@ -365,17 +367,25 @@ pub async fn serve(data_dir: &Path, choice: &StoreChoice, options: ServeOptions)
                 state.authentication_url_base = format!("{public}{}", paycore_pages::CHALLENGE_PATH);
             }
             state.connect_url_base = Some(format!("{public}{}", paycore_pages::CONNECT_PATH));
-            // The sandbox's web authentication user is sent to the page here.
-            state.bank = Arc::new(paycore_bank_connector::SandboxBank::with_authorize_base(format!(
-                "{public}{}",
-                paycore_pages::SANDBOX_BANK_PATH
-            )));
+            // The sandbox's web authentication user is sent to the page here
+            // (real banks send theirs to their own pages).
+            if options.bank.is_none() {
+                state.bank = Arc::new(paycore_bank_connector::SandboxBank::with_authorize_base(format!(
+                    "{public}{}",
+                    paycore_pages::SANDBOX_BANK_PATH
+                )));
+            }
             sync_config.bank_redirect_uri = format!("{public}{}", paycore_pages::CALLBACK_PATH);
             Some((listener, public))
         }
         None => None,
     };
+    // Before `with_sync`, which builds the syncer over the state's bank.
+    if let Some(bank) = options.bank.clone() {
+        state.bank = bank;
+    }
     let state = state.with_sync(sync_config);
+    let bank = state.bank.clone();
     let pages = pages.map(|(listener, public)| (listener, public, state.clone()));
     let sync_election = match choice {
         StoreChoice::Embedded => Election::Alone,
@@ -489,9 +499,16 @@ pub async fn serve(data_dir: &Path, choice: &StoreChoice, options: ServeOptions)
     };
     let (stop_admin, admin_stopped) = tokio::sync::oneshot::channel::<()>();
     let relay_probe = relay.as_ref().map(|relay| relay_probe(relay, &store));
-    let admin = serve_admin(data_dir, engine.clone(), read.clone(), relay_probe, async move {
-        let _ = admin_stopped.await;
-    })?;
+    let admin = serve_admin(
+        data_dir,
+        engine.clone(),
+        read.clone(),
+        bank,
+        relay_probe,
+        async move {
+            let _ = admin_stopped.await;
+        },
+    )?;
     let routes = paycore_grpc::edge::server().add_routes(api.routes());
     let serving: std::pin::Pin<Box<dyn Future<Output = Result<(), tonic::transport::Error>> + Send>> =
         match incoming {
@@ -708,6 +725,7 @@ fn serve_admin(
     data_dir: &Path,
     engine: Engine,
     read: ReadModels,
+    bank: Arc<dyn paycore_bank_connector::BankConnector>,
     relay: Option<admin::RelayProbe>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<tokio::task::JoinHandle<Result<(), tonic::transport::Error>>> {
@@ -726,7 +744,9 @@ fn serve_admin(
         .with_context(|| format!("restricting {}", socket.display()))?;
     Ok(tokio::spawn(
         tonic::transport::Server::builder()
-            .add_service(admin::AdminService::server_with_read_models(engine, read, relay))
+            .add_service(admin::AdminService::server_with_read_models(
+                engine, read, relay, bank,
+            ))
             .serve_with_incoming_shutdown(UnixListenerStream::new(listener), shutdown),
     ))
 }

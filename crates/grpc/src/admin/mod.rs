@@ -370,18 +370,21 @@ impl AdminService {
         })
     }
 
-    /// Like [`AdminService::server`], answering `ListFxRates` from `read`
-    /// and reporting the relay's state with the projections'.
+    /// Like [`AdminService::server`], answering `ListFxRates` from `read`,
+    /// reporting the relay's state with the projections', and activating
+    /// institutions of `bank`'s catalogue (the server's own connector, so
+    /// the admin socket accepts exactly what its customers can reach).
     pub fn server_with_read_models(
         engine: Engine,
         read: ReadModels,
         relay: Option<RelayProbe>,
+        bank: Arc<dyn BankConnector>,
     ) -> AdminServiceServer<Self> {
         AdminServiceServer::new(Self {
             engine,
             read: Some(read),
             relay,
-            bank: Arc::new(SandboxBank::new()),
+            bank,
         })
     }
 
