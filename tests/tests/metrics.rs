@@ -150,7 +150,7 @@ async fn a_scrape_counts_calls_by_code_and_shows_the_write_path() {
     let deadline = Instant::now() + Duration::from_secs(10);
     let sampled = loop {
         let metrics = scrape(&address);
-        if samples(&metrics, "paycore_projection_lag_events", &[]).len() == 6 {
+        if samples(&metrics, "paycore_projection_lag_events", &[]).len() == 7 {
             break metrics;
         }
         assert!(Instant::now() < deadline, "no projection lag sampled");
@@ -168,6 +168,7 @@ async fn a_scrape_counts_calls_by_code_and_shows_the_write_path() {
         "transfers",
         "resources",
         "fx-rates",
+        "open-banking",
     ] {
         let lag = value(
             &sampled,

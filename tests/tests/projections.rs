@@ -38,6 +38,7 @@ async fn projections_are_rebuilt_online_and_offline_without_changing_an_answer()
         "transfers",
         "resources",
         "fx-rates",
+        "open-banking",
     ] {
         let line = text
             .lines()
