@@ -89,6 +89,11 @@ impl Connections {
         if !link::is_genuine(&self.server_secret, CONTEXT, &id.to_string(), token) {
             return Err(ConnectError::UnknownLink);
         }
+        self.live(id).await
+    }
+
+    /// Connection `id` as the engine holds it now, unless deleted.
+    async fn live(&self, id: AggregationConnectionId) -> Result<AggregationConnection, ConnectError> {
         let state = self.handlers.load(&StreamRef::AggregationConnection(id)).await?;
         state
             .as_aggregation_connection()
@@ -275,11 +280,7 @@ impl Connections {
         callback: RedirectCallback,
     ) -> Result<(SignInStep, String), ConnectError> {
         let id: AggregationConnectionId = id.parse().map_err(|_| ConnectError::UnknownLink)?;
-        let state = self.handlers.load(&StreamRef::AggregationConnection(id)).await?;
-        let connection = state
-            .as_aggregation_connection()
-            .filter(|connection| !connection.is_deleted())
-            .ok_or(ConnectError::UnknownLink)?;
+        let connection = self.live(id).await?;
         let step = self
             .syncer()
             .complete_redirect(connection.project_id, id, callback)
