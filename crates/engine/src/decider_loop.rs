@@ -16,13 +16,48 @@ use crate::cache::{Cached, StateCache, catch_up, load_stream};
 use crate::snapshot::Snapshotter;
 use crate::{CommandMeta, EngineConfig, EngineError, Executed};
 
-pub(crate) struct Job {
+/// What the caller of one job is answered: every command's own result, in
+/// order, or one error for all of them when nothing could be decided (the
+/// store could not be read, the append failed).
+pub(crate) type JobAnswer = Result<Vec<Result<Executed, EngineError>>, EngineError>;
+
+/// One command of a job. A `linked` command succeeds or fails together with
+/// the next one (a chain ends at its first command that is not linked).
+#[derive(Clone, Debug)]
+pub(crate) struct Item {
     pub envelope: CommandEnvelope,
+    pub linked: bool,
+}
+
+/// One caller's commands: one, or a batch decided in order, one after the
+/// other, inside one append. A job is never split across appends.
+pub(crate) struct Job {
+    pub items: Vec<Item>,
     pub meta: CommandMeta,
-    pub reply: oneshot::Sender<Result<Executed, EngineError>>,
-    /// The command's span: its decision and its batch's append are traced
+    pub reply: oneshot::Sender<JobAnswer>,
+    /// The call's span: its decisions and its batch's append are traced
     /// under it.
     pub span: tracing::Span,
+}
+
+impl Job {
+    /// The same commands with a fresh reply channel (to run them again on
+    /// their own after a conflict).
+    fn again(&self) -> (Self, oneshot::Receiver<JobAnswer>) {
+        let (reply, answer) = oneshot::channel();
+        let job = Self {
+            items: self.items.clone(),
+            meta: self.meta.clone(),
+            reply,
+            span: self.span.clone(),
+        };
+        (job, answer)
+    }
+
+    fn fail(self, error: EngineError) {
+        // The caller may have gone away; nothing to do then.
+        let _ = self.reply.send(Err(error));
+    }
 }
 
 /// Most commands a batch's `append` span links to besides its parent (the
@@ -71,27 +106,39 @@ impl Prepared {
         }
     }
 
-    /// Pairs each command with its answer, now that the batch is durable at
-    /// `position`.
-    fn answers(self, position: Position) -> Vec<(Job, Result<Executed, EngineError>)> {
-        debug_assert_eq!(self.jobs.len(), self.outcomes.len());
+    /// Pairs each job with its commands' answers, now that the batch is
+    /// durable at `position`.
+    fn answers(self, position: Position) -> Vec<(Job, JobAnswer)> {
+        debug_assert_eq!(
+            self.jobs.iter().map(|job| job.items.len()).sum::<usize>(),
+            self.outcomes.len()
+        );
         let overlay = self.overlay;
+        let mut outcomes = self.outcomes.into_iter();
         self.jobs
             .into_iter()
-            .zip(self.outcomes)
-            .map(|(job, outcome)| {
-                let answer = match outcome {
-                    Outcome::Refused(error) => Err(error),
-                    Outcome::Resource { resource, replayed } => Ok(Executed {
-                        resource,
-                        state: overlay.get(&resource.stream()).clone(),
-                        position,
-                        replayed,
-                    }),
-                };
-                (job, answer)
+            .map(|job| {
+                let answers = outcomes
+                    .by_ref()
+                    .take(job.items.len())
+                    .map(|outcome| match outcome {
+                        Outcome::Refused(error) => Err(error),
+                        Outcome::Resource { resource, replayed } => Ok(Executed {
+                            resource,
+                            state: overlay.get(&resource.stream()).clone(),
+                            position,
+                            replayed,
+                        }),
+                    })
+                    .collect();
+                (job, Ok(answers))
             })
             .collect()
+    }
+
+    /// How many commands the batch holds.
+    fn commands(&self) -> usize {
+        self.outcomes.len()
     }
 }
 
@@ -110,6 +157,74 @@ struct InFlight {
 struct Building {
     prepared: Prepared,
     request: AppendRequest,
+    /// Where a linked chain being decided started.
+    savepoint: Option<Savepoint>,
+}
+
+/// The batch as it was before a linked chain, to take the chain back.
+struct Savepoint {
+    writes: usize,
+    /// Events in the last write then: a chain's first event may extend it.
+    last_write_events: usize,
+    touched: usize,
+    snapshot_due: usize,
+    outcomes: usize,
+    /// Each stream the chain staged events on, as it was before (`None`:
+    /// not in the overlay).
+    before: HashMap<StreamRef, Option<Cached>>,
+}
+
+impl Savepoint {
+    fn of(building: &Building) -> Self {
+        let prepared = &building.prepared;
+        Self {
+            writes: building.request.writes.len(),
+            last_write_events: building
+                .request
+                .writes
+                .last()
+                .map_or(0, |write| write.events.len()),
+            touched: prepared.touched.len(),
+            snapshot_due: prepared.snapshot_due.len(),
+            outcomes: prepared.outcomes.len(),
+            before: HashMap::new(),
+        }
+    }
+
+    /// Keeps the state of `stream` before the chain's first event on it.
+    fn remember(&mut self, overlay: &Overlay, stream: &StreamRef) {
+        if !self.before.contains_key(stream) {
+            self.before
+                .insert(stream.clone(), overlay.states.get(stream).cloned());
+        }
+    }
+
+    /// Takes back everything the chain starting at command `start` of the
+    /// job staged: its command `failed` keeps its refusal, the others answer
+    /// that the chain failed there.
+    fn roll_back(self, building: &mut Building, start: usize, failed: usize) {
+        let prepared = &mut building.prepared;
+        let writes = &mut building.request.writes;
+        writes.truncate(self.writes);
+        if let Some(last) = writes.last_mut() {
+            last.events.truncate(self.last_write_events);
+        }
+        prepared.touched.truncate(self.touched);
+        prepared.snapshot_due.truncate(self.snapshot_due);
+        for (stream, before) in self.before {
+            match before {
+                Some(cached) => prepared.overlay.states.insert(stream, cached),
+                None => prepared.overlay.states.remove(&stream),
+            };
+        }
+        let chain = prepared.outcomes.split_off(self.outcomes);
+        for (index, outcome) in (start..).zip(chain) {
+            prepared.outcomes.push(match outcome {
+                Outcome::Refused(error) if index == failed => Outcome::Refused(error),
+                _ => Outcome::Refused(EngineError::LinkedCommandFailed { failed_index: failed }),
+            });
+        }
+    }
 }
 
 impl Building {
@@ -129,6 +244,7 @@ impl Building {
                 snapshot_due: Vec::new(),
             },
             request: AppendRequest::default(),
+            savepoint: None,
         }
     }
 }
@@ -220,7 +336,7 @@ impl DeciderLoop {
             let room = self
                 .config
                 .max_batch
-                .saturating_sub(building.as_ref().map_or(0, |b| b.prepared.jobs.len()));
+                .saturating_sub(building.as_ref().map_or(0, |b| b.prepared.commands()));
             tokio::select! {
                 biased;
                 appended = wait(&mut in_flight) => {
@@ -254,10 +370,10 @@ impl DeciderLoop {
         let mut jobs = jobs.into_iter();
         while let Some(job) = jobs.next() {
             let span = tracing::debug_span!(target: "paycore::engine", parent: &job.span, "decide");
-            if let Err(error) = self.decide_one(&job, &mut building).instrument(span).await {
+            if let Err(error) = self.decide_job(&job, &mut building).instrument(span).await {
                 // The store could not be read: nothing of this batch is sent.
                 for job in building.prepared.jobs.into_iter().chain([job]).chain(jobs) {
-                    let _ = job.reply.send(Err(error.clone()));
+                    job.fail(error.clone());
                 }
                 return None;
             }
@@ -266,9 +382,62 @@ impl DeciderLoop {
         Some(building)
     }
 
+    /// Decides a job's commands in order. A linked chain (ending at its first
+    /// command not linked, or with the job) is decided from a savepoint: when
+    /// one of its commands is refused, everything the chain staged is taken
+    /// back, the refused command keeps its reason and the chain's others
+    /// answer [`EngineError::LinkedCommandFailed`].
+    async fn decide_job(&self, job: &Job, building: &mut Building) -> Result<(), EngineError> {
+        let metadata = Arc::new(metadata_of(job));
+        let mut chain_start: Option<usize> = None;
+        let mut broken: Option<usize> = None;
+        for (index, item) in job.items.iter().enumerate() {
+            let in_chain = item.linked || chain_start.is_some();
+            if in_chain && chain_start.is_none() {
+                chain_start = Some(index);
+                building.savepoint = Some(Savepoint::of(building));
+            }
+            if let Some(failed) = broken {
+                // The rest of a broken chain is not decided at all.
+                building
+                    .prepared
+                    .outcomes
+                    .push(Outcome::Refused(EngineError::LinkedCommandFailed {
+                        failed_index: failed,
+                    }));
+            } else {
+                self.decide_one(&item.envelope, &metadata, building).await?;
+                let refused = matches!(building.prepared.outcomes.last(), Some(Outcome::Refused(_)));
+                if refused && in_chain {
+                    broken = Some(index);
+                }
+            }
+            if in_chain && !item.linked {
+                // The chain ends here.
+                let savepoint = building.savepoint.take();
+                if let (Some(failed), Some(start), Some(savepoint)) = (broken, chain_start, savepoint) {
+                    savepoint.roll_back(building, start, failed);
+                }
+                chain_start = None;
+                broken = None;
+            }
+        }
+        // A chain still open ends with the job.
+        if let (Some(savepoint), Some(start), Some(failed)) = (building.savepoint.take(), chain_start, broken)
+        {
+            savepoint.roll_back(building, start, failed);
+        }
+        Ok(())
+    }
+
     fn submit(&self, built: Building) -> InFlight {
-        let Building { prepared, request } = built;
-        metrics::histogram!(crate::metrics::BATCH_COMMANDS).record(prepared.jobs.len() as f64);
+        let Building {
+            prepared,
+            request,
+            savepoint,
+        } = built;
+        debug_assert!(savepoint.is_none(), "every job closes its chains");
+        metrics::histogram!(crate::metrics::BATCH_COMMANDS).record(prepared.commands() as f64);
         let span = append_span(&prepared.jobs, request.event_count());
         let append = (!request.writes.is_empty()).then(|| {
             let store = self.store.clone();
@@ -329,7 +498,7 @@ impl DeciderLoop {
                 }
                 self.cache.forget(&prepared.touched);
                 for job in prepared.jobs {
-                    let _ = job.reply.send(Err(error.clone()));
+                    job.fail(error.clone());
                 }
             }
         }
@@ -341,9 +510,9 @@ impl DeciderLoop {
         None
     }
 
-    /// One command on its own, reloading and deciding again while other
-    /// writers keep changing its streams.
-    async fn run_alone(&self, job: &Job) -> Result<Executed, EngineError> {
+    /// One job on its own, reloading and deciding again while other writers
+    /// keep changing its streams.
+    async fn run_alone(&self, job: &Job) -> JobAnswer {
         let mut last_conflict = String::new();
         for attempt in 0..self.config.max_attempts {
             if attempt > 0 {
@@ -353,19 +522,17 @@ impl DeciderLoop {
                 let pause = rand::random_range(0..=500 * attempt.min(8) as u64);
                 tokio::time::sleep(std::time::Duration::from_micros(pause)).await;
             }
-            self.catch_up(&job.envelope.streams()).await?;
-            self.catch_up_dependents(&job.envelope).await?;
-            let (reply, answer) = oneshot::channel();
-            let single = Job {
-                envelope: job.envelope.clone(),
-                meta: job.meta.clone(),
-                reply,
-                span: job.span.clone(),
-            };
-            let Some(built) = self.build(None, vec![single], None).await else {
+            for item in &job.items {
+                self.catch_up(&item.envelope.streams()).await?;
+                self.catch_up_dependents(&item.envelope).await?;
+            }
+            let (alone, answer) = job.again();
+            let Some(built) = self.build(None, vec![alone], None).await else {
                 return answer.await.unwrap_or_else(|_| Err(internal("no answer")));
             };
-            let Building { prepared, request } = built;
+            let Building {
+                prepared, request, ..
+            } = built;
             let position = if request.writes.is_empty() {
                 self.last_committed()
             } else {
@@ -414,18 +581,23 @@ impl DeciderLoop {
         self.catch_up(&dependents).await
     }
 
-    /// Decides one command into the batch being built.
-    async fn decide_one(&self, job: &Job, building: &mut Building) -> Result<(), EngineError> {
+    /// Decides one command of `job` into the batch being built.
+    async fn decide_one(
+        &self,
+        envelope: &CommandEnvelope,
+        metadata: &Arc<EventMetadata>,
+        building: &mut Building,
+    ) -> Result<(), EngineError> {
         let prepared = &mut building.prepared;
         let overlay = &mut prepared.overlay;
-        if let Some(created) = job.envelope.created_stream() {
+        if let Some(created) = envelope.created_stream() {
             // A fresh ID: no need to ask the store; the append's NoStream
             // expectation still guards it.
             overlay.states.entry(created).or_default();
         }
-        self.load_into(overlay, &job.envelope.streams()).await?;
-        self.load_dependents(overlay, &job.envelope).await?;
-        let outcome = match decide(&job.envelope, &*overlay) {
+        self.load_into(overlay, &envelope.streams()).await?;
+        self.load_dependents(overlay, envelope).await?;
+        let outcome = match decide(envelope, &*overlay) {
             Ok(Decision::Replay { resource }) => {
                 // The original request created the resource under an ID this
                 // retry did not name: load it to answer with it.
@@ -436,15 +608,17 @@ impl DeciderLoop {
                 }
             }
             Ok(Decision::Apply { events, resource }) => {
-                let metadata = Arc::new(metadata_of(job));
                 for (stream, event) in events {
+                    if let Some(savepoint) = &mut building.savepoint {
+                        savepoint.remember(overlay, &stream);
+                    }
                     let version = stage(
                         overlay,
                         &mut building.request,
                         &mut prepared.touched,
                         &stream,
                         &event,
-                        &metadata,
+                        metadata,
                     );
                     if let Some(snapshots) = &self.snapshots
                         && snapshots.is_boundary(version)
@@ -562,7 +736,7 @@ fn append_span(jobs: &[Job], events: usize) -> tracing::Span {
         target: "paycore::engine",
         parent: &first.span,
         "append",
-        batch_commands = jobs.len(),
+        batch_commands = jobs.iter().map(|job| job.items.len()).sum::<usize>(),
         events,
         first_position = tracing::field::Empty,
         last_position = tracing::field::Empty,
@@ -574,7 +748,15 @@ fn append_span(jobs: &[Job], events: usize) -> tracing::Span {
     span
 }
 
+/// The metadata of every event a job writes (its commands all act in one
+/// project, for one caller).
 fn metadata_of(job: &Job) -> EventMetadata {
+    let project = job.items.first().map(|item| item.envelope.project_id);
+    debug_assert!(
+        job.items
+            .iter()
+            .all(|item| Some(item.envelope.project_id) == project)
+    );
     EventMetadata {
         correlation_id: job.meta.correlation_id,
         causation_id: None,
@@ -582,7 +764,7 @@ fn metadata_of(job: &Job) -> EventMetadata {
         // reader of the log. Its use is on the key's own record.
         idempotency_key: None,
         actor: job.meta.actor.clone(),
-        project_id: Some(job.envelope.project_id.to_string()),
+        project_id: project.map(|project| project.to_string()),
         trace: job.meta.trace,
     }
 }
@@ -602,7 +784,7 @@ fn interned(event_type: &'static str) -> Arc<str> {
         .unwrap_or_else(|| Arc::from(event_type))
 }
 
-fn reply_all(answers: Vec<(Job, Result<Executed, EngineError>)>) {
+fn reply_all(answers: Vec<(Job, JobAnswer)>) {
     for (job, answer) in answers {
         // The caller may have gone away (deadline, disconnect); the command
         // is committed regardless, which is what a retry with the same

@@ -28,6 +28,11 @@ pub enum EngineError {
         /// The store's description: file, offset, reason.
         detail: String,
     },
+    /// A command of a linked chain that was not carried out because the
+    /// chain's command at `failed_index` (its index in the job) was refused:
+    /// nothing of the chain was written.
+    #[error("not carried out: the linked command at index {failed_index} was refused")]
+    LinkedCommandFailed { failed_index: usize },
     /// A bug or damaged data (an event that does not decode, …).
     #[error("internal error: {0}")]
     Internal(String),
@@ -67,6 +72,9 @@ impl Clone for EngineError {
             Self::DataLoss { position, detail } => Self::DataLoss {
                 position: *position,
                 detail: detail.clone(),
+            },
+            Self::LinkedCommandFailed { failed_index } => Self::LinkedCommandFailed {
+                failed_index: *failed_index,
             },
             Self::Internal(reason) => Self::Internal(reason.clone()),
         }

@@ -42,7 +42,7 @@ pub use snapshot::AGGREGATE_SNAPSHOT_FORMAT;
 pub use snapshot::decode_state as decode_aggregate_snapshot_state;
 
 use crate::cache::StateCache;
-use crate::decider_loop::{DeciderLoop, Job};
+use crate::decider_loop::{DeciderLoop, Item, Job, JobAnswer};
 use crate::snapshot::Snapshotter;
 
 /// Tuning of the write path.
@@ -50,7 +50,9 @@ use crate::snapshot::Snapshotter;
 pub struct EngineConfig {
     /// Commands waiting beyond this are refused with [`EngineError::Overloaded`].
     pub queue_capacity: usize,
-    /// Most commands decided and appended together.
+    /// Most commands decided and appended together. A job (one call's
+    /// commands, [`Engine::execute_batch`]) is never split: a batch holds at
+    /// least one job, whatever its size.
     pub max_batch: usize,
     /// Attempts per command when other writers keep changing its streams.
     pub max_attempts: usize,
@@ -178,7 +180,7 @@ impl Engine {
     pub async fn execute_with(
         &self,
         envelope: CommandEnvelope,
-        mut meta: CommandMeta,
+        meta: CommandMeta,
     ) -> Result<Executed, EngineError> {
         let span = tracing::debug_span!(
             target: "paycore::engine",
@@ -195,12 +197,63 @@ impl Engine {
             span.record("otel.name", format!("command {kind}"));
             span.record("command", kind);
         }
+        let item = Item {
+            envelope,
+            linked: false,
+        };
+        let answers = self.submit(vec![item], meta, span.clone()).await?;
+        let executed = answers
+            .into_iter()
+            .next()
+            .unwrap_or_else(|| Err(EngineError::Internal("a command was not answered".into())))?;
+        if !span.is_disabled() {
+            span.record("stream", executed.resource.stream().name().as_str());
+        }
+        span.record("position", executed.position);
+        span.record("replayed", executed.replayed);
+        Ok(executed)
+    }
+
+    /// Carries out a batch of commands of one project, in order, in one
+    /// append (one fsync for all of them), each with its own result: a
+    /// refused command does not stop the others, except inside a linked
+    /// chain. `linked` marks a command that succeeds or fails together with
+    /// the next one: a chain ends at its first command not linked (or at the
+    /// batch's end), and when one of its commands is refused nothing of the
+    /// chain is written, the refused one answers its reason and the others
+    /// [`EngineError::LinkedCommandFailed`] naming it.
+    ///
+    /// `Err` only when nothing of the batch could be decided or made
+    /// durable (the store failed, the engine is overloaded or stopping).
+    pub async fn execute_batch(
+        &self,
+        commands: Vec<(CommandEnvelope, bool)>,
+        meta: CommandMeta,
+    ) -> Result<Vec<Result<Executed, EngineError>>, EngineError> {
+        let span = tracing::debug_span!(
+            target: "paycore::engine",
+            "commands",
+            otel.name = "command batch",
+            commands = commands.len(),
+        );
+        let items = commands
+            .into_iter()
+            .map(|(envelope, linked)| Item { envelope, linked })
+            .collect();
+        self.submit(items, meta, span).await
+    }
+
+    /// Queues one job and waits for its answers.
+    async fn submit(&self, items: Vec<Item>, mut meta: CommandMeta, span: tracing::Span) -> JobAnswer {
+        if items.is_empty() {
+            return Ok(Vec::new());
+        }
         if meta.trace.is_none() {
             meta.trace = span.in_scope(paycore_telemetry::current_trace_context);
         }
         let (reply, answer) = oneshot::channel();
         let job = Job {
-            envelope,
+            items,
             meta,
             reply,
             span: span.clone(),
@@ -209,16 +262,10 @@ impl Engine {
             mpsc::error::TrySendError::Full(_) => EngineError::Overloaded,
             mpsc::error::TrySendError::Closed(_) => EngineError::Unavailable("the engine has stopped".into()),
         })?;
-        let executed = answer
-            .instrument(span.clone())
+        answer
+            .instrument(span)
             .await
-            .map_err(|_| EngineError::Unavailable("the engine stopped before answering".into()))??;
-        if !span.is_disabled() {
-            span.record("stream", executed.resource.stream().name().as_str());
-        }
-        span.record("position", executed.position);
-        span.record("replayed", executed.replayed);
-        Ok(executed)
+            .map_err(|_| EngineError::Unavailable("the engine stopped before answering".into()))?
     }
 
     /// The committed state of one aggregate: from memory, or loaded from the
