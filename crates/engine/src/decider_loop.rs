@@ -27,6 +27,10 @@ pub(crate) type JobAnswer = Result<Vec<Result<Executed, EngineError>>, EngineErr
 pub(crate) struct Item {
     pub envelope: CommandEnvelope,
     pub linked: bool,
+    /// The ID of what the command creates was generated for it, so its
+    /// stream is known to be empty without reading it. False for an ID the
+    /// caller chose, which may exist already.
+    pub fresh_id: bool,
 }
 
 /// One caller's commands: one, or a batch decided in order, one after the
@@ -406,7 +410,7 @@ impl DeciderLoop {
                         failed_index: failed,
                     }));
             } else {
-                self.decide_one(&item.envelope, &metadata, building).await?;
+                self.decide_one(item, &metadata, building).await?;
                 let refused = matches!(building.prepared.outcomes.last(), Some(Outcome::Refused(_)));
                 if refused && in_chain {
                     broken = Some(index);
@@ -584,13 +588,16 @@ impl DeciderLoop {
     /// Decides one command of `job` into the batch being built.
     async fn decide_one(
         &self,
-        envelope: &CommandEnvelope,
+        item: &Item,
         metadata: &Arc<EventMetadata>,
         building: &mut Building,
     ) -> Result<(), EngineError> {
         let prepared = &mut building.prepared;
         let overlay = &mut prepared.overlay;
-        if let Some(created) = envelope.created_stream() {
+        let envelope = &item.envelope;
+        if item.fresh_id
+            && let Some(created) = envelope.created_stream()
+        {
             // A fresh ID: no need to ask the store; the append's NoStream
             // expectation still guards it.
             overlay.states.entry(created).or_default();

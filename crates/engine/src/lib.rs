@@ -117,6 +117,29 @@ pub struct CommandMeta {
     pub trace: Option<paycore_store::TraceContext>,
 }
 
+/// One command of [`Engine::execute_batch`].
+#[derive(Clone, Debug)]
+pub struct BatchCommand {
+    pub envelope: CommandEnvelope,
+    /// Succeeds or fails together with the next command of the batch.
+    pub linked: bool,
+    /// The ID of what the command creates was chosen by the caller rather
+    /// than generated for it: it may exist already, so the engine reads it
+    /// (commands with generated IDs skip that read).
+    pub id_chosen_by_caller: bool,
+}
+
+impl BatchCommand {
+    /// A command on its own (not linked), creating under a generated ID.
+    pub fn new(envelope: CommandEnvelope) -> Self {
+        Self {
+            envelope,
+            linked: false,
+            id_chosen_by_caller: false,
+        }
+    }
+}
+
 /// The answer to a command that was carried out (or replayed).
 #[derive(Clone, Debug)]
 pub struct Executed {
@@ -200,6 +223,7 @@ impl Engine {
         let item = Item {
             envelope,
             linked: false,
+            fresh_id: true,
         };
         let answers = self.submit(vec![item], meta, span.clone()).await?;
         let executed = answers
@@ -227,7 +251,7 @@ impl Engine {
     /// durable (the store failed, the engine is overloaded or stopping).
     pub async fn execute_batch(
         &self,
-        commands: Vec<(CommandEnvelope, bool)>,
+        commands: Vec<BatchCommand>,
         meta: CommandMeta,
     ) -> Result<Vec<Result<Executed, EngineError>>, EngineError> {
         let span = tracing::debug_span!(
@@ -238,7 +262,11 @@ impl Engine {
         );
         let items = commands
             .into_iter()
-            .map(|(envelope, linked)| Item { envelope, linked })
+            .map(|command| Item {
+                envelope: command.envelope,
+                linked: command.linked,
+                fresh_id: !command.id_chosen_by_caller,
+            })
             .collect();
         self.submit(items, meta, span).await
     }

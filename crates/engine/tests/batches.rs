@@ -12,7 +12,7 @@ use paycore_domain::{
     AccountId, Aggregate, Command, CommandEnvelope, Currency, DomainError, Environment, Meta, Money,
     ProjectId, Refusal, StreamRef, Timestamp, TransactionId, TransferId,
 };
-use paycore_engine::{Engine, EngineConfig, EngineError, Executed};
+use paycore_engine::{BatchCommand, Engine, EngineConfig, EngineError, Executed};
 use paycore_store::{EventStore, MemoryStore};
 use uuid::Uuid;
 
@@ -106,6 +106,13 @@ impl World {
     }
 
     async fn run(&self, commands: Vec<(CommandEnvelope, bool)>) -> Vec<Result<Executed, EngineError>> {
+        let commands = commands
+            .into_iter()
+            .map(|(envelope, linked)| BatchCommand {
+                linked,
+                ..BatchCommand::new(envelope)
+            })
+            .collect();
         self.engine
             .execute_batch(commands, paycore_engine::CommandMeta::default())
             .await
@@ -239,4 +246,39 @@ async fn an_empty_batch_answers_nothing_and_writes_nothing() {
     let before = w.events().await;
     assert!(w.run(Vec::new()).await.is_empty());
     assert_eq!(w.events().await, before);
+}
+
+#[tokio::test]
+async fn an_id_chosen_by_the_caller_is_created_once() {
+    for budget in BUDGETS {
+        let w = World::new(budget).await;
+        let (a, b) = (w.account(100).await, w.account(0).await);
+        let transfer = w.transfer(a, b, 10);
+        let chosen = |envelope: &CommandEnvelope| BatchCommand {
+            id_chosen_by_caller: true,
+            ..BatchCommand::new(envelope.clone())
+        };
+        let first = w
+            .engine
+            .execute_batch(vec![chosen(&transfer), chosen(&transfer)], Default::default())
+            .await
+            .unwrap();
+        assert!(first[0].is_ok(), "{:?}", first[0]);
+        let exists = |answer: &Result<Executed, EngineError>| {
+            matches!(
+                answer,
+                Err(EngineError::Domain(DomainError::AlreadyExists { .. }))
+            )
+        };
+        assert!(exists(&first[1]), "{:?}", first[1]);
+        // Sent again later (a lost answer): not applied a second time, even
+        // once its state has left the cache.
+        let again = w
+            .engine
+            .execute_batch(vec![chosen(&transfer)], Default::default())
+            .await
+            .unwrap();
+        assert!(exists(&again[0]), "{:?}", again[0]);
+        assert_eq!((w.balance(a).await, w.balance(b).await), (90, 10));
+    }
 }

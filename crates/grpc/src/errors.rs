@@ -12,6 +12,7 @@
 //! | `EngineError::Unavailable` | UNAVAILABLE | `ErrorInfo{STORE_UNAVAILABLE}` |
 //! | `EngineError::Overloaded` | UNAVAILABLE | `ErrorInfo{OVERLOADED}` |
 //! | `EngineError::DataLoss` (a damaged log frame) | DATA_LOSS | `ErrorInfo{LOG_DAMAGED, position}`; file and offset only logged |
+//! | `EngineError::LinkedCommandFailed` (a batch's linked chain broken elsewhere) | ABORTED | `ErrorInfo{LINKED_TRANSFER_FAILED, failed_index}` |
 //! | `EngineError::Fatal` / `Internal` | INTERNAL | none; the detail is only logged |
 //! | `ModelError::Storage` (the read models' store failed) | UNAVAILABLE | `ErrorInfo{READ_MODELS_UNAVAILABLE}`; the detail is only logged |
 //! | `ModelError::Corrupt` (a read-model row does not decode) | DATA_LOSS | `ErrorInfo{READ_MODEL_DAMAGED}`; the detail is only logged |
@@ -43,6 +44,11 @@ pub const REASON_OVERLOADED: &str = "OVERLOADED";
 /// damaged frame).
 pub const REASON_LOG_DAMAGED: &str = "LOG_DAMAGED";
 
+/// `ErrorInfo.reason` of a batched transfer that was not carried out
+/// because another transfer of its linked chain was refused (metadata
+/// `failed_index`: that transfer's index in the request).
+pub const REASON_LINKED_TRANSFER_FAILED: &str = "LINKED_TRANSFER_FAILED";
+
 fn error_info(details: &mut ErrorDetails, reason: &str) {
     details.set_error_info(reason, ERROR_DOMAIN, HashMap::<String, String>::new());
 }
@@ -70,32 +76,39 @@ pub fn invalid_argument(violations: &[FieldViolation]) -> Status {
 
 /// The status of a domain error.
 pub fn domain_status(error: &DomainError) -> Status {
+    let (code, reason) = domain_code(error);
     match error {
         DomainError::Invalid(violations) => invalid_argument(violations),
-        DomainError::NotFound { kind, id } => {
+        DomainError::NotFound { kind, id } | DomainError::AlreadyExists { kind, id } => {
             let mut details = ErrorDetails::new();
             details.set_resource_info(*kind, id.clone(), "", error.to_string());
-            Status::with_error_details(Code::NotFound, error.to_string(), details)
-        }
-        DomainError::AlreadyExists { kind, id } => {
-            let mut details = ErrorDetails::new();
-            details.set_resource_info(*kind, id.clone(), "", error.to_string());
-            Status::with_error_details(Code::AlreadyExists, error.to_string(), details)
-        }
-        DomainError::Refused {
-            refusal: refusal @ Refusal::IdempotencyKeyReused,
-            message,
-        } => {
-            let mut details = ErrorDetails::new();
-            details.add_bad_request_violation(IDEMPOTENCY_KEY_FIELD, message.clone());
-            error_info(&mut details, refusal.reason());
-            Status::with_error_details(Code::InvalidArgument, message.clone(), details)
+            Status::with_error_details(code, error.to_string(), details)
         }
         DomainError::Refused { refusal, message } => {
             let mut details = ErrorDetails::new();
-            error_info(&mut details, refusal.reason());
-            Status::with_error_details(Code::FailedPrecondition, message.clone(), details)
+            if *refusal == Refusal::IdempotencyKeyReused {
+                details.add_bad_request_violation(IDEMPOTENCY_KEY_FIELD, message.clone());
+            }
+            if let Some(reason) = reason {
+                error_info(&mut details, reason);
+            }
+            Status::with_error_details(code, message.clone(), details)
         }
+    }
+}
+
+/// The status code a domain error answers with, and its `ErrorInfo.reason`
+/// when it has one.
+pub fn domain_code(error: &DomainError) -> (Code, Option<&'static str>) {
+    match error {
+        DomainError::Invalid(_) => (Code::InvalidArgument, None),
+        DomainError::NotFound { .. } => (Code::NotFound, None),
+        DomainError::AlreadyExists { .. } => (Code::AlreadyExists, None),
+        DomainError::Refused {
+            refusal: refusal @ Refusal::IdempotencyKeyReused,
+            ..
+        } => (Code::InvalidArgument, Some(refusal.reason())),
+        DomainError::Refused { refusal, .. } => (Code::FailedPrecondition, Some(refusal.reason())),
     }
 }
 
@@ -163,6 +176,15 @@ pub fn engine_status(error: &EngineError) -> Status {
             Status::with_error_details(Code::Unavailable, "server overloaded; retry later", details)
         }
         EngineError::DataLoss { position, detail } => data_loss(*position, detail),
+        EngineError::LinkedCommandFailed { failed_index } => {
+            let mut details = ErrorDetails::new();
+            details.set_error_info(
+                REASON_LINKED_TRANSFER_FAILED,
+                ERROR_DOMAIN,
+                HashMap::from([("failed_index".to_owned(), failed_index.to_string())]),
+            );
+            Status::with_error_details(Code::Aborted, error.to_string(), details)
+        }
         EngineError::Fatal(detail) | EngineError::Internal(detail) => internal(detail),
     }
 }

@@ -92,6 +92,37 @@ pub fn key(
     }
 }
 
+/// The idempotency key one item of a batch carries in its own field
+/// (`field`), bound to `request_hash` (the item's). A malformed key is
+/// recorded as a violation of `field`.
+pub fn item_key(
+    scope: &KeyScope,
+    text: &str,
+    field: &str,
+    request_hash: [u8; 32],
+    v: &mut Violations,
+) -> Option<IdempotencyKey> {
+    match IdempotencyKey::new(
+        text,
+        scope.project,
+        &scope.server_secret,
+        request_hash,
+        scope.look_up_verbatim,
+    ) {
+        Ok(key) => Some(key),
+        Err(paycore_domain::DomainError::Invalid(violations)) => {
+            for violation in violations {
+                v.add(field, violation.description);
+            }
+            None
+        }
+        Err(other) => {
+            v.add(field, other.to_string());
+            None
+        }
+    }
+}
+
 /// Reads and `Update*` methods are idempotent already and refuse the key;
 /// it is accepted on `Create*` and on the calls that change a resource's
 /// state (settle, complete, fail, return, simulate).

@@ -25,7 +25,7 @@ use paycore_domain::history::{AccountHistory, AsOf};
 use paycore_domain::{
     AccountId, Aggregate, Command, CommandEnvelope, DomainError, IdempotencyKey, ProjectId, Violations,
 };
-use paycore_engine::CommandMeta;
+use paycore_engine::{BatchCommand, CommandMeta, EngineError, Executed};
 use paycore_projections::{ModelError, Page, PageError, PageRequest, ReadModels};
 use tonic::metadata::MetadataMap;
 use tonic::{Request, Status};
@@ -44,6 +44,7 @@ pub mod methods {
     pub const CREATE_CUSTOMER: &str = "/paycore.v1.CustomerService/CreateCustomer";
     pub const CREATE_ACCOUNT: &str = "/paycore.v1.AccountService/CreateAccount";
     pub const CREATE_TRANSFER: &str = "/paycore.v1.TransferService/CreateTransfer";
+    pub const CREATE_TRANSFERS: &str = "/paycore.v1.TransferService/CreateTransfers";
     pub const CREATE_BANK_ACCOUNT: &str = "/paycore.v1.BankAccountService/CreateBankAccount";
     pub const CREATE_BANK_PAYOUT: &str = "/paycore.v1.BankPayoutService/CreateBankPayout";
     pub const COMPLETE_BANK_PAYOUT: &str = "/paycore.v1.BankPayoutService/CompleteBankPayout";
@@ -174,20 +175,53 @@ impl Handlers {
             .execute_with(envelope, meta)
             .await
             .map_err(|e| engine_status(&e))?;
+        self.read_your_write(executed.position).await;
+        Ok(executed.state)
+    }
+
+    /// Runs `commands` of `caller`'s project as one batch (see
+    /// `Engine::execute_batch`), and waits until the read models have
+    /// applied every command it wrote.
+    async fn execute_batch(
+        &self,
+        caller: &Caller,
+        correlation_id: Option<Uuid>,
+        commands: Vec<BatchCommand>,
+    ) -> Result<Vec<Result<Executed, EngineError>>, Status> {
+        let meta = CommandMeta {
+            actor: Some(caller.key_id.to_string()),
+            correlation_id,
+            trace: None,
+        };
+        let answers = self
+            .state
+            .engine
+            .execute_batch(commands, meta)
+            .await
+            .map_err(|e| engine_status(&e))?;
+        let newest = answers.iter().flatten().map(|executed| executed.position).max();
+        if let Some(position) = newest {
+            self.read_your_write(position).await;
+        }
+        Ok(answers)
+    }
+
+    /// Waits until the read models applied `position` (bounded by the
+    /// read-your-writes timeout).
+    async fn read_your_write(&self, position: paycore_store::Position) {
         let caught_up = tokio::time::timeout(
             self.state.read_your_writes_timeout,
-            self.state.read.wait_for(executed.position),
+            self.state.read.wait_for(position),
         )
         .await;
         if caught_up.is_err() {
             // The command is durable: answering an error would invite a
             // duplicate. Answer, and let the lag be seen in the logs.
             tracing::warn!(
-                position = executed.position,
+                position,
                 "read models did not reach the command's position in time"
             );
         }
-        Ok(executed.state)
     }
 }
 

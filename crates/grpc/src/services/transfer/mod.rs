@@ -1,4 +1,7 @@
+mod batch;
 pub mod convert;
+
+pub use batch::MAX_BATCHED_TRANSFERS;
 
 use paycore_domain::{TransactionId, TransferId, Violations};
 use tonic::{Request, Response, Status};
@@ -31,6 +34,13 @@ impl TransferService for Handlers {
             .as_transfer()
             .ok_or_else(|| unexpected("transfer", &state))?;
         Ok(Response::new(convert::transfer_pb(transfer)))
+    }
+
+    async fn create_transfers(
+        &self,
+        request: Request<pb::CreateTransfersRequest>,
+    ) -> Result<Response<pb::CreateTransfersResponse>, Status> {
+        self.create_transfers_batch(request).await.map(Response::new)
     }
 
     async fn get_transfer(
