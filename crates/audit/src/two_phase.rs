@@ -215,7 +215,11 @@ impl PendingTransfers {
             && account.balance.currency == tx.balance_after.currency
         {
             account.balance = tx.balance_after;
+            // A posted balance below zero is `NoNegativeBalance`'s finding;
+            // this rule reports what only the holds make uncovered.
+            let held = account.pending_debits.amount > 0 && !tx.balance_after.is_negative();
             if tx.value.is_negative()
+                && held
                 && let Some(problem) = uncovered(tx.account_id, account)
             {
                 violations.push(Violation::new(Rule::PendingBalances, Some(at.clone()), problem));
