@@ -23,6 +23,10 @@ use crate::kernel::meta::Meta;
 use crate::kernel::money::Money;
 use crate::kernel::stream::{ResourceRef, StreamRef};
 
+/// The events releasing a transfer's two holds, and its source and
+/// destination accounts as they leave them.
+type Released<E> = (Vec<(StreamRef, E)>, Account, Account);
+
 impl Context<'_> {
     pub(crate) fn create_pending_transfer<E>(
         &self,
@@ -182,7 +186,7 @@ impl Context<'_> {
         &self,
         transfer: &Transfer,
         phase: PendingPhase,
-    ) -> Result<(Vec<(StreamRef, E)>, Account, Account), DomainError> {
+    ) -> Result<Released<E>, DomainError> {
         let id = transfer.id;
         let source = self.account(transfer.source_account_id)?;
         let destination = self.account(transfer.destination_account_id)?;
