@@ -15,12 +15,15 @@
 //! Rules over one family of events live in an [`ExtraCheck`]; the money
 //! flows of card payins, refunds and bank payouts ([`money_flows`]) and the
 //! open banking rules ([`open_banking`]: connection lifecycle, imports,
-//! transactions on aggregated accounts) are two, registered by
+//! transactions on aggregated accounts) and two-phase transfers
+//! ([`two_phase`]: holds, their releases, posts within the hold, pending
+//! balances) are three, registered by
 //! [`Auditor::new`]. More can be added with
 //! [`Auditor::with_check`].
 
 pub mod money_flows;
 pub mod open_banking;
+pub mod two_phase;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
@@ -112,6 +115,22 @@ pub enum Rule {
     /// An aggregated account is enabled only under its connection's live
     /// consent.
     AggregatedAccountEnabledWithConsent,
+    /// A pending transfer ends (posted, voided or expired) at most once,
+    /// only once created pending; it is posted or voided before its
+    /// `expires_at` and expires only at or after it.
+    PendingTransferEndsOnce,
+    /// A pending transfer posts a positive value in its currency, never more
+    /// than it held, by one debit of the source and one credit of the
+    /// destination of exactly that value (none unless posted).
+    PendingTransferPostedWithinHold,
+    /// A pending transfer holds its value on both accounts once, and each
+    /// ending (posted, voided, expired) releases both holds in full, once.
+    PendingTransferHoldsReleased,
+    /// Each hold record's `pending_debits_after`/`pending_credits_after`
+    /// equal the account's pending totals replayed from its records (never
+    /// negative), and no debit or hold takes `available = balance −
+    /// pending_debits` below zero on an account without the allowance.
+    PendingBalances,
 }
 
 impl Rule {
@@ -147,6 +166,10 @@ impl Rule {
             Self::AggregatedDataWhileUpdating => "aggregated_data_while_updating",
             Self::AggregatedDataImportRunning => "aggregated_data_import_running",
             Self::AggregatedAccountEnabledWithConsent => "aggregated_account_enabled_with_consent",
+            Self::PendingTransferEndsOnce => "pending_transfer_ends_once",
+            Self::PendingTransferPostedWithinHold => "pending_transfer_posted_within_hold",
+            Self::PendingTransferHoldsReleased => "pending_transfer_holds_released",
+            Self::PendingBalances => "pending_balances",
         }
     }
 }
@@ -382,6 +405,7 @@ impl Auditor {
             extra: vec![
                 Box::new(money_flows::MoneyFlows::default()),
                 Box::new(open_banking::OpenBanking::default()),
+                Box::new(two_phase::PendingTransfers::default()),
             ],
             lost: Vec::new(),
             balance_unknown: HashSet::new(),
@@ -763,6 +787,9 @@ impl Auditor {
             | TransactionKind::BankPayout(_)
             | TransactionKind::BankPayoutFailure(_)
             | TransactionKind::BankPayin(_) => self.check_project_total(at, project, currency),
+            // Half of a posted pending transfer, in one currency: its legs
+            // are matched by `two_phase::PendingTransfers`.
+            TransactionKind::PostedTransferSource(_) | TransactionKind::PostedTransferDestination(_) => {}
         }
     }
 

@@ -212,7 +212,9 @@ impl MoneyFlows {
             }
             TransactionKind::Magic
             | TransactionKind::TransferSource(_)
-            | TransactionKind::TransferDestination(_) => {}
+            | TransactionKind::TransferDestination(_)
+            | TransactionKind::PostedTransferSource(_)
+            | TransactionKind::PostedTransferDestination(_) => {}
         }
     }
 }

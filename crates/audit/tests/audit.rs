@@ -98,6 +98,7 @@ async fn history() -> History {
             meta: Meta::default(),
             source_transaction_id: TransactionId::from_uuid(id()),
             destination_transaction_id: TransactionId::from_uuid(id()),
+            pending: None,
         }
         .into())
         .await;

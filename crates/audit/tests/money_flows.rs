@@ -201,6 +201,7 @@ async fn history() -> History {
         meta: Meta::default(),
         source_transaction_id: tx(),
         destination_transaction_id: tx(),
+        pending: None,
     }
     .into())
     .await;

@@ -13,8 +13,8 @@
 use serde::{Deserialize, Serialize};
 
 pub use crate::account::{
-    AccountOpened, NegativeBalanceAllowanceChanged, ProjectBalanceChanged, Transaction, TransactionKind,
-    TransactionRecorded,
+    AccountOpened, NegativeBalanceAllowanceChanged, PendingPhase, PendingTransaction,
+    PendingTransactionRecorded, ProjectBalanceChanged, Transaction, TransactionKind, TransactionRecorded,
 };
 pub use crate::aggregated_account::{
     AggregatedAccountArchived, AggregatedAccountDiscovered, AggregatedAccountEnabled,
@@ -52,7 +52,10 @@ pub use crate::kernel::meta::MetaUpdated;
 pub use crate::kernel::stream::ResourceRef;
 use crate::kernel::time::Timestamp;
 pub use crate::project::{ApiKeyCreated, ApiKeyRevoked, ProjectCreated};
-pub use crate::transfer::{Exchange, TransferCreated, TransferCreatedV1};
+pub use crate::transfer::{
+    Exchange, PendingTransferCreated, PendingTransferExpired, PendingTransferPosted, PendingTransferVoided,
+    TransferCreated, TransferCreatedV1,
+};
 
 use crate::account::AccountEvent;
 use crate::aggregated_account::AggregatedAccountEvent;
@@ -169,6 +172,12 @@ pub enum Event {
     AggregatedAccountUnarchived(AggregatedAccountUnarchived),
     AggregatedTransactionsRecorded(AggregatedTransactionsRecorded),
     AggregatedTransactionsRemoved(AggregatedTransactionsRemoved),
+    // Two-phase transfers.
+    PendingTransferCreated(PendingTransferCreated),
+    PendingTransferPosted(PendingTransferPosted),
+    PendingTransferVoided(PendingTransferVoided),
+    PendingTransferExpired(PendingTransferExpired),
+    PendingTransactionRecorded(PendingTransactionRecorded),
 }
 
 /// An event routed to its family, as that family's own event type.
@@ -218,8 +227,16 @@ event_families! {
         AccountMetaUpdated,
         TransactionRecorded,
         ProjectBalanceChanged,
+        PendingTransactionRecorded,
     },
-    Transfer(TransferEvent) { TransferCreated, TransferMetaUpdated },
+    Transfer(TransferEvent) {
+        TransferCreated,
+        TransferMetaUpdated,
+        PendingTransferCreated,
+        PendingTransferPosted,
+        PendingTransferVoided,
+        PendingTransferExpired,
+    },
     Idempotency(IdempotencyEvent) { IdempotencyKeyUsed },
     Card(CardEvent) { CardTokenCreated, CardTokenUsed, CardCreated, CardMetaUpdated },
     CardPayin(CardPayinEvent) {
@@ -493,6 +510,11 @@ impl Versioned for AggregatedAccountArchived {}
 impl Versioned for AggregatedAccountUnarchived {}
 impl Versioned for AggregatedTransactionsRecorded {}
 impl Versioned for AggregatedTransactionsRemoved {}
+impl Versioned for PendingTransferCreated {}
+impl Versioned for PendingTransferPosted {}
+impl Versioned for PendingTransferVoided {}
+impl Versioned for PendingTransferExpired {}
+impl Versioned for PendingTransactionRecorded {}
 
 event_codec! {
     ProjectCreated: ProjectCreated,
@@ -566,4 +588,9 @@ event_codec! {
     AggregatedAccountUnarchived: AggregatedAccountUnarchived,
     AggregatedTransactionsRecorded: AggregatedTransactionsRecorded,
     AggregatedTransactionsRemoved: AggregatedTransactionsRemoved,
+    PendingTransferCreated: PendingTransferCreated,
+    PendingTransferPosted: PendingTransferPosted,
+    PendingTransferVoided: PendingTransferVoided,
+    PendingTransferExpired: PendingTransferExpired,
+    PendingTransactionRecorded: PendingTransactionRecorded,
 }

@@ -215,6 +215,8 @@ mod tests {
             meta,
             created_at: Timestamp::from_micros(0),
             last_transaction: None,
+            pending_debits: Money::new(0, Currency::EUR),
+            pending_credits: Money::new(0, Currency::EUR),
         })
     }
 

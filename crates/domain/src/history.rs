@@ -7,8 +7,11 @@
 //! global position and the commit time recorded in the log; the fold keeps
 //! the prefix of the stream at or before the point and stops at the first
 //! event after it, so the answer is always a state the account really had.
+//! That state includes what pending transfers held at the point
+//! (`pending_debits`, `pending_credits`, so `available()`), and the
+//! records of their phases up to it.
 
-use crate::account::{Account, Transaction};
+use crate::account::{Account, PendingTransaction, Transaction};
 use crate::aggregate::Aggregate;
 use crate::events::Event;
 use crate::kernel::time::Timestamp;
@@ -47,6 +50,9 @@ pub struct AccountHistory {
     pub recorded_at: Timestamp,
     /// The account's transactions up to the point, oldest first.
     pub transactions: Vec<Transaction>,
+    /// The phases of pending transactions (holds and their releases) up to
+    /// the point, oldest first.
+    pub pending_transactions: Vec<PendingTransaction>,
 }
 
 /// The fold behind [`account_as_of`], fed one event at a time (so a caller
@@ -58,6 +64,7 @@ pub struct AccountHistoryFold {
     position: u64,
     recorded_at: Timestamp,
     transactions: Vec<Transaction>,
+    pending_transactions: Vec<PendingTransaction>,
     done: bool,
 }
 
@@ -69,6 +76,7 @@ impl AccountHistoryFold {
             position: 0,
             recorded_at: Timestamp::from_micros(0),
             transactions: Vec::new(),
+            pending_transactions: Vec::new(),
             done: false,
         }
     }
@@ -86,8 +94,10 @@ impl AccountHistoryFold {
             self.state.is_empty() || position > self.position,
             "a stream's positions increase"
         );
-        if let Event::TransactionRecorded(recorded) = event {
-            self.transactions.push(recorded.transaction);
+        match event {
+            Event::TransactionRecorded(recorded) => self.transactions.push(recorded.transaction),
+            Event::PendingTransactionRecorded(recorded) => self.pending_transactions.push(recorded.pending),
+            _ => {}
         }
         self.state = std::mem::take(&mut self.state).evolve(event);
         self.position = position;
@@ -109,6 +119,7 @@ impl AccountHistoryFold {
                 position: self.position,
                 recorded_at: self.recorded_at,
                 transactions: self.transactions,
+                pending_transactions: self.pending_transactions,
             }),
             _ => None,
         }
@@ -258,5 +269,43 @@ mod tests {
         assert_eq!(pushed, [true, true, false, false, false]);
         assert!(fold.is_done());
         assert_eq!(fold.finish().unwrap().account.balance, eur(10_000));
+    }
+    fn hold(n: u128, phase: crate::account::PendingPhase, value: i64, debits_after: i64) -> Event {
+        Event::PendingTransactionRecorded(crate::account::PendingTransactionRecorded {
+            pending: PendingTransaction {
+                id: TransactionId::from_uuid(Uuid::from_u128(300 + n)),
+                transfer_id: TransferId::from_uuid(Uuid::from_u128(400 + n)),
+                account_id: account(),
+                project_id: ProjectId::from_uuid(Uuid::from_u128(1)),
+                phase,
+                value: eur(value),
+                pending_debits_after: eur(debits_after),
+                pending_credits_after: eur(0),
+                created_at: Timestamp::from_micros(0),
+            },
+        })
+    }
+
+    #[test]
+    fn an_account_at_a_point_holds_what_pending_transfers_held_then() {
+        use crate::account::PendingPhase::{Reserved, Voided};
+        let mut events = history();
+        events.push((
+            60,
+            Timestamp::from_micros(5_000),
+            hold(1, Reserved, -1_500, 1_500),
+        ));
+        events.push((70, Timestamp::from_micros(6_000), hold(1, Voided, -1_500, 0)));
+        let fold = |as_of| account_as_of(events.iter().map(|(p, t, e)| (*p, *t, e)), as_of).unwrap();
+        let held = fold(AsOf::Position(60));
+        assert_eq!(held.account.balance, eur(5_000));
+        assert_eq!(held.account.pending_debits, eur(1_500));
+        assert_eq!(held.account.available(), eur(3_500));
+        assert_eq!(held.pending_transactions.len(), 1);
+        let released = fold(AsOf::Time(Timestamp::from_micros(6_000)));
+        assert_eq!(released.account.pending_debits, eur(0));
+        assert_eq!(released.account.available(), eur(5_000));
+        assert_eq!(released.pending_transactions.len(), 2);
+        assert_eq!(fold(AsOf::Position(59)).pending_transactions, []);
     }
 }

@@ -272,6 +272,7 @@ fn samples() -> Vec<Event> {
         }));
     }
     events.extend(open_banking_samples());
+    events.extend(two_phase_samples());
     events
 }
 
@@ -522,6 +523,67 @@ fn money_in_and_out_samples() -> Vec<Event> {
     for kind in kinds {
         events.push(Event::TransactionRecorded(TransactionRecorded {
             transaction: transaction(kind, 100, 100),
+        }));
+    }
+    events
+}
+
+/// Pending transfers, their phases, and the holds on accounts, with every
+/// phase inside.
+fn two_phase_samples() -> Vec<Event> {
+    let project = ProjectId::from_uuid(id(1));
+    let transfer = TransferId::from_uuid(id(51));
+    let account = AccountId::from_uuid(id(30));
+    let later = Timestamp::from_micros(T.micros() + 3_600_000_000);
+    let mut events = vec![
+        Event::PendingTransferCreated(PendingTransferCreated {
+            id: transfer,
+            project_id: project,
+            source_account_id: account,
+            destination_account_id: AccountId::from_uuid(id(31)),
+            source_transaction_id: TransactionId::from_uuid(id(43)),
+            destination_transaction_id: TransactionId::from_uuid(id(44)),
+            value: Money::new(250, Currency::EUR),
+            meta: meta(),
+            created_at: T,
+            expires_at: later,
+        }),
+        Event::PendingTransferPosted(PendingTransferPosted {
+            value: Money::new(200, Currency::EUR),
+            source_transaction_id: TransactionId::from_uuid(id(45)),
+            destination_transaction_id: TransactionId::from_uuid(id(46)),
+            posted_at: T,
+        }),
+        Event::PendingTransferVoided(PendingTransferVoided { voided_at: T }),
+        Event::PendingTransferExpired(PendingTransferExpired { expired_at: later }),
+    ];
+    let phases = [
+        (PendingPhase::Reserved, -250, 250, 0),
+        (PendingPhase::Posted, -250, 0, 0),
+        (PendingPhase::Voided, 250, 0, 0),
+        (PendingPhase::Expired, 250, 0, i64::MAX),
+    ];
+    for (phase, value, debits_after, credits_after) in phases {
+        events.push(Event::PendingTransactionRecorded(PendingTransactionRecorded {
+            pending: PendingTransaction {
+                id: TransactionId::from_uuid(id(43)),
+                transfer_id: transfer,
+                account_id: account,
+                project_id: project,
+                phase,
+                value: Money::new(value, Currency::EUR),
+                pending_debits_after: Money::new(debits_after, Currency::EUR),
+                pending_credits_after: Money::new(credits_after, Currency::EUR),
+                created_at: T,
+            },
+        }));
+    }
+    for kind in [
+        TransactionKind::PostedTransferSource(transfer),
+        TransactionKind::PostedTransferDestination(transfer),
+    ] {
+        events.push(Event::TransactionRecorded(TransactionRecorded {
+            transaction: transaction(kind, -200, 50),
         }));
     }
     events
@@ -1152,6 +1214,20 @@ fn payload_bytes_are_stable() {
         (
             "AggregatedTransactionsRemoved",
             "0001100197000000007000800000000000006e8089ea85b4e79b06",
+        ),
+        (
+            "PendingTransferCreated",
+            "10019700000000700080000000000000331001970000000070008000000000000001100197000000007000800000000000001e100197000000007000800000000000001f100197000000007000800000000000002b100197000000007000800000000000002cf40345555202055f6e616d65084d61696e20e282ac056f726465720234328089ea85b4e79b06809987efcee79b06",
+        ),
+        (
+            "PendingTransferPosted",
+            "9003455552100197000000007000800000000000002d100197000000007000800000000000002e8089ea85b4e79b06",
+        ),
+        ("PendingTransferVoided", "8089ea85b4e79b06"),
+        ("PendingTransferExpired", "809987efcee79b06"),
+        (
+            "PendingTransactionRecorded",
+            "100197000000007000800000000000002b1001970000000070008000000000000033100197000000007000800000000000001e100197000000007000800000000000000100f303455552f403455552004555528089ea85b4e79b06",
         ),
     ];
     let mut actual: Vec<(&str, String)> = Vec::new();

@@ -285,7 +285,7 @@ fn the_layer_checks_catch_violations() {
 
 /// Every aggregate family, and what it may use of other families (beyond
 /// the kernel and the decision context). `Context` methods other families
-/// define (`account`, `movement`, `customer`, `project`, `file`, `card`,
+/// define (`account`, `movement`, `pending_change`, `customer`, `project`, `file`, `card`,
 /// `bank_account`, `use_token`, `fx_rate`, `create_project`,
 /// `active_institution`, `aggregation_connection`,
 /// `running_aggregation_import`) need no
@@ -300,7 +300,10 @@ const FAMILIES: &[(&str, &[Interface])] = &[
     ("account", &[("project", &["Environment"])]),
     (
         "transfer",
-        &[("account", &["Account", "AccountEvent", "TransactionKind"])],
+        &[(
+            "account",
+            &["Account", "AccountEvent", "TransactionKind", "PendingPhase"],
+        )],
     ),
     ("card", &[]),
     (

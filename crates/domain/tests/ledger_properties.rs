@@ -333,6 +333,7 @@ impl Run {
                     meta: Meta::default(),
                     source_transaction_id: TransactionId::from_uuid(self.fresh()),
                     destination_transaction_id: TransactionId::from_uuid(self.fresh()),
+                    pending: None,
                 }
                 .into()
             }

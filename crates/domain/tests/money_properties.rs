@@ -526,6 +526,7 @@ impl Run {
                 meta: Meta::default(),
                 source_transaction_id: tx,
                 destination_transaction_id: TransactionId::from_uuid(self.fresh()),
+                pending: None,
             }
             .into(),
             Op::Rate { from_eur, set } => {

@@ -51,6 +51,7 @@ impl Ledger {
                 meta: Meta::default(),
                 source_transaction_id: TransactionId::from_uuid(Uuid::now_v7()),
                 destination_transaction_id: TransactionId::from_uuid(Uuid::now_v7()),
+                pending: None,
             }
             .into(),
         )

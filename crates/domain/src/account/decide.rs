@@ -64,11 +64,16 @@ impl Context<'_> {
             }
             None => account.balance,
         };
-        if !allow_negative && final_balance.is_negative() {
+        // Holds of pending transfers count: what must stay at or above zero
+        // without the allowance is the available balance.
+        let final_available = final_balance
+            .checked_sub(account.pending_debits)
+            .map_err(|_| overflow())?;
+        if !allow_negative && final_available.is_negative() {
             return Err(DomainError::refused(
                 Refusal::InsufficientFunds,
                 format!(
-                    "account {id} has a negative balance ({final_balance}); it must allow a negative balance"
+                    "account {id} has a negative available balance ({final_available}); it must allow a negative balance"
                 ),
             ));
         }

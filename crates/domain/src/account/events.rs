@@ -38,6 +38,13 @@ pub enum TransactionKind {
     BankPayout(BankPayoutId),
     BankPayoutFailure(BankPayoutId),
     BankPayin(BankPayinId),
+    /// The debit of a pending transfer when it is posted (the hold it
+    /// replaces is released by a [`PendingTransactionRecorded`]). Kinds
+    /// apart from `TransferSource`, so a plain transfer's two legs and the
+    /// three events of its creation stay what the audit checks them as.
+    PostedTransferSource(TransferId),
+    /// The credit of a pending transfer when it is posted.
+    PostedTransferDestination(TransferId),
 }
 
 impl TransactionKind {
@@ -53,12 +60,17 @@ impl TransactionKind {
             Self::BankPayout(_) => "bank_payout",
             Self::BankPayoutFailure(_) => "bank_payout_failure",
             Self::BankPayin(_) => "bank_payin",
+            Self::PostedTransferSource(_) => "posted_transfer_source",
+            Self::PostedTransferDestination(_) => "posted_transfer_destination",
         }
     }
 
     pub fn transfer_id(self) -> Option<TransferId> {
         match self {
-            Self::TransferSource(id) | Self::TransferDestination(id) => Some(id),
+            Self::TransferSource(id)
+            | Self::TransferDestination(id)
+            | Self::PostedTransferSource(id)
+            | Self::PostedTransferDestination(id) => Some(id),
             _ => None,
         }
     }
@@ -91,6 +103,86 @@ pub struct ProjectBalanceChanged {
     pub transaction_id: TransactionId,
 }
 
+/// The phase of a pending transaction a [`PendingTransaction`] records.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum PendingPhase {
+    /// The amount is held: a debit reduces the available balance, a credit
+    /// waits to be posted.
+    Reserved,
+    /// The hold is released because the transfer was posted (the posted
+    /// amount moves by a `TransactionRecorded` in the same append).
+    Posted,
+    /// The hold is released: the transfer was voided.
+    Voided,
+    /// The hold is released: the transfer expired.
+    Expired,
+}
+
+impl PendingPhase {
+    /// The API's name for the phase.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Reserved => "reserved",
+            Self::Posted => "posted",
+            Self::Voided => "voided",
+            Self::Expired => "expired",
+        }
+    }
+
+    /// Whether the phase releases the hold (every phase but `Reserved`).
+    pub fn releases(self) -> bool {
+        !matches!(self, Self::Reserved)
+    }
+}
+
+/// One phase of a pending transaction on one account: the hold a pending
+/// transfer puts on it, and its release. Never a change of the posted
+/// balance; what changes is `pending_debits` (for a debit) or
+/// `pending_credits` (for a credit).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingTransaction {
+    /// The pending transaction's ID, the same in every phase (the
+    /// transfer's `source_transaction_id` or `destination_transaction_id`).
+    pub id: TransactionId,
+    pub transfer_id: TransferId,
+    pub account_id: AccountId,
+    pub project_id: ProjectId,
+    pub phase: PendingPhase,
+    /// Signed like the transaction it holds: negative for a debit, positive
+    /// for a credit; the whole held amount in every phase (a partial post
+    /// still releases all of it). Never zero.
+    pub value: Money,
+    pub pending_debits_after: Money,
+    pub pending_credits_after: Money,
+    pub created_at: Timestamp,
+}
+
+impl PendingTransaction {
+    /// The account's `(pending_debits, pending_credits)` after this record,
+    /// from what they were before; `None` if out of range (a bug: the
+    /// ledger checks first).
+    pub fn pending_after(&self, debits: Money, credits: Money) -> Option<(Money, Money)> {
+        let held = Money::new(self.value.amount.checked_abs()?, self.value.currency);
+        let change = |total: Money| {
+            if self.phase.releases() {
+                total.checked_sub(held).ok()
+            } else {
+                total.checked_add(held).ok()
+            }
+        };
+        if self.value.is_negative() {
+            Some((change(debits)?, credits))
+        } else {
+            Some((debits, change(credits)?))
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingTransactionRecorded {
+    pub pending: PendingTransaction,
+}
+
 /// The account family's events: what its deciders (and the ledger) emit and
 /// its `evolve` folds (the routers' `Event` wraps each as the variant of the
 /// same name).
@@ -101,4 +193,5 @@ pub enum AccountEvent {
     AccountMetaUpdated(MetaUpdated),
     TransactionRecorded(TransactionRecorded),
     ProjectBalanceChanged(ProjectBalanceChanged),
+    PendingTransactionRecorded(PendingTransactionRecorded),
 }

@@ -13,8 +13,8 @@ mod state;
 
 pub use command::AccountCommand;
 pub use events::{
-    AccountEvent, AccountOpened, NegativeBalanceAllowanceChanged, ProjectBalanceChanged, Transaction,
-    TransactionKind, TransactionRecorded,
+    AccountEvent, AccountOpened, NegativeBalanceAllowanceChanged, PendingPhase, PendingTransaction,
+    PendingTransactionRecorded, ProjectBalanceChanged, Transaction, TransactionKind, TransactionRecorded,
 };
 pub(crate) use state::evolve;
 pub use state::{Account, AccountAggregate, ProjectBalance};

@@ -20,11 +20,29 @@ pub struct Account {
     pub meta: Meta,
     pub created_at: Timestamp,
     pub last_transaction: Option<TransactionId>,
+    /// Held by pending transfers from this account: not taken from
+    /// `balance` yet, no longer available. Never negative.
+    pub pending_debits: Money,
+    /// Promised by pending transfers to this account: not in `balance`
+    /// yet, so not available either. Never negative.
+    pub pending_credits: Money,
 }
 
 impl Account {
     pub fn currency(&self) -> Currency {
         self.balance.currency
+    }
+
+    /// What the account can spend: the posted balance less what pending
+    /// transfers hold (pending credits count only once posted). The ledger
+    /// checks every debit and hold against it, so it stays in range; were
+    /// it not to, it saturates rather than wrap.
+    pub fn available(&self) -> Money {
+        debug_assert!(self.balance.checked_sub(self.pending_debits).is_ok());
+        Money::new(
+            self.balance.amount.saturating_sub(self.pending_debits.amount),
+            self.currency(),
+        )
     }
 }
 
@@ -63,6 +81,8 @@ pub(crate) fn evolve(state: Option<AccountAggregate>, event: AccountEvent) -> Op
             meta: e.meta,
             created_at: e.created_at,
             last_transaction: None,
+            pending_debits: Money::zero(e.currency),
+            pending_credits: Money::zero(e.currency),
         }),
         (Some(A::Account(a)), E::NegativeBalanceAllowanceChanged(e)) => A::Account(Account {
             allow_negative_balance: e.allow_negative_balance,
@@ -75,6 +95,20 @@ pub(crate) fn evolve(state: Option<AccountAggregate>, event: AccountEvent) -> Op
             A::Account(Account {
                 balance: tx.balance_after,
                 last_transaction: Some(tx.id),
+                ..a
+            })
+        }
+        (Some(A::Account(a)), E::PendingTransactionRecorded(e)) => {
+            let pending = &e.pending;
+            debug_assert_eq!(
+                pending.pending_after(a.pending_debits, a.pending_credits),
+                Some((pending.pending_debits_after, pending.pending_credits_after))
+            );
+            debug_assert!(!pending.pending_debits_after.is_negative());
+            debug_assert!(!pending.pending_credits_after.is_negative());
+            A::Account(Account {
+                pending_debits: pending.pending_debits_after,
+                pending_credits: pending.pending_credits_after,
                 ..a
             })
         }

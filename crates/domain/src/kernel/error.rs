@@ -81,6 +81,19 @@ pub enum Refusal {
     AggregatedAccountDisabled,
     /// The aggregated account was no longer found at the bank (archived).
     AggregatedAccountArchived,
+    // Two-phase transfers (new variants go at the end).
+    /// A pending transfer between accounts of different currencies: its
+    /// hold would have to lock an exchange rate until it is posted, which
+    /// paycore does not do (the destination account's currency, a state,
+    /// forbids it; the request itself is well-formed).
+    PendingTransferAcrossCurrencies,
+    /// The transfer is not pending (a plain transfer, or already posted,
+    /// voided or expired).
+    TransferNotPending,
+    /// The pending transfer's `expires_at` has passed: it can only expire.
+    PendingTransferExpired,
+    /// The pending transfer's `expires_at` has not come yet.
+    PendingTransferNotExpired,
 }
 
 impl Refusal {
@@ -117,6 +130,10 @@ impl Refusal {
             Self::ImportTransitionNotAllowed => "IMPORT_TRANSITION_NOT_ALLOWED",
             Self::AggregatedAccountDisabled => "AGGREGATED_ACCOUNT_DISABLED",
             Self::AggregatedAccountArchived => "AGGREGATED_ACCOUNT_ARCHIVED",
+            Self::PendingTransferAcrossCurrencies => "PENDING_TRANSFER_ACROSS_CURRENCIES",
+            Self::TransferNotPending => "TRANSFER_NOT_PENDING",
+            Self::PendingTransferExpired => "PENDING_TRANSFER_EXPIRED",
+            Self::PendingTransferNotExpired => "PENDING_TRANSFER_NOT_EXPIRED",
         }
     }
 }

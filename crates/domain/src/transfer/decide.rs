@@ -23,24 +23,9 @@ impl Context<'_> {
     where
         E: From<TransferEvent> + From<AccountEvent>,
     {
-        let mut violations = Violations::new();
-        if value.amount <= 0 {
-            violations.add("value.amount", "must be positive");
-        }
-        if source_id == destination_id {
-            violations.add("destination_account_id", "must differ from source_account_id");
-        }
-        violations.into_result()?;
+        let (source, destination) =
+            self.transfer_parties(id, source_id, destination_id, value, Violations::new())?;
         let stream = StreamRef::Transfer(id);
-        self.must_be_new(&stream, "transfer", id)?;
-        let source = self.account(source_id)?;
-        let destination = self.account(destination_id)?;
-        if value.currency != source.currency() {
-            return Err(DomainError::invalid(
-                "value.currency",
-                format!("must be the source account's currency, {}", source.currency()),
-            ));
-        }
         let exchange = self.exchange(value, destination.currency())?;
         let credit = exchange.map_or(value, |exchange| exchange.destination_value);
         let debit = value.checked_neg().map_err(|_| overflow())?;
@@ -78,6 +63,38 @@ impl Context<'_> {
             crosses,
         )?);
         Ok((events, ResourceRef::Transfer(id)))
+    }
+
+    /// What every new transfer checks, plain or pending: the request's
+    /// fields (with the `violations` the caller found already), a fresh ID,
+    /// both accounts, and the value in the source's currency.
+    pub(crate) fn transfer_parties(
+        &self,
+        id: TransferId,
+        source_id: AccountId,
+        destination_id: AccountId,
+        value: Money,
+        found: Violations,
+    ) -> Result<(&Account, &Account), DomainError> {
+        let mut violations = Violations::new();
+        if value.amount <= 0 {
+            violations.add("value.amount", "must be positive");
+        }
+        if source_id == destination_id {
+            violations.add("destination_account_id", "must differ from source_account_id");
+        }
+        violations.extend(found);
+        violations.into_result()?;
+        self.must_be_new(&StreamRef::Transfer(id), "transfer", id)?;
+        let source = self.account(source_id)?;
+        let destination = self.account(destination_id)?;
+        if value.currency != source.currency() {
+            return Err(DomainError::invalid(
+                "value.currency",
+                format!("must be the source account's currency, {}", source.currency()),
+            ));
+        }
+        Ok((source, destination))
     }
 
     pub(crate) fn update_transfer<E: From<TransferEvent>>(

@@ -78,10 +78,60 @@ impl From<TransferCreatedV1> for TransferCreated {
     }
 }
 
+/// A transfer that holds its value instead of moving it (two-phase): the
+/// source's available balance drops by `value`, its posted balance does
+/// not, and the destination gets a pending credit, until the transfer is
+/// posted, voided or expires. Always between accounts of one currency.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingTransferCreated {
+    pub id: TransferId,
+    pub project_id: ProjectId,
+    pub source_account_id: AccountId,
+    pub destination_account_id: AccountId,
+    /// The pending transactions' IDs (the holds on each account, through
+    /// every phase).
+    pub source_transaction_id: TransactionId,
+    pub destination_transaction_id: TransactionId,
+    /// Held on the source account. Always positive.
+    pub value: Money,
+    pub meta: Meta,
+    pub created_at: Timestamp,
+    /// The first moment at which the hold no longer holds: from then on the
+    /// transfer can only expire.
+    pub expires_at: Timestamp,
+}
+
+/// A pending transfer posted: its holds are released in full and `value`
+/// (at most what was held) moves by two transactions with these IDs.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingTransferPosted {
+    pub value: Money,
+    pub source_transaction_id: TransactionId,
+    pub destination_transaction_id: TransactionId,
+    pub posted_at: Timestamp,
+}
+
+/// A pending transfer voided: its holds are released, nothing moves.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingTransferVoided {
+    pub voided_at: Timestamp,
+}
+
+/// A pending transfer expired (at or after its `expires_at`, as the
+/// server's scheduler asked): its holds are released, nothing moves.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingTransferExpired {
+    pub expired_at: Timestamp,
+}
+
 /// The transfer family's events: what its deciders emit and its `evolve`
 /// folds (the routers' `Event` wraps each as the variant of the same name).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum TransferEvent {
     TransferCreated(TransferCreated),
     TransferMetaUpdated(MetaUpdated),
+    PendingTransferCreated(PendingTransferCreated),
+    PendingTransferPosted(PendingTransferPosted),
+    PendingTransferVoided(PendingTransferVoided),
+    PendingTransferExpired(PendingTransferExpired),
 }

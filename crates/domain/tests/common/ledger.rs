@@ -96,6 +96,7 @@ pub fn transfer(id: TransferId, from: AccountId, to: AccountId, value: Money) ->
         meta: Meta::default(),
         source_transaction_id: tx(1000 + id.uuid().as_u128() % 1000 * 2),
         destination_transaction_id: tx(1001 + id.uuid().as_u128() % 1000 * 2),
+        pending: None,
     }
     .into()
 }

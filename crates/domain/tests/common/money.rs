@@ -231,6 +231,7 @@ pub fn transfer(id: TransferId, from: AccountId, to: AccountId, value: Money) ->
         meta: Meta::default(),
         source_transaction_id: tx(5_000 + id.uuid().as_u128() % 1_000 * 2),
         destination_transaction_id: tx(5_001 + id.uuid().as_u128() % 1_000 * 2),
+        pending: None,
     }
     .into()
 }

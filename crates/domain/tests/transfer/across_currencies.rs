@@ -31,6 +31,7 @@ fn fx_transfer_converts_at_the_configured_rate_rounding_down() {
         meta: Meta::default(),
         source_transaction_id: tx(950),
         destination_transaction_id: tx(951),
+        pending: None,
     }
     .into();
     let events = world.ok_in(P, command);

@@ -18,6 +18,7 @@ mod across_currencies;
 #[path = "../common/mod.rs"]
 mod common;
 mod same_currency;
+mod two_phase;
 
 use common::money::*;
 use common::*;

@@ -24,6 +24,7 @@ fn transfer_moves_money_in_one_decision() {
         meta: m.clone(),
         source_transaction_id: tx(501),
         destination_transaction_id: tx(502),
+        pending: None,
     }
     .into();
     let decision = world.ok(prj(P), command);

@@ -11,7 +11,8 @@ pub(crate) struct Accounts;
 
 impl Projection for Accounts {
     const NAME: &'static str = "accounts";
-    const VERSION: u32 = 3;
+    /// 4: rows hold `pending_debits`/`pending_credits` (two-phase transfers).
+    const VERSION: u32 = 4;
     const DESCRIPTION: &'static str = "accounts and their balances";
 
     fn apply(rows: &mut RowsMut<'_>, applied: &Applied<'_>) -> Result<(), ModelError> {
@@ -32,6 +33,9 @@ impl Projection for Accounts {
                 }
             }
             Event::TransactionRecorded(recorded) => update(rows, recorded.transaction.account_id, event)?,
+            // A pending transfer's hold or release: the pending totals, so
+            // the available balance, change; the posted balance does not.
+            Event::PendingTransactionRecorded(recorded) => update(rows, recorded.pending.account_id, event)?,
             _ => {}
         }
         Ok(())

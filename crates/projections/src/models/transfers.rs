@@ -1,6 +1,7 @@
 //! `transfers`: every transfer between accounts.
 
 use paycore_domain::aggregate::Transfer;
+use paycore_domain::events::{PendingTransferCreated, TransferCreated};
 use paycore_domain::{Aggregate, Event, TransferId};
 
 use super::{Applied, Projection, evolve, unreachable_state};
@@ -11,22 +12,24 @@ pub(crate) struct Transfers;
 
 impl Projection for Transfers {
     const NAME: &'static str = "transfers";
-    const VERSION: u32 = 4;
+    /// 5: rows hold the transfer's `status` (two-phase transfers).
+    const VERSION: u32 = 5;
     const DESCRIPTION: &'static str = "transfers between accounts";
 
     fn apply(rows: &mut RowsMut<'_>, applied: &Applied<'_>) -> Result<(), ModelError> {
         let event = applied.event;
         match event {
-            Event::TransferCreated(created) => {
+            Event::TransferCreated(TransferCreated { project_id, id, .. })
+            | Event::PendingTransferCreated(PendingTransferCreated { project_id, id, .. }) => {
                 if let Some(Aggregate::Transfer(transfer)) = evolve(None, event) {
-                    rows.insert(
-                        Key::Transfers(created.project_id),
-                        Key::Transfer(created.id),
-                        &transfer,
-                    )?;
+                    rows.insert(Key::Transfers(*project_id), Key::Transfer(*id), &transfer)?;
                 }
             }
-            Event::TransferMetaUpdated(_) => {
+            // A pending transfer's ending changes its status.
+            Event::TransferMetaUpdated(_)
+            | Event::PendingTransferPosted(_)
+            | Event::PendingTransferVoided(_)
+            | Event::PendingTransferExpired(_) => {
                 if let Ok(id) = applied.stream_id.parse::<TransferId>() {
                     rows.update(
                         Key::Transfer(id),
@@ -40,5 +43,75 @@ impl Projection for Transfers {
             _ => {}
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use paycore_domain::transfer::{PendingTerms, TransferCommand, TransferStatus};
+    use paycore_domain::{Currency, Meta, Money, Timestamp, TransactionId, TransferId};
+    use paycore_store::{EventStore, MemoryStore};
+    use uuid::Uuid;
+
+    use crate::test_support::{FUNDING, ledger};
+    use crate::{ModelStorage, ReadModels};
+
+    fn eur(amount: i64) -> Money {
+        Money::new(amount, Currency::EUR)
+    }
+
+    fn tx() -> TransactionId {
+        TransactionId::from_uuid(Uuid::now_v7())
+    }
+
+    /// A pending transfer shows its status and the accounts their pending
+    /// totals, through a partial post.
+    #[tokio::test]
+    async fn pending_transfers_show_their_status_and_the_holds() {
+        let store: Arc<dyn EventStore> = Arc::new(MemoryStore::new());
+        let read = ReadModels::start(store.clone(), ModelStorage::in_memory())
+            .await
+            .unwrap();
+        let mut ledger = ledger(store, 0).await;
+        let id = TransferId::from_uuid(Uuid::now_v7());
+        let expires_at = Timestamp::from_micros(1_700_000_000_000_000 + 3_600_000_000);
+        let create = TransferCommand::CreateTransfer {
+            id,
+            source_account_id: ledger.a,
+            destination_account_id: ledger.b,
+            value: eur(300),
+            meta: Meta::default(),
+            source_transaction_id: tx(),
+            destination_transaction_id: tx(),
+            pending: Some(PendingTerms { expires_at }),
+        };
+        let last = ledger.execute(create.into()).await;
+        read.wait_for(last).await;
+        let transfer = read.transfer(ledger.project, id).unwrap().unwrap();
+        assert_eq!(transfer.status, TransferStatus::Pending { expires_at });
+        let a = read.account(ledger.project, ledger.a).unwrap().unwrap();
+        assert_eq!(
+            (a.balance, a.pending_debits, a.available()),
+            (eur(FUNDING), eur(300), eur(FUNDING - 300))
+        );
+        let b = read.account(ledger.project, ledger.b).unwrap().unwrap();
+        assert_eq!((b.balance, b.pending_credits), (eur(0), eur(300)));
+
+        let post = TransferCommand::PostPendingTransfer {
+            id,
+            value: Some(eur(120)),
+            source_transaction_id: tx(),
+            destination_transaction_id: tx(),
+        };
+        let last = ledger.execute(post.into()).await;
+        read.wait_for(last).await;
+        let transfer = read.transfer(ledger.project, id).unwrap().unwrap();
+        assert!(matches!(transfer.status, TransferStatus::Posted { value, .. } if value == eur(120)));
+        let a = read.account(ledger.project, ledger.a).unwrap().unwrap();
+        assert_eq!((a.balance, a.pending_debits), (eur(FUNDING - 120), eur(0)));
+        let b = read.account(ledger.project, ledger.b).unwrap().unwrap();
+        assert_eq!((b.balance, b.pending_credits), (eur(120), eur(0)));
     }
 }
