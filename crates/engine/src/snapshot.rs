@@ -36,7 +36,7 @@ use crate::cache::Cached;
 /// anew), where a stale one would silently yield the old fold's state. A
 /// test (`snapshot_encoding_is_that_of_the_format`) fails when the encoding
 /// of sample states changes; a change of the fold it cannot see.
-pub const AGGREGATE_SNAPSHOT_FORMAT: u32 = 1;
+pub const AGGREGATE_SNAPSHOT_FORMAT: u32 = 2;
 
 /// Snapshot requests waiting for the writer; more are dropped (a later
 /// crossing or load asks again).
