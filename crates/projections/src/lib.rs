@@ -38,6 +38,7 @@ mod set;
 mod slot;
 #[cfg(test)]
 mod test_support;
+mod two_phase;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -62,6 +63,7 @@ pub use rebuild::{
 };
 pub use set::{projection, projections};
 pub use slot::ProjectionInfo;
+pub use two_phase::DueTransfer;
 
 use crate::db::{ModelDb, Namespace};
 use crate::models::{Accounts, Directory, FxRates, Projection, Resources, Transactions, Transfers};

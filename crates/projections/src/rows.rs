@@ -64,6 +64,9 @@ pub(crate) enum Key {
     UnfinishedAggregationImports,
     /// Sorted: connections with something due, by time.
     AggregationDue(DueKind),
+    /// Sorted: pending transfers by `expires_at`, then ID
+    /// (`models/transfers.rs`).
+    PendingTransfersDue,
 }
 
 impl Key {

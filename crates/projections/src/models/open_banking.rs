@@ -80,7 +80,8 @@ impl DueKind {
     pub const ALL: [DueKind; 3] = [DueKind::Refresh, DueKind::Retry, DueKind::ConsentExpiry];
 }
 
-/// A connection with something due, or an import to resume: whose it is.
+/// A connection with something due, an import to resume, or a pending
+/// transfer due to expire: whose it is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct Owner<I> {
     pub project: ProjectId,

@@ -1,10 +1,20 @@
-//! `transfers`: every transfer between accounts.
+//! `transfers`: every transfer between accounts, and the pending ones by
+//! the time they expire.
+//!
+//! - One list per project, in creation order, each row the transfer's
+//!   state (the domain's own fold), status included.
+//! - The due list: a sorted row per pending transfer under
+//!   [`Key::PendingTransfersDue`], keyed by `expires_at` then the
+//!   transfer's ID, so the server's expiry task reads the transfers due at
+//!   any time from the front, without scanning. The row is put when a
+//!   pending transfer is created and taken out when it is posted, voided or
+//!   expired.
 
 use paycore_domain::aggregate::Transfer;
 use paycore_domain::events::{PendingTransferCreated, TransferCreated};
-use paycore_domain::{Aggregate, Event, TransferId};
+use paycore_domain::{Aggregate, Event, ProjectId, Timestamp, TransferId};
 
-use super::{Applied, Projection, evolve, unreachable_state};
+use super::{Applied, Owner, Projection, evolve, time_key, unreachable_state};
 use crate::db::ModelError;
 use crate::rows::{Key, RowsMut};
 
@@ -13,8 +23,9 @@ pub(crate) struct Transfers;
 impl Projection for Transfers {
     const NAME: &'static str = "transfers";
     /// 5: rows hold the transfer's `status` (two-phase transfers).
-    const VERSION: u32 = 5;
-    const DESCRIPTION: &'static str = "transfers between accounts";
+    /// 6: the due list of pending transfers by `expires_at`.
+    const VERSION: u32 = 6;
+    const DESCRIPTION: &'static str = "transfers between accounts, pending ones by expiry";
 
     fn apply(rows: &mut RowsMut<'_>, applied: &Applied<'_>) -> Result<(), ModelError> {
         let event = applied.event;
@@ -22,7 +33,11 @@ impl Projection for Transfers {
             Event::TransferCreated(TransferCreated { project_id, id, .. })
             | Event::PendingTransferCreated(PendingTransferCreated { project_id, id, .. }) => {
                 if let Some(Aggregate::Transfer(transfer)) = evolve(None, event) {
-                    rows.insert(Key::Transfers(*project_id), Key::Transfer(*id), &transfer)?;
+                    let created = rows.insert(Key::Transfers(*project_id), Key::Transfer(*id), &transfer)?;
+                    // A log repeating a creation leaves the first one's row.
+                    if created.is_some() {
+                        mark_due(rows, *project_id, *id, None, transfer.pending_until())?;
+                    }
                 }
             }
             // A pending transfer's ending changes its status.
@@ -31,19 +46,65 @@ impl Projection for Transfers {
             | Event::PendingTransferVoided(_)
             | Event::PendingTransferExpired(_) => {
                 if let Ok(id) = applied.stream_id.parse::<TransferId>() {
-                    rows.update(
-                        Key::Transfer(id),
-                        |transfer: Transfer| match Aggregate::Transfer(transfer).evolve(event) {
-                            Aggregate::Transfer(transfer) => transfer,
-                            _ => unreachable_state(),
-                        },
-                    )?;
+                    change(rows, id, event)?;
                 }
             }
             _ => {}
         }
         Ok(())
     }
+}
+
+/// Folds `event` into transfer `id`'s row, and moves its due row if its
+/// pending status changed.
+fn change(rows: &mut RowsMut<'_>, id: TransferId, event: &Event) -> Result<(), ModelError> {
+    let mut pending = None;
+    rows.update(Key::Transfer(id), |transfer: Transfer| {
+        let (project, was) = (transfer.project_id, transfer.pending_until());
+        let transfer = match Aggregate::Transfer(transfer).evolve(event) {
+            Aggregate::Transfer(transfer) => transfer,
+            _ => unreachable_state(),
+        };
+        pending = Some((project, was, transfer.pending_until()));
+        transfer
+    })?;
+    match pending {
+        Some((project, was, is)) => mark_due(rows, project, id, was, is),
+        None => Ok(()),
+    }
+}
+
+/// Moves transfer `id`'s due row from `was` (pending until then before the
+/// event) to `is` (after it); `None` is not pending.
+fn mark_due(
+    rows: &mut RowsMut<'_>,
+    project: ProjectId,
+    id: TransferId,
+    was: Option<Timestamp>,
+    is: Option<Timestamp>,
+) -> Result<(), ModelError> {
+    if was == is {
+        return Ok(());
+    }
+    if let Some(at) = was {
+        rows.remove_sorted(Key::PendingTransfersDue, &due_suffix(at, id));
+    }
+    if let Some(at) = is {
+        rows.put_sorted(
+            Key::PendingTransfersDue,
+            &due_suffix(at, id),
+            &Owner { project, id },
+        )?;
+    }
+    Ok(())
+}
+
+/// A due row's key suffix: the expiry (so rows sort by it), then the ID
+/// (so transfers expiring at one time each have their own row).
+fn due_suffix(expires_at: Timestamp, id: TransferId) -> Vec<u8> {
+    let mut suffix = time_key(expires_at).to_vec();
+    suffix.extend_from_slice(id.uuid().as_bytes());
+    suffix
 }
 
 #[cfg(test)]
