@@ -4,6 +4,7 @@ mod audit;
 mod backup;
 mod balance;
 mod banks;
+mod expiry;
 mod fx;
 mod institutions;
 mod metrics;

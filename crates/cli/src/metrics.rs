@@ -70,6 +70,10 @@ pub fn install() -> anyhow::Result<PrometheusHandle> {
         RELAY_LAG_EVENTS,
         "events of the log not yet published to NATS JetStream (on the server that publishes)"
     );
+    metrics::describe_counter!(
+        crate::expiry::EXPIRED_TOTAL,
+        "pending transfers expired by this server's expiry task"
+    );
     Ok(handle)
 }
 

@@ -20,6 +20,8 @@ use tonic::transport::server::TcpIncoming;
 
 use paycore_grpc::admin;
 
+use crate::expiry::TransferExpiry;
+
 /// Exit code when the store failed in a way that makes continuing unsafe.
 const EXIT_STORE_FATAL: i32 = 70;
 
@@ -395,6 +397,8 @@ pub async fn serve(data_dir: &Path, choice: &StoreChoice, options: ServeOptions)
             name: format!("{} pid {}", host_name(), std::process::id()),
         },
     };
+    let expiry = TransferExpiry::new(engine.clone(), read.clone(), state.clock.clone());
+    let expiry = tokio::spawn(crate::expiry::run(expiry, sync_election.clone()));
     let sync = tokio::spawn(crate::sync::run(state.syncer.clone(), sync_election));
     let api = paycore_grpc::Api::build(state).await?;
     if let Some(log) = &opened.log {
@@ -549,6 +553,8 @@ pub async fn serve(data_dir: &Path, choice: &StoreChoice, options: ServeOptions)
     );
     // Imports in flight stop here; the next start resumes them.
     sync.abort();
+    // A pending transfer due meanwhile is expired by the next start.
+    expiry.abort();
     if let Some(tables) = tables {
         tables.stop().await;
     }
