@@ -1,0 +1,122 @@
+//! The server expires pending transfers on time: a transfer whose
+//! `pending_timeout` passes becomes EXPIRED and its hold is released,
+//! while others keep holding; one that came due while the server was down
+//! (killed, not stopped) expires right after the next start.
+
+use std::time::{Duration, Instant};
+
+use paycore_e2e::{Client, Server, amount, money, pb, test_dir};
+
+/// How long a test waits for an expiry past its due time: the task polls
+/// at least once a second (`crates/cli/src/expiry.rs`).
+const EXPIRY_GRACE: Duration = Duration::from_millis(1_500);
+
+/// A transfer of `value` EUR from `source` to `destination`, holding until
+/// `timeout` from now.
+async fn pending(
+    client: &Client,
+    source: &str,
+    destination: &str,
+    value: i64,
+    timeout: Duration,
+) -> anyhow::Result<pb::Transfer> {
+    let request = pb::CreateTransferRequest {
+        source_account_id: source.into(),
+        destination_account_id: destination.into(),
+        value: money("EUR", value),
+        pending_timeout: Some(prost_types::Duration {
+            seconds: i64::try_from(timeout.as_secs())?,
+            nanos: 0,
+        }),
+        ..Default::default()
+    };
+    let transfer = client.transfers.clone().create_transfer(request).await?.into_inner();
+    assert_eq!(transfer.status(), pb::TransferStatus::Pending);
+    Ok(transfer)
+}
+
+async fn status(client: &Client, id: &str) -> anyhow::Result<pb::TransferStatus> {
+    let request = pb::GetTransferRequest {
+        transfer_id: id.into(),
+    };
+    Ok(client.transfers.clone().get_transfer(request).await?.into_inner().status())
+}
+
+/// Polls transfer `id` until it is EXPIRED; answers when that was seen,
+/// or fails past `deadline`.
+async fn expired_by(client: &Client, id: &str, deadline: Instant) -> anyhow::Result<Instant> {
+    loop {
+        if status(client, id).await? == pb::TransferStatus::Expired {
+            return Ok(Instant::now());
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "transfer {id} is not expired in time"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A funded EUR account and an empty one.
+async fn accounts(client: &Client, funding: i64) -> anyhow::Result<(String, String)> {
+    let a = client.create_account("EUR", false).await?.id;
+    let b = client.create_account("EUR", false).await?.id;
+    client.set_balance(&a, "EUR", funding).await?;
+    Ok((a, b))
+}
+
+/// (balance, available balance, pending debits) of an account.
+async fn holds(client: &Client, id: &str) -> anyhow::Result<(i64, i64, i64)> {
+    let account = client.account(id).await?;
+    Ok((
+        amount(&account.balance),
+        amount(&account.available_balance),
+        amount(&account.pending_debits),
+    ))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pending_transfer_expires_on_time_and_releases_its_hold() -> anyhow::Result<()> {
+    let dir = test_dir();
+    let server = Server::start(dir.path());
+    let client = server.client();
+    let (a, b) = accounts(&client, 1_000).await?;
+
+    let created = Instant::now();
+    let short = pending(&client, &a, &b, 300, Duration::from_secs(2)).await?;
+    let long = pending(&client, &a, &b, 200, Duration::from_secs(60)).await?;
+    assert_eq!(holds(&client, &a).await?, (1_000, 500, 500));
+
+    let due = created + Duration::from_secs(2);
+    let seen = expired_by(&client, &short.id, due + EXPIRY_GRACE).await?;
+    // At most this late (seen by a client polling every 50 ms).
+    eprintln!(
+        "expired {} ms after its due time",
+        seen.saturating_duration_since(due).as_millis()
+    );
+    assert_eq!(holds(&client, &a).await?, (1_000, 800, 200));
+    assert_eq!(status(&client, &long.id).await?, pb::TransferStatus::Pending);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transfer_due_while_the_server_was_down_expires_after_the_restart() -> anyhow::Result<()> {
+    let dir = test_dir();
+    let mut server = Server::start(dir.path());
+    let client = server.client();
+    let (a, b) = accounts(&client, 1_000).await?;
+    let transfer = pending(&client, &a, &b, 400, Duration::from_secs(3)).await?;
+    server.kill9();
+
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    server.start_again();
+    let started = Instant::now();
+    let client = server.client();
+    let seen = expired_by(&client, &transfer.id, started + EXPIRY_GRACE).await?;
+    eprintln!(
+        "expired {} ms after the restart answered",
+        seen.saturating_duration_since(started).as_millis()
+    );
+    assert_eq!(holds(&client, &a).await?, (1_000, 1_000, 0));
+    Ok(())
+}
