@@ -937,6 +937,7 @@ pub fn transfer_request(
         destination_account_id: destination.into(),
         value: money(currency, amount),
         meta: BTreeMap::new(),
+        pending_timeout: None,
     }
 }
 

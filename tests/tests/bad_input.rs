@@ -135,6 +135,7 @@ async fn bad_transfers_are_refused_precisely_and_write_nothing() -> anyhow::Resu
         destination_account_id: String::new(),
         value: money("EURO", 5),
         meta: meta(&[("_secret", "x")]),
+        pending_timeout: None,
     })
     .await;
     assert_bad_request_fields(

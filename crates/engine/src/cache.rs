@@ -555,6 +555,8 @@ mod tests {
                 project_id: ProjectId::from_uuid(Uuid::from_u128(2)),
                 customer_id: None,
                 balance: Money::new(balance, Currency::EUR),
+                pending_debits: Money::zero(Currency::EUR),
+                pending_credits: Money::zero(Currency::EUR),
                 allow_negative_balance: false,
                 meta: Meta::default(),
                 created_at: Timestamp::from_micros(0),

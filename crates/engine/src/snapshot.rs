@@ -235,6 +235,7 @@ pub fn decode_state(bytes: &[u8]) -> Option<Aggregate> {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use paycore_domain::aggregate::{Account, ProjectBalance, Transfer};
+    use paycore_domain::transfer::TransferStatus;
     use paycore_domain::{AccountId, Currency, Meta, Money, ProjectId, Timestamp, TransactionId, TransferId};
     use sha2::{Digest, Sha256};
     use uuid::Uuid;
@@ -253,6 +254,8 @@ mod tests {
                 project_id,
                 customer_id: None,
                 balance: Money::new(-12_345, Currency::EUR),
+                pending_debits: Money::new(100, Currency::EUR),
+                pending_credits: Money::zero(Currency::EUR),
                 allow_negative_balance: true,
                 meta: meta.clone(),
                 created_at: Timestamp::from_micros(1_700_000_000_000_000),
@@ -272,6 +275,9 @@ mod tests {
                 meta,
                 created_at: Timestamp::from_micros(1_700_000_000_000_001),
                 exchange: None,
+                status: TransferStatus::Pending {
+                    expires_at: Timestamp::from_micros(1_700_000_060_000_000),
+                },
             }),
         ]
     }

@@ -94,6 +94,7 @@ impl World {
             meta: Meta::default(),
             source_transaction_id: TransactionId::from_uuid(Uuid::now_v7()),
             destination_transaction_id: TransactionId::from_uuid(Uuid::now_v7()),
+            pending: None,
         };
         envelope(self.project, command.into())
     }

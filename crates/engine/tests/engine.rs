@@ -116,6 +116,7 @@ impl Fixture {
                 meta: Meta::default(),
                 source_transaction_id: TransactionId::from_uuid(new_id()),
                 destination_transaction_id: TransactionId::from_uuid(new_id()),
+                pending: None,
             }
             .into(),
         )

@@ -165,6 +165,7 @@ impl History {
                 meta: Meta::default(),
                 source_transaction_id: TransactionId::from_uuid(self::id()),
                 destination_transaction_id: TransactionId::from_uuid(self::id()),
+                pending: None,
             }
             .into(),
         )
@@ -226,6 +227,7 @@ impl History {
                         meta: Meta::default(),
                         source_transaction_id: source,
                         destination_transaction_id: destination,
+                        pending: None,
                     }
                     .into(),
                 );

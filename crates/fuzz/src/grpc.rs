@@ -86,6 +86,17 @@ where
     }
 }
 
+/// The time pending transfers' timeouts count from.
+const NOW: paycore_domain::Timestamp = paycore_domain::Timestamp::from_micros(1_700_000_000_000_000);
+
+fn transfer_ids() -> services::transfer::convert::TransferIds {
+    services::transfer::convert::TransferIds {
+        transfer: TransferId::from_uuid(uuid(13)),
+        source_transaction: TransactionId::from_uuid(uuid(14)),
+        destination_transaction: TransactionId::from_uuid(uuid(15)),
+    }
+}
+
 fn uuid(n: u128) -> Uuid {
     Uuid::from_u128(0x0190_0000_0000_7000_8000_0000_0000_0000 | n)
 }
@@ -318,11 +329,27 @@ requests! {
         );
 
     "/paycore.v1.TransferService/CreateTransfer": CreateTransferRequest =>
-        |m, v| services::transfer::convert::create_transfer(m, services::transfer::convert::TransferIds {
-            transfer: TransferId::from_uuid(uuid(13)),
-            source_transaction: TransactionId::from_uuid(uuid(14)),
-            destination_transaction: TransactionId::from_uuid(uuid(15)),
-        }, v);
+        |m, v| services::transfer::convert::create_transfer(m, transfer_ids(), NOW, v);
+    "/paycore.v1.TransferService/CreateTransfers": CreateTransfersRequest =>
+        |m, v| {
+            services::transfer::check_batch_fields(&m.transfers, v);
+            for item in &m.transfers {
+                if !item.transfer_id.is_empty() {
+                    convert::id::<TransferId>(&item.transfer_id, "transfer_id", v);
+                }
+                if let Some(transfer) = &item.transfer {
+                    services::transfer::convert::create_transfer(transfer, transfer_ids(), NOW, v);
+                }
+            }
+        };
+    "/paycore.v1.TransferService/PostPendingTransfer": PostPendingTransferRequest =>
+        |m, v| services::transfer::convert::post_pending_transfer(
+            m,
+            (TransactionId::from_uuid(uuid(14)), TransactionId::from_uuid(uuid(15))),
+            v,
+        );
+    "/paycore.v1.TransferService/VoidPendingTransfer": VoidPendingTransferRequest =>
+        |m, v| services::transfer::convert::void_pending_transfer(m, v);
     "/paycore.v1.TransferService/GetTransfer": GetTransferRequest =>
         |m, v| convert::id::<TransferId>(&m.transfer_id, "transfer_id", v);
     "/paycore.v1.TransferService/ListTransfers": ListTransfersRequest =>

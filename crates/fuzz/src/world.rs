@@ -189,6 +189,7 @@ async fn write_history(dir: &Path) -> World {
                 },
                 source_transaction_id: TransactionId::from_uuid(id()),
                 destination_transaction_id: TransactionId::from_uuid(id()),
+                pending: None,
             }
             .into(),
             (n % 2 == 0).then_some(key.as_str()),

@@ -150,6 +150,7 @@ mod tests {
                 amount: 100,
             }),
             meta: meta.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            pending_timeout: None,
         }
     }
 

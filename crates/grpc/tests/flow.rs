@@ -224,6 +224,7 @@ async fn accounts_transfers_and_transactions() {
         destination_account_id: b.id.clone(),
         value: eur(300),
         meta: [("order".to_owned(), "42".to_owned())].into(),
+        pending_timeout: None,
     };
     let first = transfers
         .create_transfer(s.idem(request.clone(), "t-1"))

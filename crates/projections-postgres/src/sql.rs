@@ -560,7 +560,10 @@ async fn insert_transactions(
 fn cause_id(kind: TransactionKind) -> Option<String> {
     Some(match kind {
         TransactionKind::Magic => return None,
-        TransactionKind::TransferSource(id) | TransactionKind::TransferDestination(id) => id.to_string(),
+        TransactionKind::TransferSource(id)
+        | TransactionKind::TransferDestination(id)
+        | TransactionKind::PostedTransferSource(id)
+        | TransactionKind::PostedTransferDestination(id) => id.to_string(),
         TransactionKind::CardPayin(id) => id.to_string(),
         TransactionKind::CardPayinRefund(id) | TransactionKind::CardPayinRefundFailure(id) => id.to_string(),
         TransactionKind::BankPayout(id) | TransactionKind::BankPayoutFailure(id) => id.to_string(),

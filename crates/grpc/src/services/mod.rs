@@ -45,6 +45,8 @@ pub mod methods {
     pub const CREATE_ACCOUNT: &str = "/paycore.v1.AccountService/CreateAccount";
     pub const CREATE_TRANSFER: &str = "/paycore.v1.TransferService/CreateTransfer";
     pub const CREATE_TRANSFERS: &str = "/paycore.v1.TransferService/CreateTransfers";
+    pub const POST_PENDING_TRANSFER: &str = "/paycore.v1.TransferService/PostPendingTransfer";
+    pub const VOID_PENDING_TRANSFER: &str = "/paycore.v1.TransferService/VoidPendingTransfer";
     pub const CREATE_BANK_ACCOUNT: &str = "/paycore.v1.BankAccountService/CreateBankAccount";
     pub const CREATE_BANK_PAYOUT: &str = "/paycore.v1.BankPayoutService/CreateBankPayout";
     pub const COMPLETE_BANK_PAYOUT: &str = "/paycore.v1.BankPayoutService/CompleteBankPayout";

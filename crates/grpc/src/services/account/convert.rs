@@ -1,6 +1,6 @@
 //! Proto ⇄ domain for accounts and their transactions.
 
-use paycore_domain::account::AccountCommand;
+use paycore_domain::account::{AccountCommand, PendingPhase, PendingTransaction};
 use paycore_domain::{AccountId, Command, CustomerId, TransactionId, TransactionKind, Violations};
 
 use crate::convert::*;
@@ -73,6 +73,9 @@ pub fn account_pb(account: &Account) -> pb::Account {
         balance: Some(money_pb(account.balance)),
         allow_negative_balance: account.allow_negative_balance,
         meta: meta_pb(&account.meta),
+        pending_debits: Some(money_pb(account.pending_debits)),
+        pending_credits: Some(money_pb(account.pending_credits)),
+        available_balance: Some(money_pb(account.available())),
     }
 }
 
@@ -87,6 +90,29 @@ pub fn transaction_type_pb(kind: TransactionKind) -> pb::TransactionType {
         TransactionKind::BankPayout(_) => pb::TransactionType::BankPayout,
         TransactionKind::BankPayoutFailure(_) => pb::TransactionType::BankPayoutFailure,
         TransactionKind::BankPayin(_) => pb::TransactionType::BankPayin,
+        TransactionKind::PostedTransferSource(_) => pb::TransactionType::PostedTransferSource,
+        TransactionKind::PostedTransferDestination(_) => pb::TransactionType::PostedTransferDestination,
+    }
+}
+
+/// One phase of a pending transfer's hold on an account.
+pub fn pending_transaction_pb(pending: &PendingTransaction) -> pb::PendingTransaction {
+    let phase = match pending.phase {
+        PendingPhase::Reserved => pb::PendingPhase::Reserved,
+        PendingPhase::Posted => pb::PendingPhase::Posted,
+        PendingPhase::Voided => pb::PendingPhase::Voided,
+        PendingPhase::Expired => pb::PendingPhase::Expired,
+    };
+    pb::PendingTransaction {
+        id: pending.id.to_string(),
+        transfer_id: pending.transfer_id.to_string(),
+        account_id: pending.account_id.to_string(),
+        project_id: pending.project_id.to_string(),
+        phase: phase.into(),
+        value: Some(money_pb(pending.value)),
+        pending_debits_after: Some(money_pb(pending.pending_debits_after)),
+        pending_credits_after: Some(money_pb(pending.pending_credits_after)),
+        created_at: Some(timestamp(pending.created_at)),
     }
 }
 

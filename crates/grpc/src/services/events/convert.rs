@@ -15,7 +15,7 @@ use paycore_store::RecordedEvent;
 use crate::convert::{meta_pb, money_pb, timestamp};
 use crate::pb;
 use crate::pb::event_envelope::Event as Body;
-use crate::services::account::convert::{account_pb, transaction_pb};
+use crate::services::account::convert::{account_pb, pending_transaction_pb, transaction_pb};
 use crate::services::aggregated_account::convert::{
     account_personal_pb, account_type_pb, aggregated_account_pb, aggregated_transaction_pb, balance_pb,
 };
@@ -453,6 +453,27 @@ pub fn event_pb(id: &str, event: &Event) -> Result<Option<Body>, NotCreated> {
                 transaction_ids: e.transaction_ids.iter().map(ToString::to_string).collect(),
                 removed_at: Some(timestamp(e.removed_at)),
             })
+        }
+        Event::PendingTransferCreated(_) => {
+            Body::PendingTransferCreated(created(event, "transfer", |s| s.as_transfer().map(transfer_pb))?)
+        }
+        Event::PendingTransferPosted(e) => Body::PendingTransferPosted(pb::PendingTransferPostedEvent {
+            transfer_id: id.to_owned(),
+            value: Some(money_pb(e.value)),
+            source_transaction_id: e.source_transaction_id.to_string(),
+            destination_transaction_id: e.destination_transaction_id.to_string(),
+            posted_at: Some(timestamp(e.posted_at)),
+        }),
+        Event::PendingTransferVoided(e) => Body::PendingTransferVoided(pb::PendingTransferVoidedEvent {
+            transfer_id: id.to_owned(),
+            voided_at: Some(timestamp(e.voided_at)),
+        }),
+        Event::PendingTransferExpired(e) => Body::PendingTransferExpired(pb::PendingTransferExpiredEvent {
+            transfer_id: id.to_owned(),
+            expired_at: Some(timestamp(e.expired_at)),
+        }),
+        Event::PendingTransactionRecorded(e) => {
+            Body::PendingTransactionRecorded(pending_transaction_pb(&e.pending))
         }
         // The withheld categories' events (see `delivers`).
         Event::IdempotencyKeyUsed(_)

@@ -62,7 +62,7 @@ impl Handlers {
                     idempotency,
                     command,
                 };
-                match self.batched_command(item, scope.as_ref(), envelope) {
+                match self.batched_command(item, scope.as_ref(), now, envelope) {
                     Ok(command) => Some(command),
                     Err(violations) => {
                         result.error = Some(invalid(violations));
@@ -102,6 +102,7 @@ impl Handlers {
         &self,
         item: &pb::BatchedTransfer,
         scope: Option<&KeyScope>,
+        now: paycore_domain::Timestamp,
         envelope: impl FnOnce(Option<paycore_domain::IdempotencyKey>, paycore_domain::Command) -> CommandEnvelope,
     ) -> Result<BatchCommand, Vec<FieldViolation>> {
         let mut outer = Violations::new();
@@ -130,7 +131,7 @@ impl Handlers {
                     source_transaction: TransactionId::from_uuid(self.new_uuid()),
                     destination_transaction: TransactionId::from_uuid(self.new_uuid()),
                 };
-                convert::create_transfer(transfer, ids, &mut inner)
+                convert::create_transfer(transfer, ids, now, &mut inner)
             }
             (None, _) => {
                 outer.add("transfer", "is required");
@@ -155,6 +156,12 @@ impl Handlers {
 /// closing its chain.
 fn check_batch(items: &[pb::BatchedTransfer]) -> Result<(), Status> {
     let mut v = Violations::new();
+    check_batch_fields(items, &mut v);
+    v.into_result().map_err(|e| crate::errors::domain_status(&e))
+}
+
+/// [`check_batch`]'s rules as violations (also for the fuzz harness).
+pub fn check_batch_fields(items: &[pb::BatchedTransfer], v: &mut Violations) {
     if items.is_empty() {
         v.add("transfers", "must hold at least one transfer");
     } else if items.len() > MAX_BATCHED_TRANSFERS {
@@ -171,7 +178,6 @@ fn check_batch(items: &[pb::BatchedTransfer]) -> Result<(), Status> {
             "must be false: the batch's last transfer closes its chain",
         );
     }
-    v.into_result().map_err(|e| crate::errors::domain_status(&e))
 }
 
 /// A batch's idempotency is per transfer: the header would leave unclear

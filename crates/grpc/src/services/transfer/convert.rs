@@ -1,7 +1,7 @@
 //! Proto ⇄ domain for transfers (and their exchange).
 
-use paycore_domain::transfer::TransferCommand;
-use paycore_domain::{AccountId, Command, TransactionId, TransferId, Violations};
+use paycore_domain::transfer::{PendingTerms, TransferCommand, TransferStatus};
+use paycore_domain::{AccountId, Command, Timestamp, TransactionId, TransferId, Violations};
 
 use crate::convert::*;
 use crate::pb;
@@ -15,9 +15,15 @@ pub struct TransferIds {
     pub destination_transaction: TransactionId,
 }
 
+/// The shortest and longest `pending_timeout`.
+const PENDING_TIMEOUT_MICROS: std::ops::RangeInclusive<i64> = 1_000_000..=30 * 24 * 3_600 * 1_000_000;
+
+/// `CreateTransfer` (also one transfer of a batch), at `now`: the time a
+/// `pending_timeout` counts from.
 pub fn create_transfer(
     request: &pb::CreateTransferRequest,
     ids: TransferIds,
+    now: Timestamp,
     v: &mut Violations,
 ) -> Option<Command> {
     let source = id::<AccountId>(&request.source_account_id, "source_account_id", v);
@@ -34,6 +40,10 @@ pub fn create_transfer(
         v.add("destination_account_id", "must differ from source_account_id");
     }
     let meta = meta(&request.meta, "meta", v);
+    let pending = match &request.pending_timeout {
+        None => Some(None),
+        Some(timeout) => pending_terms(timeout, now, v).map(Some),
+    };
     if !(positive && distinct) {
         return None;
     }
@@ -46,9 +56,70 @@ pub fn create_transfer(
             meta: meta?,
             source_transaction_id: ids.source_transaction,
             destination_transaction_id: ids.destination_transaction,
+            pending: pending?,
         }
         .into(),
     )
+}
+
+/// A pending transfer's deadline: `timeout` after `now`.
+fn pending_terms(
+    timeout: &prost_types::Duration,
+    now: Timestamp,
+    v: &mut Violations,
+) -> Option<PendingTerms> {
+    let micros = timeout
+        .seconds
+        .checked_mul(1_000_000)
+        .and_then(|micros| micros.checked_add(i64::from(timeout.nanos / 1_000)));
+    let whole_micros = timeout.nanos % 1_000 == 0;
+    match micros {
+        Some(micros) if whole_micros && PENDING_TIMEOUT_MICROS.contains(&micros) => Some(PendingTerms {
+            expires_at: Timestamp::from_micros(now.0.saturating_add(micros)),
+        }),
+        _ => {
+            v.add(
+                "pending_timeout",
+                "must be 1 second to 30 days, in whole microseconds",
+            );
+            None
+        }
+    }
+}
+
+/// `PostPendingTransfer`, with the IDs of the two transactions that move
+/// the posted amount.
+pub fn post_pending_transfer(
+    request: &pb::PostPendingTransferRequest,
+    (source_transaction_id, destination_transaction_id): (TransactionId, TransactionId),
+    v: &mut Violations,
+) -> Option<Command> {
+    let id = id::<TransferId>(&request.transfer_id, "transfer_id", v);
+    let value = match &request.value {
+        None => Some(None),
+        Some(value) => money(Some(value), "value", v).map(Some),
+    };
+    if value.flatten().is_some_and(|value| value.amount <= 0) {
+        v.add("value.amount", "must be positive");
+        return None;
+    }
+    Some(
+        TransferCommand::PostPendingTransfer {
+            id: id?,
+            value: value?,
+            source_transaction_id,
+            destination_transaction_id,
+        }
+        .into(),
+    )
+}
+
+pub fn void_pending_transfer(
+    request: &pb::VoidPendingTransferRequest,
+    v: &mut Violations,
+) -> Option<Command> {
+    let id = id::<TransferId>(&request.transfer_id, "transfer_id", v);
+    Some(TransferCommand::VoidPendingTransfer { id: id? }.into())
 }
 
 pub fn update_transfer(request: &pb::UpdateTransferRequest, v: &mut Violations) -> Option<Command> {
@@ -60,7 +131,29 @@ pub fn update_transfer(request: &pb::UpdateTransferRequest, v: &mut Violations) 
 }
 
 pub fn transfer_pb(transfer: &Transfer) -> pb::Transfer {
+    let (status, ended_at) = match transfer.status {
+        TransferStatus::Posted { posted_at, legs, .. } => {
+            (pb::TransferStatus::Posted, legs.map(|_| posted_at))
+        }
+        TransferStatus::Pending { .. } => (pb::TransferStatus::Pending, None),
+        TransferStatus::Voided { at } => (pb::TransferStatus::Voided, Some(at)),
+        TransferStatus::Expired { at } => (pb::TransferStatus::Expired, Some(at)),
+    };
+    let posted_legs = match transfer.status {
+        TransferStatus::Posted {
+            value,
+            legs: Some((source, destination)),
+            ..
+        } => Some((value, source, destination)),
+        _ => None,
+    };
     pb::Transfer {
+        status: status.into(),
+        expires_at: transfer.pending_until().map(timestamp),
+        posted_value: posted_legs.map(|(value, _, _)| money_pb(value)),
+        posted_source_transaction_id: posted_legs.map(|(_, source, _)| source.to_string()),
+        posted_destination_transaction_id: posted_legs.map(|(_, _, destination)| destination.to_string()),
+        ended_at: ended_at.map(timestamp),
         id: transfer.id.to_string(),
         created_at: Some(timestamp(transfer.created_at)),
         project_id: transfer.project_id.to_string(),
@@ -94,6 +187,69 @@ mod tests {
     use super::*;
     use crate::convert::tests::{acc, eur, fields, mask};
 
+    const NOW: Timestamp = Timestamp::from_micros(1_700_000_000_000_000);
+
+    #[test]
+    fn a_pending_timeout_sets_the_deadline_within_bounds() {
+        let request = |seconds: i64, nanos: i32| pb::CreateTransferRequest {
+            source_account_id: acc(1).to_string(),
+            destination_account_id: acc(2).to_string(),
+            value: eur(250),
+            meta: BTreeMap::new(),
+            pending_timeout: Some(prost_types::Duration { seconds, nanos }),
+        };
+        let mut v = Violations::new();
+        let command = create_transfer(&request(3_600, 500_000), ids(), NOW, &mut v).unwrap();
+        let Command::Transfer(TransferCommand::CreateTransfer { pending, .. }) = command else {
+            panic!("wrong command");
+        };
+        let expected = Timestamp::from_micros(NOW.0 + 3_600_000_000 + 500);
+        assert_eq!(pending, Some(PendingTerms { expires_at: expected }));
+        for (seconds, nanos) in [
+            (0, 999_999_000),
+            (30 * 86_400, 1_000),
+            (60, 1),
+            (-5, 0),
+            (i64::MAX, 0),
+        ] {
+            let mut v = Violations::new();
+            assert!(create_transfer(&request(seconds, nanos), ids(), NOW, &mut v).is_none());
+            assert_eq!(fields(v), ["pending_timeout"], "{seconds}s {nanos}ns");
+        }
+        let mut v = Violations::new();
+        assert!(create_transfer(&request(30 * 86_400, 0), ids(), NOW, &mut v).is_some());
+    }
+
+    #[test]
+    fn post_takes_the_whole_value_or_a_positive_amount() {
+        let legs = (ids().source_transaction, ids().destination_transaction);
+        let request = |value| pb::PostPendingTransferRequest {
+            transfer_id: ids().transfer.to_string(),
+            value,
+        };
+        let mut v = Violations::new();
+        let whole = post_pending_transfer(&request(None), legs, &mut v).unwrap();
+        assert!(matches!(
+            whole,
+            Command::Transfer(TransferCommand::PostPendingTransfer { value: None, .. })
+        ));
+        let part = post_pending_transfer(&request(eur(5)), legs, &mut v).unwrap();
+        assert!(matches!(
+            part,
+            Command::Transfer(TransferCommand::PostPendingTransfer { value: Some(value), .. })
+                if value == Money::new(5, Currency::EUR)
+        ));
+        assert!(post_pending_transfer(&request(eur(0)), legs, &mut v).is_none());
+        assert_eq!(fields(v), ["value.amount"]);
+        let mut v = Violations::new();
+        let bad = pb::PostPendingTransferRequest {
+            transfer_id: "acc_x".into(),
+            value: None,
+        };
+        assert!(post_pending_transfer(&bad, legs, &mut v).is_none());
+        assert_eq!(fields(v), ["transfer_id"]);
+    }
+
     fn ids() -> TransferIds {
         TransferIds {
             transfer: TransferId::from_uuid(Uuid::from_u128(10)),
@@ -112,9 +268,10 @@ mod tests {
                 amount: 5,
             }),
             meta: [("_secret".to_owned(), "x".to_owned())].into(),
+            pending_timeout: None,
         };
         let mut v = Violations::new();
-        assert!(create_transfer(&request, ids(), &mut v).is_none());
+        assert!(create_transfer(&request, ids(), NOW, &mut v).is_none());
         assert_eq!(
             fields(v),
             [
@@ -130,9 +287,10 @@ mod tests {
             destination_account_id: acc(1).to_string(),
             value: eur(0),
             meta: BTreeMap::new(),
+            pending_timeout: None,
         };
         let mut v = Violations::new();
-        assert!(create_transfer(&request, ids(), &mut v).is_none());
+        assert!(create_transfer(&request, ids(), NOW, &mut v).is_none());
         assert_eq!(fields(v), ["value.amount", "destination_account_id"]);
 
         let request = pb::CreateTransferRequest {
@@ -140,7 +298,7 @@ mod tests {
             ..request
         };
         let mut v = Violations::new();
-        assert!(create_transfer(&request, ids(), &mut v).is_none());
+        assert!(create_transfer(&request, ids(), NOW, &mut v).is_none());
         assert_eq!(fields(v), ["value", "destination_account_id"]);
     }
 
@@ -151,9 +309,10 @@ mod tests {
             destination_account_id: acc(2).to_string(),
             value: eur(250),
             meta: [("order".to_owned(), "42".to_owned())].into(),
+            pending_timeout: None,
         };
         let mut v = Violations::new();
-        let command = create_transfer(&request, ids(), &mut v).unwrap();
+        let command = create_transfer(&request, ids(), NOW, &mut v).unwrap();
         assert!(v.is_empty());
         let Command::Transfer(TransferCommand::CreateTransfer {
             id,
@@ -163,6 +322,7 @@ mod tests {
             meta,
             source_transaction_id,
             destination_transaction_id,
+            pending,
         }) = command
         else {
             panic!("wrong command");
@@ -173,6 +333,7 @@ mod tests {
         assert_eq!(meta.get("order"), Some("42"));
         assert_eq!(source_transaction_id, ids().source_transaction);
         assert_eq!(destination_transaction_id, ids().destination_transaction);
+        assert_eq!(pending, None);
     }
 
     #[test]

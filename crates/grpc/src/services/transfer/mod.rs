@@ -1,10 +1,13 @@
 mod batch;
 pub mod convert;
 
-pub use batch::MAX_BATCHED_TRANSFERS;
+pub use batch::{MAX_BATCHED_TRANSFERS, check_batch_fields};
 
-use paycore_domain::{TransactionId, TransferId, Violations};
+use paycore_domain::{Command, IdempotencyKey, TransactionId, TransferId, Violations};
+use tonic::metadata::MetadataMap;
 use tonic::{Request, Response, Status};
+
+use crate::auth::Caller;
 
 use super::{Handlers, correlation_id, finish, methods, unexpected};
 use crate::pb::{self, transfer_service_server::TransferService};
@@ -25,7 +28,8 @@ impl TransferService for Handlers {
             source_transaction: TransactionId::from_uuid(self.new_uuid()),
             destination_transaction: TransactionId::from_uuid(self.new_uuid()),
         };
-        let command = convert::create_transfer(request.get_ref(), ids, &mut v);
+        let now = self.state.clock.now();
+        let command = convert::create_transfer(request.get_ref(), ids, now, &mut v);
         let command = finish(v, command)?;
         let state = self
             .execute(&caller, correlation_id(request.metadata()), key, command)
@@ -41,6 +45,38 @@ impl TransferService for Handlers {
         request: Request<pb::CreateTransfersRequest>,
     ) -> Result<Response<pb::CreateTransfersResponse>, Status> {
         self.create_transfers_batch(request).await.map(Response::new)
+    }
+
+    async fn post_pending_transfer(
+        &self,
+        request: Request<pb::PostPendingTransferRequest>,
+    ) -> Result<Response<pb::Transfer>, Status> {
+        let mut v = Violations::new();
+        let (caller, key) = self
+            .create_caller(&request, methods::POST_PENDING_TRANSFER, &mut v)
+            .await?;
+        let legs = (
+            TransactionId::from_uuid(self.new_uuid()),
+            TransactionId::from_uuid(self.new_uuid()),
+        );
+        let command = convert::post_pending_transfer(request.get_ref(), legs, &mut v);
+        let command = finish(v, command)?;
+        self.transfer_after(&caller, request.metadata(), key, command)
+            .await
+    }
+
+    async fn void_pending_transfer(
+        &self,
+        request: Request<pb::VoidPendingTransferRequest>,
+    ) -> Result<Response<pb::Transfer>, Status> {
+        let mut v = Violations::new();
+        let (caller, key) = self
+            .create_caller(&request, methods::VOID_PENDING_TRANSFER, &mut v)
+            .await?;
+        let command = convert::void_pending_transfer(request.get_ref(), &mut v);
+        let command = finish(v, command)?;
+        self.transfer_after(&caller, request.metadata(), key, command)
+            .await
     }
 
     async fn get_transfer(
@@ -82,8 +118,22 @@ impl TransferService for Handlers {
         let mut v = Violations::new();
         let command = convert::update_transfer(request.get_ref(), &mut v);
         let command = finish(v, command)?;
+        self.transfer_after(&caller, request.metadata(), None, command)
+            .await
+    }
+}
+
+impl Handlers {
+    /// Runs a command on a transfer and answers the transfer as it left it.
+    async fn transfer_after(
+        &self,
+        caller: &Caller,
+        metadata: &MetadataMap,
+        key: Option<IdempotencyKey>,
+        command: Command,
+    ) -> Result<Response<pb::Transfer>, Status> {
         let state = self
-            .execute(&caller, correlation_id(request.metadata()), None, command)
+            .execute(caller, correlation_id(metadata), key, command)
             .await?;
         let transfer = state
             .as_transfer()
