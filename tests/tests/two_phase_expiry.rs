@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use paycore_e2e::{Client, Server, amount, money, pb, test_dir};
+use paycore_e2e::{Client, Server, amount, micros, money, pb, test_dir};
 
 /// How long a test waits for an expiry past its due time: the task polls
 /// at least once a second (`crates/cli/src/expiry.rs`).
@@ -35,19 +35,19 @@ async fn pending(
     Ok(transfer)
 }
 
-async fn status(client: &Client, id: &str) -> anyhow::Result<pb::TransferStatus> {
+async fn transfer(client: &Client, id: &str) -> anyhow::Result<pb::Transfer> {
     let request = pb::GetTransferRequest {
         transfer_id: id.into(),
     };
-    Ok(client.transfers.clone().get_transfer(request).await?.into_inner().status())
+    Ok(client.transfers.clone().get_transfer(request).await?.into_inner())
 }
 
-/// Polls transfer `id` until it is EXPIRED; answers when that was seen,
-/// or fails past `deadline`.
-async fn expired_by(client: &Client, id: &str, deadline: Instant) -> anyhow::Result<Instant> {
+/// Polls transfer `id` until it is EXPIRED, or fails past `deadline`.
+async fn expired_by(client: &Client, id: &str, deadline: Instant) -> anyhow::Result<pb::Transfer> {
     loop {
-        if status(client, id).await? == pb::TransferStatus::Expired {
-            return Ok(Instant::now());
+        let found = transfer(client, id).await?;
+        if found.status() == pb::TransferStatus::Expired {
+            return Ok(found);
         }
         anyhow::ensure!(
             Instant::now() < deadline,
@@ -55,6 +55,13 @@ async fn expired_by(client: &Client, id: &str, deadline: Instant) -> anyhow::Res
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// How long after its `expires_at` the server expired `transfer`, by the
+/// server's own clock (its `ended_at`).
+fn lateness(transfer: &pb::Transfer, expires_at: i64) -> Duration {
+    let late = micros(&transfer.ended_at).saturating_sub(expires_at);
+    Duration::from_micros(u64::try_from(late).unwrap_or(0))
 }
 
 /// A funded EUR account and an empty one.
@@ -88,14 +95,13 @@ async fn a_pending_transfer_expires_on_time_and_releases_its_hold() -> anyhow::R
     assert_eq!(holds(&client, &a).await?, (1_000, 500, 500));
 
     let due = created + Duration::from_secs(2);
-    let seen = expired_by(&client, &short.id, due + EXPIRY_GRACE).await?;
-    // At most this late (seen by a client polling every 50 ms).
-    eprintln!(
-        "expired {} ms after its due time",
-        seen.saturating_duration_since(due).as_millis()
-    );
+    let expired = expired_by(&client, &short.id, due + EXPIRY_GRACE).await?;
+    let late = lateness(&expired, micros(&short.expires_at));
+    eprintln!("expired {} ms after its expires_at", late.as_millis());
+    assert!(late <= EXPIRY_GRACE, "expired {late:?} late");
     assert_eq!(holds(&client, &a).await?, (1_000, 800, 200));
-    assert_eq!(status(&client, &long.id).await?, pb::TransferStatus::Pending);
+    let long = transfer(&client, &long.id).await?;
+    assert_eq!(long.status(), pb::TransferStatus::Pending);
     Ok(())
 }
 
@@ -105,17 +111,18 @@ async fn a_transfer_due_while_the_server_was_down_expires_after_the_restart() ->
     let mut server = Server::start(dir.path());
     let client = server.client();
     let (a, b) = accounts(&client, 1_000).await?;
-    let transfer = pending(&client, &a, &b, 400, Duration::from_secs(3)).await?;
+    let held = pending(&client, &a, &b, 400, Duration::from_secs(3)).await?;
     server.kill9();
 
     tokio::time::sleep(Duration::from_secs(4)).await;
     server.start_again();
     let started = Instant::now();
     let client = server.client();
-    let seen = expired_by(&client, &transfer.id, started + EXPIRY_GRACE).await?;
+    let expired = expired_by(&client, &held.id, started + EXPIRY_GRACE).await?;
     eprintln!(
-        "expired {} ms after the restart answered",
-        seen.saturating_duration_since(started).as_millis()
+        "expired {} ms after the restart answered, {} ms after its expires_at",
+        started.elapsed().as_millis(),
+        lateness(&expired, micros(&held.expires_at)).as_millis()
     );
     assert_eq!(holds(&client, &a).await?, (1_000, 1_000, 0));
     Ok(())
