@@ -30,7 +30,12 @@ async fn pending(
         }),
         ..Default::default()
     };
-    let transfer = client.transfers.clone().create_transfer(request).await?.into_inner();
+    let transfer = client
+        .transfers
+        .clone()
+        .create_transfer(request)
+        .await?
+        .into_inner();
     assert_eq!(transfer.status(), pb::TransferStatus::Pending);
     Ok(transfer)
 }
@@ -49,10 +54,7 @@ async fn expired_by(client: &Client, id: &str, deadline: Instant) -> anyhow::Res
         if found.status() == pb::TransferStatus::Expired {
             return Ok(found);
         }
-        anyhow::ensure!(
-            Instant::now() < deadline,
-            "transfer {id} is not expired in time"
-        );
+        anyhow::ensure!(Instant::now() < deadline, "transfer {id} is not expired in time");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -97,7 +99,7 @@ async fn a_pending_transfer_expires_on_time_and_releases_its_hold() -> anyhow::R
     let due = created + Duration::from_secs(2);
     let expired = expired_by(&client, &short.id, due + EXPIRY_GRACE).await?;
     let late = lateness(&expired, micros(&short.expires_at));
-    eprintln!("expired {} ms after its expires_at", late.as_millis());
+    eprintln!("expired {late:?} after its expires_at");
     assert!(late <= EXPIRY_GRACE, "expired {late:?} late");
     assert_eq!(holds(&client, &a).await?, (1_000, 800, 200));
     let long = transfer(&client, &long.id).await?;
