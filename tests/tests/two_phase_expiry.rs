@@ -1,10 +1,13 @@
 //! The server expires pending transfers on time: a transfer whose
 //! `pending_timeout` passes becomes EXPIRED and its hold is released,
 //! while others keep holding; one that came due while the server was down
-//! (killed, not stopped) expires right after the next start.
+//! (killed, not stopped) expires right after the next start; on
+//! PostgreSQL, when the server elected to expire transfers dies, another
+//! takes over.
 
 use std::time::{Duration, Instant};
 
+use paycore_e2e::postgres::{Schema, VaultKeyFile, database_url, server_env};
 use paycore_e2e::{Client, Server, amount, micros, money, pb, test_dir};
 
 /// How long a test waits for an expiry past its due time: the task polls
@@ -127,5 +130,40 @@ async fn a_transfer_due_while_the_server_was_down_expires_after_the_restart() ->
         lateness(&expired, micros(&held.expires_at)).as_millis()
     );
     assert_eq!(holds(&client, &a).await?, (1_000, 1_000, 0));
+    Ok(())
+}
+
+/// On PostgreSQL the servers elect the one that expires transfers
+/// (`transfer-expiry`); when it dies, another is elected and expires what
+/// came due.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_postgresql_another_server_takes_over_when_the_expiring_one_dies() -> anyhow::Result<()> {
+    let schema = Schema::create();
+    let (url, key) = (database_url(), VaultKeyFile::new());
+    let env = server_env(&url, &schema, &key);
+    let (dir_a, dir_b) = (test_dir(), test_dir());
+    // Started first, `a` is elected; `b` waits.
+    let mut a = Server::start_with_env(dir_a.path(), &env);
+    let b = Server::start_with_env(dir_b.path(), &env);
+    let client_a = a.client();
+    let (source, destination) = accounts(&client_a, 1_000).await?;
+    let held = pending(&client_a, &source, &destination, 100, Duration::from_secs(2)).await?;
+    let killed = Instant::now();
+    a.kill9();
+
+    let client_b = b.client_with_key(a.key());
+    // `b` asks for the election every 5 s (`ELECTION_RETRY`).
+    let deadline = killed + Duration::from_secs(5) + Duration::from_secs(2) + EXPIRY_GRACE;
+    let expired = expired_by(&client_b, &held.id, deadline).await?;
+    eprintln!(
+        "expired by the other server {:?} after the kill, {:?} after its expires_at",
+        killed.elapsed(),
+        lateness(&expired, micros(&held.expires_at))
+    );
+    assert!(
+        b.log().contains("another server expires pending transfers"),
+        "the second server was not waiting for the election"
+    );
+    assert_eq!(holds(&client_b, &source).await?, (1_000, 1_000, 0));
     Ok(())
 }
