@@ -27,16 +27,16 @@ impl ReadModels {
         until: Timestamp,
         limit: usize,
     ) -> Result<Vec<DueTransfer>, ModelError> {
+        let mut due = Vec::new();
+        if limit == 0 {
+            return Ok(due);
+        }
         let view = self.view()?;
         let rows = view.rows::<Transfers>()?;
         // Every transfer expiring at `until` itself: the largest suffix of
         // that time.
         let mut last = time_key(until).to_vec();
         last.extend_from_slice(&[u8::MAX; 16]);
-        let mut due = Vec::new();
-        if limit == 0 {
-            return Ok(due);
-        }
         rows.sorted(
             Key::PendingTransfersDue,
             (Bound::Unbounded, Bound::Included(last.as_slice())),
