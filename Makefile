@@ -38,6 +38,8 @@ test: check-tools
 	$(CARGO) test --workspace --doc
 
 ## bench: store append rate and gRPC transfer throughput/latency (release),
+## batched transfers (CreateTransfers at 1, 100, 1,000, 8,190 per call) and
+## two-phase operations,
 ## on the embedded log and on PostgreSQL ($(PG_URL), a fresh schema per run);
 ## then audit replay, projection rebuild and server start over a generated
 ## log of $(HISTORY_EVENTS) events (kept in target/bench-data/history); and
@@ -47,6 +49,7 @@ bench:
 	./target/release/paycore-bench history --events $(HISTORY_EVENTS) --server-bin ./target/release/paycore
 	./target/release/paycore-bench store --pg-url $(PG_URL)
 	./target/release/paycore-bench grpc --seconds $(BENCH_SECONDS) --server-bin ./target/release/paycore
+	./target/release/paycore-bench batches --seconds $(BENCH_SECONDS) --server-bin ./target/release/paycore
 	./target/release/paycore-bench import --server-bin ./target/release/paycore
 	schema=bench_grpc_$$$$; key=$$(mktemp); head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' > $$key; \
 	./target/release/paycore db migrate --store $(PG_URL) --pg-schema $$schema && \

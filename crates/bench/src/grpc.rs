@@ -559,7 +559,7 @@ pub(crate) fn authorized<T>(message: T, auth: &AsciiMetadataValue) -> Request<T>
 
 /// Opens `count` accounts and sets each balance to `balance` (sandbox magic
 /// update), 16 at a time. Returns their IDs in order.
-async fn open_accounts(
+pub(crate) async fn open_accounts(
     channel: &Channel,
     auth: &AsciiMetadataValue,
     count: usize,
@@ -620,7 +620,7 @@ async fn open_accounts(
     Ok(ids)
 }
 
-async fn read_balances(
+pub(crate) async fn read_balances(
     channel: &Channel,
     auth: &AsciiMetadataValue,
     ids: &[String],

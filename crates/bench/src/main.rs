@@ -11,6 +11,7 @@
 // A benchmark's report is its stdout.
 #![allow(clippy::print_stdout)]
 
+mod batches;
 mod cold_reads;
 mod grpc;
 mod history;
@@ -38,6 +39,7 @@ struct Cli {
 enum Command {
     Store(store::StoreArgs),
     Grpc(grpc::GrpcArgs),
+    Batches(batches::BatchesArgs),
     History(history::HistoryArgs),
     Import(import::ImportArgs),
 }
@@ -52,6 +54,7 @@ fn main() -> anyhow::Result<()> {
         match cli.command {
             Command::Store(args) => store::run(args).await,
             Command::Grpc(args) => grpc::run(args).await,
+            Command::Batches(args) => batches::run(args).await,
             Command::History(args) => history::run(args).await,
             Command::Import(args) => import::run(args).await,
         }

@@ -1,6 +1,6 @@
 //! The single task that decides commands and appends them in batches.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, OnceLock};
 
 use paycore_domain::{Aggregate, CommandEnvelope, Decision, Event, Lookup, ResourceRef, StreamRef, decide};
@@ -80,7 +80,7 @@ pub(crate) struct DeciderLoop {
 /// A decided batch: its commands, their outcomes and the states it leaves.
 struct Prepared {
     overlay: Overlay,
-    touched: Vec<StreamRef>,
+    touched: Touched,
     jobs: Vec<Job>,
     outcomes: Vec<Outcome>,
     /// Touched streams that crossed a snapshot boundary.
@@ -89,7 +89,7 @@ struct Prepared {
 
 impl Prepared {
     fn touched_states(&self) -> impl Iterator<Item = (StreamRef, Cached)> + '_ {
-        self.touched.iter().filter_map(|stream| {
+        self.touched.order.iter().filter_map(|stream| {
             self.overlay
                 .states
                 .get(stream)
@@ -146,6 +146,31 @@ impl Prepared {
     }
 }
 
+/// The streams a batch writes to, in the order first written. A set beside
+/// the list: a batch of thousands of transfers touches thousands of
+/// streams, and looking each up in the list made staging quadratic.
+#[derive(Default)]
+struct Touched {
+    order: Vec<StreamRef>,
+    set: HashSet<StreamRef>,
+}
+
+impl Touched {
+    fn insert(&mut self, stream: &StreamRef) {
+        if !self.set.contains(stream) {
+            self.set.insert(stream.clone());
+            self.order.push(stream.clone());
+        }
+    }
+
+    /// Keeps the first `len` streams.
+    fn truncate(&mut self, len: usize) {
+        for stream in self.order.drain(len.min(self.order.len())..) {
+            self.set.remove(&stream);
+        }
+    }
+}
+
 /// A batch whose append is under way.
 struct InFlight {
     prepared: Prepared,
@@ -188,7 +213,7 @@ impl Savepoint {
                 .writes
                 .last()
                 .map_or(0, |write| write.events.len()),
-            touched: prepared.touched.len(),
+            touched: prepared.touched.order.len(),
             snapshot_due: prepared.snapshot_due.len(),
             outcomes: prepared.outcomes.len(),
             before: HashMap::new(),
@@ -242,7 +267,7 @@ impl Building {
         Self {
             prepared: Prepared {
                 overlay,
-                touched: Vec::new(),
+                touched: Touched::default(),
                 jobs: Vec::new(),
                 outcomes: Vec::new(),
                 snapshot_due: Vec::new(),
@@ -500,7 +525,7 @@ impl DeciderLoop {
                     tracing::error!(%reason, "event store failed; the engine stops accepting commands");
                     self.fatal.send_replace(Some(reason.clone()));
                 }
-                self.cache.forget(&prepared.touched);
+                self.cache.forget(&prepared.touched.order);
                 for job in prepared.jobs {
                     job.fail(error.clone());
                 }
@@ -700,7 +725,7 @@ impl DeciderLoop {
 fn stage(
     overlay: &mut Overlay,
     request: &mut AppendRequest,
-    touched: &mut Vec<StreamRef>,
+    touched: &mut Touched,
     stream: &StreamRef,
     event: &Event,
     metadata: &Arc<EventMetadata>,
@@ -725,9 +750,7 @@ fn stage(
     }
     cached.evolve(event);
     let version = cached.version.unwrap_or_default();
-    if !touched.contains(stream) {
-        touched.push(stream.clone());
-    }
+    touched.insert(stream);
     version
 }
 

@@ -308,7 +308,7 @@ mod tests {
             .collect();
         assert_eq!(
             (AGGREGATE_SNAPSHOT_FORMAT, fingerprint.as_str()),
-            (1, "9a7bb791dfc266ab"),
+            (2, "e839afc5f26442fc"),
             "the encoding of Aggregate changed: bump AGGREGATE_SNAPSHOT_FORMAT and update this fingerprint"
         );
     }
