@@ -15,7 +15,11 @@
 //! than [`POLL_EVERY`] (a transfer created meanwhile may be due sooner than
 //! the one it waited for), so a transfer expires at most about 1 s after
 //! its `expires_at`, plus the read models' lag behind the log (the time to
-//! apply a batch, milliseconds normally) and one append.
+//! apply a batch, milliseconds normally) and one append. In practice it is
+//! milliseconds: the API's shortest `pending_timeout` is 1 s, so a transfer
+//! created during a sleep is never due before that sleep ends. Only after a
+//! failed round ([`RETRY_AFTER`]), a round of refusals only, or a start
+//! (what came due while no server was elected) is it later.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
