@@ -5,6 +5,8 @@
 //! PostgreSQL, when the server elected to expire transfers dies, another
 //! takes over.
 
+use std::io::{Read, Write};
+use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use paycore_e2e::postgres::{Schema, VaultKeyFile, database_url, server_env};
@@ -87,10 +89,34 @@ async fn holds(client: &Client, id: &str) -> anyhow::Result<(i64, i64, i64)> {
     ))
 }
 
+/// The value of the sample `name` (no labels) in the server's Prometheus
+/// scrape, if it has one.
+fn scraped(server: &Server, name: &str) -> anyhow::Result<Option<f64>> {
+    let address = server
+        .stdout_lines()
+        .iter()
+        .find_map(|line| line.strip_prefix("paycore metrics on http://"))
+        .and_then(|rest| rest.strip_suffix("/metrics"))
+        .map(str::to_owned)
+        .ok_or_else(|| anyhow::anyhow!("no metrics address printed"))?;
+    let mut stream = TcpStream::connect(&address)?;
+    write!(
+        stream,
+        "GET /metrics HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    let prefix = format!("{name} ");
+    Ok(response
+        .lines()
+        .find_map(|line| line.strip_prefix(&prefix))
+        .and_then(|value| value.trim().parse().ok()))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pending_transfer_expires_on_time_and_releases_its_hold() -> anyhow::Result<()> {
     let dir = test_dir();
-    let server = Server::start(dir.path());
+    let server = Server::start_with_env(dir.path(), &[("PAYCORE_METRICS_LISTEN", "127.0.0.1:0")]);
     let client = server.client();
     let (a, b) = accounts(&client, 1_000).await?;
 
@@ -107,6 +133,7 @@ async fn a_pending_transfer_expires_on_time_and_releases_its_hold() -> anyhow::R
     assert_eq!(holds(&client, &a).await?, (1_000, 800, 200));
     let long = transfer(&client, &long.id).await?;
     assert_eq!(long.status(), pb::TransferStatus::Pending);
+    assert_eq!(scraped(&server, "paycore_transfers_expired_total")?, Some(1.0));
     Ok(())
 }
 
