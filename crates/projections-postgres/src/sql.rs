@@ -466,10 +466,7 @@ fn transfer_columns(columns: &mut Columns, rows: &[(&str, &Row)]) -> Result<(), 
 /// one's `expires_at`, a posted pending one's value and legs, and when a
 /// pending one ended.
 fn status_columns(columns: &mut Columns, transfers: &[&paycore_domain::aggregate::Transfer]) {
-    let statuses = transfers
-        .iter()
-        .map(|t| t.status.as_str().to_owned())
-        .collect();
+    let statuses = transfers.iter().map(|t| t.status.as_str().to_owned()).collect();
     columns.add::<String>("status", "text[]", statuses);
     let expiries = transfers
         .iter()
