@@ -218,14 +218,12 @@ impl Columns {
     }
 
     fn time(&mut self, name: &'static str, micros: Vec<i64>) {
-        let select = format!("timestamptz 'epoch' + u.{name} * interval '1 microsecond'");
-        self.add_as(name, "bigint[]", select, micros);
+        self.add_as(name, "bigint[]", time_select(name), micros);
     }
 
     /// A time from microseconds, NULL where there is none.
     fn optional_time(&mut self, name: &'static str, micros: Vec<Option<i64>>) {
-        let select = format!("timestamptz 'epoch' + u.{name} * interval '1 microsecond'");
-        self.add_as(name, "bigint[]", select, micros);
+        self.add_as(name, "bigint[]", time_select(name), micros);
     }
 
     fn json(&mut self, name: &'static str, texts: Vec<String>) {
@@ -630,6 +628,11 @@ fn cause_id(kind: TransactionKind) -> Option<String> {
         TransactionKind::BankPayout(id) | TransactionKind::BankPayoutFailure(id) => id.to_string(),
         TransactionKind::BankPayin(id) => id.to_string(),
     })
+}
+
+/// The `timestamptz` of the unnested microseconds of column `name`.
+fn time_select(name: &str) -> String {
+    format!("timestamptz 'epoch' + u.{name} * interval '1 microsecond'")
 }
 
 /// `currency`, `currency_exponent` and the amounts in minor units.

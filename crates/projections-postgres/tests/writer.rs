@@ -14,7 +14,8 @@ use paycore_domain::fx_rate::{FxRateRemoved, FxRateSet};
 use paycore_domain::kernel::fx::Rate;
 use paycore_domain::project::ProjectCreated;
 use paycore_domain::transfer::{
-    PendingTransferCreated, PendingTransferPosted, PendingTransferVoided, TransferCreated,
+    PendingTransferCreated, PendingTransferExpired, PendingTransferPosted, PendingTransferVoided,
+    TransferCreated,
 };
 use paycore_domain::{
     AccountId, Currency, Environment, Event, Meta, Money, ProjectId, Timestamp, Transaction, TransactionId,
@@ -288,6 +289,14 @@ impl Books {
         });
         self.release(store, held, PendingPhase::Posted, posted, at).await;
         legs
+    }
+
+    async fn expire(&mut self, store: &PgStore, held: &Held) {
+        let expired = Event::PendingTransferExpired(PendingTransferExpired {
+            expired_at: Timestamp::from_micros(EXPIRES),
+        });
+        self.release(store, held, PendingPhase::Expired, expired, EXPIRES)
+            .await;
     }
 
     async fn void(&mut self, store: &PgStore, held: &Held, at: i64) {
@@ -918,13 +927,21 @@ async fn pending_transfers_show_their_holds_status_and_posted_legs() {
     assert_eq!(transfer_row(&schema, voided_hold.id).await, voided);
     assert_eq!(transactions_of(&schema, voided_hold.id).await, []);
 
-    // A third hold stays pending; the plain transfer is posted, never pended.
+    // Expired: released at its `expires_at`, nothing moved.
+    let lapsed = books.hold(&store, 1, 0, 200).await;
+    books.expire(&store, &lapsed).await;
+    caught_up(&schema).await;
+    let expired = ("expired".to_owned(), None, None, None, None, Some(EXPIRES));
+    assert_eq!(transfer_row(&schema, lapsed.id).await, expired);
+    assert_eq!(transactions_of(&schema, lapsed.id).await, []);
+
+    // A last hold stays pending; the plain transfer is posted, never pended.
     let still = books.hold(&store, 0, 1, 700).await;
     caught_up(&schema).await;
     assert_eq!(transfer_row(&schema, plain).await, posted_plain());
     let expected_accounts = [(4_000, 700, 0, 3_300), (-4_000, 0, 700, -4_000)];
     assert_eq!(account_rows(&schema, &books).await, expected_accounts);
-    assert_eq!(books.in_tables(&schema).await, (books.balances.clone(), 4, 4));
+    assert_eq!(books.in_tables(&schema).await, (books.balances.clone(), 4, 5));
     writer.stop().await;
 
     // Rows written by version 1 (before the columns existed: their
@@ -943,6 +960,7 @@ async fn pending_transfers_show_their_holds_status_and_posted_legs() {
     assert_eq!(account_rows(&schema, &books).await, expected_accounts);
     assert_eq!(transfer_row(&schema, held.id).await, posted);
     assert_eq!(transfer_row(&schema, voided_hold.id).await, voided);
+    assert_eq!(transfer_row(&schema, lapsed.id).await, expired);
     let still_pending = ("pending".to_owned(), Some(EXPIRES), None, None, None, None);
     assert_eq!(transfer_row(&schema, still.id).await, still_pending);
     assert_eq!(transfer_row(&schema, plain).await, posted_plain());
