@@ -144,14 +144,14 @@ mod tests {
             id: TransactionId::from_uuid(Uuid::from_u128(5)),
             value: eur(250),
             pending_credits_after: eur(250),
-            ..hold.clone()
+            ..hold
         };
         let history = AccountHistory {
             account,
             position: 7,
             recorded_at: Timestamp::from_micros(1_000_000),
             transactions: Vec::new(),
-            pending_transactions: vec![hold.clone(), credit.clone()],
+            pending_transactions: vec![hold, credit],
         };
         let report = report(&history);
         let lines: Vec<&str> = report.lines().collect();
