@@ -5,7 +5,9 @@
 
 use std::time::Duration;
 
-use paycore_e2e::{Client, Server, amount, assert_bad_request, assert_code, expect_err, test_dir};
+use paycore_e2e::{
+    Client, Server, amount, assert_bad_request, assert_code, expect_err, test_dir, transfer_request,
+};
 use paycore_grpc::pb;
 use tonic::{Code, Status};
 
@@ -241,6 +243,22 @@ async fn balances_and_transactions_as_of_positions_and_times() {
         Code::NotFound,
     );
 
+    // A pending transfer holds 10.00 of a's 50.00 (after every point above).
+    let hold = pb::CreateTransferRequest {
+        pending_timeout: Some(prost_types::Duration {
+            seconds: 3_600,
+            nanos: 0,
+        }),
+        ..transfer_request(&a, &b, "EUR", 1_000)
+    };
+    let held = client
+        .transfers
+        .clone()
+        .create_transfer(hold)
+        .await
+        .expect("pending transfer")
+        .into_inner();
+
     // The CLI refuses a log held by the server, then reads the stopped one.
     let busy = server.cli(&["accounts", "balance", &a]);
     assert!(!busy.status.success(), "{busy:?}");
@@ -259,12 +277,42 @@ async fn balances_and_transactions_as_of_positions_and_times() {
     assert!(at_p2.contains("balance:   70.00 EUR"), "{at_p2}");
     assert!(at_p2.contains(&format!("position {p2} ")), "{at_p2}");
     assert!(at_p2.contains("transactions: 2"), "{at_p2}");
+    assert!(
+        at_p2.contains("pending:   debits 0.00 EUR, credits 0.00 EUR"),
+        "{at_p2}"
+    );
+    assert!(at_p2.contains("available: 70.00 EUR"), "{at_p2}");
+    assert!(at_p2.contains("pending transactions: 0"), "{at_p2}");
     let before_t2 = from_micros(t2 - 1).to_string();
     let at_time = cli(&["accounts", "balance", &a, "--at-time", &before_t2]);
     assert!(at_time.contains("balance:   100.00 EUR"), "{at_time}");
     assert!(at_time.contains("transactions: 1"), "{at_time}");
     let now = cli(&["accounts", "balance", &a]);
     assert!(now.contains("balance:   50.00 EUR"), "{now}");
+    assert!(
+        now.contains("pending:   debits 10.00 EUR, credits 0.00 EUR"),
+        "{now}"
+    );
+    assert!(now.contains("available: 40.00 EUR"), "{now}");
+    assert!(now.contains("transactions: 3"), "{now}");
+    assert!(now.contains("pending transactions: 1"), "{now}");
+    let hold_line = now
+        .lines()
+        .find(|line| line.contains(&held.source_transaction_id))
+        .unwrap_or_else(|| panic!("the hold is listed: {now}"));
+    assert!(
+        hold_line.contains("-10.00 EUR")
+            && hold_line.contains("pending debits after")
+            && hold_line.contains("10.00 EUR  reserved")
+            && hold_line.ends_with(&held.id),
+        "{hold_line}"
+    );
+    let b_now = cli(&["accounts", "balance", &b]);
+    assert!(
+        b_now.contains("pending:   debits 0.00 EUR, credits 10.00 EUR"),
+        "{b_now}"
+    );
+    assert!(b_now.contains("available: 50.00 EUR"), "{b_now}");
     let before = server.cli(&[
         "accounts",
         "balance",

@@ -1,14 +1,15 @@
 #![allow(clippy::unwrap_used)] // test fixtures: a failure is the test failing
 
 //! The read models as PostgreSQL tables, read with SQL beside two servers:
-//! they show what the servers answer, one server writes them at a time, and
-//! when that one is killed with SIGKILL another takes over with nothing
-//! applied twice or skipped.
+//! they show what the servers answer (pending transfers and the amounts
+//! they hold included), one server writes them at a time, and when that one
+//! is killed with SIGKILL another takes over with nothing applied twice or
+//! skipped.
 
 use std::time::{Duration, Instant};
 
 use paycore_e2e::postgres::{Schema, VaultKeyFile, database_url, query, server_env};
-use paycore_e2e::{Client, Server};
+use paycore_e2e::{Client, Server, amount, pb, transfer_request};
 
 /// Waits until every projection's tables reached the log's head.
 fn caught_up(schema: &str) {
@@ -27,28 +28,76 @@ fn caught_up(schema: &str) {
     }
 }
 
-/// The tables show exactly what the server answers: every balance, every
-/// account's transactions, the project's transfers.
+/// The tables show exactly what the server answers: every balance, pending
+/// amount and available balance, every account's transactions, the
+/// project's transfers and where each stands.
 async fn tables_agree_with(client: &Client, schema: &str, project: &str, accounts: &[String]) {
     for account in accounts {
-        let balance = client.balance(account).await.unwrap();
+        let answer = client.account(account).await.unwrap();
+        let balance = amount(&answer.balance);
+        let (debits, credits) = (amount(&answer.pending_debits), amount(&answer.pending_credits));
+        let available = amount(&answer.available_balance);
         let transactions = client.all_transactions(Some(account)).await.unwrap().len();
         let row = query(&format!(
-            "SELECT a.balance_minor, (SELECT count(*) FROM {schema}.transactions t WHERE t.account_id = a.id), \
+            "SELECT a.balance_minor, a.pending_debits_minor, a.pending_credits_minor, a.available_minor, \
+             (SELECT count(*) FROM {schema}.transactions t WHERE t.account_id = a.id), \
              (SELECT coalesce(sum(t.value_minor), 0) FROM {schema}.transactions t WHERE t.account_id = a.id) \
              FROM {schema}.accounts a WHERE a.id = '{account}'"
         ));
         assert_eq!(
             row,
-            [format!("{balance}|{transactions}|{balance}")],
-            "account {account}: balance, transactions and their sum in the tables"
+            [format!(
+                "{balance}|{debits}|{credits}|{available}|{transactions}|{balance}"
+            )],
+            "account {account}: balance, pending amounts, available, transactions and their sum in the tables"
         );
     }
-    let transfers = client.all_transfers().await.unwrap().len();
+    let mut transfers: Vec<String> = client
+        .all_transfers()
+        .await
+        .unwrap()
+        .iter()
+        .map(|transfer| {
+            let status = pb::TransferStatus::try_from(transfer.status).unwrap();
+            let status = status.as_str_name().trim_start_matches("TRANSFER_STATUS_");
+            let posted = transfer
+                .posted_value
+                .as_ref()
+                .map(|value| value.amount.to_string())
+                .unwrap_or_default();
+            format!(
+                "{}|{}|{posted}|{}",
+                transfer.id,
+                status.to_lowercase(),
+                transfer.posted_source_transaction_id.clone().unwrap_or_default()
+            )
+        })
+        .collect();
+    transfers.sort();
     let in_table = query(&format!(
-        "SELECT count(*) FROM {schema}.transfers WHERE project_id = '{project}'"
+        "SELECT id, status, coalesce(posted_value_minor::text, ''), coalesce(posted_source_transaction_id, '') \
+         FROM {schema}.transfers WHERE project_id = '{project}' ORDER BY id"
     ));
-    assert_eq!(in_table, [transfers.to_string()], "transfers in the table");
+    assert_eq!(in_table, transfers, "transfers in the table");
+}
+
+/// A pending transfer of `value` from `source` to `destination`, held for
+/// an hour.
+async fn hold(client: &Client, source: &str, destination: &str, value: i64) -> pb::Transfer {
+    let request = pb::CreateTransferRequest {
+        pending_timeout: Some(prost_types::Duration {
+            seconds: 3_600,
+            nanos: 0,
+        }),
+        ..transfer_request(source, destination, "EUR", value)
+    };
+    client
+        .transfers
+        .clone()
+        .create_transfer(request)
+        .await
+        .unwrap()
+        .into_inner()
 }
 
 fn writers(schema: &str) -> Vec<String> {
@@ -84,9 +133,51 @@ async fn the_tables_follow_the_log_and_another_server_writes_them_when_the_write
             .await
             .unwrap();
     }
+    // Two-phase: one held, one posted in part, one voided.
+    let held = hold(&clients[0], &accounts[0], &accounts[1], 500).await;
+    let posted = hold(&clients[1], &accounts[2], &accounts[3], 300).await;
+    let request = pb::PostPendingTransferRequest {
+        transfer_id: posted.id.clone(),
+        value: Some(pb::Money {
+            currency: "EUR".to_owned(),
+            amount: 120,
+        }),
+    };
+    let posted = clients[0]
+        .transfers
+        .clone()
+        .post_pending_transfer(request)
+        .await
+        .unwrap()
+        .into_inner();
+    let voided = hold(&clients[1], &accounts[1], &accounts[2], 50).await;
+    clients[1]
+        .transfers
+        .clone()
+        .void_pending_transfer(pb::VoidPendingTransferRequest {
+            transfer_id: voided.id.clone(),
+        })
+        .await
+        .unwrap();
     let name = &schema.name;
     caught_up(name);
     tables_agree_with(&clients[1], name, &project, &accounts).await;
+    assert_eq!(
+        query(&format!(
+            "SELECT status, expires_at IS NOT NULL, ended_at IS NOT NULL FROM {name}.transfers \
+             WHERE id IN ('{}', '{}', '{}') ORDER BY status",
+            held.id, posted.id, voided.id
+        )),
+        ["pending|t|f", "posted|f|t", "voided|f|t"]
+    );
+    let legs = query(&format!(
+        "SELECT kind, value_minor FROM {name}.transactions WHERE cause_id = '{}' ORDER BY position",
+        posted.id
+    ));
+    assert_eq!(
+        legs,
+        ["posted_transfer_source|-120", "posted_transfer_destination|120"]
+    );
 
     // One server writes; kill it mid-traffic.
     let writer = writers(name);

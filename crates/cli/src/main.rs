@@ -157,8 +157,10 @@ enum Command {
 
 #[derive(Debug, Subcommand)]
 enum AccountsCommand {
-    /// Print an account's balance and its transactions (oldest first) as of
-    /// a global log position or a time; now when neither is given.
+    /// Print an account's balance, pending debits and credits, available
+    /// balance, its transactions and its pending transfers' holds (oldest
+    /// first) as of a global log position or a time; now when neither is
+    /// given.
     ///
     /// Reads the log directly: the embedded log must not be held by a
     /// running server (or pass --store postgres://…).

@@ -31,9 +31,10 @@ pub const PROJECTIONS: [Projection; 6] = [
         version: 1,
         tables: &["projects", "customers"],
     },
+    // 2: pending debits and credits, available balance (migration 7).
     Projection {
         name: "accounts",
-        version: 1,
+        version: 2,
         tables: &["accounts"],
     },
     Projection {
@@ -41,9 +42,10 @@ pub const PROJECTIONS: [Projection; 6] = [
         version: 1,
         tables: &["transactions"],
     },
+    // 2: status, expiry, posted value and legs, end (migration 7).
     Projection {
         name: "transfers",
-        version: 1,
+        version: 2,
         tables: &["transfers"],
     },
     Projection {

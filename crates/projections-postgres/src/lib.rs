@@ -28,16 +28,18 @@
 //!
 //! Created by `paycore db migrate` (migration 5,
 //! `crates/store-postgres/migrations/0005_read_model_tables.sql`, which
-//! documents every column). Clients only read them; their rows follow the
+//! documents every column; migration 7, `0007_read_model_two_phase.sql`,
+//! adds and documents those of two-phase transfers). Clients only read
+//! them; their rows follow the
 //! log within a batch (milliseconds when the writer keeps up; its lag is
 //! `log_head.next_position - read_model_checkpoints.next_position`).
 //!
 //! | projection | tables | one row per |
 //! |---|---|---|
 //! | `directory` | `projects`, `customers` | project, customer |
-//! | `accounts` | `accounts` | account, with `balance_minor` |
-//! | `transactions` | `transactions` | balance change (immutable) |
-//! | `transfers` | `transfers` | transfer |
+//! | `accounts` | `accounts` | account, with `balance_minor`, `pending_debits_minor`, `pending_credits_minor`, `available_minor` |
+//! | `transactions` | `transactions` | balance change (immutable), the posted legs of pending transfers included |
+//! | `transfers` | `transfers` | transfer, with `status` (`posted`, `pending`, `voided`, `expired`), `expires_at`, `posted_value_minor`, `posted_source_transaction_id`, `posted_destination_transaction_id`, `ended_at` |
 //! | `resources` | `resources` | card token, card, card payin, refund, bank account, payout, payin reference, bank payin, file (`kind`) |
 //! | `fx-rates` | `fx_rates` | ordered currency pair |
 //! | | `read_model_checkpoints` | projection: `version`, `next_position`, `writer`, `updated_at` |
@@ -45,7 +47,15 @@
 //!
 //! Amounts are exact integers in minor units beside `currency` and
 //! `currency_exponent`; IDs are the API's (`acc_…`); times are
-//! `timestamptz`; `meta` is `jsonb`. Rows are as of the checkpoint read in
+//! `timestamptz`; `meta` is `jsonb`. A pending transfer (two-phase) holds
+//! `value_minor` without moving it: the source's `pending_debits_minor`
+//! (still in its `balance_minor`, no longer in `available_minor`) and the
+//! destination's `pending_credits_minor` (in neither), with no
+//! `transactions` row; posting moves `posted_value_minor` (all or part)
+//! by two transactions of kinds `posted_transfer_source` and
+//! `posted_transfer_destination` (`cause_id` the transfer, IDs in
+//! `posted_*_transaction_id`), and posting, voiding or expiring releases
+//! the holds at `ended_at`. Rows are as of the checkpoint read in
 //! the same transaction, for example:
 //!
 //! ```sql
@@ -68,6 +78,11 @@
 //! served tables keep following the log until the swap. Privileges granted
 //! on a table are granted again on its replacement; a view over one blocks
 //! the swap (the writer logs why and tries again).
+//!
+//! Version 2 of `accounts` and `transfers` added the columns of two-phase
+//! transfers (migration 7): their rows written by version 1 show the
+//! columns' defaults (nothing pending, posted, the balance available)
+//! until the rebuild at version 2 swaps in the log's values.
 //!
 //! # Memory
 //!

@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 
+use paycore_domain::transfer::TransferStatus;
 use paycore_domain::{Aggregate, Meta, Money, Transaction, TransactionKind};
 use paycore_store::Position;
 use tokio_postgres::GenericClient;
@@ -217,8 +218,12 @@ impl Columns {
     }
 
     fn time(&mut self, name: &'static str, micros: Vec<i64>) {
-        let select = format!("timestamptz 'epoch' + u.{name} * interval '1 microsecond'");
-        self.add_as(name, "bigint[]", select, micros);
+        self.add_as(name, "bigint[]", time_select(name), micros);
+    }
+
+    /// A time from microseconds, NULL where there is none.
+    fn optional_time(&mut self, name: &'static str, micros: Vec<Option<i64>>) {
+        self.add_as(name, "bigint[]", time_select(name), micros);
     }
 
     fn json(&mut self, name: &'static str, texts: Vec<String>) {
@@ -386,6 +391,12 @@ fn account_columns(columns: &mut Columns, rows: &[(&str, &Row)]) -> Result<(), T
         .collect();
     columns.add::<Option<String>>("customer_id", "text[]", customers);
     money_columns(columns, "balance_minor", accounts.iter().map(|a| a.balance));
+    let minor = |amount: fn(&paycore_domain::aggregate::Account) -> Money| -> Vec<i64> {
+        accounts.iter().map(|a| amount(a).amount).collect()
+    };
+    columns.add::<i64>("pending_debits_minor", "bigint[]", minor(|a| a.pending_debits));
+    columns.add::<i64>("pending_credits_minor", "bigint[]", minor(|a| a.pending_credits));
+    columns.add::<i64>("available_minor", "bigint[]", minor(|a| a.available()));
     let negative = accounts.iter().map(|a| a.allow_negative_balance).collect();
     columns.add::<bool>("allow_negative_balance", "boolean[]", negative);
     let last = accounts
@@ -443,9 +454,57 @@ fn transfer_columns(columns: &mut Columns, rows: &[(&str, &Row)]) -> Result<(), 
             .map(|e| e.map(|e| e.rate_used.to_string()))
             .collect(),
     );
+    status_columns(columns, &transfers);
     columns.json("meta", transfers.iter().map(|t| meta_json(&t.meta)).collect());
     columns.time("created_at", transfers.iter().map(|t| t.created_at.0).collect());
     Ok(())
+}
+
+/// Where each transfer stands (as the API shows it): `status`, a pending
+/// one's `expires_at`, a posted pending one's value and legs, and when a
+/// pending one ended.
+fn status_columns(columns: &mut Columns, transfers: &[&paycore_domain::aggregate::Transfer]) {
+    let statuses = transfers.iter().map(|t| t.status.as_str().to_owned()).collect();
+    columns.add::<String>("status", "text[]", statuses);
+    let expiries = transfers
+        .iter()
+        .map(|t| t.pending_until().map(|at| at.0))
+        .collect();
+    columns.optional_time("expires_at", expiries);
+    let posted: Vec<_> = transfers
+        .iter()
+        .map(|t| match t.status {
+            TransferStatus::Posted {
+                value,
+                legs: Some(legs),
+                ..
+            } => Some((value, legs)),
+            _ => None,
+        })
+        .collect();
+    let values = posted.iter().map(|p| p.map(|(value, _)| value.amount)).collect();
+    columns.add::<Option<i64>>("posted_value_minor", "bigint[]", values);
+    let sources = posted
+        .iter()
+        .map(|p| p.map(|(_, (source, _))| source.to_string()))
+        .collect();
+    columns.add::<Option<String>>("posted_source_transaction_id", "text[]", sources);
+    let destinations = posted
+        .iter()
+        .map(|p| p.map(|(_, (_, destination))| destination.to_string()))
+        .collect();
+    columns.add::<Option<String>>("posted_destination_transaction_id", "text[]", destinations);
+    let ended = transfers
+        .iter()
+        .map(|t| match t.status {
+            // A plain transfer is posted from the start: it never pended.
+            TransferStatus::Posted { legs: None, .. } | TransferStatus::Pending { .. } => None,
+            TransferStatus::Posted { posted_at: at, .. }
+            | TransferStatus::Voided { at }
+            | TransferStatus::Expired { at } => Some(at.0),
+        })
+        .collect();
+    columns.optional_time("ended_at", ended);
 }
 
 fn resource_columns(columns: &mut Columns, rows: &[(&str, &Row)]) -> Result<(), TablesError> {
@@ -569,6 +628,11 @@ fn cause_id(kind: TransactionKind) -> Option<String> {
         TransactionKind::BankPayout(id) | TransactionKind::BankPayoutFailure(id) => id.to_string(),
         TransactionKind::BankPayin(id) => id.to_string(),
     })
+}
+
+/// The `timestamptz` of the unnested microseconds of column `name`.
+fn time_select(name: &str) -> String {
+    format!("timestamptz 'epoch' + u.{name} * interval '1 microsecond'")
 }
 
 /// `currency`, `currency_exponent` and the amounts in minor units.

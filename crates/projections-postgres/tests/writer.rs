@@ -7,11 +7,16 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use paycore_domain::account::{AccountOpened, TransactionRecorded};
+use paycore_domain::account::{
+    AccountOpened, PendingPhase, PendingTransaction, PendingTransactionRecorded, TransactionRecorded,
+};
 use paycore_domain::fx_rate::{FxRateRemoved, FxRateSet};
 use paycore_domain::kernel::fx::Rate;
 use paycore_domain::project::ProjectCreated;
-use paycore_domain::transfer::TransferCreated;
+use paycore_domain::transfer::{
+    PendingTransferCreated, PendingTransferExpired, PendingTransferPosted, PendingTransferVoided,
+    TransferCreated,
+};
 use paycore_domain::{
     AccountId, Currency, Environment, Event, Meta, Money, ProjectId, Timestamp, Transaction, TransactionId,
     TransactionKind, TransferId,
@@ -59,8 +64,24 @@ struct Books {
     project: ProjectId,
     accounts: Vec<AccountId>,
     balances: Vec<i64>,
+    /// Each account's (pending debits, pending credits).
+    pending: Vec<(i64, i64)>,
     transactions: u64,
 }
+
+/// A pending transfer as [`Books::hold`] made it.
+struct Held {
+    id: TransferId,
+    from: usize,
+    to: usize,
+    cents: i64,
+    /// Its two holds' IDs (source, destination).
+    holds: (TransactionId, TransactionId),
+}
+
+/// The test's times: creations at `T0`, holds until `T0` + 1 h.
+const T0: i64 = 1_700_000_000_000_000;
+const EXPIRES: i64 = T0 + 3_600_000_000;
 
 impl Books {
     async fn open(store: &PgStore, accounts: usize) -> Self {
@@ -77,6 +98,7 @@ impl Books {
             project,
             accounts: Vec::new(),
             balances: Vec::new(),
+            pending: Vec::new(),
             transactions: 0,
         };
         for _ in 0..accounts {
@@ -93,15 +115,20 @@ impl Books {
             append(store, vec![(format!("account-{id}"), vec![opened])]).await;
             books.accounts.push(id);
             books.balances.push(0);
+            books.pending.push((0, 0));
         }
         books
     }
 
     fn recorded(&mut self, account: usize, value: i64, kind: TransactionKind) -> (TransactionId, Event) {
+        let id = TransactionId::from_uuid(uuid());
+        (id, self.recorded_as(id, account, value, kind))
+    }
+
+    fn recorded_as(&mut self, id: TransactionId, account: usize, value: i64, kind: TransactionKind) -> Event {
         self.balances[account] += value;
         self.transactions += 1;
-        let id = TransactionId::from_uuid(uuid());
-        let event = Event::TransactionRecorded(TransactionRecorded {
+        Event::TransactionRecorded(TransactionRecorded {
             transaction: Transaction {
                 id,
                 account_id: self.accounts[account],
@@ -111,11 +138,10 @@ impl Books {
                 balance_after: Money::new(self.balances[account], Currency::EUR),
                 created_at: Timestamp::from_micros(1_700_000_000_000_000),
             },
-        });
-        (id, event)
+        })
     }
 
-    async fn transfer(&mut self, store: &PgStore, from: usize, to: usize, cents: i64) {
+    async fn transfer(&mut self, store: &PgStore, from: usize, to: usize, cents: i64) -> TransferId {
         let id = TransferId::from_uuid(uuid());
         let (debit_id, debit) = self.recorded(from, -cents, TransactionKind::TransferSource(id));
         let (credit_id, credit) = self.recorded(to, cents, TransactionKind::TransferDestination(id));
@@ -140,6 +166,144 @@ impl Books {
             ],
         )
         .await;
+        id
+    }
+
+    /// The record of a hold (`phase` Reserved) or its release on `account`,
+    /// `value` signed like the transaction it holds.
+    fn pending_recorded(
+        &mut self,
+        account: usize,
+        (transfer, id): (TransferId, TransactionId),
+        phase: PendingPhase,
+        value: i64,
+        at: i64,
+    ) -> Event {
+        let change = if phase == PendingPhase::Reserved {
+            value.abs()
+        } else {
+            -value.abs()
+        };
+        let (debits, credits) = &mut self.pending[account];
+        if value < 0 {
+            *debits += change;
+        } else {
+            *credits += change;
+        }
+        Event::PendingTransactionRecorded(PendingTransactionRecorded {
+            pending: PendingTransaction {
+                id,
+                transfer_id: transfer,
+                account_id: self.accounts[account],
+                project_id: self.project,
+                phase,
+                value: Money::new(value, Currency::EUR),
+                pending_debits_after: Money::new(*debits, Currency::EUR),
+                pending_credits_after: Money::new(*credits, Currency::EUR),
+                created_at: Timestamp::from_micros(at),
+            },
+        })
+    }
+
+    /// A pending transfer holding `cents` from `from` for `to` until
+    /// [`EXPIRES`], with its two holds, in one append as the domain does.
+    async fn hold(&mut self, store: &PgStore, from: usize, to: usize, cents: i64) -> Held {
+        let id = TransferId::from_uuid(uuid());
+        let holds = (TransactionId::from_uuid(uuid()), TransactionId::from_uuid(uuid()));
+        let source = self.pending_recorded(from, (id, holds.0), PendingPhase::Reserved, -cents, T0);
+        let destination = self.pending_recorded(to, (id, holds.1), PendingPhase::Reserved, cents, T0);
+        let created = Event::PendingTransferCreated(PendingTransferCreated {
+            id,
+            project_id: self.project,
+            source_account_id: self.accounts[from],
+            destination_account_id: self.accounts[to],
+            source_transaction_id: holds.0,
+            destination_transaction_id: holds.1,
+            value: Money::new(cents, Currency::EUR),
+            meta: Meta::default(),
+            created_at: Timestamp::from_micros(T0),
+            expires_at: Timestamp::from_micros(EXPIRES),
+        });
+        append(
+            store,
+            vec![
+                (format!("transfer-{id}"), vec![created]),
+                (format!("account-{}", self.accounts[from]), vec![source]),
+                (format!("account-{}", self.accounts[to]), vec![destination]),
+            ],
+        )
+        .await;
+        Held {
+            id,
+            from,
+            to,
+            cents,
+            holds,
+        }
+    }
+
+    /// Releases both holds of `held` in `phase`: the records, in one append
+    /// with the transfer's event and, when posting, the posted legs.
+    async fn release(&mut self, store: &PgStore, held: &Held, phase: PendingPhase, transfer: Event, at: i64) {
+        let source = self.pending_recorded(held.from, (held.id, held.holds.0), phase, -held.cents, at);
+        let destination = self.pending_recorded(held.to, (held.id, held.holds.1), phase, held.cents, at);
+        let mut source_events = vec![source];
+        let mut destination_events = vec![destination];
+        if let Event::PendingTransferPosted(posted) = &transfer {
+            let cents = posted.value.amount;
+            let source = TransactionKind::PostedTransferSource(held.id);
+            let destination = TransactionKind::PostedTransferDestination(held.id);
+            source_events.push(self.recorded_as(posted.source_transaction_id, held.from, -cents, source));
+            destination_events.push(self.recorded_as(
+                posted.destination_transaction_id,
+                held.to,
+                cents,
+                destination,
+            ));
+        }
+        append(
+            store,
+            vec![
+                (format!("transfer-{}", held.id), vec![transfer]),
+                (format!("account-{}", self.accounts[held.from]), source_events),
+                (format!("account-{}", self.accounts[held.to]), destination_events),
+            ],
+        )
+        .await;
+    }
+
+    /// Posts `cents` of `held` at `at`: returns the posted legs' IDs.
+    async fn post(
+        &mut self,
+        store: &PgStore,
+        held: &Held,
+        cents: i64,
+        at: i64,
+    ) -> (TransactionId, TransactionId) {
+        let legs = (TransactionId::from_uuid(uuid()), TransactionId::from_uuid(uuid()));
+        let posted = Event::PendingTransferPosted(PendingTransferPosted {
+            value: Money::new(cents, Currency::EUR),
+            source_transaction_id: legs.0,
+            destination_transaction_id: legs.1,
+            posted_at: Timestamp::from_micros(at),
+        });
+        self.release(store, held, PendingPhase::Posted, posted, at).await;
+        legs
+    }
+
+    async fn expire(&mut self, store: &PgStore, held: &Held) {
+        let expired = Event::PendingTransferExpired(PendingTransferExpired {
+            expired_at: Timestamp::from_micros(EXPIRES),
+        });
+        self.release(store, held, PendingPhase::Expired, expired, EXPIRES)
+            .await;
+    }
+
+    async fn void(&mut self, store: &PgStore, held: &Held, at: i64) {
+        let voided = Event::PendingTransferVoided(PendingTransferVoided {
+            voided_at: Timestamp::from_micros(at),
+        });
+        self.release(store, held, PendingPhase::Voided, voided, at).await;
     }
 
     /// Balances, transaction count and transfer count as the tables show
@@ -614,5 +778,191 @@ async fn exchange_rates_are_rows_per_ordered_pair_and_a_removed_one_keeps_its_ro
     caught_up(&schema).await;
     // concat_ws skips the NULLs of a removed rate.
     assert_eq!(row().await, "EUR/USD|EUR|USD|0|2");
+    writer.stop().await;
+}
+
+/// A transfer's two-phase columns: status, expiry (µs), posted value,
+/// posted legs, end (µs).
+type Phases = (
+    String,
+    Option<i64>,
+    Option<i64>,
+    Option<String>,
+    Option<String>,
+    Option<i64>,
+);
+
+async fn transfer_row(schema: &SchemaGuard, id: TransferId) -> Phases {
+    let (client, connection) = tokio_postgres::connect(&schema.url, NoTls).await.unwrap();
+    tokio::spawn(connection);
+    let micros = |column: &str| format!("(extract(epoch FROM {column}) * 1000000)::bigint");
+    let sql = format!(
+        "SELECT status, {}, posted_value_minor, posted_source_transaction_id, \
+         posted_destination_transaction_id, {} FROM {}.transfers WHERE id = $1",
+        micros("expires_at"),
+        micros("ended_at"),
+        schema.schema
+    );
+    let row = client.query_one(&sql, &[&id.to_string()]).await.unwrap();
+    (
+        row.get(0),
+        row.get(1),
+        row.get(2),
+        row.get(3),
+        row.get(4),
+        row.get(5),
+    )
+}
+
+/// Each account's (balance, pending debits, pending credits, available).
+async fn account_rows(schema: &SchemaGuard, books: &Books) -> Vec<(i64, i64, i64, i64)> {
+    let (client, connection) = tokio_postgres::connect(&schema.url, NoTls).await.unwrap();
+    tokio::spawn(connection);
+    let sql = format!(
+        "SELECT balance_minor, pending_debits_minor, pending_credits_minor, available_minor \
+         FROM {}.accounts WHERE id = $1",
+        schema.schema
+    );
+    let mut rows = Vec::new();
+    for account in &books.accounts {
+        let row = client.query_one(&sql, &[&account.to_string()]).await.unwrap();
+        rows.push((row.get(0), row.get(1), row.get(2), row.get(3)));
+    }
+    rows
+}
+
+/// The transactions of a transfer: (ID, account, kind, value).
+async fn transactions_of(schema: &SchemaGuard, id: TransferId) -> Vec<(String, String, String, i64)> {
+    let (client, connection) = tokio_postgres::connect(&schema.url, NoTls).await.unwrap();
+    tokio::spawn(connection);
+    let sql = format!(
+        "SELECT id, account_id, kind, value_minor FROM {}.transactions WHERE cause_id = $1 ORDER BY position",
+        schema.schema
+    );
+    client
+        .query(&sql, &[&id.to_string()])
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| (row.get(0), row.get(1), row.get(2), row.get(3)))
+        .collect()
+}
+
+fn posted_plain() -> Phases {
+    ("posted".to_owned(), None, None, None, None, None)
+}
+
+#[tokio::test]
+async fn pending_transfers_show_their_holds_status_and_posted_legs() {
+    let schema = SchemaGuard::new().await;
+    let store = store(&schema).await;
+    let mut books = Books::open(&store, 2).await;
+    let plain = books.transfer(&store, 1, 0, 5_000).await;
+    let writer = TablesWriter::spawn(store.clone(), options(&schema, "writer"));
+
+    // Held: in the source's balance, not in its available balance; a
+    // pending credit on the destination, in neither.
+    let held = books.hold(&store, 0, 1, 1_500).await;
+    caught_up(&schema).await;
+    assert_eq!(
+        account_rows(&schema, &books).await,
+        [(5_000, 1_500, 0, 3_500), (-5_000, 0, 1_500, -5_000)]
+    );
+    let pending = ("pending".to_owned(), Some(EXPIRES), None, None, None, None);
+    assert_eq!(transfer_row(&schema, held.id).await, pending);
+    assert_eq!(
+        transactions_of(&schema, held.id).await,
+        [],
+        "a hold moves no balance"
+    );
+
+    // Posted in part: the holds released, 1,000 moved by two legs.
+    let posted_at = T0 + 60_000_000;
+    let legs = books.post(&store, &held, 1_000, posted_at).await;
+    caught_up(&schema).await;
+    assert_eq!(
+        account_rows(&schema, &books).await,
+        [(4_000, 0, 0, 4_000), (-4_000, 0, 0, -4_000)]
+    );
+    let posted = (
+        "posted".to_owned(),
+        None,
+        Some(1_000),
+        Some(legs.0.to_string()),
+        Some(legs.1.to_string()),
+        Some(posted_at),
+    );
+    assert_eq!(transfer_row(&schema, held.id).await, posted);
+    let (a, b) = (books.accounts[0].to_string(), books.accounts[1].to_string());
+    assert_eq!(
+        transactions_of(&schema, held.id).await,
+        [
+            (
+                legs.0.to_string(),
+                a.clone(),
+                "posted_transfer_source".to_owned(),
+                -1_000
+            ),
+            (
+                legs.1.to_string(),
+                b,
+                "posted_transfer_destination".to_owned(),
+                1_000
+            ),
+        ]
+    );
+
+    // Voided: released, nothing moved.
+    let voided_hold = books.hold(&store, 0, 1, 300).await;
+    caught_up(&schema).await;
+    assert_eq!(account_rows(&schema, &books).await[0], (4_000, 300, 0, 3_700));
+    let voided_at = T0 + 120_000_000;
+    books.void(&store, &voided_hold, voided_at).await;
+    caught_up(&schema).await;
+    assert_eq!(
+        account_rows(&schema, &books).await,
+        [(4_000, 0, 0, 4_000), (-4_000, 0, 0, -4_000)]
+    );
+    let voided = ("voided".to_owned(), None, None, None, None, Some(voided_at));
+    assert_eq!(transfer_row(&schema, voided_hold.id).await, voided);
+    assert_eq!(transactions_of(&schema, voided_hold.id).await, []);
+
+    // Expired: released at its `expires_at`, nothing moved.
+    let lapsed = books.hold(&store, 1, 0, 200).await;
+    books.expire(&store, &lapsed).await;
+    caught_up(&schema).await;
+    let expired = ("expired".to_owned(), None, None, None, None, Some(EXPIRES));
+    assert_eq!(transfer_row(&schema, lapsed.id).await, expired);
+    assert_eq!(transactions_of(&schema, lapsed.id).await, []);
+
+    // A last hold stays pending; the plain transfer is posted, never pended.
+    let still = books.hold(&store, 0, 1, 700).await;
+    caught_up(&schema).await;
+    assert_eq!(transfer_row(&schema, plain).await, posted_plain());
+    let expected_accounts = [(4_000, 700, 0, 3_300), (-4_000, 0, 700, -4_000)];
+    assert_eq!(account_rows(&schema, &books).await, expected_accounts);
+    assert_eq!(books.in_tables(&schema).await, (books.balances.clone(), 4, 5));
+    writer.stop().await;
+
+    // Rows written by version 1 (before the columns existed: their
+    // defaults) are written again from the log by the new version.
+    schema
+        .execute(&format!(
+            "UPDATE {s}.read_model_checkpoints SET version = 1 WHERE projection IN ('accounts', 'transfers');
+             UPDATE {s}.accounts SET pending_debits_minor = 0, pending_credits_minor = 0, available_minor = balance_minor;
+             UPDATE {s}.transfers SET status = 'posted', expires_at = NULL, posted_value_minor = NULL,
+               posted_source_transaction_id = NULL, posted_destination_transaction_id = NULL, ended_at = NULL;",
+            s = schema.schema
+        ))
+        .await;
+    let writer = TablesWriter::spawn(store.clone(), options(&schema, "writer"));
+    caught_up(&schema).await;
+    assert_eq!(account_rows(&schema, &books).await, expected_accounts);
+    assert_eq!(transfer_row(&schema, held.id).await, posted);
+    assert_eq!(transfer_row(&schema, voided_hold.id).await, voided);
+    assert_eq!(transfer_row(&schema, lapsed.id).await, expired);
+    let still_pending = ("pending".to_owned(), Some(EXPIRES), None, None, None, None);
+    assert_eq!(transfer_row(&schema, still.id).await, still_pending);
+    assert_eq!(transfer_row(&schema, plain).await, posted_plain());
     writer.stop().await;
 }

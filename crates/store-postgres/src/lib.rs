@@ -57,7 +57,9 @@
 //! `accounts`, `transactions`, `transfers`, `resources`, `fx_rates`), written
 //! by `paycore-projections-postgres` and read by reporting tools; 6,
 //! `read_model_rebuilds` (the tables' rebuilds in progress, written beside
-//! the served tables and swapped in).
+//! the served tables and swapped in); 7, two-phase transfers in those
+//! tables (`accounts`' pending amounts and available balance, `transfers`'
+//! status, expiry, posted value and legs, end).
 //!
 //! `metadata` holds the hash chain's canonical metadata encoding (see
 //! `paycore_store`'s `chain` module), so the stored bytes are exactly the

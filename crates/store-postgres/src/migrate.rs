@@ -58,10 +58,15 @@ const MIGRATIONS: &[Migration] = &[
         name: "online rebuilds of the read-model tables: read_model_rebuilds",
         sql: include_str!("../migrations/0006_read_model_rebuilds.sql"),
     },
+    Migration {
+        version: 7,
+        name: "two-phase transfers in the read-model tables: accounts' pending amounts, transfers' status",
+        sql: include_str!("../migrations/0007_read_model_two_phase.sql"),
+    },
 ];
 
 /// The schema version this binary reads and writes.
-pub const LATEST_SCHEMA_VERSION: i32 = 6;
+pub const LATEST_SCHEMA_VERSION: i32 = 7;
 
 const _: () = assert!(MIGRATIONS[MIGRATIONS.len() - 1].version == LATEST_SCHEMA_VERSION);
 
