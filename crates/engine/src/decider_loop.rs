@@ -1,6 +1,7 @@
 //! The single task that decides commands and appends them in batches.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use paycore_domain::{Aggregate, CommandEnvelope, Decision, Event, Lookup, ResourceRef, StreamRef, decide};
@@ -72,6 +73,8 @@ const MAX_APPEND_LINKS: usize = 64;
 pub(crate) struct DeciderLoop {
     store: Arc<dyn EventStore>,
     cache: Arc<StateCache>,
+    /// Commands queued and not yet taken into a batch (see `Engine::submit`).
+    queued: Arc<AtomicUsize>,
     config: EngineConfig,
     fatal: watch::Sender<Option<String>>,
     snapshots: Option<Arc<Snapshotter>>,
@@ -278,6 +281,21 @@ impl Building {
     }
 }
 
+/// The first jobs of `backlog` holding about `room` commands: whole jobs,
+/// at least one, and no more once `room` is reached.
+fn take_commands(backlog: &mut VecDeque<Job>, room: usize) -> Vec<Job> {
+    let mut taken = Vec::new();
+    let mut commands = 0;
+    while let Some(job) = backlog.pop_front() {
+        commands += job.items.len();
+        taken.push(job);
+        if commands >= room {
+            break;
+        }
+    }
+    taken
+}
+
 /// The result of the batch in flight, once it is there (`None` inside if it
 /// wrote nothing). Pending forever when nothing is in flight.
 async fn wait(in_flight: &mut Option<InFlight>) -> Option<Result<AppendResult, StoreError>> {
@@ -323,6 +341,7 @@ impl DeciderLoop {
     pub fn new(
         store: Arc<dyn EventStore>,
         cache: Arc<StateCache>,
+        queued: Arc<AtomicUsize>,
         config: EngineConfig,
         fatal: watch::Sender<Option<String>>,
         snapshots: Option<Arc<Snapshotter>>,
@@ -330,6 +349,7 @@ impl DeciderLoop {
         Self {
             store,
             cache,
+            queued,
             config,
             fatal,
             snapshots,
@@ -347,6 +367,10 @@ impl DeciderLoop {
         // Commands to decide again (their batch was built on one that failed).
         let mut redo: Vec<Job> = Vec::new();
         let mut incoming = Vec::with_capacity(self.config.max_batch);
+        // Jobs taken off the queue but not decided yet: one receive may
+        // bring many jobs of thousands of commands, and a batch takes only
+        // as many as make `max_batch` commands (at least one job).
+        let mut backlog: VecDeque<Job> = VecDeque::new();
         let mut open = true;
         loop {
             if in_flight.is_none() {
@@ -358,7 +382,7 @@ impl DeciderLoop {
                     building = self.build(None, std::mem::take(&mut redo), None).await;
                     continue;
                 }
-                if !open {
+                if !open && backlog.is_empty() {
                     break;
                 }
             }
@@ -366,6 +390,14 @@ impl DeciderLoop {
                 .config
                 .max_batch
                 .saturating_sub(building.as_ref().map_or(0, |b| b.prepared.commands()));
+            if room > 0 && !backlog.is_empty() {
+                let jobs = take_commands(&mut backlog, room);
+                let taken = jobs.iter().map(|job| job.items.len()).sum();
+                self.queued.fetch_sub(taken, Ordering::Relaxed);
+                let base = in_flight.as_ref().map(|batch| &batch.prepared);
+                building = self.build(building, jobs, base).await;
+                continue;
+            }
             tokio::select! {
                 biased;
                 appended = wait(&mut in_flight) => {
@@ -379,9 +411,7 @@ impl DeciderLoop {
                         open = false;
                         continue;
                     }
-                    let jobs = std::mem::take(&mut incoming);
-                    let base = in_flight.as_ref().map(|batch| &batch.prepared);
-                    building = self.build(building, jobs, base).await;
+                    backlog.extend(incoming.drain(..));
                 }
             }
         }

@@ -25,6 +25,7 @@ pub mod history;
 pub mod metrics;
 mod snapshot;
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
@@ -48,7 +49,9 @@ use crate::snapshot::Snapshotter;
 /// Tuning of the write path.
 #[derive(Clone, Debug)]
 pub struct EngineConfig {
-    /// Commands waiting beyond this are refused with [`EngineError::Overloaded`].
+    /// Commands waiting beyond this are refused with
+    /// [`EngineError::Overloaded`] (counted in commands: a batch counts all
+    /// of its own, and is let in whatever its size when nothing waits).
     pub queue_capacity: usize,
     /// Most commands decided and appended together. A job (one call's
     /// commands, [`Engine::execute_batch`]) is never split: a batch holds at
@@ -158,6 +161,11 @@ pub struct Executed {
 #[derive(Clone, Debug)]
 pub struct Engine {
     jobs: mpsc::Sender<Job>,
+    /// Commands queued and not yet taken into a batch: the queue's bound is
+    /// in commands, since one job may carry thousands.
+    queued: Arc<AtomicUsize>,
+    /// [`EngineConfig::queue_capacity`].
+    capacity: usize,
     cache: Arc<StateCache>,
     store: Arc<dyn EventStore>,
     fatal: watch::Receiver<Option<String>>,
@@ -178,10 +186,21 @@ impl Engine {
             .snapshots
             .clone()
             .map(|snapshots| Snapshotter::start(store.clone(), snapshots, config.snapshot_every));
-        let decider = DeciderLoop::new(store.clone(), cache.clone(), config, fatal_tx, snapshots.clone());
+        let queued = Arc::new(AtomicUsize::new(0));
+        let capacity = config.queue_capacity.max(1);
+        let decider = DeciderLoop::new(
+            store.clone(),
+            cache.clone(),
+            queued.clone(),
+            config,
+            fatal_tx,
+            snapshots.clone(),
+        );
         tokio::spawn(decider.run(queue));
         Self {
             jobs,
+            queued,
+            capacity,
             cache,
             store,
             fatal,
@@ -279,6 +298,14 @@ impl Engine {
         if meta.trace.is_none() {
             meta.trace = span.in_scope(paycore_telemetry::current_trace_context);
         }
+        let commands = items.len();
+        // Bounded in commands; a job alone in the queue is taken whatever
+        // its size, so the largest batch a caller may send always goes in.
+        let before = self.queued.fetch_add(commands, Ordering::Relaxed);
+        if before > 0 && before + commands > self.capacity {
+            self.queued.fetch_sub(commands, Ordering::Relaxed);
+            return Err(EngineError::Overloaded);
+        }
         let (reply, answer) = oneshot::channel();
         let job = Job {
             items,
@@ -286,9 +313,14 @@ impl Engine {
             reply,
             span: span.clone(),
         };
-        self.jobs.try_send(job).map_err(|error| match error {
-            mpsc::error::TrySendError::Full(_) => EngineError::Overloaded,
-            mpsc::error::TrySendError::Closed(_) => EngineError::Unavailable("the engine has stopped".into()),
+        self.jobs.try_send(job).map_err(|error| {
+            self.queued.fetch_sub(commands, Ordering::Relaxed);
+            match error {
+                mpsc::error::TrySendError::Full(_) => EngineError::Overloaded,
+                mpsc::error::TrySendError::Closed(_) => {
+                    EngineError::Unavailable("the engine has stopped".into())
+                }
+            }
         })?;
         answer
             .instrument(span)

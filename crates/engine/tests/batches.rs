@@ -283,3 +283,37 @@ async fn an_id_chosen_by_the_caller_is_created_once() {
         assert_eq!((w.balance(a).await, w.balance(b).await), (90, 10));
     }
 }
+
+#[tokio::test]
+async fn a_batch_larger_than_the_queue_goes_in_when_nothing_waits() {
+    let store: Arc<dyn EventStore> = Arc::new(MemoryStore::new());
+    let config = EngineConfig {
+        queue_capacity: 8,
+        max_batch: 4,
+        ..EngineConfig::default()
+    };
+    let w = World {
+        engine: Engine::start(store.clone(), config),
+        store,
+        project: ProjectId::from_uuid(Uuid::now_v7()),
+    };
+    let create = ProjectCommand::CreateProject {
+        id: w.project,
+        name: "Small queue".into(),
+        environment: Environment::Sandbox,
+        meta: Meta::default(),
+    };
+    w.engine
+        .execute(envelope(w.project, create.into()))
+        .await
+        .unwrap();
+    let (a, b) = (w.account(1_000).await, w.account(0).await);
+    // 100 commands: over the queue's 8 and the batch's 4, taken whole.
+    let answers = w
+        .run((0..100).map(|_| (w.transfer(a, b, 1), false)).collect())
+        .await;
+    assert!(answers.iter().all(Result::is_ok));
+    let positions: Vec<u64> = answers.iter().flatten().map(|e| e.position).collect();
+    assert!(positions.windows(2).all(|p| p[0] == p[1]), "one append");
+    assert_eq!((w.balance(a).await, w.balance(b).await), (900, 100));
+}
