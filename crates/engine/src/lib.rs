@@ -80,6 +80,12 @@ pub struct EngineConfig {
     pub state_cache_bytes: u64,
 }
 
+/// The default [`EngineConfig::queue_capacity`]: 65,536 commands, eight
+/// batches of the most `CreateTransfers` takes (8,190) or as many single
+/// calls, about 16 MB of queued commands (a transfer's is some 250 bytes).
+/// Beyond it callers are told to retry later rather than queue for seconds.
+pub const DEFAULT_QUEUE_CAPACITY: usize = 65_536;
+
 /// The default [`EngineConfig::state_cache_bytes`]: 256 MiB, a quarter of
 /// the 1 GiB a whole server aims to stay under. It holds the states of
 /// 230,000 to 470,000 streams (an account or a transfer takes about 570
@@ -97,7 +103,7 @@ const SWEEP_EVERY: Duration = Duration::from_secs(60);
 impl Default for EngineConfig {
     fn default() -> Self {
         Self {
-            queue_capacity: 16_384,
+            queue_capacity: DEFAULT_QUEUE_CAPACITY,
             max_batch: 1_024,
             max_attempts: 32,
             follow_other_writers: false,
