@@ -378,6 +378,8 @@ pub struct Auditor {
     balance_unknown: HashSet<AccountId>,
     /// Project totals already reported as off after lost events (each once).
     totals_off_after_loss: HashSet<(ProjectId, Currency)>,
+    /// The last event audited was not its append's last: the append goes on.
+    inside_append: bool,
 }
 
 impl Default for Auditor {
@@ -397,6 +399,7 @@ impl Auditor {
             last_position: None,
             chain: ChainVerifier::default(),
             next_position: 0,
+            inside_append: false,
             versions: HashMap::new(),
             accounts: HashMap::new(),
             transfers: HashMap::new(),
@@ -454,12 +457,15 @@ impl Auditor {
         if self.done {
             return Flow::Done;
         }
-        // A limit inside an atomic transfer (created, debit, credit) extends
-        // to the transfer's end, so a cut never looks like a missing leg.
-        if !self.limit.admits(event) && !self.transfer_open() {
+        // A limit inside an atomic append extends to the append's end (its
+        // transfers, holds and legs whole), so a cut never looks like a
+        // missing half; logs that do not mark where appends end fall back to
+        // a plain transfer's three events.
+        if !self.limit.admits(event) && !self.transfer_open() && !self.inside_append {
             self.done = true;
             return Flow::Done;
         }
+        self.inside_append = !event.last_in_commit;
         self.events += 1;
         self.last_position = Some(event.position);
         let at = Location::of(event);

@@ -17,9 +17,9 @@
 //!   allowance ([`Rule::PendingBalances`]).
 //!
 //! Holds and legs are matched at the end of the replay (or of its limit),
-//! so the order of events inside one atomic write does not matter. A limit
-//! that cuts through one such write (the auditor extends a limit only
-//! across a plain transfer's) may report its missing half.
+//! so the order of events inside one atomic write does not matter; the
+//! auditor extends a limit to the end of the append it falls in, so a cut
+//! never leaves half of one.
 
 use std::collections::HashMap;
 

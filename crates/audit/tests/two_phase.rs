@@ -349,3 +349,37 @@ async fn a_debit_into_held_money_is_reported() {
         "{report}"
     );
 }
+
+/// A limit inside a hold's or a post's append extends to the append's end:
+/// the cut never leaves a hold without its transfer or a post without its
+/// legs.
+#[tokio::test]
+async fn a_limit_inside_an_append_audits_the_append_whole() {
+    let h = history().await;
+    let cuts: Vec<u64> = h
+        .events
+        .iter()
+        .filter(|e| matches!(&*e.event_type, "PendingTransferCreated" | "PendingTransferPosted"))
+        .map(|e| e.position)
+        .collect();
+    assert!(cuts.len() >= 2, "the history has holds and a post");
+    for cut in cuts {
+        let end = h
+            .events
+            .iter()
+            .find(|e| e.position >= cut && e.last_in_commit)
+            .map(|e| e.position)
+            .unwrap();
+        assert!(end > cut, "the append goes on after position {cut}");
+        let mut auditor = Auditor::new(Limit {
+            up_to_position: Some(cut),
+            up_to_timestamp: None,
+        });
+        for batch in h.events.chunks(4) {
+            auditor.push_batch(batch);
+        }
+        let report = auditor.finish();
+        assert!(report.is_clean(), "cut at {cut}: {report}");
+        assert_eq!(report.last_position, Some(end), "cut at {cut}");
+    }
+}

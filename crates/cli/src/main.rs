@@ -183,8 +183,9 @@ struct AuditArgs {
     /// Print the report as JSON on stdout (events/s goes to stderr).
     #[arg(long)]
     json: bool,
-    /// Audit up to and including this global position (a limit inside a
-    /// transfer extends to the transfer's last leg). The read-model
+    /// Audit up to and including this global position (a limit inside an
+    /// append extends to the append's last event, so a transfer, a hold or
+    /// a post is never cut in half). The read-model
     /// comparison only runs on the whole log.
     #[arg(long, value_name = "N")]
     up_to_position: Option<u64>,
