@@ -687,6 +687,22 @@ impl Client {
             .into_inner())
     }
 
+    /// Two EUR accounts that do not allow a negative balance, the first
+    /// holding `balance`.
+    pub async fn funded_pair(&self, balance: i64) -> Result<(pb::Account, pb::Account), Status> {
+        let a = self.create_account("EUR", false).await?;
+        let b = self.create_account("EUR", false).await?;
+        self.set_balance(&a.id, "EUR", balance).await?;
+        Ok((a, b))
+    }
+
+    pub async fn get_transfer(&self, transfer_id: &str) -> Result<pb::Transfer, Status> {
+        let request = pb::GetTransferRequest {
+            transfer_id: transfer_id.to_owned(),
+        };
+        Ok(self.transfers.clone().get_transfer(request).await?.into_inner())
+    }
+
     pub async fn account(&self, account_id: &str) -> Result<pb::Account, Status> {
         let request = pb::GetAccountRequest {
             account_id: account_id.into(),

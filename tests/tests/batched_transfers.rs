@@ -57,9 +57,7 @@ async fn a_batch_answers_each_transfer_in_order_and_reads_see_it_at_once() -> an
     let dir = test_dir();
     let server = Server::start(dir.path());
     let client = server.client();
-    let a = client.create_account("EUR", false).await?;
-    let b = client.create_account("EUR", false).await?;
-    client.set_balance(&a.id, "EUR", 1_000).await?;
+    let (a, b) = client.funded_pair(1_000).await?;
 
     // 2,000 transfers of 1 then one too many: the 1,001st from `a` finds it
     // empty, and the rest go on.
@@ -81,14 +79,7 @@ async fn a_batch_answers_each_transfer_in_order_and_reads_see_it_at_once() -> an
     assert_eq!(client.balance(&b.id).await?, 1);
     let listed = client.all_transfers().await?;
     assert_eq!(listed.len(), 1_999);
-    let first = client
-        .transfers
-        .clone()
-        .get_transfer(pb::GetTransferRequest {
-            transfer_id: results[0].transfer_id.clone(),
-        })
-        .await?
-        .into_inner();
+    let first = client.get_transfer(&results[0].transfer_id).await?;
     assert_eq!(first.source_transaction_id, results[0].source_transaction_id);
     assert_eq!(paycore_e2e::amount(&results[0].destination_value), 1);
     Ok(())
@@ -158,9 +149,7 @@ async fn bad_batches_are_refused_whole() -> anyhow::Result<()> {
     let dir = test_dir();
     let server = Server::start(dir.path());
     let client = server.client();
-    let a = client.create_account("EUR", false).await?;
-    let b = client.create_account("EUR", false).await?;
-    client.set_balance(&a.id, "EUR", 100_000).await?;
+    let (a, b) = client.funded_pair(100_000).await?;
 
     let refused = |result: Result<Vec<pb::CreateTransfersResult>, tonic::Status>| {
         let status = result.expect_err("refused whole");
@@ -230,9 +219,7 @@ async fn a_batch_sent_again_applies_each_transfer_once() -> anyhow::Result<()> {
     let dir = test_dir();
     let server = Server::start(dir.path());
     let client = server.client();
-    let a = client.create_account("EUR", false).await?;
-    let b = client.create_account("EUR", false).await?;
-    client.set_balance(&a.id, "EUR", 1_000).await?;
+    let (a, b) = client.funded_pair(1_000).await?;
 
     // Half the transfers carry an ID of the client's, half a key.
     let transfers: Vec<_> = (0..100)
@@ -276,9 +263,7 @@ async fn a_batch_retried_after_kill_9_mid_append_applies_each_transfer_once() ->
     let dir = test_dir();
     let mut server = Server::start(dir.path());
     let client = server.client();
-    let a = client.create_account("EUR", false).await?;
-    let b = client.create_account("EUR", false).await?;
-    client.set_balance(&a.id, "EUR", 1_000_000).await?;
+    let (a, b) = client.funded_pair(1_000_000).await?;
 
     // Batches with the client's own IDs, sent back to back; the server is
     // killed while they are in flight.

@@ -22,20 +22,12 @@ async fn keyed_transfer(
         .into_inner())
 }
 
-/// Two EUR accounts, the first holding `balance`.
-async fn funded_pair(client: &Client, balance: i64) -> Result<(pb::Account, pb::Account), tonic::Status> {
-    let a = client.create_account("EUR", false).await?;
-    let b = client.create_account("EUR", false).await?;
-    client.set_balance(&a.id, "EUR", balance).await?;
-    Ok((a, b))
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_retry_with_the_same_key_moves_money_once() -> anyhow::Result<()> {
     let dir = test_dir();
     let mut server = Server::start(dir.path());
     let client = server.client();
-    let (a, b) = funded_pair(&client, 1_000).await?;
+    let (a, b) = client.funded_pair(1_000).await?;
 
     let request = transfer_request(&a.id, &b.id, "EUR", 100);
     let first = keyed_transfer(&client, request.clone(), "pay-order-1").await?;
@@ -125,7 +117,7 @@ async fn concurrent_requests_with_one_key_have_one_effect() -> anyhow::Result<()
     let dir = test_dir();
     let server = Server::start(dir.path());
     let client = server.client();
-    let (a, b) = funded_pair(&client, 100_000).await?;
+    let (a, b) = client.funded_pair(100_000).await?;
     // Each request on its own connection, so they really arrive together.
     let clients: Vec<Client> = (0..CONCURRENT).map(|_| server.client()).collect();
 
@@ -226,7 +218,7 @@ async fn idempotency_keys_belong_to_one_project() -> anyhow::Result<()> {
     // Transfers: each project moves its own money once under the shared key.
     let mut transfers = Vec::new();
     for client in [&one, &two] {
-        let (a, b) = funded_pair(client, 500).await?;
+        let (a, b) = client.funded_pair(500).await?;
         let request = transfer_request(&a.id, &b.id, "EUR", 200);
         let transfer = keyed_transfer(client, request.clone(), "shared-transfer").await?;
         let retry = keyed_transfer(client, request, "shared-transfer").await?;
@@ -250,7 +242,7 @@ async fn keys_are_kept_only_as_digests() -> anyhow::Result<()> {
     let dir = test_dir();
     let mut server = Server::start(dir.path());
     let client = server.client();
-    let (a, b) = funded_pair(&client, 1_000).await?;
+    let (a, b) = client.funded_pair(1_000).await?;
     let first = keyed_transfer(&client, transfer_request(&a.id, &b.id, "EUR", 100), KEY).await?;
     server.restart();
     let client = server.client();

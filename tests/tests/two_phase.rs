@@ -109,9 +109,7 @@ async fn a_pending_transfer_holds_then_posts_part_and_releases_the_rest() -> any
     let dir = test_dir();
     let server = Server::start(dir.path());
     let client = server.client();
-    let a = client.create_account("EUR", false).await?;
-    let b = client.create_account("EUR", false).await?;
-    client.set_balance(&a.id, "EUR", 1_000).await?;
+    let (a, b) = client.funded_pair(1_000).await?;
 
     let held = pending(&client, &a.id, &b.id, 600).await?;
     assert_eq!(held.status(), pb::TransferStatus::Pending);
@@ -159,14 +157,7 @@ async fn a_pending_transfer_holds_then_posts_part_and_releases_the_rest() -> any
     assert_eq!(leg.r#type(), pb::TransactionType::PostedTransferSource);
     assert_eq!((amount(&leg.value), amount(&leg.balance_after)), (-250, 750));
     assert_eq!(leg.transfer_id.as_deref(), Some(held.id.as_str()));
-    let got = client
-        .transfers
-        .clone()
-        .get_transfer(pb::GetTransferRequest {
-            transfer_id: held.id.clone(),
-        })
-        .await?
-        .into_inner();
+    let got = client.get_transfer(&held.id).await?;
     assert_eq!(got, posted);
     Ok(())
 }
@@ -247,9 +238,7 @@ async fn pending_transfers_in_a_batch_and_their_events() -> anyhow::Result<()> {
     let dir = test_dir();
     let server = Server::start(dir.path());
     let client = server.client();
-    let a = client.create_account("EUR", false).await?;
-    let b = client.create_account("EUR", false).await?;
-    client.set_balance(&a.id, "EUR", 50).await?;
+    let (a, b) = client.funded_pair(50).await?;
 
     // Holds decided in order inside one batch: the third finds nothing
     // available.

@@ -67,6 +67,13 @@ impl TransferStatus {
 }
 
 impl Transfer {
+    /// What the destination receives: `value`, or its conversion for a
+    /// transfer between currencies.
+    pub fn destination_value(&self) -> Money {
+        self.exchange
+            .map_or(self.value, |exchange| exchange.destination_value)
+    }
+
     /// When a pending transfer's hold lapses; `None` once it is not pending.
     pub fn pending_until(&self) -> Option<Timestamp> {
         match self.status {

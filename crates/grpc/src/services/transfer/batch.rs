@@ -320,15 +320,12 @@ fn created(executed: &Executed) -> Result<pb::CreateTransfersResult, Status> {
         .state
         .as_transfer()
         .ok_or_else(|| unexpected("transfer", &executed.state))?;
-    let credited = transfer
-        .exchange
-        .map_or(transfer.value, |exchange| exchange.destination_value);
     Ok(pb::CreateTransfersResult {
         transfer_id: transfer.id.to_string(),
         source_transaction_id: transfer.source_transaction_id.to_string(),
         destination_transaction_id: transfer.destination_transaction_id.to_string(),
         created_at: Some(timestamp(transfer.created_at)),
-        destination_value: Some(money_pb(credited)),
+        destination_value: Some(money_pb(transfer.destination_value())),
         replayed: executed.replayed,
         error: None,
     })
