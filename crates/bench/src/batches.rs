@@ -32,10 +32,11 @@ const TARGET_BATCHED_PER_SEC: f64 = 450_000.0;
 /// `--clients` closed-loop clients for `--seconds` (after `--warmup`), each
 /// calling `CreateTransfers` with that many transfers of 1 to 100 cents
 /// between random distinct accounts. Reports transfers/s and the latency of
-/// a call (durable commit + read-your-writes). Then the two-phase
-/// operations: `--clients` clients each creating a pending transfer and then
-/// posting it (even calls) or voiding it (odd calls), one call at a time,
-/// reported per operation. Afterwards it checks that money is conserved and
+/// a call (durable commit + read-your-writes). Then the single-transfer
+/// operations, each measured alone with `--two-phase-clients` clients:
+/// plain `CreateTransfer` (the rate to compare with, in the same run),
+/// creating pending transfers, posting half of those and voiding the
+/// other half. Afterwards it checks that money is conserved and
 /// that no hold is left.
 #[derive(Debug, Args)]
 pub struct BatchesArgs {
@@ -171,30 +172,39 @@ async fn bench(args: &BatchesArgs, server: &Server) -> anyhow::Result<bool> {
         "p99",
         "max",
         "refused",
+        "of plain",
     ]);
-    eprintln!("running two-phase with {} clients…", args.two_phase_clients);
+    eprintln!(
+        "running single and two-phase transfers with {} clients…",
+        args.two_phase_clients
+    );
     let phases = run_two_phase(args, server, &auth, &ids).await?;
-    let window = args.seconds;
+    let per_sec = |phase: &Phase| phase.ok as f64 / phase.window.as_secs_f64().max(f64::EPSILON);
+    let plain = per_sec(&phases[0]);
     for (name, phase) in [
-        ("create pending", &phases[0]),
-        ("post", &phases[1]),
-        ("void", &phases[2]),
+        ("plain transfer", &phases[0]),
+        ("create pending", &phases[1]),
+        ("post", &phases[2]),
+        ("void", &phases[3]),
     ] {
         let [p50, p99, _, max] = latency_columns(&phase.latency);
         table.row(vec![
             name.into(),
             args.two_phase_clients.to_string(),
             thousands(phase.ok),
-            rate(phase.ok as f64 / window),
+            rate(per_sec(phase)),
             p50,
             p99,
             max,
             thousands(phase.refused),
+            percent(Some(100.0 * per_sec(phase) / plain.max(f64::EPSILON))),
         ]);
     }
     println!(
-        "Two-phase transfers (each client: create pending, then post or void it; {} s measured)",
-        args.seconds
+        "Single-transfer operations, each alone (CreateTransfer, then CreateTransfer with a \
+         pending_timeout for {} s after {} s warm-up, then PostPendingTransfer on half of those \
+         and VoidPendingTransfer on the other half until they run out or {} s pass)",
+        args.seconds, args.warmup, args.seconds
     );
     print!("{}", table.render());
     println!();
@@ -371,88 +381,188 @@ async fn run_level(
     Ok(level)
 }
 
-/// The two-phase scenario: per operation (create pending, post, void).
+/// The single-transfer operations, each measured alone with every client
+/// doing it: plain `CreateTransfer` (the rate the two-phase ones are
+/// compared with, in the same run), then creating pending transfers, then
+/// posting half of them and voiding the other half. Posts and voids run
+/// until the transfers created run out or the window ends; whatever is left
+/// is voided afterwards, unmeasured, so no hold stays.
 async fn run_two_phase(
     args: &BatchesArgs,
     server: &Server,
     auth: &AsciiMetadataValue,
     ids: &Arc<Vec<String>>,
-) -> anyhow::Result<[Phase; 3]> {
-    let start = Instant::now();
-    let measure_from = start + Duration::from_secs_f64(args.warmup);
-    let window = Duration::from_secs_f64(args.seconds);
-    let end = measure_from + window;
+) -> anyhow::Result<[Phase; 4]> {
     let mut channels = Vec::new();
     for _ in 0..args.two_phase_clients.div_ceil(8) {
         channels.push(connect(server).await?);
     }
-    let mut tasks = tokio::task::JoinSet::new();
-    for client in 0..args.two_phase_clients {
-        let mut cx = ClientContext {
-            client: TransferServiceClient::new(channels[client / 8].clone()),
-            auth: auth.clone(),
-            ids: ids.clone(),
-            rng: Rng::new(0x2F4A5E + client as u64 * 7919),
-        };
-        tasks.spawn(async move {
-            let mut phases = [Phase::new()?, Phase::new()?, Phase::new()?];
-            let mut calls = 0u64;
-            while Instant::now() < end {
+    let contexts = |seed: u64| {
+        (0..args.two_phase_clients)
+            .map(|client| ClientContext {
+                client: TransferServiceClient::new(channels[client / 8].clone()),
+                auth: auth.clone(),
+                ids: ids.clone(),
+                rng: Rng::new(seed + client as u64 * 7919),
+            })
+            .collect::<Vec<_>>()
+    };
+    let plain = run_operation(args, contexts(0x51D6), |mut cx| async move {
+        let request = authorized(cx.transfer(), &cx.auth);
+        let answer = cx.client.create_transfer(request).await;
+        (cx, answer.is_ok())
+    })
+    .await?;
+    let created = Arc::new(tokio::sync::Mutex::new(Vec::new()));
+    let pending = {
+        let created = created.clone();
+        run_operation(args, contexts(0x2F4A5E), move |mut cx| {
+            let created = created.clone();
+            async move {
                 let mut request = cx.transfer();
                 request.pending_timeout = Some(prost_types::Duration {
                     seconds: 3_600,
                     nanos: 0,
                 });
-                let timed = |phase: &mut Phase, sent: Instant, ok: bool| {
-                    let done = Instant::now();
-                    if !ok {
-                        phase.refused += 1;
-                    } else if done >= measure_from && done <= end {
-                        phase.ok += 1;
-                        report::record(&mut phase.latency, done - sent);
+                let answer = cx.client.create_transfer(authorized(request, &cx.auth)).await;
+                let ok = match answer {
+                    Ok(created_transfer) => {
+                        created.lock().await.push(created_transfer.into_inner().id);
+                        true
                     }
+                    Err(_) => false,
                 };
-                let sent = Instant::now();
-                let created = cx.client.create_transfer(authorized(request, &cx.auth)).await;
-                timed(&mut phases[0], sent, created.is_ok());
-                let Ok(created) = created else { continue };
-                let transfer_id = created.into_inner().id;
-                let sent = Instant::now();
-                calls += 1;
-                if calls.is_multiple_of(2) {
-                    let post = pb::PostPendingTransferRequest {
-                        transfer_id,
-                        value: None,
-                    };
-                    let answer = cx.client.post_pending_transfer(authorized(post, &cx.auth)).await;
-                    timed(&mut phases[1], sent, answer.is_ok());
-                } else {
-                    let void = pb::VoidPendingTransferRequest { transfer_id };
-                    let answer = cx.client.void_pending_transfer(authorized(void, &cx.auth)).await;
-                    timed(&mut phases[2], sent, answer.is_ok());
-                }
+                (cx, ok)
             }
-            Ok::<_, anyhow::Error>(phases)
-        });
+        })
+        .await?
+    };
+    let created = std::mem::take(&mut *created.lock().await);
+    let (to_post, to_void): (Vec<_>, Vec<_>) = created
+        .into_iter()
+        .enumerate()
+        .partition(|(index, _)| index % 2 == 0);
+    let to_post = Arc::new(tokio::sync::Mutex::new(
+        to_post.into_iter().map(|(_, id)| id).collect::<Vec<_>>(),
+    ));
+    let to_void = Arc::new(tokio::sync::Mutex::new(
+        to_void.into_iter().map(|(_, id)| id).collect::<Vec<_>>(),
+    ));
+    let posted = {
+        let to_post = to_post.clone();
+        run_until_empty(
+            args,
+            contexts(0x9057),
+            to_post,
+            |mut cx, transfer_id| async move {
+                let post = pb::PostPendingTransferRequest {
+                    transfer_id,
+                    value: None,
+                };
+                let answer = cx.client.post_pending_transfer(authorized(post, &cx.auth)).await;
+                (cx, answer.is_ok())
+            },
+        )
+        .await?
+    };
+    let voided = {
+        let to_void = to_void.clone();
+        run_until_empty(args, contexts(0x701D), to_void, void_call).await?
+    };
+    // Unmeasured: end whatever the windows left pending.
+    let mut left = std::mem::take(&mut *to_post.lock().await);
+    left.append(&mut *to_void.lock().await);
+    let mut cx = contexts(0).swap_remove(0);
+    for transfer_id in left {
+        let (back, ok) = void_call(cx, transfer_id.clone()).await;
+        cx = back;
+        anyhow::ensure!(
+            ok,
+            "voiding pending transfer {transfer_id} after the windows failed"
+        );
     }
-    tokio::time::sleep_until(end.into()).await;
-    let mut levels = [Phase::new()?, Phase::new()?, Phase::new()?];
-    while let Some(joined) = tasks.join_next().await {
-        let phases = joined.context("a client task failed")??;
-        for (total, phase) in levels.iter_mut().zip(phases) {
-            total.ok += phase.ok;
-            total.refused += phase.refused;
-            total.latency.add(phase.latency).context("merging histograms")?;
-        }
-    }
-    Ok(levels)
+    Ok([plain, pending, posted, voided])
 }
 
-/// One two-phase operation's counts.
+async fn void_call(mut cx: ClientContext, transfer_id: String) -> (ClientContext, bool) {
+    let void = pb::VoidPendingTransferRequest { transfer_id };
+    let answer = cx.client.void_pending_transfer(authorized(void, &cx.auth)).await;
+    (cx, answer.is_ok())
+}
+
+/// Every client calling `operation` in a closed loop for the warm-up and
+/// the window; the calls answered inside the window are counted.
+async fn run_operation<F, Fut>(
+    args: &BatchesArgs,
+    contexts: Vec<ClientContext>,
+    operation: F,
+) -> anyhow::Result<Phase>
+where
+    F: Fn(ClientContext) -> Fut + Clone + Send + 'static,
+    Fut: Future<Output = (ClientContext, bool)> + Send,
+{
+    let start = Instant::now();
+    let measure_from = start + Duration::from_secs_f64(args.warmup);
+    let end = measure_from + Duration::from_secs_f64(args.seconds);
+    let mut tasks = tokio::task::JoinSet::new();
+    for mut cx in contexts {
+        let operation = operation.clone();
+        tasks.spawn(async move {
+            let mut phase = Phase::new()?;
+            while Instant::now() < end {
+                let sent = Instant::now();
+                let (back, ok) = operation(cx).await;
+                cx = back;
+                phase.count(sent, ok, measure_from, end);
+            }
+            Ok::<_, anyhow::Error>(phase)
+        });
+    }
+    Phase::merge(tasks, Duration::from_secs_f64(args.seconds)).await
+}
+
+/// Every client calling `operation` on the IDs of `work` until none is
+/// left or the window ends (no warm-up: the server is warm by then); the
+/// rate is over the time the calls took.
+async fn run_until_empty<F, Fut>(
+    args: &BatchesArgs,
+    contexts: Vec<ClientContext>,
+    work: Arc<tokio::sync::Mutex<Vec<String>>>,
+    operation: F,
+) -> anyhow::Result<Phase>
+where
+    F: Fn(ClientContext, String) -> Fut + Clone + Send + 'static,
+    Fut: Future<Output = (ClientContext, bool)> + Send,
+{
+    let start = Instant::now();
+    let end = start + Duration::from_secs_f64(args.seconds);
+    let mut tasks = tokio::task::JoinSet::new();
+    for mut cx in contexts {
+        let (operation, work) = (operation.clone(), work.clone());
+        tasks.spawn(async move {
+            let mut phase = Phase::new()?;
+            while Instant::now() < end {
+                let Some(id) = work.lock().await.pop() else { break };
+                let sent = Instant::now();
+                let (back, ok) = operation(cx, id).await;
+                cx = back;
+                phase.count(sent, ok, start, end);
+            }
+            Ok::<_, anyhow::Error>(phase)
+        });
+    }
+    let mut phase = Phase::merge(tasks, Duration::ZERO).await?;
+    phase.window = start.elapsed().min(Duration::from_secs_f64(args.seconds));
+    Ok(phase)
+}
+
+/// One operation's counts.
 struct Phase {
     ok: u64,
     refused: u64,
     latency: Histogram<u64>,
+    /// The time the counted calls were made in.
+    window: Duration,
 }
 
 impl Phase {
@@ -461,6 +571,35 @@ impl Phase {
             ok: 0,
             refused: 0,
             latency: report::latency_histogram()?,
+            window: Duration::ZERO,
         })
+    }
+
+    /// A call sent at `sent`: counted when refused, or answered between
+    /// `from` and `end`.
+    fn count(&mut self, sent: Instant, ok: bool, from: Instant, end: Instant) {
+        let done = Instant::now();
+        if !ok {
+            self.refused += 1;
+        } else if done >= from && done <= end {
+            self.ok += 1;
+            report::record(&mut self.latency, done - sent);
+        }
+    }
+
+    /// The clients' counts together, over `window`.
+    async fn merge(
+        mut tasks: tokio::task::JoinSet<anyhow::Result<Phase>>,
+        window: Duration,
+    ) -> anyhow::Result<Phase> {
+        let mut total = Phase::new()?;
+        total.window = window;
+        while let Some(joined) = tasks.join_next().await {
+            let phase = joined.context("a client task failed")??;
+            total.ok += phase.ok;
+            total.refused += phase.refused;
+            total.latency.add(phase.latency).context("merging histograms")?;
+        }
+        Ok(total)
     }
 }
