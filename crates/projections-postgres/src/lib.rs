@@ -89,6 +89,7 @@
 //! One batch of events and the rows it touches; nothing across batches.
 
 mod fold;
+mod queries;
 mod rebuild;
 mod sql;
 mod writer;
@@ -97,6 +98,7 @@ use paycore_store::{Position, StoreError};
 use paycore_store_postgres::support;
 
 pub use fold::{PROJECTIONS, Projection};
+pub use queries::{QueryOptions, TableQueries};
 pub use writer::{TablesWriter, WriterOptions};
 
 /// Events of the log the tables do not show yet, set by the writer after
