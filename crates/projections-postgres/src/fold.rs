@@ -48,9 +48,10 @@ pub const PROJECTIONS: [Projection; 6] = [
         version: 2,
         tables: &["transfers"],
     },
+    // 2: a refund's `card_payin_id` (migration 8).
     Projection {
         name: "resources",
-        version: 1,
+        version: 2,
         tables: &["resources"],
     },
     Projection {

@@ -29,7 +29,9 @@
 //! Created by `paycore db migrate` (migration 5,
 //! `crates/store-postgres/migrations/0005_read_model_tables.sql`, which
 //! documents every column; migration 7, `0007_read_model_two_phase.sql`,
-//! adds and documents those of two-phase transfers). Clients only read
+//! adds and documents those of two-phase transfers; migration 8,
+//! `0008_read_model_payin_refunds.sql`, a refund's `card_payin_id`).
+//! Clients only read
 //! them; their rows follow the
 //! log within a batch (milliseconds when the writer keeps up; its lag is
 //! `log_head.next_position - read_model_checkpoints.next_position`).
@@ -40,7 +42,7 @@
 //! | `accounts` | `accounts` | account, with `balance_minor`, `pending_debits_minor`, `pending_credits_minor`, `available_minor` |
 //! | `transactions` | `transactions` | balance change (immutable), the posted legs of pending transfers included |
 //! | `transfers` | `transfers` | transfer, with `status` (`posted`, `pending`, `voided`, `expired`), `expires_at`, `posted_value_minor`, `posted_source_transaction_id`, `posted_destination_transaction_id`, `ended_at` |
-//! | `resources` | `resources` | card token, card, card payin, refund, bank account, payout, payin reference, bank payin, file (`kind`) |
+//! | `resources` | `resources` | card token, card, card payin, refund (with its `card_payin_id`), bank account, payout, payin reference, bank payin, file (`kind`) |
 //! | `fx-rates` | `fx_rates` | ordered currency pair |
 //! | | `read_model_checkpoints` | projection: `version`, `next_position`, `writer`, `updated_at` |
 //! | | `read_model_rebuilds` | projection being rebuilt: `version`, `next_position` of its `rebuild_<table>` tables, `writer` |
@@ -82,7 +84,15 @@
 //! Version 2 of `accounts` and `transfers` added the columns of two-phase
 //! transfers (migration 7): their rows written by version 1 show the
 //! columns' defaults (nothing pending, posted, the balance available)
-//! until the rebuild at version 2 swaps in the log's values.
+//! until the rebuild at version 2 swaps in the log's values. Version 2 of
+//! `resources` added a refund's `card_payin_id` (migration 8), NULL in the
+//! rows version 1 wrote until its rebuild swaps in.
+//!
+//! # Queries
+//!
+//! [`TableQueries`] answers the payments queries of the servers' read
+//! models from these tables (`queries.rs`), so every server of a
+//! deployment answers from the same rows.
 //!
 //! # Memory
 //!
@@ -90,6 +100,7 @@
 
 mod fold;
 mod progress;
+mod queries;
 mod rebuild;
 mod sql;
 mod writer;
@@ -99,6 +110,7 @@ use paycore_store_postgres::support;
 
 pub use fold::{PROJECTIONS, Projection};
 pub use progress::{POLL_EVERY, TablesProgress};
+pub use queries::{QueryOptions, TableQueries};
 pub use writer::{TablesWriter, WriterOptions};
 
 /// Events of the log the tables do not show yet, set by the writer after

@@ -510,6 +510,7 @@ fn status_columns(columns: &mut Columns, transfers: &[&paycore_domain::aggregate
 fn resource_columns(columns: &mut Columns, rows: &[(&str, &Row)]) -> Result<(), TablesError> {
     let mut kinds = Vec::with_capacity(rows.len());
     let mut projects = Vec::with_capacity(rows.len());
+    let mut payins = Vec::with_capacity(rows.len());
     for (id, row) in rows {
         let corrupt = |reason: &str| TablesError::Corrupt {
             table: "resources",
@@ -522,9 +523,16 @@ fn resource_columns(columns: &mut Columns, rows: &[(&str, &Row)]) -> Result<(), 
             .project_id()
             .ok_or_else(|| corrupt("a resource without a project"))?;
         projects.push(project.to_string());
+        // A refund's payin, so that a payin's refunds are listed by index.
+        payins.push(
+            row.state
+                .as_card_payin_refund()
+                .map(|refund| refund.card_payin_id.to_string()),
+        );
     }
     columns.add("kind", "text[]", kinds.into_iter().map(str::to_owned).collect());
     columns.add("project_id", "text[]", projects);
+    columns.add::<Option<String>>("card_payin_id", "text[]", payins);
     Ok(())
 }
 

@@ -63,10 +63,15 @@ const MIGRATIONS: &[Migration] = &[
         name: "two-phase transfers in the read-model tables: accounts' pending amounts, transfers' status",
         sql: include_str!("../migrations/0007_read_model_two_phase.sql"),
     },
+    Migration {
+        version: 8,
+        name: "a card payin's refunds in the read-model tables: resources.card_payin_id",
+        sql: include_str!("../migrations/0008_read_model_payin_refunds.sql"),
+    },
 ];
 
 /// The schema version this binary reads and writes.
-pub const LATEST_SCHEMA_VERSION: i32 = 7;
+pub const LATEST_SCHEMA_VERSION: i32 = 8;
 
 const _: () = assert!(MIGRATIONS[MIGRATIONS.len() - 1].version == LATEST_SCHEMA_VERSION);
 

@@ -1,0 +1,834 @@
+//! The payments queries answered from the read-model tables, so that every
+//! server of a PostgreSQL deployment answers from the rows the elected
+//! [`TablesWriter`](crate::TablesWriter) keeps, not from a model of its own
+//! that a new server would first have to build from the whole log.
+//!
+//! # What it answers
+//!
+//! [`TableQueries`] has the payments queries of
+//! [`paycore_projections::ReadModels`], with the same arguments and
+//! answers: projects, customers, accounts, transfers, transactions,
+//! resources (cards and tokens, card payins and their refunds, bank
+//! accounts, payouts, payin references, bank payins, files) and exchange
+//! rates. Open banking (connections, imports, aggregated accounts and
+//! transactions) has no tables yet (issue 13): those queries stay on
+//! `ReadModels`.
+//!
+//! # How
+//!
+//! States are the `state` column (the domain's `Aggregate`, as the writer
+//! folded it); a transaction is built from its row's columns, the exact
+//! inverse of how the writer wrote them. A row of another project is
+//! "not found", as in `ReadModels`.
+//!
+//! Each query is one statement, or one read-only `REPEATABLE READ`
+//! transaction when it reads twice (an account and its transactions, a
+//! payin and its refunds), so it sees the tables as of one batch of the
+//! writer: the writer moves rows and checkpoints in one transaction, whole
+//! appends only.
+//!
+//! Lists are newest first by creation (`created_position`; transactions
+//! by `position`), as in `ReadModels`, with the same page semantics: at
+//! least one item asked for, a short page only at the end of the list and
+//! `next_token: None` on the last one. Pages are keyset pages: the token
+//! says "the items created before position p" of one list of one project
+//! (an account's transactions, a payin's refunds and a kind of resources
+//! are lists of their own), so a page handed out stays the same while new
+//! rows arrive and across a rebuild of the tables (positions come from the
+//! log). Tokens are not those of `ReadModels`: one of theirs, or of
+//! another list or project, is [`PageError::InvalidToken`].
+//!
+//! # Failures
+//!
+//! The database failing (no connection within the pool's timeouts, a
+//! statement failing) is [`ModelError::Storage`]: the read models cannot be
+//! read right now, the server's failure and never the client's. A row that
+//! does not decode is [`ModelError::Corrupt`], as with `ReadModels`.
+//!
+//! Read-your-writes is the caller's: these read the tables as they are,
+//! which may be a batch behind the log (`read_model_checkpoints`).
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use deadpool_postgres::{GenericClient, Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use paycore_domain::aggregate::{Account, Customer, Project, Transfer};
+use paycore_domain::fx_rate::FxRateEntry;
+use paycore_domain::{
+    AccountId, Aggregate, CardPayinId, CustomerId, Money, ProjectId, ResourceRef, Timestamp, Transaction,
+    TransactionId, TransactionKind, TransferId,
+};
+use paycore_projections::{ModelError, Page, PageError, PageRequest, ResourceKind};
+use paycore_store_postgres::support;
+use tokio_postgres::IsolationLevel;
+use tokio_postgres::Row;
+use tokio_postgres::types::ToSql;
+
+use crate::TablesError;
+
+/// How [`TableQueries`] connects.
+#[derive(Clone, Debug)]
+pub struct QueryOptions {
+    /// Largest number of pooled connections (default 8).
+    pub pool_size: usize,
+    /// Time allowed to establish one connection, unless the URL sets
+    /// `connect_timeout` (default 5 s).
+    pub connect_timeout: Duration,
+    /// Time a query waits for a pooled connection, and each statement may
+    /// run (`statement_timeout`), before it fails with
+    /// [`ModelError::Storage`] (default 10 s).
+    pub operation_timeout: Duration,
+}
+
+impl Default for QueryOptions {
+    fn default() -> Self {
+        Self {
+            pool_size: 8,
+            connect_timeout: Duration::from_secs(5),
+            operation_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// The payments queries over the read-model tables of one schema (see the
+/// module docs). Cheap to clone: clones share one connection pool.
+#[derive(Clone)]
+pub struct TableQueries {
+    pool: Pool,
+    sql: Arc<Statements>,
+}
+
+impl std::fmt::Debug for TableQueries {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TableQueries")
+            .field("schema", &self.sql.schema)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TableQueries {
+    /// Queries the tables in `schema` of the database at `url` (as
+    /// `paycore serve --store postgres://… --pg-schema …` has them), with
+    /// the default [`QueryOptions`]. Opens one connection to check the
+    /// database answers and the schema has the tables.
+    pub async fn connect(url: &str, schema: &str) -> Result<Self, TablesError> {
+        Self::connect_with(url, schema, QueryOptions::default()).await
+    }
+
+    /// [`TableQueries::connect`] with chosen options.
+    pub async fn connect_with(url: &str, schema: &str, options: QueryOptions) -> Result<Self, TablesError> {
+        if !support::valid_schema(schema) {
+            return Err(TablesError::Config(format!(
+                "invalid PostgreSQL schema name {schema:?}"
+            )));
+        }
+        let endpoint = support::config(url, options.connect_timeout, Some("paycore read-model queries"))
+            .map_err(TablesError::Config)?;
+        let mut config = endpoint.config().clone();
+        // A query the planner gets wrong, or a lock that never comes, fails
+        // the request rather than holding a connection forever.
+        let timeout_ms = options.operation_timeout.as_millis();
+        config.options(&format!("-c statement_timeout={timeout_ms}"));
+        let manager = Manager::from_config(
+            config,
+            endpoint.tls(),
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(options.pool_size.max(1))
+            .runtime(Runtime::Tokio1)
+            .wait_timeout(Some(options.operation_timeout))
+            .create_timeout(Some(options.connect_timeout * 2))
+            .recycle_timeout(Some(options.connect_timeout))
+            .build()
+            .map_err(|error| TablesError::Config(format!("building the connection pool: {error}")))?;
+        let queries = Self {
+            pool,
+            sql: Arc::new(Statements::new(schema)),
+        };
+        // Fail at start, not at the first request, when the database or
+        // the tables are missing.
+        let client = queries.pool.get().await.map_err(|error| {
+            TablesError::Postgres(format!("connecting to {}: {error}", endpoint.target()))
+        })?;
+        client.query_one(&queries.sql.checkpoints, &[]).await?;
+        Ok(queries)
+    }
+
+    pub async fn project(&self, id: ProjectId) -> Result<Option<Project>, ModelError> {
+        let client = self.client().await?;
+        let row = query_opt(&client, &self.sql.project, &[&id.to_string()]).await?;
+        row.map(|row| state(&row, 0, "projects", as_project)).transpose()
+    }
+
+    pub async fn customer(&self, project: ProjectId, id: CustomerId) -> Result<Option<Customer>, ModelError> {
+        let client = self.client().await?;
+        let row = query_opt(
+            &client,
+            &self.sql.customer,
+            &[&id.to_string(), &project.to_string()],
+        )
+        .await?;
+        row.map(|row| state(&row, 0, "customers", as_customer))
+            .transpose()
+    }
+
+    pub async fn account(&self, project: ProjectId, id: AccountId) -> Result<Option<Account>, ModelError> {
+        let client = self.client().await?;
+        let row = query_opt(
+            &client,
+            &self.sql.account,
+            &[&id.to_string(), &project.to_string()],
+        )
+        .await?;
+        row.map(|row| state(&row, 0, "accounts", as_account)).transpose()
+    }
+
+    pub async fn transfer(&self, project: ProjectId, id: TransferId) -> Result<Option<Transfer>, ModelError> {
+        let client = self.client().await?;
+        let row = query_opt(
+            &client,
+            &self.sql.transfer,
+            &[&id.to_string(), &project.to_string()],
+        )
+        .await?;
+        row.map(|row| state(&row, 0, "transfers", as_transfer))
+            .transpose()
+    }
+
+    pub async fn transaction(
+        &self,
+        project: ProjectId,
+        id: TransactionId,
+    ) -> Result<Option<Transaction>, ModelError> {
+        let client = self.client().await?;
+        let row = query_opt(
+            &client,
+            &self.sql.transaction,
+            &[&id.to_string(), &project.to_string()],
+        )
+        .await?;
+        row.map(|row| transaction(&row)).transpose()
+    }
+
+    pub async fn list_customers(
+        &self,
+        project: ProjectId,
+        page: &PageRequest,
+    ) -> Result<Page<Customer>, PageError> {
+        let list = List::Customers;
+        let before = before(project, &list, page)?;
+        let client = self.client().await?;
+        let project_id = project.to_string();
+        let limit = limit(page);
+        let rows = query(&client, &self.sql.customers, &[&project_id, &before, &limit]).await?;
+        paged(project, &list, page, rows, |row| {
+            state(row, 1, "customers", as_customer)
+        })
+    }
+
+    pub async fn list_accounts(
+        &self,
+        project: ProjectId,
+        page: &PageRequest,
+    ) -> Result<Page<Account>, PageError> {
+        let list = List::Accounts;
+        let before = before(project, &list, page)?;
+        let client = self.client().await?;
+        let project_id = project.to_string();
+        let limit = limit(page);
+        let rows = query(&client, &self.sql.accounts, &[&project_id, &before, &limit]).await?;
+        paged(project, &list, page, rows, |row| {
+            state(row, 1, "accounts", as_account)
+        })
+    }
+
+    pub async fn list_transfers(
+        &self,
+        project: ProjectId,
+        page: &PageRequest,
+    ) -> Result<Page<Transfer>, PageError> {
+        let list = List::Transfers;
+        let before = before(project, &list, page)?;
+        let client = self.client().await?;
+        let project_id = project.to_string();
+        let limit = limit(page);
+        let rows = query(&client, &self.sql.transfers, &[&project_id, &before, &limit]).await?;
+        paged(project, &list, page, rows, |row| {
+            state(row, 1, "transfers", as_transfer)
+        })
+    }
+
+    /// A card, payin, refund, bank resource or file of the project, as its
+    /// aggregate state.
+    pub async fn resource(
+        &self,
+        project: ProjectId,
+        resource: ResourceRef,
+    ) -> Result<Option<Aggregate>, ModelError> {
+        // Anything else (a project, an account, an exchange rate…) is not
+        // a resource of the `resources` table.
+        let (Some(kind), Some(id)) = (ResourceKind::of(resource), resource_id(resource)) else {
+            return Ok(None);
+        };
+        let client = self.client().await?;
+        let row = query_opt(
+            &client,
+            &self.sql.resource,
+            &[&id, &project.to_string(), &kind_name(kind)],
+        )
+        .await?;
+        row.map(|row| resource_state(&row, 0, kind)).transpose()
+    }
+
+    /// The project's resources of one kind, newest first.
+    pub async fn list_resources(
+        &self,
+        project: ProjectId,
+        kind: ResourceKind,
+        page: &PageRequest,
+    ) -> Result<Page<Aggregate>, PageError> {
+        let list = List::Resources(kind);
+        let before = before(project, &list, page)?;
+        let client = self.client().await?;
+        let project_id = project.to_string();
+        let limit = limit(page);
+        let rows = query(
+            &client,
+            &self.sql.resources,
+            &[&project_id, &kind_name(kind), &before, &limit],
+        )
+        .await?;
+        paged(project, &list, page, rows, |row| resource_state(row, 1, kind))
+    }
+
+    /// The refunds of one card payin, newest first;
+    /// [`PageError::ParentNotFound`] when the payin is not the project's.
+    /// The payin and its refunds are read in one transaction.
+    pub async fn list_card_payin_refunds(
+        &self,
+        project: ProjectId,
+        payin: CardPayinId,
+        page: &PageRequest,
+    ) -> Result<Page<Aggregate>, PageError> {
+        let list = List::CardPayinRefunds(payin);
+        let before = before(project, &list, page)?;
+        let mut client = self.client().await?;
+        let read = snapshot(&mut client).await?;
+        let project_id = project.to_string();
+        let payin_id = payin.to_string();
+        let parent = query_opt(
+            &read,
+            &self.sql.resource,
+            &[&payin_id, &project_id, &kind_name(ResourceKind::CardPayin)],
+        )
+        .await?;
+        if parent.is_none() {
+            return Err(PageError::ParentNotFound);
+        }
+        let limit = limit(page);
+        let rows = query(
+            &read,
+            &self.sql.refunds,
+            &[&payin_id, &project_id, &before, &limit],
+        )
+        .await?;
+        read.commit().await.map_err(storage)?;
+        paged(project, &list, page, rows, |row| {
+            resource_state(row, 1, ResourceKind::CardPayinRefund)
+        })
+    }
+
+    /// The platform's exchange rates, removed ones included, by currency
+    /// pair (as `ReadModels` orders them).
+    pub async fn fx_rates(&self) -> Result<Vec<FxRateEntry>, ModelError> {
+        let client = self.client().await?;
+        let rows = query(&client, &self.sql.fx_rates, &[]).await?;
+        rows.iter()
+            .map(|row| state(row, 0, "fx_rates", as_fx_rate))
+            .collect()
+    }
+
+    /// All of the project's transactions, or one account's
+    /// ([`PageError::AccountNotFound`] when the account is not the
+    /// project's). The account and its transactions are read in one
+    /// transaction.
+    pub async fn list_transactions(
+        &self,
+        project: ProjectId,
+        account: Option<AccountId>,
+        page: &PageRequest,
+    ) -> Result<Page<Transaction>, PageError> {
+        let project_id = project.to_string();
+        let limit = limit(page);
+        match account {
+            None => {
+                let list = List::Transactions;
+                let before = before(project, &list, page)?;
+                let client = self.client().await?;
+                let rows = query(&client, &self.sql.transactions, &[&project_id, &before, &limit]).await?;
+                paged(project, &list, page, rows, transaction)
+            }
+            Some(account) => {
+                let list = List::AccountTransactions(account);
+                let before = before(project, &list, page)?;
+                let mut client = self.client().await?;
+                let read = snapshot(&mut client).await?;
+                let account_id = account.to_string();
+                let found = query_opt(&read, &self.sql.account, &[&account_id, &project_id]).await?;
+                if found.is_none() {
+                    return Err(PageError::AccountNotFound);
+                }
+                let rows = query(
+                    &read,
+                    &self.sql.account_transactions,
+                    &[&account_id, &project_id, &before, &limit],
+                )
+                .await?;
+                read.commit().await.map_err(storage)?;
+                paged(project, &list, page, rows, transaction)
+            }
+        }
+    }
+
+    async fn client(&self) -> Result<deadpool_postgres::Object, ModelError> {
+        self.pool
+            .get()
+            .await
+            .map_err(|error| ModelError::Storage(format!("read-model tables: no connection: {error}")))
+    }
+}
+
+/// A read-only transaction that sees the tables as of one moment, for the
+/// queries that read twice.
+async fn snapshot(
+    client: &mut deadpool_postgres::Object,
+) -> Result<deadpool_postgres::Transaction<'_>, ModelError> {
+    client
+        .build_transaction()
+        .isolation_level(IsolationLevel::RepeatableRead)
+        .read_only(true)
+        .start()
+        .await
+        .map_err(storage)
+}
+
+/// Every statement, with the schema in it.
+#[derive(Debug)]
+struct Statements {
+    schema: String,
+    checkpoints: String,
+    project: String,
+    customer: String,
+    account: String,
+    transfer: String,
+    transaction: String,
+    resource: String,
+    customers: String,
+    accounts: String,
+    transfers: String,
+    resources: String,
+    refunds: String,
+    transactions: String,
+    account_transactions: String,
+    fx_rates: String,
+}
+
+/// The columns of a `transactions` row [`transaction`] reads, from 0.
+const TRANSACTION_COLUMNS: &str = "position, id, project_id, account_id, kind, cause_id, currency, \
+     value_minor, balance_after_minor, created_at";
+
+impl Statements {
+    fn new(schema: &str) -> Self {
+        // Lists: `$before` is exclusive and the first page's is i64::MAX;
+        // one row more than the page is read to know whether another page
+        // follows.
+        let list = |table: &str, filter: &str| {
+            format!(
+                "SELECT created_position, state FROM {schema}.{table} \
+                 WHERE {filter} ORDER BY created_position DESC LIMIT $LIMIT"
+            )
+        };
+        let numbered = |sql: String, before: usize, limit: usize| {
+            sql.replace("$BEFORE", &format!("${before}"))
+                .replace("$LIMIT", &format!("${limit}"))
+        };
+        Self {
+            schema: schema.to_owned(),
+            checkpoints: format!("SELECT count(*) FROM {schema}.read_model_checkpoints"),
+            project: format!("SELECT state FROM {schema}.projects WHERE id = $1"),
+            customer: format!("SELECT state FROM {schema}.customers WHERE id = $1 AND project_id = $2"),
+            account: format!("SELECT state FROM {schema}.accounts WHERE id = $1 AND project_id = $2"),
+            transfer: format!("SELECT state FROM {schema}.transfers WHERE id = $1 AND project_id = $2"),
+            transaction: format!(
+                "SELECT {TRANSACTION_COLUMNS} FROM {schema}.transactions WHERE id = $1 AND project_id = $2"
+            ),
+            resource: format!(
+                "SELECT state FROM {schema}.resources WHERE id = $1 AND project_id = $2 AND kind = $3"
+            ),
+            customers: numbered(
+                list("customers", "project_id = $1 AND created_position < $BEFORE"),
+                2,
+                3,
+            ),
+            accounts: numbered(
+                list("accounts", "project_id = $1 AND created_position < $BEFORE"),
+                2,
+                3,
+            ),
+            transfers: numbered(
+                list("transfers", "project_id = $1 AND created_position < $BEFORE"),
+                2,
+                3,
+            ),
+            resources: numbered(
+                list(
+                    "resources",
+                    "project_id = $1 AND kind = $2 AND created_position < $BEFORE",
+                ),
+                3,
+                4,
+            ),
+            refunds: numbered(
+                list(
+                    "resources",
+                    "card_payin_id = $1 AND project_id = $2 AND kind = 'card_payin_refund' \
+                     AND created_position < $BEFORE",
+                ),
+                3,
+                4,
+            ),
+            transactions: format!(
+                "SELECT {TRANSACTION_COLUMNS} FROM {schema}.transactions \
+                 WHERE project_id = $1 AND position < $2 ORDER BY position DESC LIMIT $3"
+            ),
+            account_transactions: format!(
+                "SELECT {TRANSACTION_COLUMNS} FROM {schema}.transactions \
+                 WHERE account_id = $1 AND project_id = $2 AND position < $3 \
+                 ORDER BY position DESC LIMIT $4"
+            ),
+            // `ReadModels` keeps them by (base, quote) code bytes.
+            fx_rates: format!(
+                "SELECT state FROM {schema}.fx_rates \
+                 ORDER BY base_currency COLLATE \"C\", quote_currency COLLATE \"C\""
+            ),
+        }
+    }
+}
+
+fn storage(error: tokio_postgres::Error) -> ModelError {
+    ModelError::Storage(format!("read-model tables: {}", support::describe(&error)))
+}
+
+async fn query(
+    client: &impl GenericClient,
+    sql: &str,
+    parameters: &[&(dyn ToSql + Sync)],
+) -> Result<Vec<Row>, ModelError> {
+    // Prepared once per connection: the statements are few and hot. They
+    // name their columns, so a rebuild's swap (new tables, same columns)
+    // only makes PostgreSQL plan them again.
+    let statement = client.prepare_cached(sql).await.map_err(storage)?;
+    client.query(&statement, parameters).await.map_err(storage)
+}
+
+async fn query_opt(
+    client: &impl GenericClient,
+    sql: &str,
+    parameters: &[&(dyn ToSql + Sync)],
+) -> Result<Option<Row>, ModelError> {
+    let statement = client.prepare_cached(sql).await.map_err(storage)?;
+    client.query_opt(&statement, parameters).await.map_err(storage)
+}
+
+/// A list with pages of its own: what a page token is bound to, besides
+/// the project.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum List {
+    Customers,
+    Accounts,
+    Transfers,
+    Transactions,
+    AccountTransactions(AccountId),
+    Resources(ResourceKind),
+    CardPayinRefunds(CardPayinId),
+}
+
+impl List {
+    /// The list's name in its tokens.
+    fn name(&self) -> String {
+        match self {
+            Self::Customers => "customers".to_owned(),
+            Self::Accounts => "accounts".to_owned(),
+            Self::Transfers => "transfers".to_owned(),
+            Self::Transactions => "transactions".to_owned(),
+            Self::AccountTransactions(account) => format!("transactions:{account}"),
+            Self::Resources(kind) => format!("resources:{}", kind_name(*kind)),
+            Self::CardPayinRefunds(payin) => format!("refunds:{payin}"),
+        }
+    }
+}
+
+/// What tokens start with: the format, so that another one (a
+/// `ReadModels` token) never reads as one of these.
+const TOKEN_FORMAT: &str = "pgt1";
+
+/// The token of the page of `list` of `project` that holds the items
+/// created before `position`: opaque to clients (hex), bound to the list.
+fn token(project: ProjectId, list: &List, position: i64) -> String {
+    hex::encode(format!("{TOKEN_FORMAT}|{project}|{}|{position}", list.name()))
+}
+
+/// Where the page `request` asks for ends (exclusive): the first page's
+/// end is past every row; a token's, the position it names.
+fn before(project: ProjectId, list: &List, request: &PageRequest) -> Result<i64, PageError> {
+    let Some(token) = request.token.as_deref().filter(|token| !token.is_empty()) else {
+        return Ok(i64::MAX);
+    };
+    let text = hex::decode(token)
+        .ok()
+        .and_then(|bytes| String::from_utf8(bytes).ok())
+        .ok_or(PageError::InvalidToken)?;
+    let mut parts = text.split('|');
+    let (Some(format), Some(of), Some(name), Some(position), None) = (
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+    ) else {
+        return Err(PageError::InvalidToken);
+    };
+    let position: i64 = position.parse().map_err(|_| PageError::InvalidToken)?;
+    // A token is only ever handed out when an older row follows, so it
+    // never names position 0 or less.
+    if format != TOKEN_FORMAT || of != project.to_string() || name != list.name() || position <= 0 {
+        return Err(PageError::InvalidToken);
+    }
+    Ok(position)
+}
+
+/// Rows a page reads: its size, and one more to know if a page follows.
+fn limit(request: &PageRequest) -> i64 {
+    i64::try_from(request.size.max(1))
+        .unwrap_or(i64::MAX)
+        .saturating_add(1)
+}
+
+/// The page of `rows` (newest first, the page's size plus at most one,
+/// each starting with its position), decoded by `decode`.
+fn paged<T>(
+    project: ProjectId,
+    list: &List,
+    request: &PageRequest,
+    rows: Vec<Row>,
+    decode: impl Fn(&Row) -> Result<T, ModelError>,
+) -> Result<Page<T>, PageError> {
+    let size = request.size.max(1);
+    let more = rows.len() > size;
+    let mut items = Vec::with_capacity(size.min(rows.len()));
+    let mut last = None;
+    for row in rows.iter().take(size) {
+        let position: i64 = row.try_get(0).map_err(storage)?;
+        items.push(decode(row)?);
+        last = Some(position);
+    }
+    let next_token = match (more, last) {
+        (true, Some(position)) => Some(token(project, list, position)),
+        _ => None,
+    };
+    Ok(Page { items, next_token })
+}
+
+fn corrupt(table: &str, reason: impl std::fmt::Display) -> ModelError {
+    ModelError::Corrupt {
+        what: format!("a row of table {table}"),
+        reason: reason.to_string(),
+    }
+}
+
+/// The state in column `column` of `row`, as the table's kind of state.
+fn state<T>(
+    row: &Row,
+    column: usize,
+    table: &str,
+    pick: impl FnOnce(Aggregate) -> Option<T>,
+) -> Result<T, ModelError> {
+    let bytes: &[u8] = row.try_get(column).map_err(storage)?;
+    let state: Aggregate = postcard::from_bytes(bytes).map_err(|error| corrupt(table, error))?;
+    let found = format!("{state:?}");
+    pick(state).ok_or_else(|| corrupt(table, format!("not this table's kind of state: {found}")))
+}
+
+fn resource_state(row: &Row, column: usize, kind: ResourceKind) -> Result<Aggregate, ModelError> {
+    state(row, column, "resources", |state| {
+        (resource_kind_of(&state) == Some(kind)).then_some(state)
+    })
+}
+
+fn as_project(state: Aggregate) -> Option<Project> {
+    match state {
+        Aggregate::Project(project) => Some(project),
+        _ => None,
+    }
+}
+
+fn as_customer(state: Aggregate) -> Option<Customer> {
+    match state {
+        Aggregate::Customer(customer) => Some(customer),
+        _ => None,
+    }
+}
+
+fn as_account(state: Aggregate) -> Option<Account> {
+    match state {
+        Aggregate::Account(account) => Some(account),
+        _ => None,
+    }
+}
+
+fn as_transfer(state: Aggregate) -> Option<Transfer> {
+    match state {
+        Aggregate::Transfer(transfer) => Some(transfer),
+        _ => None,
+    }
+}
+
+fn as_fx_rate(state: Aggregate) -> Option<FxRateEntry> {
+    match state {
+        Aggregate::FxRate(entry) => Some(entry),
+        _ => None,
+    }
+}
+
+/// The kind of a resource's state.
+fn resource_kind_of(state: &Aggregate) -> Option<ResourceKind> {
+    Some(match state {
+        Aggregate::CardToken(_) => ResourceKind::CardToken,
+        Aggregate::Card(_) => ResourceKind::Card,
+        Aggregate::CardPayin(_) => ResourceKind::CardPayin,
+        Aggregate::CardPayinRefund(_) => ResourceKind::CardPayinRefund,
+        Aggregate::BankAccount(_) => ResourceKind::BankAccount,
+        Aggregate::BankPayout(_) => ResourceKind::BankPayout,
+        Aggregate::BankPayinReference(_) => ResourceKind::BankPayinReference,
+        Aggregate::BankPayin(_) => ResourceKind::BankPayin,
+        Aggregate::File(_) => ResourceKind::File,
+        _ => return None,
+    })
+}
+
+/// `resources.kind` of a kind (as `sql.rs` writes it).
+fn kind_name(kind: ResourceKind) -> &'static str {
+    match kind {
+        ResourceKind::CardToken => "card_token",
+        ResourceKind::Card => "card",
+        ResourceKind::CardPayin => "card_payin",
+        ResourceKind::CardPayinRefund => "card_payin_refund",
+        ResourceKind::BankAccount => "bank_account",
+        ResourceKind::BankPayout => "bank_payout",
+        ResourceKind::BankPayinReference => "bank_payin_reference",
+        ResourceKind::BankPayin => "bank_payin",
+        ResourceKind::File => "file",
+    }
+}
+
+/// `resources.id` of a resource (its API ID), if it has a row there.
+fn resource_id(resource: ResourceRef) -> Option<String> {
+    Some(match resource {
+        ResourceRef::CardToken(id) => id.to_string(),
+        ResourceRef::Card(id) => id.to_string(),
+        ResourceRef::CardPayin(id) => id.to_string(),
+        ResourceRef::CardPayinRefund(id) => id.to_string(),
+        ResourceRef::BankAccount(id) => id.to_string(),
+        ResourceRef::BankPayout(id) => id.to_string(),
+        ResourceRef::BankPayinReference(id) => id.to_string(),
+        ResourceRef::BankPayin(id) => id.to_string(),
+        ResourceRef::File(id) => id.to_string(),
+        ResourceRef::Project(_)
+        | ResourceRef::ApiKey(_)
+        | ResourceRef::Customer(_)
+        | ResourceRef::Account(_)
+        | ResourceRef::Transfer(_)
+        | ResourceRef::FxRate(..)
+        | ResourceRef::AggregationConnection(_)
+        | ResourceRef::AggregationImport(_)
+        | ResourceRef::AggregatedAccount(_) => return None,
+    })
+}
+
+/// A transaction from its row ([`TRANSACTION_COLUMNS`]): the inverse of
+/// `sql::insert_transactions`.
+fn transaction(row: &Row) -> Result<Transaction, ModelError> {
+    let id: &str = row.try_get(1).map_err(storage)?;
+    let corrupt = |reason: String| ModelError::Corrupt {
+        what: format!("transaction {id} of table transactions"),
+        reason,
+    };
+    let parse = |column: usize| -> Result<&str, ModelError> { row.try_get(column).map_err(storage) };
+    let project_id: ProjectId = parse(2)?
+        .parse()
+        .map_err(|error| corrupt(format!("project_id: {error}")))?;
+    let account_id: AccountId = parse(3)?
+        .parse()
+        .map_err(|error| corrupt(format!("account_id: {error}")))?;
+    let kind: &str = parse(4)?;
+    let cause: Option<&str> = row.try_get(5).map_err(storage)?;
+    let kind = transaction_kind(kind, cause).map_err(corrupt)?;
+    let currency: paycore_domain::Currency = parse(6)?
+        .parse()
+        .map_err(|error| corrupt(format!("currency: {error}")))?;
+    let value: i64 = row.try_get(7).map_err(storage)?;
+    let balance_after: i64 = row.try_get(8).map_err(storage)?;
+    let created_at: SystemTime = row.try_get(9).map_err(storage)?;
+    Ok(Transaction {
+        id: id.parse().map_err(|error| corrupt(format!("id: {error}")))?,
+        account_id,
+        project_id,
+        kind,
+        value: Money::new(value, currency),
+        balance_after: Money::new(balance_after, currency),
+        created_at: micros(created_at).map_err(corrupt)?,
+    })
+}
+
+/// The kind of a transaction from `kind` and `cause_id` (the inverse of
+/// `TransactionKind::as_str` and `sql::cause_id`).
+fn transaction_kind(kind: &str, cause: Option<&str>) -> Result<TransactionKind, String> {
+    fn id<T: std::str::FromStr>(cause: Option<&str>) -> Result<T, String>
+    where
+        T::Err: std::fmt::Display,
+    {
+        cause
+            .ok_or_else(|| "no cause_id".to_owned())?
+            .parse()
+            .map_err(|error| format!("cause_id: {error}"))
+    }
+    Ok(match kind {
+        "magic" if cause.is_none() => TransactionKind::Magic,
+        "transfer_source" => TransactionKind::TransferSource(id(cause)?),
+        "transfer_destination" => TransactionKind::TransferDestination(id(cause)?),
+        "card_payin" => TransactionKind::CardPayin(id(cause)?),
+        "card_payin_refund" => TransactionKind::CardPayinRefund(id(cause)?),
+        "card_payin_refund_failure" => TransactionKind::CardPayinRefundFailure(id(cause)?),
+        "bank_payout" => TransactionKind::BankPayout(id(cause)?),
+        "bank_payout_failure" => TransactionKind::BankPayoutFailure(id(cause)?),
+        "bank_payin" => TransactionKind::BankPayin(id(cause)?),
+        "posted_transfer_source" => TransactionKind::PostedTransferSource(id(cause)?),
+        "posted_transfer_destination" => TransactionKind::PostedTransferDestination(id(cause)?),
+        other => return Err(format!("unknown kind {other:?} (cause_id {cause:?})")),
+    })
+}
+
+/// A `timestamptz` as the domain's microseconds: PostgreSQL keeps
+/// microseconds, so the round trip is exact.
+fn micros(at: SystemTime) -> Result<Timestamp, String> {
+    let signed = match at.duration_since(UNIX_EPOCH) {
+        Ok(after) => i64::try_from(after.as_micros()),
+        Err(before) => i64::try_from(before.duration().as_micros()).map(|micros| -micros),
+    };
+    signed
+        .map(Timestamp::from_micros)
+        .map_err(|_| format!("created_at out of range: {at:?}"))
+}
