@@ -16,6 +16,15 @@ PG_URL ?= postgres://postgres@127.0.0.1:5432/test
 FUZZ_SECONDS ?= 600
 FUZZ_TARGETS ?= grpc_request log_frame log_index_snapshot log_open model_row aggregate_snapshot page_token event_payload
 
+# The end-to-end tests of several servers on PostgreSQL, run again by
+# `make test` with every server answering from the read-model tables
+# (`--queries-from-tables`, inherited as PAYCORE_QUERIES_FROM_TABLES).
+PG_TESTS_ON_TABLES = test(=two_servers_on_one_database_keep_the_books_exact) \
+	| test(=losing_the_database_mid_traffic_fails_cleanly_and_recovers) \
+	| test(=batches_from_two_servers_on_postgresql_keep_the_books_exact) \
+	| test(=on_postgresql_another_server_takes_over_when_the_expiring_one_dies) \
+	| test(=the_tables_follow_the_log_and_another_server_writes_them_when_the_writer_is_killed)
+
 .PHONY: run test bench bench-kv lint fmt check-tools clean fuzz fuzz-stable
 
 ## run: start the gRPC server on the embedded store in $(DATA_DIR), with the
@@ -29,12 +38,14 @@ run:
 ## change). Left out of that run: the stalled-subscriber memory test, whose
 ## 3,000 project updates of 24 KiB each would make every request fold up to
 ## 1,000 of them (the project no longer fits) for minutes, testing nothing
-## about the cache.
+## about the cache. Then the tests of several servers on PostgreSQL again,
+## answering queries from the read-model tables (PG_TESTS_ON_TABLES).
 test: check-tools
 	$(CARGO) build --workspace --bins
 	$(CARGO) nextest run --workspace --no-fail-fast
 	PAYCORE_STATE_CACHE_BYTES=4096 $(CARGO) nextest run -p paycore-e2e --no-fail-fast \
 		-E 'not test(=a_stalled_subscriber_does_not_grow_the_servers_memory)'
+	PAYCORE_QUERIES_FROM_TABLES=true $(CARGO) nextest run -p paycore-e2e --no-fail-fast -E '$(PG_TESTS_ON_TABLES)'
 	$(CARGO) test --workspace --doc
 
 ## bench: store append rate and gRPC transfer throughput/latency (release),
