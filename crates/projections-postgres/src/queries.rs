@@ -109,8 +109,10 @@ impl std::fmt::Debug for TableQueries {
 impl TableQueries {
     /// Queries the tables in `schema` of the database at `url` (as
     /// `paycore serve --store postgres://… --pg-schema …` has them), with
-    /// the default [`QueryOptions`]. Opens one connection to check the
-    /// database answers and the schema has the tables.
+    /// the default [`QueryOptions`]. Opens one connection and prepares
+    /// every statement on it, so a database that does not answer, or a
+    /// schema without the tables and columns (`paycore db migrate`),
+    /// fails here rather than at the first request.
     pub async fn connect(url: &str, schema: &str) -> Result<Self, TablesError> {
         Self::connect_with(url, schema, QueryOptions::default()).await
     }
@@ -127,8 +129,13 @@ impl TableQueries {
         let mut config = endpoint.config().clone();
         // A query the planner gets wrong, or a lock that never comes, fails
         // the request rather than holding a connection forever.
-        let timeout_ms = options.operation_timeout.as_millis();
-        config.options(&format!("-c statement_timeout={timeout_ms}"));
+        // Added to the URL's own `options`, which stay in force.
+        let timeout = format!("-c statement_timeout={}", options.operation_timeout.as_millis());
+        let all = match config.get_options() {
+            Some(given) if !given.is_empty() => format!("{given} {timeout}"),
+            _ => timeout,
+        };
+        config.options(all);
         let manager = Manager::from_config(
             config,
             endpoint.tls(),
@@ -148,12 +155,12 @@ impl TableQueries {
             pool,
             sql: Arc::new(Statements::new(schema)),
         };
-        // Fail at start, not at the first request, when the database or
-        // the tables are missing.
         let client = queries.pool.get().await.map_err(|error| {
             TablesError::Postgres(format!("connecting to {}: {error}", endpoint.target()))
         })?;
-        client.query_one(&queries.sql.checkpoints, &[]).await?;
+        for sql in queries.sql.all() {
+            client.prepare_cached(sql).await?;
+        }
         Ok(queries)
     }
 
@@ -419,7 +426,6 @@ async fn snapshot(
 #[derive(Debug)]
 struct Statements {
     schema: String,
-    checkpoints: String,
     project: String,
     customer: String,
     account: String,
@@ -457,7 +463,6 @@ impl Statements {
         };
         Self {
             schema: schema.to_owned(),
-            checkpoints: format!("SELECT count(*) FROM {schema}.read_model_checkpoints"),
             project: format!("SELECT state FROM {schema}.projects WHERE id = $1"),
             customer: format!("SELECT state FROM {schema}.customers WHERE id = $1 AND project_id = $2"),
             account: format!("SELECT state FROM {schema}.accounts WHERE id = $1 AND project_id = $2"),
@@ -515,6 +520,28 @@ impl Statements {
                  ORDER BY base_currency COLLATE \"C\", quote_currency COLLATE \"C\""
             ),
         }
+    }
+}
+
+impl Statements {
+    /// Every statement, to prepare at start.
+    fn all(&self) -> [&str; 14] {
+        [
+            &self.project,
+            &self.customer,
+            &self.account,
+            &self.transfer,
+            &self.transaction,
+            &self.resource,
+            &self.customers,
+            &self.accounts,
+            &self.transfers,
+            &self.resources,
+            &self.refunds,
+            &self.transactions,
+            &self.account_transactions,
+            &self.fx_rates,
+        ]
     }
 }
 
@@ -831,4 +858,109 @@ fn micros(at: SystemTime) -> Result<Timestamp, String> {
     signed
         .map(Timestamp::from_micros)
         .map_err(|_| format!("created_at out of range: {at:?}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use paycore_domain::{BankPayinId, BankPayoutId, CardPayinRefundId};
+    use uuid::Uuid;
+
+    fn uuid(n: u128) -> Uuid {
+        Uuid::from_u128(0x0193_0000_0000_7000_8000_0000_0000_0000 | n)
+    }
+
+    #[test]
+    fn every_transaction_kind_reads_back_as_written() {
+        let transfer = TransferId::from_uuid(uuid(1));
+        let refund = CardPayinRefundId::from_uuid(uuid(2));
+        let payout = BankPayoutId::from_uuid(uuid(3));
+        let kinds = [
+            TransactionKind::Magic,
+            TransactionKind::TransferSource(transfer),
+            TransactionKind::TransferDestination(transfer),
+            TransactionKind::CardPayin(CardPayinId::from_uuid(uuid(4))),
+            TransactionKind::CardPayinRefund(refund),
+            TransactionKind::CardPayinRefundFailure(refund),
+            TransactionKind::BankPayout(payout),
+            TransactionKind::BankPayoutFailure(payout),
+            TransactionKind::BankPayin(BankPayinId::from_uuid(uuid(5))),
+            TransactionKind::PostedTransferSource(transfer),
+            TransactionKind::PostedTransferDestination(transfer),
+        ];
+        for kind in kinds {
+            // As `sql::insert_transactions` writes them.
+            let cause = match kind {
+                TransactionKind::Magic => None,
+                TransactionKind::TransferSource(id)
+                | TransactionKind::TransferDestination(id)
+                | TransactionKind::PostedTransferSource(id)
+                | TransactionKind::PostedTransferDestination(id) => Some(id.to_string()),
+                TransactionKind::CardPayin(id) => Some(id.to_string()),
+                TransactionKind::CardPayinRefund(id) | TransactionKind::CardPayinRefundFailure(id) => {
+                    Some(id.to_string())
+                }
+                TransactionKind::BankPayout(id) | TransactionKind::BankPayoutFailure(id) => {
+                    Some(id.to_string())
+                }
+                TransactionKind::BankPayin(id) => Some(id.to_string()),
+            };
+            assert_eq!(transaction_kind(kind.as_str(), cause.as_deref()), Ok(kind));
+        }
+        let customer = CustomerId::from_uuid(uuid(6)).to_string();
+        for (kind, cause) in [
+            ("transfer_source", None),
+            ("transfer_source", Some(customer.as_str())),
+            ("magic", Some(customer.as_str())),
+            ("something_new", None),
+        ] {
+            assert!(transaction_kind(kind, cause).is_err(), "{kind} {cause:?}");
+        }
+    }
+
+    #[test]
+    fn times_read_back_to_the_microsecond() {
+        for since in [0_i64, 1, 1_700_000_000_123_457, -1, -86_400_000_001] {
+            let offset = Duration::from_micros(since.unsigned_abs());
+            let at = if since >= 0 {
+                UNIX_EPOCH + offset
+            } else {
+                UNIX_EPOCH - offset
+            };
+            assert_eq!(micros(at), Ok(Timestamp::from_micros(since)));
+        }
+    }
+
+    #[test]
+    fn tokens_name_their_list_project_and_position() {
+        let project = ProjectId::from_uuid(uuid(7));
+        let list = List::AccountTransactions(AccountId::from_uuid(uuid(8)));
+        let request = |token: Option<String>| PageRequest { size: 10, token };
+        let issued = token(project, &list, 42);
+        assert_eq!(before(project, &list, &request(Some(issued.clone()))), Ok(42));
+        assert_eq!(before(project, &list, &request(None)), Ok(i64::MAX));
+        assert_eq!(
+            before(project, &list, &request(Some(String::new()))),
+            Ok(i64::MAX)
+        );
+        let other = ProjectId::from_uuid(uuid(9));
+        for (project, list) in [(project, List::Transactions), (other, list.clone())] {
+            assert_eq!(
+                before(project, &list, &request(Some(issued.clone()))),
+                Err(PageError::InvalidToken)
+            );
+        }
+        let name = list.name();
+        for forged in [
+            format!("{TOKEN_FORMAT}|{project}|{name}|0"),
+            format!("{TOKEN_FORMAT}|{project}|{name}|-5"),
+            format!("{TOKEN_FORMAT}|{project}|{name}|42|1"),
+            format!("pgt0|{project}|{name}|42"),
+        ] {
+            assert_eq!(
+                before(project, &list, &request(Some(hex::encode(forged)))),
+                Err(PageError::InvalidToken)
+            );
+        }
+    }
 }
