@@ -128,8 +128,8 @@ impl TableQueries {
             .map_err(TablesError::Config)?;
         let mut config = endpoint.config().clone();
         // A query the planner gets wrong, or a lock that never comes, fails
-        // the request rather than holding a connection forever.
-        // Added to the URL's own `options`, which stay in force.
+        // the request rather than holding a connection forever; added to
+        // the URL's own `options`, which stay in force.
         let timeout = format!("-c statement_timeout={}", options.operation_timeout.as_millis());
         let all = match config.get_options() {
             Some(given) if !given.is_empty() => format!("{given} {timeout}"),
@@ -448,18 +448,14 @@ const TRANSACTION_COLUMNS: &str = "position, id, project_id, account_id, kind, c
 
 impl Statements {
     fn new(schema: &str) -> Self {
-        // Lists: `$before` is exclusive and the first page's is i64::MAX;
-        // one row more than the page is read to know whether another page
-        // follows.
-        let list = |table: &str, filter: &str| {
+        // Lists: `created_position < $before` (exclusive; the first page's
+        // is i64::MAX), then `LIMIT` one row more than the page, to know
+        // whether another page follows.
+        let list = |table: &str, filter: &str, limit: &str| {
             format!(
                 "SELECT created_position, state FROM {schema}.{table} \
-                 WHERE {filter} ORDER BY created_position DESC LIMIT $LIMIT"
+                 WHERE {filter} ORDER BY created_position DESC LIMIT {limit}"
             )
-        };
-        let numbered = |sql: String, before: usize, limit: usize| {
-            sql.replace("$BEFORE", &format!("${before}"))
-                .replace("$LIMIT", &format!("${limit}"))
         };
         Self {
             schema: schema.to_owned(),
@@ -473,37 +469,20 @@ impl Statements {
             resource: format!(
                 "SELECT state FROM {schema}.resources WHERE id = $1 AND project_id = $2 AND kind = $3"
             ),
-            customers: numbered(
-                list("customers", "project_id = $1 AND created_position < $BEFORE"),
-                2,
-                3,
+            customers: list("customers", "project_id = $1 AND created_position < $2", "$3"),
+            accounts: list("accounts", "project_id = $1 AND created_position < $2", "$3"),
+            transfers: list("transfers", "project_id = $1 AND created_position < $2", "$3"),
+            resources: list(
+                "resources",
+                "project_id = $1 AND kind = $2 AND created_position < $3",
+                "$4",
             ),
-            accounts: numbered(
-                list("accounts", "project_id = $1 AND created_position < $BEFORE"),
-                2,
-                3,
-            ),
-            transfers: numbered(
-                list("transfers", "project_id = $1 AND created_position < $BEFORE"),
-                2,
-                3,
-            ),
-            resources: numbered(
-                list(
-                    "resources",
-                    "project_id = $1 AND kind = $2 AND created_position < $BEFORE",
-                ),
-                3,
-                4,
-            ),
-            refunds: numbered(
-                list(
-                    "resources",
-                    "card_payin_id = $1 AND project_id = $2 AND kind = 'card_payin_refund' \
-                     AND created_position < $BEFORE",
-                ),
-                3,
-                4,
+            // By `resources_by_card_payin` (migration 8).
+            refunds: list(
+                "resources",
+                "card_payin_id = $1 AND project_id = $2 AND kind = 'card_payin_refund' \
+                 AND created_position < $3",
+                "$4",
             ),
             transactions: format!(
                 "SELECT {TRANSACTION_COLUMNS} FROM {schema}.transactions \
@@ -676,57 +655,60 @@ fn corrupt(table: &str, reason: impl std::fmt::Display) -> ModelError {
     }
 }
 
-/// The state in column `column` of `row`, as the table's kind of state.
+/// The state in column `column` of `row`, as the table's kind of state:
+/// `pick` takes it, or gives it back when it is another kind.
 fn state<T>(
     row: &Row,
     column: usize,
     table: &str,
-    pick: impl FnOnce(Aggregate) -> Option<T>,
+    pick: impl FnOnce(Aggregate) -> Result<T, Box<Aggregate>>,
 ) -> Result<T, ModelError> {
     let bytes: &[u8] = row.try_get(column).map_err(storage)?;
     let state: Aggregate = postcard::from_bytes(bytes).map_err(|error| corrupt(table, error))?;
-    let found = format!("{state:?}");
-    pick(state).ok_or_else(|| corrupt(table, format!("not this table's kind of state: {found}")))
+    pick(state).map_err(|other| corrupt(table, format!("not this table's kind of state: {other:?}")))
 }
 
 fn resource_state(row: &Row, column: usize, kind: ResourceKind) -> Result<Aggregate, ModelError> {
     state(row, column, "resources", |state| {
-        (resource_kind_of(&state) == Some(kind)).then_some(state)
+        match resource_kind_of(&state) == Some(kind) {
+            true => Ok(state),
+            false => Err(Box::new(state)),
+        }
     })
 }
 
-fn as_project(state: Aggregate) -> Option<Project> {
+fn as_project(state: Aggregate) -> Result<Project, Box<Aggregate>> {
     match state {
-        Aggregate::Project(project) => Some(project),
-        _ => None,
+        Aggregate::Project(project) => Ok(project),
+        other => Err(Box::new(other)),
     }
 }
 
-fn as_customer(state: Aggregate) -> Option<Customer> {
+fn as_customer(state: Aggregate) -> Result<Customer, Box<Aggregate>> {
     match state {
-        Aggregate::Customer(customer) => Some(customer),
-        _ => None,
+        Aggregate::Customer(customer) => Ok(customer),
+        other => Err(Box::new(other)),
     }
 }
 
-fn as_account(state: Aggregate) -> Option<Account> {
+fn as_account(state: Aggregate) -> Result<Account, Box<Aggregate>> {
     match state {
-        Aggregate::Account(account) => Some(account),
-        _ => None,
+        Aggregate::Account(account) => Ok(account),
+        other => Err(Box::new(other)),
     }
 }
 
-fn as_transfer(state: Aggregate) -> Option<Transfer> {
+fn as_transfer(state: Aggregate) -> Result<Transfer, Box<Aggregate>> {
     match state {
-        Aggregate::Transfer(transfer) => Some(transfer),
-        _ => None,
+        Aggregate::Transfer(transfer) => Ok(transfer),
+        other => Err(Box::new(other)),
     }
 }
 
-fn as_fx_rate(state: Aggregate) -> Option<FxRateEntry> {
+fn as_fx_rate(state: Aggregate) -> Result<FxRateEntry, Box<Aggregate>> {
     match state {
-        Aggregate::FxRate(entry) => Some(entry),
-        _ => None,
+        Aggregate::FxRate(entry) => Ok(entry),
+        other => Err(Box::new(other)),
     }
 }
 
