@@ -321,20 +321,17 @@ impl TableQueries {
         page: &PageRequest,
     ) -> Result<Page<Aggregate>, PageError> {
         let list = List::CardPayinRefunds(payin);
-        let before = before(project, &list, page)?;
         let mut client = self.client().await?;
         let read = snapshot(&mut client).await?;
         let project_id = project.to_string();
         let payin_id = payin.to_string();
-        let parent = query_opt(
-            &read,
-            &self.sql.resource,
-            &[&payin_id, &project_id, &kind_name(ResourceKind::CardPayin)],
-        )
-        .await?;
+        let parent = query_opt(&read, &self.sql.payin_exists, &[&payin_id, &project_id]).await?;
         if parent.is_none() {
             return Err(PageError::ParentNotFound);
         }
+        // After the payin, as `ReadModels` does: an unknown payin is not
+        // found whatever the token.
+        let before = before(project, &list, page)?;
         let limit = limit(page);
         let rows = query(
             &read,
@@ -380,14 +377,15 @@ impl TableQueries {
             }
             Some(account) => {
                 let list = List::AccountTransactions(account);
-                let before = before(project, &list, page)?;
                 let mut client = self.client().await?;
                 let read = snapshot(&mut client).await?;
                 let account_id = account.to_string();
-                let found = query_opt(&read, &self.sql.account, &[&account_id, &project_id]).await?;
+                let found = query_opt(&read, &self.sql.account_exists, &[&account_id, &project_id]).await?;
                 if found.is_none() {
                     return Err(PageError::AccountNotFound);
                 }
+                // After the account, as `ReadModels` does.
+                let before = before(project, &list, page)?;
                 let rows = query(
                     &read,
                     &self.sql.account_transactions,
@@ -432,6 +430,8 @@ struct Statements {
     transfer: String,
     transaction: String,
     resource: String,
+    account_exists: String,
+    payin_exists: String,
     customers: String,
     accounts: String,
     transfers: String,
@@ -469,6 +469,10 @@ impl Statements {
             resource: format!(
                 "SELECT state FROM {schema}.resources WHERE id = $1 AND project_id = $2 AND kind = $3"
             ),
+            account_exists: format!("SELECT 1 FROM {schema}.accounts WHERE id = $1 AND project_id = $2"),
+            payin_exists: format!(
+                "SELECT 1 FROM {schema}.resources WHERE id = $1 AND project_id = $2 AND kind = 'card_payin'"
+            ),
             customers: list("customers", "project_id = $1 AND created_position < $2", "$3"),
             accounts: list("accounts", "project_id = $1 AND created_position < $2", "$3"),
             transfers: list("transfers", "project_id = $1 AND created_position < $2", "$3"),
@@ -504,7 +508,7 @@ impl Statements {
 
 impl Statements {
     /// Every statement, to prepare at start.
-    fn all(&self) -> [&str; 14] {
+    fn all(&self) -> [&str; 16] {
         [
             &self.project,
             &self.customer,
@@ -512,6 +516,8 @@ impl Statements {
             &self.transfer,
             &self.transaction,
             &self.resource,
+            &self.account_exists,
+            &self.payin_exists,
             &self.customers,
             &self.accounts,
             &self.transfers,

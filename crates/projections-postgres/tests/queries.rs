@@ -611,6 +611,24 @@ async fn every_query_answers_as_the_read_models_do() {
             .await,
         Err(PageError::AccountNotFound)
     );
+    // The parent first, whatever the token (as `ReadModels` answers).
+    let garbage = page(5, Some("zz".to_owned()));
+    assert_eq!(
+        t.list_transactions(s.other, Some(s.accounts[0]), &garbage).await,
+        Err(PageError::AccountNotFound)
+    );
+    assert_eq!(
+        m.list_transactions(s.other, Some(s.accounts[0]), &garbage),
+        Err(PageError::AccountNotFound)
+    );
+    assert_eq!(
+        t.list_card_payin_refunds(s.other, s.payins[0], &garbage).await,
+        Err(PageError::ParentNotFound)
+    );
+    assert_eq!(
+        m.list_card_payin_refunds(s.other, s.payins[0], &garbage),
+        Err(PageError::ParentNotFound)
+    );
     let unknown = ProjectId::from_uuid(id());
     assert_eq!(t.project(unknown).await.unwrap(), None);
     assert_eq!(
@@ -655,7 +673,7 @@ async fn tokens_are_bound_to_their_list_and_project_and_stay_valid_as_rows_arriv
             .await,
         t.list_transactions(project, None, &page(2, Some(token.clone())))
             .await,
-        t.list_transactions(s.other, Some(a), &page(2, Some(token.clone())))
+        t.list_transactions(s.other, Some(s.other_accounts[0]), &page(2, Some(token.clone())))
             .await,
         t.list_transactions(project, Some(a), &page(2, Some(accounts_token.clone())))
             .await,
