@@ -30,7 +30,7 @@ use paycore_domain::{
     Meta, Money, ProjectId, ResourceRef, Timestamp, TransactionId, TransferId,
 };
 use paycore_engine::{Engine, EngineConfig};
-use paycore_projections::{ModelStorage, Page, PageError, PageRequest, ReadModels, ResourceKind};
+use paycore_projections::{ModelError, ModelStorage, Page, PageError, PageRequest, ReadModels, ResourceKind};
 use paycore_projections_postgres::{TableQueries, TablesWriter, WriterOptions, status};
 use paycore_store::Position;
 use paycore_store_postgres::testing::SchemaGuard;
@@ -824,4 +824,40 @@ async fn refunds_are_listed_again_after_the_resources_rebuild() {
         .get(0);
     assert!(index.is_some(), "the index survives the swap");
     writer.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_schema_without_the_tables_fails_at_connect_and_a_failing_database_is_the_servers_error() {
+    let unmigrated = SchemaGuard::unmigrated();
+    let refused = TableQueries::connect(&unmigrated.url, &unmigrated.schema).await;
+    assert!(refused.is_err(), "{refused:?}");
+    assert!(
+        TableQueries::connect(&unmigrated.url, "not a schema")
+            .await
+            .is_err()
+    );
+
+    let schema = SchemaGuard::new().await;
+    let t = TableQueries::connect(&schema.url, &schema.schema).await.unwrap();
+    let project = ProjectId::from_uuid(id());
+    assert_eq!(t.list_accounts(project, &page(10, None)).await.unwrap().items, []);
+    assert_eq!(t.fx_rates().await.unwrap(), []);
+    // The tables gone from under it: the read models' failure
+    // (UNAVAILABLE at the edge), never the request's.
+    schema
+        .execute(&format!("DROP TABLE {}.accounts", schema.schema))
+        .await;
+    assert!(matches!(
+        t.list_accounts(project, &page(10, None)).await,
+        Err(PageError::Storage(ModelError::Storage(_)))
+    ));
+    assert!(matches!(
+        t.account(project, AccountId::from_uuid(id())).await,
+        Err(ModelError::Storage(_))
+    ));
+    assert!(matches!(
+        t.list_transactions(project, Some(AccountId::from_uuid(id())), &page(10, None))
+            .await,
+        Err(PageError::Storage(ModelError::Storage(_)))
+    ));
 }
