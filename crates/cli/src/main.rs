@@ -270,6 +270,16 @@ struct ServeArgs {
     /// server of those that take part writes them at a time.
     #[arg(long, env = "PAYCORE_NO_READ_MODEL_TABLES")]
     no_read_model_tables: bool,
+    /// With a PostgreSQL store: answer the payments queries (projects,
+    /// customers, accounts, transactions, transfers, cards, payins, bank
+    /// resources, files, exchange rates) from the read-model tables every
+    /// server shares, instead of this server's own read models; a server
+    /// joining late answers them at once, without replaying the log first.
+    /// A command's answer waits until the tables show it. Give it to every
+    /// server of the deployment (page tokens of one source are not valid on
+    /// the other); open banking is always answered from the server's own.
+    #[arg(long, env = "PAYCORE_QUERIES_FROM_TABLES")]
+    queries_from_tables: bool,
     /// Serve Prometheus metrics (text format) on GET /metrics of this
     /// address, e.g. 0.0.0.0:9090 (port 0: any free port, printed on
     /// stdout). Off unless set. Plain HTTP on its own port, never the gRPC
@@ -490,6 +500,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 },
                 state_cache_bytes: args.state_cache_bytes,
                 read_model_tables: !args.no_read_model_tables,
+                queries_from_tables: args.queries_from_tables,
                 metrics_listen: args.metrics_listen,
                 pages_listen: args.pages_listen,
                 pages_public_url: args.pages_public_url,

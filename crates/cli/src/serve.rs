@@ -283,6 +283,35 @@ async fn side_storage(
     Ok(paycore_grpc::SideStorage::new(key, blobs))
 }
 
+/// The read-model tables the payments queries are answered from, with
+/// `--queries-from-tables` on a PostgreSQL store.
+async fn tables_for_queries(
+    choice: &StoreChoice,
+    queries_from_tables: bool,
+) -> anyhow::Result<Option<Arc<paycore_grpc::queries::Tables>>> {
+    if !queries_from_tables {
+        return Ok(None);
+    }
+    let StoreChoice::Postgres { url, schema } = choice else {
+        anyhow::bail!(
+            "--queries-from-tables needs a PostgreSQL store (--store postgres://…): \
+             the embedded log keeps its read models in the data directory only"
+        );
+    };
+    let queries = paycore_projections_postgres::TableQueries::connect(url, schema)
+        .await
+        .with_context(|| format!("connecting the queries to the read-model tables (schema {schema})"))?;
+    let name = format!("{} pid {}", host_name(), std::process::id());
+    let progress = paycore_projections_postgres::TablesProgress::spawn(url, schema, &name)
+        .map_err(anyhow::Error::msg)
+        .context("following the read-model tables' checkpoints")?;
+    tracing::info!(%schema, "answering the payments queries from the read-model tables");
+    Ok(Some(Arc::new(paycore_grpc::queries::Tables {
+        queries,
+        progress,
+    })))
+}
+
 /// What `paycore serve` is configured with beyond the store.
 #[derive(Clone, Debug)]
 pub struct ServeOptions {
@@ -302,6 +331,8 @@ pub struct ServeOptions {
     pub state_cache_bytes: u64,
     /// On PostgreSQL: take part in writing the read-model tables.
     pub read_model_tables: bool,
+    /// On PostgreSQL: answer the payments queries from the tables.
+    pub queries_from_tables: bool,
     /// Where to serve Prometheus metrics; `None`: off.
     pub metrics_listen: Option<SocketAddr>,
     /// Where to serve the hosted pages (the 3-D Secure challenge); `None`: off.
@@ -352,6 +383,7 @@ pub async fn serve(data_dir: &Path, choice: &StoreChoice, options: ServeOptions)
 
     let side = side_storage(data_dir, choice, options.vault_key_file.as_deref()).await?;
     let mut state = paycore_grpc::AppState::new(engine.clone(), read.clone(), side);
+    state.tables = tables_for_queries(choice, options.queries_from_tables).await?;
     state.max_file_bytes = options.max_file_bytes;
     state.authentication_url_base = options.authentication_url_base;
     let mut sync_config = paycore_aggregation_sync::SyncerConfig::default();
@@ -414,10 +446,16 @@ pub async fn serve(data_dir: &Path, choice: &StoreChoice, options: ServeOptions)
     // How the other servers of a shared store see this one.
     let server_name = format!("{} pid {} {address}", host_name(), std::process::id());
     let tables = match choice {
-        StoreChoice::Postgres { url, schema } if options.read_model_tables => Some(TablesWriter::spawn(
-            store.clone(),
-            WriterOptions::new(url, schema, server_name.clone()),
-        )),
+        StoreChoice::Postgres { url, schema } if options.read_model_tables => {
+            let mut writer = WriterOptions::new(url, schema, server_name.clone());
+            if options.queries_from_tables {
+                // Every command's answer waits for the tables: write each
+                // batch as soon as the log has it, rather than pacing
+                // batches for a cheaper database.
+                writer.pace = std::time::Duration::ZERO;
+            }
+            Some(TablesWriter::spawn(store.clone(), writer))
+        }
         _ => None,
     };
     let incoming = match &options.tls {

@@ -28,6 +28,7 @@ pub mod errors;
 pub mod idempotency;
 mod link;
 pub mod metrics;
+pub mod queries;
 mod reflection;
 pub mod services;
 pub mod sync_index;
@@ -175,6 +176,9 @@ pub struct AppState {
     /// it always uses this state's engine, bank, clock and read models).
     pub syncer: Syncer,
     syncer_config: SyncerConfig,
+    /// The PostgreSQL read-model tables, when the payments queries are
+    /// answered from them (`paycore serve --queries-from-tables`).
+    pub tables: Option<Arc<queries::Tables>>,
 }
 
 impl AppState {
@@ -196,6 +200,7 @@ impl AppState {
             connect_url_base: None,
             syncer,
             syncer_config: SyncerConfig::default(),
+            tables: None,
         }
     }
 

@@ -99,6 +99,7 @@
 //! One batch of events and the rows it touches; nothing across batches.
 
 mod fold;
+mod progress;
 mod queries;
 mod rebuild;
 mod sql;
@@ -108,6 +109,7 @@ use paycore_store::{Position, StoreError};
 use paycore_store_postgres::support;
 
 pub use fold::{PROJECTIONS, Projection};
+pub use progress::{POLL_EVERY, TablesProgress};
 pub use queries::{QueryOptions, TableQueries};
 pub use writer::{TablesWriter, WriterOptions};
 

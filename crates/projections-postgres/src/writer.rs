@@ -186,6 +186,7 @@ async fn session(
     writing.send_replace(true);
     tracing::info!(schema = %options.schema, "this server writes the read-model tables");
     let mut progress = prepare(&mut client, options).await?;
+    let channel = crate::progress::channel(&options.schema);
     let mut committed = store.committed();
     let mut requests_read = Instant::now();
     loop {
@@ -195,11 +196,24 @@ async fn session(
         }
         let head = *committed.borrow_and_update();
         let served = Tables::served(&options.schema);
-        let applied = apply_next(&mut client, store, options, served, &mut progress.served).await?;
+        let frozen = progress.frozen_lowest();
+        let notify = Notify {
+            channel: &channel,
+            frozen,
+        };
+        let applied = apply_next(
+            &mut client,
+            store,
+            options,
+            served,
+            &mut progress.served,
+            Some(notify),
+        )
+        .await?;
         let rebuilt = match progress.rebuilding() {
             true => {
                 let tables = Tables::rebuild(&options.schema);
-                apply_next(&mut client, store, options, tables, &mut progress.rebuild).await?
+                apply_next(&mut client, store, options, tables, &mut progress.rebuild, None).await?
             }
             false => 0,
         };
@@ -242,26 +256,39 @@ impl Progress {
 
     fn served_lowest(&self) -> Position {
         let lowest = self.served.iter().copied().min().unwrap_or(Position::MAX);
-        let frozen = self
-            .frozen
+        lowest.min(self.frozen_lowest())
+    }
+
+    /// The lowest checkpoint of the older versions' rows standing still.
+    fn frozen_lowest(&self) -> Position {
+        self.frozen
             .iter()
             .flatten()
             .copied()
             .min()
-            .unwrap_or(Position::MAX);
-        lowest.min(frozen)
+            .unwrap_or(Position::MAX)
     }
+}
+
+/// Who hears of the served tables' progress (see `progress.rs`).
+struct Notify<'a> {
+    channel: &'a str,
+    /// The lowest checkpoint of rows this writer leaves standing still.
+    frozen: Position,
 }
 
 /// Applies the next whole appends after `checkpoints` to `tables`, in one
 /// transaction with the checkpoints; returns the events applied (0 when
-/// there is nothing whole to apply yet).
+/// there is nothing whole to apply yet). With `notify`, the transaction
+/// also notifies the lowest served checkpoint it leaves, delivered once it
+/// commits.
 async fn apply_next(
     client: &mut Client,
     store: &dyn EventStore,
     options: &WriterOptions,
     tables: Tables<'_>,
     checkpoints: &mut Checkpoints,
+    notify: Option<Notify<'_>>,
 ) -> Result<usize, TablesError> {
     let from = checkpoints.iter().copied().min().unwrap_or(Position::MAX);
     if *store.committed().borrow() <= from {
@@ -277,6 +304,22 @@ async fn apply_next(
     let loaded = sql::load(&transaction, tables, &fold::rows_read(&decoded, checkpoints)).await?;
     let changes = fold::fold(&decoded, loaded, checkpoints);
     sql::write(&transaction, tables, &changes, (checkpoints, &to), &options.name).await?;
+    if let Some(notify) = notify {
+        let lowest = to
+            .iter()
+            .copied()
+            .min()
+            .unwrap_or(Position::MAX)
+            .min(notify.frozen);
+        if lowest != Position::MAX {
+            transaction
+                .execute(
+                    "SELECT pg_notify($1, $2)",
+                    &[&notify.channel, &lowest.to_string()],
+                )
+                .await?;
+        }
+    }
     transaction.commit().await?;
     *checkpoints = to;
     Ok(events.len())

@@ -131,7 +131,7 @@ pub fn target(config: &Config) -> String {
 /// One connection outside the pool. Its driver task forwards notifications;
 /// it ends (closing the channel) when the connection does.
 #[derive(Debug)]
-pub(crate) struct Single {
+pub struct Single {
     pub client: Client,
     pub notifications: mpsc::UnboundedReceiver<Notification>,
     driver: JoinHandle<()>,
@@ -145,7 +145,7 @@ impl Drop for Single {
 
 /// Connects, with an overall deadline of `timeout` on top of the
 /// per-attempt connect timeout. The error says where and why.
-pub(crate) async fn open(endpoint: &Endpoint, timeout: Duration) -> Result<Single, String> {
+pub async fn open(endpoint: &Endpoint, timeout: Duration) -> Result<Single, String> {
     let config = endpoint.config();
     let connecting = endpoint.connect();
     let (client, mut connection) = match tokio::time::timeout(timeout, connecting).await {

@@ -184,7 +184,7 @@ mod tls;
 /// names, the schema-name rule, error descriptions and which errors end a
 /// connection.
 pub mod support {
-    pub use crate::connect::{Endpoint, TlsStream, config, target};
+    pub use crate::connect::{Endpoint, Single, TlsStream, config, open, target};
     pub use crate::error::{describe, is_connection_error};
     pub use crate::options::valid_schema;
     pub use crate::tls::SslMode;

@@ -26,7 +26,7 @@ use paycore_domain::{
     AccountId, Aggregate, Command, CommandEnvelope, DomainError, IdempotencyKey, ProjectId, Violations,
 };
 use paycore_engine::{BatchCommand, CommandMeta, EngineError, Executed};
-use paycore_projections::{ModelError, Page, PageError, PageRequest, ReadModels};
+use paycore_projections::{ModelError, Page, PageError, PageRequest};
 use tonic::metadata::MetadataMap;
 use tonic::{Request, Status};
 use uuid::Uuid;
@@ -36,6 +36,7 @@ use crate::auth::{self, Caller};
 use crate::convert;
 use crate::errors::{domain_status, engine_status, internal, model_status, page_status};
 use crate::idempotency;
+use crate::queries::Queries;
 
 pub use events::Drain;
 
@@ -159,6 +160,7 @@ impl Handlers {
         idempotency: Option<IdempotencyKey>,
         command: Command,
     ) -> Result<Aggregate, Status> {
+        let read_by = ReadBy::of(&command);
         let envelope = CommandEnvelope {
             project_id,
             now: self.state.clock.now(),
@@ -177,7 +179,7 @@ impl Handlers {
             .execute_with(envelope, meta)
             .await
             .map_err(|e| engine_status(&e))?;
-        self.read_your_write(executed.position).await;
+        self.read_your_write(executed.position, read_by).await;
         Ok(executed.state)
     }
 
@@ -203,18 +205,21 @@ impl Handlers {
             .map_err(|e| engine_status(&e))?;
         let newest = answers.iter().flatten().map(|executed| executed.position).max();
         if let Some(position) = newest {
-            self.read_your_write(position).await;
+            self.read_your_write(position, ReadBy::Queries).await;
         }
         Ok(answers)
     }
 
-    /// Waits until the read models applied `position` (bounded by the
-    /// read-your-writes timeout).
-    async fn read_your_write(&self, position: paycore_store::Position) {
-        let caught_up = tokio::time::timeout(
-            self.state.read_your_writes_timeout,
-            self.state.read.wait_for(position),
-        )
+    /// Waits until the read models `read_by` applied `position` (bounded
+    /// by the read-your-writes timeout).
+    async fn read_your_write(&self, position: paycore_store::Position, read_by: ReadBy) {
+        let queries = self.queries();
+        let caught_up = tokio::time::timeout(self.state.read_your_writes_timeout, async {
+            match read_by {
+                ReadBy::Queries => queries.wait_for(position).await,
+                ReadBy::Local => queries.local().wait_for(position).await,
+            }
+        })
         .await;
         if caught_up.is_err() {
             // The command is durable: answering an error would invite a
@@ -245,6 +250,11 @@ impl Handlers {
 }
 
 impl Handlers {
+    /// Where queries are answered from (see [`crate::queries`]).
+    fn queries(&self) -> Queries<'_> {
+        Queries::new(&self.state.read, self.state.tables.as_ref())
+    }
+
     /// A page of one of the caller's lists: validates `page_size` and
     /// `page_token`, then reads it from the read models.
     async fn list_page<Q, T>(
@@ -252,13 +262,15 @@ impl Handlers {
         request: &Request<Q>,
         page_size: i32,
         page_token: &str,
-        list: impl FnOnce(&ReadModels, ProjectId, &PageRequest) -> Result<Page<T>, PageError>,
+        list: impl AsyncFnOnce(Queries<'_>, ProjectId, &PageRequest) -> Result<Page<T>, PageError>,
     ) -> Result<Page<T>, Status> {
         let caller = self.caller(request).await?;
         let mut v = Violations::new();
         let page = convert::page_request(page_size, page_token, &mut v);
         let page = finish(v, page)?;
-        list(&self.state.read, caller.project_id, &page).map_err(|e| page_status(&e, None))
+        list(self.queries(), caller.project_id, &page)
+            .await
+            .map_err(|e| page_status(&e, None))
     }
 
     /// One resource of the caller's project by the ID in `field`, from the
@@ -269,7 +281,7 @@ impl Handlers {
         field: &str,
         raw_id: &str,
         kind: &'static str,
-        get: impl FnOnce(&ReadModels, ProjectId, I) -> Result<Option<T>, ModelError>,
+        get: impl AsyncFnOnce(Queries<'_>, ProjectId, I) -> Result<Option<T>, ModelError>,
     ) -> Result<T, Status>
     where
         I: std::str::FromStr<Err = paycore_domain::IdError> + Copy + std::fmt::Display,
@@ -278,9 +290,30 @@ impl Handlers {
         let mut v = Violations::new();
         let id = convert::id::<I>(raw_id, field, &mut v);
         let id = finish(v, id)?;
-        get(&self.state.read, caller.project_id, id)
+        get(self.queries(), caller.project_id, id)
+            .await
             .map_err(|error| model_status(&error))?
             .ok_or_else(|| domain_status(&DomainError::not_found(kind, id)))
+    }
+}
+
+/// Which read models show a command's resource.
+#[derive(Clone, Copy, Debug)]
+enum ReadBy {
+    /// The payments queries' source: this server's models or the tables.
+    Queries,
+    /// This server's own models: open banking is not in the tables.
+    Local,
+}
+
+impl ReadBy {
+    fn of(command: &Command) -> Self {
+        match command {
+            Command::AggregationConnection(_)
+            | Command::AggregationImport(_)
+            | Command::AggregatedAccount(_) => Self::Local,
+            _ => Self::Queries,
+        }
     }
 }
 

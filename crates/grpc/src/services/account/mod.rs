@@ -7,7 +7,6 @@ use tonic::{Request, Response, Status};
 use super::{Handlers, correlation_id, finish, methods, unexpected};
 use crate::convert as shared;
 use crate::pb::{self, account_service_server::AccountService};
-use paycore_projections::ReadModels;
 
 #[tonic::async_trait]
 impl AccountService for Handlers {
@@ -40,7 +39,7 @@ impl AccountService for Handlers {
                 "account_id",
                 id,
                 "account",
-                |read, project, id: AccountId| read.account(project, id),
+                async |read, project, id: AccountId| read.account(project, id).await,
             )
             .await?;
         Ok(Response::new(convert::account_pb(&account)))
@@ -66,7 +65,9 @@ impl AccountService for Handlers {
     ) -> Result<Response<pb::ListAccountsResponse>, Status> {
         let (size, token) = (request.get_ref().page_size, &request.get_ref().page_token);
         let page = self
-            .list_page(&request, size, token, ReadModels::list_accounts)
+            .list_page(&request, size, token, async |read, project, page| {
+                read.list_accounts(project, page).await
+            })
             .await?;
         Ok(Response::new(pb::ListAccountsResponse {
             items: page.items.iter().map(convert::account_pb).collect(),

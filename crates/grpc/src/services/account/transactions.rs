@@ -20,7 +20,7 @@ impl TransactionService for Handlers {
                 "transaction_id",
                 id,
                 "transaction",
-                |read, project, id: TransactionId| read.transaction(project, id),
+                async |read, project, id: TransactionId| read.transaction(project, id).await,
             )
             .await?;
         Ok(Response::new(convert::transaction_pb(&transaction)))
@@ -58,9 +58,9 @@ impl TransactionService for Handlers {
             }));
         }
         let page = self
-            .state
-            .read
+            .queries()
             .list_transactions(caller.project_id, account, &page)
+            .await
             .map_err(|e| page_status(&e, account))?;
         Ok(Response::new(pb::ListTransactionsResponse {
             items: page.items.iter().map(convert::transaction_pb).collect(),

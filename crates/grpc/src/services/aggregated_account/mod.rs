@@ -28,7 +28,7 @@ impl AggregatedAccountService for Handlers {
                 "aggregated_account_id",
                 id,
                 "aggregated account",
-                |read, project, id: AggregatedAccountId| read.aggregated_account(project, id),
+                async |read, project, id: AggregatedAccountId| read.local().aggregated_account(project, id),
             )
             .await?;
         Ok(Response::new(convert::aggregated_account_pb(&account)))

@@ -65,7 +65,9 @@ impl AggregationConnectionService for Handlers {
                 "connection_id",
                 id,
                 "aggregation connection",
-                |read, project, id: AggregationConnectionId| read.aggregation_connection(project, id),
+                async |read, project, id: AggregationConnectionId| {
+                    read.local().aggregation_connection(project, id)
+                },
             )
             .await?;
         Ok(Response::new(self.connection_pb(&connection)))

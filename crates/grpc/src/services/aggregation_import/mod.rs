@@ -43,7 +43,7 @@ impl AggregationImportService for Handlers {
                 "import_id",
                 id,
                 "aggregation import",
-                |read, project, id: AggregationImportId| read.aggregation_import(project, id),
+                async |read, project, id: AggregationImportId| read.local().aggregation_import(project, id),
             )
             .await?;
         Ok(Response::new(convert::aggregation_import_pb(&import)))

@@ -45,7 +45,9 @@ impl BankAccountService for Handlers {
                 "bank_account_id",
                 id,
                 "bank account",
-                |read, project, id: BankAccountId| read.resource(project, ResourceRef::BankAccount(id)),
+                async |read, project, id: BankAccountId| {
+                    read.resource(project, ResourceRef::BankAccount(id)).await
+                },
             )
             .await?;
         bank_account_answer(&state)
@@ -57,8 +59,9 @@ impl BankAccountService for Handlers {
     ) -> Result<Response<pb::ListBankAccountsResponse>, Status> {
         let (size, token) = (request.get_ref().page_size, &request.get_ref().page_token);
         let page = self
-            .list_page(&request, size, token, |read, project, page| {
+            .list_page(&request, size, token, async |read, project, page| {
                 read.list_resources(project, ResourceKind::BankAccount, page)
+                    .await
             })
             .await?;
         Ok(Response::new(pb::ListBankAccountsResponse {

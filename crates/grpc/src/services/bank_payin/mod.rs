@@ -67,8 +67,8 @@ impl BankPayinReferenceService for Handlers {
                 "bank_payin_reference_id",
                 id,
                 "bank payin reference",
-                |read, project, id: BankPayinReferenceId| {
-                    read.resource(project, ResourceRef::BankPayinReference(id))
+                async |read, project, id: BankPayinReferenceId| {
+                    read.resource(project, ResourceRef::BankPayinReference(id)).await
                 },
             )
             .await?;
@@ -81,8 +81,9 @@ impl BankPayinReferenceService for Handlers {
     ) -> Result<Response<pb::ListBankPayinReferencesResponse>, Status> {
         let (size, token) = (request.get_ref().page_size, &request.get_ref().page_token);
         let page = self
-            .list_page(&request, size, token, |read, project, page| {
+            .list_page(&request, size, token, async |read, project, page| {
                 read.list_resources(project, ResourceKind::BankPayinReference, page)
+                    .await
             })
             .await?;
         Ok(Response::new(pb::ListBankPayinReferencesResponse {
@@ -124,7 +125,9 @@ impl BankPayinService for Handlers {
                 "bank_payin_id",
                 id,
                 "bank payin",
-                |read, project, id: BankPayinId| read.resource(project, ResourceRef::BankPayin(id)),
+                async |read, project, id: BankPayinId| {
+                    read.resource(project, ResourceRef::BankPayin(id)).await
+                },
             )
             .await?;
         payin_answer(&state)
@@ -136,8 +139,8 @@ impl BankPayinService for Handlers {
     ) -> Result<Response<pb::ListBankPayinsResponse>, Status> {
         let (size, token) = (request.get_ref().page_size, &request.get_ref().page_token);
         let page = self
-            .list_page(&request, size, token, |read, project, page| {
-                read.list_resources(project, ResourceKind::BankPayin, page)
+            .list_page(&request, size, token, async |read, project, page| {
+                read.list_resources(project, ResourceKind::BankPayin, page).await
             })
             .await?;
         Ok(Response::new(pb::ListBankPayinsResponse {

@@ -75,7 +75,9 @@ impl BankPayoutService for Handlers {
                 "bank_payout_id",
                 id,
                 "bank payout",
-                |read, project, id: BankPayoutId| read.resource(project, ResourceRef::BankPayout(id)),
+                async |read, project, id: BankPayoutId| {
+                    read.resource(project, ResourceRef::BankPayout(id)).await
+                },
             )
             .await?;
         bank_payout_answer(&state)
@@ -87,8 +89,8 @@ impl BankPayoutService for Handlers {
     ) -> Result<Response<pb::ListBankPayoutsResponse>, Status> {
         let (size, token) = (request.get_ref().page_size, &request.get_ref().page_token);
         let page = self
-            .list_page(&request, size, token, |read, project, page| {
-                read.list_resources(project, ResourceKind::BankPayout, page)
+            .list_page(&request, size, token, async |read, project, page| {
+                read.list_resources(project, ResourceKind::BankPayout, page).await
             })
             .await?;
         Ok(Response::new(pb::ListBankPayoutsResponse {

@@ -108,8 +108,9 @@ impl CardTokenService for Handlers {
                 "card_token_id",
                 id,
                 "card token",
-                |read, project, id: CardTokenId| {
+                async |read, project, id: CardTokenId| {
                     read.resource(project, ResourceRef::CardToken(id))
+                        .await
                         .map(|found| found.and_then(|state| state.as_card_token().cloned()))
                 },
             )
@@ -173,10 +174,17 @@ impl CardService for Handlers {
     async fn get_card(&self, request: Request<pb::GetCardRequest>) -> Result<Response<pb::Card>, Status> {
         let id = &request.get_ref().card_id;
         let card = self
-            .get_one(&request, "card_id", id, "card", |read, project, id: CardId| {
-                read.resource(project, ResourceRef::Card(id))
-                    .map(|found| found.and_then(|state| state.as_card().cloned()))
-            })
+            .get_one(
+                &request,
+                "card_id",
+                id,
+                "card",
+                async |read, project, id: CardId| {
+                    read.resource(project, ResourceRef::Card(id))
+                        .await
+                        .map(|found| found.and_then(|state| state.as_card().cloned()))
+                },
+            )
             .await?;
         Ok(Response::new(convert::card_pb(&card)))
     }
@@ -187,8 +195,8 @@ impl CardService for Handlers {
     ) -> Result<Response<pb::ListCardsResponse>, Status> {
         let (size, token) = (request.get_ref().page_size, &request.get_ref().page_token);
         let page = self
-            .list_page(&request, size, token, |read, project, page| {
-                read.list_resources(project, ResourceKind::Card, page)
+            .list_page(&request, size, token, async |read, project, page| {
+                read.list_resources(project, ResourceKind::Card, page).await
             })
             .await?;
         Ok(Response::new(pb::ListCardsResponse {

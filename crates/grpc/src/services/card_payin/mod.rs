@@ -126,8 +126,9 @@ impl CardPayinService for Handlers {
                 "card_payin_id",
                 id,
                 "card payin",
-                |read, project, id: CardPayinId| {
+                async |read, project, id: CardPayinId| {
                     read.resource(project, ResourceRef::CardPayin(id))
+                        .await
                         .map(|found| found.and_then(|state| state.as_card_payin().cloned()))
                 },
             )
@@ -141,8 +142,8 @@ impl CardPayinService for Handlers {
     ) -> Result<Response<pb::ListCardPayinsResponse>, Status> {
         let (size, token) = (request.get_ref().page_size, &request.get_ref().page_token);
         let page = self
-            .list_page(&request, size, token, |read, project, page| {
-                read.list_resources(project, ResourceKind::CardPayin, page)
+            .list_page(&request, size, token, async |read, project, page| {
+                read.list_resources(project, ResourceKind::CardPayin, page).await
             })
             .await?;
         Ok(Response::new(pb::ListCardPayinsResponse {
@@ -239,8 +240,9 @@ impl CardPayinService for Handlers {
                 "card_payin_refund_id",
                 id,
                 "card payin refund",
-                |read, project, id: CardPayinRefundId| {
+                async |read, project, id: CardPayinRefundId| {
                     read.resource(project, ResourceRef::CardPayinRefund(id))
+                        .await
                         .map(|found| found.and_then(|state| state.as_card_payin_refund().cloned()))
                 },
             )
@@ -259,9 +261,9 @@ impl CardPayinService for Handlers {
         let page = shared::page_request(body.page_size, &body.page_token, &mut v);
         let (payin, page) = finish(v, payin.zip(page))?;
         let page = self
-            .state
-            .read
+            .queries()
             .list_card_payin_refunds(caller.project_id, payin, &page)
+            .await
             .map_err(|e| match e {
                 PageError::ParentNotFound => domain_status(&DomainError::not_found("card payin", payin)),
                 other => page_status(&other, None),

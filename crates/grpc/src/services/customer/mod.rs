@@ -5,7 +5,6 @@ use tonic::{Request, Response, Status};
 
 use super::{Handlers, correlation_id, finish, methods, unexpected};
 use crate::pb::{self, customer_service_server::CustomerService};
-use paycore_projections::ReadModels;
 
 #[tonic::async_trait]
 impl CustomerService for Handlers {
@@ -40,7 +39,7 @@ impl CustomerService for Handlers {
                 "customer_id",
                 id,
                 "customer",
-                |read, project, id: CustomerId| read.customer(project, id),
+                async |read, project, id: CustomerId| read.customer(project, id).await,
             )
             .await?;
         Ok(Response::new(convert::customer_pb(&customer)))
@@ -52,7 +51,9 @@ impl CustomerService for Handlers {
     ) -> Result<Response<pb::ListCustomersResponse>, Status> {
         let (size, token) = (request.get_ref().page_size, &request.get_ref().page_token);
         let page = self
-            .list_page(&request, size, token, ReadModels::list_customers)
+            .list_page(&request, size, token, async |read, project, page| {
+                read.list_customers(project, page).await
+            })
             .await?;
         Ok(Response::new(pb::ListCustomersResponse {
             items: page.items.iter().map(convert::customer_pb).collect(),

@@ -211,9 +211,13 @@ impl FileService for Handlers {
     async fn get_file(&self, request: Request<pb::GetFileRequest>) -> Result<Response<pb::File>, Status> {
         let id = &request.get_ref().file_id;
         let state = self
-            .get_one(&request, "file_id", id, "file", |read, project, id: FileId| {
-                read.resource(project, ResourceRef::File(id))
-            })
+            .get_one(
+                &request,
+                "file_id",
+                id,
+                "file",
+                async |read, project, id: FileId| read.resource(project, ResourceRef::File(id)).await,
+            )
             .await?;
         file_answer(&state)
     }
@@ -224,8 +228,8 @@ impl FileService for Handlers {
     ) -> Result<Response<pb::ListFilesResponse>, Status> {
         let (size, token) = (request.get_ref().page_size, &request.get_ref().page_token);
         let page = self
-            .list_page(&request, size, token, |read, project, page| {
-                read.list_resources(project, ResourceKind::File, page)
+            .list_page(&request, size, token, async |read, project, page| {
+                read.list_resources(project, ResourceKind::File, page).await
             })
             .await?;
         Ok(Response::new(pb::ListFilesResponse {
@@ -247,9 +251,13 @@ impl FileService for Handlers {
     ) -> Result<Response<Self::DownloadFileStream>, Status> {
         let id = &request.get_ref().file_id;
         let state = self
-            .get_one(&request, "file_id", id, "file", |read, project, id: FileId| {
-                read.resource(project, ResourceRef::File(id))
-            })
+            .get_one(
+                &request,
+                "file_id",
+                id,
+                "file",
+                async |read, project, id: FileId| read.resource(project, ResourceRef::File(id)).await,
+            )
             .await?;
         let file = state.as_file().ok_or_else(|| unexpected("file", &state))?;
         let digest = FileDigest::from_bytes(file.sha256);

@@ -17,9 +17,9 @@ impl FxRateService for Handlers {
         self.caller(&request).await?;
         // The read models keep the pairs ordered by (source, destination).
         let rates = self
-            .state
-            .read
+            .queries()
             .fx_rates()
+            .await
             .map_err(|error| model_status(&error))?
             .iter()
             .filter_map(convert::fx_rate_pb)

@@ -15,9 +15,9 @@ impl ProjectService for Handlers {
     ) -> Result<Response<pb::Project>, Status> {
         let caller = self.caller(&request).await?;
         let found = self
-            .state
-            .read
+            .queries()
             .project(caller.project_id)
+            .await
             .map_err(|error| model_status(&error))?;
         let project = match found {
             Some(project) => project,

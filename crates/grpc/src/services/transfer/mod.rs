@@ -11,7 +11,6 @@ use crate::auth::Caller;
 
 use super::{Handlers, correlation_id, finish, methods, unexpected};
 use crate::pb::{self, transfer_service_server::TransferService};
-use paycore_projections::ReadModels;
 
 #[tonic::async_trait]
 impl TransferService for Handlers {
@@ -90,7 +89,7 @@ impl TransferService for Handlers {
                 "transfer_id",
                 id,
                 "transfer",
-                |read, project, id: TransferId| read.transfer(project, id),
+                async |read, project, id: TransferId| read.transfer(project, id).await,
             )
             .await?;
         Ok(Response::new(convert::transfer_pb(&transfer)))
@@ -102,7 +101,9 @@ impl TransferService for Handlers {
     ) -> Result<Response<pb::ListTransfersResponse>, Status> {
         let (size, token) = (request.get_ref().page_size, &request.get_ref().page_token);
         let page = self
-            .list_page(&request, size, token, ReadModels::list_transfers)
+            .list_page(&request, size, token, async |read, project, page| {
+                read.list_transfers(project, page).await
+            })
             .await?;
         Ok(Response::new(pb::ListTransfersResponse {
             items: page.items.iter().map(convert::transfer_pb).collect(),
