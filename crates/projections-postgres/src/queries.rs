@@ -109,8 +109,10 @@ impl std::fmt::Debug for TableQueries {
 impl TableQueries {
     /// Queries the tables in `schema` of the database at `url` (as
     /// `paycore serve --store postgres://… --pg-schema …` has them), with
-    /// the default [`QueryOptions`]. Opens one connection to check the
-    /// database answers and the schema has the tables.
+    /// the default [`QueryOptions`]. Opens one connection and prepares
+    /// every statement on it, so a database that does not answer, or a
+    /// schema without the tables and columns (`paycore db migrate`),
+    /// fails here rather than at the first request.
     pub async fn connect(url: &str, schema: &str) -> Result<Self, TablesError> {
         Self::connect_with(url, schema, QueryOptions::default()).await
     }
@@ -126,9 +128,14 @@ impl TableQueries {
             .map_err(TablesError::Config)?;
         let mut config = endpoint.config().clone();
         // A query the planner gets wrong, or a lock that never comes, fails
-        // the request rather than holding a connection forever.
-        let timeout_ms = options.operation_timeout.as_millis();
-        config.options(&format!("-c statement_timeout={timeout_ms}"));
+        // the request rather than holding a connection forever; added to
+        // the URL's own `options`, which stay in force.
+        let timeout = format!("-c statement_timeout={}", options.operation_timeout.as_millis());
+        let all = match config.get_options() {
+            Some(given) if !given.is_empty() => format!("{given} {timeout}"),
+            _ => timeout,
+        };
+        config.options(all);
         let manager = Manager::from_config(
             config,
             endpoint.tls(),
@@ -148,12 +155,12 @@ impl TableQueries {
             pool,
             sql: Arc::new(Statements::new(schema)),
         };
-        // Fail at start, not at the first request, when the database or
-        // the tables are missing.
         let client = queries.pool.get().await.map_err(|error| {
             TablesError::Postgres(format!("connecting to {}: {error}", endpoint.target()))
         })?;
-        client.query_one(&queries.sql.checkpoints, &[]).await?;
+        for sql in queries.sql.all() {
+            client.prepare_cached(sql).await?;
+        }
         Ok(queries)
     }
 
@@ -314,20 +321,17 @@ impl TableQueries {
         page: &PageRequest,
     ) -> Result<Page<Aggregate>, PageError> {
         let list = List::CardPayinRefunds(payin);
-        let before = before(project, &list, page)?;
         let mut client = self.client().await?;
         let read = snapshot(&mut client).await?;
         let project_id = project.to_string();
         let payin_id = payin.to_string();
-        let parent = query_opt(
-            &read,
-            &self.sql.resource,
-            &[&payin_id, &project_id, &kind_name(ResourceKind::CardPayin)],
-        )
-        .await?;
+        let parent = query_opt(&read, &self.sql.payin_exists, &[&payin_id, &project_id]).await?;
         if parent.is_none() {
             return Err(PageError::ParentNotFound);
         }
+        // After the payin, as `ReadModels` does: an unknown payin is not
+        // found whatever the token.
+        let before = before(project, &list, page)?;
         let limit = limit(page);
         let rows = query(
             &read,
@@ -373,14 +377,15 @@ impl TableQueries {
             }
             Some(account) => {
                 let list = List::AccountTransactions(account);
-                let before = before(project, &list, page)?;
                 let mut client = self.client().await?;
                 let read = snapshot(&mut client).await?;
                 let account_id = account.to_string();
-                let found = query_opt(&read, &self.sql.account, &[&account_id, &project_id]).await?;
+                let found = query_opt(&read, &self.sql.account_exists, &[&account_id, &project_id]).await?;
                 if found.is_none() {
                     return Err(PageError::AccountNotFound);
                 }
+                // After the account, as `ReadModels` does.
+                let before = before(project, &list, page)?;
                 let rows = query(
                     &read,
                     &self.sql.account_transactions,
@@ -419,13 +424,14 @@ async fn snapshot(
 #[derive(Debug)]
 struct Statements {
     schema: String,
-    checkpoints: String,
     project: String,
     customer: String,
     account: String,
     transfer: String,
     transaction: String,
     resource: String,
+    account_exists: String,
+    payin_exists: String,
     customers: String,
     accounts: String,
     transfers: String,
@@ -442,22 +448,17 @@ const TRANSACTION_COLUMNS: &str = "position, id, project_id, account_id, kind, c
 
 impl Statements {
     fn new(schema: &str) -> Self {
-        // Lists: `$before` is exclusive and the first page's is i64::MAX;
-        // one row more than the page is read to know whether another page
-        // follows.
-        let list = |table: &str, filter: &str| {
+        // Lists: `created_position < $before` (exclusive; the first page's
+        // is i64::MAX), then `LIMIT` one row more than the page, to know
+        // whether another page follows.
+        let list = |table: &str, filter: &str, limit: &str| {
             format!(
                 "SELECT created_position, state FROM {schema}.{table} \
-                 WHERE {filter} ORDER BY created_position DESC LIMIT $LIMIT"
+                 WHERE {filter} ORDER BY created_position DESC LIMIT {limit}"
             )
-        };
-        let numbered = |sql: String, before: usize, limit: usize| {
-            sql.replace("$BEFORE", &format!("${before}"))
-                .replace("$LIMIT", &format!("${limit}"))
         };
         Self {
             schema: schema.to_owned(),
-            checkpoints: format!("SELECT count(*) FROM {schema}.read_model_checkpoints"),
             project: format!("SELECT state FROM {schema}.projects WHERE id = $1"),
             customer: format!("SELECT state FROM {schema}.customers WHERE id = $1 AND project_id = $2"),
             account: format!("SELECT state FROM {schema}.accounts WHERE id = $1 AND project_id = $2"),
@@ -468,37 +469,24 @@ impl Statements {
             resource: format!(
                 "SELECT state FROM {schema}.resources WHERE id = $1 AND project_id = $2 AND kind = $3"
             ),
-            customers: numbered(
-                list("customers", "project_id = $1 AND created_position < $BEFORE"),
-                2,
-                3,
+            account_exists: format!("SELECT 1 FROM {schema}.accounts WHERE id = $1 AND project_id = $2"),
+            payin_exists: format!(
+                "SELECT 1 FROM {schema}.resources WHERE id = $1 AND project_id = $2 AND kind = 'card_payin'"
             ),
-            accounts: numbered(
-                list("accounts", "project_id = $1 AND created_position < $BEFORE"),
-                2,
-                3,
+            customers: list("customers", "project_id = $1 AND created_position < $2", "$3"),
+            accounts: list("accounts", "project_id = $1 AND created_position < $2", "$3"),
+            transfers: list("transfers", "project_id = $1 AND created_position < $2", "$3"),
+            resources: list(
+                "resources",
+                "project_id = $1 AND kind = $2 AND created_position < $3",
+                "$4",
             ),
-            transfers: numbered(
-                list("transfers", "project_id = $1 AND created_position < $BEFORE"),
-                2,
-                3,
-            ),
-            resources: numbered(
-                list(
-                    "resources",
-                    "project_id = $1 AND kind = $2 AND created_position < $BEFORE",
-                ),
-                3,
-                4,
-            ),
-            refunds: numbered(
-                list(
-                    "resources",
-                    "card_payin_id = $1 AND project_id = $2 AND kind = 'card_payin_refund' \
-                     AND created_position < $BEFORE",
-                ),
-                3,
-                4,
+            // By `resources_by_card_payin` (migration 8).
+            refunds: list(
+                "resources",
+                "card_payin_id = $1 AND project_id = $2 AND kind = 'card_payin_refund' \
+                 AND created_position < $3",
+                "$4",
             ),
             transactions: format!(
                 "SELECT {TRANSACTION_COLUMNS} FROM {schema}.transactions \
@@ -515,6 +503,30 @@ impl Statements {
                  ORDER BY base_currency COLLATE \"C\", quote_currency COLLATE \"C\""
             ),
         }
+    }
+}
+
+impl Statements {
+    /// Every statement, to prepare at start.
+    fn all(&self) -> [&str; 16] {
+        [
+            &self.project,
+            &self.customer,
+            &self.account,
+            &self.transfer,
+            &self.transaction,
+            &self.resource,
+            &self.account_exists,
+            &self.payin_exists,
+            &self.customers,
+            &self.accounts,
+            &self.transfers,
+            &self.resources,
+            &self.refunds,
+            &self.transactions,
+            &self.account_transactions,
+            &self.fx_rates,
+        ]
     }
 }
 
@@ -649,57 +661,60 @@ fn corrupt(table: &str, reason: impl std::fmt::Display) -> ModelError {
     }
 }
 
-/// The state in column `column` of `row`, as the table's kind of state.
+/// The state in column `column` of `row`, as the table's kind of state:
+/// `pick` takes it, or gives it back when it is another kind.
 fn state<T>(
     row: &Row,
     column: usize,
     table: &str,
-    pick: impl FnOnce(Aggregate) -> Option<T>,
+    pick: impl FnOnce(Aggregate) -> Result<T, Box<Aggregate>>,
 ) -> Result<T, ModelError> {
     let bytes: &[u8] = row.try_get(column).map_err(storage)?;
     let state: Aggregate = postcard::from_bytes(bytes).map_err(|error| corrupt(table, error))?;
-    let found = format!("{state:?}");
-    pick(state).ok_or_else(|| corrupt(table, format!("not this table's kind of state: {found}")))
+    pick(state).map_err(|other| corrupt(table, format!("not this table's kind of state: {other:?}")))
 }
 
 fn resource_state(row: &Row, column: usize, kind: ResourceKind) -> Result<Aggregate, ModelError> {
     state(row, column, "resources", |state| {
-        (resource_kind_of(&state) == Some(kind)).then_some(state)
+        match resource_kind_of(&state) == Some(kind) {
+            true => Ok(state),
+            false => Err(Box::new(state)),
+        }
     })
 }
 
-fn as_project(state: Aggregate) -> Option<Project> {
+fn as_project(state: Aggregate) -> Result<Project, Box<Aggregate>> {
     match state {
-        Aggregate::Project(project) => Some(project),
-        _ => None,
+        Aggregate::Project(project) => Ok(project),
+        other => Err(Box::new(other)),
     }
 }
 
-fn as_customer(state: Aggregate) -> Option<Customer> {
+fn as_customer(state: Aggregate) -> Result<Customer, Box<Aggregate>> {
     match state {
-        Aggregate::Customer(customer) => Some(customer),
-        _ => None,
+        Aggregate::Customer(customer) => Ok(customer),
+        other => Err(Box::new(other)),
     }
 }
 
-fn as_account(state: Aggregate) -> Option<Account> {
+fn as_account(state: Aggregate) -> Result<Account, Box<Aggregate>> {
     match state {
-        Aggregate::Account(account) => Some(account),
-        _ => None,
+        Aggregate::Account(account) => Ok(account),
+        other => Err(Box::new(other)),
     }
 }
 
-fn as_transfer(state: Aggregate) -> Option<Transfer> {
+fn as_transfer(state: Aggregate) -> Result<Transfer, Box<Aggregate>> {
     match state {
-        Aggregate::Transfer(transfer) => Some(transfer),
-        _ => None,
+        Aggregate::Transfer(transfer) => Ok(transfer),
+        other => Err(Box::new(other)),
     }
 }
 
-fn as_fx_rate(state: Aggregate) -> Option<FxRateEntry> {
+fn as_fx_rate(state: Aggregate) -> Result<FxRateEntry, Box<Aggregate>> {
     match state {
-        Aggregate::FxRate(entry) => Some(entry),
-        _ => None,
+        Aggregate::FxRate(entry) => Ok(entry),
+        other => Err(Box::new(other)),
     }
 }
 
@@ -831,4 +846,109 @@ fn micros(at: SystemTime) -> Result<Timestamp, String> {
     signed
         .map(Timestamp::from_micros)
         .map_err(|_| format!("created_at out of range: {at:?}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use paycore_domain::{BankPayinId, BankPayoutId, CardPayinRefundId};
+    use uuid::Uuid;
+
+    fn uuid(n: u128) -> Uuid {
+        Uuid::from_u128(0x0193_0000_0000_7000_8000_0000_0000_0000 | n)
+    }
+
+    #[test]
+    fn every_transaction_kind_reads_back_as_written() {
+        let transfer = TransferId::from_uuid(uuid(1));
+        let refund = CardPayinRefundId::from_uuid(uuid(2));
+        let payout = BankPayoutId::from_uuid(uuid(3));
+        let kinds = [
+            TransactionKind::Magic,
+            TransactionKind::TransferSource(transfer),
+            TransactionKind::TransferDestination(transfer),
+            TransactionKind::CardPayin(CardPayinId::from_uuid(uuid(4))),
+            TransactionKind::CardPayinRefund(refund),
+            TransactionKind::CardPayinRefundFailure(refund),
+            TransactionKind::BankPayout(payout),
+            TransactionKind::BankPayoutFailure(payout),
+            TransactionKind::BankPayin(BankPayinId::from_uuid(uuid(5))),
+            TransactionKind::PostedTransferSource(transfer),
+            TransactionKind::PostedTransferDestination(transfer),
+        ];
+        for kind in kinds {
+            // As `sql::insert_transactions` writes them.
+            let cause = match kind {
+                TransactionKind::Magic => None,
+                TransactionKind::TransferSource(id)
+                | TransactionKind::TransferDestination(id)
+                | TransactionKind::PostedTransferSource(id)
+                | TransactionKind::PostedTransferDestination(id) => Some(id.to_string()),
+                TransactionKind::CardPayin(id) => Some(id.to_string()),
+                TransactionKind::CardPayinRefund(id) | TransactionKind::CardPayinRefundFailure(id) => {
+                    Some(id.to_string())
+                }
+                TransactionKind::BankPayout(id) | TransactionKind::BankPayoutFailure(id) => {
+                    Some(id.to_string())
+                }
+                TransactionKind::BankPayin(id) => Some(id.to_string()),
+            };
+            assert_eq!(transaction_kind(kind.as_str(), cause.as_deref()), Ok(kind));
+        }
+        let customer = CustomerId::from_uuid(uuid(6)).to_string();
+        for (kind, cause) in [
+            ("transfer_source", None),
+            ("transfer_source", Some(customer.as_str())),
+            ("magic", Some(customer.as_str())),
+            ("something_new", None),
+        ] {
+            assert!(transaction_kind(kind, cause).is_err(), "{kind} {cause:?}");
+        }
+    }
+
+    #[test]
+    fn times_read_back_to_the_microsecond() {
+        for since in [0_i64, 1, 1_700_000_000_123_457, -1, -86_400_000_001] {
+            let offset = Duration::from_micros(since.unsigned_abs());
+            let at = if since >= 0 {
+                UNIX_EPOCH + offset
+            } else {
+                UNIX_EPOCH - offset
+            };
+            assert_eq!(micros(at), Ok(Timestamp::from_micros(since)));
+        }
+    }
+
+    #[test]
+    fn tokens_name_their_list_project_and_position() {
+        let project = ProjectId::from_uuid(uuid(7));
+        let list = List::AccountTransactions(AccountId::from_uuid(uuid(8)));
+        let request = |token: Option<String>| PageRequest { size: 10, token };
+        let issued = token(project, &list, 42);
+        assert_eq!(before(project, &list, &request(Some(issued.clone()))), Ok(42));
+        assert_eq!(before(project, &list, &request(None)), Ok(i64::MAX));
+        assert_eq!(
+            before(project, &list, &request(Some(String::new()))),
+            Ok(i64::MAX)
+        );
+        let other = ProjectId::from_uuid(uuid(9));
+        for (project, list) in [(project, List::Transactions), (other, list.clone())] {
+            assert_eq!(
+                before(project, &list, &request(Some(issued.clone()))),
+                Err(PageError::InvalidToken)
+            );
+        }
+        let name = list.name();
+        for forged in [
+            format!("{TOKEN_FORMAT}|{project}|{name}|0"),
+            format!("{TOKEN_FORMAT}|{project}|{name}|-5"),
+            format!("{TOKEN_FORMAT}|{project}|{name}|42|1"),
+            format!("pgt0|{project}|{name}|42"),
+        ] {
+            assert_eq!(
+                before(project, &list, &request(Some(hex::encode(forged)))),
+                Err(PageError::InvalidToken)
+            );
+        }
+    }
 }
