@@ -11,7 +11,7 @@
 //! resources (cards and tokens, card payins and their refunds, bank
 //! accounts, payouts, payin references, bank payins, files) and exchange
 //! rates. Open banking (connections, imports, aggregated accounts and
-//! transactions) has no tables yet (issue 13): those queries stay on
+//! transactions) has no tables: those queries stay on
 //! `ReadModels`.
 //!
 //! # How

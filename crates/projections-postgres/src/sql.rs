@@ -64,45 +64,61 @@ impl<'a> Tables<'a> {
 }
 
 /// Reads the rows `ids` name, as the tables hold them (absent ones are new).
+/// One `SELECT` per table, sent together: tokio-postgres pipelines
+/// concurrent queries on one connection, so the batch waits for one round
+/// trip, not one per table (every command's answer waits for the writer
+/// when queries read the tables).
 pub(crate) async fn load(
     client: &impl GenericClient,
     tables: Tables<'_>,
     ids: &[RowId],
 ) -> Result<HashMap<RowId, Row>, TablesError> {
-    let mut loaded = HashMap::with_capacity(ids.len());
-    for table in StateTable::ALL {
+    let reads = StateTable::ALL.into_iter().filter_map(|table| {
         let keys: Vec<&str> = ids
             .iter()
             .filter(|(of, _)| *of == table)
             .map(|(_, id)| id.as_str())
             .collect();
-        if keys.is_empty() {
-            continue;
-        }
-        let name = table.sql_name();
-        let sql = format!(
-            "SELECT id, created_position, updated_position, state FROM {} WHERE id = ANY($1)",
-            tables.table(name)
-        );
-        for row in client.query(&sql, &[&keys]).await? {
-            let id: String = row.try_get(0)?;
-            let created_position: i64 = row.try_get(1)?;
-            let updated_position: i64 = row.try_get(2)?;
-            let bytes: &[u8] = row.try_get(3)?;
-            let state: Aggregate = postcard::from_bytes(bytes).map_err(|error| TablesError::Corrupt {
-                table: name,
-                id: id.clone(),
-                reason: error.to_string(),
-            })?;
-            let row = Row {
-                state,
-                created_position: position_from_sql(created_position),
-                updated_position: position_from_sql(updated_position),
-            };
-            loaded.insert((table, id), row);
-        }
+        (!keys.is_empty()).then(|| load_table(client, tables, table, keys))
+    });
+    let mut loaded = HashMap::with_capacity(ids.len());
+    for rows in futures::future::try_join_all(reads).await? {
+        loaded.extend(rows);
     }
     Ok(loaded)
+}
+
+async fn load_table(
+    client: &impl GenericClient,
+    tables: Tables<'_>,
+    table: StateTable,
+    keys: Vec<&str>,
+) -> Result<Vec<(RowId, Row)>, TablesError> {
+    let name = table.sql_name();
+    let sql = format!(
+        "SELECT id, created_position, updated_position, state FROM {} WHERE id = ANY($1)",
+        tables.table(name)
+    );
+    let found = client.query(&sql, &[&keys]).await?;
+    let mut rows = Vec::with_capacity(found.len());
+    for row in found {
+        let id: String = row.try_get(0)?;
+        let created_position: i64 = row.try_get(1)?;
+        let updated_position: i64 = row.try_get(2)?;
+        let bytes: &[u8] = row.try_get(3)?;
+        let state: Aggregate = postcard::from_bytes(bytes).map_err(|error| TablesError::Corrupt {
+            table: name,
+            id: id.clone(),
+            reason: error.to_string(),
+        })?;
+        let row = Row {
+            state,
+            created_position: position_from_sql(created_position),
+            updated_position: position_from_sql(updated_position),
+        };
+        rows.push(((table, id), row));
+    }
+    Ok(rows)
 }
 
 /// Writes `changes` and moves each projection from `from` to `to`, in the
@@ -117,21 +133,35 @@ pub(crate) async fn write(
     (from, to): (&Checkpoints, &Checkpoints),
     writer: &str,
 ) -> Result<(), TablesError> {
-    for table in StateTable::ALL {
-        let rows: Vec<(&str, &Row)> = changes
-            .rows
+    // Each statement writes a table of its own: sent together, pipelined
+    // (see `load`). A failure of any rolls the caller's transaction back.
+    let by_table: Vec<(StateTable, Vec<(&str, &Row)>)> = StateTable::ALL
+        .into_iter()
+        .map(|table| {
+            let rows = changes
+                .rows
+                .iter()
+                .filter(|((of, _), _)| *of == table)
+                .map(|((_, id), row)| (id.as_str(), row))
+                .collect::<Vec<_>>();
+            (table, rows)
+        })
+        .filter(|(_, rows)| !rows.is_empty())
+        .collect();
+    let upserts = futures::future::try_join_all(
+        by_table
             .iter()
-            .filter(|((of, _), _)| *of == table)
-            .map(|((_, id), row)| (id.as_str(), row))
-            .collect();
-        if !rows.is_empty() {
-            upsert(client, tables, table, &rows).await?;
+            .map(|(table, rows)| upsert(client, tables, *table, rows)),
+    );
+    let transactions = async {
+        match changes.transactions.is_empty() {
+            true => Ok(()),
+            false => insert_transactions(client, tables, &changes.transactions).await,
         }
-    }
-    if !changes.transactions.is_empty() {
-        insert_transactions(client, tables, &changes.transactions).await?;
-    }
-    move_checkpoints(client, tables, (from, to), writer).await
+    };
+    let checkpoints = move_checkpoints(client, tables, (from, to), writer);
+    futures::future::try_join3(upserts, transactions, checkpoints).await?;
+    Ok(())
 }
 
 /// Moves every checkpoint that changes, in one statement, each only from

@@ -303,23 +303,35 @@ async fn apply_next(
     let transaction = client.transaction().await?;
     let loaded = sql::load(&transaction, tables, &fold::rows_read(&decoded, checkpoints)).await?;
     let changes = fold::fold(&decoded, loaded, checkpoints);
-    sql::write(&transaction, tables, &changes, (checkpoints, &to), &options.name).await?;
-    if let Some(notify) = notify {
-        let lowest = to
-            .iter()
-            .copied()
-            .min()
-            .unwrap_or(Position::MAX)
-            .min(notify.frozen);
-        if lowest != Position::MAX {
-            transaction
-                .execute(
-                    "SELECT pg_notify($1, $2)",
-                    &[&notify.channel, &lowest.to_string()],
-                )
-                .await?;
+    let lowest = notify
+        .as_ref()
+        .map(|notify| {
+            to.iter()
+                .copied()
+                .min()
+                .unwrap_or(Position::MAX)
+                .min(notify.frozen)
+        })
+        .filter(|&lowest| lowest != Position::MAX);
+    let notified = async {
+        match (&notify, lowest) {
+            (Some(notify), Some(lowest)) => {
+                let payload = lowest.to_string();
+                transaction
+                    .execute("SELECT pg_notify($1, $2)", &[&notify.channel, &payload])
+                    .await?;
+                Ok(())
+            }
+            _ => Ok::<_, TablesError>(()),
         }
-    }
+    };
+    // Sent with the writes (pipelined); delivered only if the transaction
+    // commits.
+    futures::future::try_join(
+        sql::write(&transaction, tables, &changes, (checkpoints, &to), &options.name),
+        notified,
+    )
+    .await?;
     transaction.commit().await?;
     *checkpoints = to;
     Ok(events.len())
