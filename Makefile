@@ -51,7 +51,8 @@ test: check-tools
 ## bench: store append rate and gRPC transfer throughput/latency (release),
 ## batched transfers (CreateTransfers at 1, 100, 1,000, 8,190 per call) and
 ## two-phase operations,
-## on the embedded log and on PostgreSQL ($(PG_URL), a fresh schema per run);
+## on the embedded log and on PostgreSQL ($(PG_URL), a fresh schema per run,
+## queries from each server's own models, then from the read-model tables);
 ## then audit replay, projection rebuild and server start over a generated
 ## log of $(HISTORY_EVENTS) events (kept in target/bench-data/history); and
 ## open banking imports of the sandbox user_good (5 accounts, 5 years)
@@ -62,11 +63,15 @@ bench:
 	./target/release/paycore-bench grpc --seconds $(BENCH_SECONDS) --server-bin ./target/release/paycore
 	./target/release/paycore-bench batches --seconds $(BENCH_SECONDS) --server-bin ./target/release/paycore
 	./target/release/paycore-bench import --server-bin ./target/release/paycore
+	for tables in false true; do \
+	echo "PostgreSQL, queries from the read-model tables: $$tables"; \
 	schema=bench_grpc_$$$$; key=$$(mktemp); head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' > $$key; \
 	./target/release/paycore db migrate --store $(PG_URL) --pg-schema $$schema && \
-	PAYCORE_STORE=$(PG_URL) PAYCORE_PG_SCHEMA=$$schema PAYCORE_VAULT_KEY_FILE=$$key ./target/release/paycore-bench grpc \
-		--clients 64 --seconds $(BENCH_SECONDS) --server-bin ./target/release/paycore; \
-	status=$$?; rm -f $$key; psql $(PG_URL) -q -c "DROP SCHEMA IF EXISTS $$schema CASCADE" >/dev/null 2>&1; exit $$status
+	PAYCORE_STORE=$(PG_URL) PAYCORE_PG_SCHEMA=$$schema PAYCORE_VAULT_KEY_FILE=$$key PAYCORE_QUERIES_FROM_TABLES=$$tables \
+		./target/release/paycore-bench grpc --clients 64 --seconds $(BENCH_SECONDS) --server-bin ./target/release/paycore; \
+	status=$$?; rm -f $$key; psql $(PG_URL) -q -c "DROP SCHEMA IF EXISTS $$schema CASCADE" >/dev/null 2>&1; \
+	[ $$status = 0 ] || exit $$status; \
+	done
 
 ## bench-kv: redb vs fjall vs LMDB (heed) for the read models: 5M transactions
 ## in batches, point reads, newest-first pages, size, RSS, reopen; each store
