@@ -51,7 +51,7 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use deadpool_postgres::{GenericClient, Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use deadpool_postgres::{GenericClient, Pool};
 use paycore_domain::aggregate::{Account, Customer, Project, Transfer};
 use paycore_domain::fx_rate::FxRateEntry;
 use paycore_domain::{
@@ -136,21 +136,14 @@ impl TableQueries {
             _ => timeout,
         };
         config.options(all);
-        let manager = Manager::from_config(
-            config,
-            endpoint.tls(),
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
-        let pool = Pool::builder(manager)
-            .max_size(options.pool_size.max(1))
-            .runtime(Runtime::Tokio1)
-            .wait_timeout(Some(options.operation_timeout))
-            .create_timeout(Some(options.connect_timeout * 2))
-            .recycle_timeout(Some(options.connect_timeout))
-            .build()
-            .map_err(|error| TablesError::Config(format!("building the connection pool: {error}")))?;
+        let pool = endpoint
+            .pool(
+                config,
+                options.pool_size,
+                options.connect_timeout,
+                options.operation_timeout,
+            )
+            .map_err(TablesError::Config)?;
         let queries = Self {
             pool,
             sql: Arc::new(Statements::new(schema)),
@@ -749,28 +742,11 @@ fn kind_name(kind: ResourceKind) -> &'static str {
     }
 }
 
-/// `resources.id` of a resource (its API ID), if it has a row there.
+/// `resources.id` of a resource (its API ID), if it has a row there: the
+/// kinds of [`ResourceKind`], whose stream instance is the ID.
 fn resource_id(resource: ResourceRef) -> Option<String> {
-    Some(match resource {
-        ResourceRef::CardToken(id) => id.to_string(),
-        ResourceRef::Card(id) => id.to_string(),
-        ResourceRef::CardPayin(id) => id.to_string(),
-        ResourceRef::CardPayinRefund(id) => id.to_string(),
-        ResourceRef::BankAccount(id) => id.to_string(),
-        ResourceRef::BankPayout(id) => id.to_string(),
-        ResourceRef::BankPayinReference(id) => id.to_string(),
-        ResourceRef::BankPayin(id) => id.to_string(),
-        ResourceRef::File(id) => id.to_string(),
-        ResourceRef::Project(_)
-        | ResourceRef::ApiKey(_)
-        | ResourceRef::Customer(_)
-        | ResourceRef::Account(_)
-        | ResourceRef::Transfer(_)
-        | ResourceRef::FxRate(..)
-        | ResourceRef::AggregationConnection(_)
-        | ResourceRef::AggregationImport(_)
-        | ResourceRef::AggregatedAccount(_) => return None,
-    })
+    ResourceKind::of(resource)?;
+    Some(resource.stream().instance())
 }
 
 /// A transaction from its row ([`TRANSACTION_COLUMNS`]): the inverse of

@@ -42,6 +42,36 @@ impl Endpoint {
     }
 
     /// Opens one connection; the caller drives `Connection` (spawn it).
+    /// A pool of up to `size` connections with `config` (this endpoint's,
+    /// or a copy with more options) and this endpoint's TLS: a request waits
+    /// at most `operation_timeout` for a connection, a connection takes at
+    /// most twice `connect_timeout` to open, and a check of an idle one at
+    /// most `connect_timeout`. The store's pool and the read-model queries'
+    /// are both made here, so they time out alike.
+    pub fn pool(
+        &self,
+        config: Config,
+        size: usize,
+        connect_timeout: Duration,
+        operation_timeout: Duration,
+    ) -> Result<deadpool_postgres::Pool, String> {
+        let manager = deadpool_postgres::Manager::from_config(
+            config,
+            self.tls(),
+            deadpool_postgres::ManagerConfig {
+                recycling_method: deadpool_postgres::RecyclingMethod::Fast,
+            },
+        );
+        deadpool_postgres::Pool::builder(manager)
+            .max_size(size.max(1))
+            .runtime(deadpool_postgres::Runtime::Tokio1)
+            .wait_timeout(Some(operation_timeout))
+            .create_timeout(Some(connect_timeout * 2))
+            .recycle_timeout(Some(connect_timeout))
+            .build()
+            .map_err(|error| format!("building the connection pool: {error}"))
+    }
+
     pub async fn connect(&self) -> Result<(Client, Connection<Socket, TlsStream>), tokio_postgres::Error> {
         self.config.connect(self.tls.clone()).await
     }

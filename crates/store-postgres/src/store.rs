@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
+use deadpool_postgres::{Object, Pool};
 use paycore_store::{
     AppendRequest, AppendResult, ChainHash, EventMetadata, EventStore, Position, ReadDirection,
     RecordedEvent, StoreError, StreamName, Version, chain_hash,
@@ -114,21 +114,14 @@ impl PgStore {
             sslmode = config.ssl_mode().as_str(),
             "connected to PostgreSQL"
         );
-        let manager = Manager::from_config(
-            config.config().clone(),
-            config.tls(),
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
-        let pool = Pool::builder(manager)
-            .max_size(options.pool_size.max(1))
-            .runtime(Runtime::Tokio1)
-            .wait_timeout(Some(options.operation_timeout))
-            .create_timeout(Some(options.connect_timeout * 2))
-            .recycle_timeout(Some(options.connect_timeout))
-            .build()
-            .map_err(|e| StoreError::Unavailable(format!("building the connection pool: {e}")))?;
+        let pool = config
+            .pool(
+                config.config().clone(),
+                options.pool_size,
+                options.connect_timeout,
+                options.operation_timeout,
+            )
+            .map_err(StoreError::Unavailable)?;
 
         let listener = Listener {
             config,
