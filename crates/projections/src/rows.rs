@@ -701,11 +701,18 @@ impl<'a> RowsMut<'a> {
         let (list, seq) = split_item_key(&location)?;
         let missing = || ModelError::corrupt(format!("{id:?}"), "its list item is missing");
         let chunk = self.chunk_mut(list, seq)?.ok_or_else(missing)?;
-        let old = decode::<V>(&id, chunk.get(seq).ok_or_else(missing)?)?;
+        let stored = chunk.get(seq).ok_or_else(missing)?;
+        let old_len = stored.len();
+        let old = decode::<V>(&id, stored)?;
         let new = encode(&change(old))?;
         let replaced = chunk.replace(seq, &new);
         debug_assert!(replaced, "the chunk holds the item it was found by");
-        self.pending.bytes += new.len();
+        // The whole chunk was counted when it was taken in (`chunk_mut`);
+        // replacing a row in place grows it by the difference only.
+        // Counting the whole row again made a rebuild, which keeps chunks
+        // over many batches, write far sooner than its budget (an account
+        // changed by every transfer counted once per event).
+        self.pending.bytes += new.len().saturating_sub(old_len);
         Ok(())
     }
 
