@@ -136,7 +136,7 @@ fn apply_served(shared: &Shared, batch: &[Decoded]) -> Result<Applied, ModelErro
         let frozen = shared.frozen.lock().clone();
         let active = shared.active.read();
         let txn = shared.db.read()?;
-        slot::apply_in_memory(&txn, &active, frozen.as_deref(), batch)?
+        slot::apply_in_memory(&txn, Namespace::Served, &active, frozen.as_deref(), batch)?
     };
     let position = slot::lowest(&progress);
     shared.active.write().absorb(changes, progress);

@@ -59,7 +59,8 @@ pub use models::{DueKind, ResourceKind};
 pub use open_banking::{AggregatedAccountsOf, AggregatedTransactionFilter, DueConnection};
 pub use page::{Page, PageError, PageRequest, account_transactions_as_of};
 pub use rebuild::{
-    OfflineOptions, OfflineSummary, RebuildError, RebuildProgress, RebuildState, rebuild_offline,
+    OfflineOptions, OfflineSummary, OnlineTuning, RebuildError, RebuildProgress, RebuildState,
+    rebuild_offline,
 };
 pub use set::{projection, projections};
 pub use slot::ProjectionInfo;
@@ -281,7 +282,17 @@ impl ReadModels {
     /// ones and swaps each in once it has caught up (see the crate docs).
     /// The job runs in the background; the receiver follows its progress.
     pub fn rebuild(&self, names: &[String]) -> Result<watch::Receiver<RebuildProgress>, RebuildError> {
-        rebuild::start_online(self.shared.clone(), self.store.clone(), names)
+        self.rebuild_tuned(names, rebuild::OnlineTuning::default())
+    }
+
+    /// [`Self::rebuild`] with other batch, memory and catch-up sizes (tests).
+    #[doc(hidden)]
+    pub fn rebuild_tuned(
+        &self,
+        names: &[String],
+        tuning: rebuild::OnlineTuning,
+    ) -> Result<watch::Receiver<RebuildProgress>, RebuildError> {
+        rebuild::start_online(self.shared.clone(), self.store.clone(), names, tuning)
     }
 
     /// One consistent view of every model, at one position of the log.

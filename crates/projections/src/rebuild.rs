@@ -10,6 +10,7 @@ use paycore_store::{EventStore, Position};
 use tokio::sync::{mpsc, watch};
 
 use crate::db::{self, ModelDb, ModelError, ModelStorage, Namespace};
+use crate::overlay::Layer;
 use crate::slot::{self, Decoded, Progress, ProjectionInfo};
 use crate::{ProjectionError, Shared, follower};
 
@@ -17,6 +18,12 @@ use crate::{ProjectionError, Shared, follower};
 const READ_BATCH: usize = 16_384;
 /// Decoded batches read ahead of the one being applied.
 const READ_AHEAD: usize = 4;
+
+/// Bytes of changes a rebuild gathers in memory before writing them (see
+/// [`Gathered`]). Two such layers at most are held (one being written, one
+/// gathering), plus one batch's changes: memory is bounded by this, not by
+/// the history.
+pub const GATHER_BYTES: usize = 32 << 20;
 
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum RebuildError {
@@ -148,7 +155,8 @@ fn join_failed(error: &tokio::task::JoinError) -> paycore_store::StoreError {
 }
 
 /// Applies `batch` to the rebuilds in `progress` (their `rebuild/` tables)
-/// on a blocking thread; a synced commit when `sync`.
+/// straight in one write transaction, on a blocking thread (the last
+/// events of an online rebuild, with the follower waiting).
 async fn apply(
     db: Arc<ModelDbHandle>,
     progress: Vec<Progress>,
@@ -165,6 +173,132 @@ async fn apply(
         // A panic while folding is a bug: surface it rather than hide it.
         Err(error) => std::panic::resume_unwind(error.into_panic()),
     }
+}
+
+/// A rebuild's changes, gathered in memory over many batches (the
+/// follower's [`Layer`]s, over the `rebuild/` tables) and written with the
+/// checkpoints in one transaction once they hold [`GATHER_BYTES`] or a
+/// synced checkpoint is due.
+///
+/// Writing each batch into the store rewrote every chunk, account row and
+/// B-tree page it touched, once per batch: a list's last chunk or an
+/// account changed by a hundred batches was written a hundred times, and
+/// each commit copied and checksummed its pages again. Gathered, each is
+/// written once per write. The write runs on another thread while the next
+/// batches are applied over the changes being written (the frozen layer),
+/// which are dropped only once committed and the write joined: a batch
+/// reads its rows from the active changes, then the frozen ones, then a
+/// read transaction, which sees the store before or after that commit —
+/// the same rows either way.
+///
+/// Rows and checkpoints still commit together and writes commit in order,
+/// so the store always holds whole batches up to its checkpoints: an
+/// interrupted rebuild resumes from the last written checkpoint.
+struct Gathered {
+    db: Arc<ModelDbHandle>,
+    /// Changes of the batches applied since the last freeze, and the
+    /// checkpoints they bring the rebuilds to.
+    active: Layer,
+    /// Changes being written, read under `active` until the write is joined.
+    frozen: Option<Arc<Layer>>,
+    writing: Option<tokio::task::JoinHandle<Result<(), ModelError>>>,
+    budget: usize,
+}
+
+impl Gathered {
+    fn new(db: Arc<ModelDbHandle>, progress: Vec<Progress>, budget: usize) -> Self {
+        Self {
+            db,
+            active: Layer::empty(progress),
+            frozen: None,
+            writing: None,
+            budget,
+        }
+    }
+
+    /// Where each rebuild is, counting the changes not yet written.
+    fn progress(&self) -> &[Progress] {
+        &self.active.progress
+    }
+
+    /// Applies `batch` in memory on a blocking thread, then starts a write
+    /// if the changes gathered reached their budget.
+    async fn apply(&mut self, batch: Vec<Decoded>) -> Result<(), ProjectionError> {
+        let db = self.db.clone();
+        let frozen = self.frozen.clone();
+        let mut active = std::mem::replace(&mut self.active, Layer::empty(Vec::new()));
+        let applied = tokio::task::spawn_blocking(move || {
+            let txn = db.get().read()?;
+            slot::apply_gathering(&txn, Namespace::Rebuild, &mut active, frozen.as_deref(), &batch)?;
+            Ok::<_, ModelError>(active)
+        });
+        self.active = match applied.await {
+            Ok(result) => result?,
+            // A panic while folding is a bug: surface it rather than hide it.
+            Err(error) => std::panic::resume_unwind(error.into_panic()),
+        };
+        if self.active.bytes() >= self.budget {
+            self.freeze(false).await?;
+        }
+        Ok(())
+    }
+
+    /// Waits for the write under way, if any; its changes are then in the
+    /// store and no longer needed in memory.
+    async fn join(&mut self) -> Result<(), ProjectionError> {
+        if let Some(writing) = self.writing.take() {
+            match writing.await {
+                Ok(result) => result?,
+                Err(error) if error.is_panic() => std::panic::resume_unwind(error.into_panic()),
+                Err(error) => return Err(ModelError::Storage(error.to_string()).into()),
+            }
+        }
+        self.frozen = None;
+        Ok(())
+    }
+
+    /// Starts writing the changes gathered (synced when `sync`) on another
+    /// thread, after the previous write: at most two layers are held.
+    async fn freeze(&mut self, sync: bool) -> Result<(), ProjectionError> {
+        self.join().await?;
+        if self.active.is_empty() {
+            return Ok(());
+        }
+        let fresh = Layer::empty(self.active.progress.clone());
+        let layer = Arc::new(std::mem::replace(&mut self.active, fresh));
+        self.frozen = Some(layer.clone());
+        let db = self.db.clone();
+        self.writing = Some(tokio::task::spawn_blocking(move || {
+            write_layer(db.get(), &layer, sync)
+        }));
+        Ok(())
+    }
+
+    /// Writes every change gathered (synced when `sync`) and waits for it:
+    /// on return the store holds the rebuilds as [`Self::progress`] says.
+    async fn flush(&mut self, sync: bool) -> Result<(), ProjectionError> {
+        self.freeze(sync).await?;
+        self.join().await
+    }
+
+    /// Goes on with `progress` only (the rebuilds not swapped in yet),
+    /// all of whose changes are written.
+    fn restart(&mut self, progress: Vec<Progress>) {
+        debug_assert!(self.writing.is_none() && self.active.is_empty());
+        self.active = Layer::empty(progress);
+    }
+}
+
+/// Writes a layer of rebuild changes and its checkpoints in one transaction.
+fn write_layer(db: &ModelDb, layer: &Layer, sync: bool) -> Result<(), ModelError> {
+    db.write(sync, |txn| {
+        for (pending, (info, checkpoint)) in layer.pending.iter().zip(&layer.progress) {
+            let tables = info.tables(Namespace::Rebuild);
+            pending.write(txn, &tables)?;
+            db::write_checkpoint(txn, &tables, checkpoint)?;
+        }
+        Ok(())
+    })
 }
 
 /// The model store a rebuild writes to: the server's, or one opened by
@@ -201,6 +335,7 @@ pub(crate) fn start_online(
     shared: Arc<Shared>,
     store: Arc<dyn EventStore>,
     names: &[String],
+    tuning: OnlineTuning,
 ) -> Result<watch::Receiver<RebuildProgress>, RebuildError> {
     let infos = chosen(names)?;
     let mut running = shared.rebuilds.lock();
@@ -229,7 +364,7 @@ pub(crate) fn start_online(
     }
     drop(running);
     tokio::spawn(async move {
-        let outcome = run_online(shared, store, infos, &progress).await;
+        let outcome = run_online(shared, store, infos, tuning, &progress).await;
         progress.send_modify(|progress| {
             progress.state = match outcome {
                 Ok(()) => RebuildState::Done,
@@ -247,25 +382,39 @@ async fn run_online(
     shared: Arc<Shared>,
     store: Arc<dyn EventStore>,
     infos: Vec<ProjectionInfo>,
+    tuning: OnlineTuning,
     progress: &watch::Sender<RebuildProgress>,
 ) -> Result<(), ProjectionError> {
     let started = Instant::now();
     let db = Arc::new(ModelDbHandle::Served(shared.clone()));
-    let mut building = {
+    let building = {
         let db = db.clone();
         tokio::task::spawn_blocking(move || start_over(db.get(), &infos))
             .await
             .map_err(|error| ModelError::Storage(error.to_string()))??
     };
     let committed = store.committed();
-    let mut reader = Reader::spawn(store.clone(), 0, None, READ_BATCH);
+    let mut reader = Reader::spawn(store.clone(), 0, None, tuning.read_batch.max(1));
+    let mut gathered = Gathered::new(db, building, tuning.gather_bytes);
     let mut applied = 0_u64;
     loop {
-        building = swap_caught_up(&shared, store.as_ref(), building).await?;
-        if building.is_empty() {
-            return Ok(());
+        if any_close(&shared.progress(), gathered.progress(), tuning.final_gap) {
+            // The swap reads and writes the rebuild tables in the store:
+            // everything gathered goes there first.
+            gathered.flush(false).await?;
+            let building = swap_caught_up(
+                &shared,
+                store.as_ref(),
+                gathered.progress().to_vec(),
+                tuning.final_gap,
+            )
+            .await?;
+            if building.is_empty() {
+                return Ok(());
+            }
+            gathered.restart(building);
         }
-        let position = slot::lowest(&building);
+        let position = slot::lowest(gathered.progress());
         if position >= *committed.borrow() {
             // Ahead of the served models, which have not applied the newest
             // events yet: wait for them to catch up, then swap.
@@ -278,9 +427,9 @@ async fn run_online(
         };
         let batch = batch?;
         applied += batch.len() as u64;
-        building = apply(db.clone(), building, batch, false).await?;
+        gathered.apply(batch).await?;
         progress.send_modify(|progress| {
-            progress.position = slot::lowest(&building);
+            progress.position = slot::lowest(gathered.progress());
             progress.head = *committed.borrow();
             progress.applied = applied;
             progress.elapsed = started.elapsed();
@@ -292,8 +441,49 @@ async fn run_online(
 /// while the follower waits, then is swapped in.
 const FINAL_GAP: u64 = 65_536;
 
+/// How an online rebuild reads, gathers and catches up: the defaults, or
+/// small values for tests that should see several batches and writes on a
+/// short history.
+#[doc(hidden)]
+#[derive(Clone, Copy, Debug)]
+pub struct OnlineTuning {
+    /// Events read from the log at a time.
+    pub read_batch: usize,
+    /// Bytes of changes gathered before they are written ([`GATHER_BYTES`]).
+    pub gather_bytes: usize,
+    /// How close behind the served models a rebuild is swapped in ([`FINAL_GAP`]).
+    pub final_gap: u64,
+}
+
+impl Default for OnlineTuning {
+    fn default() -> Self {
+        Self {
+            read_batch: READ_BATCH,
+            gather_bytes: GATHER_BYTES,
+            final_gap: FINAL_GAP,
+        }
+    }
+}
+
+/// Whether a rebuild at `built` is ready to be swapped in: at or less than
+/// `gap` events behind its served projection in `served`.
+fn close_to(served: &[Progress], (info, built): &Progress, gap: u64) -> bool {
+    served
+        .iter()
+        .find(|(other, _)| other.name == info.name)
+        .is_some_and(|(_, served)| {
+            served.next_position >= built.next_position && served.next_position - built.next_position <= gap
+        })
+}
+
+/// Whether any of `building` is ready to be swapped in (checked again
+/// under the follower's lock by [`swap_caught_up`]).
+fn any_close(served: &[Progress], building: &[Progress], gap: u64) -> bool {
+    building.iter().any(|built| close_to(served, built, gap))
+}
+
 /// Swaps in every rebuild that has reached its served projection's
-/// checkpoint, or is less than [`FINAL_GAP`] events behind it; returns the
+/// checkpoint, or is less than `gap` events behind it; returns the
 /// others. The follower waits meanwhile (it writes under the same lock), so
 /// the served checkpoints cannot move: with writes going on, a rebuild
 /// chasing them would otherwise rarely meet them exactly.
@@ -301,6 +491,7 @@ async fn swap_caught_up(
     shared: &Arc<Shared>,
     store: &dyn EventStore,
     building: Vec<Progress>,
+    gap: u64,
 ) -> Result<Vec<Progress>, ProjectionError> {
     let served = shared.served.clone().lock_owned().await;
     let progress = shared.progress();
@@ -310,13 +501,9 @@ async fn swap_caught_up(
             .find(|(info, _)| info.name == name)
             .map(|entry| entry.1)
     };
-    let (mut ready, pending): (Vec<Progress>, Vec<Progress>) =
-        building.into_iter().partition(|(info, built)| {
-            served_at(info.name).is_some_and(|served| {
-                served.next_position >= built.next_position
-                    && served.next_position - built.next_position <= FINAL_GAP
-            })
-        });
+    let (mut ready, pending): (Vec<Progress>, Vec<Progress>) = building
+        .into_iter()
+        .partition(|built| close_to(&progress, built, gap));
     if ready.is_empty() {
         return Ok(pending);
     }
@@ -393,6 +580,9 @@ pub struct OfflineOptions {
     pub checkpoint_every_events: u64,
     /// Events read from the log at a time.
     pub read_batch: usize,
+    /// Bytes of changes gathered in memory before they are written (two
+    /// such layers at most are held; see [`GATHER_BYTES`]).
+    pub gather_bytes: usize,
 }
 
 impl Default for OfflineOptions {
@@ -401,6 +591,7 @@ impl Default for OfflineOptions {
             checkpoint_every: Duration::from_secs(30),
             checkpoint_every_events: u64::MAX,
             read_batch: READ_BATCH,
+            gather_bytes: GATHER_BYTES,
         }
     }
 }
@@ -447,7 +638,7 @@ pub async fn rebuild_offline(
         .await
         .map_err(|error| ModelError::Storage(error.to_string()))??;
     let db = Arc::new(ModelDbHandle::Own(opened));
-    let (mut building, resumed) = resume_or_start(db.clone(), &infos, store.as_ref()).await?;
+    let (building, resumed) = resume_or_start(db.clone(), &infos, store.as_ref()).await?;
     let from = slot::lowest(&building);
     let mut reader = Reader::spawn(store, from, Some(head), options.read_batch.max(1));
     let mut progress = RebuildProgress {
@@ -458,21 +649,27 @@ pub async fn rebuild_offline(
         elapsed: Duration::ZERO,
         state: RebuildState::Running,
     };
+    let mut gathered = Gathered::new(db.clone(), building, options.gather_bytes);
     let mut since_checkpoint = (Instant::now(), 0_u64);
     while let Some(batch) = reader.next().await {
         let batch = batch?;
         progress.applied += batch.len() as u64;
         since_checkpoint.1 += batch.len() as u64;
-        let due = since_checkpoint.0.elapsed() >= options.checkpoint_every
-            || since_checkpoint.1 >= options.checkpoint_every_events;
-        building = apply(db.clone(), building, batch, due).await?;
-        if due {
+        gathered.apply(batch).await?;
+        if since_checkpoint.0.elapsed() >= options.checkpoint_every
+            || since_checkpoint.1 >= options.checkpoint_every_events
+        {
+            // A synced write of everything gathered: progress a rerun
+            // resumes from (the write goes on while the next batches apply).
+            gathered.freeze(true).await?;
             since_checkpoint = (Instant::now(), 0);
         }
-        progress.position = slot::lowest(&building);
+        progress.position = slot::lowest(gathered.progress());
         progress.elapsed = started.elapsed();
         on_progress(&progress);
     }
+    gathered.flush(true).await?;
+    let building = gathered.progress().to_vec();
     if progress.position < head {
         return Err(paycore_store::StoreError::Unavailable(format!(
             "the log ended at position {} before its head {head}",

@@ -248,16 +248,20 @@ impl Pending {
             debug_assert!(chunk.end() > chunk.first, "a written chunk holds an item");
             items.insert(key.as_slice(), chunk.encode().as_slice())?;
         }
+        // The hash maps' entries in key order: inserting into a B-tree in
+        // order touches each leaf once in a row and fills the leaves it
+        // splits (new IDs mostly sort after the stored ones), where their
+        // own order would jump between leaves.
         let mut lens = txn.open_table(Tables::counts(&tables.lens))?;
-        for (list, len) in &self.lens {
+        for (list, len) in sorted(&self.lens) {
             lens.insert(list.as_slice(), *len)?;
         }
         let mut ids = txn.open_table(Tables::bytes(&tables.ids))?;
-        for (id, location) in &self.ids {
+        for (id, location) in sorted(&self.ids) {
             ids.insert(id.as_slice(), location.as_slice())?;
         }
         let mut values = txn.open_table(Tables::bytes(&tables.values))?;
-        for (key, value) in &self.values {
+        for (key, value) in sorted(&self.values) {
             values.insert(key.as_slice(), &**value)?;
         }
         for (key, value) in &self.sorted {
@@ -268,6 +272,13 @@ impl Pending {
         }
         Ok(())
     }
+}
+
+/// The entries of `map` in key order.
+fn sorted<V>(map: &HashMap<RowKey, V, Hasher>) -> Vec<(&RowKey, &V)> {
+    let mut entries: Vec<_> = map.iter().collect();
+    entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
+    entries
 }
 
 /// A projection's tables as the model store holds them (in a read or a
@@ -690,11 +701,18 @@ impl<'a> RowsMut<'a> {
         let (list, seq) = split_item_key(&location)?;
         let missing = || ModelError::corrupt(format!("{id:?}"), "its list item is missing");
         let chunk = self.chunk_mut(list, seq)?.ok_or_else(missing)?;
-        let old = decode::<V>(&id, chunk.get(seq).ok_or_else(missing)?)?;
+        let stored = chunk.get(seq).ok_or_else(missing)?;
+        let old_len = stored.len();
+        let old = decode::<V>(&id, stored)?;
         let new = encode(&change(old))?;
         let replaced = chunk.replace(seq, &new);
         debug_assert!(replaced, "the chunk holds the item it was found by");
-        self.pending.bytes += new.len();
+        // The whole chunk was counted when it was taken in (`chunk_mut`);
+        // replacing a row in place grows it by the difference only.
+        // Counting the whole row again made a rebuild, which keeps chunks
+        // over many batches, write far sooner than its budget (an account
+        // changed by every transfer counted once per event).
+        self.pending.bytes += new.len().saturating_sub(old_len);
         Ok(())
     }
 

@@ -117,12 +117,12 @@ fn apply_to(
     rows: &mut RowsMut<'_>,
     batch: &[Decoded],
 ) -> Result<bool, ModelError> {
+    // Positions grow through a batch: find where this projection starts
+    // by bisection rather than testing each event it has already applied.
     let from = checkpoint.next_position;
+    let start = batch.partition_point(|decoded| decoded.recorded.position < from);
     let mut changed = false;
-    for decoded in batch
-        .iter()
-        .skip_while(|decoded| decoded.recorded.position < from)
-    {
+    for decoded in &batch[start..] {
         let recorded = &decoded.recorded;
         debug_assert_eq!(
             recorded.position, checkpoint.next_position,
@@ -170,11 +170,13 @@ pub(crate) fn apply_batch(
     Ok(updated)
 }
 
-/// Applies `batch` to the served projections in memory: answers each
-/// projection's changes, made over `active` over `frozen` (being written)
-/// over the store as `txn` shows it, and its new checkpoint (the follower).
+/// Applies `batch` in memory to the projections of `active` (their tables
+/// in `namespace`): answers each projection's changes, made over `active`
+/// over `frozen` (being written) over the store as `txn` shows it, and its
+/// new checkpoint (the follower, and rebuilds gathering several batches).
 pub(crate) fn apply_in_memory(
     txn: &ReadTransaction,
+    namespace: Namespace,
     active: &Layer,
     frozen: Option<&Layer>,
     batch: &[Decoded],
@@ -182,7 +184,7 @@ pub(crate) fn apply_in_memory(
     let mut changes = Vec::with_capacity(active.pending.len());
     let mut progress = active.progress.clone();
     for (index, (info, checkpoint)) in progress.iter_mut().enumerate() {
-        let stored = LazyStored::new(txn, info.tables(Namespace::Served));
+        let stored = LazyStored::new(txn, info.tables(namespace));
         let under = [
             active.pending.get(index),
             frozen.and_then(|frozen| frozen.pending.get(index)),
@@ -193,4 +195,33 @@ pub(crate) fn apply_in_memory(
         changes.push(pending);
     }
     Ok((changes, progress))
+}
+
+/// Applies `batch` to the projections of `layer` (their tables in
+/// `namespace`) straight into its changes, over `frozen` (being written)
+/// over the store as `txn` shows it (a rebuild gathering many batches).
+///
+/// Unlike [`apply_in_memory`], a batch's changes are not gathered apart:
+/// no query reads `layer`, and a batch that fails fails the rebuild, whose
+/// changes are then dropped unwritten. So the chunks a batch changes are
+/// changed in place, not copied once per batch and merged.
+pub(crate) fn apply_gathering(
+    txn: &ReadTransaction,
+    namespace: Namespace,
+    layer: &mut Layer,
+    frozen: Option<&Layer>,
+    batch: &[Decoded],
+) -> Result<(), ModelError> {
+    let Layer {
+        pending,
+        progress,
+        moved,
+    } = layer;
+    for (index, ((info, checkpoint), pending)) in progress.iter_mut().zip(pending.iter_mut()).enumerate() {
+        let stored = LazyStored::new(txn, info.tables(namespace));
+        let under = [frozen.and_then(|frozen| frozen.pending.get(index)), None];
+        let mut rows = RowsMut::new(pending, under, &stored);
+        *moved |= apply_to(info, checkpoint, &mut rows, batch)?;
+    }
+    Ok(())
 }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use paycore_projections::{
-    ModelStorage, OfflineOptions, PageRequest, ReadModels, RebuildError, RebuildState,
+    ModelStorage, OfflineOptions, OnlineTuning, PageRequest, ReadModels, RebuildError, RebuildState,
 };
 use paycore_store::{EventStore, MemoryStore};
 
@@ -56,6 +56,23 @@ fn count<T>(mut list: impl FnMut(&PageRequest) -> paycore_projections::Page<T>) 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_online_rebuild_is_swapped_in_without_queries_seeing_a_half_built_model() {
+    online_rebuild_is_swapped_in_whole(OnlineTuning::default()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_online_rebuild_gathering_and_writing_many_batches_is_swapped_in_whole() {
+    // Small batches, a budget that writes after every batch (while the next
+    // one applies over the changes being written) and a short final gap:
+    // the rebuild reads and writes many times before it catches up.
+    online_rebuild_is_swapped_in_whole(OnlineTuning {
+        read_batch: 200,
+        gather_bytes: 1,
+        final_gap: 300,
+    })
+    .await;
+}
+
+async fn online_rebuild_is_swapped_in_whole(tuning: OnlineTuning) {
     let store: Arc<dyn EventStore> = Arc::new(MemoryStore::new());
     let read = ReadModels::start(store.clone(), ModelStorage::in_memory())
         .await
@@ -68,7 +85,7 @@ async fn an_online_rebuild_is_swapped_in_without_queries_seeing_a_half_built_mod
         "transactions".to_owned(),
         "transfers".to_owned(),
     ];
-    let mut progress = read.rebuild(&names).unwrap();
+    let mut progress = read.rebuild_tuned(&names, tuning).unwrap();
     // Writes go on during the rebuild; a reader checks every answer.
     let rebuilding = Arc::new(AtomicBool::new(true));
     let watcher = {
@@ -146,6 +163,31 @@ async fn rebuild_requests_name_known_projections_once_at_a_time() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_interrupted_offline_rebuild_resumes_where_it_stopped() {
+    // Changes gathered in memory until each synced checkpoint.
+    interrupted_offline_rebuild_resumes(OfflineOptions {
+        checkpoint_every_events: 1_000,
+        read_batch: 250,
+        ..OfflineOptions::default()
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_offline_rebuild_writing_many_times_between_checkpoints_resumes_where_it_stopped() {
+    // A memory budget so small that changes are written after every batch,
+    // unsynced, while the next batch applies over them: interrupted between
+    // two such writes, the rerun resumes from the last one that reached the
+    // store and still builds what a full replay builds.
+    interrupted_offline_rebuild_resumes(OfflineOptions {
+        checkpoint_every_events: 1_000,
+        read_batch: 100,
+        gather_bytes: 1,
+        ..OfflineOptions::default()
+    })
+    .await;
+}
+
+async fn interrupted_offline_rebuild_resumes(options: OfflineOptions) {
     let store: Arc<dyn EventStore> = Arc::new(MemoryStore::new());
     let ledger = ledger(store.clone(), 1_500).await;
     let head = ledger.last + 1;
@@ -154,11 +196,6 @@ async fn an_interrupted_offline_rebuild_resumes_where_it_stopped() {
         .iter()
         .map(|info| info.name.to_owned())
         .collect();
-    let options = OfflineOptions {
-        checkpoint_every_events: 1_000,
-        read_batch: 250,
-        ..OfflineOptions::default()
-    };
 
     // Interrupted once a synced checkpoint is in the model store (like a
     // kill: the future is dropped at its next await).
