@@ -307,12 +307,26 @@ enum ReadBy {
 }
 
 impl ReadBy {
+    /// Exhaustive, so a new family is placed on purpose.
     fn of(command: &Command) -> Self {
         match command {
             Command::AggregationConnection(_)
             | Command::AggregationImport(_)
             | Command::AggregatedAccount(_) => Self::Local,
-            _ => Self::Queries,
+            Command::Deployment(_)
+            | Command::Project(_)
+            | Command::Customer(_)
+            | Command::Account(_)
+            | Command::Transfer(_)
+            | Command::Card(_)
+            | Command::CardPayin(_)
+            | Command::BankAccount(_)
+            | Command::BankPayout(_)
+            | Command::BankPayin(_)
+            | Command::File(_)
+            | Command::FxRate(_)
+            | Command::Consumer(_)
+            | Command::Institution(_) => Self::Queries,
         }
     }
 }
