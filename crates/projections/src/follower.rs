@@ -2,6 +2,7 @@
 
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use paycore_store::{EventStore, Position, RecordedEvent, StoreError};
@@ -113,6 +114,20 @@ pub(crate) fn remove_legacy_snapshots(dir: &Path) {
     }
 }
 
+/// Batches read ahead of the one being applied, at most.
+const QUEUED_BATCHES: usize = 4;
+
+/// What the reader hands the applier thread.
+enum Delivery {
+    /// Whole appends read from `$all`, decoded, and the span of applying them.
+    Batch {
+        decoded: Vec<Decoded>,
+        span: tracing::Span,
+    },
+    /// Nothing arrived for [`FLUSH_EVERY`] while changes are held: write them.
+    Idle,
+}
+
 /// What applying a batch left to do.
 struct Applied {
     /// What every projection has applied.
@@ -167,45 +182,116 @@ fn freeze_idle(shared: &Shared) -> (Option<Arc<Layer>>, bool) {
     (frozen, !shared.active.read().is_empty())
 }
 
-/// Writes a frozen layer on a blocking thread, retrying every second until
-/// it is written or the models stop (the changes stay visible meanwhile).
-fn spawn_write(shared: &Arc<Shared>, frozen: Arc<Layer>) -> tokio::task::JoinHandle<()> {
-    let shared = shared.clone();
-    tokio::task::spawn_blocking(move || {
-        while let Err(error) = shared.write_frozen(&frozen, false) {
-            tracing::error!(%error, "read models could not write their changes to the store; retrying");
-            if *shared.stop.borrow() {
-                return;
-            }
-            std::thread::sleep(Duration::from_secs(1));
-        }
-    })
+/// The thread writing frozen layers to the store, one at a time, each
+/// retried every second until it is written or the models stop (the
+/// changes stay visible meanwhile).
+struct Writer {
+    layers: std::sync::mpsc::Sender<Arc<Layer>>,
+    thread: std::thread::JoinHandle<()>,
 }
 
-/// The write of frozen changes in flight, if any.
-#[derive(Default)]
-struct Writing(Option<tokio::task::JoinHandle<()>>);
-
-impl Writing {
-    async fn finish(&mut self) {
-        if let Some(handle) = self.0.take()
-            && let Err(error) = handle.await
-            && error.is_panic()
-        {
-            std::panic::resume_unwind(error.into_panic());
-        }
+impl Writer {
+    fn start(shared: Arc<Shared>) -> std::io::Result<Self> {
+        let (layers, frozen) = std::sync::mpsc::channel::<Arc<Layer>>();
+        let thread = std::thread::Builder::new()
+            .name("paycore-models-writer".into())
+            .spawn(move || {
+                for layer in frozen {
+                    while let Err(error) = shared.write_frozen(&layer, false) {
+                        tracing::error!(%error, "read models could not write their changes to the store; retrying");
+                        if *shared.stop.borrow() {
+                            return;
+                        }
+                        std::thread::sleep(Duration::from_secs(1));
+                    }
+                }
+            })?;
+        Ok(Self { layers, thread })
     }
 
-    async fn start(&mut self, shared: &Arc<Shared>, frozen: Option<Arc<Layer>>) {
+    fn write(&self, frozen: Option<Arc<Layer>>) {
+        // The thread ends only once this is dropped, or when the models
+        // stop while a write keeps failing: that layer then stays frozen,
+        // and no other is frozen after it.
         if let Some(frozen) = frozen {
-            self.finish().await;
-            self.0 = Some(spawn_write(shared, frozen));
+            let _ = self.layers.send(frozen);
         }
     }
 
-    fn idle(&self) -> bool {
-        self.0.as_ref().is_none_or(tokio::task::JoinHandle::is_finished)
+    /// Waits for the writes sent, then ends the thread.
+    fn finish(self) {
+        drop(self.layers);
+        if let Err(panic) = self.thread.join() {
+            std::panic::resume_unwind(panic);
+        }
     }
+}
+
+/// The applier thread: applies what the reader delivers, in order, and
+/// publishes each batch's position to the commands waiting for it.
+///
+/// Applying on a thread of its own, rather than as a blocking task of the
+/// runtime, keeps the runtime's workers out of every command's
+/// read-your-writes path: the position is published from here, and the
+/// reader reads the next batch meanwhile.
+fn apply_deliveries(
+    shared: &Arc<Shared>,
+    mut deliveries: tokio::sync::mpsc::Receiver<Delivery>,
+    restart: &tokio::sync::mpsc::UnboundedSender<Position>,
+    unwritten: &AtomicBool,
+) {
+    let writer = match Writer::start(shared.clone()) {
+        Ok(writer) => writer,
+        Err(error) => {
+            tracing::error!(%error, "read models could not start their writer thread");
+            return;
+        }
+    };
+    while let Some(delivery) = deliveries.blocking_recv() {
+        let (decoded, span) = match delivery {
+            Delivery::Batch { decoded, span } => (decoded, span),
+            Delivery::Idle => {
+                let (frozen, still_held) = freeze_idle(shared);
+                unwritten.store(still_held, Ordering::Relaxed);
+                writer.write(frozen);
+                continue;
+            }
+        };
+        // After a batch failed, the ones read behind it leave a gap: they
+        // wait for the reader to read again from what is applied.
+        let expected = slot::lowest(&shared.progress());
+        if decoded
+            .first()
+            .is_some_and(|first| first.recorded.position > expected)
+        {
+            continue;
+        }
+        let started = std::time::Instant::now();
+        let applied = span.in_scope(|| apply_served(shared, &decoded));
+        metrics::histogram!(crate::metrics::APPLY_SECONDS).record(started.elapsed().as_secs_f64());
+        metrics::histogram!(crate::metrics::APPLY_EVENTS).record(decoded.len() as f64);
+        match applied {
+            Ok(applied) => {
+                shared.applied.send_replace(applied.position);
+                unwritten.store(applied.unwritten, Ordering::Relaxed);
+                if applied.frozen.is_some() {
+                    writer.write(applied.frozen);
+                } else if applied.held >= MAX_PENDING_BYTES {
+                    // Memory is bounded: wait for the store to take the
+                    // frozen changes before gathering more.
+                    shared.wait_written();
+                }
+            }
+            Err(error) => {
+                // Nothing of the batch was applied where it failed: follow
+                // again from what the models hold.
+                tracing::error!(%error, "read models could not apply a batch; retrying");
+                std::thread::sleep(Duration::from_secs(1));
+                let _ = restart.send(slot::lowest(&shared.progress()));
+            }
+        }
+    }
+    writer.finish();
 }
 
 /// Cuts the events read from `$all` into whole appends. A read can end
@@ -241,82 +327,96 @@ impl WholeAppends {
     }
 }
 
-/// The task that applies `$all` to the projections.
+/// The task that follows `$all` for the projections: it reads and decodes
+/// whole appends and hands them to the applier thread
+/// ([`apply_deliveries`]), reading the next batch while one is applied.
 pub(crate) async fn run(shared: Arc<Shared>, store: Arc<dyn EventStore>, from: Position) {
+    let (deliveries, delivered) = tokio::sync::mpsc::channel(QUEUED_BATCHES);
+    let (restart, mut restarts) = tokio::sync::mpsc::unbounded_channel();
+    let (done, applier_done) = tokio::sync::oneshot::channel::<()>();
+    let unwritten = Arc::new(AtomicBool::new(false));
+    let applier = {
+        let (shared, unwritten) = (shared.clone(), unwritten.clone());
+        std::thread::Builder::new()
+            .name("paycore-models".into())
+            .spawn(move || {
+                apply_deliveries(&shared, delivered, &restart, &unwritten);
+                let _ = done.send(());
+            })
+    };
+    if let Err(error) = applier {
+        tracing::error!(%error, "read models could not start their applier thread");
+        return;
+    }
+    read(&shared, store, from, &deliveries, &mut restarts, &unwritten).await;
+    // The applier applies what is queued, waits for the writes and ends.
+    drop(deliveries);
+    let _ = applier_done.await;
+}
+
+/// Reads `$all` from `from` into whole appends for the applier until the
+/// models stop, the store closes or the applier ends.
+async fn read(
+    shared: &Shared,
+    store: Arc<dyn EventStore>,
+    from: Position,
+    deliveries: &tokio::sync::mpsc::Sender<Delivery>,
+    restarts: &mut tokio::sync::mpsc::UnboundedReceiver<Position>,
+    unwritten: &AtomicBool,
+) {
     let mut subscription = paycore_store::subscribe_all(store.clone(), from);
     let mut whole = WholeAppends::default();
     let mut stop = shared.stop.subscribe();
-    let mut writing = Writing::default();
-    // Changes held in memory that no write has taken yet.
-    let mut unwritten = false;
     loop {
         let next = tokio::select! {
             next = subscription.next_batch(APPLY_BATCH) => Some(next),
-            _ = tokio::time::sleep(FLUSH_EVERY), if unwritten => None,
+            // Woken every so often while nothing arrives: changes held
+            // then are written (the flag is read after the wait, since the
+            // applier sets it after the last batch was handed over).
+            _ = tokio::time::sleep(FLUSH_EVERY) => None,
+            Some(applied) = restarts.recv() => {
+                subscription = paycore_store::subscribe_all(store.clone(), applied);
+                whole.clear();
+                continue;
+            }
             _ = stop.wait_for(|stop| *stop) => break,
         };
-        let Some(next) = next else {
-            let idle = shared.clone();
-            if let Ok((frozen, still_held)) = tokio::task::spawn_blocking(move || freeze_idle(&idle)).await {
-                unwritten = still_held;
-                writing.start(&shared, frozen).await;
+        let delivery = match next {
+            None if unwritten.load(Ordering::Relaxed) => Delivery::Idle,
+            None => continue,
+            Some(Ok(batch)) => {
+                let batch = whole.take(batch);
+                if batch.is_empty() {
+                    continue;
+                }
+                let span = apply_span(&batch);
+                match slot::decode(batch) {
+                    Ok(decoded) => Delivery::Batch { decoded, span },
+                    Err(error) => {
+                        // A log this build cannot read: serving stale models
+                        // is better than guessing. The audit names the event.
+                        tracing::error!(%error, "read models stopped at an event they cannot decode");
+                        break;
+                    }
+                }
             }
-            continue;
-        };
-        let batch = match next {
-            Ok(batch) => batch,
-            Err(StoreError::Closed) => break,
-            Err(error) => {
+            Some(Err(StoreError::Closed)) => break,
+            Some(Err(error)) => {
                 tracing::error!(%error, "read models stopped following the log");
                 tokio::time::sleep(Duration::from_secs(1)).await;
+                // Events read again that the applier already has are
+                // skipped by each projection's checkpoint.
                 let applied = *shared.applied.borrow();
                 subscription = paycore_store::subscribe_all(store.clone(), applied);
                 whole.clear();
                 continue;
             }
         };
-        let batch = whole.take(batch);
-        if batch.is_empty() {
-            continue;
-        }
-        let span = apply_span(&batch);
-        let decoded = match slot::decode(batch) {
-            Ok(decoded) => decoded,
-            Err(error) => {
-                // A log this build cannot read: serving stale models is
-                // better than guessing. The audit names the event.
-                tracing::error!(%error, "read models stopped at an event they cannot decode");
-                break;
-            }
-        };
-        let applier = shared.clone();
-        let written =
-            tokio::task::spawn_blocking(move || span.in_scope(|| apply_served(&applier, &decoded))).await;
-        match written {
-            Ok(Ok(applied)) => {
-                shared.applied.send_replace(applied.position);
-                unwritten = applied.unwritten;
-                if applied.frozen.is_some() {
-                    writing.start(&shared, applied.frozen).await;
-                } else if applied.held >= MAX_PENDING_BYTES && !writing.idle() {
-                    // Memory is bounded: wait for the store to take the
-                    // frozen changes before gathering more.
-                    writing.finish().await;
-                }
-            }
-            Ok(Err(error)) => {
-                // Nothing of the batch was applied where it failed: follow
-                // again from what the models hold.
-                tracing::error!(%error, "read models could not apply a batch; retrying");
-                tokio::time::sleep(Duration::from_secs(1)).await;
-                let applied = slot::lowest(&shared.progress());
-                subscription = paycore_store::subscribe_all(store.clone(), applied);
-                whole.clear();
-            }
-            Err(error) => std::panic::resume_unwind(error.into_panic()),
+        if deliveries.send(delivery).await.is_err() {
+            // The applier ended (it panicked): nothing applies any more.
+            break;
         }
     }
-    writing.finish().await;
 }
 
 /// Most traces an `apply` span links to besides its parent.

@@ -241,11 +241,13 @@ impl ReadModels {
         }
         let mut applied = self.shared.applied.subscribe();
         let span = tracing::debug_span!(target: "paycore::projections", "read_model_wait", position);
+        let started = std::time::Instant::now();
         // An Err means the follower stopped; readers then get what there is.
         let _ = applied
             .wait_for(|applied| *applied > position)
             .instrument(span)
             .await;
+        ::metrics::histogram!(crate::metrics::WAIT_SECONDS).record(started.elapsed().as_secs_f64());
     }
 
     /// Number of events every projection has applied.
