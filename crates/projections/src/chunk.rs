@@ -23,6 +23,10 @@ pub(crate) const MAX_ROWS: usize = 128;
 /// then fit in one 4 KiB B-tree page.
 pub(crate) const TARGET_BYTES: usize = 1_800;
 
+/// Room kept past [`TARGET_BYTES`] in a chunk copied to be changed: the
+/// last item may overrun the target, and an updated row may grow.
+const ROOM_FOR_LAST: usize = 256;
+
 /// Consecutive items of one list, starting at sequence number `first`:
 /// their bytes one after the other, and where each ends.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -113,6 +117,43 @@ impl Chunk {
     /// The items, oldest first.
     pub fn rows(&self) -> impl DoubleEndedIterator<Item = &[u8]> + '_ {
         (0..self.ends.len()).filter_map(|index| self.bounds(index).and_then(|bounds| self.data.get(bounds)))
+    }
+
+    /// A copy to change: with room for the items an open chunk still
+    /// takes, so appending to it does not reallocate (and copy) it again.
+    pub fn copy_to_change(&self) -> Self {
+        let (data, ends) = self.room();
+        let mut data = Vec::with_capacity(data);
+        data.extend_from_slice(&self.data);
+        let mut ends = Vec::with_capacity(ends);
+        ends.extend_from_slice(&self.ends);
+        Self {
+            first: self.first,
+            data,
+            ends,
+        }
+    }
+
+    /// Makes the room [`Self::copy_to_change`] gives, in place.
+    pub fn make_room(&mut self) {
+        let (data, ends) = self.room();
+        self.data.reserve(data - self.data.len());
+        self.ends.reserve(ends - self.ends.len());
+    }
+
+    /// The capacities a chunk to be changed needs: its bytes and items.
+    fn room(&self) -> (usize, usize) {
+        let (data, ends) = if self.is_open() {
+            (TARGET_BYTES + ROOM_FOR_LAST, MAX_ROWS)
+        } else {
+            (self.data.len() + ROOM_FOR_LAST, self.ends.len())
+        };
+        (data.max(self.data.len()), ends.max(self.ends.len()))
+    }
+
+    /// Whether the chunk still takes items.
+    fn is_open(&self) -> bool {
+        self.ends.len() < MAX_ROWS && self.data.len() < TARGET_BYTES
     }
 
     /// Replaces item `seq`; false if the chunk does not hold it.

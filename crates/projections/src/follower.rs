@@ -151,7 +151,15 @@ fn apply_served(shared: &Shared, batch: &[Decoded]) -> Result<Applied, ModelErro
         let frozen = shared.frozen.lock().clone();
         let active = shared.active.read();
         let txn = shared.db.read()?;
-        slot::apply_in_memory(&txn, Namespace::Served, &active, frozen.as_deref(), batch)?
+        let mut located = shared.located.lock();
+        slot::apply_in_memory(
+            &txn,
+            Namespace::Served,
+            &active,
+            frozen.as_deref(),
+            batch,
+            &mut located,
+        )?
     };
     let position = slot::lowest(&progress);
     shared.active.write().absorb(changes, progress);

@@ -115,6 +115,9 @@ pub(crate) struct Shared {
     active: RwLock<Layer>,
     /// Changes being written to the store.
     frozen: Mutex<Option<Arc<Layer>>>,
+    /// Where the served projections' rows live, as the follower found them
+    /// (registry order); cleared for a projection whose rebuild is swapped in.
+    located: Mutex<Vec<rows::Locations>>,
     /// Signalled when a frozen layer is written.
     written: parking_lot::Condvar,
     /// [`ReadModels::verbatim_idempotency_until`] as read at a position.
@@ -181,6 +184,7 @@ impl ReadModels {
         let (stop, _) = watch::channel(false);
         let shared = Arc::new(Shared {
             db,
+            located: Mutex::new(progress.iter().map(|_| rows::Locations::default()).collect()),
             active: RwLock::new(Layer::empty(progress)),
             frozen: Mutex::new(None),
             written: parking_lot::Condvar::new(),

@@ -65,6 +65,16 @@ impl Layer {
         }
     }
 
+    /// Empty, at the checkpoints `previous` reached, with room for as many
+    /// changes as it held.
+    pub fn sized_like(previous: &Layer) -> Self {
+        Self {
+            pending: previous.pending.iter().map(Pending::sized_like).collect(),
+            progress: previous.progress.clone(),
+            moved: false,
+        }
+    }
+
     /// Takes in one batch's changes and the checkpoints they reach.
     pub fn absorb(&mut self, changes: Vec<Pending>, progress: Vec<Progress>) {
         debug_assert_eq!(changes.len(), self.pending.len());
@@ -131,7 +141,7 @@ impl Shared {
         if frozen.is_some() {
             return None;
         }
-        let fresh = Layer::empty(active.progress.clone());
+        let fresh = Layer::sized_like(&active);
         let layer = Arc::new(std::mem::replace(&mut *active, fresh));
         served.since = Instant::now();
         *frozen = Some(layer.clone());

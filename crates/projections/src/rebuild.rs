@@ -11,6 +11,7 @@ use tokio::sync::{mpsc, watch};
 
 use crate::db::{self, ModelDb, ModelError, ModelStorage, Namespace};
 use crate::overlay::Layer;
+use crate::rows::Locations;
 use crate::slot::{self, Decoded, Progress, ProjectionInfo};
 use crate::{ProjectionError, Shared, follower};
 
@@ -203,12 +204,16 @@ struct Gathered {
     frozen: Option<Arc<Layer>>,
     writing: Option<tokio::task::JoinHandle<Result<(), ModelError>>>,
     budget: usize,
+    /// Each rebuild's rows' locations found in the store or the frozen
+    /// changes (stable: the rebuild's tables only grow).
+    located: Vec<Locations>,
 }
 
 impl Gathered {
     fn new(db: Arc<ModelDbHandle>, progress: Vec<Progress>, budget: usize) -> Self {
         Self {
             db,
+            located: progress.iter().map(|_| Locations::default()).collect(),
             active: Layer::empty(progress),
             frozen: None,
             writing: None,
@@ -227,12 +232,20 @@ impl Gathered {
         let db = self.db.clone();
         let frozen = self.frozen.clone();
         let mut active = std::mem::replace(&mut self.active, Layer::empty(Vec::new()));
+        let mut located = std::mem::take(&mut self.located);
         let applied = tokio::task::spawn_blocking(move || {
             let txn = db.get().read()?;
-            slot::apply_gathering(&txn, Namespace::Rebuild, &mut active, frozen.as_deref(), &batch)?;
-            Ok::<_, ModelError>(active)
+            slot::apply_gathering(
+                &txn,
+                Namespace::Rebuild,
+                &mut active,
+                frozen.as_deref(),
+                &batch,
+                &mut located,
+            )?;
+            Ok::<_, ModelError>((active, located))
         });
-        self.active = match applied.await {
+        (self.active, self.located) = match applied.await {
             Ok(result) => result?,
             // A panic while folding is a bug: surface it rather than hide it.
             Err(error) => std::panic::resume_unwind(error.into_panic()),
@@ -285,6 +298,7 @@ impl Gathered {
     /// all of whose changes are written.
     fn restart(&mut self, progress: Vec<Progress>) {
         debug_assert!(self.writing.is_none() && self.active.is_empty());
+        self.located = progress.iter().map(|_| Locations::default()).collect();
         self.active = Layer::empty(progress);
     }
 }
@@ -553,9 +567,12 @@ async fn swap_caught_up(
                     }
                     Ok(())
                 })?;
-                for entry in active.progress.iter_mut() {
+                let mut located = shared.located.lock();
+                for (entry, located) in active.progress.iter_mut().zip(located.iter_mut()) {
                     if let Some((_, built)) = ready.iter().find(|(info, _)| info.name == entry.0.name) {
                         entry.1 = *built;
+                        // The rows the follower located are in the tables replaced.
+                        located.clear();
                     }
                 }
             }

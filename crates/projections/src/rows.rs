@@ -24,7 +24,7 @@ use serde::de::DeserializeOwned;
 use smallvec::SmallVec;
 
 use crate::chunk::{self, Chunk};
-use crate::db::{ModelError, Tables};
+use crate::db::{ModelError, Namespace, Tables};
 use crate::models::{DueKind, ResourceKind};
 
 /// The key of a list, a resource or a single row. Encoded with postcard:
@@ -107,8 +107,13 @@ fn split_item_key(location: &[u8]) -> Result<(&[u8], u64), ModelError> {
     Ok((list, decode_seq(seq)?))
 }
 
+/// Bytes first reserved for an encoded row: most rows fit, so encoding
+/// does not grow the buffer a few bytes at a time.
+const ROW_BYTES: usize = 256;
+
 fn encode<V: Serialize>(value: &V) -> Result<Vec<u8>, ModelError> {
-    postcard::to_stdvec(value).map_err(|error| ModelError::Storage(format!("encoding a row: {error}")))
+    postcard::to_extend(value, Vec::with_capacity(ROW_BYTES))
+        .map_err(|error| ModelError::Storage(format!("encoding a row: {error}")))
 }
 
 fn decode<V: DeserializeOwned>(what: &dyn std::fmt::Debug, bytes: &[u8]) -> Result<V, ModelError> {
@@ -212,6 +217,18 @@ pub(crate) struct Pending {
 }
 
 impl Pending {
+    /// Empty, with room for as many changes as `previous` held: the
+    /// follower's next changes are about as many, and its maps then do not
+    /// grow by rehashing everything a few times over.
+    pub fn sized_like(previous: &Pending) -> Self {
+        Self {
+            lens: HashMap::with_capacity_and_hasher(previous.lens.len(), Hasher::default()),
+            ids: HashMap::with_capacity_and_hasher(previous.ids.len(), Hasher::default()),
+            values: HashMap::with_capacity_and_hasher(previous.values.len(), Hasher::default()),
+            ..Self::default()
+        }
+    }
+
     /// Takes in the changes of `batch`, made over these.
     pub fn absorb(&mut self, batch: Pending) {
         self.chunks.extend(batch.chunks);
@@ -321,16 +338,23 @@ impl<'t> Stored<Table<'t, Bytes, Bytes>, Table<'t, Bytes, u64>> {
 /// four lookups.
 pub(crate) struct LazyStored<'t> {
     txn: &'t ReadTransaction,
-    tables: Tables,
+    namespace: Namespace,
+    projection: &'static str,
     opened: std::cell::OnceCell<StoredRead>,
+    /// The greatest ID stored, looked up on first use.
+    last_id: std::cell::OnceCell<Option<RowKey>>,
 }
 
 impl<'t> LazyStored<'t> {
-    pub fn new(txn: &'t ReadTransaction, tables: Tables) -> Self {
+    /// The tables of `projection` in `namespace`; not even their names are
+    /// made before they are read.
+    pub fn new(txn: &'t ReadTransaction, namespace: Namespace, projection: &'static str) -> Self {
         Self {
             txn,
-            tables,
+            namespace,
+            projection,
             opened: std::cell::OnceCell::new(),
+            last_id: std::cell::OnceCell::new(),
         }
     }
 
@@ -338,7 +362,7 @@ impl<'t> LazyStored<'t> {
         if let Some(opened) = self.opened.get() {
             return Ok(opened);
         }
-        let opened = StoredRead::open(self.txn, &self.tables)?;
+        let opened = StoredRead::open(self.txn, &Tables::of(self.namespace, self.projection))?;
         Ok(self.opened.get_or_init(|| opened))
     }
 }
@@ -350,6 +374,17 @@ impl StoredRows for LazyStored<'_> {
 
     fn location(&self, id: &[u8]) -> Result<Option<RowKey>, ModelError> {
         self.get()?.location(id)
+    }
+
+    fn may_hold(&self, id: &[u8]) -> Result<bool, ModelError> {
+        let last = match self.last_id.get() {
+            Some(last) => last,
+            None => {
+                let found = self.get()?.last_id()?;
+                self.last_id.get_or_init(|| found)
+            }
+        };
+        Ok(last.as_ref().is_some_and(|last| id <= last.as_slice()))
     }
 
     fn len(&self, list: &[u8]) -> Result<Option<u64>, ModelError> {
@@ -382,10 +417,21 @@ pub(crate) trait StoredRows {
     fn chunk(&self, list: &[u8], seq: u64) -> Result<Option<Chunk>, ModelError>;
     /// Where resource `id`'s row lives (an item key).
     fn location(&self, id: &[u8]) -> Result<Option<RowKey>, ModelError>;
+    /// Whether resource `id` may be stored: false when it sorts after every
+    /// stored ID. IDs are UUID v7, so a new resource's sorts after the older
+    /// ones, and a creation is then told new without a B-tree lookup.
+    fn may_hold(&self, id: &[u8]) -> Result<bool, ModelError>;
     fn len(&self, list: &[u8]) -> Result<Option<u64>, ModelError>;
     fn value(&self, key: &[u8]) -> Result<Option<Vec<u8>>, ModelError>;
     /// The stored rows of `range`, in key order or its reverse.
     fn sorted(&self, range: KeyRange<'_>, descending: bool, each: SortedVisit<'_>) -> Result<(), ModelError>;
+}
+
+impl<I: ReadableTable<Bytes, Bytes>, L> Stored<I, L> {
+    /// The greatest ID stored.
+    fn last_id(&self) -> Result<Option<RowKey>, ModelError> {
+        Ok(self.ids.last()?.map(|(id, _)| RowKey::from_slice(id.value())))
+    }
 }
 
 impl<I: ReadableTable<Bytes, Bytes>, L: ReadableTable<Bytes, u64>> StoredRows for Stored<I, L> {
@@ -402,6 +448,10 @@ impl<I: ReadableTable<Bytes, Bytes>, L: ReadableTable<Bytes, u64>> StoredRows fo
 
     fn location(&self, id: &[u8]) -> Result<Option<RowKey>, ModelError> {
         Ok(self.ids.get(id)?.map(|found| RowKey::from_slice(found.value())))
+    }
+
+    fn may_hold(&self, id: &[u8]) -> Result<bool, ModelError> {
+        Ok(self.last_id()?.is_some_and(|last| id <= last.as_slice()))
     }
 
     fn len(&self, list: &[u8]) -> Result<Option<u64>, ModelError> {
@@ -557,6 +607,37 @@ impl<'a> Layers<'a> {
     }
 }
 
+/// Where resources' rows live, kept across batches: a row never moves once
+/// written (lists only grow), so a location found once holds until the
+/// projection's tables are replaced (a rebuild swapped in, which clears
+/// these). An account changed by every transfer is then looked up in the
+/// store once, not once per batch. Bounded: forgets everything once it
+/// holds [`Locations::MAX`].
+#[derive(Debug, Default)]
+pub(crate) struct Locations {
+    by_id: HashMap<RowKey, RowKey, Hasher>,
+}
+
+impl Locations {
+    /// About 2 MiB of keys and locations at most.
+    const MAX: usize = 16_384;
+
+    fn get(&self, id: &[u8]) -> Option<&RowKey> {
+        self.by_id.get(id)
+    }
+
+    fn remember(&mut self, id: &[u8], location: RowKey) {
+        if self.by_id.len() >= Self::MAX {
+            self.by_id.clear();
+        }
+        self.by_id.insert(RowKey::from_slice(id), location);
+    }
+
+    pub fn clear(&mut self) {
+        self.by_id.clear();
+    }
+}
+
 /// A projection's rows as a batch of the follower (or a rebuild) changes
 /// them: reads go through the changes not yet written to the store
 /// (`under`, newest first), every change goes into `pending`. The
@@ -566,22 +647,24 @@ pub(crate) struct RowsMut<'a> {
     pending: &'a mut Pending,
     under: [Option<&'a Pending>; 2],
     stored: &'a dyn StoredRows,
-    located: HashMap<RowKey, RowKey, Hasher>,
+    located: &'a mut Locations,
 }
 
 impl<'a> RowsMut<'a> {
     /// Changes into `pending`, over `under` (the models' changes not yet
-    /// written to the store, newest first) over `stored`.
+    /// written to the store, newest first) over `stored`; locations found
+    /// are kept in `located`.
     pub fn new(
         pending: &'a mut Pending,
         under: [Option<&'a Pending>; 2],
         stored: &'a dyn StoredRows,
+        located: &'a mut Locations,
     ) -> Self {
         Self {
             pending,
             under,
             stored,
-            located: HashMap::default(),
+            located,
         }
     }
 
@@ -597,8 +680,13 @@ impl<'a> RowsMut<'a> {
         let key = match self.pending.chunk(list, seq) {
             Some(chunk) => item_key(list, chunk.first),
             None => {
-                let Some(chunk) = self.layers().chunk(list, seq)?.map(Cow::into_owned) else {
-                    return Ok(None);
+                let chunk = match self.layers().chunk(list, seq)? {
+                    Some(Cow::Borrowed(chunk)) => chunk.copy_to_change(),
+                    Some(Cow::Owned(mut chunk)) => {
+                        chunk.make_room();
+                        chunk
+                    }
+                    None => return Ok(None),
                 };
                 let key = item_key(list, chunk.first);
                 self.pending.bytes += chunk.size() + key.len();
@@ -642,7 +730,7 @@ impl<'a> RowsMut<'a> {
     /// that repeats a creation). Answers the item's sequence number.
     pub fn insert<V: Serialize>(&mut self, list: Key, id: Key, value: &V) -> Result<Option<u64>, ModelError> {
         let id = id.bytes();
-        if self.location(&id)?.is_some() {
+        if self.exists(&id)? {
             return Ok(None);
         }
         let list = list.bytes();
@@ -660,14 +748,27 @@ impl<'a> RowsMut<'a> {
         Ok(())
     }
 
+    /// Whether resource `id` has a row.
+    fn exists(&mut self, id: &[u8]) -> Result<bool, ModelError> {
+        if self.located.get(id).is_some() || self.layers().pending().any(|layer| layer.ids.contains_key(id)) {
+            return Ok(true);
+        }
+        Ok(self.stored.may_hold(id)? && self.stored.location(id)?.is_some())
+    }
+
     /// Where resource `id`'s row lives, if it exists.
     fn location(&mut self, id: &[u8]) -> Result<Option<RowKey>, ModelError> {
         if let Some(location) = self.located.get(id) {
             return Ok(Some(location.clone()));
         }
+        // A row of this batch's own is not remembered: the batch may yet
+        // fail, and its rows with it.
+        if let Some(location) = self.pending.ids.get(id) {
+            return Ok(Some(location.clone()));
+        }
         let found = self.layers().location(id)?;
         if let Some(found) = &found {
-            self.located.insert(RowKey::from_slice(id), found.clone());
+            self.located.remember(id, found.clone());
         }
         Ok(found)
     }
@@ -964,7 +1065,7 @@ mod tests {
     use proptest::prelude::*;
     use uuid::Uuid;
 
-    use super::{Key, Pending, RowsMut, RowsRead, StoredRead};
+    use super::{Key, Locations, Pending, RowsMut, RowsRead, StoredRead};
     use crate::db::{ModelDb, ModelStorage, Namespace, Tables, create_tables};
 
     fn project() -> ProjectId {
@@ -1029,7 +1130,8 @@ mod tests {
                 let txn = db.read().unwrap();
                 let stored = StoredRead::open(&txn, &tables).unwrap();
                 let mut batch_changes = Pending::default();
-                let mut rows = RowsMut::new(&mut batch_changes, [Some(&active), frozen.as_ref()], &stored);
+                let mut located = Locations::default();
+                let mut rows = RowsMut::new(&mut batch_changes, [Some(&active), frozen.as_ref()], &stored, &mut located);
                 for op in batch {
                     match *op {
                         Op::Insert { size, account: owner } => {
@@ -1061,7 +1163,6 @@ mod tests {
                         Op::Update { .. } => {}
                     }
                 }
-                drop(rows);
                 drop(stored);
                 drop(txn);
                 active.absorb(batch_changes);
@@ -1130,7 +1231,8 @@ mod tests {
                 let txn = db.read().unwrap();
                 let stored = StoredRead::open(&txn, &tables).unwrap();
                 let mut changes = Pending::default();
-                let mut rows = RowsMut::new(&mut changes, [Some(&active), frozen.as_ref()], &stored);
+                let mut located = Locations::default();
+                let mut rows = RowsMut::new(&mut changes, [Some(&active), frozen.as_ref()], &stored, &mut located);
                 for op in batch {
                     match *op {
                         SortedOp::Put(key, size) => {
@@ -1145,7 +1247,6 @@ mod tests {
                         }
                     }
                 }
-                drop(rows);
                 drop(stored);
                 drop(txn);
                 active.absorb(changes);

@@ -10,7 +10,7 @@ use crate::ProjectionError;
 use crate::db::{self, Checkpoint, ModelError, Namespace, Tables};
 use crate::models::{Applied, Projection};
 use crate::overlay::Layer;
-use crate::rows::{LazyStored, Pending, RowsMut, Stored};
+use crate::rows::{LazyStored, Locations, Pending, RowsMut, Stored};
 
 /// An event of `$all` and its decoded form.
 #[derive(Debug)]
@@ -158,7 +158,8 @@ pub(crate) fn apply_batch(
         let mut pending = Pending::default();
         let changed = {
             let stored = Stored::open_in(txn, &tables)?;
-            let mut rows = RowsMut::new(&mut pending, [None, None], &stored);
+            let mut located = Locations::default();
+            let mut rows = RowsMut::new(&mut pending, [None, None], &stored, &mut located);
             apply_to(&info, &mut checkpoint, &mut rows, batch)?
         };
         pending.write(txn, &tables)?;
@@ -173,24 +174,27 @@ pub(crate) fn apply_batch(
 /// Applies `batch` in memory to the projections of `active` (their tables
 /// in `namespace`): answers each projection's changes, made over `active`
 /// over `frozen` (being written) over the store as `txn` shows it, and its
-/// new checkpoint (the follower, and rebuilds gathering several batches).
+/// new checkpoint (the follower). `located` holds each projection's rows'
+/// locations found in earlier batches.
 pub(crate) fn apply_in_memory(
     txn: &ReadTransaction,
     namespace: Namespace,
     active: &Layer,
     frozen: Option<&Layer>,
     batch: &[Decoded],
+    located: &mut [Locations],
 ) -> Result<(Vec<Pending>, Vec<Progress>), ModelError> {
+    debug_assert_eq!(located.len(), active.progress.len());
     let mut changes = Vec::with_capacity(active.pending.len());
     let mut progress = active.progress.clone();
-    for (index, (info, checkpoint)) in progress.iter_mut().enumerate() {
-        let stored = LazyStored::new(txn, info.tables(namespace));
+    for (index, ((info, checkpoint), located)) in progress.iter_mut().zip(located.iter_mut()).enumerate() {
+        let stored = LazyStored::new(txn, namespace, info.name);
         let under = [
             active.pending.get(index),
             frozen.and_then(|frozen| frozen.pending.get(index)),
         ];
         let mut pending = Pending::default();
-        let mut rows = RowsMut::new(&mut pending, under, &stored);
+        let mut rows = RowsMut::new(&mut pending, under, &stored, located);
         apply_to(info, checkpoint, &mut rows, batch)?;
         changes.push(pending);
     }
@@ -211,16 +215,22 @@ pub(crate) fn apply_gathering(
     layer: &mut Layer,
     frozen: Option<&Layer>,
     batch: &[Decoded],
+    located: &mut [Locations],
 ) -> Result<(), ModelError> {
     let Layer {
         pending,
         progress,
         moved,
     } = layer;
-    for (index, ((info, checkpoint), pending)) in progress.iter_mut().zip(pending.iter_mut()).enumerate() {
-        let stored = LazyStored::new(txn, info.tables(namespace));
+    debug_assert_eq!(located.len(), progress.len());
+    let projections = progress
+        .iter_mut()
+        .zip(pending.iter_mut())
+        .zip(located.iter_mut());
+    for (index, (((info, checkpoint), pending), located)) in projections.enumerate() {
+        let stored = LazyStored::new(txn, namespace, info.name);
         let under = [frozen.and_then(|frozen| frozen.pending.get(index)), None];
-        let mut rows = RowsMut::new(pending, under, &stored);
+        let mut rows = RowsMut::new(pending, under, &stored, located);
         *moved |= apply_to(info, checkpoint, &mut rows, batch)?;
     }
     Ok(())
