@@ -117,6 +117,27 @@ pub(crate) fn remove_legacy_snapshots(dir: &Path) {
 /// Batches read ahead of the one being applied, at most.
 const QUEUED_BATCHES: usize = 4;
 
+/// The buffers of applied batches, handed back to the reader to decode the
+/// next ones into. A batch is decoded on one thread and dropped on another;
+/// reusing its memory spares the allocator fresh pages (and the kernel
+/// zeroing them) for every batch.
+#[derive(Default)]
+struct Buffers(parking_lot::Mutex<Vec<Vec<Decoded>>>);
+
+impl Buffers {
+    fn take(&self) -> Vec<Decoded> {
+        self.0.lock().pop().unwrap_or_default()
+    }
+
+    fn give_back(&self, mut buffer: Vec<Decoded>) {
+        buffer.clear();
+        let mut buffers = self.0.lock();
+        if buffers.len() <= QUEUED_BATCHES {
+            buffers.push(buffer);
+        }
+    }
+}
+
 /// What the reader hands the applier thread.
 enum Delivery {
     /// Whole appends read from `$all`, decoded, and the span of applying them.
@@ -247,6 +268,7 @@ fn apply_deliveries(
     mut deliveries: tokio::sync::mpsc::Receiver<Delivery>,
     restart: &tokio::sync::mpsc::UnboundedSender<Position>,
     unwritten: &AtomicBool,
+    buffers: &Buffers,
 ) {
     let writer = match Writer::start(shared.clone()) {
         Ok(writer) => writer,
@@ -298,6 +320,7 @@ fn apply_deliveries(
                 let _ = restart.send(slot::lowest(&shared.progress()));
             }
         }
+        buffers.give_back(decoded);
     }
     writer.finish();
 }
@@ -343,12 +366,13 @@ pub(crate) async fn run(shared: Arc<Shared>, store: Arc<dyn EventStore>, from: P
     let (restart, mut restarts) = tokio::sync::mpsc::unbounded_channel();
     let (done, applier_done) = tokio::sync::oneshot::channel::<()>();
     let unwritten = Arc::new(AtomicBool::new(false));
+    let buffers = Arc::new(Buffers::default());
     let applier = {
-        let (shared, unwritten) = (shared.clone(), unwritten.clone());
+        let (shared, unwritten, buffers) = (shared.clone(), unwritten.clone(), buffers.clone());
         std::thread::Builder::new()
             .name("paycore-models".into())
             .spawn(move || {
-                apply_deliveries(&shared, delivered, &restart, &unwritten);
+                apply_deliveries(&shared, delivered, &restart, &unwritten, &buffers);
                 let _ = done.send(());
             })
     };
@@ -356,7 +380,16 @@ pub(crate) async fn run(shared: Arc<Shared>, store: Arc<dyn EventStore>, from: P
         tracing::error!(%error, "read models could not start their applier thread");
         return;
     }
-    read(&shared, store, from, &deliveries, &mut restarts, &unwritten).await;
+    read(
+        &shared,
+        store,
+        from,
+        &deliveries,
+        &mut restarts,
+        &unwritten,
+        &buffers,
+    )
+    .await;
     // The applier applies what is queued, waits for the writes and ends.
     drop(deliveries);
     let _ = applier_done.await;
@@ -371,6 +404,7 @@ async fn read(
     deliveries: &tokio::sync::mpsc::Sender<Delivery>,
     restarts: &mut tokio::sync::mpsc::UnboundedReceiver<Position>,
     unwritten: &AtomicBool,
+    buffers: &Buffers,
 ) {
     let mut subscription = paycore_store::subscribe_all(store.clone(), from);
     let mut whole = WholeAppends::default();
@@ -398,7 +432,7 @@ async fn read(
                     continue;
                 }
                 let span = apply_span(&batch);
-                match slot::decode(batch) {
+                match slot::decode_into(batch, buffers.take()) {
                     Ok(decoded) => Delivery::Batch { decoded, span },
                     Err(error) => {
                         // A log this build cannot read: serving stale models

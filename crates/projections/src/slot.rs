@@ -49,7 +49,16 @@ impl Decoded {
 /// Decodes a batch read from `$all`; an event this build cannot read stops
 /// the projections (serving stale models beats guessing; the audit names it).
 pub(crate) fn decode(batch: Vec<RecordedEvent>) -> Result<Vec<Decoded>, ProjectionError> {
-    let mut decoded = Vec::with_capacity(batch.len());
+    decode_into(batch, Vec::new())
+}
+
+/// [`decode`] into `decoded` (emptied first), reusing its memory.
+pub(crate) fn decode_into(
+    batch: Vec<RecordedEvent>,
+    mut decoded: Vec<Decoded>,
+) -> Result<Vec<Decoded>, ProjectionError> {
+    decoded.clear();
+    decoded.reserve(batch.len());
     for recorded in batch {
         match Event::decode(&recorded.event_type, recorded.schema_version, &recorded.payload) {
             Ok(event) => decoded.push(Decoded::new(recorded, event)),
