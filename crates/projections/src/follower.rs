@@ -302,7 +302,7 @@ fn apply_deliveries(
         metrics::histogram!(crate::metrics::APPLY_EVENTS).record(decoded.len() as f64);
         match applied {
             Ok(applied) => {
-                shared.applied.send_replace(applied.position);
+                shared.publish(applied.position);
                 unwritten.store(applied.unwritten, Ordering::Relaxed);
                 if applied.frozen.is_some() {
                     writer.write(applied.frozen);
@@ -393,6 +393,7 @@ pub(crate) async fn run(shared: Arc<Shared>, store: Arc<dyn EventStore>, from: P
     // The applier applies what is queued, waits for the writes and ends.
     drop(deliveries);
     let _ = applier_done.await;
+    shared.release_waiters();
 }
 
 /// Reads `$all` from `from` into whole appends for the applier until the

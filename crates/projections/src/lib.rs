@@ -126,8 +126,35 @@ pub(crate) struct Shared {
     rebuilds: Mutex<HashMap<&'static str, watch::Receiver<RebuildProgress>>>,
     /// What every projection has applied (the smallest checkpoint).
     applied: watch::Sender<Position>,
+    /// Commands waiting for the models to apply a position, by position:
+    /// each batch applied wakes those it reached and no other (a watch
+    /// channel would wake every waiter for every batch).
+    waiting: Mutex<std::collections::BTreeMap<Position, Vec<tokio::sync::oneshot::Sender<()>>>>,
     /// Set by [`ReadModels::close`]: the follower stops.
     stop: watch::Sender<bool>,
+}
+
+impl Shared {
+    /// Publishes that every projection applied the events below `position`,
+    /// and wakes the commands waiting for one of them.
+    pub(crate) fn publish(&self, position: Position) {
+        self.applied.send_replace(position);
+        let reached = {
+            let mut waiting = self.waiting.lock();
+            let later = waiting.split_off(&position);
+            std::mem::replace(&mut *waiting, later)
+        };
+        for waiter in reached.into_values().flatten() {
+            // A waiter gone (its call cancelled) needs no answer.
+            let _ = waiter.send(());
+        }
+    }
+
+    /// Wakes every waiter: the models stopped following the log.
+    pub(crate) fn release_waiters(&self) {
+        let waiting = std::mem::take(&mut *self.waiting.lock());
+        drop(waiting);
+    }
 }
 
 impl std::fmt::Debug for Shared {
@@ -194,6 +221,7 @@ impl ReadModels {
             })),
             rebuilds: Mutex::default(),
             applied,
+            waiting: Mutex::default(),
             stop,
         });
         let following = tokio::spawn(follower::run(shared.clone(), store.clone(), from));
@@ -243,14 +271,23 @@ impl ReadModels {
         if *self.store.committed().borrow() <= position {
             return;
         }
-        let mut applied = self.shared.applied.subscribe();
-        let span = tracing::debug_span!(target: "paycore::projections", "read_model_wait", position);
         let started = std::time::Instant::now();
-        // An Err means the follower stopped; readers then get what there is.
-        let _ = applied
-            .wait_for(|applied| *applied > position)
-            .instrument(span)
-            .await;
+        let reached = || *self.shared.applied.borrow() > position;
+        if !reached() {
+            let (waiter, woken) = tokio::sync::oneshot::channel();
+            self.shared
+                .waiting
+                .lock()
+                .entry(position)
+                .or_default()
+                .push(waiter);
+            // Published before the waiter was registered: not woken for it.
+            if !reached() {
+                let span = tracing::debug_span!(target: "paycore::projections", "read_model_wait", position);
+                // An Err means the follower stopped; readers then get what there is.
+                let _ = woken.instrument(span).await;
+            }
+        }
         ::metrics::histogram!(crate::metrics::WAIT_SECONDS).record(started.elapsed().as_secs_f64());
     }
 
