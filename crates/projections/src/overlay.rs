@@ -143,6 +143,10 @@ impl Shared {
         }
         let fresh = Layer::sized_like(&active);
         let layer = Arc::new(std::mem::replace(&mut *active, fresh));
+        // Its IDs are on their way into the store.
+        for (located, pending) in self.located.lock().iter_mut().zip(&layer.pending) {
+            located.saw_frozen(pending);
+        }
         served.since = Instant::now();
         *frozen = Some(layer.clone());
         Some(layer)

@@ -341,8 +341,6 @@ pub(crate) struct LazyStored<'t> {
     namespace: Namespace,
     projection: &'static str,
     opened: std::cell::OnceCell<StoredRead>,
-    /// The greatest ID stored, looked up on first use.
-    last_id: std::cell::OnceCell<Option<RowKey>>,
 }
 
 impl<'t> LazyStored<'t> {
@@ -354,7 +352,6 @@ impl<'t> LazyStored<'t> {
             namespace,
             projection,
             opened: std::cell::OnceCell::new(),
-            last_id: std::cell::OnceCell::new(),
         }
     }
 
@@ -376,15 +373,8 @@ impl StoredRows for LazyStored<'_> {
         self.get()?.location(id)
     }
 
-    fn may_hold(&self, id: &[u8]) -> Result<bool, ModelError> {
-        let last = match self.last_id.get() {
-            Some(last) => last,
-            None => {
-                let found = self.get()?.last_id()?;
-                self.last_id.get_or_init(|| found)
-            }
-        };
-        Ok(last.as_ref().is_some_and(|last| id <= last.as_slice()))
+    fn last_id(&self) -> Result<Option<RowKey>, ModelError> {
+        self.get()?.last_id()
     }
 
     fn len(&self, list: &[u8]) -> Result<Option<u64>, ModelError> {
@@ -417,21 +407,12 @@ pub(crate) trait StoredRows {
     fn chunk(&self, list: &[u8], seq: u64) -> Result<Option<Chunk>, ModelError>;
     /// Where resource `id`'s row lives (an item key).
     fn location(&self, id: &[u8]) -> Result<Option<RowKey>, ModelError>;
-    /// Whether resource `id` may be stored: false when it sorts after every
-    /// stored ID. IDs are UUID v7, so a new resource's sorts after the older
-    /// ones, and a creation is then told new without a B-tree lookup.
-    fn may_hold(&self, id: &[u8]) -> Result<bool, ModelError>;
+    /// The greatest resource ID stored.
+    fn last_id(&self) -> Result<Option<RowKey>, ModelError>;
     fn len(&self, list: &[u8]) -> Result<Option<u64>, ModelError>;
     fn value(&self, key: &[u8]) -> Result<Option<Vec<u8>>, ModelError>;
     /// The stored rows of `range`, in key order or its reverse.
     fn sorted(&self, range: KeyRange<'_>, descending: bool, each: SortedVisit<'_>) -> Result<(), ModelError>;
-}
-
-impl<I: ReadableTable<Bytes, Bytes>, L> Stored<I, L> {
-    /// The greatest ID stored.
-    fn last_id(&self) -> Result<Option<RowKey>, ModelError> {
-        Ok(self.ids.last()?.map(|(id, _)| RowKey::from_slice(id.value())))
-    }
 }
 
 impl<I: ReadableTable<Bytes, Bytes>, L: ReadableTable<Bytes, u64>> StoredRows for Stored<I, L> {
@@ -450,8 +431,8 @@ impl<I: ReadableTable<Bytes, Bytes>, L: ReadableTable<Bytes, u64>> StoredRows fo
         Ok(self.ids.get(id)?.map(|found| RowKey::from_slice(found.value())))
     }
 
-    fn may_hold(&self, id: &[u8]) -> Result<bool, ModelError> {
-        Ok(self.last_id()?.is_some_and(|last| id <= last.as_slice()))
+    fn last_id(&self) -> Result<Option<RowKey>, ModelError> {
+        Ok(self.ids.last()?.map(|(id, _)| RowKey::from_slice(id.value())))
     }
 
     fn len(&self, list: &[u8]) -> Result<Option<u64>, ModelError> {
@@ -613,9 +594,18 @@ impl<'a> Layers<'a> {
 /// these). An account changed by every transfer is then looked up in the
 /// store once, not once per batch. Bounded: forgets everything once it
 /// holds [`Locations::MAX`].
+///
+/// They also keep a bound of the IDs in the store: no ID stored or being
+/// written sorts after it. IDs are UUID v7, so a new resource's ID sorts
+/// after the older ones, and a creation is told new without a B-tree
+/// lookup. The bound is read once (the store's greatest ID and the changes
+/// held over it), then raised by each layer of changes frozen for writing
+/// ([`Locations::saw_frozen`]), the only way IDs reach the store.
 #[derive(Debug, Default)]
 pub(crate) struct Locations {
     by_id: HashMap<RowKey, RowKey, Hasher>,
+    /// `None` until read.
+    ids_bound: Option<Option<RowKey>>,
 }
 
 impl Locations {
@@ -635,6 +625,35 @@ impl Locations {
 
     pub fn clear(&mut self) {
         self.by_id.clear();
+        self.ids_bound = None;
+    }
+
+    /// Raises the bound of stored IDs with the IDs of `frozen`, changes
+    /// frozen to be written to the store.
+    pub fn saw_frozen(&mut self, frozen: &Pending) {
+        if let (Some(bound), Some(highest)) = (&mut self.ids_bound, frozen.ids.keys().max())
+            && bound.as_ref().is_none_or(|bound| highest > bound)
+        {
+            *bound = Some(highest.clone());
+        }
+    }
+
+    /// Whether `id` may be in the store (or in the changes `under` it).
+    fn may_be_stored(
+        &mut self,
+        id: &[u8],
+        stored: &dyn StoredRows,
+        under: &[Option<&Pending>],
+    ) -> Result<bool, ModelError> {
+        let bound = match &self.ids_bound {
+            Some(bound) => bound,
+            None => {
+                let held = under.iter().flatten().filter_map(|layer| layer.ids.keys().max());
+                let bound = held.cloned().chain(stored.last_id()?).max();
+                self.ids_bound.insert(bound)
+            }
+        };
+        Ok(bound.as_ref().is_some_and(|bound| id <= bound.as_slice()))
     }
 }
 
@@ -753,7 +772,8 @@ impl<'a> RowsMut<'a> {
         if self.located.get(id).is_some() || self.layers().pending().any(|layer| layer.ids.contains_key(id)) {
             return Ok(true);
         }
-        Ok(self.stored.may_hold(id)? && self.stored.location(id)?.is_some())
+        let under = self.under;
+        Ok(self.located.may_be_stored(id, self.stored, &under)? && self.stored.location(id)?.is_some())
     }
 
     /// Where resource `id`'s row lives, if it exists.
@@ -1100,6 +1120,38 @@ mod tests {
         let mut row = format!("{item}.{version}.").into_bytes();
         row.resize(size.max(row.len()), b'x');
         row
+    }
+
+    /// A creation repeated after the first one's changes were frozen and
+    /// written is still told apart, though the bound of stored IDs was read
+    /// before that write: freezing raised it.
+    #[test]
+    fn a_repeated_creation_is_ignored_across_writes() {
+        let db = ModelDb::open(&ModelStorage::in_memory()).unwrap();
+        let tables = Tables::of(Namespace::Served, "test");
+        db.write(true, |txn| create_tables(txn, &tables)).unwrap();
+        let mut located = Locations::default();
+        let list = Key::Transactions(project());
+        let insert = |located: &mut Locations, n: u64| {
+            let txn = db.read().unwrap();
+            let stored = StoredRead::open(&txn, &tables).unwrap();
+            let mut pending = Pending::default();
+            let seq = RowsMut::new(&mut pending, [None, None], &stored, located)
+                .insert(list, transaction(n), &row(n, 0, 8))
+                .unwrap();
+            (seq, pending)
+        };
+        // The bound is read here, from an empty store.
+        let (first, frozen) = insert(&mut located, 1);
+        assert_eq!(first, Some(0));
+        located.saw_frozen(&frozen);
+        db.write(true, |txn| frozen.write(txn, &tables)).unwrap();
+
+        let (again, changes) = insert(&mut located, 1);
+        assert_eq!(again, None, "the transaction exists: its creation is not applied twice");
+        assert!(changes.is_empty());
+        let (next, _) = insert(&mut located, 2);
+        assert_eq!(next, Some(1));
     }
 
     proptest! {
