@@ -1148,7 +1148,10 @@ mod tests {
         db.write(true, |txn| frozen.write(txn, &tables)).unwrap();
 
         let (again, changes) = insert(&mut located, 1);
-        assert_eq!(again, None, "the transaction exists: its creation is not applied twice");
+        assert_eq!(
+            again, None,
+            "the transaction exists: its creation is not applied twice"
+        );
         assert!(changes.is_empty());
         let (next, _) = insert(&mut located, 2);
         assert_eq!(next, Some(1));
