@@ -216,7 +216,7 @@ fn freeze_idle(shared: &Shared) -> (Option<Arc<Layer>>, bool) {
 /// changes stay visible meanwhile).
 struct Writer {
     layers: std::sync::mpsc::Sender<Arc<Layer>>,
-    thread: std::thread::JoinHandle<()>,
+    thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Writer {
@@ -235,24 +235,42 @@ impl Writer {
                     }
                 }
             })?;
-        Ok(Self { layers, thread })
+        Ok(Self {
+            layers,
+            thread: Some(thread),
+        })
     }
 
-    fn write(&self, frozen: Option<Arc<Layer>>) {
-        // The thread ends only once this is dropped, or when the models
-        // stop while a write keeps failing: that layer then stays frozen,
-        // and no other is frozen after it.
+    fn write(&mut self, frozen: Option<Arc<Layer>>) {
+        // The thread ends before this is dropped only when the models stop
+        // while a write keeps failing (that layer then stays frozen, and no
+        // other is frozen after it), or when it panicked: a bug, surfaced
+        // here rather than leaving the changes unwritten.
+        if self
+            .thread
+            .as_ref()
+            .is_some_and(std::thread::JoinHandle::is_finished)
+        {
+            self.join();
+        }
         if let Some(frozen) = frozen {
             let _ = self.layers.send(frozen);
         }
     }
 
-    /// Waits for the writes sent, then ends the thread.
-    fn finish(self) {
-        drop(self.layers);
-        if let Err(panic) = self.thread.join() {
+    fn join(&mut self) {
+        if let Some(thread) = self.thread.take()
+            && let Err(panic) = thread.join()
+        {
             std::panic::resume_unwind(panic);
         }
+    }
+
+    /// Waits for the writes sent, then ends the thread.
+    fn finish(mut self) {
+        let (layers, _) = std::sync::mpsc::channel();
+        drop(std::mem::replace(&mut self.layers, layers));
+        self.join();
     }
 }
 
@@ -270,7 +288,7 @@ fn apply_deliveries(
     unwritten: &AtomicBool,
     buffers: &Buffers,
 ) {
-    let writer = match Writer::start(shared.clone()) {
+    let mut writer = match Writer::start(shared.clone()) {
         Ok(writer) => writer,
         Err(error) => {
             tracing::error!(%error, "read models could not start their writer thread");
@@ -309,7 +327,7 @@ fn apply_deliveries(
                 } else if applied.held >= MAX_PENDING_BYTES {
                     // Memory is bounded: wait for the store to take the
                     // frozen changes before gathering more.
-                    shared.wait_written();
+                    shared.wait_written_unless_stopped();
                 }
             }
             Err(error) => {

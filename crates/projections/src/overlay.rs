@@ -179,6 +179,15 @@ impl Shared {
         }
     }
 
+    /// [`Self::wait_written`], unless the models stop meanwhile: a write
+    /// that keeps failing is given up then, and nothing would clear it.
+    pub(crate) fn wait_written_unless_stopped(&self) {
+        let mut frozen = self.frozen.lock();
+        while frozen.is_some() && !*self.stop.borrow() {
+            self.written.wait_for(&mut frozen, Duration::from_millis(100));
+        }
+    }
+
     /// Writes every change held, synced (at shutdown, before a rebuild's
     /// swap): on return the store holds what the queries see.
     pub(crate) fn write_all(&self, served: &mut Served) -> Result<(), ModelError> {
