@@ -272,8 +272,14 @@ impl ReadModels {
             return;
         }
         let started = std::time::Instant::now();
+        // The span shows in the command's trace even when the models were
+        // already there.
+        let span = tracing::debug_span!(target: "paycore::projections", "read_model_wait", position);
         let reached = || *self.shared.applied.borrow() > position;
-        if !reached() {
+        async {
+            if reached() {
+                return;
+            }
             let (waiter, woken) = tokio::sync::oneshot::channel();
             self.shared
                 .waiting
@@ -283,11 +289,12 @@ impl ReadModels {
                 .push(waiter);
             // Published before the waiter was registered: not woken for it.
             if !reached() {
-                let span = tracing::debug_span!(target: "paycore::projections", "read_model_wait", position);
                 // An Err means the follower stopped; readers then get what there is.
-                let _ = woken.instrument(span).await;
+                let _ = woken.await;
             }
         }
+        .instrument(span)
+        .await;
         ::metrics::histogram!(crate::metrics::WAIT_SECONDS).record(started.elapsed().as_secs_f64());
     }
 
