@@ -307,7 +307,7 @@ fn apply_deliveries(
         };
         // After a batch failed, the ones read behind it leave a gap: they
         // wait for the reader to read again from what is applied.
-        let expected = slot::lowest(&shared.progress());
+        let expected = *shared.applied.borrow();
         if decoded
             .first()
             .is_some_and(|first| first.recorded.position > expected)

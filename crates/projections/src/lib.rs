@@ -152,8 +152,7 @@ impl Shared {
 
     /// Wakes every waiter: the models stopped following the log.
     pub(crate) fn release_waiters(&self) {
-        let waiting = std::mem::take(&mut *self.waiting.lock());
-        drop(waiting);
+        self.waiting.lock().clear();
     }
 }
 
@@ -211,7 +210,7 @@ impl ReadModels {
         let (stop, _) = watch::channel(false);
         let shared = Arc::new(Shared {
             db,
-            located: Mutex::new(progress.iter().map(|_| rows::Locations::default()).collect()),
+            located: Mutex::new(rows::Locations::fresh(progress.len())),
             active: RwLock::new(Layer::empty(progress)),
             frozen: Mutex::new(None),
             written: parking_lot::Condvar::new(),

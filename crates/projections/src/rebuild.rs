@@ -213,7 +213,7 @@ impl Gathered {
     fn new(db: Arc<ModelDbHandle>, progress: Vec<Progress>, budget: usize) -> Self {
         Self {
             db,
-            located: progress.iter().map(|_| Locations::default()).collect(),
+            located: Locations::fresh(progress.len()),
             active: Layer::empty(progress),
             frozen: None,
             writing: None,
@@ -302,7 +302,7 @@ impl Gathered {
     /// all of whose changes are written.
     fn restart(&mut self, progress: Vec<Progress>) {
         debug_assert!(self.writing.is_none() && self.active.is_empty());
-        self.located = progress.iter().map(|_| Locations::default()).collect();
+        self.located = Locations::fresh(progress.len());
         self.active = Layer::empty(progress);
     }
 }

@@ -623,6 +623,11 @@ impl Locations {
         self.by_id.insert(RowKey::from_slice(id), location);
     }
 
+    /// One, empty, for each of `count` projections.
+    pub fn fresh(count: usize) -> Vec<Self> {
+        std::iter::repeat_with(Self::default).take(count).collect()
+    }
+
     pub fn clear(&mut self) {
         self.by_id.clear();
         self.ids_bound = None;
