@@ -356,8 +356,15 @@ impl WholeAppends {
     /// The held events and `batch`, up to and including the last event that
     /// ends an append; keeps the rest. Empty when no append ends in them.
     pub(crate) fn take(&mut self, batch: Vec<RecordedEvent>) -> Vec<RecordedEvent> {
-        let mut events = std::mem::take(&mut self.held);
-        events.extend(batch);
+        // Mostly nothing is held: the batch is then taken as it is, not
+        // copied into a new vector.
+        let mut events = if self.held.is_empty() {
+            batch
+        } else {
+            let mut events = std::mem::take(&mut self.held);
+            events.extend(batch);
+            events
+        };
         match events.iter().rposition(|event| event.last_in_commit) {
             Some(last) => {
                 self.held = events.split_off(last + 1);

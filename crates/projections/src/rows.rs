@@ -239,11 +239,23 @@ impl Pending {
         self.bytes += batch.bytes;
     }
 
-    /// The chunk of `list` holding item `seq`, if this holds it.
-    fn chunk(&self, list: &[u8], seq: u64) -> Option<&Chunk> {
-        let key = item_key(list, seq);
-        let (found, chunk) = self.chunks.range(..=key).next_back()?;
-        (found.len() == list.len() + 8 && found.starts_with(list) && chunk.contains(seq)).then_some(chunk)
+    /// The chunk of `list` holding item `seq` (whose item key is `key`), if
+    /// this holds it. The key is made once by the caller, not once per layer.
+    fn chunk(&self, key: &[u8], list: &[u8], seq: u64) -> Option<&Chunk> {
+        let (found, chunk) = self
+            .chunks
+            .range::<[u8], _>((Bound::Unbounded, Bound::Included(key)))
+            .next_back()?;
+        holds(found, chunk, list, seq).then_some(chunk)
+    }
+
+    /// [`Self::chunk`], to be changed.
+    fn chunk_mut(&mut self, key: &[u8], list: &[u8], seq: u64) -> Option<&mut Chunk> {
+        let (found, chunk) = self
+            .chunks
+            .range_mut::<[u8], _>((Bound::Unbounded, Bound::Included(key)))
+            .next_back()?;
+        holds(found, chunk, list, seq).then_some(chunk)
     }
 
     pub fn bytes(&self) -> usize {
@@ -289,6 +301,12 @@ impl Pending {
         }
         Ok(())
     }
+}
+
+/// Whether `chunk`, found under the chunk key `found`, is `list`'s and
+/// holds item `seq`.
+fn holds(found: &[u8], chunk: &Chunk, list: &[u8], seq: u64) -> bool {
+    found.len() == list.len() + 8 && found.starts_with(list) && chunk.contains(seq)
 }
 
 /// The entries of `map` in key order.
@@ -483,7 +501,12 @@ impl<'a> Layers<'a> {
     }
 
     fn chunk(&self, list: &[u8], seq: u64) -> Result<Option<Cow<'a, Chunk>>, ModelError> {
-        if let Some(chunk) = self.pending().find_map(|layer| layer.chunk(list, seq)) {
+        self.chunk_at(&item_key(list, seq), list, seq)
+    }
+
+    /// [`Self::chunk`] with its item key made by the caller.
+    fn chunk_at(&self, key: &[u8], list: &[u8], seq: u64) -> Result<Option<Cow<'a, Chunk>>, ModelError> {
+        if let Some(chunk) = self.pending().find_map(|layer| layer.chunk(key, list, seq)) {
             return Ok(Some(Cow::Borrowed(chunk)));
         }
         Ok(self.stored.chunk(list, seq)?.map(Cow::Owned))
@@ -701,24 +724,21 @@ impl<'a> RowsMut<'a> {
 
     /// The chunk of `list` holding `seq`, copied into `pending` to be changed.
     fn chunk_mut(&mut self, list: &[u8], seq: u64) -> Result<Option<&mut Chunk>, ModelError> {
-        let key = match self.pending.chunk(list, seq) {
-            Some(chunk) => item_key(list, chunk.first),
-            None => {
-                let chunk = match self.layers().chunk(list, seq)? {
-                    Some(Cow::Borrowed(chunk)) => chunk.copy_to_change(),
-                    Some(Cow::Owned(mut chunk)) => {
-                        chunk.make_room();
-                        chunk
-                    }
-                    None => return Ok(None),
-                };
-                let key = item_key(list, chunk.first);
-                self.pending.bytes += chunk.size() + key.len();
-                self.pending.chunks.insert(key.clone(), chunk);
-                key
-            }
-        };
-        Ok(self.pending.chunks.get_mut(&key))
+        let key = item_key(list, seq);
+        if self.pending.chunk(&key, list, seq).is_none() {
+            let chunk = match self.layers().chunk_at(&key, list, seq)? {
+                Some(Cow::Borrowed(chunk)) => chunk.copy_to_change(),
+                Some(Cow::Owned(mut chunk)) => {
+                    chunk.make_room();
+                    chunk
+                }
+                None => return Ok(None),
+            };
+            let first = item_key(list, chunk.first);
+            self.pending.bytes += chunk.size() + first.len();
+            self.pending.chunks.insert(first, chunk);
+        }
+        Ok(self.pending.chunk_mut(&key, list, seq))
     }
 
     /// Appends `row` to `list`, in its last chunk if that takes it;

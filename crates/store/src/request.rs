@@ -90,8 +90,15 @@ pub(crate) fn plan(
     // one or two streams, so a linear scan beats hashing; large requests
     // switch to a map to stay linear overall.
     let mut local: Vec<(&StreamName, Version)> = Vec::new();
-    let mut map: HashMap<&StreamName, Version> = HashMap::new();
     let use_map = request.writes.len() > 8;
+    // The engine appends a whole group of commands as one request: hundreds
+    // of streams, each hashed once (SipHash was most of this on the log
+    // writer's thread).
+    let mut map: HashMap<&StreamName, Version, foldhash::fast::RandomState> = if use_map {
+        HashMap::with_capacity_and_hasher(request.writes.len(), foldhash::fast::RandomState::default())
+    } else {
+        HashMap::default()
+    };
     for write in &request.writes {
         let earlier = if use_map {
             map.get(&write.stream).copied()

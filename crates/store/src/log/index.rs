@@ -421,6 +421,9 @@ impl Index {
         if from >= end {
             return Ok(plan);
         }
+        // One slot per position: grown one at a time, a batch of thousands
+        // of events was copied a dozen times over (fresh pages each time).
+        plan.slots.reserve_exact((end - from) as usize);
         let base = self.recent_base();
         let disk_end = end.min(base);
         if from < disk_end {
