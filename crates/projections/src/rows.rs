@@ -185,6 +185,9 @@ fn as_ref_bound(bound: &Bound<Vec<u8>>) -> Bound<&[u8]> {
 
 type Bytes = &'static [u8];
 
+/// An index list's item: a sequence number of the list it indexes.
+const INDEX_ITEM_BYTES: usize = 8;
+
 /// The longest key: a variant and two IDs, or a list key and a sequence number.
 const KEY_BYTES: usize = 48;
 
@@ -214,6 +217,15 @@ pub(crate) struct Pending {
     /// Bytes taken in since the last write (an upper bound of the memory
     /// held: a chunk changed twice counts twice).
     bytes: usize,
+    /// A follower's batch only: items of index lists (an account's
+    /// transactions) whose last chunk the active changes under the batch
+    /// hold, by list: the position of the first and the items one after
+    /// the other. They are appended to that chunk when the batch is
+    /// absorbed ([`Pending::absorb`]) instead of a copy of it being taken
+    /// into every batch: with an account touched about once per batch,
+    /// those copies were a quarter of applying a transfer. No fold reads an
+    /// index list, so nothing in the batch misses them.
+    deferred: HashMap<RowKey, (u64, Vec<u8>), Hasher>,
 }
 
 impl Pending {
@@ -237,6 +249,35 @@ impl Pending {
         self.values.extend(batch.values);
         self.sorted.extend(batch.sorted);
         self.bytes += batch.bytes;
+        for (list, (first, items)) in batch.deferred {
+            for (position, item) in (first..).zip(items.chunks_exact(INDEX_ITEM_BYTES)) {
+                self.append_at(&list, position, item);
+            }
+        }
+    }
+
+    /// Appends `row` to `list` as its item `position` (its length): to the
+    /// chunk this holds ending there if that takes it, else to a new chunk
+    /// (a list's chunks need not be full: a new chunk is always right).
+    fn append_at(&mut self, list: &[u8], position: u64, row: &[u8]) {
+        let tail = match position.checked_sub(1) {
+            Some(last) => self.chunk_mut(&item_key(list, last), list, last),
+            None => None,
+        };
+        debug_assert!(
+            tail.as_ref().is_none_or(|tail| tail.end() == position),
+            "an item is appended after the list's last"
+        );
+        match tail {
+            Some(tail) if tail.takes(row) => tail.push(row),
+            _ => {
+                let mut fresh = Chunk::new(position);
+                fresh.push(row);
+                let key = item_key(list, position);
+                self.bytes += fresh.size() + key.len();
+                self.chunks.insert(key, fresh);
+            }
+        }
     }
 
     /// The chunk of `list` holding item `seq` (whose item key is `key`), if
@@ -264,6 +305,7 @@ impl Pending {
 
     pub fn is_empty(&self) -> bool {
         self.chunks.is_empty()
+            && self.deferred.is_empty()
             && self.lens.is_empty()
             && self.ids.is_empty()
             && self.values.is_empty()
@@ -272,6 +314,10 @@ impl Pending {
 
     /// Writes every change into the tables of `txn`.
     pub fn write(&self, txn: &WriteTransaction, tables: &Tables) -> Result<(), ModelError> {
+        debug_assert!(
+            self.deferred.is_empty(),
+            "only a follower's batch defers, and it is absorbed"
+        );
         let mut items = txn.open_table(Tables::bytes(&tables.items))?;
         for (key, chunk) in &self.chunks {
             debug_assert!(chunk.end() > chunk.first, "a written chunk holds an item");
@@ -695,6 +741,9 @@ pub(crate) struct RowsMut<'a> {
     under: [Option<&'a Pending>; 2],
     stored: &'a dyn StoredRows,
     located: &'a mut Locations,
+    /// Whether items of index lists are deferred to the active changes
+    /// (`under[0]`) when those hold the list's last chunk.
+    defers_index: bool,
 }
 
 impl<'a> RowsMut<'a> {
@@ -712,7 +761,17 @@ impl<'a> RowsMut<'a> {
             under,
             stored,
             located,
+            defers_index: false,
         }
+    }
+
+    /// For a follower's batch, whose changes are absorbed into `under[0]`
+    /// (the active changes) once it applied: items of index lists whose
+    /// last chunk those hold are appended there at absorption, not to a
+    /// copy of that chunk taken into the batch.
+    pub fn deferring_index_items(mut self) -> Self {
+        self.defers_index = true;
+        self
     }
 
     fn layers(&self) -> Layers<'_> {
@@ -788,8 +847,40 @@ impl<'a> RowsMut<'a> {
     /// Appends the sequence number of an item of another list (an index
     /// such as an account's transactions).
     pub fn push_index(&mut self, list: Key, seq: u64) -> Result<(), ModelError> {
-        self.append(&list.bytes(), &seq.to_be_bytes())?;
+        let list = list.bytes();
+        let item = seq.to_be_bytes();
+        if self.defers_index
+            && let Some(position) = self.deferrable(&list)?
+        {
+            self.pending.bytes += item.len() + 2 * list.len();
+            self.pending.lens.insert(list.clone(), position + 1);
+            let (_, items) = self
+                .pending
+                .deferred
+                .entry(list)
+                .or_insert_with(|| (position, Vec::new()));
+            items.extend_from_slice(&item);
+            return Ok(());
+        }
+        self.append(&list, &item)?;
         Ok(())
+    }
+
+    /// Where the next item of index list `list` goes, if it is to be
+    /// deferred: the list has items deferred in this batch already, or the
+    /// active changes under the batch hold its last chunk (and the batch
+    /// does not).
+    fn deferrable(&self, list: &[u8]) -> Result<Option<u64>, ModelError> {
+        let position = self.layers().len(list)?;
+        if self.pending.deferred.contains_key(list) {
+            return Ok(Some(position));
+        }
+        let Some(last) = position.checked_sub(1) else {
+            return Ok(None);
+        };
+        let key = item_key(list, last);
+        let in_active = self.under[0].is_some_and(|active| active.chunk(&key, list, last).is_some());
+        Ok((in_active && self.pending.chunk(&key, list, last).is_none()).then_some(position))
     }
 
     /// Whether resource `id` has a row.
@@ -1211,7 +1302,10 @@ mod tests {
                 let stored = StoredRead::open(&txn, &tables).unwrap();
                 let mut batch_changes = Pending::default();
                 let mut located = Locations::default();
-                let mut rows = RowsMut::new(&mut batch_changes, [Some(&active), frozen.as_ref()], &stored, &mut located);
+                let rows = RowsMut::new(&mut batch_changes, [Some(&active), frozen.as_ref()], &stored, &mut located);
+                // As the follower applies: index items deferred to the
+                // active changes (most batches); as a rebuild: not.
+                let mut rows = if *then == 1 { rows } else { rows.deferring_index_items() };
                 for op in batch {
                     match *op {
                         Op::Insert { size, account: owner } => {

@@ -203,7 +203,7 @@ pub(crate) fn apply_in_memory(
             frozen.and_then(|frozen| frozen.pending.get(index)),
         ];
         let mut pending = Pending::default();
-        let mut rows = RowsMut::new(&mut pending, under, &stored, located);
+        let mut rows = RowsMut::new(&mut pending, under, &stored, located).deferring_index_items();
         apply_to(info, checkpoint, &mut rows, batch)?;
         changes.push(pending);
     }
