@@ -33,7 +33,7 @@ use redb::ReadTransaction;
 
 use crate::Shared;
 use crate::db::{self, ModelError, Namespace};
-use crate::rows::Pending;
+use crate::rows::{Locations, Pending};
 use crate::slot::Progress;
 
 /// Longest time changes stay in memory only (while events arrive).
@@ -144,9 +144,7 @@ impl Shared {
         let fresh = Layer::sized_like(&active);
         let layer = Arc::new(std::mem::replace(&mut *active, fresh));
         // Its IDs are on their way into the store.
-        for (located, pending) in self.located.lock().iter_mut().zip(&layer.pending) {
-            located.saw_frozen(pending);
-        }
+        Locations::saw_frozen_layer(&mut self.located.lock(), &layer);
         served.since = Instant::now();
         *frozen = Some(layer.clone());
         Some(layer)

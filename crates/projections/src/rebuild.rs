@@ -280,9 +280,7 @@ impl Gathered {
         let fresh = Layer::empty(self.active.progress.clone());
         let layer = Arc::new(std::mem::replace(&mut self.active, fresh));
         // Its IDs are on their way into the store.
-        for (located, pending) in self.located.iter_mut().zip(&layer.pending) {
-            located.saw_frozen(pending);
-        }
+        Locations::saw_frozen_layer(&mut self.located, &layer);
         self.frozen = Some(layer.clone());
         let db = self.db.clone();
         self.writing = Some(tokio::task::spawn_blocking(move || {

@@ -26,6 +26,7 @@ use smallvec::SmallVec;
 use crate::chunk::{self, Chunk};
 use crate::db::{ModelError, Namespace, Tables};
 use crate::models::{DueKind, ResourceKind};
+use crate::overlay::Layer;
 
 /// The key of a list, a resource or a single row. Encoded with postcard:
 /// the variant first, then fixed-size IDs, so the keys of one variant all
@@ -264,19 +265,10 @@ impl Pending {
             Some(last) => self.chunk_mut(&item_key(list, last), list, last),
             None => None,
         };
-        debug_assert!(
-            tail.as_ref().is_none_or(|tail| tail.end() == position),
-            "an item is appended after the list's last"
-        );
-        match tail {
-            Some(tail) if tail.takes(row) => tail.push(row),
-            _ => {
-                let mut fresh = Chunk::new(position);
-                fresh.push(row);
-                let key = item_key(list, position);
-                self.bytes += fresh.size() + key.len();
-                self.chunks.insert(key, fresh);
-            }
+        if let Some(fresh) = push_or_start(tail, position, row) {
+            let key = item_key(list, position);
+            self.bytes += fresh.size() + key.len();
+            self.chunks.insert(key, fresh);
         }
     }
 
@@ -346,6 +338,26 @@ impl Pending {
             };
         }
         Ok(())
+    }
+}
+
+/// Pushes `row`, a list's item `position`, onto the list's last chunk
+/// `tail` if that takes it; otherwise answers a new chunk starting with it.
+fn push_or_start(tail: Option<&mut Chunk>, position: u64, row: &[u8]) -> Option<Chunk> {
+    debug_assert!(
+        tail.as_ref().is_none_or(|tail| tail.end() == position),
+        "an item is appended after the list's last"
+    );
+    match tail {
+        Some(tail) if tail.takes(row) => {
+            tail.push(row);
+            None
+        }
+        _ => {
+            let mut fresh = Chunk::new(position);
+            fresh.push(row);
+            Some(fresh)
+        }
     }
 }
 
@@ -702,6 +714,15 @@ impl Locations {
         self.ids_bound = None;
     }
 
+    /// [`Self::saw_frozen`] for each projection's changes in `frozen`
+    /// (in the registry's order, as `located`).
+    pub fn saw_frozen_layer(located: &mut [Self], frozen: &Layer) {
+        debug_assert_eq!(located.len(), frozen.pending.len());
+        for (located, pending) in located.iter_mut().zip(&frozen.pending) {
+            located.saw_frozen(pending);
+        }
+    }
+
     /// Raises the bound of stored IDs with the IDs of `frozen`, changes
     /// frozen to be written to the store.
     pub fn saw_frozen(&mut self, frozen: &Pending) {
@@ -806,21 +827,14 @@ impl<'a> RowsMut<'a> {
         let seq = self.layers().len(list)?;
         // The tail is taken into `pending` even when it is full (once per
         // chunk): looking it up once costs less than looking twice.
-        let pushed = match seq.checked_sub(1) {
-            Some(last) => {
-                let Some(tail) = self.chunk_mut(list, last)? else {
-                    return Err(ModelError::corrupt(hex::encode(list), "its last item is missing"));
-                };
-                tail.takes(row) && {
-                    tail.push(row);
-                    true
-                }
-            }
-            None => false,
+        let tail = match seq.checked_sub(1) {
+            Some(last) => match self.chunk_mut(list, last)? {
+                Some(tail) => Some(tail),
+                None => return Err(ModelError::corrupt(hex::encode(list), "its last item is missing")),
+            },
+            None => None,
         };
-        if !pushed {
-            let mut fresh = Chunk::new(seq);
-            fresh.push(row);
+        if let Some(fresh) = push_or_start(tail, seq, row) {
             self.pending.chunks.insert(item_key(list, seq), fresh);
         }
         self.pending.bytes += row.len() + 2 * list.len();
