@@ -204,15 +204,18 @@ struct Gathered {
     frozen: Option<Arc<Layer>>,
     writing: Option<tokio::task::JoinHandle<Result<(), ModelError>>>,
     budget: usize,
+    /// Projections folded side by side at most ([`slot::apply_gathering`]).
+    fold_threads: usize,
     /// Each rebuild's rows' locations found in the store or the frozen
     /// changes (stable: the rebuild's tables only grow).
     located: Vec<Locations>,
 }
 
 impl Gathered {
-    fn new(db: Arc<ModelDbHandle>, progress: Vec<Progress>, budget: usize) -> Self {
+    fn new(db: Arc<ModelDbHandle>, progress: Vec<Progress>, budget: usize, fold_threads: usize) -> Self {
         Self {
             db,
+            fold_threads,
             located: Locations::fresh(progress.len()),
             active: Layer::empty(progress),
             frozen: None,
@@ -233,6 +236,7 @@ impl Gathered {
         let frozen = self.frozen.clone();
         let mut active = std::mem::replace(&mut self.active, Layer::empty(Vec::new()));
         let mut located = std::mem::take(&mut self.located);
+        let threads = self.fold_threads;
         let applied = tokio::task::spawn_blocking(move || {
             let txn = db.get().read()?;
             slot::apply_gathering(
@@ -242,6 +246,7 @@ impl Gathered {
                 frozen.as_deref(),
                 &batch,
                 &mut located,
+                threads,
             )?;
             Ok::<_, ModelError>((active, located))
         });
@@ -411,7 +416,7 @@ async fn run_online(
     };
     let committed = store.committed();
     let mut reader = Reader::spawn(store.clone(), 0, None, tuning.read_batch.max(1));
-    let mut gathered = Gathered::new(db, building, tuning.gather_bytes);
+    let mut gathered = Gathered::new(db, building, tuning.gather_bytes, tuning.fold_threads);
     let mut applied = 0_u64;
     loop {
         if any_close(&shared.progress(), gathered.progress(), tuning.final_gap) {
@@ -469,6 +474,9 @@ pub struct OnlineTuning {
     pub gather_bytes: usize,
     /// How close behind the served models a rebuild is swapped in ([`FINAL_GAP`]).
     pub final_gap: u64,
+    /// Projections folded side by side at most: one by default, so that a
+    /// rebuild leaves the other cores to the requests being served.
+    pub fold_threads: usize,
 }
 
 impl Default for OnlineTuning {
@@ -477,6 +485,7 @@ impl Default for OnlineTuning {
             read_batch: READ_BATCH,
             gather_bytes: GATHER_BYTES,
             final_gap: FINAL_GAP,
+            fold_threads: 1,
         }
     }
 }
@@ -602,6 +611,9 @@ pub struct OfflineOptions {
     /// Bytes of changes gathered in memory before they are written (two
     /// such layers at most are held; see [`GATHER_BYTES`]).
     pub gather_bytes: usize,
+    /// Projections folded side by side at most: by default one per core
+    /// (nothing else runs beside an offline rebuild).
+    pub fold_threads: usize,
 }
 
 impl Default for OfflineOptions {
@@ -611,6 +623,7 @@ impl Default for OfflineOptions {
             checkpoint_every_events: u64::MAX,
             read_batch: READ_BATCH,
             gather_bytes: GATHER_BYTES,
+            fold_threads: std::thread::available_parallelism().map_or(1, usize::from),
         }
     }
 }
@@ -668,7 +681,7 @@ pub async fn rebuild_offline(
         elapsed: Duration::ZERO,
         state: RebuildState::Running,
     };
-    let mut gathered = Gathered::new(db.clone(), building, options.gather_bytes);
+    let mut gathered = Gathered::new(db.clone(), building, options.gather_bytes, options.fold_threads);
     let mut since_checkpoint = (Instant::now(), 0_u64);
     while let Some(batch) = reader.next().await {
         let batch = batch?;

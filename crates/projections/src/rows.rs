@@ -9,6 +9,7 @@
 //! arrive. A resource's key (`ids`) leads to its row wherever it lives.
 
 use std::borrow::Cow;
+use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap};
 use std::ops::Bound;
 use std::sync::Arc;
@@ -197,6 +198,12 @@ type RowKey = SmallVec<[u8; KEY_BYTES]>;
 
 type Hasher = foldhash::fast::RandomState;
 
+/// A list's chunks held in memory, by the sequence number of their first item.
+type ListChunks = BTreeMap<u64, Chunk>;
+
+/// An item key's sequence number: big-endian, after the list's key.
+const SEQ_BYTES: usize = 8;
+
 /// One projection's rows changed and not yet written to the model store:
 /// the chunks changed (whole), lists' new lengths, new resources'
 /// locations and single rows. A batch of the follower gathers its changes
@@ -206,8 +213,11 @@ type Hasher = foldhash::fast::RandomState;
 /// them over the store meanwhile.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Pending {
-    /// By item key of the chunk's first item.
-    chunks: BTreeMap<RowKey, Chunk>,
+    /// By list, then by the sequence number of the chunk's first item. A
+    /// lookup hashes the list's key once and then compares numbers, where
+    /// one ordered map of every chunk compared whole keys at each of its
+    /// levels (a tenth of a rebuild's folding).
+    chunks: HashMap<RowKey, ListChunks, Hasher>,
     lens: HashMap<RowKey, u64, Hasher>,
     ids: HashMap<RowKey, RowKey, Hasher>,
     values: HashMap<RowKey, Arc<[u8]>, Hasher>,
@@ -244,7 +254,14 @@ impl Pending {
 
     /// Takes in the changes of `batch`, made over these.
     pub fn absorb(&mut self, batch: Pending) {
-        self.chunks.extend(batch.chunks);
+        for (list, chunks) in batch.chunks {
+            match self.chunks.entry(list) {
+                Entry::Occupied(mut held) => held.get_mut().extend(chunks),
+                Entry::Vacant(vacant) => {
+                    vacant.insert(chunks);
+                }
+            }
+        }
         self.lens.extend(batch.lens);
         self.ids.extend(batch.ids);
         self.values.extend(batch.values);
@@ -262,33 +279,35 @@ impl Pending {
     /// (a list's chunks need not be full: a new chunk is always right).
     fn append_at(&mut self, list: &[u8], position: u64, row: &[u8]) {
         let tail = match position.checked_sub(1) {
-            Some(last) => self.chunk_mut(&item_key(list, last), list, last),
+            Some(last) => self.chunk_mut(list, last),
             None => None,
         };
         if let Some(fresh) = push_or_start(tail, position, row) {
-            let key = item_key(list, position);
-            self.bytes += fresh.size() + key.len();
-            self.chunks.insert(key, fresh);
+            self.insert_chunk(list, fresh);
         }
     }
 
-    /// The chunk of `list` holding item `seq` (whose item key is `key`), if
-    /// this holds it. The key is made once by the caller, not once per layer.
-    fn chunk(&self, key: &[u8], list: &[u8], seq: u64) -> Option<&Chunk> {
-        let (found, chunk) = self
-            .chunks
-            .range::<[u8], _>((Bound::Unbounded, Bound::Included(key)))
-            .next_back()?;
-        holds(found, chunk, list, seq).then_some(chunk)
+    /// The chunk of `list` holding item `seq`, if this holds it.
+    fn chunk(&self, list: &[u8], seq: u64) -> Option<&Chunk> {
+        let (_, chunk) = self.chunks.get(list)?.range(..=seq).next_back()?;
+        chunk.contains(seq).then_some(chunk)
     }
 
     /// [`Self::chunk`], to be changed.
-    fn chunk_mut(&mut self, key: &[u8], list: &[u8], seq: u64) -> Option<&mut Chunk> {
-        let (found, chunk) = self
-            .chunks
-            .range_mut::<[u8], _>((Bound::Unbounded, Bound::Included(key)))
-            .next_back()?;
-        holds(found, chunk, list, seq).then_some(chunk)
+    fn chunk_mut(&mut self, list: &[u8], seq: u64) -> Option<&mut Chunk> {
+        let (_, chunk) = self.chunks.get_mut(list)?.range_mut(..=seq).next_back()?;
+        chunk.contains(seq).then_some(chunk)
+    }
+
+    /// Takes in `chunk` of `list`, in place of any chunk starting where it does.
+    fn insert_chunk(&mut self, list: &[u8], chunk: Chunk) {
+        // Counted as the entry it will be: the item key and the chunk.
+        self.bytes += chunk.size() + list.len() + SEQ_BYTES;
+        let chunks = match self.chunks.get_mut(list) {
+            Some(chunks) => chunks,
+            None => self.chunks.entry(RowKey::from_slice(list)).or_default(),
+        };
+        chunks.insert(chunk.first, chunk);
     }
 
     pub fn bytes(&self) -> usize {
@@ -310,10 +329,14 @@ impl Pending {
             self.deferred.is_empty(),
             "only a follower's batch defers, and it is absorbed"
         );
+        // Lists in key order, each list's chunks in theirs: the item keys
+        // in order (a list's key never starts another's, see [`Key`]).
         let mut items = txn.open_table(Tables::bytes(&tables.items))?;
-        for (key, chunk) in &self.chunks {
-            debug_assert!(chunk.end() > chunk.first, "a written chunk holds an item");
-            items.insert(key.as_slice(), chunk.encode().as_slice())?;
+        for (list, chunks) in sorted(&self.chunks) {
+            for chunk in chunks.values() {
+                debug_assert!(chunk.end() > chunk.first, "a written chunk holds an item");
+                items.insert(item_key(list, chunk.first).as_slice(), chunk.encode().as_slice())?;
+            }
         }
         // The hash maps' entries in key order: inserting into a B-tree in
         // order touches each leaf once in a row and fills the leaves it
@@ -359,12 +382,6 @@ fn push_or_start(tail: Option<&mut Chunk>, position: u64, row: &[u8]) -> Option<
             Some(fresh)
         }
     }
-}
-
-/// Whether `chunk`, found under the chunk key `found`, is `list`'s and
-/// holds item `seq`.
-fn holds(found: &[u8], chunk: &Chunk, list: &[u8], seq: u64) -> bool {
-    found.len() == list.len() + 8 && found.starts_with(list) && chunk.contains(seq)
 }
 
 /// The entries of `map` in key order.
@@ -559,12 +576,7 @@ impl<'a> Layers<'a> {
     }
 
     fn chunk(&self, list: &[u8], seq: u64) -> Result<Option<Cow<'a, Chunk>>, ModelError> {
-        self.chunk_at(&item_key(list, seq), list, seq)
-    }
-
-    /// [`Self::chunk`] with its item key made by the caller.
-    fn chunk_at(&self, key: &[u8], list: &[u8], seq: u64) -> Result<Option<Cow<'a, Chunk>>, ModelError> {
-        if let Some(chunk) = self.pending().find_map(|layer| layer.chunk(key, list, seq)) {
+        if let Some(chunk) = self.pending().find_map(|layer| layer.chunk(list, seq)) {
             return Ok(Some(Cow::Borrowed(chunk)));
         }
         Ok(self.stored.chunk(list, seq)?.map(Cow::Owned))
@@ -804,9 +816,8 @@ impl<'a> RowsMut<'a> {
 
     /// The chunk of `list` holding `seq`, copied into `pending` to be changed.
     fn chunk_mut(&mut self, list: &[u8], seq: u64) -> Result<Option<&mut Chunk>, ModelError> {
-        let key = item_key(list, seq);
-        if self.pending.chunk(&key, list, seq).is_none() {
-            let chunk = match self.layers().chunk_at(&key, list, seq)? {
+        if self.pending.chunk(list, seq).is_none() {
+            let chunk = match self.layers().chunk(list, seq)? {
                 Some(Cow::Borrowed(chunk)) => chunk.copy_to_change(),
                 Some(Cow::Owned(mut chunk)) => {
                     chunk.make_room();
@@ -814,11 +825,9 @@ impl<'a> RowsMut<'a> {
                 }
                 None => return Ok(None),
             };
-            let first = item_key(list, chunk.first);
-            self.pending.bytes += chunk.size() + first.len();
-            self.pending.chunks.insert(first, chunk);
+            self.pending.insert_chunk(list, chunk);
         }
-        Ok(self.pending.chunk_mut(&key, list, seq))
+        Ok(self.pending.chunk_mut(list, seq))
     }
 
     /// Appends `row` to `list`, in its last chunk if that takes it;
@@ -835,7 +844,7 @@ impl<'a> RowsMut<'a> {
             None => None,
         };
         if let Some(fresh) = push_or_start(tail, seq, row) {
-            self.pending.chunks.insert(item_key(list, seq), fresh);
+            self.pending.insert_chunk(list, fresh);
         }
         self.pending.bytes += row.len() + 2 * list.len();
         self.pending.lens.insert(RowKey::from_slice(list), seq + 1);
@@ -892,9 +901,8 @@ impl<'a> RowsMut<'a> {
         let Some(last) = position.checked_sub(1) else {
             return Ok(None);
         };
-        let key = item_key(list, last);
-        let in_active = self.under[0].is_some_and(|active| active.chunk(&key, list, last).is_some());
-        Ok((in_active && self.pending.chunk(&key, list, last).is_none()).then_some(position))
+        let in_active = self.under[0].is_some_and(|active| active.chunk(list, last).is_some());
+        Ok((in_active && self.pending.chunk(list, last).is_none()).then_some(position))
     }
 
     /// Whether resource `id` has a row.

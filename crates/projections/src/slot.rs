@@ -218,6 +218,10 @@ pub(crate) fn apply_in_memory(
 /// no query reads `layer`, and a batch that fails fails the rebuild, whose
 /// changes are then dropped unwritten. So the chunks a batch changes are
 /// changed in place, not copied once per batch and merged.
+///
+/// Each projection's rows, changes and checkpoint are its own, so up to
+/// `threads` projections fold side by side, each taking the next one not
+/// taken (the registry lists the costliest, transactions, early).
 pub(crate) fn apply_gathering(
     txn: &ReadTransaction,
     namespace: Namespace,
@@ -225,6 +229,7 @@ pub(crate) fn apply_gathering(
     frozen: Option<&Layer>,
     batch: &[Decoded],
     located: &mut [Locations],
+    threads: usize,
 ) -> Result<(), ModelError> {
     let Layer {
         pending,
@@ -232,15 +237,51 @@ pub(crate) fn apply_gathering(
         moved,
     } = layer;
     debug_assert_eq!(located.len(), progress.len());
-    let projections = progress
-        .iter_mut()
-        .zip(pending.iter_mut())
-        .zip(located.iter_mut());
-    for (index, (((info, checkpoint), pending), located)) in projections.enumerate() {
+    let fold = |(index, (((info, checkpoint), pending), located)): (usize, GatheringJob<'_>)| {
         let stored = LazyStored::new(txn, namespace, info.name);
         let under = [frozen.and_then(|frozen| frozen.pending.get(index)), None];
         let mut rows = RowsMut::new(pending, under, &stored, located);
-        *moved |= apply_to(info, checkpoint, &mut rows, batch)?;
+        apply_to(info, checkpoint, &mut rows, batch)
+    };
+    let jobs = progress
+        .iter_mut()
+        .zip(pending.iter_mut())
+        .zip(located.iter_mut())
+        .enumerate();
+    let helpers = threads.min(jobs.len()).saturating_sub(1);
+    if helpers == 0 {
+        for job in jobs {
+            *moved |= fold(job)?;
+        }
+        return Ok(());
+    }
+    let jobs = parking_lot::Mutex::new(jobs);
+    let work = || -> Result<bool, ModelError> {
+        let mut moved = false;
+        // The lock is held only to take a job, not while folding it.
+        while let Some(job) = { jobs.lock().next() } {
+            moved |= fold(job)?;
+        }
+        Ok(moved)
+    };
+    let outcomes: Vec<Result<bool, ModelError>> = std::thread::scope(|scope| {
+        let spawned: Vec<_> = (0..helpers).map(|_| scope.spawn(work)).collect();
+        let mut outcomes = vec![work()];
+        for helper in spawned {
+            // A panic while folding is a bug: surface it rather than hide it.
+            outcomes.push(
+                helper
+                    .join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
+            );
+        }
+        outcomes
+    });
+    for outcome in outcomes {
+        *moved |= outcome?;
     }
     Ok(())
 }
+
+/// One projection's share of a layer, folded by [`apply_gathering`].
+type GatheringJob<'a> = ((&'a mut Progress, &'a mut Pending), &'a mut Locations);

@@ -68,6 +68,7 @@ async fn an_online_rebuild_gathering_and_writing_many_batches_is_swapped_in_whol
         read_batch: 200,
         gather_bytes: 1,
         final_gap: 300,
+        fold_threads: 3,
     })
     .await;
 }
