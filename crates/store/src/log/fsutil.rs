@@ -106,13 +106,36 @@ pub(crate) fn first_nonzero(file: &File, from: u64, to: u64) -> io::Result<Optio
             let n = ((data_end - at) as usize).min(buf.len());
             let chunk = &mut buf[..n];
             file.read_exact_at(chunk, at)?;
-            if let Some(i) = chunk.iter().position(|&b| b != 0) {
+            if let Some(i) = first_nonzero_in(chunk) {
                 return Ok(Some(at + i as u64));
             }
             at += n as u64;
         }
     }
     Ok(None)
+}
+
+/// Index of the first non-zero byte of `bytes`. A segment's preallocated
+/// tail is megabytes of zeros, read at every open: tested 64 bytes at a
+/// time (eight words OR-ed together, which the compiler vectorises), where
+/// a byte at a time took a third of opening a log.
+fn first_nonzero_in(bytes: &[u8]) -> Option<usize> {
+    const BLOCK: usize = 64;
+    let blocks = bytes.chunks_exact(BLOCK);
+    let tail = blocks.remainder();
+    for (index, block) in blocks.enumerate() {
+        let folded = block.chunks_exact(8).fold(0u64, |folded, word| {
+            let mut bytes = [0; 8];
+            bytes.copy_from_slice(word);
+            folded | u64::from_ne_bytes(bytes)
+        });
+        if folded != 0 {
+            let at = index * BLOCK;
+            return block.iter().position(|&byte| byte != 0).map(|within| at + within);
+        }
+    }
+    let at = bytes.len() - tail.len();
+    tail.iter().position(|&byte| byte != 0).map(|within| at + within)
 }
 
 /// The next region of `file` in `[at, to)` that may hold data, as
@@ -147,4 +170,30 @@ pub(crate) fn list_segments(dir: &Path) -> Result<Vec<(Position, PathBuf)>, Stor
     }
     segments.sort();
     Ok(segments)
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::first_nonzero_in;
+
+    proptest! {
+        /// The first non-zero byte is found wherever it is (in a block, in
+        /// the tail shorter than a block, or nowhere), as a byte-by-byte
+        /// search finds it.
+        #[test]
+        fn the_first_nonzero_byte_is_found_where_it_is(
+            len in 0usize..400,
+            set in proptest::collection::vec((0usize..400, 1u8..=255), 0..3),
+        ) {
+            let mut bytes = vec![0u8; len];
+            for (at, value) in set {
+                if at < len {
+                    bytes[at] = value;
+                }
+            }
+            prop_assert_eq!(first_nonzero_in(&bytes), bytes.iter().position(|&byte| byte != 0));
+        }
+    }
 }
