@@ -330,7 +330,8 @@ impl Pending {
             "only a follower's batch defers, and it is absorbed"
         );
         // Lists in key order, each list's chunks in theirs: the item keys
-        // in order (a list's key never starts another's, see [`Key`]).
+        // in order, for the B-tree's sake as below (keys of one variant of
+        // [`Key`] have one length, so no list's key starts another's).
         let mut items = txn.open_table(Tables::bytes(&tables.items))?;
         for (list, chunks) in sorted(&self.chunks) {
             for chunk in chunks.values() {
