@@ -180,6 +180,7 @@ fn apply_served(shared: &Shared, batch: &[Decoded]) -> Result<Applied, ModelErro
             frozen.as_deref(),
             batch,
             &mut located,
+            fold_threads(batch.len()),
         )?
     };
     let position = slot::lowest(&progress);
@@ -196,6 +197,16 @@ fn apply_served(shared: &Shared, batch: &[Decoded]) -> Result<Applied, ModelErro
         held: active.bytes(),
         unwritten: !active.is_empty(),
     })
+}
+
+/// How many projections a batch of `events` is folded into side by side:
+/// one per core for a long batch ([`slot::SIDE_BY_SIDE_EVENTS`]), else one.
+fn fold_threads(events: usize) -> usize {
+    static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    if events < slot::SIDE_BY_SIDE_EVENTS {
+        return 1;
+    }
+    *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, usize::from))
 }
 
 /// Freezes what is held when nothing arrived for a while (so a quiet

@@ -180,11 +180,19 @@ pub(crate) fn apply_batch(
     Ok(updated)
 }
 
+/// A batch of the follower this long or longer is folded into its
+/// projections side by side ([`side_by_side`]): a `CreateTransfers` call
+/// of thousands of transfers is one append of three times as many events,
+/// and its answer waits for them. Shorter ones are folded one projection
+/// after the other, since a thread costs more than they take.
+pub(crate) const SIDE_BY_SIDE_EVENTS: usize = 1_024;
+
 /// Applies `batch` in memory to the projections of `active` (their tables
 /// in `namespace`): answers each projection's changes, made over `active`
 /// over `frozen` (being written) over the store as `txn` shows it, and its
 /// new checkpoint (the follower). `located` holds each projection's rows'
-/// locations found in earlier batches.
+/// locations found in earlier batches. Up to `threads` projections fold
+/// side by side.
 pub(crate) fn apply_in_memory(
     txn: &ReadTransaction,
     namespace: Namespace,
@@ -192,11 +200,12 @@ pub(crate) fn apply_in_memory(
     frozen: Option<&Layer>,
     batch: &[Decoded],
     located: &mut [Locations],
+    threads: usize,
 ) -> Result<(Vec<Pending>, Vec<Progress>), ModelError> {
     debug_assert_eq!(located.len(), active.progress.len());
-    let mut changes = Vec::with_capacity(active.pending.len());
     let mut progress = active.progress.clone();
-    for (index, ((info, checkpoint), located)) in progress.iter_mut().zip(located.iter_mut()).enumerate() {
+    let jobs = progress.iter_mut().zip(located.iter_mut()).enumerate();
+    let changes = side_by_side(jobs, threads, |(index, ((info, checkpoint), located))| {
         let stored = LazyStored::new(txn, namespace, info.name);
         let under = [
             active.pending.get(index),
@@ -205,23 +214,20 @@ pub(crate) fn apply_in_memory(
         let mut pending = Pending::default();
         let mut rows = RowsMut::new(&mut pending, under, &stored, located).deferring_index_items();
         apply_to(info, checkpoint, &mut rows, batch)?;
-        changes.push(pending);
-    }
+        Ok(pending)
+    })?;
     Ok((changes, progress))
 }
 
 /// Applies `batch` to the projections of `layer` (their tables in
 /// `namespace`) straight into its changes, over `frozen` (being written)
 /// over the store as `txn` shows it (a rebuild gathering many batches).
+/// Up to `threads` projections fold side by side.
 ///
 /// Unlike [`apply_in_memory`], a batch's changes are not gathered apart:
 /// no query reads `layer`, and a batch that fails fails the rebuild, whose
 /// changes are then dropped unwritten. So the chunks a batch changes are
 /// changed in place, not copied once per batch and merged.
-///
-/// Each projection's rows, changes and checkpoint are its own, so up to
-/// `threads` projections fold side by side, each taking the next one not
-/// taken (the registry lists the costliest, transactions, early).
 pub(crate) fn apply_gathering(
     txn: &ReadTransaction,
     namespace: Namespace,
@@ -237,34 +243,50 @@ pub(crate) fn apply_gathering(
         moved,
     } = layer;
     debug_assert_eq!(located.len(), progress.len());
-    let fold = |(index, (((info, checkpoint), pending), located)): (usize, GatheringJob<'_>)| {
-        let stored = LazyStored::new(txn, namespace, info.name);
-        let under = [frozen.and_then(|frozen| frozen.pending.get(index)), None];
-        let mut rows = RowsMut::new(pending, under, &stored, located);
-        apply_to(info, checkpoint, &mut rows, batch)
-    };
     let jobs = progress
         .iter_mut()
         .zip(pending.iter_mut())
         .zip(located.iter_mut())
         .enumerate();
-    let helpers = threads.min(jobs.len()).saturating_sub(1);
+    let changed = side_by_side(
+        jobs,
+        threads,
+        |(index, (((info, checkpoint), pending), located))| {
+            let stored = LazyStored::new(txn, namespace, info.name);
+            let under = [frozen.and_then(|frozen| frozen.pending.get(index)), None];
+            let mut rows = RowsMut::new(pending, under, &stored, located);
+            apply_to(info, checkpoint, &mut rows, batch)
+        },
+    )?;
+    *moved |= changed.into_iter().any(|changed| changed);
+    Ok(())
+}
+
+/// Folds each of `jobs` (one per projection: its rows, changes and
+/// checkpoint are its own) with `fold`, up to `threads` side by side, each
+/// thread taking the next job not taken (the registry lists the costliest
+/// projection, transactions, early); answers the outcomes in the jobs'
+/// order, or the first error.
+fn side_by_side<J: Send, R: Send>(
+    jobs: impl ExactSizeIterator<Item = J> + Send,
+    threads: usize,
+    fold: impl Fn(J) -> Result<R, ModelError> + Sync,
+) -> Result<Vec<R>, ModelError> {
+    let count = jobs.len();
+    let helpers = threads.min(count).saturating_sub(1);
     if helpers == 0 {
-        for job in jobs {
-            *moved |= fold(job)?;
-        }
-        return Ok(());
+        return jobs.map(fold).collect();
     }
-    let jobs = parking_lot::Mutex::new(jobs);
-    let work = || -> Result<bool, ModelError> {
-        let mut moved = false;
+    let jobs = parking_lot::Mutex::new(jobs.enumerate());
+    let work = || -> Result<Vec<(usize, R)>, ModelError> {
+        let mut done = Vec::new();
         // The lock is held only to take a job, not while folding it.
-        while let Some(job) = { jobs.lock().next() } {
-            moved |= fold(job)?;
+        while let Some((index, job)) = { jobs.lock().next() } {
+            done.push((index, fold(job)?));
         }
-        Ok(moved)
+        Ok(done)
     };
-    let outcomes: Vec<Result<bool, ModelError>> = std::thread::scope(|scope| {
+    let outcomes = std::thread::scope(|scope| {
         let spawned: Vec<_> = (0..helpers).map(|_| scope.spawn(work)).collect();
         let mut outcomes = vec![work()];
         for helper in spawned {
@@ -277,11 +299,11 @@ pub(crate) fn apply_gathering(
         }
         outcomes
     });
+    let mut done = Vec::with_capacity(count);
     for outcome in outcomes {
-        *moved |= outcome?;
+        done.extend(outcome?);
     }
-    Ok(())
+    done.sort_unstable_by_key(|(index, _)| *index);
+    debug_assert_eq!(done.len(), count, "every job folded once");
+    Ok(done.into_iter().map(|(_, outcome)| outcome).collect())
 }
-
-/// One projection's share of a layer, folded by [`apply_gathering`].
-type GatheringJob<'a> = ((&'a mut Progress, &'a mut Pending), &'a mut Locations);

@@ -96,6 +96,52 @@ struct Closed {
     account: Option<paycore_domain::aggregate::Account>,
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn long_batches_folded_side_by_side_show_every_transfer() {
+    // Started on a history of 4,500 events, the follower reads batches of
+    // thousands of events and folds each into its projections side by side.
+    let store: Arc<dyn EventStore> = Arc::new(MemoryStore::new());
+    let Ledger {
+        project, a, b, last, ..
+    } = ledger(store.clone(), 1_500).await;
+    let read = ReadModels::start(store, ModelStorage::in_memory()).await.unwrap();
+    read.wait_for(last).await;
+
+    assert_eq!(
+        read.account(project, a).unwrap().unwrap().balance,
+        Money::new(FUNDING - 1_500, Currency::EUR)
+    );
+    assert_eq!(
+        read.account(project, b).unwrap().unwrap().balance,
+        Money::new(1_500, Currency::EUR)
+    );
+    // Every leg of `a`, newest first: each balance one more than the one
+    // before it in the list, down from the funding.
+    let mut balances = Vec::new();
+    let mut request = page(100);
+    loop {
+        let listed = read.list_transactions(project, Some(a), &request).unwrap();
+        balances.extend(listed.items.iter().map(|item| item.balance_after.amount));
+        match listed.next_token {
+            Some(token) => request.token = Some(token),
+            None => break,
+        }
+    }
+    let expected: Vec<i64> = (FUNDING - 1_500..=FUNDING).collect();
+    assert_eq!(balances, expected);
+    let mut transfers = 0;
+    let mut request = page(100);
+    loop {
+        let listed = read.list_transfers(project, &request).unwrap();
+        transfers += listed.items.len();
+        match listed.next_token {
+            Some(token) => request.token = Some(token),
+            None => break,
+        }
+    }
+    assert_eq!(transfers, 1_500);
+}
+
 async fn closed_models(dir: &std::path::Path, transfers: usize) -> Closed {
     let path = dir.join("projections");
     let store: Arc<dyn EventStore> = Arc::new(MemoryStore::new());
