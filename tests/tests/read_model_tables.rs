@@ -112,7 +112,8 @@ async fn the_tables_follow_the_log_and_another_server_writes_them_when_the_write
     let url = database_url();
     let key = VaultKeyFile::new();
     let env = server_env(&url, &schema, &key);
-    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    // `test_dir`: with PAYCORE_KEEP_TEST_DIRS set, both servers' logs stay.
+    let (dir_a, dir_b) = (paycore_e2e::test_dir(), paycore_e2e::test_dir());
     let mut servers = [
         Server::start_with_env(dir_a.path(), &env),
         Server::start_with_env(dir_b.path(), &env),
