@@ -117,8 +117,8 @@ pub(crate) fn first_nonzero(file: &File, from: u64, to: u64) -> io::Result<Optio
 
 /// Index of the first non-zero byte of `bytes`. A segment's preallocated
 /// tail is megabytes of zeros, read at every open: tested 64 bytes at a
-/// time (eight words OR-ed together, which the compiler vectorises), where
-/// a byte at a time took a third of opening a log.
+/// time (eight words OR-ed together), where a byte at a time took a third
+/// of opening a log.
 fn first_nonzero_in(bytes: &[u8]) -> Option<usize> {
     const BLOCK: usize = 64;
     let blocks = bytes.chunks_exact(BLOCK);
