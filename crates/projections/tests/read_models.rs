@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use paycore_domain::{Currency, Money, ProjectId, TransactionKind};
-use paycore_projections::{ModelStorage, PageError, PageRequest, ReadModels};
+use paycore_projections::{ModelStorage, Page, PageError, PageRequest, ReadModels};
 use paycore_store::{EventStore, MemoryStore};
 use uuid::Uuid;
 
@@ -117,29 +117,30 @@ async fn long_batches_folded_side_by_side_show_every_transfer() {
     );
     // Every leg of `a`, newest first: each balance one more than the one
     // before it in the list, down from the funding.
-    let mut balances = Vec::new();
-    let mut request = page(100);
-    loop {
-        let listed = read.list_transactions(project, Some(a), &request).unwrap();
-        balances.extend(listed.items.iter().map(|item| item.balance_after.amount));
-        match listed.next_token {
-            Some(token) => request.token = Some(token),
-            None => break,
-        }
-    }
+    let balances: Vec<i64> = every(|request| read.list_transactions(project, Some(a), request).unwrap())
+        .iter()
+        .map(|item| item.balance_after.amount)
+        .collect();
     let expected: Vec<i64> = (FUNDING - 1_500..=FUNDING).collect();
     assert_eq!(balances, expected);
-    let mut transfers = 0;
+    assert_eq!(
+        every(|request| read.list_transfers(project, request).unwrap()).len(),
+        1_500
+    );
+}
+
+/// Every item of a list, its pages read one after the other.
+fn every<T>(mut list: impl FnMut(&PageRequest) -> Page<T>) -> Vec<T> {
+    let mut items = Vec::new();
     let mut request = page(100);
     loop {
-        let listed = read.list_transfers(project, &request).unwrap();
-        transfers += listed.items.len();
+        let listed = list(&request);
+        items.extend(listed.items);
         match listed.next_token {
             Some(token) => request.token = Some(token),
-            None => break,
+            None => return items,
         }
     }
-    assert_eq!(transfers, 1_500);
 }
 
 async fn closed_models(dir: &std::path::Path, transfers: usize) -> Closed {
