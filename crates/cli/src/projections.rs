@@ -223,7 +223,7 @@ async fn status_offline(data_dir: &Path, store: &StoreChoice) -> anyhow::Result<
                 0,
                 "not built yet: built from the log at the next start".to_owned(),
             ),
-            Some((version, _)) if version != info.version => (
+            Some((version, _)) if !info.continues_from(version) => (
                 0,
                 format!(
                     "built by version {version}: rebuilt at the next start (code is version {})",

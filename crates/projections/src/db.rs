@@ -130,6 +130,8 @@ pub(crate) struct Tables {
     pub checkpoint: String,
     pub items: String,
     pub ids: String,
+    /// Runs of IDs with consecutive rows (`id_runs.rs`).
+    pub id_runs: String,
     pub lens: String,
     pub values: String,
 }
@@ -144,6 +146,7 @@ impl Tables {
             checkpoint: format!("{prefix}{projection}"),
             items: format!("{prefix}{projection}.items"),
             ids: format!("{prefix}{projection}.ids"),
+            id_runs: format!("{prefix}{projection}.id_runs"),
             lens: format!("{prefix}{projection}.lens"),
             values: format!("{prefix}{projection}.values"),
         }
@@ -157,8 +160,8 @@ impl Tables {
         TableDefinition::new(name)
     }
 
-    fn byte_tables(&self) -> [&str; 3] {
-        [&self.items, &self.ids, &self.values]
+    fn byte_tables(&self) -> [&str; 4] {
+        [&self.items, &self.ids, &self.id_runs, &self.values]
     }
 }
 

@@ -30,10 +30,13 @@ pub(crate) async fn prepare(db: &ModelDb, store: &dyn EventStore) -> Result<Vec<
     };
     let mut progress = Vec::with_capacity(found.len());
     let mut reset = Vec::new();
+    // Rows of the earlier version a projection continues are this
+    // version's from now on: an older build opening them rebuilds them.
+    let mut continued = Vec::new();
     for (info, checkpoint) in found {
         let usable = match checkpoint {
             None => None,
-            Some(checkpoint) if checkpoint.version != info.version => {
+            Some(checkpoint) if !info.continues_from(checkpoint.version) => {
                 tracing::warn!(
                     projection = info.name,
                     found = checkpoint.version,
@@ -52,6 +55,20 @@ pub(crate) async fn prepare(db: &ModelDb, store: &dyn EventStore) -> Result<Vec<
             Some(checkpoint) => Some(checkpoint),
         };
         match usable {
+            Some(checkpoint) if checkpoint.version != info.version => {
+                tracing::info!(
+                    projection = info.name,
+                    found = checkpoint.version,
+                    version = info.version,
+                    "read model of the earlier version this one continues: kept as it is"
+                );
+                let checkpoint = Checkpoint {
+                    version: info.version,
+                    ..checkpoint
+                };
+                continued.push((info, checkpoint));
+                progress.push((info, checkpoint));
+            }
             Some(checkpoint) => progress.push((info, checkpoint)),
             None => {
                 reset.push(info);
@@ -68,6 +85,9 @@ pub(crate) async fn prepare(db: &ModelDb, store: &dyn EventStore) -> Result<Vec<
             } else {
                 db::create_tables(txn, &tables)?;
             }
+        }
+        for (info, checkpoint) in &continued {
+            db::write_checkpoint(txn, &info.tables(Namespace::Served), checkpoint)?;
         }
         Ok(())
     })?;
@@ -540,9 +560,13 @@ fn apply_span(batch: &[RecordedEvent]) -> tracing::Span {
 mod tests {
     use std::sync::Arc;
 
-    use paycore_store::{EventMetadata, RecordedEvent};
+    use paycore_store::{EventMetadata, EventStore, MemoryStore, RecordedEvent};
+    use redb::{ReadableTable, ReadableTableMetadata};
 
     use super::WholeAppends;
+    use crate::db::{self, Checkpoint, ModelDb, ModelStorage, Namespace, Tables};
+    use crate::test_support::ledger;
+    use crate::{PageRequest, ReadModels, id_runs};
 
     /// Events at `positions`, the ones in `ends` ending their append.
     fn events(positions: std::ops::Range<u64>, ends: &[u64]) -> Vec<RecordedEvent> {
@@ -564,6 +588,122 @@ mod tests {
 
     fn positions(events: &[RecordedEvent]) -> Vec<u64> {
         events.iter().map(|event| event.position).collect()
+    }
+
+    /// Rewrites the served models in `dir` as the versions before ID runs
+    /// wrote them: every ID its own entry in `ids`, the checkpoints of the
+    /// earlier versions. Answers how many IDs were in runs.
+    fn write_as_before_id_runs(dir: &std::path::Path) -> usize {
+        let db = ModelDb::open(&ModelStorage::at(dir.to_path_buf())).unwrap();
+        db.write(true, |txn| {
+            let mut expanded = 0;
+            for info in crate::projections() {
+                let Some(earlier) = info.continues else {
+                    continue;
+                };
+                let tables = info.tables(Namespace::Served);
+                let runs: Vec<(Vec<u8>, Vec<u8>)> = txn
+                    .open_table(Tables::bytes(&tables.id_runs))?
+                    .iter()?
+                    .map(|entry| {
+                        let (first, run) = entry.unwrap();
+                        (first.value().to_vec(), run.value().to_vec())
+                    })
+                    .collect();
+                let mut ids = txn.open_table(Tables::bytes(&tables.ids))?;
+                for (first, run) in &runs {
+                    for (id, location) in id_runs::entries(first, run)? {
+                        ids.insert(id.as_slice(), location.as_slice())?;
+                        expanded += 1;
+                    }
+                }
+                drop(ids);
+                txn.delete_table(Tables::bytes(&tables.id_runs))?;
+                let checkpoint = db::read_checkpoint_in(txn, &tables)?.unwrap();
+                let earlier = Checkpoint {
+                    version: earlier,
+                    ..checkpoint
+                };
+                db::write_checkpoint(txn, &tables, &earlier)?;
+            }
+            Ok(expanded)
+        })
+        .unwrap()
+    }
+
+    /// Models of the versions before IDs were stored as runs are continued
+    /// as they are, not rebuilt: every answer the same, the IDs written
+    /// afterwards found beside the older ones.
+    #[tokio::test]
+    async fn models_of_the_versions_before_id_runs_are_continued_as_they_are() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("projections");
+        let store: Arc<dyn EventStore> = Arc::new(MemoryStore::new());
+        let every = PageRequest {
+            size: 100,
+            token: None,
+        };
+        let read = ReadModels::start(store.clone(), ModelStorage::at(path.clone()))
+            .await
+            .unwrap();
+        let mut ledger = ledger(store.clone(), 30).await;
+        read.wait_for(ledger.last).await;
+        let transactions = read.list_transactions(ledger.project, None, &every).unwrap();
+        let account = read.account(ledger.project, ledger.a).unwrap();
+        read.close().await.unwrap();
+        assert!(
+            write_as_before_id_runs(&path) >= 60,
+            "the transactions' IDs were stored as runs"
+        );
+
+        let restarted = ReadModels::start(store.clone(), ModelStorage::at(path.clone()))
+            .await
+            .unwrap();
+        assert_eq!(
+            restarted.list_transactions(ledger.project, None, &every).unwrap(),
+            transactions
+        );
+        assert_eq!(restarted.account(ledger.project, ledger.a).unwrap(), account);
+        for _ in 0..10 {
+            ledger.transfer().await;
+        }
+        restarted.wait_for(ledger.last).await;
+        let transfers = restarted.list_transfers(ledger.project, &every).unwrap().items;
+        assert_eq!(transfers.len(), 40);
+        for transfer in &transfers {
+            let found = restarted.transfer(ledger.project, transfer.id).unwrap();
+            assert_eq!(found.as_ref(), Some(transfer));
+            for leg in [
+                transfer.source_transaction_id,
+                transfer.destination_transaction_id,
+            ] {
+                let leg = restarted.transaction(ledger.project, leg).unwrap().unwrap();
+                assert_eq!(leg.kind.transfer_id(), Some(transfer.id));
+            }
+        }
+        restarted.close().await.unwrap();
+
+        // Not rebuilt: the entries of the earlier form are still there, and
+        // the checkpoints name this version now.
+        let db = ModelDb::open(&ModelStorage::at(path)).unwrap();
+        let txn = db.read().unwrap();
+        for info in crate::projections() {
+            let checkpoint = db::read_checkpoint(&txn, &info.tables(Namespace::Served)).unwrap();
+            assert_eq!(
+                checkpoint.map(|checkpoint| checkpoint.version),
+                Some(info.version)
+            );
+        }
+        let transactions = Tables::of(Namespace::Served, "transactions");
+        let singles = txn
+            .open_table(Tables::bytes(&transactions.ids))
+            .unwrap()
+            .len()
+            .unwrap();
+        assert!(
+            singles >= 60,
+            "only {singles} IDs kept their entries: the model was rebuilt"
+        );
     }
 
     #[test]

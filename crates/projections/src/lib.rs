@@ -27,6 +27,7 @@
 mod chunk;
 pub mod db;
 mod follower;
+mod id_runs;
 pub mod metrics;
 mod models;
 mod open_banking;

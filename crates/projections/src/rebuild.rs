@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use paycore_store::{EventStore, Position};
 use tokio::sync::{mpsc, watch};
 
-use crate::db::{self, ModelDb, ModelError, ModelStorage, Namespace};
+use crate::db::{self, Checkpoint, ModelDb, ModelError, ModelStorage, Namespace};
 use crate::overlay::Layer;
 use crate::rows::Locations;
 use crate::slot::{self, Decoded, Progress, ProjectionInfo};
@@ -754,7 +754,7 @@ async fn resume_or_start(
     let mut fresh = Vec::new();
     for (info, checkpoint) in found {
         let usable = match checkpoint {
-            Some(checkpoint) if checkpoint.version != info.version => {
+            Some(checkpoint) if !info.continues_from(checkpoint.version) => {
                 tracing::warn!(
                     projection = info.name,
                     "rebuild progress of another version: starting over"
@@ -773,6 +773,10 @@ async fn resume_or_start(
         match usable {
             Some(checkpoint) if checkpoint.next_position > 0 => {
                 resumed.push((info.name, checkpoint.next_position));
+                let checkpoint = Checkpoint {
+                    version: info.version,
+                    ..checkpoint
+                };
                 building.push((info, checkpoint));
             }
             _ => fresh.push(info),

@@ -6,7 +6,9 @@
 //! chunk's first item` (big-endian, so a list is one contiguous key range
 //! and newest first is a reverse range scan); nothing is ever removed from
 //! a list, so a page token's sequence number stays valid while new items
-//! arrive. A resource's key (`ids`) leads to its row wherever it lives.
+//! arrive. A resource's key leads to its row wherever it lives: through an
+//! entry of its own in `ids`, or through a run of IDs whose rows follow one
+//! another (`id_runs`, see `id_runs.rs`).
 
 use std::borrow::Cow;
 use std::collections::hash_map::Entry;
@@ -26,6 +28,7 @@ use smallvec::SmallVec;
 
 use crate::chunk::{self, Chunk};
 use crate::db::{ModelError, Namespace, Tables};
+use crate::id_runs;
 use crate::models::{DueKind, ResourceKind};
 use crate::overlay::Layer;
 
@@ -92,7 +95,7 @@ fn sorted_key(prefix: Key, suffix: &[u8]) -> RowKey {
 
 /// Where an item of a list lives: its list's key and its sequence number.
 /// A chunk's entry is keyed by the item key of its first item.
-fn item_key(list: &[u8], seq: u64) -> RowKey {
+pub(crate) fn item_key(list: &[u8], seq: u64) -> RowKey {
     let mut key = RowKey::new();
     key.extend_from_slice(list);
     key.extend_from_slice(&seq.to_be_bytes());
@@ -100,7 +103,7 @@ fn item_key(list: &[u8], seq: u64) -> RowKey {
 }
 
 /// The list and sequence number of an item key.
-fn split_item_key(location: &[u8]) -> Result<(&[u8], u64), ModelError> {
+pub(crate) fn split_item_key(location: &[u8]) -> Result<(&[u8], u64), ModelError> {
     let at = location
         .len()
         .checked_sub(8)
@@ -194,7 +197,7 @@ const INDEX_ITEM_BYTES: usize = 8;
 const KEY_BYTES: usize = 48;
 
 /// A key or an item location, kept inline (no allocation per key).
-type RowKey = SmallVec<[u8; KEY_BYTES]>;
+pub(crate) type RowKey = SmallVec<[u8; KEY_BYTES]>;
 
 type Hasher = foldhash::fast::RandomState;
 
@@ -348,9 +351,18 @@ impl Pending {
             lens.insert(list.as_slice(), *len)?;
         }
         let mut ids = txn.open_table(Tables::bytes(&tables.ids))?;
-        for (id, location) in sorted(&self.ids) {
-            ids.insert(id.as_slice(), location.as_slice())?;
-        }
+        let mut id_runs = txn.open_table(Tables::bytes(&tables.id_runs))?;
+        let newest = newest_id(&ids, Some(&id_runs))?;
+        let entries = sorted(&self.ids)
+            .into_iter()
+            .map(|(id, location)| (id.as_slice(), location.as_slice()));
+        id_runs::group(entries, newest.as_deref(), |entry| {
+            match entry {
+                id_runs::Entry::Single { id, location } => ids.insert(id, location)?,
+                id_runs::Entry::Run { first, value } => id_runs.insert(first, value.as_slice())?,
+            };
+            Ok(())
+        })?;
         let mut values = txn.open_table(Tables::bytes(&tables.values))?;
         for (key, value) in sorted(&self.values) {
             values.insert(key.as_slice(), &**value)?;
@@ -363,6 +375,19 @@ impl Pending {
         }
         Ok(())
     }
+}
+
+/// The greatest ID stored, on its own or in a run.
+fn newest_id(
+    ids: &impl ReadableTable<Bytes, Bytes>,
+    id_runs: Option<&impl ReadableTable<Bytes, Bytes>>,
+) -> Result<Option<RowKey>, ModelError> {
+    let single = ids.last()?.map(|(id, _)| RowKey::from_slice(id.value()));
+    let in_runs = match id_runs.map(|id_runs| id_runs.last()).transpose()?.flatten() {
+        Some((first, run)) => Some(id_runs::last(first.value(), run.value())?),
+        None => None,
+    };
+    Ok(single.into_iter().chain(in_runs).max())
 }
 
 /// Pushes `row`, a list's item `position`, onto the list's last chunk
@@ -412,6 +437,9 @@ fn leading(key: &[u8]) -> u128 {
 pub(crate) struct Stored<I, L> {
     items: I,
     ids: I,
+    /// `None` in a read of models written before runs existed, which have
+    /// no such table until a server opens them.
+    id_runs: Option<I>,
     lens: L,
     values: I,
 }
@@ -420,9 +448,15 @@ pub(crate) type StoredRead = Stored<ReadOnlyTable<Bytes, Bytes>, ReadOnlyTable<B
 
 impl StoredRead {
     pub fn open(txn: &ReadTransaction, tables: &Tables) -> Result<Self, ModelError> {
+        let id_runs = match txn.open_table(Tables::bytes(&tables.id_runs)) {
+            Ok(table) => Some(table),
+            Err(redb::TableError::TableDoesNotExist(_)) => None,
+            Err(error) => return Err(error.into()),
+        };
         Ok(Self {
             items: txn.open_table(Tables::bytes(&tables.items))?,
             ids: txn.open_table(Tables::bytes(&tables.ids))?,
+            id_runs,
             lens: txn.open_table(Tables::counts(&tables.lens))?,
             values: txn.open_table(Tables::bytes(&tables.values))?,
         })
@@ -436,6 +470,7 @@ impl<'t> Stored<Table<'t, Bytes, Bytes>, Table<'t, Bytes, u64>> {
         Ok(Self {
             items: txn.open_table(Tables::bytes(&tables.items))?,
             ids: txn.open_table(Tables::bytes(&tables.ids))?,
+            id_runs: Some(txn.open_table(Tables::bytes(&tables.id_runs))?),
             lens: txn.open_table(Tables::counts(&tables.lens))?,
             values: txn.open_table(Tables::bytes(&tables.values))?,
         })
@@ -537,11 +572,19 @@ impl<I: ReadableTable<Bytes, Bytes>, L: ReadableTable<Bytes, u64>> StoredRows fo
     }
 
     fn location(&self, id: &[u8]) -> Result<Option<RowKey>, ModelError> {
+        if let Some(id_runs) = &self.id_runs
+            && let Some(entry) = id_runs.range(..=id)?.next_back()
+        {
+            let (first, run) = entry?;
+            if let Some(found) = id_runs::find(first.value(), run.value(), id)? {
+                return Ok(Some(found));
+            }
+        }
         Ok(self.ids.get(id)?.map(|found| RowKey::from_slice(found.value())))
     }
 
     fn last_id(&self) -> Result<Option<RowKey>, ModelError> {
-        Ok(self.ids.last()?.map(|(id, _)| RowKey::from_slice(id.value())))
+        newest_id(&self.ids, self.id_runs.as_ref())
     }
 
     fn len(&self, list: &[u8]) -> Result<Option<u64>, ModelError> {

@@ -78,6 +78,9 @@ pub(crate) fn decode_into(
 pub struct ProjectionInfo {
     pub name: &'static str,
     pub version: u32,
+    /// The earlier version whose rows this one continues (see
+    /// `Projection::CONTINUES`).
+    pub continues: Option<u32>,
     pub description: &'static str,
     pub(crate) apply: fn(&mut RowsMut<'_>, &Applied<'_>) -> Result<(), ModelError>,
 }
@@ -87,6 +90,7 @@ impl ProjectionInfo {
         Self {
             name: P::NAME,
             version: P::VERSION,
+            continues: P::CONTINUES,
             description: P::DESCRIPTION,
             apply: P::apply,
         }
@@ -94,6 +98,12 @@ impl ProjectionInfo {
 
     pub(crate) fn tables(&self, namespace: Namespace) -> Tables {
         Tables::of(namespace, self.name)
+    }
+
+    /// Whether this version goes on from rows and a checkpoint `version`
+    /// wrote: its own, or the earlier one it continues.
+    pub fn continues_from(&self, version: u32) -> bool {
+        version == self.version || Some(version) == self.continues
     }
 
     /// Where a projection of this version starts: nothing applied.

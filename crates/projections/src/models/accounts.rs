@@ -12,7 +12,9 @@ pub(crate) struct Accounts;
 impl Projection for Accounts {
     const NAME: &'static str = "accounts";
     /// 4: rows hold `pending_debits`/`pending_credits` (two-phase transfers).
-    const VERSION: u32 = 4;
+    const VERSION: u32 = 5;
+    /// 5: new IDs stored as runs (`id_runs.rs`); rows of 4 read as they are.
+    const CONTINUES: Option<u32> = Some(4);
     const DESCRIPTION: &'static str = "accounts and their balances";
 
     fn apply(rows: &mut RowsMut<'_>, applied: &Applied<'_>) -> Result<(), ModelError> {

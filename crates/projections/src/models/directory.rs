@@ -17,7 +17,9 @@ pub(crate) struct Directory;
 
 impl Projection for Directory {
     const NAME: &'static str = "directory";
-    const VERSION: u32 = 4;
+    const VERSION: u32 = 5;
+    /// 5: new IDs stored as runs (`id_runs.rs`); rows of 4 read as they are.
+    const CONTINUES: Option<u32> = Some(4);
     const DESCRIPTION: &'static str = "projects and customers";
 
     fn apply(rows: &mut RowsMut<'_>, applied: &Applied<'_>) -> Result<(), ModelError> {

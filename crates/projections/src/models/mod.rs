@@ -51,6 +51,10 @@ pub(crate) trait Projection: Send + Sync + 'static {
     /// it, changes: rows written by another version are then dropped and the
     /// projection is rebuilt from the log on start.
     const VERSION: u32;
+    /// An earlier version whose rows and checkpoint this one continues as
+    /// they are, because only how rows are stored changed and the old form
+    /// stays readable; `None`: rows of any other version are rebuilt.
+    const CONTINUES: Option<u32> = None;
     /// One line for `projections status`.
     const DESCRIPTION: &'static str;
 

@@ -41,7 +41,9 @@ pub(crate) struct OpenBanking;
 
 impl Projection for OpenBanking {
     const NAME: &'static str = "open-banking";
-    const VERSION: u32 = 1;
+    const VERSION: u32 = 2;
+    /// 2: new IDs stored as runs (`id_runs.rs`); rows of 1 read as they are.
+    const CONTINUES: Option<u32> = Some(1);
     const DESCRIPTION: &'static str =
         "open banking: connections, imports, aggregated accounts and transactions, syncs due";
 

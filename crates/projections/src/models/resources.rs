@@ -13,7 +13,9 @@ pub(crate) struct Resources;
 
 impl Projection for Resources {
     const NAME: &'static str = "resources";
-    const VERSION: u32 = 3;
+    const VERSION: u32 = 4;
+    /// 4: new IDs stored as runs (`id_runs.rs`); rows of 3 read as they are.
+    const CONTINUES: Option<u32> = Some(3);
     const DESCRIPTION: &'static str =
         "cards, card payins, refunds, bank accounts, payouts, payin references, bank payins, files";
 

@@ -10,7 +10,9 @@ pub(crate) struct Transactions;
 
 impl Projection for Transactions {
     const NAME: &'static str = "transactions";
-    const VERSION: u32 = 3;
+    const VERSION: u32 = 4;
+    /// 4: new IDs stored as runs (`id_runs.rs`); rows of 3 read as they are.
+    const CONTINUES: Option<u32> = Some(3);
     const DESCRIPTION: &'static str = "transactions, per project and per account";
 
     fn apply(rows: &mut RowsMut<'_>, applied: &Applied<'_>) -> Result<(), ModelError> {

@@ -24,7 +24,9 @@ impl Projection for Transfers {
     const NAME: &'static str = "transfers";
     /// 5: rows hold the transfer's `status` (two-phase transfers).
     /// 6: the due list of pending transfers by `expires_at`.
-    const VERSION: u32 = 6;
+    const VERSION: u32 = 7;
+    /// 7: new IDs stored as runs (`id_runs.rs`); rows of 6 read as they are.
+    const CONTINUES: Option<u32> = Some(6);
     const DESCRIPTION: &'static str = "transfers between accounts, pending ones by expiry";
 
     fn apply(rows: &mut RowsMut<'_>, applied: &Applied<'_>) -> Result<(), ModelError> {
