@@ -423,17 +423,26 @@ async fn run_online(
             // The swap reads and writes the rebuild tables in the store:
             // everything gathered goes there first.
             gathered.flush(false).await?;
-            let building = swap_caught_up(
+            let caught_up = swap_caught_up(
                 &shared,
                 store.as_ref(),
                 gathered.progress().to_vec(),
                 tuning.final_gap,
             )
             .await?;
-            if building.is_empty() {
+            applied += caught_up.applied;
+            // What the last events applied with the follower stopped
+            // count too: the report says where the rebuild was swapped in.
+            progress.send_modify(|progress| {
+                progress.position = progress.position.max(caught_up.swapped_at.unwrap_or_default());
+                progress.head = *committed.borrow();
+                progress.applied = applied;
+                progress.elapsed = started.elapsed();
+            });
+            if caught_up.building.is_empty() {
                 return Ok(());
             }
-            gathered.restart(building);
+            gathered.restart(caught_up.building);
         }
         let position = slot::lowest(gathered.progress());
         if position >= *committed.borrow() {
@@ -456,6 +465,16 @@ async fn run_online(
             progress.elapsed = started.elapsed();
         });
     }
+}
+
+/// What [`swap_caught_up`] did.
+struct CaughtUp {
+    /// The projections still being rebuilt (not close enough yet).
+    building: Vec<Progress>,
+    /// Events applied to the projections swapped in.
+    applied: u64,
+    /// Where the projections swapped in were, if any was.
+    swapped_at: Option<Position>,
 }
 
 /// A rebuild this close behind the served models catches up with them
@@ -517,7 +536,7 @@ async fn swap_caught_up(
     store: &dyn EventStore,
     building: Vec<Progress>,
     gap: u64,
-) -> Result<Vec<Progress>, ProjectionError> {
+) -> Result<CaughtUp, ProjectionError> {
     let served = shared.served.clone().lock_owned().await;
     let progress = shared.progress();
     let served_at = |name: &str| {
@@ -530,11 +549,16 @@ async fn swap_caught_up(
         .into_iter()
         .partition(|built| close_to(&progress, built, gap));
     if ready.is_empty() {
-        return Ok(pending);
+        return Ok(CaughtUp {
+            building: pending,
+            applied: 0,
+            swapped_at: None,
+        });
     }
     // The last events, read and applied with the follower stopped.
     let target = served_at(ready[0].0.name).map_or(0, |served| served.next_position);
     let db = Arc::new(ModelDbHandle::Served(shared.clone()));
+    let mut applied = 0_u64;
     loop {
         let position = slot::lowest(&ready);
         if position >= target {
@@ -550,6 +574,7 @@ async fn swap_caught_up(
             ))
             .into());
         }
+        applied += events.len() as u64;
         let decoded = tokio::task::spawn_blocking(move || slot::decode(events))
             .await
             .map_err(|error| ModelError::Storage(error.to_string()))??;
@@ -595,7 +620,11 @@ async fn swap_caught_up(
     for (info, _) in &swapped {
         tracing::info!(projection = info.name, "rebuilt projection swapped in");
     }
-    Ok(pending.into_iter().chain(still_pending).collect())
+    Ok(CaughtUp {
+        building: pending.into_iter().chain(still_pending).collect(),
+        applied,
+        swapped_at: (!swapped.is_empty()).then(|| slot::lowest(&swapped)),
+    })
 }
 
 /// How an offline rebuild saves its progress.

@@ -80,6 +80,7 @@ async fn online_rebuild_is_swapped_in_whole(tuning: OnlineTuning) {
         .unwrap();
     let mut ledger = ledger(store.clone(), 2_000).await;
     read.wait_for(ledger.last).await;
+    let before_rebuild = ledger.last;
 
     let names = [
         "accounts".to_owned(),
@@ -122,6 +123,16 @@ async fn online_rebuild_is_swapped_in_whole(tuning: OnlineTuning) {
     let checks = watcher.await.unwrap();
     assert_eq!(progress.borrow().state, RebuildState::Done);
     assert!(checks > 0 && written > 0);
+    // The report counts the last events, applied while the follower
+    // waited, and says where the rebuild was swapped in.
+    let done = progress.borrow().clone();
+    assert!(
+        done.position > before_rebuild && done.applied >= done.position,
+        "reported swapped in at {} after applying {} events; the log held {} before",
+        done.position,
+        done.applied,
+        before_rebuild + 1
+    );
 
     read.wait_for(ledger.transfer().await).await;
     let fresh = ReadModels::start(store, ModelStorage::in_memory()).await.unwrap();
