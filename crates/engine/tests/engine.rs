@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use paycore_domain::account::AccountCommand;
 use paycore_domain::project::ProjectCommand;
-use paycore_domain::transfer::TransferCommand;
+use paycore_domain::transfer::{PendingTerms, TransferCommand};
 use paycore_domain::{
     AccountId, Aggregate, Command, CommandEnvelope, Currency, DomainError, Environment, IdempotencyKey, Meta,
     Money, ProjectId, Refusal, StreamRef, Timestamp, TransactionId, TransferId,
@@ -293,6 +293,67 @@ async fn a_write_by_another_server_is_detected_and_the_command_retried_with(budg
     assert_eq!(f.balance(b).await, 50);
     assert_within_budget(&f.engine);
     assert_within_budget(&second);
+}
+
+#[tokio::test]
+async fn holds_made_by_another_server_are_posted_and_voided_from_a_stale_cache() {
+    for budget in BUDGETS {
+        holds_made_by_another_server_are_posted_and_voided_from_a_stale_cache_with(budget).await;
+    }
+}
+
+/// Another server holds funds while this one caches the accounts as they
+/// were before: the transfer, loaded from the store, is pending, but the
+/// cached accounts show no hold. Posting or voiding it from that state
+/// releases more than the accounts hold; the append conflicts, and the
+/// command is decided again on the real state.
+async fn holds_made_by_another_server_are_posted_and_voided_from_a_stale_cache_with(budget: u64) {
+    let f = Fixture::new(budget).await;
+    let a = f.account(false, 100).await;
+    let b = f.account(false, 0).await;
+    // Warm this engine's cache with the accounts before any hold.
+    assert_eq!((f.balance(a).await, f.balance(b).await), (100, 0));
+    let second = Engine::start(f.store.clone(), config(budget));
+    let hold = |amount: i64| {
+        let id = TransferId::from_uuid(new_id());
+        let mut create = f.transfer(a, b, amount);
+        if let Command::Transfer(TransferCommand::CreateTransfer {
+            id: chosen, pending, ..
+        }) = &mut create.command
+        {
+            *chosen = id;
+            *pending = Some(PendingTerms {
+                expires_at: Timestamp::from_micros(1_800_000_000_000_000),
+            });
+        }
+        (id, create)
+    };
+    let (posted, create) = hold(40);
+    second.execute(create).await.unwrap();
+    let (voided, create) = hold(25);
+    second.execute(create).await.unwrap();
+
+    let post = TransferCommand::PostPendingTransfer {
+        id: posted,
+        value: Some(Money::new(30, Currency::EUR)),
+        source_transaction_id: TransactionId::from_uuid(new_id()),
+        destination_transaction_id: TransactionId::from_uuid(new_id()),
+    };
+    f.engine.execute(envelope(f.project, post.into())).await.unwrap();
+    let void = TransferCommand::VoidPendingTransfer { id: voided };
+    f.engine.execute(envelope(f.project, void.into())).await.unwrap();
+
+    for (account, balance) in [(a, 70), (b, 30)] {
+        let Aggregate::Account(state) = f.engine.load(&StreamRef::Account(account)).await.unwrap() else {
+            panic!("not an account");
+        };
+        assert_eq!(state.balance.amount, balance);
+        assert_eq!(
+            (state.pending_debits.amount, state.pending_credits.amount),
+            (0, 0)
+        );
+    }
+    assert_within_budget(&f.engine);
 }
 
 #[tokio::test]
