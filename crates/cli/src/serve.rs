@@ -22,8 +22,9 @@ use paycore_grpc::admin;
 
 use crate::expiry::TransferExpiry;
 
-/// Exit code when the store failed in a way that makes continuing unsafe.
-const EXIT_STORE_FATAL: i32 = 70;
+/// Exit code when the engine stopped for good: the store failed in a way
+/// that makes continuing unsafe, or a bug panicked its decider task.
+const EXIT_ENGINE_FATAL: i32 = 70;
 
 /// How long a graceful stop waits for requests in flight (and streams whose
 /// clients stopped reading) before closing their connections.
@@ -579,8 +580,8 @@ pub async fn serve(data_dir: &Path, choice: &StoreChoice, options: ServeOptions)
     served.context("serving gRPC")?;
 
     if let Some(reason) = engine.fatal().borrow().clone() {
-        tracing::error!(%reason, "the event store failed; exiting without writing anything else");
-        std::process::exit(EXIT_STORE_FATAL);
+        tracing::error!(%reason, "the engine stopped; exiting without writing anything else");
+        std::process::exit(EXIT_ENGINE_FATAL);
     }
     let cache = engine.state_cache_usage();
     tracing::info!(

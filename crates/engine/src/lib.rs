@@ -178,6 +178,28 @@ pub struct Engine {
     snapshots: Option<Arc<Snapshotter>>,
 }
 
+/// Waits for the decider task: if a bug panicked it, no command can be
+/// decided any more, so the engine says so on [`Engine::fatal`] (a server
+/// then stops and exits, rather than answering every write UNAVAILABLE
+/// while it looks healthy).
+async fn stop_on_panic(decider: tokio::task::JoinHandle<()>, fatal: watch::Sender<Option<String>>) {
+    let Err(error) = decider.await else {
+        return;
+    };
+    if !error.is_panic() {
+        return;
+    }
+    let panic = error.into_panic();
+    let message = panic
+        .downcast_ref::<&str>()
+        .map(|message| (*message).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "no message".to_owned());
+    let reason = format!("the decider task panicked: {message}");
+    tracing::error!(%reason, "the engine stops accepting commands");
+    fatal.send_replace(Some(reason));
+}
+
 impl Engine {
     /// Starts the decider task on the current tokio runtime.
     pub fn start(store: Arc<dyn EventStore>, config: EngineConfig) -> Self {
@@ -199,10 +221,10 @@ impl Engine {
             cache.clone(),
             queued.clone(),
             config,
-            fatal_tx,
+            fatal_tx.clone(),
             snapshots.clone(),
         );
-        tokio::spawn(decider.run(queue));
+        tokio::spawn(stop_on_panic(tokio::spawn(decider.run(queue)), fatal_tx));
         Self {
             jobs,
             queued,

@@ -383,6 +383,8 @@ async fn refused_commands_write_nothing_with(budget: u64) {
 struct FailingOnce {
     inner: MemoryStore,
     fail_next: std::sync::atomic::AtomicBool,
+    /// The next read of a stream panics (a bug under the decider).
+    panic_next_read: std::sync::atomic::AtomicBool,
 }
 
 #[async_trait::async_trait]
@@ -405,6 +407,12 @@ impl EventStore for FailingOnce {
         direction: paycore_store::ReadDirection,
         max: usize,
     ) -> Result<Vec<paycore_store::RecordedEvent>, paycore_store::StoreError> {
+        assert!(
+            !self
+                .panic_next_read
+                .swap(false, std::sync::atomic::Ordering::SeqCst),
+            "a read that panics"
+        );
         self.inner.read_stream(stream, from, direction, max).await
     }
 
@@ -439,6 +447,7 @@ async fn commands_decided_on_top_of_a_failed_append_are_decided_again_with(budge
     let failing = Arc::new(FailingOnce {
         inner: MemoryStore::new(),
         fail_next: false.into(),
+        panic_next_read: false.into(),
     });
     let store: Arc<dyn EventStore> = failing.clone();
     let engine = Engine::start(store.clone(), config(budget));
@@ -797,4 +806,50 @@ async fn reads_never_go_back_in_time_while_states_are_evicted() {
         assert_eq!(f.balance(*id).await, (CREDITS / ACCOUNTS) as i64);
     }
     assert_within_budget(&f.engine);
+}
+
+/// A bug that panics the decider task stops the engine for good and says
+/// why on `fatal`, which makes a server stop and exit instead of answering
+/// every write UNAVAILABLE while it looks healthy.
+#[tokio::test]
+async fn a_panic_in_the_decider_stops_the_engine_and_says_why() {
+    let failing = Arc::new(FailingOnce {
+        inner: MemoryStore::new(),
+        fail_next: false.into(),
+        panic_next_read: false.into(),
+    });
+    let store: Arc<dyn EventStore> = failing.clone();
+    // Nothing cached: every command reads its streams from the store.
+    let engine = Engine::start(store, config(1));
+    let project = ProjectId::from_uuid(new_id());
+    let create = |id| {
+        let command = ProjectCommand::CreateProject {
+            id,
+            name: "Test".into(),
+            environment: Environment::Sandbox,
+            meta: Meta::default(),
+        };
+        envelope(id, command.into())
+    };
+    engine.execute(create(project)).await.unwrap();
+    assert!(engine.fatal().borrow().is_none());
+
+    failing
+        .panic_next_read
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let mut fatal = engine.fatal();
+    let answer = engine.execute(create(project)).await;
+    assert!(matches!(answer, Err(EngineError::Unavailable(_))), "{answer:?}");
+    let reason = tokio::time::timeout(std::time::Duration::from_secs(5), fatal.wait_for(Option::is_some))
+        .await
+        .expect("the engine reports the panic")
+        .unwrap()
+        .clone()
+        .unwrap();
+    assert!(
+        reason.contains("decider task panicked: a read that panics"),
+        "{reason}"
+    );
+    let after = engine.execute(create(ProjectId::from_uuid(new_id()))).await;
+    assert!(matches!(after, Err(EngineError::Unavailable(_))), "{after:?}");
 }
