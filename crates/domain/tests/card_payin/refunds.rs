@@ -358,3 +358,29 @@ fn completed_refund_cannot_complete_or_fail_again() {
     );
     assert_eq!(world.refund(cpr(1)).meta, m);
 }
+
+/// With several servers, the payin a server holds can be older than a
+/// refund it loads fresh (another server recorded both). Failing the refund
+/// on that older payin is decided without a panic (the decider task would
+/// stop); the engine's version check refuses the append, and the command is
+/// decided again on the current payin.
+#[test]
+fn failing_a_refund_on_an_older_state_of_its_payin_is_decided_without_a_panic() {
+    let mut world = World::new();
+    let payin_id = world.settled_payin(1, A, eur(10_000));
+    let before_the_refund = world.store.states[&StreamRef::CardPayin(payin_id)].clone();
+    world.create_refund(1, payin_id, Some(eur(4_000))).unwrap();
+    world
+        .store
+        .states
+        .insert(StreamRef::CardPayin(payin_id), before_the_refund);
+    let decided = world.run(
+        P,
+        CardPayinCommand::FailCardPayinRefund {
+            id: cpr(1),
+            failure_transaction_id: tx(800),
+        }
+        .into(),
+    );
+    assert!(matches!(decided, Ok(Decision::Apply { .. })), "{decided:?}");
+}
