@@ -62,10 +62,7 @@ pub(crate) async fn prepare(db: &ModelDb, store: &dyn EventStore) -> Result<Vec<
                     version = info.version,
                     "read model of the earlier version this one continues: kept as it is"
                 );
-                let checkpoint = Checkpoint {
-                    version: info.version,
-                    ..checkpoint
-                };
+                let checkpoint = info.continued(checkpoint);
                 continued.push((info, checkpoint));
                 progress.push((info, checkpoint));
             }

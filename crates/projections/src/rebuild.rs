@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use paycore_store::{EventStore, Position};
 use tokio::sync::{mpsc, watch};
 
-use crate::db::{self, Checkpoint, ModelDb, ModelError, ModelStorage, Namespace};
+use crate::db::{self, ModelDb, ModelError, ModelStorage, Namespace};
 use crate::overlay::Layer;
 use crate::rows::Locations;
 use crate::slot::{self, Decoded, Progress, ProjectionInfo};
@@ -802,11 +802,7 @@ async fn resume_or_start(
         match usable {
             Some(checkpoint) if checkpoint.next_position > 0 => {
                 resumed.push((info.name, checkpoint.next_position));
-                let checkpoint = Checkpoint {
-                    version: info.version,
-                    ..checkpoint
-                };
-                building.push((info, checkpoint));
+                building.push((info, info.continued(checkpoint)));
             }
             _ => fresh.push(info),
         }

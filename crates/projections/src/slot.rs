@@ -106,6 +106,16 @@ impl ProjectionInfo {
         version == self.version || Some(version) == self.continues
     }
 
+    /// `checkpoint`, of this version or the earlier one it continues, as
+    /// this version's: the rows go on as they are.
+    pub(crate) fn continued(&self, checkpoint: Checkpoint) -> Checkpoint {
+        debug_assert!(self.continues_from(checkpoint.version));
+        Checkpoint {
+            version: self.version,
+            ..checkpoint
+        }
+    }
+
     /// Where a projection of this version starts: nothing applied.
     pub(crate) fn empty(&self) -> Checkpoint {
         Checkpoint {
